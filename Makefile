@@ -1,0 +1,31 @@
+# Thin wrapper around CMake. `make run` and `make test` install what is missing first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+LISTEN ?= 127.0.0.1:8080
+CMAKE_FLAGS ?=
+
+.PHONY: all deps test-deps build run test test-fast test-asan clean cluster bench
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Starts the service with the embedded store and a demo sale, serving the buyer's page.
+run: build
+	$(BUILD)/seckill serve --listen $(LISTEN) --demo
+
+# Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
+# parser fuzzers (clang).
+test: test-deps
+	@scripts/test.sh
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    fputs("seckill-bench: not built yet\n", stderr);
+    return 2;
+}

@@ -1,0 +1,126 @@
+#include "util/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+sk_log_level_t sk_log_level = SK_LOG_INFO;
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "seckill: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *sk_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+void *sk_xcalloc(size_t count, size_t n)
+{
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    if (!p)
+        oom(count * n);
+    return p;
+}
+
+void *sk_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        oom(n);
+    return q;
+}
+
+char *sk_xstrndup(const char *s, size_t n)
+{
+    char *p = sk_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+int64_t sk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t sk_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int sk_log_level_parse(const char *s)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < SK_ARRAY_LEN(names); i++)
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+void sk_log(sk_log_level_t level, const char *fmt, ...)
+{
+    static const char *const tags[] = {"debug", "info", "warn", "error"};
+    if (level < sk_log_level)
+        return;
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                     tags[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : SK_MIN((size_t)m, sizeof(line) - (size_t)n - 2));
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+int sk_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (len == 0)
+        return -EINVAL;
+    if (s[0] == '-') {
+        neg = 1;
+        i = 1;
+        if (len == 1)
+            return -EINVAL;
+    }
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            return -EINVAL;
+        if (v > (UINT64_MAX - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    if (!neg && v > (uint64_t)INT64_MAX)
+        return -ERANGE;
+    if (neg && v > (uint64_t)INT64_MAX + 1)
+        return -ERANGE;
+    int64_t r = neg ? (int64_t)(0 - v) : (int64_t)v;
+    if (r < min || r > max)
+        return -ERANGE;
+    *out = r;
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* Small helpers every module uses: allocation that aborts on exhaustion, clocks,
+ * logging, and relaxed per-thread statistics counters. */
+#ifndef SK_UTIL_COMMON_H
+#define SK_UTIL_COMMON_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SK_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SK_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/** malloc/calloc/realloc/strdup that abort the process when memory is exhausted. */
+void *sk_xmalloc(size_t n);
+void *sk_xcalloc(size_t count, size_t n);
+void *sk_xrealloc(void *p, size_t n);
+char *sk_xstrndup(const char *s, size_t n);
+
+/** Wall clock in milliseconds since the Unix epoch. */
+int64_t sk_now_ms(void);
+/** Monotonic clock in nanoseconds (arbitrary origin). */
+uint64_t sk_mono_ns(void);
+
+typedef enum { SK_LOG_DEBUG = 0, SK_LOG_INFO, SK_LOG_WARN, SK_LOG_ERROR } sk_log_level_t;
+/** Global log threshold; messages below it are dropped. Set once at start-up. */
+extern sk_log_level_t sk_log_level;
+/** Writes one line "<time> <level> <message>" to stderr (one write call, so lines do not tear). */
+void sk_log(sk_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define sk_debug(...) do { if (sk_log_level <= SK_LOG_DEBUG) sk_log(SK_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define sk_info(...) sk_log(SK_LOG_INFO, __VA_ARGS__)
+#define sk_warn(...) sk_log(SK_LOG_WARN, __VA_ARGS__)
+#define sk_error(...) sk_log(SK_LOG_ERROR, __VA_ARGS__)
+/** Parses "debug", "info", "warn", "error"; returns -1 for anything else. */
+int sk_log_level_parse(const char *s);
+
+/* A statistics counter with one writer thread and any number of readers (metrics).
+ * The writer does a relaxed load and store, which compiles to plain moves: no locked
+ * instruction on the hot path, yet readers never see a torn value. */
+typedef _Atomic uint64_t sk_counter_t;
+static inline void sk_counter_add(sk_counter_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+static inline uint64_t sk_counter_get(const sk_counter_t *c)
+{
+    return atomic_load_explicit((sk_counter_t *)c, memory_order_relaxed);
+}
+
+/** Parses a decimal integer in [min, max]; the whole string must be digits (optional '-').
+ *  Returns 0 or -EINVAL / -ERANGE. */
+int sk_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
+
+#endif
