@@ -515,7 +515,7 @@ static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                       : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    if (sk_sale_is_sold_out(s)) {
+    if (sk_sale_final(s)) {
         sk_order_t order;
         sk_buy_result_t r = sk_engine_sold_out_answer(s, user, ul, req, rl, &order);
         count(w, s, r);
@@ -742,7 +742,7 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
         bad_field(x, "user_id", "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    if (sk_sale_is_sold_out(s)) {
+    if (sk_sale_final(s)) {
         sk_order_t *o;
         size_t n = sk_engine_sold_out_orders(s, user, (size_t)ul, &o);
         sk_buf_t b = {0};
