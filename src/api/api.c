@@ -721,8 +721,23 @@ static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size
     sk_buf_puts(b, "]}\n");
 }
 
+/* A backend that reads orders from elsewhere (Redis) may fail to: say so, never answer
+ * an empty list that could be taken for "you hold nothing". */
+static bool orders_unavailable(sk_op_t *op)
+{
+    if (op->status >= 0)
+        return false;
+    static const char body[] = "{\"error\":\"unavailable\",\"message\":\"the order store is unavailable; "
+                               "retry later\"}\n";
+    sk_http_deferred_respond(op->ctx, 503, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    sk_op_free(op);
+    return true;
+}
+
 static void user_orders_done(sk_op_t *op)
 {
+    if (orders_unavailable(op))
+        return;
     sk_buf_t b = {0};
     orders_reply(&b, op->sale, op->user_id, op->user_len, op->orders, op->n_orders);
     sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
@@ -763,6 +778,8 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
 
 static void list_done(sk_op_t *op)
 {
+    if (orders_unavailable(op))
+        return;
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sale_id\":");
     sk_buf_put_json_str(&b, op->sale->id, op->sale->id_len);
