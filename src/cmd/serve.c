@@ -19,6 +19,7 @@
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
+#include "store/redis.h"
 #include "util/common.h"
 
 typedef struct serve serve_t;
@@ -56,7 +57,8 @@ static void usage(FILE *f)
           "  --listen HOST:PORT      address to listen on [SECKILL_LISTEN] (127.0.0.1:8080)\n"
           "  --threads N             worker threads [SECKILL_THREADS] (number of cores)\n"
           "  --data DIR              data directory of the embedded store [SECKILL_DATA] (./data)\n"
-          "  --store URL             order store: 'embedded' (SQLite in --data) [SECKILL_STORE]\n"
+          "  --store URL             order store: 'embedded' (SQLite in --data) or\n"
+          "                          redis://HOST[:PORT][/DB] (a cluster node) [SECKILL_STORE]\n"
           "  --admin-token TOKEN     require 'Authorization: Bearer TOKEN' to create sales and\n"
           "                          list all orders [SECKILL_ADMIN_TOKEN] (none)\n"
           "  --access-log FILE       write an access log (buffered) [SECKILL_ACCESS_LOG] (off)\n"
@@ -251,8 +253,15 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: --listen must be HOST:PORT with a port from 1 to 65535 (got '%s')\n", listen);
         return 2;
     }
-    if (strcmp(store, "embedded") != 0 && strcmp(store, "sqlite") != 0) {
-        fprintf(stderr, "seckill serve: unsupported --store '%s' (use 'embedded')\n", store);
+    char err[512] = "";
+    bool redis = strncmp(store, "redis://", 8) == 0;
+    sk_redis_addr_t redis_addr;
+    if (redis && sk_redis_parse_url(store, &redis_addr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "seckill serve: %s\n", err);
+        return 2;
+    }
+    if (!redis && strcmp(store, "embedded") != 0 && strcmp(store, "sqlite") != 0) {
+        fprintf(stderr, "seckill serve: unsupported --store '%s' (use 'embedded' or redis://HOST:PORT)\n", store);
         return 2;
     }
 
@@ -285,15 +294,17 @@ int sk_cmd_serve(int argc, char **argv)
         }
     }
 
-    char err[512] = "";
     sk_engine_config_t ecfg = {0};
-    sv.engine = sk_engine_open(&ecfg, sk_ledger_embedded_new(data, (size_t)max_batch), err, sizeof(err));
+    sv.engine = sk_engine_open(&ecfg,
+                               redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
+                                     : sk_ledger_embedded_new(data, (size_t)max_batch),
+                               err, sizeof(err));
     if (!sv.engine) {
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;
     }
     if (demo && create_demo(sv.engine) < 0) {
-        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", data);
+        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store : data);
         goto out;
     }
     sk_api_config_t acfg = {.admin_token = token, .engine = sv.engine};
@@ -335,7 +346,8 @@ int sk_cmd_serve(int argc, char **argv)
     fprintf(stdout, "listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", port);
     fflush(stdout);
-    sk_info("seckill serving on %s with %d worker threads, store: embedded (%s)", listen, sv.n_workers, data);
+    sk_info("seckill serving on %s with %d worker threads, store: %s", listen, sv.n_workers,
+            redis ? store : data);
 
     int sig = 0;
     sigwait(&sigs, &sig);

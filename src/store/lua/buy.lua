@@ -1,0 +1,81 @@
+#!lua
+--[[ seckill: decide a batch of purchases of one sale in one atomic step.
+
+KEYS[1]  sk:{<sale>}:sale     hash: id, name, stock, starts_at, ends_at, per_user_limit,
+                              created_at, sold
+KEYS[2]  sk:{<sale>}:holders  hash: user -> that user's orders, each "seq\treq\tat\n"
+KEYS[3]  sk:{<sale>}:orders   stream: one entry per order, id "<seq>-0", fields u r t
+ARGV     user_1, request_1, user_2, request_2, ...   (in arrival order)
+
+For each purchase, in order: the sale window (against Redis's clock, one reading for the
+whole batch), a repeated request id (duplicate: the first answer again), the per-user
+limit (limit_reached with the user's first order), the stock (sold_out), and only then
+the decrement, the holder record and the XADD of the order to the sale's stream. The
+script is one atomic step; with AOF "appendfsync always" Redis writes it to disk before
+the reply leaves, so a reply means every confirmed order of the batch is durable.
+
+The "#!lua" line makes Redis refuse the whole script up front when it is out of memory,
+instead of failing half-way; nothing below raises an error after the first write.
+
+Reply: { sold, now_ms, then per purchase: code, seq, created_at, remaining }
+codes: 0 confirmed, 1 duplicate, 2 sold_out, 3 limit_reached, 4 not_started, 5 ended ]]
+
+local meta = redis.call('HMGET', KEYS[1], 'stock', 'sold', 'starts_at', 'ends_at', 'per_user_limit')
+if not meta[1] then
+    return redis.error_reply('NOSALE no such sale in this store')
+end
+local stock = tonumber(meta[1])
+local sold = tonumber(meta[2]) or 0
+local starts, ends, limit = tonumber(meta[3]), tonumber(meta[4]), tonumber(meta[5])
+if not (stock and starts and ends and limit) then
+    return redis.error_reply('BADSALE the sale record is incomplete')
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sold_before = sold
+
+local out = {0, now}
+local k = 3
+for i = 1, #ARGV - 1, 2 do
+    local user, req = ARGV[i], ARGV[i + 1]
+    local code, seq, at = 0, 0, 0
+    if now < starts then
+        code = 4
+    elseif now >= ends then
+        code = 5
+    else
+        local held = redis.call('HGET', KEYS[2], user)
+        local count, dup = 0, false
+        if held then
+            for s, r, a in string.gmatch(held, '(%d+)\t([^\t]*)\t(%d+)\n') do
+                count = count + 1
+                if count == 1 then
+                    seq, at = tonumber(s), tonumber(a)
+                end
+                if req ~= '' and r == req then
+                    seq, at, dup = tonumber(s), tonumber(a), true
+                    break
+                end
+            end
+        end
+        if dup then
+            code = 1
+        elseif count >= limit then
+            code = 3
+        elseif sold >= stock then
+            code, seq, at = 2, 0, 0
+        else
+            sold = sold + 1
+            seq, at = sold, now
+            redis.call('HSET', KEYS[2], user, (held or '') .. sold .. '\t' .. req .. '\t' .. now .. '\n')
+            redis.call('XADD', KEYS[3], sold .. '-0', 'u', user, 'r', req, 't', now)
+        end
+    end
+    out[k], out[k + 1], out[k + 2], out[k + 3] = code, seq, at, stock - sold
+    k = k + 4
+end
+if sold ~= sold_before then
+    redis.call('HSET', KEYS[1], 'sold', sold)
+end
+out[1] = sold
+return out

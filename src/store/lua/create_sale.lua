@@ -1,0 +1,16 @@
+#!lua
+--[[ seckill: create a sale unless one with this id exists.
+
+KEYS[1]  sk:{<sale>}:sale  (hash, see buy.lua)
+ARGV     id, name, stock, starts_at, ends_at, per_user_limit, created_at
+
+Reply: 1 created, 0 a sale with this id exists (nothing changed). The caller adds the
+id to the sales index (sk:sales) separately, so that this script touches one hash slot
+only and stays usable on Redis Cluster. ]]
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'stock', ARGV[3], 'starts_at', ARGV[4],
+           'ends_at', ARGV[5], 'per_user_limit', ARGV[6], 'created_at', ARGV[7], 'sold', 0)
+return 1

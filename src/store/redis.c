@@ -1,0 +1,1303 @@
+/* The Redis backend: the ledger thread of a cluster node.
+ *
+ * The thread runs its own event loop with one asynchronous hiredis connection. Each
+ * loop turn ends in the before-sleep hook, which takes what the workers queued, groups
+ * the purchases by sale (a script may touch one sale's keys only, one hash slot) and
+ * sends one EVALSHA of buy.lua per sale. Up to INFLIGHT_MAX such batches are on the
+ * connection at once; Redis runs them in the order sent, so arrival order holds, and
+ * while one commits the next forms. Beyond the window, purchases wait in the engine's
+ * queue, which answers 429 past its own bound: nothing here grows without limit.
+ *
+ * A reply is the durable decision (AOF appendfsync always: Redis fsyncs before it
+ * answers). Only then are the answers posted to the workers. When Redis is down, slow
+ * (no reply within TIMEOUT_MS) or answers an error, every purchase whose fate is not
+ * known is answered 503 with nothing confirmed here; if Redis did commit it, the buyer
+ * finds the order with GET .../orders/{user}, which this backend answers from Redis.
+ * After a failure the connection is dropped and re-made with a growing back-off.
+ *
+ * Besides purchases the thread keeps the node's sale cache current: it polls the sales
+ * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
+ * sold count of live sales, and once a sale is sold out it loads the sale's holders
+ * from its order stream and publishes them, after which the node's workers answer
+ * every purchase of that sale themselves. */
+#include "store/redis.h"
+
+#include <errno.h>
+#include <hiredis/async.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/holders.h"
+#include "store/redis_loop.h"
+#include "store/texts.h"
+
+#define INFLIGHT_MAX 4 /* batches on the connection at once */
+#define TIMEOUT_MS 3000 /* a connect or batch without an answer this long: 503 and reconnect */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define TICK_MS 100 /* deadlines are checked this often */
+#define SYNC_TICKS 2 /* the sales index and sold counts are polled every 2 ticks */
+#define HOLDERS_CHUNK 10000 /* stream entries per XRANGE when loading holders */
+#define REFRESH_MARGIN_MS 5000 /* sold counts are refreshed this long around the window */
+
+_Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 &&
+                   SK_BUY_LIMIT_REACHED == 3 && SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
+               "buy.lua's result codes are sk_buy_result_t's");
+
+typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY } conn_state_t;
+
+typedef struct rbackend rbackend_t;
+typedef struct batch batch_t;
+
+/* The purchases of one sale within a batch: one script call. */
+typedef struct {
+    batch_t *batch;
+    sk_sale_t *sale;
+    sk_op_t **ops;
+    size_t n;
+} group_t;
+
+struct batch {
+    batch_t *next; /* the in-flight FIFO */
+    rbackend_t *r;
+    sk_op_t **ops; /* grouped by sale, arrival order within a sale */
+    size_t n;
+    group_t *groups;
+    size_t n_groups, waiting;
+    bool failed;
+    uint64_t t0_ns;
+};
+
+/* Per sale, the backend's own state (indexed by sale->index). */
+typedef struct {
+    sk_holders_t *loading; /* holders being read from the stream */
+    bool load_busy; /* an XRANGE is out */
+    bool refresh_busy; /* an HGET sold is out */
+    uint64_t load_retry_ms; /* do not retry a failed load before this */
+} rsale_t;
+
+/* A single non-purchase op (orders of a user, list, create). */
+typedef struct {
+    rbackend_t *r;
+    sk_op_t *op;
+    bool eval_retry;
+} single_t;
+
+struct rbackend {
+    sk_backend_t base;
+    sk_engine_t *e;
+    sk_redis_addr_t addr;
+    char url[512];
+    size_t max_batch;
+    char buy_sha[41], create_sha[41];
+    const sk_text_t *buy_lua, *create_lua;
+    redisContext *sync; /* start-up only (load, add_sale) */
+
+    sk_loop_t *loop;
+    sk_async_t wake;
+    pthread_t thread;
+    bool started;
+
+    sk_redis_ev_t ev;
+    conn_state_t state;
+    int setup_waiting; /* setup replies still expected on a new connection */
+    uint64_t connect_deadline_ms;
+    uint64_t quiet_ms; /* last tick that saw no command waiting for its reply */
+    uint64_t backoff_ms;
+    sk_timer_t tick, reconnect, drop;
+    unsigned ticks;
+    uint64_t last_fail_log_ms;
+    bool fail_logged;
+
+    batch_t *head, *tail; /* in flight, oldest first */
+    size_t n_inflight;
+    size_t n_singles; /* single ops out */
+    bool sync_busy;
+
+    sk_op_t **take;
+    int32_t *group_of; /* [sale index] -> group in the batch being formed, -1 */
+    rsale_t *sales; /* [SK_MAX_SALES] */
+    bool done;
+};
+
+/* ---- helpers shared with the drain -------------------------------------------------------- */
+
+int sk_redis_parse_url(const char *url, sk_redis_addr_t *a, char *err, size_t err_size)
+{
+    static const char scheme[] = "redis://";
+    memset(a, 0, sizeof(*a));
+    a->port = 6379;
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        goto bad;
+    const char *p = url + sizeof(scheme) - 1;
+    const char *host_end;
+    if (*p == '[') {
+        host_end = strchr(p, ']');
+        if (!host_end)
+            goto bad;
+        p++;
+    } else {
+        host_end = p + strcspn(p, ":/");
+    }
+    size_t hl = (size_t)(host_end - p);
+    if (hl == 0 || hl >= sizeof(a->host))
+        goto bad;
+    memcpy(a->host, p, hl);
+    a->host[hl] = '\0';
+    p = host_end + (*host_end == ']');
+    if (*p == ':') {
+        const char *q = p + 1;
+        size_t n = strcspn(q, "/");
+        int64_t v;
+        if (sk_parse_i64(q, n, 1, 65535, &v) < 0)
+            goto bad;
+        a->port = (int)v;
+        p = q + n;
+    }
+    if (*p == '/' && p[1] != '\0') {
+        int64_t v;
+        if (sk_parse_i64(p + 1, strlen(p + 1), 0, 1000000, &v) < 0)
+            goto bad;
+        a->db = (int)v;
+    } else if (*p == '/' && p[1] == '\0') {
+        /* "redis://host:port/" is the default database */
+    } else if (*p != '\0') {
+        goto bad;
+    }
+    return 0;
+bad:
+    snprintf(err, err_size, "the store URL must look like redis://HOST[:PORT][/DB] (got '%s')", url);
+    return -EINVAL;
+}
+
+size_t sk_redis_key(char *dst, const char *sale, size_t sale_len, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    memcpy(dst, "sk:{", 4);
+    memcpy(dst + 4, sale, sale_len);
+    dst[4 + sale_len] = '}';
+    dst[5 + sale_len] = ':';
+    memcpy(dst + 6 + sale_len, suffix, sl + 1);
+    return 6 + sale_len + sl;
+}
+
+redisContext *sk_redis_connect(const sk_redis_addr_t *a, int timeout_ms, char *err, size_t err_size)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(a->host, a->port, tv);
+    if (!c || c->err) {
+        snprintf(err, err_size, "cannot connect to redis at %s:%d: %s", a->host, a->port,
+                 c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (a->db) {
+        redisReply *r = redisCommand(c, "SELECT %d", a->db);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!ok) {
+            snprintf(err, err_size, "redis at %s:%d: SELECT %d failed: %s", a->host, a->port, a->db,
+                     r ? r->str : c->errstr);
+            freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+static bool reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < min || r->integer > max)
+            return false;
+        *out = r->integer;
+        return true;
+    }
+    if (r->type != REDIS_REPLY_STRING)
+        return false;
+    return sk_parse_i64(r->str, r->len, min, max, out) == 0;
+}
+
+int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        return -EINVAL;
+    if (r->elements == 0)
+        return -ENOENT;
+    unsigned seen = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return -EINVAL;
+        const char *key = k->str;
+        bool ok = true;
+        if (strcmp(key, "id") == 0) {
+            s->id = v->str;
+            s->id_len = v->len;
+            seen |= 1;
+        } else if (strcmp(key, "name") == 0) {
+            s->name = v->str;
+            s->name_len = v->len;
+            seen |= 2;
+        } else if (strcmp(key, "stock") == 0) {
+            ok = reply_i64(v, 1, SK_STOCK_MAX, &s->stock);
+            seen |= 4;
+        } else if (strcmp(key, "starts_at") == 0) {
+            ok = reply_i64(v, 0, 253402300799999LL, &s->starts_at);
+            seen |= 8;
+        } else if (strcmp(key, "ends_at") == 0) {
+            ok = reply_i64(v, 0, 253402300799999LL, &s->ends_at);
+            seen |= 16;
+        } else if (strcmp(key, "per_user_limit") == 0) {
+            ok = reply_i64(v, 1, SK_LIMIT_MAX, &s->per_user_limit);
+            seen |= 32;
+        } else if (strcmp(key, "created_at") == 0) {
+            ok = reply_i64(v, 0, INT64_MAX, &s->created_at);
+            seen |= 64;
+        } else if (strcmp(key, "sold") == 0) {
+            ok = reply_i64(v, 0, SK_STOCK_MAX, &s->sold);
+            seen |= 128;
+        }
+        if (!ok)
+            return -EINVAL;
+    }
+    if (seen != 255 || !sk_valid_sale_id(s->id, s->id_len) || s->name_len == 0 || s->name_len > SK_NAME_MAX ||
+        s->ends_at <= s->starts_at || s->sold > s->stock)
+        return -EINVAL;
+    return 0;
+}
+
+int sk_redis_order_parse(const redisReply *entry, sk_redis_order_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+        return -EINVAL;
+    const redisReply *id = entry->element[0], *f = entry->element[1];
+    if (id->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_ARRAY || f->elements % 2)
+        return -EINVAL;
+    /* The id is "<seq>-0". */
+    const char *dash = memchr(id->str, '-', id->len);
+    int64_t seq;
+    if (!dash || sk_parse_i64(id->str, (size_t)(dash - id->str), 1, SK_STOCK_MAX, &seq) < 0)
+        return -EINVAL;
+    o->seq = (uint64_t)seq;
+    unsigned seen = 0;
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const redisReply *k = f->element[i], *v = f->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
+            return -EINVAL;
+        switch (k->str[0]) {
+        case 'u':
+            o->user = v->str;
+            o->user_len = v->len;
+            seen |= 1;
+            break;
+        case 'r':
+            o->request = v->str;
+            o->request_len = v->len;
+            seen |= 2;
+            break;
+        case 't':
+            if (!reply_i64(v, 0, INT64_MAX, &o->created_at))
+                return -EINVAL;
+            seen |= 4;
+            break;
+        default:
+            break;
+        }
+    }
+    if (seen != 7 || !sk_valid_user_id(o->user, o->user_len) || !sk_valid_request_id(o->request, o->request_len))
+        return -EINVAL;
+    return 0;
+}
+
+/* ---- the sale cache -------------------------------------------------------------------- */
+
+static sk_sale_t *sale_from_redis(const sk_redis_sale_t *rs)
+{
+    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
+    memcpy(s->id, rs->id, rs->id_len);
+    s->id[rs->id_len] = '\0';
+    s->id_len = rs->id_len;
+    s->name = sk_xstrndup(rs->name, rs->name_len);
+    s->stock = rs->stock;
+    s->starts_at = rs->starts_at;
+    s->ends_at = rs->ends_at;
+    s->per_user_limit = (int32_t)rs->per_user_limit;
+    s->created_at = rs->created_at;
+    return s;
+}
+
+/* Registers a sale read from Redis unless it is known already (ledger thread or load). */
+static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
+{
+    sk_redis_sale_t rs;
+    int rc = sk_redis_sale_parse(reply, &rs);
+    if (rc == -ENOENT)
+        return NULL;
+    if (rc < 0) {
+        sk_warn("redis: a sale record in %s is malformed; it is ignored", r->url);
+        return NULL;
+    }
+    sk_sale_t *s = sk_engine_find_sale(r->e, rs.id, rs.id_len);
+    if (!s) {
+        if (sk_engine_sale_count(r->e) >= SK_MAX_SALES) {
+            sk_warn("redis: more than %d sales; sale '%.*s' is not served by this node", SK_MAX_SALES,
+                    (int)rs.id_len, rs.id);
+            return NULL;
+        }
+        s = sale_from_redis(&rs);
+        sk_engine_register_sale(r->e, s);
+    }
+    if (rs.sold > sk_sale_sold(s))
+        sk_engine_publish_sold(s, rs.sold);
+    return s;
+}
+
+/* ---- start-up (main thread, synchronous connection) --------------------------------------- */
+
+static int load_script(rbackend_t *r, const sk_text_t *t, char *sha, char *err, size_t err_size)
+{
+    redisReply *rep = redisCommand(r->sync, "SCRIPT LOAD %b", t->text, t->len);
+    if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
+        snprintf(err, err_size, "redis at %s: SCRIPT LOAD %s failed: %s", r->url, t->name,
+                 rep ? (rep->str ? rep->str : "unexpected reply") : r->sync->errstr);
+        freeReplyObject(rep);
+        return -EIO;
+    }
+    memcpy(sha, rep->str, 40);
+    sha[40] = '\0';
+    freeReplyObject(rep);
+    return 0;
+}
+
+static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    r->e = e;
+    r->sync = sk_redis_connect(&r->addr, TIMEOUT_MS, err, err_size);
+    if (!r->sync)
+        return -EIO;
+    if (load_script(r, r->buy_lua, r->buy_sha, err, err_size) < 0 ||
+        load_script(r, r->create_lua, r->create_sha, err, err_size) < 0)
+        return -EIO;
+    redisReply *rep = redisCommand(r->sync, "CONFIG GET appendfsync");
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[1]->str, "always") != 0)
+        sk_warn("redis at %s runs with appendfsync %s: a confirmed order may be lost if Redis crashes "
+                "(see deploy/redis.conf)",
+                r->url, rep->element[1]->str);
+    freeReplyObject(rep);
+
+    rep = redisCommand(r->sync, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, err_size, "redis at %s: cannot read the sales index: %s", r->url,
+                 rep && rep->str ? rep->str : r->sync->errstr);
+        freeReplyObject(rep);
+        return -EIO;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *id = rep->element[i];
+        char key[SK_REDIS_KEY_MAX + 1];
+        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
+            continue;
+        sk_redis_key(key, id->str, id->len, "sale");
+        redisAppendCommand(r->sync, "HGETALL %s", key);
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *id = rep->element[i];
+        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
+            continue;
+        redisReply *h = NULL;
+        if (redisGetReply(r->sync, (void **)&h) != REDIS_OK) {
+            snprintf(err, err_size, "redis at %s: cannot read the sales: %s", r->url, r->sync->errstr);
+            freeReplyObject(rep);
+            return -EIO;
+        }
+        register_from_reply(r, h);
+        freeReplyObject(h);
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    (void)e;
+    if (!r->sync)
+        return -EIO;
+    if (sk_engine_find_sale(r->e, s->id, s->id_len))
+        return -EEXIST;
+    if (sk_engine_sale_count(r->e) >= SK_MAX_SALES)
+        return -ENOSPC;
+    char key[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(key, s->id, s->id_len, "sale");
+    redisReply *z = redisCommand(r->sync, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id,
+                                 s->id_len);
+    freeReplyObject(z);
+    redisReply *rep = redisCommand(r->sync, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
+                                   s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
+                                   (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+    int rc = -EIO;
+    if (rep && rep->type == REDIS_REPLY_INTEGER)
+        rc = rep->integer == 1 ? 0 : -EEXIST;
+    freeReplyObject(rep);
+    if (rc == 0)
+        sk_engine_register_sale(r->e, s);
+    return rc;
+}
+
+/* ---- connection ------------------------------------------------------------------------- */
+
+static void pump(rbackend_t *r);
+static void connect_now(rbackend_t *r);
+static void maybe_load_holders(rbackend_t *r, sk_sale_t *s);
+
+static void log_failure(rbackend_t *r, const char *what, const char *detail)
+{
+    /* One line per outage, then one every 10 s while it lasts. */
+    uint64_t now = sk_loop_now(r->loop);
+    if (!r->fail_logged || now - r->last_fail_log_ms >= 10000) {
+        sk_warn("redis at %s: %s%s%s; purchases are answered 503 until it is back", r->url, what,
+                detail ? ": " : "", detail ? detail : "");
+        r->last_fail_log_ms = now;
+        r->fail_logged = true;
+    }
+}
+
+static void on_reconnect(sk_loop_t *loop, sk_timer_t *t)
+{
+    (void)loop;
+    connect_now(SK_CONTAINER_OF(t, rbackend_t, reconnect));
+}
+
+static void schedule_reconnect(rbackend_t *r)
+{
+    if (r->done || sk_timer_armed(&r->reconnect))
+        return;
+    r->backoff_ms = r->backoff_ms ? SK_MIN(r->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+    sk_timer_start(r->loop, &r->reconnect, r->backoff_ms, on_reconnect);
+}
+
+static void on_drop(sk_loop_t *loop, sk_timer_t *t)
+{
+    (void)loop;
+    rbackend_t *r = SK_CONTAINER_OF(t, rbackend_t, drop);
+    /* Outside any hiredis callback: the free is immediate and runs every pending
+     * callback with a NULL reply, which answers what was in flight 503. */
+    if (r->ev.ac)
+        redisAsyncFree(r->ev.ac);
+    schedule_reconnect(r);
+}
+
+/* Gives up the connection: purchases already sent get 503 (their callbacks see NULL),
+ * new ones too until a new connection is ready. Safe inside hiredis callbacks. */
+static void fail_connection(rbackend_t *r, const char *what, const char *detail)
+{
+    if (r->state != CONN_DOWN)
+        log_failure(r, what, detail);
+    r->state = CONN_DOWN;
+    if (r->ev.ac)
+        sk_timer_start(r->loop, &r->drop, 0, on_drop);
+    else
+        schedule_reconnect(r);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    rbackend_t *r = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this returns. */
+        log_failure(r, "cannot connect", ac->errstr);
+        r->state = CONN_DOWN;
+        schedule_reconnect(r);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    rbackend_t *r = ac->data;
+    if (r->state != CONN_DOWN)
+        log_failure(r, "connection lost", status == REDIS_OK ? NULL : ac->errstr);
+    r->state = CONN_DOWN;
+    schedule_reconnect(r);
+}
+
+static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    rbackend_t *r = priv;
+    redisReply *rep = reply;
+    if (!rep || r->state != CONN_CONNECTING)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        fail_connection(r, "set-up failed", rep->str);
+        return;
+    }
+    if (--r->setup_waiting == 0) {
+        r->state = CONN_READY;
+        r->backoff_ms = 0;
+        if (r->fail_logged)
+            sk_info("redis at %s: connected again", r->url);
+        r->fail_logged = false;
+    }
+}
+
+static void connect_now(rbackend_t *r)
+{
+    if (r->done || r->ev.ac)
+        return;
+    redisAsyncContext *ac = redisAsyncConnect(r->addr.host, r->addr.port);
+    if (!ac || ac->err) {
+        log_failure(r, "cannot connect", ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        r->state = CONN_DOWN;
+        schedule_reconnect(r);
+        return;
+    }
+    ac->data = r;
+    sk_redis_attach(&r->ev, r->loop, ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->state = CONN_CONNECTING;
+    r->connect_deadline_ms = sk_loop_now(r->loop) + TIMEOUT_MS;
+    /* The scripts are loaded on every new connection, before any EVALSHA: a restarted
+     * Redis has an empty script cache. Commands on one connection run in order, so the
+     * first batch cannot overtake them. */
+    r->setup_waiting = 2;
+    if (r->addr.db) {
+        r->setup_waiting++;
+        redisAsyncCommand(ac, on_setup, r, "SELECT %d", r->addr.db);
+    }
+    redisAsyncCommand(ac, on_setup, r, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+    redisAsyncCommand(ac, on_setup, r, "SCRIPT LOAD %b", r->create_lua->text, r->create_lua->len);
+}
+
+/* ---- purchases -------------------------------------------------------------------------- */
+
+static void on_group(redisAsyncContext *ac, void *reply, void *priv);
+
+static void send_group(rbackend_t *r, group_t *g, bool eval)
+{
+    size_t argc = 6 + 2 * g->n;
+    const char **argv = sk_xmalloc(argc * sizeof(*argv));
+    size_t *lens = sk_xmalloc(argc * sizeof(*lens));
+    char keys[3][SK_REDIS_KEY_MAX + 1];
+    sk_sale_t *s = g->sale;
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    argv[1] = eval ? r->buy_lua->text : r->buy_sha;
+    argv[2] = "3";
+    lens[0] = strlen(argv[0]);
+    lens[1] = eval ? r->buy_lua->len : 40;
+    lens[2] = 1;
+    static const char *const suffix[3] = {"sale", "holders", "orders"};
+    for (int k = 0; k < 3; k++) {
+        lens[3 + k] = sk_redis_key(keys[k], s->id, s->id_len, suffix[k]);
+        argv[3 + k] = keys[k];
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        argv[6 + 2 * i] = g->ops[i]->user_id;
+        lens[6 + 2 * i] = g->ops[i]->user_len;
+        argv[7 + 2 * i] = g->ops[i]->request_id;
+        lens[7 + 2 * i] = g->ops[i]->request_len;
+    }
+    /* hiredis copies the arguments into its output buffer before this returns. */
+    int rc = redisAsyncCommandArgv(r->ev.ac, on_group, g, (int)argc, argv, lens);
+    free(argv);
+    free(lens);
+    if (rc != REDIS_OK) {
+        /* The context is disconnecting: answer this group now. */
+        on_group(NULL, NULL, g);
+    }
+}
+
+static void answer_unavailable(sk_op_t *op)
+{
+    op->result = SK_BUY_UNAVAILABLE;
+    op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+}
+
+static void batch_finish(rbackend_t *r, batch_t *b)
+{
+    /* Batches finish in the order they were sent (one connection, replies in order). */
+    size_t n_buys = b->n;
+    sk_engine_record_batch(r->e, n_buys, sk_mono_ns() - b->t0_ns, !b->failed);
+    for (size_t i = 0; i < b->n; i++)
+        sk_engine_complete(r->e, b->ops[i]);
+    if (r->head == b) {
+        r->head = b->next;
+        if (!r->head)
+            r->tail = NULL;
+    } else {
+        batch_t *p = r->head;
+        while (p && p->next != b)
+            p = p->next;
+        if (p) {
+            p->next = b->next;
+            if (r->tail == b)
+                r->tail = p;
+        }
+    }
+    r->n_inflight--;
+    free(b->ops);
+    free(b->groups);
+    free(b);
+}
+
+static bool group_apply(group_t *g, const redisReply *rep)
+{
+    sk_sale_t *s = g->sale;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 + 4 * g->n)
+        return false;
+    for (size_t i = 0; i < rep->elements; i++)
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    int64_t sold = rep->element[0]->integer;
+    for (size_t i = 0; i < g->n; i++) {
+        sk_op_t *op = g->ops[i];
+        redisReply **v = &rep->element[2 + 4 * i];
+        long long code = v[0]->integer;
+        if (code < 0 || code > SK_BUY_ENDED)
+            return false;
+        op->result = (sk_buy_result_t)code;
+        op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
+        op->order.created_at = v[2]->integer;
+        op->remaining = v[3]->integer;
+        memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
+        if (code == SK_BUY_LIMIT_REACHED)
+            op->order.request_id[0] = '\0'; /* the first order's: not in the reply */
+        else
+            memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
+    }
+    /* Durable now: publish the cluster-wide count Redis had after this script. */
+    if (sold > sk_sale_sold(s))
+        sk_engine_publish_sold(s, sold);
+    return true;
+}
+
+static void on_group(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    group_t *g = priv;
+    batch_t *b = g->batch;
+    rbackend_t *r = b->r;
+    redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && r->ev.ac &&
+        r->state == CONN_READY) {
+        /* Someone flushed the script cache: send the script itself this once, and load
+         * it again for the batches that follow. */
+        send_group(r, g, true);
+        redisAsyncCommand(r->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+        return;
+    }
+    bool ok = rep && group_apply(g, rep);
+    if (!ok) {
+        if (rep) {
+            sk_warn("redis: purchase script for sale '%s' failed: %s", g->sale->id,
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        }
+        for (size_t i = 0; i < g->n; i++)
+            answer_unavailable(g->ops[i]);
+        b->failed = true;
+    }
+    if (--b->waiting == 0)
+        batch_finish(r, b);
+    if (ok)
+        maybe_load_holders(r, g->sale);
+}
+
+/* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
+static void single_send(rbackend_t *r, sk_op_t *op);
+
+static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
+{
+    size_t n_buys = 0, n_groups = 0;
+    size_t *count = NULL;
+    sk_sale_t **gsale = NULL;
+    for (size_t i = 0; i < n; i++) {
+        sk_op_t *op = ops[i];
+        if (op->kind != SK_OP_BUY) {
+            single_send(r, op);
+            continue;
+        }
+        if (sk_sale_final(op->sale)) {
+            /* The holders arrived while this purchase was queued: answer it here. */
+            op->result = sk_engine_sold_out_answer(op->sale, op->user_id, op->user_len, op->request_id,
+                                                   op->request_len, &op->order);
+            op->remaining = 0;
+            sk_engine_complete(r->e, op);
+            continue;
+        }
+        if (r->state != CONN_READY) {
+            answer_unavailable(op);
+            sk_engine_complete(r->e, op);
+            continue;
+        }
+        int32_t *gi = &r->group_of[op->sale->index];
+        if (*gi < 0) {
+            *gi = (int32_t)n_groups++;
+            count = sk_xrealloc(count, n_groups * sizeof(*count));
+            gsale = sk_xrealloc(gsale, n_groups * sizeof(*gsale));
+            count[*gi] = 0;
+            gsale[*gi] = op->sale;
+        }
+        count[*gi]++;
+        ops[n_buys++] = op; /* compact the purchases to the front, in order */
+    }
+    if (n_buys == 0) {
+        free(count);
+        free(gsale);
+        return;
+    }
+    batch_t *b = sk_xcalloc(1, sizeof(*b));
+    b->r = r;
+    b->n = n_buys;
+    b->ops = sk_xmalloc(n_buys * sizeof(*b->ops));
+    b->groups = sk_xcalloc(n_groups, sizeof(*b->groups));
+    b->n_groups = n_groups;
+    b->waiting = n_groups + 1; /* held until every group is sent */
+    b->t0_ns = sk_mono_ns();
+    size_t off = 0;
+    for (size_t k = 0; k < n_groups; k++) {
+        b->groups[k] = (group_t){.batch = b, .sale = gsale[k], .ops = b->ops + off, .n = 0};
+        off += count[k];
+    }
+    for (size_t i = 0; i < n_buys; i++) {
+        group_t *g = &b->groups[r->group_of[ops[i]->sale->index]];
+        g->ops[g->n++] = ops[i];
+    }
+    for (size_t k = 0; k < n_groups; k++)
+        r->group_of[gsale[k]->index] = -1;
+    free(count);
+    free(gsale);
+    if (r->tail)
+        r->tail->next = b;
+    else
+        r->head = b;
+    r->tail = b;
+    r->n_inflight++;
+    for (size_t k = 0; k < n_groups; k++)
+        send_group(r, &b->groups[k], false);
+    if (--b->waiting == 0)
+        batch_finish(r, b);
+}
+
+/* ---- orders of a user, the order list, new sales ---------------------------------------- */
+
+static void single_done(single_t *x)
+{
+    rbackend_t *r = x->r;
+    sk_engine_complete(r->e, x->op);
+    r->n_singles--;
+    free(x);
+}
+
+static void parse_holder(sk_op_t *op, const char *p, size_t len)
+{
+    /* "seq\treq\tcreated_at\n" per order, oldest first. */
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += p[i] == '\n';
+    op->orders = n ? sk_xcalloc(n, sizeof(sk_order_t)) : NULL;
+    op->n_orders = 0;
+    const char *end = p + len;
+    while (p < end && op->n_orders < n) {
+        const char *t1 = memchr(p, '\t', (size_t)(end - p));
+        const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
+        const char *nl = t2 ? memchr(t2 + 1, '\n', (size_t)(end - t2 - 1)) : NULL;
+        if (!nl)
+            break;
+        sk_order_t *o = &op->orders[op->n_orders];
+        int64_t seq, at;
+        size_t rl = (size_t)(t2 - t1 - 1);
+        if (sk_parse_i64(p, (size_t)(t1 - p), 1, SK_STOCK_MAX, &seq) == 0 &&
+            sk_parse_i64(t2 + 1, (size_t)(nl - t2 - 1), 0, INT64_MAX, &at) == 0 && rl <= SK_REQUEST_MAX) {
+            o->seq = (uint64_t)seq;
+            o->created_at = at;
+            memcpy(o->user_id, op->user_id, op->user_len + 1u);
+            memcpy(o->request_id, t1 + 1, rl);
+            o->request_id[rl] = '\0';
+            op->n_orders++;
+        }
+        p = nl + 1;
+    }
+}
+
+static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    redisReply *rep = reply;
+    sk_op_t *op = x->op;
+    if (rep && rep->type == REDIS_REPLY_NIL) {
+        op->status = 0;
+    } else if (rep && rep->type == REDIS_REPLY_STRING) {
+        parse_holder(op, rep->str, rep->len);
+        op->status = 0;
+    } else {
+        op->status = -EIO;
+    }
+    single_done(x);
+}
+
+static void on_list(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    redisReply *rep = reply;
+    sk_op_t *op = x->op;
+    op->status = -EIO;
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        size_t n = SK_MIN(rep->elements, op->list_limit);
+        op->orders = n ? sk_xcalloc(n, sizeof(sk_order_t)) : NULL;
+        op->n_orders = 0;
+        op->status = 0;
+        for (size_t i = 0; i < n; i++) {
+            sk_redis_order_t o;
+            if (sk_redis_order_parse(rep->element[i], &o) < 0) {
+                op->status = -EIO;
+                break;
+            }
+            sk_order_t *d = &op->orders[op->n_orders++];
+            d->seq = o.seq;
+            d->created_at = o.created_at;
+            memcpy(d->user_id, o.user, o.user_len);
+            d->user_id[o.user_len] = '\0';
+            memcpy(d->request_id, o.request, o.request_len);
+            d->request_id[o.request_len] = '\0';
+        }
+        op->list_more = rep->elements > op->list_limit;
+    }
+    single_done(x);
+}
+
+static void on_create(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    rbackend_t *r = x->r;
+    redisReply *rep = reply;
+    sk_op_t *op = x->op;
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry &&
+        r->ev.ac && r->state == CONN_READY) {
+        x->eval_retry = true;
+        sk_sale_t *s = op->new_sale;
+        char key[SK_REDIS_KEY_MAX + 1];
+        sk_redis_key(key, s->id, s->id_len, "sale");
+        redisAsyncCommand(r->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
+                          r->create_lua->len, key, s->id, s->id_len, s->name, (long long)s->stock,
+                          (long long)s->starts_at, (long long)s->ends_at, (long long)s->per_user_limit,
+                          (long long)s->created_at);
+        return;
+    }
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        /* The index poll may have registered it in the meantime (it reads the same
+         * Redis); then the registered one is this sale. */
+        sk_sale_t *s = sk_engine_find_sale(r->e, op->new_sale->id, op->new_sale->id_len);
+        if (!s) {
+            s = op->new_sale;
+            op->new_sale = NULL;
+            sk_engine_register_sale(r->e, s);
+        }
+        op->sale = s;
+        op->status = 0;
+    } else if (rep && rep->type == REDIS_REPLY_INTEGER) {
+        op->status = -EEXIST;
+    } else {
+        op->status = -EIO;
+    }
+    single_done(x);
+}
+
+static void single_send(rbackend_t *r, sk_op_t *op)
+{
+    if (r->state != CONN_READY) {
+        op->status = -EIO;
+        sk_engine_complete(r->e, op);
+        return;
+    }
+    single_t *x = sk_xcalloc(1, sizeof(*x));
+    x->r = r;
+    x->op = op;
+    r->n_singles++;
+    char key[SK_REDIS_KEY_MAX + 1];
+    redisAsyncContext *ac = r->ev.ac;
+    int rc = REDIS_ERR;
+    switch (op->kind) {
+    case SK_OP_ORDERS:
+        sk_redis_key(key, op->sale->id, op->sale->id_len, "holders");
+        rc = redisAsyncCommand(ac, on_orders, x, "HGET %s %b", key, op->user_id, (size_t)op->user_len);
+        break;
+    case SK_OP_LIST:
+        sk_redis_key(key, op->sale->id, op->sale->id_len, "orders");
+        /* (hiredis's format knows no %zu) */
+        rc = redisAsyncCommand(ac, on_list, x, "XRANGE %s %llu-0 + COUNT %llu", key,
+                               (unsigned long long)op->list_after + 1, (unsigned long long)op->list_limit + 1);
+        break;
+    case SK_OP_CREATE_SALE: {
+        sk_sale_t *s = op->new_sale;
+        if (sk_engine_find_sale(r->e, s->id, s->id_len)) {
+            op->status = -EEXIST;
+            single_done(x);
+            return;
+        }
+        if (sk_engine_sale_count(r->e) >= SK_MAX_SALES) {
+            op->status = -ENOSPC;
+            single_done(x);
+            return;
+        }
+        sk_redis_key(key, s->id, s->id_len, "sale");
+        /* Index first: a sale may then be indexed but missing (a failed create, which
+         * the poll skips), never present but undiscoverable. */
+        redisAsyncCommand(ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id,
+                          s->id_len);
+        rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
+                               s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
+                               (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+        break;
+    }
+    case SK_OP_BUY:
+        break;
+    }
+    if (rc != REDIS_OK) {
+        op->status = -EIO;
+        single_done(x);
+    }
+}
+
+/* ---- holders of sold-out sales ------------------------------------------------------------ */
+
+static void holders_request(rbackend_t *r, sk_sale_t *s);
+
+static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    sk_sale_t *s = priv;
+    rbackend_t *r = (rbackend_t *)ac->data;
+    rsale_t *rs = &r->sales[s->index];
+    redisReply *rep = reply;
+    rs->load_busy = false;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; ok && i < rep->elements; i++) {
+        sk_redis_order_t o;
+        sk_holders_t *h = rs->loading;
+        if (sk_redis_order_parse(rep->element[i], &o) < 0 || o.seq != (uint64_t)h->n_orders + 1 ||
+            o.seq > (uint64_t)s->stock) {
+            sk_error("redis: the order stream of sale '%s' is not contiguous at entry %u; its holders are "
+                     "not cached (every purchase keeps going to Redis)",
+                     s->id, h->n_orders + 1);
+            ok = false;
+            break;
+        }
+        uint32_t slot = sk_holders_upsert(h, o.user, o.user_len);
+        sk_holders_add_order(h, slot, o.request, o.request_len, o.created_at);
+    }
+    if (!ok) {
+        sk_holders_free(rs->loading);
+        rs->loading = NULL;
+        rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
+        return;
+    }
+    if ((int64_t)rs->loading->n_orders >= s->stock) {
+        /* Every order of the sale is here and no more can come: from now on the
+         * workers answer its purchases themselves. */
+        s->holders = rs->loading;
+        rs->loading = NULL;
+        sk_engine_publish_holders(s, s->holders);
+        sk_info("sale '%s' sold out: %u holders' orders cached, purchases are answered locally", s->id,
+                s->holders->n_orders);
+        return;
+    }
+    if (rep->elements == 0) {
+        sk_error("redis: the order stream of sale '%s' holds %u orders, its stock is %lld; its holders are "
+                 "not cached",
+                 s->id, rs->loading->n_orders, (long long)s->stock);
+        sk_holders_free(rs->loading);
+        rs->loading = NULL;
+        rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
+        return;
+    }
+    holders_request(r, s);
+}
+
+static void holders_request(rbackend_t *r, sk_sale_t *s)
+{
+    rsale_t *rs = &r->sales[s->index];
+    char key[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(key, s->id, s->id_len, "orders");
+    if (redisAsyncCommand(r->ev.ac, on_holders, s, "XRANGE %s %u-0 + COUNT %d", key, rs->loading->n_orders + 1,
+                          HOLDERS_CHUNK) == REDIS_OK)
+        rs->load_busy = true;
+}
+
+static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
+{
+    rsale_t *rs = &r->sales[s->index];
+    if (r->state != CONN_READY || !sk_sale_is_sold_out(s) || sk_sale_final(s) || rs->load_busy ||
+        sk_loop_now(r->loop) < rs->load_retry_ms)
+        return;
+    if (!rs->loading)
+        rs->loading = sk_holders_new();
+    holders_request(r, s);
+}
+
+/* ---- the periodic poll: new sales, sold counts, deadlines -------------------------------- */
+
+static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    rbackend_t *r = ac->data;
+    if (reply && r->state == CONN_READY) {
+        sk_sale_t *s = register_from_reply(r, reply);
+        if (s)
+            maybe_load_holders(r, s);
+    }
+}
+
+static void on_index(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    rbackend_t *r = ac->data;
+    redisReply *rep = reply;
+    r->sync_busy = false;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || r->state != CONN_READY)
+        return;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *id = rep->element[i];
+        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len) ||
+            sk_engine_find_sale(r->e, id->str, id->len))
+            continue;
+        char key[SK_REDIS_KEY_MAX + 1];
+        sk_redis_key(key, id->str, id->len, "sale");
+        redisAsyncCommand(r->ev.ac, on_sale_fetched, NULL, "HGETALL %s", key);
+    }
+}
+
+static void on_index_count(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    rbackend_t *r = ac->data;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_INTEGER || r->state != CONN_READY) {
+        r->sync_busy = false;
+        return;
+    }
+    /* Every local sale is in the index, so a different count means sales to fetch (or
+     * an indexed id whose create failed, which the full read then skips). */
+    if ((size_t)rep->integer == sk_engine_sale_count(r->e)) {
+        r->sync_busy = false;
+        return;
+    }
+    redisAsyncCommand(r->ev.ac, on_index, NULL, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
+}
+
+static void on_sold(redisAsyncContext *ac, void *reply, void *priv)
+{
+    sk_sale_t *s = priv;
+    rbackend_t *r = ac->data;
+    redisReply *rep = reply;
+    r->sales[s->index].refresh_busy = false;
+    int64_t sold;
+    if (!rep || !reply_i64(rep, 0, s->stock, &sold) || r->state != CONN_READY)
+        return;
+    if (sold > sk_sale_sold(s))
+        sk_engine_publish_sold(s, sold);
+    maybe_load_holders(r, s);
+}
+
+static void poll_store(rbackend_t *r)
+{
+    redisAsyncContext *ac = r->ev.ac;
+    if (!r->sync_busy && redisAsyncCommand(ac, on_index_count, NULL, "ZCARD %s", SK_REDIS_SALES_KEY) == REDIS_OK)
+        r->sync_busy = true;
+    int64_t now = sk_now_ms();
+    size_t n = sk_engine_sale_count(r->e);
+    for (size_t i = 0; i < n; i++) {
+        sk_sale_t *s = sk_engine_sale_at(r->e, i);
+        rsale_t *rs = &r->sales[s->index];
+        if (sk_sale_final(s))
+            continue;
+        if (sk_sale_is_sold_out(s)) {
+            maybe_load_holders(r, s);
+            continue;
+        }
+        if (rs->refresh_busy || now < s->starts_at - REFRESH_MARGIN_MS || now > s->ends_at + REFRESH_MARGIN_MS)
+            continue;
+        char key[SK_REDIS_KEY_MAX + 1];
+        sk_redis_key(key, s->id, s->id_len, "sale");
+        if (redisAsyncCommand(ac, on_sold, s, "HGET %s sold", key) == REDIS_OK)
+            rs->refresh_busy = true;
+    }
+}
+
+static void on_tick(sk_loop_t *loop, sk_timer_t *t)
+{
+    rbackend_t *r = SK_CONTAINER_OF(t, rbackend_t, tick);
+    uint64_t now = sk_loop_now(loop);
+    /* Redis answers a connection's commands in order, so "a command has waited
+     * TIMEOUT_MS and nothing at all was read meanwhile" is the whole deadline check:
+     * it covers purchase batches, order look-ups and the poll alike. */
+    bool waiting = r->ev.ac && r->ev.ac->replies.head != NULL;
+    if (!waiting)
+        r->quiet_ms = now;
+    if (r->state == CONN_CONNECTING && now >= r->connect_deadline_ms)
+        fail_connection(r, "no answer to the connection set-up", NULL);
+    else if (r->state == CONN_READY && waiting && now - SK_MAX(r->quiet_ms, r->ev.last_read_ms) >= TIMEOUT_MS)
+        fail_connection(r, "no answer within the timeout", NULL);
+    else if (r->state == CONN_READY && ++r->ticks % SYNC_TICKS == 0)
+        poll_store(r);
+    sk_timer_start(loop, t, TICK_MS, on_tick);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static void pump(rbackend_t *r)
+{
+    sk_engine_t *e = r->e;
+    /* While connecting, queued ops wait (a connect takes a moment); when the
+     * connection is down they are answered 503 at once. */
+    bool stopping = sk_engine_stopping(e);
+    while (r->state != CONN_CONNECTING || stopping) {
+        if (r->state == CONN_READY && r->n_inflight >= INFLIGHT_MAX)
+            break;
+        size_t n = sk_engine_take(e, r->take, r->max_batch);
+        if (n == 0)
+            break;
+        form_batch(r, r->take, n);
+    }
+}
+
+static void before_sleep(sk_loop_t *loop, void *arg)
+{
+    rbackend_t *r = arg;
+    pump(r);
+    sk_engine_flush(r->e);
+    if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0) {
+        size_t n = sk_engine_take(r->e, r->take, r->max_batch);
+        if (n) {
+            form_batch(r, r->take, n);
+            sk_engine_flush(r->e);
+            return;
+        }
+        r->done = true;
+        sk_loop_stop(loop);
+    }
+}
+
+static void on_wake(sk_loop_t *loop, sk_async_t *a)
+{
+    /* The work happens in before_sleep, once per loop turn. */
+    (void)loop;
+    (void)a;
+}
+
+static void *ledger_main(void *arg)
+{
+    rbackend_t *r = arg;
+    connect_now(r);
+    sk_timer_start(r->loop, &r->tick, TICK_MS, on_tick);
+    int rc = sk_loop_run(r->loop);
+    if (rc < 0)
+        sk_error("redis ledger: event loop failed: %s", strerror(-rc));
+    r->done = true;
+    r->state = CONN_DOWN;
+    if (r->ev.ac)
+        redisAsyncFree(r->ev.ac); /* nothing is in flight; poll callbacks see NULL */
+    sk_engine_flush(r->e);
+    sk_timer_stop(r->loop, &r->tick);
+    sk_timer_stop(r->loop, &r->reconnect);
+    sk_timer_stop(r->loop, &r->drop);
+    return NULL;
+}
+
+static int redis_start(sk_backend_t *b, sk_engine_t *e)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    r->e = e;
+    if (r->sync) {
+        redisFree(r->sync);
+        r->sync = NULL;
+    }
+    r->loop = sk_loop_new();
+    if (!r->loop)
+        return -errno;
+    int rc = sk_async_init(r->loop, &r->wake, on_wake);
+    if (rc < 0)
+        return rc;
+    sk_loop_set_before_sleep(r->loop, before_sleep, r);
+    rc = pthread_create(&r->thread, NULL, ledger_main, r);
+    if (rc != 0)
+        return -rc;
+    r->started = true;
+    return 0;
+}
+
+static void redis_wake(sk_backend_t *b)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    if (r->started)
+        sk_async_send(&r->wake);
+}
+
+static void redis_stop(sk_backend_t *b)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    if (!r->started)
+        return;
+    sk_async_send(&r->wake);
+    pthread_join(r->thread, NULL);
+    r->started = false;
+}
+
+static void redis_free(sk_backend_t *b)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    redis_stop(b);
+    if (r->sync)
+        redisFree(r->sync);
+    if (r->loop) {
+        sk_async_close(r->loop, &r->wake);
+        sk_loop_free(r->loop);
+    }
+    if (r->sales) {
+        for (size_t i = 0; i < SK_MAX_SALES; i++)
+            sk_holders_free(r->sales[i].loading);
+        free(r->sales);
+    }
+    free(r->group_of);
+    free(r->take);
+    free(r);
+}
+
+sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err, size_t err_size)
+{
+    sk_redis_addr_t addr;
+    if (sk_redis_parse_url(url, &addr, err, err_size) < 0)
+        return NULL;
+    const sk_text_t *buy = sk_text_find("lua/buy.lua"), *create = sk_text_find("lua/create_sale.lua");
+    if (!buy || !create) {
+        snprintf(err, err_size, "the Lua scripts of the Redis store are not built in");
+        return NULL;
+    }
+    rbackend_t *r = sk_xcalloc(1, sizeof(*r));
+    r->base = (sk_backend_t){.name = "redis", .load = redis_load, .add_sale = redis_add_sale, .start = redis_start,
+                             .wake = redis_wake, .stop = redis_stop, .free = redis_free};
+    r->addr = addr;
+    snprintf(r->url, sizeof(r->url), "%s", url);
+    r->max_batch = max_batch ? max_batch : 4096;
+    r->buy_lua = buy;
+    r->create_lua = create;
+    r->take = sk_xmalloc(r->max_batch * sizeof(*r->take));
+    r->group_of = sk_xmalloc(SK_MAX_SALES * sizeof(*r->group_of));
+    for (size_t i = 0; i < SK_MAX_SALES; i++)
+        r->group_of[i] = -1;
+    r->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*r->sales));
+    return &r->base;
+}

@@ -1,0 +1,76 @@
+/* The Redis store: the cluster's stock authority (DESIGN.md §3, docs/cluster.md).
+ *
+ * Every node runs the same backend: its ledger thread keeps one asynchronous hiredis
+ * connection on its own event loop and decides purchases with a Lua script run per
+ * batch (src/store/lua/buy.lua): window, repeated request, per-user limit, stock,
+ * decrement, holder record and XADD of the order to the sale's stream, all in one
+ * atomic step that Redis (AOF appendfsync always) makes durable before it replies.
+ * Sales live in Redis too and every node caches them; `seckill drain` moves the order
+ * streams into PostgreSQL.
+ *
+ * Keys (the {sale} hash tag keeps a sale's keys in one Redis Cluster slot):
+ *   sk:sales              sorted set of sale ids by creation time (discovery only)
+ *   sk:{<sale>}:sale      hash: id name stock starts_at ends_at per_user_limit
+ *                         created_at sold
+ *   sk:{<sale>}:holders   hash: user -> "seq\treq\tcreated_at\n" per order held
+ *   sk:{<sale>}:orders    stream: entry "<seq>-0" per order, fields u r t */
+#ifndef SK_STORE_REDIS_H
+#define SK_STORE_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/backend.h"
+#include "engine/engine.h"
+
+#define SK_REDIS_SALES_KEY "sk:sales"
+#define SK_REDIS_KEY_MAX (SK_ID_MAX + 32)
+
+/** Where a Redis server is: parsed from redis://host[:port][/db]. */
+typedef struct {
+    char host[256];
+    int port; /* 6379 unless given */
+    int db; /* 0 unless given */
+} sk_redis_addr_t;
+
+/** Parses a redis:// URL. Returns 0, or -EINVAL with one clear line in err. */
+int sk_redis_parse_url(const char *url, sk_redis_addr_t *addr, char *err, size_t err_size);
+
+/** Writes "sk:{<sale>}:<suffix>" into dst (SK_REDIS_KEY_MAX + 1 bytes); returns length. */
+size_t sk_redis_key(char *dst, const char *sale, size_t sale_len, const char *suffix);
+
+/** Connects synchronously (with a timeout for connect and every command) and selects
+ *  the database. Returns a context owned by the caller (redisFree), or NULL with one
+ *  clear line in err. */
+redisContext *sk_redis_connect(const sk_redis_addr_t *addr, int timeout_ms, char *err, size_t err_size);
+
+/** A sale as stored in its hash; strings point into the reply it was parsed from. */
+typedef struct {
+    const char *id, *name;
+    size_t id_len, name_len;
+    int64_t stock, starts_at, ends_at, per_user_limit, created_at, sold;
+} sk_redis_sale_t;
+
+/** Parses an HGETALL reply of a sale hash. Returns 0, -ENOENT (empty: no such sale) or
+ *  -EINVAL (a field is missing or out of range). */
+int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *out);
+
+/** One order as stored in a sale's stream; strings point into the reply. */
+typedef struct {
+    uint64_t seq;
+    const char *user, *request;
+    size_t user_len, request_len;
+    int64_t created_at;
+} sk_redis_order_t;
+
+/** Parses one stream entry ([id, [field, value, ...]]) of an order stream.
+ *  Returns 0 or -EINVAL. */
+int sk_redis_order_parse(const redisReply *entry, sk_redis_order_t *out);
+
+/** Creates the Redis backend for `url`. The ledger thread batches up to max_batch
+ *  purchases per Lua call (0: 4096). Returns NULL with one clear line in err when the
+ *  URL is invalid; connecting happens in load. */
+sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err, size_t err_size);
+
+#endif
