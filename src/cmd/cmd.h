@@ -3,6 +3,7 @@
 #define SK_CMD_CMD_H
 
 int sk_cmd_serve(int argc, char **argv);
+int sk_cmd_drain(int argc, char **argv);
 
 /** Reads an environment default: SECKILL_<name>, or NULL. */
 const char *sk_cmd_env(const char *name);

@@ -11,6 +11,7 @@ static void usage(FILE *f)
           "\n"
           "commands:\n"
           "  serve     run the HTTP service (embedded store by default)\n"
+          "  drain     move a cluster's orders from Redis into PostgreSQL\n"
           "  help      show this text\n"
           "\n"
           "Run 'seckill <command> --help' for the options of a command.\n",
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return sk_cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "drain") == 0)
+        return sk_cmd_drain(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;
