@@ -21,6 +21,7 @@
 #include "loop/loop.h"
 #include "store/redis.h"
 #include "util/common.h"
+#include "util/sdnotify.h"
 
 typedef struct serve serve_t;
 
@@ -346,6 +347,7 @@ int sk_cmd_serve(int argc, char **argv)
     fprintf(stdout, "listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", port);
     fflush(stdout);
+    sk_sd_notify("READY=1");
     sk_info("seckill serving on %s with %d worker threads, store: %s", listen, sv.n_workers,
             redis ? store : data);
 

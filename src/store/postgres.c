@@ -31,6 +31,13 @@ static void set_err(char *err, size_t err_size, const char *what, const char *de
     snprintf(err, err_size, "postgres: %s%s%.*s", what, n ? ": " : "", (int)n, detail ? detail : "");
 }
 
+/* Notices ("relation already exists, skipping") are not errors: debug log only. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    sk_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
 sk_pg_t *sk_pg_connect(const char *conninfo, int timeout_ms, char *err, size_t err_size)
 {
     char secs[16];
@@ -44,6 +51,7 @@ sk_pg_t *sk_pg_connect(const char *conninfo, int timeout_ms, char *err, size_t e
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
     sk_pg_t *pg = sk_xcalloc(1, sizeof(*pg));
     pg->conn = c;
     pg->timeout_ms = timeout_ms;

@@ -707,10 +707,11 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
             answer_unavailable(g->ops[i]);
         b->failed = true;
     }
+    sk_sale_t *sale = g->sale; /* g goes with its batch */
     if (--b->waiting == 0)
         batch_finish(r, b);
     if (ok)
-        maybe_load_holders(r, g->sale);
+        maybe_load_holders(r, sale);
 }
 
 /* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
