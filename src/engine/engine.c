@@ -201,7 +201,7 @@ sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, 
         sk_holders_order(h, k, order);
         return SK_BUY_DUPLICATE;
     }
-    if (h->slots[slot].count >= s->per_user_limit) {
+    if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
         sk_holders_order(h, h->slots[slot].first, order);
         return SK_BUY_LIMIT_REACHED;
     }

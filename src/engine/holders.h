@@ -15,7 +15,7 @@ typedef struct {
     uint64_t hash;
     uint32_t user_off;
     uint16_t user_len; /* 0: empty slot */
-    uint16_t count; /* orders held */
+    uint32_t count; /* orders held (per_user_limit goes up to SK_LIMIT_MAX) */
     uint32_t first; /* order index of the first order, or UINT32_MAX */
     uint32_t last;
 } sk_holder_t;

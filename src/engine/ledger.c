@@ -57,7 +57,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
             op->result = SK_BUY_DUPLICATE;
             return;
         }
-        if (h->slots[slot].count >= s->per_user_limit) {
+        if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
             sk_holders_order(h, h->slots[slot].first, &op->order);
             op->result = SK_BUY_LIMIT_REACHED;
             return;
