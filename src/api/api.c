@@ -129,6 +129,10 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
         return -EINVAL;
     memcpy(buf, s, n);
     buf[n] = '\0';
+    /* sscanf's %d also takes signs and leading spaces ("T-1:-1:-1"): insist on digits. */
+    for (int i = 0; i < 19; i++)
+        if (i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && !(buf[i] >= '0' && buf[i] <= '9'))
+            return -EINVAL;
     int Y, M, D, h, m, sec, used = 0;
     if (sscanf(buf, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &used) != 6 || used != 19)
         return -EINVAL;
@@ -172,7 +176,8 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
     struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m,
                     .tm_sec = sec > 59 ? 59 : sec};
     time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    /* timegm rolls a day past the month's end into the next month (Feb 30 = Mar 1). */
+    if (t == (time_t)-1 || tm.tm_mday != D)
         return -EINVAL;
     *ms = ((int64_t)t - offset * 60) * 1000 + frac;
     return 0;
