@@ -359,7 +359,8 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
             *field = "request_id";
             if (rl > SK_REQUEST_MAX)
                 return -EINVAL;
-            memcpy(user, u, ul);
+            if (u) /* "{}" has no user_id: memcpy from NULL is undefined even for 0 bytes */
+                memcpy(user, u, ul);
             user[ul] = '\0';
             *user_len = ul;
             if (r)
