@@ -393,6 +393,9 @@ static bool is_form(const sk_http_request_t *req, const char *body, size_t len)
            sk_http_token_eq(req->content_type, 33, "application/x-www-form-urlencoded");
 }
 
+static const char unauthorized_body[] =
+    "{\"error\":\"unauthorized\",\"message\":\"a valid admin token is required\"}\n";
+
 static bool authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
 {
     sk_api_t *api = w->api;
@@ -408,8 +411,8 @@ static bool authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
     if (diff == 0)
         return true;
 deny:
-    sk_http_respond_ex(x, 401, "application/json", "WWW-Authenticate: Bearer\r\n",
-                       "{\"error\":\"unauthorized\",\"message\":\"a valid admin token is required\"}\n", 66);
+    sk_http_respond_ex(x, 401, "application/json", "WWW-Authenticate: Bearer\r\n", unauthorized_body,
+                       sizeof(unauthorized_body) - 1);
     return false;
 }
 
