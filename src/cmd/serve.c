@@ -263,6 +263,9 @@ int sk_cmd_serve(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* A write past the file size limit must fail with EFBIG (the batch answers 503),
+     * not kill the process with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
