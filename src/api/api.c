@@ -798,9 +798,11 @@ static void list_done(sk_op_t *op)
 /* Reads one query parameter (raw, not decoded). */
 static bool query_param(const sk_http_request_t *req, const char *name, const char **v, size_t *vl)
 {
+    if (!req->query) /* no '?': and NULL + 0 is undefined */
+        return false;
     size_t nl = strlen(name);
     const char *p = req->query, *end = req->query + req->query_len;
-    while (p && p < end) {
+    while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *e = amp ? amp : end;
         if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
