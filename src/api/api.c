@@ -880,6 +880,12 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (!s)
         return;
     sse_sale_t *ss = sse_slot(w, s);
+    int64_t now = sk_now_ms();
+    if (ss->n == 0) {
+        /* The first subscriber gets the current state below; the tick sends changes. */
+        ss->last_version = atomic_load_explicit(&s->version, memory_order_acquire);
+        ss->last_state = (int)sk_sale_state(s, now);
+    }
     if (ss->n == ss->cap) {
         ss->cap = ss->cap ? ss->cap * 2 : 16;
         ss->subs = sk_xrealloc(ss->subs, ss->cap * sizeof(*ss->subs));
@@ -894,7 +900,7 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                           memory_order_relaxed);
     sk_buf_t b = {0};
     sk_buf_puts(&b, "retry: 2000\n");
-    sse_event(&b, s, sk_now_ms());
+    sse_event(&b, s, now);
     sk_http_stream_write(sub->conn, b.data, b.len);
     sk_buf_free(&b);
 }
