@@ -721,8 +721,21 @@ static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size
     sk_buf_puts(b, "]}\n");
 }
 
+static bool refused(sk_op_t *op)
+{
+    if (op->status != -EAGAIN)
+        return false;
+    static const char body[] = "{\"error\":\"rate_limited\",\"message\":\"too many requests in flight, "
+                               "retry shortly\"}\n";
+    sk_http_deferred_respond(op->ctx, 429, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    sk_op_free(op);
+    return true;
+}
+
 static void user_orders_done(sk_op_t *op)
 {
+    if (refused(op))
+        return;
     sk_buf_t b = {0};
     orders_reply(&b, op->sale, op->user_id, op->user_len, op->orders, op->n_orders);
     sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
@@ -763,6 +776,8 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
 
 static void list_done(sk_op_t *op)
 {
+    if (refused(op))
+        return;
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sale_id\":");
     sk_buf_put_json_str(&b, op->sale->id, op->sale->id_len);
