@@ -76,11 +76,15 @@ def test_create_and_read(ck):
         # The largest stock and the longest id.
         st, _ = create(srv, {"id": "x" * 64, "stock": 1_000_000_000, "per_user_limit": 1_000_000})
         ck.eq(st, 201, "64-char id, stock 1e9, limit 1e6")
+        odd = "tab\there \"q\" back\\slash \u0001 \u7968 </script>"
+        st, r = create(srv, {"id": "odd-name", "stock": 1, "name": odd})
+        ck.eq((st, r.get("name")), (201, odd), "a name with quotes, controls and non-ASCII round-trips")
+        ck.eq(srv.json("GET", "/api/v1/sales/odd-name")[1].get("name"), odd, "the name read back")
 
         st, lst = srv.json("GET", "/api/v1/sales")
         ck.eq(st, 200, "list")
         ids = [s["id"] for s in lst["sales"]]
-        ck.eq(ids, ["s1", "defaults", "rfc", "past", "x" * 64], "list in creation order")
+        ck.eq(ids, ["s1", "defaults", "rfc", "past", "x" * 64, "odd-name"], "list in creation order")
         ck.check(isinstance(lst.get("server_time"), int), "list has server_time")
         for s in lst["sales"]:
             ck.eq(s["sold"] + s["remaining"], s["stock"], f"{s['id']}: sold + remaining")
