@@ -298,7 +298,9 @@ int sk_http_parse_request(const char *buf, size_t len, sk_http_request_t *req)
                     req->error_message = "only Expect: 100-continue is supported";
                     return -1;
                 }
-                req->expect_continue = true;
+                /* RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0
+                 * request MUST be ignored (1.0 clients cannot handle a 1xx answer). */
+                req->expect_continue = req->minor_version == 1;
             }
             break;
         case 10:
