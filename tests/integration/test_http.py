@@ -246,6 +246,11 @@ def test_routing_errors(ck):
         allow = r.headers.get("allow", "")
         ck.check("GET" in [a.strip() for a in allow.split(",")], f"{method} /healthz: Allow {allow!r}")
         c.close()
+    # An unknown path is 404 whatever the method (405 would claim the resource exists).
+    for method in ("POST", "PUT", "DELETE"):
+        r, c = one(SRV, req(method, "/api/v1/no-such-thing", body=b"{}"))
+        check_error(ck, r, 404, "not_found", f"{method} to an unknown path")
+        c.close()
     # An unknown but well-formed method is a routing matter, not a syntax error.
     r, c = one(SRV, req("PURGE", "/healthz"))
     ck.check(r.status in (405, 501), f"PURGE /healthz: {r.status}")
@@ -349,25 +354,25 @@ def test_chunked_request_bodies(ck):
 
     # Chunk data that looks like requests must never be parsed as requests.
     inner = req("GET", "/healthz") * 3
-    data = req("POST", "/no-such-route", ["Transfer-Encoding: chunked"], body=chunked(inner, [5, 40])) \
+    data = req("POST", "/healthz", ["Transfer-Encoding: chunked"], body=chunked(inner, [5, 40])) \
         + req("GET", "/healthz")
     c = Conn(SRV)
     c.send(data)
     r1 = c.response()
     r2 = c.response()
-    ck.eq(r1.status, 404, "chunked POST to an unknown path")
+    ck.eq(r1.status, 405, "chunked POST to GET-only /healthz")
     ck.eq(r2.status, 200, "the request after the chunked body")
     ck.check(c.nothing_more(), "chunk bytes were not taken for requests")
     c.close()
 
     # A chunked body split into tiny writes.
     c = Conn(SRV)
-    c.send(req("POST", "/no-such-route", ["Transfer-Encoding: chunked"]))
+    c.send(req("POST", "/healthz", ["Transfer-Encoding: chunked"]))
     for piece in [b"5", b";a=b\r", b"\nhel", b"lo\r\n0", b"\r\n\r", b"\n"]:
         c.send(piece)
         time.sleep(0.02)
     c.send(req("GET", "/healthz"))
-    ck.eq(c.response().status, 404, "chunked body in tiny writes")
+    ck.eq(c.response().status, 405, "chunked body in tiny writes")
     ck.eq(c.response().status, 200, "healthz after the tiny-write body")
     c.close()
 
@@ -375,8 +380,8 @@ def test_chunked_request_bodies(ck):
 def test_content_length_body_skipped(ck):
     body = req("GET", "/healthz")  # a body that looks like a request
     c = Conn(SRV)
-    c.send(req("POST", "/no-such-route", body=body) + req("GET", "/healthz"))
-    ck.eq(c.response().status, 404, "POST with body to unknown path")
+    c.send(req("POST", "/healthz", body=body) + req("GET", "/healthz"))
+    ck.eq(c.response().status, 405, "POST with a body to GET-only /healthz")
     ck.eq(c.response().status, 200, "next request after the body")
     ck.check(c.nothing_more(), "the body was not parsed as a request")
     c.close()
@@ -409,11 +414,11 @@ def test_expect_continue(ck):
     c.close()
     # The client may send the body without waiting: no harm done.
     c = Conn(SRV)
-    c.send(req("POST", "/no-such-route", ["Expect: 100-continue"], body=b"abc") + req("GET", "/healthz"))
+    c.send(req("POST", "/healthz", ["Expect: 100-continue"], body=b"abc") + req("GET", "/healthz"))
     r = c.response()
     if r.status == 100:
         r = c.response()
-    ck.eq(r.status, 404, "body sent without waiting for 100")
+    ck.eq(r.status, 405, "body sent without waiting for 100")
     # RFC 9110 10.1.1: a server that answers before reading the body either reads and
     # discards it or closes the connection; both keep the stream in sync.
     if "close" in r.headers.get("connection", "").lower():
@@ -499,8 +504,8 @@ def test_pipelining(ck):
             want.append(200)
             heads.append(True)
         else:
-            data += req("POST", f"/missing/{i}", body=b"x" * i)
-            want.append(404)
+            data += req("POST", "/healthz", body=b"x" * i)
+            want.append(405)
             heads.append(False)
     c = Conn(SRV)
     c.send(data)
@@ -555,13 +560,18 @@ def test_pipelining_backpressure(ck):
 
 
 def test_half_closed(ck):
-    c = Conn(SRV)
-    c.send(req("GET", "/healthz"))
-    c.s.shutdown(socket.SHUT_WR)
-    r = c.response()
-    ck.eq(r.status, 200, "response after the client shut down writing")
-    ck.check(c.wait_closed(5 * SLOW), "server closes after answering a half-closed client")
-    c.close()
+    # The request and the FIN often arrive in one wake-up; repeat to catch that case.
+    not_closed = 0
+    for _ in range(10):
+        c = Conn(SRV)
+        c.send(req("GET", "/healthz"))
+        c.s.shutdown(socket.SHUT_WR)
+        r = c.response()
+        ck.eq(r.status, 200, "response after the client shut down writing")
+        if not c.wait_closed(2 * SLOW):
+            not_closed += 1
+        c.close()
+    ck.eq(not_closed, 0, "half-closed clients left open after their answer (of 10)")
 
     c = Conn(SRV)
     c.send(req("GET", "/healthz") * 10)
@@ -571,9 +581,9 @@ def test_half_closed(ck):
 
     # Body arrives, then the half-close.
     c = Conn(SRV)
-    c.send(req("POST", "/missing", body=b"abc"))
+    c.send(req("POST", "/healthz", body=b"abc"))
     c.s.shutdown(socket.SHUT_WR)
-    ck.eq(c.response().status, 404, "POST then SHUT_WR")
+    ck.eq(c.response().status, 405, "POST then SHUT_WR")
     c.close()
 
     # Half a request, then the half-close: nothing to answer except maybe a 400.
@@ -955,7 +965,7 @@ def test_shutdown(ck):
     try:
         body = json.dumps(new_sale("inflight")).encode()
         a = Conn(srv)
-        a.send(req("POST", "/no-such-route", [f"Content-Length: {len(body)}"]) + body[:10])
+        a.send(req("POST", "/healthz", [f"Content-Length: {len(body)}"]) + body[:10])
         b = Conn(srv)
         b.send(req("GET", "/healthz") * 3)
         time.sleep(0.2 * SLOW)  # both reach the server before the signal
@@ -972,7 +982,7 @@ def test_shutdown(ck):
                 got.append(b.response().status)
         except AssertionError as e:
             print(f"    (pipelined in flight: {e})")
-        ck.eq(got, [404, 200, 200, 200], "requests in flight at SIGTERM are answered")
+        ck.eq(got, [405, 200, 200, 200], "requests in flight at SIGTERM are answered")
         try:
             code = srv.proc.wait(10 * SLOW)
         except Exception:  # noqa: BLE001
