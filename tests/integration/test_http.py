@@ -880,6 +880,44 @@ def test_timeouts(ck):
         closed, elapsed = timed_close(c, upper + 5)
         ck.check(closed, f"stalled body: closed={closed} after {elapsed:.2f} s")
         c.close()
+        # A client that pipelines without ever reading: the server stops reading once
+        # its output backs up, and drops the connection when its output makes no
+        # progress for the idle timeout. Reading afterwards then ends in EOF/RST
+        # long before all answers (100 000 answers are ~14 MB, more than the kernel
+        # buffers of both ends hold).
+        n = 100000
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((srv.host, srv.port))
+        s.setblocking(False)
+        flood = req("GET", "/healthz") * n
+        sent, t0 = 0, time.monotonic()
+        while sent < len(flood) and time.monotonic() - t0 < 3 * SLOW:
+            try:
+                sent += s.send(flood[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.02)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        time.sleep(upper + 1)  # never read while the idle timeout runs out
+        s.setblocking(True)
+        s.settimeout(5 * SLOW)
+        got, ended = b"", False
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    ended = True
+                    break
+                got += chunk
+        except ConnectionResetError:
+            ended = True
+        except socket.timeout:
+            pass
+        answers = got.count(b"HTTP/1.1 200")
+        s.close()
+        print(f"    (non-reading client: {sent} request bytes sent, {answers} answers before the close)")
+        ck.check(ended and answers < n, f"a client that never reads is dropped (ended={ended}, {answers} answers)")
         ck.eq(srv.proc.poll(), None, "server alive after timeouts")
 
 
