@@ -590,10 +590,11 @@ def test_half_closed(ck):
     c = Conn(SRV)
     c.send(b"GET /healthz HTTP/1.1\r\nHo")
     c.s.shutdown(socket.SHUT_WR)
-    ck.check(c.wait_closed(5 * SLOW), "partial request then SHUT_WR: server closes")
+    ck.check(c.wait_closed(2 * SLOW), "partial request then SHUT_WR: server closes at once")
     if c.buf:
         r = parse_response(c.buf, closed=True)
-        ck.check(r is not None and r[0].status == 400, f"partial request then SHUT_WR answer: {c.buf[:100]!r}")
+        ck.check(r is not None and r[0].status in (400, 408),
+                 f"partial request then SHUT_WR answer: {c.buf[:100]!r}")
     c.close()
 
 
