@@ -231,6 +231,16 @@ def test_healthz(ck):
     ck.eq(r.json(), {"status": "ok"}, "healthz body")
     ck.check(not c.closed, "keep-alive by default in HTTP/1.1")
     c.close()
+    # Absolute-form (RFC 9112 3.2.2: servers MUST accept it) and a query string.
+    for target in (f"http://127.0.0.1:{SRV.port}/healthz", "/healthz?probe=1&x=%20"):
+        r, c = one(SRV, req("GET", target))
+        ck.eq(r.status, 200, f"GET {target}")
+        c.close()
+    # OPTIONS * is valid HTTP; whatever the answer, it is not a server error.
+    r, c = one(SRV, req("OPTIONS", "*"))
+    ck.check(r.status < 500, f"OPTIONS *: {r.status}")
+    ck.check(not c.wait_closed(0.2), f"OPTIONS * keeps the connection ({r.status})")
+    c.close()
 
 
 def test_routing_errors(ck):
