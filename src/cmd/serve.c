@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "cmd/cmd.h"
+#include "engine/backend.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
@@ -285,8 +286,8 @@ int sk_cmd_serve(int argc, char **argv)
     }
 
     char err[512] = "";
-    sk_engine_config_t ecfg = {.data_dir = data, .max_batch = (size_t)max_batch};
-    sv.engine = sk_engine_open(&ecfg, err, sizeof(err));
+    sk_engine_config_t ecfg = {0};
+    sv.engine = sk_engine_open(&ecfg, sk_ledger_embedded_new(data, (size_t)max_batch), err, sizeof(err));
     if (!sv.engine) {
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;

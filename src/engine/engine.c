@@ -14,11 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "engine/backend.h"
 #include "engine/holders.h"
-#include "store/store.h"
 
 #define SK_SALE_SLOTS 16384 /* power of two, > 1.5 x SK_MAX_SALES */
 #define NONE UINT32_MAX
@@ -37,24 +36,18 @@ struct sk_engine_worker {
 
 struct sk_engine {
     sk_engine_config_t cfg;
-    sk_journal_t *journal;
+    sk_backend_t *backend;
 
     _Atomic(sk_sale_t *) slots[SK_SALE_SLOTS];
     sk_sale_t *list[SK_MAX_SALES];
     _Atomic size_t nsales;
 
     sk_mpsc_t q;
-    int efd; /* blocking eventfd the ledger sleeps on */
-    _Atomic int wake_pending;
     _Atomic bool stopping;
-    pthread_t thread;
     bool running;
 
-    sk_op_t **batch;
-    sk_journal_order_t *jorders;
-    char (*jorder_ids)[SK_ORDER_ID_MAX + 1];
-    sk_engine_worker_t **notify;
-    size_t n_notify;
+    sk_engine_worker_t **notify; /* workers with completions since the last flush */
+    size_t n_notify, notify_cap;
 
     sk_engine_stats_t stats;
 };
@@ -145,8 +138,7 @@ sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len)
     }
 }
 
-/* Ledger thread (or start-up) only: publishes a fully built sale. */
-static void table_insert(sk_engine_t *e, sk_sale_t *s)
+void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s)
 {
     size_t mask = SK_SALE_SLOTS - 1;
     size_t i = hash_id(s->id, s->id_len) & mask;
@@ -186,7 +178,7 @@ const char *sk_sale_state_name(sk_sale_state_t st)
     return names[st];
 }
 
-static void sale_free(sk_sale_t *s)
+void sk_sale_free(sk_sale_t *s)
 {
     if (!s)
         return;
@@ -200,7 +192,7 @@ static void sale_free(sk_sale_t *s)
 sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len,
                                           const char *request_id, size_t request_len, sk_order_t *order)
 {
-    const sk_holders_t *h = s->holders;
+    const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
     uint32_t slot = sk_holders_find(h, user, user_len);
     if (slot == NONE || h->slots[slot].count == 0)
         return SK_BUY_SOLD_OUT;
@@ -231,7 +223,13 @@ static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_l
 
 size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
 {
-    return user_orders(s->holders, user, user_len, out);
+    return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user,
+                       user_len, out);
+}
+
+size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
+{
+    return user_orders(h, user, user_len, out);
 }
 
 /* ---- ops and workers ------------------------------------------------------------------- */
@@ -249,7 +247,7 @@ void sk_op_free(sk_op_t *op)
         return;
     free(op->orders);
     if (op->new_sale)
-        sale_free(op->new_sale);
+        sk_sale_free(op->new_sale);
     free(op);
 }
 
@@ -286,146 +284,87 @@ void sk_engine_detach(sk_engine_worker_t *w)
     free(w);
 }
 
-static void ledger_wake(sk_engine_t *e)
-{
-    if (atomic_exchange(&e->wake_pending, 1) == 0) {
-        uint64_t one = 1;
-        ssize_t r = write(e->efd, &one, sizeof(one));
-        (void)r;
-    }
-}
-
 void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
 {
     sk_engine_t *e = w->e;
     op->worker = w;
-    if (op->kind == SK_OP_BUY) {
-        int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-        if (in >= (int64_t)e->cfg.max_inflight) {
-            atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-            op->result = SK_BUY_RATE_LIMITED;
+    /* Every kind of op counts against the bound, so no client can grow the queue
+     * without limit; creating a sale is rare and never refused. */
+    int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE) {
+        atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+        op->result = SK_BUY_RATE_LIMITED;
+        op->status = -EAGAIN;
+        if (op->sale)
             op->remaining = op->sale->stock - sk_sale_sold(op->sale);
-            op->done(op);
-            return;
-        }
+        op->done(op);
+        return;
     }
     sk_mpsc_push(&e->q, &op->node);
-    ledger_wake(e);
+    e->backend->wake(e->backend);
 }
 
-/* ---- the ledger ----------------------------------------------------------------------- */
+/* ---- the ledger side ------------------------------------------------------------------ */
 
-static void decide_buy(sk_engine_t *e, sk_op_t *op, size_t *n_journal)
+size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max)
 {
-    sk_sale_t *s = op->sale;
-    sk_holders_t *h = s->holders;
-    op->remaining = s->stock - s->ledger_sold;
-    if (op->now_ms < s->starts_at) {
-        op->result = SK_BUY_NOT_STARTED;
-        return;
-    }
-    if (op->now_ms >= s->ends_at) {
-        op->result = SK_BUY_ENDED;
-        return;
-    }
-    uint32_t slot = sk_holders_find(h, op->user_id, op->user_len);
-    if (slot != NONE && h->slots[slot].count > 0) {
-        uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len);
-        if (k != NONE) {
-            sk_holders_order(h, k, &op->order);
-            op->result = SK_BUY_DUPLICATE;
-            return;
-        }
-        if (h->slots[slot].count >= s->per_user_limit) {
-            sk_holders_order(h, h->slots[slot].first, &op->order);
-            op->result = SK_BUY_LIMIT_REACHED;
-            return;
-        }
-    }
-    if (s->ledger_sold >= s->stock) {
-        op->result = SK_BUY_SOLD_OUT;
-        return;
-    }
-    if (slot == NONE)
-        slot = sk_holders_upsert(h, op->user_id, op->user_len);
-    int64_t now = sk_now_ms();
-    sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
-    s->ledger_sold++;
-    op->result = SK_BUY_CONFIRMED;
-    op->order.seq = (uint64_t)s->ledger_sold;
-    op->order.created_at = now;
-    memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
-    memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
-    op->remaining = s->stock - s->ledger_sold;
-
-    size_t j = (*n_journal)++;
-    sk_order_id(e->jorder_ids[j], s, op->order.seq);
-    e->jorders[j] = (sk_journal_order_t){s->id, e->jorder_ids[j], op->user_id, op->request_id, now};
+    size_t n = 0;
+    sk_mpsc_node_t *node;
+    while (n < max && (node = sk_mpsc_pop(&e->q)) != NULL)
+        ops[n++] = SK_CONTAINER_OF(node, sk_op_t, node);
+    return n;
 }
 
-static void answer_orders(sk_op_t *op)
+bool sk_engine_stopping(sk_engine_t *e)
 {
-    op->n_orders = user_orders(op->sale->holders, op->user_id, op->user_len, &op->orders);
+    return atomic_load(&e->stopping);
 }
 
-static void answer_list(sk_op_t *op)
-{
-    const sk_holders_t *h = op->sale->holders;
-    uint64_t total = h->n_orders;
-    uint64_t from = op->list_after < total ? op->list_after : total;
-    size_t n = (size_t)SK_MIN((uint64_t)op->list_limit, total - from);
-    op->orders = n ? sk_xmalloc(n * sizeof(sk_order_t)) : NULL;
-    for (size_t i = 0; i < n; i++)
-        sk_holders_order(h, (uint32_t)(from + i), &op->orders[i]);
-    op->n_orders = n;
-    op->list_more = from + n < total;
-}
-
-static void create_sale(sk_engine_t *e, sk_op_t *op)
-{
-    sk_sale_t *s = op->new_sale;
-    if (sk_engine_find_sale(e, s->id, s->id_len)) {
-        op->status = -EEXIST;
-        return;
-    }
-    if (sk_engine_sale_count(e) >= SK_MAX_SALES) {
-        op->status = -ENOSPC;
-        return;
-    }
-    sk_journal_sale_t js = {s->id, s->name, s->stock, s->starts_at, s->ends_at, s->per_user_limit, s->created_at};
-    int rc = sk_journal_put_sale(e->journal, &js);
-    if (rc < 0) {
-        op->status = rc;
-        return;
-    }
-    s->holders = sk_holders_new();
-    table_insert(e, s);
-    op->new_sale = NULL;
-    op->sale = s;
-    op->status = 0;
-}
-
-int sk_engine_add_sale(sk_engine_t *e, sk_sale_t *s)
-{
-    sk_op_t op = {.kind = SK_OP_CREATE_SALE, .new_sale = s};
-    create_sale(e, &op);
-    return op.status;
-}
-
-static void post(sk_engine_t *e, sk_op_t *op)
+void sk_engine_complete(sk_engine_t *e, sk_op_t *op)
 {
     sk_engine_worker_t *w = op->worker;
-    if (op->kind == SK_OP_BUY)
-        atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
     sk_mpsc_push(&w->done_q, &op->node);
     if (!w->notify) {
         w->notify = true;
+        if (e->n_notify == e->notify_cap) {
+            e->notify_cap = e->notify_cap ? e->notify_cap * 2 : 16;
+            e->notify = sk_xrealloc(e->notify, e->notify_cap * sizeof(*e->notify));
+        }
         e->notify[e->n_notify++] = w;
     }
 }
 
-static void record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns)
+void sk_engine_flush(sk_engine_t *e)
 {
+    for (size_t i = 0; i < e->n_notify; i++) {
+        e->notify[i]->notify = false;
+        sk_async_send(&e->notify[i]->async);
+    }
+    e->n_notify = 0;
+}
+
+void sk_engine_publish_sold(sk_sale_t *s, int64_t sold)
+{
+    if (atomic_load_explicit(&s->sold, memory_order_relaxed) == sold)
+        return;
+    atomic_store_explicit(&s->sold, sold, memory_order_release);
+    atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
+    if (sold >= s->stock)
+        atomic_store_explicit(&s->sold_out, true, memory_order_release);
+}
+
+void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h)
+{
+    atomic_store_explicit(&s->final_holders, h, memory_order_release);
+}
+
+void sk_engine_record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns, bool ok)
+{
+    if (!ok) {
+        sk_counter_add(&e->stats.commit_errors, 1);
+        return;
+    }
     sk_counter_add(&e->stats.batches, 1);
     sk_counter_add(&e->stats.batch_ops, n);
     int b = 0;
@@ -442,180 +381,34 @@ static void record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns)
     sk_counter_add(&e->stats.commit_bucket[k], 1);
 }
 
-static void process_batch(sk_engine_t *e, sk_op_t **ops, size_t n)
-{
-    size_t n_journal = 0, n_buys = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ops[i]->kind == SK_OP_BUY) {
-            decide_buy(e, ops[i], &n_journal);
-            n_buys++;
-        }
-    }
-    if (n_buys) {
-        uint64_t t0 = sk_mono_ns();
-        int rc = sk_journal_put_orders(e->journal, e->jorders, n_journal);
-        uint64_t dt = sk_mono_ns() - t0;
-        if (rc < 0) {
-            /* Nothing of this batch is durable: forget its orders and answer every
-             * purchase of it 503, since any answer may have depended on them. */
-            sk_counter_add(&e->stats.commit_errors, 1);
-            for (size_t i = n; i-- > 0;) {
-                sk_op_t *op = ops[i];
-                if (op->kind != SK_OP_BUY)
-                    continue;
-                if (op->result == SK_BUY_CONFIRMED) {
-                    sk_holders_pop_order(op->sale->holders);
-                    op->sale->ledger_sold--;
-                }
-                op->result = SK_BUY_UNAVAILABLE;
-            }
-        } else {
-            record_batch(e, n_buys, n_journal ? dt : 0);
-            for (size_t i = 0; i < n; i++) {
-                sk_sale_t *s = ops[i]->sale;
-                if (ops[i]->kind != SK_OP_BUY || ops[i]->result != SK_BUY_CONFIRMED)
-                    continue;
-                if (atomic_load_explicit(&s->sold, memory_order_relaxed) != s->ledger_sold) {
-                    atomic_store_explicit(&s->sold, s->ledger_sold, memory_order_release);
-                    atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
-                    if (s->ledger_sold >= s->stock)
-                        atomic_store_explicit(&s->sold_out, true, memory_order_release);
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        sk_op_t *op = ops[i];
-        switch (op->kind) {
-        case SK_OP_ORDERS:
-            answer_orders(op);
-            break;
-        case SK_OP_LIST:
-            answer_list(op);
-            break;
-        case SK_OP_CREATE_SALE:
-            create_sale(e, op);
-            break;
-        case SK_OP_BUY:
-            break;
-        }
-        post(e, op);
-    }
-    for (size_t i = 0; i < e->n_notify; i++) {
-        e->notify[i]->notify = false;
-        sk_async_send(&e->notify[i]->async);
-    }
-    e->n_notify = 0;
-}
+/* ---- lifecycle ------------------------------------------------------------------------- */
 
-static void *ledger_main(void *arg)
-{
-    sk_engine_t *e = arg;
-    for (;;) {
-        atomic_store(&e->wake_pending, 0);
-        size_t n = 0;
-        sk_mpsc_node_t *node;
-        while (n < e->cfg.max_batch && (node = sk_mpsc_pop(&e->q)) != NULL)
-            e->batch[n++] = SK_CONTAINER_OF(node, sk_op_t, node);
-        if (n > 0) {
-            process_batch(e, e->batch, n);
-            continue;
-        }
-        if (atomic_load(&e->stopping))
-            break;
-        uint64_t v;
-        ssize_t r = read(e->efd, &v, sizeof(v));
-        (void)r;
-    }
-    return NULL;
-}
-
-/* ---- start-up: rebuild the ledger from the journal --------------------------------------- */
-
-static int load_sale(void *arg, const sk_journal_sale_t *js)
-{
-    sk_engine_t *e = arg;
-    size_t len = strlen(js->id);
-    if (!sk_valid_sale_id(js->id, len) || sk_engine_find_sale(e, js->id, len) ||
-        sk_engine_sale_count(e) >= SK_MAX_SALES)
-        return -EINVAL;
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    memcpy(s->id, js->id, len + 1);
-    s->id_len = len;
-    s->name = sk_xstrndup(js->name, strlen(js->name));
-    s->stock = js->stock;
-    s->starts_at = js->starts_at;
-    s->ends_at = js->ends_at;
-    s->per_user_limit = (int32_t)js->per_user_limit;
-    s->created_at = js->created_at;
-    s->holders = sk_holders_new();
-    table_insert(e, s);
-    return 0;
-}
-
-static int load_order(void *arg, const sk_journal_order_t *o)
-{
-    sk_engine_t *e = arg;
-    sk_sale_t *s = sk_engine_find_sale(e, o->sale_id, strlen(o->sale_id));
-    uint64_t seq;
-    size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    if (!s || sk_order_id_parse(s, o->order_id, strlen(o->order_id), &seq) < 0 ||
-        seq != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
-        !sk_valid_request_id(o->request_id, rl))
-        return -EINVAL;
-    uint32_t slot = sk_holders_upsert(s->holders, o->user_id, ul);
-    sk_holders_add_order(s->holders, slot, o->request_id, rl, o->created_at);
-    s->ledger_sold++;
-    return 0;
-}
-
-sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, char *err, size_t err_size)
+sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, sk_backend_t *backend, char *err, size_t err_size)
 {
     sk_engine_t *e = sk_xcalloc(1, sizeof(*e));
     e->cfg = *cfg;
-    if (!e->cfg.max_batch)
-        e->cfg.max_batch = 4096;
     if (!e->cfg.max_inflight)
         e->cfg.max_inflight = 65536;
-    e->efd = -1;
+    e->backend = backend;
     sk_mpsc_init(&e->q);
-    e->journal = sk_journal_open(cfg->data_dir, err, err_size);
-    if (!e->journal)
-        goto fail;
-    int rc = sk_journal_load(e->journal, load_sale, load_order, e);
-    if (rc < 0) {
-        snprintf(err, err_size, "the store in %s is inconsistent or unreadable (%s)", cfg->data_dir,
-                 rc == -EINVAL ? "an order or sale does not fit the ledger" : "read error");
-        goto fail;
+    if (backend->load(backend, e, err, err_size) < 0) {
+        sk_engine_free(e);
+        return NULL;
     }
-    for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
-        sk_sale_t *s = e->list[i];
-        atomic_store(&s->sold, s->ledger_sold);
-        if (s->ledger_sold >= s->stock)
-            atomic_store(&s->sold_out, true);
-    }
-    e->efd = eventfd(0, EFD_CLOEXEC);
-    if (e->efd < 0) {
-        snprintf(err, err_size, "eventfd: %s", strerror(errno));
-        goto fail;
-    }
-    e->batch = sk_xmalloc(e->cfg.max_batch * sizeof(*e->batch));
-    e->jorders = sk_xmalloc(e->cfg.max_batch * sizeof(*e->jorders));
-    e->jorder_ids = sk_xmalloc(e->cfg.max_batch * sizeof(*e->jorder_ids));
-    e->notify = sk_xmalloc(e->cfg.max_batch * sizeof(*e->notify));
     return e;
-fail:
-    sk_engine_free(e);
-    return NULL;
+}
+
+int sk_engine_add_sale(sk_engine_t *e, sk_sale_t *s)
+{
+    return e->backend->add_sale(e->backend, e, s);
 }
 
 int sk_engine_start(sk_engine_t *e)
 {
-    int rc = pthread_create(&e->thread, NULL, ledger_main, e);
-    if (rc != 0)
-        return -rc;
-    e->running = true;
-    return 0;
+    int rc = e->backend->start(e->backend, e);
+    if (rc == 0)
+        e->running = true;
+    return rc;
 }
 
 void sk_engine_stop(sk_engine_t *e)
@@ -623,10 +416,7 @@ void sk_engine_stop(sk_engine_t *e)
     if (!e->running)
         return;
     atomic_store(&e->stopping, true);
-    uint64_t one = 1;
-    ssize_t r = write(e->efd, &one, sizeof(one));
-    (void)r;
-    pthread_join(e->thread, NULL);
+    e->backend->stop(e->backend);
     e->running = false;
 }
 
@@ -636,13 +426,9 @@ void sk_engine_free(sk_engine_t *e)
         return;
     sk_engine_stop(e);
     for (size_t i = 0; i < sk_engine_sale_count(e); i++)
-        sale_free(e->list[i]);
-    sk_journal_close(e->journal);
-    if (e->efd >= 0)
-        close(e->efd);
-    free(e->batch);
-    free(e->jorders);
-    free(e->jorder_ids);
+        sk_sale_free(e->list[i]);
+    if (e->backend)
+        e->backend->free(e->backend);
     free(e->notify);
     free(e);
 }

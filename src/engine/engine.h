@@ -59,9 +59,11 @@ struct sk_sale {
     _Atomic bool sold_out; /* release-stored after the last unit's commit */
     _Atomic uint64_t version; /* bumped on every change of sold or state */
 
-    /* Ledger-private until sold_out is set; immutable (and readable by every
-     * thread) after that. */
+    /* Ledger-private (the embedded ledger's record of holders). */
     sk_holders_t *holders;
+    /* Set once the sale is sold out and its holders are final and known here: from
+     * then on workers answer its purchases without the ledger. */
+    _Atomic(sk_holders_t *) final_holders;
     int64_t ledger_sold; /* decided, committed or being committed */
     uint64_t next_seq;
 };
@@ -133,14 +135,14 @@ struct sk_op {
 typedef struct sk_journal sk_journal_t;
 
 typedef struct {
-    const char *data_dir; /* embedded: where seckill.db lives */
-    size_t max_batch; /* ops decided per batch (default 4096) */
-    size_t max_inflight; /* purchases queued to the ledger before 429 (default 65536) */
+    size_t max_inflight; /* ops queued to the ledger before 429 (default 65536) */
 } sk_engine_config_t;
 
-/** Opens the store and rebuilds the ledger from it. On failure returns NULL and writes
- *  one clear line into err. */
-sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, char *err, size_t err_size);
+typedef struct sk_backend sk_backend_t;
+
+/** Opens the engine over a backend (owned by the engine from now on, even on failure)
+ *  and loads the stored sales. On failure returns NULL and writes one clear line into err. */
+sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, sk_backend_t *backend, char *err, size_t err_size);
 /** Starts the ledger thread. Returns 0 or -errno. */
 int sk_engine_start(sk_engine_t *e);
 /** Stops the ledger after it has answered everything queued; joins it. */
@@ -175,21 +177,30 @@ static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
     return atomic_load_explicit(&((sk_sale_t *)s)->sold_out, memory_order_acquire);
 }
 
+/** True when the worker may answer purchases of this sale itself (sold out, holders final). */
+static inline bool sk_sale_final(const sk_sale_t *s)
+{
+    return atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire) != NULL;
+}
+
 /** The gate's answer for a sold-out sale, decided on the worker without the ledger:
  *  a holder's replay of a confirmed request_id is DUPLICATE (order filled in), a holder
  *  at the limit gets LIMIT_REACHED (with their first order), anyone else SOLD_OUT.
- *  Only valid when sk_sale_is_sold_out() returned true. */
+ *  Only valid when sk_sale_final() returned true. */
 sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len,
                                           const char *request_id, size_t request_len, sk_order_t *order);
 /** A user's orders of a sold-out sale, read without the ledger (same condition).
  *  Returns the count; *out is malloc'ed (free it). */
 size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
+/** A user's orders from a holders record (ledger thread, or any thread once final). */
+size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out);
 
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
-/** Hands an op to the ledger; `op->done` runs later on w's loop. A BUY refused because
- *  too many purchases are in flight completes with SK_BUY_RATE_LIMITED. */
+/** Hands an op to the ledger; `op->done` runs later on w's loop. An op refused because
+ *  too many ops are in flight completes at once (inside this call) with result
+ *  SK_BUY_RATE_LIMITED and status -EAGAIN. */
 void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op);
 
 /** Formats "<sale>-<seq, 10 digits>" into dst (SK_ORDER_ID_MAX + 1 bytes); returns length. */
@@ -205,7 +216,7 @@ typedef struct {
     sk_counter_t commit_ns_sum;
     sk_counter_t commit_bucket[16]; /* same bounds as the HTTP latency histogram */
     sk_counter_t commit_errors;
-    _Atomic int64_t inflight; /* purchases queued or being decided */
+    _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);
 

@@ -674,6 +674,10 @@ static void conn_read(sk_http_conn_t *c)
             conn_close(c);
         return;
     }
+    if (c->read_eof && c->streaming && !c->closed) {
+        conn_close(c); /* an event-stream client that hangs up is gone */
+        return;
+    }
     if (c->read_eof && !c->closed) {
         /* Half-closed: answer what was asked, then close. */
         c->no_more = true;
