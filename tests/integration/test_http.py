@@ -309,6 +309,24 @@ def test_body_too_large(ck):
     r = c.response()
     check_error(ck, r, 413, None, "chunked body past 64 KiB")
     c.close()
+    # The exact boundary: 64 KiB is a body, one byte more is not. /healthz answers
+    # 405 to POST once the body is read, and the connection stays usable.
+    for size, te in ((65536, False), (65536, True), (65537, False), (65537, True)):
+        what = f"{'chunked' if te else 'Content-Length'} body of {size} bytes"
+        c = Conn(SRV)
+        payload = b"z" * size
+        if te:
+            c.send(req("POST", "/healthz", ["Transfer-Encoding: chunked"], body=chunked(payload, [4096] * 15)))
+        else:
+            c.send(req("POST", "/healthz", body=payload))
+        c.send(req("GET", "/healthz"))
+        r = c.response()
+        if size <= 65536:
+            ck.eq(r.status, 405, what)
+            ck.eq(c.response().status, 200, f"{what}: next request")
+        else:
+            check_error(ck, r, 413, None, what)
+        c.close()
 
 
 def test_protocol_errors(ck):
