@@ -20,6 +20,7 @@ f.url is its address."""
 import json
 import re
 import socket
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,9 +28,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 
 class State:
-    def __init__(self, mode, **opts):
+    def __init__(self, mode, sqlite_path=None, **opts):
         self.mode = mode
         self.opts = opts
+        self.ghosts = 0  # confirmations never stored (unstored)
+        self.closes = 0  # responses cut short (midclose)
+        # Optionally every sale and order is also written to a SQLite file laid out
+        # like the embedded store's, for the --audit-sqlite path.
+        self.db = None
+        if sqlite_path:
+            self.db = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False)
+            self.db.executescript(
+                "CREATE TABLE sales(id TEXT PRIMARY KEY, name TEXT, stock INTEGER, starts_at INTEGER,"
+                " ends_at INTEGER, per_user_limit INTEGER, created_at INTEGER);"
+                "CREATE TABLE orders(seq INTEGER PRIMARY KEY, sale_id TEXT, order_id TEXT UNIQUE,"
+                " user_id TEXT, request_id TEXT, created_at INTEGER);")
         self.lock = threading.Lock()
         self.sales = {}
         self.orders = []  # dicts: seq, sale_id, order_id, user_id, request_id, created_at
@@ -53,6 +66,9 @@ class State:
         o = {"seq": self.seq, "sale_id": sale["id"], "order_id": "o%08d" % self.seq, "user_id": user,
              "request_id": rid, "created_at": int(time.time() * 1000)}
         self.orders.append(o)
+        if self.db:
+            self.db.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
+                            (o["seq"], o["sale_id"], o["order_id"], o["user_id"], o["request_id"], o["created_at"]))
         if named:
             self.by_request[(sale["id"], rid)] = o
         return o
@@ -130,6 +146,10 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(409, {"error": "exists", "message": "sale exists"})
                 s = {k: b[k] for k in ("id", "name", "stock", "starts_at", "ends_at", "per_user_limit")}
                 st.sales[s["id"]] = s
+                if st.db:
+                    st.db.execute("INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  (s["id"], s["name"], s["stock"], s["starts_at"], s["ends_at"],
+                                   s["per_user_limit"], int(time.time() * 1000)))
                 return self.reply(201, st.sale_json(s))
         if len(parts) == 5 and parts[:3] == ["api", "v1", "sales"] and parts[4] == "purchase":
             return self.purchase(st, parts[3], b)
@@ -147,6 +167,7 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "retry503" and attempt <= 2:
                 return self.reply(503, {"error": "unavailable", "message": "try again"})
             if mode == "midclose" and attempt == 1 and int(re.sub(r"\D", "", rid.split("-")[-1]) or 0) % opts.get("every", 4) == 0:
+                st.closes += 1
                 self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Type: application/js")
                 self.wfile.flush()
                 self.close_connection = True
@@ -178,6 +199,7 @@ class Handler(BaseHTTPRequestHandler):
             every = opts.get("every", 5)
             if mode == "unstored" and st.purchases % every == 0:
                 st.seq += 1
+                st.ghosts += 1
                 return self.reply(201, {"result": "confirmed", "order_id": "ghost%d" % st.seq, "remaining": 0})
             if mode in ("503_after", "503_hidden") and st.purchases % every == 0:
                 o = st.store(s, user, rid)
@@ -195,8 +217,8 @@ class Server(ThreadingHTTPServer):
 
 
 class FakeSeckill:
-    def __init__(self, mode="truthful", **opts):
-        self.state = State(mode, **opts)
+    def __init__(self, mode="truthful", sqlite_path=None, **opts):
+        self.state = State(mode, sqlite_path, **opts)
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.state = self.state
         self.port = self.httpd.server_address[1]
