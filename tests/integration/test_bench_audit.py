@@ -16,6 +16,10 @@ from fake_seckill import FakeSeckill, PipelineCounter  # noqa: E402
 TMP = tempfile.mkdtemp(prefix="seckill-bench-test-")
 
 
+def data_missing(path):
+    return not os.path.exists(path)
+
+
 def bench(url, *args, timeout=120):
     """Runs seckill-bench; returns (exit code, parsed --json, stdout)."""
     out = os.path.join(TMP, "run.json")
@@ -24,7 +28,7 @@ def bench(url, *args, timeout=120):
     cmd = [sklib.BENCH_BIN, url, "--json", out, "-q"] + [str(a) for a in args]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     text = p.stdout.decode("utf-8", "replace")
-    if p.returncode < 0 or p.returncode == 2:
+    if p.returncode < 0 or data_missing(out):
         print(" ".join(cmd))
         print(text)
         print(p.stderr.decode("utf-8", "replace"))
