@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "bench/fetch.h"
@@ -241,6 +242,8 @@ struct worker {
     uint32_t nconns;
     wconn_t *room; /* connections with room for another request */
     sk_timer_t tick;
+    sk_io_t pace; /* open loop: a timerfd at the next intended send time */
+    uint64_t pace_armed_ns;
     uint32_t ticks;
     bool shutting_down;
     pthread_t thread;
@@ -262,7 +265,7 @@ struct worker {
     uint64_t fired_ns;
     bool reported_ready;
     uint32_t settled;
-    uint64_t first_send_ns, last_answer_ns;
+    uint64_t first_send_ns, last_answer_ns, last_confirm_ns;
     double interval_ns; /* open loop */
     uint64_t sched_k;
 
@@ -649,6 +652,8 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
     switch (o) {
     case SK_OUT_CONFIRMED:
     case SK_OUT_DUPLICATE:
+        if (o == SK_OUT_CONFIRMED)
+            w->last_confirm_ns = now;
         record_order(w, r->user, oid, oid_len, o);
         *us |= SK_USER_HOLDS;
         finish(w, r, now);
@@ -777,6 +782,29 @@ static void start_connect(wconn_t *wc)
     room_push(wc);
 }
 
+/* Open loop: every request has its intended send time on a fixed schedule; latency
+ * counts from that time, however long the request then waited for a free connection
+ * (no coordinated omission). Called every loop turn and from the 1 ms tick, so a request
+ * is queued at most about a millisecond after its time even when the loop is idle. */
+static void schedule_due(worker_t *w, uint64_t now)
+{
+    for (;;) {
+        if (w->quota && w->issued >= w->quota) {
+            w->gen_done = true;
+            return;
+        }
+        uint64_t due = w->fired_ns + (uint64_t)((double)w->sched_k * w->interval_ns);
+        if (due > now)
+            return;
+        if (w->stop_ns && due >= w->stop_ns) {
+            w->gen_done = true;
+            return;
+        }
+        w->sched_k++;
+        rq_push(w, new_req(w, due));
+    }
+}
+
 /* Hands queued and new requests to connections with room. */
 static void pump(worker_t *w)
 {
@@ -784,6 +812,8 @@ static void pump(worker_t *w)
         return;
     uint64_t now = sk_mono_ns();
     bool open_loop = w->cfg->rate > 0;
+    if (open_loop && !w->gen_done)
+        schedule_due(w, now);
     while (w->room) {
         wconn_t *wc = w->room;
         if (sk_bench_conn_room(&wc->conn) == 0) {
@@ -852,7 +882,8 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
     worker_t *w = t->data;
     uint64_t now = sk_mono_ns();
     run_t *run = w->run;
-    if (w->cfg->interrupted && *w->cfg->interrupted && !w->gen_done) {
+    if (w->cfg->interrupted && atomic_load_explicit(w->cfg->interrupted, memory_order_relaxed) &&
+        !w->gen_done) {
         w->gen_done = true;
         drain_queues(w, now);
     }
@@ -866,28 +897,10 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
             fire(w, now);
     }
     if (w->fired && !w->gen_done) {
-        if (w->cfg->rate > 0) {
-            /* Open loop: every request has its intended send time on a fixed schedule;
-             * latency counts from that time, however long the request waited for a free
-             * connection (no coordinated omission). */
-            for (;;) {
-                if (w->quota && w->issued >= w->quota) {
-                    w->gen_done = true;
-                    break;
-                }
-                uint64_t due = w->fired_ns + (uint64_t)((double)w->sched_k * w->interval_ns);
-                if (due > now)
-                    break;
-                if (w->stop_ns && due >= w->stop_ns) {
-                    w->gen_done = true;
-                    break;
-                }
-                w->sched_k++;
-                rq_push(w, new_req(w, due));
-            }
-        } else if (w->stop_ns && now >= w->stop_ns) {
+        if (w->cfg->rate > 0)
+            schedule_due(w, now);
+        else if (w->stop_ns && now >= w->stop_ns)
             w->gen_done = true;
-        }
     }
     while (w->heap_len > 0 && w->heap[0]->ready_ns <= now)
         rq_push(w, heap_pop(w));
@@ -896,11 +909,40 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
     sk_timer_start(loop, t, 1, on_tick);
 }
 
+static void on_pace(sk_loop_t *loop, sk_io_t *io, unsigned events)
+{
+    (void)loop;
+    (void)events;
+    uint64_t n;
+    while (read(io->fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+    }
+    worker_t *w = io->data;
+    w->pace_armed_ns = 0;
+    /* The requests now due are queued by pump() in the before-sleep hook. */
+}
+
+/* The loop's timers have millisecond resolution, which would add up to a millisecond
+ * of the client's own delay to every open-loop latency; a timerfd wakes the loop at
+ * the next intended send time instead (to within the kernel's timer slack). */
+static void arm_pace(worker_t *w)
+{
+    if (w->pace.fd < 0 || !w->fired || w->gen_done)
+        return;
+    uint64_t due = w->fired_ns + (uint64_t)((double)w->sched_k * w->interval_ns);
+    if (due == w->pace_armed_ns)
+        return;
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
+                                          .tv_nsec = (long)(due % 1000000000u)}};
+    if (timerfd_settime(w->pace.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        w->pace_armed_ns = due;
+}
+
 static void before_sleep(sk_loop_t *loop, void *arg)
 {
     worker_t *w = arg;
     pump(w);
     sk_bench_client_flush(&w->client);
+    arm_pace(w);
     if (w->fired && w->live == 0 && (w->gen_done || !can_generate(w, sk_mono_ns())) &&
         w->rq_len == 0 && w->heap_len == 0)
         sk_loop_stop(loop);
@@ -924,6 +966,17 @@ static void *worker_main(void *arg)
         if (w->cfg->burst)
             start_connect(wc);
     }
+    w->pace.fd = -1;
+    if (w->cfg->rate > 0) {
+        int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (tfd >= 0) {
+            w->pace.data = w;
+            if (sk_io_start(w->loop, &w->pace, tfd, SK_IO_READ, on_pace) < 0) {
+                close(tfd);
+                w->pace.fd = -1;
+            }
+        }
+    }
     w->tick.data = w;
     sk_timer_start(w->loop, &w->tick, 0, on_tick);
     sk_loop_set_before_sleep(w->loop, before_sleep, w);
@@ -935,6 +988,10 @@ static void *worker_main(void *arg)
         atomic_fetch_add(&w->run->ready_workers, 1);
     w->shutting_down = true;
     sk_timer_stop(w->loop, &w->tick);
+    if (w->pace.fd >= 0) {
+        sk_io_stop(w->loop, &w->pace);
+        close(w->pace.fd);
+    }
     for (uint32_t i = 0; i < w->nconns; i++) {
         sk_timer_stop(w->loop, &w->conns[i].reconnect);
         sk_bench_conn_close(&w->conns[i].conn, -ECANCELED);
@@ -1208,7 +1265,7 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
     }
 
     /* Merge the workers. */
-    uint64_t first = 0, last = 0;
+    uint64_t first = 0, last = 0, last_confirm = 0;
     res->last_remaining = -1;
     for (uint32_t i = 0; i < run.nworkers; i++) {
         worker_t *w = &run.workers[i];
@@ -1234,6 +1291,8 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
             first = w->first_send_ns;
         if (w->last_answer_ns > last)
             last = w->last_answer_ns;
+        if (w->last_confirm_ns > last_confirm)
+            last_confirm = w->last_confirm_ns;
         int64_t rem = atomic_load(&w->last_remaining);
         if (rem != INT64_MAX && (res->last_remaining < 0 || rem < res->last_remaining))
             res->last_remaining = rem;
@@ -1259,6 +1318,7 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
         free(w->conns);
     }
     res->elapsed_s = first && last > first ? (double)(last - first) / 1e9 : 0;
+    res->confirm_window_s = first && last_confirm > first ? (double)(last_confirm - first) / 1e9 : 0;
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         res->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;

@@ -13,7 +13,6 @@
 #ifndef SK_BENCH_SCENARIO_H
 #define SK_BENCH_SCENARIO_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,7 +93,7 @@ typedef struct {
     const char *create_id;
     char run_id[16]; /* hex, printed into every request_id */
     bool quiet;
-    volatile sig_atomic_t *interrupted; /* set by a signal handler: stop sending */
+    _Atomic int *interrupted; /* set (by a signal handler): stop sending, finish up */
 } sk_bench_config_t;
 
 typedef struct {
@@ -109,6 +108,7 @@ typedef struct {
     uint64_t connects, conn_failures;
     uint64_t bytes_sent, bytes_received, writes, reads;
     double elapsed_s; /* first send to last answer */
+    double confirm_window_s; /* first send to last confirmation (the sell-out time) */
     double cpu_user_s, cpu_sys_s; /* this process, whole run */
     uint64_t *timeline; /* answers per second since the first send */
     uint64_t *timeline_confirmed;

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "bench/audit.h"
@@ -91,16 +93,34 @@ static const char usage_text[] =
     "ok (--get). Latency percentiles p50 p90 p99 p99.9 max per outcome, exact to 1%.\n"
     "A progress line is redrawn on a terminal and printed once a second otherwise.\n";
 
-static volatile sig_atomic_t interrupted;
+/* Lock-free, so a signal handler may store to it while client threads read it. */
+static _Atomic int interrupted;
 
 static void on_signal(int sig)
 {
-    if (interrupted) {
+    /* The first signal lets the run finish and report; a second one ends it. */
+    if (atomic_exchange(&interrupted, 1)) {
         signal(sig, SIG_DFL);
         raise(sig);
-        return;
     }
-    interrupted = 1;
+}
+
+/* Raises the open-file limit to its hard maximum, and checks the connections fit. */
+static void fit_fd_limit(uint32_t connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)connections + 64 > rl.rlim_cur) {
+        fprintf(stderr, "seckill-bench: %u connections do not fit the open-file limit %llu (ulimit -n)\n",
+                connections, (unsigned long long)rl.rlim_cur);
+        exit(2);
+    }
 }
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -366,6 +386,7 @@ int main(int argc, char **argv)
         snprintf(cfg.run_id, sizeof(cfg.run_id), "%08x", r);
     }
 
+    fit_fd_limit(cfg.connections);
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -373,11 +394,15 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
+    int status = 0;
     sk_bench_sale_t sale = {0};
     if (!cfg.get_path) {
         if (sk_bench_setup_sale(&cfg, &sale, err, sizeof(err)) < 0) {
             fprintf(stderr, "seckill-bench: %s\n", err);
-            return 2;
+            free(sale.id);
+            free(sale.name);
+            status = 2;
+            goto out;
         }
         if (!cfg.quiet)
             fprintf(stderr, "sale %s%s: stock %lld, per-user limit %lld, state %s\n", sale.id,
@@ -387,13 +412,15 @@ int main(int argc, char **argv)
     sk_bench_results_t res;
     if (sk_bench_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
         fprintf(stderr, "seckill-bench: %s\n", err);
-        return 2;
+        res.sale = sale;
+        sk_bench_results_free(&res);
+        status = 2;
+        goto out;
     }
     res.sale = sale; /* the results own the sale's strings from here */
     sk_bench_report_print(stdout, &cfg, &res);
     fflush(stdout);
 
-    int status = 0;
     sk_bench_audit_t audit;
     bool audited = false;
     char audit_err[512] = "";
@@ -436,6 +463,7 @@ int main(int argc, char **argv)
         }
     }
     sk_bench_results_free(&res);
+out:
     for (size_t i = 0; i < cfg.ntargets; i++)
         sk_bench_target_free(&cfg.targets[i]);
     free(cfg.targets);
