@@ -60,7 +60,37 @@ def test_truthful(ck):
     ck.eq(data["counts"]["sold_out"], 250, "truthful: sold_out")
     ck.eq(data["audit"]["store_orders"], 50, "truthful: store orders")
     expect_only(ck, data, "truthful")
+    ck.eq(data["audit"]["users_tried"], 300, "truthful: every user tried once")
     ck.check(data["latency_us"]["confirmed"]["p99"] > 0, "truthful: latency recorded")
+
+
+def test_load_shapes(ck):
+    # Three client threads with a burst barrier: each user still tries exactly once.
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, *SMALL, "--threads", "3", "--burst", "--pipeline", "3")
+    ck.eq(rc, 0, "threads: exit code")
+    ck.eq(data["counts"]["confirmed"], 50, "threads: confirmed")
+    ck.eq(data["answers"], 300, "threads: answers")
+    ck.eq(data["audit"]["users_tried"], 300, "threads: every user tried once")
+    expect_only(ck, data, "threads")
+    # Open loop: 400 req/s for 1 s is exactly 400 requests on the schedule; more
+    # requests than users means users come back (limit_reached).
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "150",
+                            "--rate", "400", "--duration", "1s", "-c", "8")
+    ck.eq(rc, 0, "open loop: exit code")
+    ck.eq(data["requests"], 400, "open loop: requests on the schedule")
+    ck.eq(data["counts"]["confirmed"], 150, "open loop: one per user")
+    ck.eq(data["counts"]["limit_reached"], 250, "open loop: the rest come back")
+    ck.eq(data["audit"]["users_tried"], 150, "open loop: users tried")
+    expect_only(ck, data, "open loop")
+    # Buyers arriving before the opening hear not_started.
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=10,limit=1,starts_in=1500ms", "--users", "50",
+                            "--early", "1s", "-c", "2")
+    ck.eq(rc, 0, "early: exit code")
+    ck.eq(data["counts"]["not_started"], 50, "early: not_started")
+    expect_only(ck, data, "early")
 
 
 def test_oversell(ck):
@@ -244,6 +274,7 @@ def test_real_service(ck):
 try:
     sklib.run_tests([
         test_truthful,
+        test_load_shapes,
         test_oversell,
         test_unstored,
         test_double,
