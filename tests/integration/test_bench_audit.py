@@ -269,6 +269,16 @@ def test_real_service(ck):
             ck.eq(data["audit"]["foreign"] + data["counts"]["limit_reached"], 200,
                   "real service, sqlite audit: the first run's orders")
             expect_only(ck, data, "real service, sqlite audit")
+    # An admin token guards creating the sale and listing its orders.
+    with sklib.Server(admin_token="s3cret") as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        rc, data, _ = bench(url, "--create-sale", "stock=20,limit=1,starts_in=300ms", "--users", "100", "-c", "4")
+        ck.eq(rc, 2, "real service, no token: the sale cannot be created")
+        rc, data, _ = bench(url, "--create-sale", "stock=20,limit=1,starts_in=300ms", "--users", "100", "-c", "4",
+                            "--admin-token", "s3cret")
+        ck.eq(rc, 0, "real service, token: exit code")
+        ck.eq(data["counts"]["confirmed"], 20, "real service, token: confirmed")
+        expect_only(ck, data, "real service, token")
 
 
 try:
