@@ -694,9 +694,10 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
         finish(w, r, now);
         break;
     }
-    /* A pipelined connection is refilled once half its pipeline is free, so a write
-     * carries several requests even when the answers trickle in one by one. */
-    if (c->cap - c->count >= (c->cap + 1) / 2)
+    /* In the closed loop a pipelined connection is refilled once half its pipeline is
+     * free, so a write carries several requests even when the answers trickle in one
+     * by one. The open loop never holds back a request that is due. */
+    if (w->cfg->rate > 0 || c->cap - c->count >= (c->cap + 1) / 2)
         room_push(wc);
 }
 
@@ -787,8 +788,8 @@ static void start_connect(wconn_t *wc)
 
 /* Open loop: every request has its intended send time on a fixed schedule; latency
  * counts from that time, however long the request then waited for a free connection
- * (no coordinated omission). Called every loop turn and from the 1 ms tick, so a request
- * is queued at most about a millisecond after its time even when the loop is idle. */
+ * (no coordinated omission). Called every loop turn; when the loop would sleep, the
+ * pacing timerfd (arm_pace) wakes it at the next intended time. */
 static void schedule_due(worker_t *w, uint64_t now)
 {
     for (;;) {
