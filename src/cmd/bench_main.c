@@ -82,7 +82,8 @@ static const char usage_text[] =
     "  limit, or two orders for one request_id).\n"
     "\n"
     "Output:\n"
-    "  --json FILE              write every figure as JSON (\"-\" for stdout)\n"
+    "  --json FILE              write every figure as JSON (\"-\": to stdout, and the\n"
+    "                           human report to stderr)\n"
     "  -q, --quiet              no progress line\n"
     "  --run-id HEX             the run id put into request ids (r<run id>-<thread>-<n>);\n"
     "                           random by default\n"
@@ -418,8 +419,10 @@ int main(int argc, char **argv)
         goto out;
     }
     res.sale = sale; /* the results own the sale's strings from here */
-    sk_bench_report_print(stdout, &cfg, &res);
-    fflush(stdout);
+    /* With --json - the JSON alone goes to stdout, so it stays parseable. */
+    FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
+    sk_bench_report_print(human, &cfg, &res);
+    fflush(human);
 
     sk_bench_audit_t audit;
     bool audited = false;
@@ -445,14 +448,14 @@ int main(int argc, char **argv)
             src->close(src);
         }
         if (audited) {
-            sk_bench_report_audit(stdout, &audit);
+            sk_bench_report_audit(human, &audit);
             status = audit.ok ? 0 : 1;
         } else {
-            printf("\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
+            fprintf(human, "\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
             status = 1;
         }
     }
-    fflush(stdout);
+    fflush(human);
     if (json_path) {
         int rc = sk_bench_report_json(json_path, &cfg, &res, audited ? &audit : NULL,
                                       audit_err[0] ? audit_err : NULL);
