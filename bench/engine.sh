@@ -5,9 +5,9 @@
 #  2. through HTTP, wrk -t1 -c100 on CPU 0, servers on CPU 1:
 #     - the sold-out path's req/s vs nginx `return 200` (target >= 1.0x), and its server
 #       CPU per request;
-#     - the purchase path's confirmed orders/s (every request a new user) vs the sold-out
-#       path driven by the same wrk script (target >= 0.8x), with the ledger's batch size
-#       and commit latency from /metrics over that run.
+#     - the purchase path's confirmed orders/s (bench/purchase.lua: every request a new
+#       user) vs the sold-out path driven by the same wrk script (target >= 0.8x), with
+#       the ledger's batch size and commit latency from /metrics over that run.
 # Usage: bench/engine.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,13 +54,13 @@ n_rps=$RPS n_cpu=$CPU_PER_M
 bench_wrk "sold-out purchase" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s "$tmp/soldout.lua" \
   "$base/api/v1/sales/gone/purchase"
 so_rps=$RPS so_cpu=$CPU_PER_M
-bench_wrk "sold-out, distinct users" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase_wrk.lua \
-  "$base" -- /api/v1/sales/gone/purchase s
+bench_wrk "sold-out, distinct users" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase.lua \
+  "$base" -- gone
 sod_rps=$RPS
 m_before=$(metrics); s_before=$(sold)
 t0=$(date +%s.%N)
-bench_wrk "purchase (all confirmed)" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase_wrk.lua \
-  "$base" -- /api/v1/sales/buy/purchase p
+bench_wrk "purchase (all confirmed)" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase.lua \
+  "$base" -- buy
 t1=$(date +%s.%N)
 m_after=$(metrics); s_after=$(sold)
 confirmed=$((s_after - s_before))
