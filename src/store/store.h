@@ -35,8 +35,9 @@ typedef struct {
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size);
 void sk_journal_close(sk_journal_t *j);
 
-/** Replays the journal: every sale, then every order in commit order. A callback that
- *  returns non-zero stops the replay and that value is returned. Returns 0 or -EIO. */
+/** Replays the journal: every sale, then every order, each sale's in seq (= commit)
+ *  order. A callback that returns non-zero stops the replay and that value is returned.
+ *  Returns 0 or -EIO. */
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
                     int (*on_order)(void *arg, const sk_journal_order_t *o), void *arg);
 
