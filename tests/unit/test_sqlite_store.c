@@ -1,5 +1,6 @@
 /* The SQLite journal behind the embedded ledger: sales and order batches survive a
- * close and reopen, in commit order; duplicates are refused without storing anything. */
+ * close and reopen, each sale's orders in seq order; duplicates are refused without
+ * storing anything. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
@@ -8,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
+#include "util/common.h"
 #include "test.h"
 
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *f)
@@ -59,7 +63,8 @@ static int on_order(void *arg, const sk_journal_order_t *o)
 {
     loaded_t *l = arg;
     if (l->orders < 64) {
-        snprintf(l->order_ids[l->orders], sizeof(l->order_ids[0]), "%s/%s", o->sale_id, o->order_id);
+        snprintf(l->order_ids[l->orders], sizeof(l->order_ids[0]), "%s/%llu", o->sale_id,
+                 (unsigned long long)o->seq);
         snprintf(l->users[l->orders], sizeof(l->users[0]), "%s", o->user_id);
         snprintf(l->reqs[l->orders], sizeof(l->reqs[0]), "%s", o->request_id);
         l->created[l->orders] = o->created_at;
@@ -88,12 +93,12 @@ SK_TEST(test_round_trip)
     ASSERT_EQ(sk_journal_put_sale(j, &dup), -EEXIST);
 
     sk_journal_order_t batch1[] = {
-        {"s-b", "s-b-0000000001", "u1", "r1", 1001},
-        {"s-a", "s-a-0000000001", "u2", "", 1002},
-        {"s-b", "s-b-0000000002", "u3", "r3", 1003},
+        {"s-b", 1, "u1", "r1", 1001},
+        {"s-a", 1, "u2", "", 1002},
+        {"s-b", 2, "u3", "r3", 1003},
     };
     sk_journal_order_t batch2[] = {
-        {"s-a", "s-a-0000000002", "u1", "r9", 1004},
+        {"s-a", 2, "u1", "r9", 1004},
     };
     ASSERT_EQ(sk_journal_put_orders(j, batch1, 3), 0);
     ASSERT_EQ(sk_journal_put_orders(j, NULL, 0), 0);
@@ -110,22 +115,51 @@ SK_TEST(test_round_trip)
     ASSERT_EQ(l.stock[0], 3);
     ASSERT_STR_EQ(l.sale_ids[1], "s-b/Second \xe7\xa5\xa8/1000/2000/2/50");
     ASSERT_EQ(l.stock[1], 10);
-    /* Orders in commit order, across sales. */
+    /* Each sale's orders in seq (= commit) order; the ledger needs no more. */
     ASSERT_EQ(l.orders, 4);
-    ASSERT_STR_EQ(l.order_ids[0], "s-b/s-b-0000000001");
-    ASSERT_STR_EQ(l.order_ids[1], "s-a/s-a-0000000001");
-    ASSERT_STR_EQ(l.order_ids[2], "s-b/s-b-0000000002");
-    ASSERT_STR_EQ(l.order_ids[3], "s-a/s-a-0000000002");
-    ASSERT_STR_EQ(l.users[3], "u1");
-    ASSERT_STR_EQ(l.reqs[3], "r9");
-    ASSERT_STR_EQ(l.reqs[1], "");
-    ASSERT_EQ(l.created[2], 1003);
+    int a1 = -1, a2 = -1, b1 = -1, b2 = -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(l.order_ids[i], "s-a/1") == 0)
+            a1 = i;
+        else if (strcmp(l.order_ids[i], "s-a/2") == 0)
+            a2 = i;
+        else if (strcmp(l.order_ids[i], "s-b/1") == 0)
+            b1 = i;
+        else if (strcmp(l.order_ids[i], "s-b/2") == 0)
+            b2 = i;
+    }
+    ASSERT_TRUE(a1 >= 0 && a2 >= 0 && b1 >= 0 && b2 >= 0);
+    ASSERT_LT(a1, a2);
+    ASSERT_LT(b1, b2);
+    ASSERT_STR_EQ(l.users[a2], "u1");
+    ASSERT_STR_EQ(l.reqs[a2], "r9");
+    ASSERT_STR_EQ(l.reqs[a1], "");
+    ASSERT_EQ(l.created[b2], 1003);
 
     /* A callback's non-zero value stops the replay and is returned. */
     loaded_t l2 = {.stop_after = 2};
     ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l2), 7);
     ASSERT_EQ(l2.orders, 2);
     sk_journal_close(j);
+
+    /* Auditors read order ids straight from the table: they match the API's format. */
+    char path[340];
+    snprintf(path, sizeof(path), "%s/seckill.db", data);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT order_id, user_id FROM orders ORDER BY sale_id, seq", -1, &st, NULL),
+              SQLITE_OK);
+    static const char *const want[][2] = {
+        {"s-a-0000000001", "u2"}, {"s-a-0000000002", "u1"}, {"s-b-0000000001", "u1"}, {"s-b-0000000002", "u3"}};
+    for (size_t i = 0; i < SK_ARRAY_LEN(want); i++) {
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_STR_EQ((const char *)sqlite3_column_text(st, 0), want[i][0]);
+        ASSERT_STR_EQ((const char *)sqlite3_column_text(st, 1), want[i][1]);
+    }
+    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
     rm_rf(dir);
 }
 
@@ -137,13 +171,13 @@ SK_TEST(test_batch_all_or_nothing)
     ASSERT_TRUE(j != NULL);
     sk_journal_sale_t s = {"s", "S", 10, 0, 1, 1, 1};
     ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
-    sk_journal_order_t ok[] = {{"s", "s-0000000001", "u1", "", 1}};
+    sk_journal_order_t ok[] = {{"s", 1, "u1", "", 1}};
     ASSERT_EQ(sk_journal_put_orders(j, ok, 1), 0);
-    /* The second row repeats an order id: the whole batch is refused, and the journal
-     * still takes the next batch. */
-    sk_journal_order_t bad[] = {{"s", "s-0000000002", "u2", "", 2}, {"s", "s-0000000001", "u3", "", 3}};
+    /* The second row repeats a seq of the sale: the whole batch is refused, and the
+     * journal still takes the next batch. */
+    sk_journal_order_t bad[] = {{"s", 2, "u2", "", 2}, {"s", 1, "u3", "", 3}};
     ASSERT_EQ(sk_journal_put_orders(j, bad, 2), -EIO);
-    sk_journal_order_t next[] = {{"s", "s-0000000002", "u4", "r", 4}};
+    sk_journal_order_t next[] = {{"s", 2, "u4", "r", 4}};
     ASSERT_EQ(sk_journal_put_orders(j, next, 1), 0);
     sk_journal_close(j);
     j = sk_journal_open(dir, err, sizeof(err));
@@ -166,15 +200,14 @@ SK_TEST(test_many_batches)
     sk_journal_sale_t s = {"big", "Big", 100000, 0, 1, 1, 1};
     ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
     enum { BATCH = 500, BATCHES = 20 };
-    static char ids[BATCH][32], users[BATCH][32];
+    static char users[BATCH][32];
     sk_journal_order_t orders[BATCH];
     int seq = 0;
     for (int b = 0; b < BATCHES; b++) {
         for (int i = 0; i < BATCH; i++) {
             seq++;
-            snprintf(ids[i], sizeof(ids[i]), "big-%010d", seq);
             snprintf(users[i], sizeof(users[i]), "u%d", seq);
-            orders[i] = (sk_journal_order_t){"big", ids[i], users[i], "", seq};
+            orders[i] = (sk_journal_order_t){"big", (uint64_t)seq, users[i], "", seq};
         }
         ASSERT_EQ(sk_journal_put_orders(j, orders, BATCH), 0);
     }
@@ -184,7 +217,7 @@ SK_TEST(test_many_batches)
     loaded_t l = {0};
     ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
     ASSERT_EQ(l.orders, BATCH * BATCHES);
-    ASSERT_STR_EQ(l.order_ids[63], "big/big-0000000064");
+    ASSERT_STR_EQ(l.order_ids[63], "big/64");
     sk_journal_close(j);
     rm_rf(dir);
 }
