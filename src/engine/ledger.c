@@ -35,7 +35,9 @@ typedef struct {
     sk_journal_order_t *jorders;
 } ledger_t;
 
-static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
+/* `now` is the batch's time: every order of a batch carries it, in memory and in the
+ * journal (which stores it once per sale per batch). */
+static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
 {
     sk_sale_t *s = op->sale;
     sk_holders_t *h = s->holders;
@@ -68,7 +70,6 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
     }
     if (slot == NONE)
         slot = sk_holders_upsert(h, op->user_id, op->user_len);
-    int64_t now = sk_now_ms();
     sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
     s->ledger_sold++;
     op->result = SK_BUY_CONFIRMED;
@@ -129,9 +130,10 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
     sk_engine_t *e = l->e;
     size_t n_journal = 0, n_buys = 0;
+    int64_t now = sk_now_ms();
     for (size_t i = 0; i < n; i++) {
         if (ops[i]->kind == SK_OP_BUY) {
-            decide_buy(l, ops[i], &n_journal);
+            decide_buy(l, ops[i], &n_journal, now);
             n_buys++;
         }
     }

@@ -4,11 +4,10 @@
  *
  * Schema (also read directly by `seckill-bench --audit-sqlite`):
  *   sales(id TEXT PRIMARY KEY, name, stock, starts_at, ends_at, per_user_limit, created_at)
- *   orders(sale_id TEXT, seq INTEGER, user_id TEXT, request_id TEXT, created_at INTEGER,
- *          order_id TEXT generated as sale_id || '-' || seq padded to 10 digits,
- *          PRIMARY KEY(sale_id, seq)) WITHOUT ROWID
- * One b-tree keyed by (sale, seq): a batch's inserts append at its right edge, and
- * there is no second index to update. */
+ *   order_batches(id, sale_id, first_seq, n, created_at, orders)  -- one row per sale per
+ *       batch; `orders` is a JSON array of [user_id, request_id] for seqs first_seq...
+ *   orders  -- a view, one row per order:
+ *       (sale_id, seq, user_id, request_id, created_at, order_id) */
 #ifndef SK_STORE_STORE_H
 #define SK_STORE_STORE_H
 
@@ -43,7 +42,9 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
 
 /** Stores a sale durably. Returns 0, -EEXIST or -EIO. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
-/** Stores a batch of orders in one transaction. Returns 0 or -EIO (nothing stored). */
+/** Stores a batch of orders in one transaction. Each sale's orders in the batch must
+ *  carry consecutive seqs, and its created_at is taken from its first order (the ledger
+ *  gives every order of a batch the same time). Returns 0, or -EIO (nothing stored). */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
 
 #endif
