@@ -1,0 +1,46 @@
+/* HTTP handlers: JSON in, engine call, JSON out. The only place (with cmd/) that sees
+ * both http/ and engine/.
+ *
+ * sk_api_t is shared by all workers and read-only after start-up; each worker thread
+ * has its own sk_api_worker_t (its server, its engine attachment, its counters and its
+ * event-stream subscribers). */
+#ifndef SK_API_API_H
+#define SK_API_API_H
+
+#include <stddef.h>
+
+#include "engine/engine.h"
+#include "http/server.h"
+
+#define SK_API_MAX_WORKERS 256
+
+typedef struct sk_api sk_api_t;
+typedef struct sk_api_worker sk_api_worker_t;
+
+typedef struct {
+    const char *admin_token; /* NULL or "" : no token required */
+    sk_engine_t *engine;
+} sk_api_config_t;
+
+sk_api_t *sk_api_new(const sk_api_config_t *cfg);
+void sk_api_free(sk_api_t *api);
+
+/** Creates a worker's API state on its loop (loop thread). `server` is set later with
+ *  sk_api_worker_set_server because the server needs the worker as handler argument. */
+sk_api_worker_t *sk_api_worker_new(sk_api_t *api, sk_loop_t *loop);
+void sk_api_worker_set_server(sk_api_worker_t *w, sk_http_server_t *server);
+/** Detaches from the engine and frees (after the ledger stopped; loop thread). */
+void sk_api_worker_free(sk_api_worker_t *w);
+
+/** The HTTP handler; `arg` is the sk_api_worker_t. */
+void sk_api_handle(sk_http_exchange_t *x, void *arg);
+
+/** Parses a time given as unix milliseconds or RFC 3339 text. Returns 0 or -EINVAL. */
+int sk_api_parse_time(const char *s, size_t n, int64_t *ms);
+
+/** Extracts user_id and request_id from a purchase body (JSON object or form fields).
+ *  Returns 0, or -EINVAL with *field naming what is wrong. Output is NUL-terminated. */
+int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
+                          size_t *req_len, const char **field);
+
+#endif

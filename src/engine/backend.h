@@ -1,0 +1,57 @@
+/* The ledger side of the engine: what a backend sees. A backend owns the ledger
+ * thread: it takes queued ops from the engine, decides and durably records them, and
+ * completes them. Two exist: the embedded ledger (ledger.c: decisions in memory,
+ * SQLite journal) and Redis (store/redis.c: decisions in a Lua script).
+ *
+ * Threading: load and add_sale run at start-up before start; wake runs on any thread;
+ * everything else on the backend's own thread. */
+#ifndef SK_ENGINE_BACKEND_H
+#define SK_ENGINE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/engine.h"
+
+typedef struct sk_backend sk_backend_t;
+
+struct sk_backend {
+    const char *name;
+    /** Registers the stored sales (sk_engine_register_sale) and rebuilds what the
+     *  backend keeps. Returns 0, or -errno with one clear line in err. */
+    int (*load)(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size);
+    /** Stores and registers a sale before start (the demo sale). 0, -EEXIST, -EIO. */
+    int (*add_sale)(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s);
+    /** Starts the ledger thread. Returns 0 or -errno. */
+    int (*start)(sk_backend_t *b, sk_engine_t *e);
+    /** Any thread: ops were queued (sk_engine_take will return them). */
+    void (*wake)(sk_backend_t *b);
+    /** Answers everything queued, then joins the ledger thread. */
+    void (*stop)(sk_backend_t *b);
+    void (*free)(sk_backend_t *b);
+};
+
+/** Creates the embedded backend (SQLite journal in data_dir). */
+sk_backend_t *sk_ledger_embedded_new(const char *data_dir, size_t max_batch);
+
+/** Ledger thread: takes up to `max` queued ops in arrival order. */
+size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max);
+/** Ledger thread: true once sk_engine_stop was called (finish what is queued, then return). */
+bool sk_engine_stopping(sk_engine_t *e);
+/** Ledger thread: hands a finished op back to its worker (sent at the next flush). */
+void sk_engine_complete(sk_engine_t *e, sk_op_t *op);
+/** Ledger thread: wakes every worker that has completions waiting. */
+void sk_engine_flush(sk_engine_t *e);
+/** Registers a fully built sale in the lock-free sale table (ledger thread or load). */
+void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
+/** Publishes a sale's durable sold count (and sold-out state when sold == stock). */
+void sk_engine_publish_sold(sk_sale_t *s, int64_t sold);
+/** Publishes the final holders of a sold-out sale: from now on workers answer its
+ *  purchases themselves (sk_engine_sold_out_answer). */
+void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h);
+/** Records one batch in the engine's statistics. */
+void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
+/** Frees a sale that was never registered. */
+void sk_sale_free(sk_sale_t *s);
+
+#endif

@@ -1,0 +1,438 @@
+/* The sale table, the ledger thread and the queues between it and the workers.
+ *
+ * The ledger is the one writer of every sale's stock and holders (the single-writer
+ * principle): workers push ops onto one lock-free queue and wake it through an eventfd;
+ * it takes everything queued (up to max_batch), decides each purchase in arrival
+ * order, writes all confirmed orders of the batch in one SQLite transaction, and only
+ * after that commit returns publishes the new counts and posts the answers. While it
+ * commits, the next batch forms in the queue, so the batch size grows with the load
+ * and the fsync cost is shared by all purchases of a batch. */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "engine/holders.h"
+
+#define SK_SALE_SLOTS 16384 /* power of two, > 1.5 x SK_MAX_SALES */
+#define NONE UINT32_MAX
+
+const char *const sk_buy_result_names[SK_BUY__COUNT] = {
+    "confirmed", "duplicate", "sold_out", "limit_reached", "not_started", "ended", "unavailable", "rate_limited",
+};
+
+struct sk_engine_worker {
+    sk_engine_t *e;
+    sk_loop_t *loop;
+    sk_async_t async;
+    sk_mpsc_t done_q;
+    bool notify; /* ledger-private: this batch posted to us */
+};
+
+struct sk_engine {
+    sk_engine_config_t cfg;
+    sk_backend_t *backend;
+
+    _Atomic(sk_sale_t *) slots[SK_SALE_SLOTS];
+    sk_sale_t *list[SK_MAX_SALES];
+    _Atomic size_t nsales;
+
+    sk_mpsc_t q;
+    _Atomic bool stopping;
+    bool running;
+
+    sk_engine_worker_t **notify; /* workers with completions since the last flush */
+    size_t n_notify, notify_cap;
+
+    sk_engine_stats_t stats;
+};
+
+/* ---- validation and ids ------------------------------------------------------------ */
+
+bool sk_valid_sale_id(const char *s, size_t n)
+{
+    if (n == 0 || n > SK_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool printable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
+            return false;
+    return true;
+}
+
+bool sk_valid_user_id(const char *s, size_t n)
+{
+    return n > 0 && n <= SK_USER_MAX && printable(s, n);
+}
+
+bool sk_valid_request_id(const char *s, size_t n)
+{
+    return n <= SK_REQUEST_MAX && printable(s, n);
+}
+
+size_t sk_order_id(char *dst, const sk_sale_t *s, uint64_t seq)
+{
+    memcpy(dst, s->id, s->id_len);
+    size_t n = s->id_len;
+    dst[n++] = '-';
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    for (int pad = k; pad < 10; pad++)
+        dst[n++] = '0';
+    while (k)
+        dst[n++] = digits[--k];
+    dst[n] = '\0';
+    return n;
+}
+
+int sk_order_id_parse(const sk_sale_t *s, const char *id, size_t len, uint64_t *seq)
+{
+    if (len < s->id_len + 2 || memcmp(id, s->id, s->id_len) != 0 || id[s->id_len] != '-')
+        return -EINVAL;
+    int64_t v;
+    if (sk_parse_i64(id + s->id_len + 1, len - s->id_len - 1, 1, INT64_MAX, &v) < 0)
+        return -EINVAL;
+    *seq = (uint64_t)v;
+    return 0;
+}
+
+/* ---- the sale table ---------------------------------------------------------------- */
+
+static uint64_t hash_id(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len)
+{
+    if (len == 0 || len > SK_ID_MAX)
+        return NULL;
+    size_t mask = SK_SALE_SLOTS - 1;
+    for (size_t i = hash_id(id, len) & mask;; i = (i + 1) & mask) {
+        sk_sale_t *s = atomic_load_explicit(&e->slots[i], memory_order_acquire);
+        if (!s)
+            return NULL;
+        if (s->id_len == len && memcmp(s->id, id, len) == 0)
+            return s;
+    }
+}
+
+void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s)
+{
+    size_t mask = SK_SALE_SLOTS - 1;
+    size_t i = hash_id(s->id, s->id_len) & mask;
+    while (atomic_load_explicit(&e->slots[i], memory_order_relaxed))
+        i = (i + 1) & mask;
+    size_t n = atomic_load_explicit(&e->nsales, memory_order_relaxed);
+    s->index = (uint32_t)n;
+    e->list[n] = s;
+    atomic_store_explicit(&e->slots[i], s, memory_order_release);
+    atomic_store_explicit(&e->nsales, n + 1, memory_order_release);
+}
+
+size_t sk_engine_sale_count(sk_engine_t *e)
+{
+    return atomic_load_explicit(&e->nsales, memory_order_acquire);
+}
+
+sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
+{
+    return i < sk_engine_sale_count(e) ? e->list[i] : NULL;
+}
+
+sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
+{
+    if (sk_sale_is_sold_out(s))
+        return SK_SALE_SOLD_OUT;
+    if (now_ms < s->starts_at)
+        return SK_SALE_SCHEDULED;
+    if (now_ms >= s->ends_at)
+        return SK_SALE_ENDED;
+    return SK_SALE_LIVE;
+}
+
+const char *sk_sale_state_name(sk_sale_state_t st)
+{
+    static const char *const names[] = {"scheduled", "live", "sold_out", "ended"};
+    return names[st];
+}
+
+void sk_sale_free(sk_sale_t *s)
+{
+    if (!s)
+        return;
+    sk_holders_free(s->holders);
+    free(s->name);
+    free(s);
+}
+
+/* ---- the sold-out fast path (any thread, after sold_out) --------------------------------- */
+
+sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len,
+                                          const char *request_id, size_t request_len, sk_order_t *order)
+{
+    const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
+    uint32_t slot = sk_holders_find(h, user, user_len);
+    if (slot == NONE || h->slots[slot].count == 0)
+        return SK_BUY_SOLD_OUT;
+    uint32_t k = sk_holders_find_request(h, slot, request_id, request_len);
+    if (k != NONE) {
+        sk_holders_order(h, k, order);
+        return SK_BUY_DUPLICATE;
+    }
+    if (h->slots[slot].count >= s->per_user_limit) {
+        sk_holders_order(h, h->slots[slot].first, order);
+        return SK_BUY_LIMIT_REACHED;
+    }
+    return SK_BUY_SOLD_OUT;
+}
+
+static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
+{
+    *out = NULL;
+    uint32_t slot = sk_holders_find(h, user, user_len);
+    if (slot == NONE || h->slots[slot].count == 0)
+        return 0;
+    size_t n = h->slots[slot].count, i = 0;
+    *out = sk_xmalloc(n * sizeof(sk_order_t));
+    for (uint32_t k = h->slots[slot].first; k != NONE && i < n; k = h->orders[k].next)
+        sk_holders_order(h, k, &(*out)[i++]);
+    return i;
+}
+
+size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
+{
+    return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user,
+                       user_len, out);
+}
+
+size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
+{
+    return user_orders(h, user, user_len, out);
+}
+
+/* ---- ops and workers ------------------------------------------------------------------- */
+
+sk_op_t *sk_op_new(sk_op_kind_t kind)
+{
+    sk_op_t *op = sk_xcalloc(1, sizeof(*op));
+    op->kind = kind;
+    return op;
+}
+
+void sk_op_free(sk_op_t *op)
+{
+    if (!op)
+        return;
+    free(op->orders);
+    if (op->new_sale)
+        sk_sale_free(op->new_sale);
+    free(op);
+}
+
+static void worker_on_async(sk_loop_t *loop, sk_async_t *a)
+{
+    (void)loop;
+    sk_engine_worker_t *w = SK_CONTAINER_OF(a, sk_engine_worker_t, async);
+    sk_mpsc_node_t *n;
+    while ((n = sk_mpsc_pop(&w->done_q)) != NULL) {
+        sk_op_t *op = SK_CONTAINER_OF(n, sk_op_t, node);
+        op->done(op);
+    }
+}
+
+sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
+{
+    sk_engine_worker_t *w = sk_xcalloc(1, sizeof(*w));
+    w->e = e;
+    w->loop = loop;
+    sk_mpsc_init(&w->done_q);
+    if (sk_async_init(loop, &w->async, worker_on_async) < 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void sk_engine_detach(sk_engine_worker_t *w)
+{
+    if (!w)
+        return;
+    worker_on_async(w->loop, &w->async);
+    sk_async_close(w->loop, &w->async);
+    free(w);
+}
+
+void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
+{
+    sk_engine_t *e = w->e;
+    op->worker = w;
+    if (op->kind == SK_OP_BUY) {
+        int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+        if (in >= (int64_t)e->cfg.max_inflight) {
+            atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+            op->result = SK_BUY_RATE_LIMITED;
+            op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+            op->done(op);
+            return;
+        }
+    }
+    sk_mpsc_push(&e->q, &op->node);
+    e->backend->wake(e->backend);
+}
+
+/* ---- the ledger side ------------------------------------------------------------------ */
+
+size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max)
+{
+    size_t n = 0;
+    sk_mpsc_node_t *node;
+    while (n < max && (node = sk_mpsc_pop(&e->q)) != NULL)
+        ops[n++] = SK_CONTAINER_OF(node, sk_op_t, node);
+    return n;
+}
+
+bool sk_engine_stopping(sk_engine_t *e)
+{
+    return atomic_load(&e->stopping);
+}
+
+void sk_engine_complete(sk_engine_t *e, sk_op_t *op)
+{
+    sk_engine_worker_t *w = op->worker;
+    if (op->kind == SK_OP_BUY)
+        atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+    sk_mpsc_push(&w->done_q, &op->node);
+    if (!w->notify) {
+        w->notify = true;
+        if (e->n_notify == e->notify_cap) {
+            e->notify_cap = e->notify_cap ? e->notify_cap * 2 : 16;
+            e->notify = sk_xrealloc(e->notify, e->notify_cap * sizeof(*e->notify));
+        }
+        e->notify[e->n_notify++] = w;
+    }
+}
+
+void sk_engine_flush(sk_engine_t *e)
+{
+    for (size_t i = 0; i < e->n_notify; i++) {
+        e->notify[i]->notify = false;
+        sk_async_send(&e->notify[i]->async);
+    }
+    e->n_notify = 0;
+}
+
+void sk_engine_publish_sold(sk_sale_t *s, int64_t sold)
+{
+    if (atomic_load_explicit(&s->sold, memory_order_relaxed) == sold)
+        return;
+    atomic_store_explicit(&s->sold, sold, memory_order_release);
+    atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
+    if (sold >= s->stock)
+        atomic_store_explicit(&s->sold_out, true, memory_order_release);
+}
+
+void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h)
+{
+    atomic_store_explicit(&s->final_holders, h, memory_order_release);
+}
+
+void sk_engine_record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns, bool ok)
+{
+    if (!ok) {
+        sk_counter_add(&e->stats.commit_errors, 1);
+        return;
+    }
+    sk_counter_add(&e->stats.batches, 1);
+    sk_counter_add(&e->stats.batch_ops, n);
+    int b = 0;
+    while (b < 11 && n > ((size_t)1 << b))
+        b++;
+    sk_counter_add(&e->stats.batch_size_bucket[b], 1);
+    sk_counter_add(&e->stats.commit_ns_sum, commit_ns);
+    static const double bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                    0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5};
+    double sec = (double)commit_ns / 1e9;
+    int k = 0;
+    while (k < 15 && sec > bounds[k])
+        k++;
+    sk_counter_add(&e->stats.commit_bucket[k], 1);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, sk_backend_t *backend, char *err, size_t err_size)
+{
+    sk_engine_t *e = sk_xcalloc(1, sizeof(*e));
+    e->cfg = *cfg;
+    if (!e->cfg.max_inflight)
+        e->cfg.max_inflight = 65536;
+    e->backend = backend;
+    sk_mpsc_init(&e->q);
+    if (backend->load(backend, e, err, err_size) < 0) {
+        sk_engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int sk_engine_add_sale(sk_engine_t *e, sk_sale_t *s)
+{
+    return e->backend->add_sale(e->backend, e, s);
+}
+
+int sk_engine_start(sk_engine_t *e)
+{
+    int rc = e->backend->start(e->backend, e);
+    if (rc == 0)
+        e->running = true;
+    return rc;
+}
+
+void sk_engine_stop(sk_engine_t *e)
+{
+    if (!e->running)
+        return;
+    atomic_store(&e->stopping, true);
+    e->backend->stop(e->backend);
+    e->running = false;
+}
+
+void sk_engine_free(sk_engine_t *e)
+{
+    if (!e)
+        return;
+    sk_engine_stop(e);
+    for (size_t i = 0; i < sk_engine_sale_count(e); i++)
+        sk_sale_free(e->list[i]);
+    if (e->backend)
+        e->backend->free(e->backend);
+    free(e->notify);
+    free(e);
+}
+
+const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e)
+{
+    return &e->stats;
+}

@@ -1,0 +1,195 @@
+/* The embedded store: SQLite in WAL mode with synchronous=FULL, one transaction per
+ * ledger batch, prepared statements. The ledger keeps every decision in memory; this
+ * journal exists so that a restart (or a kill -9) rebuilds exactly the same ledger. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "util/common.h"
+
+struct sk_journal {
+    sqlite3 *db;
+    sqlite3_stmt *put_order;
+    sqlite3_stmt *put_sale;
+    sqlite3_stmt *begin;
+    sqlite3_stmt *commit;
+    sqlite3_stmt *rollback;
+};
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS sales("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
+    "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS orders("
+    "  seq INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, order_id TEXT NOT NULL UNIQUE,"
+    "  user_id TEXT NOT NULL, request_id TEXT NOT NULL, created_at INTEGER NOT NULL);";
+
+sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, err_size, "cannot create data directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seckill.db", dir);
+    sk_journal_t *j = sk_xcalloc(1, sizeof(*j));
+    int rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    char *msg = NULL;
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(j->db, 5000);
+        rc = sqlite3_exec(j->db, schema, NULL, NULL, &msg);
+    }
+    if (rc == SQLITE_OK) {
+        /* journal_mode=WAL silently stays "delete" on a read-only directory: refuse that. */
+        sqlite3_stmt *st;
+        rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode", -1, &st, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+            strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
+            rc = SQLITE_READONLY;
+        sqlite3_finalize(st);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db,
+                                "INSERT INTO orders(sale_id, order_id, user_id, request_id, created_at)"
+                                " VALUES(?1, ?2, ?3, ?4, ?5)",
+                                -1, SQLITE_PREPARE_PERSISTENT, &j->put_order, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db,
+                                "INSERT INTO sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at)"
+                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                -1, SQLITE_PREPARE_PERSISTENT, &j->put_sale, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &j->begin, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &j->commit, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &j->rollback, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_size, "cannot open %s: %s", path, msg ? msg : sqlite3_errmsg(j->db));
+        sqlite3_free(msg);
+        sk_journal_close(j);
+        return NULL;
+    }
+    return j;
+}
+
+void sk_journal_close(sk_journal_t *j)
+{
+    if (!j)
+        return;
+    sqlite3_finalize(j->put_order);
+    sqlite3_finalize(j->put_sale);
+    sqlite3_finalize(j->begin);
+    sqlite3_finalize(j->commit);
+    sqlite3_finalize(j->rollback);
+    sqlite3_close(j->db);
+    free(j);
+}
+
+static const char *text(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
+                    int (*on_order)(void *arg, const sk_journal_order_t *o), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "SELECT id, name, stock, starts_at, ends_at, per_user_limit, created_at"
+                                " FROM sales ORDER BY created_at, rowid",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return -EIO;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sk_journal_sale_t s = {text(st, 0), text(st, 1), sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                               sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
+                               sqlite3_column_int64(st, 6)};
+        int r = on_sale(arg, &s);
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    rc = sqlite3_prepare_v2(j->db,
+                            "SELECT sale_id, order_id, user_id, request_id, created_at FROM orders ORDER BY seq", -1,
+                            &st, NULL);
+    if (rc != SQLITE_OK)
+        return -EIO;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sk_journal_order_t o = {text(st, 0), text(st, 1), text(st, 2), text(st, 3), sqlite3_column_int64(st, 4)};
+        int r = on_order(arg, &o);
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int fail(sk_journal_t *j, const char *what)
+{
+    sk_error("journal: %s: %s", what, sqlite3_errmsg(j->db));
+    if (!sqlite3_get_autocommit(j->db))
+        step_reset(j->rollback);
+    return -EIO;
+}
+
+int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
+{
+    sqlite3_stmt *st = j->put_sale;
+    sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, s->stock);
+    sqlite3_bind_int64(st, 4, s->starts_at);
+    sqlite3_bind_int64(st, 5, s->ends_at);
+    sqlite3_bind_int64(st, 6, s->per_user_limit);
+    sqlite3_bind_int64(st, 7, s->created_at);
+    int rc = step_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_CONSTRAINT)
+        return -EEXIST;
+    if (rc != SQLITE_DONE)
+        return fail(j, "storing a sale");
+    return 0;
+}
+
+int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (step_reset(j->begin) != SQLITE_DONE)
+        return fail(j, "begin");
+    sqlite3_stmt *st = j->put_order;
+    for (size_t i = 0; i < n; i++) {
+        const sk_journal_order_t *o = &orders[i];
+        sqlite3_bind_text(st, 1, o->sale_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, o->order_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, o->user_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, o->request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, o->created_at);
+        if (step_reset(st) != SQLITE_DONE)
+            return fail(j, "storing orders");
+    }
+    if (step_reset(j->commit) != SQLITE_DONE)
+        return fail(j, "commit");
+    return 0;
+}
