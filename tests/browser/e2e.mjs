@@ -137,6 +137,7 @@ async function noOverflow(page, what) {
 // ---- the buyer's page ---------------------------------------------------------------
 
 async function countdownThenBuy() {
+  // Starts in 3 s (and a half, for the page to load on a busy machine).
   const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 3500 });
   const page = await newPage();
   await page.goto(`${BASE}/sale/${sale.id}`);
@@ -148,7 +149,7 @@ async function countdownThenBuy() {
   const cd = await text(page, 'countdown');
   check(/^00:00:0[1-4]$/.test(cd), `countdown shows seconds to the start: ${cd}`);
   const ms = Number(await attr(page, 'countdown', 'data-ms'));
-  check(ms > 0 && ms <= 3600, `countdown ms in (0, 3600]: ${ms}`);
+  check(ms > 0 && ms <= sale.starts_at - Date.now() + 1000, `countdown ms ${ms} matches the start`);
   check(await disabled(page, 'buy'), 'Buy disabled before the start');
   eq(await text(page, 'buy'), 'Not started yet', 'Buy label before the start');
   await noOverflow(page, 'buyer page');
@@ -158,7 +159,8 @@ async function countdownThenBuy() {
   await waitFor(async () => Number(await attr(page, 'countdown', 'data-ms')) < ms - 500, 'countdown to tick', 3000);
   await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled at the start', 10000);
   const enabledAt = Date.now();
-  check(enabledAt >= sale.starts_at - 300, `Buy enabled ${sale.starts_at - enabledAt} ms before the start`);
+  // The page runs on the server's clock (the same machine's here); allow for the round trip.
+  check(enabledAt >= sale.starts_at - 1000, `Buy enabled ${sale.starts_at - enabledAt} ms before the start`);
   eq(await text(page, 'buy'), 'Buy now', 'Buy label at the start');
   eq(await attr(page, 'state', 'data-state'), 'live', 'state after start');
 
@@ -334,13 +336,13 @@ async function sseReconnectAndPolling() {
 }
 
 async function saleEnds() {
-  const sale = await createSale('Short Sale Tea', { stock: 10, startsIn: 0, lasts: 3000 });
+  const sale = await createSale('Short Sale Tea', { stock: 10, startsIn: 0, lasts: 5000 });
   const page = await newPage({ buyer: `${RUN}-ivy` });
   await page.goto(`${BASE}/sale/${sale.id}`);
   await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'live', 'live');
   eq(await attr(page, 'timer', 'data-kind'), 'end', 'counting down to the end');
-  await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'ended', 'ended', 8000);
-  check(Date.now() >= sale.ends_at - 300, 'not shown ended before the end');
+  await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'ended', 'ended', 10000);
+  check(Date.now() >= sale.ends_at - 1000, 'not shown ended before the end');
   check(await disabled(page, 'buy'), 'Buy disabled after the end');
   eq(await text(page, 'buy'), 'Sale ended', 'Buy label after the end');
 }
@@ -438,9 +440,11 @@ async function dashboard() {
   await page.locator(`tr[data-id="${live.id}"] td:first-child`).click();
   await waitFor(async () => (await attr(page, 'live', 'data-sale')) === live.id, 'live sale selected');
   await waitFor(async () => (await text(page, 'm-sold')) === '0', 'sold 0');
+  // Rates need two scrapes: wait for the first rate before buying.
+  await waitFor(async () => Number(await attr(page, 'c-pps', 'data-points')) >= 1, 'first rate', 8000);
   for (let i = 0; i < 10; i++) {
     eq((await buyApi(live.id, `${RUN}-dash-${i}`)).status, 201, `dash purchase ${i}`);
-    if (i < 3) eq((await buyApi(live.id, `${RUN}-dash-${i}`)).body.error, 'limit_reached', `dash repeat ${i}`);
+    if (i >= 4 && i < 7) eq((await buyApi(live.id, `${RUN}-dash-${i}`)).body.error, 'limit_reached', `dash repeat ${i}`);
     await sleep(150);
   }
   await waitFor(async () => (await text(page, 'm-sold')) === '10', 'sold 10', 8000);
