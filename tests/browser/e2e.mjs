@@ -289,6 +289,26 @@ async function answersAndRetry() {
   eq(held.length, 1, 'one order after retries');
   eq(await text(page, 'order-id'), held[0], 'order id after retries');
 
+  // While a purchase is in flight the button is disabled: a double click sends one request.
+  const slow = await newPage({ buyer: `${RUN}-slow` });
+  let slowCalls = 0;
+  await slow.route('**/purchase', async (route) => {
+    slowCalls++;
+    await sleep(1500);
+    await route.continue();
+  });
+  await slow.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(slow, 'buy')), 'Buy enabled (slow)');
+  await slow.evaluate(() => {
+    const b = document.getElementById('buy');
+    b.click();
+    b.click();
+  });
+  check(await disabled(slow, 'buy'), 'Buy disabled while in flight');
+  eq(await text(slow, 'buy'), 'Buying…', 'label while in flight');
+  await waitResult(slow, 'confirmed');
+  eq(slowCalls, 1, 'one request for a double click');
+
   // The other answers, as a server would give them.
   const answers = [
     ['sold_out', 409, { error: 'sold_out', message: 'sold out' }, 'Sold out'],
