@@ -721,8 +721,21 @@ static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size
     sk_buf_puts(b, "]}\n");
 }
 
+static bool refused(sk_op_t *op)
+{
+    if (op->status != -EAGAIN)
+        return false;
+    static const char body[] = "{\"error\":\"rate_limited\",\"message\":\"too many requests in flight, "
+                               "retry shortly\"}\n";
+    sk_http_deferred_respond(op->ctx, 429, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    sk_op_free(op);
+    return true;
+}
+
 static void user_orders_done(sk_op_t *op)
 {
+    if (refused(op))
+        return;
     sk_buf_t b = {0};
     orders_reply(&b, op->sale, op->user_id, op->user_len, op->orders, op->n_orders);
     sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
@@ -763,6 +776,8 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
 
 static void list_done(sk_op_t *op)
 {
+    if (refused(op))
+        return;
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sale_id\":");
     sk_buf_put_json_str(&b, op->sale->id, op->sale->id_len);
@@ -880,6 +895,12 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (!s)
         return;
     sse_sale_t *ss = sse_slot(w, s);
+    int64_t now = sk_now_ms();
+    if (ss->n == 0) {
+        /* The first subscriber gets the current state below; the tick sends changes. */
+        ss->last_version = atomic_load_explicit(&s->version, memory_order_acquire);
+        ss->last_state = (int)sk_sale_state(s, now);
+    }
     if (ss->n == ss->cap) {
         ss->cap = ss->cap ? ss->cap * 2 : 16;
         ss->subs = sk_xrealloc(ss->subs, ss->cap * sizeof(*ss->subs));
@@ -894,7 +915,7 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                           memory_order_relaxed);
     sk_buf_t b = {0};
     sk_buf_puts(&b, "retry: 2000\n");
-    sse_event(&b, s, sk_now_ms());
+    sse_event(&b, s, now);
     sk_http_stream_write(sub->conn, b.data, b.len);
     sk_buf_free(&b);
 }

@@ -33,7 +33,6 @@ typedef struct {
     bool running;
     sk_op_t **batch;
     sk_journal_order_t *jorders;
-    char (*jorder_ids)[SK_ORDER_ID_MAX + 1];
 } ledger_t;
 
 static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
@@ -80,8 +79,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
     op->remaining = s->stock - s->ledger_sold;
 
     size_t j = (*n_journal)++;
-    sk_order_id(l->jorder_ids[j], s, op->order.seq);
-    l->jorders[j] = (sk_journal_order_t){s->id, l->jorder_ids[j], op->user_id, op->request_id, now};
+    l->jorders[j] = (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now};
 }
 
 static void answer_orders(sk_op_t *op)
@@ -236,8 +234,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     sk_sale_t *s = sk_engine_find_sale(e, o->sale_id, strlen(o->sale_id));
     uint64_t seq;
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    if (!s || sk_order_id_parse(s, o->order_id, strlen(o->order_id), &seq) < 0 ||
-        seq != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
+    if (!s || (seq = o->seq) != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
         !sk_valid_request_id(o->request_id, rl))
         return -EINVAL;
     uint32_t slot = sk_holders_upsert(s->holders, o->user_id, ul);
@@ -325,7 +322,6 @@ static void ledger_free(sk_backend_t *b)
         close(l->efd);
     free(l->batch);
     free(l->jorders);
-    free(l->jorder_ids);
     free(l->data_dir);
     free(l);
 }
@@ -340,6 +336,5 @@ sk_backend_t *sk_ledger_embedded_new(const char *data_dir, size_t max_batch)
     l->efd = -1;
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
-    l->jorder_ids = sk_xmalloc(l->max_batch * sizeof(*l->jorder_ids));
     return &l->base;
 }

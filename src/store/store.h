@@ -4,8 +4,11 @@
  *
  * Schema (also read directly by `seckill-bench --audit-sqlite`):
  *   sales(id TEXT PRIMARY KEY, name, stock, starts_at, ends_at, per_user_limit, created_at)
- *   orders(seq INTEGER PRIMARY KEY, sale_id TEXT, order_id TEXT UNIQUE, user_id TEXT,
- *          request_id TEXT, created_at INTEGER) */
+ *   orders(sale_id TEXT, seq INTEGER, user_id TEXT, request_id TEXT, created_at INTEGER,
+ *          order_id TEXT generated as sale_id || '-' || seq padded to 10 digits,
+ *          PRIMARY KEY(sale_id, seq)) WITHOUT ROWID
+ * One b-tree keyed by (sale, seq): a batch's inserts append at its right edge, and
+ * there is no second index to update. */
 #ifndef SK_STORE_STORE_H
 #define SK_STORE_STORE_H
 
@@ -22,7 +25,7 @@ typedef struct {
 
 typedef struct {
     const char *sale_id;
-    const char *order_id;
+    uint64_t seq; /* per sale, from 1 */
     const char *user_id;
     const char *request_id; /* "" when the client sent none */
     int64_t created_at;
