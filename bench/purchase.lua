@@ -19,7 +19,7 @@ function setup(thread)
 end
 
 local sale, users, tid, counter, path
-local statuses = {}
+statuses = {} -- global: done() reads it per thread with t:get
 
 function init(args)
   sale = args[1] or os.getenv("SALE") or error("usage: wrk ... -s bench/purchase.lua URL -- SALE_ID [USERS]")

@@ -11,8 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/backend.h"
@@ -28,6 +31,7 @@ typedef struct {
     size_t max_batch;
     sk_journal_t *journal;
     int efd; /* blocking eventfd the ledger sleeps on */
+    int lock_fd; /* DATA/seckill.lock, flock'ed for the process's lifetime */
     _Atomic int wake_pending;
     pthread_t thread;
     bool running;
@@ -250,6 +254,22 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
 {
     ledger_t *l = (ledger_t *)b;
     l->e = e;
+    /* Two ledgers on one journal would each believe they own the stock: refuse. */
+    if (mkdir(l->data_dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, err_size, "cannot create data directory %s: %s", l->data_dir, strerror(errno));
+        return -errno;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seckill.lock", l->data_dir);
+    l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->lock_fd < 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, err_size, "data directory %s is in use by another seckill process", l->data_dir);
+        return -EBUSY;
+    }
     l->journal = sk_journal_open(l->data_dir, err, err_size);
     if (!l->journal)
         return -EIO;
@@ -322,6 +342,8 @@ static void ledger_free(sk_backend_t *b)
     sk_journal_close(l->journal);
     if (l->efd >= 0)
         close(l->efd);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
     free(l->batch);
     free(l->jorders);
     free(l->data_dir);
@@ -336,6 +358,7 @@ sk_backend_t *sk_ledger_embedded_new(const char *data_dir, size_t max_batch)
     l->data_dir = sk_xstrndup(data_dir, strlen(data_dir));
     l->max_batch = max_batch ? max_batch : 4096;
     l->efd = -1;
+    l->lock_fd = -1;
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
     return &l->base;
