@@ -54,8 +54,10 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
         op->result = SK_BUY_ENDED;
         return;
     }
-    uint32_t slot = sk_holders_find(h, op->user_id, op->user_len);
-    if (slot != NONE && h->slots[slot].count > 0) {
+    uint64_t hash;
+    uint32_t slot = sk_holders_probe(h, op->user_id, op->user_len, &hash);
+    bool present = sk_holders_present(h, slot);
+    if (present && h->slots[slot].count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len);
         if (k != NONE) {
             sk_holders_order(h, k, &op->order);
@@ -72,8 +74,8 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
         op->result = SK_BUY_SOLD_OUT;
         return;
     }
-    if (slot == NONE)
-        slot = sk_holders_upsert(h, op->user_id, op->user_len);
+    if (!present)
+        slot = sk_holders_insert_at(h, slot, hash, op->user_id, op->user_len);
     sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
     s->ledger_sold++;
     op->result = SK_BUY_CONFIRMED;
