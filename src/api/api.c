@@ -129,6 +129,10 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
         return -EINVAL;
     memcpy(buf, s, n);
     buf[n] = '\0';
+    /* sscanf's %d also takes signs and leading spaces ("T-1:-1:-1"): insist on digits. */
+    for (int i = 0; i < 19; i++)
+        if (i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && !(buf[i] >= '0' && buf[i] <= '9'))
+            return -EINVAL;
     int Y, M, D, h, m, sec, used = 0;
     if (sscanf(buf, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &used) != 6 || used != 19)
         return -EINVAL;
@@ -172,7 +176,8 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
     struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m,
                     .tm_sec = sec > 59 ? 59 : sec};
     time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    /* timegm rolls a day past the month's end into the next month (Feb 30 = Mar 1). */
+    if (t == (time_t)-1 || tm.tm_mday != D)
         return -EINVAL;
     *ms = ((int64_t)t - offset * 60) * 1000 + frac;
     return 0;
@@ -354,7 +359,8 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
             *field = "request_id";
             if (rl > SK_REQUEST_MAX)
                 return -EINVAL;
-            memcpy(user, u, ul);
+            if (u) /* "{}" has no user_id: memcpy from NULL is undefined even for 0 bytes */
+                memcpy(user, u, ul);
             user[ul] = '\0';
             *user_len = ul;
             if (r)
@@ -387,6 +393,9 @@ static bool is_form(const sk_http_request_t *req, const char *body, size_t len)
            sk_http_token_eq(req->content_type, 33, "application/x-www-form-urlencoded");
 }
 
+static const char unauthorized_body[] =
+    "{\"error\":\"unauthorized\",\"message\":\"a valid admin token is required\"}\n";
+
 static bool authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
 {
     sk_api_t *api = w->api;
@@ -402,8 +411,8 @@ static bool authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
     if (diff == 0)
         return true;
 deny:
-    sk_http_respond_ex(x, 401, "application/json", "WWW-Authenticate: Bearer\r\n",
-                       "{\"error\":\"unauthorized\",\"message\":\"a valid admin token is required\"}\n", 66);
+    sk_http_respond_ex(x, 401, "application/json", "WWW-Authenticate: Bearer\r\n", unauthorized_body,
+                       sizeof(unauthorized_body) - 1);
     return false;
 }
 
@@ -721,22 +730,28 @@ static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size
     sk_buf_puts(b, "]}\n");
 }
 
-/* A backend that reads orders from elsewhere (Redis) may fail to: say so, never answer
- * an empty list that could be taken for "you hold nothing". */
-static bool orders_unavailable(sk_op_t *op)
+static bool refused(sk_op_t *op)
 {
-    if (op->status >= 0)
+    if (op->status == 0)
         return false;
-    static const char body[] = "{\"error\":\"unavailable\",\"message\":\"the order store is unavailable; "
-                               "retry later\"}\n";
-    sk_http_deferred_respond(op->ctx, 503, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    if (op->status == -EAGAIN) {
+        static const char body[] = "{\"error\":\"rate_limited\",\"message\":\"too many requests in flight, "
+                                   "retry shortly\"}\n";
+        sk_http_deferred_respond(op->ctx, 429, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    } else {
+        /* A backend that reads orders from elsewhere (Redis) may fail to: say so, never
+         * answer an empty list that could be taken for "you hold nothing". */
+        static const char body[] = "{\"error\":\"unavailable\",\"message\":\"the order store is unavailable; "
+                                   "retry later\"}\n";
+        sk_http_deferred_respond(op->ctx, 503, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);
+    }
     sk_op_free(op);
     return true;
 }
 
 static void user_orders_done(sk_op_t *op)
 {
-    if (orders_unavailable(op))
+    if (refused(op))
         return;
     sk_buf_t b = {0};
     orders_reply(&b, op->sale, op->user_id, op->user_len, op->orders, op->n_orders);
@@ -778,7 +793,7 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
 
 static void list_done(sk_op_t *op)
 {
-    if (orders_unavailable(op))
+    if (refused(op))
         return;
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sale_id\":");
@@ -806,9 +821,11 @@ static void list_done(sk_op_t *op)
 /* Reads one query parameter (raw, not decoded). */
 static bool query_param(const sk_http_request_t *req, const char *name, const char **v, size_t *vl)
 {
+    if (!req->query) /* no '?': and NULL + 0 is undefined */
+        return false;
     size_t nl = strlen(name);
     const char *p = req->query, *end = req->query + req->query_len;
-    while (p && p < end) {
+    while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *e = amp ? amp : end;
         if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
@@ -897,6 +914,12 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (!s)
         return;
     sse_sale_t *ss = sse_slot(w, s);
+    int64_t now = sk_now_ms();
+    if (ss->n == 0) {
+        /* The first subscriber gets the current state below; the tick sends changes. */
+        ss->last_version = atomic_load_explicit(&s->version, memory_order_acquire);
+        ss->last_state = (int)sk_sale_state(s, now);
+    }
     if (ss->n == ss->cap) {
         ss->cap = ss->cap ? ss->cap * 2 : 16;
         ss->subs = sk_xrealloc(ss->subs, ss->cap * sizeof(*ss->subs));
@@ -911,7 +934,7 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                           memory_order_relaxed);
     sk_buf_t b = {0};
     sk_buf_puts(&b, "retry: 2000\n");
-    sse_event(&b, s, sk_now_ms());
+    sse_event(&b, s, now);
     sk_http_stream_write(sub->conn, b.data, b.len);
     sk_buf_free(&b);
 }

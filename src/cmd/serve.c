@@ -69,6 +69,7 @@ static void usage(FILE *f)
           "                          [SECKILL_IDLE_TIMEOUT] (60000)\n"
           "  --max-conns N           open connections before new ones get 503 [SECKILL_MAX_CONNS] (50000)\n"
           "  --max-batch N           purchases per ledger batch [SECKILL_MAX_BATCH] (4096)\n"
+          "  --max-inflight N        requests queued to the ledger before 429 [SECKILL_MAX_INFLIGHT] (65536)\n"
           "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
           "  -h, --help              show this text\n",
           f);
@@ -191,6 +192,7 @@ int sk_cmd_serve(int argc, char **argv)
     const char *idle_to = sk_cmd_env("IDLE_TIMEOUT");
     const char *max_conns_s = sk_cmd_env("MAX_CONNS");
     const char *max_batch_s = sk_cmd_env("MAX_BATCH");
+    const char *max_inflight_s = sk_cmd_env("MAX_INFLIGHT");
     int demo = 0;
 
     static const struct option opts[] = {
@@ -199,7 +201,8 @@ int sk_cmd_serve(int argc, char **argv)
         {"admin-token", required_argument, NULL, 'a'},  {"access-log", required_argument, NULL, 'A'},
         {"log-level", required_argument, NULL, 'L'},    {"header-timeout", required_argument, NULL, 'H'},
         {"idle-timeout", required_argument, NULL, 'I'}, {"max-conns", required_argument, NULL, 'm'},
-        {"max-batch", required_argument, NULL, 'b'},    {"demo", no_argument, NULL, 'D'},
+        {"max-batch", required_argument, NULL, 'b'},    {"max-inflight", required_argument, NULL, 'F'},
+        {"demo", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -218,6 +221,7 @@ int sk_cmd_serve(int argc, char **argv)
         case 'I': idle_to = optarg; break;
         case 'm': max_conns_s = optarg; break;
         case 'b': max_batch_s = optarg; break;
+        case 'F': max_inflight_s = optarg; break;
         case 'D': demo = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -231,12 +235,13 @@ int sk_cmd_serve(int argc, char **argv)
     }
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
-            max_batch = 4096;
+            max_batch = 4096, max_inflight = 65536;
     if ((threads_s && parse_uint("threads", threads_s, 1, SK_API_MAX_WORKERS, &threads) < 0) ||
         (header_to && parse_uint("header-timeout", header_to, 100, 3600000, &header_ms) < 0) ||
         (idle_to && parse_uint("idle-timeout", idle_to, 100, 86400000, &idle_ms) < 0) ||
         (max_conns_s && parse_uint("max-conns", max_conns_s, 1, 10000000, &max_conns) < 0) ||
-        (max_batch_s && parse_uint("max-batch", max_batch_s, 1, 1000000, &max_batch) < 0))
+        (max_batch_s && parse_uint("max-batch", max_batch_s, 1, 1000000, &max_batch) < 0) ||
+        (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0))
         return 2;
     if (threads < 1)
         threads = 1;
@@ -273,6 +278,9 @@ int sk_cmd_serve(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
+    /* A write past the file size limit must fail with EFBIG (the batch answers 503),
+     * not kill the process with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -295,7 +303,7 @@ int sk_cmd_serve(int argc, char **argv)
         }
     }
 
-    sk_engine_config_t ecfg = {0};
+    sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
     sv.engine = sk_engine_open(&ecfg,
                                redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
                                      : sk_ledger_embedded_new(data, (size_t)max_batch),

@@ -201,7 +201,7 @@ sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, 
         sk_holders_order(h, k, order);
         return SK_BUY_DUPLICATE;
     }
-    if (h->slots[slot].count >= s->per_user_limit) {
+    if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
         sk_holders_order(h, h->slots[slot].first, order);
         return SK_BUY_LIMIT_REACHED;
     }
@@ -288,15 +288,17 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
 {
     sk_engine_t *e = w->e;
     op->worker = w;
-    if (op->kind == SK_OP_BUY) {
-        int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-        if (in >= (int64_t)e->cfg.max_inflight) {
-            atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-            op->result = SK_BUY_RATE_LIMITED;
+    /* Every kind of op counts against the bound, so no client can grow the queue
+     * without limit; creating a sale is rare and never refused. */
+    int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE) {
+        atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+        op->result = SK_BUY_RATE_LIMITED;
+        op->status = -EAGAIN;
+        if (op->sale)
             op->remaining = op->sale->stock - sk_sale_sold(op->sale);
-            op->done(op);
-            return;
-        }
+        op->done(op);
+        return;
     }
     sk_mpsc_push(&e->q, &op->node);
     e->backend->wake(e->backend);
@@ -321,8 +323,7 @@ bool sk_engine_stopping(sk_engine_t *e)
 void sk_engine_complete(sk_engine_t *e, sk_op_t *op)
 {
     sk_engine_worker_t *w = op->worker;
-    if (op->kind == SK_OP_BUY)
-        atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
     sk_mpsc_push(&w->done_q, &op->node);
     if (!w->notify) {
         w->notify = true;

@@ -135,7 +135,7 @@ struct sk_op {
 typedef struct sk_journal sk_journal_t;
 
 typedef struct {
-    size_t max_inflight; /* purchases queued to the ledger before 429 (default 65536) */
+    size_t max_inflight; /* ops queued to the ledger before 429 (default 65536) */
 } sk_engine_config_t;
 
 typedef struct sk_backend sk_backend_t;
@@ -198,8 +198,9 @@ size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t use
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
-/** Hands an op to the ledger; `op->done` runs later on w's loop. A BUY refused because
- *  too many purchases are in flight completes with SK_BUY_RATE_LIMITED. */
+/** Hands an op to the ledger; `op->done` runs later on w's loop. An op refused because
+ *  too many ops are in flight completes at once (inside this call) with result
+ *  SK_BUY_RATE_LIMITED and status -EAGAIN. */
 void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op);
 
 /** Formats "<sale>-<seq, 10 digits>" into dst (SK_ORDER_ID_MAX + 1 bytes); returns length. */
@@ -215,7 +216,7 @@ typedef struct {
     sk_counter_t commit_ns_sum;
     sk_counter_t commit_bucket[16]; /* same bounds as the HTTP latency histogram */
     sk_counter_t commit_errors;
-    _Atomic int64_t inflight; /* purchases queued or being decided */
+    _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);
 

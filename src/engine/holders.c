@@ -89,12 +89,23 @@ static void grow(sk_holders_t *h)
     free(old);
 }
 
+uint32_t sk_holders_probe(const sk_holders_t *h, const char *user, size_t len, uint64_t *hash)
+{
+    *hash = hash_str(user, len);
+    return probe(h, *hash, user, len);
+}
+
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len)
 {
-    uint64_t hv = hash_str(user, len);
-    uint32_t i = probe(h, hv, user, len);
+    uint64_t hv;
+    uint32_t i = sk_holders_probe(h, user, len, &hv);
     if (h->slots[i].user_len)
         return i;
+    return sk_holders_insert_at(h, i, hv, user, len);
+}
+
+uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t i, uint64_t hv, const char *user, size_t len)
+{
     if ((h->used + 1) * 2 > h->cap) {
         grow(h);
         i = probe(h, hv, user, len);

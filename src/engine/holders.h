@@ -15,7 +15,7 @@ typedef struct {
     uint64_t hash;
     uint32_t user_off;
     uint16_t user_len; /* 0: empty slot */
-    uint16_t count; /* orders held */
+    uint32_t count; /* orders held (per_user_limit goes up to SK_LIMIT_MAX) */
     uint32_t first; /* order index of the first order, or UINT32_MAX */
     uint32_t last;
 } sk_holder_t;
@@ -44,6 +44,17 @@ void sk_holders_free(sk_holders_t *h);
 uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len);
 /** Finds or inserts a user (ledger only); returns the slot index. */
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len);
+
+/** One probe for the ledger's hot path: the user's slot if present, else the empty slot
+ *  where it would go. *hash receives the hash for sk_holders_insert_at. */
+uint32_t sk_holders_probe(const sk_holders_t *h, const char *user, size_t len, uint64_t *hash);
+static inline int sk_holders_present(const sk_holders_t *h, uint32_t slot)
+{
+    return h->slots[slot].user_len != 0;
+}
+/** Inserts the user at the empty slot a probe returned (ledger only); returns the slot
+ *  index, which differs from `slot` when the table had to grow. */
+uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t slot, uint64_t hash, const char *user, size_t len);
 /** Appends an order (seq = n_orders + 1 afterwards) for the holder at `slot`. */
 void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at);
 /** Removes the newest order (undo of an uncommitted batch). */

@@ -11,8 +11,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/backend.h"
@@ -28,15 +31,17 @@ typedef struct {
     size_t max_batch;
     sk_journal_t *journal;
     int efd; /* blocking eventfd the ledger sleeps on */
+    int lock_fd; /* DATA/seckill.lock, flock'ed for the process's lifetime */
     _Atomic int wake_pending;
     pthread_t thread;
     bool running;
     sk_op_t **batch;
     sk_journal_order_t *jorders;
-    char (*jorder_ids)[SK_ORDER_ID_MAX + 1];
 } ledger_t;
 
-static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
+/* `now` is the batch's time: every order of a batch carries it, in memory and in the
+ * journal (which stores it once per sale per batch). */
+static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
 {
     sk_sale_t *s = op->sale;
     sk_holders_t *h = s->holders;
@@ -49,15 +54,17 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
         op->result = SK_BUY_ENDED;
         return;
     }
-    uint32_t slot = sk_holders_find(h, op->user_id, op->user_len);
-    if (slot != NONE && h->slots[slot].count > 0) {
+    uint64_t hash;
+    uint32_t slot = sk_holders_probe(h, op->user_id, op->user_len, &hash);
+    bool present = sk_holders_present(h, slot);
+    if (present && h->slots[slot].count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len);
         if (k != NONE) {
             sk_holders_order(h, k, &op->order);
             op->result = SK_BUY_DUPLICATE;
             return;
         }
-        if (h->slots[slot].count >= s->per_user_limit) {
+        if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
             sk_holders_order(h, h->slots[slot].first, &op->order);
             op->result = SK_BUY_LIMIT_REACHED;
             return;
@@ -67,9 +74,8 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
         op->result = SK_BUY_SOLD_OUT;
         return;
     }
-    if (slot == NONE)
-        slot = sk_holders_upsert(h, op->user_id, op->user_len);
-    int64_t now = sk_now_ms();
+    if (!present)
+        slot = sk_holders_insert_at(h, slot, hash, op->user_id, op->user_len);
     sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
     s->ledger_sold++;
     op->result = SK_BUY_CONFIRMED;
@@ -80,8 +86,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal)
     op->remaining = s->stock - s->ledger_sold;
 
     size_t j = (*n_journal)++;
-    sk_order_id(l->jorder_ids[j], s, op->order.seq);
-    l->jorders[j] = (sk_journal_order_t){s->id, l->jorder_ids[j], op->user_id, op->request_id, now};
+    l->jorders[j] = (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now};
 }
 
 static void answer_orders(sk_op_t *op)
@@ -131,9 +136,10 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
     sk_engine_t *e = l->e;
     size_t n_journal = 0, n_buys = 0;
+    int64_t now = sk_now_ms();
     for (size_t i = 0; i < n; i++) {
         if (ops[i]->kind == SK_OP_BUY) {
-            decide_buy(l, ops[i], &n_journal);
+            decide_buy(l, ops[i], &n_journal, now);
             n_buys++;
         }
     }
@@ -236,8 +242,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     sk_sale_t *s = sk_engine_find_sale(e, o->sale_id, strlen(o->sale_id));
     uint64_t seq;
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    if (!s || sk_order_id_parse(s, o->order_id, strlen(o->order_id), &seq) < 0 ||
-        seq != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
+    if (!s || (seq = o->seq) != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
         !sk_valid_request_id(o->request_id, rl))
         return -EINVAL;
     uint32_t slot = sk_holders_upsert(s->holders, o->user_id, ul);
@@ -251,6 +256,22 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
 {
     ledger_t *l = (ledger_t *)b;
     l->e = e;
+    /* Two ledgers on one journal would each believe they own the stock: refuse. */
+    if (mkdir(l->data_dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, err_size, "cannot create data directory %s: %s", l->data_dir, strerror(errno));
+        return -errno;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/seckill.lock", l->data_dir);
+    l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->lock_fd < 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, err_size, "data directory %s is in use by another seckill process", l->data_dir);
+        return -EBUSY;
+    }
     l->journal = sk_journal_open(l->data_dir, err, err_size);
     if (!l->journal)
         return -EIO;
@@ -323,9 +344,10 @@ static void ledger_free(sk_backend_t *b)
     sk_journal_close(l->journal);
     if (l->efd >= 0)
         close(l->efd);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
     free(l->batch);
     free(l->jorders);
-    free(l->jorder_ids);
     free(l->data_dir);
     free(l);
 }
@@ -338,8 +360,8 @@ sk_backend_t *sk_ledger_embedded_new(const char *data_dir, size_t max_batch)
     l->data_dir = sk_xstrndup(data_dir, strlen(data_dir));
     l->max_batch = max_batch ? max_batch : 4096;
     l->efd = -1;
+    l->lock_fd = -1;
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
-    l->jorder_ids = sk_xmalloc(l->max_batch * sizeof(*l->jorder_ids));
     return &l->base;
 }

@@ -298,7 +298,9 @@ int sk_http_parse_request(const char *buf, size_t len, sk_http_request_t *req)
                     req->error_message = "only Expect: 100-continue is supported";
                     return -1;
                 }
-                req->expect_continue = true;
+                /* RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0
+                 * request MUST be ignored (1.0 clients cannot handle a 1xx answer). */
+                req->expect_continue = req->minor_version == 1;
             }
             break;
         case 10:
@@ -342,11 +344,21 @@ int sk_http_parse_request(const char *buf, size_t len, sk_http_request_t *req)
     return (int)(p - buf);
 }
 
+/* Both sides are folded: the header promises a case-insensitive lookup, and a caller
+ * writing "Content-Type" must not silently get NULL. */
+static bool name_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
 const sk_http_header_t *sk_http_find_header(const sk_http_request_t *req, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->num_headers; i++)
-        if (req->headers[i].name_len == n && sk_http_token_eq(req->headers[i].name, n, name))
+        if (req->headers[i].name_len == n && name_eq(req->headers[i].name, name, n))
             return &req->headers[i];
     return NULL;
 }

@@ -68,6 +68,8 @@ sk_route_result_t sk_route_match(const sk_route_t *routes, size_t n, sk_http_met
             memcpy(params, tmp, sizeof(tmp));
             return SK_ROUTE_FOUND;
         }
+        if (strcmp(routes[r].pattern, "/*") == 0)
+            continue; /* a catch-all does not make every path "known" for 405 */
         path_seen = true;
         const char *name = method_name(routes[r].method);
         if (name && allow_size && !strstr(allow, name)) {

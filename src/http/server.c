@@ -51,7 +51,8 @@ struct sk_http_conn {
     bool in_flush;
     bool closed;
     bool no_more; /* read no further requests (close after the answers) */
-    bool read_eof; /* the peer shut down its sending side */
+    bool read_eof; /* the peer shut down its sending side (we read the EOF) */
+    bool peer_hup; /* epoll reported RDHUP/HUP: an EOF waits behind the data */
     bool read_paused; /* backpressure: unread data may sit in the socket */
     bool streaming;
     bool sent_continue;
@@ -660,8 +661,11 @@ static void conn_read(sk_http_conn_t *c)
                 if (c->read_paused)
                     return;
             }
-            if ((size_t)n < space)
-                return; /* a short read: the socket is drained */
+            /* A short read means the socket is drained, unless the peer's FIN came in
+             * the same wake-up: then read on to see the EOF, since edge-triggered
+             * epoll will not report it again. */
+            if ((size_t)n < space && !c->peer_hup)
+                return;
             continue;
         }
         if (n == 0) {
@@ -672,6 +676,10 @@ static void conn_read(sk_http_conn_t *c)
             continue;
         if (errno != EAGAIN)
             conn_close(c);
+        return;
+    }
+    if (c->read_eof && c->streaming && !c->closed) {
+        conn_close(c); /* an event-stream client that hangs up is gone */
         return;
     }
     if (c->read_eof && !c->closed) {
@@ -736,6 +744,8 @@ static void conn_on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
         conn_close(c);
         return;
     }
+    if (events & SK_IO_HUP)
+        c->peer_hup = true;
     if ((events & SK_IO_WRITE) && c->out_pos < c->out.len)
         conn_flush(c);
     if (!c->closed && (events & SK_IO_READ)) {
@@ -907,11 +917,13 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
         sk_io_stop(s->loop, &s->listen_io);
         close(s->listen_io.fd);
     }
+    /* Idle connections close now. A connection in the middle of a request (head or
+     * body still arriving, or answers owed) gets that request answered, with
+     * Connection: close (respond sees s->draining), and closes after it. */
     sk_http_conn_t *next;
     for (sk_http_conn_t *c = s->conns; c; c = next) {
         next = c->next;
-        c->no_more = true;
-        if (c->streaming || (!c->dq_head && c->out_pos == c->out.len))
+        if (c->streaming || (!c->dq_head && c->out_pos == c->out.len && c->rpos == c->rlen && !c->in_chunked))
             conn_close(c);
     }
     sk_timer_start(s->loop, &s->sweep, 0, sweep);

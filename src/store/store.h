@@ -4,8 +4,10 @@
  *
  * Schema (also read directly by `seckill-bench --audit-sqlite`):
  *   sales(id TEXT PRIMARY KEY, name, stock, starts_at, ends_at, per_user_limit, created_at)
- *   orders(seq INTEGER PRIMARY KEY, sale_id TEXT, order_id TEXT UNIQUE, user_id TEXT,
- *          request_id TEXT, created_at INTEGER) */
+ *   order_batches(id, sale_id, first_seq, n, created_at, orders)  -- one row per sale per
+ *       batch; `orders` is a JSON array of [user_id, request_id] for seqs first_seq...
+ *   orders  -- a view, one row per order:
+ *       (sale_id, seq, user_id, request_id, created_at, order_id) */
 #ifndef SK_STORE_STORE_H
 #define SK_STORE_STORE_H
 
@@ -22,7 +24,7 @@ typedef struct {
 
 typedef struct {
     const char *sale_id;
-    const char *order_id;
+    uint64_t seq; /* per sale, from 1 */
     const char *user_id;
     const char *request_id; /* "" when the client sent none */
     int64_t created_at;
@@ -32,14 +34,17 @@ typedef struct {
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size);
 void sk_journal_close(sk_journal_t *j);
 
-/** Replays the journal: every sale, then every order in commit order. A callback that
- *  returns non-zero stops the replay and that value is returned. Returns 0 or -EIO. */
+/** Replays the journal: every sale, then every order, each sale's in seq (= commit)
+ *  order. A callback that returns non-zero stops the replay and that value is returned.
+ *  Returns 0 or -EIO. */
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
                     int (*on_order)(void *arg, const sk_journal_order_t *o), void *arg);
 
 /** Stores a sale durably. Returns 0, -EEXIST or -EIO. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
-/** Stores a batch of orders in one transaction. Returns 0 or -EIO (nothing stored). */
+/** Stores a batch of orders in one transaction. Each sale's orders in the batch must
+ *  carry consecutive seqs, and its created_at is taken from its first order (the ledger
+ *  gives every order of a batch the same time). Returns 0, or -EIO (nothing stored). */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
 
 #endif

@@ -46,6 +46,8 @@ class Server:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
+        # A restart appends to the same log: only what this process writes counts as ready.
+        self.log_offset = self.log.tell()
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()
@@ -56,6 +58,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
                 if b"listening on http://" in f.read():
                     return
             time.sleep(0.02)

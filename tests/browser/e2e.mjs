@@ -1,0 +1,549 @@
+// End-to-end tests of the buyer's page and the dashboard in headless Chromium.
+// Needs a running server: SECKILL_URL=http://127.0.0.1:PORT [SECKILL_ADMIN_TOKEN=...] node e2e.mjs
+// Screenshots go to artifacts/. Prints "N passed, N failed"; exits 1 on any failure.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BASE = (process.env.SECKILL_URL || '').replace(/\/$/, '');
+const TOKEN = process.env.SECKILL_ADMIN_TOKEN || '';
+const ONLY = process.env.SECKILL_E2E_ONLY || ''; // run only tests whose name contains this
+const ART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
+const RUN = `e${Date.now().toString(36)}`;
+const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+const DESKTOP = { viewport: { width: 1280, height: 900 } };
+const TEST_MS = 90000;
+
+if (!BASE) {
+  console.error('SECKILL_URL is not set');
+  process.exit(2);
+}
+
+// ---- checks -------------------------------------------------------------------------
+
+let passed = 0;
+let failed = 0;
+let current = '';
+
+function check(cond, what) {
+  if (cond) passed++;
+  else {
+    failed++;
+    console.log(`FAIL: [${current}] ${what}`);
+  }
+  return cond;
+}
+
+const eq = (a, b, what) => check(a === b, `${what}: ${JSON.stringify(a)} !== ${JSON.stringify(b)}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls fn until it returns a truthy value; throws with the last value seen. */
+async function waitFor(fn, what, timeoutMs = 10000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+// ---- API ----------------------------------------------------------------------------
+
+async function api(method, p, body, headers = {}) {
+  const res = await fetch(BASE + p, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json', ...headers } : headers,
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, body: json };
+}
+
+const auth = () => (TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {});
+
+async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limit = 1, id } = {}) {
+  const now = Date.now();
+  const sale = {
+    id: id || `${RUN}-${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
+    name,
+    stock,
+    starts_at: now + startsIn,
+    ends_at: now + startsIn + lasts,
+    per_user_limit: limit,
+  };
+  const r = await api('POST', '/api/v1/sales', sale, auth());
+  if (r.status !== 201) throw new Error(`create ${sale.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return sale;
+}
+
+async function buyApi(saleId, user, rid) {
+  return api('POST', `/api/v1/sales/${encodeURIComponent(saleId)}/purchase`, {
+    user_id: user,
+    request_id: rid || `${user}-${Math.random().toString(36).slice(2)}`,
+  });
+}
+
+async function ordersOf(saleId, user) {
+  const r = await api('GET', `/api/v1/sales/${encodeURIComponent(saleId)}/orders/${encodeURIComponent(user)}`);
+  if (r.status !== 200) throw new Error(`orders ${saleId}/${user}: HTTP ${r.status}`);
+  return r.body.orders.map((o) => o.order_id);
+}
+
+// ---- browser ------------------------------------------------------------------------
+
+let browser;
+const open = []; // pages of the running test, for screenshots on failure
+
+async function newPage({ device = PHONE, locale = 'en-US', buyer } = {}) {
+  const ctx = await browser.newContext({ ...device, locale });
+  if (buyer) await ctx.addInitScript((b) => localStorage.setItem('seckill.buyer', b), buyer);
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  open.push(page);
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+}
+
+const text = (page, id) => page.locator(`#${id}`).textContent();
+const attr = (page, id, a) => page.locator(`#${id}`).getAttribute(a);
+const disabled = (page, id) => page.locator(`#${id}`).isDisabled();
+
+async function waitResult(page, kind, timeoutMs = 10000) {
+  await waitFor(async () => (await attr(page, 'result', 'data-result')) === kind, `result "${kind}"`, timeoutMs);
+}
+
+async function noOverflow(page, what) {
+  const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+  check(sw <= cw, `${what}: page is wider than the screen (${sw} > ${cw})`);
+}
+
+// ---- the buyer's page ---------------------------------------------------------------
+
+async function countdownThenBuy() {
+  // Starts in 3 s (and a half, for the page to load on a busy machine).
+  const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 3500 });
+  const page = await newPage();
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await page.locator('#buyer-id').fill(`${RUN}-alice`);
+  await page.locator('#buyer-id').press('Tab'); // "change" keeps the id
+  eq(await text(page, 'sale-name'), sale.name, 'product name');
+  eq(await attr(page, 'state', 'data-state'), 'scheduled', 'state before start');
+  check(await page.locator('#countdown').isVisible(), 'countdown visible');
+  const cd = await text(page, 'countdown');
+  check(/^00:00:0[1-4]$/.test(cd), `countdown shows seconds to the start: ${cd}`);
+  const ms = Number(await attr(page, 'countdown', 'data-ms'));
+  check(ms > 0 && ms <= sale.starts_at - Date.now() + 1000, `countdown ms ${ms} matches the start`);
+  check(await disabled(page, 'buy'), 'Buy disabled before the start');
+  eq(await text(page, 'buy'), 'Not started yet', 'Buy label before the start');
+  await noOverflow(page, 'buyer page');
+  await shot(page, '01-countdown');
+
+  // The countdown moves on.
+  await waitFor(async () => Number(await attr(page, 'countdown', 'data-ms')) < ms - 500, 'countdown to tick', 3000);
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled at the start', 10000);
+  const enabledAt = Date.now();
+  // The page runs on the server's clock (the same machine's here); allow for the round trip.
+  check(enabledAt >= sale.starts_at - 1000, `Buy enabled ${sale.starts_at - enabledAt} ms before the start`);
+  eq(await text(page, 'buy'), 'Buy now', 'Buy label at the start');
+  eq(await attr(page, 'state', 'data-state'), 'live', 'state after start');
+
+  await page.locator('#buy').click();
+  await waitResult(page, 'confirmed');
+  const order = await text(page, 'order-id');
+  check(order.length > 0, 'order id shown');
+  const held = await ordersOf(sale.id, `${RUN}-alice`);
+  eq(held.length, 1, 'orders of alice');
+  eq(held[0], order, 'order id on the page is the stored one');
+  check(await disabled(page, 'buy'), 'Buy disabled once the limit is held');
+  eq(await text(page, 'buy'), 'Already bought', 'Buy label after buying');
+  await waitFor(async () => (await text(page, 'remaining')) === '4', 'remaining 4 after the purchase');
+  await shot(page, '02-confirmed');
+
+  // The id stays in the browser.
+  await page.reload();
+  await waitFor(async () => (await page.locator('#buyer-id').inputValue()) === `${RUN}-alice`, 'buyer id kept after reload');
+  await waitResult(page, 'already');
+
+  // A second page for the same buyer (another browser profile): already bought.
+  const second = await newPage({ buyer: `${RUN}-alice` });
+  await second.goto(`${BASE}/sale/${sale.id}`);
+  await waitResult(second, 'already');
+  eq(await text(second, 'order-id'), order, 'second page shows the same order id');
+  check(await disabled(second, 'buy'), 'second page: Buy disabled');
+  await shot(second, '03-already-bought');
+
+  // A page opened before this buyer bought elsewhere learns it from the purchase answer.
+  const bob = `${RUN}-bob`;
+  const third = await newPage({ buyer: bob });
+  await third.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(third, 'buy')), 'Buy enabled for bob');
+  const r = await buyApi(sale.id, bob);
+  eq(r.status, 201, 'bob buys through the API');
+  await third.locator('#buy').click();
+  await waitResult(third, 'already');
+  eq(await text(third, 'order-id'), r.body.order_id, 'limit_reached shows the order id held');
+  check(await disabled(third, 'buy'), 'Buy disabled after limit_reached');
+  eq((await ordersOf(sale.id, bob)).length, 1, 'bob still holds one order');
+}
+
+async function remainingDropsLive() {
+  const sale = await createSale('Live Count Mug', { stock: 40 });
+  const page = await newPage({ buyer: `${RUN}-carol` });
+  let saleGets = 0;
+  page.on('request', (req) => {
+    if (req.url().endsWith(`/api/v1/sales/${sale.id}`)) saleGets++;
+  });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(page, 'conn', 'data-mode')) === 'sse', 'event stream connected');
+  await waitFor(async () => (await text(page, 'remaining')) === '40', 'remaining 40');
+  const seen = [];
+  const watcher = setInterval(async () => {
+    try {
+      seen.push(Number(await text(page, 'remaining')));
+    } catch {
+      // the page is closing
+    }
+  }, 50);
+  for (let i = 0; i < 12; i++) {
+    eq((await buyApi(sale.id, `${RUN}-crowd-${i}`)).status, 201, `crowd purchase ${i}`);
+    await sleep(120);
+  }
+  try {
+    await waitFor(async () => (await text(page, 'remaining')) === '28', 'remaining 28 after 12 purchases');
+  } finally {
+    clearInterval(watcher);
+  }
+  check(seen.every((v, i) => i === 0 || v <= seen[i - 1]), `remaining never goes up: ${seen.join(',')}`);
+  check(new Set(seen).size >= 3, `remaining dropped in steps as purchases landed: ${[...new Set(seen)].join(',')}`);
+  eq(await attr(page, 'conn', 'data-mode'), 'sse', 'updates came over the event stream');
+  check(saleGets <= 1, `no polling while the stream works (${saleGets} GETs of the sale)`);
+  await shot(page, '04-remaining-live');
+}
+
+async function soldOut() {
+  const sale = await createSale('Sold Out Watch', { stock: 3 });
+  const page = await newPage({ buyer: `${RUN}-dave` });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await text(page, 'remaining')) === '3', 'remaining 3');
+  check(!(await disabled(page, 'buy')), 'Buy enabled while stock remains');
+  for (let i = 0; i < 3; i++) eq((await buyApi(sale.id, `${RUN}-rush-${i}`)).status, 201, `rush purchase ${i}`);
+  eq((await buyApi(sale.id, `${RUN}-late`)).body.error, 'sold_out', 'API: sold out');
+  await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'sold_out', 'open page sees the sell-out');
+  eq(await text(page, 'remaining'), '0', 'remaining 0');
+  check(await disabled(page, 'buy'), 'Buy disabled after the sell-out');
+  eq(await text(page, 'buy'), 'Sold out', 'Buy label after the sell-out');
+  await shot(page, '05-sold-out');
+
+  const late = await newPage({ buyer: `${RUN}-erin` });
+  await late.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(late, 'state', 'data-state')) === 'sold_out', 'a new page shows sold out');
+  eq(await text(late, 'state'), 'Sold out', 'state text');
+  check(await disabled(late, 'buy'), 'new page: Buy disabled');
+}
+
+async function answersAndRetry() {
+  const sale = await createSale('Retry Headphones', { stock: 5 });
+  const user = `${RUN}-frank`;
+  const page = await newPage({ buyer: user });
+  const bodies = [];
+  let calls = 0;
+  await page.route('**/purchase', async (route) => {
+    bodies.push(JSON.parse(route.request().postData()));
+    calls++;
+    if (calls === 1) return route.abort('connectionreset');
+    if (calls === 2)
+      return route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"unavailable","message":"try again"}' });
+    return route.continue();
+  });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled');
+  await page.locator('#buy').click();
+  await waitResult(page, 'retry');
+  eq(await text(page, 'buy'), 'Try again', 'label after a network error');
+  check(!(await disabled(page, 'buy')), 'Buy enabled for a retry');
+  await page.locator('#buy').click();
+  await waitResult(page, 'retry');
+  await shot(page, '06-try-again');
+  await page.locator('#buy').click();
+  await waitResult(page, 'confirmed');
+  eq(bodies.length, 3, 'three purchase attempts');
+  check(bodies.every((b) => b.request_id === bodies[0].request_id && b.user_id === user), `retries reuse the request id: ${JSON.stringify(bodies)}`);
+  const held = await ordersOf(sale.id, user);
+  eq(held.length, 1, 'one order after retries');
+  eq(await text(page, 'order-id'), held[0], 'order id after retries');
+
+  // While a purchase is in flight the button is disabled: a double click sends one request.
+  const slow = await newPage({ buyer: `${RUN}-slow` });
+  let slowCalls = 0;
+  await slow.route('**/purchase', async (route) => {
+    slowCalls++;
+    await sleep(1500);
+    await route.continue();
+  });
+  await slow.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(slow, 'buy')), 'Buy enabled (slow)');
+  await slow.evaluate(() => {
+    const b = document.getElementById('buy');
+    b.click();
+    b.click();
+  });
+  check(await disabled(slow, 'buy'), 'Buy disabled while in flight');
+  eq(await text(slow, 'buy'), 'Buying…', 'label while in flight');
+  await waitResult(slow, 'confirmed');
+  eq(slowCalls, 1, 'one request for a double click');
+
+  // The other answers, as a server would give them.
+  const answers = [
+    ['sold_out', 409, { error: 'sold_out', message: 'sold out' }, 'Sold out'],
+    ['ended', 410, { error: 'ended', message: 'ended' }, 'Sale ended'],
+    ['rate_limited', 429, { error: 'rate_limited', message: 'slow down' }, 'Buy now'],
+  ];
+  for (const [kind, status, body, label] of answers) {
+    const p = await newPage({ buyer: `${RUN}-${kind}` });
+    await p.route('**/purchase', (route) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) }));
+    await p.goto(`${BASE}/sale/${sale.id}`);
+    await waitFor(async () => !(await disabled(p, 'buy')), `Buy enabled (${kind})`);
+    await p.locator('#buy').click();
+    await waitResult(p, kind);
+    const want = kind === 'rate_limited' ? 'Try again' : label;
+    eq(await text(p, 'buy'), want, `Buy label after ${kind}`);
+    eq(await disabled(p, 'buy'), kind !== 'rate_limited', `Buy disabled after ${kind}`);
+  }
+}
+
+async function sseReconnectAndPolling() {
+  const sale = await createSale('Fallback Camera', { stock: 20 });
+  // One dropped connection: the stream comes back by itself.
+  const page = await newPage({ buyer: `${RUN}-gina` });
+  let streams = 0;
+  await page.route('**/events', (route) => (++streams === 1 ? route.abort('connectionreset') : route.continue()));
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(page, 'conn', 'data-mode')) === 'sse', 'stream reconnected', 15000);
+  check(streams >= 2, `a second stream was opened (${streams})`);
+  eq((await buyApi(sale.id, `${RUN}-r1`)).status, 201, 'purchase');
+  await waitFor(async () => (await text(page, 'remaining')) === '19', 'update over the reconnected stream');
+
+  // No stream at all: the page polls the sale and stays current.
+  const poll = await newPage({ buyer: `${RUN}-hank` });
+  let blocked = true;
+  await poll.route('**/events', (route) => (blocked ? route.abort('connectionrefused') : route.continue()));
+  await poll.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(poll, 'conn', 'data-mode')) === 'polling', 'fallback to polling', 20000);
+  eq(await text(poll, 'conn'), 'refreshing every 2 s', 'polling shown');
+  await shot(poll, '07-polling');
+  for (let i = 2; i <= 4; i++) eq((await buyApi(sale.id, `${RUN}-r${i}`)).status, 201, `purchase ${i}`);
+  await waitFor(async () => (await text(poll, 'remaining')) === '16', 'polling picks up purchases', 8000);
+  // Once streams work again the page goes back to one.
+  blocked = false;
+  await waitFor(async () => (await attr(poll, 'conn', 'data-mode')) === 'sse', 'back to the stream', 25000);
+}
+
+async function saleEnds() {
+  const sale = await createSale('Short Sale Tea', { stock: 10, startsIn: 0, lasts: 5000 });
+  const page = await newPage({ buyer: `${RUN}-ivy` });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'live', 'live');
+  eq(await attr(page, 'timer', 'data-kind'), 'end', 'counting down to the end');
+  await waitFor(async () => (await attr(page, 'state', 'data-state')) === 'ended', 'ended', 10000);
+  check(Date.now() >= sale.ends_at - 1000, 'not shown ended before the end');
+  check(await disabled(page, 'buy'), 'Buy disabled after the end');
+  eq(await text(page, 'buy'), 'Sale ended', 'Buy label after the end');
+}
+
+async function chineseAndChoice() {
+  const sale = await createSale('Choice Kettle', { stock: 9 });
+  const page = await newPage({ locale: 'zh-CN', buyer: `${RUN}-jun` });
+  await page.goto(`${BASE}/?sale=${sale.id}`);
+  await waitFor(async () => (await text(page, 'sale-name')) === sale.name, '?sale= picks the sale');
+  eq(await page.evaluate(() => document.documentElement.lang), 'zh-CN', 'html lang');
+  await waitFor(async () => (await text(page, 'buy')) === '立即抢购', 'Chinese Buy label');
+  eq(await text(page, 'state'), '抢购中', 'Chinese state');
+  eq(await text(page, 'lang'), 'English', 'toggle offers English');
+  await shot(page, '08-zh');
+  await page.locator('#lang').click();
+  eq(await text(page, 'buy'), 'Buy now', 'English after the toggle');
+  await page.reload();
+  await waitFor(async () => (await text(page, 'buy')) === 'Buy now', 'the choice is remembered');
+
+  // "/" picks an open sale by itself.
+  const any = await newPage({ locale: 'en-GB' });
+  await any.goto(`${BASE}/`);
+  await waitFor(async () => ['live', 'scheduled'].includes(await attr(any, 'state', 'data-state')), '"/" shows an open sale');
+  check((await any.locator('#buyer-id').inputValue()).length > 0, 'a buyer id is generated');
+
+  const missing = await newPage();
+  await missing.goto(`${BASE}/sale/${RUN}-no-such-sale`);
+  await waitFor(async () => (await text(missing, 'empty-text')) === 'This sale does not exist.', 'unknown sale');
+}
+
+// ---- the dashboard ------------------------------------------------------------------
+
+async function dashboard() {
+  const page = await newPage({ device: DESKTOP });
+  await page.goto(`${BASE}/admin`);
+  const form = page.locator('#create-form');
+  const fill = async (v) => {
+    for (const [k, val] of Object.entries(v)) await form.locator(`[name=${k}]`).fill(String(val));
+  };
+
+  // A good sale; the token is asked for when the server wants one.
+  const id = `${RUN}-dash`;
+  await fill({ id, name: 'Dashboard Lamp', stock: 7, per_user_limit: 2 });
+  await page.locator('#create').click();
+  if (TOKEN) {
+    await waitFor(() => page.locator('#token-box').isVisible(), 'token asked for');
+    eq(await attr(page, 'token-msg', 'data-key'), 'tokenNeeded', 'token message');
+    await page.locator('#token').fill('wrong-token');
+    await page.locator('#token-save').click();
+    await waitFor(async () => (await attr(page, 'token-msg', 'data-key')) === 'tokenRejected', 'wrong token rejected');
+    await shot(page, '09-token');
+    await page.locator('#token').fill(TOKEN);
+    await page.locator('#token-save').click();
+  }
+  await waitFor(async () => (await attr(page, 'create-msg', 'data-kind')) === 'ok', 'sale created');
+  eq(await text(page, 'create-msg'), `Sale ${id} created.`, 'created message');
+  const made = await api('GET', `/api/v1/sales/${id}`);
+  eq(made.status, 200, 'the sale exists');
+  eq(made.body.stock, 7, 'stock as entered');
+  eq(made.body.per_user_limit, 2, 'limit as entered');
+  eq(made.body.name, 'Dashboard Lamp', 'name as entered');
+  await waitFor(() => page.locator(`tr[data-id="${id}"]`).isVisible(), 'the new sale is listed');
+  if (TOKEN) check(await page.evaluate(() => sessionStorage.getItem('seckill.adminToken')) !== null, 'token kept in the session');
+
+  // A bad sale: the API's message, next to the field it names.
+  const badId = `${RUN}-bad`;
+  await fill({ id: badId, name: 'Bad', stock: -5, per_user_limit: 1 });
+  const badBody = await page.evaluate(() => {
+    const f = document.getElementById('create-form').elements;
+    return { starts_at: new Date(f.starts_at.value).getTime(), ends_at: new Date(f.ends_at.value).getTime() };
+  });
+  const expect = await api('POST', '/api/v1/sales', { id: badId, name: 'Bad', stock: -5, per_user_limit: 1, ...badBody }, auth());
+  eq(expect.status, 400, 'API rejects stock -5');
+  await page.locator('#create').click();
+  await waitFor(async () => (await attr(page, 'create-msg', 'data-kind')) === 'error', 'error shown');
+  const field = expect.body.field;
+  eq(field, 'stock', 'API names the field');
+  if (field) {
+    eq(await text(page, `err-${field}`), expect.body.message, 'field message is the API\'s');
+    eq(await form.locator(`[name=${field}]`).getAttribute('aria-invalid'), 'true', 'field marked invalid');
+  }
+  check((await text(page, 'create-msg')).includes(expect.body.message), 'summary carries the message');
+  eq((await api('GET', `/api/v1/sales/${badId}`)).status, 404, 'bad sale not created');
+  await shot(page, '10-validation');
+
+  // The same id again.
+  await fill({ id, name: 'Again', stock: 3 });
+  await page.locator('#create').click();
+  await waitFor(async () => (await text(page, 'create-msg')) === `A sale with id ${id} already exists.`, 'exists message');
+
+  // Live view of a live sale, fed by /metrics.
+  const live = await createSale('Dashboard Live Shoes', { stock: 100 });
+  await page.reload();
+  await waitFor(() => page.locator(`tr[data-id="${live.id}"]`).isVisible(), 'live sale listed');
+  await page.locator(`tr[data-id="${live.id}"] td:first-child`).click();
+  await waitFor(async () => (await attr(page, 'live', 'data-sale')) === live.id, 'live sale selected');
+  await waitFor(async () => (await text(page, 'm-sold')) === '0', 'sold 0');
+  // Rates need two scrapes: wait for the first rate before buying.
+  await waitFor(async () => Number(await attr(page, 'c-pps', 'data-points')) >= 1, 'first rate', 8000);
+  for (let i = 0; i < 10; i++) {
+    eq((await buyApi(live.id, `${RUN}-dash-${i}`)).status, 201, `dash purchase ${i}`);
+    if (i >= 4 && i < 7) eq((await buyApi(live.id, `${RUN}-dash-${i}`)).body.error, 'limit_reached', `dash repeat ${i}`);
+    await sleep(150);
+  }
+  await waitFor(async () => (await text(page, 'm-sold')) === '10', 'sold 10', 8000);
+  await waitFor(async () => (await text(page, 'm-remaining')) === '90', 'remaining 90', 8000);
+  await waitFor(async () => Number(await attr(page, 'c-pps', 'data-max')) > 0, 'purchases/s chart has data', 8000);
+  await waitFor(async () => Number(await attr(page, 'c-rej', 'data-max')) > 0, 'rejections/s chart has data', 8000);
+  check(Number(await attr(page, 'c-pps', 'data-points')) >= 2, 'chart has points');
+  await waitFor(async () => /limit_reached/.test(await text(page, 'm-rej-why')), 'rejections by reason');
+  check(/ ms$/.test(await text(page, 'm-p99')), `p99 shown: ${await text(page, 'm-p99')}`);
+  check(/^\d+(\.\d)?$/.test(await text(page, 'm-batch')), `batch size shown: ${await text(page, 'm-batch')}`);
+  check(/ms \/ .* ms$/.test(await text(page, 'm-commit')), `commit latency shown: ${await text(page, 'm-commit')}`);
+  const nums = await page.evaluate(() => ['c-pps', 'c-rej'].map((id) => {
+    const c = document.getElementById(id);
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let inked = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i]) inked++;
+    return inked;
+  }));
+  check(nums.every((n) => n > 0), `charts are drawn: ${nums}`);
+  await shot(page, '11-dashboard');
+
+  await page.locator('#lang').click();
+  eq(await text(page, 'create'), '创建活动', 'dashboard in Chinese');
+  await shot(page, '12-dashboard-zh');
+
+  // The dashboard on a phone still fits.
+  const phone = await newPage();
+  await phone.goto(`${BASE}/admin?sale=${live.id}`);
+  await waitFor(async () => (await text(phone, 'm-sold')) === '10', 'phone dashboard shows the sale');
+  await noOverflow(phone, 'dashboard on a phone');
+}
+
+// ---- runner -------------------------------------------------------------------------
+
+const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, saleEnds, chineseAndChoice, dashboard];
+
+async function main() {
+  fs.rmSync(ART, { recursive: true, force: true });
+  fs.mkdirSync(ART, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic'],
+  });
+  for (const t of TESTS) {
+    if (ONLY && !t.name.includes(ONLY)) continue;
+    current = t.name;
+    const before = failed;
+    const started = Date.now();
+    let timer;
+    try {
+      await Promise.race([
+        t(),
+        new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`test took over ${TEST_MS} ms`)), TEST_MS))),
+      ]);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL: [${t.name}] ${e.stack || e}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    for (const p of open) {
+      if (p.errors.length) check(false, `uncaught errors in the page: ${p.errors.join(' | ')}`);
+    }
+    if (failed > before) {
+      for (const [i, p] of open.entries()) {
+        await p.screenshot({ path: path.join(ART, `fail-${t.name}-${i}.png`), fullPage: true }).catch(() => {});
+      }
+    }
+    for (const p of open.splice(0)) await p.context().close().catch(() => {});
+    console.log(`${failed > before ? 'FAIL' : 'ok  '} ${t.name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  }
+  await browser.close();
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.log(`FAIL: ${e.stack || e}`);
+  console.log(`${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+});

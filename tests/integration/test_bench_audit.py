@@ -1,0 +1,302 @@
+"""seckill-bench against fake services that lie in one way each: the audit must catch
+every lie (exit 1 and the right counter in --json), pass the truthful one (exit 0), and
+the client must pipeline, retry with the same request_id, and survive cut connections.
+Last, a clean run against the real service."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sklib  # noqa: E402
+from fake_seckill import FakeSeckill, PipelineCounter  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="seckill-bench-test-")
+
+
+def data_missing(path):
+    return not os.path.exists(path)
+
+
+def bench(url, *args, timeout=120):
+    """Runs seckill-bench; returns (exit code, parsed --json, stdout)."""
+    out = os.path.join(TMP, "run.json")
+    if os.path.exists(out):
+        os.remove(out)
+    cmd = [sklib.BENCH_BIN, url, "--json", out, "-q"] + [str(a) for a in args]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    text = p.stdout.decode("utf-8", "replace")
+    if p.returncode < 0 or data_missing(out):
+        print(" ".join(cmd))
+        print(text)
+        print(p.stderr.decode("utf-8", "replace"))
+    data = None
+    if os.path.exists(out):
+        with open(out) as f:
+            data = json.load(f)
+    return p.returncode, data, text
+
+
+SMALL = ["--create-sale", "stock=50,limit=1,starts_in=300ms", "--users", "300", "-c", "8"]
+COUNTERS = ("oversold", "undersold", "lost", "phantom", "duplicates")
+
+
+def expect_only(ck, data, what, **want):
+    """Checks that the named audit counters have the given values and the others are 0."""
+    a = data["audit"]
+    for k in COUNTERS:
+        ck.eq(a[k], want.get(k, 0), f"{what}: audit {k}")
+    ck.eq(a["ok"], not any(want.values()), f"{what}: audit ok")
+
+
+def test_truthful(ck):
+    with FakeSeckill("truthful") as f:
+        rc, data, text = bench(f.url, *SMALL, "--burst", "--pipeline", "2")
+    ck.eq(rc, 0, "truthful: exit code")
+    ck.check("AUDIT OK" in text, "truthful: AUDIT OK printed")
+    ck.eq(data["counts"]["confirmed"], 50, "truthful: confirmed")
+    ck.eq(data["counts"]["sold_out"], 250, "truthful: sold_out")
+    ck.eq(data["audit"]["store_orders"], 50, "truthful: store orders")
+    expect_only(ck, data, "truthful")
+    ck.eq(data["audit"]["users_tried"], 300, "truthful: every user tried once")
+    ck.check(data["latency_us"]["confirmed"]["p99"] > 0, "truthful: latency recorded")
+
+
+def test_load_shapes(ck):
+    # Three client threads with a burst barrier: each user still tries exactly once.
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, *SMALL, "--threads", "3", "--burst", "--pipeline", "3")
+    ck.eq(rc, 0, "threads: exit code")
+    ck.eq(data["counts"]["confirmed"], 50, "threads: confirmed")
+    ck.eq(data["answers"], 300, "threads: answers")
+    ck.eq(data["audit"]["users_tried"], 300, "threads: every user tried once")
+    expect_only(ck, data, "threads")
+    # Open loop: 400 req/s for 1 s is exactly 400 requests on the schedule; more
+    # requests than users means users come back (limit_reached).
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "150",
+                            "--rate", "400", "--duration", "1s", "-c", "8")
+    ck.eq(rc, 0, "open loop: exit code")
+    ck.eq(data["requests"], 400, "open loop: requests on the schedule")
+    ck.eq(data["counts"]["confirmed"], 150, "open loop: one per user")
+    ck.eq(data["counts"]["limit_reached"], 250, "open loop: the rest come back")
+    ck.eq(data["audit"]["users_tried"], 150, "open loop: users tried")
+    expect_only(ck, data, "open loop")
+    # Buyers arriving before the opening hear not_started.
+    with FakeSeckill("truthful") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=10,limit=1,starts_in=1500ms", "--users", "50",
+                            "--early", "1s", "-c", "2")
+    ck.eq(rc, 0, "early: exit code")
+    ck.eq(data["counts"]["not_started"], 50, "early: not_started")
+    expect_only(ck, data, "early")
+
+
+def test_oversell(ck):
+    with FakeSeckill("oversell", extra=5) as f:
+        rc, data, text = bench(f.url, *SMALL)
+    ck.eq(rc, 1, "oversell: exit code")
+    ck.check("AUDIT FAILED" in text and "oversold=5" in text, "oversell: loud line")
+    ck.eq(data["counts"]["confirmed"], 55, "oversell: confirmations seen")
+    expect_only(ck, data, "oversell", oversold=5)
+
+
+def test_unstored(ck):
+    # Every 5th confirmation is never stored; the service does not count it as sold
+    # either, so the client also hears more confirmations than the stock.
+    with FakeSeckill("unstored", every=5) as f:
+        rc, data, _ = bench(f.url, *SMALL)
+        ghosts = f.state.ghosts
+    ck.eq(rc, 1, "unstored: exit code")
+    ck.check(ghosts > 0, "unstored: the fake lied")
+    ck.eq(data["audit"]["lost"], ghosts, "unstored: lost")
+    ck.eq(data["audit"]["phantom"], 0, "unstored: phantom")
+    ck.eq(data["audit"]["oversold"], ghosts, "unstored: confirmations beyond stock")
+
+
+def test_double(ck):
+    # Each user clicks twice (requests = 2 x users); the liar ignores the limit.
+    with FakeSeckill("double") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "60",
+                            "--requests", "120", "-c", "4")
+    ck.eq(rc, 1, "double: exit code")
+    ck.eq(data["counts"]["confirmed"], 120, "double: confirmations")
+    expect_only(ck, data, "double", duplicates=60)
+
+
+def test_503_after_store_resolved(ck):
+    # The service stores, then answers 503 (it "cannot know"). DESIGN I6 lets the client
+    # ask GET .../orders/{user}; the audit does, finds each order and counts it as
+    # recovered: an honest in-doubt answer is not a failure.
+    with FakeSeckill("503_after", every=4) as f:
+        rc, data, text = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "100",
+                               "-c", "4", "--retries", "0")
+    ck.eq(rc, 0, "503_after resolved: exit code")
+    n = data["counts"]["unavailable"]
+    ck.check(n > 0, "503_after resolved: some 503s")
+    ck.eq(data["audit"]["recovered"], n, "503_after resolved: recovered")
+    ck.eq(data["audit"]["users_asked"], n, "503_after resolved: users asked")
+    expect_only(ck, data, "503_after resolved")
+
+
+def test_503_after_store_unresolved(ck):
+    # The same lie, but the client never asks: the orders behind the 503s are phantoms.
+    with FakeSeckill("503_after", every=4) as f:
+        rc, data, text = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "100",
+                               "-c", "4", "--retries", "0", "--no-resolve")
+    ck.eq(rc, 1, "503_after --no-resolve: exit code")
+    n = data["counts"]["unavailable"]
+    ck.check(n > 0, "503_after --no-resolve: some 503s")
+    expect_only(ck, data, "503_after --no-resolve", phantom=n)
+    ck.check("phantom=" in text, "503_after --no-resolve: loud line names phantom")
+
+
+def test_503_hidden(ck):
+    # Stores, answers 503, and the user's orders endpoint hides the order: a phantom
+    # even though the client asked.
+    with FakeSeckill("503_hidden", every=4) as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "100",
+                            "-c", "4", "--retries", "0")
+    ck.eq(rc, 1, "503_hidden: exit code")
+    n = data["counts"]["unavailable"]
+    ck.eq(data["audit"]["users_asked"], n, "503_hidden: users asked")
+    expect_only(ck, data, "503_hidden", phantom=n)
+
+
+def test_undersell(ck):
+    with FakeSeckill("undersell", sell=30) as f:
+        rc, data, _ = bench(f.url, *SMALL)
+    ck.eq(rc, 1, "undersell: exit code")
+    ck.eq(data["counts"]["confirmed"], 30, "undersell: confirmed")
+    expect_only(ck, data, "undersell", undersold=20)
+
+
+def test_retries_reuse_request_id(ck):
+    # 503 twice, then a decision: every request must come back with the same id.
+    with FakeSeckill("retry503") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "40",
+                            "-c", "4", "--retries", "3", "--retry-backoff", "1")
+        seen = dict(f.state.seen)
+    ck.eq(rc, 0, "retries: exit code")
+    ck.eq(data["counts"]["confirmed"], 40, "retries: confirmed")
+    ck.eq(data["counts"]["unavailable"], 80, "retries: 503s counted")
+    ck.eq(data["retries"], 80, "retries: retries sent")
+    ck.eq(len(seen), 40, "retries: distinct request ids")
+    ck.check(all(v == 3 for v in seen.values()), f"retries: each id seen 3 times: {sorted(set(seen.values()))}")
+    expect_only(ck, data, "retries")
+    # With too few retries the requests end in doubt; nothing was stored, nothing lost.
+    with FakeSeckill("retry503") as f:
+        rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "20",
+                            "-c", "2", "--retries", "1", "--retry-backoff", "1")
+    ck.eq(rc, 0, "retries exhausted: exit code")
+    ck.eq(data["in_doubt"], 20, "retries exhausted: in doubt")
+    ck.eq(data["audit"]["users_asked"], 20, "retries exhausted: users asked")
+    expect_only(ck, data, "retries exhausted")
+
+
+def test_connection_cut_mid_response(ck):
+    for retries in (2, 0):
+        with FakeSeckill("midclose", every=4) as f:
+            rc, data, _ = bench(f.url, "--create-sale", "stock=1000,limit=1,starts_in=300ms", "--users", "80",
+                                "-c", "4", "--retries", retries, "--retry-backoff", "1", "--timeout", "5s")
+            closes = f.state.closes
+        what = f"midclose retries={retries}"
+        ck.eq(rc, 0, f"{what}: exit code (no crash)")
+        ck.check(closes > 0, f"{what}: the fake cut connections")
+        ck.eq(data["counts"]["net_error"], closes, f"{what}: net_error")
+        ck.eq(data["counts"]["confirmed"], 80 if retries else 80 - closes, f"{what}: confirmed")
+        ck.eq(data["in_doubt"], 0 if retries else closes, f"{what}: in doubt")
+        ck.check(data["connections"]["opened"] > 4, f"{what}: reconnected")
+        expect_only(ck, data, what)
+
+
+def test_pipelining(ck):
+    with PipelineCounter() as s:
+        rc, data, _ = bench(s.url, "--get", "/", "-c", "1", "--pipeline", "8", "--requests", "400")
+        per_recv = list(s.per_recv)
+    ck.eq(rc, 0, "pipeline: exit code")
+    ck.eq(data["counts"]["ok"], 400, "pipeline: answers")
+    ck.eq(sum(per_recv), 400, "pipeline: requests the server got")
+    ck.check(max(per_recv) >= 4, f"pipeline: requests per recv: max {max(per_recv)}")
+    # One write per loop turn carries every request queued in that turn.
+    ck.check(data["connections"]["writes"] < 400, f"pipeline: writes {data['connections']['writes']}")
+
+
+def test_sqlite_source(ck):
+    db = os.path.join(TMP, "seckill.db")
+    for name, stock in (("truthful", 50), ("double", 1000)):
+        if os.path.exists(db):
+            os.remove(db)
+        with FakeSeckill(name, sqlite_path=db) as f:
+            rc, data, _ = bench(f.url, "--create-sale", f"stock={stock},limit=1,starts_in=300ms", "--users", "100",
+                                "--requests", "200", "-c", "4", "--audit-sqlite", db)
+        ck.eq(data["audit"]["source"], "sqlite", f"sqlite {name}: source")
+        if name == "truthful":
+            ck.eq(rc, 0, "sqlite truthful: exit code")
+            ck.eq(data["audit"]["store_orders"], 50, "sqlite truthful: store orders")
+            expect_only(ck, data, "sqlite truthful")
+        else:
+            ck.eq(rc, 1, "sqlite double: exit code")
+            expect_only(ck, data, "sqlite double", duplicates=100)
+    rc, data, text = bench("http://127.0.0.1:1", "--sale", "x", "--audit-sqlite", "/nonexistent/x.db")
+    ck.eq(rc, 2, "unreachable service: exit 2 (the run could not start)")
+
+
+def test_real_service(ck):
+    if not os.path.exists(sklib.SECKILL_BIN):
+        print("skip: no seckill binary at", sklib.SECKILL_BIN)
+        return
+    with sklib.Server() as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        rc, data, text = bench(url, "--create-sale", "stock=200,limit=1,starts_in=1s", "--users", "2000",
+                               "-c", "20")
+        ck.eq(rc, 0, "real service: exit code")
+        ck.eq(data["counts"]["confirmed"], 200, "real service: confirmed")
+        ck.eq(data["counts"]["sold_out"], 1800, "real service: sold_out")
+        expect_only(ck, data, "real service")
+        # The same sale audited from the SQLite file.
+        db = os.path.join(srv.data, "seckill.db")
+        if os.path.exists(db):
+            rc, data, _ = bench(url, "--sale", data["sale"]["id"], "--users", "500", "--requests", "500",
+                                "-c", "4", "--audit-sqlite", db)
+            ck.eq(rc, 0, "real service, sqlite audit: exit code")
+            ck.eq(data["counts"]["confirmed"], 0, "real service, second wave: confirmed")
+            # Holders hear limit_reached (with their order), everyone else sold_out.
+            ck.eq(data["counts"]["sold_out"] + data["counts"]["limit_reached"], 500,
+                  "real service, second wave: sold_out + limit_reached")
+            ck.eq(data["audit"]["store_orders"], 200, "real service, sqlite audit: store orders")
+            ck.eq(data["audit"]["foreign"] + data["counts"]["limit_reached"], 200,
+                  "real service, sqlite audit: the first run's orders")
+            expect_only(ck, data, "real service, sqlite audit")
+    # An admin token guards creating the sale and listing its orders.
+    with sklib.Server(admin_token="s3cret") as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        rc, data, _ = bench(url, "--create-sale", "stock=20,limit=1,starts_in=300ms", "--users", "100", "-c", "4")
+        ck.eq(rc, 2, "real service, no token: the sale cannot be created")
+        rc, data, _ = bench(url, "--create-sale", "stock=20,limit=1,starts_in=300ms", "--users", "100", "-c", "4",
+                            "--admin-token", "s3cret")
+        ck.eq(rc, 0, "real service, token: exit code")
+        ck.eq(data["counts"]["confirmed"], 20, "real service, token: confirmed")
+        expect_only(ck, data, "real service, token")
+
+
+try:
+    sklib.run_tests([
+        test_truthful,
+        test_load_shapes,
+        test_oversell,
+        test_unstored,
+        test_double,
+        test_503_after_store_resolved,
+        test_503_after_store_unresolved,
+        test_503_hidden,
+        test_undersell,
+        test_retries_reuse_request_id,
+        test_connection_cut_mid_response,
+        test_pipelining,
+        test_sqlite_source,
+        test_real_service,
+    ])
+finally:
+    shutil.rmtree(TMP, ignore_errors=True)

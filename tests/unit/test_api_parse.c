@@ -1,0 +1,293 @@
+/* The API's input parsers: purchase bodies (JSON fast path, full JSON, form fields) and
+ * times (unix milliseconds or RFC 3339). */
+#include <errno.h>
+#include <stdbool.h>
+
+#include "api/api.h"
+#include "test.h"
+
+typedef struct {
+    int rc;
+    char user[SK_USER_MAX + 1];
+    size_t ul;
+    char req[SK_REQUEST_MAX + 1];
+    size_t rl;
+    const char *field;
+} parsed_t;
+
+static parsed_t parse(const char *body, bool form)
+{
+    parsed_t p;
+    memset(&p, 0, sizeof(p));
+    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.field);
+    return p;
+}
+
+/* Parses as JSON and as form-less input; the body must be rejected naming `field`. */
+#define ASSERT_BAD(body, form, fld)                                                                \
+    do {                                                                                           \
+        parsed_t p_ = parse(body, form);                                                           \
+        if (p_.rc != -EINVAL || !p_.field || strcmp(p_.field, fld) != 0) {                         \
+            SK_FAIL_AT("%s: rc %d field %s, want -EINVAL field %s", body, p_.rc,                   \
+                       p_.field ? p_.field : "(null)", fld);                                       \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_OK(body, form, u, r)                                                                \
+    do {                                                                                           \
+        parsed_t p_ = parse(body, form);                                                           \
+        if (p_.rc != 0) {                                                                          \
+            SK_FAIL_AT("%s: rc %d (field %s)", body, p_.rc, p_.field ? p_.field : "(null)");       \
+            return;                                                                                \
+        }                                                                                          \
+        ASSERT_MEM_STR(p_.user, p_.ul, u);                                                         \
+        ASSERT_MEM_STR(p_.req, p_.rl, r);                                                          \
+        ASSERT_EQ(strlen(p_.user), p_.ul);                                                         \
+        ASSERT_EQ(strlen(p_.req), p_.rl);                                                          \
+    } while (0)
+
+static char *repeat(char *buf, char c, size_t n)
+{
+    memset(buf, c, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+SK_TEST(test_json_fast_path)
+{
+    ASSERT_OK("{\"user_id\":\"u42\",\"request_id\":\"r-1\"}", false, "u42", "r-1");
+    ASSERT_OK("{\"request_id\":\"r-1\",\"user_id\":\"u42\"}", false, "u42", "r-1");
+    ASSERT_OK("{\"user_id\":\"u42\"}", false, "u42", "");
+    ASSERT_OK(" \r\n\t{ \"user_id\" : \"u42\" , \"request_id\" : \"x\" }\n", false, "u42", "x");
+    ASSERT_OK("{\"user_id\":\"a:b@c.d/e!~\"}", false, "a:b@c.d/e!~", "");
+    /* The longest ids are fine; one byte more is not. */
+    char u[SK_USER_MAX + 2], body[300];
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"request_id\":\"%s\"}", repeat(u, 'u', SK_USER_MAX),
+             repeat((char[SK_REQUEST_MAX + 1]){0}, 'r', SK_REQUEST_MAX));
+    parsed_t p = parse(body, false);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_EQ(p.ul, SK_USER_MAX);
+    ASSERT_EQ(p.rl, SK_REQUEST_MAX);
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\"}", repeat(u, 'u', SK_USER_MAX + 1));
+    ASSERT_BAD(body, false, "user_id");
+    char r[SK_REQUEST_MAX + 2];
+    snprintf(body, sizeof(body), "{\"user_id\":\"u\",\"request_id\":\"%s\"}", repeat(r, 'r', SK_REQUEST_MAX + 1));
+    ASSERT_BAD(body, false, "request_id");
+}
+
+SK_TEST(test_json_full_parser)
+{
+    /* Escapes take the jansson path and are decoded. */
+    ASSERT_OK("{\"user_id\":\"u\\u0034\\u0032\",\"request_id\":\"r\\/1\"}", false, "u42", "r/1");
+    /* Non-string values, and keys after the fast path gave up. */
+    ASSERT_OK("{\"user_id\":\"u\\u0031\"}", false, "u1", "");
+    ASSERT_BAD("{\"user_id\":42}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":null}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":[\"u\"]}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"u\",\"request_id\":7}", false, "request_id");
+    /* A decoded quote, backslash or control character is not a valid id. */
+    ASSERT_BAD("{\"user_id\":\"a\\\"b\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"a\\\\b\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"a\\tb\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"a\\u0000b\"}", false, "body"); /* jansson refuses NUL */
+    ASSERT_BAD("{\"user_id\":\"u\",\"request_id\":\"a\\nb\"}", false, "request_id");
+    /* Too long after decoding. */
+    char body[600], u[SK_USER_MAX + 2];
+    snprintf(body, sizeof(body), "{\"user_id\":\"\\u0041%s\"}", repeat(u, 'u', SK_USER_MAX));
+    ASSERT_BAD(body, false, "user_id");
+    /* Raw control characters inside a string are not JSON. */
+    ASSERT_BAD("{\"user_id\":\"a\tb\"}", false, "body");
+    ASSERT_BAD("{\"user_id\":\"a\001b\"}", false, "body");
+    /* Non-ASCII (valid UTF-8) is not allowed in ids. */
+    ASSERT_BAD("{\"user_id\":\"\xe7\x94\xa8\xe6\x88\xb7\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"\xff\"}", false, "user_id"); /* not UTF-8 at all */
+    ASSERT_BAD("{\"user_id\":\"u\",\"user_id\":\"v\",\"x\":1}", false, "body"); /* duplicate keys */
+}
+
+SK_TEST(test_json_unknown_and_malformed)
+{
+    ASSERT_BAD("{\"user_id\":\"u\",\"color\":\"red\"}", false, "body");
+    ASSERT_BAD("{\"user\":\"u\"}", false, "body");
+    ASSERT_BAD("{\"user_id\":\"u\",\"qty\":2}", false, "body");
+    ASSERT_BAD("", false, "body");
+    ASSERT_BAD("   ", false, "body");
+    ASSERT_BAD("[\"u\"]", false, "body");
+    ASSERT_BAD("\"u\"", false, "body");
+    ASSERT_BAD("42", false, "body");
+    ASSERT_BAD("null", false, "body");
+    ASSERT_BAD("{", false, "body");
+    ASSERT_BAD("{\"user_id\":\"u\"", false, "body");
+    ASSERT_BAD("{\"user_id\":\"u\"} x", false, "body");
+    ASSERT_BAD("{\"user_id\":\"u\"}{}", false, "body");
+    ASSERT_BAD("{\"user_id\" \"u\"}", false, "body");
+    ASSERT_BAD("{'user_id':'u'}", false, "body");
+    ASSERT_BAD("user_id=u", false, "body"); /* a form body parsed as JSON */
+}
+
+SK_TEST(test_missing_user)
+{
+    ASSERT_BAD("{}", false, "user_id");
+    ASSERT_BAD(" { } ", false, "user_id");
+    ASSERT_BAD("{\"request_id\":\"r\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"a b\"}", false, "user_id");
+    ASSERT_BAD("{\"user_id\":\"u\",\"request_id\":\"a b\"}", false, "request_id");
+    ASSERT_BAD("", true, "user_id");
+    ASSERT_BAD("request_id=r", true, "user_id");
+}
+
+SK_TEST(test_form)
+{
+    ASSERT_OK("user_id=u42&request_id=r-1", true, "u42", "r-1");
+    ASSERT_OK("request_id=r-1&user_id=u42", true, "u42", "r-1");
+    ASSERT_OK("user_id=u42", true, "u42", "");
+    ASSERT_OK("user_id=a%2Db%40c%3a", true, "a-b@c:", "");
+    ASSERT_OK("x=1&user_id=u&submit", true, "u", ""); /* unknown fields and bare names are ignored */
+    ASSERT_OK("user_id=u&request_id=", true, "u", "");
+    ASSERT_OK("user_id=first&user_id=second", true, "second", "");
+    ASSERT_BAD("user_id=a+b", true, "user_id"); /* '+' is a space */
+    ASSERT_BAD("user_id=a%20b", true, "user_id");
+    ASSERT_BAD("user_id=a%00b", true, "user_id");
+    ASSERT_BAD("user_id=a%0Ab", true, "user_id");
+    ASSERT_BAD("user_id=%22", true, "user_id");
+    ASSERT_BAD("user_id=%zz", true, "user_id");
+    ASSERT_BAD("user_id=abc%4", true, "user_id");
+    ASSERT_BAD("user_id=abc%", true, "user_id");
+    ASSERT_BAD("user_id=", true, "user_id");
+    ASSERT_BAD("user_id=u&request_id=%ZZ", true, "request_id");
+    ASSERT_BAD("user_id=u&request_id=a+b", true, "request_id");
+    char body[400], u[SK_USER_MAX + 2];
+    snprintf(body, sizeof(body), "user_id=%s", repeat(u, 'u', SK_USER_MAX));
+    parsed_t p = parse(body, true);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_EQ(p.ul, SK_USER_MAX);
+    snprintf(body, sizeof(body), "user_id=%s", repeat(u, 'u', SK_USER_MAX + 1));
+    ASSERT_BAD(body, true, "user_id");
+    /* 64 bytes once decoded, though the text is longer. */
+    char enc[3 * SK_USER_MAX + 1];
+    for (int i = 0; i < SK_USER_MAX; i++)
+        memcpy(enc + 3 * i, "%41", 3);
+    enc[3 * SK_USER_MAX] = '\0';
+    snprintf(body, sizeof(body), "user_id=%s", enc);
+    p = parse(body, true);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_EQ(p.ul, SK_USER_MAX);
+    ASSERT_EQ(p.user[0], 'A');
+    char r[SK_REQUEST_MAX + 2];
+    snprintf(body, sizeof(body), "user_id=u&request_id=%s", repeat(r, 'r', SK_REQUEST_MAX + 1));
+    ASSERT_BAD(body, true, "request_id");
+}
+
+static int64_t t_ok(const char *s)
+{
+    int64_t ms = INT64_MIN;
+    if (sk_api_parse_time(s, strlen(s), &ms) != 0)
+        return INT64_MIN;
+    return ms;
+}
+
+static int t_rc(const char *s)
+{
+    int64_t ms;
+    return sk_api_parse_time(s, strlen(s), &ms);
+}
+
+#define ASSERT_TIME(s, want)                                                                       \
+    do {                                                                                           \
+        int64_t got_ = t_ok(s);                                                                    \
+        if (got_ != (int64_t)(want)) {                                                             \
+            SK_FAIL_AT("parse_time(%s): %lld, want %lld", s, (long long)got_, (long long)(want));  \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_TIME_BAD(s)                                                                         \
+    do {                                                                                           \
+        if (t_rc(s) != -EINVAL) {                                                                  \
+            SK_FAIL_AT("parse_time(%s) accepted (%lld)", s, (long long)t_ok(s));                   \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+SK_TEST(test_time_unix_ms)
+{
+    ASSERT_TIME("0", 0);
+    ASSERT_TIME("1700000000123", 1700000000123LL);
+    ASSERT_TIME("253402300799999", 253402300799999LL);
+    ASSERT_TIME_BAD("253402300800000");
+    ASSERT_TIME_BAD("-1");
+    ASSERT_TIME_BAD("");
+    ASSERT_TIME_BAD("12e3");
+    ASSERT_TIME_BAD("1.5");
+    ASSERT_TIME_BAD("1700000000000 ");
+    ASSERT_TIME_BAD(" 1700000000000");
+    ASSERT_TIME_BAD("+1700000000000");
+    ASSERT_TIME_BAD("0x10");
+    ASSERT_TIME_BAD("99999999999999999999999");
+}
+
+SK_TEST(test_time_rfc3339)
+{
+    const int64_t t = 1704164645000LL; /* 2024-01-02T03:04:05Z */
+    ASSERT_TIME("2024-01-02T03:04:05Z", t);
+    ASSERT_TIME("2024-01-02t03:04:05z", t);
+    ASSERT_TIME("2024-01-02 03:04:05Z", t);
+    ASSERT_TIME("2024-01-02T03:04:05+00:00", t);
+    ASSERT_TIME("2024-01-02T03:04:05-00:00", t);
+    ASSERT_TIME("2024-01-02T11:04:05+08:00", t);
+    ASSERT_TIME("2024-01-01T21:34:05-05:30", t);
+    ASSERT_TIME("2024-01-02T03:04:05.5Z", t + 500);
+    ASSERT_TIME("2024-01-02T03:04:05.05Z", t + 50);
+    ASSERT_TIME("2024-01-02T03:04:05.123Z", t + 123);
+    ASSERT_TIME("2024-01-02T03:04:05.123999Z", t + 123); /* finer than ms is cut, not rounded */
+    ASSERT_TIME("2024-01-02T11:04:05.250+08:00", t + 250);
+    ASSERT_TIME("2024-02-29T23:59:59Z", 1709251199000LL);
+    ASSERT_TIME("1970-01-01T00:00:00Z", 0);
+    ASSERT_TIME("2024-01-02T03:04:60Z", t + 54000); /* a leap second counts as :59 */
+}
+
+SK_TEST(test_time_garbage)
+{
+    ASSERT_TIME_BAD("tomorrow");
+    ASSERT_TIME_BAD("2024-01-02");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05");
+    ASSERT_TIME_BAD("2024-01-02T03:04Z");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05ZZ");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05Z ");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05.Z");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05+8:00");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05+0800");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05+24:00");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05+08:60");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05+08");
+    ASSERT_TIME_BAD("2024-01-02X03:04:05Z");
+    ASSERT_TIME_BAD("2024-13-02T03:04:05Z");
+    ASSERT_TIME_BAD("2024-00-02T03:04:05Z");
+    ASSERT_TIME_BAD("2024-01-00T03:04:05Z");
+    ASSERT_TIME_BAD("2024-01-32T03:04:05Z");
+    ASSERT_TIME_BAD("2024-02-30T03:04:05Z");
+    ASSERT_TIME_BAD("2023-02-29T03:04:05Z");
+    ASSERT_TIME_BAD("2024-04-31T03:04:05Z");
+    ASSERT_TIME_BAD("2024-01-02T24:04:05Z");
+    ASSERT_TIME_BAD("2024-01-02T03:60:05Z");
+    ASSERT_TIME_BAD("2024-01-02T03:04:61Z");
+    ASSERT_TIME_BAD("1969-12-31T23:59:59Z");
+    ASSERT_TIME_BAD("2024-1-02T03:04:05Z");
+    ASSERT_TIME_BAD("24-01-02T03:04:05Z");
+    ASSERT_TIME_BAD("20240-01-02T03:04:05Z");
+    /* Signs and spaces where digits belong. */
+    ASSERT_TIME_BAD("2024-01-02T-1:-1:-1Z");
+    ASSERT_TIME_BAD("2024-+1-02T03:04:05Z");
+    ASSERT_TIME_BAD("2024-01- 2T03:04:05Z");
+    ASSERT_TIME_BAD("+024-01-02T03:04:05Z");
+    ASSERT_TIME_BAD("2024-01-02T03:04:05.12a3Z");
+    char longer[200];
+    memset(longer, '1', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    ASSERT_TIME_BAD(longer);
+}
+
+SK_TEST_MAIN(SK_RUN(test_json_fast_path); SK_RUN(test_json_full_parser); SK_RUN(test_json_unknown_and_malformed);
+             SK_RUN(test_missing_user); SK_RUN(test_form); SK_RUN(test_time_unix_ms); SK_RUN(test_time_rfc3339);
+             SK_RUN(test_time_garbage);)
