@@ -424,6 +424,20 @@ static sk_sale_t *find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, co
     return s;
 }
 
+/* In a cluster a sale created on another node may not be in this node's cache yet (the
+ * cache polls the store a few times a second): such a miss is looked up in the store
+ * before it is answered 404. Returns a stub carrying the id for the op, or NULL when
+ * the answer is a plain 404 (no shared store, or an id no sale can have). */
+static sk_sale_t *lookup_stub(sk_api_worker_t *w, const sk_str_t *id)
+{
+    if (!sk_engine_lookups(w->api->cfg.engine) || !sk_valid_sale_id(id->p, id->len))
+        return NULL;
+    sk_sale_t *stub = sk_xcalloc(1, sizeof(*stub));
+    memcpy(stub->id, id->p, id->len);
+    stub->id_len = id->len;
+    return stub;
+}
+
 static void count(sk_api_worker_t *w, const sk_sale_t *s, sk_buy_result_t r)
 {
     sk_counter_add(&w->purchases[s->index][r], 1);
@@ -481,8 +495,16 @@ static void purchase_done(sk_op_t *op)
     sk_api_worker_t *w = op->owner;
     sk_buf_t *b = &w->scratch;
     b->len = 0;
-    count(w, op->sale, op->result);
-    buy_body(b, op->sale, op->result, &op->order, op->remaining, op->sale->starts_at - op->now_ms);
+    if (!op->sale && op->status == -ENOENT) {
+        /* Looked up after a cache miss (lookup_stub) and not found. */
+        static const char body[] = "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n";
+        sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, body, sizeof(body) - 1);
+        sk_op_free(op);
+        return;
+    }
+    if (op->sale)
+        count(w, op->sale, op->result);
+    buy_body(b, op->sale, op->result, &op->order, op->remaining, op->sale ? op->sale->starts_at - op->now_ms : 0);
     const char *extra = op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED
                             ? "Retry-After: 1\r\n"
                             : NULL;
@@ -493,13 +515,19 @@ static void purchase_done(sk_op_t *op)
 static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
-    sk_sale_t *s = find_sale_or_404(w, x, &params[0]);
-    if (!s)
+    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, params[0].p, params[0].len);
+    sk_sale_t *stub = s ? NULL : lookup_stub(w, &params[0]);
+    if (!s && !stub) {
+        sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
         return;
+    }
     int64_t now = sk_now_ms();
     sk_buf_t *b = &w->scratch;
     b->len = 0;
-    /* The gate: clock and flag, no ledger. */
+    /* The gate: clock and flag, no ledger. (A looked-up sale's window is checked by the
+     * backend's store, which decides the purchase.) */
+    if (!s)
+        goto parse;
     if (now < s->starts_at) {
         count(w, s, SK_BUY_NOT_STARTED);
         buy_body(b, s, SK_BUY_NOT_STARTED, NULL, 0, s->starts_at - now);
@@ -512,10 +540,12 @@ static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         sk_http_respond(x, 410, "application/json", b->data, b->len);
         return;
     }
+parse:;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     const char *field;
     if (sk_api_parse_purchase(x->body, x->body_len, is_form(x->req, x->body, x->body_len), user, &ul, req, &rl, &field) < 0) {
+        free(stub); /* a bare stub: no name, no holders */
         bad_field(x, field,
                   strcmp(field, "body") == 0
                       ? "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\"} or form fields"
@@ -524,7 +554,7 @@ static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                       : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    if (sk_sale_final(s)) {
+    if (s && sk_sale_final(s)) {
         sk_order_t order;
         sk_buy_result_t r = sk_engine_sold_out_answer(s, user, ul, req, rl, &order);
         count(w, s, r);
@@ -534,6 +564,7 @@ static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     }
     sk_op_t *op = sk_op_new(SK_OP_BUY);
     op->sale = s;
+    op->new_sale = stub;
     op->now_ms = now;
     memcpy(op->user_id, user, ul + 1);
     op->user_len = (uint8_t)ul;
@@ -568,12 +599,42 @@ static void h_sales_list(sk_http_exchange_t *x, const sk_str_t *params, void *ar
     sk_buf_free(&b);
 }
 
+static void find_done(sk_op_t *op)
+{
+    sk_buf_t b = {0};
+    if (op->sale) {
+        sale_json(&b, op->sale, sk_now_ms());
+        sk_buf_putc(&b, '\n');
+        sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
+    } else if (op->status == -ENOENT) {
+        sk_buf_puts(&b, "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n");
+        sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, b.data, b.len);
+    } else {
+        sk_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the sale store is unavailable; retry later\"}\n");
+        sk_http_deferred_respond(op->ctx, op->status == -EAGAIN ? 429 : 503, "application/json", "Retry-After: 1\r\n",
+                                 b.data, b.len);
+    }
+    sk_buf_free(&b);
+    sk_op_free(op);
+}
+
 static void h_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
-    sk_sale_t *s = find_sale_or_404(w, x, &params[0]);
-    if (!s)
+    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, params[0].p, params[0].len);
+    if (!s) {
+        sk_sale_t *stub = lookup_stub(w, &params[0]);
+        if (!stub) {
+            sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
+            return;
+        }
+        sk_op_t *op = sk_op_new(SK_OP_FIND_SALE);
+        op->new_sale = stub;
+        op->done = find_done;
+        op->ctx = sk_http_defer(x);
+        sk_engine_submit(w->ew, op);
         return;
+    }
     sk_buf_t *b = &w->scratch;
     b->len = 0;
     sale_json(b, s, sk_now_ms());

@@ -17,6 +17,9 @@ typedef struct sk_backend sk_backend_t;
 
 struct sk_backend {
     const char *name;
+    /** The store is shared with other nodes: sales may appear there at any time and are
+     *  looked up on a miss (SK_OP_FIND_SALE). */
+    bool lookups;
     /** Registers the stored sales (sk_engine_register_sale) and rebuilds what the
      *  backend keeps. Returns 0, or -errno with one clear line in err. */
     int (*load)(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size);

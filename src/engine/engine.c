@@ -433,6 +433,11 @@ void sk_engine_free(sk_engine_t *e)
     free(e);
 }
 
+bool sk_engine_lookups(const sk_engine_t *e)
+{
+    return e->backend->lookups;
+}
+
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e)
 {
     return &e->stats;

@@ -73,6 +73,12 @@ typedef enum {
     SK_OP_ORDERS, /* one user's orders */
     SK_OP_LIST, /* every order of a sale, paginated */
     SK_OP_CREATE_SALE,
+    /* A sale this node has not cached (its id in op->new_sale->id): the backend looks it
+     * up in its store and registers it; op->sale is then set, else status -ENOENT. Only
+     * for backends with lookups (sk_engine_lookups). A BUY may come the same way, with
+     * sale NULL and the id in new_sale: found, it is decided like any other; not found,
+     * it completes with sale NULL and status -ENOENT. */
+    SK_OP_FIND_SALE,
 } sk_op_kind_t;
 
 typedef enum {
@@ -159,6 +165,9 @@ sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop);
 /** Detaches (after the ledger stopped): runs pending completions, frees the handle. */
 void sk_engine_detach(sk_engine_worker_t *w);
 
+/** True when the backend's store is shared with other nodes (Redis): a sale unknown
+ *  here may exist there, and SK_OP_FIND_SALE (or a BUY with sale NULL) asks for it. */
+bool sk_engine_lookups(const sk_engine_t *e);
 /** Finds a sale by id without locking. Returns NULL when unknown. */
 sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len);
 /** Number of sales and the i-th in creation order (any thread). */
