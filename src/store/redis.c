@@ -41,6 +41,8 @@
 #define SYNC_TICKS 2 /* the sales index and sold counts are polled every 2 ticks */
 #define HOLDERS_CHUNK 10000 /* stream entries per XRANGE when loading holders */
 #define REFRESH_MARGIN_MS 5000 /* sold counts are refreshed this long around the window */
+#define MISS_SLOTS 256 /* remembered unknown sale ids (a flood of one bad id costs one look-up) */
+#define MISS_MS 250
 
 _Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 &&
                    SK_BUY_LIMIT_REACHED == 3 && SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
@@ -117,6 +119,12 @@ struct rbackend {
     bool sync_busy;
 
     sk_op_t **take;
+    sk_op_t **requeue; /* purchases whose sale a look-up just found: decided next */
+    size_t n_requeue, cap_requeue;
+    struct {
+        char id[SK_ID_MAX + 1];
+        uint64_t until_ms;
+    } miss[MISS_SLOTS];
     int32_t *group_of; /* [sale index] -> group in the batch being formed, -1 */
     rsale_t *sales; /* [SK_MAX_SALES] */
     bool done;
@@ -716,6 +724,7 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
 static void single_send(rbackend_t *r, sk_op_t *op);
+static void lookup(rbackend_t *r, sk_op_t *op);
 
 static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
 {
@@ -724,6 +733,10 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
     sk_sale_t **gsale = NULL;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
+        if (op->kind == SK_OP_FIND_SALE || (op->kind == SK_OP_BUY && !op->sale)) {
+            lookup(r, op);
+            continue;
+        }
         if (op->kind != SK_OP_BUY) {
             single_send(r, op);
             continue;
@@ -917,6 +930,97 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
     single_done(x);
 }
 
+/* ---- sales not cached yet: looked up on a miss ----------------------------------------- */
+
+static uint32_t miss_slot(const char *id, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    return h % MISS_SLOTS;
+}
+
+static void lookup_resolved(rbackend_t *r, sk_op_t *op, sk_sale_t *s)
+{
+    if (s) {
+        op->sale = s;
+        op->status = 0;
+        if (op->kind == SK_OP_BUY) {
+            if (r->n_requeue == r->cap_requeue) {
+                r->cap_requeue = r->cap_requeue ? r->cap_requeue * 2 : 64;
+                r->requeue = sk_xrealloc(r->requeue, r->cap_requeue * sizeof(*r->requeue));
+            }
+            r->requeue[r->n_requeue++] = op;
+            return;
+        }
+    } else {
+        op->status = -ENOENT;
+    }
+    sk_engine_complete(r->e, op);
+}
+
+static void on_lookup(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    rbackend_t *r = x->r;
+    sk_op_t *op = x->op;
+    redisReply *rep = reply;
+    r->n_singles--;
+    free(x);
+    const sk_sale_t *stub = op->new_sale;
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        sk_sale_t *s = register_from_reply(r, rep);
+        if (!s) {
+            uint32_t k = miss_slot(stub->id, stub->id_len);
+            memcpy(r->miss[k].id, stub->id, stub->id_len + 1);
+            r->miss[k].until_ms = sk_loop_now(r->loop) + MISS_MS;
+        } else {
+            maybe_load_holders(r, s);
+        }
+        lookup_resolved(r, op, s);
+        return;
+    }
+    op->status = -EIO;
+    op->result = SK_BUY_UNAVAILABLE;
+    sk_engine_complete(r->e, op);
+}
+
+static void lookup(rbackend_t *r, sk_op_t *op)
+{
+    const sk_sale_t *stub = op->new_sale;
+    if (!stub) {
+        op->status = -ENOENT;
+        sk_engine_complete(r->e, op);
+        return;
+    }
+    sk_sale_t *s = sk_engine_find_sale(r->e, stub->id, stub->id_len);
+    uint32_t k = miss_slot(stub->id, stub->id_len);
+    if (s || (r->miss[k].until_ms > sk_loop_now(r->loop) && strcmp(r->miss[k].id, stub->id) == 0)) {
+        lookup_resolved(r, op, s);
+        return;
+    }
+    if (r->state != CONN_READY) {
+        op->status = -EIO;
+        op->result = SK_BUY_UNAVAILABLE;
+        sk_engine_complete(r->e, op);
+        return;
+    }
+    single_t *x = sk_xcalloc(1, sizeof(*x));
+    x->r = r;
+    x->op = op;
+    char key[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(key, stub->id, stub->id_len, "sale");
+    if (redisAsyncCommand(r->ev.ac, on_lookup, x, "HGETALL %s", key) == REDIS_OK) {
+        r->n_singles++;
+    } else {
+        free(x);
+        op->status = -EIO;
+        op->result = SK_BUY_UNAVAILABLE;
+        sk_engine_complete(r->e, op);
+    }
+}
+
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
     if (r->state != CONN_READY) {
@@ -965,6 +1069,7 @@ static void single_send(rbackend_t *r, sk_op_t *op)
         break;
     }
     case SK_OP_BUY:
+    case SK_OP_FIND_SALE:
         break;
     }
     if (rc != REDIS_OK) {
@@ -1168,7 +1273,16 @@ static void pump(rbackend_t *r)
     while (r->state != CONN_CONNECTING || stopping) {
         if (r->state == CONN_READY && r->n_inflight >= INFLIGHT_MAX)
             break;
-        size_t n = sk_engine_take(e, r->take, r->max_batch);
+        size_t n;
+        if (r->n_requeue) {
+            /* Found by a look-up: these were taken earlier, so they go first. */
+            n = SK_MIN(r->n_requeue, r->max_batch);
+            memcpy(r->take, r->requeue, n * sizeof(*r->take));
+            memmove(r->requeue, r->requeue + n, (r->n_requeue - n) * sizeof(*r->requeue));
+            r->n_requeue -= n;
+        } else {
+            n = sk_engine_take(e, r->take, r->max_batch);
+        }
         if (n == 0)
             break;
         form_batch(r, r->take, n);
@@ -1180,7 +1294,7 @@ static void before_sleep(sk_loop_t *loop, void *arg)
     rbackend_t *r = arg;
     pump(r);
     sk_engine_flush(r->e);
-    if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0) {
+    if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0 && r->n_requeue == 0) {
         size_t n = sk_engine_take(r->e, r->take, r->max_batch);
         if (n) {
             form_batch(r, r->take, n);
@@ -1273,6 +1387,7 @@ static void redis_free(sk_backend_t *b)
         free(r->sales);
     }
     free(r->group_of);
+    free(r->requeue);
     free(r->take);
     free(r);
 }
@@ -1288,7 +1403,7 @@ sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err,
         return NULL;
     }
     rbackend_t *r = sk_xcalloc(1, sizeof(*r));
-    r->base = (sk_backend_t){.name = "redis", .load = redis_load, .add_sale = redis_add_sale, .start = redis_start,
+    r->base = (sk_backend_t){.name = "redis", .lookups = true, .load = redis_load, .add_sale = redis_add_sale, .start = redis_start,
                              .wake = redis_wake, .stop = redis_stop, .free = redis_free};
     r->addr = addr;
     snprintf(r->url, sizeof(r->url), "%s", url);
