@@ -64,6 +64,11 @@ struct sk_bench_audit_source {
 sk_bench_audit_source_t *sk_bench_audit_source_http(const sk_bench_target_t *t, const char *admin_token);
 /** The embedded store's SQLite file, opened read-only. NULL with err when it cannot be opened. */
 sk_bench_audit_source_t *sk_bench_audit_source_sqlite(const char *path, char *err, size_t err_len);
+/** A cluster's PostgreSQL (libpq connection string or URL). Before reading, it waits up
+ *  to wait_ms until the database holds as many orders of the sale as the service at
+ *  target `t` (borrowed) reports sold. NULL with err when it cannot connect. */
+sk_bench_audit_source_t *sk_bench_audit_source_pg(const char *conninfo, const sk_bench_target_t *t, int wait_ms,
+                                                  char *err, size_t err_len);
 
 typedef struct {
     const sk_bench_sale_t *sale; /* as set up before the run */

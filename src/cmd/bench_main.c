@@ -71,6 +71,9 @@ static const char usage_text[] =
     "  --audit-sqlite FILE      read the orders from the embedded store's SQLite file\n"
     "                           (<data dir>/seckill.db, read-only) instead of the service's\n"
     "                           admin listing GET /api/v1/sales/{id}/orders\n"
+    "  --audit-pg URL           read the orders from a cluster's PostgreSQL (written by\n"
+    "                           seckill drain), after waiting up to 60 s for it to hold as\n"
+    "                           many orders as the service reports sold\n"
     "  --no-audit               skip the audit (exit 0 after the report)\n"
     "  --no-resolve             do not ask GET /api/v1/sales/{id}/orders/{user} about users\n"
     "                           whose request ended in doubt: an order behind a 503 then\n"
@@ -215,6 +218,7 @@ enum {
     OPT_TOKEN,
     OPT_JSON,
     OPT_SQLITE,
+    OPT_PG,
     OPT_NO_AUDIT,
     OPT_NO_RESOLVE,
     OPT_RUN_ID,
@@ -244,6 +248,7 @@ int main(int argc, char **argv)
         {"admin-token", required_argument, NULL, OPT_TOKEN},
         {"json", required_argument, NULL, OPT_JSON},
         {"audit-sqlite", required_argument, NULL, OPT_SQLITE},
+        {"audit-pg", required_argument, NULL, OPT_PG},
         {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
         {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
         {"run-id", required_argument, NULL, OPT_RUN_ID},
@@ -263,7 +268,7 @@ int main(int argc, char **argv)
         .create_duration_ms = 3600000,
         .interrupted = &interrupted,
     };
-    const char *json_path = NULL, *sqlite_path = NULL;
+    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL;
     bool no_audit = false, no_resolve = false, users_set = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
@@ -339,6 +344,9 @@ int main(int argc, char **argv)
             break;
         case OPT_SQLITE:
             sqlite_path = optarg;
+            break;
+        case OPT_PG:
+            pg_url = optarg;
             break;
         case OPT_NO_AUDIT:
             no_audit = true;
@@ -431,6 +439,8 @@ int main(int argc, char **argv)
         sk_bench_audit_source_t *src;
         if (sqlite_path)
             src = sk_bench_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
+        else if (pg_url)
+            src = sk_bench_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
         else
             src = sk_bench_audit_source_http(&cfg.targets[0], cfg.admin_token);
         if (src) {
