@@ -394,12 +394,24 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
     if (load_script(r, r->buy_lua, r->buy_sha, err, err_size) < 0 ||
         load_script(r, r->create_lua, r->create_sha, err, err_size) < 0)
         return -EIO;
-    redisReply *rep = redisCommand(r->sync, "CONFIG GET appendfsync");
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING &&
-        strcmp(rep->element[1]->str, "always") != 0)
-        sk_warn("redis at %s runs with appendfsync %s: a confirmed order may be lost if Redis crashes "
-                "(see deploy/redis.conf)",
-                r->url, rep->element[1]->str);
+    /* A reply is durable only with the AOF fsynced on every write. CONFIG may be
+     * renamed away in a hardened Redis; then there is nothing to check. */
+    redisReply *rep = redisCommand(r->sync, "CONFIG GET append*");
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        const char *aof = NULL, *fsync = NULL;
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+            if (rep->element[i]->type != REDIS_REPLY_STRING || rep->element[i + 1]->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(rep->element[i]->str, "appendonly") == 0)
+                aof = rep->element[i + 1]->str;
+            else if (strcmp(rep->element[i]->str, "appendfsync") == 0)
+                fsync = rep->element[i + 1]->str;
+        }
+        if (aof && fsync && (strcmp(aof, "yes") != 0 || strcmp(fsync, "always") != 0))
+            sk_warn("redis at %s runs with %s: a confirmed order may be lost if Redis crashes (use "
+                    "appendonly yes, appendfsync always: deploy/redis.conf)",
+                    r->url, strcmp(aof, "yes") != 0 ? "no AOF" : "appendfsync other than always");
+    }
     freeReplyObject(rep);
 
     rep = redisCommand(r->sync, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);

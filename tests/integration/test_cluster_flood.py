@@ -1,0 +1,153 @@
+"""The local cluster of scripts/cluster (Redis with AOF always, PostgreSQL, three nodes
+with weights 3:2:1 behind nginx, the drain): floods through nginx with seckill-bench,
+audited against PostgreSQL after the drain caught up, and cross-checked against the
+order streams in Redis."""
+import os
+import socket
+import time
+import urllib.request
+
+from skcluster import Cluster, metric
+from sklib import run_tests
+
+C = None
+
+
+def node_purchases(i, sale):
+    with urllib.request.urlopen(C.node_url(i) + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = 0
+    for res in ("confirmed", "duplicate", "sold_out", "limit_reached", "unavailable"):
+        total += metric(text, "seckill_purchases_total", {"sale": sale, "result": res}) or 0
+    return total
+
+
+def check_store(ck, sale, stock, limit):
+    """PostgreSQL against the invariants and against Redis's order stream."""
+    rows = C.psql(f"SELECT order_id, user_id, request_id, seq FROM orders WHERE sale_id = '{sale}' ORDER BY seq")
+    ck.check(len(rows) <= stock, f"{sale}: no oversell in PostgreSQL ({len(rows)} <= {stock})")
+    ck.eq([int(r[3]) for r in rows], list(range(1, len(rows) + 1)), f"{sale}: seqs are 1..n without a gap")
+    per_user = {}
+    for r in rows:
+        per_user[r[1]] = per_user.get(r[1], 0) + 1
+    ck.check(max(per_user.values(), default=0) <= limit, f"{sale}: nobody above the per-user limit")
+    reqs = [(r[1], r[2]) for r in rows if r[2]]
+    ck.eq(len(reqs), len(set(reqs)), f"{sale}: one order per request id")
+    red = C.redis()
+    try:
+        entries = red.cmd("XRANGE", f"sk:{{{sale}}}:orders", "-", "+")
+        sold = int(red.cmd("HGET", f"sk:{{{sale}}}:sale", "sold"))
+    finally:
+        red.close()
+    ck.eq(sorted(r[0] for r in rows), sorted(f"{sale}-{int(e[0].split('-')[0]):010d}" for e in entries),
+          f"{sale}: PostgreSQL holds exactly the orders of the Redis stream")
+    ck.eq(sold, len(rows), f"{sale}: Redis's sold count matches")
+    return len(rows)
+
+
+def test_up(ck):
+    ck.check(C.url.startswith("http://127.0.0.1:"), f"up printed the URL: {C.url}")
+    p = C.run("status", check=False)
+    ck.eq(p.returncode, 0, f"status: every part is up\n{p.stdout}")
+    ck.eq(p.stdout.count("DOWN"), 0, "nothing DOWN")
+    for part in ("redis", "postgres", "node1", "node2", "node3", "drain", "nginx"):
+        ck.check(part in p.stdout, f"status shows {part}")
+    r = C.redis()
+    try:
+        ck.eq(r.cmd("CONFIG", "GET", "appendfsync")[1], "always", "Redis runs with appendfsync always")
+    finally:
+        r.close()
+
+
+def test_flood(ck):
+    rc, out, rep = C.bench("--create-sale", "stock=3000,starts_in=1s,id=flood1", "--users", "5000", "-c", "32",
+                           "--audit-pg", C.vars["PG_URL"])
+    ck.eq(rc, 0, f"seckill-bench exit status\n{out[-3000:]}")
+    ck.check("AUDIT OK" in out, "the audit against PostgreSQL is clean")
+    ck.eq(rep["counts"]["confirmed"], 3000, "exactly the stock confirmed")
+    ck.eq(rep["audit"]["store_orders"], 3000, "PostgreSQL holds every order")
+    ck.eq(rep["counts"]["unavailable"] + rep["counts"]["http_error"] + rep["counts"]["net_error"], 0,
+          "no errors in a healthy cluster")
+    check_store(ck, "flood1", 3000, 1)
+    served = [node_purchases(i, "flood1") for i in (1, 2, 3)]
+    ck.check(all(n > 0 for n in served), f"every node answered purchases: {served}")
+    ck.eq(sum(served), 5000, "the nodes answered every purchase once")
+    deadline = time.time() + 10
+    lag = None
+    while time.time() < deadline:
+        lag = metric(C.drain_metrics(), "seckill_drain_lag_total")
+        if lag == 0:
+            break
+        time.sleep(0.2)
+    ck.eq(lag, 0, "the drain's lag is back to 0")
+
+
+def test_flood_limit_two(ck):
+    # 400 users, 1200 requests with fresh request ids, limit 2: at most 800 of 1000 sold,
+    # every other answer limit_reached (the stock never runs out).
+    rc, out, rep = C.bench("--create-sale", "stock=1000,limit=2,starts_in=1s,id=flood2", "--users", "400", "-n",
+                           "1200", "-c", "16", "--audit-pg", C.vars["PG_URL"])
+    ck.eq(rc, 0, f"seckill-bench exit status\n{out[-3000:]}")
+    confirmed, limited = rep["counts"]["confirmed"], rep["counts"]["limit_reached"]
+    ck.check(400 <= confirmed <= 800, f"at most two units per user ({confirmed})")
+    ck.eq(confirmed + limited, 1200, "every other answer is limit_reached")
+    ck.eq(check_store(ck, "flood2", 1000, 2), confirmed, "PostgreSQL holds every confirmed order")
+
+
+def test_sse_through_nginx(ck):
+    host, port = "127.0.0.1", int(C.vars["NGINX_PORT"])
+    s = socket.create_connection((host, port), timeout=5)
+    s.sendall(b"GET /api/v1/sales/flood1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+    data = b""
+    deadline = time.time() + 5
+    while b"event: sale" not in data and time.time() < deadline:
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    ck.check(b"text/event-stream" in data, "the event stream passes through nginx")
+    ck.check(b"event: sale" in data and b'"sold":3000' in data, "the first event arrives at once, cluster-wide sold")
+
+
+def test_down(ck):
+    pids = []
+    for part in ("redis", "postgres", "node1", "node2", "node3", "drain", "nginx"):
+        with open(os.path.join(C.dir, f"{part}.pid")) as f:
+            pids.append(int(f.read()))
+    p = C.run("down", "--keep", check=False)
+    ck.eq(p.returncode, 0, f"down\n{p.stdout}{p.stderr}")
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    ck.eq(alive, [], "down stopped every process")
+    with open(os.path.join(C.dir, "drain", "drain.log")) as f:
+        log = f.read()
+    ck.check(" error " not in log, "the drain logged no error")
+    ck.eq(C.sanitizer_reports(), [], "no sanitizer report in any log")
+
+
+def main():
+    global C
+    C = Cluster()
+    failed = True
+    try:
+        C.up()
+        run_tests([test_up, test_flood, test_flood_limit_two, test_sse_through_nginx, test_down])
+        failed = False
+    except SystemExit as e:
+        failed = e.code != 0
+        raise
+    finally:
+        C.close(failed)
+
+
+if __name__ == "__main__":
+    main()

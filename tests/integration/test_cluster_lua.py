@@ -1,0 +1,171 @@
+"""The Redis store's Lua scripts (src/store/lua/), run by a real redis-server: the
+purchase decisions of buy.lua (window, duplicates, per-user limit, stock, batch order),
+its records (holders hash, order stream, sold count) and create_sale.lua."""
+import os
+import time
+
+from skcluster import RedisError, RedisServer
+from sklib import SRC, run_tests
+
+LUA = os.path.join(SRC, "src", "store", "lua")
+CONFIRMED, DUPLICATE, SOLD_OUT, LIMIT, NOT_STARTED, ENDED = range(6)
+
+R = None
+BUY = CREATE = None
+N = [0]
+
+
+def load(name):
+    with open(os.path.join(LUA, name)) as f:
+        return f.read()
+
+
+def keys(sale):
+    return [f"sk:{{{sale}}}:sale", f"sk:{{{sale}}}:holders", f"sk:{{{sale}}}:orders"]
+
+
+def new_sale(stock=10, limit=1, starts=None, ends=None):
+    N[0] += 1
+    sale = f"t{N[0]}"
+    now = int(time.time() * 1000)
+    starts = now - 1000 if starts is None else starts
+    ends = now + 3600000 if ends is None else ends
+    r = R.cmd("EVALSHA", CREATE, 1, keys(sale)[0], sale, "A sale", stock, starts, ends, limit, now)
+    assert r == 1, r
+    return sale
+
+
+def buy(sale, *pairs):
+    """pairs: (user, request); returns (sold, now, [(code, seq, at, remaining), ...])."""
+    args = [x for p in pairs for x in p]
+    r = R.cmd("EVALSHA", BUY, 3, *keys(sale), *args)
+    rows = [tuple(r[2 + 4 * i:6 + 4 * i]) for i in range(len(pairs))]
+    return r[0], r[1], rows
+
+
+def test_create(ck):
+    sale = new_sale(stock=7, limit=2)
+    h = R.cmd("HGETALL", keys(sale)[0])
+    d = dict(zip(h[::2], h[1::2]))
+    ck.eq(d["stock"], "7", "stock stored")
+    ck.eq(d["per_user_limit"], "2", "limit stored")
+    ck.eq(d["sold"], "0", "sold starts at 0")
+    again = R.cmd("EVALSHA", CREATE, 1, keys(sale)[0], sale, "Other", 99, 0, 1, 1, 0)
+    ck.eq(again, 0, "creating an existing sale is refused")
+    ck.eq(R.cmd("HGET", keys(sale)[0], "stock"), "7", "the existing sale is unchanged")
+
+
+def test_batch_order_and_sold_out(ck):
+    sale = new_sale(stock=3)
+    sold, now, rows = buy(sale, ("a", "r1"), ("b", "r1"), ("c", "r1"), ("d", "r1"), ("e", "r1"))
+    ck.eq([r[0] for r in rows], [CONFIRMED] * 3 + [SOLD_OUT] * 2, "first three confirmed, in arrival order")
+    ck.eq([r[1] for r in rows], [1, 2, 3, 0, 0], "seqs follow the batch order")
+    ck.eq([r[3] for r in rows], [2, 1, 0, 0, 0], "remaining after each decision")
+    ck.eq(sold, 3, "sold after the batch")
+    ck.check(abs(now - time.time() * 1000) < 60000, "the script reports Redis's clock")
+    ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "3", "sold count stored")
+    entries = R.cmd("XRANGE", keys(sale)[2], "-", "+")
+    ck.eq([e[0] for e in entries], ["1-0", "2-0", "3-0"], "one stream entry per order, id = seq")
+    ck.eq([dict(zip(e[1][::2], e[1][1::2]))["u"] for e in entries], ["a", "b", "c"], "stream entries carry the user")
+    ck.eq(rows[0][2], int(dict(zip(entries[0][1][::2], entries[0][1][1::2]))["t"]), "created_at as in the stream")
+    # a later batch: still sold out, the holder keeps hearing about their order
+    _, _, rows = buy(sale, ("f", "x"), ("a", "r1"), ("a", "r2"))
+    ck.eq([r[0] for r in rows], [SOLD_OUT, DUPLICATE, LIMIT], "after the sell-out: sold_out, holder duplicate/limit")
+    ck.eq(rows[1][1], 1, "the duplicate names the first order")
+    ck.eq(rows[2][1], 1, "limit_reached names the first order")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 3, "no entry for refused purchases")
+
+
+def test_duplicates(ck):
+    sale = new_sale(stock=10, limit=3)
+    _, _, rows = buy(sale, ("u", "r1"), ("u", "r1"), ("v", "r1"), ("u", "r2"), ("u", "r1"))
+    ck.eq([r[0] for r in rows], [CONFIRMED, DUPLICATE, CONFIRMED, CONFIRMED, DUPLICATE],
+          "a repeated request id within one batch is a duplicate")
+    ck.eq([r[1] for r in rows], [1, 1, 2, 3, 1], "duplicates name the first order")
+    ck.eq(rows[1][2], rows[0][2], "the duplicate carries the first order's created_at")
+    # across batches too
+    _, _, rows = buy(sale, ("u", "r2"))
+    ck.eq(rows[0][:2], (DUPLICATE, 3), "a repeated request id in a later batch")
+    # an empty request id never deduplicates (as in the embedded ledger)
+    sale2 = new_sale(stock=10, limit=2)
+    _, _, rows = buy(sale2, ("w", ""), ("w", ""), ("w", ""))
+    ck.eq([r[0] for r in rows], [CONFIRMED, CONFIRMED, LIMIT], "empty request ids are separate purchases")
+    held = R.cmd("HGET", keys(sale2)[1], "w")
+    ck.eq(held.count("\n"), 2, "the holder record lists both orders")
+
+
+def test_limit(ck):
+    sale = new_sale(stock=10, limit=1)
+    _, _, rows = buy(sale, ("u", "r1"), ("u", "r2"), ("u", "r3"))
+    ck.eq([r[0] for r in rows], [CONFIRMED, LIMIT, LIMIT], "limit 1: one order per user")
+    ck.eq([r[1] for r in rows], [1, 1, 1], "limit_reached names the first order")
+    sale = new_sale(stock=10, limit=2)
+    _, _, rows = buy(sale, ("u", "r1"), ("x", "r1"), ("u", "r2"), ("u", "r3"))
+    ck.eq([r[0] for r in rows], [CONFIRMED, CONFIRMED, CONFIRMED, LIMIT], "limit 2")
+    ck.eq(rows[3][1], 1, "limit_reached names the user's first order")
+    held = R.cmd("HGET", keys(sale)[1], "u")
+    ck.eq([line.split("\t")[:2] for line in held.splitlines()], [["1", "r1"], ["3", "r2"]],
+          "holder record: seq and request of each order")
+    ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "3", "only confirmed purchases count")
+
+
+def test_window(ck):
+    now = int(time.time() * 1000)
+    sale = new_sale(stock=5, starts=now + 600000, ends=now + 1200000)
+    _, _, rows = buy(sale, ("a", "r"), ("b", "r"))
+    ck.eq([r[0] for r in rows], [NOT_STARTED, NOT_STARTED], "before the window: not_started")
+    ck.eq(R.cmd("EXISTS", keys(sale)[1]), 0, "nothing recorded before the window")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 0, "no order before the window")
+    sale = new_sale(stock=5, starts=now - 600000, ends=now - 1000)
+    _, _, rows = buy(sale, ("a", "r"))
+    ck.eq(rows[0][0], ENDED, "after the window: ended")
+    ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "0", "nothing sold after the window")
+
+
+def test_unknown_sale(ck):
+    r = R.cmd("EVALSHA", BUY, 3, *keys("nosuch"), "a", "r", raise_errors=False)
+    ck.check(isinstance(r, RedisError) and str(r).startswith("NOSALE"), f"unknown sale is an error: {r!r}")
+    ck.eq(R.cmd("EXISTS", *keys("nosuch")), 0, "and nothing is written")
+
+
+def test_refused_whole_when_out_of_memory(ck):
+    # The "#!lua" flags line: a script is refused before it runs, never half-done.
+    sale = new_sale(stock=5)
+    R.cmd("CONFIG", "SET", "maxmemory", "1")
+    try:
+        r = R.cmd("EVALSHA", BUY, 3, *keys(sale), "a", "r", "b", "r", raise_errors=False)
+    finally:
+        R.cmd("CONFIG", "SET", "maxmemory", "0")
+    ck.check(isinstance(r, RedisError) and "OOM" in str(r), f"refused over maxmemory: {r!r}")
+    ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "0", "nothing sold")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 0, "no order written")
+    _, _, rows = buy(sale, ("a", "r"))
+    ck.eq(rows[0][:2], (CONFIRMED, 1), "works again once memory is available")
+
+
+def test_large_batch(ck):
+    sale = new_sale(stock=1000, limit=1)
+    pairs = [(f"user{i}", f"req{i}") for i in range(1500)]
+    sold, _, rows = buy(sale, *pairs)
+    ck.eq(sold, 1000, "a 1500-purchase batch sells exactly the stock")
+    ck.eq(sum(1 for r in rows if r[0] == CONFIRMED), 1000, "1000 confirmed")
+    ck.eq([r[1] for r in rows[:1000]], list(range(1, 1001)), "in order")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 1000, "1000 stream entries")
+    ck.eq(R.cmd("HLEN", keys(sale)[1]), 1000, "1000 holders")
+
+
+def main():
+    global R, BUY, CREATE
+    srv = RedisServer()
+    try:
+        R = srv.client()
+        BUY = R.cmd("SCRIPT", "LOAD", load("buy.lua"))
+        CREATE = R.cmd("SCRIPT", "LOAD", load("create_sale.lua"))
+        run_tests([test_create, test_batch_order_and_sold_out, test_duplicates, test_limit, test_window,
+                   test_unknown_sale, test_refused_whole_when_out_of_memory, test_large_batch])
+    finally:
+        srv.close()
+
+
+if __name__ == "__main__":
+    main()
