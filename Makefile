@@ -27,5 +27,10 @@ run: build
 test: test-deps
 	@scripts/test.sh
 
+# A local cluster on loopback ports: Redis (AOF always), PostgreSQL, three nodes behind
+# nginx, the drain. Prints the URL; `scripts/cluster status|down` afterwards.
+cluster: build
+	@scripts/cluster up
+
 clean:
 	rm -rf build build-asan
