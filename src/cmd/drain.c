@@ -806,7 +806,8 @@ int sk_cmd_drain(int argc, char **argv)
         free(d.batch);
         return 1;
     }
-    printf("draining %s into PostgreSQL as consumer '%s'%s%s\n", store, consumer,
+    printf("draining redis at %s:%d/%d into PostgreSQL as consumer '%s'%s%s\n", d.addr.host, d.addr.port, d.addr.db,
+           consumer,
            metrics_listen ? ", metrics on http://" : "", metrics_listen ? metrics_listen : "");
     fflush(stdout);
     sk_info("drain: started (group %s, consumer %s, batch %zu)", GROUP, consumer, d.batch_max);

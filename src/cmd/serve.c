@@ -313,7 +313,7 @@ int sk_cmd_serve(int argc, char **argv)
         goto out;
     }
     if (demo && create_demo(sv.engine) < 0) {
-        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store : data);
+        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? redis_addr.host : data);
         goto out;
     }
     sk_api_config_t acfg = {.admin_token = token, .engine = sv.engine};
@@ -356,8 +356,11 @@ int sk_cmd_serve(int argc, char **argv)
             strchr(host, ':') ? "]" : "", port);
     fflush(stdout);
     sk_sd_notify("READY=1");
-    sk_info("seckill serving on %s with %d worker threads, store: %s", listen, sv.n_workers,
-            redis ? store : data);
+    if (redis)
+        sk_info("seckill serving on %s with %d worker threads, store: redis at %s:%d/%d", listen, sv.n_workers,
+                redis_addr.host, redis_addr.port, redis_addr.db);
+    else
+        sk_info("seckill serving on %s with %d worker threads, store: embedded (%s)", listen, sv.n_workers, data);
 
     int sig = 0;
     sigwait(&sigs, &sig);

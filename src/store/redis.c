@@ -132,6 +132,16 @@ struct rbackend {
 
 /* ---- helpers shared with the drain -------------------------------------------------------- */
 
+/* The URL for logs and messages: a password never appears in them. */
+static void redact(const char *url, char *out, size_t cap)
+{
+    const char *at = strchr(url, '@');
+    if (at && strncmp(url, "redis://", 8) == 0)
+        snprintf(out, cap, "redis://***@%s", at + 1);
+    else
+        snprintf(out, cap, "%s", url);
+}
+
 int sk_redis_parse_url(const char *url, sk_redis_addr_t *a, char *err, size_t err_size)
 {
     static const char scheme[] = "redis://";
@@ -140,6 +150,18 @@ int sk_redis_parse_url(const char *url, sk_redis_addr_t *a, char *err, size_t er
     if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
         goto bad;
     const char *p = url + sizeof(scheme) - 1;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon || (size_t)(colon - p) >= sizeof(a->user) || (size_t)(at - colon - 1) >= sizeof(a->password) ||
+            at == colon + 1)
+            goto bad;
+        memcpy(a->user, p, (size_t)(colon - p));
+        a->user[colon - p] = '\0';
+        memcpy(a->password, colon + 1, (size_t)(at - colon - 1));
+        a->password[at - colon - 1] = '\0';
+        p = at + 1;
+    }
     const char *host_end;
     if (*p == '[') {
         host_end = strchr(p, ']');
@@ -175,8 +197,12 @@ int sk_redis_parse_url(const char *url, sk_redis_addr_t *a, char *err, size_t er
         goto bad;
     }
     return 0;
-bad:
-    snprintf(err, err_size, "the store URL must look like redis://HOST[:PORT][/DB] (got '%s')", url);
+bad:;
+    char shown[512];
+    redact(url, shown, sizeof(shown));
+    snprintf(err, err_size, "the store URL must look like redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (got '%s')",
+             shown);
+    memset(a->password, 0, sizeof(a->password));
     return -EINVAL;
 }
 
@@ -202,6 +228,18 @@ redisContext *sk_redis_connect(const sk_redis_addr_t *a, int timeout_ms, char *e
         return NULL;
     }
     redisSetTimeout(c, tv);
+    if (a->password[0]) {
+        redisReply *r = a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->password)
+                                   : redisCommand(c, "AUTH %s", a->password);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!ok) {
+            snprintf(err, err_size, "redis at %s:%d: AUTH failed: %s", a->host, a->port, r ? r->str : c->errstr);
+            freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
     if (a->db) {
         redisReply *r = redisCommand(c, "SELECT %d", a->db);
         bool ok = r && r->type == REDIS_REPLY_STATUS;
@@ -592,6 +630,13 @@ static void connect_now(rbackend_t *r)
      * Redis has an empty script cache. Commands on one connection run in order, so the
      * first batch cannot overtake them. */
     r->setup_waiting = 2;
+    if (r->addr.password[0]) {
+        r->setup_waiting++;
+        if (r->addr.user[0])
+            redisAsyncCommand(ac, on_setup, r, "AUTH %s %s", r->addr.user, r->addr.password);
+        else
+            redisAsyncCommand(ac, on_setup, r, "AUTH %s", r->addr.password);
+    }
     if (r->addr.db) {
         r->setup_waiting++;
         redisAsyncCommand(ac, on_setup, r, "SELECT %d", r->addr.db);
@@ -1418,7 +1463,7 @@ sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err,
     r->base = (sk_backend_t){.name = "redis", .lookups = true, .load = redis_load, .add_sale = redis_add_sale, .start = redis_start,
                              .wake = redis_wake, .stop = redis_stop, .free = redis_free};
     r->addr = addr;
-    snprintf(r->url, sizeof(r->url), "%s", url);
+    redact(url, r->url, sizeof(r->url));
     r->max_batch = max_batch ? max_batch : 4096;
     r->buy_lua = buy;
     r->create_lua = create;

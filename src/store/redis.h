@@ -27,21 +27,24 @@
 #define SK_REDIS_SALES_KEY "sk:sales"
 #define SK_REDIS_KEY_MAX (SK_ID_MAX + 32)
 
-/** Where a Redis server is: parsed from redis://host[:port][/db]. */
+/** Where a Redis server is: parsed from redis://[[user]:password@]host[:port][/db]. */
 typedef struct {
     char host[256];
     int port; /* 6379 unless given */
     int db; /* 0 unless given */
+    char user[128]; /* "" : none (AUTH password only, or no AUTH) */
+    char password[256]; /* "" : no AUTH */
 } sk_redis_addr_t;
 
-/** Parses a redis:// URL. Returns 0, or -EINVAL with one clear line in err. */
+/** Parses a redis:// URL (user and password as in the URL, without %-escapes). Returns
+ *  0, or -EINVAL with one clear line in err (which never repeats the password). */
 int sk_redis_parse_url(const char *url, sk_redis_addr_t *addr, char *err, size_t err_size);
 
 /** Writes "sk:{<sale>}:<suffix>" into dst (SK_REDIS_KEY_MAX + 1 bytes); returns length. */
 size_t sk_redis_key(char *dst, const char *sale, size_t sale_len, const char *suffix);
 
-/** Connects synchronously (with a timeout for connect and every command) and selects
- *  the database. Returns a context owned by the caller (redisFree), or NULL with one
+/** Connects synchronously (with a timeout for connect and every command),
+ *  authenticates and selects the database. Returns a context owned by the caller (redisFree), or NULL with one
  *  clear line in err. */
 redisContext *sk_redis_connect(const sk_redis_addr_t *addr, int timeout_ms, char *err, size_t err_size);
 

@@ -100,7 +100,8 @@ class RedisServer:
         while time.time() < deadline:
             try:
                 c = Resp(self.port, timeout=1)
-                if c.cmd("PING", raise_errors=False) == "PONG":
+                r = c.cmd("PING", raise_errors=False)
+                if r == "PONG" or "NOAUTH" in str(r):  # up (and maybe wanting a password)
                     c.close()
                     return
                 c.close()

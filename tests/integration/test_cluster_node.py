@@ -36,11 +36,29 @@ def test_bad_store(ck):
     p = subprocess.run([SECKILL_BIN, "serve", "--listen", "127.0.0.1:1", "--store", "redis://"],
                        capture_output=True, text=True, timeout=10)
     ck.eq(p.returncode, 2, "a malformed redis URL is a usage error")
-    ck.check("redis://HOST" in p.stderr, f"with a clear line: {p.stderr!r}")
+    ck.check("HOST[:PORT]" in p.stderr, f"with a clear line: {p.stderr!r}")
     p = subprocess.run([SECKILL_BIN, "serve", "--listen", "127.0.0.1:1", "--store", "redis://127.0.0.1:1"],
                        capture_output=True, text=True, timeout=20)
     ck.eq(p.returncode, 1, "an unreachable Redis at start fails")
     ck.check("cannot connect to redis" in p.stderr, f"with a clear line: {p.stderr!r}")
+
+
+def test_password(ck):
+    srv = RedisServer("--requirepass", "s3cret-pw")
+    try:
+        p = subprocess.run([SECKILL_BIN, "serve", "--listen", "127.0.0.1:1", "--store", srv.url],
+                           capture_output=True, text=True, timeout=20)
+        ck.eq(p.returncode, 1, "no password for a Redis that wants one: fails at start")
+        ck.check("NOAUTH" in p.stderr or "Authentication" in p.stderr, f"saying why: {p.stderr!r}")
+        url = f"redis://:s3cret-pw@127.0.0.1:{srv.port}"
+        with Server("--store", url, threads=1) as n:
+            st, _ = create(n, "pw1", 3)
+            ck.eq(st, 201, "with the password in the URL the node works")
+            st, body = buy(n, "pw1", "u")
+            ck.eq(st, 201, "and sells")
+            ck.check("s3cret-pw" not in n.output(), "the password never appears in the log")
+    finally:
+        srv.close()
 
 
 def test_sale_on_every_node(ck):
@@ -221,7 +239,7 @@ def main():
         A = Server("--store", REDIS.url, threads=2)
         B = Server("--store", REDIS.url, threads=1)
         try:
-            run_tests([test_bad_store, test_sale_on_every_node, test_stock_and_limit_across_nodes,
+            run_tests([test_bad_store, test_password, test_sale_on_every_node, test_stock_and_limit_across_nodes,
                        test_sold_out_fast_path, test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed,
                        test_stop])
         finally:

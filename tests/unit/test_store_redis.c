@@ -32,11 +32,22 @@ SK_TEST(url)
     ASSERT_EQ(sk_redis_parse_url("redis://[::1]:6380/", &a, err, sizeof(err)), 0);
     ASSERT_STR_EQ(a.host, "::1");
     ASSERT_EQ(a.port, 6380);
+    ASSERT_EQ(sk_redis_parse_url("redis://:s3cret@10.0.0.5:6390/1", &a, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(a.host, "10.0.0.5");
+    ASSERT_STR_EQ(a.user, "");
+    ASSERT_STR_EQ(a.password, "s3cret");
+    ASSERT_EQ(a.db, 1);
+    ASSERT_EQ(sk_redis_parse_url("redis://app:pw@h", &a, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(a.user, "app");
+    ASSERT_STR_EQ(a.password, "pw");
+    ASSERT_STR_EQ(a.host, "h");
+    ASSERT_EQ(sk_redis_parse_url("redis://app:pw@h:x", &a, err, sizeof(err)), -EINVAL);
+    ASSERT_TRUE(strstr(err, "pw") == NULL); /* the password is never repeated */
     static const char *const bad[] = {"", "redis://", "http://x:1", "redis://h:0", "redis://h:65536",
                                       "redis://h:12x", "redis://h/x", "redis://h:1/-1", "redis://[::1", "redis://h:"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        if (sk_redis_parse_url(bad[i], &a, err, sizeof(err)) != -EINVAL || !strstr(err, "redis://HOST")) {
+        if (sk_redis_parse_url(bad[i], &a, err, sizeof(err)) != -EINVAL || !strstr(err, "HOST[:PORT]")) {
             SK_FAIL_AT("'%s' accepted (or no message)", bad[i]);
             return;
         }
