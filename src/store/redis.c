@@ -117,6 +117,8 @@ struct rbackend {
     size_t n_inflight;
     size_t n_singles; /* single ops out */
     bool sync_busy;
+    long long index_seen; /* the index's size at the last full read */
+    bool index_orphans; /* that read met ids without a sale (re-read until they resolve) */
 
     sk_op_t **take;
     sk_op_t **requeue; /* purchases whose sale a look-up just found: decided next */
@@ -1221,6 +1223,8 @@ static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
         sk_sale_t *s = register_from_reply(r, reply);
         if (s)
             maybe_load_holders(r, s);
+        else
+            r->index_orphans = true;
     }
 }
 
@@ -1232,6 +1236,8 @@ static void on_index(redisAsyncContext *ac, void *reply, void *priv)
     r->sync_busy = false;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || r->state != CONN_READY)
         return;
+    r->index_seen = (long long)rep->elements;
+    r->index_orphans = false;
     for (size_t i = 0; i < rep->elements; i++) {
         const redisReply *id = rep->element[i];
         if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len) ||
@@ -1252,9 +1258,11 @@ static void on_index_count(redisAsyncContext *ac, void *reply, void *priv)
         r->sync_busy = false;
         return;
     }
-    /* Every local sale is in the index, so a different count means sales to fetch (or
-     * an indexed id whose create failed, which the full read then skips). */
-    if ((size_t)rep->integer == sk_engine_sale_count(r->e)) {
+    /* Sales are only ever added to the index (deleting a finished sale's keys removes
+     * one): a size unlike the last full read's means something to look at. Ids indexed
+     * without a sale (a create that failed half-way, or one still in flight) keep the
+     * full read going until they resolve. */
+    if (rep->integer == r->index_seen && !r->index_orphans) {
         r->sync_busy = false;
         return;
     }
@@ -1472,5 +1480,6 @@ sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err,
     for (size_t i = 0; i < SK_MAX_SALES; i++)
         r->group_of[i] = -1;
     r->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*r->sales));
+    r->index_seen = -1;
     return &r->base;
 }
