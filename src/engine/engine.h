@@ -129,6 +129,7 @@ struct sk_op {
     size_t list_limit;
     bool list_more;
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
+    uint64_t scratch; /* the ledger's own use (the embedded ledger keeps the user's hash) */
 };
 
 /** Durable storage of sales and orders behind the embedded ledger. */
