@@ -199,7 +199,8 @@ size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t use
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
-/** Hands an op to the ledger; `op->done` runs later on w's loop. An op refused because
+/** Hands an op to the ledger (worker's loop thread only); the ledger is woken at the
+ *  end of the loop's turn, and `op->done` runs later on w's loop. An op refused because
  *  too many ops are in flight completes at once (inside this call) with result
  *  SK_BUY_RATE_LIMITED and status -EAGAIN. */
 void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op);
