@@ -37,8 +37,8 @@ compare() {
   s_cpu=$(echo "$t" | awk '{print $1 + $2}')
   read -r s_n s_rps < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["counts"]["ok"], round(r["answers_per_s"]))' "$tmp/sb.json")
   local w_eff s_eff
-  w_eff=$(awk -v n="$n" -v c="$w_cpu" 'BEGIN { printf "%.0f", c > 0 ? n / c : 0 }')
-  s_eff=$(awk -v n="$s_n" -v c="$s_cpu" 'BEGIN { printf "%.0f", c > 0 ? n / c : 0 }')
+  w_eff=$(awk -v n="$n" -v c="$w_cpu" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+  s_eff=$(awk -v n="$s_n" -v c="$s_cpu" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
   printf '%-24s %10s req/s  %6.2f CPU s  %10s req per client CPU s\n' "wrk $label" "$w_rps" "$w_cpu" "$w_eff"
   printf '%-24s %10s req/s  %6.2f CPU s  %10s req per client CPU s\n' "seckill-bench $label" "$s_rps" "$s_cpu" "$s_eff"
   echo "ratio seckill-bench / wrk ($label): req/s $(bench_ratio "$s_rps" "$w_rps")x, per CPU second $(bench_ratio "$s_eff" "$w_eff")x (goal >= 1)"

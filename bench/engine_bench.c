@@ -20,6 +20,7 @@
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "loop/loop.h"
+#include "util/buf.h"
 #include "util/common.h"
 
 #define LAT_SAMPLES (1u << 22) /* per thread: enough for p99 of a few seconds */
@@ -41,18 +42,6 @@ typedef struct {
     bool failed;
 } buyer_t;
 
-static size_t put_u64(char *dst, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static void on_done(sk_op_t *op);
 
@@ -66,9 +55,9 @@ static void submit_one(buyer_t *b)
     /* Distinct users: "b<thread>-<n>". */
     size_t n = 0;
     op->user_id[n++] = 'b';
-    n += put_u64(op->user_id + n, (uint64_t)b->index);
+    n += sk_fmt_u64(op->user_id + n, (uint64_t)b->index);
     op->user_id[n++] = '-';
-    n += put_u64(op->user_id + n, b->next_user++);
+    n += sk_fmt_u64(op->user_id + n, b->next_user++);
     op->user_id[n] = '\0';
     op->user_len = (uint8_t)n;
     memcpy(op->request_id, "r", 2);

@@ -125,25 +125,6 @@ typedef struct {
     sk_bench_fetch_t f;
 } http_source_t;
 
-static char *segment(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = sk_xmalloc(n * 3 + 1), *p = out;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '_' || c == '.' || c == '~') {
-            *p++ = (char)c;
-        } else {
-            static const char hex[] = "0123456789ABCDEF";
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
-    }
-    *p = '\0';
-    return out;
-}
 
 static void fetch_error(char *err, size_t err_len, const char *what, int st, const sk_bench_fetch_t *f)
 {
@@ -157,7 +138,7 @@ static int http_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_s
                      size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
-    char *seg = segment(sale_id);
+    char *seg = sk_bench_path_segment(sale_id);
     char path[1024];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
@@ -195,7 +176,7 @@ static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
                        char *err, size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
-    char *seg = segment(sale_id);
+    char *seg = sk_bench_path_segment(sale_id);
     char *after = NULL;
     int rc = -1;
     for (uint64_t page = 0;; page++) {
@@ -203,7 +184,7 @@ static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
         size_t cap = strlen(seg) + (after ? strlen(after) * 3 : 0) + 128;
         path = sk_xmalloc(cap);
         if (after) {
-            char *a = segment(after);
+            char *a = sk_bench_path_segment(after);
             snprintf(path, cap, "/api/v1/sales/%s/orders?limit=10000&after=%s", seg, a);
             free(a);
         } else {
@@ -547,7 +528,7 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
         sk_bench_fetch_t *fs = sk_xcalloc(in->ntargets, sizeof(*fs));
         for (size_t t = 0; t < in->ntargets; t++)
             sk_bench_fetch_init(&fs[t], &in->targets[t], in->admin_token, 10000);
-        char *seg = segment(in->sale->id);
+        char *seg = sk_bench_path_segment(in->sale->id);
         for (uint32_t u = 1; u <= res->users; u++) {
             if (!(res->ustate[u] & SK_USER_IN_DOUBT))
                 continue;

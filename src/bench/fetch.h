@@ -29,6 +29,10 @@ void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const 
 /** Closes the connection and frees the buffers. */
 void sk_bench_fetch_close(sk_bench_fetch_t *f);
 
+/** Percent-encodes one path segment (RFC 3986 unreserved characters stay). The caller
+ *  frees the result. */
+char *sk_bench_path_segment(const char *s);
+
 /** Sends `method path` (the target's base path is prefixed) with an optional JSON body
  *  and waits for the answer. Returns the HTTP status (> 0), or -errno when no answer
  *  came (-ETIMEDOUT, -ECONNREFUSED, -EPROTO for a malformed answer). A connection the

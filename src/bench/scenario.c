@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bench/fetch.h"
+#include "util/buf.h"
 #include "util/common.h"
 
 static const char *const outcome_names[SK_OUT_COUNT] = {
@@ -47,24 +48,11 @@ int sk_bench_parse_duration_ms(const char *s, int64_t *ms)
     return 0;
 }
 
-/* Writes the decimal digits of v; returns the count. */
-static size_t put_u64(char *p, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
 
 size_t sk_bench_user_id(char *buf, uint32_t u)
 {
     buf[0] = 'u';
-    size_t n = 1 + put_u64(buf + 1, u);
+    size_t n = 1 + sk_fmt_u64(buf + 1, u);
     buf[n] = '\0';
     return n;
 }
@@ -97,26 +85,6 @@ static void sale_from_json(sk_bench_sale_t *s, json_t *o)
         snprintf(s->state, sizeof(s->state), "%s", json_string_value(v));
 }
 
-/* Percent-encodes a path segment. */
-static char *path_segment(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = sk_xmalloc(n * 3 + 1), *p = out;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '_' || c == '.' || c == '~') {
-            *p++ = (char)c;
-        } else {
-            static const char hex[] = "0123456789ABCDEF";
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
-    }
-    *p = '\0';
-    return out;
-}
 
 int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len)
 {
@@ -160,7 +128,7 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
         snprintf(err, err_len, "no sale: give --sale ID or --create-sale");
         goto out;
     }
-    char *seg = path_segment(id);
+    char *seg = sk_bench_path_segment(id);
     char path[512];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
@@ -477,21 +445,21 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         size_t b = 0;
         memcpy(body, "{\"user_id\":\"u", 13);
         b = 13;
-        b += put_u64(body + b, r->user);
+        b += sk_fmt_u64(body + b, r->user);
         memcpy(body + b, "\",\"request_id\":\"", 16);
         b += 16;
         size_t rl = strlen(w->run->rid);
         memcpy(body + b, w->run->rid, rl);
         b += rl;
-        b += put_u64(body + b, (uint64_t)w->index);
+        b += sk_fmt_u64(body + b, (uint64_t)w->index);
         body[b++] = '-';
-        b += put_u64(body + b, r->seq);
+        b += sk_fmt_u64(body + b, r->seq);
         memcpy(body + b, "\"}", 2);
         b += 2;
         char *p = sk_bench_conn_reserve(c, wc->prefix_len + 24 + b);
         memcpy(p, wc->prefix, wc->prefix_len);
         size_t n = wc->prefix_len;
-        n += put_u64(p + n, b);
+        n += sk_fmt_u64(p + n, b);
         memcpy(p + n, "\r\n\r\n", 4);
         n += 4;
         memcpy(p + n, body, b);
@@ -1012,7 +980,7 @@ static void build_prefixes(run_t *run)
     const sk_bench_config_t *cfg = run->cfg;
     run->prefixes = sk_xcalloc(cfg->ntargets, sizeof(char *));
     run->prefix_lens = sk_xcalloc(cfg->ntargets, sizeof(size_t));
-    char *seg = run->sale ? path_segment(run->sale->id) : NULL;
+    char *seg = run->sale ? sk_bench_path_segment(run->sale->id) : NULL;
     for (size_t i = 0; i < cfg->ntargets; i++) {
         const sk_bench_target_t *t = &cfg->targets[i];
         size_t cap = strlen(t->base) + strlen(t->hostport) + (seg ? strlen(seg) : 0) +

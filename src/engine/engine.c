@@ -32,6 +32,7 @@ struct sk_engine_worker {
     sk_async_t async;
     sk_mpsc_t done_q;
     bool notify; /* ledger-private: this batch posted to us */
+    bool wake_ledger; /* loop-private: ops were queued during this turn */
 };
 
 struct sk_engine {
@@ -262,6 +263,19 @@ static void worker_on_async(sk_loop_t *loop, sk_async_t *a)
     }
 }
 
+/* The ledger is woken once per worker turn, after every request the turn read has
+ * been queued: one eventfd write instead of one per purchase, and on a shared core
+ * the ledger is not scheduled in the middle of the turn to decide a batch of one. */
+static void worker_turn_end(sk_loop_t *loop, void *arg)
+{
+    (void)loop;
+    sk_engine_worker_t *w = arg;
+    if (w->wake_ledger) {
+        w->wake_ledger = false;
+        w->e->backend->wake(w->e->backend);
+    }
+}
+
 sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
 {
     sk_engine_worker_t *w = sk_xcalloc(1, sizeof(*w));
@@ -269,6 +283,11 @@ sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
     w->loop = loop;
     sk_mpsc_init(&w->done_q);
     if (sk_async_init(loop, &w->async, worker_on_async) < 0) {
+        free(w);
+        return NULL;
+    }
+    if (sk_loop_add_before_sleep(loop, worker_turn_end, w) < 0) {
+        sk_async_close(loop, &w->async);
         free(w);
         return NULL;
     }
@@ -280,6 +299,7 @@ void sk_engine_detach(sk_engine_worker_t *w)
     if (!w)
         return;
     worker_on_async(w->loop, &w->async);
+    sk_loop_remove_before_sleep(w->loop, worker_turn_end, w);
     sk_async_close(w->loop, &w->async);
     free(w);
 }
@@ -301,7 +321,7 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
         return;
     }
     sk_mpsc_push(&e->q, &op->node);
-    e->backend->wake(e->backend);
+    w->wake_ledger = true;
 }
 
 /* ---- the ledger side ------------------------------------------------------------------ */

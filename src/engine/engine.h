@@ -135,6 +135,7 @@ struct sk_op {
     size_t list_limit;
     bool list_more;
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
+    uint64_t scratch; /* the ledger's own use (the embedded ledger keeps the user's hash) */
 };
 
 /** Durable storage of sales and orders behind the embedded ledger. */
@@ -207,7 +208,8 @@ size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t use
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
-/** Hands an op to the ledger; `op->done` runs later on w's loop. An op refused because
+/** Hands an op to the ledger (worker's loop thread only); the ledger is woken at the
+ *  end of the loop's turn, and `op->done` runs later on w's loop. An op refused because
  *  too many ops are in flight completes at once (inside this call) with result
  *  SK_BUY_RATE_LIMITED and status -EAGAIN. */
 void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op);

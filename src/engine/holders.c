@@ -89,16 +89,20 @@ static void grow(sk_holders_t *h)
     free(old);
 }
 
-uint32_t sk_holders_probe(const sk_holders_t *h, const char *user, size_t len, uint64_t *hash)
+uint64_t sk_holders_hash(const char *user, size_t len)
 {
-    *hash = hash_str(user, len);
-    return probe(h, *hash, user, len);
+    return hash_str(user, len);
+}
+
+uint32_t sk_holders_probe(const sk_holders_t *h, uint64_t hash, const char *user, size_t len)
+{
+    return probe(h, hash, user, len);
 }
 
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len)
 {
-    uint64_t hv;
-    uint32_t i = sk_holders_probe(h, user, len, &hv);
+    uint64_t hv = hash_str(user, len);
+    uint32_t i = probe(h, hv, user, len);
     if (h->slots[i].user_len)
         return i;
     return sk_holders_insert_at(h, i, hv, user, len);

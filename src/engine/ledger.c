@@ -54,8 +54,8 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
         op->result = SK_BUY_ENDED;
         return;
     }
-    uint64_t hash;
-    uint32_t slot = sk_holders_probe(h, op->user_id, op->user_len, &hash);
+    uint64_t hash = op->scratch;
+    uint32_t slot = sk_holders_probe(h, hash, op->user_id, op->user_len);
     bool present = sk_holders_present(h, slot);
     if (present && h->slots[slot].count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len);
@@ -137,6 +137,13 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     sk_engine_t *e = l->e;
     size_t n_journal = 0, n_buys = 0;
     int64_t now = sk_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        sk_op_t *op = ops[i];
+        if (op->kind == SK_OP_BUY) {
+            op->scratch = sk_holders_hash(op->user_id, op->user_len);
+            sk_holders_prefetch(op->sale->holders, op->scratch);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (ops[i]->kind == SK_OP_BUY) {
             decide_buy(l, ops[i], &n_journal, now);

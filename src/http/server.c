@@ -335,6 +335,21 @@ static void conn_free(sk_http_conn_t *c)
     free(c);
 }
 
+/* Queues a closed connection to be freed at the end of the loop turn, once no deferred
+ * answer points at it any more. */
+static void free_later(sk_http_conn_t *c)
+{
+    sk_http_server_t *s = c->s;
+    if (c->refs != 0 || c->on_free_list)
+        return;
+    c->on_free_list = true;
+    if (s->free_len == s->free_cap) {
+        s->free_cap = s->free_cap ? s->free_cap * 2 : 64;
+        s->free_list = sk_xrealloc(s->free_list, s->free_cap * sizeof(*s->free_list));
+    }
+    s->free_list[s->free_len++] = c;
+}
+
 static void conn_close(sk_http_conn_t *c)
 {
     if (c->closed)
@@ -360,14 +375,7 @@ static void conn_close(sk_http_conn_t *c)
     }
     /* Freed at the end of the turn: epoll may still report this handle in the current
      * batch, and deferred answers may still point at it. */
-    if (c->refs == 0 && !c->on_free_list) {
-        c->on_free_list = true;
-        if (s->free_len == s->free_cap) {
-            s->free_cap = s->free_cap ? s->free_cap * 2 : 64;
-            s->free_list = sk_xrealloc(s->free_list, s->free_cap * sizeof(*s->free_list));
-        }
-        s->free_list[s->free_len++] = c;
-    }
+    free_later(c);
 }
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -478,14 +486,7 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
          * ask for its orders. Only the memory is ours to release. */
         free(d->log_line);
         free(d);
-        if (c->refs == 0 && !c->on_free_list) {
-            c->on_free_list = true;
-            if (s->free_len == s->free_cap) {
-                s->free_cap = s->free_cap ? s->free_cap * 2 : 64;
-                s->free_list = sk_xrealloc(s->free_list, s->free_cap * sizeof(*s->free_list));
-            }
-            s->free_list[s->free_len++] = c;
-        }
+        free_later(c);
         return;
     }
     bool close = d->close || s->draining || status_closes(status);

@@ -23,6 +23,9 @@ struct sk_loop {
     uint32_t heap_cap;
     sk_hook_cb before_sleep;
     void *before_sleep_arg;
+    sk_hook_cb extra_hooks[4];
+    void *extra_args[4];
+    int n_extra;
 };
 
 static uint64_t mono_ms(void)
@@ -209,6 +212,29 @@ void sk_async_close(sk_loop_t *loop, sk_async_t *a)
     a->io.fd = -1;
 }
 
+int sk_loop_add_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
+{
+    if (loop->n_extra == (int)SK_ARRAY_LEN(loop->extra_hooks))
+        return -ENOSPC;
+    loop->extra_hooks[loop->n_extra] = cb;
+    loop->extra_args[loop->n_extra++] = arg;
+    return 0;
+}
+
+void sk_loop_remove_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
+{
+    for (int i = 0; i < loop->n_extra; i++) {
+        if (loop->extra_hooks[i] == cb && loop->extra_args[i] == arg) {
+            for (int k = i + 1; k < loop->n_extra; k++) {
+                loop->extra_hooks[k - 1] = loop->extra_hooks[k];
+                loop->extra_args[k - 1] = loop->extra_args[k];
+            }
+            loop->n_extra--;
+            return;
+        }
+    }
+}
+
 void sk_loop_set_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
 {
     loop->before_sleep = cb;
@@ -237,6 +263,8 @@ int sk_loop_run(sk_loop_t *loop)
     while (!loop->stop) {
         if (loop->before_sleep)
             loop->before_sleep(loop, loop->before_sleep_arg);
+        for (int i = 0; i < loop->n_extra; i++)
+            loop->extra_hooks[i](loop, loop->extra_args[i]);
         if (loop->stop)
             break;
         int timeout = -1;

@@ -74,8 +74,14 @@ void sk_async_send(sk_async_t *a);
 /** Stops watching and closes the eventfd. */
 void sk_async_close(sk_loop_t *loop, sk_async_t *a);
 
-/** Runs `cb` just before every wait for events (after all callbacks of a turn). */
+/** Runs `cb` just before every wait for events (after all callbacks of a turn).
+ *  Replaces the previous primary hook; NULL removes it. */
 void sk_loop_set_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg);
+/** Adds a further before-sleep hook, run after the primary one, in the order added
+ *  (at most 4). Returns 0 or -ENOSPC. */
+int sk_loop_add_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg);
+/** Removes a hook added with sk_loop_add_before_sleep (the same cb and arg). */
+void sk_loop_remove_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg);
 
 /** Runs until sk_loop_stop(). Returns 0, or -errno if epoll_wait fails. */
 int sk_loop_run(sk_loop_t *loop);

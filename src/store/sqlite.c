@@ -8,11 +8,14 @@
  * than a million orders a second; the `orders` view gives the row-per-order shape back
  * to anyone who reads the file (the auditor, sqlite3 at a prompt). */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "util/buf.h"
@@ -26,12 +29,77 @@ struct sk_journal {
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
     sk_buf_t json; /* reused for every group's JSON */
+
+    /* Checkpoints run on a thread of their own with their own connection, so the
+     * ledger's commits never pay for copying the WAL back into the database. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_running, ckpt_stop;
+    unsigned ckpt_pending; /* commits since the last checkpoint */
 };
+
+#define SK_CKPT_EVERY 64 /* commits between checkpoints (also every 500 ms when idle) */
+
+static void *checkpointer(void *arg)
+{
+    sk_journal_t *j = arg;
+    pthread_mutex_lock(&j->ckpt_mu);
+    while (!j->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (j->ckpt_pending < SK_CKPT_EVERY)
+            pthread_cond_timedwait(&j->ckpt_cv, &j->ckpt_mu, &ts);
+        if (j->ckpt_stop || j->ckpt_pending == 0)
+            continue;
+        j->ckpt_pending = 0;
+        pthread_mutex_unlock(&j->ckpt_mu);
+        /* PASSIVE never blocks the writer; frames it cannot copy yet wait for the next. */
+        int rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            sk_warn("journal: checkpoint failed: %s", sqlite3_errmsg(j->ckpt_db));
+        pthread_mutex_lock(&j->ckpt_mu);
+    }
+    pthread_mutex_unlock(&j->ckpt_mu);
+    return NULL;
+}
+
+static int start_checkpointer(sk_journal_t *j, const char *path)
+{
+    if (sqlite3_open_v2(path, &j->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_busy_timeout(j->ckpt_db, 1000);
+    if (sqlite3_exec(j->ckpt_db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    pthread_mutex_init(&j->ckpt_mu, NULL);
+    pthread_cond_init(&j->ckpt_cv, NULL);
+    if (pthread_create(&j->ckpt_thread, NULL, checkpointer, j) != 0)
+        return -1;
+    j->ckpt_running = true;
+    return 0;
+}
+
+static void note_commit(sk_journal_t *j)
+{
+    if (!j->ckpt_running)
+        return;
+    pthread_mutex_lock(&j->ckpt_mu);
+    if (++j->ckpt_pending == SK_CKPT_EVERY)
+        pthread_cond_signal(&j->ckpt_cv);
+    pthread_mutex_unlock(&j->ckpt_mu);
+}
 
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     "PRAGMA cache_size=-65536;" /* 64 MiB: keep the b-tree's right edge and inner pages hot */
+    "PRAGMA wal_autocheckpoint=0;" /* the checkpointer thread does it */
     "CREATE TABLE IF NOT EXISTS sales("
     "  id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
     "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL);"
@@ -90,6 +158,12 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         sk_journal_close(j);
         return NULL;
     }
+    if (start_checkpointer(j, path) < 0) {
+        snprintf(err, err_size, "cannot open %s for checkpoints: %s", path,
+                 j->ckpt_db ? sqlite3_errmsg(j->ckpt_db) : "out of resources");
+        sk_journal_close(j);
+        return NULL;
+    }
     return j;
 }
 
@@ -97,6 +171,16 @@ void sk_journal_close(sk_journal_t *j)
 {
     if (!j)
         return;
+    if (j->ckpt_running) {
+        pthread_mutex_lock(&j->ckpt_mu);
+        j->ckpt_stop = true;
+        pthread_cond_signal(&j->ckpt_cv);
+        pthread_mutex_unlock(&j->ckpt_mu);
+        pthread_join(j->ckpt_thread, NULL);
+        pthread_mutex_destroy(&j->ckpt_mu);
+        pthread_cond_destroy(&j->ckpt_cv);
+    }
+    sqlite3_close(j->ckpt_db);
     sqlite3_finalize(j->put_order);
     sqlite3_finalize(j->put_sale);
     sqlite3_finalize(j->begin);
@@ -254,5 +338,6 @@ int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, siz
         return fail(j, "storing orders");
     if (step_reset(j->commit) != SQLITE_DONE)
         return fail(j, "commit");
+    note_commit(j);
     return 0;
 }
