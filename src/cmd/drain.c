@@ -74,7 +74,7 @@ typedef struct {
     dsale_t *sales;
     size_t n_sales, cap_sales;
     dentry_t *batch;
-    size_t n_batch;
+    size_t n_batch, cap_batch; /* cap_batch >= batch_max: a read may bring a few more */
     uint64_t redis_backoff, pg_backoff, redis_retry_at, pg_retry_at;
     uint64_t next_discover, next_stats, next_claim;
     bool ready_sent;
@@ -321,8 +321,14 @@ static void discover(drain_t *d)
 
 static void take_entries(drain_t *d, dsale_t *s, const redisReply *entries, char *last_id, size_t last_cap)
 {
-    for (size_t k = 0; k < entries->elements && d->n_batch < d->batch_max; k++) {
+    /* Everything delivered is taken: an entry read but dropped here would stay pending
+     * until a restart or a claim. */
+    for (size_t k = 0; k < entries->elements; k++) {
         const redisReply *e = entries->element[k];
+        if (d->n_batch == d->cap_batch) {
+            d->cap_batch *= 2;
+            d->batch = sk_xrealloc(d->batch, d->cap_batch * sizeof(*d->batch));
+        }
         if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING &&
             last_id)
             snprintf(last_id, last_cap, "%s", e->element[0]->str);
@@ -430,7 +436,8 @@ static void read_new(drain_t *d)
         const char **argv = sk_xmalloc(cap * sizeof(*argv));
         size_t *lens = sk_xmalloc(cap * sizeof(*lens));
         char count[24], block_ms[24];
-        snprintf(count, sizeof(count), "%llu", (unsigned long long)(d->batch_max - d->n_batch));
+        /* COUNT is per stream: share what is left of the batch among them. */
+        snprintf(count, sizeof(count), "%llu", (unsigned long long)SK_MAX((d->batch_max - d->n_batch) / m, (size_t)1));
         snprintf(block_ms, sizeof(block_ms), "%d", BLOCK_MS);
         argv[argc++] = "XREADGROUP";
         argv[argc++] = "GROUP";
@@ -548,14 +555,14 @@ static void update_lag(drain_t *d)
     int64_t now = sk_now_ms();
     for (size_t i = 0; i < d->n_sales && d->redis; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready)
-            continue;
+        if (!s->group_ready || !s->active)
+            continue; /* an inactive stream is drained and gets no more entries */
         redisAppendCommand(d->redis, "XINFO GROUPS %s", s->key);
         redisAppendCommand(d->redis, "XLEN %s", s->key);
     }
     for (size_t i = 0; i < d->n_sales && d->redis; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready)
+        if (!s->group_ready || !s->active)
             continue;
         redisReply *g = NULL, *l = NULL;
         if (redisGetReply(d->redis, (void **)&g) != REDIS_OK || redisGetReply(d->redis, (void **)&l) != REDIS_OK) {
@@ -791,7 +798,8 @@ int sk_cmd_drain(int argc, char **argv)
     d.db_url = db;
     d.consumer = consumer;
     d.batch_max = (size_t)batch;
-    d.batch = sk_xmalloc(d.batch_max * sizeof(*d.batch));
+    d.cap_batch = d.batch_max;
+    d.batch = sk_xmalloc(d.cap_batch * sizeof(*d.batch));
     pthread_mutex_init(&d.mu, NULL);
 
     struct sigaction sa = {.sa_handler = on_signal};
