@@ -108,6 +108,7 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.05)
+        self.close()
         raise RuntimeError("redis-server did not start")
 
     def client(self):
