@@ -352,8 +352,11 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: a worker thread failed to start\n");
         _exit(1);
     }
-    fprintf(stdout, "listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", port);
+    const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
+    fprintf(stdout, "listening on http://%s%s%s:%d\n", lb, host, rb, port);
+    if (demo)
+        fprintf(stdout, "buyer's page: http://%s%s%s:%d/   dashboard: http://%s%s%s:%d/admin\n", lb, host, rb, port,
+                lb, host, rb, port);
     fflush(stdout);
     sk_sd_notify("READY=1");
     if (redis)
