@@ -132,7 +132,6 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
     char path[512];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
-    int64_t t0 = sk_now_ms();
     int st = sk_bench_fetch(&f, "GET", path, NULL);
     int64_t t1 = sk_now_ms();
     if (st != 200) {
@@ -154,8 +153,12 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
     sale->limit = -1;
     sale_from_json(sale, o);
     json_t *v = json_object_get(o, "server_time");
+    /* The server read its clock somewhere between our t0 and t1, so its offset is at
+     * least server_time - t1. Taking that bound means we fire at or after the opening
+     * on the server's clock (at most one round trip late), never early: a buyer told
+     * "not started" by a skewed estimate would be a fault of the tool, not the service. */
     if (v && json_is_integer(v))
-        sale->clock_offset_ms = json_integer_value(v) - (t0 + t1) / 2;
+        sale->clock_offset_ms = json_integer_value(v) - t1;
     json_decref(o);
     if (!sale->id)
         sale->id = sk_xstrndup(id, strlen(id));
@@ -1095,7 +1098,8 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
     uint64_t now_ns = sk_mono_ns();
     run.fire_ns = now_ns;
     if (run.sale && run.sale->starts_at > 0) {
-        int64_t local_start = run.sale->starts_at - run.sale->clock_offset_ms - (int64_t)cfg->early_ms;
+        /* +1: the server's clock is read in whole milliseconds. */
+        int64_t local_start = run.sale->starts_at - run.sale->clock_offset_ms - (int64_t)cfg->early_ms + 1;
         int64_t wait_ms = local_start - sk_now_ms();
         if (wait_ms > 0)
             run.fire_ns = now_ns + (uint64_t)wait_ms * 1000000u;

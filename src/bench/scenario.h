@@ -57,7 +57,7 @@ typedef struct {
     int64_t limit; /* per_user_limit */
     int64_t sold; /* -1 when unknown */
     int64_t starts_at, ends_at; /* unix ms, server clock */
-    int64_t clock_offset_ms; /* server clock minus ours, estimated */
+    int64_t clock_offset_ms; /* server clock minus ours: a lower bound (server_time - our time after the answer) */
     char state[16];
     bool created; /* by this run */
 } sk_bench_sale_t;
