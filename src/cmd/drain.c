@@ -39,6 +39,7 @@
 #define TIMEOUT_MS 5000
 #define BLOCK_MS 200
 #define KEYS_PER_READ 256 /* streams per XREADGROUP */
+#define ENTRY_GUESS 16 /* orders per stream entry assumed when sizing a read */
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_MAX_MS 5000
 #define INACTIVE_AFTER_MS 60000 /* an ended sale's drained stream is no longer read */
@@ -57,6 +58,7 @@ typedef struct {
 
 typedef struct {
     dsale_t *sale;
+    bool first_of_entry; /* the entry is acknowledged once, with its first order */
     char entry_id[48];
     char order_id[SK_ORDER_ID_MAX + 1];
     char user[SK_USER_MAX + 1];
@@ -325,31 +327,40 @@ static void take_entries(drain_t *d, dsale_t *s, const redisReply *entries, char
      * until a restart or a claim. */
     for (size_t k = 0; k < entries->elements; k++) {
         const redisReply *e = entries->element[k];
-        if (d->n_batch == d->cap_batch) {
-            d->cap_batch *= 2;
-            d->batch = sk_xrealloc(d->batch, d->cap_batch * sizeof(*d->batch));
-        }
         if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING &&
             last_id)
             snprintf(last_id, last_cap, "%s", e->element[0]->str);
+        /* One entry holds one batch's orders. Check all of them first: a malformed
+         * entry is left pending (never acknowledged) as a whole, and counted. */
+        sk_redis_entry_t en, check;
         sk_redis_order_t o;
-        if (sk_redis_order_parse(e, &o) < 0) {
-            /* Left pending (never acknowledged) and counted: someone must look at it. */
+        int rc = sk_redis_entry_parse(e, &en);
+        check = en;
+        while (rc == 0 && (rc = sk_redis_entry_next(&check, &o)) == 1)
+            rc = 0;
+        if (rc < 0) {
             d->malformed++;
             sk_error("drain: malformed entry in %s; it stays pending", s->key);
             continue;
         }
-        dentry_t *x = &d->batch[d->n_batch++];
-        x->sale = s;
-        snprintf(x->entry_id, sizeof(x->entry_id), "%s", e->element[0]->str);
-        /* The id buyers were given (sk_order_id): sale, dash, seq padded to 10 digits. */
-        snprintf(x->order_id, sizeof(x->order_id), "%s-%010llu", s->id, (unsigned long long)o.seq);
-        memcpy(x->user, o.user, o.user_len);
-        x->user[o.user_len] = '\0';
-        memcpy(x->request, o.request, o.request_len);
-        x->request[o.request_len] = '\0';
-        x->seq = (int64_t)o.seq;
-        x->created_at = o.created_at;
+        while (sk_redis_entry_next(&en, &o) == 1) {
+            if (d->n_batch == d->cap_batch) {
+                d->cap_batch *= 2;
+                d->batch = sk_xrealloc(d->batch, d->cap_batch * sizeof(*d->batch));
+            }
+            dentry_t *x = &d->batch[d->n_batch++];
+            x->sale = s;
+            x->first_of_entry = o.seq == en.first_seq;
+            snprintf(x->entry_id, sizeof(x->entry_id), "%s", e->element[0]->str);
+            /* The id buyers were given (sk_order_id): sale, dash, seq padded to 10 digits. */
+            snprintf(x->order_id, sizeof(x->order_id), "%s-%010llu", s->id, (unsigned long long)o.seq);
+            memcpy(x->user, o.user, o.user_len);
+            x->user[o.user_len] = '\0';
+            memcpy(x->request, o.request, o.request_len);
+            x->request[o.request_len] = '\0';
+            x->seq = (int64_t)o.seq;
+            x->created_at = o.created_at;
+        }
     }
 }
 
@@ -382,7 +393,7 @@ static void read_pending(drain_t *d)
         if (!s->pending_phase || !s->group_ready)
             continue;
         redisReply *r = rcmd(d, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->consumer,
-                             (unsigned long long)d->batch_max, s->key, s->cursor);
+                             (unsigned long long)SK_MAX(d->batch_max / ENTRY_GUESS, (size_t)1), s->key, s->cursor);
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -406,7 +417,7 @@ static void claim_orphans(drain_t *d)
         if (!s->group_ready || s->pending == 0)
             continue;
         redisReply *r = rcmd(d, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->consumer, CLAIM_IDLE_MS,
-                             (unsigned long long)(d->batch_max - d->n_batch));
+                             (unsigned long long)SK_MAX((d->batch_max - d->n_batch) / ENTRY_GUESS, (size_t)1));
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY)
@@ -436,8 +447,11 @@ static void read_new(drain_t *d)
         const char **argv = sk_xmalloc(cap * sizeof(*argv));
         size_t *lens = sk_xmalloc(cap * sizeof(*lens));
         char count[24], block_ms[24];
-        /* COUNT is per stream: share what is left of the batch among them. */
-        snprintf(count, sizeof(count), "%llu", (unsigned long long)SK_MAX((d->batch_max - d->n_batch) / m, (size_t)1));
+        /* COUNT is per stream and counts entries, each a node's batch of up to
+         * SK_REDIS_ENTRY_MAX orders: share what is left of the batch among the
+         * streams, guessing ENTRY_GUESS orders an entry (a read may overshoot). */
+        snprintf(count, sizeof(count), "%llu",
+                 (unsigned long long)SK_MAX((d->batch_max - d->n_batch) / m / ENTRY_GUESS, (size_t)1));
         snprintf(block_ms, sizeof(block_ms), "%d", BLOCK_MS);
         argv[argc++] = "XREADGROUP";
         argv[argc++] = "GROUP";
@@ -503,32 +517,41 @@ static bool write_batch(drain_t *d)
 static void ack_batch(drain_t *d)
 {
     /* Per stream, one XACK with all of its ids; pipelined. */
-    size_t n_cmds = 0;
+    /* One XACK per sale, naming each entry once (an entry holds a batch of orders).
+     * A read covers few sales, so finding a row's sale among those seen is cheap. */
+    size_t n_cmds = 0, n_sales = 0, cap_sales = 8;
+    dsale_t **sales = sk_xmalloc(cap_sales * sizeof(*sales));
     for (size_t i = 0; i < d->n_batch; i++) {
-        dsale_t *s = d->batch[i].sale;
-        bool first = true;
-        for (size_t j = 0; j < i && first; j++)
-            first = d->batch[j].sale != s;
-        if (!first)
-            continue;
+        size_t k = 0;
+        while (k < n_sales && sales[k] != d->batch[i].sale)
+            k++;
+        if (k == n_sales) {
+            if (n_sales == cap_sales)
+                sales = sk_xrealloc(sales, (cap_sales *= 2) * sizeof(*sales));
+            sales[n_sales++] = d->batch[i].sale;
+        }
+    }
+    for (size_t k = 0; k < n_sales; k++) {
+        dsale_t *s = sales[k];
         size_t cap = 3, argc = 0;
-        for (size_t j = i; j < d->n_batch; j++)
-            cap += d->batch[j].sale == s;
+        for (size_t j = 0; j < d->n_batch; j++)
+            cap += d->batch[j].sale == s && d->batch[j].first_of_entry;
         const char **argv = sk_xmalloc(cap * sizeof(*argv));
         size_t *lens = sk_xmalloc(cap * sizeof(*lens));
         argv[argc++] = "XACK";
         argv[argc++] = s->key;
         argv[argc++] = GROUP;
-        for (size_t j = i; j < d->n_batch; j++)
-            if (d->batch[j].sale == s)
+        for (size_t j = 0; j < d->n_batch; j++)
+            if (d->batch[j].sale == s && d->batch[j].first_of_entry)
                 argv[argc++] = d->batch[j].entry_id;
-        for (size_t k = 0; k < argc; k++)
-            lens[k] = strlen(argv[k]);
+        for (size_t a = 0; a < argc; a++)
+            lens[a] = strlen(argv[a]);
         redisAppendCommandArgv(d->redis, (int)argc, argv, lens);
         free(argv);
         free(lens);
         n_cmds++;
     }
+    free(sales);
     for (size_t k = 0; k < n_cmds; k++) {
         redisReply *r = NULL;
         if (redisGetReply(d->redis, (void **)&r) != REDIS_OK) {

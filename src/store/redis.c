@@ -320,48 +320,80 @@ int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *s)
     return 0;
 }
 
-int sk_redis_order_parse(const redisReply *entry, sk_redis_order_t *o)
+int sk_redis_entry_parse(const redisReply *entry, sk_redis_entry_t *e)
 {
-    memset(o, 0, sizeof(*o));
+    memset(e, 0, sizeof(*e));
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
         return -EINVAL;
     const redisReply *id = entry->element[0], *f = entry->element[1];
     if (id->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_ARRAY || f->elements % 2)
         return -EINVAL;
-    /* The id is "<seq>-0". */
+    /* The id is "<first seq>-0". */
     const char *dash = memchr(id->str, '-', id->len);
-    int64_t seq;
+    int64_t seq, n;
     if (!dash || sk_parse_i64(id->str, (size_t)(dash - id->str), 1, SK_STOCK_MAX, &seq) < 0)
         return -EINVAL;
-    o->seq = (uint64_t)seq;
+    e->first_seq = (uint64_t)seq;
     unsigned seen = 0;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
             return -EINVAL;
         switch (k->str[0]) {
-        case 'u':
-            o->user = v->str;
-            o->user_len = v->len;
+        case 'n':
+            if (!reply_i64(v, 1, SK_STOCK_MAX, &n))
+                return -EINVAL;
+            e->n = (size_t)n;
             seen |= 1;
             break;
-        case 'r':
-            o->request = v->str;
-            o->request_len = v->len;
+        case 't':
+            if (!reply_i64(v, 0, INT64_MAX, &e->created_at))
+                return -EINVAL;
             seen |= 2;
             break;
-        case 't':
-            if (!reply_i64(v, 0, INT64_MAX, &o->created_at))
-                return -EINVAL;
+        case 'u':
+            e->users = v->str;
+            e->users_len = v->len;
             seen |= 4;
+            break;
+        case 'r':
+            e->requests = v->str;
+            e->requests_len = v->len;
+            seen |= 8;
             break;
         default:
             break;
         }
     }
-    if (seen != 7 || !sk_valid_user_id(o->user, o->user_len) || !sk_valid_request_id(o->request, o->request_len))
+    return seen == 15 ? 0 : -EINVAL;
+}
+
+/* The next "\n"-separated item of a list at *pos; false past its end. */
+static bool next_item(const char *list, size_t len, size_t *pos, const char **item, size_t *item_len)
+{
+    if (*pos > len)
+        return false;
+    const char *start = list + *pos;
+    const char *nl = memchr(start, '\n', len - *pos);
+    size_t l = nl ? (size_t)(nl - start) : len - *pos;
+    *item = start;
+    *item_len = l;
+    *pos += l + 1;
+    return true;
+}
+
+int sk_redis_entry_next(sk_redis_entry_t *e, sk_redis_order_t *o)
+{
+    if (e->i == e->n)
+        return (e->upos > e->users_len && e->rpos > e->requests_len) ? 0 : -EINVAL;
+    memset(o, 0, sizeof(*o));
+    if (!next_item(e->users, e->users_len, &e->upos, &o->user, &o->user_len) ||
+        !next_item(e->requests, e->requests_len, &e->rpos, &o->request, &o->request_len) ||
+        !sk_valid_user_id(o->user, o->user_len) || !sk_valid_request_id(o->request, o->request_len))
         return -EINVAL;
-    return 0;
+    o->seq = e->first_seq + e->i++;
+    o->created_at = e->created_at;
+    return 1;
 }
 
 /* ---- the sale cache -------------------------------------------------------------------- */
@@ -928,25 +960,38 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
     sk_op_t *op = x->op;
     op->status = -EIO;
     if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        size_t n = SK_MIN(rep->elements, op->list_limit);
-        op->orders = n ? sk_xcalloc(n, sizeof(sk_order_t)) : NULL;
+        /* The first entry may begin before list_after + 1 (an entry holds a batch). The
+         * COUNT asked for covers the page and one order beyond it, so a full page with
+         * an order left over is the only case with more to come. */
+        op->orders = op->list_limit ? sk_xcalloc(op->list_limit, sizeof(sk_order_t)) : NULL;
         op->n_orders = 0;
         op->status = 0;
-        for (size_t i = 0; i < n; i++) {
+        op->list_more = false;
+        for (size_t i = 0; i < rep->elements && op->status == 0; i++) {
+            sk_redis_entry_t e;
             sk_redis_order_t o;
-            if (sk_redis_order_parse(rep->element[i], &o) < 0) {
-                op->status = -EIO;
-                break;
+            int rc = sk_redis_entry_parse(rep->element[i], &e);
+            while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
+                rc = 0;
+                if (o.seq <= op->list_after)
+                    continue;
+                if (op->n_orders == op->list_limit) {
+                    op->list_more = true;
+                    break;
+                }
+                sk_order_t *d = &op->orders[op->n_orders++];
+                d->seq = o.seq;
+                d->created_at = o.created_at;
+                memcpy(d->user_id, o.user, o.user_len);
+                d->user_id[o.user_len] = '\0';
+                memcpy(d->request_id, o.request, o.request_len);
+                d->request_id[o.request_len] = '\0';
             }
-            sk_order_t *d = &op->orders[op->n_orders++];
-            d->seq = o.seq;
-            d->created_at = o.created_at;
-            memcpy(d->user_id, o.user, o.user_len);
-            d->user_id[o.user_len] = '\0';
-            memcpy(d->request_id, o.request, o.request_len);
-            d->request_id[o.request_len] = '\0';
+            if (rc < 0)
+                op->status = -EIO;
+            if (op->list_more)
+                break;
         }
-        op->list_more = rep->elements > op->list_limit;
     }
     single_done(x);
 }
@@ -1099,12 +1144,18 @@ static void single_send(rbackend_t *r, sk_op_t *op)
         sk_redis_key(key, op->sale->id, op->sale->id_len, "holders");
         rc = redisAsyncCommand(ac, on_orders, x, "HGET %s %b", key, op->user_id, (size_t)op->user_len);
         break;
-    case SK_OP_LIST:
+    case SK_OP_LIST: {
         sk_redis_key(key, op->sale->id, op->sale->id_len, "orders");
+        /* An entry holds at most SK_REDIS_ENTRY_MAX orders, so the one holding
+         * list_after + 1 starts no earlier than this; every entry has at least one
+         * order, so list_limit + 1 entries are enough to fill the page and see beyond. */
+        uint64_t from = op->list_after + 1 > SK_REDIS_ENTRY_MAX ? op->list_after + 2 - SK_REDIS_ENTRY_MAX : 1;
+        uint64_t count = op->list_limit + 1 + (op->list_after + 1 - from);
         /* (hiredis's format knows no %zu) */
-        rc = redisAsyncCommand(ac, on_list, x, "XRANGE %s %llu-0 + COUNT %llu", key,
-                               (unsigned long long)op->list_after + 1, (unsigned long long)op->list_limit + 1);
+        rc = redisAsyncCommand(ac, on_list, x, "XRANGE %s %llu-0 + COUNT %llu", key, (unsigned long long)from,
+                               (unsigned long long)count);
         break;
+    }
     case SK_OP_CREATE_SALE: {
         sk_sale_t *s = op->new_sale;
         if (sk_engine_find_sale(r->e, s->id, s->id_len)) {
@@ -1151,18 +1202,25 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
     rs->load_busy = false;
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
     for (size_t i = 0; ok && i < rep->elements; i++) {
+        sk_redis_entry_t e;
         sk_redis_order_t o;
         sk_holders_t *h = rs->loading;
-        if (sk_redis_order_parse(rep->element[i], &o) < 0 || o.seq != (uint64_t)h->n_orders + 1 ||
-            o.seq > (uint64_t)s->stock) {
-            sk_error("redis: the order stream of sale '%s' is not contiguous at entry %u; its holders are "
+        int rc = sk_redis_entry_parse(rep->element[i], &e);
+        while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
+            rc = 0;
+            if (o.seq != (uint64_t)h->n_orders + 1 || o.seq > (uint64_t)s->stock) {
+                rc = -EINVAL;
+                break;
+            }
+            uint32_t slot = sk_holders_upsert(h, o.user, o.user_len);
+            sk_holders_add_order(h, slot, o.request, o.request_len, o.created_at);
+        }
+        if (rc < 0) {
+            sk_error("redis: the order stream of sale '%s' is not contiguous at order %u; its holders are "
                      "not cached (every purchase keeps going to Redis)",
                      s->id, h->n_orders + 1);
             ok = false;
-            break;
         }
-        uint32_t slot = sk_holders_upsert(h, o.user, o.user_len);
-        sk_holders_add_order(h, slot, o.request, o.request_len, o.created_at);
     }
     if (!ok) {
         sk_holders_free(rs->loading);

@@ -26,6 +26,7 @@
 
 #define SK_REDIS_SALES_KEY "sk:sales"
 #define SK_REDIS_KEY_MAX (SK_ID_MAX + 32)
+#define SK_REDIS_ENTRY_MAX 1000 /* orders in one stream entry (buy.lua writes at most this) */
 
 /** Where a Redis server is: parsed from redis://[[user]:password@]host[:port][/db]. */
 typedef struct {
@@ -59,7 +60,7 @@ typedef struct {
  *  -EINVAL (a field is missing or out of range). */
 int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *out);
 
-/** One order as stored in a sale's stream; strings point into the reply. */
+/** One order of a sale's stream; strings point into the reply. */
 typedef struct {
     uint64_t seq;
     const char *user, *request;
@@ -67,9 +68,23 @@ typedef struct {
     int64_t created_at;
 } sk_redis_order_t;
 
-/** Parses one stream entry ([id, [field, value, ...]]) of an order stream.
- *  Returns 0 or -EINVAL. */
-int sk_redis_order_parse(const redisReply *entry, sk_redis_order_t *out);
+/** One stream entry of a sale's order stream: the orders one batch confirmed, seqs
+ *  first_seq .. first_seq + n - 1 (fields n, t, u = user ids and r = request ids, each
+ *  list joined by "\n"). Strings point into the reply; the cursor is for next(). */
+typedef struct {
+    uint64_t first_seq;
+    size_t n;
+    int64_t created_at;
+    const char *users, *requests;
+    size_t users_len, requests_len;
+    size_t i, upos, rpos; /* cursor */
+} sk_redis_entry_t;
+
+/** Parses one stream entry ([id, [field, value, ...]]). Returns 0 or -EINVAL. */
+int sk_redis_entry_parse(const redisReply *entry, sk_redis_entry_t *out);
+/** The entry's next order in seq order: 1 with *o filled, 0 after the last, -EINVAL when
+ *  the lists do not hold n valid ids each. */
+int sk_redis_entry_next(sk_redis_entry_t *e, sk_redis_order_t *o);
 
 /** Creates the Redis backend for `url`. The ledger thread batches up to max_batch
  *  purchases per Lua call (0: 4096). Returns NULL with one clear line in err when the

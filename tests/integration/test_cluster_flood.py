@@ -39,7 +39,12 @@ def check_store(ck, sale, stock, limit):
         sold = int(red.cmd("HGET", f"sk:{{{sale}}}:sale", "sold"))
     finally:
         red.close()
-    ck.eq(sorted(r[0] for r in rows), sorted(f"{sale}-{int(e[0].split('-')[0]):010d}" for e in entries),
+    # Each stream entry holds one batch: seqs first .. first + n - 1.
+    stream_ids = []
+    for e in entries:
+        first, n = int(e[0].split("-")[0]), int(dict(zip(e[1][::2], e[1][1::2]))["n"])
+        stream_ids += [f"{sale}-{seq:010d}" for seq in range(first, first + n)]
+    ck.eq(sorted(r[0] for r in rows), sorted(stream_ids),
           f"{sale}: PostgreSQL holds exactly the orders of the Redis stream")
     ck.eq(sold, len(rows), f"{sale}: Redis's sold count matches")
     return len(rows)

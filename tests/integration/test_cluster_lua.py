@@ -65,15 +65,18 @@ def test_batch_order_and_sold_out(ck):
     ck.check(abs(now - time.time() * 1000) < 60000, "the script reports Redis's clock")
     ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "3", "sold count stored")
     entries = R.cmd("XRANGE", keys(sale)[2], "-", "+")
-    ck.eq([e[0] for e in entries], ["1-0", "2-0", "3-0"], "one stream entry per order, id = seq")
-    ck.eq([dict(zip(e[1][::2], e[1][1::2]))["u"] for e in entries], ["a", "b", "c"], "stream entries carry the user")
-    ck.eq(rows[0][2], int(dict(zip(entries[0][1][::2], entries[0][1][1::2]))["t"]), "created_at as in the stream")
+    ck.eq([e[0] for e in entries], ["1-0"], "one stream entry for the batch, id = its first seq")
+    f = dict(zip(entries[0][1][::2], entries[0][1][1::2]))
+    ck.eq(f["n"], "3", "the entry counts its orders")
+    ck.eq(f["u"].split("\n"), ["a", "b", "c"], "the entry carries the users in seq order")
+    ck.eq(f["r"].split("\n"), ["r1", "r1", "r1"], "and their request ids")
+    ck.eq(rows[0][2], int(f["t"]), "created_at as in the stream")
     # a later batch: still sold out, the holder keeps hearing about their order
     _, _, rows = buy(sale, ("f", "x"), ("a", "r1"), ("a", "r2"))
     ck.eq([r[0] for r in rows], [SOLD_OUT, DUPLICATE, LIMIT], "after the sell-out: sold_out, holder duplicate/limit")
     ck.eq(rows[1][1], 1, "the duplicate names the first order")
     ck.eq(rows[2][1], 1, "limit_reached names the first order")
-    ck.eq(R.cmd("XLEN", keys(sale)[2]), 3, "no entry for refused purchases")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 1, "no entry for refused purchases")
 
 
 def test_duplicates(ck):
@@ -150,7 +153,13 @@ def test_large_batch(ck):
     ck.eq(sold, 1000, "a 1500-purchase batch sells exactly the stock")
     ck.eq(sum(1 for r in rows if r[0] == CONFIRMED), 1000, "1000 confirmed")
     ck.eq([r[1] for r in rows[:1000]], list(range(1, 1001)), "in order")
-    ck.eq(R.cmd("XLEN", keys(sale)[2]), 1000, "1000 stream entries")
+    entries = R.cmd("XRANGE", keys(sale)[2], "-", "+")
+    ck.eq([e[0] for e in entries], ["1-0"], "one entry holds the 1000 orders (1000 at most an entry)")
+    ck.eq(len(dict(zip(entries[0][1][::2], entries[0][1][1::2]))["u"].split("\n")), 1000, "1000 users in it")
+    sale2 = new_sale(stock=2500, limit=1)
+    buy(sale2, *[(f"v{i}", "") for i in range(2500)])
+    ck.eq([e[0] for e in R.cmd("XRANGE", keys(sale2)[2], "-", "+")], ["1-0", "1001-0", "2001-0"],
+          "2500 orders of one batch: entries of 1000, 1000 and 500")
     ck.eq(R.cmd("HLEN", keys(sale)[1]), 1000, "1000 holders")
 
 

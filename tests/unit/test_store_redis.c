@@ -105,39 +105,73 @@ SK_TEST(sale_hash)
     freeReplyObject(r);
 }
 
+/* Builds the RESP text of one stream entry: [id, [n, N, t, T, u, USERS, r, REQS]]. */
+static redisReply *entry(const char *id, const char *n, const char *users, const char *reqs)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "*2\r\n$%zu\r\n%s\r\n*8\r\n$1\r\nn\r\n$%zu\r\n%s\r\n$1\r\nt\r\n$13\r\n1700000000123\r\n"
+             "$1\r\nu\r\n$%zu\r\n%s\r\n$1\r\nr\r\n$%zu\r\n%s\r\n",
+             strlen(id), id, strlen(n), n, strlen(users), users, strlen(reqs), reqs);
+    return resp(buf);
+}
+
+/* Parses an entry and walks its orders; returns how many, or -1 on any error. */
+static int walk(redisReply *r, sk_redis_order_t *out, int max)
+{
+    sk_redis_entry_t e;
+    if (sk_redis_entry_parse(r, &e) < 0)
+        return -1;
+    int n = 0, rc;
+    sk_redis_order_t o;
+    while ((rc = sk_redis_entry_next(&e, &o)) == 1) {
+        if (n < max)
+            out[n] = o;
+        n++;
+    }
+    return rc < 0 ? -1 : n;
+}
+
 SK_TEST(order_entry)
 {
-    redisReply *r = resp("*2\r\n$4\r\n17-0\r\n*6\r\n$1\r\nu\r\n$3\r\nbob\r\n$1\r\nr\r\n$2\r\nq1\r\n"
-                         "$1\r\nt\r\n$13\r\n1700000000123\r\n");
-    sk_redis_order_t o;
-    ASSERT_EQ(sk_redis_order_parse(r, &o), 0);
-    ASSERT_EQ(o.seq, 17);
-    ASSERT_MEM_STR(o.user, o.user_len, "bob");
-    ASSERT_MEM_STR(o.request, o.request_len, "q1");
-    ASSERT_EQ(o.created_at, 1700000000123LL);
+    sk_redis_order_t o[4];
+    redisReply *r = entry("17-0", "3", "bob\nann\nbob", "q1\n\nq3");
+    ASSERT_EQ(walk(r, o, 4), 3);
+    ASSERT_EQ(o[0].seq, 17);
+    ASSERT_EQ(o[2].seq, 19);
+    ASSERT_MEM_STR(o[0].user, o[0].user_len, "bob");
+    ASSERT_MEM_STR(o[1].user, o[1].user_len, "ann");
+    ASSERT_MEM_STR(o[0].request, o[0].request_len, "q1");
+    ASSERT_EQ(o[1].request_len, 0); /* an empty request id is valid */
+    ASSERT_MEM_STR(o[2].request, o[2].request_len, "q3");
+    ASSERT_EQ(o[1].created_at, 1700000000123LL);
     freeReplyObject(r);
-    /* an empty request id is valid */
-    r = resp("*2\r\n$3\r\n1-0\r\n*6\r\n$1\r\nu\r\n$1\r\na\r\n$1\r\nr\r\n$0\r\n\r\n$1\r\nt\r\n$1\r\n5\r\n");
-    ASSERT_EQ(sk_redis_order_parse(r, &o), 0);
-    ASSERT_EQ(o.request_len, 0);
+    r = entry("1-0", "1", "a", "");
+    ASSERT_EQ(walk(r, o, 4), 1);
     freeReplyObject(r);
-    static const char *const bad[] = {
-        "*2\r\n$3\r\nx-0\r\n*6\r\n$1\r\nu\r\n$1\r\na\r\n$1\r\nr\r\n$0\r\n\r\n$1\r\nt\r\n$1\r\n5\r\n",
-        "*2\r\n$3\r\n0-0\r\n*6\r\n$1\r\nu\r\n$1\r\na\r\n$1\r\nr\r\n$0\r\n\r\n$1\r\nt\r\n$1\r\n5\r\n",
-        "*2\r\n$3\r\n1-0\r\n*4\r\n$1\r\nu\r\n$1\r\na\r\n$1\r\nr\r\n$0\r\n\r\n",
-        "*2\r\n$3\r\n1-0\r\n*6\r\n$1\r\nu\r\n$3\r\na b\r\n$1\r\nr\r\n$0\r\n\r\n$1\r\nt\r\n$1\r\n5\r\n",
-        "*1\r\n$3\r\n1-0\r\n",
+    static const char *const bad[][4] = {
+        {"x-0", "1", "a", ""},        /* id */
+        {"0-0", "1", "a", ""},        /* seq 0 */
+        {"1-0", "2", "a", ""},        /* fewer users than n */
+        {"1-0", "1", "a\nb", "\n"},   /* more than n */
+        {"1-0", "2", "a\nb", ""},      /* fewer request ids than n */
+        {"1-0", "1", "a b", ""},      /* a user id with a space */
+        {"1-0", "0", "", ""},         /* n out of range */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        r = resp(bad[i]);
+        r = entry(bad[i][0], bad[i][1], bad[i][2], bad[i][3]);
         ASSERT_TRUE(r != NULL);
-        int rc = sk_redis_order_parse(r, &o);
+        int n = walk(r, o, 4);
         freeReplyObject(r);
-        if (rc != -EINVAL) {
+        if (n != -1) {
             SK_FAIL_AT("bad entry %zu accepted", i);
             return;
         }
     }
+    r = resp("*1\r\n$3\r\n1-0\r\n");
+    sk_redis_entry_t e;
+    ASSERT_EQ(sk_redis_entry_parse(r, &e), -EINVAL);
+    freeReplyObject(r);
 }
 
 SK_TEST_MAIN(SK_RUN(url); SK_RUN(keys); SK_RUN(sale_hash); SK_RUN(order_entry);)

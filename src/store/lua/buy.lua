@@ -4,13 +4,17 @@
 KEYS[1]  sk:{<sale>}:sale     hash: id, name, stock, starts_at, ends_at, per_user_limit,
                               created_at, sold
 KEYS[2]  sk:{<sale>}:holders  hash: user -> that user's orders, each "seq\treq\tat\n"
-KEYS[3]  sk:{<sale>}:orders   stream: one entry per order, id "<seq>-0", fields u r t
+KEYS[3]  sk:{<sale>}:orders   stream: one entry per batch (at most 1000 orders), id
+                              "<first seq>-0", fields n (orders), t (time), u (user ids
+                              joined by "\n"), r (request ids joined by "\n"); the
+                              orders carry seqs first .. first + n - 1
 ARGV     user_1, request_1, user_2, request_2, ...   (in arrival order)
 
 For each purchase, in order: the sale window (against Redis's clock, one reading for the
 whole batch), a repeated request id (duplicate: the first answer again), the per-user
 limit (limit_reached with the user's first order), the stock (sold_out), and only then
-the decrement, the holder record and the XADD of the order to the sale's stream. The
+the decrement, the holder record and the order, appended to the sale's stream (one XADD
+for the batch's orders: one stream entry per order would double the AOF). The
 script is one atomic step; with AOF "appendfsync always" Redis writes it to disk before
 the reply leaves, so a reply means every confirmed order of the batch is durable.
 
@@ -34,6 +38,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local sold_before = sold
 
+-- Holder records read or written in this batch, so a user seen twice in one batch
+-- sees their own new order, and all holder writes go out in a few HSETs at the end
+-- instead of one per order.
+local cache, seen, dirty = {}, {}, {}
+local new_users, new_reqs = {}, {}
 local out = {0, now}
 local k = 3
 for i = 1, #ARGV - 1, 2 do
@@ -44,7 +53,11 @@ for i = 1, #ARGV - 1, 2 do
     elseif now >= ends then
         code = 5
     else
-        local held = redis.call('HGET', KEYS[2], user)
+        local held = cache[user]
+        if held == nil then
+            held = redis.call('HGET', KEYS[2], user)
+            cache[user] = held
+        end
         local count, dup = 0, false
         if held then
             for s, r, a in string.gmatch(held, '(%d+)\t([^\t]*)\t(%d+)\n') do
@@ -67,12 +80,35 @@ for i = 1, #ARGV - 1, 2 do
         else
             sold = sold + 1
             seq, at = sold, now
-            redis.call('HSET', KEYS[2], user, (held or '') .. sold .. '\t' .. req .. '\t' .. now .. '\n')
-            redis.call('XADD', KEYS[3], sold .. '-0', 'u', user, 'r', req, 't', now)
+            if not seen[user] then
+                seen[user] = true
+                dirty[#dirty + 1] = user
+            end
+            cache[user] = (held or '') .. sold .. '\t' .. req .. '\t' .. now .. '\n'
+            new_users[#new_users + 1] = user
+            new_reqs[#new_reqs + 1] = req
         end
     end
     out[k], out[k + 1], out[k + 2], out[k + 3] = code, seq, at, stock - sold
     k = k + 4
+end
+-- The batch's orders, 1000 to an entry (user and request ids never hold "\n").
+local first = sold_before + 1
+for i = 1, #new_users, 1000 do
+    local j = math.min(i + 999, #new_users)
+    redis.call('XADD', KEYS[3], (first + i - 1) .. '-0', 'n', j - i + 1, 't', now,
+               'u', table.concat(new_users, '\n', i, j), 'r', table.concat(new_reqs, '\n', i, j))
+end
+-- At most 500 fields per HSET keeps the argument list far below Lua's stack limit.
+local args, n = {}, 0
+for i = 1, #dirty do
+    local u = dirty[i]
+    args[n + 1], args[n + 2] = u, cache[u]
+    n = n + 2
+    if n == 1000 or i == #dirty then
+        redis.call('HSET', KEYS[2], unpack(args, 1, n))
+        n = 0
+    end
 end
 if sold ~= sold_before then
     redis.call('HSET', KEYS[1], 'sold', sold)
