@@ -17,7 +17,6 @@
  * timeout); an optional second thread serves /metrics and /healthz from a text the
  * main thread renders once a second. */
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -755,39 +754,19 @@ static void metrics_shutdown(metrics_srv_t *m)
 
 int sk_cmd_drain(int argc, char **argv)
 {
-    const char *store = sk_cmd_env("STORE");
-    const char *db = sk_cmd_env("DB");
-    const char *metrics_listen = sk_cmd_env("METRICS_LISTEN");
-    const char *consumer = sk_cmd_env("CONSUMER");
-    const char *batch_s = sk_cmd_env("DRAIN_BATCH");
-    const char *log_level = sk_cmd_env("LOG_LEVEL");
-    static const struct option opts[] = {
-        {"store", required_argument, NULL, 's'},    {"db", required_argument, NULL, 'd'},
-        {"metrics-listen", required_argument, NULL, 'm'}, {"consumer", required_argument, NULL, 'c'},
-        {"batch", required_argument, NULL, 'b'},    {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    const char *store = NULL, *db = NULL, *metrics_listen = NULL, *consumer = NULL, *batch_s = NULL,
+               *log_level = NULL;
+    const sk_cmd_opt_t opts[] = {
+        {"store", "STORE", &store, 0},
+        {"db", "DB", &db, 0},
+        {"metrics-listen", "METRICS_LISTEN", &metrics_listen, 0},
+        {"consumer", "CONSUMER", &consumer, 0},
+        {"batch", "DRAIN_BATCH", &batch_s, 0},
+        {"log-level", "LOG_LEVEL", &log_level, 0},
     };
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': store = optarg; break;
-        case 'd': db = optarg; break;
-        case 'm': metrics_listen = optarg; break;
-        case 'c': consumer = optarg; break;
-        case 'b': batch_s = optarg; break;
-        case 'L': log_level = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default:
-            fprintf(stderr, "seckill drain: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seckill drain: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
+    int prc = sk_cmd_parse("drain", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
+    if (prc)
+        return prc == 1 ? 0 : 2;
     if (!store || !db) {
         fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... are required\n");
         return 2;

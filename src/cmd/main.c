@@ -1,4 +1,5 @@
 /* seckill: the flash-sale engine. `seckill serve` runs a node. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,42 @@ const char *sk_cmd_env(const char *name)
     snprintf(key, sizeof(key), "SECKILL_%s", name);
     const char *v = getenv(key);
     return v && *v ? v : NULL;
+}
+
+int sk_cmd_parse(const char *cmd, int argc, char **argv, const sk_cmd_opt_t *opts, size_t n,
+                 void (*print_usage)(FILE *f))
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = opts[i].env ? sk_cmd_env(opts[i].env) : NULL;
+        if (v)
+            *opts[i].value = v;
+    }
+    struct option *lo = calloc(n + 2, sizeof(*lo));
+    if (!lo)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        lo[i] = (struct option){opts[i].name, opts[i].flag ? no_argument : required_argument, NULL, 256 + (int)i};
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    optind = 1;
+    opterr = 0;
+    int c, rc = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (c == 'h') {
+            print_usage(stdout);
+            rc = 1;
+        } else if (c >= 256 && c < 256 + (int)n) {
+            *opts[c - 256].value = opts[c - 256].flag ? "1" : optarg;
+        } else {
+            fprintf(stderr, "seckill %s: unknown or incomplete option '%s' (see --help)\n", cmd, argv[optind - 1]);
+            rc = 2;
+        }
+    }
+    if (rc == 0 && optind < argc) {
+        fprintf(stderr, "seckill %s: unexpected argument '%s' (see --help)\n", cmd, argv[optind]);
+        rc = 2;
+    }
+    free(lo);
+    return rc;
 }
 
 int sk_cmd_split_hostport(const char *s, char *host, size_t host_size, int *port)

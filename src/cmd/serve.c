@@ -4,7 +4,6 @@
  * everything, then stop the loops. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,58 +180,28 @@ static int create_demo(sk_engine_t *e)
 
 int sk_cmd_serve(int argc, char **argv)
 {
-    const char *listen = sk_cmd_env("LISTEN") ? sk_cmd_env("LISTEN") : "127.0.0.1:8080";
-    const char *threads_s = sk_cmd_env("THREADS");
-    const char *data = sk_cmd_env("DATA") ? sk_cmd_env("DATA") : "./data";
-    const char *store = sk_cmd_env("STORE") ? sk_cmd_env("STORE") : "embedded";
-    const char *token = sk_cmd_env("ADMIN_TOKEN");
-    const char *access_log = sk_cmd_env("ACCESS_LOG");
-    const char *log_level = sk_cmd_env("LOG_LEVEL");
-    const char *header_to = sk_cmd_env("HEADER_TIMEOUT");
-    const char *idle_to = sk_cmd_env("IDLE_TIMEOUT");
-    const char *max_conns_s = sk_cmd_env("MAX_CONNS");
-    const char *max_batch_s = sk_cmd_env("MAX_BATCH");
-    const char *max_inflight_s = sk_cmd_env("MAX_INFLIGHT");
-    int demo = 0;
-
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},       {"threads", required_argument, NULL, 't'},
-        {"data", required_argument, NULL, 'd'},         {"store", required_argument, NULL, 's'},
-        {"admin-token", required_argument, NULL, 'a'},  {"access-log", required_argument, NULL, 'A'},
-        {"log-level", required_argument, NULL, 'L'},    {"header-timeout", required_argument, NULL, 'H'},
-        {"idle-timeout", required_argument, NULL, 'I'}, {"max-conns", required_argument, NULL, 'm'},
-        {"max-batch", required_argument, NULL, 'b'},    {"max-inflight", required_argument, NULL, 'F'},
-        {"demo", no_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0},
+    const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded",
+               *token = NULL, *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL,
+               *max_conns_s = NULL, *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL;
+    const sk_cmd_opt_t opts[] = {
+        {"listen", "LISTEN", &listen, 0},
+        {"threads", "THREADS", &threads_s, 0},
+        {"data", "DATA", &data, 0},
+        {"store", "STORE", &store, 0},
+        {"admin-token", "ADMIN_TOKEN", &token, 0},
+        {"access-log", "ACCESS_LOG", &access_log, 0},
+        {"log-level", "LOG_LEVEL", &log_level, 0},
+        {"header-timeout", "HEADER_TIMEOUT", &header_to, 0},
+        {"idle-timeout", "IDLE_TIMEOUT", &idle_to, 0},
+        {"max-conns", "MAX_CONNS", &max_conns_s, 0},
+        {"max-batch", "MAX_BATCH", &max_batch_s, 0},
+        {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
+        {"demo", NULL, &demo_s, 1},
     };
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l': listen = optarg; break;
-        case 't': threads_s = optarg; break;
-        case 'd': data = optarg; break;
-        case 's': store = optarg; break;
-        case 'a': token = optarg; break;
-        case 'A': access_log = optarg; break;
-        case 'L': log_level = optarg; break;
-        case 'H': header_to = optarg; break;
-        case 'I': idle_to = optarg; break;
-        case 'm': max_conns_s = optarg; break;
-        case 'b': max_batch_s = optarg; break;
-        case 'F': max_inflight_s = optarg; break;
-        case 'D': demo = 1; break;
-        case 'h': usage(stdout); return 0;
-        default:
-            fprintf(stderr, "seckill serve: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seckill serve: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
+    int prc = sk_cmd_parse("serve", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
+    if (prc)
+        return prc == 1 ? 0 : 2;
+    int demo = demo_s != NULL;
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
             max_batch = 4096, max_inflight = 65536;
