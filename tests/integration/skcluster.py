@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.request
 
-from sklib import BENCH_BIN, SECKILL_BIN, SRC, free_port
+from sklib import BENCH_BIN, SECKILL_BIN, SRC, free_port, run_tests
 
 
 class RedisError(Exception):
@@ -269,3 +269,20 @@ def load_json(path):
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def run_cluster_tests(tests):
+    """Starts the local cluster with scripts/cluster, hands it to tests(cluster), which
+    returns the test functions to run (each takes a Checker), and always tears the
+    cluster down, keeping its logs when something failed."""
+    cluster = Cluster()
+    failed = True
+    try:
+        cluster.up()
+        run_tests(tests(cluster))
+        failed = False
+    except SystemExit as e:
+        failed = e.code != 0
+        raise
+    finally:
+        cluster.close(failed)

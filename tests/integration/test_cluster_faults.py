@@ -8,8 +8,7 @@ audited against PostgreSQL after the drain caught up (DESIGN I1-I6):
     flight was answered 503 and retried with the same request id)."""
 import time
 
-from skcluster import Cluster, load_json, metric
-from sklib import run_tests
+from skcluster import run_cluster_tests, load_json, metric
 
 C = None
 
@@ -102,20 +101,11 @@ def test_clean_stop(ck):
     ck.eq(C.sanitizer_reports(), [], "no sanitizer report in any log")
 
 
-def main():
+def tests(cluster):
     global C
-    C = Cluster()
-    failed = True
-    try:
-        C.up()
-        run_tests([test_kill_node, test_kill_drain, test_kill_redis, test_stop_postgres, test_clean_stop])
-        failed = False
-    except SystemExit as e:
-        failed = e.code != 0
-        raise
-    finally:
-        C.close(failed)
+    C = cluster
+    return [test_kill_node, test_kill_drain, test_kill_redis, test_stop_postgres, test_clean_stop]
 
 
 if __name__ == "__main__":
-    main()
+    run_cluster_tests(tests)

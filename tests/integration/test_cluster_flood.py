@@ -7,8 +7,7 @@ import socket
 import time
 import urllib.request
 
-from skcluster import Cluster, metric
-from sklib import run_tests
+from skcluster import run_cluster_tests, metric
 
 C = None
 
@@ -139,20 +138,11 @@ def test_down(ck):
     ck.eq(C.sanitizer_reports(), [], "no sanitizer report in any log")
 
 
-def main():
+def tests(cluster):
     global C
-    C = Cluster()
-    failed = True
-    try:
-        C.up()
-        run_tests([test_up, test_flood, test_flood_limit_two, test_sse_through_nginx, test_down])
-        failed = False
-    except SystemExit as e:
-        failed = e.code != 0
-        raise
-    finally:
-        C.close(failed)
+    C = cluster
+    return [test_up, test_flood, test_flood_limit_two, test_sse_through_nginx, test_down]
 
 
 if __name__ == "__main__":
-    main()
+    run_cluster_tests(tests)
