@@ -2,7 +2,6 @@
  * journal in a temp dir, worker loops submitting ops and waiting for their answers. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,30 +14,11 @@
 #include "engine/engine.h"
 #include "engine/holders.h"
 #include "test.h"
+#include "testdir.h"
 
 #define HOUR_MS (3600 * 1000LL)
 
 /* ---- temp dirs ------------------------------------------------------------------------ */
-
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-    (void)st;
-    (void)type;
-    (void)f;
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *temp_dir(char *buf, size_t cap)
-{
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(buf, cap, "%s/seckill-engine-XXXXXX", base);
-    return mkdtemp(buf);
-}
 
 /* ---- a worker loop that waits for its ops ------------------------------------------------ */
 
@@ -214,7 +194,7 @@ static bool fixture_open(fixture_t *f, const char *dir, size_t max_inflight)
     if (dir) {
         if (dir != f->dir)
             snprintf(f->dir, sizeof(f->dir), "%s", dir);
-    } else if (!temp_dir(f->dir, sizeof(f->dir)))
+    } else if (!sk_test_temp_dir(f->dir, sizeof(f->dir), "engine"))
         return false;
     f->e = open_engine(f->dir, max_inflight);
     if (!f->e || sk_engine_start(f->e) < 0)
@@ -491,7 +471,7 @@ SK_TEST(test_rate_limited)
     /* Ops submitted before the ledger starts stay queued, so exactly max_inflight of them
      * are taken and the rest are refused at once. */
     char dir[256];
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "engine"));
     sk_engine_t *e = open_engine(dir, 3);
     ASSERT_TRUE(e != NULL);
     int64_t now = sk_now_ms();
@@ -910,7 +890,7 @@ SK_TEST(test_two_threads)
 SK_TEST(test_open_errors)
 {
     char dir[256], path[300], err[512] = "";
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "engine"));
     snprintf(path, sizeof(path), "%s/file", dir);
     FILE *fp = fopen(path, "w");
     ASSERT_TRUE(fp != NULL);

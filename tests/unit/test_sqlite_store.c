@@ -3,7 +3,6 @@
  * storing anything. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -14,26 +13,7 @@
 #include "store/store.h"
 #include "util/common.h"
 #include "test.h"
-
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-    (void)st;
-    (void)type;
-    (void)f;
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *temp_dir(char *buf, size_t cap)
-{
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(buf, cap, "%s/seckill-store-XXXXXX", base);
-    return mkdtemp(buf);
-}
+#include "testdir.h"
 
 typedef struct {
     int sales, orders;
@@ -78,7 +58,7 @@ static int on_order(void *arg, const sk_journal_order_t *o)
 SK_TEST(test_round_trip)
 {
     char dir[256], err[256] = "";
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     char data[300];
     snprintf(data, sizeof(data), "%s/data", dir); /* created by open */
     sk_journal_t *j = sk_journal_open(data, err, sizeof(err));
@@ -168,7 +148,7 @@ SK_TEST(test_round_trip)
 SK_TEST(test_batch_all_or_nothing)
 {
     char dir[256], err[256] = "";
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     sk_journal_sale_t s = {"s", "S", 10, 0, 1, 1, 1};
@@ -196,7 +176,7 @@ SK_TEST(test_batch_all_or_nothing)
 SK_TEST(test_many_batches)
 {
     char dir[256], err[256] = "";
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     sk_journal_sale_t s = {"big", "Big", 100000, 0, 1, 1, 1};
@@ -227,7 +207,7 @@ SK_TEST(test_many_batches)
 SK_TEST(test_open_errors)
 {
     char dir[256], err[256] = "";
-    ASSERT_TRUE(temp_dir(dir, sizeof(dir)));
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     /* A data dir under a regular file cannot be created. */
     char file[300], under[320];
     snprintf(file, sizeof(file), "%s/plain", dir);
