@@ -123,6 +123,19 @@ class Server:
         except ValueError:
             raise AssertionError(f"{method} {path}: not JSON ({st}): {data[:200]!r}")
 
+    def list_orders(self, sale, limit=100, headers=None):
+        """Every order of a sale, walking GET /api/v1/sales/{sale}/orders page by page."""
+        out, after = [], ""
+        for _ in range(100000):
+            st, page = self.json("GET", f"/api/v1/sales/{sale}/orders?limit={limit}" +
+                                 (f"&after={after}" if after else ""), headers=headers)
+            assert st == 200, (st, page)
+            out += page["orders"]
+            if not page["next"]:
+                return out
+            after = page["next"]
+        raise AssertionError("the order listing does not end")
+
     def raw(self, data, timeout=5, read=True, shutdown_write=False):
         """Sends raw bytes on a fresh connection and returns everything read until close/timeout."""
         s = socket.create_connection((self.host, self.port), timeout=timeout)

@@ -41,19 +41,6 @@ def buyer(srv, k, log, lock, stop):
     c.close()
 
 
-def all_orders(srv, sid):
-    listed, after = [], ""
-    for _ in range(1000):
-        st, page = srv.json("GET", f"/api/v1/sales/{sid}/orders?limit=100" + (f"&after={after}" if after else ""),
-                            headers=AUTH)
-        assert st == 200, (st, page)
-        listed += page["orders"]
-        if not page["next"]:
-            return listed
-        after = page["next"]
-    raise AssertionError("listing does not end")
-
-
 def crash_run(ck, kill_at, extra_delay):
     with sklib.Server(admin_token=TOKEN, threads=2) as srv:
         t = int(time.time() * 1000)
@@ -91,7 +78,7 @@ def crash_run(ck, kill_at, extra_delay):
               flush=True)
         ck.check(len(confirmed) <= sold <= STOCK, f"{len(confirmed)} seen <= sold {sold} <= stock")
         ck.eq(sold + sale["remaining"], STOCK, "sold + remaining")
-        listed = all_orders(srv, "c")
+        listed = srv.list_orders("c", 100, AUTH)
         ids = [o["order_id"] for o in listed]
         ck.eq(len(ids), sold, "orders listed == sold")
         ck.eq(len(set(ids)), len(ids), "order ids distinct")
@@ -126,7 +113,7 @@ def crash_run(ck, kill_at, extra_delay):
         ck.eq(got, left, "the rest sells exactly")
         st, sale = srv.json("GET", "/api/v1/sales/c")
         ck.eq((sale["sold"], sale["remaining"], sale["state"]), (STOCK, 0, "sold_out"), "sold out at stock")
-        ck.eq(len(all_orders(srv, "c")), STOCK, "orders listed == stock")
+        ck.eq(len(srv.list_orders("c", 100, AUTH)), STOCK, "orders listed == stock")
         # And it all survives one more (graceful) restart.
         ck.eq(srv.stop(), 0, "graceful stop")
         srv.start()

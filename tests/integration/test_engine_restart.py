@@ -40,19 +40,6 @@ def buy(srv, sid, user, req=""):
     return st, h, json.loads(data)
 
 
-def listing(srv, sid):
-    out, after = [], ""
-    for _ in range(1000):
-        st, page = srv.json("GET", f"/api/v1/sales/{sid}/orders?limit=500" + (f"&after={after}" if after else ""),
-                            headers=AUTH)
-        assert st == 200, (st, page)
-        out += page["orders"]
-        if not page["next"]:
-            return out
-        after = page["next"]
-    raise AssertionError("listing does not end")
-
-
 def test_graceful_restart_keeps_everything(ck):
     with sklib.Server(admin_token=TOKEN) as srv:
         t = now_ms()
@@ -72,7 +59,7 @@ def test_graceful_restart_keeps_everything(ck):
             orders[("gone", u)] = r["order_id"]
         ck.eq(buy(srv, "gone", "z")[0], 409, "gone is sold out")
         st, before = srv.json("GET", "/api/v1/sales")
-        listed_before = {s: listing(srv, s) for s in ("live", "gone")}
+        listed_before = {s: srv.list_orders(s, 500, AUTH) for s in ("live", "gone")}
 
         ck.eq(srv.stop(), 0, "graceful stop exits 0")
         srv.start()
@@ -81,7 +68,7 @@ def test_graceful_restart_keeps_everything(ck):
         ck.eq(strip(after), strip(before), "every sale with every field and state")
         ck.eq([s["state"] for s in after["sales"]], ["live", "sold_out", "scheduled", "ended"], "states")
         for s in ("live", "gone"):
-            ck.eq(listing(srv, s), listed_before[s], f"{s}: orders listing")
+            ck.eq(srv.list_orders(s, 500, AUTH), listed_before[s], f"{s}: orders listing")
         # Idempotency and limits across the restart.
         st, _, r = buy(srv, "live", "a", "r-a")
         ck.eq((st, r.get("result"), r.get("order_id")), (200, "duplicate", orders[("live", "a")]), "live duplicate")
@@ -142,7 +129,7 @@ def test_sigterm_during_storm(ck):
         others = [(u, st) for lg in logs for u, st, r in lg if st not in (201, 503)]
         ck.eq(others, [], "answers during the drain are 201 (or 503)")
         srv.start()
-        stored = {o["user_id"]: o["order_id"] for o in listing(srv, "g")}
+        stored = {o["user_id"]: o["order_id"] for o in srv.list_orders("g", 500, AUTH)}
         print(f"SIGTERM during a storm: {len(confirmed)} confirmations seen, {len(stored)} stored", flush=True)
         ck.check(len(confirmed) >= 200 or len(confirmed) == len(stored), f"{len(confirmed)} confirmations")
         ck.eq({u: stored.get(u) for u in confirmed}, confirmed, "every confirmation is stored")
@@ -203,7 +190,7 @@ def disk_error_run(ck, srv, break_disk, heal_disk, what):
 
 
 def check_after_restart(ck, srv, good, never, what):
-    stored = {o["user_id"]: o["order_id"] for o in listing(srv, "d")}
+    stored = {o["user_id"]: o["order_id"] for o in srv.list_orders("d", 500, AUTH)}
     ck.eq(stored, good, f"{what}: after restart the store holds exactly the confirmations")
     ck.eq([u for u in never if u in stored], [], f"{what}: nothing answered 503 was stored")
     ck.eq(srv.json("GET", "/api/v1/sales/d")[1]["sold"], len(good), f"{what}: sold after restart")
