@@ -380,16 +380,6 @@ int sk_bench_conn_commit(sk_bench_conn_t *c, void *req, size_t len)
     return 0;
 }
 
-int sk_bench_conn_send(sk_bench_conn_t *c, void *req, const char *bytes, size_t len)
-{
-    if (c->state == SK_BENCH_CONN_CLOSED)
-        return -ENOTCONN;
-    if (c->count >= c->cap)
-        return -EAGAIN;
-    memcpy(sk_bench_conn_reserve(c, len), bytes, len);
-    return sk_bench_conn_commit(c, req, len);
-}
-
 void sk_bench_client_flush(sk_bench_client_t *cl)
 {
     while (cl->dirty) {

@@ -106,13 +106,10 @@ void sk_bench_conn_free(sk_bench_conn_t *c);
  *  socket could be started (no callback then). */
 int sk_bench_conn_connect(sk_bench_conn_t *c);
 
-/** Queues one complete request (bytes are copied) and remembers `req` for its answer.
- *  Allowed while connecting or open, when sk_bench_conn_room() > 0. Returns 0 or
- *  -EAGAIN (no room) / -ENOTCONN (closed). */
-int sk_bench_conn_send(sk_bench_conn_t *c, void *req, const char *bytes, size_t len);
-
 /** Reserves `len` bytes of output for a request the caller writes in place, then
- *  sk_bench_conn_commit() queues them with the handle. Same rules as send. */
+ *  sk_bench_conn_commit() queues them with the handle and remembers `req` for its
+ *  answer. Allowed while connecting or open, when sk_bench_conn_room() > 0; commit
+ *  returns 0 or -EAGAIN (no room) / -ENOTCONN (closed). */
 char *sk_bench_conn_reserve(sk_bench_conn_t *c, size_t len);
 int sk_bench_conn_commit(sk_bench_conn_t *c, void *req, size_t len);
 

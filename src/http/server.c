@@ -953,19 +953,9 @@ const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s)
     return &s->stats;
 }
 
-sk_loop_t *sk_http_server_loop(const sk_http_server_t *s)
-{
-    return s->loop;
-}
-
 uint32_t sk_http_server_conns(const sk_http_server_t *s)
 {
     return atomic_load_explicit(&((sk_http_server_t *)s)->nconns, memory_order_relaxed);
-}
-
-const char *sk_http_conn_peer(sk_http_conn_t *c)
-{
-    return c->peer;
 }
 
 /* ---- streams (Server-Sent Events) ----------------------------------------------------- */
@@ -1007,7 +997,3 @@ int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len)
     return 0;
 }
 
-void sk_http_stream_close(sk_http_conn_t *c)
-{
-    conn_close(c);
-}

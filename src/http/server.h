@@ -91,7 +91,6 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
 /** Frees the server and closes every connection (after the loop stopped). */
 void sk_http_server_free(sk_http_server_t *s);
 const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s);
-sk_loop_t *sk_http_server_loop(const sk_http_server_t *s);
 /** Open connections of this worker. */
 uint32_t sk_http_server_conns(const sk_http_server_t *s);
 
@@ -124,10 +123,5 @@ sk_http_conn_t *sk_http_stream_start(sk_http_exchange_t *x, const char *content_
 /** Appends bytes to a stream. Returns 0, or -ENOBUFS when the client is too slow and the
  *  connection was closed (on_close has then run). */
 int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len);
-/** Closes a stream from the server side (on_close runs). */
-void sk_http_stream_close(sk_http_conn_t *c);
-
-/** Remote address of a connection as text ("127.0.0.1"). */
-const char *sk_http_conn_peer(sk_http_conn_t *c);
 
 #endif
