@@ -88,8 +88,8 @@ new_sale() { # new_sale ID: a sale that never runs out
 declare -A ONE PIPED BATCH NODE
 for aof in always no; do
   start_redis "$aof"
-  SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/store/lua/buy.lua)")
-  CREATE_SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/store/lua/create_sale.lua)")
+  SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/backend/lua/buy.lua)")
+  CREATE_SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/backend/lua/create_sale.lua)")
   keys() { echo "sk:{$1}:sale" "sk:{$1}:holders" "sk:{$1}:orders"; }
   # 1. one purchase per call, every buyer new (u:<random>)
   new_sale one

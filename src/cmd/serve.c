@@ -18,7 +18,8 @@
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
-#include "store/redis.h"
+#include "backend/embedded.h"
+#include "backend/redis.h"
 #include "util/common.h"
 #include "util/sdnotify.h"
 
@@ -275,7 +276,7 @@ int sk_cmd_serve(int argc, char **argv)
     sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
     sv.engine = sk_engine_open(&ecfg,
                                redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
-                                     : sk_ledger_embedded_new(data, (size_t)max_batch),
+                                     : sk_backend_embedded_new(data, (size_t)max_batch),
                                err, sizeof(err));
     if (!sv.engine) {
         fprintf(stderr, "seckill serve: %s\n", err);

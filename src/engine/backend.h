@@ -1,7 +1,7 @@
 /* The ledger side of the engine: what a backend sees. A backend owns the ledger
  * thread: it takes queued ops from the engine, decides and durably records them, and
- * completes them. Two exist: the embedded ledger (ledger.c: decisions in memory,
- * SQLite journal) and Redis (store/redis.c: decisions in a Lua script).
+ * completes them. Two exist, in src/backend/: the embedded ledger (embedded.c: decisions
+ * in memory, SQLite journal) and Redis (redis.c: decisions in a Lua script).
  *
  * Threading: load and add_sale run at start-up before start; wake runs on any thread;
  * everything else on the backend's own thread. */
@@ -33,9 +33,6 @@ struct sk_backend {
     void (*stop)(sk_backend_t *b);
     void (*free)(sk_backend_t *b);
 };
-
-/** Creates the embedded backend (SQLite journal in data_dir). */
-sk_backend_t *sk_ledger_embedded_new(const char *data_dir, size_t max_batch);
 
 /** Ledger thread: takes up to `max` queued ops in arrival order. */
 size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max);

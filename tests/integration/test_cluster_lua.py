@@ -1,4 +1,4 @@
-"""The Redis store's Lua scripts (src/store/lua/), run by a real redis-server: the
+"""The Redis store's Lua scripts (src/backend/lua/), run by a real redis-server: the
 purchase decisions of buy.lua (window, duplicates, per-user limit, stock, batch order),
 its records (holders hash, order stream, sold count) and create_sale.lua."""
 import os
@@ -7,7 +7,7 @@ import time
 from skcluster import RedisError, RedisServer
 from sklib import SRC, run_tests
 
-LUA = os.path.join(SRC, "src", "store", "lua")
+LUA = os.path.join(SRC, "src", "backend", "lua")
 CONFIRMED, DUPLICATE, SOLD_OUT, LIMIT, NOT_STARTED, ENDED = range(6)
 
 R = None

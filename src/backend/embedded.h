@@ -1,0 +1,15 @@
+/* The embedded backend: the default, no other process. One ledger thread decides every
+ * purchase in memory and journals each batch in one SQLite transaction
+ * (src/backend/journal.h) before any of its answers leaves. */
+#ifndef SK_BACKEND_EMBEDDED_H
+#define SK_BACKEND_EMBEDDED_H
+
+#include <stddef.h>
+
+#include "engine/backend.h"
+
+/** Creates the embedded backend with its journal in data_dir (opened and locked in
+ *  load). max_batch bounds the purchases decided per commit. The engine owns the result. */
+sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch);
+
+#endif

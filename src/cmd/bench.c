@@ -1,0 +1,485 @@
+/* seckill-bench: floods a sale the way a crowd does, then audits the order store
+ * against every answer the crowd received. The crowd is in src/loadgen/, the auditor in src/audit/. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdatomic.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "loadgen/report.h"
+#include "loadgen/scenario.h"
+#include "util/common.h"
+
+static const char usage_text[] =
+    "usage: seckill-bench [options] URL[,URL...] [URL...]\n"
+    "\n"
+    "Floods a flash sale like a real crowd (many distinct users, a burst at the start\n"
+    "instant, retries), reports every answer with its latency, then audits the order\n"
+    "store against what the crowd was told. Exit status: 0 clean, 1 audit failed,\n"
+    "2 bad usage or the run could not start.\n"
+    "\n"
+    "Targets:\n"
+    "  URL                      http://host[:port][/base], one per node; several URLs\n"
+    "                           (repeated or comma-separated) share the connections\n"
+    "                           round-robin. --target URL is the same.\n"
+    "\n"
+    "The sale:\n"
+    "  --create-sale SPEC       create a sale first. SPEC is key=value[,key=value...]:\n"
+    "                           stock=N (1000), limit=N per user (1), starts_in=DUR (2s),\n"
+    "                           duration=DUR open window (1h), id=ID (bench-<run id>)\n"
+    "  --sale ID                flood an existing sale instead\n"
+    "  --admin-token T          Bearer token for creating the sale and listing its orders\n"
+    "                           (default: $SECKILL_ADMIN_TOKEN)\n"
+    "\n"
+    "Load:\n"
+    "  -c, --connections N      keep-alive connections in total (64)\n"
+    "  -t, --threads T          client threads, each with its own event loop (1)\n"
+    "  --users N                distinct buyers u1..uN (default: --requests, else 100000);\n"
+    "                           every user tries once, in a shuffled order, before any\n"
+    "                           user tries again\n"
+    "  -n, --requests N         purchases to start, retries not counted (default: one per\n"
+    "                           user; 10000 with --get)\n"
+    "  -d, --duration DUR       send new requests for this long instead (e.g. 30s, 500ms)\n"
+    "  --rate R                 open loop: R requests/s in total on a fixed schedule, latency\n"
+    "                           measured from each request's intended send time (free of\n"
+    "                           coordinated omission). Default: closed loop, each connection\n"
+    "                           sends again as soon as an answer arrives\n"
+    "  --pipeline K             requests in flight per connection (1)\n"
+    "  --retries N              a request answered 503, or lost to a network error or\n"
+    "                           timeout, is sent again with the same request_id up to N\n"
+    "                           times (3)\n"
+    "  --retry-backoff MS       first retry delay, doubling up to 1 s, +-25% jitter (20)\n"
+    "  --timeout DUR            a connection with requests in flight and no answer for this\n"
+    "                           long is closed; its requests count as net_error (10s)\n"
+    "  --burst                  open every connection first, then all fire at the sale's\n"
+    "                           start instant (the flash-crowd shape). Without it the\n"
+    "                           connections open at the start instant\n"
+    "  --early DUR              start this long before the sale opens (those buyers hear\n"
+    "                           not_started) (0)\n"
+    "  --get PATH               plain GET requests to PATH instead of purchases: no sale,\n"
+    "                           no audit (to compare the client with other load tools)\n"
+    "\n"
+    "Audit (after the flood, for purchases):\n"
+    "  --audit-sqlite FILE      read the orders from the embedded store's SQLite file\n"
+    "                           (<data dir>/seckill.db, read-only) instead of the service's\n"
+    "                           admin listing GET /api/v1/sales/{id}/orders\n"
+    "  --audit-pg URL           read the orders from a cluster's PostgreSQL (written by\n"
+    "                           seckill drain), after waiting up to 60 s for it to hold as\n"
+    "                           many orders as the service reports sold\n"
+    "  --no-audit               skip the audit (exit 0 after the report)\n"
+    "  --no-resolve             do not ask GET /api/v1/sales/{id}/orders/{user} about users\n"
+    "                           whose request ended in doubt: an order behind a 503 then\n"
+    "                           counts as phantom\n"
+    "  The audit fails (exit 1, a line AUDIT FAILED: ...) on any non-zero count of:\n"
+    "  oversold (orders beyond stock), undersold (stock left while buyers were told\n"
+    "  sold_out), lost (an order named to the client but not in the store), phantom (an\n"
+    "  order in the store nobody was told of), duplicates (orders beyond the per-user\n"
+    "  limit, or two orders for one request_id).\n"
+    "\n"
+    "Output:\n"
+    "  --json FILE              write every figure as JSON (\"-\": to stdout, and the\n"
+    "                           human report to stderr)\n"
+    "  -q, --quiet              no progress line\n"
+    "  --run-id HEX             the run id put into request ids (r<run id>-<thread>-<n>);\n"
+    "                           random by default\n"
+    "  -h, --help               this text\n"
+    "\n"
+    "Outcomes counted: confirmed, duplicate, sold_out, limit_reached, not_started, ended,\n"
+    "unavailable (503), rate_limited (429), http_error (any other answer), net_error, and\n"
+    "ok (--get). Latency percentiles p50 p90 p99 p99.9 max per outcome, exact to 1%.\n"
+    "A progress line is redrawn on a terminal and printed once a second otherwise.\n";
+
+/* Lock-free, so a signal handler may store to it while client threads read it. */
+static _Atomic int interrupted;
+
+static void on_signal(int sig)
+{
+    /* The first signal lets the run finish and report; a second one ends it. */
+    if (atomic_exchange(&interrupted, 1)) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+/* Raises the open-file limit to its hard maximum, and checks the connections fit. */
+static void fit_fd_limit(uint32_t connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)connections + 64 > rl.rlim_cur) {
+        fprintf(stderr, "seckill-bench: %u connections do not fit the open-file limit %llu (ulimit -n)\n",
+                connections, (unsigned long long)rl.rlim_cur);
+        exit(2);
+    }
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "seckill-bench: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see seckill-bench --help)\n");
+    exit(2);
+}
+
+static int64_t parse_int(const char *flag, const char *s, int64_t min, int64_t max)
+{
+    int64_t v;
+    if (sk_parse_i64(s, strlen(s), min, max, &v) < 0) {
+        fprintf(stderr, "seckill-bench: %s wants an integer in [%lld, %lld], not \"%s\"\n", flag,
+                (long long)min, (long long)max, s);
+        exit(2);
+    }
+    return v;
+}
+
+static int64_t parse_dur(const char *flag, const char *s)
+{
+    int64_t ms;
+    if (sk_bench_parse_duration_ms(s, &ms) < 0) {
+        fprintf(stderr, "seckill-bench: %s wants a duration like 2s, 500ms or 1m, not \"%s\"\n", flag, s);
+        exit(2);
+    }
+    return ms;
+}
+
+static void parse_create(sk_bench_config_t *cfg, const char *spec)
+{
+    char *copy = sk_xstrndup(spec, strlen(spec));
+    char *save = NULL;
+    cfg->create = true;
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            die_usage("--create-sale: \"%s\" is not key=value", kv);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(kv, "stock") == 0)
+            cfg->create_stock = parse_int("--create-sale stock", v, 0, INT64_C(1) << 40);
+        else if (strcmp(kv, "limit") == 0)
+            cfg->create_limit = parse_int("--create-sale limit", v, 1, 1000000);
+        else if (strcmp(kv, "starts_in") == 0)
+            cfg->create_starts_in_ms = parse_dur("--create-sale starts_in", v);
+        else if (strcmp(kv, "duration") == 0)
+            cfg->create_duration_ms = parse_dur("--create-sale duration", v);
+        else if (strcmp(kv, "id") == 0 && *v)
+            cfg->create_id = sk_xstrndup(v, strlen(v)); /* lives for the whole run */
+        else
+            die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id)", kv);
+    }
+    free(copy);
+}
+
+static void add_targets(sk_bench_config_t *cfg, const char *list)
+{
+    char *copy = sk_xstrndup(list, strlen(list));
+    char *save = NULL;
+    for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        char err[256];
+        cfg->targets = sk_xrealloc(cfg->targets, (cfg->ntargets + 1) * sizeof(*cfg->targets));
+        if (sk_bench_target_parse(u, &cfg->targets[cfg->ntargets], err, sizeof(err)) < 0) {
+            fprintf(stderr, "seckill-bench: %s\n", err);
+            exit(2);
+        }
+        cfg->ntargets++;
+    }
+    free(copy);
+}
+
+enum {
+    OPT_USERS = 256,
+    OPT_RATE,
+    OPT_PIPELINE,
+    OPT_RETRIES,
+    OPT_BACKOFF,
+    OPT_TIMEOUT,
+    OPT_BURST,
+    OPT_EARLY,
+    OPT_GET,
+    OPT_CREATE,
+    OPT_SALE,
+    OPT_TOKEN,
+    OPT_JSON,
+    OPT_SQLITE,
+    OPT_PG,
+    OPT_NO_AUDIT,
+    OPT_NO_RESOLVE,
+    OPT_RUN_ID,
+    OPT_TARGET,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"connections", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"requests", required_argument, NULL, 'n'},
+        {"duration", required_argument, NULL, 'd'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"users", required_argument, NULL, OPT_USERS},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"retries", required_argument, NULL, OPT_RETRIES},
+        {"retry-backoff", required_argument, NULL, OPT_BACKOFF},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"burst", no_argument, NULL, OPT_BURST},
+        {"early", required_argument, NULL, OPT_EARLY},
+        {"get", required_argument, NULL, OPT_GET},
+        {"create-sale", required_argument, NULL, OPT_CREATE},
+        {"sale", required_argument, NULL, OPT_SALE},
+        {"admin-token", required_argument, NULL, OPT_TOKEN},
+        {"json", required_argument, NULL, OPT_JSON},
+        {"audit-sqlite", required_argument, NULL, OPT_SQLITE},
+        {"audit-pg", required_argument, NULL, OPT_PG},
+        {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
+        {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
+        {"run-id", required_argument, NULL, OPT_RUN_ID},
+        {"target", required_argument, NULL, OPT_TARGET},
+        {NULL, 0, NULL, 0},
+    };
+    sk_bench_config_t cfg = {
+        .connections = 64,
+        .threads = 1,
+        .pipeline = 1,
+        .retries = 3,
+        .retry_backoff_ms = 20,
+        .timeout_ms = 10000,
+        .create_stock = 1000,
+        .create_limit = 1,
+        .create_starts_in_ms = 2000,
+        .create_duration_ms = 3600000,
+        .interrupted = &interrupted,
+    };
+    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL;
+    bool no_audit = false, no_resolve = false, users_set = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            cfg.connections = (uint32_t)parse_int("-c", optarg, 1, 1000000);
+            break;
+        case 't':
+            cfg.threads = (uint32_t)parse_int("--threads", optarg, 1, 256);
+            break;
+        case 'n':
+            cfg.requests = (uint64_t)parse_int("--requests", optarg, 1, INT64_C(1) << 50);
+            break;
+        case 'd':
+            cfg.duration_ms = (uint64_t)parse_dur("--duration", optarg);
+            if (cfg.duration_ms == 0)
+                die_usage("--duration must be more than 0");
+            break;
+        case 'q':
+            cfg.quiet = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case OPT_USERS:
+            cfg.users = (uint32_t)parse_int("--users", optarg, 1, INT32_MAX);
+            users_set = true;
+            break;
+        case OPT_RATE: {
+            char *end;
+            errno = 0;
+            cfg.rate = strtod(optarg, &end);
+            if (end == optarg || *end || errno || !(cfg.rate > 0) || cfg.rate > 1e9)
+                die_usage("--rate wants requests per second (> 0), not \"%s\"", optarg);
+            break;
+        }
+        case OPT_PIPELINE:
+            cfg.pipeline = (uint32_t)parse_int("--pipeline", optarg, 1, 1024);
+            break;
+        case OPT_RETRIES:
+            cfg.retries = (uint32_t)parse_int("--retries", optarg, 0, 1000);
+            break;
+        case OPT_BACKOFF:
+            cfg.retry_backoff_ms = (uint32_t)parse_int("--retry-backoff", optarg, 0, 60000);
+            break;
+        case OPT_TIMEOUT:
+            cfg.timeout_ms = (uint32_t)parse_dur("--timeout", optarg);
+            if (cfg.timeout_ms < 10)
+                die_usage("--timeout must be at least 10ms, not %s", optarg);
+            break;
+        case OPT_BURST:
+            cfg.burst = true;
+            break;
+        case OPT_EARLY:
+            cfg.early_ms = (uint64_t)parse_dur("--early", optarg);
+            break;
+        case OPT_GET:
+            if (optarg[0] != '/')
+                die_usage("--get wants a path starting with '/', not \"%s\"", optarg);
+            cfg.get_path = optarg;
+            break;
+        case OPT_CREATE:
+            parse_create(&cfg, optarg);
+            break;
+        case OPT_SALE:
+            cfg.sale_id = optarg;
+            break;
+        case OPT_TOKEN:
+            cfg.admin_token = optarg;
+            break;
+        case OPT_JSON:
+            json_path = optarg;
+            break;
+        case OPT_SQLITE:
+            sqlite_path = optarg;
+            break;
+        case OPT_PG:
+            pg_url = optarg;
+            break;
+        case OPT_NO_AUDIT:
+            no_audit = true;
+            break;
+        case OPT_NO_RESOLVE:
+            no_resolve = true;
+            break;
+        case OPT_RUN_ID: {
+            size_t n = strlen(optarg);
+            if (n == 0 || n >= sizeof(cfg.run_id) || strspn(optarg, "0123456789abcdef") != n)
+                die_usage("--run-id wants 1 to 15 lower-case hex digits, not \"%s\"", optarg);
+            memcpy(cfg.run_id, optarg, n + 1);
+            break;
+        }
+        case OPT_TARGET:
+            add_targets(&cfg, optarg);
+            break;
+        default:
+            fprintf(stderr, "(see seckill-bench --help)\n");
+            return 2;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        add_targets(&cfg, argv[i]);
+    if (cfg.ntargets == 0)
+        die_usage("no target URL given");
+    if (cfg.get_path && (cfg.create || cfg.sale_id))
+        die_usage("--get does not combine with a sale");
+    if (!cfg.get_path && !cfg.create && !cfg.sale_id)
+        die_usage("give --create-sale SPEC, --sale ID or --get PATH");
+    if (cfg.create && cfg.sale_id)
+        die_usage("--create-sale and --sale exclude each other");
+    if (cfg.requests && cfg.duration_ms)
+        die_usage("--requests and --duration exclude each other");
+    if (!users_set)
+        cfg.users = cfg.requests ? (uint32_t)SK_MIN(cfg.requests, (uint64_t)INT32_MAX) : 100000;
+    if (!cfg.admin_token) {
+        const char *env = getenv("SECKILL_ADMIN_TOKEN");
+        if (env && *env)
+            cfg.admin_token = env;
+    }
+    if (!cfg.run_id[0]) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            r = (uint32_t)(sk_mono_ns() ^ (uint64_t)getpid() << 16);
+        snprintf(cfg.run_id, sizeof(cfg.run_id), "%08x", r);
+    }
+
+    fit_fd_limit(cfg.connections);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    int status = 0;
+    sk_bench_sale_t sale = {0};
+    if (!cfg.get_path) {
+        if (sk_bench_setup_sale(&cfg, &sale, err, sizeof(err)) < 0) {
+            fprintf(stderr, "seckill-bench: %s\n", err);
+            free(sale.id);
+            free(sale.name);
+            status = 2;
+            goto out;
+        }
+        if (!cfg.quiet)
+            fprintf(stderr, "sale %s%s: stock %lld, per-user limit %lld, state %s\n", sale.id,
+                    sale.created ? " created" : "", (long long)sale.stock, (long long)sale.limit,
+                    sale.state[0] ? sale.state : "?");
+    }
+    sk_bench_results_t res;
+    if (sk_bench_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
+        fprintf(stderr, "seckill-bench: %s\n", err);
+        res.sale = sale;
+        sk_bench_results_free(&res);
+        status = 2;
+        goto out;
+    }
+    res.sale = sale; /* the results own the sale's strings from here */
+    /* With --json - the JSON alone goes to stdout, so it stays parseable. */
+    FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
+    sk_bench_report_print(human, &cfg, &res);
+    fflush(human);
+
+    sk_bench_audit_t audit;
+    bool audited = false;
+    char audit_err[512] = "";
+    if (!cfg.get_path && !no_audit) {
+        sk_bench_audit_source_t *src;
+        if (sqlite_path)
+            src = sk_bench_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
+        else if (pg_url)
+            src = sk_bench_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
+        else
+            src = sk_bench_audit_source_http(&cfg.targets[0], cfg.admin_token);
+        if (src) {
+            sk_bench_audit_input_t in = {
+                .sale = &res.sale,
+                .res = &res,
+                .run_id = cfg.run_id,
+                .targets = cfg.targets,
+                .ntargets = cfg.ntargets,
+                .admin_token = cfg.admin_token,
+                .resolve = !no_resolve,
+            };
+            if (sk_bench_audit_run(&in, src, &audit, audit_err, sizeof(audit_err)) == 0)
+                audited = true;
+            src->close(src);
+        }
+        if (audited) {
+            sk_bench_report_audit(human, &audit);
+            status = audit.ok ? 0 : 1;
+        } else {
+            fprintf(human, "\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
+            status = 1;
+        }
+    }
+    fflush(human);
+    if (json_path) {
+        int rc = sk_bench_report_json(json_path, &cfg, &res, audited ? &audit : NULL,
+                                      audit_err[0] ? audit_err : NULL);
+        if (rc < 0) {
+            fprintf(stderr, "seckill-bench: cannot write %s: %s\n", json_path, strerror(-rc));
+            if (status == 0)
+                status = 2;
+        }
+    }
+    sk_bench_results_free(&res);
+out:
+    for (size_t i = 0; i < cfg.ntargets; i++)
+        sk_bench_target_free(&cfg.targets[i]);
+    free(cfg.targets);
+    free((char *)cfg.create_id);
+    return status;
+}

@@ -1,0 +1,272 @@
+/* libpq for the drain. Statements go out with PQsendQuery* and their answers are
+ * awaited with poll() against a deadline: a blocking PQexec would hang the drain for as
+ * long as a stopped (not crashed) server keeps the socket open. On a deadline the
+ * query is cancelled and the connection declared broken; the caller reconnects and
+ * retries, which ON CONFLICT DO NOTHING makes harmless. */
+#include "drain/postgres.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/texts.h"
+#include "util/buf.h"
+#include "util/common.h"
+
+#define MIGRATION_LOCK 0x5ec1c111 /* pg_advisory_xact_lock key of the migrations */
+
+struct sk_pg {
+    PGconn *conn;
+    int timeout_ms;
+    bool broken;
+};
+
+static void set_err(char *err, size_t err_size, const char *what, const char *detail)
+{
+    /* libpq's messages end in a newline; one line is wanted. */
+    size_t n = detail ? strcspn(detail, "\n") : 0;
+    snprintf(err, err_size, "postgres: %s%s%.*s", what, n ? ": " : "", (int)n, detail ? detail : "");
+}
+
+/* Notices ("relation already exists, skipping") are not errors: debug log only. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    sk_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+sk_pg_t *sk_pg_connect(const char *conninfo, int timeout_ms, char *err, size_t err_size)
+{
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", SK_MAX(1, timeout_ms / 1000));
+    /* connect_timeout first: a value given in the connection string itself wins. */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {secs, "seckill-drain", conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        set_err(err, err_size, "cannot connect", c ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    sk_pg_t *pg = sk_xcalloc(1, sizeof(*pg));
+    pg->conn = c;
+    pg->timeout_ms = timeout_ms;
+    return pg;
+}
+
+void sk_pg_close(sk_pg_t *pg)
+{
+    if (!pg)
+        return;
+    PQfinish(pg->conn);
+    free(pg);
+}
+
+bool sk_pg_ok(const sk_pg_t *pg)
+{
+    return pg && !pg->broken && PQstatus(pg->conn) == CONNECTION_OK;
+}
+
+/* Waits for the answer to what was sent; returns the last result (caller clears it)
+ * or NULL with err filled. Every result but the last is checked and dropped. */
+static PGresult *await(sk_pg_t *pg, char *err, size_t err_size)
+{
+    uint64_t deadline = sk_mono_ns() + (uint64_t)pg->timeout_ms * 1000000u;
+    int fd = PQsocket(pg->conn);
+    for (;;) {
+        int f = PQflush(pg->conn);
+        if (f < 0)
+            goto broken;
+        if (PQconsumeInput(pg->conn) == 0)
+            goto broken;
+        if (f == 0 && !PQisBusy(pg->conn))
+            break;
+        uint64_t now = sk_mono_ns();
+        if (now >= deadline) {
+            char buf[256];
+            PGcancel *cancel = PQgetCancel(pg->conn);
+            if (cancel) {
+                PQcancel(cancel, buf, sizeof(buf));
+                PQfreeCancel(cancel);
+            }
+            pg->broken = true;
+            set_err(err, err_size, "no answer within the timeout", NULL);
+            return NULL;
+        }
+        struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (f == 1 ? POLLOUT : 0))};
+        int ms = (int)SK_MIN((deadline - now) / 1000000u + 1, (uint64_t)1000);
+        if (poll(&p, 1, ms) < 0 && errno != EINTR)
+            goto broken;
+    }
+    PGresult *last = NULL, *r;
+    bool failed = false;
+    while ((r = PQgetResult(pg->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !failed) {
+            set_err(err, err_size, "statement failed", PQresultErrorMessage(r));
+            failed = true;
+        }
+        PQclear(last);
+        last = r;
+    }
+    if (failed || !last) {
+        if (!last)
+            set_err(err, err_size, "no result", PQerrorMessage(pg->conn));
+        PQclear(last);
+        if (PQstatus(pg->conn) != CONNECTION_OK)
+            pg->broken = true;
+        return NULL;
+    }
+    return last;
+broken:
+    pg->broken = true;
+    set_err(err, err_size, "connection lost", PQerrorMessage(pg->conn));
+    return NULL;
+}
+
+static PGresult *exec_params(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err,
+                             size_t err_size)
+{
+    if (!sk_pg_ok(pg)) {
+        set_err(err, err_size, "not connected", NULL);
+        return NULL;
+    }
+    int ok = n ? PQsendQueryParams(pg->conn, sql, n, NULL, vals, NULL, NULL, 0) : PQsendQuery(pg->conn, sql);
+    if (!ok) {
+        pg->broken = PQstatus(pg->conn) != CONNECTION_OK;
+        set_err(err, err_size, "cannot send", PQerrorMessage(pg->conn));
+        return NULL;
+    }
+    return await(pg, err, err_size);
+}
+
+static int exec_ok(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
+{
+    PGresult *r = exec_params(pg, sql, n, vals, err, err_size);
+    if (!r)
+        return -EIO;
+    PQclear(r);
+    return 0;
+}
+
+int sk_pg_migrate(sk_pg_t *pg, char *err, size_t err_size)
+{
+    int applied = 0;
+    for (const sk_text_t *t = sk_texts; t->name; t++) {
+        if (strncmp(t->name, "postgres/", 9) != 0)
+            continue;
+        const char *name = t->name + 9;
+        const char *vals[1] = {name};
+        if (exec_ok(pg, "BEGIN", 0, NULL, err, err_size) < 0)
+            return -EIO;
+        char lock[96];
+        snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", MIGRATION_LOCK);
+        PGresult *r = NULL;
+        if (exec_ok(pg, lock, 0, NULL, err, err_size) < 0 ||
+            exec_ok(pg,
+                    "CREATE TABLE IF NOT EXISTS seckill_schema_migrations (name text PRIMARY KEY, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())",
+                    0, NULL, err, err_size) < 0 ||
+            !(r = exec_params(pg, "SELECT 1 FROM seckill_schema_migrations WHERE name = $1", 1, vals, err, err_size)))
+            goto fail;
+        bool done = PQntuples(r) > 0;
+        PQclear(r);
+        if (!done) {
+            if (exec_ok(pg, t->text, 0, NULL, err, err_size) < 0 ||
+                exec_ok(pg, "INSERT INTO seckill_schema_migrations (name) VALUES ($1)", 1, vals, err, err_size) < 0)
+                goto fail;
+            applied++;
+        }
+        if (exec_ok(pg, "COMMIT", 0, NULL, err, err_size) < 0)
+            return -EIO;
+        continue;
+    fail:;
+        char e2[8];
+        exec_ok(pg, "ROLLBACK", 0, NULL, e2, sizeof(e2));
+        size_t l = strlen(err);
+        snprintf(err + l, err_size - l, " (migration %s)", name);
+        return -EIO;
+    }
+    return applied;
+}
+
+static void put_ms(char *dst, size_t cap, int64_t v)
+{
+    snprintf(dst, cap, "%lld", (long long)v);
+}
+
+int sk_pg_put_sale(sk_pg_t *pg, const sk_pg_sale_t *s, char *err, size_t err_size)
+{
+    char stock[24], starts[24], ends[24], limit[24], created[24];
+    put_ms(stock, sizeof(stock), s->stock);
+    put_ms(starts, sizeof(starts), s->starts_at);
+    put_ms(ends, sizeof(ends), s->ends_at);
+    put_ms(limit, sizeof(limit), s->per_user_limit);
+    put_ms(created, sizeof(created), s->created_at);
+    const char *vals[] = {s->id, s->name, stock, starts, ends, limit, created};
+    return exec_ok(pg,
+                   "INSERT INTO sales (id, name, stock, starts_at, ends_at, per_user_limit, created_at) VALUES "
+                   "($1, $2, $3, 'epoch'::timestamptz + $4::bigint * interval '1 millisecond', "
+                   "'epoch'::timestamptz + $5::bigint * interval '1 millisecond', $6, "
+                   "'epoch'::timestamptz + $7::bigint * interval '1 millisecond') ON CONFLICT (id) DO NOTHING",
+                   7, vals, err, err_size);
+}
+
+/* Appends s as an element of a PostgreSQL array literal: quoted, with " and \ escaped. */
+static void array_str(sk_buf_t *b, const char *s)
+{
+    sk_buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sk_buf_putc(b, '\\');
+        sk_buf_putc(b, *s);
+    }
+    sk_buf_putc(b, '"');
+}
+
+int64_t sk_pg_put_orders(sk_pg_t *pg, const sk_pg_order_t *o, size_t n, char *err, size_t err_size)
+{
+    if (n == 0)
+        return 0;
+    sk_buf_t a[6] = {{0}};
+    for (int k = 0; k < 6; k++)
+        sk_buf_putc(&a[k], '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            for (int k = 0; k < 6; k++)
+                sk_buf_putc(&a[k], ',');
+        array_str(&a[0], o[i].order_id);
+        array_str(&a[1], o[i].sale_id);
+        sk_buf_put_i64(&a[2], o[i].seq);
+        array_str(&a[3], o[i].user_id);
+        array_str(&a[4], o[i].request_id);
+        sk_buf_put_i64(&a[5], o[i].created_at);
+    }
+    const char *vals[6];
+    for (int k = 0; k < 6; k++) {
+        sk_buf_putc(&a[k], '}');
+        sk_buf_putc(&a[k], '\0');
+        vals[k] = a[k].data;
+    }
+    /* One statement is one transaction: the whole batch or nothing. */
+    PGresult *r = exec_params(pg,
+                              "INSERT INTO orders (order_id, sale_id, seq, user_id, request_id, created_at) "
+                              "SELECT o, s, q, u, r, 'epoch'::timestamptz + t * interval '1 millisecond' "
+                              "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) "
+                              "AS x(o, s, q, u, r, t) ON CONFLICT (order_id) DO NOTHING",
+                              6, vals, err, err_size);
+    for (int k = 0; k < 6; k++)
+        sk_buf_free(&a[k]);
+    if (!r)
+        return -EIO;
+    int64_t inserted = 0;
+    const char *t = PQcmdTuples(r);
+    if (t && *t)
+        sk_parse_i64(t, strlen(t), 0, INT64_MAX, &inserted);
+    PQclear(r);
+    return inserted;
+}

@@ -1,0 +1,24 @@
+/* The load generator's output: a human table on stdout and a JSON document with every
+ * figure, for benchmarks and CI to compare runs.
+ *
+ * Ownership: everything is borrowed; nothing is kept after the call. */
+#ifndef SK_BENCH_REPORT_H
+#define SK_BENCH_REPORT_H
+
+#include <stdio.h>
+
+#include "audit/audit.h"
+#include "loadgen/scenario.h"
+
+/** Prints the outcome table, throughput, timeline and client cost. */
+void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_bench_results_t *res);
+
+/** Prints the audit counts and the verdict line ("AUDIT OK" / "AUDIT FAILED: ..."). */
+void sk_bench_report_audit(FILE *out, const sk_bench_audit_t *a);
+
+/** Writes the JSON report to path ("-" for stdout). `audit` may be NULL (not run) and
+ *  `audit_error` non-NULL when it could not run. Returns 0 or -errno. */
+int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const sk_bench_results_t *res,
+                         const sk_bench_audit_t *audit, const char *audit_error);
+
+#endif

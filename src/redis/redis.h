@@ -1,0 +1,89 @@
+/* What the Redis backend (src/backend/redis.c) and the drain (src/drain/) share about
+ * Redis: URLs, key names, connecting, and parsing what the Lua scripts store
+ * (src/backend/lua/). docs/cluster.md tells the whole story.
+ *
+ * Keys (the {sale} hash tag keeps a sale's keys in one Redis Cluster slot):
+ *   sk:sales              sorted set of sale ids by creation time (discovery only)
+ *   sk:{<sale>}:sale      hash: id name stock starts_at ends_at per_user_limit
+ *                         created_at sold
+ *   sk:{<sale>}:holders   hash: user -> "seq\treq\tcreated_at\n" per order held
+ *   sk:{<sale>}:orders    stream: entry "<seq>-0" per order, fields u r t */
+#ifndef SK_REDIS_REDIS_H
+#define SK_REDIS_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+#define SK_REDIS_SALES_KEY "sk:sales"
+#define SK_REDIS_KEY_MAX (SK_ID_MAX + 32)
+#define SK_REDIS_ENTRY_MAX 1000 /* orders in one stream entry (buy.lua writes at most this) */
+
+/** Where a Redis server is: parsed from redis://[[user]:password@]host[:port][/db]. */
+typedef struct {
+    char host[256];
+    int port; /* 6379 unless given */
+    int db; /* 0 unless given */
+    char user[128]; /* "" : none (AUTH password only, or no AUTH) */
+    char password[256]; /* "" : no AUTH */
+} sk_redis_addr_t;
+
+/** Parses a redis:// URL (user and password as in the URL, without %-escapes). Returns
+ *  0, or -EINVAL with one clear line in err (which never repeats the password). */
+int sk_redis_parse_url(const char *url, sk_redis_addr_t *addr, char *err, size_t err_size);
+
+/** Copies the URL for logs and messages into out, with any password replaced by ***. */
+void sk_redis_redact(const char *url, char *out, size_t cap);
+
+/** Reads an integer reply (or a bulk string holding one) within [min, max]. */
+bool sk_redis_reply_i64(const redisReply *r, int64_t min, int64_t max, int64_t *out);
+
+/** Writes "sk:{<sale>}:<suffix>" into dst (SK_REDIS_KEY_MAX + 1 bytes); returns length. */
+size_t sk_redis_key(char *dst, const char *sale, size_t sale_len, const char *suffix);
+
+/** Connects synchronously (with a timeout for connect and every command),
+ *  authenticates and selects the database. Returns a context owned by the caller (redisFree), or NULL with one
+ *  clear line in err. */
+redisContext *sk_redis_connect(const sk_redis_addr_t *addr, int timeout_ms, char *err, size_t err_size);
+
+/** A sale as stored in its hash; strings point into the reply it was parsed from. */
+typedef struct {
+    const char *id, *name;
+    size_t id_len, name_len;
+    int64_t stock, starts_at, ends_at, per_user_limit, created_at, sold;
+} sk_redis_sale_t;
+
+/** Parses an HGETALL reply of a sale hash. Returns 0, -ENOENT (empty: no such sale) or
+ *  -EINVAL (a field is missing or out of range). */
+int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *out);
+
+/** One order of a sale's stream; strings point into the reply. */
+typedef struct {
+    uint64_t seq;
+    const char *user, *request;
+    size_t user_len, request_len;
+    int64_t created_at;
+} sk_redis_order_t;
+
+/** One stream entry of a sale's order stream: the orders one batch confirmed, seqs
+ *  first_seq .. first_seq + n - 1 (fields n, t, u = user ids and r = request ids, each
+ *  list joined by "\n"). Strings point into the reply; the cursor is for next(). */
+typedef struct {
+    uint64_t first_seq;
+    size_t n;
+    int64_t created_at;
+    const char *users, *requests;
+    size_t users_len, requests_len;
+    size_t i, upos, rpos; /* cursor */
+} sk_redis_entry_t;
+
+/** Parses one stream entry ([id, [field, value, ...]]). Returns 0 or -EINVAL. */
+int sk_redis_entry_parse(const redisReply *entry, sk_redis_entry_t *out);
+/** The entry's next order in seq order: 1 with *o filled, 0 after the last, -EINVAL when
+ *  the lists do not hold n valid ids each. */
+int sk_redis_entry_next(sk_redis_entry_t *e, sk_redis_order_t *o);
+
+#endif
