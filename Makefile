@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 CMAKE_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-fast test-asan clean cluster bench
+.PHONY: all deps test-deps build run test test-fast test-asan clean cluster bench format
 
 all: build
 
@@ -31,6 +31,10 @@ test: test-deps
 # nginx, the drain. Prints the URL; `scripts/cluster status|down` afterwards.
 cluster: build
 	@scripts/cluster up
+
+# Formats every C file with .clang-format (make test checks it).
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
 	rm -rf build build-asan

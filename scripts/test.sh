@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 export CTEST_OUTPUT_ON_FAILURE=1
 
+echo "== format (.clang-format; make format fixes it)"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+
 echo "== build (gcc, -Werror)"
 cmake -S . -B build -DSK_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"

@@ -123,8 +123,8 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < len; k++)
             h = (h ^ data[k]) * 1099511628211ull;
         int has_gz = gz_len + 32 < len;
-        fprintf(out, "    {\"%s%s\", \"%s\", data_%d, %zu, ", rel[0] == '/' ? "" : "/", rel,
-                content_type(file), i, len);
+        fprintf(out, "    {\"%s%s\", \"%s\", data_%d, %zu, ", rel[0] == '/' ? "" : "/", rel, content_type(file), i,
+                len);
         if (has_gz)
             fprintf(out, "gz_%d, %zu, ", i, gz_len);
         else

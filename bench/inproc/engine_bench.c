@@ -43,7 +43,6 @@ typedef struct {
     bool failed;
 } buyer_t;
 
-
 static void on_done(sk_op_t *op);
 
 static void submit_one(buyer_t *b)
@@ -231,7 +230,10 @@ int main(int argc, char **argv)
     pthread_t *th = sk_xcalloc((size_t)threads, sizeof(*th));
     uint64_t t0 = sk_mono_ns();
     for (int i = 0; i < threads; i++) {
-        b[i] = (buyer_t){.index = i, .e = e, .sale = s, .window = (size_t)window,
+        b[i] = (buyer_t){.index = i,
+                         .e = e,
+                         .sale = s,
+                         .window = (size_t)window,
                          .deadline_ns = t0 + (uint64_t)seconds * 1000000000ull,
                          .lat = sk_xmalloc(LAT_SAMPLES * sizeof(uint64_t))};
         if (pthread_create(&th[i], NULL, buyer_main, &b[i]) != 0) {
@@ -273,7 +275,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 16; i++)
         commit_counts[i] = sk_counter_get(&st->commit_bucket[i]);
     static const double bounds[16] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                      0.025,   0.05,   0.1,     0.25,   0.5,   1,     2.5,    0};
+                                      0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   0};
     double commit_mean = batches ? (double)sk_counter_get(&st->commit_ns_sum) / (double)batches / 1e6 : 0;
 
     printf("engine bench: %lld buyer thread(s), %lld in flight each, max batch %lld, %.2f s, journal in %s\n",
@@ -282,8 +284,7 @@ int main(int argc, char **argv)
     printf("confirmed         %llu  (other answers: %llu; sold %lld)\n", (unsigned long long)results[SK_BUY_CONFIRMED],
            (unsigned long long)(done - results[SK_BUY_CONFIRMED]), (long long)sk_sale_sold(s));
     printf("batches           %llu  mean batch %.1f purchases; commit errors %llu\n", (unsigned long long)batches,
-           batches ? (double)batch_ops / (double)batches : 0.0,
-           (unsigned long long)sk_counter_get(&st->commit_errors));
+           batches ? (double)batch_ops / (double)batches : 0.0, (unsigned long long)sk_counter_get(&st->commit_errors));
     printf("commit latency    mean %.3f ms  p50 %.3f ms  p99 %.3f ms  (p50/p99 interpolated in histogram buckets)\n",
            commit_mean, hist_quantile(commit_counts, bounds, 16, 0.5) * 1e3,
            hist_quantile(commit_counts, bounds, 16, 0.99) * 1e3);

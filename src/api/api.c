@@ -159,8 +159,8 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (!(p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' && p[4] >= '0' &&
-              p[4] <= '9' && p[5] >= '0' && p[5] <= '9'))
+        if (!(p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' && p[4] >= '0' && p[4] <= '9' &&
+              p[5] >= '0' && p[5] <= '9'))
             return -EINVAL;
         oh = (p[1] - '0') * 10 + (p[2] - '0');
         om = (p[4] - '0') * 10 + (p[5] - '0');
@@ -173,8 +173,8 @@ int sk_api_parse_time(const char *s, size_t n, int64_t *ms)
     }
     if (*p != '\0')
         return -EINVAL;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m,
-                    .tm_sec = sec > 59 ? 59 : sec};
+    struct tm tm = {
+        .tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec > 59 ? 59 : sec};
     time_t t = timegm(&tm);
     /* timegm rolls a day past the month's end into the next month (Feb 30 = Mar 1). */
     if (t == (time_t)-1 || tm.tm_mday != D)
@@ -224,8 +224,8 @@ static int form_decode(const char *s, size_t n, char *out, size_t cap)
 static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl)
 {
     const char *end = p + n;
-#define WS()                                                                                                 \
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))                                   \
+#define WS()                                                                                                           \
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))                                           \
     p++
     WS();
     if (p == end || *p != '{')
@@ -505,9 +505,8 @@ static void purchase_done(sk_op_t *op)
     if (op->sale)
         count(w, op->sale, op->result);
     buy_body(b, op->sale, op->result, &op->order, op->remaining, op->sale ? op->sale->starts_at - op->now_ms : 0);
-    const char *extra = op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED
-                            ? "Retry-After: 1\r\n"
-                            : NULL;
+    const char *extra =
+        op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
     sk_op_free(op);
 }
@@ -544,7 +543,8 @@ parse:;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     const char *field;
-    if (sk_api_parse_purchase(x->body, x->body_len, is_form(x->req, x->body, x->body_len), user, &ul, req, &rl, &field) < 0) {
+    if (sk_api_parse_purchase(x->body, x->body_len, is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
+                              &field) < 0) {
         free(stub); /* a bare stub: no name, no holders */
         bad_field(x, field,
                   strcmp(field, "body") == 0
@@ -726,8 +726,8 @@ static void h_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *a
     if (!json_is_string(jid) || !sk_valid_sale_id(json_string_value(jid), json_string_length(jid))) {
         err_field = "id";
         err_msg = "id is required: 1-64 characters of A-Z a-z 0-9 _ -";
-    } else if (jname && (!json_is_string(jname) || json_string_length(jname) == 0 ||
-                         json_string_length(jname) > SK_NAME_MAX)) {
+    } else if (jname &&
+               (!json_is_string(jname) || json_string_length(jname) == 0 || json_string_length(jname) > SK_NAME_MAX)) {
         err_field = "name";
         err_msg = "name must be a string of 1-200 bytes";
     } else if (get_int(json_object_get(root, "stock"), 1, SK_STOCK_MAX, &stock) < 0) {
@@ -758,8 +758,7 @@ static void h_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *a
     sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
     s->id_len = json_string_length(jid);
     memcpy(s->id, json_string_value(jid), s->id_len + 1);
-    s->name = jname ? sk_xstrndup(json_string_value(jname), json_string_length(jname))
-                    : sk_xstrndup(s->id, s->id_len);
+    s->name = jname ? sk_xstrndup(json_string_value(jname), json_string_length(jname)) : sk_xstrndup(s->id, s->id_len);
     s->stock = stock;
     s->starts_at = starts;
     s->ends_at = ends;
@@ -775,8 +774,7 @@ static void h_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *a
 
 /* ---- orders ------------------------------------------------------------------------------- */
 
-static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size_t ul, const sk_order_t *o,
-                         size_t n)
+static void orders_reply(sk_buf_t *b, const sk_sale_t *s, const char *user, size_t ul, const sk_order_t *o, size_t n)
 {
     sk_buf_puts(b, "{\"sale_id\":");
     sk_buf_put_json_str(b, s->id, s->id_len);
@@ -1088,8 +1086,8 @@ void sk_api_handle(sk_http_exchange_t *x, void *arg)
     sk_str_t params[SK_ROUTE_MAX_PARAMS];
     size_t idx;
     char allow[64];
-    sk_route_result_t r = sk_route_match(routes, N_ROUTES, x->req->method, x->req->path, x->req->path_len, &idx,
-                                         params, allow, sizeof(allow));
+    sk_route_result_t r = sk_route_match(routes, N_ROUTES, x->req->method, x->req->path, x->req->path_len, &idx, params,
+                                         allow, sizeof(allow));
     if (r == SK_ROUTE_FOUND) {
         x->route = (int)idx;
         routes[idx].fn(x, params, arg);
@@ -1128,12 +1126,11 @@ static void h_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                 continue;
             int st = sk_http_slot_status(sl);
             sk_buf_printf(&b, "seckill_http_requests_total{route=\"%s\",status=\"%s%d\"} %llu\n",
-                          r == 0 ? "none" : routes[r - 1].name, st ? "" : "other", st ? st : 0,
-                          (unsigned long long)v);
+                          r == 0 ? "none" : routes[r - 1].name, st ? "" : "other", st ? st : 0, (unsigned long long)v);
         }
     }
-    uint64_t open = 0, accepted = 0, refused = 0, timeouts = 0, perr = 0, lat[SK_HTTP_LAT_BUCKETS] = {0},
-             lsum = 0, lcount = 0;
+    uint64_t open = 0, accepted = 0, refused = 0, timeouts = 0, perr = 0, lat[SK_HTTP_LAT_BUCKETS] = {0}, lsum = 0,
+             lcount = 0;
     for (size_t i = 0; i < nw; i++) {
         const sk_http_stats_t *st = sk_http_server_stats(api->workers[i]->server);
         open += sk_http_server_conns(api->workers[i]->server);
@@ -1155,8 +1152,8 @@ static void h_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                   "seckill_http_connections_refused_total %llu\n"
                   "# TYPE seckill_http_timeouts_total counter\nseckill_http_timeouts_total %llu\n"
                   "# TYPE seckill_http_parse_errors_total counter\nseckill_http_parse_errors_total %llu\n",
-                  (unsigned long long)open, (unsigned long long)accepted, (unsigned long long)refused, (unsigned long long)timeouts,
-                  (unsigned long long)perr);
+                  (unsigned long long)open, (unsigned long long)accepted, (unsigned long long)refused,
+                  (unsigned long long)timeouts, (unsigned long long)perr);
     sk_buf_puts(&b, "# HELP seckill_http_request_duration_seconds Time from reading a request to its answer.\n"
                     "# TYPE seckill_http_request_duration_seconds histogram\n");
     uint64_t cum = 0;
@@ -1169,7 +1166,8 @@ static void h_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
             sk_buf_printf(&b, "seckill_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
                           sk_http_latency_bounds[k], (unsigned long long)cum);
     }
-    sk_buf_printf(&b, "seckill_http_request_duration_seconds_sum %.9f\nseckill_http_request_duration_seconds_count %llu\n",
+    sk_buf_printf(&b,
+                  "seckill_http_request_duration_seconds_sum %.9f\nseckill_http_request_duration_seconds_count %llu\n",
                   (double)lsum / 1e9, (unsigned long long)lcount);
 
     size_t ns = sk_engine_sale_count(e);

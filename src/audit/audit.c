@@ -125,7 +125,6 @@ typedef struct {
     sk_bench_fetch_t f;
 } http_source_t;
 
-
 static void fetch_error(char *err, size_t err_len, const char *what, int st, const sk_bench_fetch_t *f)
 {
     if (st < 0)
@@ -134,8 +133,7 @@ static void fetch_error(char *err, size_t err_len, const char *what, int st, con
         snprintf(err, err_len, "%s at %s: HTTP %d: %.200s", what, f->target->url, st, f->body ? f->body : "");
 }
 
-static int http_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err,
-                     size_t err_len)
+static int http_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
     char *seg = sk_bench_path_segment(sale_id);
@@ -172,8 +170,8 @@ static int str_field(json_t *o, const char *k, const char **p, size_t *n)
     return 0;
 }
 
-static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg,
-                       char *err, size_t err_len)
+static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+                       size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
     char *seg = sk_bench_path_segment(sale_id);
@@ -274,8 +272,7 @@ typedef struct {
     sqlite3 *db;
 } sqlite_source_t;
 
-static int sqlite_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err,
-                       size_t err_len)
+static int sqlite_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_stmt *st = NULL;
@@ -303,8 +300,8 @@ static int sqlite_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
     return rc;
 }
 
-static int sqlite_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg,
-                         char *err, size_t err_len)
+static int sqlite_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+                         size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_stmt *st = NULL;
@@ -486,8 +483,8 @@ static int ask_user(audit_t *a, sk_bench_fetch_t *fs, uint32_t u, const char *sa
     return -1;
 }
 
-int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src, sk_bench_audit_t *out,
-                       char *err, size_t err_len)
+int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src, sk_bench_audit_t *out, char *err,
+                       size_t err_len)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->source, sizeof(out->source), "%s", src->kind);
@@ -576,8 +573,7 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
      * when the service could not be asked about in-doubt users (not healthy at the end). */
     if (out->store_orders < out->stock && out->users_refused_sold_out > 0) {
         if (out->ask_failures > 0) {
-            snprintf(out->note, sizeof(out->note),
-                     "undersold not judged: %lld in-doubt users could not be asked",
+            snprintf(out->note, sizeof(out->note), "undersold not judged: %lld in-doubt users could not be asked",
                      (long long)out->ask_failures);
         } else {
             int64_t left = out->stock - out->store_orders;
@@ -594,15 +590,17 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
     struct {
         const char *name;
         int64_t v;
-    } checks[] = {{"oversold", out->oversold}, {"undersold", out->undersold}, {"lost", out->lost},
-                  {"phantom", out->phantom},   {"duplicates", out->duplicates}};
+    } checks[] = {{"oversold", out->oversold},
+                  {"undersold", out->undersold},
+                  {"lost", out->lost},
+                  {"phantom", out->phantom},
+                  {"duplicates", out->duplicates}};
     out->ok = true;
     for (size_t i = 0; i < SK_ARRAY_LEN(checks); i++) {
         if (checks[i].v == 0)
             continue;
         out->ok = false;
-        int n = snprintf(p, left, "%s%s=%lld", p == out->failure ? "" : " ", checks[i].name,
-                         (long long)checks[i].v);
+        int n = snprintf(p, left, "%s%s=%lld", p == out->failure ? "" : " ", checks[i].name, (long long)checks[i].v);
         if (n > 0 && (size_t)n < left) {
             p += n;
             left -= (size_t)n;

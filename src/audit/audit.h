@@ -51,11 +51,10 @@ typedef struct sk_bench_audit_source sk_bench_audit_source_t;
 struct sk_bench_audit_source {
     const char *kind; /* "http", "sqlite", ... */
     /** Fills stock, limit and, when known, sold (else -1). Returns 0 or -1 with err. */
-    int (*sale)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err,
-                size_t err_len);
+    int (*sale)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len);
     /** Calls fn for every order of the sale. Returns 0 or -1 with err. */
-    int (*orders)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg,
-                  char *err, size_t err_len);
+    int (*orders)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+                  size_t err_len);
     void (*close)(sk_bench_audit_source_t *s);
 };
 
@@ -98,7 +97,7 @@ typedef struct {
 
 /** Runs the audit. Returns 0 (the verdict is in out->ok), or -1 with err when the store
  *  could not be read at all. */
-int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src,
-                       sk_bench_audit_t *out, char *err, size_t err_len);
+int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src, sk_bench_audit_t *out, char *err,
+                       size_t err_len);
 
 #endif

@@ -68,8 +68,9 @@ static int pg_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sal
             return 0; /* caught up (or the service cannot say: audit what is there) */
         if (sk_mono_ns() >= deadline) {
             if (found) {
-                fprintf(stderr, "seckill-bench: postgres holds %lld orders of %s, the service reports %lld "
-                                "sold: auditing what is there\n",
+                fprintf(stderr,
+                        "seckill-bench: postgres holds %lld orders of %s, the service reports %lld "
+                        "sold: auditing what is there\n",
                         (long long)out->sold, sale_id, (long long)sold);
                 return 0;
             }
@@ -85,12 +86,11 @@ static int pg_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_o
 {
     pg_source_t *q = (pg_source_t *)s;
     const char *vals[1] = {sale_id};
-    PGresult *r = PQexecParams(q->db,
-                               "SELECT order_id, user_id, request_id FROM orders WHERE sale_id = $1 ORDER BY seq", 1,
-                               NULL, vals, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(q->db, "SELECT order_id, user_id, request_id FROM orders WHERE sale_id = $1 ORDER BY seq", 1, NULL,
+                     vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"),
-                 PQresultErrorMessage(r));
+        snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
         PQclear(r);
         return -1;
     }

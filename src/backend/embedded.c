@@ -8,10 +8,10 @@
  * While it commits, the next batch forms in the queue, so the batch grows with the
  * load and one fsync is shared by every purchase of a batch. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -253,15 +253,14 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     sk_sale_t *s = sk_engine_find_sale(e, o->sale_id, strlen(o->sale_id));
     uint64_t seq;
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    if (!s || (seq = o->seq) != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
-        !sk_valid_request_id(o->request_id, rl))
+    if (!s || (seq = o->seq) != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock ||
+        !sk_valid_user_id(o->user_id, ul) || !sk_valid_request_id(o->request_id, rl))
         return -EINVAL;
     uint32_t slot = sk_holders_upsert(s->holders, o->user_id, ul);
     sk_holders_add_order(s->holders, slot, o->request_id, rl, o->created_at);
     s->ledger_sold++;
     return 0;
 }
-
 
 static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size)
 {
@@ -366,8 +365,13 @@ static void ledger_free(sk_backend_t *b)
 sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
 {
     ledger_t *l = sk_xcalloc(1, sizeof(*l));
-    l->base = (sk_backend_t){.name = "embedded", .load = ledger_load, .add_sale = ledger_add_sale,
-                             .start = ledger_start, .wake = ledger_wake, .stop = ledger_stop, .free = ledger_free};
+    l->base = (sk_backend_t){.name = "embedded",
+                             .load = ledger_load,
+                             .add_sale = ledger_add_sale,
+                             .start = ledger_start,
+                             .wake = ledger_wake,
+                             .stop = ledger_stop,
+                             .free = ledger_free};
     l->data_dir = sk_xstrndup(data_dir, strlen(data_dir));
     l->max_batch = max_batch ? max_batch : 4096;
     l->efd = -1;

@@ -9,8 +9,8 @@
  * to anyone who reads the file (the auditor, sqlite3 at a prompt). */
 #include <errno.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +208,12 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     if (rc != SQLITE_OK)
         return -EIO;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sk_journal_sale_t s = {text(st, 0), text(st, 1), sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
-                               sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
+        sk_journal_sale_t s = {text(st, 0),
+                               text(st, 1),
+                               sqlite3_column_int64(st, 2),
+                               sqlite3_column_int64(st, 3),
+                               sqlite3_column_int64(st, 4),
+                               sqlite3_column_int64(st, 5),
                                sqlite3_column_int64(st, 6)};
         int r = on_sale(arg, &s);
         if (r) {

@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/holders.h"
 #include "backend/redis_loop.h"
+#include "engine/holders.h"
 #include "util/texts.h"
 
 #define INFLIGHT_MAX 4 /* batches on the connection at once */
@@ -44,8 +44,8 @@
 #define MISS_SLOTS 256 /* remembered unknown sale ids (a flood of one bad id costs one look-up) */
 #define MISS_MS 250
 
-_Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 &&
-                   SK_BUY_LIMIT_REACHED == 3 && SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
+_Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 && SK_BUY_LIMIT_REACHED == 3 &&
+                   SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
                "buy.lua's result codes are sk_buy_result_t's");
 
 typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY } conn_state_t;
@@ -165,8 +165,8 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
     sk_sale_t *s = sk_engine_find_sale(r->e, rs.id, rs.id_len);
     if (!s) {
         if (sk_engine_sale_count(r->e) >= SK_MAX_SALES) {
-            sk_warn("redis: more than %d sales; sale '%.*s' is not served by this node", SK_MAX_SALES,
-                    (int)rs.id_len, rs.id);
+            sk_warn("redis: more than %d sales; sale '%.*s' is not served by this node", SK_MAX_SALES, (int)rs.id_len,
+                    rs.id);
             return NULL;
         }
         s = sale_from_redis(&rs);
@@ -268,11 +268,11 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
         return -ENOSPC;
     char key[SK_REDIS_KEY_MAX + 1];
     sk_redis_key(key, s->id, s->id_len, "sale");
-    redisReply *z = redisCommand(r->sync, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id,
-                                 s->id_len);
+    redisReply *z =
+        redisCommand(r->sync, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
     freeReplyObject(z);
-    redisReply *rep = redisCommand(r->sync, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
-                                   s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
+    redisReply *rep = redisCommand(r->sync, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key, s->id,
+                                   s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
                                    (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
@@ -294,8 +294,8 @@ static void log_failure(rbackend_t *r, const char *what, const char *detail)
     /* One line per outage, then one every 10 s while it lasts. */
     uint64_t now = sk_loop_now(r->loop);
     if (!r->fail_logged || now - r->last_fail_log_ms >= 10000) {
-        sk_warn("redis at %s: %s%s%s; purchases are answered 503 until it is back", r->url, what,
-                detail ? ": " : "", detail ? detail : "");
+        sk_warn("redis at %s: %s%s%s; purchases are answered 503 until it is back", r->url, what, detail ? ": " : "",
+                detail ? detail : "");
         r->last_fail_log_ms = now;
         r->fail_logged = true;
     }
@@ -572,8 +572,8 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
         }
         if (sk_sale_final(op->sale)) {
             /* The holders arrived while this purchase was queued: answer it here. */
-            op->result = sk_engine_sold_out_answer(op->sale, op->user_id, op->user_len, op->request_id,
-                                                   op->request_len, &op->order);
+            op->result = sk_engine_sold_out_answer(op->sale, op->user_id, op->user_len, op->request_id, op->request_len,
+                                                   &op->order);
             op->remaining = 0;
             sk_engine_complete(r->e, op);
             continue;
@@ -741,8 +741,8 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
     rbackend_t *r = x->r;
     redisReply *rep = reply;
     sk_op_t *op = x->op;
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry &&
-        r->ev.ac && r->state == CONN_READY) {
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry && r->ev.ac &&
+        r->state == CONN_READY) {
         x->eval_retry = true;
         sk_sale_t *s = op->new_sale;
         char key[SK_REDIS_KEY_MAX + 1];
@@ -1264,8 +1264,14 @@ sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err,
         return NULL;
     }
     rbackend_t *r = sk_xcalloc(1, sizeof(*r));
-    r->base = (sk_backend_t){.name = "redis", .lookups = true, .load = redis_load, .add_sale = redis_add_sale, .start = redis_start,
-                             .wake = redis_wake, .stop = redis_stop, .free = redis_free};
+    r->base = (sk_backend_t){.name = "redis",
+                             .lookups = true,
+                             .load = redis_load,
+                             .add_sale = redis_add_sale,
+                             .start = redis_start,
+                             .wake = redis_wake,
+                             .stop = redis_stop,
+                             .free = redis_free};
     r->addr = addr;
     sk_redis_redact(url, r->url, sizeof(r->url));
     r->max_batch = max_batch ? max_batch : 4096;

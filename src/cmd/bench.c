@@ -5,10 +5,10 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -121,8 +121,8 @@ static void fit_fd_limit(uint32_t connections)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)connections + 64 > rl.rlim_cur) {
-        fprintf(stderr, "seckill-bench: %u connections do not fit the open-file limit %llu (ulimit -n)\n",
-                connections, (unsigned long long)rl.rlim_cur);
+        fprintf(stderr, "seckill-bench: %u connections do not fit the open-file limit %llu (ulimit -n)\n", connections,
+                (unsigned long long)rl.rlim_cur);
         exit(2);
     }
 }
@@ -143,8 +143,8 @@ static int64_t parse_int(const char *flag, const char *s, int64_t min, int64_t m
 {
     int64_t v;
     if (sk_parse_i64(s, strlen(s), min, max, &v) < 0) {
-        fprintf(stderr, "seckill-bench: %s wants an integer in [%lld, %lld], not \"%s\"\n", flag,
-                (long long)min, (long long)max, s);
+        fprintf(stderr, "seckill-bench: %s wants an integer in [%lld, %lld], not \"%s\"\n", flag, (long long)min,
+                (long long)max, s);
         exit(2);
     }
     return v;
@@ -467,8 +467,7 @@ int main(int argc, char **argv)
     }
     fflush(human);
     if (json_path) {
-        int rc = sk_bench_report_json(json_path, &cfg, &res, audited ? &audit : NULL,
-                                      audit_err[0] ? audit_err : NULL);
+        int rc = sk_bench_report_json(json_path, &cfg, &res, audited ? &audit : NULL, audit_err[0] ? audit_err : NULL);
         if (rc < 0) {
             fprintf(stderr, "seckill-bench: cannot write %s: %s\n", json_path, strerror(-rc));
             if (status == 0)

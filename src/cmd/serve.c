@@ -13,13 +13,13 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "backend/embedded.h"
+#include "backend/redis.h"
 #include "cmd/cmd.h"
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
-#include "backend/embedded.h"
-#include "backend/redis.h"
 #include "util/common.h"
 #include "util/sdnotify.h"
 
@@ -78,8 +78,8 @@ static void usage(FILE *f)
 static int parse_uint(const char *name, const char *v, int64_t min, int64_t max, int64_t *out)
 {
     if (sk_parse_i64(v, strlen(v), min, max, out) < 0) {
-        fprintf(stderr, "seckill serve: --%s must be an integer from %lld to %lld (got '%s')\n", name,
-                (long long)min, (long long)max, v);
+        fprintf(stderr, "seckill serve: --%s must be an integer from %lld to %lld (got '%s')\n", name, (long long)min,
+                (long long)max, v);
         return -1;
     }
     return 0;
@@ -181,9 +181,9 @@ static int create_demo(sk_engine_t *e)
 
 int sk_cmd_serve(int argc, char **argv)
 {
-    const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded",
-               *token = NULL, *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL,
-               *max_conns_s = NULL, *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL;
+    const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *token = NULL,
+               *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL,
+               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL;
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
         {"threads", "THREADS", &threads_s, 0},
@@ -325,8 +325,8 @@ int sk_cmd_serve(int argc, char **argv)
     const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
     fprintf(stdout, "listening on http://%s%s%s:%d\n", lb, host, rb, port);
     if (demo)
-        fprintf(stdout, "buyer's page: http://%s%s%s:%d/   dashboard: http://%s%s%s:%d/admin\n", lb, host, rb, port,
-                lb, host, rb, port);
+        fprintf(stdout, "buyer's page: http://%s%s%s:%d/   dashboard: http://%s%s%s:%d/admin\n", lb, host, rb, port, lb,
+                host, rb, port);
     fflush(stdout);
     sk_sd_notify("READY=1");
     if (redis)

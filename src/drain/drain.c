@@ -27,8 +27,8 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
-#include "http/server.h"
 #include "drain/postgres.h"
+#include "http/server.h"
 #include "redis/redis.h"
 #include "util/buf.h"
 #include "util/common.h"
@@ -326,8 +326,7 @@ static void take_entries(drain_t *d, dsale_t *s, const redisReply *entries, char
      * until a restart or a claim. */
     for (size_t k = 0; k < entries->elements; k++) {
         const redisReply *e = entries->element[k];
-        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING &&
-            last_id)
+        if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 && e->element[0]->type == REDIS_REPLY_STRING && last_id)
             snprintf(last_id, last_cap, "%s", e->element[0]->str);
         /* One entry holds one batch's orders. Check all of them first: a malformed
          * entry is left pending (never acknowledged) as a whole, and counted. */
@@ -597,8 +596,8 @@ static void update_lag(drain_t *d)
         if (g->type == REDIS_REPLY_ARRAY) {
             for (size_t k = 0; k < g->elements; k++) {
                 const redisReply *one = g->element[k];
-                if (one->type != REDIS_REPLY_ARRAY || one->elements < 2 || one->element[1]->type != REDIS_REPLY_STRING ||
-                    strcmp(one->element[1]->str, GROUP) != 0)
+                if (one->type != REDIS_REPLY_ARRAY || one->elements < 2 ||
+                    one->element[1]->type != REDIS_REPLY_STRING || strcmp(one->element[1]->str, GROUP) != 0)
                     continue;
                 s->pending = info_field(one, "pending");
                 int64_t lag = info_field(one, "lag");
@@ -652,8 +651,8 @@ static void render_metrics(drain_t *d)
                   "# TYPE seckill_drain_sales gauge\nseckill_drain_sales %zu\n",
                   (unsigned long long)d->orders, (unsigned long long)d->entries, (unsigned long long)d->batches,
                   (unsigned long long)d->malformed, (unsigned long long)d->redis_errors,
-                  (unsigned long long)d->pg_errors, d->redis != NULL, d->pg != NULL && sk_pg_ok(d->pg),
-                  d->last_batch_s, d->n_sales);
+                  (unsigned long long)d->pg_errors, d->redis != NULL, d->pg != NULL && sk_pg_ok(d->pg), d->last_batch_s,
+                  d->n_sales);
     pthread_mutex_lock(&d->mu);
     free(d->metrics);
     d->metrics = b.data;
@@ -727,8 +726,8 @@ static int metrics_start(metrics_srv_t *m, drain_t *d, const char *listen)
         return -1;
     }
     m->d = d;
-    m->cfg = (sk_http_config_t){.header_timeout_ms = 10000, .idle_timeout_ms = 60000, .max_conns = 64,
-                                .access_log_fd = -1};
+    m->cfg =
+        (sk_http_config_t){.header_timeout_ms = 10000, .idle_timeout_ms = 60000, .max_conns = 64, .access_log_fd = -1};
     m->loop = sk_loop_new();
     if (!m->loop || sk_async_init(m->loop, &m->stop, metrics_stop) < 0 ||
         !(m->server = sk_http_server_new(m->loop, fd, &m->cfg, metrics_handle, m)) ||
@@ -754,8 +753,7 @@ static void metrics_shutdown(metrics_srv_t *m)
 
 int sk_cmd_drain(int argc, char **argv)
 {
-    const char *store = NULL, *db = NULL, *metrics_listen = NULL, *consumer = NULL, *batch_s = NULL,
-               *log_level = NULL;
+    const char *store = NULL, *db = NULL, *metrics_listen = NULL, *consumer = NULL, *batch_s = NULL, *log_level = NULL;
     const sk_cmd_opt_t opts[] = {
         {"store", "STORE", &store, 0},
         {"db", "DB", &db, 0},
@@ -817,8 +815,7 @@ int sk_cmd_drain(int argc, char **argv)
         return 1;
     }
     printf("draining redis at %s:%d/%d into PostgreSQL as consumer '%s'%s%s\n", d.addr.host, d.addr.port, d.addr.db,
-           consumer,
-           metrics_listen ? ", metrics on http://" : "", metrics_listen ? metrics_listen : "");
+           consumer, metrics_listen ? ", metrics on http://" : "", metrics_listen ? metrics_listen : "");
     fflush(stdout);
     sk_info("drain: started (group %s, consumer %s, batch %zu)", GROUP, consumer, d.batch_max);
 

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/texts.h"
 #include "util/buf.h"
 #include "util/common.h"
+#include "util/texts.h"
 
 #define MIGRATION_LOCK 0x5ec1c111 /* pg_advisory_xact_lock key of the migrations */
 
@@ -128,8 +128,7 @@ broken:
     return NULL;
 }
 
-static PGresult *exec_params(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err,
-                             size_t err_size)
+static PGresult *exec_params(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
 {
     if (!sk_pg_ok(pg)) {
         set_err(err, err_size, "not connected", NULL);

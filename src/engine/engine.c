@@ -190,8 +190,8 @@ void sk_sale_free(sk_sale_t *s)
 
 /* ---- the sold-out fast path (any thread, after sold_out) --------------------------------- */
 
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len,
-                                          const char *request_id, size_t request_len, sk_order_t *order)
+sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
+                                          size_t request_len, sk_order_t *order)
 {
     const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
     uint32_t slot = sk_holders_find(h, user, user_len);
@@ -224,8 +224,8 @@ static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_l
 
 size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
 {
-    return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user,
-                       user_len, out);
+    return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user, user_len,
+                       out);
 }
 
 size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)

@@ -197,8 +197,8 @@ static inline bool sk_sale_final(const sk_sale_t *s)
  *  a holder's replay of a confirmed request_id is DUPLICATE (order filled in), a holder
  *  at the limit gets LIMIT_REACHED (with their first order), anyone else SOLD_OUT.
  *  Only valid when sk_sale_final() returned true. */
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len,
-                                          const char *request_id, size_t request_len, sk_order_t *order);
+sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
+                                          size_t request_len, sk_order_t *order);
 /** A user's orders of a sold-out sale, read without the ledger (same condition).
  *  Returns the count; *out is malloc'ed (free it). */
 size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);

@@ -41,13 +41,20 @@ static bool match(const char *pat, const char *path, size_t len, sk_str_t *param
 static const char *method_name(sk_http_method_t m)
 {
     switch (m) {
-    case SK_HTTP_GET: return "GET, HEAD";
-    case SK_HTTP_POST: return "POST";
-    case SK_HTTP_PUT: return "PUT";
-    case SK_HTTP_DELETE: return "DELETE";
-    case SK_HTTP_PATCH: return "PATCH";
-    case SK_HTTP_OPTIONS: return "OPTIONS";
-    default: return NULL;
+    case SK_HTTP_GET:
+        return "GET, HEAD";
+    case SK_HTTP_POST:
+        return "POST";
+    case SK_HTTP_PUT:
+        return "PUT";
+    case SK_HTTP_DELETE:
+        return "DELETE";
+    case SK_HTTP_PATCH:
+        return "PATCH";
+    case SK_HTTP_OPTIONS:
+        return "OPTIONS";
+    default:
+        return NULL;
     }
 }
 

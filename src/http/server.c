@@ -105,8 +105,7 @@ struct sk_http_server {
 };
 
 const double sk_http_latency_bounds[SK_HTTP_LAT_BUCKETS] = {
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   1e300,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 1e300,
 };
 
 static const int status_slots[SK_HTTP_STATUS_SLOTS] = {
@@ -130,30 +129,54 @@ int sk_http_slot_status(int slot)
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 417: return "Expectation Failed";
-    case 425: return "Too Early";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 417:
+        return "Expectation Failed";
+    case 425:
+        return "Too Early";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -161,7 +184,8 @@ static const char *reason(int status)
 
 int sk_http_listen(const char *host, int port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
@@ -245,8 +269,7 @@ static void access_log(sk_http_server_t *s, sk_http_conn_t *c, const char *line,
     gmtime_r(&ts.tv_sec, &tm);
     char when[40];
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-    sk_buf_printf(&s->access_log, "%s - - [%s] \"%.*s\" %d %zu\n", c->peer, when, (int)line_len, line, status,
-                  bytes);
+    sk_buf_printf(&s->access_log, "%s - - [%s] \"%.*s\" %d %zu\n", c->peer, when, (int)line_len, line, status, bytes);
     if (s->access_log.len > SK_ACCESS_LOG_BUF - 1024)
         access_log_flush(s);
 }
@@ -365,8 +388,7 @@ static void conn_close(sk_http_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    atomic_store_explicit(&s->nconns, atomic_load_explicit(&s->nconns, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&s->nconns, atomic_load_explicit(&s->nconns, memory_order_relaxed) - 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->cfg->conns_open, 1, memory_order_relaxed);
     if (c->streaming && c->on_close) {
         void (*cb)(sk_http_conn_t *, void *) = c->on_close;
@@ -506,8 +528,8 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
 static void respond_raw_error(sk_http_conn_t *c, int status, const char *code, const char *message)
 {
     sk_http_request_t dummy = {.method = SK_HTTP_GET, .keep_alive = false, .minor_version = 1};
-    sk_http_exchange_t x = {.server = c->s, .conn = c, .req = &dummy, .route = -1, .start_ns = c->s->now_ns,
-                            .line = "-", .line_len = 1};
+    sk_http_exchange_t x = {
+        .server = c->s, .conn = c, .req = &dummy, .route = -1, .start_ns = c->s->now_ns, .line = "-", .line_len = 1};
     sk_http_respond_error(&x, status, code, message);
     c->no_more = true;
     sk_counter_add(&c->s->stats.parse_errors, 1);
@@ -516,11 +538,16 @@ static void respond_raw_error(sk_http_conn_t *c, int status, const char *code, c
 static const char *error_code_for(int status)
 {
     switch (status) {
-    case 417: return "expectation_failed";
-    case 431: return "headers_too_large";
-    case 501: return "not_implemented";
-    case 505: return "http_version_not_supported";
-    default: return "bad_request";
+    case 417:
+        return "expectation_failed";
+    case 431:
+        return "headers_too_large";
+    case 501:
+        return "not_implemented";
+    case 505:
+        return "http_version_not_supported";
+    default:
+        return "bad_request";
     }
 }
 
@@ -603,8 +630,14 @@ static void conn_process(sk_http_conn_t *c)
          * (or is spare capacity) and is restored afterwards. */
         char saved = body[body_len];
         body[body_len] = '\0';
-        sk_http_exchange_t x = {.server = s, .conn = c, .req = &req, .body = body, .body_len = body_len,
-                                .route = -1, .start_ns = s->now_ns, .line = req.method_str,
+        sk_http_exchange_t x = {.server = s,
+                                .conn = c,
+                                .req = &req,
+                                .body = body,
+                                .body_len = body_len,
+                                .route = -1,
+                                .start_ns = s->now_ns,
+                                .line = req.method_str,
                                 .line_len = (size_t)(req.target + req.target_len - req.method_str) + 9};
         if (!req.keep_alive)
             c->no_more = true;
@@ -704,8 +737,8 @@ static void conn_after_output(sk_http_conn_t *c)
         conn_close(c);
         return;
     }
-    if (c->read_paused && c->dq_len < SK_CONN_MAX_DEFERRED / 2 &&
-        c->out.len - c->out_pos < SK_CONN_MAX_OUTPUT / 2 && !c->no_more) {
+    if (c->read_paused && c->dq_len < SK_CONN_MAX_DEFERRED / 2 && c->out.len - c->out_pos < SK_CONN_MAX_OUTPUT / 2 &&
+        !c->no_more) {
         c->read_paused = false;
         conn_process(c);
         if (!c->read_paused)
@@ -996,4 +1029,3 @@ int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len)
     schedule_flush(c);
     return 0;
 }
-

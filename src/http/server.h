@@ -96,10 +96,10 @@ uint32_t sk_http_server_conns(const sk_http_server_t *s);
 
 /** Answers the request. `extra_headers` is NULL or complete "Name: value\r\n" lines.
  *  The body is copied; for HEAD requests it is left out but its length is sent. */
-void sk_http_respond_ex(sk_http_exchange_t *x, int status, const char *content_type,
-                        const char *extra_headers, const void *body, size_t len);
-static inline void sk_http_respond(sk_http_exchange_t *x, int status, const char *content_type,
-                                   const void *body, size_t len)
+void sk_http_respond_ex(sk_http_exchange_t *x, int status, const char *content_type, const char *extra_headers,
+                        const void *body, size_t len);
+static inline void sk_http_respond(sk_http_exchange_t *x, int status, const char *content_type, const void *body,
+                                   size_t len)
 {
     sk_http_respond_ex(x, status, content_type, NULL, body, len);
 }
@@ -110,15 +110,14 @@ void sk_http_respond_error(sk_http_exchange_t *x, int status, const char *code, 
  *  later with sk_http_deferred_respond on the same loop thread. Never fails. */
 sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x);
 /** Completes a deferred answer (exactly once) and frees `d`. */
-void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type,
-                              const char *extra_headers, const void *body, size_t len);
+void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
+                              const void *body, size_t len);
 
 /** Turns the connection into an open-ended stream (Server-Sent Events): sends the status
  *  line and headers (no length; the stream ends when the connection closes) and stops
  *  reading requests from it. `on_close` runs once when the connection goes away (client
  *  closed, error, drain), after which the returned handle is invalid. */
-sk_http_conn_t *sk_http_stream_start(sk_http_exchange_t *x, const char *content_type,
-                                     const char *extra_headers,
+sk_http_conn_t *sk_http_stream_start(sk_http_exchange_t *x, const char *content_type, const char *extra_headers,
                                      void (*on_close)(sk_http_conn_t *c, void *arg), void *arg);
 /** Appends bytes to a stream. Returns 0, or -ENOBUFS when the client is too slow and the
  *  connection was closed (on_close has then run). */

@@ -11,8 +11,7 @@
 
 #include "util/common.h"
 
-void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const char *token,
-                         int timeout_ms)
+void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const char *token, int timeout_ms)
 {
     memset(f, 0, sizeof(*f));
     f->target = t;
@@ -108,8 +107,7 @@ static int send_all(int fd, const char *p, size_t n, uint64_t deadline)
 /* One attempt on the current connection. Returns the status, or -errno; *fresh_fail is
  * set when the failure happened before any answer byte arrived (a stale keep-alive
  * connection, worth one more try). */
-static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_t deadline,
-                   int *stale)
+static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_t deadline, int *stale)
 {
     *stale = 0;
     int rc = send_all(f->fd, req, req_len, deadline);
@@ -187,13 +185,12 @@ int sk_bench_fetch(sk_bench_fetch_t *f, const char *method, const char *path, co
     size_t cap = strlen(method) + strlen(t->base) + strlen(path) + strlen(t->hostport) +
                  (f->token ? strlen(f->token) : 0) + blen + 256;
     char *req = sk_xmalloc(cap);
-    int n = snprintf(req, cap, "%s %s%s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n", method,
-                     t->base, path, t->hostport);
+    int n = snprintf(req, cap, "%s %s%s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n", method, t->base, path,
+                     t->hostport);
     if (f->token && *f->token)
         n += snprintf(req + n, cap - (size_t)n, "Authorization: Bearer %s\r\n", f->token);
     if (json_body)
-        n += snprintf(req + n, cap - (size_t)n,
-                      "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
+        n += snprintf(req + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
     n += snprintf(req + n, cap - (size_t)n, "\r\n");
     if (json_body) {
         memcpy(req + n, json_body, blen);

@@ -24,8 +24,7 @@ typedef struct {
 } sk_bench_fetch_t;
 
 /** Prepares a fetcher (no connection is made yet). */
-void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const char *token,
-                         int timeout_ms);
+void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const char *token, int timeout_ms);
 /** Closes the connection and frees the buffers. */
 void sk_bench_fetch_close(sk_bench_fetch_t *f);
 

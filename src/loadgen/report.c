@@ -38,8 +38,8 @@ static void print_row(FILE *out, const char *name, const sk_hist_t *h, uint64_t 
 
 void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_bench_results_t *res)
 {
-    fprintf(out, "\nseckill-bench run %s: %u connections, %u thread(s), pipeline %u, %s", cfg->run_id,
-            cfg->connections, cfg->threads, cfg->pipeline, cfg->rate > 0 ? "open loop" : "closed loop");
+    fprintf(out, "\nseckill-bench run %s: %u connections, %u thread(s), pipeline %u, %s", cfg->run_id, cfg->connections,
+            cfg->threads, cfg->pipeline, cfg->rate > 0 ? "open loop" : "closed loop");
     if (cfg->rate > 0)
         fprintf(out, " at %.0f req/s", cfg->rate);
     fprintf(out, "%s\n", cfg->burst ? ", burst" : "");
@@ -51,8 +51,7 @@ void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_ben
         fprintf(out, "  sale %s%s: stock %lld, per-user limit %lld; %u users\n", res->sale.id,
                 res->sale.created ? " (created)" : "", (long long)res->sale.stock, (long long)res->sale.limit,
                 res->users);
-    fprintf(out, "\n  %-14s %11s %9s %9s %9s %9s %9s\n", "outcome", "count", "p50", "p90", "p99", "p99.9",
-            "max");
+    fprintf(out, "\n  %-14s %11s %9s %9s %9s %9s %9s\n", "outcome", "count", "p50", "p90", "p99", "p99.9", "max");
     for (int o = 0; o < SK_OUT_COUNT; o++) {
         if (o == SK_OUT_OK && !cfg->get_path)
             continue;
@@ -73,11 +72,11 @@ void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_ben
                 (unsigned long long)res->counts[SK_OUT_CONFIRMED], res->confirm_window_s,
                 (double)res->counts[SK_OUT_CONFIRMED] / res->confirm_window_s);
     double cpu = res->cpu_user_s + res->cpu_sys_s;
-    fprintf(out, "  client CPU %.2f s (user %.2f, sys %.2f): %.0f answers per CPU second\n", cpu,
-            res->cpu_user_s, res->cpu_sys_s, cpu > 0 ? (double)res->answers / cpu : 0);
+    fprintf(out, "  client CPU %.2f s (user %.2f, sys %.2f): %.0f answers per CPU second\n", cpu, res->cpu_user_s,
+            res->cpu_sys_s, cpu > 0 ? (double)res->answers / cpu : 0);
     fprintf(out, "  connections opened %llu, failures %llu; %llu writes, %llu reads\n",
-            (unsigned long long)res->connects, (unsigned long long)res->conn_failures,
-            (unsigned long long)res->writes, (unsigned long long)res->reads);
+            (unsigned long long)res->connects, (unsigned long long)res->conn_failures, (unsigned long long)res->writes,
+            (unsigned long long)res->reads);
     if (res->timeline_len > 0) {
         fprintf(out, "  answers per second:");
         for (size_t i = 0; i < res->timeline_len; i++) {
@@ -91,19 +90,19 @@ void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_ben
 
 void sk_bench_report_audit(FILE *out, const sk_bench_audit_t *a)
 {
-    fprintf(out, "\n  audit (%s): store holds %lld orders, stock %lld, per-user limit %lld",
-            a->source, (long long)a->store_orders, (long long)a->stock, (long long)a->limit);
+    fprintf(out, "\n  audit (%s): store holds %lld orders, stock %lld, per-user limit %lld", a->source,
+            (long long)a->store_orders, (long long)a->stock, (long long)a->limit);
     if (a->reported_sold >= 0)
         fprintf(out, ", sold %lld", (long long)a->reported_sold);
-    fprintf(out, "\n  named to the client %lld (recovered by asking %lld); users tried %lld, in doubt %lld, "
-                 "asked %lld%s\n",
+    fprintf(out,
+            "\n  named to the client %lld (recovered by asking %lld); users tried %lld, in doubt %lld, "
+            "asked %lld%s\n",
             (long long)a->client_orders, (long long)a->recovered, (long long)a->users_tried,
             (long long)a->users_in_doubt, (long long)a->users_asked, a->ask_failures ? " (some failed)" : "");
     if (a->foreign)
         fprintf(out, "  orders of other runs: %lld\n", (long long)a->foreign);
-    fprintf(out, "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld\n",
-            (long long)a->oversold, (long long)a->undersold, (long long)a->lost, (long long)a->phantom,
-            (long long)a->duplicates);
+    fprintf(out, "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld\n", (long long)a->oversold,
+            (long long)a->undersold, (long long)a->lost, (long long)a->phantom, (long long)a->duplicates);
     if (a->note[0])
         fprintf(out, "  note: %s\n", a->note);
     if (a->ok)
@@ -165,10 +164,9 @@ int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const s
     json_object_set_new(root, "answers_per_s",
                         json_real(res->elapsed_s > 0 ? (double)res->answers / res->elapsed_s : 0));
     json_object_set_new(root, "confirm_window_s", json_real(res->confirm_window_s));
-    json_object_set_new(root, "confirmed_per_s",
-                        json_real(res->confirm_window_s > 0
-                                      ? (double)res->counts[SK_OUT_CONFIRMED] / res->confirm_window_s
-                                      : 0));
+    json_object_set_new(
+        root, "confirmed_per_s",
+        json_real(res->confirm_window_s > 0 ? (double)res->counts[SK_OUT_CONFIRMED] / res->confirm_window_s : 0));
     json_object_set_new(root, "requests", json_integer((json_int_t)res->requests));
     json_object_set_new(root, "retries", json_integer((json_int_t)res->retries));
     json_object_set_new(root, "in_doubt", json_integer((json_int_t)res->in_doubt));
@@ -189,8 +187,7 @@ int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const s
                                             (json_int_t)res->timeline_confirmed[i]));
     json_object_set_new(root, "timeline", tl);
     double cpu = res->cpu_user_s + res->cpu_sys_s;
-    json_object_set_new(root, "client_cpu_s",
-                        json_pack("{s:f, s:f}", "user", res->cpu_user_s, "sys", res->cpu_sys_s));
+    json_object_set_new(root, "client_cpu_s", json_pack("{s:f, s:f}", "user", res->cpu_user_s, "sys", res->cpu_sys_s));
     json_object_set_new(root, "answers_per_cpu_s", json_real(cpu > 0 ? (double)res->answers / cpu : 0));
     json_object_set_new(root, "remaining_reported", json_integer(res->last_remaining));
     json_t *cn = json_object();

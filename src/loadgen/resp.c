@@ -317,8 +317,7 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
-int sk_bench_json_scan(const char *json, size_t len, const char *key, const char **val,
-                       size_t *val_len)
+int sk_bench_json_scan(const char *json, size_t len, const char *key, const char **val, size_t *val_len)
 {
     size_t klen = strlen(key);
     const char *p = json, *end = json + len;
@@ -356,8 +355,8 @@ int sk_bench_json_scan(const char *json, size_t len, const char *key, const char
                 return 1;
             }
             const char *ve = v;
-            while (ve < end && *ve != ',' && *ve != '}' && *ve != ']' && *ve != ' ' &&
-                   *ve != '\n' && *ve != '\r' && *ve != '\t')
+            while (ve < end && *ve != ',' && *ve != '}' && *ve != ']' && *ve != ' ' && *ve != '\n' && *ve != '\r' &&
+                   *ve != '\t')
                 ve++;
             if (ve == v)
                 return 0;

@@ -53,7 +53,6 @@ int64_t sk_bench_resp_eof(sk_bench_resp_t *r, char *buf, size_t len);
  *  value without its quotes (escapes kept as sent), or to the raw token of a number,
  *  true, false or null. Returns 1 when found as a string, 2 when found as another
  *  token, 0 when absent or malformed. */
-int sk_bench_json_scan(const char *json, size_t len, const char *key, const char **val,
-                       size_t *val_len);
+int sk_bench_json_scan(const char *json, size_t len, const char *key, const char **val, size_t *val_len);
 
 #endif

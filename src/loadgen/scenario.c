@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loadgen/fetch.h"
@@ -17,8 +17,8 @@
 #include "util/common.h"
 
 static const char *const outcome_names[SK_OUT_COUNT] = {
-    "confirmed", "duplicate", "sold_out", "limit_reached", "not_started", "ended",
-    "unavailable", "rate_limited", "http_error", "net_error", "ok",
+    "confirmed",   "duplicate",    "sold_out",   "limit_reached", "not_started", "ended",
+    "unavailable", "rate_limited", "http_error", "net_error",     "ok",
 };
 
 const char *sk_bench_outcome_name(sk_bench_outcome_t o)
@@ -47,7 +47,6 @@ int sk_bench_parse_duration_ms(const char *s, int64_t *ms)
     *ms = (int64_t)llround(v * mul);
     return 0;
 }
-
 
 size_t sk_bench_user_id(char *buf, uint32_t u)
 {
@@ -85,7 +84,6 @@ static void sale_from_json(sk_bench_sale_t *s, json_t *o)
         snprintf(s->state, sizeof(s->state), "%s", json_string_value(v));
 }
 
-
 int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len)
 {
     memset(sale, 0, sizeof(*sale));
@@ -106,10 +104,10 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
         int64_t starts = now + cfg->create_starts_in_ms;
         char name[64];
         snprintf(name, sizeof(name), "seckill-bench %s", cfg->run_id);
-        json_t *body = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "id", id, "name", name, "stock",
-                                 (json_int_t)cfg->create_stock, "starts_at", (json_int_t)starts,
-                                 "ends_at", (json_int_t)(starts + cfg->create_duration_ms),
-                                 "per_user_limit", (json_int_t)cfg->create_limit);
+        json_t *body =
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "id", id, "name", name, "stock", (json_int_t)cfg->create_stock,
+                      "starts_at", (json_int_t)starts, "ends_at", (json_int_t)(starts + cfg->create_duration_ms),
+                      "per_user_limit", (json_int_t)cfg->create_limit);
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         int st = sk_bench_fetch(&f, "POST", "/api/v1/sales", text);
@@ -520,8 +518,8 @@ static void record_order(worker_t *w, uint32_t user, const char *id, size_t len,
         w->orders_cap = w->orders_cap ? w->orders_cap * 2 : 4096;
         w->orders = sk_xrealloc(w->orders, w->orders_cap * sizeof(*w->orders));
     }
-    w->orders[w->norders++] = (sk_bench_order_rec_t){
-        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
+    w->orders[w->norders++] =
+        (sk_bench_order_rec_t){.user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
     w->arena_len += n;
 }
 
@@ -857,8 +855,7 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
     worker_t *w = t->data;
     uint64_t now = sk_mono_ns();
     run_t *run = w->run;
-    if (w->cfg->interrupted && atomic_load_explicit(w->cfg->interrupted, memory_order_relaxed) &&
-        !w->gen_done) {
+    if (w->cfg->interrupted && atomic_load_explicit(w->cfg->interrupted, memory_order_relaxed) && !w->gen_done) {
         w->gen_done = true;
         drain_queues(w, now);
     }
@@ -906,8 +903,7 @@ static void arm_pace(worker_t *w)
     uint64_t due = w->fired_ns + (uint64_t)((double)w->sched_k * w->interval_ns);
     if (due == w->pace_armed_ns)
         return;
-    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
-                                          .tv_nsec = (long)(due % 1000000000u)}};
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u), .tv_nsec = (long)(due % 1000000000u)}};
     if (timerfd_settime(w->pace.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
         w->pace_armed_ns = due;
 }
@@ -918,8 +914,8 @@ static void before_sleep(sk_loop_t *loop, void *arg)
     pump(w);
     sk_bench_client_flush(&w->client);
     arm_pace(w);
-    if (w->fired && w->live == 0 && (w->gen_done || !can_generate(w, sk_mono_ns())) &&
-        w->rq_len == 0 && w->heap_len == 0)
+    if (w->fired && w->live == 0 && (w->gen_done || !can_generate(w, sk_mono_ns())) && w->rq_len == 0 &&
+        w->heap_len == 0)
         sk_loop_stop(loop);
 }
 
@@ -991,8 +987,7 @@ static void build_prefixes(run_t *run)
         char *p = sk_xmalloc(cap);
         int n;
         if (cfg->get_path)
-            n = snprintf(p, cap, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", t->base, cfg->get_path,
-                         t->hostport);
+            n = snprintf(p, cap, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", t->base, cfg->get_path, t->hostport);
         else
             n = snprintf(p, cap,
                          "POST %s/api/v1/sales/%s/purchase HTTP/1.1\r\nHost: %s\r\n"
@@ -1020,8 +1015,7 @@ static bool all_done(const run_t *run)
     return true;
 }
 
-static void progress(const run_t *run, bool tty, double t, double rate, uint64_t answers,
-                     bool final)
+static void progress(const run_t *run, bool tty, double t, double rate, uint64_t answers, bool final)
 {
     const sk_bench_config_t *cfg = run->cfg;
     uint64_t c[SK_OUT_COUNT];
@@ -1030,8 +1024,8 @@ static void progress(const run_t *run, bool tty, double t, double rate, uint64_t
     char line[512];
     int n;
     if (cfg->get_path) {
-        n = snprintf(line, sizeof(line), "[%6.1fs] %9.0f req/s  answers %llu  ok %llu  errors %llu",
-                     t, rate, (unsigned long long)answers, (unsigned long long)c[SK_OUT_OK],
+        n = snprintf(line, sizeof(line), "[%6.1fs] %9.0f req/s  answers %llu  ok %llu  errors %llu", t, rate,
+                     (unsigned long long)answers, (unsigned long long)c[SK_OUT_OK],
                      (unsigned long long)(c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR]));
     } else {
         int64_t rem = INT64_MAX;
@@ -1050,8 +1044,8 @@ static void progress(const run_t *run, bool tty, double t, double rate, uint64_t
                      "errors %llu",
                      t, rate, (unsigned long long)answers, (unsigned long long)c[SK_OUT_CONFIRMED], rems,
                      (unsigned long long)c[SK_OUT_SOLD_OUT],
-                     (unsigned long long)(c[SK_OUT_UNAVAILABLE] + c[SK_OUT_HTTP_ERROR] +
-                                          c[SK_OUT_NET_ERROR] + c[SK_OUT_RATE_LIMITED]));
+                     (unsigned long long)(c[SK_OUT_UNAVAILABLE] + c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR] +
+                                          c[SK_OUT_RATE_LIMITED]));
     }
     if (n < 0)
         return;
@@ -1069,8 +1063,8 @@ static void sleep_ns(uint64_t ns)
     }
 }
 
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res,
-                 char *err, size_t err_len)
+int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
+                 size_t err_len)
 {
     memset(res, 0, sizeof(*res));
     for (int o = 0; o < SK_OUT_COUNT; o++)
@@ -1207,8 +1201,8 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
         if (!cfg->quiet && now - last_print >= (tty ? 250000000u : 1000000000u)) {
             uint64_t a = sum_counter(&run, ans_off);
             double dt = (double)(now - print_prev_ns) / 1e9;
-            progress(&run, tty, (double)(now - run.fire_ns) / 1e9,
-                     dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, false);
+            progress(&run, tty, (double)(now - run.fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
+                     false);
             print_prev_ans = a;
             print_prev_ns = now;
             last_print = now;
@@ -1234,8 +1228,7 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
         uint64_t now = sk_mono_ns();
         uint64_t a = sum_counter(&run, ans_off);
         double dt = (double)(now - print_prev_ns) / 1e9;
-        progress(&run, tty, (double)(now - run.fire_ns) / 1e9,
-                 dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
+        progress(&run, tty, (double)(now - run.fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
     } else if (!cfg->quiet && tty && waited_note) {
         fputc('\n', stderr);
     }

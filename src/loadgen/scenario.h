@@ -128,8 +128,8 @@ typedef struct {
 int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len);
 
 /** Runs the flood. Returns 0, or -1 with a message when it could not start. */
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res,
-                 char *err, size_t err_len);
+int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
+                 size_t err_len);
 
 /** Frees everything in results (and its sale strings). */
 void sk_bench_results_free(sk_bench_results_t *res);

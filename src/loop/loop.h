@@ -65,7 +65,10 @@ void sk_io_stop(sk_loop_t *loop, sk_io_t *io);
 void sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t ms, sk_timer_cb cb);
 /** Disarms a timer; safe to call when not armed. */
 void sk_timer_stop(sk_loop_t *loop, sk_timer_t *t);
-static inline bool sk_timer_armed(const sk_timer_t *t) { return t->heap_index != 0; }
+static inline bool sk_timer_armed(const sk_timer_t *t)
+{
+    return t->heap_index != 0;
+}
 
 /** Creates the eventfd behind an async handle and starts watching it. Returns 0 or -errno. */
 int sk_async_init(sk_loop_t *loop, sk_async_t *a, sk_async_cb cb);

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* The URL for logs and messages: a password never appears in them. */
 void sk_redis_redact(const char *url, char *out, size_t cap)
 {
@@ -105,8 +104,8 @@ redisContext *sk_redis_connect(const sk_redis_addr_t *a, int timeout_ms, char *e
     }
     redisSetTimeout(c, tv);
     if (a->password[0]) {
-        redisReply *r = a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->password)
-                                   : redisCommand(c, "AUTH %s", a->password);
+        redisReply *r =
+            a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->password) : redisCommand(c, "AUTH %s", a->password);
         bool ok = r && r->type == REDIS_REPLY_STATUS;
         if (!ok) {
             snprintf(err, err_size, "redis at %s:%d: AUTH failed: %s", a->host, a->port, r ? r->str : c->errstr);

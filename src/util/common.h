@@ -31,7 +31,11 @@ typedef enum { SK_LOG_DEBUG = 0, SK_LOG_INFO, SK_LOG_WARN, SK_LOG_ERROR } sk_log
 extern sk_log_level_t sk_log_level;
 /** Writes one line "<time> <level> <message>" to stderr (one write call, so lines do not tear). */
 void sk_log(sk_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define sk_debug(...) do { if (sk_log_level <= SK_LOG_DEBUG) sk_log(SK_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define sk_debug(...)                                                                                                  \
+    do {                                                                                                               \
+        if (sk_log_level <= SK_LOG_DEBUG)                                                                              \
+            sk_log(SK_LOG_DEBUG, __VA_ARGS__);                                                                         \
+    } while (0)
 #define sk_info(...) sk_log(SK_LOG_INFO, __VA_ARGS__)
 #define sk_warn(...) sk_log(SK_LOG_WARN, __VA_ARGS__)
 #define sk_error(...) sk_log(SK_LOG_ERROR, __VA_ARGS__)

@@ -19,12 +19,12 @@
 
 #include "http/parser.h"
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed at %s:%d: %s\n", __FILE__, __LINE__, #c);                \
-            abort();                                                                               \
-        }                                                                                          \
+#define CHECK(c)                                                                                                       \
+    do {                                                                                                               \
+        if (!(c)) {                                                                                                    \
+            fprintf(stderr, "check failed at %s:%d: %s\n", __FILE__, __LINE__, #c);                                    \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 static char *dup_exact(const uint8_t *data, size_t n)
@@ -45,8 +45,8 @@ static void check_request(const char *buf, size_t len, int rc, const sk_http_req
 {
     CHECK(rc == -1 || rc == -2 || (rc > 0 && (size_t)rc <= len));
     if (rc == -1) {
-        CHECK(r->error_status == 400 || r->error_status == 431 || r->error_status == 501 ||
-              r->error_status == 505 || r->error_status == 417);
+        CHECK(r->error_status == 400 || r->error_status == 431 || r->error_status == 501 || r->error_status == 505 ||
+              r->error_status == 417);
         CHECK(r->error_message != NULL && r->error_message[0] != '\0');
         return;
     }
@@ -65,8 +65,7 @@ static void check_request(const char *buf, size_t len, int rc, const sk_http_req
         CHECK(r->path[0] == '/');
         /* The path lies in the target, except the "/" of an absolute-form target with
          * an empty path, which may be a constant. */
-        CHECK(inside(r->path, r->path_len, r->target, r->target_len) ||
-              (r->path_len == 1 && r->target[0] != '/'));
+        CHECK(inside(r->path, r->path_len, r->target, r->target_len) || (r->path_len == 1 && r->target[0] != '/'));
         CHECK(memchr(r->path, '?', r->path_len) == NULL);
     }
     if (r->query)
@@ -100,20 +99,17 @@ static void check_request(const char *buf, size_t len, int rc, const sk_http_req
         CHECK(inside(r->content_type, r->content_type_len, buf, head));
 }
 
-static bool same_request(const sk_http_request_t *a, const char *abuf, const sk_http_request_t *b,
-                         const char *bbuf)
+static bool same_request(const sk_http_request_t *a, const char *abuf, const sk_http_request_t *b, const char *bbuf)
 {
 #define OFF(r, f, buf) ((r)->f ? (r)->f - (buf) : -1)
     if (a->method != b->method || a->method_len != b->method_len || a->target_len != b->target_len ||
-        a->path_len != b->path_len || a->query_len != b->query_len ||
-        a->minor_version != b->minor_version || a->num_headers != b->num_headers ||
-        a->content_length != b->content_length || a->chunked != b->chunked ||
-        a->keep_alive != b->keep_alive || a->expect_continue != b->expect_continue ||
-        a->host_len != b->host_len || a->content_type_len != b->content_type_len)
+        a->path_len != b->path_len || a->query_len != b->query_len || a->minor_version != b->minor_version ||
+        a->num_headers != b->num_headers || a->content_length != b->content_length || a->chunked != b->chunked ||
+        a->keep_alive != b->keep_alive || a->expect_continue != b->expect_continue || a->host_len != b->host_len ||
+        a->content_type_len != b->content_type_len)
         return false;
     if (OFF(a, target, abuf) != OFF(b, target, bbuf) || OFF(a, query, abuf) != OFF(b, query, bbuf) ||
-        OFF(a, host, abuf) != OFF(b, host, bbuf) ||
-        OFF(a, content_type, abuf) != OFF(b, content_type, bbuf))
+        OFF(a, host, abuf) != OFF(b, host, bbuf) || OFF(a, content_type, abuf) != OFF(b, content_type, bbuf))
         return false;
     for (size_t i = 0; i < a->num_headers; i++)
         if (a->headers[i].name - abuf != b->headers[i].name - bbuf ||
@@ -133,8 +129,7 @@ typedef struct {
 
 /* Feeds `data` to a fresh decoder in pieces: the first piece is `first` bytes, the
  * rest `step` bytes each (0 = all). Each piece gets its own exact-size buffer. */
-static void decode_pieces(const uint8_t *data, size_t size, size_t first, size_t step,
-                          chunked_result_t *res)
+static void decode_pieces(const uint8_t *data, size_t size, size_t first, size_t step, chunked_result_t *res)
 {
     sk_http_chunked_t dec;
     memset(&dec, 0, sizeof(dec));

@@ -50,8 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         const char *v;
         size_t vl;
-        if (sk_bench_json_scan(a.body, a.body_len, "order_id", &v, &vl) &&
-            (v < a.body || v + vl > a.body + a.body_len))
+        if (sk_bench_json_scan(a.body, a.body_len, "order_id", &v, &vl) && (v < a.body || v + vl > a.body + a.body_len))
             abort();
     }
     const char *v;

@@ -24,27 +24,26 @@ static parsed_t parse(const char *body, bool form)
 }
 
 /* Parses as JSON and as form-less input; the body must be rejected naming `field`. */
-#define ASSERT_BAD(body, form, fld)                                                                \
-    do {                                                                                           \
-        parsed_t p_ = parse(body, form);                                                           \
-        if (p_.rc != -EINVAL || !p_.field || strcmp(p_.field, fld) != 0) {                         \
-            SK_FAIL_AT("%s: rc %d field %s, want -EINVAL field %s", body, p_.rc,                   \
-                       p_.field ? p_.field : "(null)", fld);                                       \
-            return;                                                                                \
-        }                                                                                          \
+#define ASSERT_BAD(body, form, fld)                                                                                    \
+    do {                                                                                                               \
+        parsed_t p_ = parse(body, form);                                                                               \
+        if (p_.rc != -EINVAL || !p_.field || strcmp(p_.field, fld) != 0) {                                             \
+            SK_FAIL_AT("%s: rc %d field %s, want -EINVAL field %s", body, p_.rc, p_.field ? p_.field : "(null)", fld); \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)
 
-#define ASSERT_OK(body, form, u, r)                                                                \
-    do {                                                                                           \
-        parsed_t p_ = parse(body, form);                                                           \
-        if (p_.rc != 0) {                                                                          \
-            SK_FAIL_AT("%s: rc %d (field %s)", body, p_.rc, p_.field ? p_.field : "(null)");       \
-            return;                                                                                \
-        }                                                                                          \
-        ASSERT_MEM_STR(p_.user, p_.ul, u);                                                         \
-        ASSERT_MEM_STR(p_.req, p_.rl, r);                                                          \
-        ASSERT_EQ(strlen(p_.user), p_.ul);                                                         \
-        ASSERT_EQ(strlen(p_.req), p_.rl);                                                          \
+#define ASSERT_OK(body, form, u, r)                                                                                    \
+    do {                                                                                                               \
+        parsed_t p_ = parse(body, form);                                                                               \
+        if (p_.rc != 0) {                                                                                              \
+            SK_FAIL_AT("%s: rc %d (field %s)", body, p_.rc, p_.field ? p_.field : "(null)");                           \
+            return;                                                                                                    \
+        }                                                                                                              \
+        ASSERT_MEM_STR(p_.user, p_.ul, u);                                                                             \
+        ASSERT_MEM_STR(p_.req, p_.rl, r);                                                                              \
+        ASSERT_EQ(strlen(p_.user), p_.ul);                                                                             \
+        ASSERT_EQ(strlen(p_.req), p_.rl);                                                                              \
     } while (0)
 
 static char *repeat(char *buf, char c, size_t n)
@@ -193,21 +192,21 @@ static int t_rc(const char *s)
     return sk_api_parse_time(s, strlen(s), &ms);
 }
 
-#define ASSERT_TIME(s, want)                                                                       \
-    do {                                                                                           \
-        int64_t got_ = t_ok(s);                                                                    \
-        if (got_ != (int64_t)(want)) {                                                             \
-            SK_FAIL_AT("parse_time(%s): %lld, want %lld", s, (long long)got_, (long long)(want));  \
-            return;                                                                                \
-        }                                                                                          \
+#define ASSERT_TIME(s, want)                                                                                           \
+    do {                                                                                                               \
+        int64_t got_ = t_ok(s);                                                                                        \
+        if (got_ != (int64_t)(want)) {                                                                                 \
+            SK_FAIL_AT("parse_time(%s): %lld, want %lld", s, (long long)got_, (long long)(want));                      \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)
 
-#define ASSERT_TIME_BAD(s)                                                                         \
-    do {                                                                                           \
-        if (t_rc(s) != -EINVAL) {                                                                  \
-            SK_FAIL_AT("parse_time(%s) accepted (%lld)", s, (long long)t_ok(s));                   \
-            return;                                                                                \
-        }                                                                                          \
+#define ASSERT_TIME_BAD(s)                                                                                             \
+    do {                                                                                                               \
+        if (t_rc(s) != -EINVAL) {                                                                                      \
+            SK_FAIL_AT("parse_time(%s) accepted (%lld)", s, (long long)t_ok(s));                                       \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)
 
 SK_TEST(test_time_unix_ms)

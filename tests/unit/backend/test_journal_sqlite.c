@@ -11,9 +11,9 @@
 #include <sqlite3.h>
 
 #include "backend/journal.h"
-#include "util/common.h"
 #include "test.h"
 #include "testdir.h"
+#include "util/common.h"
 
 typedef struct {
     int sales, orders;
@@ -43,8 +43,7 @@ static int on_order(void *arg, const sk_journal_order_t *o)
 {
     loaded_t *l = arg;
     if (l->orders < 64) {
-        snprintf(l->order_ids[l->orders], sizeof(l->order_ids[0]), "%s/%llu", o->sale_id,
-                 (unsigned long long)o->seq);
+        snprintf(l->order_ids[l->orders], sizeof(l->order_ids[0]), "%s/%llu", o->sale_id, (unsigned long long)o->seq);
         snprintf(l->users[l->orders], sizeof(l->users[0]), "%s", o->user_id);
         snprintf(l->reqs[l->orders], sizeof(l->reqs[0]), "%s", o->request_id);
         l->created[l->orders] = o->created_at;

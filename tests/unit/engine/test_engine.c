@@ -261,7 +261,7 @@ SK_TEST(test_order_ids)
     ASSERT_EQ(sk_order_id_parse(s, "flash-1-7", 9, &seq), 0);
     ASSERT_EQ(seq, 7);
     static const char *const bad[] = {
-        "flash-2-0000000001", "flash-10000000001", "flash-1-", "flash-1", "flash-1-abc", "flash-1-0000000000",
+        "flash-2-0000000001", "flash-10000000001", "flash-1-", "flash-1", "flash-1-abc",         "flash-1-0000000000",
         "flash-1--1",         "flash-1-1x",        "",         "flash-",  "flash-10-0000000001", "flash-1-+1",
     };
     for (size_t i = 0; i < SK_ARRAY_LEN(bad); i++) {
@@ -832,19 +832,20 @@ SK_TEST(test_two_threads)
     ASSERT_TRUE(t[0].ok && t[1].ok);
     int confirmed[2] = {0}, dup = 0;
     /* seq -> user, per sale */
-    char (*owner_s)[SK_USER_MAX + 1] = sk_xcalloc(T_STOCK + 1, SK_USER_MAX + 1);
-    char (*owner_o)[SK_USER_MAX + 1] = sk_xcalloc(101, SK_USER_MAX + 1);
+    char(*owner_s)[SK_USER_MAX + 1] = sk_xcalloc(T_STOCK + 1, SK_USER_MAX + 1);
+    char(*owner_o)[SK_USER_MAX + 1] = sk_xcalloc(101, SK_USER_MAX + 1);
     bool bad = false;
     for (int k = 0; k < 2 && !bad; k++) {
         for (size_t i = 0; i < per && t[k].ans[i].done; i++) {
             answer_t *a = &t[k].ans[i];
             bool side = a->sale == o;
-            char (*owner)[SK_USER_MAX + 1] = side ? owner_o : owner_s;
+            char(*owner)[SK_USER_MAX + 1] = side ? owner_o : owner_s;
             int64_t stock = side ? 100 : T_STOCK;
             if (a->result == SK_BUY_CONFIRMED) {
                 confirmed[side]++;
                 if (a->seq < 1 || (int64_t)a->seq > stock || owner[a->seq][0] || strcmp(a->user, a->buyer) != 0) {
-                    SK_FAIL_AT("seq %llu confirmed twice, out of range or to the wrong user", (unsigned long long)a->seq);
+                    SK_FAIL_AT("seq %llu confirmed twice, out of range or to the wrong user",
+                               (unsigned long long)a->seq);
                     bad = true;
                     break;
                 }
@@ -864,7 +865,7 @@ SK_TEST(test_two_threads)
             answer_t *a = &t[k].ans[i];
             if (a->result != SK_BUY_DUPLICATE && a->result != SK_BUY_LIMIT_REACHED)
                 continue;
-            char (*owner)[SK_USER_MAX + 1] = a->sale == o ? owner_o : owner_s;
+            char(*owner)[SK_USER_MAX + 1] = a->sale == o ? owner_o : owner_s;
             if (strcmp(owner[a->seq], a->buyer) != 0) {
                 SK_FAIL_AT("%s answered %s with seq %llu owned by %s", a->buyer, sk_buy_result_names[a->result],
                            (unsigned long long)a->seq, owner[a->seq]);

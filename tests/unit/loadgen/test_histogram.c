@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include "loadgen/histogram.h"
-#include "util/common.h"
 #include "test.h"
+#include "util/common.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng_next(void)
@@ -77,8 +77,8 @@ static int check_distribution(int kind)
         uint64_t want = exact_percentile(samples, N, ps[i]);
         uint64_t got = sk_hist_percentile(&h, ps[i]);
         if (!within_1pct(got, want)) {
-            fprintf(stderr, "kind %d p%g: histogram %llu, exact %llu\n", kind, ps[i],
-                    (unsigned long long)got, (unsigned long long)want);
+            fprintf(stderr, "kind %d p%g: histogram %llu, exact %llu\n", kind, ps[i], (unsigned long long)got,
+                    (unsigned long long)want);
             bad++;
         }
     }
@@ -94,10 +94,22 @@ static int check_distribution(int kind)
     return bad;
 }
 
-SK_TEST(test_uniform) { ASSERT_EQ(check_distribution(0), 0); }
-SK_TEST(test_exponential) { ASSERT_EQ(check_distribution(1), 0); }
-SK_TEST(test_log_uniform) { ASSERT_EQ(check_distribution(2), 0); }
-SK_TEST(test_bimodal) { ASSERT_EQ(check_distribution(3), 0); }
+SK_TEST(test_uniform)
+{
+    ASSERT_EQ(check_distribution(0), 0);
+}
+SK_TEST(test_exponential)
+{
+    ASSERT_EQ(check_distribution(1), 0);
+}
+SK_TEST(test_log_uniform)
+{
+    ASSERT_EQ(check_distribution(2), 0);
+}
+SK_TEST(test_bimodal)
+{
+    ASSERT_EQ(check_distribution(3), 0);
+}
 
 /* Every bucket's bounds map back to that bucket, buckets tile the value range without
  * gaps, and none is wider than 1/256 of its lower bound. */
@@ -190,6 +202,5 @@ SK_TEST(test_extremes)
     sk_hist_free(&h);
 }
 
-SK_TEST_MAIN(SK_RUN(test_uniform); SK_RUN(test_exponential); SK_RUN(test_log_uniform);
-             SK_RUN(test_bimodal); SK_RUN(test_bucket_layout); SK_RUN(test_merge);
-             SK_RUN(test_extremes);)
+SK_TEST_MAIN(SK_RUN(test_uniform); SK_RUN(test_exponential); SK_RUN(test_log_uniform); SK_RUN(test_bimodal);
+             SK_RUN(test_bucket_layout); SK_RUN(test_merge); SK_RUN(test_extremes);)

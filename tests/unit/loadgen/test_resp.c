@@ -127,5 +127,5 @@ SK_TEST(test_json_scan)
     ASSERT_EQ(sk_bench_json_scan("{\"a\":\"unterminated", 18, "a", &v, &n), 0);
 }
 
-SK_TEST_MAIN(SK_RUN(test_content_length); SK_RUN(test_chunked_in_place);
-             SK_RUN(test_connection_close_and_eof); SK_RUN(test_invalid); SK_RUN(test_json_scan);)
+SK_TEST_MAIN(SK_RUN(test_content_length); SK_RUN(test_chunked_in_place); SK_RUN(test_connection_close_and_eof);
+             SK_RUN(test_invalid); SK_RUN(test_json_scan);)

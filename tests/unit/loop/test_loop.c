@@ -771,23 +771,14 @@ SK_TEST(loop_now_is_monotonic_and_update_time_refreshes)
     sk_loop_free(loop);
 }
 
-SK_TEST_MAIN(
-    alarm(120); /* a hung loop fails the whole binary instead of blocking ctest */
-    SK_RUN(timers_fire_in_deadline_order);
-    SK_RUN(timer_stop_and_restart);
-    SK_RUN(timer_stopped_from_another_timer_callback);
-    SK_RUN(same_deadline_timers_cancel_each_other);
-    SK_RUN(timer_rearmed_from_own_callback);
-    SK_RUN(ten_thousand_random_timers_fire_in_heap_order);
-    SK_RUN(io_watcher_reads_socketpair_until_eagain);
-    SK_RUN(io_start_on_bad_fd_fails);
-    SK_RUN(io_modify_switches_events);
-    SK_RUN(io_stopped_by_another_callback_in_same_turn);
-    SK_RUN(async_sends_before_run_coalesce_into_one_callback);
-    SK_RUN(async_never_loses_a_wakeup);
-    SK_RUN(async_burst_from_thread_while_running);
-    SK_RUN(before_sleep_hook_runs_every_turn);
-    SK_RUN(hook_can_stop_the_loop_before_waiting);
-    SK_RUN(loop_stop_returns_after_current_turn_and_run_again_works);
-    SK_RUN(loop_now_is_monotonic_and_update_time_refreshes);
-)
+SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocking ctest */
+             SK_RUN(timers_fire_in_deadline_order); SK_RUN(timer_stop_and_restart);
+             SK_RUN(timer_stopped_from_another_timer_callback); SK_RUN(same_deadline_timers_cancel_each_other);
+             SK_RUN(timer_rearmed_from_own_callback); SK_RUN(ten_thousand_random_timers_fire_in_heap_order);
+             SK_RUN(io_watcher_reads_socketpair_until_eagain); SK_RUN(io_start_on_bad_fd_fails);
+             SK_RUN(io_modify_switches_events); SK_RUN(io_stopped_by_another_callback_in_same_turn);
+             SK_RUN(async_sends_before_run_coalesce_into_one_callback); SK_RUN(async_never_loses_a_wakeup);
+             SK_RUN(async_burst_from_thread_while_running); SK_RUN(before_sleep_hook_runs_every_turn);
+             SK_RUN(hook_can_stop_the_loop_before_waiting);
+             SK_RUN(loop_stop_returns_after_current_turn_and_run_again_works);
+             SK_RUN(loop_now_is_monotonic_and_update_time_refreshes);)

@@ -43,8 +43,16 @@ SK_TEST(url)
     ASSERT_STR_EQ(a.host, "h");
     ASSERT_EQ(sk_redis_parse_url("redis://app:pw@h:x", &a, err, sizeof(err)), -EINVAL);
     ASSERT_TRUE(strstr(err, "pw") == NULL); /* the password is never repeated */
-    static const char *const bad[] = {"", "redis://", "http://x:1", "redis://h:0", "redis://h:65536",
-                                      "redis://h:12x", "redis://h/x", "redis://h:1/-1", "redis://[::1", "redis://h:"};
+    static const char *const bad[] = {"",
+                                      "redis://",
+                                      "http://x:1",
+                                      "redis://h:0",
+                                      "redis://h:65536",
+                                      "redis://h:12x",
+                                      "redis://h/x",
+                                      "redis://h:1/-1",
+                                      "redis://[::1",
+                                      "redis://h:"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         if (sk_redis_parse_url(bad[i], &a, err, sizeof(err)) != -EINVAL || !strstr(err, "HOST[:PORT]")) {
@@ -67,9 +75,9 @@ SK_TEST(keys)
 }
 
 /* An HGETALL reply of a sale hash; stock and sold as RESP bulk strings ("$2\r\n10"). */
-#define SALE_HASH(stock, sold)                                                                     \
-    "*16\r\n$2\r\nid\r\n$2\r\ns1\r\n$4\r\nname\r\n$5\r\nA box\r\n$5\r\nstock\r\n" stock "\r\n"      \
-    "$9\r\nstarts_at\r\n$4\r\n1000\r\n$7\r\nends_at\r\n$4\r\n2000\r\n$14\r\nper_user_limit\r\n"       \
+#define SALE_HASH(stock, sold)                                                                                         \
+    "*16\r\n$2\r\nid\r\n$2\r\ns1\r\n$4\r\nname\r\n$5\r\nA box\r\n$5\r\nstock\r\n" stock "\r\n"                         \
+    "$9\r\nstarts_at\r\n$4\r\n1000\r\n$7\r\nends_at\r\n$4\r\n2000\r\n$14\r\nper_user_limit\r\n"                        \
     "$1\r\n2\r\n$10\r\ncreated_at\r\n$3\r\n999\r\n$4\r\nsold\r\n" sold "\r\n"
 
 SK_TEST(sale_hash)
@@ -150,13 +158,13 @@ SK_TEST(order_entry)
     ASSERT_EQ(walk(r, o, 4), 1);
     freeReplyObject(r);
     static const char *const bad[][4] = {
-        {"x-0", "1", "a", ""},        /* id */
-        {"0-0", "1", "a", ""},        /* seq 0 */
-        {"1-0", "2", "a", ""},        /* fewer users than n */
-        {"1-0", "1", "a\nb", "\n"},   /* more than n */
-        {"1-0", "2", "a\nb", ""},      /* fewer request ids than n */
-        {"1-0", "1", "a b", ""},      /* a user id with a space */
-        {"1-0", "0", "", ""},         /* n out of range */
+        {"x-0", "1", "a", ""}, /* id */
+        {"0-0", "1", "a", ""}, /* seq 0 */
+        {"1-0", "2", "a", ""}, /* fewer users than n */
+        {"1-0", "1", "a\nb", "\n"}, /* more than n */
+        {"1-0", "2", "a\nb", ""}, /* fewer request ids than n */
+        {"1-0", "1", "a b", ""}, /* a user id with a space */
+        {"1-0", "0", "", ""}, /* n out of range */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = entry(bad[i][0], bad[i][1], bad[i][2], bad[i][3]);
