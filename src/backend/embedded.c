@@ -25,6 +25,13 @@
 
 #define NONE UINT32_MAX
 
+/* What the ledger keeps per sale, indexed by sk_sale_t.index. */
+typedef struct {
+    sk_holders_t *holders; /* owned here until handed to the engine */
+    int64_t sold; /* decided: committed, or in the batch being committed */
+    bool handed; /* holders adopted by the engine (final: sold out) */
+} lsale_t;
+
 typedef struct {
     sk_backend_t base;
     sk_engine_t *e;
@@ -38,15 +45,33 @@ typedef struct {
     bool running;
     sk_op_t **batch;
     sk_journal_order_t *jorders;
+    lsale_t *sales; /* [SK_MAX_SALES] */
 } ledger_t;
+
+static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
+{
+    return &l->sales[s->index];
+}
+
+/* Called after a durable commit: the engine takes the holders once no order can come. */
+static void publish(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    sk_engine_publish_sold(s, ls->sold);
+    if (ls->sold >= s->stock && !ls->handed) {
+        ls->handed = true;
+        sk_engine_adopt_final_holders(s, ls->holders);
+    }
+}
 
 /* `now` is the batch's time: every order of a batch carries it, in memory and in the
  * journal (which stores it once per sale per batch). */
 static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
 {
     sk_sale_t *s = op->sale;
-    sk_holders_t *h = s->holders;
-    op->remaining = s->stock - s->ledger_sold;
+    lsale_t *ls = lsale(l, s);
+    sk_holders_t *h = ls->holders;
+    op->remaining = s->stock - ls->sold;
     if (op->now_ms < s->starts_at) {
         op->result = SK_BUY_NOT_STARTED;
         return;
@@ -71,33 +96,33 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
             return;
         }
     }
-    if (s->ledger_sold >= s->stock) {
+    if (ls->sold >= s->stock) {
         op->result = SK_BUY_SOLD_OUT;
         return;
     }
     if (!present)
         slot = sk_holders_insert_at(h, slot, hash, op->user_id, op->user_len);
     sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
-    s->ledger_sold++;
+    ls->sold++;
     op->result = SK_BUY_CONFIRMED;
-    op->order.seq = (uint64_t)s->ledger_sold;
+    op->order.seq = (uint64_t)ls->sold;
     op->order.created_at = now;
     memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
     memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
-    op->remaining = s->stock - s->ledger_sold;
+    op->remaining = s->stock - ls->sold;
 
     size_t j = (*n_journal)++;
     l->jorders[j] = (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now};
 }
 
-static void answer_orders(sk_op_t *op)
+static void answer_orders(ledger_t *l, sk_op_t *op)
 {
-    op->n_orders = sk_engine_user_orders(op->sale->holders, op->user_id, op->user_len, &op->orders);
+    op->n_orders = sk_engine_user_orders(lsale(l, op->sale)->holders, op->user_id, op->user_len, &op->orders);
 }
 
-static void answer_list(sk_op_t *op)
+static void answer_list(ledger_t *l, sk_op_t *op)
 {
-    const sk_holders_t *h = op->sale->holders;
+    const sk_holders_t *h = lsale(l, op->sale)->holders;
     uint64_t total = h->n_orders;
     uint64_t from = op->list_after < total ? op->list_after : total;
     size_t n = (size_t)SK_MIN((uint64_t)op->list_limit, total - from);
@@ -126,8 +151,8 @@ static void create_sale(ledger_t *l, sk_op_t *op)
         op->status = rc;
         return;
     }
-    s->holders = sk_holders_new();
     sk_engine_register_sale(e, s);
+    lsale(l, s)->holders = sk_holders_new();
     op->new_sale = NULL;
     op->sale = s;
     op->status = 0;
@@ -142,7 +167,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
             op->scratch = sk_holders_hash(op->user_id, op->user_len);
-            sk_holders_prefetch(op->sale->holders, op->scratch);
+            sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -164,20 +189,17 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
                 if (op->kind != SK_OP_BUY)
                     continue;
                 if (op->result == SK_BUY_CONFIRMED) {
-                    sk_holders_pop_order(op->sale->holders);
-                    op->sale->ledger_sold--;
+                    lsale_t *ls = lsale(l, op->sale);
+                    sk_holders_pop_order(ls->holders);
+                    ls->sold--;
                 }
                 op->result = SK_BUY_UNAVAILABLE;
             }
         } else {
             sk_engine_record_batch(e, n_buys, n_journal ? dt : 0, true);
             for (size_t i = 0; i < n; i++) {
-                sk_sale_t *s = ops[i]->sale;
-                if (ops[i]->kind != SK_OP_BUY || ops[i]->result != SK_BUY_CONFIRMED)
-                    continue;
-                sk_engine_publish_sold(s, s->ledger_sold);
-                if (s->ledger_sold >= s->stock)
-                    sk_engine_publish_holders(s, s->holders);
+                if (ops[i]->kind == SK_OP_BUY && ops[i]->result == SK_BUY_CONFIRMED)
+                    publish(l, ops[i]->sale);
             }
         }
     }
@@ -185,10 +207,10 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         sk_op_t *op = ops[i];
         switch (op->kind) {
         case SK_OP_ORDERS:
-            answer_orders(op);
+            answer_orders(l, op);
             break;
         case SK_OP_LIST:
-            answer_list(op);
+            answer_list(l, op);
             break;
         case SK_OP_CREATE_SALE:
             create_sale(l, op);
@@ -228,7 +250,8 @@ static void *ledger_main(void *arg)
 
 static int load_sale(void *arg, const sk_journal_sale_t *js)
 {
-    sk_engine_t *e = ((ledger_t *)arg)->e;
+    ledger_t *l = arg;
+    sk_engine_t *e = l->e;
     size_t len = strlen(js->id);
     if (!sk_valid_sale_id(js->id, len) || sk_engine_find_sale(e, js->id, len) ||
         sk_engine_sale_count(e) >= SK_MAX_SALES)
@@ -242,23 +265,23 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     s->ends_at = js->ends_at;
     s->per_user_limit = (int32_t)js->per_user_limit;
     s->created_at = js->created_at;
-    s->holders = sk_holders_new();
     sk_engine_register_sale(e, s);
+    lsale(l, s)->holders = sk_holders_new();
     return 0;
 }
 
 static int load_order(void *arg, const sk_journal_order_t *o)
 {
-    sk_engine_t *e = ((ledger_t *)arg)->e;
-    sk_sale_t *s = sk_engine_find_sale(e, o->sale_id, strlen(o->sale_id));
-    uint64_t seq;
+    ledger_t *l = arg;
+    sk_sale_t *s = sk_engine_find_sale(l->e, o->sale_id, strlen(o->sale_id));
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    if (!s || (seq = o->seq) != (uint64_t)s->ledger_sold + 1 || s->ledger_sold >= s->stock ||
-        !sk_valid_user_id(o->user_id, ul) || !sk_valid_request_id(o->request_id, rl))
+    lsale_t *ls = s ? lsale(l, s) : NULL;
+    if (!s || o->seq != (uint64_t)ls->sold + 1 || ls->sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
+        !sk_valid_request_id(o->request_id, rl))
         return -EINVAL;
-    uint32_t slot = sk_holders_upsert(s->holders, o->user_id, ul);
-    sk_holders_add_order(s->holders, slot, o->request_id, rl, o->created_at);
-    s->ledger_sold++;
+    uint32_t slot = sk_holders_upsert(ls->holders, o->user_id, ul);
+    sk_holders_add_order(ls->holders, slot, o->request_id, rl, o->created_at);
+    ls->sold++;
     return 0;
 }
 
@@ -291,12 +314,8 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
                  rc == -EINVAL ? "an order or sale does not fit the ledger" : "read error");
         return rc;
     }
-    for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
-        sk_sale_t *s = sk_engine_sale_at(e, i);
-        sk_engine_publish_sold(s, s->ledger_sold);
-        if (s->ledger_sold >= s->stock)
-            sk_engine_publish_holders(s, s->holders);
-    }
+    for (size_t i = 0; i < sk_engine_sale_count(e); i++)
+        publish(l, sk_engine_sale_at(e, i));
     l->efd = eventfd(0, EFD_CLOEXEC);
     if (l->efd < 0) {
         snprintf(err, err_size, "eventfd: %s", strerror(errno));
@@ -356,6 +375,11 @@ static void ledger_free(sk_backend_t *b)
         close(l->efd);
     if (l->lock_fd >= 0)
         close(l->lock_fd);
+    /* The engine freed the sales (and the holders it adopted) already. */
+    for (size_t i = 0; i < SK_MAX_SALES; i++)
+        if (!l->sales[i].handed)
+            sk_holders_free(l->sales[i].holders);
+    free(l->sales);
     free(l->batch);
     free(l->jorders);
     free(l->data_dir);
@@ -378,5 +402,6 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     l->lock_fd = -1;
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
+    l->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*l->sales));
     return &l->base;
 }

@@ -969,11 +969,10 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
     if ((int64_t)rs->loading->n_orders >= s->stock) {
         /* Every order of the sale is here and no more can come: from now on the
          * workers answer its purchases themselves. */
-        s->holders = rs->loading;
+        sk_holders_t *h = rs->loading;
         rs->loading = NULL;
-        sk_engine_publish_holders(s, s->holders);
-        sk_info("sale '%s' sold out: %u holders' orders cached, purchases are answered locally", s->id,
-                s->holders->n_orders);
+        sk_info("sale '%s' sold out: %u holders' orders cached, purchases are answered locally", s->id, h->n_orders);
+        sk_engine_adopt_final_holders(s, h); /* the engine's from here on */
         return;
     }
     if (rep->elements == 0) {

@@ -1,12 +1,13 @@
-/* The sale table, the ledger thread and the queues between it and the workers.
+/* The sale table, the queues between the workers and the ledger thread, and what the
+ * workers may answer without the ledger.
  *
- * The ledger is the one writer of every sale's stock and holders (the single-writer
- * principle): workers push ops onto one lock-free queue and wake it through an eventfd;
- * it takes everything queued (up to max_batch), decides each purchase in arrival
- * order, writes all confirmed orders of the batch in one SQLite transaction, and only
- * after that commit returns publishes the new counts and posts the answers. While it
- * commits, the next batch forms in the queue, so the batch size grows with the load
- * and the fsync cost is shared by all purchases of a batch. */
+ * The ledger thread belongs to the backend (backend.h): it is the one writer of every
+ * sale's stock and holders (the single-writer principle). Workers push ops onto one
+ * lock-free queue and wake the backend once per loop turn; the backend takes them in
+ * arrival order (sk_engine_take), decides and durably records them, and posts each back
+ * to the worker that sent it (sk_engine_complete, sk_engine_flush). What is published
+ * here for the workers (sold counts, the sold-out flag, final holders) only ever
+ * describes durable state. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -183,7 +184,7 @@ void sk_sale_free(sk_sale_t *s)
 {
     if (!s)
         return;
-    sk_holders_free(s->holders);
+    sk_holders_free(atomic_load_explicit(&s->final_holders, memory_order_relaxed));
     free(s->name);
     free(s);
 }
@@ -374,7 +375,7 @@ void sk_engine_publish_sold(sk_sale_t *s, int64_t sold)
         atomic_store_explicit(&s->sold_out, true, memory_order_release);
 }
 
-void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h)
+void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h)
 {
     atomic_store_explicit(&s->final_holders, h, memory_order_release);
 }

@@ -59,13 +59,11 @@ struct sk_sale {
     _Atomic bool sold_out; /* release-stored after the last unit's commit */
     _Atomic uint64_t version; /* bumped on every change of sold or state */
 
-    /* Ledger-private (the embedded ledger's record of holders). */
-    sk_holders_t *holders;
-    /* Set once the sale is sold out and its holders are final and known here: from
-     * then on workers answer its purchases without the ledger. */
+    /* Set once the sale's holders are final (sold out, or closed at its end) and known
+     * here: from then on workers answer its purchases without the ledger. Owned by the
+     * engine (sk_engine_adopt_final_holders), freed with the sale. What a backend keeps
+     * per sale while the sale is open is its own (indexed by `index`), never here. */
     _Atomic(sk_holders_t *) final_holders;
-    int64_t ledger_sold; /* decided, committed or being committed */
-    uint64_t next_seq;
 };
 
 typedef enum {
