@@ -84,7 +84,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
     uint32_t slot = sk_holders_probe(h, hash, op->user_id, op->user_len);
     bool present = sk_holders_present(h, slot);
     if (present && h->slots[slot].count > 0) {
-        uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len);
+        uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len, NULL);
         if (k != NONE) {
             sk_holders_order(h, k, &op->order);
             op->result = SK_BUY_DUPLICATE;

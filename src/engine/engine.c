@@ -198,7 +198,7 @@ sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, 
     uint32_t slot = sk_holders_find(h, user, user_len);
     if (slot == NONE || h->slots[slot].count == 0)
         return SK_BUY_SOLD_OUT;
-    uint32_t k = sk_holders_find_request(h, slot, request_id, request_len);
+    uint32_t k = sk_holders_find_request(h, slot, request_id, request_len, NULL);
     if (k != NONE) {
         sk_holders_order(h, k, order);
         return SK_BUY_DUPLICATE;
