@@ -29,7 +29,8 @@
 typedef struct {
     sk_holders_t *holders; /* owned here until handed to the engine */
     int64_t sold; /* decided: committed, or in the batch being committed */
-    bool handed; /* holders adopted by the engine (final: sold out) */
+    bool closed; /* the ledger's clock passed ends_at: no order will be added */
+    bool handed; /* holders adopted by the engine (final: sold out or closed) */
 } lsale_t;
 
 typedef struct {
@@ -53,15 +54,29 @@ static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
     return &l->sales[s->index];
 }
 
-/* Called after a durable commit: the engine takes the holders once no order can come. */
+/* Called when everything decided for the sale is durable: the engine takes the holders
+ * once no order can come any more, and the workers answer the sale from then on. */
 static void publish(ledger_t *l, sk_sale_t *s)
 {
     lsale_t *ls = lsale(l, s);
     sk_engine_publish_sold(s, ls->sold);
-    if (ls->sold >= s->stock && !ls->handed) {
+    if ((ls->sold >= s->stock || ls->closed) && !ls->handed) {
         ls->handed = true;
         sk_engine_adopt_final_holders(s, ls->holders);
     }
+}
+
+/* A sale whose end the ledger's clock has passed is closed for good: from this batch on
+ * it decides no order, whatever clock reading a purchase carries (a worker may have read
+ * its clock just before the end), so its holders are final. Every earlier batch is
+ * durable by now (commits are synchronous), so they can be handed over at once. */
+static void close_if_ended(ledger_t *l, sk_sale_t *s, int64_t now)
+{
+    lsale_t *ls = lsale(l, s);
+    if (ls->closed || now < s->ends_at)
+        return;
+    ls->closed = true;
+    publish(l, s);
 }
 
 /* `now` is the batch's time: every order of a batch carries it, in memory and in the
@@ -72,32 +87,34 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
     lsale_t *ls = lsale(l, s);
     sk_holders_t *h = ls->holders;
     op->remaining = s->stock - ls->sold;
-    if (op->now_ms < s->starts_at) {
-        op->result = SK_BUY_NOT_STARTED;
-        return;
-    }
-    if (op->now_ms >= s->ends_at) {
-        op->result = SK_BUY_ENDED;
-        return;
-    }
+    /* The order of the checks is sk_engine_final_answer's: a holder's replay first,
+     * whatever the clock says, then the window, the limit and the stock. */
     uint64_t hash = op->scratch;
     uint32_t slot = sk_holders_probe(h, hash, op->user_id, op->user_len);
     bool present = sk_holders_present(h, slot);
-    if (present && h->slots[slot].count > 0) {
+    uint32_t count = present ? h->slots[slot].count : 0;
+    if (count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len, NULL);
         if (k != NONE) {
             sk_holders_order(h, k, &op->order);
             op->result = SK_BUY_DUPLICATE;
             return;
         }
-        if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
-            sk_holders_order(h, h->slots[slot].first, &op->order);
-            op->result = SK_BUY_LIMIT_REACHED;
-            return;
-        }
     }
-    if (ls->sold >= s->stock) {
-        op->result = SK_BUY_SOLD_OUT;
+    if (op->now_ms < s->starts_at) {
+        op->result = SK_BUY_NOT_STARTED;
+        return;
+    }
+    if (op->now_ms >= s->ends_at || ls->closed) {
+        op->result = SK_BUY_ENDED;
+        return;
+    }
+    if ((int64_t)count >= s->per_user_limit || ls->sold >= s->stock) {
+        op->result = (int64_t)count >= s->per_user_limit ? SK_BUY_LIMIT_REACHED : SK_BUY_SOLD_OUT;
+        if (count > 0) {
+            sk_holders_order(h, h->slots[slot].first, &op->order);
+            op->held = count;
+        }
         return;
     }
     if (!present)
@@ -166,6 +183,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
+            close_if_ended(l, op->sale, now);
             op->scratch = sk_holders_hash(op->user_id, op->user_len);
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
         }
@@ -314,8 +332,11 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
                  rc == -EINVAL ? "an order or sale does not fit the ledger" : "read error");
         return rc;
     }
-    for (size_t i = 0; i < sk_engine_sale_count(e); i++)
+    int64_t now = sk_now_ms();
+    for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
         publish(l, sk_engine_sale_at(e, i));
+        close_if_ended(l, sk_engine_sale_at(e, i), now);
+    }
     l->efd = eventfd(0, EFD_CLOEXEC);
     if (l->efd < 0) {
         snprintf(err, err_size, "eventfd: %s", strerror(errno));

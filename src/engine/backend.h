@@ -53,8 +53,9 @@ void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
 /** Publishes a sale's durable sold count (and sold-out state when sold == stock). */
 void sk_engine_publish_sold(sk_sale_t *s, int64_t sold);
 /** Hands a sale's final holders to the engine, once per sale, when no order of the sale
- *  can be added any more (sold out, every order durable and in h). From this call the
- *  engine owns h: workers read it without locks (sk_engine_sold_out_answer) and
+ *  can be added any more (sold out, or closed because the backend's clock passed its
+ *  end) and every order is durable and in h. From this call the engine owns h: workers
+ *  answer from it without locks (sk_engine_final_answer, sk_engine_final_orders) and
  *  sk_engine_free frees it with the sale, after the backend stopped. The backend may
  *  keep reading h on its thread but never writes to it or frees it again. */
 void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h);

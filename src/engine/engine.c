@@ -191,23 +191,31 @@ void sk_sale_free(sk_sale_t *s)
 
 /* ---- the sold-out fast path (any thread, after sold_out) --------------------------------- */
 
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
-                                          size_t request_len, sk_order_t *order)
+sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
+                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held)
 {
     const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
+    *held = 0;
     uint32_t slot = sk_holders_find(h, user, user_len);
-    if (slot == NONE || h->slots[slot].count == 0)
-        return SK_BUY_SOLD_OUT;
-    uint32_t k = sk_holders_find_request(h, slot, request_id, request_len, NULL);
-    if (k != NONE) {
-        sk_holders_order(h, k, order);
-        return SK_BUY_DUPLICATE;
+    uint32_t count = slot == NONE ? 0 : h->slots[slot].count;
+    if (count > 0) {
+        uint32_t k = sk_holders_find_request(h, slot, request_id, request_len, NULL);
+        if (k != NONE) {
+            sk_holders_order(h, k, order);
+            return SK_BUY_DUPLICATE;
+        }
     }
-    if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
+    if (now_ms < s->starts_at)
+        return SK_BUY_NOT_STARTED;
+    /* Final but not sold out: the backend closed the sale at its end (by its clock,
+     * which may run ahead of this one). */
+    if (now_ms >= s->ends_at || !sk_sale_is_sold_out(s))
+        return SK_BUY_ENDED;
+    if (count > 0) {
         sk_holders_order(h, h->slots[slot].first, order);
-        return SK_BUY_LIMIT_REACHED;
+        *held = count;
     }
-    return SK_BUY_SOLD_OUT;
+    return (int64_t)count >= s->per_user_limit ? SK_BUY_LIMIT_REACHED : SK_BUY_SOLD_OUT;
 }
 
 static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
@@ -223,7 +231,7 @@ static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_l
     return i;
 }
 
-size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
+size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
 {
     return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user, user_len,
                        out);

@@ -120,13 +120,15 @@ struct sk_op {
     char request_id[SK_REQUEST_MAX + 1];
     uint8_t request_len;
 
-    /* Results. BUY: result, order (seq, created_at), remaining. ORDERS/LIST: orders,
+    /* Results. BUY: result, order (seq, created_at), remaining, held (the orders the
+     * buyer holds, with LIMIT_REACHED and SOLD_OUT; then `order` is their first). ORDERS/LIST: orders,
      * n_orders (owned by the op, freed by sk_op_free). CREATE_SALE: status 0,
      * -EEXIST, -ENOSPC (too many sales) or -EIO. */
     sk_buy_result_t result;
     int status;
     int64_t remaining;
     sk_order_t order;
+    uint32_t held;
     sk_order_t *orders;
     size_t n_orders;
     uint64_t list_after; /* LIST: orders with seq > list_after */
@@ -185,21 +187,28 @@ static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
     return atomic_load_explicit(&((sk_sale_t *)s)->sold_out, memory_order_acquire);
 }
 
-/** True when the worker may answer purchases of this sale itself (sold out, holders final). */
+/** True when the worker may answer purchases of this sale itself: its holders are final
+ *  (sold out, or closed at its end) and the engine holds them. */
 static inline bool sk_sale_final(const sk_sale_t *s)
 {
     return atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire) != NULL;
 }
 
-/** The gate's answer for a sold-out sale, decided on the worker without the ledger:
- *  a holder's replay of a confirmed request_id is DUPLICATE (order filled in), a holder
- *  at the limit gets LIMIT_REACHED (with their first order), anyone else SOLD_OUT.
+/** The answer to a purchase of a sale whose holders are final, decided on the worker
+ *  without the ledger and in the ledger's order (every backend decides the same way):
+ *  1. a holder's replay of a request id: DUPLICATE with that order, whatever the clock
+ *     says (I5);
+ *  2. the window at now_ms: NOT_STARTED, ENDED (also for a sale closed at its end);
+ *  3. a holder at the per-user limit: LIMIT_REACHED;
+ *  4. SOLD_OUT.
+ *  With LIMIT_REACHED and SOLD_OUT, a holder's first order is filled into *order and
+ *  *held is the number of orders they hold (0 for anyone else: *order untouched).
  *  Only valid when sk_sale_final() returned true. */
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
-                                          size_t request_len, sk_order_t *order);
-/** A user's orders of a sold-out sale, read without the ledger (same condition).
- *  Returns the count; *out is malloc'ed (free it). */
-size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
+sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
+                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held);
+/** A user's orders of a sale whose holders are final, read without the ledger (same
+ *  condition). Returns the count; *out is malloc'ed (free it). */
+size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
 /** A user's orders from a holders record (ledger thread, or any thread once final). */
 size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out);
 
