@@ -171,35 +171,58 @@ static inline sk_sale_t *live_sale(runner_t *r, const char *id, int64_t stock, i
     return s;
 }
 
-static inline sk_engine_t *open_engine(const char *dir, size_t max_inflight)
+/* Opens an engine over the embedded backend in dir; *backend (when not NULL) is the
+ * backend, owned by the engine. */
+static inline sk_engine_t *open_engine_backend(const char *dir, size_t max_inflight, sk_backend_t **backend)
 {
     char err[512] = "";
     sk_engine_config_t cfg = {.max_inflight = max_inflight};
-    sk_engine_t *e = sk_engine_open(&cfg, sk_backend_embedded_new(dir, 4096), err, sizeof(err));
+    sk_backend_t *b = sk_backend_embedded_new(dir, 4096);
+    sk_engine_t *e = sk_engine_open(&cfg, b, err, sizeof(err));
     if (!e)
         fprintf(stderr, "sk_engine_open: %s\n", err);
+    if (backend)
+        *backend = e ? b : NULL;
     return e;
+}
+
+static inline sk_engine_t *open_engine(const char *dir, size_t max_inflight)
+{
+    return open_engine_backend(dir, max_inflight, NULL);
 }
 
 /* An engine with its ledger running and one worker loop on this thread. */
 typedef struct {
     char dir[256];
     sk_engine_t *e;
+    sk_backend_t *backend; /* the engine's */
     runner_t r;
 } fixture_t;
 
-static inline bool fixture_open(fixture_t *f, const char *dir, size_t max_inflight)
+/* Opens the engine in dir (NULL: a new temp dir), runs before_start (when not NULL) on
+ * the loaded backend, then starts the ledger. */
+static inline bool fixture_open_with(fixture_t *f, const char *dir, size_t max_inflight,
+                                     void (*before_start)(sk_backend_t *b, void *arg), void *arg)
 {
     if (dir) {
         if (dir != f->dir)
             snprintf(f->dir, sizeof(f->dir), "%s", dir);
     } else if (!sk_test_temp_dir(f->dir, sizeof(f->dir), "engine"))
         return false;
-    f->e = open_engine(f->dir, max_inflight);
-    if (!f->e || sk_engine_start(f->e) < 0)
+    f->e = open_engine_backend(f->dir, max_inflight, &f->backend);
+    if (!f->e)
+        return false;
+    if (before_start)
+        before_start(f->backend, arg);
+    if (sk_engine_start(f->e) < 0)
         return false;
     runner_init(&f->r, f->e);
     return f->r.w != NULL;
+}
+
+static inline bool fixture_open(fixture_t *f, const char *dir, size_t max_inflight)
+{
+    return fixture_open_with(f, dir, max_inflight, NULL, NULL);
 }
 
 /* Stops the ledger and frees the engine, keeping the data dir. */

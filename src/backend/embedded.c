@@ -29,6 +29,10 @@
 typedef struct {
     sk_holders_t *holders; /* owned here until handed to the engine */
     int64_t sold; /* decided: committed, or in the batch being committed */
+    int64_t durable; /* orders 1..durable are in the journal for certain */
+    bool uncertain; /* a commit reported failure and the journal could not be asked yet
+                       whether orders durable+1..sold reached it */
+    bool settling; /* marked while a failed batch's sales are settled */
     bool closed; /* the ledger's clock passed ends_at: no order will be added */
     bool handed; /* holders adopted by the engine (final: sold out or closed) */
 } lsale_t;
@@ -47,6 +51,8 @@ typedef struct {
     sk_op_t **batch;
     sk_journal_order_t *jorders;
     lsale_t *sales; /* [SK_MAX_SALES] */
+    sk_sale_t **uncertain; /* sales with lsale_t.uncertain set, [SK_MAX_SALES] */
+    size_t n_uncertain;
 } ledger_t;
 
 static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
@@ -59,6 +65,8 @@ static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
 static void publish(ledger_t *l, sk_sale_t *s)
 {
     lsale_t *ls = lsale(l, s);
+    if (ls->uncertain)
+        return; /* published once the journal told what it holds */
     sk_engine_publish_sold(s, ls->sold);
     if ((ls->sold >= s->stock || ls->closed) && !ls->handed) {
         ls->handed = true;
@@ -87,6 +95,12 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
     lsale_t *ls = lsale(l, s);
     sk_holders_t *h = ls->holders;
     op->remaining = s->stock - ls->sold;
+    if (ls->uncertain) {
+        /* Any answer could depend on orders that may not exist: nothing is decided. */
+        op->result = SK_BUY_UNAVAILABLE;
+        op->remaining = s->stock - ls->durable;
+        return;
+    }
     /* The order of the checks is sk_engine_final_answer's: a holder's replay first,
      * whatever the clock says, then the window, the limit and the stock. */
     uint64_t hash = op->scratch;
@@ -134,11 +148,19 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
 
 static void answer_orders(ledger_t *l, sk_op_t *op)
 {
+    if (lsale(l, op->sale)->uncertain) {
+        op->status = -EIO; /* never a list that may hold orders that do not exist */
+        return;
+    }
     op->n_orders = sk_engine_user_orders(lsale(l, op->sale)->holders, op->user_id, op->user_len, &op->orders);
 }
 
 static void answer_list(ledger_t *l, sk_op_t *op)
 {
+    if (lsale(l, op->sale)->uncertain) {
+        op->status = -EIO;
+        return;
+    }
     const sk_holders_t *h = lsale(l, op->sale)->holders;
     uint64_t total = h->n_orders;
     uint64_t from = op->list_after < total ? op->list_after : total;
@@ -175,11 +197,70 @@ static void create_sale(ledger_t *l, sk_op_t *op)
     op->status = 0;
 }
 
+/* A commit reported failure, yet it may have reached the disk (an fsync error after the
+ * write, a lost reply): the journal, not the report, says which. Orders it holds stay
+ * (their buyers heard 503 and find them by asking or retrying, I6), orders it lacks are
+ * forgotten and their seqs used again. A seq is never handed out twice for certain:
+ * while the journal cannot be asked, the sale decides nothing. Returns true once the
+ * sale's state is certain again. */
+static bool settle(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    uint64_t last;
+    if (sk_journal_last_seq(l->journal, s->id, &last) < 0)
+        return false;
+    if ((int64_t)last == ls->durable) {
+        while (ls->sold > ls->durable) {
+            sk_holders_pop_order(ls->holders);
+            ls->sold--;
+        }
+    } else if ((int64_t)last == ls->sold) {
+        ls->durable = ls->sold;
+        sk_warn("journal: a commit reported failure but stored the orders of sale '%s' up to %lld; they stand", s->id,
+                (long long)last);
+    } else {
+        /* One writer and one transaction per batch: any other count means the file was
+         * changed behind the ledger's back. Decide nothing more for this sale. */
+        sk_error("journal: sale '%s' holds orders up to %llu, the ledger expected %lld or %lld; its purchases are "
+                 "answered 503 until a restart",
+                 s->id, (unsigned long long)last, (long long)ls->durable, (long long)ls->sold);
+        return false;
+    }
+    return true;
+}
+
+static void mark_uncertain(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    if (!ls->uncertain) {
+        ls->uncertain = true;
+        l->uncertain[l->n_uncertain++] = s;
+    }
+}
+
+/* Before a batch: asks the journal again about sales whose last commit is in doubt. */
+static void settle_uncertain(ledger_t *l)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < l->n_uncertain; i++) {
+        sk_sale_t *s = l->uncertain[i];
+        if (settle(l, s)) {
+            lsale(l, s)->uncertain = false;
+            publish(l, s);
+        } else {
+            l->uncertain[keep++] = s;
+        }
+    }
+    l->n_uncertain = keep;
+}
+
 static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
     sk_engine_t *e = l->e;
     size_t n_journal = 0, n_buys = 0;
     int64_t now = sk_now_ms();
+    if (l->n_uncertain)
+        settle_uncertain(l);
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
@@ -199,25 +280,39 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         int rc = sk_journal_put_orders(l->journal, l->jorders, n_journal);
         uint64_t dt = sk_mono_ns() - t0;
         if (rc < 0) {
-            /* Nothing of this batch is durable: forget its orders and answer every
-             * purchase of it 503, since any answer may have depended on them. */
+            /* Nothing of this batch may be confirmed: answer every purchase of it 503,
+             * since any answer may have depended on its orders, and settle each sale
+             * that had orders in it with what the journal holds. */
             sk_engine_record_batch(e, n_buys, dt, false);
-            for (size_t i = n; i-- > 0;) {
+            for (size_t i = 0; i < n; i++) {
                 sk_op_t *op = ops[i];
                 if (op->kind != SK_OP_BUY)
                     continue;
-                if (op->result == SK_BUY_CONFIRMED) {
-                    lsale_t *ls = lsale(l, op->sale);
-                    sk_holders_pop_order(ls->holders);
-                    ls->sold--;
+                lsale_t *ls = lsale(l, op->sale);
+                if (op->result == SK_BUY_CONFIRMED && !ls->settling) {
+                    ls->settling = true;
+                    if (!settle(l, op->sale))
+                        mark_uncertain(l, op->sale);
                 }
                 op->result = SK_BUY_UNAVAILABLE;
+            }
+            for (size_t i = 0; i < n; i++) {
+                if (ops[i]->kind != SK_OP_BUY)
+                    continue;
+                lsale_t *ls = lsale(l, ops[i]->sale);
+                ops[i]->remaining = ops[i]->sale->stock - ls->durable;
+                if (ls->settling) {
+                    ls->settling = false;
+                    publish(l, ops[i]->sale);
+                }
             }
         } else {
             sk_engine_record_batch(e, n_buys, n_journal ? dt : 0, true);
             for (size_t i = 0; i < n; i++) {
-                if (ops[i]->kind == SK_OP_BUY && ops[i]->result == SK_BUY_CONFIRMED)
+                if (ops[i]->kind == SK_OP_BUY && ops[i]->result == SK_BUY_CONFIRMED) {
+                    lsale(l, ops[i]->sale)->durable = lsale(l, ops[i]->sale)->sold;
                     publish(l, ops[i]->sale);
+                }
             }
         }
     }
@@ -299,7 +394,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
         return -EINVAL;
     uint32_t slot = sk_holders_upsert(ls->holders, o->user_id, ul);
     sk_holders_add_order(ls->holders, slot, o->request_id, rl, o->created_at);
-    ls->sold++;
+    ls->durable = ++ls->sold;
     return 0;
 }
 
@@ -401,10 +496,16 @@ static void ledger_free(sk_backend_t *b)
         if (!l->sales[i].handed)
             sk_holders_free(l->sales[i].holders);
     free(l->sales);
+    free(l->uncertain);
     free(l->batch);
     free(l->jorders);
     free(l->data_dir);
     free(l);
+}
+
+void sk_backend_embedded_set_fault(sk_backend_t *b, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg)
+{
+    sk_journal_set_fault(((ledger_t *)b)->journal, fn, arg);
 }
 
 sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
@@ -424,5 +525,6 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
     l->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*l->sales));
+    l->uncertain = sk_xmalloc(SK_MAX_SALES * sizeof(*l->uncertain));
     return &l->base;
 }
