@@ -17,9 +17,9 @@
  *
  * Besides purchases the thread keeps the node's sale cache current: it polls the sales
  * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
- * sold count of live sales, and once a sale is sold out it loads the sale's holders
- * from its order stream and publishes them, after which the node's workers answer
- * every purchase of that sale themselves. */
+ * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
+ * end) it loads the sale's holders from its order stream and hands them to the engine,
+ * after which the node's workers answer every purchase of that sale themselves. */
 #include "backend/redis.h"
 
 #include <errno.h>

@@ -189,7 +189,7 @@ void sk_sale_free(sk_sale_t *s)
     free(s);
 }
 
-/* ---- the sold-out fast path (any thread, after sold_out) --------------------------------- */
+/* ---- the final-holders fast path (any thread, once final_holders is set) ----------------- */
 
 sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
                                        const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held)

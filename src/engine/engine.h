@@ -1,6 +1,7 @@
-/* The sale engine: the sale table (read by every worker without locks), the ledger
- * thread (the one writer of stock, per-user counts and orders), and the queues between
- * them. Knows nothing of sockets or HTTP.
+/* The sale engine: the sale table (read by every worker without locks), the queues
+ * between the workers and the ledger thread, and what workers may answer without it.
+ * The ledger thread, the one writer of stock, per-user counts and orders, is run by a
+ * backend (engine/backend.h). Knows nothing of sockets, HTTP or stores.
  *
  * A worker thread attaches once (sk_engine_attach) and gets an sk_engine_worker_t whose
  * completions run on the worker's loop. It hands operations (sk_op_t) to the ledger with
@@ -137,9 +138,6 @@ struct sk_op {
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
     uint64_t scratch; /* the ledger's own use (the embedded ledger keeps the user's hash) */
 };
-
-/** Durable storage of sales and orders behind the embedded ledger. */
-typedef struct sk_journal sk_journal_t;
 
 typedef struct {
     size_t max_inflight; /* ops queued to the ledger before 429 (default 65536) */
