@@ -33,6 +33,7 @@ typedef struct {
     bool uncertain; /* a commit reported failure and the journal could not be asked yet
                        whether orders durable+1..sold reached it */
     bool settling; /* marked while a failed batch's sales are settled */
+    bool broken; /* the journal holds what this ledger never wrote: left uncertain */
     bool closed; /* the ledger's clock passed ends_at: no order will be added */
     bool handed; /* holders adopted by the engine (final: sold out or closed) */
 } lsale_t;
@@ -207,7 +208,7 @@ static bool settle(ledger_t *l, sk_sale_t *s)
 {
     lsale_t *ls = lsale(l, s);
     uint64_t last;
-    if (sk_journal_last_seq(l->journal, s->id, &last) < 0)
+    if (ls->broken || sk_journal_last_seq(l->journal, s->id, &last) < 0)
         return false;
     if ((int64_t)last == ls->durable) {
         while (ls->sold > ls->durable) {
@@ -224,6 +225,7 @@ static bool settle(ledger_t *l, sk_sale_t *s)
         sk_error("journal: sale '%s' holds orders up to %llu, the ledger expected %lld or %lld; its purchases are "
                  "answered 503 until a restart",
                  s->id, (unsigned long long)last, (long long)ls->durable, (long long)ls->sold);
+        ls->broken = true;
         return false;
     }
     return true;
