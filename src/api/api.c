@@ -447,9 +447,10 @@ static void count(sk_api_worker_t *w, const sk_sale_t *s, sk_buy_result_t r)
 
 static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429};
 
-/* Writes the purchase answer body for op-like fields. */
-static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, int64_t remaining,
-                     int64_t starts_in)
+/* Writes the purchase answer body for op-like fields. A holder's limit_reached and
+ * sold_out (held > 0) name their first order and how many they hold. */
+static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
+                     int64_t remaining, int64_t starts_in)
 {
     char id[SK_ORDER_ID_MAX + 1];
     switch (r) {
@@ -466,10 +467,19 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
         sk_buf_puts(b, "{\"error\":\"limit_reached\",\"message\":\"this buyer already holds the most units "
                        "allowed\",\"order_id\":\"");
         sk_buf_append(b, id, sk_order_id(id, s, order->seq));
-        sk_buf_puts(b, "\"}\n");
+        sk_buf_puts(b, "\",\"held\":");
+        sk_buf_put_i64(b, held);
+        sk_buf_puts(b, "}\n");
         return;
     case SK_BUY_SOLD_OUT:
-        sk_buf_puts(b, "{\"error\":\"sold_out\",\"message\":\"every unit has been sold\",\"remaining\":0}\n");
+        sk_buf_puts(b, "{\"error\":\"sold_out\",\"message\":\"every unit has been sold\",\"remaining\":0");
+        if (held) {
+            sk_buf_puts(b, ",\"order_id\":\"");
+            sk_buf_append(b, id, sk_order_id(id, s, order->seq));
+            sk_buf_puts(b, "\",\"held\":");
+            sk_buf_put_i64(b, held);
+        }
+        sk_buf_puts(b, "}\n");
         return;
     case SK_BUY_NOT_STARTED:
         sk_buf_puts(b, "{\"error\":\"not_started\",\"message\":\"the sale has not started\",\"starts_in_ms\":");
@@ -504,7 +514,8 @@ static void purchase_done(sk_op_t *op)
     }
     if (op->sale)
         count(w, op->sale, op->result);
-    buy_body(b, op->sale, op->result, &op->order, op->remaining, op->sale ? op->sale->starts_at - op->now_ms : 0);
+    buy_body(b, op->sale, op->result, &op->order, op->held, op->remaining,
+             op->sale ? op->sale->starts_at - op->now_ms : 0);
     const char *extra =
         op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
@@ -523,23 +534,17 @@ static void h_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     int64_t now = sk_now_ms();
     sk_buf_t *b = &w->scratch;
     b->len = 0;
-    /* The gate: clock and flag, no ledger. (A looked-up sale's window is checked by the
+    /* The gate: clock and flag, no ledger. Before the start nobody holds an order. After
+     * the end a holder's replay still gets the first answer (I5), so the window is
+     * checked after the holders: by the worker once they are final, else by the backend,
+     * which then makes them final. (A looked-up sale's window is checked by the
      * backend's store, which decides the purchase.) */
-    if (!s)
-        goto parse;
-    if (now < s->starts_at) {
+    if (s && now < s->starts_at && !sk_sale_final(s)) {
         count(w, s, SK_BUY_NOT_STARTED);
-        buy_body(b, s, SK_BUY_NOT_STARTED, NULL, 0, s->starts_at - now);
+        buy_body(b, s, SK_BUY_NOT_STARTED, NULL, 0, 0, s->starts_at - now);
         sk_http_respond(x, 425, "application/json", b->data, b->len);
         return;
     }
-    if (now >= s->ends_at) {
-        count(w, s, SK_BUY_ENDED);
-        buy_body(b, s, SK_BUY_ENDED, NULL, 0, 0);
-        sk_http_respond(x, 410, "application/json", b->data, b->len);
-        return;
-    }
-parse:;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     const char *field;
@@ -556,9 +561,10 @@ parse:;
     }
     if (s && sk_sale_final(s)) {
         sk_order_t order;
-        sk_buy_result_t r = sk_engine_sold_out_answer(s, user, ul, req, rl, &order);
+        uint32_t held;
+        sk_buy_result_t r = sk_engine_final_answer(s, now, user, ul, req, rl, &order, &held);
         count(w, s, r);
-        buy_body(b, s, r, &order, 0, 0);
+        buy_body(b, s, r, &order, held, s->stock - sk_sale_sold(s), s->starts_at - now);
         sk_http_respond(x, buy_status[r], "application/json", b->data, b->len);
         return;
     }
@@ -833,7 +839,7 @@ static void h_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *a
     }
     if (sk_sale_final(s)) {
         sk_order_t *o;
-        size_t n = sk_engine_sold_out_orders(s, user, (size_t)ul, &o);
+        size_t n = sk_engine_final_orders(s, user, (size_t)ul, &o);
         sk_buf_t b = {0};
         orders_reply(&b, s, user, (size_t)ul, o, n);
         sk_http_respond(x, 200, "application/json", b.data, b.len);

@@ -6,10 +6,15 @@
 
 #include <stddef.h>
 
+#include "backend/journal.h"
 #include "engine/backend.h"
 
 /** Creates the embedded backend with its journal in data_dir (opened and locked in
  *  load). max_batch bounds the purchases decided per commit. The engine owns the result. */
 sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch);
+
+/** Test seam: installs a fault hook in the ledger's journal (sk_journal_set_fault). Call
+ *  it after the engine loaded the backend (sk_engine_open) and before sk_engine_start. */
+void sk_backend_embedded_set_fault(sk_backend_t *b, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg);
 
 #endif

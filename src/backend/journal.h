@@ -11,6 +11,7 @@
 #ifndef SK_BACKEND_JOURNAL_H
 #define SK_BACKEND_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,7 +45,25 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
 /** Stores a batch of orders in one transaction. Each sale's orders in the batch must
  *  carry consecutive seqs, and its created_at is taken from its first order (the ledger
- *  gives every order of a batch the same time). Returns 0, or -EIO (nothing stored). */
+ *  gives every order of a batch the same time). Returns 0, or -EIO: then the outcome is
+ *  not known for certain (a commit may fail after its data reached the disk), and
+ *  sk_journal_last_seq tells what the journal holds. */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
+
+/** The highest seq stored for a sale (0: none) in *seq. Returns 0 or -EIO. */
+int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq);
+
+/** Where a test may make the journal fail (sk_journal_set_fault). */
+typedef enum {
+    SK_JOURNAL_FAULT_COMMIT, /* the batch's COMMIT fails: nothing is stored, -EIO */
+    SK_JOURNAL_FAULT_AFTER_COMMIT, /* the batch is committed and durable, yet -EIO is
+                                      returned, as when a commit's outcome is lost */
+    SK_JOURNAL_FAULT_LAST_SEQ, /* sk_journal_last_seq fails with -EIO */
+} sk_journal_fault_t;
+
+/** Test seam: before each of the points above the journal calls fn(arg, point), and a
+ *  true return makes that point fail as described. NULL removes the hook. Set it on the
+ *  ledger thread or before it starts; fn runs on the ledger thread. */
+void sk_journal_set_fault(sk_journal_t *j, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg);
 
 #endif

@@ -28,7 +28,10 @@ struct sk_journal {
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
+    sqlite3_stmt *last_seq;
     sk_buf_t json; /* reused for every group's JSON */
+    bool (*fault)(void *arg, sk_journal_fault_t at); /* test seam */
+    void *fault_arg;
 
     /* Checkpoints run on a thread of their own with their own connection, so the
      * ledger's commits never pay for copying the WAL back into the database. */
@@ -152,6 +155,11 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         rc = sqlite3_prepare_v3(j->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &j->commit, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v3(j->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &j->rollback, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(j->db,
+                                "SELECT first_seq + n - 1 FROM order_batches WHERE sale_id = ?1"
+                                " ORDER BY first_seq DESC LIMIT 1",
+                                -1, SQLITE_PREPARE_PERSISTENT, &j->last_seq, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot open %s: %s", path, msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
@@ -186,6 +194,7 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_finalize(j->begin);
     sqlite3_finalize(j->commit);
     sqlite3_finalize(j->rollback);
+    sqlite3_finalize(j->last_seq);
     sqlite3_close(j->db);
     sk_buf_free(&j->json);
     free(j);
@@ -244,6 +253,11 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static bool injected(sk_journal_t *j, sk_journal_fault_t at)
+{
+    return j->fault && j->fault(j->fault_arg, at);
 }
 
 static int step_reset(sqlite3_stmt *st)
@@ -340,8 +354,41 @@ int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, siz
     }
     if (rc != 0)
         return fail(j, "storing orders");
+    if (injected(j, SK_JOURNAL_FAULT_COMMIT)) {
+        sk_error("journal: commit: fault injected");
+        step_reset(j->rollback);
+        return -EIO;
+    }
     if (step_reset(j->commit) != SQLITE_DONE)
         return fail(j, "commit");
     note_commit(j);
+    if (injected(j, SK_JOURNAL_FAULT_AFTER_COMMIT)) {
+        sk_error("journal: commit: fault injected after the commit");
+        return -EIO;
+    }
     return 0;
+}
+
+int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq)
+{
+    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
+        return -EIO;
+    sqlite3_stmt *st = j->last_seq;
+    sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_int64 v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sk_error("journal: reading the last order of sale '%s': %s", sale_id, sqlite3_errmsg(j->db));
+        return -EIO;
+    }
+    *seq = v > 0 ? (uint64_t)v : 0;
+    return 0;
+}
+
+void sk_journal_set_fault(sk_journal_t *j, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg)
+{
+    j->fault = fn;
+    j->fault_arg = arg;
 }

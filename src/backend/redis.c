@@ -17,9 +17,9 @@
  *
  * Besides purchases the thread keeps the node's sale cache current: it polls the sales
  * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
- * sold count of live sales, and once a sale is sold out it loads the sale's holders
- * from its order stream and publishes them, after which the node's workers answer
- * every purchase of that sale themselves. */
+ * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
+ * end) it loads the sale's holders from its order stream and hands them to the engine,
+ * after which the node's workers answer every purchase of that sale themselves. */
 #include "backend/redis.h"
 
 #include <errno.h>
@@ -31,6 +31,7 @@
 
 #include "backend/redis_loop.h"
 #include "engine/holders.h"
+#include "util/buf.h"
 #include "util/texts.h"
 
 #define INFLIGHT_MAX 4 /* batches on the connection at once */
@@ -75,6 +76,8 @@ struct batch {
 /* Per sale, the backend's own state (indexed by sale->index). */
 typedef struct {
     sk_holders_t *loading; /* holders being read from the stream */
+    bool closed; /* a script ran at or after ends_at by Redis's clock: no order can come */
+    int64_t closed_sold; /* the sale's sold count that script saw: its final count */
     bool load_busy; /* an XRANGE is out */
     bool refresh_busy; /* an HGET sold is out */
     uint64_t load_retry_ms; /* do not retry a failed load before this */
@@ -85,6 +88,7 @@ typedef struct {
     rbackend_t *r;
     sk_op_t *op;
     bool eval_retry;
+    size_t want; /* ORDERS: the user's order count, from the first read */
 } single_t;
 
 struct rbackend {
@@ -488,34 +492,48 @@ static void batch_finish(rbackend_t *r, batch_t *b)
     free(b);
 }
 
-static bool group_apply(group_t *g, const redisReply *rep)
+#define ROW 5 /* buy.lua's reply per purchase: code, seq, created_at, remaining, held */
+
+static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
 {
     sk_sale_t *s = g->sale;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 + 4 * g->n)
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 + ROW * g->n)
         return false;
     for (size_t i = 0; i < rep->elements; i++)
         if (rep->element[i]->type != REDIS_REPLY_INTEGER)
             return false;
-    int64_t sold = rep->element[0]->integer;
+    int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
+    if (sold < 0 || sold > s->stock)
+        return false;
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
-        redisReply **v = &rep->element[2 + 4 * i];
+        redisReply **v = &rep->element[2 + ROW * i];
         long long code = v[0]->integer;
-        if (code < 0 || code > SK_BUY_ENDED)
+        if (code < 0 || code > SK_BUY_ENDED || v[4]->integer < 0 || v[4]->integer > SK_LIMIT_MAX)
             return false;
         op->result = (sk_buy_result_t)code;
         op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
         op->order.created_at = v[2]->integer;
         op->remaining = v[3]->integer;
         memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
-        if (code == SK_BUY_LIMIT_REACHED)
-            op->order.request_id[0] = '\0'; /* the first order's: not in the reply */
-        else
+        if (code == SK_BUY_LIMIT_REACHED || code == SK_BUY_SOLD_OUT) {
+            /* A holder's first order (seq 0: not a holder), whose request id is not in the reply. */
+            op->held = op->order.seq ? (uint32_t)v[4]->integer : 0;
+            op->order.request_id[0] = '\0';
+        } else {
             memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
+        }
     }
     /* Durable now: publish the cluster-wide count Redis had after this script. */
     if (sold > sk_sale_sold(s))
         sk_engine_publish_sold(s, sold);
+    /* Redis's clock has passed the end: the sale's orders are all in its stream and no
+     * script will add one, so its holders can be loaded and answered here. */
+    rsale_t *rs = &r->sales[s->index];
+    if (now >= s->ends_at && !rs->closed) {
+        rs->closed = true;
+        rs->closed_sold = sold;
+    }
     return true;
 }
 
@@ -534,7 +552,7 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         redisAsyncCommand(r->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
         return;
     }
-    bool ok = rep && group_apply(g, rep);
+    bool ok = rep && group_apply(r, g, rep);
     if (!ok) {
         if (rep) {
             sk_warn("redis: purchase script for sale '%s' failed: %s", g->sale->id,
@@ -572,9 +590,9 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
         }
         if (sk_sale_final(op->sale)) {
             /* The holders arrived while this purchase was queued: answer it here. */
-            op->result = sk_engine_sold_out_answer(op->sale, op->user_id, op->user_len, op->request_id, op->request_len,
-                                                   &op->order);
-            op->remaining = 0;
+            op->result = sk_engine_final_answer(op->sale, op->now_ms, op->user_id, op->user_len, op->request_id,
+                                                op->request_len, &op->order, &op->held);
+            op->remaining = op->sale->stock - sk_sale_sold(op->sale);
             sk_engine_complete(r->e, op);
             continue;
         }
@@ -642,50 +660,113 @@ static void single_done(single_t *x)
     free(x);
 }
 
-static void parse_holder(sk_op_t *op, const char *p, size_t len)
+/* Parses "seq\treq\tcreated_at" (an order record of buy.lua's holders hash) into o. */
+static bool parse_order(const char *p, size_t len, sk_order_t *o)
 {
-    /* "seq\treq\tcreated_at\n" per order, oldest first. */
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += p[i] == '\n';
-    op->orders = n ? sk_xcalloc(n, sizeof(sk_order_t)) : NULL;
-    op->n_orders = 0;
     const char *end = p + len;
-    while (p < end && op->n_orders < n) {
-        const char *t1 = memchr(p, '\t', (size_t)(end - p));
-        const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
-        const char *nl = t2 ? memchr(t2 + 1, '\n', (size_t)(end - t2 - 1)) : NULL;
-        if (!nl)
-            break;
-        sk_order_t *o = &op->orders[op->n_orders];
-        int64_t seq, at;
-        size_t rl = (size_t)(t2 - t1 - 1);
-        if (sk_parse_i64(p, (size_t)(t1 - p), 1, SK_STOCK_MAX, &seq) == 0 &&
-            sk_parse_i64(t2 + 1, (size_t)(nl - t2 - 1), 0, INT64_MAX, &at) == 0 && rl <= SK_REQUEST_MAX) {
-            o->seq = (uint64_t)seq;
-            o->created_at = at;
-            memcpy(o->user_id, op->user_id, op->user_len + 1u);
-            memcpy(o->request_id, t1 + 1, rl);
-            o->request_id[rl] = '\0';
-            op->n_orders++;
-        }
-        p = nl + 1;
+    const char *t1 = memchr(p, '\t', len);
+    const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
+    if (!t2)
+        return false;
+    int64_t seq, at;
+    size_t rl = (size_t)(t2 - t1 - 1);
+    if (sk_parse_i64(p, (size_t)(t1 - p), 1, SK_STOCK_MAX, &seq) < 0 ||
+        sk_parse_i64(t2 + 1, (size_t)(end - t2 - 1), 0, INT64_MAX, &at) < 0 || rl > SK_REQUEST_MAX)
+        return false;
+    o->seq = (uint64_t)seq;
+    o->created_at = at;
+    memcpy(o->request_id, t1 + 1, rl);
+    o->request_id[rl] = '\0';
+    return true;
+}
+
+static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Asks for the fields "<user>\t2" .. "<user>\t<want>" in one HMGET. Returns 0 or -EIO. */
+static int send_orders_rest(rbackend_t *r, single_t *x)
+{
+    sk_op_t *op = x->op;
+    size_t n = x->want - 1, argc = 2 + n;
+    char key[SK_REDIS_KEY_MAX + 1];
+    const char **argv = sk_xmalloc(argc * sizeof(*argv));
+    size_t *lens = sk_xmalloc(argc * sizeof(*lens));
+    char *fields = sk_xmalloc(n * (SK_USER_MAX + 12));
+    argv[0] = "HMGET";
+    lens[0] = 5;
+    lens[1] = sk_redis_key(key, op->sale->id, op->sale->id_len, "holders");
+    argv[1] = key;
+    for (size_t i = 0; i < n; i++) {
+        char *f = fields + i * (SK_USER_MAX + 12);
+        memcpy(f, op->user_id, op->user_len);
+        f[op->user_len] = '\t';
+        argv[2 + i] = f;
+        lens[2 + i] = op->user_len + 1 + sk_fmt_u64(f + op->user_len + 1, (uint64_t)i + 2);
     }
+    /* hiredis copies the arguments into its output buffer before this returns. */
+    int rc = redisAsyncCommandArgv(r->ev.ac, on_orders_rest, x, (int)argc, argv, lens);
+    free(fields);
+    free(lens);
+    free(argv);
+    return rc == REDIS_OK ? 0 : -EIO;
+}
+
+static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    redisReply *rep = reply;
+    sk_op_t *op = x->op;
+    /* The user's orders 2..count, asked for with the count the first read saw. */
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != x->want - 1) {
+        op->status = -EIO;
+        single_done(x);
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *v = rep->element[i];
+        sk_order_t *o = &op->orders[op->n_orders];
+        if (v->type != REDIS_REPLY_STRING || !parse_order(v->str, v->len, o)) {
+            op->status = -EIO;
+            single_done(x);
+            return;
+        }
+        memcpy(o->user_id, op->user_id, op->user_len + 1u);
+        op->n_orders++;
+    }
+    op->status = 0;
+    single_done(x);
 }
 
 static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     single_t *x = priv;
+    rbackend_t *r = x->r;
     redisReply *rep = reply;
     sk_op_t *op = x->op;
+    op->status = -EIO;
     if (rep && rep->type == REDIS_REPLY_NIL) {
         op->status = 0;
     } else if (rep && rep->type == REDIS_REPLY_STRING) {
-        parse_holder(op, rep->str, rep->len);
-        op->status = 0;
-    } else {
-        op->status = -EIO;
+        /* "count\tseq\treq\tcreated_at": how many orders, then the first one. */
+        const char *t = memchr(rep->str, '\t', rep->len);
+        int64_t count;
+        if (t && sk_parse_i64(rep->str, (size_t)(t - rep->str), 1, SK_LIMIT_MAX, &count) == 0) {
+            op->orders = sk_xcalloc((size_t)count, sizeof(sk_order_t));
+            if (parse_order(t + 1, rep->len - (size_t)(t + 1 - rep->str), &op->orders[0])) {
+                memcpy(op->orders[0].user_id, op->user_id, op->user_len + 1u);
+                op->n_orders = 1;
+                op->status = 0;
+                if (count > 1 && r->state == CONN_READY) {
+                    x->want = (size_t)count;
+                    if (send_orders_rest(r, x) == 0)
+                        return;
+                    op->status = -EIO;
+                } else if (count > 1) {
+                    op->status = -EIO;
+                }
+            }
+        }
     }
     single_done(x);
 }
@@ -926,9 +1007,38 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     }
 }
 
-/* ---- holders of sold-out sales ------------------------------------------------------------ */
+/* ---- holders of finished sales ------------------------------------------------------------
+ * Once a sale is sold out, or a script ran after its end by Redis's clock, its order
+ * stream holds every order it will ever have: the node reads the stream into the same
+ * holders record the embedded ledger keeps and hands it to the engine, after which the
+ * node's workers answer that sale's purchases themselves. */
 
 static void holders_request(rbackend_t *r, sk_sale_t *s);
+
+/* How many orders the finished sale has (-1: not finished as far as this node knows). */
+static int64_t final_count(const rbackend_t *r, const sk_sale_t *s)
+{
+    if (sk_sale_is_sold_out(s))
+        return s->stock;
+    const rsale_t *rs = &r->sales[s->index];
+    return rs->closed ? rs->closed_sold : -1;
+}
+
+static void holders_failed(rbackend_t *r, rsale_t *rs)
+{
+    sk_holders_free(rs->loading);
+    rs->loading = NULL;
+    rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
+}
+
+static void holders_adopt(sk_sale_t *s, rsale_t *rs)
+{
+    sk_holders_t *h = rs->loading;
+    rs->loading = NULL;
+    sk_info("sale '%s' %s: %u holders' orders cached, purchases are answered locally", s->id,
+            sk_sale_is_sold_out(s) ? "sold out" : "ended", h->n_orders);
+    sk_engine_adopt_final_holders(s, h); /* the engine's from here on */
+}
 
 static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -938,7 +1048,8 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
     rsale_t *rs = &r->sales[s->index];
     redisReply *rep = reply;
     rs->load_busy = false;
-    bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    int64_t want = final_count(r, s);
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && want >= 0;
     for (size_t i = 0; ok && i < rep->elements; i++) {
         sk_redis_entry_t e;
         sk_redis_order_t o;
@@ -946,7 +1057,7 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         int rc = sk_redis_entry_parse(rep->element[i], &e);
         while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
             rc = 0;
-            if (o.seq != (uint64_t)h->n_orders + 1 || o.seq > (uint64_t)s->stock) {
+            if (o.seq != (uint64_t)h->n_orders + 1 || o.seq > (uint64_t)want) {
                 rc = -EINVAL;
                 break;
             }
@@ -961,28 +1072,18 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         }
     }
     if (!ok) {
-        sk_holders_free(rs->loading);
-        rs->loading = NULL;
-        rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
+        holders_failed(r, rs);
         return;
     }
-    if ((int64_t)rs->loading->n_orders >= s->stock) {
-        /* Every order of the sale is here and no more can come: from now on the
-         * workers answer its purchases themselves. */
-        s->holders = rs->loading;
-        rs->loading = NULL;
-        sk_engine_publish_holders(s, s->holders);
-        sk_info("sale '%s' sold out: %u holders' orders cached, purchases are answered locally", s->id,
-                s->holders->n_orders);
+    if ((int64_t)rs->loading->n_orders >= want) {
+        holders_adopt(s, rs);
         return;
     }
     if (rep->elements == 0) {
-        sk_error("redis: the order stream of sale '%s' holds %u orders, its stock is %lld; its holders are "
+        sk_error("redis: the order stream of sale '%s' holds %u orders, it sold %lld; its holders are "
                  "not cached",
-                 s->id, rs->loading->n_orders, (long long)s->stock);
-        sk_holders_free(rs->loading);
-        rs->loading = NULL;
-        rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
+                 s->id, rs->loading->n_orders, (long long)want);
+        holders_failed(r, rs);
         return;
     }
     holders_request(r, s);
@@ -1001,11 +1102,16 @@ static void holders_request(rbackend_t *r, sk_sale_t *s)
 static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
-    if (r->state != CONN_READY || !sk_sale_is_sold_out(s) || sk_sale_final(s) || rs->load_busy ||
+    int64_t want = final_count(r, s);
+    if (r->state != CONN_READY || want < 0 || sk_sale_final(s) || rs->load_busy ||
         sk_loop_now(r->loop) < rs->load_retry_ms)
         return;
     if (!rs->loading)
         rs->loading = sk_holders_new();
+    if ((int64_t)rs->loading->n_orders >= want) {
+        holders_adopt(s, rs); /* ended without a sale: nothing to read */
+        return;
+    }
     holders_request(r, s);
 }
 
@@ -1091,7 +1197,7 @@ static void poll_store(rbackend_t *r)
         rsale_t *rs = &r->sales[s->index];
         if (sk_sale_final(s))
             continue;
-        if (sk_sale_is_sold_out(s)) {
+        if (final_count(r, s) >= 0) {
             maybe_load_holders(r, s);
             continue;
         }

@@ -1,5 +1,5 @@
 /* The Redis backend: every node's ledger thread decides purchases with a Lua script run
- * per batch in Redis (src/backend/lua/buy.lua): window, repeated request, per-user limit,
+ * per batch in Redis (src/backend/lua/buy.lua): repeated request, window, per-user limit,
  * stock, decrement, holder record and XADD of the order to the sale's stream, all in one
  * atomic step that Redis (AOF appendfsync always) makes durable before it replies. Sales
  * live in Redis too and every node caches them; `seckill drain` moves the order streams

@@ -4,7 +4,13 @@
  * in memory, SQLite journal) and Redis (redis.c: decisions in a Lua script).
  *
  * Threading: load and add_sale run at start-up before start; wake runs on any thread;
- * everything else on the backend's own thread. */
+ * everything else on the backend's own thread.
+ *
+ * Ownership: sales belong to the engine (sk_engine_register_sale). What a backend keeps
+ * per sale (its holders while the sale is open, counters, load state) it keeps in its
+ * own array indexed by sk_sale_t.index and frees in `free`; the one thing it hands over
+ * is a sale's final holders (sk_engine_adopt_final_holders). `free` runs after the
+ * engine freed the sales: it must not touch them. */
 #ifndef SK_ENGINE_BACKEND_H
 #define SK_ENGINE_BACKEND_H
 
@@ -46,12 +52,17 @@ void sk_engine_flush(sk_engine_t *e);
 void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
 /** Publishes a sale's durable sold count (and sold-out state when sold == stock). */
 void sk_engine_publish_sold(sk_sale_t *s, int64_t sold);
-/** Publishes the final holders of a sold-out sale: from now on workers answer its
- *  purchases themselves (sk_engine_sold_out_answer). */
-void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h);
+/** Hands a sale's final holders to the engine, once per sale, when no order of the sale
+ *  can be added any more (sold out, or closed because the backend's clock passed its
+ *  end) and every order is durable and in h. From this call the engine owns h: workers
+ *  answer from it without locks (sk_engine_final_answer, sk_engine_final_orders) and
+ *  sk_engine_free frees it with the sale, after the backend stopped. The backend may
+ *  keep reading h on its thread but never writes to it or frees it again. */
+void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h);
 /** Records one batch in the engine's statistics. */
 void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
-/** Frees a sale that was never registered. */
+/** Frees a sale that was never registered (and, in sk_engine_free, every registered
+ *  sale with the final holders the engine adopted). */
 void sk_sale_free(sk_sale_t *s);
 
 #endif

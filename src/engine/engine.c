@@ -1,12 +1,13 @@
-/* The sale table, the ledger thread and the queues between it and the workers.
+/* The sale table, the queues between the workers and the ledger thread, and what the
+ * workers may answer without the ledger.
  *
- * The ledger is the one writer of every sale's stock and holders (the single-writer
- * principle): workers push ops onto one lock-free queue and wake it through an eventfd;
- * it takes everything queued (up to max_batch), decides each purchase in arrival
- * order, writes all confirmed orders of the batch in one SQLite transaction, and only
- * after that commit returns publishes the new counts and posts the answers. While it
- * commits, the next batch forms in the queue, so the batch size grows with the load
- * and the fsync cost is shared by all purchases of a batch. */
+ * The ledger thread belongs to the backend (backend.h): it is the one writer of every
+ * sale's stock and holders (the single-writer principle). Workers push ops onto one
+ * lock-free queue and wake the backend once per loop turn; the backend takes them in
+ * arrival order (sk_engine_take), decides and durably records them, and posts each back
+ * to the worker that sent it (sk_engine_complete, sk_engine_flush). What is published
+ * here for the workers (sold counts, the sold-out flag, final holders) only ever
+ * describes durable state. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -183,30 +184,38 @@ void sk_sale_free(sk_sale_t *s)
 {
     if (!s)
         return;
-    sk_holders_free(s->holders);
+    sk_holders_free(atomic_load_explicit(&s->final_holders, memory_order_relaxed));
     free(s->name);
     free(s);
 }
 
-/* ---- the sold-out fast path (any thread, after sold_out) --------------------------------- */
+/* ---- the final-holders fast path (any thread, once final_holders is set) ----------------- */
 
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
-                                          size_t request_len, sk_order_t *order)
+sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
+                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held)
 {
     const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
+    *held = 0;
     uint32_t slot = sk_holders_find(h, user, user_len);
-    if (slot == NONE || h->slots[slot].count == 0)
-        return SK_BUY_SOLD_OUT;
-    uint32_t k = sk_holders_find_request(h, slot, request_id, request_len);
-    if (k != NONE) {
-        sk_holders_order(h, k, order);
-        return SK_BUY_DUPLICATE;
+    uint32_t count = slot == NONE ? 0 : h->slots[slot].count;
+    if (count > 0) {
+        uint32_t k = sk_holders_find_request(h, slot, request_id, request_len, NULL);
+        if (k != NONE) {
+            sk_holders_order(h, k, order);
+            return SK_BUY_DUPLICATE;
+        }
     }
-    if ((int64_t)h->slots[slot].count >= s->per_user_limit) {
+    if (now_ms < s->starts_at)
+        return SK_BUY_NOT_STARTED;
+    /* Final but not sold out: the backend closed the sale at its end (by its clock,
+     * which may run ahead of this one). */
+    if (now_ms >= s->ends_at || !sk_sale_is_sold_out(s))
+        return SK_BUY_ENDED;
+    if (count > 0) {
         sk_holders_order(h, h->slots[slot].first, order);
-        return SK_BUY_LIMIT_REACHED;
+        *held = count;
     }
-    return SK_BUY_SOLD_OUT;
+    return (int64_t)count >= s->per_user_limit ? SK_BUY_LIMIT_REACHED : SK_BUY_SOLD_OUT;
 }
 
 static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
@@ -222,7 +231,7 @@ static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_l
     return i;
 }
 
-size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
+size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
 {
     return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user, user_len,
                        out);
@@ -374,7 +383,7 @@ void sk_engine_publish_sold(sk_sale_t *s, int64_t sold)
         atomic_store_explicit(&s->sold_out, true, memory_order_release);
 }
 
-void sk_engine_publish_holders(sk_sale_t *s, sk_holders_t *h)
+void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h)
 {
     atomic_store_explicit(&s->final_holders, h, memory_order_release);
 }

@@ -1,6 +1,7 @@
-/* The sale engine: the sale table (read by every worker without locks), the ledger
- * thread (the one writer of stock, per-user counts and orders), and the queues between
- * them. Knows nothing of sockets or HTTP.
+/* The sale engine: the sale table (read by every worker without locks), the queues
+ * between the workers and the ledger thread, and what workers may answer without it.
+ * The ledger thread, the one writer of stock, per-user counts and orders, is run by a
+ * backend (engine/backend.h). Knows nothing of sockets, HTTP or stores.
  *
  * A worker thread attaches once (sk_engine_attach) and gets an sk_engine_worker_t whose
  * completions run on the worker's loop. It hands operations (sk_op_t) to the ledger with
@@ -59,13 +60,11 @@ struct sk_sale {
     _Atomic bool sold_out; /* release-stored after the last unit's commit */
     _Atomic uint64_t version; /* bumped on every change of sold or state */
 
-    /* Ledger-private (the embedded ledger's record of holders). */
-    sk_holders_t *holders;
-    /* Set once the sale is sold out and its holders are final and known here: from
-     * then on workers answer its purchases without the ledger. */
+    /* Set once the sale's holders are final (sold out, or closed at its end) and known
+     * here: from then on workers answer its purchases without the ledger. Owned by the
+     * engine (sk_engine_adopt_final_holders), freed with the sale. What a backend keeps
+     * per sale while the sale is open is its own (indexed by `index`), never here. */
     _Atomic(sk_holders_t *) final_holders;
-    int64_t ledger_sold; /* decided, committed or being committed */
-    uint64_t next_seq;
 };
 
 typedef enum {
@@ -122,13 +121,15 @@ struct sk_op {
     char request_id[SK_REQUEST_MAX + 1];
     uint8_t request_len;
 
-    /* Results. BUY: result, order (seq, created_at), remaining. ORDERS/LIST: orders,
+    /* Results. BUY: result, order (seq, created_at), remaining, held (the orders the
+     * buyer holds, with LIMIT_REACHED and SOLD_OUT; then `order` is their first). ORDERS/LIST: orders,
      * n_orders (owned by the op, freed by sk_op_free). CREATE_SALE: status 0,
      * -EEXIST, -ENOSPC (too many sales) or -EIO. */
     sk_buy_result_t result;
     int status;
     int64_t remaining;
     sk_order_t order;
+    uint32_t held;
     sk_order_t *orders;
     size_t n_orders;
     uint64_t list_after; /* LIST: orders with seq > list_after */
@@ -137,9 +138,6 @@ struct sk_op {
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
     uint64_t scratch; /* the ledger's own use (the embedded ledger keeps the user's hash) */
 };
-
-/** Durable storage of sales and orders behind the embedded ledger. */
-typedef struct sk_journal sk_journal_t;
 
 typedef struct {
     size_t max_inflight; /* ops queued to the ledger before 429 (default 65536) */
@@ -187,21 +185,28 @@ static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
     return atomic_load_explicit(&((sk_sale_t *)s)->sold_out, memory_order_acquire);
 }
 
-/** True when the worker may answer purchases of this sale itself (sold out, holders final). */
+/** True when the worker may answer purchases of this sale itself: its holders are final
+ *  (sold out, or closed at its end) and the engine holds them. */
 static inline bool sk_sale_final(const sk_sale_t *s)
 {
     return atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire) != NULL;
 }
 
-/** The gate's answer for a sold-out sale, decided on the worker without the ledger:
- *  a holder's replay of a confirmed request_id is DUPLICATE (order filled in), a holder
- *  at the limit gets LIMIT_REACHED (with their first order), anyone else SOLD_OUT.
+/** The answer to a purchase of a sale whose holders are final, decided on the worker
+ *  without the ledger and in the ledger's order (every backend decides the same way):
+ *  1. a holder's replay of a request id: DUPLICATE with that order, whatever the clock
+ *     says (I5);
+ *  2. the window at now_ms: NOT_STARTED, ENDED (also for a sale closed at its end);
+ *  3. a holder at the per-user limit: LIMIT_REACHED;
+ *  4. SOLD_OUT.
+ *  With LIMIT_REACHED and SOLD_OUT, a holder's first order is filled into *order and
+ *  *held is the number of orders they hold (0 for anyone else: *order untouched).
  *  Only valid when sk_sale_final() returned true. */
-sk_buy_result_t sk_engine_sold_out_answer(const sk_sale_t *s, const char *user, size_t user_len, const char *request_id,
-                                          size_t request_len, sk_order_t *order);
-/** A user's orders of a sold-out sale, read without the ledger (same condition).
- *  Returns the count; *out is malloc'ed (free it). */
-size_t sk_engine_sold_out_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
+sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
+                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held);
+/** A user's orders of a sale whose holders are final, read without the ledger (same
+ *  condition). Returns the count; *out is malloc'ed (free it). */
+size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
 /** A user's orders from a holders record (ledger thread, or any thread once final). */
 size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out);
 

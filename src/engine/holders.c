@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NONE UINT32_MAX
+#define NONE SK_HOLDERS_NONE
+#define CHUNK ((uint64_t)1 << SK_HOLDERS_CHUNK_BITS)
+#define CHUNK0_MIN 4096 /* most sales are small: chunk 0 starts here and doubles */
 
 static uint64_t hash_str(const char *s, size_t n)
 {
@@ -25,27 +27,59 @@ void sk_holders_free(sk_holders_t *h)
 {
     if (!h)
         return;
+    for (size_t i = 0; i < h->n_chunks; i++)
+        free(h->chunks[i]);
+    free(h->chunks);
     free(h->slots);
     free(h->orders);
-    free(h->arena);
+    free(h->reqs);
     free(h);
 }
 
-static uint32_t arena_put(sk_holders_t *h, const char *s, size_t n)
+/* ---- the string arena ---------------------------------------------------------------- */
+
+/* Strings never straddle two chunks, so a string is one pointer plus its length away. */
+static uint64_t arena_put(sk_holders_t *h, const char *s, size_t n)
 {
-    if (h->arena_len + n + 1 > h->arena_cap) {
-        size_t cap = h->arena_cap ? h->arena_cap : 4096;
-        while (cap < h->arena_len + n + 1)
+    uint64_t need = n + 1;
+    uint64_t off = h->arena_len;
+    if ((off & (CHUNK - 1)) + need > CHUNK)
+        off = (off | (CHUNK - 1)) + 1; /* the rest of this chunk stays unused */
+    size_t ci = (size_t)(off >> SK_HOLDERS_CHUNK_BITS);
+    size_t end = (size_t)(off & (CHUNK - 1)) + need;
+    if (ci >= h->n_chunks) {
+        size_t cap = h->n_chunks ? h->n_chunks : 16;
+        while (cap <= ci)
             cap *= 2;
-        h->arena = sk_xrealloc(h->arena, cap);
-        h->arena_cap = cap;
+        h->chunks = sk_xrealloc(h->chunks, cap * sizeof(*h->chunks));
+        memset(h->chunks + h->n_chunks, 0, (cap - h->n_chunks) * sizeof(*h->chunks));
+        h->n_chunks = cap;
     }
-    uint32_t off = (uint32_t)h->arena_len;
-    memcpy(h->arena + off, s, n);
-    h->arena[off + n] = '\0';
-    h->arena_len += n + 1;
+    if (ci == 0) {
+        /* Chunk 0 grows by doubling: nothing keeps a pointer into the arena, only offsets. */
+        if (h->chunk0_cap < end) {
+            size_t cap = h->chunk0_cap ? h->chunk0_cap : CHUNK0_MIN;
+            while (cap < end)
+                cap *= 2;
+            h->chunks[0] = sk_xrealloc(h->chunks[0], cap);
+            h->chunk0_cap = cap;
+        }
+    } else if (!h->chunks[ci]) {
+        h->chunks[ci] = sk_xmalloc((size_t)CHUNK);
+    }
+    char *p = h->chunks[ci] + (off & (CHUNK - 1));
+    memcpy(p, s, n);
+    p[n] = '\0';
+    h->arena_len = off + need;
     return off;
 }
+
+void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes)
+{
+    h->arena_len += bytes;
+}
+
+/* ---- users --------------------------------------------------------------------------- */
 
 static uint32_t probe(const sk_holders_t *h, uint64_t hv, const char *user, size_t len)
 {
@@ -54,7 +88,7 @@ static uint32_t probe(const sk_holders_t *h, uint64_t hv, const char *user, size
         const sk_holder_t *s = &h->slots[i];
         if (s->user_len == 0)
             return i;
-        if (s->hash == hv && s->user_len == len && memcmp(h->arena + s->user_off, user, len) == 0)
+        if (s->hash == hv && s->user_len == len && memcmp(sk_holders_str(h, s->user_off), user, len) == 0)
             return i;
     }
 }
@@ -67,11 +101,14 @@ uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len)
 
 static void grow(sk_holders_t *h)
 {
+    /* At most SK_STOCK_MAX users at a load of at most 1/2: 2^31 slots always suffice. */
+    if (h->cap >= (UINT32_C(1) << 31))
+        abort();
     sk_holder_t *old = h->slots;
     uint32_t old_cap = h->cap;
     h->cap *= 2;
     h->slots = sk_xcalloc(h->cap, sizeof(*h->slots));
-    uint32_t *moved = sk_xmalloc(sizeof(uint32_t) * old_cap);
+    uint32_t *moved = sk_xmalloc(sizeof(uint32_t) * (size_t)old_cap);
     uint32_t mask = h->cap - 1;
     for (uint32_t i = 0; i < old_cap; i++) {
         moved[i] = NONE;
@@ -110,7 +147,7 @@ uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len)
 
 uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t i, uint64_t hv, const char *user, size_t len)
 {
-    if ((h->used + 1) * 2 > h->cap) {
+    if (((uint64_t)h->used + 1) * 2 > h->cap) {
         grow(h);
         i = probe(h, hv, user, len);
     }
@@ -124,11 +161,107 @@ uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t i, uint64_t hv, const ch
     return i;
 }
 
+/* ---- the request index ------------------------------------------------------------------
+ * Linear probing over (order, tag) pairs; the tag is the low 32 bits of a hash of the
+ * user's hash and the request id, and also gives the home position. A user's orders
+ * enter it once the user holds more than SK_HOLDERS_WALK_MAX; an order never enters
+ * twice, and undoing an order takes it out (backward-shift deletion, no tombstones). */
+
+static uint32_t req_tag(uint64_t user_hash, const char *req, size_t len)
+{
+    uint64_t v = hash_str(req, len) ^ (user_hash * 0x9e3779b97f4a7c15ull);
+    return (uint32_t)(v ^ (v >> 32));
+}
+
+static bool req_matches(const sk_holders_t *h, uint32_t k, uint32_t slot, const char *req, size_t len)
+{
+    const sk_holder_order_t *o = &h->orders[k];
+    return o->holder == slot && o->req_len == len && memcmp(sk_holders_str(h, o->req_off), req, len) == 0;
+}
+
+static void req_place(sk_holder_req_t *t, uint32_t cap, sk_holder_req_t e)
+{
+    uint32_t mask = cap - 1;
+    uint32_t i = e.tag & mask;
+    while (t[i].order != NONE)
+        i = (i + 1) & mask;
+    t[i] = e;
+}
+
+static void req_grow(sk_holders_t *h)
+{
+    uint32_t cap = h->req_cap ? h->req_cap * 2 : 64;
+    if (h->req_cap >= (UINT32_C(1) << 31))
+        abort(); /* at most SK_STOCK_MAX orders at a load of at most 1/2 */
+    sk_holder_req_t *t = sk_xmalloc((size_t)cap * sizeof(*t));
+    for (uint32_t i = 0; i < cap; i++)
+        t[i].order = NONE;
+    for (uint32_t i = 0; i < h->req_cap; i++)
+        if (h->reqs[i].order != NONE)
+            req_place(t, cap, h->reqs[i]);
+    free(h->reqs);
+    h->reqs = t;
+    h->req_cap = cap;
+}
+
+static void req_insert(sk_holders_t *h, uint32_t k)
+{
+    const sk_holder_order_t *o = &h->orders[k];
+    if (o->req_len == 0)
+        return; /* never looked for */
+    if (((uint64_t)h->req_used + 1) * 2 > h->req_cap)
+        req_grow(h);
+    uint32_t tag = req_tag(h->slots[o->holder].hash, sk_holders_str(h, o->req_off), o->req_len);
+    uint32_t mask = h->req_cap - 1;
+    uint32_t i = tag & mask;
+    for (; h->reqs[i].order != NONE; i = (i + 1) & mask) {
+        h->steps++;
+        if (h->reqs[i].order == k)
+            return; /* indexed when the user first went past the walk limit */
+    }
+    h->steps++;
+    h->reqs[i] = (sk_holder_req_t){k, tag};
+    h->req_used++;
+}
+
+static void req_remove(sk_holders_t *h, uint32_t k)
+{
+    const sk_holder_order_t *o = &h->orders[k];
+    if (o->req_len == 0 || h->req_used == 0)
+        return;
+    uint32_t tag = req_tag(h->slots[o->holder].hash, sk_holders_str(h, o->req_off), o->req_len);
+    uint32_t mask = h->req_cap - 1;
+    uint32_t i = tag & mask;
+    for (; h->reqs[i].order != k; i = (i + 1) & mask) {
+        h->steps++;
+        if (h->reqs[i].order == NONE)
+            return; /* this user never went past the walk limit */
+    }
+    /* Backward-shift: pull later entries of the run into the hole when their home
+     * position does not lie (cyclically) between the hole and them. */
+    uint32_t hole = i;
+    for (uint32_t j = (hole + 1) & mask; h->reqs[j].order != NONE; j = (j + 1) & mask) {
+        h->steps++;
+        uint32_t home = h->reqs[j].tag & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            h->reqs[hole] = h->reqs[j];
+            hole = j;
+        }
+    }
+    h->reqs[hole].order = NONE;
+    h->req_used--;
+}
+
+/* ---- orders ------------------------------------------------------------------------------ */
+
 void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at)
 {
     if (h->n_orders == h->orders_cap) {
-        h->orders_cap = h->orders_cap ? h->orders_cap * 2 : 256;
-        h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * h->orders_cap);
+        uint64_t cap = h->orders_cap ? (uint64_t)h->orders_cap * 2 : 256;
+        if (cap > SK_HOLDERS_NONE)
+            cap = SK_HOLDERS_NONE; /* seqs stop at SK_STOCK_MAX, far below */
+        h->orders_cap = (uint32_t)cap;
+        h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap);
     }
     uint32_t idx = h->n_orders++;
     sk_holder_order_t *o = &h->orders[idx];
@@ -138,40 +271,67 @@ void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_
     o->req_off = arena_put(h, req, req_len);
     o->req_len = (uint16_t)req_len;
     sk_holder_t *s = &h->slots[slot];
+    o->prev = s->last;
     if (s->last == NONE)
         s->first = idx;
     else
         h->orders[s->last].next = idx;
     s->last = idx;
     s->count++;
+    if (s->count == SK_HOLDERS_WALK_MAX + 1) {
+        /* From now on this user's request ids are found through the index. */
+        for (uint32_t k = s->first; k != NONE; k = h->orders[k].next)
+            req_insert(h, k);
+    } else if (s->count > SK_HOLDERS_WALK_MAX) {
+        req_insert(h, idx);
+    }
 }
 
 void sk_holders_pop_order(sk_holders_t *h)
 {
-    uint32_t idx = --h->n_orders;
-    sk_holder_t *s = &h->slots[h->orders[idx].holder];
+    uint32_t idx = h->n_orders - 1;
+    sk_holder_order_t *o = &h->orders[idx];
+    sk_holder_t *s = &h->slots[o->holder];
+    req_remove(h, idx);
+    h->n_orders--;
     s->count--;
-    if (s->first == idx) {
-        s->first = s->last = NONE;
-    } else {
-        uint32_t k = s->first;
-        while (h->orders[k].next != idx)
-            k = h->orders[k].next;
-        h->orders[k].next = NONE;
-        s->last = k;
-    }
+    s->last = o->prev;
+    if (o->prev == NONE)
+        s->first = NONE;
+    else
+        h->orders[o->prev].next = NONE;
 }
 
-uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len)
+uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, uint64_t *steps)
 {
     if (req_len == 0)
         return NONE; /* no request id: nothing to deduplicate against */
-    for (uint32_t k = h->slots[slot].first; k != NONE; k = h->orders[k].next) {
-        const sk_holder_order_t *o = &h->orders[k];
-        if (o->req_len == req_len && memcmp(h->arena + o->req_off, req, req_len) == 0)
-            return k;
+    uint64_t n = 0;
+    uint32_t found = NONE;
+    const sk_holder_t *s = &h->slots[slot];
+    if (s->count <= SK_HOLDERS_WALK_MAX) {
+        for (uint32_t k = s->first; k != NONE; k = h->orders[k].next) {
+            n++;
+            const sk_holder_order_t *o = &h->orders[k];
+            if (o->req_len == req_len && memcmp(sk_holders_str(h, o->req_off), req, req_len) == 0) {
+                found = k;
+                break;
+            }
+        }
+    } else {
+        uint32_t tag = req_tag(s->hash, req, req_len);
+        uint32_t mask = h->req_cap - 1;
+        for (uint32_t i = tag & mask; h->reqs[i].order != NONE; i = (i + 1) & mask) {
+            n++;
+            if (h->reqs[i].tag == tag && req_matches(h, h->reqs[i].order, slot, req, req_len)) {
+                found = h->reqs[i].order;
+                break;
+            }
+        }
     }
-    return NONE;
+    if (steps)
+        *steps += n;
+    return found;
 }
 
 void sk_holders_order(const sk_holders_t *h, uint32_t i, sk_order_t *out)
@@ -180,6 +340,6 @@ void sk_holders_order(const sk_holders_t *h, uint32_t i, sk_order_t *out)
     const sk_holder_t *s = &h->slots[o->holder];
     out->seq = (uint64_t)i + 1;
     out->created_at = o->created_at;
-    memcpy(out->user_id, h->arena + s->user_off, s->user_len + 1u);
-    memcpy(out->request_id, h->arena + o->req_off, o->req_len + 1u);
+    memcpy(out->user_id, sk_holders_str(h, s->user_off), s->user_len + 1u);
+    memcpy(out->request_id, sk_holders_str(h, o->req_off), o->req_len + 1u);
 }

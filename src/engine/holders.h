@@ -1,8 +1,18 @@
-/* Per-sale record of who holds which orders: an open-addressing hash of users and an
- * array of orders indexed by seq - 1. Written only by the ledger thread; once the sale
- * is sold out it never changes again and any thread may read it (after an acquire load
- * of sale->sold_out). Strings live in an arena addressed by offsets, so growing it
- * never invalidates a reference. */
+/* Per-sale record of who holds which orders: an open-addressing hash of users, an array
+ * of orders indexed by seq - 1 (each user's orders linked in seq order), and an index of
+ * request ids for users who hold many orders. Written only by the ledger thread; once
+ * the engine adopted it as a sale's final holders it never changes again and any thread
+ * may read it (after an acquire load of sale->final_holders).
+ *
+ * Sizes: every count and index here holds the API's limits (stock up to SK_STOCK_MAX
+ * orders and users, SK_LIMIT_MAX orders per user). Strings live in an arena of fixed
+ * chunks addressed by 64-bit offsets: growing it never moves a string, and it may pass
+ * 4 GiB (a billion orders with long ids need far more).
+ *
+ * Cost per decision: finding a user is one hash probe; finding a user's request id walks
+ * their list while they hold at most SK_HOLDERS_WALK_MAX orders, and takes one probe of
+ * the request index beyond that, so a user with a million orders costs what a user with
+ * one does. Undoing the newest order is O(1) too. */
 #ifndef SK_ENGINE_HOLDERS_H
 #define SK_ENGINE_HOLDERS_H
 
@@ -11,36 +21,62 @@
 
 #include "engine/engine.h"
 
+#define SK_HOLDERS_NONE UINT32_MAX /* no slot, no order */
+#define SK_HOLDERS_WALK_MAX 8 /* orders a user may hold before their request ids are indexed */
+#define SK_HOLDERS_CHUNK_BITS 20 /* arena chunks of 1 MiB (the first grows up to that) */
+
+_Static_assert(SK_STOCK_MAX < SK_HOLDERS_NONE / 2, "order indexes and user slots are 32-bit");
+_Static_assert(SK_LIMIT_MAX < SK_HOLDERS_NONE, "a holder's count is 32-bit");
+_Static_assert(SK_USER_MAX < UINT16_MAX && SK_REQUEST_MAX < UINT16_MAX, "string lengths are 16-bit");
+
 typedef struct {
     uint64_t hash;
-    uint32_t user_off;
-    uint16_t user_len; /* 0: empty slot */
-    uint32_t count; /* orders held (per_user_limit goes up to SK_LIMIT_MAX) */
-    uint32_t first; /* order index of the first order, or UINT32_MAX */
+    uint64_t user_off; /* arena offset */
+    uint32_t count; /* orders held */
+    uint32_t first; /* order index of the first order, or SK_HOLDERS_NONE */
     uint32_t last;
+    uint16_t user_len; /* 0: empty slot */
 } sk_holder_t;
 
 typedef struct {
     int64_t created_at;
+    uint64_t req_off; /* arena offset */
     uint32_t holder; /* slot index */
-    uint32_t next; /* next order of the same user, or UINT32_MAX */
-    uint32_t req_off;
+    uint32_t next; /* next order of the same user, or SK_HOLDERS_NONE */
+    uint32_t prev; /* previous order of the same user, or SK_HOLDERS_NONE */
     uint16_t req_len;
 } sk_holder_order_t;
 
+/* One entry of the request index: an order and 32 bits of the hash of (user, request). */
+typedef struct {
+    uint32_t order; /* SK_HOLDERS_NONE: empty */
+    uint32_t tag;
+} sk_holder_req_t;
+
 struct sk_holders {
     sk_holder_t *slots;
-    uint32_t cap; /* power of two */
+    uint32_t cap; /* power of two, at most 2^31 (users <= SK_STOCK_MAX at load <= 1/2) */
     uint32_t used;
     sk_holder_order_t *orders;
     uint32_t n_orders, orders_cap;
-    char *arena;
-    size_t arena_len, arena_cap;
+    /* The string arena: chunk i holds offsets [i << CHUNK_BITS, (i + 1) << CHUNK_BITS). */
+    char **chunks;
+    size_t n_chunks;
+    size_t chunk0_cap; /* bytes allocated for chunk 0 (it starts small) */
+    uint64_t arena_len; /* the next free offset */
+    /* The request index: orders of users holding more than SK_HOLDERS_WALK_MAX. */
+    sk_holder_req_t *reqs;
+    uint32_t req_cap, req_used;
+    /* Work counter of the writer: request-index entries looked at while adding and
+     * undoing orders. Only tests read it, to check that the cost of a decision does not
+     * grow with the user's orders (sk_holders_find_request counts its own). */
+    uint64_t steps;
 };
 
+/** Allocates an empty record (the caller owns it: sk_holders_free). */
 sk_holders_t *sk_holders_new(void);
 void sk_holders_free(sk_holders_t *h);
-/** Finds a user; returns the slot index or UINT32_MAX. Read-only. */
+/** Finds a user; returns the slot index or SK_HOLDERS_NONE. Read-only. */
 uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len);
 /** Finds or inserts a user (ledger only); returns the slot index. */
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len);
@@ -65,15 +101,24 @@ static inline int sk_holders_present(const sk_holders_t *h, uint32_t slot)
 uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t slot, uint64_t hash, const char *user, size_t len);
 /** Appends an order (seq = n_orders + 1 afterwards) for the holder at `slot`. */
 void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at);
-/** Removes the newest order (undo of an uncommitted batch). */
+/** Removes the newest order (undo of an uncommitted batch). O(1). */
 void sk_holders_pop_order(sk_holders_t *h);
-/** Looks for the holder's order with this request id; returns its index or UINT32_MAX. */
-uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len);
+/** Looks for the holder's order with this request id; returns its index or
+ *  SK_HOLDERS_NONE. An empty request id never matches. Read-only (any thread once
+ *  final); when steps is not NULL, adds the list nodes and index entries looked at. */
+uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len,
+                                 uint64_t *steps);
 /** Fills an sk_order_t from order index i. */
 void sk_holders_order(const sk_holders_t *h, uint32_t i, sk_order_t *out);
-static inline const char *sk_holders_str(const sk_holders_t *h, uint32_t off)
+/** The string at an arena offset (NUL-terminated). */
+static inline const char *sk_holders_str(const sk_holders_t *h, uint64_t off)
 {
-    return h->arena + off;
+    return h->chunks[off >> SK_HOLDERS_CHUNK_BITS] + (off & (((uint64_t)1 << SK_HOLDERS_CHUNK_BITS) - 1));
 }
+
+/** Test seam: moves the arena's end `bytes` further as if that much had been stored,
+ *  without storing or allocating it (the chunks passed over stay unallocated and are
+ *  never read). Lets a test put strings beyond 4 GiB of offsets without the memory. */
+void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes);
 
 #endif

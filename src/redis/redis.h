@@ -6,8 +6,10 @@
  *   sk:sales              sorted set of sale ids by creation time (discovery only)
  *   sk:{<sale>}:sale      hash: id name stock starts_at ends_at per_user_limit
  *                         created_at sold
- *   sk:{<sale>}:holders   hash: user -> "seq\treq\tcreated_at\n" per order held
- *   sk:{<sale>}:orders    stream: entry "<seq>-0" per order, fields u r t */
+ *   sk:{<sale>}:holders   hash: "<user>" -> "count\tseq\treq\tcreated_at" (the first
+ *                         order), "<user>\t<i>" -> the i-th order, "<user>\n<req>" -> i
+ *                         (src/backend/lua/buy.lua)
+ *   sk:{<sale>}:orders    stream: one entry "<first seq>-0" per batch, fields n t u r */
 #ifndef SK_REDIS_REDIS_H
 #define SK_REDIS_REDIS_H
 

@@ -1,6 +1,7 @@
 """The Redis store's Lua scripts (src/backend/lua/), run by a real redis-server: the
-purchase decisions of buy.lua (window, duplicates, per-user limit, stock, batch order),
-its records (holders hash, order stream, sold count) and create_sale.lua."""
+purchase decisions of buy.lua (holder replays before the window, duplicates, per-user
+limit, stock, batch order), its records (holders hash, order stream, sold count), the
+cost of a user with many orders, and create_sale.lua."""
 import os
 import time
 
@@ -36,11 +37,25 @@ def new_sale(stock=10, limit=1, starts=None, ends=None):
 
 
 def buy(sale, *pairs):
-    """pairs: (user, request); returns (sold, now, [(code, seq, at, remaining), ...])."""
+    """pairs: (user, request); returns (sold, now, [(code, seq, at, remaining, held), ...])."""
     args = [x for p in pairs for x in p]
     r = R.cmd("EVALSHA", BUY, 3, *keys(sale), *args)
-    rows = [tuple(r[2 + 4 * i:6 + 4 * i]) for i in range(len(pairs))]
+    assert len(r) == 2 + 5 * len(pairs), r
+    rows = [tuple(r[2 + 5 * i:7 + 5 * i]) for i in range(len(pairs))]
     return r[0], r[1], rows
+
+
+def holder(sale, user):
+    """The user's orders as the holders hash keeps them: [(seq, request), ...]."""
+    rec = R.cmd("HGET", keys(sale)[1], user)
+    if rec is None:
+        return []
+    count, seq, req, _ = rec.split("\t")
+    orders = [(int(seq), req)]
+    for i in range(2, int(count) + 1):
+        s, r, _ = R.cmd("HGET", keys(sale)[1], f"{user}\t{i}").split("\t")
+        orders.append((int(s), r))
+    return orders
 
 
 def test_create(ck):
@@ -74,8 +89,9 @@ def test_batch_order_and_sold_out(ck):
     # a later batch: still sold out, the holder keeps hearing about their order
     _, _, rows = buy(sale, ("f", "x"), ("a", "r1"), ("a", "r2"))
     ck.eq([r[0] for r in rows], [SOLD_OUT, DUPLICATE, LIMIT], "after the sell-out: sold_out, holder duplicate/limit")
+    ck.eq(rows[0][1], 0, "sold_out names no order for a non-holder")
     ck.eq(rows[1][1], 1, "the duplicate names the first order")
-    ck.eq(rows[2][1], 1, "limit_reached names the first order")
+    ck.eq((rows[2][1], rows[2][4]), (1, 1), "limit_reached names the first order and the count held")
     ck.eq(R.cmd("XLEN", keys(sale)[2]), 1, "no entry for refused purchases")
 
 
@@ -93,8 +109,8 @@ def test_duplicates(ck):
     sale2 = new_sale(stock=10, limit=2)
     _, _, rows = buy(sale2, ("w", ""), ("w", ""), ("w", ""))
     ck.eq([r[0] for r in rows], [CONFIRMED, CONFIRMED, LIMIT], "empty request ids are separate purchases")
-    held = R.cmd("HGET", keys(sale2)[1], "w")
-    ck.eq(held.count("\n"), 2, "the holder record lists both orders")
+    ck.eq(holder(sale2, "w"), [(1, ""), (2, "")], "the holder record lists both orders")
+    ck.eq(R.cmd("HEXISTS", keys(sale2)[1], "w\n"), 0, "an empty request id is not indexed")
 
 
 def test_limit(ck):
@@ -106,9 +122,8 @@ def test_limit(ck):
     _, _, rows = buy(sale, ("u", "r1"), ("x", "r1"), ("u", "r2"), ("u", "r3"))
     ck.eq([r[0] for r in rows], [CONFIRMED, CONFIRMED, CONFIRMED, LIMIT], "limit 2")
     ck.eq(rows[3][1], 1, "limit_reached names the user's first order")
-    held = R.cmd("HGET", keys(sale)[1], "u")
-    ck.eq([line.split("\t")[:2] for line in held.splitlines()], [["1", "r1"], ["3", "r2"]],
-          "holder record: seq and request of each order")
+    ck.eq(holder(sale, "u"), [(1, "r1"), (3, "r2")], "holder record: seq and request of each order")
+    ck.eq(R.cmd("HGET", keys(sale)[1], "u\nr2"), "2", "the request index names the user's second order")
     ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "3", "only confirmed purchases count")
 
 
@@ -123,6 +138,76 @@ def test_window(ck):
     _, _, rows = buy(sale, ("a", "r"))
     ck.eq(rows[0][0], ENDED, "after the window: ended")
     ck.eq(R.cmd("HGET", keys(sale)[0], "sold"), "0", "nothing sold after the window")
+
+
+def test_replay_after_the_end(ck):
+    # I5 at the window's end: a holder's replay gets the first answer whatever Redis's
+    # clock says; anything else after the end is "ended".
+    now = int(time.time() * 1000)
+    sale = new_sale(stock=5, limit=3, ends=now + 1500)
+    _, _, rows = buy(sale, ("h", "r1"), ("h", ""), ("h", "r3"))
+    ck.eq([r[:2] for r in rows], [(CONFIRMED, 1), (CONFIRMED, 2), (CONFIRMED, 3)], "three orders in the window")
+    while int(R.cmd("TIME")[0]) * 1000 < now + 1600:
+        time.sleep(0.05)
+    sold, rnow, rows = buy(sale, ("h", "r1"), ("h", "r3"), ("h", "r4"), ("h", ""), ("x", "r1"))
+    ck.check(rnow >= now + 1500, "Redis's clock is past the end")
+    ck.eq([r[0] for r in rows], [DUPLICATE, DUPLICATE, ENDED, ENDED, ENDED],
+          "replays (first and third order) are duplicates; new requests and others: ended")
+    ck.eq((rows[0][1], rows[1][1]), (1, 3), "each replay names its own order")
+    ck.eq(sold, 3, "nothing sold after the end")
+    ck.eq(R.cmd("XLEN", keys(sale)[2]), 1, "no entry after the end")
+    # before the start nobody holds anything: not_started, even with a request id
+    later = new_sale(stock=5, starts=now + 600000, ends=now + 1200000)
+    _, _, rows = buy(later, ("h", "r1"))
+    ck.eq(rows[0][0], NOT_STARTED, "before the start: not_started")
+
+
+def test_holder_below_limit_after_sell_out(ck):
+    # per_user_limit 3, stock 3: u holds one when the stock runs out. u hears sold_out,
+    # carrying the first order u holds and how many.
+    sale = new_sale(stock=3, limit=3)
+    _, _, rows = buy(sale, ("u", "a"), ("v", "b"), ("v", "c"), ("u", "d"), ("w", "e"))
+    ck.eq([r[0] for r in rows], [CONFIRMED, CONFIRMED, CONFIRMED, SOLD_OUT, SOLD_OUT],
+          "the fourth and fifth find the stock gone")
+    ck.eq(rows[3][1:2] + rows[3][4:], (1, 1), "u's sold_out carries u's first order and the count held")
+    ck.eq(rows[4][1:2] + rows[4][4:], (0, 0), "w holds nothing: plain sold_out")
+    _, _, rows = buy(sale, ("v", "z"), ("v", "c"))
+    ck.eq([(r[0], r[1], r[4]) for r in rows], [(SOLD_OUT, 2, 2), (DUPLICATE, 3, 2)],
+          "v below the limit: sold_out with v's orders; v's replay: duplicate")
+
+
+def test_user_with_many_orders(ck):
+    # One user, a large per_user_limit and distinct request ids: each purchase writes a
+    # few fields of fixed size, never the user's whole list (which made the script
+    # quadratic and held Redis past the nodes' timeout).
+    n, batch = 100000, 2000
+    sale = new_sale(stock=n + 10, limit=n + 5)
+    for b in range(0, n, batch):
+        sold, _, rows = buy(sale, *[("big", f"q{i}") for i in range(b, b + batch)])
+        if any(r[0] != CONFIRMED for r in rows):
+            ck.check(False, f"batch at {b}: {set(r[0] for r in rows)}")
+            return
+    ck.eq(sold, n, "100 000 orders for one user")
+    h = keys(sale)[1]
+    ck.check(R.cmd("HSTRLEN", h, "big") < 64, "the user's record stays small (a count and the first order)")
+    ck.eq(R.cmd("HGET", h, "big").split("\t")[0], str(n), "with the count")
+    ck.check(R.cmd("HSTRLEN", h, f"big\t{n}") < 64, "one small field per order")
+    # The next decisions: a replay of an early and a late request, a new one.
+    R.cmd("CONFIG", "RESETSTAT")
+    _, _, rows = buy(sale, ("big", "q7"), ("big", f"q{n - 1}"), ("big", "fresh"), ("big", "q0"))
+    ck.eq([r[:2] for r in rows], [(DUPLICATE, 8), (DUPLICATE, n), (CONFIRMED, n + 1), (DUPLICATE, 1)],
+          "replays name their orders; a new request is confirmed")
+    # The work done: the script's own HGET/HSET calls, a handful per purchase.
+    stats = R.cmd("INFO", "commandstats")
+    calls = {}
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            calls[name] = int(dict(kv.split("=") for kv in rest.split(","))["calls"])
+    ck.check(calls.get("hget", 0) <= 4 * 3, f"a few HGETs per purchase: {calls.get('hget')}")
+    ck.check(calls.get("hset", 0) <= 2, f"one HSET of holder fields and the sold count: {calls.get('hset')}")
+    entries = R.cmd("XRANGE", keys(sale)[2], f"{n + 1}-0", "+")
+    ck.eq(len(entries), 1, "the new order in the stream")
 
 
 def test_unknown_sale(ck):
@@ -171,6 +256,7 @@ def main():
         BUY = R.cmd("SCRIPT", "LOAD", load("buy.lua"))
         CREATE = R.cmd("SCRIPT", "LOAD", load("create_sale.lua"))
         run_tests([test_create, test_batch_order_and_sold_out, test_duplicates, test_limit, test_window,
+                   test_replay_after_the_end, test_holder_below_limit_after_sell_out, test_user_with_many_orders,
                    test_unknown_sale, test_refused_whole_when_out_of_memory, test_large_batch])
     finally:
         srv.close()

@@ -162,6 +162,59 @@ def test_sold_out_fast_path(ck):
           "no purchase of a sold-out sale left either node")
 
 
+def test_holders_at_the_edges(ck):
+    # I5 at the window's end, decided by Redis's clock: a holder's replay on either node
+    # is a duplicate with the first order; anything else is ended. The first reply after
+    # the end lets a node load the holders, and from then on it answers the sale itself.
+    sale = new_sale_id()
+    t0 = int(time.time() * 1000)
+    st, _ = create(A, sale, 5, limit=2, starts_at=t0 - 1000, ends_at=t0 + 1500)
+    ck.eq(st, 201, "a sale that ends in 1.5 s")
+    st, first = buy(A, sale, "alice", "r-a")
+    ck.eq(st, 201, "bought in the window")
+    while int(REDIS.client().cmd("TIME")[0]) * 1000 < t0 + 1600 or time.time() * 1000 < t0 + 1600:
+        time.sleep(0.05)
+    for node, name in ((B, "B"), (A, "A")):
+        st, d = buy(node, sale, "alice", "r-a")
+        ck.eq((st, d.get("result"), d.get("order_id")), (200, "duplicate", first["order_id"]),
+              f"replay after the end on {name}: duplicate with the first order")
+        st, d = buy(node, sale, "alice", "r-new")
+        ck.eq((st, d.get("error")), (410, "ended"), f"the holder's new request on {name}: ended")
+        st, d = buy(node, sale, "bob", "r-b")
+        ck.eq((st, d.get("error")), (410, "ended"), f"anyone else on {name}: ended")
+    time.sleep(0.5)  # the holders load after the first reply that saw the end
+    before = (ledger_batches(A), ledger_batches(B))
+    for i in range(6):
+        node = A if i % 2 else B
+        st, d = buy(node, sale, "alice", "r-a")
+        ck.eq((st, d.get("result")), (200, "duplicate"), f"replay {i}, answered locally")
+        ck.eq(buy(node, sale, f"late{i}", "x")[0], 410, f"late {i}, answered locally")
+    ck.eq((ledger_batches(A), ledger_batches(B)), before, "after the end no purchase of the sale left either node")
+    st, o = B.json("GET", f"/api/v1/sales/{sale}/orders/alice")
+    ck.eq([x["order_id"] for x in o["orders"]], [first["order_id"]], "the holder's orders after the end")
+
+    # A holder below the limit after the sell-out: sold_out carrying what they hold.
+    sale = new_sale_id()
+    create(A, sale, 2, limit=3)
+    st, c1 = buy(A, sale, "carol", "c1")
+    ck.eq(buy(B, sale, "dave", "d1")[0], 201, "the last unit")
+    for node, name in ((A, "A"), (B, "B"), (A, "A again")):
+        st, d = buy(node, sale, "carol", "c2")
+        ck.eq((st, d.get("error"), d.get("order_id"), d.get("held")), (409, "sold_out", c1["order_id"], 1),
+              f"carol below the limit on {name}: sold_out naming her order and the count held")
+        st, d = buy(node, sale, "erin", "e1")
+        ck.check(st == 409 and "order_id" not in d, f"a non-holder on {name}: plain sold_out: {d}")
+    # Many orders of one user: the order listing reads them field by field.
+    sale = new_sale_id()
+    create(A, sale, 50, limit=20)
+    ids = [buy(A if i % 2 else B, sale, "many", f"m{i}")[1].get("order_id") for i in range(12)]
+    st, o = B.json("GET", f"/api/v1/sales/{sale}/orders/many")
+    ck.eq((st, [x["order_id"] for x in o["orders"]]), (200, ids), "twelve orders, oldest first")
+    ck.eq([x["request_id"] for x in o["orders"]], [f"m{i}" for i in range(12)], "with their request ids")
+    st, d = buy(A, sale, "many", "m10")
+    ck.eq((st, d.get("order_id")), (200, ids[10]), "a replay of the eleventh (found through the index)")
+
+
 def test_redis_down_and_back(ck):
     sale = new_sale_id()
     create(A, sale, 100, limit=1)
@@ -240,7 +293,7 @@ def main():
         B = Server("--store", REDIS.url, threads=1)
         try:
             run_tests([test_bad_store, test_password, test_sale_on_every_node, test_stock_and_limit_across_nodes,
-                       test_sold_out_fast_path, test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed,
+                       test_sold_out_fast_path, test_holders_at_the_edges, test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed,
                        test_stop])
         finally:
             for n in (A, B):

@@ -376,5 +376,68 @@ def test_many_sales_live(ck):
                  "ledger batch and commit metrics")
 
 
+def ledger_batches(srv):
+    _, _, data = srv.request("GET", "/metrics")
+    for line in data.decode().splitlines():
+        if line.startswith("seckill_ledger_batch_size_count"):
+            return int(float(line.split()[-1]))
+    return None
+
+
+def test_holders_at_the_edges(ck):
+    with sklib.Server(admin_token=TOKEN) as srv:
+        # I5 at the window's end: a holder's replay gets the first answer, whatever the
+        # clock says. The first purchase after the end goes to the ledger, which closes
+        # the sale; from then on the worker answers from the final holders.
+        t0 = now_ms()
+        st, _ = create(srv, {"id": "brief", "stock": 5, "starts_at": t0 - 1000, "ends_at": t0 + 1500,
+                             "per_user_limit": 2})
+        ck.eq(st, 201, "a sale that ends in 1.5 s")
+        st, r = buy(srv, "brief", "alice", "r-a")
+        ck.eq(st, 201, "bought in the window")
+        first = r["order_id"]
+        while now_ms() < t0 + 1600:
+            time.sleep(0.05)
+        for round in ("ledger", "worker"):
+            st, r = buy(srv, "brief", "alice", "r-a")
+            ck.eq((st, r.get("result"), r.get("order_id")), (200, "duplicate", first),
+                  f"replay after the end ({round}): duplicate with the first order")
+            st, r = buy(srv, "brief", "alice", "r-new")
+            ck.eq(st, 410, f"a holder's new request after the end ({round})")
+            is_error(ck, r, "ended", "ended")
+            st, r = buy(srv, "brief", "bob", "r-b")
+            ck.eq(st, 410, f"anyone else after the end ({round})")
+        before = ledger_batches(srv)
+        for i in range(5):
+            buy(srv, "brief", f"late{i}", "x")
+        buy(srv, "brief", "alice", "r-a")
+        ck.eq(ledger_batches(srv), before, "after the close no purchase of the sale reaches the ledger")
+        st, g = srv.json("GET", "/api/v1/sales/brief")
+        ck.eq((g["state"], g["sold"]), ("ended", 1), "the sale is ended with its one order")
+        st, o = srv.json("GET", "/api/v1/sales/brief/orders/alice")
+        ck.eq([x["order_id"] for x in o["orders"]], [first], "the holder's orders after the end")
+
+        # A holder below the limit after the sell-out hears sold_out, with what they hold.
+        live(srv, "pair", 2, limit=3)
+        st, r = buy(srv, "pair", "carol", "c1")
+        carol = r["order_id"]
+        ck.eq(buy(srv, "pair", "dave", "d1")[0], 201, "the last unit")
+        for round in ("first", "again"):
+            st, r = buy(srv, "pair", "carol", "c2")
+            ck.eq((st, r.get("error"), r.get("order_id"), r.get("held")), (409, "sold_out", carol, 1),
+                  f"carol below the limit ({round}): sold_out naming her order and the count held")
+            st, r = buy(srv, "pair", "erin", "e1")
+            ck.eq((st, r.get("error")), (409, "sold_out"), f"a non-holder ({round}): sold_out")
+            ck.check("order_id" not in r and "held" not in r, f"naming nothing ({round}): {r}")
+        st, r = buy(srv, "pair", "carol", "c1")
+        ck.eq((st, r.get("result"), r.get("order_id")), (200, "duplicate", carol), "carol's replay")
+        live(srv, "three", 1, limit=1)
+        st, r = buy(srv, "three", "fred", "f1")
+        ck.eq(st, 201, "fred's one unit")
+        st, r2 = buy(srv, "three", "fred", "f2")
+        ck.eq((st, r2.get("error"), r2.get("order_id"), r2.get("held")), (409, "limit_reached", r["order_id"], 1),
+              "a holder at the limit: limit_reached with the order held and the count")
+
+
 sklib.run_tests([test_create_and_read, test_admin_token, test_create_bad_fields, test_purchase_answers,
-                 test_purchase_bad_input, test_form_and_orders, test_many_sales_live])
+                 test_purchase_bad_input, test_form_and_orders, test_many_sales_live, test_holders_at_the_edges])

@@ -234,5 +234,69 @@ SK_TEST(test_open_errors)
     rm_rf(dir);
 }
 
+static sk_journal_fault_t fail_at;
+static bool failing;
+
+static bool fault(void *arg, sk_journal_fault_t at)
+{
+    (void)arg;
+    return failing && at == fail_at;
+}
+
+SK_TEST(test_last_seq_and_faults)
+{
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_set_fault(j, fault, NULL);
+    sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2};
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
+    uint64_t last = 99;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 0);
+    sk_journal_order_t one[] = {{"a", 1, "u1", "", 1}, {"a", 2, "u2", "", 1}, {"b", 1, "u3", "", 1}};
+    ASSERT_EQ(sk_journal_put_orders(j, one, 3), 0);
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 2);
+    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
+    ASSERT_EQ(last, 1);
+    ASSERT_EQ(sk_journal_last_seq(j, "nosuch", &last), 0);
+    ASSERT_EQ(last, 0);
+
+    /* A failed COMMIT stores nothing. */
+    failing = true;
+    fail_at = SK_JOURNAL_FAULT_COMMIT;
+    sk_journal_order_t two[] = {{"a", 3, "u4", "", 2}};
+    ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
+    failing = false;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 2);
+    /* A commit reported failed after it reached the disk: -EIO, and the orders are there. */
+    failing = true;
+    fail_at = SK_JOURNAL_FAULT_AFTER_COMMIT;
+    ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
+    failing = false;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 3);
+    /* The same seq again is refused whole (the unique key), as the ledger must know. */
+    ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
+    failing = true;
+    fail_at = SK_JOURNAL_FAULT_LAST_SEQ;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), -EIO);
+    failing = false;
+    sk_journal_close(j);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
+    ASSERT_EQ(l.orders, 4);
+    ASSERT_STR_EQ(l.users[3], "u4");
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
-             SK_RUN(test_open_errors);)
+             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);)

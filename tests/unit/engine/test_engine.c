@@ -10,220 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/embedded.h"
-#include "engine/backend.h"
-#include "engine/engine.h"
 #include "engine/holders.h"
+#include "engine_runner.h"
 #include "test.h"
-#include "testdir.h"
 
-#define HOUR_MS (3600 * 1000LL)
-
-/* ---- temp dirs ------------------------------------------------------------------------ */
-
-/* ---- a worker loop that waits for its ops ------------------------------------------------ */
-
-typedef struct {
-    sk_loop_t *loop;
-    sk_engine_worker_t *w;
-    size_t pending;
-    sk_timer_t guard;
-    bool timed_out;
-} runner_t;
-
-/* What one op answered. */
-typedef struct {
-    bool done;
-    sk_buy_result_t result;
-    int status;
-    uint64_t seq;
-    int64_t remaining;
-    char user[SK_USER_MAX + 1]; /* the order's user (confirmed, duplicate, limit_reached) */
-    char buyer[SK_USER_MAX + 1]; /* who asked */
-    sk_sale_t *sale;
-    sk_order_t *orders;
-    size_t n_orders;
-    bool more;
-} answer_t;
-
-static void on_done(sk_op_t *op)
+/* The worker's answer for a sale whose holders are final, at the current time. */
+static sk_buy_result_t final_answer(const sk_sale_t *s, const char *user, const char *req, sk_order_t *o)
 {
-    runner_t *r = op->owner;
-    answer_t *a = op->ctx;
-    a->done = true;
-    a->result = op->result;
-    a->status = op->status;
-    a->seq = op->order.seq;
-    a->remaining = op->remaining;
-    a->sale = op->sale;
-    a->more = op->list_more;
-    memcpy(a->user, op->order.user_id, sizeof(a->user));
-    memcpy(a->buyer, op->user_id, sizeof(a->buyer));
-    if (op->kind == SK_OP_ORDERS || op->kind == SK_OP_LIST) {
-        a->orders = op->orders; /* kept by the test */
-        a->n_orders = op->n_orders;
-        op->orders = NULL;
-    }
-    sk_op_free(op);
-    if (--r->pending == 0)
-        sk_loop_stop(r->loop);
-}
-
-static void on_guard(sk_loop_t *loop, sk_timer_t *t)
-{
-    runner_t *r = SK_CONTAINER_OF(t, runner_t, guard);
-    r->timed_out = true;
-    sk_loop_stop(loop);
-}
-
-static void runner_init(runner_t *r, sk_engine_t *e)
-{
-    memset(r, 0, sizeof(*r));
-    r->loop = sk_loop_new();
-    r->w = sk_engine_attach(e, r->loop);
-}
-
-static void runner_free(runner_t *r)
-{
-    sk_engine_detach(r->w);
-    sk_loop_free(r->loop);
-}
-
-/* Runs the loop until every submitted op answered (or 60 s passed). */
-static bool runner_wait(runner_t *r)
-{
-    if (r->pending == 0)
-        return true;
-    sk_timer_start(r->loop, &r->guard, 60000, on_guard);
-    sk_loop_run(r->loop);
-    sk_timer_stop(r->loop, &r->guard);
-    return !r->timed_out && r->pending == 0;
-}
-
-static void submit(runner_t *r, sk_op_t *op, answer_t *a)
-{
-    memset(a, 0, sizeof(*a));
-    op->owner = r;
-    op->ctx = a;
-    op->done = on_done;
-    r->pending++;
-    sk_engine_submit(r->w, op);
-}
-
-static void buy_at(runner_t *r, sk_sale_t *s, const char *user, const char *req, int64_t now, answer_t *a)
-{
-    sk_op_t *op = sk_op_new(SK_OP_BUY);
-    op->sale = s;
-    op->now_ms = now;
-    op->user_len = (uint8_t)strlen(user);
-    memcpy(op->user_id, user, op->user_len + 1u);
-    op->request_len = (uint8_t)strlen(req);
-    memcpy(op->request_id, req, op->request_len + 1u);
-    submit(r, op, a);
-}
-
-static void buy(runner_t *r, sk_sale_t *s, const char *user, const char *req, answer_t *a)
-{
-    buy_at(r, s, user, req, sk_now_ms(), a);
-}
-
-/* Buys once and waits for the answer. */
-static answer_t buy1(runner_t *r, sk_sale_t *s, const char *user, const char *req)
-{
-    answer_t a;
-    buy(r, s, user, req, &a);
-    runner_wait(r);
-    return a;
-}
-
-static sk_sale_t *new_sale(const char *id, int64_t stock, int64_t starts, int64_t ends, int32_t limit)
-{
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    s->id_len = strlen(id);
-    memcpy(s->id, id, s->id_len + 1);
-    s->name = sk_xstrndup(id, s->id_len);
-    s->stock = stock;
-    s->starts_at = starts;
-    s->ends_at = ends;
-    s->per_user_limit = limit;
-    s->created_at = sk_now_ms();
-    return s;
-}
-
-/* Creates a sale through the ledger (as the API does). Returns the status. */
-static int create_sale(runner_t *r, sk_sale_t *s, sk_sale_t **out)
-{
-    sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
-    op->new_sale = s;
-    answer_t a;
-    submit(r, op, &a);
-    if (!runner_wait(r))
-        return -ETIMEDOUT;
-    if (out)
-        *out = a.status == 0 ? a.sale : NULL;
-    return a.status;
-}
-
-static sk_sale_t *live_sale(runner_t *r, const char *id, int64_t stock, int32_t limit)
-{
-    int64_t now = sk_now_ms();
-    sk_sale_t *s = NULL;
-    if (create_sale(r, new_sale(id, stock, now - 1000, now + HOUR_MS, limit), &s) != 0)
-        return NULL;
-    return s;
-}
-
-static sk_engine_t *open_engine(const char *dir, size_t max_inflight)
-{
-    char err[512] = "";
-    sk_engine_config_t cfg = {.max_inflight = max_inflight};
-    sk_engine_t *e = sk_engine_open(&cfg, sk_backend_embedded_new(dir, 4096), err, sizeof(err));
-    if (!e)
-        fprintf(stderr, "sk_engine_open: %s\n", err);
-    return e;
-}
-
-/* An engine with its ledger running and one worker loop on this thread. */
-typedef struct {
-    char dir[256];
-    sk_engine_t *e;
-    runner_t r;
-} fixture_t;
-
-static bool fixture_open(fixture_t *f, const char *dir, size_t max_inflight)
-{
-    if (dir) {
-        if (dir != f->dir)
-            snprintf(f->dir, sizeof(f->dir), "%s", dir);
-    } else if (!sk_test_temp_dir(f->dir, sizeof(f->dir), "engine"))
-        return false;
-    f->e = open_engine(f->dir, max_inflight);
-    if (!f->e || sk_engine_start(f->e) < 0)
-        return false;
-    runner_init(&f->r, f->e);
-    return f->r.w != NULL;
-}
-
-/* Stops the ledger and frees the engine, keeping the data dir. */
-static void fixture_close(fixture_t *f)
-{
-    if (!f->e)
-        return;
-    sk_engine_stop(f->e);
-    runner_free(&f->r);
-    sk_engine_free(f->e);
-    f->e = NULL;
-}
-
-static void fixture_destroy(fixture_t *f)
-{
-    fixture_close(f);
-    rm_rf(f->dir);
-}
-
-static void user_name(char *buf, size_t cap, const char *prefix, int i)
-{
-    snprintf(buf, cap, "%s%d", prefix, i);
+    uint32_t held;
+    return sk_engine_final_answer(s, sk_now_ms(), user, strlen(user), req, strlen(req), o, &held);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -450,7 +245,7 @@ SK_TEST(test_window)
     answer_t a[5];
     buy_at(&f.r, s, "u1", "", now, &a[0]);
     buy_at(&f.r, s, "u2", "", starts - 1, &a[1]);
-    buy_at(&f.r, s, "u3", "", starts, &a[2]);
+    buy_at(&f.r, s, "u3", "r3", starts, &a[2]);
     buy_at(&f.r, s, "u4", "", ends - 1, &a[3]);
     buy_at(&f.r, s, "u5", "", ends, &a[4]);
     ASSERT_TRUE(runner_wait(&f.r));
@@ -459,11 +254,75 @@ SK_TEST(test_window)
     ASSERT_EQ(a[2].result, SK_BUY_CONFIRMED);
     ASSERT_EQ(a[3].result, SK_BUY_CONFIRMED);
     ASSERT_EQ(a[4].result, SK_BUY_ENDED);
-    /* A holder's replay after the end is still "ended": the window comes first. */
-    buy_at(&f.r, s, "u3", "", ends + 5, &a[0]);
+    /* A holder's replay gets the first answer whatever the clock says (I5): the holder
+     * check comes before the window. Anything else after the end is "ended". */
+    buy_at(&f.r, s, "u3", "r3", ends + 5, &a[0]);
+    buy_at(&f.r, s, "u3", "r3", starts - 5, &a[1]);
+    buy_at(&f.r, s, "u3", "r3-new", ends + 5, &a[2]);
+    buy_at(&f.r, s, "u4", "", ends + 5, &a[3]);
     ASSERT_TRUE(runner_wait(&f.r));
-    ASSERT_EQ(a[0].result, SK_BUY_ENDED);
+    ASSERT_EQ(a[0].result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a[0].seq, 1);
+    ASSERT_EQ(a[1].result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a[1].seq, 1);
+    ASSERT_EQ(a[2].result, SK_BUY_ENDED);
+    ASSERT_EQ(a[3].result, SK_BUY_ENDED);
     ASSERT_EQ(sk_sale_sold(s), 2);
+    /* The ledger's own clock has not reached the end: the sale is not closed. */
+    ASSERT_TRUE(!sk_sale_final(s));
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_closed_at_the_end)
+{
+    /* Once the ledger's clock passes ends_at it closes the sale: it decides no order any
+     * more (not even for a purchase whose worker read the clock just before the end) and
+     * hands the holders to the engine, so the workers answer the sale themselves, the
+     * holders' replays included. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    int64_t now = sk_now_ms();
+    sk_sale_t *s = NULL;
+    ASSERT_EQ(create_sale(&f.r, new_sale("brief", 10, now - 1000, now + 1000, 3), &s), 0);
+    answer_t a = buy1(&f.r, s, "h", "h1");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    a = buy1(&f.r, s, "h", "h2");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    while (sk_now_ms() < s->ends_at + 10)
+        usleep(20 * 1000);
+    ASSERT_TRUE(!sk_sale_final(s));
+    answer_t b[3];
+    buy_at(&f.r, s, "late", "l1", s->ends_at - 1, &b[0]); /* read its clock just before the end */
+    buy(&f.r, s, "h", "h2", &b[1]);
+    buy(&f.r, s, "h", "h3", &b[2]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b[0].result, SK_BUY_ENDED);
+    ASSERT_EQ(b[1].result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(b[1].seq, 2);
+    ASSERT_EQ(b[2].result, SK_BUY_ENDED);
+    ASSERT_TRUE(sk_sale_final(s));
+    ASSERT_TRUE(!sk_sale_is_sold_out(s));
+    ASSERT_EQ(sk_sale_sold(s), 2);
+    /* The workers' answers from the final holders: the same. */
+    sk_order_t o;
+    uint32_t held = 9;
+    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "h", 1, "h1", 2, &o, &held), SK_BUY_DUPLICATE);
+    ASSERT_EQ(o.seq, 1);
+    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at - 1, "h", 1, "h9", 2, &o, &held), SK_BUY_ENDED);
+    ASSERT_EQ(held, 0);
+    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "late", 4, "l1", 2, &o, &held), SK_BUY_ENDED);
+    ASSERT_EQ(final_answer(s, "nobody", "", &o), SK_BUY_ENDED);
+    sk_order_t *list;
+    ASSERT_EQ(sk_engine_final_orders(s, "h", 1, &list), 2);
+    ASSERT_STR_EQ(list[1].request_id, "h2");
+    free(list);
+    fixture_close(&f);
+    /* After a restart an ended sale is final from the start. */
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "brief", 5);
+    ASSERT_TRUE(s != NULL && sk_sale_final(s));
+    ASSERT_EQ(final_answer(s, "h", "h2", &o), SK_BUY_DUPLICATE);
+    ASSERT_EQ(o.seq, 2);
     fixture_destroy(&f);
 }
 
@@ -569,27 +428,45 @@ SK_TEST(test_sold_out_gate)
     ASSERT_EQ(a[3].result, SK_BUY_SOLD_OUT);
     ASSERT_TRUE(sk_sale_final(s));
     sk_order_t o;
-    ASSERT_EQ(sk_engine_sold_out_answer(s, "x", 1, "x2", 2, &o), SK_BUY_DUPLICATE);
+    ASSERT_EQ(final_answer(s, "x", "x2", &o), SK_BUY_DUPLICATE);
     ASSERT_EQ(o.seq, a[1].seq);
     ASSERT_STR_EQ(o.request_id, "x2");
-    ASSERT_EQ(sk_engine_sold_out_answer(s, "x", 1, "x3", 2, &o), SK_BUY_LIMIT_REACHED);
+    uint32_t held = 0;
+    int64_t now = sk_now_ms();
+    ASSERT_EQ(sk_engine_final_answer(s, now, "x", 1, "x3", 2, &o, &held), SK_BUY_LIMIT_REACHED);
     ASSERT_EQ(o.seq, a[0].seq);
-    /* y holds one of two: nothing left to buy, so sold out (not a limit). */
-    ASSERT_EQ(sk_engine_sold_out_answer(s, "y", 1, "y2", 2, &o), SK_BUY_SOLD_OUT);
-    ASSERT_EQ(sk_engine_sold_out_answer(s, "y", 1, "y1", 2, &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(sk_engine_sold_out_answer(s, "z", 1, "z1", 2, &o), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(held, 2);
+    /* y holds one of two: nothing left to buy, so sold out (not a limit), with the
+     * order y holds. */
+    memset(&o, 0, sizeof(o));
+    ASSERT_EQ(sk_engine_final_answer(s, now, "y", 1, "y2", 2, &o, &held), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(held, 1);
+    ASSERT_EQ(o.seq, a[2].seq);
+    ASSERT_STR_EQ(o.user_id, "y");
+    ASSERT_EQ(final_answer(s, "y", "y1", &o), SK_BUY_DUPLICATE);
+    ASSERT_EQ(sk_engine_final_answer(s, now, "z", 1, "z1", 2, &o, &held), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(held, 0);
+    /* After the end: a replay is still a duplicate, anything else "ended". */
+    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at + 1, "x", 1, "x1", 2, &o, &held), SK_BUY_DUPLICATE);
+    ASSERT_EQ(o.seq, a[0].seq);
+    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at + 1, "x", 1, "x3", 2, &o, &held), SK_BUY_ENDED);
     /* The ledger says the same when asked. */
     answer_t b = buy1(&f.r, s, "x", "x2");
     ASSERT_EQ(b.result, SK_BUY_DUPLICATE);
     ASSERT_EQ(b.seq, a[1].seq);
     b = buy1(&f.r, s, "y", "y2");
     ASSERT_EQ(b.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(b.held, 1);
+    ASSERT_EQ(b.seq, a[2].seq);
+    b = buy1(&f.r, s, "z", "z2");
+    ASSERT_EQ(b.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(b.held, 0);
     sk_order_t *list;
-    ASSERT_EQ(sk_engine_sold_out_orders(s, "x", 1, &list), 2);
+    ASSERT_EQ(sk_engine_final_orders(s, "x", 1, &list), 2);
     ASSERT_EQ(list[0].seq, a[0].seq);
     ASSERT_EQ(list[1].seq, a[1].seq);
     free(list);
-    ASSERT_EQ(sk_engine_sold_out_orders(s, "z", 1, &list), 0);
+    ASSERT_EQ(sk_engine_final_orders(s, "z", 1, &list), 0);
     free(list);
     fixture_destroy(&f);
 }
@@ -656,12 +533,12 @@ SK_TEST(test_restart_rebuilds)
     ASSERT_EQ(x.result, SK_BUY_CONFIRMED);
     ASSERT_EQ(x.seq, 31);
     sk_order_t o;
-    ASSERT_EQ(sk_engine_sold_out_answer(b, "b0", 2, "rb0bis", 6, &o), SK_BUY_DUPLICATE);
+    ASSERT_EQ(final_answer(b, "b0", "rb0bis", &o), SK_BUY_DUPLICATE);
     ASSERT_EQ(o.seq, b0bis);
-    ASSERT_EQ(sk_engine_sold_out_answer(b, "b0", 2, "again", 5, &o), SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(final_answer(b, "b0", "again", &o), SK_BUY_LIMIT_REACHED);
     ASSERT_EQ(o.seq, b0);
-    ASSERT_EQ(sk_engine_sold_out_answer(b, "b4", 2, "rb4", 3, &o), SK_BUY_SOLD_OUT);
-    ASSERT_EQ(sk_engine_sold_out_answer(b, "b1", 2, "x", 1, &o), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(final_answer(b, "b4", "rb4", &o), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(final_answer(b, "b1", "x", &o), SK_BUY_SOLD_OUT);
     /* A sale created after the restart goes after the old ones. */
     sk_sale_t *d = live_sale(&f.r, "fresh", 1, 1);
     ASSERT_TRUE(d != NULL);
@@ -686,9 +563,9 @@ SK_TEST(test_restart_rebuilds)
     ASSERT_TRUE(a != NULL);
     ASSERT_EQ(sk_sale_sold(a), 50);
     ASSERT_TRUE(sk_sale_final(a));
-    ASSERT_EQ(sk_engine_sold_out_answer(a, "a7", 2, "ra7", 3, &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(sk_engine_sold_out_answer(a, "late0", 5, "", 0, &o), SK_BUY_LIMIT_REACHED);
-    ASSERT_EQ(sk_engine_sold_out_answer(a, "late39", 6, "", 0, &o), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(final_answer(a, "a7", "ra7", &o), SK_BUY_DUPLICATE);
+    ASSERT_EQ(final_answer(a, "late0", "", &o), SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(final_answer(a, "late39", "", &o), SK_BUY_SOLD_OUT);
     ASSERT_EQ(sk_engine_sale_count(f.e), 4);
     fixture_destroy(&f);
 }
@@ -907,6 +784,6 @@ SK_TEST(test_open_errors)
 
 SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_validation); SK_RUN(test_sells_exactly_stock);
              SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3); SK_RUN(test_window);
-             SK_RUN(test_rate_limited); SK_RUN(test_create_and_list); SK_RUN(test_sold_out_gate);
-             SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing); SK_RUN(test_two_threads);
-             SK_RUN(test_open_errors);)
+             SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited); SK_RUN(test_create_and_list);
+             SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing);
+             SK_RUN(test_two_threads); SK_RUN(test_open_errors);)

@@ -1,4 +1,5 @@
 /* The ledger's record of holders: users, their orders in seq order, request ids, undo. */
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "engine/holders.h"
@@ -98,7 +99,7 @@ SK_TEST(test_add_pop_orders)
     ASSERT_EQ(h->slots[a].first, 0);
     ASSERT_EQ(h->slots[a].last, 0);
     ASSERT_EQ(h->orders[0].next, NONE);
-    ASSERT_EQ(sk_holders_find_request(h, a, "r3", 2), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, a, "r3", 2, NULL), NONE);
     /* Undo b's only order: b holds nothing but stays known. */
     sk_holders_pop_order(h);
     ASSERT_EQ(h->slots[b].count, 0);
@@ -138,14 +139,14 @@ SK_TEST(test_find_request)
     sk_holders_add_order(h, b, "req-1", 5, 2); /* the same request id from another user */
     sk_holders_add_order(h, a, "", 0, 3); /* no request id */
     sk_holders_add_order(h, a, "req-2", 5, 4);
-    ASSERT_EQ(sk_holders_find_request(h, a, "req-1", 5), 0);
-    ASSERT_EQ(sk_holders_find_request(h, b, "req-1", 5), 1);
-    ASSERT_EQ(sk_holders_find_request(h, a, "req-2", 5), 3);
-    ASSERT_EQ(sk_holders_find_request(h, b, "req-2", 5), NONE);
-    ASSERT_EQ(sk_holders_find_request(h, a, "req-", 4), NONE);
-    ASSERT_EQ(sk_holders_find_request(h, a, "req-10", 6), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, a, "req-1", 5, NULL), 0);
+    ASSERT_EQ(sk_holders_find_request(h, b, "req-1", 5, NULL), 1);
+    ASSERT_EQ(sk_holders_find_request(h, a, "req-2", 5, NULL), 3);
+    ASSERT_EQ(sk_holders_find_request(h, b, "req-2", 5, NULL), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, a, "req-", 4, NULL), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, a, "req-10", 6, NULL), NONE);
     /* An empty request id never matches, not even an order stored without one. */
-    ASSERT_EQ(sk_holders_find_request(h, a, "", 0), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, a, "", 0, NULL), NONE);
     sk_order_t o;
     sk_holders_order(h, 2, &o);
     ASSERT_STR_EQ(o.request_id, "");
@@ -170,7 +171,7 @@ SK_TEST(test_per_user_limit_many)
     big = sk_holders_find(h, "big", 3); /* the slot may have moved when the table grew */
     for (unsigned i = 0; i < K; i += 37) {
         size_t rn = (size_t)snprintf(r, sizeof(r), "r%u", i);
-        ASSERT_EQ(sk_holders_find_request(h, big, r, rn), 2 * i);
+        ASSERT_EQ(sk_holders_find_request(h, big, r, rn, NULL), 2 * i);
     }
     sk_order_t *list;
     size_t n = sk_engine_user_orders(h, "big", 3, &list);
@@ -199,5 +200,172 @@ SK_TEST(test_count_past_65535)
     sk_holders_free(h);
 }
 
+SK_TEST(test_one_user_100000_orders)
+{
+    /* A user with a large per_user_limit and distinct request ids: the work of the next
+     * decision (find the request id, add the order, undo it) must not grow with the
+     * user's orders. A walk of the user's list would look at up to 100 000 orders. */
+    enum { K = 100000 };
+    sk_holders_t *h = sk_holders_new();
+    char r[32], u[32];
+    for (unsigned i = 0; i < K; i++) {
+        size_t rn = (size_t)snprintf(r, sizeof(r), "req-%u", i);
+        sk_holders_add_order(h, sk_holders_upsert(h, "big", 3), r, rn, i);
+        if (i % 10 == 0) { /* other users in between, one with the same request ids */
+            size_t un = user_name(u, sizeof(u), i);
+            sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i);
+            sk_holders_add_order(h, sk_holders_upsert(h, "twin", 4), r, rn, i);
+        }
+    }
+    uint32_t big = sk_holders_find(h, "big", 3);
+    ASSERT_EQ(h->slots[big].count, K);
+    /* Finding: the first, a middle, the newest and a missing request id, and the other
+     * user's ids (which must not match big's). */
+    uint64_t steps = 0;
+    static const unsigned probes[] = {0, 1, 9, 50000, 77777, K - 1};
+    for (size_t i = 0; i < SK_ARRAY_LEN(probes); i++) {
+        size_t rn = (size_t)snprintf(r, sizeof(r), "req-%u", probes[i]);
+        uint32_t k = sk_holders_find_request(h, big, r, rn, &steps);
+        ASSERT_NE(k, NONE);
+        ASSERT_EQ(h->orders[k].holder, big);
+        ASSERT_MEM_STR(sk_holders_str(h, h->orders[k].req_off), h->orders[k].req_len, r);
+    }
+    ASSERT_EQ(sk_holders_find_request(h, big, "req-100000", 10, &steps), NONE);
+    ASSERT_EQ(sk_holders_find_request(h, big, "req-", 4, &steps), NONE);
+    uint32_t twin = sk_holders_find(h, "twin", 4);
+    uint32_t k = sk_holders_find_request(h, twin, "req-50000", 9, &steps);
+    ASSERT_NE(k, NONE);
+    ASSERT_EQ(h->orders[k].holder, twin);
+    ASSERT_EQ(sk_holders_find_request(h, twin, "req-50001", 9, &steps), NONE);
+    /* 10 look-ups at a load of at most 1/2: a few entries each, never thousands. */
+    ASSERT_LE(steps, 10 * 16);
+
+    /* Adding the next order and undoing it: a few index entries each. */
+    uint64_t before = h->steps;
+    sk_holders_add_order(h, big, "req-next", 8, 1);
+    ASSERT_LE(h->steps - before, 16);
+    ASSERT_EQ(sk_holders_find_request(h, big, "req-next", 8, NULL), h->n_orders - 1);
+    before = h->steps;
+    sk_holders_pop_order(h);
+    ASSERT_LE(h->steps - before, 64);
+    ASSERT_EQ(sk_holders_find_request(h, big, "req-next", 8, NULL), NONE);
+    ASSERT_EQ(h->slots[big].count, K);
+    /* The list is intact after the undo: newest last, linked both ways. */
+    uint32_t last = h->slots[big].last;
+    ASSERT_EQ(h->orders[last].next, NONE);
+    ASSERT_EQ(h->orders[h->orders[last].prev].next, last);
+    sk_order_t o;
+    sk_holders_order(h, last, &o);
+    ASSERT_STR_EQ(o.request_id, "req-99999");
+    sk_holders_free(h);
+}
+
+/* A reference answer: every order of the holder, oldest first. */
+static uint32_t find_slowly(const sk_holders_t *h, uint32_t slot, const char *req, size_t len)
+{
+    if (len == 0)
+        return NONE;
+    for (uint32_t k = 0; k < h->n_orders; k++) {
+        const sk_holder_order_t *o = &h->orders[k];
+        if (o->holder == slot && o->req_len == len && memcmp(sk_holders_str(h, o->req_off), req, len) == 0)
+            return k;
+    }
+    return NONE;
+}
+
+SK_TEST(test_request_index_against_reference)
+{
+    /* Random adds and undos for a few users around the walk limit (orders enter the
+     * index, leave it, enter again): every look-up agrees with a plain scan. */
+    sk_holders_t *h = sk_holders_new();
+    static const char *const users[] = {"a", "b", "c", "d"};
+    uint32_t slot[4];
+    for (int i = 0; i < 4; i++)
+        slot[i] = sk_holders_upsert(h, users[i], 1);
+    uint64_t x = 88172645463325252ull; /* xorshift: the same run every time */
+    char r[32];
+    int mismatches = 0;
+    for (int step = 0; step < 40000 && mismatches == 0; step++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int u = (int)(x % 4);
+        bool pop = h->n_orders > 0 && (x >> 8) % 3 == 0;
+        if (pop) {
+            sk_holders_pop_order(h);
+        } else {
+            size_t rn = (x >> 16) % 5 == 0 ? 0 : (size_t)snprintf(r, sizeof(r), "r%u", (unsigned)((x >> 20) % 300));
+            if (sk_holders_find_request(h, slot[u], r, rn, NULL) == NONE) /* the ledger adds no duplicate */
+                sk_holders_add_order(h, slot[u], r, rn, step);
+        }
+        for (int q = 0; q < 4; q++) {
+            size_t rn = (size_t)snprintf(r, sizeof(r), "r%u", (unsigned)((x >> (24 + q * 8)) % 300));
+            uint32_t want = find_slowly(h, slot[(u + q) % 4], r, rn);
+            uint32_t got = sk_holders_find_request(h, slot[(u + q) % 4], r, rn, NULL);
+            if (got != want) {
+                SK_FAIL_AT("step %d: %s/%s found %u, want %u", step, users[(u + q) % 4], r, got, want);
+                mismatches++;
+                break;
+            }
+        }
+    }
+    uint32_t total = 0;
+    for (int i = 0; i < 4; i++)
+        total += h->slots[slot[i]].count;
+    ASSERT_EQ(total, h->n_orders);
+    sk_holders_free(h);
+}
+
+SK_TEST(test_arena_past_4gib)
+{
+    /* Stock goes up to 1e9 orders: user and request ids may need more than 4 GiB of
+     * arena. Put strings beyond 2^32 of offsets (the test seam skips the bytes without
+     * allocating them) and check every way they are read back. */
+    sk_holders_t *h = sk_holders_new();
+    uint32_t early = sk_holders_upsert(h, "early", 5);
+    sk_holders_add_order(h, early, "r-early", 7, 1);
+    sk_holders_arena_skip(h, ((uint64_t)1 << 32) + 12345);
+    uint32_t late = sk_holders_upsert(h, "late-user", 9);
+    sk_holders_add_order(h, late, "late-req", 8, 2);
+    ASSERT_GT(h->slots[late].user_off, UINT32_MAX);
+    ASSERT_GT(h->orders[1].req_off, UINT32_MAX);
+    ASSERT_GT(h->arena_len, (uint64_t)1 << 32);
+    /* Many more users after the skip: the table grows and moves every slot. */
+    char u[32];
+    for (unsigned i = 0; i < 3000; i++) {
+        size_t n = user_name(u, sizeof(u), i);
+        sk_holders_add_order(h, sk_holders_upsert(h, u, n), u, n, i);
+    }
+    ASSERT_EQ(sk_holders_find(h, "late-use", 8), NONE);
+    late = sk_holders_find(h, "late-user", 9);
+    ASSERT_NE(late, NONE);
+    early = sk_holders_find(h, "early", 5);
+    ASSERT_NE(early, NONE);
+    ASSERT_EQ(sk_holders_find_request(h, late, "late-req", 8, NULL), 1);
+    ASSERT_EQ(sk_holders_find_request(h, early, "r-early", 7, NULL), 0);
+    ASSERT_EQ(sk_holders_find_request(h, late, "r-early", 7, NULL), NONE);
+    sk_order_t o;
+    sk_holders_order(h, 1, &o);
+    ASSERT_STR_EQ(o.user_id, "late-user");
+    ASSERT_STR_EQ(o.request_id, "late-req");
+    sk_holders_order(h, h->n_orders - 1, &o);
+    ASSERT_STR_EQ(o.user_id, "user-2999");
+    ASSERT_STR_EQ(o.request_id, "user-2999");
+    sk_order_t *list;
+    ASSERT_EQ(sk_engine_user_orders(h, "late-user", 9, &list), 1);
+    ASSERT_STR_EQ(list[0].request_id, "late-req");
+    free(list);
+    /* A user with many orders past 4 GiB: their request ids go through the index. */
+    uint32_t big = sk_holders_upsert(h, "big", 3);
+    char r[32];
+    for (unsigned i = 0; i < 100; i++)
+        sk_holders_add_order(h, big, r, (size_t)snprintf(r, sizeof(r), "b%u", i), i);
+    big = sk_holders_find(h, "big", 3);
+    ASSERT_NE(sk_holders_find_request(h, big, "b57", 3, NULL), NONE);
+    sk_holders_free(h);
+}
+
 SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_add_pop_orders);
-             SK_RUN(test_find_request); SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535);)
+             SK_RUN(test_find_request); SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535);
+             SK_RUN(test_one_user_100000_orders); SK_RUN(test_request_index_against_reference);
+             SK_RUN(test_arena_past_4gib);)

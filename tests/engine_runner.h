@@ -1,0 +1,250 @@
+/* The engine driven in-process, without HTTP, for the engine's and the backends' unit
+ * tests: a real ledger thread over a real SQLite journal in a temp dir, and a worker loop
+ * on the test's thread that submits ops and waits for their answers. */
+#ifndef SK_TESTS_ENGINE_RUNNER_H
+#define SK_TESTS_ENGINE_RUNNER_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/embedded.h"
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "testdir.h"
+
+#define HOUR_MS (3600 * 1000LL)
+
+/* ---- a worker loop that waits for its ops ------------------------------------------------ */
+
+typedef struct {
+    sk_loop_t *loop;
+    sk_engine_worker_t *w;
+    size_t pending;
+    sk_timer_t guard;
+    bool timed_out;
+} runner_t;
+
+/* What one op answered. */
+typedef struct {
+    bool done;
+    sk_buy_result_t result;
+    int status;
+    uint64_t seq;
+    uint32_t held; /* limit_reached, sold_out: the orders the buyer holds (seq: their first) */
+    int64_t remaining;
+    char user[SK_USER_MAX + 1]; /* the order's user (confirmed, duplicate, limit_reached) */
+    char buyer[SK_USER_MAX + 1]; /* who asked */
+    sk_sale_t *sale;
+    sk_order_t *orders;
+    size_t n_orders;
+    bool more;
+} answer_t;
+
+static inline void on_done(sk_op_t *op)
+{
+    runner_t *r = op->owner;
+    answer_t *a = op->ctx;
+    a->done = true;
+    a->result = op->result;
+    a->status = op->status;
+    a->seq = op->order.seq;
+    a->held = op->held;
+    a->remaining = op->remaining;
+    a->sale = op->sale;
+    a->more = op->list_more;
+    memcpy(a->user, op->order.user_id, sizeof(a->user));
+    memcpy(a->buyer, op->user_id, sizeof(a->buyer));
+    if (op->kind == SK_OP_ORDERS || op->kind == SK_OP_LIST) {
+        a->orders = op->orders; /* kept by the test */
+        a->n_orders = op->n_orders;
+        op->orders = NULL;
+    }
+    sk_op_free(op);
+    if (--r->pending == 0)
+        sk_loop_stop(r->loop);
+}
+
+static inline void on_guard(sk_loop_t *loop, sk_timer_t *t)
+{
+    runner_t *r = SK_CONTAINER_OF(t, runner_t, guard);
+    r->timed_out = true;
+    sk_loop_stop(loop);
+}
+
+static inline void runner_init(runner_t *r, sk_engine_t *e)
+{
+    memset(r, 0, sizeof(*r));
+    r->loop = sk_loop_new();
+    r->w = sk_engine_attach(e, r->loop);
+}
+
+static inline void runner_free(runner_t *r)
+{
+    sk_engine_detach(r->w);
+    sk_loop_free(r->loop);
+}
+
+/* Runs the loop until every submitted op answered (or 60 s passed). */
+static inline bool runner_wait(runner_t *r)
+{
+    if (r->pending == 0)
+        return true;
+    sk_timer_start(r->loop, &r->guard, 60000, on_guard);
+    sk_loop_run(r->loop);
+    sk_timer_stop(r->loop, &r->guard);
+    return !r->timed_out && r->pending == 0;
+}
+
+static inline void submit(runner_t *r, sk_op_t *op, answer_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    op->owner = r;
+    op->ctx = a;
+    op->done = on_done;
+    r->pending++;
+    sk_engine_submit(r->w, op);
+}
+
+static inline void buy_at(runner_t *r, sk_sale_t *s, const char *user, const char *req, int64_t now, answer_t *a)
+{
+    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    op->sale = s;
+    op->now_ms = now;
+    op->user_len = (uint8_t)strlen(user);
+    memcpy(op->user_id, user, op->user_len + 1u);
+    op->request_len = (uint8_t)strlen(req);
+    memcpy(op->request_id, req, op->request_len + 1u);
+    submit(r, op, a);
+}
+
+static inline void buy(runner_t *r, sk_sale_t *s, const char *user, const char *req, answer_t *a)
+{
+    buy_at(r, s, user, req, sk_now_ms(), a);
+}
+
+/* Buys once and waits for the answer. */
+static inline answer_t buy1(runner_t *r, sk_sale_t *s, const char *user, const char *req)
+{
+    answer_t a;
+    buy(r, s, user, req, &a);
+    runner_wait(r);
+    return a;
+}
+
+static inline sk_sale_t *new_sale(const char *id, int64_t stock, int64_t starts, int64_t ends, int32_t limit)
+{
+    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
+    s->id_len = strlen(id);
+    memcpy(s->id, id, s->id_len + 1);
+    s->name = sk_xstrndup(id, s->id_len);
+    s->stock = stock;
+    s->starts_at = starts;
+    s->ends_at = ends;
+    s->per_user_limit = limit;
+    s->created_at = sk_now_ms();
+    return s;
+}
+
+/* Creates a sale through the ledger (as the API does). Returns the status. */
+static inline int create_sale(runner_t *r, sk_sale_t *s, sk_sale_t **out)
+{
+    sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
+    op->new_sale = s;
+    answer_t a;
+    submit(r, op, &a);
+    if (!runner_wait(r))
+        return -ETIMEDOUT;
+    if (out)
+        *out = a.status == 0 ? a.sale : NULL;
+    return a.status;
+}
+
+static inline sk_sale_t *live_sale(runner_t *r, const char *id, int64_t stock, int32_t limit)
+{
+    int64_t now = sk_now_ms();
+    sk_sale_t *s = NULL;
+    if (create_sale(r, new_sale(id, stock, now - 1000, now + HOUR_MS, limit), &s) != 0)
+        return NULL;
+    return s;
+}
+
+/* Opens an engine over the embedded backend in dir; *backend (when not NULL) is the
+ * backend, owned by the engine. */
+static inline sk_engine_t *open_engine_backend(const char *dir, size_t max_inflight, sk_backend_t **backend)
+{
+    char err[512] = "";
+    sk_engine_config_t cfg = {.max_inflight = max_inflight};
+    sk_backend_t *b = sk_backend_embedded_new(dir, 4096);
+    sk_engine_t *e = sk_engine_open(&cfg, b, err, sizeof(err));
+    if (!e)
+        fprintf(stderr, "sk_engine_open: %s\n", err);
+    if (backend)
+        *backend = e ? b : NULL;
+    return e;
+}
+
+static inline sk_engine_t *open_engine(const char *dir, size_t max_inflight)
+{
+    return open_engine_backend(dir, max_inflight, NULL);
+}
+
+/* An engine with its ledger running and one worker loop on this thread. */
+typedef struct {
+    char dir[256];
+    sk_engine_t *e;
+    sk_backend_t *backend; /* the engine's */
+    runner_t r;
+} fixture_t;
+
+/* Opens the engine in dir (NULL: a new temp dir), runs before_start (when not NULL) on
+ * the loaded backend, then starts the ledger. */
+static inline bool fixture_open_with(fixture_t *f, const char *dir, size_t max_inflight,
+                                     void (*before_start)(sk_backend_t *b, void *arg), void *arg)
+{
+    if (dir) {
+        if (dir != f->dir)
+            snprintf(f->dir, sizeof(f->dir), "%s", dir);
+    } else if (!sk_test_temp_dir(f->dir, sizeof(f->dir), "engine"))
+        return false;
+    f->e = open_engine_backend(f->dir, max_inflight, &f->backend);
+    if (!f->e)
+        return false;
+    if (before_start)
+        before_start(f->backend, arg);
+    if (sk_engine_start(f->e) < 0)
+        return false;
+    runner_init(&f->r, f->e);
+    return f->r.w != NULL;
+}
+
+static inline bool fixture_open(fixture_t *f, const char *dir, size_t max_inflight)
+{
+    return fixture_open_with(f, dir, max_inflight, NULL, NULL);
+}
+
+/* Stops the ledger and frees the engine, keeping the data dir. */
+static inline void fixture_close(fixture_t *f)
+{
+    if (!f->e)
+        return;
+    sk_engine_stop(f->e);
+    runner_free(&f->r);
+    sk_engine_free(f->e);
+    f->e = NULL;
+}
+
+static inline void fixture_destroy(fixture_t *f)
+{
+    fixture_close(f);
+    rm_rf(f->dir);
+}
+
+static inline void user_name(char *buf, size_t cap, const char *prefix, int i)
+{
+    snprintf(buf, cap, "%s%d", prefix, i);
+}
+
+#endif
