@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <stdbool.h>
 
-#include "api/api.h"
+#include "api/body.h"
 #include "test.h"
 
 typedef struct {
