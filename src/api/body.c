@@ -241,7 +241,7 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
                     *req_len = json_string_length(val);
                     memcpy(req, json_string_value(val), *req_len + 1);
                 } else {
-                    *field = key[0] ? "body" : "body";
+                    *field = "body"; /* an unknown key */
                     json_decref(root);
                     return -EINVAL;
                 }

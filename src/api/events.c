@@ -7,15 +7,6 @@
 #define SSE_TICK_MS 100 /* at most 10 updates a second per sale */
 #define SSE_PING_MS 15000
 
-typedef struct sse_sub sse_sub_t;
-
-typedef struct sse_sale {
-    sse_sub_t **subs;
-    size_t n, cap;
-    uint64_t last_version;
-    int last_state;
-} sse_sale_t;
-
 /* Subscribers are kept per sale in an array of records; each record knows its
  * position, so removal when a client goes away is O(1) (the last record moves in). */
 typedef struct sse_sub {
@@ -24,6 +15,13 @@ typedef struct sse_sub {
     uint32_t sale;
     size_t pos;
 } sse_sub_t;
+
+typedef struct sse_sale {
+    sse_sub_t **subs;
+    size_t n, cap;
+    uint64_t last_version;
+    int last_state;
+} sse_sale_t;
 
 static sse_sale_t *sse_slot(sk_api_worker_t *w, const sk_sale_t *s)
 {

@@ -54,6 +54,17 @@ sk_sale_t *sk_api_lookup_stub(sk_api_worker_t *w, const sk_str_t *id);
 /** Counts one purchase answer of sale s (this worker's counter). */
 void sk_api_count(sk_api_worker_t *w, const sk_sale_t *s, sk_buy_result_t r);
 
+/* ---- gate.c: the purchase gate ---- */
+
+/** Before the body is read: a purchase outside the sale's window [starts_at, ends_at)
+ *  is answered by the worker (not_started, ended). Returns true with *r set when it is. */
+bool sk_api_gate_window(const sk_sale_t *s, int64_t now, sk_buy_result_t *r);
+/** After the body: on a sold-out sale whose holders are final, every purchase is
+ *  answered by the worker (duplicate, limit_reached, sold_out; *order filled for the
+ *  first two). Returns true with *r set when it is; false: the ledger decides. */
+bool sk_api_gate_final(const sk_sale_t *s, const char *user, size_t ul, const char *req, size_t rl, sk_buy_result_t *r,
+                       sk_order_t *order);
+
 /* ---- auth.c ---- */
 
 /** True when the request carries the admin token (or none is configured); otherwise

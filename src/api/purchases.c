@@ -1,9 +1,9 @@
 /* POST /api/v1/sales/{id}/purchase.
  *
- * The purchase gate runs on the worker thread: unknown sale, not started, ended and
- * sold out are answered here from the clock and an atomic flag, without ever touching
- * the ledger. Only purchases that may succeed are queued to the ledger, and their
- * answers are deferred until the ledger's batch is durable. */
+ * Unknown sale, not started, ended and sold out are answered on the worker thread (the
+ * gate, gate.c), without ever touching the ledger. Only purchases that may succeed are
+ * queued to the ledger, and their answers are deferred until the ledger's batch is
+ * durable. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +56,17 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
     }
 }
 
+/* Answers a purchase the worker decided itself (the gate). */
+static void respond_now(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, sk_buy_result_t r,
+                        const sk_order_t *order, int64_t starts_in)
+{
+    sk_buf_t *b = &w->scratch;
+    b->len = 0;
+    sk_api_count(w, s, r);
+    buy_body(b, s, r, order, 0, starts_in);
+    sk_http_respond(x, buy_status[r], "application/json", b->data, b->len);
+}
+
 static void purchase_done(sk_op_t *op)
 {
     sk_api_worker_t *w = op->owner;
@@ -87,25 +98,13 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         return;
     }
     int64_t now = sk_now_ms();
-    sk_buf_t *b = &w->scratch;
-    b->len = 0;
-    /* The gate: clock and flag, no ledger. (A looked-up sale's window is checked by the
-     * backend's store, which decides the purchase.) */
-    if (!s)
-        goto parse;
-    if (now < s->starts_at) {
-        sk_api_count(w, s, SK_BUY_NOT_STARTED);
-        buy_body(b, s, SK_BUY_NOT_STARTED, NULL, 0, s->starts_at - now);
-        sk_http_respond(x, 425, "application/json", b->data, b->len);
+    sk_buy_result_t r;
+    /* A looked-up sale's window is checked by the backend's store, which decides the
+     * purchase. */
+    if (s && sk_api_gate_window(s, now, &r)) {
+        respond_now(w, x, s, r, NULL, s->starts_at - now);
         return;
     }
-    if (now >= s->ends_at) {
-        sk_api_count(w, s, SK_BUY_ENDED);
-        buy_body(b, s, SK_BUY_ENDED, NULL, 0, 0);
-        sk_http_respond(x, 410, "application/json", b->data, b->len);
-        return;
-    }
-parse:;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     const char *field;
@@ -121,12 +120,9 @@ parse:;
                 : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    if (s && sk_sale_final(s)) {
-        sk_order_t order;
-        sk_buy_result_t r = sk_engine_sold_out_answer(s, user, ul, req, rl, &order);
-        sk_api_count(w, s, r);
-        buy_body(b, s, r, &order, 0, 0);
-        sk_http_respond(x, buy_status[r], "application/json", b->data, b->len);
+    sk_order_t order;
+    if (s && sk_api_gate_final(s, user, ul, req, rl, &r, &order)) {
+        respond_now(w, x, s, r, &order, 0);
         return;
     }
     sk_op_t *op = sk_op_new(SK_OP_BUY);
