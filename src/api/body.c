@@ -115,7 +115,8 @@ int sk_api_form_decode(const char *s, size_t n, char *out, size_t cap)
 }
 
 /* The hot path's JSON: a flat object whose values are strings without escapes. Returns
- * 1 when parsed, 0 when the body needs the full parser, -1 when it is not JSON. */
+ * 1 when parsed, 0 when the body needs the full parser, -1 when it is not JSON. *uk and
+ * *rk are NULL on entry, and stay so for a key that is absent. */
 static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl)
 {
     const char *end = p + n;
@@ -154,14 +155,16 @@ static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, cons
             return 0;
         size_t vl = (size_t)(p - v);
         p++;
-        if (kl == 7 && memcmp(k, "user_id", 7) == 0) {
+        /* An unknown or repeated key: the full parser reports it (it refuses duplicate
+         * keys, and the fast path must not answer otherwise). */
+        if (kl == 7 && memcmp(k, "user_id", 7) == 0 && !*uk) {
             *uk = v;
             *ul = vl;
-        } else if (kl == 10 && memcmp(k, "request_id", 10) == 0) {
+        } else if (kl == 10 && memcmp(k, "request_id", 10) == 0 && !*rk) {
             *rk = v;
             *rl = vl;
         } else {
-            return 0; /* unknown key: let the full parser report it */
+            return 0;
         }
         WS();
         if (p < end && *p == ',') {

@@ -17,8 +17,8 @@ bool sk_api_gate_window(const sk_sale_t *s, int64_t now, sk_buy_result_t *r)
     return false;
 }
 
-bool sk_api_gate_final(const sk_sale_t *s, const char *user, size_t ul, const char *req, size_t rl,
-                       sk_buy_result_t *r, sk_order_t *order)
+bool sk_api_gate_final(const sk_sale_t *s, const char *user, size_t ul, const char *req, size_t rl, sk_buy_result_t *r,
+                       sk_order_t *order)
 {
     /* Once a sale is sold out its holders never change, and the ledger published them:
      * every later purchase (a holder's retry, a second attempt, anyone else) has its
