@@ -21,7 +21,6 @@
 #define ENTRY_GUESS 16 /* orders per stream entry assumed when sizing a read */
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_MAX_MS 5000
-#define INACTIVE_AFTER_MS 60000 /* an ended sale's drained stream is no longer read */
 
 typedef struct {
     char id[SK_ID_MAX + 1];
@@ -56,6 +55,11 @@ struct sk_drain {
 static uint64_t now_ms(void)
 {
     return sk_mono_ns() / 1000000u;
+}
+
+bool sk_drain_stream_finished(int64_t length, int64_t stock, int64_t ends_at, int64_t redis_now_ms)
+{
+    return length >= stock || (redis_now_ms >= 0 && redis_now_ms > ends_at + SK_DRAIN_FINISHED_AFTER_MS);
 }
 
 /* ---- Redis ------------------------------------------------------------------------------ */
@@ -433,6 +437,17 @@ static int64_t info_field(const redisReply *g, const char *name)
     return -1;
 }
 
+/* Redis's clock in unix ms from a TIME reply; -1 when it is not one. */
+static int64_t redis_time_ms(const redisReply *r)
+{
+    int64_t sec, usec;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        !sk_redis_reply_i64(r->element[0], 0, INT64_MAX / 1000, &sec) ||
+        !sk_redis_reply_i64(r->element[1], 0, 999999, &usec))
+        return -1;
+    return sec * 1000 + usec / 1000;
+}
+
 static void group_info(dsale_t *s, const redisReply *g)
 {
     if (g->type != REDIS_REPLY_ARRAY)
@@ -453,34 +468,62 @@ static void group_info(dsale_t *s, const redisReply *g)
     }
 }
 
+/* Reads every stream's length and the group's lag and pending count, in one pipeline,
+ * and decides which streams are still read for new entries. */
 static void update_lag(sk_drain_t *d)
 {
-    int64_t now = sk_now_ms();
-    for (size_t i = 0; i < d->n_sales && d->redis; i++) {
+    /* Whether a sale's window is over is decided by Redis's clock, as the purchase
+     * script decides it: a drain host whose clock runs ahead must not stop reading a
+     * stream that still gets orders. */
+    redisAppendCommand(d->redis, "TIME");
+    for (size_t i = 0; i < d->n_sales; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready || !s->active)
-            continue; /* an inactive stream is drained and gets no more entries */
-        redisAppendCommand(d->redis, "XINFO GROUPS %s", s->key);
+        if (!s->group_ready)
+            continue;
+        /* A stream no longer read still has its length watched: an entry that comes
+         * after all makes it read again, so no confirmed order stays in Redis only. */
+        if (s->active)
+            redisAppendCommand(d->redis, "XINFO GROUPS %s", s->key);
         redisAppendCommand(d->redis, "XLEN %s", s->key);
     }
-    for (size_t i = 0; i < d->n_sales && d->redis; i++) {
+    redisReply *t = NULL;
+    if (redisGetReply(d->redis, (void **)&t) != REDIS_OK)
+        goto io_error;
+    int64_t redis_now = redis_time_ms(t);
+    freeReplyObject(t);
+    for (size_t i = 0; i < d->n_sales; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready || !s->active)
+        if (!s->group_ready)
             continue;
         redisReply *g = NULL, *l = NULL;
-        if (redisGetReply(d->redis, (void **)&g) != REDIS_OK || redisGetReply(d->redis, (void **)&l) != REDIS_OK) {
+        if ((s->active && redisGetReply(d->redis, (void **)&g) != REDIS_OK) ||
+            redisGetReply(d->redis, (void **)&l) != REDIS_OK) {
             freeReplyObject(g);
-            redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
-            return;
+            goto io_error;
         }
-        if (l->type == REDIS_REPLY_INTEGER)
-            s->length = l->integer;
+        int64_t length = l->type == REDIS_REPLY_INTEGER ? l->integer : s->length;
+        freeReplyObject(l);
+        if (!s->active) {
+            /* Any change, not only growth: a stream Redis lost and that refilled may be
+             * shorter than it was. */
+            if (length != s->length) {
+                sk_info("drain: the stream of sale '%s' changed (%lld entries, was %lld) after it was finished; "
+                        "reading it again",
+                        s->id, (long long)length, (long long)s->length);
+                s->active = true;
+            }
+            s->length = length;
+            continue;
+        }
+        s->length = length;
         group_info(s, g);
         freeReplyObject(g);
-        freeReplyObject(l);
-        bool finished = s->length >= s->stock || now > s->ends_at + INACTIVE_AFTER_MS;
+        bool finished = sk_drain_stream_finished(s->length, s->stock, s->ends_at, redis_now);
         s->active = !(finished && s->lag == 0 && s->pending == 0);
     }
+    return;
+io_error:
+    redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
 }
 
 static void publish_metrics(sk_drain_t *d)

@@ -29,6 +29,7 @@
 #include "redis/redis.h"
 
 #define SK_DRAIN_GROUP "seckill-drain"
+#define SK_DRAIN_FINISHED_AFTER_MS 60000 /* past ends_at, by Redis's clock: no new orders */
 
 typedef struct {
     sk_redis_addr_t redis; /* where the order streams are */
@@ -52,5 +53,13 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop);
 
 /** Stops the metrics server, closes the connections and frees. */
 void sk_drain_free(sk_drain_t *d);
+
+/** Whether a sale's stream gets no new entries: it holds as many entries as the sale
+ *  has units (each entry holds at least one order), or Redis's clock (the clock the
+ *  purchase script decides the window by; -1 when unknown) is SK_DRAIN_FINISHED_AFTER_MS
+ *  past ends_at.
+ *  A finished stream that is drained is no longer read for new entries, but its length
+ *  is still watched: an entry that arrives anyway makes it read again. */
+bool sk_drain_stream_finished(int64_t length, int64_t stock, int64_t ends_at, int64_t redis_now_ms);
 
 #endif
