@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "loadgen/fetch.h"
+#include "loadgen/users.h"
 #include "util/common.h"
 
 /* ------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@
 
 #include "audit/audit.h"
 #include "loadgen/report.h"
+#include "loadgen/run.h"
 #include "loadgen/scenario.h"
+#include "loadgen/setup.h"
 #include "util/common.h"
 
 static const char usage_text[] =
@@ -150,10 +152,34 @@ static int64_t parse_int(const char *flag, const char *s, int64_t min, int64_t m
     return v;
 }
 
+/* Parses "1500ms", "2s", "1m", "0.5s" or a bare number of seconds into ms. Returns 0 or
+ * -EINVAL. */
+static int parse_duration_ms(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0) || v > 1e9)
+        return -EINVAL;
+    double mul = 1000;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mul = 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -EINVAL;
+    *ms = (int64_t)llround(v * mul);
+    return 0;
+}
+
 static int64_t parse_dur(const char *flag, const char *s)
 {
     int64_t ms;
-    if (sk_bench_parse_duration_ms(s, &ms) < 0) {
+    if (parse_duration_ms(s, &ms) < 0) {
         fprintf(stderr, "seckill-bench: %s wants a duration like 2s, 500ms or 1m, not \"%s\"\n", flag, s);
         exit(2);
     }

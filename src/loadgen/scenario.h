@@ -1,5 +1,6 @@
-/* The flood: a crowd of simulated buyers sent over many keep-alive connections by one
- * or more client threads, each with its own event loop, plus the sale set-up before it.
+/* What a run of seckill-bench is: its configuration, the outcomes it counts, and its
+ * results (setup.h prepares the sale, run.h runs the flood, report.h and the auditor
+ * read the results).
  *
  * Every request buys for one user drawn from the user space u1..uN: first every user
  * once in a shuffled order, then (when more requests are asked for) random users again,
@@ -8,10 +9,10 @@
  * every order the service names (confirmed, duplicate, limit_reached) is remembered
  * for the audit, and each user keeps one byte of state.
  *
- * Ownership: sk_bench_run() fills a sk_bench_results_t that the caller releases with
- * sk_bench_results_free(). The config and its strings are borrowed for the run. */
-#ifndef SK_BENCH_SCENARIO_H
-#define SK_BENCH_SCENARIO_H
+ * Ownership: the results own everything in them, their sale's strings included; the
+ * caller releases them with sk_bench_results_free(). */
+#ifndef SK_LOADGEN_SCENARIO_H
+#define SK_LOADGEN_SCENARIO_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -124,21 +125,7 @@ typedef struct {
     size_t arena_len;
 } sk_bench_results_t;
 
-/** Creates or looks up the sale (purchase mode). Returns 0, or -1 with a message. */
-int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len);
-
-/** Runs the flood. Returns 0, or -1 with a message when it could not start. */
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
-                 size_t err_len);
-
 /** Frees everything in results (and its sale strings). */
 void sk_bench_results_free(sk_bench_results_t *res);
-
-/** Parses "1500ms", "2s", "1m", "0.5s" or a bare number of seconds into ms. Returns 0 or
- *  -EINVAL. */
-int sk_bench_parse_duration_ms(const char *s, int64_t *ms);
-
-/** Writes the user id of user number u ("u42") into buf; returns its length. */
-size_t sk_bench_user_id(char *buf, uint32_t u);
 
 #endif
