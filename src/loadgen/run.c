@@ -103,109 +103,101 @@ static void sleep_ns(uint64_t ns)
     }
 }
 
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
-                 size_t err_len)
+/* The fire instant: the sale's opening (on our clock), minus --early; now when the sale
+ * is open already or there is none. */
+static uint64_t fire_instant(const run_t *run)
 {
-    memset(res, 0, sizeof(*res));
-    for (int o = 0; o < SK_OUT_COUNT; o++)
-        sk_hist_init(&res->hist[o]);
-    sk_hist_init(&res->all);
-    res->last_remaining = -1;
-
-    run_t run = {.cfg = cfg, .sale = cfg->get_path ? NULL : sale};
-    run.nworkers = cfg->threads;
-    if (run.nworkers > cfg->connections)
-        run.nworkers = cfg->connections;
-    if (!cfg->get_path && run.nworkers > cfg->users)
-        run.nworkers = cfg->users;
-    if (run.nworkers == 0) {
-        snprintf(err, err_len, "nothing to run: no connections or no users");
-        return -1;
-    }
-    snprintf(run.rid, sizeof(run.rid), "r%s-", cfg->run_id);
-    if (!cfg->get_path)
-        run.ustate = sk_xcalloc((size_t)cfg->users + 1, 1);
-    build_prefixes(&run);
-
-    /* The fire instant: the sale's opening (on our clock), minus --early; now when
-     * the sale is open already or there is none. */
     uint64_t now_ns = sk_mono_ns();
-    run.fire_ns = now_ns;
-    if (run.sale && run.sale->starts_at > 0) {
+    if (run->sale && run->sale->starts_at > 0) {
         /* +1: the server's clock is read in whole milliseconds. */
-        int64_t local_start = run.sale->starts_at - run.sale->clock_offset_ms - (int64_t)cfg->early_ms + 1;
+        int64_t local_start = run->sale->starts_at - run->sale->clock_offset_ms - (int64_t)run->cfg->early_ms + 1;
         int64_t wait_ms = local_start - sk_now_ms();
         if (wait_ms > 0)
-            run.fire_ns = now_ns + (uint64_t)wait_ms * 1000000u;
+            return now_ns + (uint64_t)wait_ms * 1000000u;
     }
+    return now_ns;
+}
 
-    uint64_t total = cfg->requests;
-    if (!total && !cfg->duration_ms)
-        total = cfg->get_path ? 10000 : cfg->users;
-    run.workers = sk_xcalloc(run.nworkers, sizeof(worker_t));
-    for (uint32_t i = 0; i < run.nworkers; i++) {
-        worker_t *w = &run.workers[i];
-        w->index = (int)i;
-        w->run = &run;
-        w->cfg = cfg;
-        atomic_init(&w->last_remaining, INT64_MAX);
-        atomic_init(&w->done, 0);
-        for (int o = 0; o < SK_OUT_COUNT; o++)
-            sk_hist_init(&w->hist[o]);
-        if (total) {
-            w->quota = total / run.nworkers + (i < total % run.nworkers ? 1 : 0);
-            if (w->quota == 0) {
-                w->gen_done = true;
-                w->quota = 1; /* never reached: gen_done already */
-            }
-        }
-        if (cfg->rate > 0)
-            w->interval_ns = 1e9 * run.nworkers / cfg->rate;
-        w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i * 0xbf58476d1ce4e5b9ull) ^ sk_mono_ns();
-        if (!w->rng)
-            w->rng = 1;
-        if (!cfg->get_path)
-            sk_bench_users_init(&w->users, cfg->users, run.nworkers, i, sk_bench_xorshift(&w->rng));
-        /* Connections are dealt round-robin to workers and, within the total, to
-         * targets. */
-        for (uint32_t c = i; c < cfg->connections; c += run.nworkers)
-            w->nconns++;
-        w->conns = sk_xcalloc(w->nconns, sizeof(wconn_t));
-        uint32_t k = 0;
-        for (uint32_t c = i; c < cfg->connections; c += run.nworkers, k++) {
-            wconn_t *wc = &w->conns[k];
-            size_t ti = c % cfg->ntargets;
-            wc->w = w;
-            wc->conn.target = &cfg->targets[ti];
-            wc->prefix = run.prefixes[ti];
-            wc->prefix_len = run.prefix_lens[ti];
+/* Worker i's share: of the requests (`total`, 0 = until --duration), of the users, and
+ * of the connections. */
+static void worker_init(run_t *run, uint32_t i, uint64_t total)
+{
+    const sk_bench_config_t *cfg = run->cfg;
+    worker_t *w = &run->workers[i];
+    w->index = (int)i;
+    w->run = run;
+    w->cfg = cfg;
+    atomic_init(&w->last_remaining, INT64_MAX);
+    atomic_init(&w->done, 0);
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        sk_hist_init(&w->hist[o]);
+    if (total) {
+        w->quota = total / run->nworkers + (i < total % run->nworkers ? 1 : 0);
+        if (w->quota == 0) {
+            w->gen_done = true;
+            w->quota = 1; /* never reached: gen_done already */
         }
     }
-    for (uint32_t i = 0; i < run.nworkers; i++) {
-        int rc = pthread_create(&run.workers[i].thread, NULL, sk_bench_crowd_main, &run.workers[i]);
-        if (rc != 0) {
-            sk_error("seckill-bench: cannot start a client thread: %s", strerror(rc));
-            abort();
-        }
+    if (cfg->rate > 0)
+        w->interval_ns = 1e9 * run->nworkers / cfg->rate;
+    w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i * 0xbf58476d1ce4e5b9ull) ^ sk_mono_ns();
+    if (!w->rng)
+        w->rng = 1;
+    if (!cfg->get_path)
+        sk_bench_users_init(&w->users, cfg->users, run->nworkers, i, sk_bench_xorshift(&w->rng));
+    /* Connections are dealt round-robin to workers and, within the total, to targets. */
+    for (uint32_t c = i; c < cfg->connections; c += run->nworkers)
+        w->nconns++;
+    w->conns = sk_xcalloc(w->nconns, sizeof(wconn_t));
+    uint32_t k = 0;
+    for (uint32_t c = i; c < cfg->connections; c += run->nworkers, k++) {
+        wconn_t *wc = &w->conns[k];
+        size_t ti = c % cfg->ntargets;
+        wc->w = w;
+        wc->conn.target = &cfg->targets[ti];
+        wc->prefix = run->prefixes[ti];
+        wc->prefix_len = run->prefix_lens[ti];
     }
+}
 
-    /* The main thread watches: a progress line, and answers per second for the
-     * timeline. */
+/* Answers per second since the fire instant, in all and confirmed. */
+typedef struct {
+    size_t cap;
+    uint64_t prev_ans, prev_conf;
+} timeline_t;
+
+static void timeline_push(sk_bench_results_t *res, timeline_t *tl, uint64_t answers, uint64_t confirmed)
+{
+    if (res->timeline_len == tl->cap) {
+        tl->cap = tl->cap ? tl->cap * 2 : 64;
+        res->timeline = sk_xrealloc(res->timeline, tl->cap * sizeof(uint64_t));
+        res->timeline_confirmed = sk_xrealloc(res->timeline_confirmed, tl->cap * sizeof(uint64_t));
+    }
+    res->timeline[res->timeline_len] = answers - tl->prev_ans;
+    res->timeline_confirmed[res->timeline_len] = confirmed - tl->prev_conf;
+    res->timeline_len++;
+    tl->prev_ans = answers;
+    tl->prev_conf = confirmed;
+}
+
+/* The calling thread watches the workers until they are all done: a progress line, and
+ * answers per second for the timeline. Then it joins them. */
+static void watch(run_t *run, sk_bench_results_t *res)
+{
+    const sk_bench_config_t *cfg = run->cfg;
     bool tty = isatty(STDERR_FILENO);
-    size_t tl_cap = 64;
-    res->timeline = sk_xcalloc(tl_cap, sizeof(uint64_t));
-    res->timeline_confirmed = sk_xcalloc(tl_cap, sizeof(uint64_t));
-    uint64_t prev_ans = 0, prev_conf = 0, next_sample = run.fire_ns + 1000000000u;
-    uint64_t last_print = 0, print_prev_ans = 0, print_prev_ns = run.fire_ns;
+    timeline_t tl = {0};
+    uint64_t next_sample = run->fire_ns + 1000000000u;
+    uint64_t last_print = 0, print_prev_ans = 0, print_prev_ns = run->fire_ns;
     bool waited_note = false;
     const size_t ans_off = offsetof(worker_t, answers);
     const size_t conf_off = offsetof(worker_t, counts) + SK_OUT_CONFIRMED * sizeof(sk_counter_t);
-    while (!all_done(&run)) {
+    while (!all_done(run)) {
         sleep_ns(50000000u);
         uint64_t now = sk_mono_ns();
-        if (now < run.fire_ns) {
+        if (now < run->fire_ns) {
             if (!cfg->quiet && (!waited_note || tty)) {
-                double left = (double)(run.fire_ns - now) / 1e9;
+                double left = (double)(run->fire_ns - now) / 1e9;
                 if (tty)
                     fprintf(stderr, "\rwaiting for the sale to open: %.1fs\033[K", left);
                 else
@@ -215,60 +207,40 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
             }
             continue;
         }
-        while (now >= next_sample) {
-            uint64_t a = sum_counter(&run, ans_off), c = sum_counter(&run, conf_off);
-            if (res->timeline_len == tl_cap) {
-                tl_cap *= 2;
-                res->timeline = sk_xrealloc(res->timeline, tl_cap * sizeof(uint64_t));
-                res->timeline_confirmed = sk_xrealloc(res->timeline_confirmed, tl_cap * sizeof(uint64_t));
-            }
-            res->timeline[res->timeline_len] = a - prev_ans;
-            res->timeline_confirmed[res->timeline_len] = c - prev_conf;
-            res->timeline_len++;
-            prev_ans = a;
-            prev_conf = c;
-            next_sample += 1000000000u;
-        }
+        for (; now >= next_sample; next_sample += 1000000000u)
+            timeline_push(res, &tl, sum_counter(run, ans_off), sum_counter(run, conf_off));
         if (!cfg->quiet && now - last_print >= (tty ? 250000000u : 1000000000u)) {
-            uint64_t a = sum_counter(&run, ans_off);
+            uint64_t a = sum_counter(run, ans_off);
             double dt = (double)(now - print_prev_ns) / 1e9;
-            progress(&run, tty, (double)(now - run.fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
+            progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
                      false);
             print_prev_ans = a;
             print_prev_ns = now;
             last_print = now;
         }
     }
-    for (uint32_t i = 0; i < run.nworkers; i++)
-        pthread_join(run.workers[i].thread, NULL);
+    for (uint32_t i = 0; i < run->nworkers; i++)
+        pthread_join(run->workers[i].thread, NULL);
     /* The last partial second of the timeline. */
-    {
-        uint64_t a = sum_counter(&run, ans_off), c = sum_counter(&run, conf_off);
-        if (a > prev_ans) {
-            if (res->timeline_len == tl_cap) {
-                tl_cap++;
-                res->timeline = sk_xrealloc(res->timeline, tl_cap * sizeof(uint64_t));
-                res->timeline_confirmed = sk_xrealloc(res->timeline_confirmed, tl_cap * sizeof(uint64_t));
-            }
-            res->timeline[res->timeline_len] = a - prev_ans;
-            res->timeline_confirmed[res->timeline_len] = c - prev_conf;
-            res->timeline_len++;
-        }
-    }
+    uint64_t a = sum_counter(run, ans_off);
+    if (a > tl.prev_ans)
+        timeline_push(res, &tl, a, sum_counter(run, conf_off));
     if (!cfg->quiet && last_print) {
         uint64_t now = sk_mono_ns();
-        uint64_t a = sum_counter(&run, ans_off);
         double dt = (double)(now - print_prev_ns) / 1e9;
-        progress(&run, tty, (double)(now - run.fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
+        progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
     } else if (!cfg->quiet && tty && waited_note) {
         fputc('\n', stderr);
     }
+}
 
-    /* Merge the workers. */
+/* Adds up the workers' results into res and frees what the workers held. */
+static void merge(run_t *run, sk_bench_results_t *res)
+{
     uint64_t first = 0, last = 0, last_confirm = 0;
     res->last_remaining = -1;
-    for (uint32_t i = 0; i < run.nworkers; i++) {
-        worker_t *w = &run.workers[i];
+    for (uint32_t i = 0; i < run->nworkers; i++) {
+        worker_t *w = &run->workers[i];
         for (int o = 0; o < SK_OUT_COUNT; o++) {
             res->counts[o] += sk_counter_get(&w->counts[o]);
             sk_hist_merge(&res->hist[o], &w->hist[o]);
@@ -319,6 +291,49 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
     }
     res->elapsed_s = first && last > first ? (double)(last - first) / 1e9 : 0;
     res->confirm_window_s = first && last_confirm > first ? (double)(last_confirm - first) / 1e9 : 0;
+}
+
+int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
+                 size_t err_len)
+{
+    memset(res, 0, sizeof(*res));
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        sk_hist_init(&res->hist[o]);
+    sk_hist_init(&res->all);
+    res->last_remaining = -1;
+
+    run_t run = {.cfg = cfg, .sale = cfg->get_path ? NULL : sale};
+    run.nworkers = cfg->threads;
+    if (run.nworkers > cfg->connections)
+        run.nworkers = cfg->connections;
+    if (!cfg->get_path && run.nworkers > cfg->users)
+        run.nworkers = cfg->users;
+    if (run.nworkers == 0) {
+        snprintf(err, err_len, "nothing to run: no connections or no users");
+        return -1;
+    }
+    snprintf(run.rid, sizeof(run.rid), "r%s-", cfg->run_id);
+    if (!cfg->get_path)
+        run.ustate = sk_xcalloc((size_t)cfg->users + 1, 1);
+    build_prefixes(&run);
+    run.fire_ns = fire_instant(&run);
+
+    uint64_t total = cfg->requests;
+    if (!total && !cfg->duration_ms)
+        total = cfg->get_path ? 10000 : cfg->users;
+    run.workers = sk_xcalloc(run.nworkers, sizeof(worker_t));
+    for (uint32_t i = 0; i < run.nworkers; i++)
+        worker_init(&run, i, total);
+    for (uint32_t i = 0; i < run.nworkers; i++) {
+        int rc = pthread_create(&run.workers[i].thread, NULL, sk_bench_crowd_main, &run.workers[i]);
+        if (rc != 0) {
+            sk_error("seckill-bench: cannot start a client thread: %s", strerror(rc));
+            abort();
+        }
+    }
+    watch(&run, res);
+    merge(&run, res);
+
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         res->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
@@ -348,4 +363,3 @@ void sk_bench_results_free(sk_bench_results_t *res)
     free(res->sale.name);
     memset(res, 0, sizeof(*res));
 }
-

@@ -18,7 +18,10 @@ static void check_shares(uint32_t users, uint32_t threads, uint64_t seed)
             uint32_t x = sk_bench_users_draw(&u, k);
             if (x < 1 || x > users || (x - 1) % threads != t || seen[x])
                 SK_FAIL_AT("users %u threads %u: thread %u drew u%u at k=%llu (%s)", users, threads, t, x,
-                           (unsigned long long)k, x < 1 || x > users ? "out of range" : seen[x] ? "twice" : "not its own");
+                           (unsigned long long)k,
+                           x < 1 || x > users ? "out of range"
+                           : seen[x]          ? "twice"
+                                              : "not its own");
             seen[x] = 1;
         }
         /* Afterwards: random users, still of this thread's share. */
