@@ -19,7 +19,7 @@ static const char *const outcome_names[SK_OUT_COUNT] = {
     "unavailable", "rate_limited", "http_error", "net_error",     "ok",
 };
 
-const char *sk_bench_outcome_name(sk_bench_outcome_t o)
+const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o)
 {
     return (unsigned)o < SK_OUT_COUNT ? outcome_names[o] : "?";
 }
@@ -114,9 +114,9 @@ static req_t *new_req(worker_t *w, uint64_t start_ns)
     r->seq = w->issued;
     r->start_ns = start_ns;
     r->attempt = 0;
-    r->user = purchase_mode(w) ? sk_bench_users_draw(&w->users, w->issued) : 0;
+    r->user = purchase_mode(w) ? sk_loadgen_users_draw(&w->users, w->issued) : 0;
     if (r->user)
-        w->run->ustate[r->user] |= SK_USER_TRIED;
+        w->run->ustate[r->user] |= SK_LOADGEN_USER_TRIED;
     w->issued++;
     w->requests++;
     w->live++;
@@ -160,10 +160,10 @@ static void room_push(wconn_t *wc)
 static void send_req(wconn_t *wc, req_t *r, uint64_t now)
 {
     worker_t *w = wc->w;
-    sk_bench_conn_t *c = &wc->conn;
+    sk_loadgen_conn_t *c = &wc->conn;
     if (!purchase_mode(w)) {
-        memcpy(sk_bench_conn_reserve(c, wc->prefix_len), wc->prefix, wc->prefix_len);
-        sk_bench_conn_commit(c, r, wc->prefix_len);
+        memcpy(sk_loadgen_conn_reserve(c, wc->prefix_len), wc->prefix, wc->prefix_len);
+        sk_loadgen_conn_commit(c, r, wc->prefix_len);
     } else {
         char body[160];
         size_t b = 0;
@@ -180,7 +180,7 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         b += sk_fmt_u64(body + b, r->seq);
         memcpy(body + b, "\"}", 2);
         b += 2;
-        char *p = sk_bench_conn_reserve(c, wc->prefix_len + 24 + b);
+        char *p = sk_loadgen_conn_reserve(c, wc->prefix_len + 24 + b);
         memcpy(p, wc->prefix, wc->prefix_len);
         size_t n = wc->prefix_len;
         n += sk_fmt_u64(p + n, b);
@@ -188,7 +188,7 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         n += 4;
         memcpy(p + n, body, b);
         n += b;
-        sk_bench_conn_commit(c, r, n);
+        sk_loadgen_conn_commit(c, r, n);
     }
     r->sent_ns = now;
     if (r->attempt == 0 && w->cfg->rate <= 0)
@@ -211,12 +211,12 @@ static void schedule_retry(worker_t *w, req_t *r, uint64_t now)
     }
     /* +-25% jitter, so retries of one failed burst do not come back as one burst. */
     uint64_t ns = ms * 1000000u;
-    ns = ns - ns / 4 + sk_bench_xorshift(&w->rng) % (ns / 2 + 1);
+    ns = ns - ns / 4 + sk_loadgen_xorshift(&w->rng) % (ns / 2 + 1);
     r->ready_ns = now + ns;
     heap_push(w, r);
 }
 
-static void record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_bench_outcome_t o)
+static void record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o)
 {
     if (len == 0 || len > 1024)
         return;
@@ -241,8 +241,8 @@ static void record_order(worker_t *w, uint32_t user, const char *id, size_t len,
         w->orders_cap = w->orders_cap ? w->orders_cap * 2 : 4096;
         w->orders = sk_xrealloc(w->orders, w->orders_cap * sizeof(*w->orders));
     }
-    w->orders[w->norders++] =
-        (sk_bench_order_rec_t){.user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
+    w->orders[w->norders++] = (sk_loadgen_order_rec_t){
+        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
     w->arena_len += n;
 }
 
@@ -251,7 +251,7 @@ static bool str_is(const char *p, size_t n, const char *s)
     return n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
-static sk_bench_outcome_t classify(worker_t *w, const sk_bench_resp_t *resp, const char **oid, size_t *oid_len)
+static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp, const char **oid, size_t *oid_len)
 {
     const char *v;
     size_t vl;
@@ -262,8 +262,8 @@ static sk_bench_outcome_t classify(worker_t *w, const sk_bench_resp_t *resp, con
     switch (resp->status) {
     case 201:
     case 200: {
-        sk_bench_outcome_t o = SK_OUT_CONFIRMED;
-        if (sk_bench_json_scan(resp->body, resp->body_len, "result", &v, &vl) == 1) {
+        sk_loadgen_outcome_t o = SK_OUT_CONFIRMED;
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "result", &v, &vl) == 1) {
             if (str_is(v, vl, "duplicate"))
                 o = SK_OUT_DUPLICATE;
             else if (!str_is(v, vl, "confirmed"))
@@ -271,9 +271,9 @@ static sk_bench_outcome_t classify(worker_t *w, const sk_bench_resp_t *resp, con
         } else if (resp->status == 200) {
             goto malformed;
         }
-        if (sk_bench_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1 || *oid_len == 0)
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1 || *oid_len == 0)
             goto malformed;
-        if (sk_bench_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) == 2) {
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) == 2) {
             int64_t rem;
             if (sk_parse_i64(v, vl, 0, INT64_MAX, &rem) == 0 &&
                 rem < atomic_load_explicit(&w->last_remaining, memory_order_relaxed))
@@ -282,14 +282,14 @@ static sk_bench_outcome_t classify(worker_t *w, const sk_bench_resp_t *resp, con
         return o;
     }
     case 409:
-        if (sk_bench_json_scan(resp->body, resp->body_len, "error", &v, &vl) == 1) {
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "error", &v, &vl) == 1) {
             if (str_is(v, vl, "sold_out")) {
                 if (atomic_load_explicit(&w->last_remaining, memory_order_relaxed) != 0)
                     atomic_store_explicit(&w->last_remaining, 0, memory_order_relaxed);
                 return SK_OUT_SOLD_OUT;
             }
             if (str_is(v, vl, "limit_reached")) {
-                if (sk_bench_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1)
+                if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1)
                     *oid_len = 0;
                 return SK_OUT_LIMIT_REACHED;
             }
@@ -311,7 +311,7 @@ malformed:
     return SK_OUT_HTTP_ERROR;
 }
 
-static void count(worker_t *w, sk_bench_outcome_t o, uint64_t lat)
+static void count(worker_t *w, sk_loadgen_outcome_t o, uint64_t lat)
 {
     sk_counter_add(&w->counts[o], 1);
     sk_counter_add(&w->answers, 1);
@@ -324,11 +324,11 @@ static void end_in_doubt(worker_t *w, req_t *r, uint64_t now)
 {
     w->in_doubt++;
     if (r->user)
-        w->run->ustate[r->user] |= SK_USER_IN_DOUBT;
+        w->run->ustate[r->user] |= SK_LOADGEN_USER_IN_DOUBT;
     finish(w, r, now);
 }
 
-static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *resp)
+static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_t *resp)
 {
     wconn_t *wc = c->data;
     worker_t *w = wc->w;
@@ -337,7 +337,7 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
     uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
     const char *oid;
     size_t oid_len;
-    sk_bench_outcome_t o = classify(w, resp, &oid, &oid_len);
+    sk_loadgen_outcome_t o = classify(w, resp, &oid, &oid_len);
     count(w, o, now > base ? now - base : 0);
     wc->backoff_ms = 0;
     uint8_t *us = r->user ? &w->run->ustate[r->user] : NULL;
@@ -347,18 +347,18 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
         if (o == SK_OUT_CONFIRMED)
             w->last_confirm_ns = now;
         record_order(w, r->user, oid, oid_len, o);
-        *us |= SK_USER_HOLDS;
+        *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_LIMIT_REACHED:
-        if (!(*us & SK_USER_HOLDS))
+        if (!(*us & SK_LOADGEN_USER_HOLDS))
             record_order(w, r->user, oid, oid_len, o);
         if (oid_len)
-            *us |= SK_USER_HOLDS;
+            *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_SOLD_OUT:
-        *us |= SK_USER_SOLD_OUT;
+        *us |= SK_LOADGEN_USER_SOLD_OUT;
         finish(w, r, now);
         break;
     case SK_OUT_UNAVAILABLE:
@@ -373,7 +373,7 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
             end_in_doubt(w, r, now);
         else {
             if (us)
-                *us |= SK_USER_REFUSED;
+                *us |= SK_LOADGEN_USER_REFUSED;
             finish(w, r, now);
         }
         break;
@@ -382,7 +382,7 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
         break;
     default:
         if (us)
-            *us |= SK_USER_REFUSED;
+            *us |= SK_LOADGEN_USER_REFUSED;
         finish(w, r, now);
         break;
     }
@@ -393,7 +393,7 @@ static void on_response(sk_bench_conn_t *c, void *reqp, const sk_bench_resp_t *r
         room_push(wc);
 }
 
-static void on_failed(sk_bench_conn_t *c, void *reqp, int err)
+static void on_failed(sk_loadgen_conn_t *c, void *reqp, int err)
 {
     (void)err;
     wconn_t *wc = c->data;
@@ -420,7 +420,7 @@ static void on_reconnect_timer(sk_loop_t *loop, sk_timer_t *t)
     start_connect(t->data);
 }
 
-static void on_closed(sk_bench_conn_t *c, int err)
+static void on_closed(sk_loadgen_conn_t *c, int err)
 {
     wconn_t *wc = c->data;
     worker_t *w = wc->w;
@@ -441,7 +441,7 @@ static void on_closed(sk_bench_conn_t *c, int err)
     sk_timer_start(w->loop, &wc->reconnect, wc->backoff_ms, on_reconnect_timer);
 }
 
-static void on_connected(sk_bench_conn_t *c)
+static void on_connected(sk_loadgen_conn_t *c)
 {
     wconn_t *wc = c->data;
     if (!wc->settled) {
@@ -450,7 +450,7 @@ static void on_connected(sk_bench_conn_t *c)
     }
 }
 
-static const sk_bench_conn_cbs_t conn_cbs = {
+static const sk_loadgen_conn_cbs_t conn_cbs = {
     .on_response = on_response,
     .on_failed = on_failed,
     .on_connected = on_connected,
@@ -462,7 +462,7 @@ static void start_connect(wconn_t *wc)
     worker_t *w = wc->w;
     if (w->shutting_down)
         return;
-    int rc = sk_bench_conn_connect(&wc->conn);
+    int rc = sk_loadgen_conn_connect(&wc->conn);
     if (rc < 0) {
         if (!wc->settled) {
             wc->settled = true;
@@ -512,7 +512,7 @@ static void pump(worker_t *w)
         schedule_due(w, now);
     while (w->room) {
         wconn_t *wc = w->room;
-        if (sk_bench_conn_room(&wc->conn) == 0) {
+        if (sk_loadgen_conn_room(&wc->conn) == 0) {
             w->room = wc->next_room;
             wc->in_room = false;
             continue;
@@ -549,15 +549,15 @@ static void sweep(worker_t *w, uint64_t now)
     uint64_t limit = (uint64_t)w->cfg->timeout_ms * 1000000u;
     for (uint32_t i = 0; i < w->nconns; i++) {
         wconn_t *wc = &w->conns[i];
-        sk_bench_conn_t *c = &wc->conn;
-        if (c->state == SK_BENCH_CONN_CLOSED)
+        sk_loadgen_conn_t *c = &wc->conn;
+        if (c->state == SK_LOADGEN_CONN_CLOSED)
             continue;
         uint64_t mark = (c->connects << 32) + c->responses;
-        if (mark != wc->mark || (c->count == 0 && c->state == SK_BENCH_CONN_OPEN)) {
+        if (mark != wc->mark || (c->count == 0 && c->state == SK_LOADGEN_CONN_OPEN)) {
             wc->mark = mark;
             wc->mark_ns = now;
         } else if (now - wc->mark_ns > limit) {
-            sk_bench_conn_close(c, -ETIMEDOUT);
+            sk_loadgen_conn_close(c, -ETIMEDOUT);
         }
     }
 }
@@ -635,14 +635,14 @@ static void before_sleep(sk_loop_t *loop, void *arg)
 {
     worker_t *w = arg;
     pump(w);
-    sk_bench_client_flush(&w->client);
+    sk_loadgen_client_flush(&w->client);
     arm_pace(w);
     if (w->fired && w->live == 0 && (w->gen_done || !can_generate(w, sk_mono_ns())) && w->rq_len == 0 &&
         w->heap_len == 0)
         sk_loop_stop(loop);
 }
 
-void *sk_bench_crowd_main(void *arg)
+void *sk_loadgen_crowd_main(void *arg)
 {
     worker_t *w = arg;
     w->loop = sk_loop_new();
@@ -651,10 +651,10 @@ void *sk_bench_crowd_main(void *arg)
         atomic_store(&w->done, 1);
         return NULL;
     }
-    sk_bench_client_init(&w->client, w->loop);
+    sk_loadgen_client_init(&w->client, w->loop);
     for (uint32_t i = 0; i < w->nconns; i++) {
         wconn_t *wc = &w->conns[i];
-        sk_bench_conn_init(&wc->conn, &w->client, wc->conn.target, &conn_cbs, w->cfg->pipeline);
+        sk_loadgen_conn_init(&wc->conn, &w->client, wc->conn.target, &conn_cbs, w->cfg->pipeline);
         wc->conn.data = wc;
         wc->reconnect.data = wc;
         if (w->cfg->burst)
@@ -688,8 +688,8 @@ void *sk_bench_crowd_main(void *arg)
     }
     for (uint32_t i = 0; i < w->nconns; i++) {
         sk_timer_stop(w->loop, &w->conns[i].reconnect);
-        sk_bench_conn_close(&w->conns[i].conn, -ECANCELED);
-        sk_bench_conn_free(&w->conns[i].conn);
+        sk_loadgen_conn_close(&w->conns[i].conn, -ECANCELED);
+        sk_loadgen_conn_free(&w->conns[i].conn);
     }
     sk_loop_free(w->loop);
     w->loop = NULL;

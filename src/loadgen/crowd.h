@@ -35,7 +35,7 @@ typedef struct req {
 typedef struct worker worker_t;
 
 typedef struct wconn {
-    sk_bench_conn_t conn;
+    sk_loadgen_conn_t conn;
     worker_t *w;
     sk_timer_t reconnect;
     uint32_t backoff_ms;
@@ -53,9 +53,9 @@ typedef struct run run_t;
 struct worker {
     int index;
     run_t *run;
-    const sk_bench_config_t *cfg;
+    const sk_loadgen_config_t *cfg;
     sk_loop_t *loop;
-    sk_bench_client_t client;
+    sk_loadgen_client_t client;
     wconn_t *conns;
     uint32_t nconns;
     wconn_t *room; /* connections with room for another request */
@@ -87,7 +87,7 @@ struct worker {
     double interval_ns; /* open loop */
     uint64_t sched_k;
 
-    sk_bench_users_t users; /* this worker's share of the users */
+    sk_loadgen_users_t users; /* this worker's share of the users */
     uint64_t rng; /* retry jitter */
 
     sk_counter_t counts[SK_OUT_COUNT];
@@ -97,15 +97,15 @@ struct worker {
     sk_hist_t hist[SK_OUT_COUNT];
     uint64_t requests, retries, in_doubt, malformed, conn_failures;
 
-    sk_bench_order_rec_t *orders;
+    sk_loadgen_order_rec_t *orders;
     size_t norders, orders_cap;
     char *arena;
     size_t arena_len, arena_cap;
 };
 
 struct run {
-    const sk_bench_config_t *cfg;
-    const sk_bench_sale_t *sale;
+    const sk_loadgen_config_t *cfg;
+    const sk_loadgen_sale_t *sale;
     uint8_t *ustate;
     char **prefixes; /* one per target */
     size_t *prefix_lens;
@@ -118,6 +118,6 @@ struct run {
 
 /** The thread function of a worker (arg: its worker_t). Runs the worker's loop until
  *  its share of the flood is done, closes its connections and sets `done`. */
-void *sk_bench_crowd_main(void *arg);
+void *sk_loadgen_crowd_main(void *arg);
 
 #endif

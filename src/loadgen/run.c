@@ -16,12 +16,12 @@
 
 static void build_prefixes(run_t *run)
 {
-    const sk_bench_config_t *cfg = run->cfg;
+    const sk_loadgen_config_t *cfg = run->cfg;
     run->prefixes = sk_xcalloc(cfg->ntargets, sizeof(char *));
     run->prefix_lens = sk_xcalloc(cfg->ntargets, sizeof(size_t));
-    char *seg = run->sale ? sk_bench_path_segment(run->sale->id) : NULL;
+    char *seg = run->sale ? sk_loadgen_path_segment(run->sale->id) : NULL;
     for (size_t i = 0; i < cfg->ntargets; i++) {
-        const sk_bench_target_t *t = &cfg->targets[i];
+        const sk_loadgen_target_t *t = &cfg->targets[i];
         size_t cap = strlen(t->base) + strlen(t->hostport) + (seg ? strlen(seg) : 0) +
                      (cfg->get_path ? strlen(cfg->get_path) : 0) + 200;
         char *p = sk_xmalloc(cap);
@@ -57,7 +57,7 @@ static bool all_done(const run_t *run)
 
 static void progress(const run_t *run, bool tty, double t, double rate, uint64_t answers, bool final)
 {
-    const sk_bench_config_t *cfg = run->cfg;
+    const sk_loadgen_config_t *cfg = run->cfg;
     uint64_t c[SK_OUT_COUNT];
     for (int o = 0; o < SK_OUT_COUNT; o++)
         c[o] = sum_counter(run, offsetof(worker_t, counts) + (size_t)o * sizeof(sk_counter_t));
@@ -122,7 +122,7 @@ static uint64_t fire_instant(const run_t *run)
  * of the connections. */
 static void worker_init(run_t *run, uint32_t i, uint64_t total)
 {
-    const sk_bench_config_t *cfg = run->cfg;
+    const sk_loadgen_config_t *cfg = run->cfg;
     worker_t *w = &run->workers[i];
     w->index = (int)i;
     w->run = run;
@@ -144,7 +144,7 @@ static void worker_init(run_t *run, uint32_t i, uint64_t total)
     if (!w->rng)
         w->rng = 1;
     if (!cfg->get_path)
-        sk_bench_users_init(&w->users, cfg->users, run->nworkers, i, sk_bench_xorshift(&w->rng));
+        sk_loadgen_users_init(&w->users, cfg->users, run->nworkers, i, sk_loadgen_xorshift(&w->rng));
     /* Connections are dealt round-robin to workers and, within the total, to targets. */
     for (uint32_t c = i; c < cfg->connections; c += run->nworkers)
         w->nconns++;
@@ -166,7 +166,7 @@ typedef struct {
     uint64_t prev_ans, prev_conf;
 } timeline_t;
 
-static void timeline_push(sk_bench_results_t *res, timeline_t *tl, uint64_t answers, uint64_t confirmed)
+static void timeline_push(sk_loadgen_results_t *res, timeline_t *tl, uint64_t answers, uint64_t confirmed)
 {
     if (res->timeline_len == tl->cap) {
         tl->cap = tl->cap ? tl->cap * 2 : 64;
@@ -182,9 +182,9 @@ static void timeline_push(sk_bench_results_t *res, timeline_t *tl, uint64_t answ
 
 /* The calling thread watches the workers until they are all done: a progress line, and
  * answers per second for the timeline. Then it joins them. */
-static void watch(run_t *run, sk_bench_results_t *res)
+static void watch(run_t *run, sk_loadgen_results_t *res)
 {
-    const sk_bench_config_t *cfg = run->cfg;
+    const sk_loadgen_config_t *cfg = run->cfg;
     bool tty = isatty(STDERR_FILENO);
     timeline_t tl = {0};
     uint64_t next_sample = run->fire_ns + 1000000000u;
@@ -235,7 +235,7 @@ static void watch(run_t *run, sk_bench_results_t *res)
 }
 
 /* Adds up the workers' results into res and frees what the workers held. */
-static void merge(run_t *run, sk_bench_results_t *res)
+static void merge(run_t *run, sk_loadgen_results_t *res)
 {
     uint64_t first = 0, last = 0, last_confirm = 0;
     res->last_remaining = -1;
@@ -274,7 +274,7 @@ static void merge(run_t *run, sk_bench_results_t *res)
             res->arena = sk_xrealloc(res->arena, res->arena_len + w->arena_len + 1);
             memcpy(res->arena + res->arena_len, w->arena, w->arena_len);
             for (size_t k = 0; k < w->norders; k++) {
-                sk_bench_order_rec_t rec = w->orders[k];
+                sk_loadgen_order_rec_t rec = w->orders[k];
                 rec.off += (uint32_t)res->arena_len;
                 res->orders[res->norders++] = rec;
             }
@@ -293,8 +293,8 @@ static void merge(run_t *run, sk_bench_results_t *res)
     res->confirm_window_s = first && last_confirm > first ? (double)(last_confirm - first) / 1e9 : 0;
 }
 
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
-                 size_t err_len)
+int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale, sk_loadgen_results_t *res, char *err,
+                   size_t err_len)
 {
     memset(res, 0, sizeof(*res));
     for (int o = 0; o < SK_OUT_COUNT; o++)
@@ -325,7 +325,7 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
     for (uint32_t i = 0; i < run.nworkers; i++)
         worker_init(&run, i, total);
     for (uint32_t i = 0; i < run.nworkers; i++) {
-        int rc = pthread_create(&run.workers[i].thread, NULL, sk_bench_crowd_main, &run.workers[i]);
+        int rc = pthread_create(&run.workers[i].thread, NULL, sk_loadgen_crowd_main, &run.workers[i]);
         if (rc != 0) {
             sk_error("seckill-bench: cannot start a client thread: %s", strerror(rc));
             abort();
@@ -349,7 +349,7 @@ int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_b
     return 0;
 }
 
-void sk_bench_results_free(sk_bench_results_t *res)
+void sk_loadgen_results_free(sk_loadgen_results_t *res)
 {
     for (int o = 0; o < SK_OUT_COUNT; o++)
         sk_hist_free(&res->hist[o]);

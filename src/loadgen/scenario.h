@@ -10,7 +10,7 @@
  * for the audit, and each user keeps one byte of state.
  *
  * Ownership: the results own everything in them, their sale's strings included; the
- * caller releases them with sk_bench_results_free(). */
+ * caller releases them with sk_loadgen_results_free(). */
 #ifndef SK_LOADGEN_SCENARIO_H
 #define SK_LOADGEN_SCENARIO_H
 
@@ -35,19 +35,19 @@ typedef enum {
     SK_OUT_NET_ERROR,
     SK_OUT_OK, /* --get mode: a 2xx or 3xx answer */
     SK_OUT_COUNT
-} sk_bench_outcome_t;
+} sk_loadgen_outcome_t;
 
 /** The outcome's name as printed and written to JSON ("sold_out", ...). */
-const char *sk_bench_outcome_name(sk_bench_outcome_t o);
+const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o);
 
 /** Per-user state bits (one byte per user). */
 enum {
-    SK_USER_TRIED = 1, /* at least one request was sent for the user */
-    SK_USER_HOLDS = 2, /* the service named an order of the user */
-    SK_USER_SOLD_OUT = 4, /* the user was told sold_out */
-    SK_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
-                           * network error after the last retry) */
-    SK_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
+    SK_LOADGEN_USER_TRIED = 1, /* at least one request was sent for the user */
+    SK_LOADGEN_USER_HOLDS = 2, /* the service named an order of the user */
+    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out */
+    SK_LOADGEN_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
+                                   * network error after the last retry) */
+    SK_LOADGEN_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
 };
 
 /** The sale being flooded, as the service described it. */
@@ -61,18 +61,18 @@ typedef struct {
     int64_t clock_offset_ms; /* server clock minus ours: a lower bound (server_time - our time after the answer) */
     char state[16];
     bool created; /* by this run */
-} sk_bench_sale_t;
+} sk_loadgen_sale_t;
 
 /** An order the service named to the client. The id is at arena + off. */
 typedef struct {
     uint32_t user;
     uint32_t off;
     uint16_t len;
-    uint8_t outcome; /* sk_bench_outcome_t that named it */
-} sk_bench_order_rec_t;
+    uint8_t outcome; /* sk_loadgen_outcome_t that named it */
+} sk_loadgen_order_rec_t;
 
 typedef struct {
-    sk_bench_target_t *targets;
+    sk_loadgen_target_t *targets;
     size_t ntargets;
     uint32_t connections;
     uint32_t threads;
@@ -95,7 +95,7 @@ typedef struct {
     char run_id[16]; /* hex, printed into every request_id */
     bool quiet;
     _Atomic int *interrupted; /* set (by a signal handler): stop sending, finish up */
-} sk_bench_config_t;
+} sk_loadgen_config_t;
 
 typedef struct {
     uint64_t counts[SK_OUT_COUNT];
@@ -116,16 +116,16 @@ typedef struct {
     size_t timeline_len;
     int64_t last_remaining; /* smallest "remaining" the service reported, -1 none */
 
-    sk_bench_sale_t sale; /* purchase mode */
+    sk_loadgen_sale_t sale; /* purchase mode */
     uint8_t *ustate; /* users + 1 bytes, index = user number */
     uint32_t users;
-    sk_bench_order_rec_t *orders;
+    sk_loadgen_order_rec_t *orders;
     size_t norders;
     char *arena;
     size_t arena_len;
-} sk_bench_results_t;
+} sk_loadgen_results_t;
 
 /** Frees everything in results (and its sale strings). */
-void sk_bench_results_free(sk_bench_results_t *res);
+void sk_loadgen_results_free(sk_loadgen_results_t *res);
 
 #endif

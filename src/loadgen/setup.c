@@ -11,7 +11,7 @@
 #include "loadgen/fetch.h"
 #include "util/common.h"
 
-static void sale_from_json(sk_bench_sale_t *s, json_t *o)
+static void sale_from_json(sk_loadgen_sale_t *s, json_t *o)
 {
     json_t *v;
     if ((v = json_object_get(o, "id")) && json_is_string(v)) {
@@ -36,12 +36,12 @@ static void sale_from_json(sk_bench_sale_t *s, json_t *o)
         snprintf(s->state, sizeof(s->state), "%s", json_string_value(v));
 }
 
-int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len)
+int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sale, char *err, size_t err_len)
 {
     memset(sale, 0, sizeof(*sale));
     sale->sold = -1;
-    sk_bench_fetch_t f;
-    sk_bench_fetch_init(&f, &cfg->targets[0], cfg->admin_token, 15000);
+    sk_loadgen_fetch_t f;
+    sk_loadgen_fetch_init(&f, &cfg->targets[0], cfg->admin_token, 15000);
     int rc = -1;
     char idbuf[64];
     const char *id = cfg->sale_id;
@@ -62,7 +62,7 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
                       "per_user_limit", (json_int_t)cfg->create_limit);
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
-        int st = sk_bench_fetch(&f, "POST", "/api/v1/sales", text);
+        int st = sk_loadgen_fetch(&f, "POST", "/api/v1/sales", text);
         free(text);
         if (st != 201) {
             if (st < 0)
@@ -78,11 +78,11 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
         snprintf(err, err_len, "no sale: give --sale ID or --create-sale");
         goto out;
     }
-    char *seg = sk_bench_path_segment(id);
+    char *seg = sk_loadgen_path_segment(id);
     char path[512];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
-    int st = sk_bench_fetch(&f, "GET", path, NULL);
+    int st = sk_loadgen_fetch(&f, "GET", path, NULL);
     int64_t t1 = sk_now_ms();
     if (st != 200) {
         if (st < 0)
@@ -118,6 +118,6 @@ int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, cha
     }
     rc = 0;
 out:
-    sk_bench_fetch_close(&f);
+    sk_loadgen_fetch_close(&f);
     return rc;
 }

@@ -3,7 +3,7 @@
 
 #include "util/buf.h"
 
-uint64_t sk_bench_xorshift(uint64_t *s)
+uint64_t sk_loadgen_xorshift(uint64_t *s)
 {
     uint64_t x = *s;
     x ^= x >> 12;
@@ -23,7 +23,7 @@ static uint64_t gcd(uint64_t a, uint64_t b)
     return a;
 }
 
-void sk_bench_users_init(sk_bench_users_t *u, uint32_t users, uint32_t threads, uint32_t index, uint64_t seed)
+void sk_loadgen_users_init(sk_loadgen_users_t *u, uint32_t users, uint32_t threads, uint32_t index, uint64_t seed)
 {
     u->index = index;
     u->threads = threads;
@@ -39,20 +39,20 @@ void sk_bench_users_init(sk_bench_users_t *u, uint32_t users, uint32_t threads, 
     u->mul = n > 1 ? mul % n : 1;
     if (u->mul == 0)
         u->mul = 1;
-    u->off = sk_bench_xorshift(&u->rng) % (n ? n : 1);
+    u->off = sk_loadgen_xorshift(&u->rng) % (n ? n : 1);
 }
 
-uint32_t sk_bench_users_draw(sk_bench_users_t *u, uint64_t k)
+uint32_t sk_loadgen_users_draw(sk_loadgen_users_t *u, uint64_t k)
 {
     uint64_t i;
     if (k < u->n)
         i = (k * u->mul + u->off) % u->n;
     else
-        i = sk_bench_xorshift(&u->rng) % u->n;
+        i = sk_loadgen_xorshift(&u->rng) % u->n;
     return (uint32_t)(i * u->threads + (uint64_t)u->index + 1);
 }
 
-size_t sk_bench_user_id(char *buf, uint32_t u)
+size_t sk_loadgen_user_id(char *buf, uint32_t u)
 {
     buf[0] = 'u';
     size_t n = 1 + sk_fmt_u64(buf + 1, u);

@@ -11,11 +11,11 @@ static void check_shares(uint32_t users, uint32_t threads, uint64_t seed)
     ASSERT_TRUE(seen != NULL);
     uint64_t total = 0;
     for (uint32_t t = 0; t < threads; t++) {
-        sk_bench_users_t u;
-        sk_bench_users_init(&u, users, threads, t, seed + t);
+        sk_loadgen_users_t u;
+        sk_loadgen_users_init(&u, users, threads, t, seed + t);
         total += u.n;
         for (uint64_t k = 0; k < u.n; k++) {
-            uint32_t x = sk_bench_users_draw(&u, k);
+            uint32_t x = sk_loadgen_users_draw(&u, k);
             if (x < 1 || x > users || (x - 1) % threads != t || seen[x])
                 SK_FAIL_AT("users %u threads %u: thread %u drew u%u at k=%llu (%s)", users, threads, t, x,
                            (unsigned long long)k,
@@ -26,7 +26,7 @@ static void check_shares(uint32_t users, uint32_t threads, uint64_t seed)
         }
         /* Afterwards: random users, still of this thread's share. */
         for (uint64_t k = u.n; k < u.n + 100; k++) {
-            uint32_t x = sk_bench_users_draw(&u, k);
+            uint32_t x = sk_loadgen_users_draw(&u, k);
             ASSERT_TRUE(x >= 1 && x <= users);
             ASSERT_EQ((x - 1) % threads, t);
         }
@@ -48,12 +48,12 @@ SK_TEST(every_user_once)
 SK_TEST(scrambled)
 {
     /* Not simply in order: a crowd arrives in no particular order. */
-    sk_bench_users_t u;
-    sk_bench_users_init(&u, 1000, 1, 0, 42);
+    sk_loadgen_users_t u;
+    sk_loadgen_users_init(&u, 1000, 1, 0, 42);
     int in_order = 0;
-    uint32_t prev = sk_bench_users_draw(&u, 0);
+    uint32_t prev = sk_loadgen_users_draw(&u, 0);
     for (uint64_t k = 1; k < 1000; k++) {
-        uint32_t x = sk_bench_users_draw(&u, k);
+        uint32_t x = sk_loadgen_users_draw(&u, k);
         in_order += x == prev + 1;
         prev = x;
     }
@@ -63,9 +63,9 @@ SK_TEST(scrambled)
 SK_TEST(user_ids)
 {
     char buf[16];
-    ASSERT_EQ(sk_bench_user_id(buf, 42), 3);
+    ASSERT_EQ(sk_loadgen_user_id(buf, 42), 3);
     ASSERT_STR_EQ(buf, "u42");
-    ASSERT_EQ(sk_bench_user_id(buf, 2147483647u), 11);
+    ASSERT_EQ(sk_loadgen_user_id(buf, 2147483647u), 11);
     ASSERT_STR_EQ(buf, "u2147483647");
 }
 
