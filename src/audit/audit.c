@@ -513,7 +513,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
             out->lost++; /* one order id named for two users: one of them was lied to */
     }
 
-    /* Ask about users whose requests ended in doubt (DESIGN I6). */
+    /* Ask about users whose requests ended in doubt (invariant I6: a client may ask). */
     for (uint32_t u = 1; u <= res->users; u++) {
         uint8_t s = res->ustate[u];
         if (s & SK_LOADGEN_USER_TRIED)

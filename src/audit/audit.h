@@ -13,7 +13,7 @@
  *               request_id (retries must not buy twice)
  *
  * In-doubt requests (503 or no answer after the last retry) may or may not have
- * bought: DESIGN I6 lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
+ * bought: invariant I6 (docs/architecture.md) lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
  * audit does exactly that for every user with such a request and counts the orders it
  * learns of as `recovered`; they are not phantoms. With `resolve` off it does not ask,
  * and an order behind a 503 counts as phantom. A user who cannot be asked (the
