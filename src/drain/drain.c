@@ -641,6 +641,8 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
             break;
         if (d->redis)
             ack_batch(d);
+        /* The rows borrow the sales' ids and keys, and discover() may move the sales. */
+        d->batch.n = 0;
     }
     sk_sd_notify("STOPPING=1");
     sk_info("drain: stopping");
