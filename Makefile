@@ -23,7 +23,7 @@ run: build
 	$(BUILD)/seckill serve --listen $(LISTEN) --demo
 
 # Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
-# parser fuzzers (clang).
+# parser fuzzers (clang), then the threaded tests under TSan.
 test: test-deps
 	@scripts/test.sh
 
@@ -37,4 +37,4 @@ format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan

@@ -6,7 +6,7 @@
 #     EVALSHA, with AOF appendfsync always and with no AOF;
 #  2. purchases/s through a node (seckill serve --store redis://, flooded by
 #     seckill-bench) vs the one-purchase-per-EVALSHA rate of the same Redis with the
-#     same AOF setting. Target (DESIGN §6): >= 5x under appendfsync always;
+#     same AOF setting. Target (README, "Measured performance"): >= 5x under appendfsync always;
 #  3. the drain: orders/s into PostgreSQL, timed on a backlog built with the drain
 #     stopped (target: it keeps up; the lag returns to 0 within seconds of a sell-out);
 #  4. the whole local cluster (nginx, three nodes, Redis, drain, PostgreSQL; the

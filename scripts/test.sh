@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole suite twice: a -Werror build with gcc, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build with clang (which also builds and runs the fuzzers).
+# UndefinedBehaviorSanitizer build with clang (which also builds and runs the fuzzers);
+# then the tests whose threads share memory once more under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -24,6 +25,19 @@ if command -v clang >/dev/null 2>&1; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd build-asan && ctest -j "$jobs" --timeout 900 -LE 'browser|perf')
+
+  # The engine and loop unit tests (threads of their own), and the integration tests
+  # of a server with several workers and a ledger thread (embedded and Redis), of the
+  # SQLite journal's checkpoint thread, and of seckill-bench's client threads.
+  tsan_bins=(seckill seckill-bench test_engine test_loop test_backend_journal_sqlite)
+  tsan_tests='unit/test_(engine|loop|backend_journal_sqlite)$|integration/test_(engine_[a-z]+|sse|http|bench_audit|cluster_node)$'
+  echo "== build (clang, ThreadSanitizer)"
+  CC=clang cmake -S . -B build-tsan -DSK_WERROR=ON -DSK_TSAN=ON >/dev/null
+  cmake --build build-tsan -j "$jobs" --target "${tsan_bins[@]}"
+  echo "== threaded tests under TSan"
+  # The first report stops the process, so a race fails the test that met it.
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  (cd build-tsan && ctest -j "$jobs" --timeout 900 -R "$tsan_tests")
 else
   echo "clang not found: sanitizer and fuzz run skipped" >&2
   exit 1

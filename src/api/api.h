@@ -35,12 +35,4 @@ void sk_api_worker_free(sk_api_worker_t *w);
 /** The HTTP handler; `arg` is the sk_api_worker_t. */
 void sk_api_handle(sk_http_exchange_t *x, void *arg);
 
-/** Parses a time given as unix milliseconds or RFC 3339 text. Returns 0 or -EINVAL. */
-int sk_api_parse_time(const char *s, size_t n, int64_t *ms);
-
-/** Extracts user_id and request_id from a purchase body (JSON object or form fields).
- *  Returns 0, or -EINVAL with *field naming what is wrong. Output is NUL-terminated. */
-int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
-                          size_t *req_len, const char **field);
-
 #endif

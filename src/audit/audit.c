@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "loadgen/fetch.h"
+#include "loadgen/users.h"
 #include "util/common.h"
 
 /* ------------------------------------------------------------------------------------
@@ -121,11 +122,11 @@ static kslot_t *kset_get(kset_t *s, const char *k, size_t n)
  * HTTP source */
 
 typedef struct {
-    sk_bench_audit_source_t base;
-    sk_bench_fetch_t f;
+    sk_audit_source_t base;
+    sk_loadgen_fetch_t f;
 } http_source_t;
 
-static void fetch_error(char *err, size_t err_len, const char *what, int st, const sk_bench_fetch_t *f)
+static void fetch_error(char *err, size_t err_len, const char *what, int st, const sk_loadgen_fetch_t *f)
 {
     if (st < 0)
         snprintf(err, err_len, "%s at %s: %s", what, f->target->url, strerror(-st));
@@ -133,14 +134,14 @@ static void fetch_error(char *err, size_t err_len, const char *what, int st, con
         snprintf(err, err_len, "%s at %s: HTTP %d: %.200s", what, f->target->url, st, f->body ? f->body : "");
 }
 
-static int http_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len)
+static int http_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
-    char *seg = sk_bench_path_segment(sale_id);
+    char *seg = sk_loadgen_path_segment(sale_id);
     char path[1024];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
-    int st = sk_bench_fetch(&h->f, "GET", path, NULL);
+    int st = sk_loadgen_fetch(&h->f, "GET", path, NULL);
     if (st != 200) {
         fetch_error(err, err_len, "GET sale", st, &h->f);
         return -1;
@@ -170,11 +171,11 @@ static int str_field(json_t *o, const char *k, const char **p, size_t *n)
     return 0;
 }
 
-static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+static int http_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
                        size_t err_len)
 {
     http_source_t *h = (http_source_t *)s;
-    char *seg = sk_bench_path_segment(sale_id);
+    char *seg = sk_loadgen_path_segment(sale_id);
     char *after = NULL;
     int rc = -1;
     for (uint64_t page = 0;; page++) {
@@ -182,13 +183,13 @@ static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
         size_t cap = strlen(seg) + (after ? strlen(after) * 3 : 0) + 128;
         path = sk_xmalloc(cap);
         if (after) {
-            char *a = sk_bench_path_segment(after);
+            char *a = sk_loadgen_path_segment(after);
             snprintf(path, cap, "/api/v1/sales/%s/orders?limit=10000&after=%s", seg, a);
             free(a);
         } else {
             snprintf(path, cap, "/api/v1/sales/%s/orders?limit=10000", seg);
         }
-        int st = sk_bench_fetch(&h->f, "GET", path, NULL);
+        int st = sk_loadgen_fetch(&h->f, "GET", path, NULL);
         free(path);
         if (st != 200) {
             fetch_error(err, err_len, "GET orders", st, &h->f);
@@ -206,7 +207,7 @@ static int http_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
         json_t *it;
         json_array_foreach(list, i, it)
         {
-            sk_bench_store_order_t so;
+            sk_loadgen_store_order_t so;
             if (str_field(it, "order_id", &so.order_id, &so.order_id_len) < 0 ||
                 str_field(it, "user_id", &so.user_id, &so.user_id_len) < 0) {
                 snprintf(err, err_len, "GET orders: an order without order_id or user_id");
@@ -245,21 +246,21 @@ out:
     return rc;
 }
 
-static void http_close(sk_bench_audit_source_t *s)
+static void http_close(sk_audit_source_t *s)
 {
     http_source_t *h = (http_source_t *)s;
-    sk_bench_fetch_close(&h->f);
+    sk_loadgen_fetch_close(&h->f);
     free(h);
 }
 
-sk_bench_audit_source_t *sk_bench_audit_source_http(const sk_bench_target_t *t, const char *admin_token)
+sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char *admin_token)
 {
     http_source_t *h = sk_xcalloc(1, sizeof(*h));
     h->base.kind = "http";
     h->base.sale = http_sale;
     h->base.orders = http_orders;
     h->base.close = http_close;
-    sk_bench_fetch_init(&h->f, t, admin_token, 60000);
+    sk_loadgen_fetch_init(&h->f, t, admin_token, 60000);
     return &h->base;
 }
 
@@ -268,11 +269,11 @@ sk_bench_audit_source_t *sk_bench_audit_source_http(const sk_bench_target_t *t, 
  * orders(seq, sale_id, order_id, user_id, request_id, created_at). */
 
 typedef struct {
-    sk_bench_audit_source_t base;
+    sk_audit_source_t base;
     sqlite3 *db;
 } sqlite_source_t;
 
-static int sqlite_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len)
+static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_stmt *st = NULL;
@@ -300,7 +301,7 @@ static int sqlite_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench
     return rc;
 }
 
-static int sqlite_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
                          size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
@@ -315,7 +316,7 @@ static int sqlite_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_ben
     sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
     int rc = 0, r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        sk_bench_store_order_t so = {
+        sk_loadgen_store_order_t so = {
             .order_id = (const char *)sqlite3_column_text(st, 0),
             .order_id_len = (size_t)sqlite3_column_bytes(st, 0),
             .user_id = (const char *)sqlite3_column_text(st, 1),
@@ -340,14 +341,14 @@ static int sqlite_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_ben
     return rc;
 }
 
-static void sqlite_close(sk_bench_audit_source_t *s)
+static void sqlite_close(sk_audit_source_t *s)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_close(q->db);
     free(q);
 }
 
-sk_bench_audit_source_t *sk_bench_audit_source_sqlite(const char *path, char *err, size_t err_len)
+sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len)
 {
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
@@ -369,8 +370,8 @@ sk_bench_audit_source_t *sk_bench_audit_source_sqlite(const char *path, char *er
  * The reconciliation */
 
 typedef struct {
-    const sk_bench_audit_input_t *in;
-    sk_bench_audit_t *out;
+    const sk_audit_input_t *in;
+    sk_audit_t *out;
     kset_t known; /* order id -> user, named to the client */
     kset_t rids; /* request ids seen in the store */
     uint8_t *ucount; /* store orders per user of the run, saturating */
@@ -396,10 +397,10 @@ static bool ours(const audit_t *a, const char *rid, size_t n)
     return n > a->prefix_len && memcmp(rid, a->prefix, a->prefix_len) == 0;
 }
 
-static int on_store_order(void *arg, const sk_bench_store_order_t *o)
+static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
 {
     audit_t *a = arg;
-    sk_bench_audit_t *out = a->out;
+    sk_audit_t *out = a->out;
     out->store_orders++;
     uint32_t u = parse_user(a, o->user_id, o->user_id_len);
     if (u) {
@@ -430,7 +431,7 @@ static int on_store_order(void *arg, const sk_bench_store_order_t *o)
     return 0;
 }
 
-static int on_asked_order(void *arg, const sk_bench_store_order_t *o)
+static int on_asked_order(void *arg, const sk_loadgen_store_order_t *o)
 {
     audit_t *a = arg;
     if (!ours(a, o->request_id, o->request_id_len))
@@ -445,13 +446,13 @@ static int on_asked_order(void *arg, const sk_bench_store_order_t *o)
 }
 
 /* Asks the service (first target that answers) for the user's orders. */
-static int ask_user(audit_t *a, sk_bench_fetch_t *fs, uint32_t u, const char *sale_seg)
+static int ask_user(audit_t *a, sk_loadgen_fetch_t *fs, uint32_t u, const char *sale_seg)
 {
     char uid[16], path[512];
-    sk_bench_user_id(uid, u);
+    sk_loadgen_user_id(uid, u);
     snprintf(path, sizeof(path), "/api/v1/sales/%s/orders/%s", sale_seg, uid);
     for (size_t t = 0; t < a->in->ntargets; t++) {
-        int st = sk_bench_fetch(&fs[t], "GET", path, NULL);
+        int st = sk_loadgen_fetch(&fs[t], "GET", path, NULL);
         if (st == 404) {
             /* Either the user holds nothing (an empty answer would be nicer) or the
              * endpoint is missing; both say: no order the client could learn of. */
@@ -470,7 +471,7 @@ static int ask_user(audit_t *a, sk_bench_fetch_t *fs, uint32_t u, const char *sa
         a->asking_user = u;
         json_array_foreach(list, i, it)
         {
-            sk_bench_store_order_t so = {.user_id = uid, .user_id_len = strlen(uid)};
+            sk_loadgen_store_order_t so = {.user_id = uid, .user_id_len = strlen(uid)};
             if (str_field(it, "order_id", &so.order_id, &so.order_id_len) < 0)
                 continue;
             if (str_field(it, "request_id", &so.request_id, &so.request_id_len) < 0)
@@ -483,17 +484,16 @@ static int ask_user(audit_t *a, sk_bench_fetch_t *fs, uint32_t u, const char *sa
     return -1;
 }
 
-int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src, sk_bench_audit_t *out, char *err,
-                       size_t err_len)
+int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t *out, char *err, size_t err_len)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->source, sizeof(out->source), "%s", src->kind);
-    const sk_bench_results_t *res = in->res;
+    const sk_loadgen_results_t *res = in->res;
     audit_t a = {.in = in, .out = out};
     a.prefix_len = (size_t)snprintf(a.prefix, sizeof(a.prefix), "r%s-", in->run_id);
     int rc = -1;
 
-    sk_bench_sale_t store_sale = {.sold = -1};
+    sk_loadgen_sale_t store_sale = {.sold = -1};
     if (src->sale(src, in->sale->id, &store_sale, err, err_len) < 0)
         return -1;
     out->stock = store_sale.stock;
@@ -506,28 +506,28 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
     kset_init(&a.fusers, 16);
     a.ucount = sk_xcalloc((size_t)res->users + 1, 1);
     for (size_t i = 0; i < res->norders; i++) {
-        const sk_bench_order_rec_t *r = &res->orders[i];
+        const sk_loadgen_order_rec_t *r = &res->orders[i];
         bool added;
         kslot_t *k = kset_put(&a.known, res->arena + r->off, r->len, r->user, &added);
         if (!added && k->user != r->user)
             out->lost++; /* one order id named for two users: one of them was lied to */
     }
 
-    /* Ask about users whose requests ended in doubt (DESIGN I6). */
+    /* Ask about users whose requests ended in doubt (invariant I6: a client may ask). */
     for (uint32_t u = 1; u <= res->users; u++) {
         uint8_t s = res->ustate[u];
-        if (s & SK_USER_TRIED)
+        if (s & SK_LOADGEN_USER_TRIED)
             out->users_tried++;
-        if (s & SK_USER_IN_DOUBT)
+        if (s & SK_LOADGEN_USER_IN_DOUBT)
             out->users_in_doubt++;
     }
     if (in->resolve && out->users_in_doubt > 0) {
-        sk_bench_fetch_t *fs = sk_xcalloc(in->ntargets, sizeof(*fs));
+        sk_loadgen_fetch_t *fs = sk_xcalloc(in->ntargets, sizeof(*fs));
         for (size_t t = 0; t < in->ntargets; t++)
-            sk_bench_fetch_init(&fs[t], &in->targets[t], in->admin_token, 10000);
-        char *seg = sk_bench_path_segment(in->sale->id);
+            sk_loadgen_fetch_init(&fs[t], &in->targets[t], in->admin_token, 10000);
+        char *seg = sk_loadgen_path_segment(in->sale->id);
         for (uint32_t u = 1; u <= res->users; u++) {
-            if (!(res->ustate[u] & SK_USER_IN_DOUBT))
+            if (!(res->ustate[u] & SK_LOADGEN_USER_IN_DOUBT))
                 continue;
             out->users_asked++;
             if (ask_user(&a, fs, u, seg) < 0)
@@ -535,7 +535,7 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
         }
         free(seg);
         for (size_t t = 0; t < in->ntargets; t++)
-            sk_bench_fetch_close(&fs[t]);
+            sk_loadgen_fetch_close(&fs[t]);
         free(fs);
     }
     out->client_orders = (int64_t)a.known.len;
@@ -555,7 +555,7 @@ int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t
         if (a.ucount[u] > limit)
             out->duplicates += a.ucount[u] - limit;
         uint8_t s = res->ustate[u];
-        if ((s & SK_USER_SOLD_OUT) && a.ucount[u] == 0 && !(s & SK_USER_HOLDS))
+        if ((s & SK_LOADGEN_USER_SOLD_OUT) && a.ucount[u] == 0 && !(s & SK_LOADGEN_USER_HOLDS))
             out->users_refused_sold_out++;
     }
     for (size_t i = 0; i < a.fusers.cap; i++) {

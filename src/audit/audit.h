@@ -13,7 +13,7 @@
  *               request_id (retries must not buy twice)
  *
  * In-doubt requests (503 or no answer after the last retry) may or may not have
- * bought: DESIGN I6 lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
+ * bought: invariant I6 (docs/architecture.md) lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
  * audit does exactly that for every user with such a request and counts the orders it
  * learns of as `recovered`; they are not phantoms. With `resolve` off it does not ask,
  * and an order behind a 503 counts as phantom. A user who cannot be asked (the
@@ -24,8 +24,8 @@
  *
  * Ownership: sources are created by their constructor and released with close(). Order
  * fields passed to a callback are valid only during the call. */
-#ifndef SK_BENCH_AUDIT_H
-#define SK_BENCH_AUDIT_H
+#ifndef SK_AUDIT_AUDIT_H
+#define SK_AUDIT_AUDIT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,42 +42,42 @@ typedef struct {
     size_t user_id_len;
     const char *request_id;
     size_t request_id_len;
-} sk_bench_store_order_t;
+} sk_loadgen_store_order_t;
 
 /** Called for each order; returns 0 to go on, non-zero to stop with that value. */
-typedef int (*sk_bench_order_fn)(void *arg, const sk_bench_store_order_t *o);
+typedef int (*sk_loadgen_order_fn)(void *arg, const sk_loadgen_store_order_t *o);
 
-typedef struct sk_bench_audit_source sk_bench_audit_source_t;
-struct sk_bench_audit_source {
+typedef struct sk_audit_source sk_audit_source_t;
+struct sk_audit_source {
     const char *kind; /* "http", "sqlite", ... */
     /** Fills stock, limit and, when known, sold (else -1). Returns 0 or -1 with err. */
-    int (*sale)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len);
+    int (*sale)(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len);
     /** Calls fn for every order of the sale. Returns 0 or -1 with err. */
-    int (*orders)(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+    int (*orders)(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
                   size_t err_len);
-    void (*close)(sk_bench_audit_source_t *s);
+    void (*close)(sk_audit_source_t *s);
 };
 
 /** The service's admin listing GET /api/v1/sales/{id}/orders, paged by `after`. The
  *  target is borrowed. Never fails to construct. */
-sk_bench_audit_source_t *sk_bench_audit_source_http(const sk_bench_target_t *t, const char *admin_token);
+sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char *admin_token);
 /** The embedded store's SQLite file, opened read-only. NULL with err when it cannot be opened. */
-sk_bench_audit_source_t *sk_bench_audit_source_sqlite(const char *path, char *err, size_t err_len);
+sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len);
 /** A cluster's PostgreSQL (libpq connection string or URL). Before reading, it waits up
  *  to wait_ms until the database holds as many orders of the sale as the service at
  *  target `t` (borrowed) reports sold. NULL with err when it cannot connect. */
-sk_bench_audit_source_t *sk_bench_audit_source_pg(const char *conninfo, const sk_bench_target_t *t, int wait_ms,
-                                                  char *err, size_t err_len);
+sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
+                                      size_t err_len);
 
 typedef struct {
-    const sk_bench_sale_t *sale; /* as set up before the run */
-    const sk_bench_results_t *res;
+    const sk_loadgen_sale_t *sale; /* as set up before the run */
+    const sk_loadgen_results_t *res;
     const char *run_id; /* request ids of this run start with "r<run_id>-" */
-    const sk_bench_target_t *targets; /* asked about in-doubt users, first that answers */
+    const sk_loadgen_target_t *targets; /* asked about in-doubt users, first that answers */
     size_t ntargets;
     const char *admin_token;
     bool resolve;
-} sk_bench_audit_input_t;
+} sk_audit_input_t;
 
 typedef struct {
     char source[16];
@@ -93,11 +93,10 @@ typedef struct {
     bool ok; /* every count above that can fail is zero */
     char failure[256]; /* "oversold=3 lost=1" when !ok */
     char note[256];
-} sk_bench_audit_t;
+} sk_audit_t;
 
 /** Runs the audit. Returns 0 (the verdict is in out->ok), or -1 with err when the store
  *  could not be read at all. */
-int sk_bench_audit_run(const sk_bench_audit_input_t *in, sk_bench_audit_source_t *src, sk_bench_audit_t *out, char *err,
-                       size_t err_len);
+int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t *out, char *err, size_t err_len);
 
 #endif

@@ -15,32 +15,32 @@
 #include "util/common.h"
 
 typedef struct {
-    sk_bench_audit_source_t base;
+    sk_audit_source_t base;
     PGconn *db;
-    const sk_bench_target_t *target;
+    const sk_loadgen_target_t *target;
     int wait_ms;
 } pg_source_t;
 
 /* The service's sold count of a sale, or -1. */
 static int64_t service_sold(pg_source_t *q, const char *sale_id)
 {
-    sk_bench_fetch_t f;
-    sk_bench_fetch_init(&f, q->target, NULL, 5000);
+    sk_loadgen_fetch_t f;
+    sk_loadgen_fetch_init(&f, q->target, NULL, 5000);
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", sale_id);
     int64_t sold = -1;
-    if (sk_bench_fetch(&f, "GET", path, NULL) == 200) {
+    if (sk_loadgen_fetch(&f, "GET", path, NULL) == 200) {
         json_t *root = json_loadb(f.body, f.body_len, 0, NULL);
         json_t *v = root ? json_object_get(root, "sold") : NULL;
         if (json_is_integer(v))
             sold = json_integer_value(v);
         json_decref(root);
     }
-    sk_bench_fetch_close(&f);
+    sk_loadgen_fetch_close(&f);
     return sold;
 }
 
-static int pg_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sale_t *out, char *err, size_t err_len)
+static int pg_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
 {
     pg_source_t *q = (pg_source_t *)s;
     const char *vals[1] = {sale_id};
@@ -81,7 +81,7 @@ static int pg_sale(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_sal
     }
 }
 
-static int pg_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_order_fn fn, void *arg, char *err,
+static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
                      size_t err_len)
 {
     pg_source_t *q = (pg_source_t *)s;
@@ -96,7 +96,7 @@ static int pg_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_o
     }
     int rc = 0;
     for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
-        sk_bench_store_order_t so = {
+        sk_loadgen_store_order_t so = {
             .order_id = PQgetvalue(r, i, 0),
             .order_id_len = (size_t)PQgetlength(r, i, 0),
             .user_id = PQgetvalue(r, i, 1),
@@ -110,15 +110,15 @@ static int pg_orders(sk_bench_audit_source_t *s, const char *sale_id, sk_bench_o
     return rc;
 }
 
-static void pg_close(sk_bench_audit_source_t *s)
+static void pg_close(sk_audit_source_t *s)
 {
     pg_source_t *q = (pg_source_t *)s;
     PQfinish(q->db);
     free(q);
 }
 
-sk_bench_audit_source_t *sk_bench_audit_source_pg(const char *conninfo, const sk_bench_target_t *t, int wait_ms,
-                                                  char *err, size_t err_len)
+sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
+                                      size_t err_len)
 {
     PGconn *db = PQconnectdb(conninfo);
     if (!db || PQstatus(db) != CONNECTION_OK) {

@@ -15,7 +15,9 @@
 
 #include "audit/audit.h"
 #include "loadgen/report.h"
+#include "loadgen/run.h"
 #include "loadgen/scenario.h"
+#include "loadgen/setup.h"
 #include "util/common.h"
 
 static const char usage_text[] =
@@ -150,17 +152,41 @@ static int64_t parse_int(const char *flag, const char *s, int64_t min, int64_t m
     return v;
 }
 
+/* Parses "1500ms", "2s", "1m", "0.5s" or a bare number of seconds into ms. Returns 0 or
+ * -EINVAL. */
+static int parse_duration_ms(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0) || v > 1e9)
+        return -EINVAL;
+    double mul = 1000;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mul = 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -EINVAL;
+    *ms = (int64_t)llround(v * mul);
+    return 0;
+}
+
 static int64_t parse_dur(const char *flag, const char *s)
 {
     int64_t ms;
-    if (sk_bench_parse_duration_ms(s, &ms) < 0) {
+    if (parse_duration_ms(s, &ms) < 0) {
         fprintf(stderr, "seckill-bench: %s wants a duration like 2s, 500ms or 1m, not \"%s\"\n", flag, s);
         exit(2);
     }
     return ms;
 }
 
-static void parse_create(sk_bench_config_t *cfg, const char *spec)
+static void parse_create(sk_loadgen_config_t *cfg, const char *spec)
 {
     char *copy = sk_xstrndup(spec, strlen(spec));
     char *save = NULL;
@@ -187,14 +213,14 @@ static void parse_create(sk_bench_config_t *cfg, const char *spec)
     free(copy);
 }
 
-static void add_targets(sk_bench_config_t *cfg, const char *list)
+static void add_targets(sk_loadgen_config_t *cfg, const char *list)
 {
     char *copy = sk_xstrndup(list, strlen(list));
     char *save = NULL;
     for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
         char err[256];
         cfg->targets = sk_xrealloc(cfg->targets, (cfg->ntargets + 1) * sizeof(*cfg->targets));
-        if (sk_bench_target_parse(u, &cfg->targets[cfg->ntargets], err, sizeof(err)) < 0) {
+        if (sk_loadgen_target_parse(u, &cfg->targets[cfg->ntargets], err, sizeof(err)) < 0) {
             fprintf(stderr, "seckill-bench: %s\n", err);
             exit(2);
         }
@@ -255,7 +281,7 @@ int main(int argc, char **argv)
         {"target", required_argument, NULL, OPT_TARGET},
         {NULL, 0, NULL, 0},
     };
-    sk_bench_config_t cfg = {
+    sk_loadgen_config_t cfg = {
         .connections = 64,
         .threads = 1,
         .pipeline = 1,
@@ -404,9 +430,9 @@ int main(int argc, char **argv)
 
     char err[512];
     int status = 0;
-    sk_bench_sale_t sale = {0};
+    sk_loadgen_sale_t sale = {0};
     if (!cfg.get_path) {
-        if (sk_bench_setup_sale(&cfg, &sale, err, sizeof(err)) < 0) {
+        if (sk_loadgen_setup_sale(&cfg, &sale, err, sizeof(err)) < 0) {
             fprintf(stderr, "seckill-bench: %s\n", err);
             free(sale.id);
             free(sale.name);
@@ -418,33 +444,33 @@ int main(int argc, char **argv)
                     sale.created ? " created" : "", (long long)sale.stock, (long long)sale.limit,
                     sale.state[0] ? sale.state : "?");
     }
-    sk_bench_results_t res;
-    if (sk_bench_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
+    sk_loadgen_results_t res;
+    if (sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
         fprintf(stderr, "seckill-bench: %s\n", err);
         res.sale = sale;
-        sk_bench_results_free(&res);
+        sk_loadgen_results_free(&res);
         status = 2;
         goto out;
     }
     res.sale = sale; /* the results own the sale's strings from here */
     /* With --json - the JSON alone goes to stdout, so it stays parseable. */
     FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
-    sk_bench_report_print(human, &cfg, &res);
+    sk_loadgen_report_print(human, &cfg, &res);
     fflush(human);
 
-    sk_bench_audit_t audit;
+    sk_audit_t audit;
     bool audited = false;
     char audit_err[512] = "";
     if (!cfg.get_path && !no_audit) {
-        sk_bench_audit_source_t *src;
+        sk_audit_source_t *src;
         if (sqlite_path)
-            src = sk_bench_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
+            src = sk_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
         else if (pg_url)
-            src = sk_bench_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
+            src = sk_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
         else
-            src = sk_bench_audit_source_http(&cfg.targets[0], cfg.admin_token);
+            src = sk_audit_source_http(&cfg.targets[0], cfg.admin_token);
         if (src) {
-            sk_bench_audit_input_t in = {
+            sk_audit_input_t in = {
                 .sale = &res.sale,
                 .res = &res,
                 .run_id = cfg.run_id,
@@ -453,12 +479,12 @@ int main(int argc, char **argv)
                 .admin_token = cfg.admin_token,
                 .resolve = !no_resolve,
             };
-            if (sk_bench_audit_run(&in, src, &audit, audit_err, sizeof(audit_err)) == 0)
+            if (sk_audit_run(&in, src, &audit, audit_err, sizeof(audit_err)) == 0)
                 audited = true;
             src->close(src);
         }
         if (audited) {
-            sk_bench_report_audit(human, &audit);
+            sk_loadgen_report_audit(human, &audit);
             status = audit.ok ? 0 : 1;
         } else {
             fprintf(human, "\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
@@ -467,17 +493,18 @@ int main(int argc, char **argv)
     }
     fflush(human);
     if (json_path) {
-        int rc = sk_bench_report_json(json_path, &cfg, &res, audited ? &audit : NULL, audit_err[0] ? audit_err : NULL);
+        int rc =
+            sk_loadgen_report_json(json_path, &cfg, &res, audited ? &audit : NULL, audit_err[0] ? audit_err : NULL);
         if (rc < 0) {
             fprintf(stderr, "seckill-bench: cannot write %s: %s\n", json_path, strerror(-rc));
             if (status == 0)
                 status = 2;
         }
     }
-    sk_bench_results_free(&res);
+    sk_loadgen_results_free(&res);
 out:
     for (size_t i = 0; i < cfg.ntargets; i++)
-        sk_bench_target_free(&cfg.targets[i]);
+        sk_loadgen_target_free(&cfg.targets[i]);
     free(cfg.targets);
     free((char *)cfg.create_id);
     return status;

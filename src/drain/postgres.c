@@ -1,9 +1,12 @@
-/* libpq for the drain. Statements go out with PQsendQuery* and their answers are
+/* PostgreSQL, the drain's first database (db.h): a thin layer over libpq. The schema
+ * migrations are the .sql files of deploy/postgres/, compiled in (util/texts.h).
+ *
+ * Statements go out with PQsendQuery* and their answers are
  * awaited with poll() against a deadline: a blocking PQexec would hang the drain for as
  * long as a stopped (not crashed) server keeps the socket open. On a deadline the
  * query is cancelled and the connection declared broken; the caller reconnects and
  * retries, which ON CONFLICT DO NOTHING makes harmless. */
-#include "drain/postgres.h"
+#include "drain/db.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -18,11 +21,12 @@
 
 #define MIGRATION_LOCK 0x5ec1c111 /* pg_advisory_xact_lock key of the migrations */
 
-struct sk_pg {
+typedef struct {
+    sk_db_t base; /* first: an sk_db_t * is a pg_t * */
     PGconn *conn;
     int timeout_ms;
     bool broken;
-};
+} pg_t;
 
 static void set_err(char *err, size_t err_size, const char *what, const char *detail)
 {
@@ -38,7 +42,7 @@ static void quiet_notice(void *arg, const char *message)
     sk_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
 }
 
-sk_pg_t *sk_pg_connect(const char *conninfo, int timeout_ms, char *err, size_t err_size)
+static sk_db_t *pg_connect(const char *conninfo, int timeout_ms, char *err, size_t err_size)
 {
     char secs[16];
     snprintf(secs, sizeof(secs), "%d", SK_MAX(1, timeout_ms / 1000));
@@ -52,28 +56,29 @@ sk_pg_t *sk_pg_connect(const char *conninfo, int timeout_ms, char *err, size_t e
         return NULL;
     }
     PQsetNoticeProcessor(c, quiet_notice, NULL);
-    sk_pg_t *pg = sk_xcalloc(1, sizeof(*pg));
+    pg_t *pg = sk_xcalloc(1, sizeof(*pg));
+    pg->base.driver = &sk_db_postgres;
     pg->conn = c;
     pg->timeout_ms = timeout_ms;
-    return pg;
+    return &pg->base;
 }
 
-void sk_pg_close(sk_pg_t *pg)
+static void pg_close(sk_db_t *db)
 {
-    if (!pg)
-        return;
+    pg_t *pg = (pg_t *)db;
     PQfinish(pg->conn);
     free(pg);
 }
 
-bool sk_pg_ok(const sk_pg_t *pg)
+static bool pg_ok(const sk_db_t *db)
 {
-    return pg && !pg->broken && PQstatus(pg->conn) == CONNECTION_OK;
+    const pg_t *pg = (const pg_t *)db;
+    return !pg->broken && PQstatus(pg->conn) == CONNECTION_OK;
 }
 
 /* Waits for the answer to what was sent; returns the last result (caller clears it)
  * or NULL with err filled. Every result but the last is checked and dropped. */
-static PGresult *await(sk_pg_t *pg, char *err, size_t err_size)
+static PGresult *await(pg_t *pg, char *err, size_t err_size)
 {
     uint64_t deadline = sk_mono_ns() + (uint64_t)pg->timeout_ms * 1000000u;
     int fd = PQsocket(pg->conn);
@@ -128,9 +133,9 @@ broken:
     return NULL;
 }
 
-static PGresult *exec_params(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
+static PGresult *exec_params(pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
 {
-    if (!sk_pg_ok(pg)) {
+    if (!pg_ok(&pg->base)) {
         set_err(err, err_size, "not connected", NULL);
         return NULL;
     }
@@ -143,7 +148,7 @@ static PGresult *exec_params(sk_pg_t *pg, const char *sql, int n, const char *co
     return await(pg, err, err_size);
 }
 
-static int exec_ok(sk_pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
+static int exec_ok(pg_t *pg, const char *sql, int n, const char *const *vals, char *err, size_t err_size)
 {
     PGresult *r = exec_params(pg, sql, n, vals, err, err_size);
     if (!r)
@@ -152,8 +157,9 @@ static int exec_ok(sk_pg_t *pg, const char *sql, int n, const char *const *vals,
     return 0;
 }
 
-int sk_pg_migrate(sk_pg_t *pg, char *err, size_t err_size)
+static int pg_migrate(sk_db_t *db, char *err, size_t err_size)
 {
+    pg_t *pg = (pg_t *)db;
     int applied = 0;
     for (const sk_text_t *t = sk_texts; t->name; t++) {
         if (strncmp(t->name, "postgres/", 9) != 0)
@@ -198,8 +204,9 @@ static void put_ms(char *dst, size_t cap, int64_t v)
     snprintf(dst, cap, "%lld", (long long)v);
 }
 
-int sk_pg_put_sale(sk_pg_t *pg, const sk_pg_sale_t *s, char *err, size_t err_size)
+static int pg_put_sale(sk_db_t *db, const sk_db_sale_t *s, char *err, size_t err_size)
 {
+    pg_t *pg = (pg_t *)db;
     char stock[24], starts[24], ends[24], limit[24], created[24];
     put_ms(stock, sizeof(stock), s->stock);
     put_ms(starts, sizeof(starts), s->starts_at);
@@ -227,8 +234,9 @@ static void array_str(sk_buf_t *b, const char *s)
     sk_buf_putc(b, '"');
 }
 
-int64_t sk_pg_put_orders(sk_pg_t *pg, const sk_pg_order_t *o, size_t n, char *err, size_t err_size)
+static int64_t pg_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
 {
+    pg_t *pg = (pg_t *)db;
     if (n == 0)
         return 0;
     sk_buf_t a[6] = {{0}};
@@ -269,3 +277,14 @@ int64_t sk_pg_put_orders(sk_pg_t *pg, const sk_pg_order_t *o, size_t n, char *er
     PQclear(r);
     return inserted;
 }
+
+const sk_db_driver_t sk_db_postgres = {
+    .name = "postgres",
+    .title = "PostgreSQL",
+    .connect = pg_connect,
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .put_sale = pg_put_sale,
+    .put_orders = pg_put_orders,
+    .ok = pg_ok,
+};

@@ -11,10 +11,10 @@
 
 #include "util/common.h"
 
-#define SK_BENCH_IN_MIN 16384
-#define SK_BENCH_IN_MAX (256u << 20) /* a response larger than this is refused */
+#define SK_LOADGEN_IN_MIN 16384
+#define SK_LOADGEN_IN_MAX (256u << 20) /* a response larger than this is refused */
 
-int sk_bench_target_parse(const char *url, sk_bench_target_t *t, char *err, size_t err_len)
+int sk_loadgen_target_parse(const char *url, sk_loadgen_target_t *t, char *err, size_t err_len)
 {
     memset(t, 0, sizeof(*t));
     if (strncmp(url, "http://", 7) != 0) {
@@ -75,7 +75,7 @@ int sk_bench_target_parse(const char *url, sk_bench_target_t *t, char *err, size
     int rc = getaddrinfo(t->host, portbuf, &hints, &res);
     if (rc != 0 || !res) {
         snprintf(err, err_len, "%s: cannot resolve %s: %s", url, t->host, gai_strerror(rc));
-        sk_bench_target_free(t);
+        sk_loadgen_target_free(t);
         return -EHOSTUNREACH;
     }
     memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
@@ -84,7 +84,7 @@ int sk_bench_target_parse(const char *url, sk_bench_target_t *t, char *err, size
     return 0;
 }
 
-void sk_bench_target_free(sk_bench_target_t *t)
+void sk_loadgen_target_free(sk_loadgen_target_t *t)
 {
     free(t->url);
     free(t->host);
@@ -93,14 +93,14 @@ void sk_bench_target_free(sk_bench_target_t *t)
     memset(t, 0, sizeof(*t));
 }
 
-void sk_bench_client_init(sk_bench_client_t *cl, sk_loop_t *loop)
+void sk_loadgen_client_init(sk_loadgen_client_t *cl, sk_loop_t *loop)
 {
     memset(cl, 0, sizeof(*cl));
     cl->loop = loop;
 }
 
-void sk_bench_conn_init(sk_bench_conn_t *c, sk_bench_client_t *cl, const sk_bench_target_t *t,
-                        const sk_bench_conn_cbs_t *cbs, uint32_t pipeline)
+void sk_loadgen_conn_init(sk_loadgen_conn_t *c, sk_loadgen_client_t *cl, const sk_loadgen_target_t *t,
+                          const sk_loadgen_conn_cbs_t *cbs, uint32_t pipeline)
 {
     memset(c, 0, sizeof(*c));
     c->client = cl;
@@ -111,12 +111,12 @@ void sk_bench_conn_init(sk_bench_conn_t *c, sk_bench_client_t *cl, const sk_benc
     c->inflight = sk_xcalloc(c->cap, sizeof(void *));
     c->out_cap = 4096;
     c->out = sk_xmalloc(c->out_cap);
-    c->in_cap = SK_BENCH_IN_MIN;
+    c->in_cap = SK_LOADGEN_IN_MIN;
     c->in = sk_xmalloc(c->in_cap);
-    sk_bench_resp_reset(&c->resp);
+    sk_loadgen_resp_reset(&c->resp);
 }
 
-void sk_bench_conn_free(sk_bench_conn_t *c)
+void sk_loadgen_conn_free(sk_loadgen_conn_t *c)
 {
     free(c->inflight);
     free(c->out);
@@ -125,7 +125,7 @@ void sk_bench_conn_free(sk_bench_conn_t *c)
     c->out = c->in = NULL;
 }
 
-static void mark_dirty(sk_bench_conn_t *c)
+static void mark_dirty(sk_loadgen_conn_t *c)
 {
     if (!c->dirty) {
         c->dirty = true;
@@ -135,7 +135,7 @@ static void mark_dirty(sk_bench_conn_t *c)
 }
 
 /* Writes as much queued output as the socket takes. Returns 0 or -errno. */
-static int write_out(sk_bench_conn_t *c)
+static int write_out(sk_loadgen_conn_t *c)
 {
     while (c->out_off < c->out_len) {
         ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
@@ -155,17 +155,17 @@ static int write_out(sk_bench_conn_t *c)
     return 0;
 }
 
-void sk_bench_conn_close(sk_bench_conn_t *c, int err)
+void sk_loadgen_conn_close(sk_loadgen_conn_t *c, int err)
 {
-    if (c->state == SK_BENCH_CONN_CLOSED)
+    if (c->state == SK_LOADGEN_CONN_CLOSED)
         return;
     sk_io_stop(c->client->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
-    c->state = SK_BENCH_CONN_CLOSED;
+    c->state = SK_LOADGEN_CONN_CLOSED;
     c->out_len = c->out_off = 0;
     c->in_len = 0;
-    sk_bench_resp_reset(&c->resp);
+    sk_loadgen_resp_reset(&c->resp);
     /* Requests still in flight learn their fate first, oldest first, so the owner can
      * queue retries before it decides whether to reconnect. */
     int ferr = err ? err : -ECONNRESET;
@@ -181,26 +181,26 @@ void sk_bench_conn_close(sk_bench_conn_t *c, int err)
 
 /* Parses and delivers every complete response in the input buffer. Returns false when
  * the connection was closed (or closed and reopened) by a callback or an error. */
-static bool deliver(sk_bench_conn_t *c)
+static bool deliver(sk_loadgen_conn_t *c)
 {
     size_t off = 0;
     uint64_t gen = c->connects;
     while (off < c->in_len) {
-        int64_t n = sk_bench_resp_parse(&c->resp, c->in + off, c->in_len - off);
+        int64_t n = sk_loadgen_resp_parse(&c->resp, c->in + off, c->in_len - off);
         if (n == -2)
             break;
         if (n < 0) {
-            sk_bench_conn_close(c, -EPROTO);
+            sk_loadgen_conn_close(c, -EPROTO);
             return false;
         }
-        sk_bench_resp_t resp = c->resp;
+        sk_loadgen_resp_t resp = c->resp;
         off += (size_t)n;
-        sk_bench_resp_reset(&c->resp);
+        sk_loadgen_resp_reset(&c->resp);
         if (resp.status < 200)
             continue; /* an interim answer (100 Continue): the final one follows */
         if (c->count == 0) {
             /* An answer nobody asked for: the stream can no longer be trusted. */
-            sk_bench_conn_close(c, -EPROTO);
+            sk_loadgen_conn_close(c, -EPROTO);
             return false;
         }
         void *req = c->inflight[c->head];
@@ -208,11 +208,11 @@ static bool deliver(sk_bench_conn_t *c)
         c->count--;
         c->responses++;
         c->cbs->on_response(c, req, &resp);
-        if (c->state == SK_BENCH_CONN_CLOSED || c->connects != gen)
+        if (c->state == SK_LOADGEN_CONN_CLOSED || c->connects != gen)
             return false;
         if (!resp.keep_alive) {
             /* Requests pipelined behind this answer will never be answered here. */
-            sk_bench_conn_close(c, c->count ? -ECONNRESET : 0);
+            sk_loadgen_conn_close(c, c->count ? -ECONNRESET : 0);
             return false;
         }
     }
@@ -225,12 +225,12 @@ static bool deliver(sk_bench_conn_t *c)
     return true;
 }
 
-static void on_readable(sk_bench_conn_t *c, bool hup)
+static void on_readable(sk_loadgen_conn_t *c, bool hup)
 {
     for (;;) {
         if (c->in_len == c->in_cap) {
-            if (c->in_cap >= SK_BENCH_IN_MAX) {
-                sk_bench_conn_close(c, -EMSGSIZE);
+            if (c->in_cap >= SK_LOADGEN_IN_MAX) {
+                sk_loadgen_conn_close(c, -EMSGSIZE);
                 return;
             }
             c->in_cap *= 2;
@@ -255,27 +255,27 @@ static void on_readable(sk_bench_conn_t *c, bool hup)
             /* The peer closed. A close-delimited body ends here; anything else in
              * flight is lost. */
             if (c->in_len > 0) {
-                int64_t r = sk_bench_resp_eof(&c->resp, c->in, c->in_len);
+                int64_t r = sk_loadgen_resp_eof(&c->resp, c->in, c->in_len);
                 if (r > 0 && c->count > 0) {
-                    sk_bench_resp_t resp = c->resp;
+                    sk_loadgen_resp_t resp = c->resp;
                     void *req = c->inflight[c->head];
                     c->head = (c->head + 1) % c->cap;
                     c->count--;
                     uint64_t gen = c->connects;
                     c->cbs->on_response(c, req, &resp);
-                    if (c->state == SK_BENCH_CONN_CLOSED || c->connects != gen)
+                    if (c->state == SK_LOADGEN_CONN_CLOSED || c->connects != gen)
                         return;
                     c->in_len = 0;
                 }
             }
-            sk_bench_conn_close(c, c->count || c->in_len ? -ECONNRESET : 0);
+            sk_loadgen_conn_close(c, c->count || c->in_len ? -ECONNRESET : 0);
             return;
         }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        sk_bench_conn_close(c, -errno);
+        sk_loadgen_conn_close(c, -errno);
         return;
     }
 }
@@ -283,9 +283,9 @@ static void on_readable(sk_bench_conn_t *c, bool hup)
 static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
 {
     (void)loop;
-    sk_bench_conn_t *c = SK_CONTAINER_OF(io, sk_bench_conn_t, io);
+    sk_loadgen_conn_t *c = SK_CONTAINER_OF(io, sk_loadgen_conn_t, io);
     uint64_t gen = c->connects;
-    if (c->state == SK_BENCH_CONN_CONNECTING) {
+    if (c->state == SK_LOADGEN_CONN_CONNECTING) {
         if (!(events & (SK_IO_WRITE | SK_IO_ERR | SK_IO_HUP)))
             return;
         int soerr = 0;
@@ -293,34 +293,34 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
         if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
             soerr = errno;
         if (soerr != 0) {
-            sk_bench_conn_close(c, -soerr);
+            sk_loadgen_conn_close(c, -soerr);
             return;
         }
-        c->state = SK_BENCH_CONN_OPEN;
+        c->state = SK_LOADGEN_CONN_OPEN;
         if (c->cbs->on_connected)
             c->cbs->on_connected(c);
-        if (c->state != SK_BENCH_CONN_OPEN || c->connects != gen)
+        if (c->state != SK_LOADGEN_CONN_OPEN || c->connects != gen)
             return;
         if (c->out_len > c->out_off)
             mark_dirty(c);
     }
     if (events & SK_IO_READ) {
         on_readable(c, (events & SK_IO_HUP) != 0);
-        if (c->state != SK_BENCH_CONN_OPEN || c->connects != gen)
+        if (c->state != SK_LOADGEN_CONN_OPEN || c->connects != gen)
             return;
     }
     if ((events & SK_IO_WRITE) && c->out_len > c->out_off) {
         int rc = write_out(c);
         if (rc < 0)
-            sk_bench_conn_close(c, rc);
+            sk_loadgen_conn_close(c, rc);
     }
 }
 
-int sk_bench_conn_connect(sk_bench_conn_t *c)
+int sk_loadgen_conn_connect(sk_loadgen_conn_t *c)
 {
-    if (c->state != SK_BENCH_CONN_CLOSED)
+    if (c->state != SK_LOADGEN_CONN_CLOSED)
         return -EISCONN;
-    const sk_bench_target_t *t = c->target;
+    const sk_loadgen_target_t *t = c->target;
     int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -338,17 +338,17 @@ int sk_bench_conn_connect(sk_bench_conn_t *c)
         close(fd);
         return rc;
     }
-    c->state = SK_BENCH_CONN_CONNECTING;
+    c->state = SK_LOADGEN_CONN_CONNECTING;
     c->connects++;
     c->responses = 0;
     c->in_len = 0;
     c->out_len = c->out_off = 0;
     c->head = c->count = 0;
-    sk_bench_resp_reset(&c->resp);
+    sk_loadgen_resp_reset(&c->resp);
     return 0;
 }
 
-char *sk_bench_conn_reserve(sk_bench_conn_t *c, size_t len)
+char *sk_loadgen_conn_reserve(sk_loadgen_conn_t *c, size_t len)
 {
     if (c->out_off > 0 && c->out_off == c->out_len)
         c->out_off = c->out_len = 0;
@@ -366,31 +366,31 @@ char *sk_bench_conn_reserve(sk_bench_conn_t *c, size_t len)
     return c->out + c->out_len;
 }
 
-int sk_bench_conn_commit(sk_bench_conn_t *c, void *req, size_t len)
+int sk_loadgen_conn_commit(sk_loadgen_conn_t *c, void *req, size_t len)
 {
-    if (c->state == SK_BENCH_CONN_CLOSED)
+    if (c->state == SK_LOADGEN_CONN_CLOSED)
         return -ENOTCONN;
     if (c->count >= c->cap)
         return -EAGAIN;
     c->out_len += len;
     c->inflight[(c->head + c->count) % c->cap] = req;
     c->count++;
-    if (c->state == SK_BENCH_CONN_OPEN)
+    if (c->state == SK_LOADGEN_CONN_OPEN)
         mark_dirty(c);
     return 0;
 }
 
-void sk_bench_client_flush(sk_bench_client_t *cl)
+void sk_loadgen_client_flush(sk_loadgen_client_t *cl)
 {
     while (cl->dirty) {
-        sk_bench_conn_t *c = cl->dirty;
+        sk_loadgen_conn_t *c = cl->dirty;
         cl->dirty = c->next_dirty;
         c->next_dirty = NULL;
         c->dirty = false;
-        if (c->state != SK_BENCH_CONN_OPEN)
+        if (c->state != SK_LOADGEN_CONN_OPEN)
             continue;
         int rc = write_out(c);
         if (rc < 0)
-            sk_bench_conn_close(c, rc);
+            sk_loadgen_conn_close(c, rc);
     }
 }

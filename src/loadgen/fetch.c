@@ -11,7 +11,7 @@
 
 #include "util/common.h"
 
-void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const char *token, int timeout_ms)
+void sk_loadgen_fetch_init(sk_loadgen_fetch_t *f, const sk_loadgen_target_t *t, const char *token, int timeout_ms)
 {
     memset(f, 0, sizeof(*f));
     f->target = t;
@@ -20,14 +20,14 @@ void sk_bench_fetch_init(sk_bench_fetch_t *f, const sk_bench_target_t *t, const 
     f->fd = -1;
 }
 
-static void drop(sk_bench_fetch_t *f)
+static void drop(sk_loadgen_fetch_t *f)
 {
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
 }
 
-void sk_bench_fetch_close(sk_bench_fetch_t *f)
+void sk_loadgen_fetch_close(sk_loadgen_fetch_t *f)
 {
     drop(f);
     free(f->buf);
@@ -53,9 +53,9 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
     }
 }
 
-static int open_conn(sk_bench_fetch_t *f, uint64_t deadline)
+static int open_conn(sk_loadgen_fetch_t *f, uint64_t deadline)
 {
-    const sk_bench_target_t *t = f->target;
+    const sk_loadgen_target_t *t = f->target;
     int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -107,7 +107,7 @@ static int send_all(int fd, const char *p, size_t n, uint64_t deadline)
 /* One attempt on the current connection. Returns the status, or -errno; *fresh_fail is
  * set when the failure happened before any answer byte arrived (a stale keep-alive
  * connection, worth one more try). */
-static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_t deadline, int *stale)
+static int attempt(sk_loadgen_fetch_t *f, const char *req, size_t req_len, uint64_t deadline, int *stale)
 {
     *stale = 0;
     int rc = send_all(f->fd, req, req_len, deadline);
@@ -115,12 +115,12 @@ static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_
         *stale = 1;
         return rc;
     }
-    sk_bench_resp_t r;
-    sk_bench_resp_reset(&r);
+    sk_loadgen_resp_t r;
+    sk_loadgen_resp_reset(&r);
     f->buf_len = 0;
     for (;;) {
         if (f->buf_len > 0) {
-            int64_t n = sk_bench_resp_parse(&r, f->buf, f->buf_len);
+            int64_t n = sk_loadgen_resp_parse(&r, f->buf, f->buf_len);
             if (n > 0) {
                 free(f->body);
                 f->body = sk_xstrndup(r.body, r.body_len);
@@ -133,7 +133,7 @@ static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_
                         return -EPROTO;
                     memmove(f->buf, f->buf + n, f->buf_len - (size_t)n);
                     f->buf_len -= (size_t)n;
-                    sk_bench_resp_reset(&r);
+                    sk_loadgen_resp_reset(&r);
                     continue;
                 }
                 return r.status;
@@ -155,7 +155,7 @@ static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_
                 *stale = 1;
                 return -ECONNRESET;
             }
-            int64_t n = sk_bench_resp_eof(&r, f->buf, f->buf_len);
+            int64_t n = sk_loadgen_resp_eof(&r, f->buf, f->buf_len);
             if (n <= 0)
                 return -ECONNRESET;
             free(f->body);
@@ -178,9 +178,9 @@ static int attempt(sk_bench_fetch_t *f, const char *req, size_t req_len, uint64_
     }
 }
 
-int sk_bench_fetch(sk_bench_fetch_t *f, const char *method, const char *path, const char *json_body)
+int sk_loadgen_fetch(sk_loadgen_fetch_t *f, const char *method, const char *path, const char *json_body)
 {
-    const sk_bench_target_t *t = f->target;
+    const sk_loadgen_target_t *t = f->target;
     size_t blen = json_body ? strlen(json_body) : 0;
     size_t cap = strlen(method) + strlen(t->base) + strlen(path) + strlen(t->hostport) +
                  (f->token ? strlen(f->token) : 0) + blen + 256;
@@ -219,7 +219,7 @@ int sk_bench_fetch(sk_bench_fetch_t *f, const char *method, const char *path, co
     return rc;
 }
 
-char *sk_bench_path_segment(const char *s)
+char *sk_loadgen_path_segment(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);

@@ -9,8 +9,8 @@
  *
  * Ownership: sk_hist_init() allocates the bucket array, sk_hist_free() releases it.
  * A histogram is not thread-safe: give each thread its own and merge them at the end. */
-#ifndef SK_BENCH_HISTOGRAM_H
-#define SK_BENCH_HISTOGRAM_H
+#ifndef SK_LOADGEN_HISTOGRAM_H
+#define SK_LOADGEN_HISTOGRAM_H
 
 #include <stdint.h>
 

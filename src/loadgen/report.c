@@ -36,7 +36,7 @@ static void print_row(FILE *out, const char *name, const sk_hist_t *h, uint64_t 
     fprintf(out, " %9s\n", fmt_ns(b[4], sizeof(b[4]), h->max));
 }
 
-void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_bench_results_t *res)
+void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk_loadgen_results_t *res)
 {
     fprintf(out, "\nseckill-bench run %s: %u connections, %u thread(s), pipeline %u, %s", cfg->run_id, cfg->connections,
             cfg->threads, cfg->pipeline, cfg->rate > 0 ? "open loop" : "closed loop");
@@ -57,7 +57,7 @@ void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_ben
             continue;
         if (cfg->get_path && o != SK_OUT_OK && o != SK_OUT_HTTP_ERROR && o != SK_OUT_NET_ERROR)
             continue;
-        print_row(out, sk_bench_outcome_name((sk_bench_outcome_t)o), &res->hist[o], res->counts[o]);
+        print_row(out, sk_loadgen_outcome_name((sk_loadgen_outcome_t)o), &res->hist[o], res->counts[o]);
     }
     print_row(out, "all", &res->all, res->answers);
     double rate = res->elapsed_s > 0 ? (double)res->answers / res->elapsed_s : 0;
@@ -88,7 +88,7 @@ void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_ben
     }
 }
 
-void sk_bench_report_audit(FILE *out, const sk_bench_audit_t *a)
+void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
 {
     fprintf(out, "\n  audit (%s): store holds %lld orders, stock %lld, per-user limit %lld", a->source,
             (long long)a->store_orders, (long long)a->stock, (long long)a->limit);
@@ -126,8 +126,8 @@ static json_t *latency_json(const sk_hist_t *h)
     return o;
 }
 
-int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const sk_bench_results_t *res,
-                         const sk_bench_audit_t *audit, const char *audit_error)
+int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, const sk_loadgen_results_t *res,
+                           const sk_audit_t *audit, const char *audit_error)
 {
     json_t *root = json_object();
     json_object_set_new(root, "run_id", json_string(cfg->run_id));
@@ -173,7 +173,7 @@ int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const s
     json_object_set_new(root, "malformed", json_integer((json_int_t)res->malformed));
     json_t *counts = json_object(), *lat = json_object();
     for (int o = 0; o < SK_OUT_COUNT; o++) {
-        const char *name = sk_bench_outcome_name((sk_bench_outcome_t)o);
+        const char *name = sk_loadgen_outcome_name((sk_loadgen_outcome_t)o);
         json_object_set_new(counts, name, json_integer((json_int_t)res->counts[o]));
         json_object_set_new(lat, name, latency_json(&res->hist[o]));
     }

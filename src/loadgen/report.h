@@ -2,8 +2,8 @@
  * figure, for benchmarks and CI to compare runs.
  *
  * Ownership: everything is borrowed; nothing is kept after the call. */
-#ifndef SK_BENCH_REPORT_H
-#define SK_BENCH_REPORT_H
+#ifndef SK_LOADGEN_REPORT_H
+#define SK_LOADGEN_REPORT_H
 
 #include <stdio.h>
 
@@ -11,14 +11,14 @@
 #include "loadgen/scenario.h"
 
 /** Prints the outcome table, throughput, timeline and client cost. */
-void sk_bench_report_print(FILE *out, const sk_bench_config_t *cfg, const sk_bench_results_t *res);
+void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk_loadgen_results_t *res);
 
 /** Prints the audit counts and the verdict line ("AUDIT OK" / "AUDIT FAILED: ..."). */
-void sk_bench_report_audit(FILE *out, const sk_bench_audit_t *a);
+void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a);
 
 /** Writes the JSON report to path ("-" for stdout). `audit` may be NULL (not run) and
  *  `audit_error` non-NULL when it could not run. Returns 0 or -errno. */
-int sk_bench_report_json(const char *path, const sk_bench_config_t *cfg, const sk_bench_results_t *res,
-                         const sk_bench_audit_t *audit, const char *audit_error);
+int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, const sk_loadgen_results_t *res,
+                           const sk_audit_t *audit, const char *audit_error);
 
 #endif

@@ -14,7 +14,7 @@ enum {
     ST_TRAILERS,
 };
 
-void sk_bench_resp_reset(sk_bench_resp_t *r)
+void sk_loadgen_resp_reset(sk_loadgen_resp_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->content_length = -1;
@@ -70,7 +70,7 @@ static bool last_token_is(const char *v, size_t n, const char *tok)
 }
 
 /* Parses the status line and headers in buf[0 .. head_len). Returns 0 or -1. */
-static int parse_head(sk_bench_resp_t *r, const char *buf, size_t head_len)
+static int parse_head(sk_loadgen_resp_t *r, const char *buf, size_t head_len)
 {
     const char *p = buf, *end = buf + head_len;
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -148,14 +148,14 @@ static int parse_head(sk_bench_resp_t *r, const char *buf, size_t head_len)
     return 0;
 }
 
-static int64_t done(sk_bench_resp_t *r, char *buf, size_t total, size_t body_len)
+static int64_t done(sk_loadgen_resp_t *r, char *buf, size_t total, size_t body_len)
 {
     r->body = buf + r->head_len;
     r->body_len = body_len;
     return (int64_t)total;
 }
 
-int64_t sk_bench_resp_parse(sk_bench_resp_t *r, char *buf, size_t len)
+int64_t sk_loadgen_resp_parse(sk_loadgen_resp_t *r, char *buf, size_t len)
 {
     if (r->state == ST_HEAD) {
         /* Resume a little before where the last scan stopped, since "\r\n\r\n" may
@@ -183,7 +183,7 @@ int64_t sk_bench_resp_parse(sk_bench_resp_t *r, char *buf, size_t len)
         }
         if (head_len == 0) {
             r->scan = len;
-            if (len > SK_BENCH_RESP_MAX_HEAD)
+            if (len > SK_LOADGEN_RESP_MAX_HEAD)
                 return -1;
             if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0)
                 return -1;
@@ -298,10 +298,10 @@ int64_t sk_bench_resp_parse(sk_bench_resp_t *r, char *buf, size_t len)
     }
 }
 
-int64_t sk_bench_resp_eof(sk_bench_resp_t *r, char *buf, size_t len)
+int64_t sk_loadgen_resp_eof(sk_loadgen_resp_t *r, char *buf, size_t len)
 {
     if (r->state == ST_HEAD) {
-        int64_t rc = sk_bench_resp_parse(r, buf, len);
+        int64_t rc = sk_loadgen_resp_parse(r, buf, len);
         if (rc != -2 || r->state != ST_BODY_CLOSE)
             return rc > 0 ? rc : -1;
     }
@@ -317,7 +317,7 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
-int sk_bench_json_scan(const char *json, size_t len, const char *key, const char **val, size_t *val_len)
+int sk_loadgen_json_scan(const char *json, size_t len, const char *key, const char **val, size_t *val_len)
 {
     size_t klen = strlen(key);
     const char *p = json, *end = json + len;

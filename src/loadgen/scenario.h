@@ -1,5 +1,6 @@
-/* The flood: a crowd of simulated buyers sent over many keep-alive connections by one
- * or more client threads, each with its own event loop, plus the sale set-up before it.
+/* What a run of seckill-bench is: its configuration, the outcomes it counts, and its
+ * results (setup.h prepares the sale, run.h runs the flood, report.h and the auditor
+ * read the results).
  *
  * Every request buys for one user drawn from the user space u1..uN: first every user
  * once in a shuffled order, then (when more requests are asked for) random users again,
@@ -8,10 +9,10 @@
  * every order the service names (confirmed, duplicate, limit_reached) is remembered
  * for the audit, and each user keeps one byte of state.
  *
- * Ownership: sk_bench_run() fills a sk_bench_results_t that the caller releases with
- * sk_bench_results_free(). The config and its strings are borrowed for the run. */
-#ifndef SK_BENCH_SCENARIO_H
-#define SK_BENCH_SCENARIO_H
+ * Ownership: the results own everything in them, their sale's strings included; the
+ * caller releases them with sk_loadgen_results_free(). */
+#ifndef SK_LOADGEN_SCENARIO_H
+#define SK_LOADGEN_SCENARIO_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,19 +35,19 @@ typedef enum {
     SK_OUT_NET_ERROR,
     SK_OUT_OK, /* --get mode: a 2xx or 3xx answer */
     SK_OUT_COUNT
-} sk_bench_outcome_t;
+} sk_loadgen_outcome_t;
 
 /** The outcome's name as printed and written to JSON ("sold_out", ...). */
-const char *sk_bench_outcome_name(sk_bench_outcome_t o);
+const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o);
 
 /** Per-user state bits (one byte per user). */
 enum {
-    SK_USER_TRIED = 1, /* at least one request was sent for the user */
-    SK_USER_HOLDS = 2, /* the service named an order of the user */
-    SK_USER_SOLD_OUT = 4, /* the user was told sold_out */
-    SK_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
-                           * network error after the last retry) */
-    SK_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
+    SK_LOADGEN_USER_TRIED = 1, /* at least one request was sent for the user */
+    SK_LOADGEN_USER_HOLDS = 2, /* the service named an order of the user */
+    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out */
+    SK_LOADGEN_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
+                                   * network error after the last retry) */
+    SK_LOADGEN_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
 };
 
 /** The sale being flooded, as the service described it. */
@@ -60,18 +61,18 @@ typedef struct {
     int64_t clock_offset_ms; /* server clock minus ours: a lower bound (server_time - our time after the answer) */
     char state[16];
     bool created; /* by this run */
-} sk_bench_sale_t;
+} sk_loadgen_sale_t;
 
 /** An order the service named to the client. The id is at arena + off. */
 typedef struct {
     uint32_t user;
     uint32_t off;
     uint16_t len;
-    uint8_t outcome; /* sk_bench_outcome_t that named it */
-} sk_bench_order_rec_t;
+    uint8_t outcome; /* sk_loadgen_outcome_t that named it */
+} sk_loadgen_order_rec_t;
 
 typedef struct {
-    sk_bench_target_t *targets;
+    sk_loadgen_target_t *targets;
     size_t ntargets;
     uint32_t connections;
     uint32_t threads;
@@ -94,7 +95,7 @@ typedef struct {
     char run_id[16]; /* hex, printed into every request_id */
     bool quiet;
     _Atomic int *interrupted; /* set (by a signal handler): stop sending, finish up */
-} sk_bench_config_t;
+} sk_loadgen_config_t;
 
 typedef struct {
     uint64_t counts[SK_OUT_COUNT];
@@ -115,30 +116,16 @@ typedef struct {
     size_t timeline_len;
     int64_t last_remaining; /* smallest "remaining" the service reported, -1 none */
 
-    sk_bench_sale_t sale; /* purchase mode */
+    sk_loadgen_sale_t sale; /* purchase mode */
     uint8_t *ustate; /* users + 1 bytes, index = user number */
     uint32_t users;
-    sk_bench_order_rec_t *orders;
+    sk_loadgen_order_rec_t *orders;
     size_t norders;
     char *arena;
     size_t arena_len;
-} sk_bench_results_t;
-
-/** Creates or looks up the sale (purchase mode). Returns 0, or -1 with a message. */
-int sk_bench_setup_sale(const sk_bench_config_t *cfg, sk_bench_sale_t *sale, char *err, size_t err_len);
-
-/** Runs the flood. Returns 0, or -1 with a message when it could not start. */
-int sk_bench_run(const sk_bench_config_t *cfg, const sk_bench_sale_t *sale, sk_bench_results_t *res, char *err,
-                 size_t err_len);
+} sk_loadgen_results_t;
 
 /** Frees everything in results (and its sale strings). */
-void sk_bench_results_free(sk_bench_results_t *res);
-
-/** Parses "1500ms", "2s", "1m", "0.5s" or a bare number of seconds into ms. Returns 0 or
- *  -EINVAL. */
-int sk_bench_parse_duration_ms(const char *s, int64_t *ms);
-
-/** Writes the user id of user number u ("u42") into buf; returns its length. */
-size_t sk_bench_user_id(char *buf, uint32_t u);
+void sk_loadgen_results_free(sk_loadgen_results_t *res);
 
 #endif

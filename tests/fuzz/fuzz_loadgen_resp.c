@@ -9,22 +9,22 @@
 
 #include "loadgen/resp.h"
 
-static int64_t parse_all(const uint8_t *data, size_t n, size_t split, sk_bench_resp_t *r, char **keep)
+static int64_t parse_all(const uint8_t *data, size_t n, size_t split, sk_loadgen_resp_t *r, char **keep)
 {
     char *buf = malloc(n ? n : 1);
     memcpy(buf, data, n);
-    sk_bench_resp_reset(r);
+    sk_loadgen_resp_reset(r);
     int64_t rc = -2;
     if (split > 0 && split < n) {
-        rc = sk_bench_resp_parse(r, buf, split);
+        rc = sk_loadgen_resp_parse(r, buf, split);
         if (rc != -2) {
             *keep = buf;
             return rc;
         }
     }
-    rc = sk_bench_resp_parse(r, buf, n);
+    rc = sk_loadgen_resp_parse(r, buf, n);
     if (rc == -2)
-        rc = sk_bench_resp_eof(r, buf, n) > 0 ? -3 : -2;
+        rc = sk_loadgen_resp_eof(r, buf, n) > 0 ? -3 : -2;
     *keep = buf;
     return rc;
 }
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t split = data[0];
     data++;
     size--;
-    sk_bench_resp_t a, b;
+    sk_loadgen_resp_t a, b;
     char *ba = NULL, *bb = NULL;
     int64_t ra = parse_all(data, size, 0, &a, &ba);
     int64_t rb = parse_all(data, size, split, &b, &bb);
@@ -50,12 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         const char *v;
         size_t vl;
-        if (sk_bench_json_scan(a.body, a.body_len, "order_id", &v, &vl) && (v < a.body || v + vl > a.body + a.body_len))
+        if (sk_loadgen_json_scan(a.body, a.body_len, "order_id", &v, &vl) &&
+            (v < a.body || v + vl > a.body + a.body_len))
             abort();
     }
     const char *v;
     size_t vl;
-    if (sk_bench_json_scan((const char *)data, size, "error", &v, &vl) &&
+    if (sk_loadgen_json_scan((const char *)data, size, "error", &v, &vl) &&
         (v < (const char *)data || v + vl > (const char *)data + size))
         abort();
     free(ba);

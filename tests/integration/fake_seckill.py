@@ -1,4 +1,4 @@
-"""A small stand-in for the seckill HTTP API (DESIGN.md section 2), written for the
+"""A small stand-in for the seckill HTTP API (the API of the README), written for the
 seckill-bench tests. It can tell the truth, or lie in one chosen way, so the tests can
 check that the auditor catches each lie:
 

@@ -126,7 +126,7 @@ def test_double(ck):
 
 
 def test_503_after_store_resolved(ck):
-    # The service stores, then answers 503 (it "cannot know"). DESIGN I6 lets the client
+    # The service stores, then answers 503 (it "cannot know"). Invariant I6 lets the client
     # ask GET .../orders/{user}; the audit does, finds each order and counts it as
     # recovered: an honest in-doubt answer is not a failure.
     with FakeSeckill("503_after", every=4) as f:

@@ -1,13 +1,14 @@
 """The local cluster of scripts/cluster (Redis with AOF always, PostgreSQL, three nodes
 with weights 3:2:1 behind nginx, the drain): floods through nginx with seckill-bench,
 audited against PostgreSQL after the drain caught up, and cross-checked against the
-order streams in Redis."""
+order streams in Redis. Also: an order that reaches a stream after the drain stopped
+reading it (the sale long over) still reaches PostgreSQL."""
 import os
 import socket
 import time
 import urllib.request
 
-from skcluster import run_cluster_tests, metric
+from skcluster import http, run_cluster_tests, metric
 
 C = None
 
@@ -98,6 +99,40 @@ def test_flood_limit_two(ck):
     ck.eq(check_store(ck, "flood2", 1000, 2), confirmed, "PostgreSQL holds every confirmed order")
 
 
+def wait_for(cond, timeout):
+    """Polls cond() until it is true or timeout seconds passed; returns its last value."""
+    deadline = time.time() + timeout
+    v = cond()
+    while not v and time.time() < deadline:
+        time.sleep(0.2)
+        v = cond()
+    return v
+
+
+def test_order_after_the_window(ck):
+    # A sale whose window closed two hours ago: the drain finds its stream empty and
+    # finished, and stops reading it for new entries. An order that reaches the stream
+    # anyway (confirmed by a Redis whose clock is behind the drain host's, or written
+    # after the end by anything else) must still reach PostgreSQL: the drain keeps
+    # watching the stream's length.
+    now = int(time.time() * 1000)
+    st, body = http(C.url + "/api/v1/sales", "POST",
+                    {"id": "late1", "stock": 5, "starts_at": now - 3 * 3600 * 1000, "ends_at": now - 2 * 3600 * 1000})
+    ck.eq(st, 201, f"create an ended sale: {body}")
+    inactive = wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_stream_active", {"sale": "late1"}) == 0, 30)
+    ck.check(inactive, "the drain found the ended sale and stopped reading its stream")
+    r = C.redis()
+    try:
+        r.cmd("XADD", "sk:{late1}:orders", "1-0", "n", "1", "t", str(now), "u", "late-user", "r", "late-req")
+    finally:
+        r.close()
+    ck.eq(C.wait_drained("late1", 1, timeout=30), 1, "the late order reached PostgreSQL")
+    rows = C.psql("SELECT order_id, user_id, request_id FROM orders WHERE sale_id = 'late1'")
+    ck.eq(rows, [["late1-0000000001", "late-user", "late-req"]], "as it was in the stream")
+    lag = wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_lag", {"sale": "late1"}) == 0, 30)
+    ck.check(lag, "and it was acknowledged (lag 0)")
+
+
 def test_sse_through_nginx(ck):
     host, port = "127.0.0.1", int(C.vars["NGINX_PORT"])
     s = socket.create_connection((host, port), timeout=5)
@@ -141,7 +176,7 @@ def test_down(ck):
 def tests(cluster):
     global C
     C = cluster
-    return [test_up, test_flood, test_flood_limit_two, test_sse_through_nginx, test_down]
+    return [test_up, test_flood, test_flood_limit_two, test_order_after_the_window, test_sse_through_nginx, test_down]
 
 
 if __name__ == "__main__":

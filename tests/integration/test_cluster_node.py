@@ -264,7 +264,7 @@ def test_redis_stuck(ck):
         time.sleep(0.1)
     ck.eq(st, 201, "works again once Redis answers")
     # The 503 was honest about not knowing: Redis ran the queued script when it woke up,
-    # and the buyer finds the order by asking (DESIGN I6).
+    # and the buyer finds the order by asking (invariant I6).
     st, o = A.json("GET", f"/api/v1/sales/{sale}/orders/stuck")
     ck.check(st == 200 and len(o["orders"]) <= 1, "a user's orders answer the doubt")
 

@@ -1,4 +1,4 @@
-"""HTTP API v1 of the embedded engine (DESIGN.md section 2): every answer with its exact
+"""HTTP API v1 of the embedded engine (the API of the README): every answer with its exact
 status, and bad input of every kind, against a real `seckill serve` process."""
 import json
 import os

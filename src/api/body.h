@@ -1,0 +1,33 @@
+/* Request bodies and fields, parsed without any HTTP or engine state, so that they can
+ * be tested and fuzzed alone (tests/unit/api/test_body.c, tests/fuzz/fuzz_api_body.c).
+ *
+ * Ownership: inputs are borrowed for the call; outputs go to the caller's buffers. */
+#ifndef SK_API_BODY_H
+#define SK_API_BODY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "http/parser.h"
+
+/** Parses a time given as unix milliseconds or RFC 3339 text. Returns 0 or -EINVAL. */
+int sk_api_parse_time(const char *s, size_t n, int64_t *ms);
+
+/** Extracts user_id and request_id from a purchase body (JSON object or form fields).
+ *  `user` holds SK_USER_MAX + 1 bytes, `req` SK_REQUEST_MAX + 1. Returns 0, or -EINVAL
+ *  with *field naming what is wrong ("body", "user_id" or "request_id", static
+ *  strings). Output is NUL-terminated. */
+int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
+                          size_t *req_len, const char **field);
+
+/** Percent-decodes a form value (or a path segment; '+' is a space) into out (cap bytes
+ *  with the NUL). Returns the length, or -1 on a bad escape or when it does not fit. */
+int sk_api_form_decode(const char *s, size_t n, char *out, size_t cap);
+
+/** True when the body is to be read as form fields: declared as such, unless it is
+ *  plainly a JSON object (curl -d labels everything as a form). */
+bool sk_api_is_form(const sk_http_request_t *req, const char *body, size_t len);
+
+#endif

@@ -1,0 +1,167 @@
+/* GET /metrics (Prometheus text format) and GET /healthz.
+ *
+ * /metrics sums every worker's counters at the moment of the request (relaxed reads:
+ * a scrape may see one worker a little later than another, never a torn value). It is
+ * written in parts — HTTP, purchases and sales, the ledger, event streams — each a
+ * function of its own. */
+#include <stdio.h>
+
+#include "api/internal.h"
+
+void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
+{
+    (void)params;
+    (void)arg;
+    static const char body[] = "{\"status\":\"ok\"}\n";
+    sk_http_respond(x, 200, "application/json", body, sizeof(body) - 1);
+}
+
+/* Writes the _bucket lines of a histogram from per-bucket counts, made cumulative here.
+ * Bucket k's upper bound is bounds[k] (or 2^k when bounds is NULL); the last is +Inf. */
+static void buckets(sk_buf_t *b, const char *name, const uint64_t *counts, int n, const double *bounds)
+{
+    uint64_t cum = 0;
+    for (int k = 0; k < n; k++) {
+        cum += counts[k];
+        if (k == n - 1)
+            sk_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else if (bounds)
+            sk_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[k], (unsigned long long)cum);
+        else
+            sk_buf_printf(b, "%s_bucket{le=\"%d\"} %llu\n", name, 1 << k, (unsigned long long)cum);
+    }
+}
+
+static void http_requests(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    sk_buf_puts(b, "# HELP seckill_http_requests_total HTTP requests answered, by route and status.\n"
+                   "# TYPE seckill_http_requests_total counter\n");
+    for (int r = 0; r <= (int)sk_api_routes_len; r++) {
+        for (int sl = 0; sl < SK_HTTP_STATUS_SLOTS; sl++) {
+            uint64_t v = 0;
+            for (size_t i = 0; i < nw; i++)
+                v += sk_counter_get(&sk_http_server_stats(api->workers[i]->server)->requests[r][sl]);
+            if (!v)
+                continue;
+            int st = sk_http_slot_status(sl);
+            sk_buf_printf(b, "seckill_http_requests_total{route=\"%s\",status=\"%s%d\"} %llu\n",
+                          r == 0 ? "none" : sk_api_routes[r - 1].name, st ? "" : "other", st ? st : 0,
+                          (unsigned long long)v);
+        }
+    }
+}
+
+static void http_connections(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    uint64_t open = 0, accepted = 0, refused = 0, timeouts = 0, perr = 0, lat[SK_HTTP_LAT_BUCKETS] = {0}, lsum = 0,
+             lcount = 0;
+    for (size_t i = 0; i < nw; i++) {
+        const sk_http_stats_t *st = sk_http_server_stats(api->workers[i]->server);
+        open += sk_http_server_conns(api->workers[i]->server);
+        accepted += sk_counter_get(&st->conns_accepted);
+        refused += sk_counter_get(&st->conns_refused);
+        timeouts += sk_counter_get(&st->timeouts);
+        perr += sk_counter_get(&st->parse_errors);
+        for (int k = 0; k < SK_HTTP_LAT_BUCKETS; k++)
+            lat[k] += sk_counter_get(&st->latency_bucket[k]);
+        lsum += sk_counter_get(&st->latency_sum_ns);
+        lcount += sk_counter_get(&st->latency_count);
+    }
+    sk_buf_printf(b,
+                  "# HELP seckill_http_connections_open Open client connections.\n"
+                  "# TYPE seckill_http_connections_open gauge\nseckill_http_connections_open %llu\n"
+                  "# TYPE seckill_http_connections_accepted_total counter\n"
+                  "seckill_http_connections_accepted_total %llu\n"
+                  "# TYPE seckill_http_connections_refused_total counter\n"
+                  "seckill_http_connections_refused_total %llu\n"
+                  "# TYPE seckill_http_timeouts_total counter\nseckill_http_timeouts_total %llu\n"
+                  "# TYPE seckill_http_parse_errors_total counter\nseckill_http_parse_errors_total %llu\n",
+                  (unsigned long long)open, (unsigned long long)accepted, (unsigned long long)refused,
+                  (unsigned long long)timeouts, (unsigned long long)perr);
+    sk_buf_puts(b, "# HELP seckill_http_request_duration_seconds Time from reading a request to its answer.\n"
+                   "# TYPE seckill_http_request_duration_seconds histogram\n");
+    buckets(b, "seckill_http_request_duration_seconds", lat, SK_HTTP_LAT_BUCKETS, sk_http_latency_bounds);
+    sk_buf_printf(b,
+                  "seckill_http_request_duration_seconds_sum %.9f\nseckill_http_request_duration_seconds_count %llu\n",
+                  (double)lsum / 1e9, (unsigned long long)lcount);
+}
+
+static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    sk_engine_t *e = api->cfg.engine;
+    size_t ns = sk_engine_sale_count(e);
+    int64_t now = sk_now_ms();
+    sk_buf_puts(b, "# HELP seckill_purchases_total Purchase answers, by sale and result.\n"
+                   "# TYPE seckill_purchases_total counter\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        for (int r = 0; r < SK_BUY__COUNT; r++) {
+            uint64_t v = 0;
+            for (size_t i = 0; i < nw; i++)
+                v += sk_counter_get(&api->workers[i]->purchases[si][r]);
+            sk_buf_printf(b, "seckill_purchases_total{sale=\"%s\",result=\"%s\"} %llu\n", s->id, sk_buy_result_names[r],
+                          (unsigned long long)v);
+        }
+    }
+    sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        sk_buf_printf(b, "seckill_sale_sold{sale=\"%s\"} %lld\n", s->id, (long long)sk_sale_sold(s));
+    }
+    sk_buf_puts(b, "# TYPE seckill_sale_remaining gauge\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        sk_buf_printf(b, "seckill_sale_remaining{sale=\"%s\",state=\"%s\"} %lld\n", s->id,
+                      sk_sale_state_name(sk_sale_state(s, now)), (long long)(s->stock - sk_sale_sold(s)));
+    }
+}
+
+static void ledger(sk_buf_t *b, sk_engine_t *e)
+{
+    const sk_engine_stats_t *es = sk_engine_stats(e);
+    uint64_t batch[12], commit[16];
+    for (int k = 0; k < 12; k++)
+        batch[k] = sk_counter_get(&es->batch_size_bucket[k]);
+    for (int k = 0; k < 16; k++)
+        commit[k] = sk_counter_get(&es->commit_bucket[k]);
+    sk_buf_puts(b, "# HELP seckill_ledger_batch_size Purchases decided per ledger batch.\n"
+                   "# TYPE seckill_ledger_batch_size histogram\n");
+    buckets(b, "seckill_ledger_batch_size", batch, 12, NULL);
+    sk_buf_printf(b, "seckill_ledger_batch_size_sum %llu\nseckill_ledger_batch_size_count %llu\n",
+                  (unsigned long long)sk_counter_get(&es->batch_ops), (unsigned long long)sk_counter_get(&es->batches));
+    sk_buf_puts(b, "# HELP seckill_ledger_commit_seconds Time to make one batch durable.\n"
+                   "# TYPE seckill_ledger_commit_seconds histogram\n");
+    /* The commit histogram has the bounds of the HTTP latency histogram. */
+    buckets(b, "seckill_ledger_commit_seconds", commit, 16, sk_http_latency_bounds);
+    sk_buf_printf(b,
+                  "seckill_ledger_commit_seconds_sum %.9f\nseckill_ledger_commit_seconds_count %llu\n"
+                  "# TYPE seckill_ledger_commit_errors_total counter\nseckill_ledger_commit_errors_total %llu\n"
+                  "# TYPE seckill_ledger_inflight gauge\nseckill_ledger_inflight %lld\n",
+                  (double)sk_counter_get(&es->commit_ns_sum) / 1e9, (unsigned long long)sk_counter_get(&es->batches),
+                  (unsigned long long)sk_counter_get(&es->commit_errors),
+                  (long long)atomic_load(&((sk_engine_stats_t *)es)->inflight));
+}
+
+static void events(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    size_t sse = 0;
+    for (size_t i = 0; i < nw; i++)
+        sse += atomic_load_explicit(&api->workers[i]->sse_total, memory_order_relaxed);
+    sk_buf_printf(b, "# TYPE seckill_sse_subscribers gauge\nseckill_sse_subscribers %zu\n", sse);
+}
+
+void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
+{
+    (void)params;
+    sk_api_worker_t *self = arg;
+    sk_api_t *api = self->api;
+    size_t nw = atomic_load(&api->n_workers);
+    sk_buf_t b = {0};
+    http_requests(&b, api, nw);
+    http_connections(&b, api, nw);
+    sales(&b, api, nw);
+    ledger(&b, api->cfg.engine);
+    events(&b, api, nw);
+    sk_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    sk_buf_free(&b);
+}

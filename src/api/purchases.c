@@ -1,0 +1,154 @@
+/* POST /api/v1/sales/{id}/purchase.
+ *
+ * Unknown sale, not started, ended and sold out are answered on the worker thread (the
+ * gate, gate.c), without ever touching the ledger. Only purchases that may succeed are
+ * queued to the ledger, and their answers are deferred until the ledger's batch is
+ * durable. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/body.h"
+#include "api/internal.h"
+
+static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429};
+
+/* Writes the purchase answer body for op-like fields. A holder's limit_reached and
+ * sold_out (held > 0) name their first order and how many they hold. */
+static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
+                     int64_t remaining, int64_t starts_in)
+{
+    char id[SK_ORDER_ID_MAX + 1];
+    switch (r) {
+    case SK_BUY_CONFIRMED:
+    case SK_BUY_DUPLICATE:
+        sk_buf_puts(b, r == SK_BUY_CONFIRMED ? "{\"result\":\"confirmed\",\"order_id\":\""
+                                             : "{\"result\":\"duplicate\",\"order_id\":\"");
+        sk_buf_append(b, id, sk_order_id(id, s, order->seq));
+        sk_buf_puts(b, "\",\"remaining\":");
+        sk_buf_put_i64(b, remaining);
+        sk_buf_puts(b, "}\n");
+        return;
+    case SK_BUY_LIMIT_REACHED:
+        sk_buf_puts(b, "{\"error\":\"limit_reached\",\"message\":\"this buyer already holds the most units "
+                       "allowed\",\"order_id\":\"");
+        sk_buf_append(b, id, sk_order_id(id, s, order->seq));
+        sk_buf_puts(b, "\",\"held\":");
+        sk_buf_put_i64(b, held);
+        sk_buf_puts(b, "}\n");
+        return;
+    case SK_BUY_SOLD_OUT:
+        sk_buf_puts(b, "{\"error\":\"sold_out\",\"message\":\"every unit has been sold\",\"remaining\":0");
+        if (held) {
+            sk_buf_puts(b, ",\"order_id\":\"");
+            sk_buf_append(b, id, sk_order_id(id, s, order->seq));
+            sk_buf_puts(b, "\",\"held\":");
+            sk_buf_put_i64(b, held);
+        }
+        sk_buf_puts(b, "}\n");
+        return;
+    case SK_BUY_NOT_STARTED:
+        sk_buf_puts(b, "{\"error\":\"not_started\",\"message\":\"the sale has not started\",\"starts_in_ms\":");
+        sk_buf_put_i64(b, starts_in);
+        sk_buf_puts(b, "}\n");
+        return;
+    case SK_BUY_ENDED:
+        sk_buf_puts(b, "{\"error\":\"ended\",\"message\":\"the sale has ended\"}\n");
+        return;
+    case SK_BUY_RATE_LIMITED:
+        sk_buf_puts(b, "{\"error\":\"rate_limited\",\"message\":\"too many purchases in flight; nothing was "
+                       "confirmed, retry with the same request_id\"}\n");
+        return;
+    default:
+        sk_buf_puts(b, "{\"error\":\"unavailable\",\"message\":\"the order store is unavailable; nothing was "
+                       "confirmed, retry with the same request_id\"}\n");
+        return;
+    }
+}
+
+/* Answers a purchase the worker decided itself (the gate). */
+static void respond_now(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, sk_buy_result_t r,
+                        const sk_order_t *order, uint32_t held, int64_t remaining, int64_t starts_in)
+{
+    sk_buf_t *b = &w->scratch;
+    b->len = 0;
+    sk_api_count(w, s, r);
+    buy_body(b, s, r, order, held, remaining, starts_in);
+    sk_http_respond(x, buy_status[r], "application/json", b->data, b->len);
+}
+
+static void purchase_done(sk_op_t *op)
+{
+    sk_api_worker_t *w = op->owner;
+    sk_buf_t *b = &w->scratch;
+    b->len = 0;
+    if (!op->sale && op->status == -ENOENT) {
+        /* Looked up after a cache miss (sk_api_lookup_stub) and not found. */
+        static const char body[] = "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n";
+        sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, body, sizeof(body) - 1);
+        sk_op_free(op);
+        return;
+    }
+    if (op->sale)
+        sk_api_count(w, op->sale, op->result);
+    buy_body(b, op->sale, op->result, &op->order, op->held, op->remaining,
+             op->sale ? op->sale->starts_at - op->now_ms : 0);
+    const char *extra =
+        op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
+    sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
+    sk_op_free(op);
+}
+
+void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
+{
+    sk_api_worker_t *w = arg;
+    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, params[0].p, params[0].len);
+    sk_sale_t *stub = s ? NULL : sk_api_lookup_stub(w, &params[0]);
+    if (!s && !stub) {
+        sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
+        return;
+    }
+    int64_t now = sk_now_ms();
+    sk_buy_result_t r;
+    /* Before the start nobody holds an order. After the end a holder's replay still gets
+     * the first answer (I5), so the end is checked after the holders: by the worker once
+     * they are final, else by the backend, which then makes them final. (A looked-up
+     * sale's window is checked by the backend's store, which decides the purchase.) */
+    if (s && sk_api_gate_window(s, now, &r)) {
+        respond_now(w, x, s, r, NULL, 0, 0, s->starts_at - now);
+        return;
+    }
+    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
+    size_t ul, rl;
+    const char *field;
+    if (sk_api_parse_purchase(x->body, x->body_len, sk_api_is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
+                              &field) < 0) {
+        free(stub); /* a bare stub: no name, no holders */
+        sk_api_bad_field(
+            x, field,
+            strcmp(field, "body") == 0
+                ? "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\"} or form fields"
+            : strcmp(field, "user_id") == 0
+                ? "user_id is required: 1-64 printable ASCII characters, no spaces or quotes"
+                : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
+        return;
+    }
+    sk_order_t order;
+    uint32_t held;
+    if (s && sk_api_gate_final(s, now, user, ul, req, rl, &r, &order, &held)) {
+        respond_now(w, x, s, r, &order, held, s->stock - sk_sale_sold(s), s->starts_at - now);
+        return;
+    }
+    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    op->sale = s;
+    op->new_sale = stub;
+    op->now_ms = now;
+    memcpy(op->user_id, user, ul + 1);
+    op->user_len = (uint8_t)ul;
+    memcpy(op->request_id, req, rl + 1);
+    op->request_len = (uint8_t)rl;
+    op->ctx = sk_http_defer(x);
+    op->owner = w;
+    op->done = purchase_done;
+    sk_engine_submit(w->ew, op);
+}

@@ -1,0 +1,106 @@
+/* The drain's database: the system of record the cluster's orders are written to.
+ *
+ * One small interface, one implementation per database: postgres.c (PostgreSQL); a
+ * MySQL/MariaDB one is meant to be the second. The URL picks the implementation
+ * (sk_db_driver); no type of a client library appears here.
+ *
+ * What every implementation promises:
+ *  - put_orders writes the whole batch in one transaction, or nothing. A batch written
+ *    again (after an error whose outcome was unknown, or after a crash before the
+ *    stream entries were acknowledged) inserts each order once: rows whose order id
+ *    is present are skipped.
+ *  - put_sale inserts a sale once and never overwrites it.
+ *  - migrate applies the schema changes not yet applied, safely when several drains
+ *    start at once.
+ *  - every call ends within the timeout given to connect: a database that stops
+ *    answering is an error, not a hang.
+ *  - after an error, ok() says whether the connection is still usable; when it is
+ *    not, the caller closes it and connects again later.
+ *
+ * Errors: -EIO with one clear line in err (no password in it).
+ * Ownership: an sk_db_t owns its connection; strings passed in are borrowed for the
+ * call. Threads: an sk_db_t is used by one thread at a time. */
+#ifndef SK_DRAIN_DB_H
+#define SK_DRAIN_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *id, *name;
+    int64_t stock, starts_at, ends_at, per_user_limit, created_at; /* times: unix ms */
+} sk_db_sale_t;
+
+typedef struct {
+    const char *order_id, *sale_id, *user_id, *request_id;
+    int64_t seq;
+    int64_t created_at; /* unix ms */
+} sk_db_order_t;
+
+typedef struct sk_db sk_db_t;
+
+/** One implementation. */
+typedef struct {
+    const char *name; /* short, for metrics labels and logs: "postgres" */
+    const char *title; /* for people: "PostgreSQL" */
+    /** Connects; NULL with err filled when it cannot. */
+    sk_db_t *(*connect)(const char *url, int timeout_ms, char *err, size_t err_size);
+    void (*close)(sk_db_t *db);
+    /** Returns the number of migrations applied (0: none was missing) or -EIO. */
+    int (*migrate)(sk_db_t *db, char *err, size_t err_size);
+    /** Returns 0 or -EIO. */
+    int (*put_sale)(sk_db_t *db, const sk_db_sale_t *s, char *err, size_t err_size);
+    /** Returns the number of rows inserted (orders already present are not counted) or
+     *  -EIO (nothing of the batch committed, or an unknown outcome). */
+    int64_t (*put_orders)(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size);
+    bool (*ok)(const sk_db_t *db);
+} sk_db_driver_t;
+
+/** Every sk_db_t starts with this header (the implementation's struct embeds it first). */
+struct sk_db {
+    const sk_db_driver_t *driver;
+};
+
+extern const sk_db_driver_t sk_db_postgres;
+
+/** The implementation for a database URL: postgres://, postgresql:// or a libpq
+ *  "key=value" string is PostgreSQL. Returns NULL with err filled for a URL no
+ *  implementation takes (mysql:// among them, for now). */
+const sk_db_driver_t *sk_db_driver(const char *url, char *err, size_t err_size);
+
+static inline sk_db_t *sk_db_connect(const sk_db_driver_t *driver, const char *url, int timeout_ms, char *err,
+                                     size_t err_size)
+{
+    return driver->connect(url, timeout_ms, err, err_size);
+}
+
+/** Closes and frees; NULL is ignored. */
+static inline void sk_db_close(sk_db_t *db)
+{
+    if (db)
+        db->driver->close(db);
+}
+
+static inline int sk_db_migrate(sk_db_t *db, char *err, size_t err_size)
+{
+    return db->driver->migrate(db, err, err_size);
+}
+
+static inline int sk_db_put_sale(sk_db_t *db, const sk_db_sale_t *s, char *err, size_t err_size)
+{
+    return db->driver->put_sale(db, s, err, err_size);
+}
+
+static inline int64_t sk_db_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
+{
+    return db->driver->put_orders(db, o, n, err, err_size);
+}
+
+/** True while the connection is usable; false for NULL or after a failure. */
+static inline bool sk_db_ok(const sk_db_t *db)
+{
+    return db && db->driver->ok(db);
+}
+
+#endif

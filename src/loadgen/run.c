@@ -1,0 +1,365 @@
+/* The run (run.h): the flood's client threads set up and started, watched from the
+ * calling thread (a progress line, answers per second), and their results merged. */
+#include "loadgen/run.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loadgen/crowd.h"
+#include "loadgen/fetch.h"
+
+static void build_prefixes(run_t *run)
+{
+    const sk_loadgen_config_t *cfg = run->cfg;
+    run->prefixes = sk_xcalloc(cfg->ntargets, sizeof(char *));
+    run->prefix_lens = sk_xcalloc(cfg->ntargets, sizeof(size_t));
+    char *seg = run->sale ? sk_loadgen_path_segment(run->sale->id) : NULL;
+    for (size_t i = 0; i < cfg->ntargets; i++) {
+        const sk_loadgen_target_t *t = &cfg->targets[i];
+        size_t cap = strlen(t->base) + strlen(t->hostport) + (seg ? strlen(seg) : 0) +
+                     (cfg->get_path ? strlen(cfg->get_path) : 0) + 200;
+        char *p = sk_xmalloc(cap);
+        int n;
+        if (cfg->get_path)
+            n = snprintf(p, cap, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", t->base, cfg->get_path, t->hostport);
+        else
+            n = snprintf(p, cap,
+                         "POST %s/api/v1/sales/%s/purchase HTTP/1.1\r\nHost: %s\r\n"
+                         "Content-Type: application/json\r\nContent-Length: ",
+                         t->base, seg, t->hostport);
+        run->prefixes[i] = p;
+        run->prefix_lens[i] = (size_t)n;
+    }
+    free(seg);
+}
+
+static uint64_t sum_counter(const run_t *run, size_t off)
+{
+    uint64_t s = 0;
+    for (uint32_t i = 0; i < run->nworkers; i++)
+        s += sk_counter_get((const sk_counter_t *)((const char *)&run->workers[i] + off));
+    return s;
+}
+
+static bool all_done(const run_t *run)
+{
+    for (uint32_t i = 0; i < run->nworkers; i++)
+        if (!atomic_load(&run->workers[i].done))
+            return false;
+    return true;
+}
+
+static void progress(const run_t *run, bool tty, double t, double rate, uint64_t answers, bool final)
+{
+    const sk_loadgen_config_t *cfg = run->cfg;
+    uint64_t c[SK_OUT_COUNT];
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        c[o] = sum_counter(run, offsetof(worker_t, counts) + (size_t)o * sizeof(sk_counter_t));
+    char line[512];
+    int n;
+    if (cfg->get_path) {
+        n = snprintf(line, sizeof(line), "[%6.1fs] %9.0f req/s  answers %llu  ok %llu  errors %llu", t, rate,
+                     (unsigned long long)answers, (unsigned long long)c[SK_OUT_OK],
+                     (unsigned long long)(c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR]));
+    } else {
+        int64_t rem = INT64_MAX;
+        for (uint32_t i = 0; i < run->nworkers; i++) {
+            int64_t r = atomic_load_explicit(&run->workers[i].last_remaining, memory_order_relaxed);
+            if (r < rem)
+                rem = r;
+        }
+        char rems[32];
+        if (rem == INT64_MAX)
+            snprintf(rems, sizeof(rems), "%lld", (long long)run->sale->stock - (long long)c[SK_OUT_CONFIRMED]);
+        else
+            snprintf(rems, sizeof(rems), "%lld", (long long)rem);
+        n = snprintf(line, sizeof(line),
+                     "[%6.1fs] %9.0f req/s  answers %llu  confirmed %llu  remaining %s  sold_out %llu  "
+                     "errors %llu",
+                     t, rate, (unsigned long long)answers, (unsigned long long)c[SK_OUT_CONFIRMED], rems,
+                     (unsigned long long)c[SK_OUT_SOLD_OUT],
+                     (unsigned long long)(c[SK_OUT_UNAVAILABLE] + c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR] +
+                                          c[SK_OUT_RATE_LIMITED]));
+    }
+    if (n < 0)
+        return;
+    if (tty)
+        fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* The fire instant: the sale's opening (on our clock), minus --early; now when the sale
+ * is open already or there is none. */
+static uint64_t fire_instant(const run_t *run)
+{
+    uint64_t now_ns = sk_mono_ns();
+    if (run->sale && run->sale->starts_at > 0) {
+        /* +1: the server's clock is read in whole milliseconds. */
+        int64_t local_start = run->sale->starts_at - run->sale->clock_offset_ms - (int64_t)run->cfg->early_ms + 1;
+        int64_t wait_ms = local_start - sk_now_ms();
+        if (wait_ms > 0)
+            return now_ns + (uint64_t)wait_ms * 1000000u;
+    }
+    return now_ns;
+}
+
+/* Worker i's share: of the requests (`total`, 0 = until --duration), of the users, and
+ * of the connections. */
+static void worker_init(run_t *run, uint32_t i, uint64_t total)
+{
+    const sk_loadgen_config_t *cfg = run->cfg;
+    worker_t *w = &run->workers[i];
+    w->index = (int)i;
+    w->run = run;
+    w->cfg = cfg;
+    atomic_init(&w->last_remaining, INT64_MAX);
+    atomic_init(&w->done, 0);
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        sk_hist_init(&w->hist[o]);
+    if (total) {
+        w->quota = total / run->nworkers + (i < total % run->nworkers ? 1 : 0);
+        if (w->quota == 0) {
+            w->gen_done = true;
+            w->quota = 1; /* never reached: gen_done already */
+        }
+    }
+    if (cfg->rate > 0)
+        w->interval_ns = 1e9 * run->nworkers / cfg->rate;
+    w->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)i * 0xbf58476d1ce4e5b9ull) ^ sk_mono_ns();
+    if (!w->rng)
+        w->rng = 1;
+    if (!cfg->get_path)
+        sk_loadgen_users_init(&w->users, cfg->users, run->nworkers, i, sk_loadgen_xorshift(&w->rng));
+    /* Connections are dealt round-robin to workers and, within the total, to targets. */
+    for (uint32_t c = i; c < cfg->connections; c += run->nworkers)
+        w->nconns++;
+    w->conns = sk_xcalloc(w->nconns, sizeof(wconn_t));
+    uint32_t k = 0;
+    for (uint32_t c = i; c < cfg->connections; c += run->nworkers, k++) {
+        wconn_t *wc = &w->conns[k];
+        size_t ti = c % cfg->ntargets;
+        wc->w = w;
+        wc->conn.target = &cfg->targets[ti];
+        wc->prefix = run->prefixes[ti];
+        wc->prefix_len = run->prefix_lens[ti];
+    }
+}
+
+/* Answers per second since the fire instant, in all and confirmed. */
+typedef struct {
+    size_t cap;
+    uint64_t prev_ans, prev_conf;
+} timeline_t;
+
+static void timeline_push(sk_loadgen_results_t *res, timeline_t *tl, uint64_t answers, uint64_t confirmed)
+{
+    if (res->timeline_len == tl->cap) {
+        tl->cap = tl->cap ? tl->cap * 2 : 64;
+        res->timeline = sk_xrealloc(res->timeline, tl->cap * sizeof(uint64_t));
+        res->timeline_confirmed = sk_xrealloc(res->timeline_confirmed, tl->cap * sizeof(uint64_t));
+    }
+    res->timeline[res->timeline_len] = answers - tl->prev_ans;
+    res->timeline_confirmed[res->timeline_len] = confirmed - tl->prev_conf;
+    res->timeline_len++;
+    tl->prev_ans = answers;
+    tl->prev_conf = confirmed;
+}
+
+/* The calling thread watches the workers until they are all done: a progress line, and
+ * answers per second for the timeline. Then it joins them. */
+static void watch(run_t *run, sk_loadgen_results_t *res)
+{
+    const sk_loadgen_config_t *cfg = run->cfg;
+    bool tty = isatty(STDERR_FILENO);
+    timeline_t tl = {0};
+    uint64_t next_sample = run->fire_ns + 1000000000u;
+    uint64_t last_print = 0, print_prev_ans = 0, print_prev_ns = run->fire_ns;
+    bool waited_note = false;
+    const size_t ans_off = offsetof(worker_t, answers);
+    const size_t conf_off = offsetof(worker_t, counts) + SK_OUT_CONFIRMED * sizeof(sk_counter_t);
+    while (!all_done(run)) {
+        sleep_ns(50000000u);
+        uint64_t now = sk_mono_ns();
+        if (now < run->fire_ns) {
+            if (!cfg->quiet && (!waited_note || tty)) {
+                double left = (double)(run->fire_ns - now) / 1e9;
+                if (tty)
+                    fprintf(stderr, "\rwaiting for the sale to open: %.1fs\033[K", left);
+                else
+                    fprintf(stderr, "waiting %.1fs for the sale to open\n", left);
+                fflush(stderr);
+                waited_note = true;
+            }
+            continue;
+        }
+        for (; now >= next_sample; next_sample += 1000000000u)
+            timeline_push(res, &tl, sum_counter(run, ans_off), sum_counter(run, conf_off));
+        if (!cfg->quiet && now - last_print >= (tty ? 250000000u : 1000000000u)) {
+            uint64_t a = sum_counter(run, ans_off);
+            double dt = (double)(now - print_prev_ns) / 1e9;
+            progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
+                     false);
+            print_prev_ans = a;
+            print_prev_ns = now;
+            last_print = now;
+        }
+    }
+    for (uint32_t i = 0; i < run->nworkers; i++)
+        pthread_join(run->workers[i].thread, NULL);
+    /* The last partial second of the timeline. */
+    uint64_t a = sum_counter(run, ans_off);
+    if (a > tl.prev_ans)
+        timeline_push(res, &tl, a, sum_counter(run, conf_off));
+    if (!cfg->quiet && last_print) {
+        uint64_t now = sk_mono_ns();
+        double dt = (double)(now - print_prev_ns) / 1e9;
+        progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
+    } else if (!cfg->quiet && tty && waited_note) {
+        fputc('\n', stderr);
+    }
+}
+
+/* Adds up the workers' results into res and frees what the workers held. */
+static void merge(run_t *run, sk_loadgen_results_t *res)
+{
+    uint64_t first = 0, last = 0, last_confirm = 0;
+    res->last_remaining = -1;
+    for (uint32_t i = 0; i < run->nworkers; i++) {
+        worker_t *w = &run->workers[i];
+        for (int o = 0; o < SK_OUT_COUNT; o++) {
+            res->counts[o] += sk_counter_get(&w->counts[o]);
+            sk_hist_merge(&res->hist[o], &w->hist[o]);
+            sk_hist_merge(&res->all, &w->hist[o]);
+            sk_hist_free(&w->hist[o]);
+        }
+        res->answers += sk_counter_get(&w->answers);
+        res->requests += w->requests;
+        res->retries += w->retries;
+        res->in_doubt += w->in_doubt;
+        res->malformed += w->malformed;
+        res->conn_failures += w->conn_failures;
+        res->bytes_sent += w->client.bytes_sent;
+        res->bytes_received += w->client.bytes_received;
+        res->writes += w->client.writes;
+        res->reads += w->client.reads;
+        for (uint32_t k = 0; k < w->nconns; k++)
+            res->connects += w->conns[k].conn.connects;
+        if (w->first_send_ns && (!first || w->first_send_ns < first))
+            first = w->first_send_ns;
+        if (w->last_answer_ns > last)
+            last = w->last_answer_ns;
+        if (w->last_confirm_ns > last_confirm)
+            last_confirm = w->last_confirm_ns;
+        int64_t rem = atomic_load(&w->last_remaining);
+        if (rem != INT64_MAX && (res->last_remaining < 0 || rem < res->last_remaining))
+            res->last_remaining = rem;
+        /* Order records: append this worker's, rebasing arena offsets. */
+        if (w->norders) {
+            res->orders = sk_xrealloc(res->orders, (res->norders + w->norders) * sizeof(*res->orders));
+            res->arena = sk_xrealloc(res->arena, res->arena_len + w->arena_len + 1);
+            memcpy(res->arena + res->arena_len, w->arena, w->arena_len);
+            for (size_t k = 0; k < w->norders; k++) {
+                sk_loadgen_order_rec_t rec = w->orders[k];
+                rec.off += (uint32_t)res->arena_len;
+                res->orders[res->norders++] = rec;
+            }
+            res->arena_len += w->arena_len;
+        }
+        free(w->orders);
+        free(w->arena);
+        for (size_t k = 0; k < w->nslabs; k++)
+            free(w->slabs[k]);
+        free(w->slabs);
+        free(w->rq);
+        free(w->heap);
+        free(w->conns);
+    }
+    res->elapsed_s = first && last > first ? (double)(last - first) / 1e9 : 0;
+    res->confirm_window_s = first && last_confirm > first ? (double)(last_confirm - first) / 1e9 : 0;
+}
+
+int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale, sk_loadgen_results_t *res, char *err,
+                   size_t err_len)
+{
+    memset(res, 0, sizeof(*res));
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        sk_hist_init(&res->hist[o]);
+    sk_hist_init(&res->all);
+    res->last_remaining = -1;
+
+    run_t run = {.cfg = cfg, .sale = cfg->get_path ? NULL : sale};
+    run.nworkers = cfg->threads;
+    if (run.nworkers > cfg->connections)
+        run.nworkers = cfg->connections;
+    if (!cfg->get_path && run.nworkers > cfg->users)
+        run.nworkers = cfg->users;
+    if (run.nworkers == 0) {
+        snprintf(err, err_len, "nothing to run: no connections or no users");
+        return -1;
+    }
+    snprintf(run.rid, sizeof(run.rid), "r%s-", cfg->run_id);
+    if (!cfg->get_path)
+        run.ustate = sk_xcalloc((size_t)cfg->users + 1, 1);
+    build_prefixes(&run);
+    run.fire_ns = fire_instant(&run);
+
+    uint64_t total = cfg->requests;
+    if (!total && !cfg->duration_ms)
+        total = cfg->get_path ? 10000 : cfg->users;
+    run.workers = sk_xcalloc(run.nworkers, sizeof(worker_t));
+    for (uint32_t i = 0; i < run.nworkers; i++)
+        worker_init(&run, i, total);
+    for (uint32_t i = 0; i < run.nworkers; i++) {
+        int rc = pthread_create(&run.workers[i].thread, NULL, sk_loadgen_crowd_main, &run.workers[i]);
+        if (rc != 0) {
+            sk_error("seckill-bench: cannot start a client thread: %s", strerror(rc));
+            abort();
+        }
+    }
+    watch(&run, res);
+    merge(&run, res);
+
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        res->cpu_user_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        res->cpu_sys_s = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    }
+    res->ustate = run.ustate;
+    res->users = cfg->get_path ? 0 : cfg->users;
+    free(run.workers);
+    for (size_t i = 0; i < cfg->ntargets; i++)
+        free(run.prefixes[i]);
+    free(run.prefixes);
+    free(run.prefix_lens);
+    return 0;
+}
+
+void sk_loadgen_results_free(sk_loadgen_results_t *res)
+{
+    for (int o = 0; o < SK_OUT_COUNT; o++)
+        sk_hist_free(&res->hist[o]);
+    sk_hist_free(&res->all);
+    free(res->timeline);
+    free(res->timeline_confirmed);
+    free(res->ustate);
+    free(res->orders);
+    free(res->arena);
+    free(res->sale.id);
+    free(res->sale.name);
+    memset(res, 0, sizeof(*res));
+}

@@ -1,0 +1,128 @@
+/* src/drain/batch.c: stream entries (as XREADGROUP delivers them) into database rows,
+ * malformed entries left out whole, and one XACK per stream naming each entry once. */
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+
+#include "drain/batch.h"
+#include "test.h"
+#include "util/buf.h"
+
+/* An entry's RESP text: [id, [n, N, t, T, u, USERS, r, REQS]]. */
+static void put_entry(sk_buf_t *b, const char *id, int n, const char *users, const char *reqs)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", n);
+    sk_buf_printf(b,
+                  "*2\r\n$%zu\r\n%s\r\n*8\r\n$1\r\nn\r\n$%zu\r\n%s\r\n$1\r\nt\r\n$13\r\n1700000000123\r\n"
+                  "$1\r\nu\r\n$%zu\r\n%s\r\n$1\r\nr\r\n$%zu\r\n%s\r\n",
+                  strlen(id), id, strlen(num), num, strlen(users), users, strlen(reqs), reqs);
+}
+
+static redisReply *parse(const sk_buf_t *b)
+{
+    redisReader *rd = redisReaderCreate();
+    void *reply = NULL;
+    redisReaderFeed(rd, b->data, b->len);
+    ASSERT_EQ(redisReaderGetReply(rd, &reply), REDIS_OK);
+    ASSERT_TRUE(reply != NULL);
+    redisReaderFree(rd);
+    return reply;
+}
+
+typedef struct {
+    int calls;
+    char text[4][256]; /* each command, its arguments joined by spaces */
+} acks_t;
+
+static void record_ack(void *arg, int argc, const char **argv, const size_t *lens)
+{
+    acks_t *a = arg;
+    ASSERT_LT(a->calls, 4);
+    char *t = a->text[a->calls++];
+    t[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        ASSERT_EQ(lens[i], strlen(argv[i]));
+        if (i)
+            strcat(t, " ");
+        strcat(t, argv[i]);
+    }
+}
+
+SK_TEST(rows_and_acks)
+{
+    sk_drain_batch_t b;
+    sk_drain_batch_init(&b, 2); /* smaller than one read: the batch grows */
+    sk_buf_t t = {0};
+    sk_buf_puts(&t, "*2\r\n");
+    put_entry(&t, "17-0", 3, "bob\nann\ncid", "q1\n\nq3");
+    put_entry(&t, "20-0", 1, "dee", "q4");
+    redisReply *r = parse(&t);
+    char last[SK_DRAIN_ENTRY_ID_MAX] = "";
+    ASSERT_EQ(sk_drain_batch_add(&b, "s1", "sk:{s1}:orders", r, last, sizeof(last)), 4);
+    ASSERT_STR_EQ(last, "20-0");
+    freeReplyObject(r);
+
+    t.len = 0;
+    sk_buf_puts(&t, "*1\r\n");
+    put_entry(&t, "5-0", 2, "eve\nfay", "a\nb");
+    r = parse(&t);
+    ASSERT_EQ(sk_drain_batch_add(&b, "s2", "sk:{s2}:orders", r, NULL, 0), 2);
+    freeReplyObject(r);
+    ASSERT_EQ(b.n, 6);
+    ASSERT_EQ(b.malformed, 0);
+
+    /* Order ids are the ones buyers were given: sale, dash, seq in 10 digits. */
+    sk_db_order_t *o = sk_drain_batch_orders(&b);
+    ASSERT_STR_EQ(o[0].order_id, "s1-0000000017");
+    ASSERT_STR_EQ(o[0].sale_id, "s1");
+    ASSERT_STR_EQ(o[0].user_id, "bob");
+    ASSERT_STR_EQ(o[0].request_id, "q1");
+    ASSERT_EQ(o[0].seq, 17);
+    ASSERT_EQ(o[0].created_at, 1700000000123LL);
+    ASSERT_STR_EQ(o[1].order_id, "s1-0000000018");
+    ASSERT_STR_EQ(o[1].request_id, ""); /* an empty request id is valid */
+    ASSERT_STR_EQ(o[2].user_id, "cid");
+    ASSERT_STR_EQ(o[3].order_id, "s1-0000000020");
+    ASSERT_STR_EQ(o[5].order_id, "s2-0000000006");
+    ASSERT_STR_EQ(o[5].sale_id, "s2");
+    free(o);
+
+    /* One XACK per stream, each entry once however many orders it holds. */
+    acks_t a = {0};
+    ASSERT_EQ(sk_drain_batch_acks(&b, "seckill-drain", record_ack, &a), 2);
+    ASSERT_EQ(a.calls, 2);
+    ASSERT_STR_EQ(a.text[0], "XACK sk:{s1}:orders seckill-drain 17-0 20-0");
+    ASSERT_STR_EQ(a.text[1], "XACK sk:{s2}:orders seckill-drain 5-0");
+
+    /* An empty batch acknowledges nothing. */
+    b.n = 0;
+    a.calls = 0;
+    ASSERT_EQ(sk_drain_batch_acks(&b, "seckill-drain", record_ack, &a), 0);
+    ASSERT_EQ(a.calls, 0);
+    sk_buf_free(&t);
+    sk_drain_batch_free(&b);
+}
+
+SK_TEST(malformed_entries_stay_pending)
+{
+    sk_drain_batch_t b;
+    sk_drain_batch_init(&b, 16);
+    sk_buf_t t = {0};
+    sk_buf_puts(&t, "*3\r\n");
+    put_entry(&t, "1-0", 1, "ann", "q1");
+    put_entry(&t, "2-0", 2, "bob", "q2"); /* says 2 orders, holds 1 */
+    put_entry(&t, "4-0", 1, "cid", "q4");
+    redisReply *r = parse(&t);
+    char last[SK_DRAIN_ENTRY_ID_MAX] = "";
+    ASSERT_EQ(sk_drain_batch_add(&b, "s1", "sk:{s1}:orders", r, last, sizeof(last)), 2);
+    freeReplyObject(r);
+    ASSERT_EQ(b.malformed, 1);
+    ASSERT_STR_EQ(last, "4-0"); /* the pending cursor moves past it all the same */
+    acks_t a = {0};
+    ASSERT_EQ(sk_drain_batch_acks(&b, "g", record_ack, &a), 1);
+    ASSERT_STR_EQ(a.text[0], "XACK sk:{s1}:orders g 1-0 4-0"); /* not 2-0: it stays pending */
+    sk_buf_free(&t);
+    sk_drain_batch_free(&b);
+}
+
+SK_TEST_MAIN(SK_RUN(rows_and_acks); SK_RUN(malformed_entries_stay_pending);)
