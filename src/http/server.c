@@ -3,7 +3,7 @@
  * The shape of a turn: epoll reports a readable socket; we read once (edge-triggered:
  * until a short read or EAGAIN), parse and handle every complete request in the buffer,
  * and append the answers to the connection's output. Nothing is written yet: the loop's
- * before-sleep hook writes each connection's output with a single write(), so a batch
+ * before-sleep list writes each connection's output with a single write(), so a batch
  * of 16 pipelined requests costs one read and one write. Answers deferred to the
  * ledger keep their place in line through a FIFO of deferred slots. */
 #include "http/server.h"
@@ -934,7 +934,7 @@ sk_http_server_t *sk_http_server_new(sk_loop_t *loop, int listen_fd, sk_http_con
         free(s);
         return NULL;
     }
-    sk_loop_set_before_sleep(loop, before_sleep, s);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, before_sleep, s);
     sk_timer_start(loop, &s->sweep, SK_SWEEP_MS, sweep);
     return s;
 }
@@ -971,6 +971,7 @@ void sk_http_server_free(sk_http_server_t *s)
         conn_close(s->conns);
     before_sleep(s->loop, s);
     access_log_flush(s);
+    sk_loop_remove_before_sleep(s->loop, before_sleep, s);
     sk_timer_stop(s->loop, &s->sweep);
     if (s->listen_io.active) {
         sk_io_stop(s->loop, &s->listen_io);

@@ -10,7 +10,7 @@
  *    worker's loop thread.
  *  - Responses of one connection are sent in request order (pipelining), and all output
  *    produced in one loop turn is written with one write() per connection, in the loop's
- *    before-sleep hook. */
+ *    before-sleep list (SK_LOOP_PHASE_OUTPUT). */
 #ifndef SK_HTTP_SERVER_H
 #define SK_HTTP_SERVER_H
 
