@@ -5,10 +5,31 @@
  * and append the answers to the connection's output. Nothing is written yet: the loop's
  * before-sleep list writes each connection's output with a single write(), so a batch
  * of 16 pipelined requests costs one read and one write. Answers deferred to the
- * ledger keep their place in line through a FIFO of deferred slots. */
+ * ledger keep their place in line through a FIFO of answer slots.
+ *
+ * Who frees what (the one rule for connections and their deferred answers):
+ *
+ *  - A connection is reference-counted (c->refs). The open socket holds one reference,
+ *    dropped by conn_close; every deferred answer not yet completed holds one, taken by
+ *    sk_http_defer and dropped by sk_http_deferred_respond. Nothing else holds one.
+ *  - The last release (conn_release) puts the connection on the server's free list,
+ *    and it is freed at the end of the loop turn (before_sleep), never earlier: epoll
+ *    may still report its handle later in the same batch of events. So a connection
+ *    closed while the ledger still owes it answers (a reset mid-purchase, a read or
+ *    write error, the sweep dropping a stalled reader, the drain's grace deadline)
+ *    stays allocated, closed, until its last answer arrives. This is h2o's
+ *    h2o_mem_release_shared, or Redis's protectClient, applied to one connection.
+ *  - Answer slots belong to the connection alone. A slot is linked into the
+ *    connection's FIFO when it is made and freed only by the connection: when its
+ *    answer moves into the output (dq_drain) or when the connection is freed
+ *    (conn_free). The completer of a deferred slot writes its answer into the slot
+ *    and drops its reference; it never frees or unlinks the slot, and never touches it
+ *    again. An answer completed after the close is dropped with its slot.
+ */
 #include "http/server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -30,6 +51,11 @@
 #define SK_SWEEP_MS 250
 #define SK_ACCESS_LOG_BUF (64 * 1024)
 
+/* One answer's place in a connection's line (the FIFO of answers not yet in the
+ * output). Owned by the connection, which alone unlinks and frees it (see the rule at
+ * the top of this file). A deferred slot (done == false) is completed once by
+ * sk_http_deferred_respond; a slot made done is an answer produced while earlier ones
+ * were still owed. */
 struct sk_http_deferred {
     sk_http_conn_t *conn;
     sk_http_deferred_t *next;
@@ -43,6 +69,9 @@ struct sk_http_deferred {
     char *log_line; /* "METHOD target HTTP/1.x" for the access log, or NULL */
 };
 
+/* A connection. Reference-counted: the open socket holds one reference and every
+ * deferred answer still owed holds one; the last release frees it at the end of the
+ * loop turn. Its answer slots are its own (rule at the top of this file). */
 struct sk_http_conn {
     sk_io_t io;
     sk_http_server_t *s;
@@ -70,7 +99,7 @@ struct sk_http_conn {
 
     sk_http_deferred_t *dq_head, *dq_tail;
     uint32_t dq_len; /* slots in the FIFO */
-    uint32_t refs; /* deferred answers not yet completed */
+    uint32_t refs; /* 1 while the socket is open + 1 per deferred answer still owed */
 
     uint64_t req_start_ms; /* first byte of the request being received, 0 when none */
     uint64_t last_active_ms;
@@ -90,6 +119,7 @@ struct sk_http_server {
     sk_http_conn_t *flush_list;
     sk_http_conn_t **free_list;
     size_t free_len, free_cap;
+    size_t allocated; /* connections not yet freed, closed ones still referenced included */
     _Atomic uint32_t nconns; /* written by this worker, read by /metrics anywhere */
     sk_timer_t sweep;
     uint64_t now_ns; /* refreshed after every read() */
@@ -338,33 +368,35 @@ static void error_body(sk_buf_t *b, const char *code, const char *message)
 
 /* ---- connection lifetime ----------------------------------------------------------- */
 
+/* Frees the connection and every slot still in its line; only called for the last
+ * reference, at the end of a loop turn. */
 static void conn_free(sk_http_conn_t *c)
 {
+    assert(c->refs == 0 && c->closed);
     sk_http_deferred_t *d = c->dq_head;
     while (d) {
         sk_http_deferred_t *n = d->next;
-        if (d->done) { /* completed answers never sent: the connection died first */
-            sk_buf_free(&d->out);
-            free(d->log_line);
-            free(d);
-        } else {
-            d->conn = c; /* still owned by its completer; it will see c->closed */
-            d->next = NULL;
-        }
+        assert(d->done); /* a slot still owed would hold a reference */
+        sk_buf_free(&d->out);
+        free(d->log_line);
+        free(d);
         d = n;
     }
+    c->s->allocated--;
     free(c->rbuf);
     sk_buf_free(&c->out);
     free(c);
 }
 
-/* Queues a closed connection to be freed at the end of the loop turn, once no deferred
- * answer points at it any more. */
-static void free_later(sk_http_conn_t *c)
+/* Drops one reference; the last one queues the connection to be freed at the end of
+ * the loop turn. */
+static void conn_release(sk_http_conn_t *c)
 {
-    sk_http_server_t *s = c->s;
-    if (c->refs != 0 || c->on_free_list)
+    assert(c->refs > 0);
+    if (--c->refs > 0)
         return;
+    sk_http_server_t *s = c->s;
+    assert(c->closed && !c->on_free_list);
     c->on_free_list = true;
     if (s->free_len == s->free_cap) {
         s->free_cap = s->free_cap ? s->free_cap * 2 : 64;
@@ -373,6 +405,8 @@ static void free_later(sk_http_conn_t *c)
     s->free_list[s->free_len++] = c;
 }
 
+/* Closes the socket and drops the socket's reference. The memory stays until the last
+ * deferred answer is in, and at least until the end of the turn. */
 static void conn_close(sk_http_conn_t *c)
 {
     if (c->closed)
@@ -395,9 +429,7 @@ static void conn_close(sk_http_conn_t *c)
         c->on_close = NULL;
         cb(c, c->on_close_arg);
     }
-    /* Freed at the end of the turn: epoll may still report this handle in the current
-     * batch, and deferred answers may still point at it. */
-    free_later(c);
+    conn_release(c);
 }
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -488,7 +520,7 @@ sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x)
         c->dq_head = d;
     c->dq_tail = d;
     c->dq_len++;
-    c->refs++;
+    c->refs++; /* the completer's reference, dropped by sk_http_deferred_respond */
     x->answered = true;
     return d;
 }
@@ -500,27 +532,25 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
 {
     sk_http_conn_t *c = d->conn;
     sk_http_server_t *s = c->s;
-    c->refs--;
+    assert(!d->done); /* completed exactly once */
     s->now_ns = sk_mono_ns();
     record(s, d->route, status, d->start_ns);
-    if (c->closed) {
-        /* The client went away; the decision stands (it is durable) and the client can
-         * ask for its orders. Only the memory is ours to release. */
-        free(d->log_line);
-        free(d);
-        free_later(c);
-        return;
-    }
-    bool close = d->close || s->draining || status_closes(status);
-    if (close)
-        c->no_more = true;
-    if (d->log_line)
-        access_log(s, c, d->log_line, strlen(d->log_line), status, len);
-    build_response(s, &d->out, status, content_type, extra_headers, body, len, d->head_only,
-                   conn_hdr_for(close, d->http10));
     d->done = true;
-    dq_drain(c);
-    conn_after_output(c);
+    if (!c->closed) {
+        bool close = d->close || s->draining || status_closes(status);
+        if (close)
+            c->no_more = true;
+        if (d->log_line)
+            access_log(s, c, d->log_line, strlen(d->log_line), status, len);
+        build_response(s, &d->out, status, content_type, extra_headers, body, len, d->head_only,
+                       conn_hdr_for(close, d->http10));
+        dq_drain(c); /* may free d */
+        conn_after_output(c);
+    }
+    /* Otherwise the client went away: the decision stands (it is durable) and the
+     * client can ask for its orders; the slot, done, is freed with the connection. The
+     * connection is not touched after this release. */
+    conn_release(c);
 }
 
 /* ---- reading and parsing ------------------------------------------------------------ */
@@ -830,6 +860,7 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned events)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         sk_http_conn_t *c = sk_xcalloc(1, sizeof(*c));
         c->s = s;
+        c->refs = 1; /* the socket's reference, dropped by conn_close */
         c->last_active_ms = sk_loop_now(loop);
         if (s->cfg->access_log_fd >= 0) {
             if (ss.ss_family == AF_INET)
@@ -843,12 +874,12 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned events)
         if (s->conns)
             s->conns->prev = c;
         s->conns = c;
+        s->allocated++;
         atomic_store_explicit(&s->nconns, atomic_load_explicit(&s->nconns, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         sk_counter_add(&s->stats.conns_accepted, 1);
         if (sk_io_start(loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE, conn_on_io) < 0) {
             c->io.fd = fd;
-            c->closed = false;
             conn_close(c);
         }
     }
@@ -905,6 +936,8 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
     access_log_flush(s);
     if (s->draining) {
         if (s->nconns == 0 || now >= s->drain_deadline_ms) {
+            /* Answers the ledger still owes to these connections arrive later; the
+             * connections stay allocated (closed) until then. */
             while (s->conns)
                 conn_close(s->conns);
             if (s->drain_done) {
@@ -976,6 +1009,13 @@ void sk_http_server_free(sk_http_server_t *s)
     if (s->listen_io.active) {
         sk_io_stop(s->loop, &s->listen_io);
         close(s->listen_io.fd);
+    }
+    if (s->allocated) {
+        /* Answers still owed: their completers hold references to these connections,
+         * and the connections point at the server. Freeing either would hand the
+         * completers freed memory; leaking both is the lesser harm, and a bug to fix. */
+        sk_error("http: %zu closed connections still wait for deferred answers at shutdown; not freed", s->allocated);
+        return;
     }
     free(s->free_list);
     sk_buf_free(&s->access_log);

@@ -5,9 +5,12 @@
  * Ownership and lifetime:
  *  - An sk_http_exchange_t and the request it points to borrow the connection's read
  *    buffer; they are valid only during the handler call. Copy what you keep.
- *  - A deferred answer (sk_http_defer) keeps the connection's struct alive until it is
- *    completed, even if the client went away; it must be completed exactly once, on the
- *    worker's loop thread.
+ *  - A deferred answer (sk_http_defer) is a slot in the connection's line of answers.
+ *    The connection owns the slot and frees it; whoever completes it holds a counted
+ *    reference to the connection until sk_http_deferred_respond, which must be called
+ *    exactly once, on the worker's loop thread, even if the client went away (the
+ *    answer is then dropped). The connection's memory lives until the last reference
+ *    is released (see the rule at the top of server.c).
  *  - Responses of one connection are sent in request order (pipelining), and all output
  *    produced in one loop turn is written with one write() per connection, in the loop's
  *    before-sleep list (SK_LOOP_PHASE_OUTPUT). */
@@ -88,7 +91,9 @@ sk_http_server_t *sk_http_server_new(sk_loop_t *loop, int listen_fd, sk_http_con
  *  after their current response. `done` runs (once, on the loop) when no connection
  *  remains or `grace_ms` passed. */
 void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb done, void *arg);
-/** Frees the server and closes every connection (after the loop stopped). */
+/** Frees the server and closes every connection (after the loop stopped). Every
+ *  deferred answer must have been completed before: a connection still referenced is
+ *  logged and left allocated (with the server) rather than freed under its completer. */
 void sk_http_server_free(sk_http_server_t *s);
 const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s);
 /** Open connections of this worker. */
