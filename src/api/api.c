@@ -974,6 +974,16 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         return;
     sse_sale_t *ss = sse_slot(w, s);
     int64_t now = sk_now_ms();
+    sse_sub_t *sub = sk_xmalloc(sizeof(*sub));
+    sub->w = w;
+    sub->sale = s->index;
+    sub->pos = ss->n;
+    sub->conn = sk_http_stream_start(x, "text/event-stream", "X-Accel-Buffering: no\r\n", sse_remove, sub);
+    if (!sub->conn) {
+        /* Answered without a stream: HEAD, or over the stream limits. */
+        free(sub);
+        return;
+    }
     if (ss->n == 0) {
         /* The first subscriber gets the current state below; the tick sends changes. */
         ss->last_version = atomic_load_explicit(&s->version, memory_order_acquire);
@@ -983,11 +993,6 @@ static void h_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         ss->cap = ss->cap ? ss->cap * 2 : 16;
         ss->subs = sk_xrealloc(ss->subs, ss->cap * sizeof(*ss->subs));
     }
-    sse_sub_t *sub = sk_xmalloc(sizeof(*sub));
-    sub->w = w;
-    sub->sale = s->index;
-    sub->pos = ss->n;
-    sub->conn = sk_http_stream_start(x, "text/event-stream", "X-Accel-Buffering: no\r\n", sse_remove, sub);
     ss->subs[ss->n++] = sub;
     atomic_store_explicit(&w->sse_total, atomic_load_explicit(&w->sse_total, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -1230,6 +1235,21 @@ static void h_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     for (size_t i = 0; i < nw; i++)
         sse += atomic_load_explicit(&api->workers[i]->sse_total, memory_order_relaxed);
     sk_buf_printf(&b, "# TYPE seckill_sse_subscribers gauge\nseckill_sse_subscribers %zu\n", sse);
+    uint64_t s_refused = 0, s_expired = 0, s_dropped = 0;
+    for (size_t i = 0; i < nw; i++) {
+        const sk_http_stats_t *hs = sk_http_server_stats(api->workers[i]->server);
+        s_refused += sk_counter_get(&hs->streams_refused);
+        s_expired += sk_counter_get(&hs->streams_expired);
+        s_dropped += sk_counter_get(&hs->streams_dropped);
+    }
+    sk_buf_printf(&b,
+                  "# HELP seckill_sse_streams_total Event streams refused (too many in all or from one address), "
+                  "ended by their lifetime, or dropped (client too far behind, or the backlog bound).\n"
+                  "# TYPE seckill_sse_streams_total counter\n"
+                  "seckill_sse_streams_total{outcome=\"refused\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"expired\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"dropped\"} %llu\n",
+                  (unsigned long long)s_refused, (unsigned long long)s_expired, (unsigned long long)s_dropped);
     sk_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     sk_buf_free(&b);
 }
