@@ -23,7 +23,7 @@ run: build
 	$(BUILD)/seckill serve --listen $(LISTEN) --demo
 
 # Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
-# parser fuzzers (clang).
+# fuzzers: the parsers and the connection layer (clang).
 test: test-deps
 	@scripts/test.sh
 
