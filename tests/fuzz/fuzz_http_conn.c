@@ -82,7 +82,6 @@ static struct {
     unsigned nonce;
 } F;
 
-
 /* ---- the server side -------------------------------------------------------------- */
 
 static void on_stream_close(sk_http_conn_t *c, void *arg)

@@ -335,7 +335,8 @@ SK_TEST(streams_in_all_and_their_lifetime)
     turns(2);
     ASSERT_EQ(E.streams_refused, 1);
     read_now(b, buf, sizeof(buf), &eof);
-    ASSERT_TRUE(strncmp(buf, "HTTP/1.1 503 ", 13) == 0 && strstr(buf, "too_many_streams") && strstr(buf, "Retry-After"));
+    ASSERT_TRUE(strncmp(buf, "HTTP/1.1 503 ", 13) == 0 && strstr(buf, "too_many_streams") &&
+                strstr(buf, "Retry-After"));
     ASSERT_TRUE(eof); /* a refused stream's connection closes */
     close(b);
     /* The lifetime: with 1 ms the next sweep (every 250 ms) ends the stream; what was
