@@ -240,7 +240,7 @@ int sk_cmd_serve(int argc, char **argv)
     /* Streams must leave room for requests that are not streams: by default half of the
      * connections, and an explicit cap must not take them all. */
     if (max_streams < 0)
-        max_streams = max_conns / 2;
+        max_streams = max_conns > 1 ? max_conns / 2 : 1; /* 0 would mean no cap */
     else if (max_streams >= max_conns) {
         fprintf(stderr,
                 "seckill serve: --max-streams (%lld) must be below --max-conns (%lld), so that requests that are "
