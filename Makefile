@@ -23,7 +23,7 @@ run: build
 	$(BUILD)/seckill serve --listen $(LISTEN) --demo
 
 # Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
-# parser fuzzers (clang), then the threaded tests under TSan.
+# fuzzers (the parsers and the connection layer, clang), then the threaded tests under TSan.
 test: test-deps
 	@scripts/test.sh
 

@@ -148,6 +148,21 @@ static void events(sk_buf_t *b, sk_api_t *api, size_t nw)
     for (size_t i = 0; i < nw; i++)
         sse += atomic_load_explicit(&api->workers[i]->sse_total, memory_order_relaxed);
     sk_buf_printf(b, "# TYPE seckill_sse_subscribers gauge\nseckill_sse_subscribers %zu\n", sse);
+    uint64_t s_refused = 0, s_expired = 0, s_dropped = 0;
+    for (size_t i = 0; i < nw; i++) {
+        const sk_http_stats_t *hs = sk_http_server_stats(api->workers[i]->server);
+        s_refused += sk_counter_get(&hs->streams_refused);
+        s_expired += sk_counter_get(&hs->streams_expired);
+        s_dropped += sk_counter_get(&hs->streams_dropped);
+    }
+    sk_buf_printf(b,
+                  "# HELP seckill_sse_streams_total Event streams refused (too many in all or from one address), "
+                  "ended by their lifetime, or dropped (client too far behind, or the backlog bound).\n"
+                  "# TYPE seckill_sse_streams_total counter\n"
+                  "seckill_sse_streams_total{outcome=\"refused\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"expired\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"dropped\"} %llu\n",
+                  (unsigned long long)s_refused, (unsigned long long)s_expired, (unsigned long long)s_dropped);
 }
 
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)

@@ -1313,7 +1313,7 @@ static int redis_start(sk_backend_t *b, sk_engine_t *e)
     int rc = sk_async_init(r->loop, &r->wake, on_wake);
     if (rc < 0)
         return rc;
-    sk_loop_set_before_sleep(r->loop, before_sleep, r);
+    sk_loop_add_before_sleep(r->loop, SK_LOOP_PHASE_OUTPUT, before_sleep, r);
     rc = pthread_create(&r->thread, NULL, ledger_main, r);
     if (rc != 0)
         return -rc;
@@ -1346,6 +1346,7 @@ static void redis_free(sk_backend_t *b)
         redisFree(r->sync);
     if (r->loop) {
         sk_async_close(r->loop, &r->wake);
+        sk_loop_remove_before_sleep(r->loop, before_sleep, r);
         sk_loop_free(r->loop);
     }
     if (r->sales) {

@@ -68,6 +68,14 @@ static void usage(FILE *f)
           "  --idle-timeout MS       idle keep-alive connections close after this\n"
           "                          [SECKILL_IDLE_TIMEOUT] (60000)\n"
           "  --max-conns N           open connections before new ones get 503 [SECKILL_MAX_CONNS] (50000)\n"
+          "  --max-streams N         event streams in all; the rest of --max-conns stays for other\n"
+          "                          requests [SECKILL_MAX_STREAMS] (half of --max-conns; 0: no cap)\n"
+          "  --max-streams-per-ip N  event streams per client address (IPv6: per /64); set 0 (no cap)\n"
+          "                          behind a proxy [SECKILL_MAX_STREAMS_PER_IP] (64)\n"
+          "  --stream-lifetime MS    an event stream ends after this (minus up to a quarter, at\n"
+          "                          random); the page reconnects [SECKILL_STREAM_LIFETIME] (300000; 0: never)\n"
+          "  --max-stream-backlog BYTES  unsent event-stream bytes in all; past it, streams that\n"
+          "                          are behind are dropped [SECKILL_MAX_STREAM_BACKLOG] (67108864; 0: no cap)\n"
           "  --max-batch N           purchases per ledger batch [SECKILL_MAX_BATCH] (4096)\n"
           "  --max-inflight N        requests queued to the ledger before 429 [SECKILL_MAX_INFLIGHT] (65536)\n"
           "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
@@ -183,7 +191,8 @@ int sk_cmd_serve(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *token = NULL,
                *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL,
-               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL;
+               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL, *max_streams_s = NULL,
+               *streams_per_ip_s = NULL, *stream_life_s = NULL, *stream_backlog_s = NULL;
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
         {"threads", "THREADS", &threads_s, 0},
@@ -195,6 +204,10 @@ int sk_cmd_serve(int argc, char **argv)
         {"header-timeout", "HEADER_TIMEOUT", &header_to, 0},
         {"idle-timeout", "IDLE_TIMEOUT", &idle_to, 0},
         {"max-conns", "MAX_CONNS", &max_conns_s, 0},
+        {"max-streams", "MAX_STREAMS", &max_streams_s, 0},
+        {"max-streams-per-ip", "MAX_STREAMS_PER_IP", &streams_per_ip_s, 0},
+        {"stream-lifetime", "STREAM_LIFETIME", &stream_life_s, 0},
+        {"max-stream-backlog", "MAX_STREAM_BACKLOG", &stream_backlog_s, 0},
         {"max-batch", "MAX_BATCH", &max_batch_s, 0},
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
         {"demo", NULL, &demo_s, 1},
@@ -205,14 +218,36 @@ int sk_cmd_serve(int argc, char **argv)
     int demo = demo_s != NULL;
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
-            max_batch = 4096, max_inflight = 65536;
+            max_batch = 4096, max_inflight = 65536, max_streams = -1, streams_per_ip = 64, stream_life = 300000,
+            stream_backlog = 64 << 20;
     if ((threads_s && parse_uint("threads", threads_s, 1, SK_API_MAX_WORKERS, &threads) < 0) ||
         (header_to && parse_uint("header-timeout", header_to, 100, 3600000, &header_ms) < 0) ||
         (idle_to && parse_uint("idle-timeout", idle_to, 100, 86400000, &idle_ms) < 0) ||
         (max_conns_s && parse_uint("max-conns", max_conns_s, 1, 10000000, &max_conns) < 0) ||
         (max_batch_s && parse_uint("max-batch", max_batch_s, 1, 1000000, &max_batch) < 0) ||
-        (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0))
+        (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0) ||
+        (max_streams_s && parse_uint("max-streams", max_streams_s, 0, 10000000, &max_streams) < 0) ||
+        (streams_per_ip_s && parse_uint("max-streams-per-ip", streams_per_ip_s, 0, 10000000, &streams_per_ip) < 0) ||
+        (stream_life_s && parse_uint("stream-lifetime", stream_life_s, 0, 86400000, &stream_life) < 0) ||
+        (stream_backlog_s &&
+         parse_uint("max-stream-backlog", stream_backlog_s, 0, (int64_t)1 << 40, &stream_backlog) < 0))
         return 2;
+    if (stream_life > 0 && stream_life < 1000) {
+        fprintf(stderr, "seckill serve: --stream-lifetime must be 0 (no end) or from 1000 to 86400000 ms (got '%s')\n",
+                stream_life_s);
+        return 2;
+    }
+    /* Streams must leave room for requests that are not streams: by default half of the
+     * connections, and an explicit cap must not take them all. */
+    if (max_streams < 0)
+        max_streams = max_conns > 1 ? max_conns / 2 : 1; /* 0 would mean no cap */
+    else if (max_streams >= max_conns) {
+        fprintf(stderr,
+                "seckill serve: --max-streams (%lld) must be below --max-conns (%lld), so that requests that are "
+                "not streams always find a connection\n",
+                (long long)max_streams, (long long)max_conns);
+        return 2;
+    }
     if (threads < 1)
         threads = 1;
     if (log_level) {
@@ -260,15 +295,20 @@ int sk_cmd_serve(int argc, char **argv)
     serve_t sv = {0};
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
+    sk_http_config_init(&sv.http);
     sv.http.header_timeout_ms = (uint32_t)header_ms;
     sv.http.idle_timeout_ms = (uint32_t)idle_ms;
     sv.http.max_conns = (uint32_t)max_conns;
-    sv.http.access_log_fd = -1;
+    sv.http.max_streams = (uint32_t)max_streams;
+    sv.http.max_streams_per_addr = (uint32_t)streams_per_ip;
+    sv.http.stream_lifetime_ms = (uint32_t)stream_life;
+    sv.http.max_stream_backlog = (size_t)stream_backlog;
     int exit_code = 1;
     if (access_log) {
         sv.http.access_log_fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (sv.http.access_log_fd < 0) {
             fprintf(stderr, "seckill serve: cannot open access log %s: %s\n", access_log, strerror(errno));
+            sk_http_config_destroy(&sv.http);
             return 1;
         }
     }
@@ -359,5 +399,6 @@ out:
     free(sv.workers);
     if (sv.http.access_log_fd >= 0)
         close(sv.http.access_log_fd);
+    sk_http_config_destroy(&sv.http);
     return exit_code;
 }

@@ -274,7 +274,9 @@ static void worker_on_async(sk_loop_t *loop, sk_async_t *a)
 
 /* The ledger is woken once per worker turn, after every request the turn read has
  * been queued: one eventfd write instead of one per purchase, and on a shared core
- * the ledger is not scheduled in the middle of the turn to decide a batch of one. */
+ * the ledger is not scheduled in the middle of the turn to decide a batch of one. It
+ * runs in the before-sleep list's HANDOFF phase, after the turn's output was written
+ * (loop.h says why). */
 static void worker_turn_end(sk_loop_t *loop, void *arg)
 {
     (void)loop;
@@ -295,11 +297,7 @@ sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
         free(w);
         return NULL;
     }
-    if (sk_loop_add_before_sleep(loop, worker_turn_end, w) < 0) {
-        sk_async_close(loop, &w->async);
-        free(w);
-        return NULL;
-    }
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_HANDOFF, worker_turn_end, w);
     return w;
 }
 

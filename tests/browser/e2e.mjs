@@ -355,6 +355,40 @@ async function sseReconnectAndPolling() {
   await waitFor(async () => (await attr(poll, 'conn', 'data-mode')) === 'sse', 'back to the stream', 25000);
 }
 
+async function streamLifetimeReopens() {
+  // The server ends every stream after its lifetime (test_browser.sh: --stream-lifetime,
+  // SECKILL_STREAM_LIFETIME_MS here). The page opens a new one by itself, keeps showing
+  // live updates meanwhile, and gets the changes made in the gaps.
+  const life = Number(process.env.SECKILL_STREAM_LIFETIME_MS || 0);
+  if (!life) {
+    check(false, 'SECKILL_STREAM_LIFETIME_MS is not set');
+    return;
+  }
+  const sale = await createSale('Lifetime Lamp', { stock: 20 });
+  const page = await newPage({ buyer: `${RUN}-lena` });
+  let streams = 0;
+  page.on('request', (r) => {
+    if (r.url().endsWith('/events')) streams++;
+  });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await attr(page, 'conn', 'data-mode')) === 'sse', 'event stream connected');
+  const modes = new Set();
+  let bought = 0;
+  const end = Date.now() + 2.5 * life;
+  const firstBuy = Date.now() + 0.7 * life; // purchases spread over the ends of streams
+  while (Date.now() < end) {
+    modes.add(await attr(page, 'conn', 'data-mode'));
+    if (bought < 4 && Date.now() > firstBuy + bought * 1500) {
+      eq((await buyApi(sale.id, `${RUN}-l${bought}`)).status, 201, `purchase ${bought + 1}`);
+      bought++;
+    }
+    await sleep(100);
+  }
+  check(streams >= 3, `a new stream after each one ended (${streams} opened)`);
+  eq([...modes].join(','), 'sse', 'live updates shown across the ends of streams');
+  await waitFor(async () => (await text(page, 'remaining')) === String(20 - bought), 'every purchase shown', 5000);
+}
+
 async function saleEnds() {
   const sale = await createSale('Short Sale Tea', { stock: 10, startsIn: 0, lasts: 5000 });
   const page = await newPage({ buyer: `${RUN}-ivy` });
@@ -499,7 +533,7 @@ async function dashboard() {
 
 // ---- runner -------------------------------------------------------------------------
 
-const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, saleEnds, chineseAndChoice, dashboard];
+const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice, dashboard];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });
