@@ -137,8 +137,8 @@ async function noOverflow(page, what) {
 // ---- the buyer's page ---------------------------------------------------------------
 
 async function countdownThenBuy() {
-  // Starts in 3 s (and a half, for the page to load on a busy machine).
-  const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 3500 });
+  // Starts in 8 s: time for the page to load and be read on a busy machine before the start.
+  const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 8000 });
   const page = await newPage();
   await page.goto(`${BASE}/sale/${sale.id}`);
   await page.locator('#buyer-id').fill(`${RUN}-alice`);
@@ -147,7 +147,7 @@ async function countdownThenBuy() {
   eq(await attr(page, 'state', 'data-state'), 'scheduled', 'state before start');
   check(await page.locator('#countdown').isVisible(), 'countdown visible');
   const cd = await text(page, 'countdown');
-  check(/^00:00:0[1-4]$/.test(cd), `countdown shows seconds to the start: ${cd}`);
+  check(/^00:00:0[1-8]$/.test(cd), `countdown shows seconds to the start: ${cd}`);
   const ms = Number(await attr(page, 'countdown', 'data-ms'));
   check(ms > 0 && ms <= sale.starts_at - Date.now() + 1000, `countdown ms ${ms} matches the start`);
   check(await disabled(page, 'buy'), 'Buy disabled before the start');
@@ -157,7 +157,7 @@ async function countdownThenBuy() {
 
   // The countdown moves on.
   await waitFor(async () => Number(await attr(page, 'countdown', 'data-ms')) < ms - 500, 'countdown to tick', 3000);
-  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled at the start', 10000);
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled at the start', 15000);
   const enabledAt = Date.now();
   // The page runs on the server's clock (the same machine's here); allow for the round trip.
   check(enabledAt >= sale.starts_at - 1000, `Buy enabled ${sale.starts_at - enabledAt} ms before the start`);
