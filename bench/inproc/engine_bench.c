@@ -205,15 +205,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-engine-bench: %s\n", err);
         return 1;
     }
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
     int64_t now = sk_now_ms();
-    s->id_len = (size_t)snprintf(s->id, sizeof(s->id), "bench-%lld", (long long)now);
-    s->name = sk_xstrndup("engine bench", 12);
-    s->stock = SK_STOCK_MAX;
-    s->starts_at = now - 1000;
-    s->ends_at = now + 24 * 3600 * 1000LL;
-    s->per_user_limit = 1;
-    s->created_at = now;
+    char id[SK_ID_MAX + 1];
+    int id_len = snprintf(id, sizeof(id), "bench-%lld", (long long)now);
+    sk_sale_params_t p = {.name = "engine bench",
+                          .starts_at = now - 1000,
+                          .ends_at = now + 24 * 3600 * 1000LL,
+                          .per_user_limit = 1,
+                          .max_quantity = 1};
+    sk_sale_t *s = sk_sale_new(id, (size_t)id_len, &p, SK_STOCK_MAX, now);
     int exit_code = 1;
     if (sk_engine_add_sale(e, s) < 0) {
         fprintf(stderr, "seckill-engine-bench: cannot store the sale in %s\n", dir);
