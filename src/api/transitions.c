@@ -9,6 +9,7 @@
  * Answers: 200 with the order and "result" (confirmed, duplicate, cancelled, refunded);
  * 409 with the rule that refused it and the order's state; 404, 403, 401, 503. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/body.h"
@@ -110,7 +111,7 @@ void sk_api_order_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (sk_api_parse_one_string(x->body, x->body_len, "payment_id", payment, sizeof(payment), &len) != 0 ||
         !sk_valid_payment_id(payment, len)) {
         sk_api_bad_field(x, "payment_id",
-                         "the body must be {\"payment_id\":\"...\"}: 1-128 printable ASCII characters, no spaces or "
+                         "the body must be {\"payment_id\":\"...\"}: 1-64 printable ASCII characters, no spaces or "
                          "quotes");
         return;
     }
@@ -127,16 +128,22 @@ void sk_api_order_demo_pay(sk_http_exchange_t *x, const sk_str_t *params, void *
         return;
     }
     /* The payment a provider would send for this order, trusted because it is made
-     * here: "demo-<order id>", so a second click is a duplicate, not a second payment. */
+     * here: "demo-<order id>" (or "demo-<seq>" when that is too long for a payment id),
+     * so a second click is a duplicate, not a second payment. */
     char payment[SK_PAYMENT_ID_MAX + 1];
-    if (params[0].len + 5 > SK_PAYMENT_ID_MAX) {
+    size_t sale_len;
+    uint64_t seq;
+    if (params[0].len + 5 <= SK_PAYMENT_ID_MAX) {
+        memcpy(payment, "demo-", 5);
+        memcpy(payment + 5, params[0].p, params[0].len);
+        payment[5 + params[0].len] = '\0';
+    } else if (sk_order_id_split(params[0].p, params[0].len, &sale_len, &seq) == 0) {
+        snprintf(payment, sizeof(payment), "demo-%llu", (unsigned long long)seq);
+    } else {
         sk_http_respond_error(x, 404, "unknown_order", "no order with that id");
         return;
     }
-    memcpy(payment, "demo-", 5);
-    memcpy(payment + 5, params[0].p, params[0].len);
-    payment[5 + params[0].len] = '\0';
-    pay(w, x, &params[0], payment, 5 + params[0].len);
+    pay(w, x, &params[0], payment, strlen(payment));
 }
 
 void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *arg)

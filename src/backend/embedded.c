@@ -37,10 +37,12 @@
 #define NONE UINT32_MAX
 #define SETTLE_RETRY_MS 200 /* how often a sale in doubt is asked about while idle */
 
-/* A transition made by the batch being committed, to put back if it is not stored. */
+/* A transition made by the batch being committed, to put back if it is not stored: 12
+ * bytes, since an expiry batch may hold millions. */
 typedef struct {
     uint32_t sale; /* index */
-    sk_holders_saved_t saved;
+    uint32_t order; /* index */
+    uint8_t from; /* the state it left (reserved or confirmed) */
 } undo_t;
 
 /* A sale's state before the batch being committed touched it. */
@@ -245,9 +247,7 @@ static sk_order_step_t transition(ledger_t *l, sk_sale_t *s, uint32_t i, sk_orde
         l->cap_undo = l->cap_undo ? l->cap_undo * 2 : 1024;
         l->undo = sk_xrealloc(l->undo, l->cap_undo * sizeof(*l->undo));
     }
-    undo_t *u = &l->undo[l->n_undo++];
-    u->sale = s->index;
-    sk_holders_save(h, i, &u->saved);
+    l->undo[l->n_undo++] = (undo_t){s->index, i, (uint8_t)st};
     int64_t q = o->quantity;
     ls->counts.held += step.held * q;
     ls->counts.sold += step.sold * q;
@@ -511,7 +511,7 @@ static void undo_sale(ledger_t *l, sk_sale_t *s, const undo_t *undo, size_t n)
     lsale_t *ls = lsale(l, s);
     for (size_t k = n; k-- > 0;)
         if (undo[k].sale == s->index)
-            sk_holders_restore(ls->holders, &undo[k].saved);
+            sk_holders_revert(ls->holders, undo[k].order, (sk_order_state_t)undo[k].from);
     while (ls->holders->n_orders > ls->snap.n_orders)
         sk_holders_pop_order(ls->holders);
     ls->counts = ls->snap.counts;
@@ -625,6 +625,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             close_if_ended(l, op->sale, now);
             op->scratch = op->user_hash ? op->user_hash : sk_user_hash(op->user_id, op->user_len);
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
+            sk_userset_prefetch(lsale(l, op->sale)->users, op->scratch);
         }
     }
     for (size_t i = 0; i < n; i++) {

@@ -38,7 +38,7 @@
 #define SK_ID_MAX 64 /* sale ids: [A-Za-z0-9_-]{1,64} */
 #define SK_USER_MAX 64 /* user ids: printable ASCII without spaces, 1..64 bytes */
 #define SK_REQUEST_MAX 64 /* request ids: same alphabet, 0..64 bytes */
-#define SK_PAYMENT_ID_MAX 128 /* payment ids: same alphabet, 1..128 bytes */
+#define SK_PAYMENT_ID_MAX 64 /* payment ids: same alphabet, 1..64 bytes */
 #define SK_NAME_MAX 200 /* sale names: UTF-8, 1..200 bytes */
 #define SK_STOCK_MAX 1000000000LL /* units */
 #define SK_LIMIT_MAX 1000000 /* units per user (and so per order) */

@@ -393,26 +393,21 @@ void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int6
     }
 }
 
-void sk_holders_save(const sk_holders_t *h, uint32_t i, sk_holders_saved_t *out)
+void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from)
 {
-    const sk_holder_order_t *o = &h->orders[i];
-    *out = (sk_holders_saved_t){i, o->state, o->pay_len, o->paid_at, o->closed_at, o->pay_off};
-}
-
-void sk_holders_restore(sk_holders_t *h, const sk_holders_saved_t *sv)
-{
-    sk_holder_order_t *o = &h->orders[sv->index];
+    sk_holder_order_t *o = &h->orders[i];
     sk_holder_t *s = &h->slots[o->holder];
-    bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active((sk_order_state_t)sv->state);
+    bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active(from);
     if (was && !is)
         s->units -= o->quantity;
     else if (!was && is)
         s->units += o->quantity;
-    o->state = sv->state;
-    o->pay_len = sv->pay_len;
-    o->paid_at = sv->paid_at;
-    o->closed_at = sv->closed_at;
-    o->pay_off = sv->pay_off; /* a payment id stored meanwhile stays in the arena, unused */
+    o->state = (uint8_t)from;
+    o->closed_at = 0;
+    if (from == SK_ORDER_RESERVED) {
+        o->paid_at = 0;
+        o->pay_len = 0; /* a payment id stored meanwhile stays in the arena, unused */
+    }
 }
 
 bool sk_holders_same_payment(const sk_holders_t *h, uint32_t i, const char *pay, size_t pay_len)

@@ -122,15 +122,10 @@ void sk_holders_pop_order(sk_holders_t *h);
  *  (pay_len > 0) is stored with a confirmation. */
 void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int64_t at, const char *pay,
                           size_t pay_len);
-/** What sk_holders_set_state changes, to put it back (undo). */
-typedef struct {
-    uint32_t index;
-    uint8_t state, pay_len;
-    int64_t paid_at, closed_at;
-    uint64_t pay_off;
-} sk_holders_saved_t;
-void sk_holders_save(const sk_holders_t *h, uint32_t i, sk_holders_saved_t *out);
-void sk_holders_restore(sk_holders_t *h, const sk_holders_saved_t *saved);
+/** Puts order i back into state `from`, as it was before one sk_holders_set_state out
+ *  of it (undo of an uncommitted batch): out of reserved nothing was paid or closed, out
+ *  of confirmed only closed_at was set. */
+void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from);
 /** True when order i was paid with this payment id. */
 bool sk_holders_same_payment(const sk_holders_t *h, uint32_t i, const char *pay, size_t pay_len);
 /** Looks for the holder's order with this request id; returns its index or

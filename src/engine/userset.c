@@ -67,8 +67,6 @@ static void place(table_t *t, uint64_t h)
     uint64_t i = h & t->mask;
     while (atomic_load_explicit(&t->slots[i], memory_order_relaxed) != 0)
         i = (i + 1) & t->mask;
-    /* What makes the insert visible to workers in time is the release store that
-     * publishes the sale's counts after it; this one only keeps the slot whole. */
     atomic_store_explicit(&t->slots[i], h, memory_order_relaxed);
 }
 
@@ -76,22 +74,28 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
 {
     h = h ? h : 1;
     table_t *t = atomic_load_explicit(&u->cur, memory_order_relaxed);
-    if (sk_userset_may_contain(u, h))
-        return;
+    /* One probe: it ends at the hash, or at the empty slot where it goes. */
+    uint64_t i = h & t->mask;
+    for (uint64_t v; (v = atomic_load_explicit(&t->slots[i], memory_order_relaxed)) != 0; i = (i + 1) & t->mask)
+        if (v == h)
+            return;
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
     if ((used + 1) * 2 > t->mask + 1) {
         table_t *n = table_new((t->mask + 1) * 2);
-        for (uint64_t i = 0; i <= t->mask; i++) {
-            uint64_t v = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+        for (uint64_t k = 0; k <= t->mask; k++) {
+            uint64_t v = atomic_load_explicit(&t->slots[k], memory_order_relaxed);
             if (v)
                 place(n, v);
         }
         n->retired = t;
         /* Release: a reader that loads the new table sees the copy complete. */
         atomic_store_explicit(&u->cur, n, memory_order_release);
-        t = n;
+        place(n, h);
+    } else {
+        /* What makes the insert visible to workers in time is the release store that
+         * publishes the sale's counts after it; this one only keeps the slot whole. */
+        atomic_store_explicit(&t->slots[i], h, memory_order_relaxed);
     }
-    place(t, h);
     atomic_store_explicit(&u->used, used + 1, memory_order_relaxed);
 }
 
@@ -111,4 +115,11 @@ bool sk_userset_may_contain(const sk_userset_t *u, uint64_t h)
 size_t sk_userset_count(const sk_userset_t *u)
 {
     return atomic_load_explicit(&((sk_userset_t *)u)->used, memory_order_relaxed);
+}
+
+void sk_userset_prefetch(const sk_userset_t *u, uint64_t h)
+{
+    h = h ? h : 1;
+    const table_t *t = atomic_load_explicit(&((sk_userset_t *)u)->cur, memory_order_relaxed);
+    __builtin_prefetch(&t->slots[h & t->mask]);
 }

@@ -37,6 +37,9 @@ void sk_userset_free(sk_userset_t *u);
 void sk_userset_insert(sk_userset_t *u, uint64_t hash);
 /** Any thread: false only when the hash was never inserted (see above). */
 bool sk_userset_may_contain(const sk_userset_t *u, uint64_t hash);
+/** Hints the CPU to load the line a probe for the hash starts at (the ledger prefetches
+ *  every purchase's line before deciding any, so the cache misses overlap). */
+void sk_userset_prefetch(const sk_userset_t *u, uint64_t hash);
 /** Distinct hashes inserted (the writer's view; any thread may read it for metrics). */
 size_t sk_userset_count(const sk_userset_t *u);
 

@@ -769,6 +769,77 @@ SK_TEST(test_two_threads)
     fixture_destroy(&f);
 }
 
+/* ---- counts read while the ledger writes them (a seqlock; TSan runs this) ---------------- */
+
+typedef struct {
+    const sk_sale_t *s;
+    _Atomic bool stop;
+    long reads, bad;
+} counts_reader_t;
+
+static void *counts_reader(void *arg)
+{
+    counts_reader_t *c = arg;
+    char u[32];
+    while (!atomic_load(&c->stop)) {
+        sk_sale_counts_t k;
+        sk_sale_counts(c->s, &k);
+        if (k.stock != 20 || k.held < 0 || k.sold < 0 || sk_counts_remaining(&k) < 0)
+            c->bad++;
+        /* What a worker does on the way: the gate reads params, flag, counts and set. */
+        sk_buy_result_t r;
+        int64_t rem;
+        snprintf(u, sizeof(u), "r%ld", c->reads % 100);
+        sk_engine_gate(c->s, sk_now_ms(), sk_user_hash(u, strlen(u)), 1 + (uint32_t)(c->reads % 2), &r, &rem);
+        (void)sk_sale_state(c->s, sk_now_ms());
+        c->reads++;
+    }
+    return NULL;
+}
+
+SK_TEST(test_counts_read_while_writing)
+{
+    /* Reservations, payments, cancels and expiries while another thread reads the
+     * counts: every read is one consistent snapshot (I7 at every read). */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "seq", 20, 2, 2, 30);
+    ASSERT_TRUE(s != NULL);
+    counts_reader_t c = {.s = s};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, counts_reader, &c), 0);
+    char u[32];
+    int made = 0;
+    for (int round = 0; round < 40; round++) {
+        answer_t a[10];
+        for (int i = 0; i < 10; i++) {
+            snprintf(u, sizeof(u), "u%d-%d", round, i);
+            buy_q_at(&f.r, s, u, "r", 1 + (uint32_t)(i % 2), sk_now_ms(), &a[i]);
+        }
+        ASSERT_TRUE(runner_wait(&f.r));
+        for (int i = 0; i < 10; i++) {
+            if (a[i].result != SK_BUY_RESERVED)
+                continue;
+            made++;
+            if (i % 3 == 0)
+                order_op1(&f.r, SK_OP_CANCEL, s, a[i].seq, NULL);
+            else if (i % 3 == 1)
+                order_op1(&f.r, SK_OP_PAY, s, a[i].seq, "p");
+        }
+        if (counts_of(s).sold > 10) {
+            for (uint64_t seq = 1; seq <= (uint64_t)made + 40; seq++)
+                order_op1(&f.r, SK_OP_REFUND, s, seq, NULL);
+        }
+        usleep(5000);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    ASSERT_EQ(c.bad, 0);
+    ASSERT_GT(c.reads, 0);
+    ASSERT_GT(made, 20);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_open_errors)
 {
     char dir[256], path[300], err[512] = "";
@@ -789,4 +860,4 @@ SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_validation); SK_RUN(test_sells_
              SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3); SK_RUN(test_window);
              SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited); SK_RUN(test_create_and_list);
              SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing);
-             SK_RUN(test_two_threads); SK_RUN(test_open_errors);)
+             SK_RUN(test_two_threads); SK_RUN(test_counts_read_while_writing); SK_RUN(test_open_errors);)
