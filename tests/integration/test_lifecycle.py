@@ -229,20 +229,20 @@ def test_signatures(ck):
 
 
 def test_expiry_and_late_payment(ck):
+    # The exact edge (a payment received at pay_by confirms, one ms later it does not)
+    # is tested with the ledger's clock in tests/unit/backend/test_embedded.c; here the
+    # same through HTTP with the wall clock, with room for a busy machine.
     with server() as srv:
-        window = 1500 * SLOW
+        window = 4000 * SLOW
         create(srv, "exp", 3, window_ms=window, limit=3)
         orders = [buy(srv, "exp", f"u{i}", "r")[1] for i in range(3)]
         ck.eq([o["result"] for o in orders], ["reserved"] * 3, "three reservations")
         st, r = buy(srv, "exp", "late", "r")
         ck.eq((st, r.get("error")), (409, "sold_out"), "sold out while they are pending")
         ck.eq(sale(srv, "exp")["state"], "sold_out", "the sale's state")
-        # Just inside the window (the same machine's clock): a payment confirms.
-        pay_by = orders[0]["pay_by"]
-        while now_ms() < pay_by - 200 * SLOW:
-            time.sleep(0.01)
         st, r = pay(srv, orders[0]["order_id"], "in-time")
-        ck.eq((st, r.get("result")), (200, "confirmed"), "paid just before pay_by")
+        ck.eq((st, r.get("result")), (200, "confirmed"), "paid inside the window")
+        ck.check(r.get("paid_at", 1 << 62) <= r.get("pay_by", 0), f"at or before pay_by: {r}")
         st, r = cancel(srv, orders[1]["order_id"], "u1")
         ck.eq(st, 200, "one cancelled")
         s = sale(srv, "exp")
