@@ -1,7 +1,7 @@
 /* The HTTP API v1: the routing table, the helpers every resource's handlers share, and
  * the API's life cycle (one sk_api_t, one sk_api_worker_t per worker thread). Each
- * resource has its own file: purchases.c, sales.c, orders.c, events.c (SSE), static.c,
- * metrics.c, auth.c; body.c parses request bodies. */
+ * resource has its own file: purchases.c, sales.c, orders.c, transitions.c (pay, cancel,
+ * refund), events.c (SSE), static.c, metrics.c, auth.c; body.c parses request bodies. */
 #include "api/api.h"
 
 #include <errno.h>
@@ -66,6 +66,11 @@ const sk_route_t sk_api_routes[] = {
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders/{user}", sk_api_user_orders, "user_orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders", sk_api_orders_list, "orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/events", sk_api_events, "events"},
+    {SK_HTTP_GET, "/api/v1/orders/{id}", sk_api_order_get, "order"},
+    {SK_HTTP_POST, "/api/v1/orders/{id}/pay", sk_api_order_pay, "pay"},
+    {SK_HTTP_POST, "/api/v1/orders/{id}/cancel", sk_api_order_cancel, "cancel"},
+    {SK_HTTP_POST, "/api/v1/orders/{id}/refund", sk_api_order_refund, "refund"},
+    {SK_HTTP_POST, "/api/v1/orders/{id}/demo-pay", sk_api_order_demo_pay, "demo_pay"},
     {SK_HTTP_GET, "/metrics", sk_api_metrics, "metrics"},
     {SK_HTTP_GET, "/", sk_api_page, "page"},
     {SK_HTTP_GET, "/sale/{id}", sk_api_page, "page"},

@@ -7,6 +7,7 @@
 #ifndef SK_API_API_H
 #define SK_API_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "engine/engine.h"
@@ -20,6 +21,13 @@ typedef struct sk_api_worker sk_api_worker_t;
 typedef struct {
     const char *admin_token; /* NULL or "" : no token required */
     sk_engine_t *engine;
+    /* The key of the payment provider's signatures (X-Seckill-Signature: sha256=<hex
+     * HMAC-SHA256 of the body>); NULL: only the admin token may pay. Borrowed: it must
+     * outlive the API. */
+    const unsigned char *payment_secret;
+    size_t payment_secret_len;
+    /* POST /api/v1/orders/{id}/demo-pay exists (a demo's Pay button): never in production. */
+    bool demo_payments;
 } sk_api_config_t;
 
 sk_api_t *sk_api_new(const sk_api_config_t *cfg);

@@ -59,18 +59,26 @@ void sk_api_count(sk_api_worker_t *w, const sk_sale_t *s, sk_buy_result_t r);
 /** Before the body is read: a purchase before the sale's start is answered by the
  *  worker (not_started). Returns true with *r set when it is. */
 bool sk_api_gate_window(const sk_sale_t *s, int64_t now, sk_buy_result_t *r);
-/** After the body: on a sale whose holders are final (sold out, or closed at its end),
- *  every purchase is answered by the worker (duplicate, limit_reached, sold_out, ended;
- *  *order and *held filled for a holder). Returns true with *r set when it is; false:
- *  the backend decides. */
-bool sk_api_gate_final(const sk_sale_t *s, int64_t now, const char *user, size_t ul, const char *req, size_t rl,
-                       sk_buy_result_t *r, sk_order_t *order, uint32_t *held);
+/** After the body: a purchase the worker answers itself — the buyer holds no order of
+ *  the sale and the sale refuses it (ended, paused, sold_out), or its quantity is above
+ *  the sale's max_quantity. Returns true with *r and *remaining set; false: the backend
+ *  decides. */
+bool sk_api_gate_buyer(const sk_sale_t *s, int64_t now, uint64_t user_hash, uint32_t q, sk_buy_result_t *r,
+                       int64_t *remaining);
 
 /* ---- auth.c ---- */
 
 /** True when the request carries the admin token (or none is configured); otherwise
  *  answers 401 and returns false. */
 bool sk_api_authorized(sk_api_worker_t *w, sk_http_exchange_t *x);
+/** True when an admin token is configured and the request carries it (answers nothing). */
+bool sk_api_has_admin_token(sk_api_worker_t *w, const sk_http_exchange_t *x);
+/** True when the request may pay: it carries a valid payment signature of its body, or
+ *  the configured admin token; otherwise answers 401 and returns false. */
+bool sk_api_payment_authorized(sk_api_worker_t *w, sk_http_exchange_t *x);
+/** Test seam and the signature's one definition: "sha256=" + the lowercase hex HMAC-SHA256
+ *  of body keyed by key, into out (at least 72 bytes). Returns the length. */
+size_t sk_api_payment_signature(const unsigned char *key, size_t key_len, const char *body, size_t len, char *out);
 
 /* ---- the handlers, one file per resource ---- */
 
@@ -80,12 +88,30 @@ void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* orders.c */
 void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_order_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_order_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* transitions.c */
+void sk_api_order_demo_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_order_refund(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* events.c */
 void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* metrics.c */
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_page(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* static.c */
 void sk_api_admin_page(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_asset(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+
+/* ---- orders.c ---- */
+
+/** Appends an order as a JSON object's members (no braces): order_id, sale_id, then
+ *  user_id when with_user, request_id, quantity, state, created_at, pay_by, payment_id,
+ *  paid_at, closed_at (null when not set). */
+void sk_api_order_fields(sk_buf_t *b, const sk_sale_t *s, const sk_order_t *o, bool with_user);
+/** The sale and seq of an order id "<sale>-<seq>" (the sale id may hold '-'), or NULL
+ *  after answering 404 unknown_order. */
+sk_sale_t *sk_api_find_order_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id, uint64_t *seq);
+/** Answers an order op that failed (status < 0): 404, 403, 429, 501 or 503. Returns true
+ *  when it did (and freed the op). */
+bool sk_api_order_refused(sk_op_t *op);
 
 /* ---- sales.c ---- */
 

@@ -103,6 +103,19 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                           (unsigned long long)v);
         }
     }
+    /* Each sale's counts in units, from one snapshot: remaining + held + sold == stock. */
+    sk_buf_puts(b, "# HELP seckill_sale_units Units of a sale: sold (confirmed), held (reserved) and remaining.\n"
+                   "# TYPE seckill_sale_units gauge\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        sk_sale_counts_t c;
+        sk_sale_counts(s, &c);
+        sk_buf_printf(b,
+                      "seckill_sale_units{sale=\"%s\",kind=\"sold\"} %lld\n"
+                      "seckill_sale_units{sale=\"%s\",kind=\"held\"} %lld\n"
+                      "seckill_sale_units{sale=\"%s\",kind=\"remaining\"} %lld\n",
+                      s->id, (long long)c.sold, s->id, (long long)c.held, s->id, (long long)sk_counts_remaining(&c));
+    }
     sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
@@ -112,7 +125,7 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
         sk_buf_printf(b, "seckill_sale_remaining{sale=\"%s\",state=\"%s\"} %lld\n", s->id,
-                      sk_sale_state_name(sk_sale_state(s, now)), (long long)(s->stock - sk_sale_sold(s)));
+                      sk_sale_state_name(sk_sale_state(s, now)), (long long)sk_sale_remaining(s));
     }
 }
 
@@ -140,6 +153,17 @@ static void ledger(sk_buf_t *b, sk_engine_t *e)
                   (double)sk_counter_get(&es->commit_ns_sum) / 1e9, (unsigned long long)sk_counter_get(&es->batches),
                   (unsigned long long)sk_counter_get(&es->commit_errors),
                   (long long)atomic_load(&((sk_engine_stats_t *)es)->inflight));
+    /* What reached the ledger: the worker answers the rest itself (the gate). */
+    sk_buf_puts(b, "# HELP seckill_ledger_purchases_total Purchases the ledger decided, by result.\n"
+                   "# TYPE seckill_ledger_purchases_total counter\n");
+    for (int r = 0; r < SK_BUY__COUNT; r++)
+        sk_buf_printf(b, "seckill_ledger_purchases_total{result=\"%s\"} %llu\n", sk_buy_result_names[r],
+                      (unsigned long long)sk_counter_get(&es->decided[r]));
+    sk_buf_puts(b, "# HELP seckill_order_transitions_total Orders moved by a payment, cancel, expiry or refund, by "
+                   "the state they moved into.\n# TYPE seckill_order_transitions_total counter\n");
+    for (int st = SK_ORDER_CONFIRMED; st < SK_ORDER__COUNT; st++)
+        sk_buf_printf(b, "seckill_order_transitions_total{to=\"%s\"} %llu\n", sk_order_state_name((sk_order_state_t)st),
+                      (unsigned long long)sk_counter_get(&es->transitions[st]));
 }
 
 static void events(sk_buf_t *b, sk_api_t *api, size_t nw)

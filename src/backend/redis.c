@@ -18,8 +18,13 @@
  * Besides purchases the thread keeps the node's sale cache current: it polls the sales
  * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
  * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
- * end) it loads the sale's holders from its order stream and hands them to the engine,
- * after which the node's workers answer every purchase of that sale themselves. */
+ * end) it loads the sale's users from its order stream into a user set and hands it to
+ * the engine, after which the node's workers answer every non-holder of that sale
+ * themselves (a holder's purchase still goes to the script, which checks its replay).
+ *
+ * The order lifecycle (payment windows, quantities, pay/cancel/refund) is not in the
+ * script yet: this backend declares no lifecycle (sk_engine_lifecycle), so the API
+ * refuses such sales, and the order ops complete with -ENOTSUP. */
 #include "backend/redis.h"
 
 #include <errno.h>
@@ -30,7 +35,6 @@
 #include <string.h>
 
 #include "backend/redis_loop.h"
-#include "engine/holders.h"
 #include "util/buf.h"
 #include "util/texts.h"
 
@@ -75,7 +79,8 @@ struct batch {
 
 /* Per sale, the backend's own state (indexed by sale->index). */
 typedef struct {
-    sk_holders_t *loading; /* holders being read from the stream */
+    sk_userset_t *loading; /* users being read from the stream */
+    uint64_t loaded; /* orders read into it */
     bool closed; /* a script ran at or after ends_at by Redis's clock: no order can come */
     int64_t closed_sold; /* the sale's sold count that script saw: its final count */
     bool load_busy; /* an XRANGE is out */
@@ -142,17 +147,39 @@ struct rbackend {
 
 static sk_sale_t *sale_from_redis(const sk_redis_sale_t *rs)
 {
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    memcpy(s->id, rs->id, rs->id_len);
-    s->id[rs->id_len] = '\0';
-    s->id_len = rs->id_len;
-    s->name = sk_xstrndup(rs->name, rs->name_len);
-    s->stock = rs->stock;
-    s->starts_at = rs->starts_at;
-    s->ends_at = rs->ends_at;
-    s->per_user_limit = (int32_t)rs->per_user_limit;
-    s->created_at = rs->created_at;
+    char *name = sk_xstrndup(rs->name, rs->name_len);
+    sk_sale_params_t p = {.name = name,
+                          .starts_at = rs->starts_at,
+                          .ends_at = rs->ends_at,
+                          .per_user_limit = (int32_t)rs->per_user_limit,
+                          .max_quantity = 1};
+    sk_sale_t *s = sk_sale_new(rs->id, rs->id_len, &p, rs->stock, rs->created_at);
+    free(name);
     return s;
+}
+
+static int64_t sale_stock(const sk_sale_t *s)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    return c.stock;
+}
+
+/* Publishes the cluster-wide sold count (it only grows: no units return without the
+ * lifecycle). */
+static void publish_sold(sk_sale_t *s, int64_t sold)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    if (sold > c.sold) {
+        c.sold = sold;
+        sk_engine_publish_counts(s, &c);
+    }
+}
+
+static bool users_known(const sk_sale_t *s)
+{
+    return atomic_load_explicit(&((sk_sale_t *)s)->users, memory_order_acquire) != NULL;
 }
 
 /* Registers a sale read from Redis unless it is known already (ledger thread or load). */
@@ -176,8 +203,7 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
         s = sale_from_redis(&rs);
         sk_engine_register_sale(r->e, s);
     }
-    if (rs.sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, rs.sold);
+    publish_sold(s, rs.sold);
     return s;
 }
 
@@ -275,9 +301,10 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     redisReply *z =
         redisCommand(r->sync, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
     freeReplyObject(z);
+    const sk_sale_params_t *p = sk_sale_params(s);
     redisReply *rep = redisCommand(r->sync, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key, s->id,
-                                   s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
-                                   (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+                                   s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+                                   (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
@@ -462,7 +489,7 @@ static void send_group(rbackend_t *r, group_t *g, bool eval)
 static void answer_unavailable(sk_op_t *op)
 {
     op->result = SK_BUY_UNAVAILABLE;
-    op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+    op->remaining = sk_sale_remaining(op->sale);
 }
 
 static void batch_finish(rbackend_t *r, batch_t *b)
@@ -470,8 +497,10 @@ static void batch_finish(rbackend_t *r, batch_t *b)
     /* Batches finish in the order they were sent (one connection, replies in order). */
     size_t n_buys = b->n;
     sk_engine_record_batch(r->e, n_buys, sk_mono_ns() - b->t0_ns, !b->failed);
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
+        sk_engine_record_decided(r->e, b->ops[i]->result);
         sk_engine_complete(r->e, b->ops[i]);
+    }
     if (r->head == b) {
         r->head = b->next;
         if (!r->head)
@@ -503,7 +532,7 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
         if (rep->element[i]->type != REDIS_REPLY_INTEGER)
             return false;
     int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
-    if (sold < 0 || sold > s->stock)
+    if (sold < 0 || sold > sale_stock(s))
         return false;
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
@@ -515,6 +544,8 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
         op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
         op->order.created_at = v[2]->integer;
         op->remaining = v[3]->integer;
+        op->order.quantity = 1;
+        op->order.state = SK_ORDER_CONFIRMED;
         memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
         if (code == SK_BUY_LIMIT_REACHED || code == SK_BUY_SOLD_OUT) {
             /* A holder's first order (seq 0: not a holder), whose request id is not in the reply. */
@@ -525,12 +556,11 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
         }
     }
     /* Durable now: publish the cluster-wide count Redis had after this script. */
-    if (sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, sold);
+    publish_sold(s, sold);
     /* Redis's clock has passed the end: the sale's orders are all in its stream and no
-     * script will add one, so its holders can be loaded and answered here. */
+     * script will add one, so its users can be loaded and non-holders answered here. */
     rsale_t *rs = &r->sales[s->index];
-    if (now >= s->ends_at && !rs->closed) {
+    if (now >= sk_sale_params(s)->ends_at && !rs->closed) {
         rs->closed = true;
         rs->closed_sold = sold;
     }
@@ -588,11 +618,11 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
             single_send(r, op);
             continue;
         }
-        if (sk_sale_final(op->sale)) {
-            /* The holders arrived while this purchase was queued: answer it here. */
-            op->result = sk_engine_final_answer(op->sale, op->now_ms, op->user_id, op->user_len, op->request_id,
-                                                op->request_len, &op->order, &op->held);
-            op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+        if (!op->user_hash)
+            op->user_hash = sk_user_hash(op->user_id, op->user_len);
+        if (sk_engine_gate(op->sale, op->now_ms, op->user_hash, op->quantity, &op->result, &op->remaining)) {
+            /* The users arrived while this purchase was queued: answered here. */
+            sk_engine_record_decided(r->e, op->result);
             sk_engine_complete(r->e, op);
             continue;
         }
@@ -675,6 +705,8 @@ static bool parse_order(const char *p, size_t len, sk_order_t *o)
         return false;
     o->seq = (uint64_t)seq;
     o->created_at = at;
+    o->quantity = 1;
+    o->state = SK_ORDER_CONFIRMED;
     memcpy(o->request_id, t1 + 1, rl);
     o->request_id[rl] = '\0';
     return true;
@@ -801,6 +833,8 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
                 sk_order_t *d = &op->orders[op->n_orders++];
                 d->seq = o.seq;
                 d->created_at = o.created_at;
+                d->quantity = 1;
+                d->state = SK_ORDER_CONFIRMED;
                 memcpy(d->user_id, o.user, o.user_len);
                 d->user_id[o.user_len] = '\0';
                 memcpy(d->request_id, o.request, o.request_len);
@@ -828,9 +862,10 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
         sk_sale_t *s = op->new_sale;
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
+        const sk_sale_params_t *p = sk_sale_params(s);
         redisAsyncCommand(r->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
-                          r->create_lua->len, key, s->id, s->id_len, s->name, (long long)s->stock,
-                          (long long)s->starts_at, (long long)s->ends_at, (long long)s->per_user_limit,
+                          r->create_lua->len, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
+                          (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
                           (long long)s->created_at);
         return;
     }
@@ -992,11 +1027,20 @@ static void single_send(rbackend_t *r, sk_op_t *op)
          * the poll skips), never present but undiscoverable. */
         redisAsyncCommand(ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id,
                           s->id_len);
+        const sk_sale_params_t *p = sk_sale_params(s);
         rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
-                               s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
-                               (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+                               s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+                               (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
         break;
     }
+    case SK_OP_GET_ORDER:
+    case SK_OP_PAY:
+    case SK_OP_CANCEL:
+    case SK_OP_REFUND:
+        /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle). */
+        op->status = -ENOTSUP;
+        single_done(x);
+        return;
     case SK_OP_BUY:
     case SK_OP_FIND_SALE:
         break;
@@ -1007,11 +1051,11 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     }
 }
 
-/* ---- holders of finished sales ------------------------------------------------------------
+/* ---- users of finished sales ---------------------------------------------------------------
  * Once a sale is sold out, or a script ran after its end by Redis's clock, its order
- * stream holds every order it will ever have: the node reads the stream into the same
- * holders record the embedded ledger keeps and hands it to the engine, after which the
- * node's workers answer that sale's purchases themselves. */
+ * stream holds every order it will ever have: the node reads the stream's users into a
+ * user set and hands it to the engine, after which the node's workers answer the
+ * sale's non-holders themselves. */
 
 static void holders_request(rbackend_t *r, sk_sale_t *s);
 
@@ -1019,25 +1063,26 @@ static void holders_request(rbackend_t *r, sk_sale_t *s);
 static int64_t final_count(const rbackend_t *r, const sk_sale_t *s)
 {
     if (sk_sale_is_sold_out(s))
-        return s->stock;
+        return sale_stock(s);
     const rsale_t *rs = &r->sales[s->index];
     return rs->closed ? rs->closed_sold : -1;
 }
 
 static void holders_failed(rbackend_t *r, rsale_t *rs)
 {
-    sk_holders_free(rs->loading);
+    sk_userset_free(rs->loading);
     rs->loading = NULL;
+    rs->loaded = 0;
     rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
 }
 
 static void holders_adopt(sk_sale_t *s, rsale_t *rs)
 {
-    sk_holders_t *h = rs->loading;
+    sk_userset_t *u = rs->loading;
     rs->loading = NULL;
-    sk_info("sale '%s' %s: %u holders' orders cached, purchases are answered locally", s->id,
-            sk_sale_is_sold_out(s) ? "sold out" : "ended", h->n_orders);
-    sk_engine_adopt_final_holders(s, h); /* the engine's from here on */
+    sk_info("sale '%s' %s: %zu holders of %llu orders cached, non-holders are answered locally", s->id,
+            sk_sale_is_sold_out(s) ? "sold out" : "ended", sk_userset_count(u), (unsigned long long)rs->loaded);
+    sk_engine_publish_users(s, u); /* the engine's from here on */
 }
 
 static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
@@ -1053,21 +1098,20 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
     for (size_t i = 0; ok && i < rep->elements; i++) {
         sk_redis_entry_t e;
         sk_redis_order_t o;
-        sk_holders_t *h = rs->loading;
         int rc = sk_redis_entry_parse(rep->element[i], &e);
         while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
             rc = 0;
-            if (o.seq != (uint64_t)h->n_orders + 1 || o.seq > (uint64_t)want) {
+            if (o.seq != rs->loaded + 1 || o.seq > (uint64_t)want) {
                 rc = -EINVAL;
                 break;
             }
-            uint32_t slot = sk_holders_upsert(h, o.user, o.user_len);
-            sk_holders_add_order(h, slot, o.request, o.request_len, o.created_at);
+            sk_userset_insert(rs->loading, sk_user_hash(o.user, o.user_len));
+            rs->loaded++;
         }
         if (rc < 0) {
-            sk_error("redis: the order stream of sale '%s' is not contiguous at order %u; its holders are "
+            sk_error("redis: the order stream of sale '%s' is not contiguous at order %llu; its users are "
                      "not cached (every purchase keeps going to Redis)",
-                     s->id, h->n_orders + 1);
+                     s->id, (unsigned long long)rs->loaded + 1);
             ok = false;
         }
     }
@@ -1075,14 +1119,14 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         holders_failed(r, rs);
         return;
     }
-    if ((int64_t)rs->loading->n_orders >= want) {
+    if ((int64_t)rs->loaded >= want) {
         holders_adopt(s, rs);
         return;
     }
     if (rep->elements == 0) {
-        sk_error("redis: the order stream of sale '%s' holds %u orders, it sold %lld; its holders are "
+        sk_error("redis: the order stream of sale '%s' holds %llu orders, it sold %lld; its users are "
                  "not cached",
-                 s->id, rs->loading->n_orders, (long long)want);
+                 s->id, (unsigned long long)rs->loaded, (long long)want);
         holders_failed(r, rs);
         return;
     }
@@ -1094,8 +1138,8 @@ static void holders_request(rbackend_t *r, sk_sale_t *s)
     rsale_t *rs = &r->sales[s->index];
     char key[SK_REDIS_KEY_MAX + 1];
     sk_redis_key(key, s->id, s->id_len, "orders");
-    if (redisAsyncCommand(r->ev.ac, on_holders, s, "XRANGE %s %u-0 + COUNT %d", key, rs->loading->n_orders + 1,
-                          HOLDERS_CHUNK) == REDIS_OK)
+    if (redisAsyncCommand(r->ev.ac, on_holders, s, "XRANGE %s %llu-0 + COUNT %d", key,
+                          (unsigned long long)rs->loaded + 1, HOLDERS_CHUNK) == REDIS_OK)
         rs->load_busy = true;
 }
 
@@ -1103,12 +1147,14 @@ static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
     int64_t want = final_count(r, s);
-    if (r->state != CONN_READY || want < 0 || sk_sale_final(s) || rs->load_busy ||
+    if (r->state != CONN_READY || want < 0 || users_known(s) || rs->load_busy ||
         sk_loop_now(r->loop) < rs->load_retry_ms)
         return;
-    if (!rs->loading)
-        rs->loading = sk_holders_new();
-    if ((int64_t)rs->loading->n_orders >= want) {
+    if (!rs->loading) {
+        rs->loading = sk_userset_new();
+        rs->loaded = 0;
+    }
+    if ((int64_t)rs->loaded >= want) {
         holders_adopt(s, rs); /* ended without a sale: nothing to read */
         return;
     }
@@ -1178,10 +1224,9 @@ static void on_sold(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     r->sales[s->index].refresh_busy = false;
     int64_t sold;
-    if (!rep || !sk_redis_reply_i64(rep, 0, s->stock, &sold) || r->state != CONN_READY)
+    if (!rep || !sk_redis_reply_i64(rep, 0, sale_stock(s), &sold) || r->state != CONN_READY)
         return;
-    if (sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, sold);
+    publish_sold(s, sold);
     maybe_load_holders(r, s);
 }
 
@@ -1195,13 +1240,14 @@ static void poll_store(rbackend_t *r)
     for (size_t i = 0; i < n; i++) {
         sk_sale_t *s = sk_engine_sale_at(r->e, i);
         rsale_t *rs = &r->sales[s->index];
-        if (sk_sale_final(s))
+        if (users_known(s))
             continue;
         if (final_count(r, s) >= 0) {
             maybe_load_holders(r, s);
             continue;
         }
-        if (rs->refresh_busy || now < s->starts_at - REFRESH_MARGIN_MS || now > s->ends_at + REFRESH_MARGIN_MS)
+        const sk_sale_params_t *p = sk_sale_params(s);
+        if (rs->refresh_busy || now < p->starts_at - REFRESH_MARGIN_MS || now > p->ends_at + REFRESH_MARGIN_MS)
             continue;
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
@@ -1351,7 +1397,7 @@ static void redis_free(sk_backend_t *b)
     }
     if (r->sales) {
         for (size_t i = 0; i < SK_MAX_SALES; i++)
-            sk_holders_free(r->sales[i].loading);
+            sk_userset_free(r->sales[i].loading);
         free(r->sales);
     }
     free(r->group_of);

@@ -78,7 +78,14 @@ static void usage(FILE *f)
           "                          are behind are dropped [SECKILL_MAX_STREAM_BACKLOG] (67108864; 0: no cap)\n"
           "  --max-batch N           purchases per ledger batch [SECKILL_MAX_BATCH] (4096)\n"
           "  --max-inflight N        requests queued to the ledger before 429 [SECKILL_MAX_INFLIGHT] (65536)\n"
+          "  --payment-secret-file FILE\n"
+          "                          the key of payment signatures (X-Seckill-Signature: sha256=<hex\n"
+          "                          HMAC-SHA256 of the body>); a trailing newline is not part of it.\n"
+          "                          [SECKILL_PAYMENT_SECRET holds the key itself] (none: only the\n"
+          "                          admin token may pay)\n"
           "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
+          "  --demo-payments         DEMO ONLY: POST /api/v1/orders/{id}/demo-pay confirms a reservation\n"
+          "                          without any payment (the demo page's Pay button); never in production\n"
           "  -h, --help              show this text\n",
           f);
 }
@@ -168,22 +175,68 @@ static void send_all(serve_t *sv, int cmd)
 
 static int create_demo(sk_engine_t *e)
 {
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
     int64_t now = sk_now_ms();
-    s->id_len = (size_t)snprintf(s->id, sizeof(s->id), "demo-%lld", (long long)(now / 1000));
-    s->name = sk_xstrndup("Demo ticket · 演示门票", strlen("Demo ticket · 演示门票"));
-    s->stock = 100;
-    s->starts_at = now + 30000;
-    s->ends_at = now + 30000 + 3600 * 1000;
-    s->per_user_limit = 1;
-    s->created_at = now;
+    char id[SK_ID_MAX + 1];
+    int len = snprintf(id, sizeof(id), "demo-%lld", (long long)(now / 1000));
+    sk_sale_params_t p = {.name = "Demo ticket · 演示门票",
+                          .starts_at = now + 30000,
+                          .ends_at = now + 30000 + 3600 * 1000,
+                          .per_user_limit = 1,
+                          .max_quantity = 1};
+    sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
     int rc = sk_engine_add_sale(e, s);
     if (rc < 0) {
-        free(s->name);
-        free(s);
+        sk_sale_free(s);
         return rc;
     }
-    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", s->id);
+    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", id);
+    return 0;
+}
+
+/* The payment secret: the file's bytes without one trailing newline (an editor adds
+ * one), or SECKILL_PAYMENT_SECRET itself. Returns 0 (*key NULL when neither is given)
+ * or -1 after one clear line on stderr. */
+static int read_payment_secret(const char *file, unsigned char **key, size_t *len)
+{
+    *key = NULL;
+    *len = 0;
+    const char *env = sk_cmd_env("PAYMENT_SECRET");
+    if (!file && !env)
+        return 0;
+    char *buf = NULL;
+    size_t n = 0;
+    if (file) {
+        FILE *f = fopen(file, "rb");
+        if (!f) {
+            fprintf(stderr, "seckill serve: cannot read --payment-secret-file %s: %s\n", file, strerror(errno));
+            return -1;
+        }
+        buf = sk_xmalloc(4097);
+        n = fread(buf, 1, 4097, f);
+        bool err = ferror(f);
+        fclose(f);
+        if (err || n > 4096) {
+            fprintf(stderr, "seckill serve: --payment-secret-file %s: %s\n", file,
+                    err ? "read error" : "longer than 4096 bytes");
+            free(buf);
+            return -1;
+        }
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+    } else {
+        n = strlen(env);
+        buf = sk_xstrndup(env, n);
+    }
+    if (n == 0) {
+        fprintf(stderr, "seckill serve: the payment secret (%s) is empty\n",
+                file ? "--payment-secret-file" : "SECKILL_PAYMENT_SECRET");
+        free(buf);
+        return -1;
+    }
+    *key = (unsigned char *)buf;
+    *len = n;
     return 0;
 }
 
@@ -192,7 +245,8 @@ int sk_cmd_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *token = NULL,
                *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL,
                *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL, *max_streams_s = NULL,
-               *streams_per_ip_s = NULL, *stream_life_s = NULL, *stream_backlog_s = NULL;
+               *streams_per_ip_s = NULL, *stream_life_s = NULL, *stream_backlog_s = NULL, *secret_file = NULL,
+               *demo_payments_s = NULL;
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
         {"threads", "THREADS", &threads_s, 0},
@@ -210,7 +264,9 @@ int sk_cmd_serve(int argc, char **argv)
         {"max-stream-backlog", "MAX_STREAM_BACKLOG", &stream_backlog_s, 0},
         {"max-batch", "MAX_BATCH", &max_batch_s, 0},
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
+        {"payment-secret-file", NULL, &secret_file, 0},
         {"demo", NULL, &demo_s, 1},
+        {"demo-payments", NULL, &demo_payments_s, 1},
     };
     int prc = sk_cmd_parse("serve", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
     if (prc)
@@ -276,6 +332,11 @@ int sk_cmd_serve(int argc, char **argv)
         return 2;
     }
 
+    unsigned char *payment_secret = NULL;
+    size_t payment_secret_len = 0;
+    if (read_payment_secret(secret_file, &payment_secret, &payment_secret_len) < 0)
+        return 2;
+
     /* Room for many connections: raise the soft open-file limit to the hard one. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -309,6 +370,7 @@ int sk_cmd_serve(int argc, char **argv)
         if (sv.http.access_log_fd < 0) {
             fprintf(stderr, "seckill serve: cannot open access log %s: %s\n", access_log, strerror(errno));
             sk_http_config_destroy(&sv.http);
+            free(payment_secret);
             return 1;
         }
     }
@@ -326,7 +388,14 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? redis_addr.host : data);
         goto out;
     }
-    sk_api_config_t acfg = {.admin_token = token, .engine = sv.engine};
+    sk_api_config_t acfg = {.admin_token = token,
+                            .engine = sv.engine,
+                            .payment_secret = payment_secret,
+                            .payment_secret_len = payment_secret_len,
+                            .demo_payments = demo_payments_s != NULL};
+    if (acfg.demo_payments)
+        sk_warn("--demo-payments: POST /api/v1/orders/{id}/demo-pay confirms reservations without any payment; "
+                "for demos only");
     sv.api = sk_api_new(&acfg);
 
     sv.n_workers = (int)threads;
@@ -395,6 +464,7 @@ int sk_cmd_serve(int argc, char **argv)
     exit_code = 0;
 out:
     sk_api_free(sv.api);
+    free(payment_secret);
     sk_engine_free(sv.engine);
     free(sv.workers);
     if (sv.http.access_log_fd >= 0)
