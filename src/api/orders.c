@@ -83,6 +83,8 @@ void sk_api_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         sk_api_bad_field(x, "user_id", "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
+    if (!sk_api_act_for(w, x, user, (size_t)ul))
+        return;
     if (sk_sale_final(s)) {
         sk_order_t *o;
         size_t n = sk_engine_final_orders(s, user, (size_t)ul, &o);

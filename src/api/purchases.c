@@ -133,6 +133,11 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                 : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
         return;
     }
+    /* Who may buy for this user: before the holders' answers, which name their orders. */
+    if (!sk_api_act_for(w, x, user, ul)) {
+        free(stub);
+        return;
+    }
     sk_order_t order;
     uint32_t held;
     if (s && sk_api_gate_final(s, now, user, ul, req, rl, &r, &order, &held)) {

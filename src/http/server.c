@@ -77,7 +77,8 @@ struct sk_http_conn {
 
     void (*on_close)(sk_http_conn_t *c, void *arg);
     void *on_close_arg;
-    char peer[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* as text, for the access log */
+    sk_ip_t peer_ip;
 };
 
 struct sk_http_server {
@@ -831,13 +832,10 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned events)
         sk_http_conn_t *c = sk_xcalloc(1, sizeof(*c));
         c->s = s;
         c->last_active_ms = sk_loop_now(loop);
-        if (s->cfg->access_log_fd >= 0) {
-            if (ss.ss_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
-            else if (ss.ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
-        }
-        if (!c->peer[0])
+        sk_ip_from_sockaddr((struct sockaddr *)&ss, &c->peer_ip);
+        if (s->cfg->access_log_fd >= 0)
+            sk_ip_format(&c->peer_ip, c->peer);
+        else
             strcpy(c->peer, "-");
         c->next = s->conns;
         if (s->conns)
@@ -989,6 +987,11 @@ const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s)
 uint32_t sk_http_server_conns(const sk_http_server_t *s)
 {
     return atomic_load_explicit(&((sk_http_server_t *)s)->nconns, memory_order_relaxed);
+}
+
+const sk_ip_t *sk_http_peer(const sk_http_exchange_t *x)
+{
+    return &x->conn->peer_ip;
 }
 
 /* ---- streams (Server-Sent Events) ----------------------------------------------------- */

@@ -60,8 +60,7 @@ SK_TEST(test_against_openssl)
             ASSERT_EQ(wl, SK_SHA256_LEN);
             sk_hmac_sha256(&k, msg, msg_lens[b], got);
             if (memcmp(got, want, sizeof(got)) != 0)
-                SK_FAIL_AT("key %zu bytes, message %zu bytes: differs from OpenSSL's HMAC()", key_lens[a],
-                           msg_lens[b]);
+                SK_FAIL_AT("key %zu bytes, message %zu bytes: differs from OpenSSL's HMAC()", key_lens[a], msg_lens[b]);
             /* The same message in three pieces. */
             size_t m = msg_lens[b], p1 = m / 3, p2 = m / 2;
             sk_bytes_t parts[] = {{msg, p1}, {msg + p1, p2 - p1}, {msg + p2, m - p2}};

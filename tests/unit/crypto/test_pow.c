@@ -51,7 +51,10 @@ SK_TEST(test_verify)
     ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW + 2 * SK_POW_BUCKET_MS), SK_POW_STALE);
     ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW - SK_POW_BUCKET_MS - 1), SK_POW_STALE);
     /* Malformed challenges and nonces. */
-    static const char *const bad_ch[] = {"", "29000000", "29000000.", "29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftf",
+    static const char *const bad_ch[] = {"",
+                                         "29000000",
+                                         "29000000.",
+                                         "29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftf",
                                          "2900000x.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU",
                                          "029000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU",
                                          "29000000.N2FO9fyoBsirkDWAe/n1Dwnr2wqZb_MqqAVx4nEftfU"};

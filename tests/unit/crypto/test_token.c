@@ -15,7 +15,7 @@ static sk_hmac_key_t key(const char *s)
     return k;
 }
 
-#define ADMIT(k, sale, user, tok, now)                                                                                \
+#define ADMIT(k, sale, user, tok, now)                                                                                 \
     sk_token_admission_verify(&(k), sale, strlen(sale), user, strlen(user), tok, strlen(tok), now)
 
 SK_TEST(test_admission)
@@ -45,12 +45,16 @@ SK_TEST(test_admission)
     ASSERT_EQ(ADMIT(k, "s1", "u42", t2, NOW), SK_TOKEN_BAD_MAC);
     /* Malformed: empty, cut, no dot, letters in the expiry, a bad MAC character, too long
      * an expiry, a leading sign. */
-    static const char *const bad[] = {
-        "", "1767225600000", "1767225600000.", "1767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i",
-        "1767225600000wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4x", "17672256000x0.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-        "1767225600000.wc+YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-        "1234567890123456.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-        "+767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4", ".wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4"};
+    static const char *const bad[] = {"",
+                                      "1767225600000",
+                                      "1767225600000.",
+                                      "1767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i",
+                                      "1767225600000wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4x",
+                                      "17672256000x0.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
+                                      "1767225600000.wc+YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
+                                      "1234567890123456.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
+                                      "+767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
+                                      ".wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4"};
     for (size_t i = 0; i < SK_ARRAY_LEN(bad); i++)
         if (ADMIT(k, "s1", "u42", bad[i], NOW) != SK_TOKEN_MALFORMED)
             SK_FAIL_AT("'%s' is not malformed: %d", bad[i], ADMIT(k, "s1", "u42", bad[i], NOW));

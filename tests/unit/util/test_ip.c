@@ -38,8 +38,8 @@ SK_TEST(test_parse)
     assert_text("10.1.2.3", "10.1.2.3");
     assert_text("2001:DB8:0::1", "2001:db8::1");
     assert_text("::ffff:192.168.0.1", "192.168.0.1");
-    static const char *const bad[] = {"", "10.1.2", "10.1.2.3.4", "256.1.1.1", "10.1.2.3 ", "1234", "host",
-                                      "2001:db8::1::2", "[::1]", "10.1.2.3:80", "fe80::1%eth0"};
+    static const char *const bad[] = {"",     "10.1.2",         "10.1.2.3.4", "256.1.1.1",   "10.1.2.3 ",   "1234",
+                                      "host", "2001:db8::1::2", "[::1]",      "10.1.2.3:80", "fe80::1%eth0"};
     sk_ip_t x;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (sk_ip_parse(bad[i], strlen(bad[i]), &x) == 0)
@@ -103,8 +103,8 @@ SK_TEST(test_cidr)
     sk_ip_t a6 = ip("2001:db8:1:ffff::1"), b6 = ip("2001:db8:2::1");
     ASSERT_TRUE(sk_cidr_contains(&net6, &a6));
     ASSERT_TRUE(!sk_cidr_contains(&net6, &b6));
-    static const char *const bad[] = {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/a", "/8", "::/129", "10.0.0.0/0008",
-                                      "10.0.0.0/-1"};
+    static const char *const bad[] = {"10.0.0.0/33", "10.0.0.0/",     "10.0.0.0/a", "/8",
+                                      "::/129",      "10.0.0.0/0008", "10.0.0.0/-1"};
     sk_cidr_t x;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (sk_cidr_parse(bad[i], strlen(bad[i]), &x) == 0)
