@@ -61,20 +61,18 @@ size_t sk_b64url_encode(char *dst, const uint8_t *src, size_t n)
     return o;
 }
 
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
+/* Each byte's 6-bit value, or 0xff outside the alphabet: a table, since tokens are
+ * decoded on every purchase of a queued sale. */
+static const uint8_t b64_val[256] = {
+    ['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,  ['H'] = 7,
+    ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13, ['O'] = 14, ['P'] = 15,
+    ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20, ['V'] = 21, ['W'] = 22, ['X'] = 23,
+    ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27, ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31,
+    ['g'] = 32, ['h'] = 33, ['i'] = 34, ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39,
+    ['o'] = 40, ['p'] = 41, ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47,
+    ['w'] = 48, ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
+    ['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['-'] = 62, ['_'] = 63,
+};
 
 int sk_b64url_decode(uint8_t *dst, size_t cap, const char *src, size_t n)
 {
@@ -87,10 +85,12 @@ int sk_b64url_decode(uint8_t *dst, size_t cap, const char *src, size_t n)
     uint32_t acc = 0;
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int v = b64_val(src[i]);
-        if (v < 0)
+        /* 'A' is the one letter whose value is 0: anything else with 0 is outside. */
+        unsigned char c = (unsigned char)src[i];
+        uint8_t v = b64_val[c];
+        if (v == 0 && c != 'A')
             return -1;
-        acc = acc << 6 | (uint32_t)v;
+        acc = acc << 6 | v;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;

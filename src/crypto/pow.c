@@ -8,7 +8,7 @@
 static void challenge_mac(const sk_hmac_key_t *k, const char *sale, size_t sl, const char *user, size_t ul,
                           const char *bucket, size_t bl, uint8_t mac[SK_SHA256_LEN])
 {
-    static const char label[] = "seckill-pow\n";
+    static const char label[] = "sk-pow\n";
     const sk_bytes_t parts[] = {
         {label, sizeof(label) - 1}, {sale, sl}, {"\n", 1}, {user, ul}, {"\n", 1}, {bucket, bl},
     };

@@ -2,7 +2,7 @@
  * the page finds a nonce such that SHA-256(challenge || nonce) starts with pow_bits
  * zero bits (web/pow.js). The server keeps no state for it:
  *
- *     challenge:  <bucket>.<base64url(HMAC-SHA256(key, "seckill-pow\n" sale "\n" user "\n" bucket))>
+ *     challenge:  <bucket>.<base64url(HMAC-SHA256(key, "sk-pow\n" sale "\n" user "\n" bucket))>
  *     bucket:     now_ms / SK_POW_BUCKET_MS (decimal), so a challenge is good for one to
  *                 two buckets (this one and the next), then the page asks for a new one
  *     nonce:      1-64 characters from 0x21-0x7e (the page counts in decimal from 0)

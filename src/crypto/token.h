@@ -1,11 +1,13 @@
 /* Signed tokens: the waiting room's admission token and the merchant's user token.
  * Both are HMAC-SHA256 with a domain label first, so a key shared by mistake between
- * the two can never turn one kind into the other.
+ * the two can never turn one kind into the other. (The admission's label is short: it
+ * is checked on every purchase of a queued sale, and a shorter input is fewer SHA-256
+ * blocks; nobody outside the node mints admissions.)
  *
  * Admission token (minted by the node when a buyer is admitted, verified by the worker
  * on a purchase; key: --secret-file):
  *     text:  <expires_ms>.<base64url(mac), 43 characters>
- *     mac:   HMAC-SHA256(key, "seckill-admission\n" sale "\n" user "\n" expires_ms)
+ *     mac:   HMAC-SHA256(key, "sk-adm\n" sale "\n" user "\n" expires_ms)
  *   The sale and the user are not in the text: the verifier takes them from the request
  *   (the sale in the path, the buyer the request acts for), so a token of another sale
  *   or another user fails as a bad MAC.

@@ -543,9 +543,9 @@ async function securityAndPow() {
   // Crypto: the vector tests/unit/crypto/test_pow.c verifies on the server's side.
   const nonce = await page.evaluate(async () => {
     const pow = await import('/pow.js');
-    return pow.solvePow('29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU', 12);
+    return pow.solvePow('29000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA', 12);
   });
-  eq(nonce, '2307', 'the page solves the server\'s puzzle');
+  eq(nonce, '5614', 'the page solves the server\'s puzzle');
 }
 
 // ---- runner -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ function eq(a, b, what) {
   }
 }
 
-const CHALLENGE = '29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU';
+const CHALLENGE = '29000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA';
 const hex = (d) => Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
 
 eq(leadingZeroBits(new Uint8Array(32)), 256, 'all zero');
@@ -22,11 +22,11 @@ eq(leadingZeroBits(new Uint8Array([0x80, 0])), 0, '0x80');
 eq(leadingZeroBits(new Uint8Array([0, 0x10])), 11, '0x00 0x10');
 eq(leadingZeroBits(new Uint8Array([1])), 7, '0x01');
 
-eq(hex(await powDigest(CHALLENGE, '2307')), '000fcf9cf88ae6550bd2e2ebe3b2a5a0fe9f6d09db01815a3f26864bf4a98797',
+eq(hex(await powDigest(CHALLENGE, '5614')), '000caa08f2fd00425e45dba9c5e5186811b81cce1f25bd0516b49310a6389cc4',
   'the digest the server computes');
-eq(await solvePow(CHALLENGE, 8), '762', '8 bits: the first nonce');
-eq(await solvePow(CHALLENGE, 12), '2307', '12 bits: the nonce test_pow.c verifies');
-eq(await solvePow(CHALLENGE, 16), '25871', '16 bits');
+eq(await solvePow(CHALLENGE, 8), '187', '8 bits: the first nonce');
+eq(await solvePow(CHALLENGE, 12), '5614', '12 bits: the nonce test_pow.c verifies');
+eq(await solvePow(CHALLENGE, 16), '110681', '16 bits');
 eq(await solvePow(CHALLENGE, 0), '0', '0 bits: any nonce, the first');
 
 const ctl = new AbortController();

@@ -6,7 +6,7 @@
 #include "util/common.h"
 
 #define NOW INT64_C(1740000000000) /* bucket 29000000 */
-#define CHALLENGE "29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU"
+#define CHALLENGE "29000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA"
 
 static int verify(const sk_hmac_key_t *k, const char *sale, const char *user, const char *ch, const char *nonce,
                   unsigned bits, int64_t now)
@@ -32,34 +32,34 @@ SK_TEST(test_verify)
     sk_hmac_key_t k, other;
     sk_hmac_init(&k, "pow-test-key", 12);
     sk_hmac_init(&other, "pow-test-kez", 12);
-    /* 2307 is the first decimal nonce whose hash has 12 leading zero bits (exactly 12). */
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW), 0);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 13, NOW), SK_POW_TOO_FEW_BITS);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2306", 12, NOW), SK_POW_TOO_FEW_BITS);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "25871", 16, NOW), 0);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "762", 8, NOW), 0);
+    /* 5614 is the first decimal nonce whose hash has 12 leading zero bits (exactly 12). */
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 12, NOW), 0);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 13, NOW), SK_POW_TOO_FEW_BITS);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5613", 12, NOW), SK_POW_TOO_FEW_BITS);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "110681", 16, NOW), 0);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "187", 8, NOW), 0);
     ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "x", 0, NOW), 0); /* pow_bits 0: any nonce */
     /* Wrong challenge: another sale, another user, another key, a tampered one. */
-    ASSERT_EQ(verify(&k, "s2", "u1", CHALLENGE, "2307", 12, NOW), SK_POW_NOT_OURS);
-    ASSERT_EQ(verify(&k, "s1", "u2", CHALLENGE, "2307", 12, NOW), SK_POW_NOT_OURS);
-    ASSERT_EQ(verify(&other, "s1", "u1", CHALLENGE, "2307", 12, NOW), SK_POW_NOT_OURS);
-    ASSERT_EQ(verify(&k, "s1", "u1", "29000001.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU", "2307", 12, NOW),
+    ASSERT_EQ(verify(&k, "s2", "u1", CHALLENGE, "5614", 12, NOW), SK_POW_NOT_OURS);
+    ASSERT_EQ(verify(&k, "s1", "u2", CHALLENGE, "5614", 12, NOW), SK_POW_NOT_OURS);
+    ASSERT_EQ(verify(&other, "s1", "u1", CHALLENGE, "5614", 12, NOW), SK_POW_NOT_OURS);
+    ASSERT_EQ(verify(&k, "s1", "u1", "29000001.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA", "5614", 12, NOW),
               SK_POW_NOT_OURS);
     /* Good for its bucket, the next, and one behind (a node whose clock is late); then stale. */
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW + SK_POW_BUCKET_MS), 0);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW - 1), 0);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW + 2 * SK_POW_BUCKET_MS), SK_POW_STALE);
-    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "2307", 12, NOW - SK_POW_BUCKET_MS - 1), SK_POW_STALE);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 12, NOW + SK_POW_BUCKET_MS), 0);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 12, NOW - 1), 0);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 12, NOW + 2 * SK_POW_BUCKET_MS), SK_POW_STALE);
+    ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "5614", 12, NOW - SK_POW_BUCKET_MS - 1), SK_POW_STALE);
     /* Malformed challenges and nonces. */
     static const char *const bad_ch[] = {"",
                                          "29000000",
                                          "29000000.",
-                                         "29000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftf",
-                                         "2900000x.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU",
-                                         "029000000.N2FO9fyoBsirkDWAe_n1Dwnr2wqZb_MqqAVx4nEftfU",
-                                         "29000000.N2FO9fyoBsirkDWAe/n1Dwnr2wqZb_MqqAVx4nEftfU"};
+                                         "29000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6Nr",
+                                         "2900000x.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA",
+                                         "029000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA",
+                                         "29000000.ERBG/Id0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA"};
     for (size_t i = 0; i < SK_ARRAY_LEN(bad_ch); i++)
-        if (verify(&k, "s1", "u1", bad_ch[i], "2307", 12, NOW) != SK_POW_MALFORMED)
+        if (verify(&k, "s1", "u1", bad_ch[i], "5614", 12, NOW) != SK_POW_MALFORMED)
             SK_FAIL_AT("challenge '%s' is not malformed", bad_ch[i]);
     ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "", 12, NOW), SK_POW_MALFORMED);
     ASSERT_EQ(verify(&k, "s1", "u1", CHALLENGE, "23 07", 12, NOW), SK_POW_MALFORMED);

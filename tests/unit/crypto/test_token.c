@@ -26,7 +26,7 @@ SK_TEST(test_admission)
     ASSERT_EQ(n, strlen(tok));
     ASSERT_LE(n, SK_TOKEN_ADMISSION_MAX);
     /* The format of token.h: expiry, '.', base64url of the MAC (Python's hmac agrees). */
-    ASSERT_STR_EQ(tok, "1767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4");
+    ASSERT_STR_EQ(tok, "1767225600000.x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo");
     ASSERT_EQ(ADMIT(k, "s1", "u42", tok, NOW), 0);
     ASSERT_EQ(ADMIT(k, "s1", "u42", tok, LATER - 1), 0);
     ASSERT_EQ(ADMIT(k, "s1", "u42", tok, LATER), SK_TOKEN_EXPIRED);
@@ -48,13 +48,13 @@ SK_TEST(test_admission)
     static const char *const bad[] = {"",
                                       "1767225600000",
                                       "1767225600000.",
-                                      "1767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i",
-                                      "1767225600000wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4x",
-                                      "17672256000x0.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-                                      "1767225600000.wc+YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-                                      "1234567890123456.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-                                      "+767225600000.wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4",
-                                      ".wc-YhAnlNIL1X5-e8-yu0989h0b7SQqWvgYgbUhC2i4"};
+                                      "1767225600000.x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgM",
+                                      "1767225600000x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMox",
+                                      "17672256000x0.x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo",
+                                      "1767225600000.x5P3+OZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo",
+                                      "1234567890123456.x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo",
+                                      "+767225600000.x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo",
+                                      ".x5P3vOZU1uX6WSoLXSR4dh2Wb3e6hB_s5ngThYUOgMo"};
     for (size_t i = 0; i < SK_ARRAY_LEN(bad); i++)
         if (ADMIT(k, "s1", "u42", bad[i], NOW) != SK_TOKEN_MALFORMED)
             SK_FAIL_AT("'%s' is not malformed: %d", bad[i], ADMIT(k, "s1", "u42", bad[i], NOW));
