@@ -174,6 +174,11 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         sk_api_bad_field(x, field, field_message(field));
         return;
     }
+    /* Who may buy for this user: before the gate's answers, which may name their orders. */
+    if (!sk_api_act_for(w, x, user, ul)) {
+        free(stub);
+        return;
+    }
     uint64_t hash = sk_user_hash(user, ul);
     int64_t remaining;
     if (s && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {

@@ -158,8 +158,12 @@ void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *ar
                          "none): 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    /* Without a user_id only the operator may cancel. */
+    /* Without a user_id only the operator may cancel; with one, the request must be able
+     * to act for that user (identity, deny list, --user-rate), and the writer checks
+     * that the user owns the order. */
     if (rc == 1 && !sk_api_authorized(w, x))
+        return;
+    if (rc == 0 && !sk_api_act_for(w, x, user, ul))
         return;
     sk_op_t *op = order_op(w, x, &params[0], SK_OP_CANCEL);
     if (!op)

@@ -118,7 +118,8 @@ struct sk_http_conn {
     uint64_t stream_end_ms; /* the stream's lifetime ends here (0: no end) */
     size_t backlog_counted; /* this stream's share of cfg->stream_backlog */
     uint8_t addr[16]; /* the client address as IPv6 (IPv4 mapped), for the per-address cap */
-    char peer[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* as text, for the access log */
+    sk_ip_t peer_ip;
 };
 
 struct sk_http_server {
@@ -1068,13 +1069,11 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
     c->s = s;
     c->refs = 1; /* the socket's reference, dropped by conn_close */
     c->last_active_ms = sk_loop_now(loop);
-    if (ss)
+    if (ss) {
         c->has_addr = addr_key(ss, c->addr);
-    if (s->cfg->access_log_fd >= 0 && ss) {
-        if (ss->ss_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof(c->peer));
-        else if (ss->ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof(c->peer));
+        sk_ip_from_sockaddr((const struct sockaddr *)ss, &c->peer_ip);
+        if (s->cfg->access_log_fd >= 0)
+            sk_ip_format(&c->peer_ip, c->peer);
     }
     if (!c->peer[0])
         strcpy(c->peer, "-");
@@ -1327,6 +1326,11 @@ const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s)
 uint32_t sk_http_server_conns(const sk_http_server_t *s)
 {
     return atomic_load_explicit(&((sk_http_server_t *)s)->nconns, memory_order_relaxed);
+}
+
+const sk_ip_t *sk_http_peer(const sk_http_exchange_t *x)
+{
+    return &x->conn->peer_ip;
 }
 
 /* ---- streams (Server-Sent Events) ----------------------------------------------------- */
