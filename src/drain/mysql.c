@@ -470,7 +470,7 @@ static int my_migrate(sk_db_t *db, char *err, size_t err_size)
                 if (!sk_db_mysql_already_applied(e))
                     goto fail;
                 /* Applied by a run that stopped before recording the migration. */
-                sk_info("drain: mysql: migration %s: %s; taken as applied", name, mysql_error(c));
+                sk_info("drain: mysql: migration %s: %s (%u); taken as applied", name, mysql_error(c), e);
                 continue;
             }
             if (mysql_field_count(c) > 0)
