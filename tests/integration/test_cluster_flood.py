@@ -2,7 +2,8 @@
 with weights 3:2:1 behind nginx, the drain): floods through nginx with seckill-bench,
 audited against PostgreSQL after the drain caught up, and cross-checked against the
 order streams in Redis. Also: an order that reaches a stream after the drain stopped
-reading it (the sale long over) still reaches PostgreSQL.
+reading it (the sale long over) still reaches PostgreSQL; a stream delivered to the drain
+again stores each order once and moves no order backwards.
 
 The same tests run with MariaDB as the system of record (scripts/cluster up --db mysql):
 test_cluster_flood_mysql.py."""
@@ -138,6 +139,42 @@ def test_order_after_the_window(ck):
     ck.check(lag, "and it was acknowledged (lag 0)")
 
 
+def test_redelivery(ck):
+    # The whole stream of flood1 delivered to the drain again (the group's position set
+    # back to the start, as after a crash between COMMIT and XACK, at scale): every
+    # order stays stored once, an order missing from the database is stored again, and
+    # no order's state moves backwards (one later refunded, one cancelled, as the order
+    # lifecycle will have them, stay so).
+    def inserted_is_stored():
+        # The drain's count of rows it inserted (published once a second) has caught up
+        # with the rows of the database, which it filled alone.
+        total = int(C.sql("SELECT count(*) FROM orders")[0][0])
+        return metric(C.drain_metrics(), "seckill_drain_orders_total") == total
+
+    ck.check(wait_for(inserted_is_stored, 10), "the drain's count of inserted orders is published")
+    before = metric(C.drain_metrics(), "seckill_drain_orders_total")
+    C.sql("UPDATE orders SET state = 'refunded' WHERE order_id = 'flood1-0000000001'")
+    C.sql("UPDATE orders SET state = 'cancelled' WHERE order_id = 'flood1-0000000002'")
+    C.sql("DELETE FROM orders WHERE order_id = 'flood1-0000000003'")
+    r = C.redis()
+    try:
+        r.cmd("XGROUP", "SETID", "sk:{flood1}:orders", "seckill-drain", "0")
+    finally:
+        r.close()
+    ck.eq(C.wait_drained("flood1", 3000, timeout=30), 3000, "the order missing was stored again")
+    ck.check(wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_lag", {"sale": "flood1"}) == 0, 30),
+             "the stream was read through and acknowledged again")
+    ck.check(wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_orders_total") == before + 1, 10),
+             f"one order counted as inserted ({metric(C.drain_metrics(), 'seckill_drain_orders_total')} vs {before})")
+    rows = C.sql("SELECT order_id, state FROM orders WHERE sale_id = 'flood1' AND seq <= 4 ORDER BY seq")
+    ck.eq(rows, [["flood1-0000000001", "refunded"], ["flood1-0000000002", "cancelled"],
+                 ["flood1-0000000003", "confirmed"], ["flood1-0000000004", "confirmed"]],
+          "no order moved backwards")
+    ck.eq(C.sql("SELECT count(*), count(DISTINCT seq) FROM orders WHERE sale_id = 'flood1'"), [["3000", "3000"]],
+          "each order stored once")
+    C.sql("UPDATE orders SET state = 'confirmed' WHERE sale_id = 'flood1'")
+
+
 def test_sse_through_nginx(ck):
     host, port = "127.0.0.1", int(C.vars["NGINX_PORT"])
     s = socket.create_connection((host, port), timeout=5)
@@ -181,7 +218,8 @@ def test_down(ck):
 def tests(cluster):
     global C
     C = cluster
-    return [test_up, test_flood, test_flood_limit_two, test_order_after_the_window, test_sse_through_nginx, test_down]
+    return [test_up, test_flood, test_flood_limit_two, test_order_after_the_window, test_redelivery,
+            test_sse_through_nginx, test_down]
 
 
 def main(db):
