@@ -193,6 +193,9 @@ struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, co
         return NULL;
     }
     unsigned int secs = (unsigned int)SK_MAX(1, (timeout_ms + 999) / 1000);
+    /* A server that is there answers a connect at once, whatever the statements may
+     * take later. */
+    unsigned int connect_secs = SK_MIN(secs, 10u);
     /* Lock waits end (as an error the session survives) before the client gives up on
      * the answer. */
     unsigned int lock_wait = secs > 1 ? secs - 1 : 1;
@@ -203,7 +206,7 @@ struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, co
              "SET time_zone = '+00:00', sql_mode = 'TRADITIONAL,NO_ENGINE_SUBSTITUTION', "
              "innodb_lock_wait_timeout = %u, lock_wait_timeout = %u",
              lock_wait, lock_wait);
-    mysql_options(c, MYSQL_OPT_CONNECT_TIMEOUT, &secs);
+    mysql_options(c, MYSQL_OPT_CONNECT_TIMEOUT, &connect_secs);
     mysql_options(c, MYSQL_OPT_READ_TIMEOUT, &secs);
     mysql_options(c, MYSQL_OPT_WRITE_TIMEOUT, &secs);
     mysql_options(c, MYSQL_OPT_RECONNECT, &off);
@@ -458,7 +461,12 @@ static int my_migrate(sk_db_t *db, char *err, size_t err_size)
         MYSQL_STMT *st = run_stmt(NULL, c, q->migration_applied, b, err, err_size);
         if (!st)
             goto out;
-        bool done = mysql_stmt_store_result(st) == 0 && mysql_stmt_num_rows(st) > 0;
+        if (mysql_stmt_store_result(st) != 0) {
+            set_err(err, err_size, "migration failed", mysql_stmt_errno(st), mysql_stmt_error(st));
+            mysql_stmt_close(st);
+            goto out;
+        }
+        bool done = mysql_stmt_num_rows(st) > 0;
         mysql_stmt_close(st);
         if (done)
             continue;

@@ -31,9 +31,9 @@ int sk_db_mysql_parse_url(const char *url, sk_db_mysql_url_t *u, char *err, size
 struct st_mysql; /* Connector/C's MYSQL */
 
 /** Connects and sets the session up: utf8mb4, UTC (time_zone '+00:00'), strict SQL
- *  mode, an InnoDB lock wait shorter than timeout_ms, and client-side connect, read
- *  and write timeouts of timeout_ms (whole seconds, at least one), so that a server
- *  that stops answering is an error, not a hang. `program` names the connection in
+ *  mode, lock waits shorter than timeout_ms, and client-side read and write timeouts of
+ *  timeout_ms (whole seconds, at least one; the connect's at most 10 s), so that a
+ *  server that stops answering is an error, not a hang. `program` names the connection in
  *  the server's process list. Returns the connection (mysql_close frees it) or NULL
  *  with err filled. */
 struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, const char *program, char *err,
