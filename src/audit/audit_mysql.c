@@ -2,10 +2,13 @@
  * MySQL (tables sales and orders, deploy/mysql/). As with PostgreSQL, the audit first
  * waits (bounded) until the database holds as many orders of the sale as the service
  * reports sold (drained.h). */
+#include <errmsg.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit/audit.h"
 #include "audit/drained.h"
@@ -112,6 +115,14 @@ static int my_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order
     return rc;
 }
 
+/* Whether a failed connect says that the server is not (yet) there, rather than that
+ * it refused us. */
+static bool starting(unsigned int e)
+{
+    return e == CR_CONNECTION_ERROR || e == CR_CONN_HOST_ERROR || e == CR_SERVER_LOST || e == CR_SERVER_GONE_ERROR ||
+           e == ER_SERVER_SHUTDOWN || e == ER_CON_COUNT_ERROR;
+}
+
 static void my_close(sk_audit_source_t *s)
 {
     my_source_t *q = (my_source_t *)s;
@@ -125,7 +136,19 @@ sk_audit_source_t *sk_audit_source_mysql(const char *url, const sk_loadgen_targe
     sk_db_mysql_url_t u;
     if (sk_db_mysql_parse_url(url, &u, err, err_len) < 0)
         return NULL;
-    MYSQL *db = sk_db_mysql_open(&u, 60000, "seckill-bench", err, err_len);
+    /* A server that is down or still starting (crash recovery after a fault) is waited
+     * for, as the drain is; one that refuses these credentials is an error at once. */
+    uint64_t deadline = sk_mono_ns() + (uint64_t)wait_ms * 1000000u;
+    bool said = false;
+    MYSQL *db;
+    unsigned int e = 0;
+    while (!(db = sk_db_mysql_open(&u, 60000, "seckill-bench", err, err_len, &e)) && starting(e) &&
+           sk_mono_ns() < deadline) {
+        if (!said)
+            fprintf(stderr, "seckill-bench: waiting for mysql to take connections\n");
+        said = true;
+        usleep(200 * 1000);
+    }
     if (!db)
         return NULL;
     my_source_t *q = sk_xcalloc(1, sizeof(*q));

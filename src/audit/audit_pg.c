@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit/audit.h"
 #include "audit/drained.h"
@@ -87,6 +88,19 @@ static void pg_close(sk_audit_source_t *s)
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len)
 {
+    /* A server that is down or still starting (crash recovery after a fault) is waited
+     * for, as the drain is; one that refuses these credentials is an error at once. */
+    uint64_t deadline = sk_mono_ns() + (uint64_t)wait_ms * 1000000u;
+    bool said = false;
+    PGPing ping;
+    while ((ping = PQping(conninfo)) == PQPING_REJECT || ping == PQPING_NO_RESPONSE) {
+        if (sk_mono_ns() >= deadline)
+            break;
+        if (!said)
+            fprintf(stderr, "seckill-bench: waiting for postgres to take connections\n");
+        said = true;
+        usleep(200 * 1000);
+    }
     PGconn *db = PQconnectdb(conninfo);
     if (!db || PQstatus(db) != CONNECTION_OK) {
         const char *m = db ? PQerrorMessage(db) : "out of memory";

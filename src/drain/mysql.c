@@ -185,8 +185,10 @@ int sk_db_mysql_parse_url(const char *url, sk_db_mysql_url_t *u, char *err, size
 /* ---- connecting ------------------------------------------------------------------------- */
 
 struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, const char *program, char *err,
-                                  size_t err_size)
+                                  size_t err_size, unsigned int *errno_out)
 {
+    if (errno_out)
+        *errno_out = 0;
     MYSQL *c = mysql_init(NULL);
     if (!c) {
         snprintf(err, err_size, "mysql: out of memory");
@@ -219,6 +221,8 @@ struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, co
                             u->has_password ? u->password : NULL, u->database, (unsigned int)u->port,
                             u->socket[0] ? u->socket : NULL, 0)) {
         snprintf(err, err_size, "mysql: cannot connect: %s", mysql_error(c));
+        if (errno_out)
+            *errno_out = mysql_errno(c);
         mysql_close(c);
         return NULL;
     }
@@ -359,7 +363,7 @@ static sk_db_t *my_connect(const char *url, int timeout_ms, char *err, size_t er
         free(my);
         return NULL;
     }
-    my->conn = sk_db_mysql_open(&my->url, timeout_ms, "seckill-drain", err, err_size);
+    my->conn = sk_db_mysql_open(&my->url, timeout_ms, "seckill-drain", err, err_size, NULL);
     if (!my->conn) {
         free(my);
         return NULL;
@@ -428,7 +432,7 @@ static int my_migrate(sk_db_t *db, char *err, size_t err_size)
     size_t prefix = strlen(q->migrations);
     /* A connection of its own, with a deadline long enough for an ALTER TABLE of a big
      * table; the drain's stays short. */
-    MYSQL *c = sk_db_mysql_open(&my->url, SK_DB_MIGRATE_TIMEOUT_MS, "seckill-drain-migrate", err, err_size);
+    MYSQL *c = sk_db_mysql_open(&my->url, SK_DB_MIGRATE_TIMEOUT_MS, "seckill-drain-migrate", err, err_size, NULL);
     if (!c)
         return -EIO;
     int applied = 0;

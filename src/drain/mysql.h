@@ -35,9 +35,9 @@ struct st_mysql; /* Connector/C's MYSQL */
  *  timeout_ms (whole seconds, at least one; the connect's at most 10 s), so that a
  *  server that stops answering is an error, not a hang. `program` names the connection in
  *  the server's process list. Returns the connection (mysql_close frees it) or NULL
- *  with err filled. */
+ *  with err filled and, when errno_out is not NULL, the error's number there. */
 struct st_mysql *sk_db_mysql_open(const sk_db_mysql_url_t *u, int timeout_ms, const char *program, char *err,
-                                  size_t err_size);
+                                  size_t err_size, unsigned int *errno_out);
 
 /** The next statement of a migration file: skips blanks and comments (-- , #, and
  *  block comments) before it, ends at a ';' outside quotes and comments (or at the end
