@@ -299,7 +299,6 @@ typedef struct {
     sk_db_t base; /* first: an sk_db_t * is a my_t * */
     MYSQL *conn;
     sk_db_mysql_url_t url; /* for the migrations' own connection */
-    int timeout_ms;
     bool broken;
     MYSQL_STMT *full; /* the insert of orders_max orders, prepared once */
     MYSQL_STMT *tail; /* the insert of tail_n orders, the last shorter one */
@@ -369,7 +368,6 @@ static sk_db_t *my_connect(const char *url, int timeout_ms, char *err, size_t er
         return NULL;
     }
     my->base.driver = &sk_db_mysql;
-    my->timeout_ms = timeout_ms;
     return &my->base;
 }
 
