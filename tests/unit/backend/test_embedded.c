@@ -227,5 +227,33 @@ SK_TEST(test_one_user_100000_orders)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_many_orders_without_request_ids)
+{
+    /* Request ids are optional: a buyer past the walk limit who never sent one, then
+     * sends one, is decided (the ledger once read a request index the sale never
+     * allocated, and the whole node died), and so is every later purchase of the sale
+     * once its holders are final, on the worker. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = live_sale(&f.r, "anon", 11, 20);
+    ASSERT_TRUE(s != NULL);
+    for (int i = 0; i < 9; i++)
+        ASSERT_EQ(buy1(&f.r, s, "u", "").result, SK_BUY_CONFIRMED);
+    answer_t a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(a.seq, 10);
+    ASSERT_EQ(buy1(&f.r, s, "u", "r-10").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy1(&f.r, s, "v", "").result, SK_BUY_CONFIRMED);
+    ASSERT_TRUE(sk_sale_final(s));
+    sk_order_t o;
+    uint32_t held;
+    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "u", 1, "r-11", 4, &o, &held), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(held, 10);
+    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "u", 1, "r-10", 4, &o, &held), SK_BUY_DUPLICATE);
+    ASSERT_EQ(o.seq, 10);
+    fixture_destroy(&f);
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);)
+             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);
+             SK_RUN(test_many_orders_without_request_ids);)
