@@ -755,6 +755,7 @@ sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x)
 }
 
 static void conn_after_output(sk_http_conn_t *c);
+static void stream_finish(sk_http_conn_t *c);
 
 void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
                               const void *body, size_t len)
@@ -972,6 +973,13 @@ static void conn_read(sk_http_conn_t *c)
         return;
     }
     if (c->read_eof && c->streaming && !c->closed) {
+        if (c->dq_head) {
+            /* Answers are still owed before the stream's head (a purchase pipelined
+             * before it): the stream ends, but what was asked before it is answered,
+             * as for any half-closed client, and then the connection closes. */
+            stream_finish(c);
+            return;
+        }
         conn_close(c); /* an event-stream client that hangs up is gone */
         return;
     }

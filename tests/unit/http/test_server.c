@@ -307,6 +307,35 @@ SK_TEST(stream_head_waits_for_answers_owed)
     ASSERT_EQ(env_close(), 0);
 }
 
+SK_TEST(half_close_with_a_stream_behind_an_answer_owed)
+{
+    /* A purchase, then a stream, then the client shuts down its sending side before
+     * the purchase is answered. The stream ends, but the purchase's answer (owed
+     * before it) still reaches the client, as it would without the stream; then the
+     * server closes. */
+    env_open();
+    int fd = client(0);
+    char buf[8192];
+    bool eof;
+    send_str(fd, "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nu1"
+                 "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(2);
+    ASSERT_TRUE(E.stream != NULL);
+    shutdown(fd, SHUT_WR);
+    turns(2);
+    ASSERT_EQ(E.stream_closes, 1); /* the stream ended */
+    ASSERT_EQ(sk_http_server_conns(E.srv), 1u); /* the connection waits for its answer */
+    answer_one("A");
+    turns(2);
+    read_now(fd, buf, sizeof(buf), &eof);
+    ASSERT_TRUE(strncmp(buf, "HTTP/1.1 201 Created", 20) == 0 && strstr(buf, "\r\n\r\nA"));
+    ASSERT_TRUE(eof);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    ASSERT_EQ(atomic_load(&E.cfg.streams_open), 0u);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
 SK_TEST(head_on_a_stream_answers_the_head_alone)
 {
     env_open();
@@ -484,6 +513,6 @@ SK_TEST(new_stream_at_the_backlog_bound)
 
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
              SK_RUN(client_gone_at_every_point_of_a_purchase); SK_RUN(drain_deadline_with_answers_owed);
-             SK_RUN(stream_head_waits_for_answers_owed); SK_RUN(head_on_a_stream_answers_the_head_alone);
-             SK_RUN(streams_in_all_and_their_lifetime); SK_RUN(backlog_bound_drops_the_streams_behind);
-             SK_RUN(new_stream_at_the_backlog_bound);)
+             SK_RUN(stream_head_waits_for_answers_owed); SK_RUN(half_close_with_a_stream_behind_an_answer_owed);
+             SK_RUN(head_on_a_stream_answers_the_head_alone); SK_RUN(streams_in_all_and_their_lifetime);
+             SK_RUN(backlog_bound_drops_the_streams_behind); SK_RUN(new_stream_at_the_backlog_bound);)
