@@ -95,6 +95,7 @@ struct sk_http_conn {
     bool in_chunked;
     bool on_free_list;
     bool has_addr;
+    bool behind; /* the last flush left output the client did not take (EAGAIN) */
 
     char *rbuf;
     size_t rcap, rlen, rpos;
@@ -524,6 +525,11 @@ static int stream_admit(sk_http_conn_t *c)
     sk_http_config_t *cfg = c->s->cfg;
     if (c->s->draining)
         return 503;
+    /* At the bound over all streams a new one is refused now, with an answer, rather
+     * than admitted and then dropped before its head went out. */
+    if (cfg->max_stream_backlog &&
+        atomic_load_explicit(&cfg->stream_backlog, memory_order_relaxed) >= cfg->max_stream_backlog)
+        return 503;
     uint32_t n = atomic_fetch_add_explicit(&cfg->streams_open, 1, memory_order_relaxed);
     if (cfg->max_streams && n >= cfg->max_streams) {
         atomic_fetch_sub_explicit(&cfg->streams_open, 1, memory_order_relaxed);
@@ -750,6 +756,7 @@ sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x)
 }
 
 static void conn_after_output(sk_http_conn_t *c);
+static void stream_finish(sk_http_conn_t *c);
 
 void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
                               const void *body, size_t len)
@@ -967,6 +974,13 @@ static void conn_read(sk_http_conn_t *c)
         return;
     }
     if (c->read_eof && c->streaming && !c->closed) {
+        if (c->dq_head) {
+            /* Answers are still owed before the stream's head (a purchase pipelined
+             * before it): the stream ends, but what was asked before it is answered,
+             * as for any half-closed client, and then the connection closes. */
+            stream_finish(c);
+            return;
+        }
         conn_close(c); /* an event-stream client that hangs up is gone */
         return;
     }
@@ -1012,6 +1026,7 @@ static void conn_flush(sk_http_conn_t *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
+            c->behind = true;
             if (c->streaming)
                 stream_account(c);
             return; /* EPOLLOUT (edge) will call us again */
@@ -1019,6 +1034,7 @@ static void conn_flush(sk_http_conn_t *c)
         conn_close(c);
         return;
     }
+    c->behind = false;
     c->out.len = c->out_pos = 0;
     if (c->streaming)
         stream_account(c);
@@ -1410,12 +1426,15 @@ int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len)
         return -ENOBUFS;
     sk_http_server_t *s = c->s;
     size_t backlog = stream_backlog(c), cap = s->cfg->max_stream_backlog;
-    /* A client this far behind is dropped; so is one that is behind at all while the
-     * streams' backlog over all workers is at its bound. A client that keeps up never
-     * has a backlog before a write, so it is never dropped for the others' sake, and
-     * the total stays within the bound plus one write per stream. */
+    /* A client this far behind is dropped; so is one that is behind at all (its socket
+     * did not take what was offered) while the streams' backlog over all workers is at
+     * its bound. Bytes not offered yet (a new stream's head, a head waiting for earlier
+     * answers) are not the client's fault: a client that keeps up is never dropped for
+     * the others' sake, new streams are refused at the bound (stream_admit), and the
+     * total stays within the bound plus one write per stream. */
     if (backlog + len > SK_STREAM_MAX_OUTPUT ||
-        (cap && backlog > 0 && atomic_load_explicit(&s->cfg->stream_backlog, memory_order_relaxed) + len > cap)) {
+        (cap && c->behind && backlog > 0 &&
+         atomic_load_explicit(&s->cfg->stream_backlog, memory_order_relaxed) + len > cap)) {
         sk_counter_add(&s->stats.streams_dropped, 1);
         conn_close(c);
         return -ENOBUFS;

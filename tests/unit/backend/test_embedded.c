@@ -541,8 +541,34 @@ SK_TEST(test_gate_while_reservations_pending)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_many_orders_without_request_ids)
+{
+    /* Request ids are optional: a buyer past the walk limit who never sent one, then
+     * sends one, is decided (the ledger once read a request index the sale never
+     * allocated, and the whole node died), and so is every later purchase of the sale
+     * once it is sold out. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = live_sale(&f.r, "anon", 11, 20);
+    ASSERT_TRUE(s != NULL);
+    for (int i = 0; i < 9; i++)
+        ASSERT_EQ(buy1(&f.r, s, "u", "").result, SK_BUY_CONFIRMED);
+    answer_t a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(a.seq, 10);
+    ASSERT_EQ(buy1(&f.r, s, "u", "r-10").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy1(&f.r, s, "v", "").result, SK_BUY_CONFIRMED);
+    a = buy1(&f.r, s, "u", "r-11");
+    ASSERT_EQ(a.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a.held, 10);
+    a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 10);
+    fixture_destroy(&f);
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);
              SK_RUN(test_lifecycle_transitions); SK_RUN(test_expiry_in_deadline_order);
              SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
-             SK_RUN(test_gate_while_reservations_pending);)
+             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);)
