@@ -128,7 +128,7 @@ static void purchase_done(sk_op_t *op)
     if (op->sale)
         sk_api_count(w, op->sale, op->result);
     buy_body(b, op->sale, op->result, &op->order, op->held, op->remaining,
-             op->sale ? sk_sale_params(op->sale)->starts_at - op->now_ms : 0, op->quantity);
+             op->sale ? SK_MAX(sk_sale_params(op->sale)->starts_at - op->now_ms, 0) : 0, op->quantity);
     const char *extra =
         op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
@@ -156,12 +156,13 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
         return;
     }
-    int64_t now = sk_now_ms();
+    /* The store's clock as best known here: the store decides the window by it. */
+    int64_t now = sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
     sk_buy_result_t r;
     /* Before the start nobody holds an order: answered before the body is read. (A
      * looked-up sale's window is checked by the backend's store, which decides.) */
     if (s && sk_api_gate_window(s, now, &r)) {
-        respond_now(w, x, s, r, sk_sale_remaining(s), sk_sale_params(s)->starts_at - now, 1);
+        respond_now(w, x, s, r, sk_sale_remaining(s), SK_MAX(sk_sale_params(s)->starts_at - now, 0), 1);
         return;
     }
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
@@ -182,7 +183,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     uint64_t hash = sk_user_hash(user, ul);
     int64_t remaining;
     if (s && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {
-        respond_now(w, x, s, r, remaining, sk_sale_params(s)->starts_at - now, q);
+        respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
         return;
     }
     sk_op_t *op = sk_op_new(SK_OP_BUY);

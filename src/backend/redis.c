@@ -534,6 +534,7 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
     int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
     if (sold < 0 || sold > sale_stock(s))
         return false;
+    sk_engine_note_store_clock(r->e, now, sk_now_ms());
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
         redisReply **v = &rep->element[2 + ROW * i];

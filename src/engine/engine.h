@@ -232,6 +232,12 @@ bool sk_engine_lookups(const sk_engine_t *e);
 /** True when the backend keeps the order lifecycle: payment windows, quantities above
  *  one, and the GET_ORDER / PAY / CANCEL / REFUND ops. */
 bool sk_engine_lifecycle(const sk_engine_t *e);
+/** The store's clock minus this node's, in ms, as last seen by the backend (0 for the
+ *  embedded store, whose writer reads this node's clock). The gate decides by
+ *  sk_now_ms() + this, its best guess of the clock the store decides by, so that a node
+ *  whose clock lags the store's does not answer not_started to a holder's replay just
+ *  after the store's start (I5). Any thread. */
+int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
 /** Finds a sale by id without locking. Returns NULL when unknown. */
 sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len);
 /** Number of sales and the i-th in creation order (any thread). */
