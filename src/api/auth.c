@@ -35,6 +35,14 @@ bool sk_api_authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
     return false;
 }
 
+const char *sk_api_admin_name(sk_api_worker_t *w, const sk_http_exchange_t *x)
+{
+    /* One admin token today; named tokens will name their holder here. */
+    (void)w;
+    (void)x;
+    return "admin";
+}
+
 bool sk_api_has_admin_token(sk_api_worker_t *w, const sk_http_exchange_t *x)
 {
     return w->api->token_len > 0 && token_matches(w->api, x);
