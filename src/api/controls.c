@@ -60,6 +60,9 @@ static void refused(sk_op_t *op, const char *message)
     if (op->control_result == SK_CR_REQUEST_REUSED) {
         sk_buf_puts(&b, ",\"entry\":");
         sk_trail_entry_json(&b, e);
+    } else if (op->control_result == SK_CR_INSUFFICIENT) {
+        sk_buf_puts(&b, ",\"removable\":");
+        sk_buf_put_i64(&b, sk_sale_remaining(op->sale));
     }
     put_sale(&b, op->sale);
     sk_buf_puts(&b, "}\n");
@@ -83,8 +86,7 @@ static void bad_value(sk_op_t *op)
         break;
     case SK_CR_END_IN_PAST:
         code = "in_past";
-        snprintf(msg, sizeof(msg),
-                 "ends_at must be in the future: %lld is not (to end the sale now, POST .../close)",
+        snprintf(msg, sizeof(msg), "ends_at must be in the future: %lld is not (to end the sale now, POST .../close)",
                  (long long)c->ends_at);
         break;
     case SK_CR_END_BEFORE_START:
@@ -171,8 +173,8 @@ static void control_done(sk_op_t *op)
         break;
     case SK_CR_INSUFFICIENT:
         snprintf(msg, sizeof(msg),
-                 "only units nobody holds can be removed, never below sold + held: %lld can be (stock %lld, sold "
-                 "%lld, held %lld)",
+                 "only units nobody holds can be removed, never below sold + held: at most %lld now (stock %lld, "
+                 "sold %lld, held %lld)",
                  (long long)sk_counts_remaining(&c), (long long)c.stock, (long long)c.sold, (long long)c.held);
         refused(op, msg);
         break;
@@ -266,8 +268,8 @@ void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_sale_t *s;
     bool as_real;
     char req[SK_REQUEST_MAX + 1];
-    json_t *root = control_body(w, x, &params[0], known, SK_ARRAY_LEN(known), "add or remove, and request_id", &s,
-                                &as_real, req);
+    json_t *root =
+        control_body(w, x, &params[0], known, SK_ARRAY_LEN(known), "add or remove, and request_id", &s, &as_real, req);
     if (!root)
         return;
     json_t *add = json_object_get(root, "add"), *rm = json_object_get(root, "remove");
@@ -293,9 +295,9 @@ void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
-    static const char *const known[] = {"request_id",     "name",         "starts_at",         "ends_at",
-                                        "per_user_limit", "max_quantity", "payment_window_ms", "stock",
-                                        "id"};
+    static const char *const known[] = {"request_id",        "name",           "starts_at",
+                                        "ends_at",           "per_user_limit", "max_quantity",
+                                        "payment_window_ms", "stock",          "id"};
     sk_sale_t *s;
     bool as_real;
     char req[SK_REQUEST_MAX + 1];
