@@ -81,8 +81,8 @@ typedef struct {
     bool close;
 } gap_t;
 
-void sk_audit_trail_check(const sk_audit_entry_t *e, size_t n, sk_audit_order_t *orders, size_t n_orders,
-                          int64_t stock, sk_audit_t *out)
+void sk_audit_trail_check(const sk_audit_entry_t *e, size_t n, sk_audit_order_t *orders, size_t n_orders, int64_t stock,
+                          sk_audit_t *out)
 {
     qsort(orders, n_orders, sizeof(*orders), by_seq);
     gap_t *gaps = sk_xcalloc(n + 1, sizeof(*gaps));

@@ -38,7 +38,7 @@ int sk_audit_trail_fetch(const sk_loadgen_target_t *t, const char *admin_token, 
 /** Checks the orders (sorted here by seq) against the entries; adds to out's
  *  while_paused, after_close and over_stock. `stock` is the sale's stock now (the stock
  *  of a sale without entries). */
-void sk_audit_trail_check(const sk_audit_entry_t *e, size_t n, sk_audit_order_t *orders, size_t n_orders,
-                          int64_t stock, sk_audit_t *out);
+void sk_audit_trail_check(const sk_audit_entry_t *e, size_t n, sk_audit_order_t *orders, size_t n_orders, int64_t stock,
+                          sk_audit_t *out);
 
 #endif

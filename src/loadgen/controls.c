@@ -26,11 +26,11 @@ static int parse_ms(const char *s, size_t n, int64_t *ms)
     double v = strtod(buf, &end);
     if (end == buf || errno || !(v >= 0) || v > 1e9)
         return -1;
-    double mul = strcmp(end, "ms") == 0                          ? 1
-                 : strcmp(end, "s") == 0 || *end == '\0'         ? 1000
+    double mul = strcmp(end, "ms") == 0                             ? 1
+                 : strcmp(end, "s") == 0 || *end == '\0'            ? 1000
                  : strcmp(end, "m") == 0 || strcmp(end, "min") == 0 ? 60000
-                 : strcmp(end, "h") == 0                         ? 3600000
-                                                                 : -1;
+                 : strcmp(end, "h") == 0                            ? 3600000
+                                                                    : -1;
     if (mul < 0)
         return -1;
     *ms = (int64_t)llround(v * mul);
@@ -59,8 +59,8 @@ int sk_loadgen_controls_parse(const char *spec, sk_loadgen_controls_t *c, char *
         if (k < 0 || parse_ms(at + 1, (size_t)(e - at - 1), &s->at_ms) < 0)
             goto bad;
         s->action = (sk_loadgen_ctl_action_t)k;
-        bool wants_arg = s->action == SK_LOADGEN_CTL_ADD || s->action == SK_LOADGEN_CTL_REMOVE ||
-                         s->action == SK_LOADGEN_CTL_EXTEND;
+        bool wants_arg =
+            s->action == SK_LOADGEN_CTL_ADD || s->action == SK_LOADGEN_CTL_REMOVE || s->action == SK_LOADGEN_CTL_EXTEND;
         if (wants_arg != (eq != NULL))
             goto bad;
         if (eq) {
@@ -229,7 +229,8 @@ void sk_loadgen_controls_report(FILE *out, const sk_loadgen_controls_t *c)
         if (s->action == SK_LOADGEN_CTL_EXTEND)
             snprintf(what, sizeof(what), "extend +%llds", (long long)(s->arg / 1000));
         else if (s->action == SK_LOADGEN_CTL_ADD || s->action == SK_LOADGEN_CTL_REMOVE)
-            snprintf(what, sizeof(what), "%s %lld%s", action_names[s->action], (long long)s->arg, s->percent ? "%" : "");
+            snprintf(what, sizeof(what), "%s %lld%s", action_names[s->action], (long long)s->arg,
+                     s->percent ? "%" : "");
         else
             snprintf(what, sizeof(what), "%s", action_names[s->action]);
         if (s->status == 200)
@@ -241,6 +242,8 @@ void sk_loadgen_controls_report(FILE *out, const sk_loadgen_controls_t *c)
                     s->error, (double)s->latency_ns / 1e6);
         else
             fprintf(out, "    %8.3fs  %-16s no answer (%s)\n", (double)s->at_ms / 1000, what,
-                    s->status == -EINTR ? "interrupted" : s->error[0] ? s->error : strerror(-s->status));
+                    s->status == -EINTR ? "interrupted"
+                    : s->error[0]       ? s->error
+                                        : strerror(-s->status));
     }
 }

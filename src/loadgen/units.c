@@ -53,8 +53,7 @@ int sk_loadgen_qty_parse(const char *spec, sk_loadgen_qty_t *q, char *err, size_
         goto bad;
     return 0;
 bad:
-    snprintf(err, err_len,
-             "--quantity wants N, A-B or N:weight,N:weight... with quantities from 1 to %d, not \"%s\"",
+    snprintf(err, err_len, "--quantity wants N, A-B or N:weight,N:weight... with quantities from 1 to %d, not \"%s\"",
              SK_LOADGEN_QTY_MAX, spec);
     memset(q, 0, sizeof(*q));
     return -1;

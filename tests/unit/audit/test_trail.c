@@ -8,8 +8,12 @@
 static sk_audit_entry_t entry(const char *action, int64_t at, uint64_t orders, int64_t stock_before,
                               int64_t stock_after, int64_t out)
 {
-    sk_audit_entry_t e = {.at = at, .orders = orders, .stock_before = stock_before, .stock_after = stock_after,
-                          .out_before = out, .out_after = out};
+    sk_audit_entry_t e = {.at = at,
+                          .orders = orders,
+                          .stock_before = stock_before,
+                          .stock_after = stock_after,
+                          .out_before = out,
+                          .out_after = out};
     snprintf(e.action, sizeof(e.action), "%s", action);
     return e;
 }

@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "loadgen/units.h"
-#include "util/common.h"
 #include "test.h"
+#include "util/common.h"
 
 SK_TEST(test_parse)
 {
