@@ -28,11 +28,11 @@ if command -v clang >/dev/null 2>&1; then
 
   # The engine, user set, embedded ledger and loop unit tests (threads of their own), and
   # the integration tests of a server with several workers and a ledger thread (embedded
-  # and Redis, the order lifecycle), of the SQLite journal's checkpoint thread, and of
+  # and Redis, the order lifecycle, the operator's controls), of the SQLite journal's checkpoint thread, and of
   # seckill-bench's client threads.
   tsan_bins=(seckill seckill-bench test_engine test_engine_userset test_loop test_backend_journal_sqlite
     test_backend_embedded)
-  tsan_tests='unit/test_(engine|engine_userset|loop|backend_journal_sqlite|backend_embedded)$|integration/test_(engine_[a-z]+|sse|http|bench_audit|cluster_node|lifecycle)$'
+  tsan_tests='unit/test_(engine|engine_userset|loop|backend_journal_sqlite|backend_embedded)$|integration/test_(engine_[a-z]+|sse|http|bench_audit|bench_controls|cluster_node|lifecycle|controls)$'
   echo "== build (clang, ThreadSanitizer)"
   CC=clang cmake -S . -B build-tsan -DSK_WERROR=ON -DSK_TSAN=ON >/dev/null
   cmake --build build-tsan -j "$jobs" --target "${tsan_bins[@]}"
