@@ -517,6 +517,27 @@ def test_controls_during_a_flood(ck):
             ck.check(e["before"]["sold"] + e["before"]["held"] <= e["before"]["stock"], f"counts at {e['seq']}")
 
 
+def test_redis_store_answers_501(ck):
+    # The controls come to the Redis script after the order lifecycle: until then a node on
+    # the cluster store says so, and changes nothing.
+    from skcluster import RedisServer
+    redis = RedisServer(aof=False)
+    try:
+        with server("--store", redis.url, threads=1) as srv:
+            create(srv, "r", 10)
+            for action, body in (("pause", None), ("close", None), ("stock", {"add": 1}), ("patch", {"name": "x"})):
+                st, r = ctl(srv, "r", action, body)
+                ck.eq((st, r.get("error")), (501, "not_supported"), f"{action} on the Redis store")
+            st, r = srv.json("GET", "/api/v1/sales/r/log", headers=AUTH)
+            ck.eq((st, r.get("error")), (501, "not_supported"), "the log on the Redis store")
+            s = sale(srv, "r")
+            ck.eq((s["stock"], s["state"], s["name"]), (10, "live", "r"), "nothing changed")
+            ck.eq(buy(srv, "r", "u1", "r1")[0], 201, "and it sells")
+    finally:
+        redis.close()
+
+
 if __name__ == "__main__":
     sklib.run_tests([test_every_control_in_every_state, test_paused_and_closed_purchases, test_trail_and_idempotency,
-                     test_field_errors, test_quantities, test_kill9_after_controls, test_controls_during_a_flood])
+                     test_field_errors, test_quantities, test_kill9_after_controls, test_controls_during_a_flood,
+                     test_redis_store_answers_501])
