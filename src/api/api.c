@@ -18,16 +18,23 @@ void sk_api_reply_json(sk_http_exchange_t *x, int status, sk_buf_t *b)
     sk_http_respond(x, status, "application/json", b->data, b->len);
 }
 
-void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *message)
+void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code, const char *message)
 {
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"error\":\"bad_request\",\"message\":");
     sk_buf_put_json_str(&b, message, strlen(message));
     sk_buf_puts(&b, ",\"field\":");
     sk_buf_put_json_str(&b, field, strlen(field));
+    sk_buf_puts(&b, ",\"code\":");
+    sk_buf_put_json_str(&b, code, strlen(code));
     sk_buf_putc(&b, '}');
     sk_api_reply_json(x, 400, &b);
     sk_buf_free(&b);
+}
+
+void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e)
+{
+    sk_api_bad_field(x, e->field, e->code, e->message);
 }
 
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
@@ -67,6 +74,12 @@ const sk_route_t sk_api_routes[] = {
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders/{user}", sk_api_user_orders, "user_orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders", sk_api_orders_list, "orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/events", sk_api_events, "events"},
+    {SK_HTTP_PATCH, "/api/v1/sales/{id}", sk_api_sale_patch, "patch_sale"},
+    {SK_HTTP_POST, "/api/v1/sales/{id}/pause", sk_api_sale_pause, "pause"},
+    {SK_HTTP_POST, "/api/v1/sales/{id}/resume", sk_api_sale_resume, "resume"},
+    {SK_HTTP_POST, "/api/v1/sales/{id}/close", sk_api_sale_close, "close"},
+    {SK_HTTP_POST, "/api/v1/sales/{id}/stock", sk_api_sale_stock, "stock"},
+    {SK_HTTP_GET, "/api/v1/sales/{id}/log", sk_api_sale_log, "log"},
     {SK_HTTP_GET, "/api/v1/orders/{id}", sk_api_order_get, "order"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/pay", sk_api_order_pay, "pay"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/cancel", sk_api_order_cancel, "cancel"},

@@ -14,8 +14,10 @@
 #include <stdbool.h>
 
 #include "api/api.h"
+#include "api/body.h"
 #include "api/deny.h"
 #include "crypto/hmac.h"
+#include "engine/control.h"
 #include "http/router.h"
 #include "util/buf.h"
 #include "util/ratelimit.h"
@@ -120,8 +122,12 @@ extern const size_t sk_api_routes_len;
 
 /** Appends a newline to b and answers it as JSON (b stays the caller's). */
 void sk_api_reply_json(sk_http_exchange_t *x, int status, sk_buf_t *b);
-/** Answers 400 {"error":"bad_request","message":...,"field":...}. */
-void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *message);
+/** Answers 400 {"error":"bad_request","message":...,"field":...,"code":...}: the field at
+ *  fault, the rule it broke as a code a client can translate (api/body.h lists them),
+ *  and a message that says it in English. */
+void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code, const char *message);
+/** The same from a field error (api/body.h). */
+void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e);
 /** The sale with that id, or NULL after answering 404. */
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
 /** A stub sale (owned by the caller, or by the op it is handed to) to look an id up in a
@@ -238,6 +244,12 @@ void sk_api_order_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_demo_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_refund(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_pause(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* controls.c */
+void sk_api_sale_resume(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_close(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_log(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* events.c */
 void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* metrics.c */
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
@@ -262,6 +274,10 @@ bool sk_api_order_refused(sk_op_t *op);
 
 /** Appends the sale as a JSON object (its counts as of now). */
 void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now);
+/** Reads the settings a sale body may carry (name, starts_at, ends_at, per_user_limit,
+ *  max_quantity, payment_window_ms: create and PATCH) into a PATCH control, each checked
+ *  alone (the writer checks them together). Returns 0 or -EINVAL with *e. */
+int sk_api_sale_settings(json_t *root, bool as_real, sk_control_t *c, sk_api_field_error_t *e);
 
 /* ---- events.c ---- */
 

@@ -131,7 +131,8 @@ void sk_api_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     char user[SK_USER_MAX + 1];
     int ul = sk_api_form_decode(params[1].p, params[1].len, user, sizeof(user));
     if (ul < 0 || !sk_valid_user_id(user, (size_t)ul)) {
-        sk_api_bad_field(x, "user_id", "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
+        sk_api_bad_field(x, "user_id", "bad_format",
+                         "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
     if (!sk_api_act_for(w, x, user, (size_t)ul))
@@ -205,11 +206,11 @@ void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     uint64_t after = 0;
     int64_t limit = 1000;
     if (query_param(x->req, "after", &v, &vl) && vl > 0 && sk_order_id_parse(s, v, vl, &after) < 0) {
-        sk_api_bad_field(x, "after", "after must be an order id of this sale");
+        sk_api_bad_field(x, "after", "bad_format", "after must be an order id of this sale");
         return;
     }
     if (query_param(x->req, "limit", &v, &vl) && sk_parse_i64(v, vl, 1, LIST_LIMIT_MAX, &limit) < 0) {
-        sk_api_bad_field(x, "limit", "limit must be an integer from 1 to 10000");
+        sk_api_bad_field(x, "limit", "out_of_range", "limit must be an integer from 1 to 10000");
         return;
     }
     sk_op_t *op = sk_op_new(SK_OP_LIST);

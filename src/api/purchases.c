@@ -87,9 +87,9 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
         return;
     case SK_BUY_BAD_QUANTITY:
         sk_buf_printf(b,
-                      "{\"error\":\"bad_request\",\"message\":\"quantity %u is above this sale's max_quantity (%d)\","
-                      "\"field\":\"quantity\"}\n",
-                      quantity, s ? sk_sale_params(s)->max_quantity : 1);
+                      "{\"error\":\"bad_request\",\"message\":\"quantity must be at most this sale's max_quantity "
+                      "(%d); %u is above it\",\"field\":\"quantity\",\"code\":\"out_of_range\"}\n",
+                      s ? sk_sale_params(s)->max_quantity : 1, quantity);
         return;
     case SK_BUY_RATE_LIMITED:
         sk_buf_puts(b, "{\"error\":\"rate_limited\",\"message\":\"too many purchases in flight; nothing was "
@@ -135,18 +135,6 @@ static void purchase_done(sk_op_t *op)
     sk_op_free(op);
 }
 
-static const char *field_message(const char *field)
-{
-    if (strcmp(field, "body") == 0)
-        return "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\",\"quantity\":1} or form "
-               "fields";
-    if (strcmp(field, "user_id") == 0)
-        return "user_id is required: 1-64 printable ASCII characters, no spaces or quotes";
-    if (strcmp(field, "quantity") == 0)
-        return "quantity must be an integer from 1 to 1000000 (units, all or nothing)";
-    return "request_id must be 0-64 printable ASCII characters, no spaces or quotes";
-}
-
 void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
@@ -168,11 +156,11 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     uint32_t q;
-    const char *field;
+    sk_api_field_error_t fe;
     if (sk_api_parse_purchase(x->body, x->body_len, sk_api_is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
-                              &q, &field) < 0) {
+                              &q, &fe) < 0) {
         free(stub); /* a bare stub: no params, no holders */
-        sk_api_bad_field(x, field, field_message(field));
+        sk_api_field_refused(x, &fe);
         return;
     }
     /* Who may buy for this user: before the gate's answers, which may name their orders. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/trail.h"
 #include "loadgen/fetch.h"
 #include "loadgen/users.h"
 #include "util/common.h"
@@ -22,6 +23,7 @@ typedef struct {
     uint32_t len;
     uint32_t user;
     uint32_t flags;
+    uint32_t quantity; /* as the client was told; 0: not told */
 } kslot_t;
 
 typedef struct {
@@ -106,6 +108,7 @@ static kslot_t *kset_put(kset_t *s, const char *k, size_t n, uint32_t user, bool
         e->len = (uint32_t)n;
         e->user = user;
         e->flags = 0;
+        e->quantity = 0;
         s->arena_len += n;
         s->len++;
     }
@@ -218,6 +221,13 @@ static int http_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_ord
                 so.request_id = "";
                 so.request_id_len = 0;
             }
+            json_t *q = json_object_get(it, "quantity"), *c = json_object_get(it, "created_at");
+            so.quantity = json_is_integer(q) && json_integer_value(q) > 0 && json_integer_value(q) <= UINT32_MAX
+                              ? (uint32_t)json_integer_value(q)
+                              : 0;
+            so.created_at = json_is_integer(c) ? json_integer_value(c) : 0;
+            if (str_field(it, "state", &so.state, &so.state_len) < 0)
+                so.state = NULL;
             int r = fn(arg, &so);
             if (r) {
                 json_decref(o);
@@ -265,8 +275,10 @@ sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char
 }
 
 /* ------------------------------------------------------------------------------------
- * SQLite source: tables sales(id, stock, per_user_limit, ...) and
- * orders(seq, sale_id, order_id, user_id, request_id, created_at). */
+ * SQLite source: tables sales(id, stock, per_user_limit, ...) and sale_events (the
+ * trail: a sale's stock now is its last entry's after.stock, else the sales row's), and
+ * the view orders(seq, sale_id, order_id, user_id, request_id, quantity, state,
+ * created_at, ...). */
 
 typedef struct {
     sk_audit_source_t base;
@@ -279,8 +291,10 @@ static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sal
     sqlite3_stmt *st = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(q->db,
-                           "SELECT stock, per_user_limit, (SELECT count(*) FROM orders WHERE sale_id = ?1) "
-                           "FROM sales WHERE id = ?1",
+                           "SELECT coalesce((SELECT after ->> 'stock' FROM sale_events WHERE sale_id = ?1"
+                           " ORDER BY lsn DESC LIMIT 1), stock), per_user_limit,"
+                           " (SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = ?1 AND state = 'confirmed')"
+                           " FROM sales WHERE id = ?1",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
         return -1;
@@ -307,8 +321,8 @@ static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_o
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(q->db,
-                           "SELECT order_id, user_id, coalesce(request_id, '') FROM orders "
-                           "WHERE sale_id = ?1 ORDER BY seq",
+                           "SELECT order_id, user_id, coalesce(request_id, ''), quantity, state, created_at"
+                           " FROM orders WHERE sale_id = ?1 ORDER BY seq",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
         return -1;
@@ -323,6 +337,10 @@ static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_o
             .user_id_len = (size_t)sqlite3_column_bytes(st, 1),
             .request_id = (const char *)sqlite3_column_text(st, 2),
             .request_id_len = (size_t)sqlite3_column_bytes(st, 2),
+            .quantity = (uint32_t)SK_MIN(sqlite3_column_int64(st, 3), (sqlite3_int64)UINT32_MAX),
+            .state = (const char *)sqlite3_column_text(st, 4),
+            .state_len = (size_t)sqlite3_column_bytes(st, 4),
+            .created_at = sqlite3_column_int64(st, 5),
         };
         if (!so.order_id)
             so.order_id = "";
@@ -374,8 +392,10 @@ typedef struct {
     sk_audit_t *out;
     kset_t known; /* order id -> user, named to the client */
     kset_t rids; /* request ids seen in the store */
-    uint8_t *ucount; /* store orders per user of the run, saturating */
-    kset_t fusers; /* other user ids -> count (in the user field) */
+    uint32_t *ucount; /* active units per user of the run, saturating */
+    kset_t fusers; /* other user ids -> active units (in the user field) */
+    sk_audit_order_t *orders; /* for the trail */
+    size_t n_orders, cap_orders;
     char prefix[40];
     size_t prefix_len;
     uint32_t asking_user;
@@ -397,19 +417,49 @@ static bool ours(const audit_t *a, const char *rid, size_t n)
     return n > a->prefix_len && memcmp(rid, a->prefix, a->prefix_len) == 0;
 }
 
+static bool state_is(const sk_loadgen_store_order_t *o, const char *s)
+{
+    return o->state_len == strlen(s) && memcmp(o->state, s, o->state_len) == 0;
+}
+
+/* The order's seq: the digits after the last '-' of its id (0 when there are none). */
+static uint64_t order_seq(const char *id, size_t n)
+{
+    size_t d = n;
+    while (d > 0 && id[d - 1] >= '0' && id[d - 1] <= '9')
+        d--;
+    int64_t v;
+    if (d == n || d == 0 || id[d - 1] != '-' || sk_parse_i64(id + d, n - d, 1, INT64_MAX, &v) < 0)
+        return 0;
+    return (uint64_t)v;
+}
+
 static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
 {
     audit_t *a = arg;
     sk_audit_t *out = a->out;
     out->store_orders++;
+    uint32_t q = o->quantity ? o->quantity : 1;
+    /* Units count while an order holds them: reserved or confirmed. */
+    bool active = !o->state || state_is(o, "confirmed") || state_is(o, "reserved");
+    if (active)
+        out->store_units += q;
+    if (!o->state || state_is(o, "confirmed"))
+        out->confirmed_units += q;
+    if (a->n_orders == a->cap_orders) {
+        a->cap_orders = a->cap_orders ? a->cap_orders * 2 : 4096;
+        a->orders = sk_xrealloc(a->orders, a->cap_orders * sizeof(*a->orders));
+    }
+    a->orders[a->n_orders++] = (sk_audit_order_t){order_seq(o->order_id, o->order_id_len), q, active, o->created_at};
     uint32_t u = parse_user(a, o->user_id, o->user_id_len);
     if (u) {
-        if (a->ucount[u] < 255)
-            a->ucount[u]++;
+        if (active)
+            a->ucount[u] = a->ucount[u] + q < a->ucount[u] ? UINT32_MAX : a->ucount[u] + q;
     } else {
         bool added;
         kslot_t *e = kset_put(&a->fusers, o->user_id, o->user_id_len, 0, &added);
-        e->user++;
+        if (active)
+            e->user += q;
     }
     if (o->request_id_len > 0) {
         bool added;
@@ -420,6 +470,8 @@ static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
     kslot_t *k = kset_get(&a->known, o->order_id, o->order_id_len);
     if (k && k->user == u) {
         k->flags |= K_MATCHED;
+        if (k->quantity && o->quantity && k->quantity != o->quantity)
+            out->miscounted++; /* told one quantity, stored another */
         return 0;
     }
     /* Not named to the client (or named for another user, which makes the named one
@@ -504,13 +556,20 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     kset_init(&a.known, res->norders + 16);
     kset_init(&a.rids, res->norders + 16);
     kset_init(&a.fusers, 16);
-    a.ucount = sk_xcalloc((size_t)res->users + 1, 1);
+    a.ucount = sk_xcalloc((size_t)res->users + 1, sizeof(*a.ucount));
     for (size_t i = 0; i < res->norders; i++) {
         const sk_loadgen_order_rec_t *r = &res->orders[i];
         bool added;
         kslot_t *k = kset_put(&a.known, res->arena + r->off, r->len, r->user, &added);
         if (!added && k->user != r->user)
             out->lost++; /* one order id named for two users: one of them was lied to */
+        if (r->quantity) {
+            if (k->quantity && k->quantity != r->quantity)
+                out->miscounted++; /* one order, two quantities told */
+            if (!k->quantity)
+                out->client_units += r->quantity;
+            k->quantity = r->quantity;
+        }
     }
 
     /* Ask about users whose requests ended in doubt (invariant I6: a client may ask). */
@@ -550,6 +609,31 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         if (k->hash && !(k->flags & K_MATCHED))
             out->lost++;
     }
+    /* The trail of operator controls, when the service keeps one (I10). */
+    bool stock_moved = false;
+    if (in->ntargets > 0) {
+        sk_audit_entry_t *entries;
+        size_t n_entries;
+        char terr[256];
+        int tr = sk_audit_trail_fetch(&in->targets[0], in->admin_token, in->sale->id, &entries, &n_entries, terr,
+                                      sizeof(terr));
+        if (tr == 0) {
+            out->trail_checked = true;
+            out->trail_entries = (int64_t)n_entries;
+            sk_audit_trail_check(entries, n_entries, a.orders, a.n_orders, out->stock, out);
+            for (size_t i = 0; i < n_entries; i++)
+                stock_moved |= strcmp(entries[i].action, "add_stock") == 0 ||
+                               strcmp(entries[i].action, "remove_stock") == 0 ||
+                               strcmp(entries[i].action, "close") == 0;
+        } else if (tr < 0) {
+            snprintf(err, err_len, "%s", terr);
+            free(entries);
+            goto done;
+        }
+        free(entries);
+    }
+    if (out->reported_sold >= 0 && out->confirmed_units != out->reported_sold)
+        out->miscounted++; /* the sale's counts and its orders disagree */
     int64_t limit = out->limit > 0 ? out->limit : 1;
     for (uint32_t u = 1; u <= res->users; u++) {
         if (a.ucount[u] > limit)
@@ -563,20 +647,25 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         if (e->hash && e->user > limit)
             out->duplicates += e->user - limit;
     }
-    int64_t over = out->store_orders - out->stock;
-    if (out->client_orders - out->stock > over)
-        over = out->client_orders - out->stock;
+    int64_t over = out->store_units - out->stock;
+    if (out->client_units - out->stock > over)
+        over = out->client_units - out->stock;
     if (out->reported_sold >= 0 && out->reported_sold - out->stock > over)
         over = out->reported_sold - out->stock;
     out->oversold = over > 0 ? over : 0;
     /* Undersold: stock left over while willing buyers were told sold_out. Not judged
-     * when the service could not be asked about in-doubt users (not healthy at the end). */
-    if (out->store_orders < out->stock && out->users_refused_sold_out > 0) {
-        if (out->ask_failures > 0) {
+     * when the service could not be asked about in-doubt users (not healthy at the end),
+     * nor when the operator added, removed or closed (a buyer turned away before stock
+     * was added, or units left at a close, are the operator's doing). */
+    if (out->store_units < out->stock && out->users_refused_sold_out > 0) {
+        if (stock_moved) {
+            snprintf(out->note, sizeof(out->note),
+                     "undersold not judged: the operator changed the stock or closed the sale");
+        } else if (out->ask_failures > 0) {
             snprintf(out->note, sizeof(out->note), "undersold not judged: %lld in-doubt users could not be asked",
                      (long long)out->ask_failures);
         } else {
-            int64_t left = out->stock - out->store_orders;
+            int64_t left = out->stock - out->store_units;
             out->undersold = left < out->users_refused_sold_out ? left : out->users_refused_sold_out;
         }
     }
@@ -590,11 +679,10 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     struct {
         const char *name;
         int64_t v;
-    } checks[] = {{"oversold", out->oversold},
-                  {"undersold", out->undersold},
-                  {"lost", out->lost},
-                  {"phantom", out->phantom},
-                  {"duplicates", out->duplicates}};
+    } checks[] = {
+        {"oversold", out->oversold},         {"undersold", out->undersold},     {"lost", out->lost},
+        {"phantom", out->phantom},           {"duplicates", out->duplicates},   {"miscounted", out->miscounted},
+        {"while_paused", out->while_paused}, {"after_close", out->after_close}, {"over_stock", out->over_stock}};
     out->ok = true;
     for (size_t i = 0; i < SK_ARRAY_LEN(checks); i++) {
         if (checks[i].v == 0)
@@ -612,6 +700,7 @@ done:
     kset_free(&a.rids);
     kset_free(&a.fusers);
     free(a.ucount);
+    free(a.orders);
     free(store_sale.id);
     free(store_sale.name);
     return rc;

@@ -9,8 +9,25 @@
  *               limit_reached, or found when asked) that the store does not hold
  *   phantom     orders in the store nobody was told about: not named in any answer and
  *               not found by asking the service about a request that ended in doubt
- *   duplicates  orders beyond per_user_limit for one user, plus extra orders for one
+ *   duplicates  units beyond per_user_limit for one user, plus extra orders for one
  *               request_id (retries must not buy twice)
+ *   miscounted  orders whose quantity in the store is not the one the client was told,
+ *               plus 1 when the store's confirmed units differ from the sale's "sold"
+ *
+ * Units, not orders: an order holds `quantity` units, and oversold, undersold and the
+ * per-user limit count units (of the store's active orders: reserved or confirmed).
+ *
+ * The operator's controls (I10), when the service keeps a trail (GET .../log): every
+ * order is placed against the trail by its seq (each entry says how many orders the
+ * sale had made when it applied) and by its created_at (the same clock as the
+ * entry's `at`; an order and a control decided in one batch share one reading, so
+ * equal times are allowed and the seq decides):
+ *   while_paused  orders after a pause and before the resume (or close) that ended it
+ *   after_close   orders after the close
+ *   over_stock    points of the order sequence where the units of the orders so far
+ *                 exceed the stock in effect there, and trail entries whose own counts
+ *                 do (units that returned — cancels, expiries, refunds — are not
+ *                 subtracted, so this can only miss, never invent, an oversell)
  *
  * In-doubt requests (503 or no answer after the last retry) may or may not have
  * bought: invariant I6 (docs/architecture.md) lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
@@ -42,6 +59,10 @@ typedef struct {
     size_t user_id_len;
     const char *request_id;
     size_t request_id_len;
+    uint32_t quantity; /* units; 0 when the store does not say (one) */
+    const char *state; /* reserved, confirmed, cancelled, expired, refunded; NULL: confirmed */
+    size_t state_len;
+    int64_t created_at; /* unix ms on the writer's clock; 0 when the store does not say */
 } sk_loadgen_store_order_t;
 
 /** Called for each order; returns 0 to go on, non-zero to stop with that value. */
@@ -92,7 +113,14 @@ typedef struct {
     int64_t users_tried, users_in_doubt, users_asked, ask_failures;
     int64_t users_refused_sold_out; /* told sold_out and hold no order */
     int64_t foreign; /* orders of other runs (only when this run did not create the sale) */
-    int64_t oversold, undersold, lost, phantom, duplicates;
+    int64_t store_units; /* of the store's active orders */
+    int64_t confirmed_units; /* of its confirmed orders */
+    int64_t client_units; /* of the orders named to the client with their quantity */
+    /* The trail (I10): checked when the service keeps one. */
+    bool trail_checked;
+    int64_t trail_entries;
+    int64_t while_paused, after_close, over_stock;
+    int64_t oversold, undersold, lost, phantom, duplicates, miscounted;
     bool ok; /* every count above that can fail is zero */
     char failure[256]; /* "oversold=3 lost=1" when !ok */
     char note[256];

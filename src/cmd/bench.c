@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "loadgen/controls.h"
 #include "loadgen/report.h"
 #include "loadgen/run.h"
 #include "loadgen/scenario.h"
@@ -35,8 +36,9 @@ static const char usage_text[] =
     "\n"
     "The sale:\n"
     "  --create-sale SPEC       create a sale first. SPEC is key=value[,key=value...]:\n"
-    "                           stock=N (1000), limit=N per user (1), starts_in=DUR (2s),\n"
-    "                           duration=DUR open window (1h), id=ID (bench-<run id>)\n"
+    "                           stock=N (1000), limit=N units per user (1), starts_in=DUR (2s),\n"
+    "                           duration=DUR open window (1h), id=ID (bench-<run id>),\n"
+    "                           max_quantity=N units per order (--quantity's largest)\n"
     "  --sale ID                flood an existing sale instead\n"
     "  --admin-token T          Bearer token for creating the sale and listing its orders\n"
     "                           (default: $SECKILL_ADMIN_TOKEN)\n"
@@ -68,6 +70,16 @@ static const char usage_text[] =
     "                           not_started) (0)\n"
     "  --get PATH               plain GET requests to PATH instead of purchases: no sale,\n"
     "                           no audit (to compare the client with other load tools)\n"
+    "  --quantity MIX           units per purchase: N, A-B (each as often), or N:W,N:W...\n"
+    "                           (weights), e.g. 1:60,2:30,4:10; a retry asks for the same\n"
+    "                           quantity. Default: one unit, no quantity sent\n"
+    "  --controls SCRIPT        the operator's controls during the flood, each at its time\n"
+    "                           after the opening: STEP,STEP... with STEP one of pause@T,\n"
+    "                           resume@T, close@T, add=N@T or add=P%@T (of the stock at the\n"
+    "                           start), remove=N@T or remove=P%@T, extend=DUR@T (ends_at);\n"
+    "                           \"default\": pause@0.5s,resume@2.5s,add=10%@3s,extend=1h@3.5s,\n"
+    "                           close@4.5s. Needs the admin token; give the flood a --duration\n"
+    "                           that covers the script\n"
     "\n"
     "Audit (after the flood, for purchases):\n"
     "  --audit-sqlite FILE      read the orders from the embedded store's SQLite file\n"
@@ -83,10 +95,15 @@ static const char usage_text[] =
     "                           whose request ended in doubt: an order behind a 503 then\n"
     "                           counts as phantom\n"
     "  The audit fails (exit 1, a line AUDIT FAILED: ...) on any non-zero count of:\n"
-    "  oversold (orders beyond stock), undersold (stock left while buyers were told\n"
+    "  oversold (units beyond stock), undersold (stock left while buyers were told\n"
     "  sold_out), lost (an order named to the client but not in the store), phantom (an\n"
-    "  order in the store nobody was told of), duplicates (orders beyond the per-user\n"
-    "  limit, or two orders for one request_id).\n"
+    "  order in the store nobody was told of), duplicates (units beyond the per-user\n"
+    "  limit, or two orders for one request_id), miscounted (an order stored with another\n"
+    "  quantity than the client was told, or confirmed units that differ from the sale's\n"
+    "  sold). When the service keeps a trail of operator controls (GET .../log), every\n"
+    "  order is placed against it by its seq and created_at: while_paused (an order\n"
+    "  between a pause and its resume), after_close, over_stock (more units out than the\n"
+    "  stock in effect at that point of the trail) fail it too.\n"
     "\n"
     "Output:\n"
     "  --json FILE              write every figure as JSON (\"-\": to stdout, and the\n"
@@ -209,8 +226,10 @@ static void parse_create(sk_loadgen_config_t *cfg, const char *spec)
             cfg->create_duration_ms = parse_dur("--create-sale duration", v);
         else if (strcmp(kv, "id") == 0 && *v)
             cfg->create_id = sk_xstrndup(v, strlen(v)); /* lives for the whole run */
+        else if (strcmp(kv, "max_quantity") == 0)
+            cfg->create_max_quantity = parse_int("--create-sale max_quantity", v, 1, 1000000);
         else
-            die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id)", kv);
+            die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id, max_quantity)", kv);
     }
     free(copy);
 }
@@ -252,6 +271,8 @@ enum {
     OPT_NO_RESOLVE,
     OPT_RUN_ID,
     OPT_TARGET,
+    OPT_QUANTITY,
+    OPT_CONTROLS,
 };
 
 int main(int argc, char **argv)
@@ -283,6 +304,8 @@ int main(int argc, char **argv)
         {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
         {"run-id", required_argument, NULL, OPT_RUN_ID},
         {"target", required_argument, NULL, OPT_TARGET},
+        {"quantity", required_argument, NULL, OPT_QUANTITY},
+        {"controls", required_argument, NULL, OPT_CONTROLS},
         {NULL, 0, NULL, 0},
     };
     sk_loadgen_config_t cfg = {
@@ -299,7 +322,9 @@ int main(int argc, char **argv)
         .interrupted = &interrupted,
     };
     const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *mysql_url = NULL;
-    bool no_audit = false, no_resolve = false, users_set = false;
+    bool no_audit = false, no_resolve = false, users_set = false, limit_set = false;
+    sk_loadgen_controls_t controls = {0};
+    const char *controls_spec = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
         switch (ch) {
@@ -362,6 +387,7 @@ int main(int argc, char **argv)
             break;
         case OPT_CREATE:
             parse_create(&cfg, optarg);
+            limit_set = strstr(optarg, "limit=") != NULL;
             break;
         case OPT_SALE:
             cfg.sale_id = optarg;
@@ -397,6 +423,19 @@ int main(int argc, char **argv)
         case OPT_TARGET:
             add_targets(&cfg, optarg);
             break;
+        case OPT_QUANTITY: {
+            char qerr[256];
+            if (sk_loadgen_qty_parse(optarg, &cfg.qty, qerr, sizeof(qerr)) < 0)
+                die_usage("%s", qerr);
+            break;
+        }
+        case OPT_CONTROLS: {
+            char cerr[512];
+            if (sk_loadgen_controls_parse(optarg, &controls, cerr, sizeof(cerr)) < 0)
+                die_usage("%s", cerr);
+            controls_spec = optarg;
+            break;
+        }
         default:
             fprintf(stderr, "(see seckill-bench --help)\n");
             return 2;
@@ -416,6 +455,13 @@ int main(int argc, char **argv)
         die_usage("--requests and --duration exclude each other");
     if (!!sqlite_path + !!pg_url + !!mysql_url > 1)
         die_usage("--audit-sqlite, --audit-pg and --audit-mysql exclude each other");
+    if (controls_spec && cfg.get_path)
+        die_usage("--controls needs a sale, not --get");
+    /* A sale created for a mix of quantities takes its largest, and a buyer may hold it. */
+    if (cfg.create && cfg.qty.max > 1 && !cfg.create_max_quantity)
+        cfg.create_max_quantity = cfg.qty.max;
+    if (cfg.create && !limit_set && cfg.create_max_quantity > cfg.create_limit)
+        cfg.create_limit = cfg.create_max_quantity;
     if (!users_set)
         cfg.users = cfg.requests ? (uint32_t)SK_MIN(cfg.requests, (uint64_t)INT32_MAX) : 100000;
     if (!cfg.admin_token) {
@@ -453,8 +499,15 @@ int main(int argc, char **argv)
                     sale.created ? " created" : "", (long long)sale.stock, (long long)sale.limit,
                     sale.state[0] ? sale.state : "?");
     }
+    if (controls_spec && sk_loadgen_controls_start(&controls, &cfg, &sale) < 0) {
+        fprintf(stderr, "seckill-bench: cannot start the controls' thread\n");
+        status = 2;
+        goto out;
+    }
     sk_loadgen_results_t res;
-    if (sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
+    int run_rc = sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err));
+    sk_loadgen_controls_join(&controls);
+    if (run_rc < 0) {
         fprintf(stderr, "seckill-bench: %s\n", err);
         res.sale = sale;
         sk_loadgen_results_free(&res);
@@ -465,6 +518,13 @@ int main(int argc, char **argv)
     /* With --json - the JSON alone goes to stdout, so it stays parseable. */
     FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
     sk_loadgen_report_print(human, &cfg, &res);
+    if (controls_spec) {
+        sk_loadgen_controls_report(human, &controls);
+        if (!sk_loadgen_controls_ok(&controls)) {
+            fprintf(human, "!!!!! CONTROLS FAILED: not every step of the script was applied !!!!!\n");
+            status = 1;
+        }
+    }
     fflush(human);
 
     sk_audit_t audit;
@@ -496,7 +556,8 @@ int main(int argc, char **argv)
         }
         if (audited) {
             sk_loadgen_report_audit(human, &audit);
-            status = audit.ok ? 0 : 1;
+            if (!audit.ok)
+                status = 1;
         } else {
             fprintf(human, "\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
             status = 1;

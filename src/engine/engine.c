@@ -184,18 +184,27 @@ sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
     return i < sk_engine_sale_count(e) ? e->list[i] : NULL;
 }
 
-sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
+static sk_sale_state_t state_rule(const sk_sale_params_t *p, bool sold_out, int64_t now_ms)
 {
-    const sk_sale_params_t *p = sk_sale_params(s);
     if (p->closed || now_ms >= p->ends_at)
         return SK_SALE_ENDED;
     if (now_ms < p->starts_at)
         return SK_SALE_SCHEDULED;
     if (p->paused)
         return SK_SALE_PAUSED;
-    if (sk_sale_is_sold_out(s))
+    if (sold_out)
         return SK_SALE_SOLD_OUT;
     return SK_SALE_LIVE;
+}
+
+sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
+{
+    return state_rule(sk_sale_params(s), sk_sale_is_sold_out(s), now_ms);
+}
+
+sk_sale_state_t sk_sale_state_of(const sk_sale_params_t *p, const sk_sale_counts_t *c, int64_t now_ms)
+{
+    return state_rule(p, sk_counts_remaining(c) <= 0, now_ms);
 }
 
 const char *sk_sale_state_name(sk_sale_state_t st)
@@ -310,6 +319,7 @@ void sk_op_free(sk_op_t *op)
     if (!op)
         return;
     free(op->orders);
+    free(op->entries);
     if (op->new_sale)
         sk_sale_free(op->new_sale);
     free(op);
@@ -370,9 +380,10 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
     sk_engine_t *e = w->e;
     op->worker = w;
     /* Every kind of op counts against the bound, so no client can grow the queue
-     * without limit; creating a sale is rare and never refused. */
+     * without limit; creating a sale and an operator's control are rare (and admin
+     * only) and never refused: a pause must get through a flood. */
     int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE) {
+    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE && op->kind != SK_OP_CONTROL) {
         atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
         op->result = SK_BUY_RATE_LIMITED;
         op->status = -EAGAIN;

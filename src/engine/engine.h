@@ -49,6 +49,7 @@
 typedef struct sk_engine sk_engine_t;
 typedef struct sk_engine_worker sk_engine_worker_t;
 typedef struct sk_sale sk_sale_t;
+typedef struct sk_trail_entry sk_trail_entry_t; /* engine/control.h */
 
 typedef enum {
     SK_SALE_SCHEDULED = 0,
@@ -119,6 +120,13 @@ typedef enum {
     SK_OP_PAY,
     SK_OP_CANCEL,
     SK_OP_REFUND,
+    /* An operator's control of op->sale (engine/control.h): entries[0] holds what is
+     * asked (ctl, actor, request_id; a request_id is required) and, after the decision,
+     * the trail entry (for SK_CR_OK and SK_CR_DUPLICATE; for SK_CR_REQUEST_REUSED the
+     * entry that holds the request_id). */
+    SK_OP_CONTROL,
+    /* The sale's trail: every accepted control, in order, in entries / n_entries. */
+    SK_OP_LOG,
 } sk_op_kind_t;
 
 typedef enum {
@@ -185,7 +193,10 @@ struct sk_op {
      * order as it is after the decision; or status -ENOENT (no such order), -EPERM
      * (CANCEL of another user's order), -EIO (store unavailable), -EAGAIN (too many in
      * flight), -ENOTSUP (the store has no order lifecycle).
-     * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO. */
+     * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO.
+     * CONTROL: status 0 with control_result (sk_control_result_t) and, for a 400 result,
+     * field (a static string); or -EIO, -EAGAIN, -ENOTSUP (the store has no controls).
+     * LOG: status 0 with entries / n_entries, or -EIO, -ENOTSUP. */
     sk_buy_result_t result;
     sk_tr_result_t tr;
     int status;
@@ -198,6 +209,10 @@ struct sk_op {
     size_t list_limit;
     bool list_more;
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
+    sk_trail_entry_t *entries; /* CONTROL, LOG: owned by the op (freed by sk_op_free) */
+    size_t n_entries;
+    int control_result; /* CONTROL: sk_control_result_t */
+    const char *field; /* CONTROL: the field at fault of a 400 result */
     uint64_t scratch; /* the ledger's own use */
 };
 
@@ -294,6 +309,8 @@ static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
 /** Current state of a sale from the clock, its params and counts: ended (closed, or
  *  now >= ends_at) before scheduled before paused before sold_out before live. */
 sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms);
+/** The same rule over given params and counts (a writer's own, not yet published). */
+sk_sale_state_t sk_sale_state_of(const sk_sale_params_t *p, const sk_sale_counts_t *c, int64_t now_ms);
 const char *sk_sale_state_name(sk_sale_state_t st);
 
 /** The rules of a purchase of q units that come after a holder's replay, in the order

@@ -15,8 +15,8 @@
 #include "util/buf.h"
 
 static const char *const outcome_names[SK_OUT_COUNT] = {
-    "confirmed",   "duplicate",    "sold_out",   "limit_reached", "not_started", "ended",
-    "unavailable", "rate_limited", "http_error", "net_error",     "ok",
+    "confirmed", "duplicate",   "sold_out",     "limit_reached", "not_started", "ended",
+    "paused",    "unavailable", "rate_limited", "http_error",    "net_error",   "ok",
 };
 
 const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o)
@@ -178,8 +178,13 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         b += sk_fmt_u64(body + b, (uint64_t)w->index);
         body[b++] = '-';
         b += sk_fmt_u64(body + b, r->seq);
-        memcpy(body + b, "\"}", 2);
-        b += 2;
+        body[b++] = '"';
+        if (w->cfg->qty.max) {
+            memcpy(body + b, ",\"quantity\":", 12);
+            b += 12;
+            b += sk_fmt_u64(body + b, sk_loadgen_qty_draw(&w->cfg->qty, r->user, r->seq));
+        }
+        body[b++] = '}';
         char *p = sk_loadgen_conn_reserve(c, wc->prefix_len + 24 + b);
         memcpy(p, wc->prefix, wc->prefix_len);
         size_t n = wc->prefix_len;
@@ -216,7 +221,8 @@ static void schedule_retry(worker_t *w, req_t *r, uint64_t now)
     heap_push(w, r);
 }
 
-static void record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o)
+static void record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o,
+                         uint32_t quantity)
 {
     if (len == 0 || len > 1024)
         return;
@@ -242,7 +248,7 @@ static void record_order(worker_t *w, uint32_t user, const char *id, size_t len,
         w->orders = sk_xrealloc(w->orders, w->orders_cap * sizeof(*w->orders));
     }
     w->orders[w->norders++] = (sk_loadgen_order_rec_t){
-        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
+        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o, .quantity = quantity};
     w->arena_len += n;
 }
 
@@ -284,10 +290,17 @@ static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp,
     case 409:
         if (sk_loadgen_json_scan(resp->body, resp->body_len, "error", &v, &vl) == 1) {
             if (str_is(v, vl, "sold_out")) {
-                if (atomic_load_explicit(&w->last_remaining, memory_order_relaxed) != 0)
-                    atomic_store_explicit(&w->last_remaining, 0, memory_order_relaxed);
+                /* With several units per order, sold out may leave fewer units than asked for. */
+                int64_t rem = 0;
+                if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) == 2 &&
+                    sk_parse_i64(v, vl, 0, INT64_MAX, &rem) < 0)
+                    rem = 0;
+                if (rem < atomic_load_explicit(&w->last_remaining, memory_order_relaxed))
+                    atomic_store_explicit(&w->last_remaining, rem, memory_order_relaxed);
                 return SK_OUT_SOLD_OUT;
             }
+            if (str_is(v, vl, "paused"))
+                return SK_OUT_PAUSED;
             if (str_is(v, vl, "limit_reached")) {
                 if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1)
                     *oid_len = 0;
@@ -335,9 +348,14 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
     req_t *r = reqp;
     uint64_t now = sk_mono_ns();
     uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
-    const char *oid;
-    size_t oid_len;
+    const char *oid, *v;
+    size_t oid_len, vl;
     sk_loadgen_outcome_t o = classify(w, resp, &oid, &oid_len);
+    int64_t qty = 0;
+    if ((o == SK_OUT_CONFIRMED || o == SK_OUT_DUPLICATE) &&
+        (sk_loadgen_json_scan(resp->body, resp->body_len, "quantity", &v, &vl) != 2 ||
+         sk_parse_i64(v, vl, 1, UINT32_MAX, &qty) < 0))
+        qty = 1; /* a service without quantities: one unit */
     count(w, o, now > base ? now - base : 0);
     wc->backoff_ms = 0;
     uint8_t *us = r->user ? &w->run->ustate[r->user] : NULL;
@@ -346,19 +364,22 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
     case SK_OUT_DUPLICATE:
         if (o == SK_OUT_CONFIRMED)
             w->last_confirm_ns = now;
-        record_order(w, r->user, oid, oid_len, o);
+        record_order(w, r->user, oid, oid_len, o, (uint32_t)qty);
         *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_LIMIT_REACHED:
         if (!(*us & SK_LOADGEN_USER_HOLDS))
-            record_order(w, r->user, oid, oid_len, o);
+            record_order(w, r->user, oid, oid_len, o, 0);
         if (oid_len)
             *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_SOLD_OUT:
-        *us |= SK_LOADGEN_USER_SOLD_OUT;
+        /* Only "nothing left" says a willing buyer went without (the audit's undersold):
+         * sold out with units left means fewer than this buyer asked for. */
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) != 2 || str_is(v, vl, "0"))
+            *us |= SK_LOADGEN_USER_SOLD_OUT;
         finish(w, r, now);
         break;
     case SK_OUT_UNAVAILABLE:

@@ -90,8 +90,8 @@ void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk
 
 void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
 {
-    fprintf(out, "\n  audit (%s): store holds %lld orders, stock %lld, per-user limit %lld", a->source,
-            (long long)a->store_orders, (long long)a->stock, (long long)a->limit);
+    fprintf(out, "\n  audit (%s): store holds %lld orders of %lld units, stock %lld, per-user limit %lld", a->source,
+            (long long)a->store_orders, (long long)a->store_units, (long long)a->stock, (long long)a->limit);
     if (a->reported_sold >= 0)
         fprintf(out, ", sold %lld", (long long)a->reported_sold);
     fprintf(out,
@@ -101,8 +101,13 @@ void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
             (long long)a->users_in_doubt, (long long)a->users_asked, a->ask_failures ? " (some failed)" : "");
     if (a->foreign)
         fprintf(out, "  orders of other runs: %lld\n", (long long)a->foreign);
-    fprintf(out, "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld\n", (long long)a->oversold,
-            (long long)a->undersold, (long long)a->lost, (long long)a->phantom, (long long)a->duplicates);
+    fprintf(out, "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld  miscounted %lld\n",
+            (long long)a->oversold, (long long)a->undersold, (long long)a->lost, (long long)a->phantom,
+            (long long)a->duplicates, (long long)a->miscounted);
+    if (a->trail_checked)
+        fprintf(out, "  trail: %lld controls; orders while paused %lld  after the close %lld  over the stock %lld\n",
+                (long long)a->trail_entries, (long long)a->while_paused, (long long)a->after_close,
+                (long long)a->over_stock);
     if (a->note[0])
         fprintf(out, "  note: %s\n", a->note);
     if (a->ok)
@@ -207,6 +212,14 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(a, "lost", json_integer(audit->lost));
         json_object_set_new(a, "phantom", json_integer(audit->phantom));
         json_object_set_new(a, "duplicates", json_integer(audit->duplicates));
+        json_object_set_new(a, "miscounted", json_integer(audit->miscounted));
+        json_object_set_new(a, "store_units", json_integer(audit->store_units));
+        json_object_set_new(a, "client_units", json_integer(audit->client_units));
+        if (audit->trail_checked)
+            json_object_set_new(a, "trail",
+                                json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)audit->trail_entries,
+                                          "while_paused", (json_int_t)audit->while_paused, "after_close",
+                                          (json_int_t)audit->after_close, "over_stock", (json_int_t)audit->over_stock));
         json_object_set_new(a, "stock", json_integer(audit->stock));
         json_object_set_new(a, "per_user_limit", json_integer(audit->limit));
         json_object_set_new(a, "store_orders", json_integer(audit->store_orders));

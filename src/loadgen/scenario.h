@@ -20,6 +20,7 @@
 
 #include "loadgen/client.h"
 #include "loadgen/histogram.h"
+#include "loadgen/units.h"
 
 /** What one answer was. The order matters: it is the order of the report. */
 typedef enum {
@@ -29,6 +30,7 @@ typedef enum {
     SK_OUT_LIMIT_REACHED,
     SK_OUT_NOT_STARTED,
     SK_OUT_ENDED,
+    SK_OUT_PAUSED, /* 409 paused: the operator paused the sale */
     SK_OUT_UNAVAILABLE,
     SK_OUT_RATE_LIMITED,
     SK_OUT_HTTP_ERROR,
@@ -44,7 +46,7 @@ const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o);
 enum {
     SK_LOADGEN_USER_TRIED = 1, /* at least one request was sent for the user */
     SK_LOADGEN_USER_HOLDS = 2, /* the service named an order of the user */
-    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out */
+    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out with nothing remaining */
     SK_LOADGEN_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
                                    * network error after the last retry) */
     SK_LOADGEN_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
@@ -55,7 +57,8 @@ typedef struct {
     char *id;
     char *name;
     int64_t stock;
-    int64_t limit; /* per_user_limit */
+    int64_t limit; /* per_user_limit, in units */
+    int64_t max_quantity; /* units per order */
     int64_t sold; /* -1 when unknown */
     int64_t starts_at, ends_at; /* unix ms, server clock */
     int64_t clock_offset_ms; /* server clock minus ours: a lower bound (server_time - our time after the answer) */
@@ -69,6 +72,7 @@ typedef struct {
     uint32_t off;
     uint16_t len;
     uint8_t outcome; /* sk_loadgen_outcome_t that named it */
+    uint32_t quantity; /* units, as the answer said; 0 when it did not (limit_reached) */
 } sk_loadgen_order_rec_t;
 
 typedef struct {
@@ -91,6 +95,8 @@ typedef struct {
     const char *sale_id; /* --sale */
     bool create; /* --create-sale */
     int64_t create_stock, create_limit, create_starts_in_ms, create_duration_ms;
+    int64_t create_max_quantity; /* 0: not sent (one unit per order) */
+    sk_loadgen_qty_t qty; /* the quantities purchases ask for (--quantity) */
     const char *create_id;
     char run_id[16]; /* hex, printed into every request_id */
     bool quiet;

@@ -26,6 +26,9 @@ static void sale_from_json(sk_loadgen_sale_t *s, json_t *o)
         s->stock = json_integer_value(v);
     if ((v = json_object_get(o, "per_user_limit")) && json_is_integer(v))
         s->limit = json_integer_value(v);
+    s->max_quantity = 1;
+    if ((v = json_object_get(o, "max_quantity")) && json_is_integer(v))
+        s->max_quantity = json_integer_value(v);
     if ((v = json_object_get(o, "sold")) && json_is_integer(v))
         s->sold = json_integer_value(v);
     if ((v = json_object_get(o, "starts_at")) && json_is_integer(v))
@@ -60,6 +63,8 @@ int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sal
             json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "id", id, "name", name, "stock", (json_int_t)cfg->create_stock,
                       "starts_at", (json_int_t)starts, "ends_at", (json_int_t)(starts + cfg->create_duration_ms),
                       "per_user_limit", (json_int_t)cfg->create_limit);
+        if (cfg->create_max_quantity > 0)
+            json_object_set_new(body, "max_quantity", json_integer(cfg->create_max_quantity));
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         int st = sk_loadgen_fetch(&f, "POST", "/api/v1/sales", text);

@@ -14,6 +14,13 @@ check that the auditor catches each lie:
                 decides; records how often each request_id was seen
   midclose      on the first attempt of every `every`-th request_id, sends half a
                 response and closes the connection (nothing stored)
+  pausesell     its trail (GET .../log) says it paused after `after` orders, yet it
+                goes on selling
+  closesell     the same with a close
+  miscount      stores every `every`-th order with one unit more than it confirmed
+
+Purchases may carry a quantity (units, all or nothing, counted against the stock and
+the per-user limit); order ids are "<sale>-<seq>" like the real ones.
 
 Everything runs on 127.0.0.1 in a thread; `with FakeSeckill(mode) as f:` starts it and
 f.url is its address."""
@@ -42,7 +49,9 @@ class State:
                 "CREATE TABLE sales(id TEXT PRIMARY KEY, name TEXT, stock INTEGER, starts_at INTEGER,"
                 " ends_at INTEGER, per_user_limit INTEGER, created_at INTEGER);"
                 "CREATE TABLE orders(seq INTEGER PRIMARY KEY, sale_id TEXT, order_id TEXT UNIQUE,"
-                " user_id TEXT, request_id TEXT, created_at INTEGER);")
+                " user_id TEXT, request_id TEXT, created_at INTEGER, quantity INTEGER NOT NULL DEFAULT 1,"
+                " state TEXT NOT NULL DEFAULT 'confirmed');"
+                "CREATE TABLE sale_events(lsn INTEGER PRIMARY KEY, sale_id TEXT, after TEXT);")
         self.lock = threading.Lock()
         self.sales = {}
         self.orders = []  # dicts: seq, sale_id, order_id, user_id, request_id, created_at
@@ -51,9 +60,10 @@ class State:
         self.purchases = 0  # decided purchases (for the every-n lies)
         self.hidden = set()  # order ids the user endpoint hides
         self.seq = 0
+        self.trail = {}  # sale id -> entries (pausesell, closesell)
 
     def sale_json(self, s):
-        sold = sum(1 for o in self.orders if o["sale_id"] == s["id"])
+        sold = sum(o["quantity"] for o in self.orders if o["sale_id"] == s["id"])
         now = int(time.time() * 1000)
         state = "scheduled" if now < s["starts_at"] else "ended" if now >= s["ends_at"] else "live"
         if state == "live" and sold >= s["stock"]:
@@ -61,14 +71,16 @@ class State:
         reported = min(sold, s["stock"]) if self.mode == "oversell" else sold
         return dict(s, sold=reported, remaining=max(0, s["stock"] - sold), state=state, server_time=now)
 
-    def store(self, sale, user, rid, named=True):
+    def store(self, sale, user, rid, named=True, quantity=1, told=None):
         self.seq += 1
-        o = {"seq": self.seq, "sale_id": sale["id"], "order_id": "o%08d" % self.seq, "user_id": user,
-             "request_id": rid, "created_at": int(time.time() * 1000)}
+        o = {"seq": self.seq, "sale_id": sale["id"], "order_id": "%s-%010d" % (sale["id"], self.seq),
+             "user_id": user, "request_id": rid, "created_at": int(time.time() * 1000), "quantity": quantity,
+             "told": told or quantity}
         self.orders.append(o)
         if self.db:
-            self.db.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
-                            (o["seq"], o["sale_id"], o["order_id"], o["user_id"], o["request_id"], o["created_at"]))
+            self.db.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, 'confirmed')",
+                            (o["seq"], o["sale_id"], o["order_id"], o["user_id"], o["request_id"], o["created_at"],
+                             quantity))
         if named:
             self.by_request[(sale["id"], rid)] = o
         return o
@@ -124,8 +136,13 @@ class Handler(BaseHTTPRequestHandler):
                 page = mine[:limit]
                 nxt = page[-1]["order_id"] if len(mine) > limit else None
                 return self.reply(200, {"orders": [
-                    {k: o[k] for k in ("order_id", "user_id", "request_id", "created_at")} for o in page],
+                    dict({k: o[k] for k in ("order_id", "user_id", "request_id", "created_at", "quantity")},
+                         state="confirmed") for o in page],
                     "next": nxt})
+            if parts[4:] == ["log"]:
+                if s["id"] not in st.trail:
+                    return self.reply(404, {"error": "not_found", "message": "no trail"})
+                return self.reply(200, {"sale_id": s["id"], "entries": st.trail[s["id"]]})
             if len(parts) == 6 and parts[4] == "orders":
                 user = parts[5]
                 mine = [{"order_id": o["order_id"], "request_id": o["request_id"], "created_at": o["created_at"]}
@@ -183,18 +200,21 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(410, {"error": "ended", "message": "over"})
             prev = st.by_request.get((sale_id, rid))
             if prev:
-                return self.reply(200, {"result": "duplicate", "order_id": prev["order_id"], "remaining": 0})
+                return self.reply(200, {"result": "duplicate", "order_id": prev["order_id"], "remaining": 0,
+                                        "quantity": prev["told"]})
+            q = int(b.get("quantity", 1))
             held = [o for o in st.orders if o["sale_id"] == sale_id and o["user_id"] == user]
-            if len(held) >= s["per_user_limit"] and mode != "double":
-                return self.reply(409, {"error": "limit_reached", "message": "limit", "order_id": held[0]["order_id"]})
-            sold = sum(1 for o in st.orders if o["sale_id"] == sale_id)
+            if sum(o["quantity"] for o in held) + q > s["per_user_limit"] and mode != "double":
+                return self.reply(409, {"error": "limit_reached", "message": "limit", "order_id": held[0]["order_id"],
+                                        "held": sum(o["quantity"] for o in held)})
+            sold = sum(o["quantity"] for o in st.orders if o["sale_id"] == sale_id)
             cap = s["stock"]
             if mode == "oversell":
                 cap += opts.get("extra", 5)
             if mode == "undersell":
                 cap = opts.get("sell", s["stock"] // 2)
-            if sold >= cap:
-                return self.reply(409, {"error": "sold_out", "message": "sold out"})
+            if sold + q > cap:
+                return self.reply(409, {"error": "sold_out", "message": "sold out", "remaining": max(0, cap - sold)})
             st.purchases += 1
             every = opts.get("every", 5)
             if mode == "unstored" and st.purchases % every == 0:
@@ -206,9 +226,16 @@ class Handler(BaseHTTPRequestHandler):
                 if mode == "503_hidden":
                     st.hidden.add(o["order_id"])
                 return self.reply(503, {"error": "unavailable", "message": "backend down"})
-            o = st.store(s, user, rid)
-            return self.reply(201, {"result": "confirmed", "order_id": o["order_id"],
-                                    "remaining": max(0, s["stock"] - sold - 1)})
+            n_orders = sum(1 for o in st.orders if o["sale_id"] == sale_id)
+            if mode in ("pausesell", "closesell") and n_orders == opts.get("after", 10) and sale_id not in st.trail:
+                snap = {"stock": s["stock"], "sold": sold, "held": 0, "orders": n_orders}
+                st.trail[sale_id] = [{"seq": 1, "action": "pause" if mode == "pausesell" else "close",
+                                      "at": max([now] + [o["created_at"] for o in st.orders]),
+                                      "before": snap, "after": snap}]
+            stored = q + 1 if mode == "miscount" and st.purchases % every == 0 else q
+            o = st.store(s, user, rid, quantity=stored, told=q)
+            return self.reply(201, {"result": "confirmed", "order_id": o["order_id"], "quantity": q,
+                                    "remaining": max(0, s["stock"] - sold - q)})
 
 
 class Server(ThreadingHTTPServer):
