@@ -120,6 +120,9 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     serve_t *sv = w->sv;
     int ok = 0;
+    char name[16];
+    snprintf(name, sizeof(name), "sk-worker-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     w->loop = sk_loop_new();
     if (w->loop && sk_async_init(w->loop, &w->control, worker_control) == 0) {
         w->api = sk_api_worker_new(sv->api, w->loop);
@@ -313,6 +316,10 @@ int sk_cmd_serve(int argc, char **argv)
         }
     }
 
+    /* A thread is named after the thread that creates it: the store's threads (the
+     * embedded journal's checkpointer) and the ledger are created while the main thread
+     * carries their names, so that top -H, perf and /proc tell the threads apart. */
+    pthread_setname_np(pthread_self(), "sk-store");
     sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
     sv.engine = sk_engine_open(&ecfg,
                                redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
@@ -344,7 +351,10 @@ int sk_cmd_serve(int argc, char **argv)
         sv.workers[i].sv = &sv;
         sv.workers[i].index = i;
     }
-    if (sk_engine_start(sv.engine) < 0) {
+    pthread_setname_np(pthread_self(), "sk-ledger");
+    int erc = sk_engine_start(sv.engine);
+    pthread_setname_np(pthread_self(), "seckill");
+    if (erc < 0) {
         fprintf(stderr, "seckill serve: cannot start the ledger thread\n");
         goto out;
     }
