@@ -79,8 +79,9 @@ void sk_api_handle(sk_http_exchange_t *x, void *arg)
     sk_str_t params[SK_ROUTE_MAX_PARAMS];
     size_t idx;
     char allow[64];
-    sk_route_result_t r = sk_route_match(sk_api_routes, sk_api_routes_len, x->req->method, x->req->path,
-                                         x->req->path_len, &idx, params, allow, sizeof(allow));
+    sk_api_worker_t *w = arg;
+    sk_route_result_t r = sk_router_match(w->api->router, x->req->method, x->req->path, x->req->path_len, &idx, params,
+                                          allow, sizeof(allow));
     if (r == SK_ROUTE_FOUND) {
         x->route = (int)idx;
         sk_api_routes[idx].fn(x, params, arg);
@@ -101,12 +102,16 @@ sk_api_t *sk_api_new(const sk_api_config_t *cfg)
 {
     sk_api_t *api = sk_xcalloc(1, sizeof(*api));
     api->cfg = *cfg;
+    api->router = sk_router_new(sk_api_routes, sk_api_routes_len);
     api->token_len = cfg->admin_token ? strlen(cfg->admin_token) : 0;
     return api;
 }
 
 void sk_api_free(sk_api_t *api)
 {
+    if (!api)
+        return;
+    sk_router_free(api->router);
     free(api);
 }
 

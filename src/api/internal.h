@@ -15,6 +15,7 @@
 
 struct sk_api {
     sk_api_config_t cfg;
+    sk_router_t *router; /* sk_api_routes, compiled */
     size_t token_len;
     sk_api_worker_t *workers[SK_API_MAX_WORKERS];
     _Atomic size_t n_workers;

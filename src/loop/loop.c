@@ -206,8 +206,10 @@ static void async_on_read(sk_loop_t *loop, sk_io_t *io, unsigned events)
     (void)events;
     sk_async_t *a = SK_CONTAINER_OF(io, sk_async_t, io);
     uint64_t v;
-    while (read(io->fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
-    }
+    /* One read takes the whole count and zeroes it; a read until EAGAIN would cost a
+     * second syscall per wake-up for nothing (the next send is a new edge). */
+    ssize_t r = read(io->fd, &v, sizeof(v));
+    (void)r;
     /* Clear before the callback: a send that races with the callback re-arms the
      * eventfd, so no wake-up is lost. */
     atomic_store(&a->pending, 0);

@@ -427,7 +427,18 @@ SK_TEST(backlog_bound_drops_the_streams_behind)
     ASSERT_EQ(env_close(), 0);
 }
 
+/* Every status with a counter slot finds it; any other status counts as "other". */
+SK_TEST(status_slots_round_trip)
+{
+    for (int i = 1; i < SK_HTTP_STATUS_SLOTS; i++)
+        ASSERT_EQ(sk_http_status_slot(sk_http_slot_status(i)), i);
+    int others[] = {0, 99, 101, 202, 302, 402, 499, 502, 504, 599, 999};
+    for (size_t i = 0; i < SK_ARRAY_LEN(others); i++)
+        ASSERT_EQ(sk_http_status_slot(others[i]), 0);
+}
+
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
              SK_RUN(client_gone_at_every_point_of_a_purchase); SK_RUN(drain_deadline_with_answers_owed);
              SK_RUN(stream_head_waits_for_answers_owed); SK_RUN(head_on_a_stream_answers_the_head_alone);
-             SK_RUN(streams_in_all_and_their_lifetime); SK_RUN(backlog_bound_drops_the_streams_behind);)
+             SK_RUN(streams_in_all_and_their_lifetime); SK_RUN(backlog_bound_drops_the_streams_behind);
+             SK_RUN(status_slots_round_trip);)
