@@ -16,7 +16,8 @@
 # It measures, it asserts nothing. Usage: bench/profile.sh [seconds] (default 5 per phase;
 # under callgrind the server runs ~50x slower, so that phase sees a few thousand answers).
 # Environment: IO=epoll|uring|auto (the server's --io; default: the server's default),
-# PARTS="callgrind native strace" (which parts), PROFILE_KEEP=1 (keep the temp dir).
+# PARTS="callgrind native strace" (which parts), SECKILL=path (the binary to profile,
+# e.g. an older build to compare; default build/seckill), PROFILE_KEEP=1 (keep the temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -39,7 +40,8 @@ for t in "${need[@]}"; do
     exit 2
   }
 done
-[ -x build/seckill ] || make build >/dev/null
+bin=${SECKILL:-build/seckill}
+[ -x "$bin" ] || make build >/dev/null
 tmp=$(mktemp -d)
 SK_PID=''
 cleanup() {
@@ -55,7 +57,7 @@ trap cleanup EXIT
 start_server() {
   local port=$1
   shift
-  taskset -c 1 "$@" build/seckill serve --listen "127.0.0.1:$port" --threads 1 --data "$tmp/data-$port" \
+  taskset -c 1 "$@" "$bin" serve --listen "127.0.0.1:$port" --threads 1 --data "$tmp/data-$port" \
     --log-level warn "${io_args[@]}" >"$tmp/server-$port.log" 2>&1 &
   SK_PID=$!
   for _ in $(seq 1 400); do
@@ -80,8 +82,11 @@ stop_server() {
 
 metric() { curl -fsS "$base/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 batches() { local b; b=$(metric seckill_ledger_batch_size_count); echo "${b%.*}"; }
+# Every run buys as users of its own (a prefix per run): a buyer of an earlier run would
+# hear limit_reached, not confirmed.
 wrk_run() { # sale seconds -> prints the number of answers
-  taskset -c 0 wrk -t1 -c100 -d"$2s" -s bench/purchase.lua "$base" -- "$1" 2>&1 | awk '/requests in/ {print $1}'
+  taskset -c 0 wrk -t1 -c100 -d"$2s" -s bench/purchase.lua "$base" -- "$1" 0 "r$(date +%s%N)-u" 2>&1 |
+    awk '/requests in/ {print $1}'
 }
 sale_of() { [ "$1" = purchase ] && echo buy || echo gone; }
 
@@ -92,8 +97,8 @@ if [[ $parts == *callgrind* ]]; then
   # wrk runs across the measured window, so that opening connections stays outside it;
   # the answers of the window are the purchase handler's calls in the profile itself.
   for phase in soldout purchase; do
-    taskset -c 0 wrk -t1 -c100 -d"$((secs + 4))s" -s bench/purchase.lua "$base" -- "$(sale_of $phase)" \
-      >/dev/null 2>&1 &
+    taskset -c 0 wrk -t1 -c100 -d"$((secs + 4))s" -s bench/purchase.lua "$base" -- "$(sale_of $phase)" 0 \
+      "cg-$phase-u" >/dev/null 2>&1 &
     wp=$!
     sleep 2 # warm: connections, caches, SQLite pages
     callgrind_control -z "$SK_PID" >/dev/null
@@ -156,8 +161,8 @@ STAGES = [
     ("loop (wait, timers, submit)", ["epoll_wait", "io_uring_submit_and_wait_timeout", "uring_turn_cqes"]),
     ("read (recv + buffers)", ["conn_read-conn_process"]),
     ("parse (request head)", ["sk_http_parse_request"]),
-    ("route", ["sk_router_match"]),
-    ("api: gate, body, answer", ["sk_api_handle-sk_router_match-sk_engine_submit-sk_http_respond_ex-sk_http_defer"]),
+    ("route", ["sk_router_match", "sk_route_match"]),
+    ("api: gate, body, answer", ["sk_api_handle-sk_router_match-sk_route_match-sk_engine_submit-sk_http_respond_ex-sk_http_defer"]),
     ("hand-off to the ledger", ["sk_engine_submit"]),
     ("ledger: take + decide", ["sk_engine_take", "decide_buy"]),
     ("ledger: journal + commit", ["sk_journal_put_orders"]),
@@ -208,7 +213,7 @@ if [[ $parts == *native* ]]; then
   if [ "${1:-}" != --netns-child ] && [ -z "${PROFILE_NO_NETNS:-}" ] && unshare -n true 2>/dev/null; then
     echo
     echo "== 2. natively, in a network namespace of its own (nstat counts this run alone)"
-    PROFILE_KEEP=${PROFILE_KEEP:-} IO=${IO:-} unshare -n "$0" --netns-child "$secs"
+    PROFILE_KEEP=${PROFILE_KEEP:-} IO=${IO:-} SECKILL=$bin unshare -n "$0" --netns-child "$secs"
   else
     [ "${1:-}" = --netns-child ] || {
       echo
@@ -227,7 +232,12 @@ if [[ $parts == *native* ]]; then
     for t in /proc/"$SK_PID"/task/*; do echo "${t##*/} $(cat "$t/comm")"; done >"$tmp/threads"
     wrk_run "$(sale_of purchase)" 1 >/dev/null
     wrk_run "$(sale_of soldout)" 1 >/dev/null
+    expect() { # the answer each phase is about, counted by the server
+      if [ "$1" = purchase ]; then metric 'seckill_purchases_total{sale="buy",result="confirmed"}'
+      else metric 'seckill_purchases_total{sale="gone",result="sold_out"}'; fi
+    }
     for phase in soldout purchase; do
+      e0=$(expect $phase)
       c0=$(ctx)
       read -r u0 s0 <<<"$(cpu)"
       g0=$(segs)
@@ -244,7 +254,8 @@ if [[ $parts == *native* ]]; then
       c1=$(ctx)
       [ -n "$have_perf" ] && wait "$pp" 2>/dev/null
       nb=$((b1 - b0))
-      echo "$phase $n $((c1 - c0)) $nb $u0 $u1 $s0 $s1 $((g1 - g0))" >>"$tmp/native"
+      e1=$(expect $phase)
+      echo "$phase $n $((c1 - c0)) $nb $u0 $u1 $s0 $s1 $((g1 - g0)) $((${e1%.*} - ${e0%.*}))" >>"$tmp/native"
     done
     stop_server
     if [ -n "$have_perf" ]; then
@@ -258,13 +269,14 @@ tmp, secs, have_perf = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
 names = dict(l.split(None, 1) for l in open(f"{tmp}/threads").read().splitlines())
 rows = {}
 for line in open(f"{tmp}/native"):
-    p, n, c, b, u0, u1, s0, s1, g = line.split()
-    n, c, b, g = int(n), int(c), int(b), int(g)
-    rows[p] = dict(n=n, ctx=c / n, batch=(n / b if b else 0), ctx_batch=(c / b if b else 0),
+    p, n, c, b, u0, u1, s0, s1, g, e = line.split()
+    n, c, b, g, e = int(n), int(c), int(b), int(g), int(e)
+    rows[p] = dict(n=n, ctx=c / n, batch=(n / b if b else 0), ctx_batch=(c / b if b else 0), expected=e,
                    user=(float(u1) - float(u0)) / n * 1e6, sys=(float(s1) - float(s0)) / n * 1e6, segs=g / n)
 print("%-34s %12s %12s" % ("per answer", "sold-out", "purchase"))
 so, pu = rows["soldout"], rows["purchase"]
 print("%-34s %12d %12d" % ("answers", so["n"], pu["n"]))
+print("%-34s %12d %12d" % ("  of which sold_out / confirmed", so["expected"], pu["expected"]))
 print("%-34s %12.2f %12.2f" % ("server CPU, user (us)", so["user"], pu["user"]))
 print("%-34s %12.2f %12.2f" % ("server CPU, system (us)", so["sys"], pu["sys"]))
 print("%-34s %12.3f %12.3f" % ("context switches", so["ctx"], pu["ctx"]))

@@ -368,7 +368,10 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
         return;
     }
     sk_mpsc_push(&e->q, &op->node);
-    w->wake_ledger = true;
+    if (!w->wake_ledger) {
+        w->wake_ledger = true;
+        sk_loop_handoff_pending(w->loop);
+    }
 }
 
 /* ---- the ledger side ------------------------------------------------------------------ */

@@ -1006,7 +1006,7 @@ static void conn_read(sk_http_conn_t *c)
             c->rbuf = sk_xrealloc(c->rbuf, c->rcap);
         }
         size_t space = c->rcap - 1 - c->rlen;
-        ssize_t n = read(c->io.fd, c->rbuf + c->rlen, space);
+        ssize_t n = sk_io_read(s->loop, &c->io, c->rbuf + c->rlen, space);
         if (n > 0) {
             if (c->rlen == c->rpos)
                 c->req_start_ms = sk_loop_now(s->loop);
@@ -1055,7 +1055,9 @@ static void conn_after_output(sk_http_conn_t *c)
     if (c->closed)
         return;
     bool idle_out = c->out.len == c->out_pos;
-    if (c->no_more && !c->streaming && !c->dq_head && idle_out) {
+    /* Bytes the loop took and has not sent yet (io_uring) hold the close back until
+     * they left (SK_IO_WRITE brings us back here). */
+    if (c->no_more && !c->streaming && !c->dq_head && idle_out && sk_io_unsent(c->s->loop, &c->io) == 0) {
         /* The answer said Connection: close. Shut down our side first so that the
          * final answer is not lost to an RST when unread request bytes remain. */
         shutdown(c->io.fd, SHUT_WR);
@@ -1074,7 +1076,7 @@ static void conn_after_output(sk_http_conn_t *c)
 static void conn_flush(sk_http_conn_t *c)
 {
     while (c->out_pos < c->out.len) {
-        ssize_t n = write(c->io.fd, c->out.data + c->out_pos, c->out.len - c->out_pos);
+        ssize_t n = sk_io_write(c->s->loop, &c->io, c->out.data + c->out_pos, c->out.len - c->out_pos);
         if (n > 0) {
             c->out_pos += (size_t)n;
             c->last_active_ms = sk_loop_now(c->s->loop);
@@ -1085,7 +1087,7 @@ static void conn_flush(sk_http_conn_t *c)
         if (n < 0 && errno == EAGAIN) {
             if (c->streaming)
                 stream_account(c);
-            return; /* EPOLLOUT (edge) will call us again */
+            return; /* SK_IO_WRITE will call us again */
         }
         conn_close(c);
         return;
@@ -1110,8 +1112,14 @@ static void conn_on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
     }
     if (events & SK_IO_HUP)
         c->peer_hup = true;
-    if ((events & SK_IO_WRITE) && c->out_pos < c->out.len)
-        conn_flush(c);
+    if (events & SK_IO_WRITE) {
+        /* Room again, or (io_uring) the loop sent the last bytes it had taken, which
+         * may be what a closing connection waits for. */
+        if (c->out_pos < c->out.len)
+            conn_flush(c);
+        else
+            conn_after_output(c);
+    }
     if (!c->closed && (events & SK_IO_READ)) {
         if (c->read_paused && (c->no_more && !c->streaming)) {
             /* We read no more requests; a hang-up still matters for streams only. */
@@ -1157,7 +1165,7 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
     s->allocated++;
     atomic_store_explicit(&s->nconns, atomic_load_explicit(&s->nconns, memory_order_relaxed) + 1, memory_order_relaxed);
     sk_counter_add(&s->stats.conns_accepted, 1);
-    int rc = sk_io_start(loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE, conn_on_io);
+    int rc = sk_io_start(loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE | SK_IO_STREAM, conn_on_io);
     if (rc < 0) {
         c->io.fd = fd;
         conn_close(c);
@@ -1168,13 +1176,12 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
 
 static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned events)
 {
-    (void)loop;
     (void)events;
     sk_http_server_t *s = SK_CONTAINER_OF(io, sk_http_server_t, listen_io);
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = sk_io_accept(loop, io, &ss, &sl);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -1266,7 +1273,7 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
     sk_http_conn_t *next;
     for (sk_http_conn_t *c = s->conns; c; c = next) {
         next = c->next;
-        bool out_pending = c->out_pos < c->out.len;
+        bool out_pending = c->out_pos < c->out.len || sk_io_unsent(loop, &c->io) > 0;
         if (c->streaming) {
             /* Streams are exempt from the idle timeout, not from a lifetime, and not
              * from the rule for clients that stopped reading. */
@@ -1329,7 +1336,7 @@ sk_http_server_t *sk_http_server_new(sk_loop_t *loop, int listen_fd, sk_http_con
     s->date_sec = -1;
     s->rng = (sk_mono_ns() ^ (uint64_t)(uintptr_t)s) | 1;
     refresh_date(s);
-    if (listen_fd >= 0 && sk_io_start(loop, &s->listen_io, listen_fd, SK_IO_READ, on_accept) < 0) {
+    if (listen_fd >= 0 && sk_io_start(loop, &s->listen_io, listen_fd, SK_IO_READ | SK_IO_ACCEPT, on_accept) < 0) {
         free(s);
         return NULL;
     }
@@ -1359,7 +1366,8 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
         next = c->next;
         if (c->streaming)
             stream_finish(c);
-        else if (!c->dq_head && c->out_pos == c->out.len && c->rpos == c->rlen && !c->in_chunked)
+        else if (!c->dq_head && c->out_pos == c->out.len && sk_io_unsent(s->loop, &c->io) == 0 && c->rpos == c->rlen &&
+                 !c->in_chunked)
             conn_close(c);
     }
     sk_timer_start(s->loop, &s->sweep, 0, sweep);

@@ -85,8 +85,13 @@ SK_TEST(near_misses_fall_through_to_the_catch_all)
     char allow[64];
     /* A longer or shorter last segment, a trailing slash, an empty parameter: not the
      * API's routes, so the GET catch-all takes them with the rest of the path. */
-    const char *misses[] = {"/healthzz", "/healthz/", "/health", "/api/v1/sales/",
-                            "/api/v1/sales//purchase", "/api/v1/saless", "/api/v1/sales/a/orders/",
+    const char *misses[] = {"/healthzz",
+                            "/healthz/",
+                            "/health",
+                            "/api/v1/sales/",
+                            "/api/v1/sales//purchase",
+                            "/api/v1/saless",
+                            "/api/v1/sales/a/orders/",
                             "/api/v2/sales"};
     for (size_t i = 0; i < SK_ARRAY_LEN(misses); i++) {
         ASSERT_EQ(route(SK_HTTP_GET, misses[i], &idx, params, allow), SK_ROUTE_FOUND);
@@ -121,11 +126,11 @@ SK_TEST(wrong_method_names_the_allowed_ones)
  * compares them). */
 SK_TEST(compiled_table_agrees_everywhere)
 {
-    static const char *bits[] = {"/",       "/api",      "/v1",       "/sales",     "/purchase", "/orders", "/x",
-                                 "/healthz", "/healthzz", "/purchas",  "/purchasee", "//",        "",        "/a/b",
-                                 "/*",       "/{id}",     "api",       "/salesx",    "/v2"};
-    static const sk_http_method_t methods[] = {SK_HTTP_GET, SK_HTTP_HEAD, SK_HTTP_POST, SK_HTTP_PUT, SK_HTTP_DELETE,
-                                               SK_HTTP_OTHER};
+    static const char *bits[] = {"/",        "/api",      "/v1",      "/sales",     "/purchase", "/orders", "/x",
+                                 "/healthz", "/healthzz", "/purchas", "/purchasee", "//",        "",        "/a/b",
+                                 "/*",       "/{id}",     "api",      "/salesx",    "/v2"};
+    static const sk_http_method_t methods[] = {SK_HTTP_GET, SK_HTTP_HEAD,   SK_HTTP_POST,
+                                               SK_HTTP_PUT, SK_HTTP_DELETE, SK_HTTP_OTHER};
     size_t nb = SK_ARRAY_LEN(bits), checked = 0;
     char path[256];
     size_t idx;
