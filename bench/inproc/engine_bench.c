@@ -65,7 +65,7 @@ static void on_done(sk_op_t *op);
 
 static void submit_one(buyer_t *b)
 {
-    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    sk_op_t *op = sk_engine_op_new(b->w, SK_OP_BUY);
     op->sale = b->sale;
     op->now_ms = sk_now_ms();
     op->owner = b;
@@ -97,7 +97,7 @@ static void on_done(sk_op_t *op)
         b->units += op->quantity;
     b->done++;
     b->inflight--;
-    sk_op_free(op);
+    sk_engine_op_recycle(b->w, op);
     if (now < b->deadline_ns)
         submit_one(b);
     else if (b->inflight == 0)

@@ -98,13 +98,13 @@ void sk_api_handle(sk_http_exchange_t *x, void *arg)
     sk_str_t params[SK_ROUTE_MAX_PARAMS];
     size_t idx;
     char allow[64];
-    sk_route_result_t r = sk_route_match(sk_api_routes, sk_api_routes_len, x->req->method, x->req->path,
-                                         x->req->path_len, &idx, params, allow, sizeof(allow));
+    sk_api_worker_t *w = arg;
+    sk_route_result_t r = sk_router_match(w->api->router, x->req->method, x->req->path, x->req->path_len, &idx, params,
+                                          allow, sizeof(allow));
     if (r == SK_ROUTE_FOUND) {
         x->route = (int)idx;
         /* The API's requests pass the front door (deny list, per-address limit) first;
          * /healthz, /metrics and the pages do not. */
-        sk_api_worker_t *w = arg;
         if (w->api->check_ip && x->req->path_len > 5 && memcmp(x->req->path, "/api/", 5) == 0 &&
             !sk_api_front_request(w, x))
             return;
@@ -149,6 +149,7 @@ sk_api_t *sk_api_new(const sk_api_config_t *cfg, char *err, size_t errlen)
     sk_api_t *api = sk_xcalloc(1, sizeof(*api));
     api->cfg = *cfg;
     pthread_mutex_init(&api->deny_mu, NULL);
+    api->router = sk_router_new(sk_api_routes, sk_api_routes_len);
     uint8_t key[32];
     if (sk_random_bytes(key, sizeof(key)) < 0) {
         snprintf(err, errlen, "the system's random number generator failed");
@@ -250,6 +251,7 @@ void sk_api_free(sk_api_t *api)
     sk_api_deny_unref(api->deny);
     free(api->deny_path);
     pthread_mutex_destroy(&api->deny_mu);
+    sk_router_free(api->router);
     free(api);
 }
 

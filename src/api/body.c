@@ -285,6 +285,69 @@ int sk_api_form_decode(const char *s, size_t n, char *out, size_t cap)
     return (int)o;
 }
 
+/* Bytes of a user or request id: printable ASCII without spaces, quotes or backslashes
+ * (sk_valid_user_id's alphabet). */
+static const unsigned char id_char[256] = {
+#define R4(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+#define R16(c) R4(c), R4(c + 4), R4(c + 8), R4(c + 12)
+    [0x21] = 1, R4(0x23),  R4(0x27), R4(0x2b), R4(0x2f), R16(0x33), R16(0x43),  R4(0x53),   R4(0x57),
+    [0x5b] = 1, R16(0x5d), R4(0x6d), R4(0x71), R4(0x75), R4(0x79),  [0x7d] = 1, [0x7e] = 1,
+#undef R16
+#undef R4
+};
+
+/* Scans an id at p (at most max bytes of the ids' alphabet) up to its closing quote.
+ * Returns its length, or -1 when it is longer, holds another byte, or is cut off. */
+static int scan_id(const char *p, const char *end, size_t max)
+{
+    const char *s = p;
+    while (p < end && id_char[(unsigned char)*p])
+        p++;
+    if (p == end || *p != '"' || (size_t)(p - s) > max)
+        return -1;
+    return (int)(p - s);
+}
+
+/* The body every client sends, byte for byte: {"user_id":"...","request_id":"..."} or
+ * {"user_id":"..."}, ids of the ids' alphabet within their limits, nothing after but
+ * whitespace. Fills user and req and returns true only for that shape; anything else
+ * (other spacing or order, escapes, bad ids) goes the longer way, which accepts or
+ * refuses it with the field at fault. */
+static bool exact_json(const char *p, size_t n, char *user, size_t *user_len, char *req, size_t *req_len)
+{
+    static const char uk[] = "{\"user_id\":\"", rk[] = ",\"request_id\":\"";
+    const char *end = p + n;
+    if (n < sizeof(uk) - 1 + 3 || memcmp(p, uk, sizeof(uk) - 1) != 0)
+        return false;
+    p += sizeof(uk) - 1;
+    int ul = scan_id(p, end, SK_USER_MAX);
+    if (ul <= 0)
+        return false;
+    const char *u = p;
+    p += ul + 1;
+    const char *r = p;
+    int rl = 0;
+    if ((size_t)(end - p) > sizeof(rk) - 1 && memcmp(p, rk, sizeof(rk) - 1) == 0) {
+        p += sizeof(rk) - 1;
+        r = p;
+        if ((rl = scan_id(p, end, SK_REQUEST_MAX)) < 0)
+            return false;
+        p += rl + 1;
+    }
+    if (p == end || *p != '}')
+        return false;
+    for (p++; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return false;
+    memcpy(user, u, (size_t)ul);
+    user[ul] = '\0';
+    *user_len = (size_t)ul;
+    memcpy(req, r, (size_t)rl);
+    req[rl] = '\0';
+    *req_len = (size_t)rl;
+    return true;
+}
+
 /* The hot path's JSON: a flat object whose values are strings without escapes (and a
  * quantity that is a small positive integer). Returns 1 when parsed, 0 when the body
  * needs the full parser, -1 when it is not JSON. *uk and *rk are NULL on entry, and
@@ -433,6 +496,8 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
             p = f + 1;
         }
     } else {
+        if (exact_json(body, len, user, user_len, req, req_len))
+            return 0; /* the ids' alphabet and limits were checked on the way */
         const char *u = NULL, *r = NULL;
         size_t ul = 0, rl = 0;
         uint32_t qv = 0;

@@ -68,6 +68,7 @@ typedef enum {
 
 struct sk_api {
     sk_api_config_t cfg; /* its pointers are not kept: the copies below are */
+    sk_router_t *router; /* sk_api_routes, compiled */
     sk_api_worker_t *workers[SK_API_MAX_WORKERS];
     _Atomic size_t n_workers;
 

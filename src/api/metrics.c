@@ -51,6 +51,19 @@ static void http_requests(sk_buf_t *b, sk_api_t *api, size_t nw)
     }
 }
 
+/* Which loop backend the workers run on (--io), as an info-style gauge. */
+static void io_backend(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    size_t uring = 0;
+    for (size_t i = 0; i < nw; i++)
+        uring += sk_loop_io(api->workers[i]->loop) == SK_LOOP_IO_URING;
+    sk_buf_printf(b,
+                  "# HELP seckill_io_workers Worker threads by the loop backend they run on (--io).\n"
+                  "# TYPE seckill_io_workers gauge\n"
+                  "seckill_io_workers{backend=\"epoll\"} %zu\nseckill_io_workers{backend=\"uring\"} %zu\n",
+                  nw - uring, uring);
+}
+
 static void http_connections(sk_buf_t *b, sk_api_t *api, size_t nw)
 {
     uint64_t open = 0, accepted = 0, refused = 0, timeouts = 0, perr = 0, lat[SK_HTTP_LAT_BUCKETS] = {0}, lsum = 0,
@@ -255,6 +268,7 @@ void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_buf_t b = {0};
     http_requests(&b, api, nw);
     http_connections(&b, api, nw);
+    io_backend(&b, api, nw);
     sales(&b, api, nw);
     ledger(&b, api->cfg.engine);
     events(&b, api, nw);

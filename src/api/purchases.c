@@ -122,7 +122,7 @@ static void purchase_done(sk_op_t *op)
         /* Looked up after a cache miss (sk_api_lookup_stub) and not found. */
         static const char body[] = "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n";
         sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, body, sizeof(body) - 1);
-        sk_op_free(op);
+        sk_engine_op_recycle(w->ew, op);
         return;
     }
     if (op->sale)
@@ -132,7 +132,7 @@ static void purchase_done(sk_op_t *op)
     const char *extra =
         op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
-    sk_op_free(op);
+    sk_engine_op_recycle(w->ew, op);
 }
 
 void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
@@ -174,7 +174,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
         return;
     }
-    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    sk_op_t *op = sk_engine_op_new(w->ew, SK_OP_BUY);
     op->sale = s;
     op->new_sale = stub;
     op->now_ms = now;

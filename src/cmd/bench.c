@@ -57,6 +57,8 @@ static const char usage_text[] =
     "                           coordinated omission). Default: closed loop, each connection\n"
     "                           sends again as soon as an answer arrives\n"
     "  --pipeline K             requests in flight per connection (1)\n"
+    "  --io BACKEND             the client threads' network I/O: epoll, uring or auto (io_uring\n"
+    "                           where the kernel offers it, else epoll) (auto)\n"
     "  --retries N              a request answered 503, or lost to a network error or\n"
     "                           timeout, is sent again with the same request_id up to N\n"
     "                           times (3)\n"
@@ -273,6 +275,7 @@ enum {
     OPT_TARGET,
     OPT_QUANTITY,
     OPT_CONTROLS,
+    OPT_IO,
 };
 
 int main(int argc, char **argv)
@@ -306,6 +309,7 @@ int main(int argc, char **argv)
         {"target", required_argument, NULL, OPT_TARGET},
         {"quantity", required_argument, NULL, OPT_QUANTITY},
         {"controls", required_argument, NULL, OPT_CONTROLS},
+        {"io", required_argument, NULL, OPT_IO},
         {NULL, 0, NULL, 0},
     };
     sk_loadgen_config_t cfg = {
@@ -362,6 +366,10 @@ int main(int argc, char **argv)
         }
         case OPT_PIPELINE:
             cfg.pipeline = (uint32_t)parse_int("--pipeline", optarg, 1, 1024);
+            break;
+        case OPT_IO:
+            if (sk_loop_io_parse(optarg, &cfg.io) < 0)
+                die_usage("--io must be epoll, uring or auto, not \"%s\"", optarg);
             break;
         case OPT_RETRIES:
             cfg.retries = (uint32_t)parse_int("--retries", optarg, 0, 1000);

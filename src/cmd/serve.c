@@ -41,6 +41,7 @@ typedef struct {
 
 struct serve {
     sk_http_config_t http;
+    sk_loop_io_t io; /* --io */
     sk_engine_t *engine;
     sk_api_t *api;
     worker_t *workers;
@@ -83,6 +84,10 @@ static void usage(FILE *f)
           "                          HMAC-SHA256 of the body>); a trailing newline is not part of it.\n"
           "                          [SECKILL_PAYMENT_SECRET holds the key itself] (none: only the\n"
           "                          admin token may pay)\n"
+          "  --io BACKEND            how workers do network I/O: epoll, uring (io_uring: the sends of\n"
+          "                          a loop turn leave in one system call) or auto (io_uring where the\n"
+          "                          kernel offers it and lets this process use it, else epoll)\n"
+          "                          [SECKILL_IO] (auto)\n"
           "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
           "  --demo-payments         DEMO ONLY: POST /api/v1/orders/{id}/demo-pay confirms a reservation\n"
           "                          without any payment (the demo page's Pay button); never in production\n"
@@ -152,7 +157,10 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     serve_t *sv = w->sv;
     int ok = 0;
-    w->loop = sk_loop_new();
+    char name[16];
+    snprintf(name, sizeof(name), "sk-worker-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
+    w->loop = sk_loop_new_io(sv->io);
     if (w->loop && sk_async_init(w->loop, &w->control, worker_control) == 0) {
         w->api = sk_api_worker_new(sv->api, w->loop);
         if (w->api) {
@@ -439,7 +447,8 @@ int sk_cmd_serve(int argc, char **argv)
     const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *access_log = NULL,
                *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL, *max_batch_s = NULL,
                *max_inflight_s = NULL, *demo_s = NULL, *max_streams_s = NULL, *streams_per_ip_s = NULL,
-               *stream_life_s = NULL, *stream_backlog_s = NULL, *payment_secret_file = NULL, *demo_payments_s = NULL;
+               *stream_life_s = NULL, *stream_backlog_s = NULL, *payment_secret_file = NULL, *demo_payments_s = NULL,
+               *io_s = NULL;
     front_t front = {0};
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
@@ -470,6 +479,7 @@ int sk_cmd_serve(int argc, char **argv)
         {"max-batch", "MAX_BATCH", &max_batch_s, 0},
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
         {"payment-secret-file", NULL, &payment_secret_file, 0},
+        {"io", "IO", &io_s, 0},
         {"demo", NULL, &demo_s, 1},
         {"demo-payments", NULL, &demo_payments_s, 1},
     };
@@ -493,6 +503,21 @@ int sk_cmd_serve(int argc, char **argv)
         (stream_backlog_s &&
          parse_uint("max-stream-backlog", stream_backlog_s, 0, (int64_t)1 << 40, &stream_backlog) < 0))
         return 2;
+    sk_loop_io_t io = SK_LOOP_IO_AUTO;
+    if (io_s && sk_loop_io_parse(io_s, &io) < 0) {
+        fprintf(stderr, "seckill serve: --io must be epoll, uring or auto (got '%s')\n", io_s);
+        return 2;
+    }
+    if (io == SK_LOOP_IO_URING) {
+        /* Asked for by name: say at once when this machine cannot have it. */
+        sk_loop_t *probe = sk_loop_new_io(SK_LOOP_IO_URING);
+        if (!probe) {
+            fprintf(stderr, "seckill serve: --io uring: io_uring is not available here (%s); use --io epoll or auto\n",
+                    strerror(errno));
+            return 1;
+        }
+        sk_loop_free(probe);
+    }
     if (stream_life > 0 && stream_life < 1000) {
         fprintf(stderr, "seckill serve: --stream-lifetime must be 0 (no end) or from 1000 to 86400000 ms (got '%s')\n",
                 stream_life_s);
@@ -566,6 +591,7 @@ int sk_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread */
 
     serve_t sv = {0};
+    sv.io = io;
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
     sk_http_config_init(&sv.http);
@@ -588,6 +614,10 @@ int sk_cmd_serve(int argc, char **argv)
         }
     }
 
+    /* A thread is named after the thread that creates it: the store's threads (the
+     * embedded journal's checkpointer) and the ledger are created while the main thread
+     * carries their names, so that top -H, perf and /proc tell the threads apart. */
+    pthread_setname_np(pthread_self(), "sk-store");
     sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
     sv.engine = sk_engine_open(&ecfg,
                                redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
@@ -652,7 +682,10 @@ int sk_cmd_serve(int argc, char **argv)
         sv.workers[i].sv = &sv;
         sv.workers[i].index = i;
     }
-    if (sk_engine_start(sv.engine) < 0) {
+    pthread_setname_np(pthread_self(), "sk-ledger");
+    int erc = sk_engine_start(sv.engine);
+    pthread_setname_np(pthread_self(), "seckill");
+    if (erc < 0) {
         fprintf(stderr, "seckill serve: cannot start the ledger thread\n");
         goto out;
     }
@@ -678,11 +711,13 @@ int sk_cmd_serve(int argc, char **argv)
                 host, rb, port);
     fflush(stdout);
     sk_sd_notify("READY=1");
+    const char *io_name = sk_loop_io_name(sk_loop_io(sv.workers[0].loop));
     if (redis)
-        sk_info("seckill serving on %s with %d worker threads, store: redis at %s:%d/%d", listen, sv.n_workers,
-                redis_addr.host, redis_addr.port, redis_addr.db);
+        sk_info("seckill serving on %s with %d worker threads (%s), store: redis at %s:%d/%d", listen, sv.n_workers,
+                io_name, redis_addr.host, redis_addr.port, redis_addr.db);
     else
-        sk_info("seckill serving on %s with %d worker threads, store: embedded (%s)", listen, sv.n_workers, data);
+        sk_info("seckill serving on %s with %d worker threads (%s), store: embedded (%s)", listen, sv.n_workers,
+                io_name, data);
 
     int sig = 0;
     for (;;) {

@@ -666,7 +666,7 @@ static void before_sleep(sk_loop_t *loop, void *arg)
 void *sk_loadgen_crowd_main(void *arg)
 {
     worker_t *w = arg;
-    w->loop = sk_loop_new();
+    w->loop = sk_loop_new_io(w->cfg->io);
     if (!w->loop) {
         sk_error("seckill-bench: cannot create an event loop: %s", strerror(errno));
         atomic_store(&w->done, 1);

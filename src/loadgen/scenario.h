@@ -81,6 +81,7 @@ typedef struct {
     uint32_t connections;
     uint32_t threads;
     uint32_t pipeline;
+    sk_loop_io_t io; /* the client threads' loop backend (--io) */
     uint32_t users;
     uint64_t requests; /* 0: --duration decides, or one per user */
     uint64_t duration_ms;

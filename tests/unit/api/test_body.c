@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "api/body.h"
+#include "engine/engine.h"
 #include "test.h"
 
 typedef struct {
@@ -72,6 +73,25 @@ SK_TEST(test_json_fast_path)
     char r[SK_REQUEST_MAX + 2];
     snprintf(body, sizeof(body), "{\"user_id\":\"u\",\"request_id\":\"%s\"}", repeat(r, 'r', SK_REQUEST_MAX + 1));
     ASSERT_BAD(body, false, "request_id");
+    /* Every byte inside an id, in the exact shape clients send: accepted exactly when
+     * the id is valid (the fast path checks the ids' alphabet itself). */
+    for (int c = 1; c < 256; c++) {
+        char id[4] = {'a', (char)c, 'b', '\0'};
+        bool valid = sk_valid_user_id(id, 3);
+        ASSERT_EQ(valid, sk_valid_request_id(id, 3));
+        snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"request_id\":\"r\"}", id);
+        p = parse(body, false);
+        if ((p.rc == 0) != valid)
+            SK_FAIL_AT("user id byte 0x%02x: rc %d, valid %d", c, p.rc, valid);
+        if (valid)
+            ASSERT_MEM_STR(p.user, p.ul, id);
+        snprintf(body, sizeof(body), "{\"user_id\":\"u\",\"request_id\":\"%s\"}", id);
+        p = parse(body, false);
+        if ((p.rc == 0) != valid)
+            SK_FAIL_AT("request id byte 0x%02x: rc %d, valid %d", c, p.rc, valid);
+        if (valid)
+            ASSERT_MEM_STR(p.req, p.rl, id);
+    }
 }
 
 SK_TEST(test_json_full_parser)

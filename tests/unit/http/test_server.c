@@ -35,6 +35,8 @@ typedef struct {
 } env_t;
 
 static env_t E;
+/* Every test runs on each backend of the loop in turn (main sets it). */
+static sk_loop_io_t test_io = SK_LOOP_IO_EPOLL;
 
 static void on_stream_close(sk_http_conn_t *c, void *arg)
 {
@@ -98,7 +100,8 @@ static void turns(int n)
 static void env_open(void)
 {
     memset(&E, 0, sizeof(E));
-    E.loop = sk_loop_new();
+    E.loop = sk_loop_new_io(test_io);
+    ASSERT_TRUE(E.loop != NULL);
     sk_http_config_init(&E.cfg);
     E.cfg.header_timeout_ms = 10000;
     E.cfg.idle_timeout_ms = 10000;
@@ -511,8 +514,33 @@ SK_TEST(new_stream_at_the_backlog_bound)
     ASSERT_EQ(env_close(), 0);
 }
 
+/* Every status with a counter slot finds it; any other status counts as "other". */
+SK_TEST(status_slots_round_trip)
+{
+    for (int i = 1; i < SK_HTTP_STATUS_SLOTS; i++)
+        ASSERT_EQ(sk_http_status_slot(sk_http_slot_status(i)), i);
+    int others[] = {0, 99, 101, 202, 302, 402, 499, 502, 504, 599, 999};
+    for (size_t i = 0; i < SK_ARRAY_LEN(others); i++)
+        ASSERT_EQ(sk_http_status_slot(others[i]), 0);
+}
+
+#define ALL_TESTS                                                                                                      \
+    SK_RUN(client_gone_at_every_point_of_a_purchase);                                                                  \
+    SK_RUN(drain_deadline_with_answers_owed);                                                                          \
+    SK_RUN(stream_head_waits_for_answers_owed);                                                                        \
+    SK_RUN(half_close_with_a_stream_behind_an_answer_owed);                                                            \
+    SK_RUN(head_on_a_stream_answers_the_head_alone);                                                                   \
+    SK_RUN(streams_in_all_and_their_lifetime);                                                                         \
+    SK_RUN(backlog_bound_drops_the_streams_behind);                                                                    \
+    SK_RUN(new_stream_at_the_backlog_bound)
+
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
-             SK_RUN(client_gone_at_every_point_of_a_purchase); SK_RUN(drain_deadline_with_answers_owed);
-             SK_RUN(stream_head_waits_for_answers_owed); SK_RUN(half_close_with_a_stream_behind_an_answer_owed);
-             SK_RUN(head_on_a_stream_answers_the_head_alone); SK_RUN(streams_in_all_and_their_lifetime);
-             SK_RUN(backlog_bound_drops_the_streams_behind); SK_RUN(new_stream_at_the_backlog_bound);)
+             printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
+             sk_loop_t *probe = sk_loop_new_io(SK_LOOP_IO_URING);
+             if (!probe) printf("-- io_uring is not available here (%s): its runs are skipped\n", strerror(errno));
+             else {
+                 sk_loop_free(probe);
+                 printf("-- io_uring\n");
+                 test_io = SK_LOOP_IO_URING;
+                 ALL_TESTS;
+             } SK_RUN(status_slots_round_trip);)
