@@ -45,7 +45,14 @@ static bool refused(sk_op_t *op)
 {
     if (op->status == 0)
         return false;
-    if (op->status == -EAGAIN) {
+    if (op->status == -ESTALE) {
+        /* The Redis store keeps a sale's orders until the drain moved them into the
+         * system of record (then trims them, and retires an ended sale after a while):
+         * what is gone from it is read there. */
+        static const char body[] = "{\"error\":\"moved\",\"message\":\"these orders have been moved to the "
+                                   "system of record and are no longer kept by this service\"}\n";
+        sk_http_deferred_respond(op->ctx, 410, "application/json", NULL, body, sizeof(body) - 1);
+    } else if (op->status == -EAGAIN) {
         static const char body[] = "{\"error\":\"rate_limited\",\"message\":\"too many requests in flight, "
                                    "retry shortly\"}\n";
         sk_http_deferred_respond(op->ctx, 429, "application/json", "Retry-After: 1\r\n", body, sizeof(body) - 1);

@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
+#include "redis/cluster.h"
 #include "util/common.h"
 #include "util/sdnotify.h"
 
@@ -59,7 +60,11 @@ static void usage(FILE *f)
           "  --threads N             worker threads [SECKILL_THREADS] (number of cores)\n"
           "  --data DIR              data directory of the embedded store [SECKILL_DATA] (./data)\n"
           "  --store URL             order store: 'embedded' (SQLite in --data) or\n"
-          "                          redis://HOST[:PORT][/DB] (a cluster node) [SECKILL_STORE]\n"
+          "                          redis://HOST[:PORT][/DB] (a cluster node) or\n"
+          "                          redis://HOST:PORT,HOST:PORT,... (a Redis Cluster) [SECKILL_STORE]\n"
+          "  --replicas-ack N        Redis store: answer a batch only once N replicas have it\n"
+          "                          (WAIT; 503 when they do not in time) [SECKILL_REPLICAS_ACK] (0)\n"
+          "  --replicas-timeout MS   how long to wait for them [SECKILL_REPLICAS_TIMEOUT] (1000)\n"
           "  --admin-token TOKEN     require 'Authorization: Bearer TOKEN' to create sales and\n"
           "                          list all orders [SECKILL_ADMIN_TOKEN] (none)\n"
           "  --access-log FILE       write an access log (buffered) [SECKILL_ACCESS_LOG] (off)\n"
@@ -183,7 +188,8 @@ int sk_cmd_serve(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *token = NULL,
                *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL,
-               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL;
+               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL, *replicas_s = NULL,
+               *replicas_timeout_s = NULL;
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
         {"threads", "THREADS", &threads_s, 0},
@@ -197,6 +203,8 @@ int sk_cmd_serve(int argc, char **argv)
         {"max-conns", "MAX_CONNS", &max_conns_s, 0},
         {"max-batch", "MAX_BATCH", &max_batch_s, 0},
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
+        {"replicas-ack", "REPLICAS_ACK", &replicas_s, 0},
+        {"replicas-timeout", "REPLICAS_TIMEOUT", &replicas_timeout_s, 0},
         {"demo", NULL, &demo_s, 1},
     };
     int prc = sk_cmd_parse("serve", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
@@ -205,13 +213,15 @@ int sk_cmd_serve(int argc, char **argv)
     int demo = demo_s != NULL;
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
-            max_batch = 4096, max_inflight = 65536;
+            max_batch = 4096, max_inflight = 65536, replicas_ack = 0, replicas_timeout = 1000;
     if ((threads_s && parse_uint("threads", threads_s, 1, SK_API_MAX_WORKERS, &threads) < 0) ||
         (header_to && parse_uint("header-timeout", header_to, 100, 3600000, &header_ms) < 0) ||
         (idle_to && parse_uint("idle-timeout", idle_to, 100, 86400000, &idle_ms) < 0) ||
         (max_conns_s && parse_uint("max-conns", max_conns_s, 1, 10000000, &max_conns) < 0) ||
         (max_batch_s && parse_uint("max-batch", max_batch_s, 1, 1000000, &max_batch) < 0) ||
-        (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0))
+        (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0) ||
+        (replicas_s && parse_uint("replicas-ack", replicas_s, 0, 16, &replicas_ack) < 0) ||
+        (replicas_timeout_s && parse_uint("replicas-timeout", replicas_timeout_s, 10, 2000, &replicas_timeout) < 0))
         return 2;
     if (threads < 1)
         threads = 1;
@@ -231,9 +241,16 @@ int sk_cmd_serve(int argc, char **argv)
     }
     char err[512] = "";
     bool redis = strncmp(store, "redis://", 8) == 0;
-    sk_redis_addr_t redis_addr;
-    if (redis && sk_redis_parse_url(store, &redis_addr, err, sizeof(err)) < 0) {
+    sk_rcluster_t *seeds = redis ? sk_rcluster_new(store, err, sizeof(err)) : NULL;
+    if (redis && !seeds) {
         fprintf(stderr, "seckill serve: %s\n", err);
+        return 2;
+    }
+    char store_shown[512];
+    sk_redis_redact(store, store_shown, sizeof(store_shown));
+    sk_rcluster_free(seeds);
+    if (!redis && replicas_ack > 0) {
+        fprintf(stderr, "seckill serve: --replicas-ack is for the Redis store (--store redis://...)\n");
         return 2;
     }
     if (!redis && strcmp(store, "embedded") != 0 && strcmp(store, "sqlite") != 0) {
@@ -274,16 +291,19 @@ int sk_cmd_serve(int argc, char **argv)
     }
 
     sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
-    sv.engine = sk_engine_open(&ecfg,
-                               redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
-                                     : sk_backend_embedded_new(data, (size_t)max_batch),
-                               err, sizeof(err));
+    sk_backend_redis_config_t rcfg = {.url = store,
+                                      .max_batch = (size_t)max_batch,
+                                      .replicas_ack = (int)replicas_ack,
+                                      .replicas_timeout_ms = (int)replicas_timeout};
+    sv.engine = sk_engine_open(
+        &ecfg, redis ? sk_backend_redis_new(&rcfg, err, sizeof(err)) : sk_backend_embedded_new(data, (size_t)max_batch),
+        err, sizeof(err));
     if (!sv.engine) {
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;
     }
     if (demo && create_demo(sv.engine) < 0) {
-        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? redis_addr.host : data);
+        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store_shown : data);
         goto out;
     }
     sk_api_config_t acfg = {.admin_token = token, .engine = sv.engine};
@@ -330,8 +350,8 @@ int sk_cmd_serve(int argc, char **argv)
     fflush(stdout);
     sk_sd_notify("READY=1");
     if (redis)
-        sk_info("seckill serving on %s with %d worker threads, store: redis at %s:%d/%d", listen, sv.n_workers,
-                redis_addr.host, redis_addr.port, redis_addr.db);
+        sk_info("seckill serving on %s with %d worker threads, store: %s%s%s", listen, sv.n_workers, store_shown,
+                replicas_ack ? ", confirmations wait for replicas: " : "", replicas_ack ? replicas_s : "");
     else
         sk_info("seckill serving on %s with %d worker threads, store: embedded (%s)", listen, sv.n_workers, data);
 

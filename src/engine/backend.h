@@ -61,6 +61,8 @@ void sk_engine_publish_sold(sk_sale_t *s, int64_t sold);
 void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h);
 /** Records one batch in the engine's statistics. */
 void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
+/** Counts a batch answered 503 because too few replicas acknowledged it in time. */
+void sk_engine_count_replica_timeout(sk_engine_t *e);
 /** Frees a sale that was never registered (and, in sk_engine_free, every registered
  *  sale with the final holders the engine adopted). */
 void sk_sale_free(sk_sale_t *s);

@@ -388,6 +388,11 @@ void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h)
     atomic_store_explicit(&s->final_holders, h, memory_order_release);
 }
 
+void sk_engine_count_replica_timeout(sk_engine_t *e)
+{
+    sk_counter_add(&e->stats.replica_timeouts, 1);
+}
+
 void sk_engine_record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns, bool ok)
 {
     if (!ok) {

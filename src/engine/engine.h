@@ -123,7 +123,9 @@ struct sk_op {
 
     /* Results. BUY: result, order (seq, created_at), remaining, held (the orders the
      * buyer holds, with LIMIT_REACHED and SOLD_OUT; then `order` is their first). ORDERS/LIST: orders,
-     * n_orders (owned by the op, freed by sk_op_free). CREATE_SALE: status 0,
+     * n_orders (owned by the op, freed by sk_op_free); status -EIO when the store cannot
+     * be read, -ESTALE when the orders asked for were moved out of it (the Redis store,
+     * after the drain). CREATE_SALE: status 0,
      * -EEXIST, -ENOSPC (too many sales) or -EIO. */
     sk_buy_result_t result;
     int status;
@@ -232,6 +234,7 @@ typedef struct {
     sk_counter_t commit_ns_sum;
     sk_counter_t commit_bucket[16]; /* same bounds as the HTTP latency histogram */
     sk_counter_t commit_errors;
+    sk_counter_t replica_timeouts; /* batches answered 503: too few replicas had them in time */
     _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);
