@@ -278,6 +278,23 @@ static int64_t pg_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char
     return inserted;
 }
 
+static int64_t pg_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+{
+    pg_t *pg = (pg_t *)db;
+    const char *vals[1] = {sale_id};
+    /* An index-only scan of UNIQUE (sale_id, seq). */
+    PGresult *r = exec_params(pg, "SELECT count(*) FROM orders WHERE sale_id = $1", 1, vals, err, err_size);
+    if (!r)
+        return -EIO;
+    int64_t n = -EIO;
+    if (PQntuples(r) == 1 && sk_parse_i64(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), 0, INT64_MAX, &n) < 0)
+        n = -EIO;
+    PQclear(r);
+    if (n < 0)
+        set_err(err, err_size, "count of orders: unexpected answer", NULL);
+    return n;
+}
+
 const sk_db_driver_t sk_db_postgres = {
     .name = "postgres",
     .title = "PostgreSQL",
@@ -287,4 +304,5 @@ const sk_db_driver_t sk_db_postgres = {
     .put_sale = pg_put_sale,
     .put_orders = pg_put_orders,
     .ok = pg_ok,
+    .count_orders = pg_count_orders,
 };
