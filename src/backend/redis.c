@@ -70,6 +70,7 @@ typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY } conn_state_t;
 
 typedef struct rbackend rbackend_t;
 typedef struct batch batch_t;
+typedef struct group group_t;
 
 /* One primary's connection. Lives as long as the backend once made (conns[node]);
  * hiredis owns the context inside and frees it on errors (ev.ac turns NULL). */
@@ -85,13 +86,27 @@ typedef struct {
     sk_timer_t reconnect, drop;
     uint64_t last_fail_log_ms;
     bool fail_logged;
+    /* --replicas-ack: scripts go out in rounds, each closed by one WAIT (it covers every
+     * write the connection made before it, and Redis blocks the connection while it
+     * waits): the scripts sent since the last WAIT, whether a WAIT is out, and the groups
+     * held meanwhile (sent with the next round). */
+    group_t **round, **held;
+    size_t n_round, cap_round, n_held, cap_held;
+    bool wait_out;
 } conn_t;
+
+/* The groups one WAIT answers for. */
+typedef struct {
+    conn_t *c;
+    group_t **groups;
+    size_t n;
+} round_t;
 
 /* The purchases of one sale within a batch: one script call, sent again after MOVED,
  * ASK or NOSCRIPT. Every send queues the script's callback and, with replicas_ack, a
  * WAIT's; the group is decided (its ops completed) once, and released when no callback
  * of it is left to come. */
-typedef struct {
+struct group {
     batch_t *batch;
     sk_sale_t *sale;
     sk_op_t **ops;
@@ -104,7 +119,7 @@ typedef struct {
     bool decided;
     conn_t *ack_conn; /* the script ran there: its answers wait for that connection's WAIT */
     int64_t sold, now; /* from the script's reply */
-} group_t;
+};
 
 struct batch {
     batch_t *next; /* the in-flight list */
@@ -396,6 +411,7 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
 
 static void pump(rbackend_t *r);
 static void connect_now(conn_t *c);
+static void drop_held(conn_t *c);
 static void maybe_load_holders(rbackend_t *r, sk_sale_t *s);
 
 static const char *conn_name(const conn_t *c, char *buf, size_t cap)
@@ -494,6 +510,7 @@ static void fail_connection(conn_t *c, const char *what, const char *detail)
     if (c->state != CONN_DOWN)
         log_failure(c, what, detail);
     c->state = CONN_DOWN;
+    drop_held(c);
     if (c->ev.ac)
         sk_timer_start(c->r->loop, &c->drop, 0, on_drop);
     else
@@ -507,6 +524,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         /* hiredis frees the context after this returns. */
         log_failure(c, "cannot connect", ac->errstr);
         c->state = CONN_DOWN;
+        drop_held(c);
         schedule_reconnect(c);
     }
 }
@@ -517,6 +535,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (c->state != CONN_DOWN)
         log_failure(c, "connection lost", status == REDIS_OK ? NULL : ac->errstr);
     c->state = CONN_DOWN;
+    drop_held(c);
     schedule_reconnect(c);
 }
 
@@ -697,9 +716,18 @@ static void read_topology(rbackend_t *r)
 /* ---- purchases -------------------------------------------------------------------------- */
 
 static void on_group(redisAsyncContext *ac, void *reply, void *priv);
-static void on_group_ack(redisAsyncContext *ac, void *reply, void *priv);
+static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv);
 static void group_unavailable(group_t *g);
 static void group_release(group_t *g);
+
+static void push_group(group_t ***arr, size_t *n, size_t *cap, group_t *g)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = sk_xrealloc(*arr, *cap * sizeof(**arr));
+    }
+    (*arr)[(*n)++] = g;
+}
 
 static void send_group(rbackend_t *r, group_t *g)
 {
@@ -711,6 +739,13 @@ static void send_group(rbackend_t *r, group_t *g)
     if (!usable(c)) {
         topology_soon(r);
         group_unavailable(g);
+        return;
+    }
+    if (r->replicas_ack > 0 && c->wait_out) {
+        /* The connection is blocked in WAIT: the group goes with the next round. */
+        g->target = node;
+        g->asking = asking;
+        push_group(&c->held, &c->n_held, &c->cap_held, g);
         return;
     }
     size_t argc = 6 + 2 * g->n;
@@ -747,10 +782,52 @@ static void send_group(rbackend_t *r, group_t *g)
         return;
     }
     g->outstanding++;
-    /* WAIT covers every write this connection made before it: this script's. */
-    if (r->replicas_ack > 0 &&
-        redisAsyncCommand(c->ev.ac, on_group_ack, g, "WAIT %d %d", r->replicas_ack, r->replicas_timeout_ms) == REDIS_OK)
-        g->outstanding++;
+    if (r->replicas_ack > 0)
+        push_group(&c->round, &c->n_round, &c->cap_round, g); /* closed by close_rounds */
+}
+
+/* Sends one WAIT after the scripts each connection got since its last one (at the end
+ * of every loop turn): a round's scripts share the fsync and the replication round trip. */
+static void close_rounds(rbackend_t *r)
+{
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        conn_t *c = r->conns[i];
+        if (!c || c->n_round == 0)
+            continue;
+        if (!usable(c)) {
+            c->n_round = 0; /* their scripts' callbacks see NULL: 503 */
+            continue;
+        }
+        if (c->wait_out)
+            continue; /* (a round is only opened while no WAIT is out) */
+        round_t *rd = sk_xmalloc(sizeof(*rd));
+        rd->c = c;
+        rd->n = c->n_round;
+        rd->groups = sk_xmalloc(rd->n * sizeof(*rd->groups));
+        memcpy(rd->groups, c->round, rd->n * sizeof(*rd->groups));
+        c->n_round = 0;
+        if (redisAsyncCommand(c->ev.ac, on_round_ack, rd, "WAIT %d %d", r->replicas_ack, r->replicas_timeout_ms) !=
+            REDIS_OK) {
+            free(rd->groups);
+            free(rd);
+            continue;
+        }
+        c->wait_out = true;
+        for (size_t k = 0; k < rd->n; k++)
+            rd->groups[k]->outstanding++;
+    }
+}
+
+/* Answers 503 the groups held for a connection that went down (they were never sent). */
+static void drop_held(conn_t *c)
+{
+    c->wait_out = false;
+    c->n_round = 0;
+    while (c->n_held) {
+        group_t *g = c->held[--c->n_held];
+        group_unavailable(g);
+        group_release(g);
+    }
 }
 
 static void answer_unavailable(sk_op_t *op)
@@ -938,10 +1015,10 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (r->replicas_ack > 0) {
-        /* The script ran; the answers wait for the WAIT that follows it here. */
+        /* The script ran; the answers wait for the WAIT that closed its round here. */
         g->ack_conn = c;
         if (g->outstanding == 0)
-            group_unavailable(g); /* WAIT could not be sent */
+            group_unavailable(g); /* no WAIT could be sent */
         group_release(g);
         return;
     }
@@ -949,37 +1026,61 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
     group_release(g);
 }
 
-static void on_group_ack(redisAsyncContext *ac, void *reply, void *priv)
+static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv)
 {
-    group_t *g = priv;
-    rbackend_t *r = g->batch->r;
+    (void)ac;
+    round_t *rd = priv;
+    conn_t *c = rd->c;
+    rbackend_t *r = c->r;
     redisReply *rep = reply;
-    g->outstanding--;
-    /* Only the WAIT after the script that ran counts (an earlier send's WAIT on another
-     * connection, after a redirection, says nothing about it). */
-    if (!g->decided && g->ack_conn && g->ack_conn == ac->data) {
-        if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= r->replicas_ack) {
-            group_commit(g);
-        } else {
-            /* The orders exist on the primary but not on enough replicas: a failover
-             * could lose them, so nothing is confirmed (503: the buyer asks later). */
-            if (rep) {
-                sk_engine_count_replica_timeout(r->e);
-                uint64_t now = sk_loop_now(r->loop);
-                if (now - r->last_ack_log_ms >= 10000 || r->last_ack_log_ms == 0) {
-                    char name[300];
-                    sk_warn("redis at %s: WAIT saw %lld of %d replicas within %d ms; the batch is answered 503 "
-                            "(its orders may exist: buyers can look them up)",
-                            conn_name(g->ack_conn, name, sizeof(name)),
-                            rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1LL, r->replicas_ack,
-                            r->replicas_timeout_ms);
-                    r->last_ack_log_ms = now;
-                }
-            }
-            group_unavailable(g);
+    c->wait_out = false;
+    bool enough = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= r->replicas_ack;
+    if (rep && !enough) {
+        uint64_t now = sk_loop_now(r->loop);
+        if (now - r->last_ack_log_ms >= 10000 || r->last_ack_log_ms == 0) {
+            char name[300];
+            sk_warn("redis at %s: WAIT saw %lld of %d replicas within %d ms; the batch is answered 503 "
+                    "(its orders may exist: buyers can look them up)",
+                    conn_name(c, name, sizeof(name)), rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1LL,
+                    r->replicas_ack, r->replicas_timeout_ms);
+            r->last_ack_log_ms = now;
         }
     }
-    group_release(g);
+    for (size_t k = 0; k < rd->n; k++) {
+        group_t *g = rd->groups[k];
+        g->outstanding--;
+        /* Only a script that ran here counts (a group redirected elsewhere was in this
+         * round too, and waits for its own). */
+        if (!g->decided && g->ack_conn == c) {
+            if (enough) {
+                group_commit(g);
+            } else {
+                /* The orders exist on the primary but not on enough replicas: a
+                 * failover could lose them, so nothing is confirmed (503: the buyer
+                 * asks later). */
+                if (rep)
+                    sk_engine_count_replica_timeout(r->e);
+                group_unavailable(g);
+            }
+        }
+        group_release(g);
+    }
+    free(rd->groups);
+    free(rd);
+    /* What waited for this round goes now (its own WAIT at the end of the turn). */
+    size_t n = c->n_held;
+    if (n && usable(c)) {
+        group_t **held = sk_xmalloc(n * sizeof(*held));
+        memcpy(held, c->held, n * sizeof(*held));
+        c->n_held = 0;
+        for (size_t k = 0; k < n; k++) {
+            send_group(r, held[k]);
+            group_release(held[k]);
+        }
+        free(held);
+    } else if (n) {
+        drop_held(c);
+    }
 }
 
 /* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
@@ -1829,11 +1930,15 @@ static void before_sleep(sk_loop_t *loop, void *arg)
 {
     rbackend_t *r = arg;
     pump(r);
+    if (r->replicas_ack > 0)
+        close_rounds(r);
     sk_engine_flush(r->e);
     if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0 && r->n_requeue == 0) {
         size_t n = sk_engine_take(r->e, r->take, r->max_batch);
         if (n) {
             form_batch(r, r->take, n);
+            if (r->replicas_ack > 0)
+                close_rounds(r);
             sk_engine_flush(r->e);
             return;
         }
@@ -1925,8 +2030,13 @@ static void redis_free(sk_backend_t *b)
         sk_async_close(r->loop, &r->wake);
         sk_loop_free(r->loop);
     }
-    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++)
-        free(r->conns[i]);
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        if (r->conns[i]) {
+            free(r->conns[i]->round);
+            free(r->conns[i]->held);
+            free(r->conns[i]);
+        }
+    }
     sk_rcluster_free(r->map);
     if (r->sales) {
         for (size_t i = 0; i < SK_MAX_SALES; i++)

@@ -8,7 +8,7 @@ import socket
 import time
 import urllib.request
 
-from skcluster import http, run_cluster_tests, metric
+from skcluster import holders_orders, http, metric, run_cluster_tests
 
 C = None
 
@@ -43,15 +43,8 @@ def check_store(ck, sale, stock, limit):
     finally:
         red.close()
     # The holders hash keeps every order of a live sale (the stream is trimmed once the
-    # drain moved its entries): "<user>" -> "count\tseq\treq\tat", "<user>\t<i>" -> "seq\treq\tat".
-    in_redis = {}
-    for f, v in zip(holders[::2], holders[1::2]):
-        if "\n" in f:
-            continue
-        user = f.split("\t")[0]
-        parts = v.split("\t")
-        seq, req = (parts[1], parts[2]) if "\t" not in f else (parts[0], parts[1])
-        in_redis[f"{sale}-{int(seq):010d}"] = (user, req)
+    # drain moved its entries).
+    in_redis = holders_orders(sale, holders)
     ck.eq({r[0]: (r[1], r[2]) for r in rows}, in_redis,
           f"{sale}: PostgreSQL holds exactly the orders Redis has, with their users and request ids")
     ck.eq(left, True, f"{sale}: the drained entries were trimmed from the stream ({left})")
