@@ -662,11 +662,16 @@ static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
     rbackend_t *r = c->r;
     r->topo_busy = false;
     uint64_t now = sk_loop_now(r->loop);
+    uint64_t version = r->map->version;
     if (!reply || r->done || sk_rcluster_apply_slots(r->map, reply, r->map->nodes[c->node].host) < 0) {
         r->topo_backoff_ms =
             r->topo_backoff_ms ? SK_MIN(r->topo_backoff_ms * 2, (uint64_t)TOPOLOGY_MS) : (uint64_t)TOPOLOGY_RETRY_MS;
         r->topo_due_ms = now + r->topo_backoff_ms;
         return;
+    }
+    if (r->map->version != version) {
+        char name[300];
+        sk_info("redis: the cluster's map changed (read from %s)", conn_name(c, name, sizeof(name)));
     }
     /* Connect to every primary; while one is unreachable (a failover under way), read
      * the map again soon, with a back-off, until a replica has taken its place. */
@@ -976,6 +981,11 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
             return;
         }
         if (kind == SK_RCLUSTER_MOVED) {
+            if (r->map->owner[slot] != node) {
+                char name[300];
+                sk_info("redis: slot %u (sale '%s') moved to %s; following it", slot, g->sale->id,
+                        sk_rcluster_name(r->map, node, name, sizeof(name)));
+            }
             r->map->owner[slot] = (uint16_t)node;
             r->map->version++;
             topology_soon(r);

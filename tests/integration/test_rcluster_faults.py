@@ -159,6 +159,9 @@ def test_reshard(ck):
     rc, out, rep = flood(sale, 1500, 2500, 10, 200, [(2, reshard)])
     ck.eq(moved.get("rc"), 0, f"redis-cli --cluster reshard\n{moved.get('out', '')[-2000:]}")
     ck.eq(C.primary_of_slot(first), dst["port"], f"slot {first} (sale {sale}) moved to the other primary")
+    logs = [open(f"{C.dir}/node{i}/seckill.log", errors="replace").read() for i in (1, 2, 3)]
+    ck.check(all(f"(sale '{sale}') moved to" in t or "the cluster's map changed" in t for t in logs),
+             "every node followed the move (a MOVED, or the map read again; their logs say so)")
     check_run(ck, "resharded mid-flood", rc, out, rep, 1500)
     check_pg_against_redis(ck, "resharded", sale)
 
