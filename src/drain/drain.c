@@ -24,13 +24,14 @@
 #define GROUP SK_DRAIN_GROUP
 #define TIMEOUT_MS 5000
 #define IDLE_MS 20 /* nothing new on any stream: wait this long before reading again */
-#define ENTRY_GUESS 16 /* orders per stream entry assumed when sizing a read */
+#define ENTRY_GUESS SK_REDIS_ENTRY_MAX /* orders per stream entry assumed at first (a small first read) */
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_MAX_MS 5000
 #define MAP_MS 5000 /* a Redis Cluster's map is read this often (and after errors) */
-#define RECONCILE_MS 2000 /* a sale's counts are compared this often ... */
-#define RECONCILE_RETIRED_MS 60000 /* ... and this often once it is retired */
-#define RECONCILE_PER_ROUND 16 /* database counts per second, at most */
+#define COUNT_MIN_MS 2000 /* a sale is counted in the database at most this often ... */
+#define COUNT_COST_FACTOR 20 /* ... and at most 1/20 of the time counting it takes */
+#define COUNT_IDLE_MS 600000 /* a sale nothing changed in is counted again this often */
+#define COUNT_BUDGET_MS 50 /* time spent counting in the database per second, at most */
 #define NODES SK_RCLUSTER_NODES_MAX
 
 typedef struct {
@@ -47,11 +48,16 @@ typedef struct {
     bool active; /* still read with ">" */
     int64_t lag, pending, length;
     int64_t sold; /* Redis's sold counter, -1: unknown */
-    int64_t db_count; /* orders in the database, -1: unknown */
-    bool count_fresh; /* db_count was read this round, before sold */
-    int64_t diff; /* sold - db_count when both were read in order */
+    /* Reconciliation: the database's count is counted (SELECT count) when the stream is
+     * drained, no more often than its cost allows, and in between follows the rows this
+     * drain inserted; a batch that met rows already there makes it count again. */
+    int64_t db_count; /* counted in the database, -1: unknown */
+    int64_t db_added; /* rows this drain inserted since */
+    bool count_dirty; /* db_added is not exact: count before comparing */
+    bool count_fresh; /* counted this round, before sold was read */
+    uint64_t count_after; /* do not count before this */
+    int64_t diff; /* sold - (db_count + db_added), sold read after the count */
     bool diff_known;
-    uint64_t next_reconcile;
     bool retired; /* its sale record says retired_at: holders and stream expire */
     bool gone; /* retired and its stream expired: nothing left to watch */
     sk_drain_id_t trimmed_to; /* the last MINID trimmed to */
@@ -79,7 +85,27 @@ struct sk_drain {
     /* statistics */
     uint64_t orders, entries, batches, redis_errors, db_errors, trimmed, retired, replica_waits;
     double last_batch_s;
+    double per_entry; /* orders per stream entry, a moving average (sizes the reads) */
+    size_t count_cursor; /* where the next round of database counts starts */
 };
+
+/* How many stream entries to ask for so that `orders` orders come: entries hold from
+ * one order to SK_REDIS_ENTRY_MAX (a node's batch), so the count follows what the
+ * entries read so far held. */
+static unsigned long long entries_for(const sk_drain_t *d, size_t orders)
+{
+    double e = (double)orders / (d->per_entry > 1 ? d->per_entry : 1);
+    return e < 1 ? 1 : (unsigned long long)e;
+}
+
+/* Learns the orders per entry from a read that added `orders` orders from `entries`. */
+static void learn_entries(sk_drain_t *d, size_t orders, size_t entries)
+{
+    if (entries == 0)
+        return;
+    double x = (double)orders / (double)entries;
+    d->per_entry = d->per_entry > 0 ? 0.7 * d->per_entry + 0.3 * x : x;
+}
 
 static uint64_t now_ms(void)
 {
@@ -442,8 +468,9 @@ static void take_reply(sk_drain_t *d, dsale_t *s, const redisReply *r, bool pend
             continue;
         if (pending_phase && kv->element[1]->elements == 0)
             s->pending_phase = false; /* our pending list of this stream is read through */
-        sk_drain_batch_add(&d->batch, s->id, s->key, kv->element[1], pending_phase ? s->cursor : NULL,
-                           sizeof(s->cursor));
+        size_t added = sk_drain_batch_add(&d->batch, s->id, s->key, kv->element[1], pending_phase ? s->cursor : NULL,
+                                          sizeof(s->cursor));
+        learn_entries(d, added, kv->element[1]->elements);
     }
 }
 
@@ -454,7 +481,7 @@ static void read_pending(sk_drain_t *d)
         if (!s->pending_phase || !s->group_ready || s->gone)
             continue;
         redisReply *r = rcmd(d, s->slot, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->cfg.consumer,
-                             (unsigned long long)SK_MAX(d->cfg.batch_max / ENTRY_GUESS, (size_t)1), s->key, s->cursor);
+                             entries_for(d, d->cfg.batch_max), s->key, s->cursor);
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -478,9 +505,8 @@ static void claim_orphans(sk_drain_t *d)
         dsale_t *s = &d->sales[i];
         if (!s->group_ready || s->pending == 0 || s->gone)
             continue;
-        redisReply *r =
-            rcmd(d, s->slot, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer, CLAIM_IDLE_MS,
-                 (unsigned long long)SK_MAX((d->cfg.batch_max - d->batch.n) / ENTRY_GUESS, (size_t)1));
+        redisReply *r = rcmd(d, s->slot, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer,
+                             CLAIM_IDLE_MS, entries_for(d, d->cfg.batch_max - d->batch.n));
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY)
@@ -509,9 +535,9 @@ static void read_new(sk_drain_t *d)
         return;
     }
     /* COUNT is per stream and counts entries, each a node's batch of up to
-     * SK_REDIS_ENTRY_MAX orders: share the batch among the streams, guessing
-     * ENTRY_GUESS orders an entry (a read may overshoot; the batch grows). */
-    unsigned long long count = SK_MAX(d->cfg.batch_max / total / ENTRY_GUESS, (size_t)1);
+     * SK_REDIS_ENTRY_MAX orders: share the batch among the streams, at the orders per
+     * entry seen so far (a read may overshoot; the batch grows). */
+    unsigned long long count = entries_for(d, d->cfg.batch_max / total);
     for (int n = 0; n < NODES; n++) {
         if (!counts[n])
             continue;
@@ -592,6 +618,30 @@ static bool replicas_have(sk_drain_t *d)
     return ok;
 }
 
+/* After a batch went in: rows of each sale, or a count needed when some were there. */
+static void note_written(sk_drain_t *d, int64_t inserted)
+{
+    bool exact = inserted == (int64_t)d->batch.n;
+    if (!exact)
+        sk_info("drain: %lld of %zu orders were in %s already (entries delivered again), the rest inserted",
+                (long long)((int64_t)d->batch.n - inserted), d->batch.n, d->cfg.db->title);
+    size_t i = 0;
+    while (i < d->batch.n) {
+        const char *sale = d->batch.rows[i].sale_id;
+        size_t j = i;
+        while (j < d->batch.n && d->batch.rows[j].sale_id == sale)
+            j++;
+        dsale_t *s = find_sale(d, sale, strlen(sale));
+        if (s) {
+            if (exact)
+                s->db_added += (int64_t)(j - i);
+            else
+                s->count_dirty = true;
+        }
+        i = j;
+    }
+}
+
 static bool write_batch(sk_drain_t *d)
 {
     sk_db_order_t *rows = sk_drain_batch_orders(&d->batch);
@@ -604,10 +654,11 @@ static bool write_batch(sk_drain_t *d)
         return false;
     }
     d->last_batch_s = (double)(sk_mono_ns() - t0) / 1e9;
+    note_written(d, n);
     d->orders += (uint64_t)n;
     d->entries += d->batch.n;
     d->batches++;
-    sk_debug("drain: wrote %zu entries (%lld new orders)", d->batch.n, (long long)n);
+    sk_debug("drain: wrote %zu orders (%lld new) in %.1f ms", d->batch.n, (long long)n, d->last_batch_s * 1e3);
     return true;
 }
 
@@ -728,19 +779,30 @@ static bool pick_watched(const dsale_t *s)
     return s->group_ready && !s->gone;
 }
 
-/* The counts in the database of the sales due, read before Redis's (so that a
- * difference that remains is real: the drain only writes what Redis has). */
+/* Counts in the database the sales that need it, before Redis's counts are read (so
+ * that a difference that remains is real: the drain only writes what Redis has). A
+ * sale is counted when it is drained and the rows inserted since its last count are
+ * not known exactly, or it changed, or long ago; never more often than the count's own
+ * cost allows (a sale of ten million orders takes a while to count), and counting takes
+ * at most COUNT_BUDGET_MS a second, taking the sales in turn: the database's time is
+ * for the orders. */
 static void count_in_db(sk_drain_t *d)
 {
-    if (!d->db || !sk_db_ok(d->db))
+    if (!d->db || !sk_db_ok(d->db) || d->n_sales == 0)
         return;
-    uint64_t now = now_ms();
-    int done = 0;
-    for (size_t i = 0; i < d->n_sales && done < RECONCILE_PER_ROUND; i++) {
-        dsale_t *s = &d->sales[i];
-        if (s->gone || !s->in_db || now < s->next_reconcile)
+    uint64_t now = now_ms(), start = sk_mono_ns();
+    size_t base = d->count_cursor;
+    for (size_t k = 0; k < d->n_sales && sk_mono_ns() - start < COUNT_BUDGET_MS * 1000000ull; k++) {
+        dsale_t *s = &d->sales[(base + k) % d->n_sales];
+        if (s->gone || !s->in_db || now < s->count_after)
+            continue;
+        bool drained = s->lag == 0 && s->pending == 0;
+        bool due = s->db_count < 0 || (drained && (s->count_dirty || s->db_added > 0 || s->diff != 0)) ||
+                   now >= s->count_after + COUNT_IDLE_MS;
+        if (!due)
             continue;
         char err[512];
+        uint64_t t0 = sk_mono_ns();
         int64_t n = sk_db_count_orders(d->db, s->id, err, sizeof(err));
         if (n == -ENOSYS)
             return; /* this database does not count: no reconciliation */
@@ -749,10 +811,13 @@ static void count_in_db(sk_drain_t *d)
                 db_drop(d, err);
             return;
         }
+        uint64_t cost_ms = (sk_mono_ns() - t0) / 1000000u;
         s->db_count = n;
+        s->db_added = 0;
+        s->count_dirty = false;
         s->count_fresh = true;
-        s->next_reconcile = now + (s->retired ? RECONCILE_RETIRED_MS : RECONCILE_MS);
-        done++;
+        s->count_after = now + SK_MAX((uint64_t)COUNT_MIN_MS, cost_ms * COUNT_COST_FACTOR);
+        d->count_cursor = (base + k + 1) % d->n_sales;
     }
 }
 
@@ -801,12 +866,12 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
             if (h->element[1]->type == REDIS_REPLY_STRING)
                 s->retired = true;
         }
-        if (s->count_fresh) {
-            /* Counted in the database first, then read from Redis. */
-            s->diff = s->sold - s->db_count;
-            s->diff_known = s->sold >= 0;
-            s->count_fresh = false;
-        }
+        /* Counted in the database first (or followed since), then read from Redis. */
+        s->diff_known = s->sold >= 0 && s->db_count >= 0 && !s->count_dirty;
+        if (s->diff_known)
+            s->diff = s->sold - (s->db_count + s->db_added);
+        bool counted = s->count_fresh;
+        s->count_fresh = false;
         if (g->type == REDIS_REPLY_ERROR) {
             if (s->retired && strstr(g->str, "no such key")) {
                 s->gone = true; /* retired and expired: nothing left in Redis */
@@ -840,7 +905,7 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
             bool finished = sk_drain_stream_finished(s->sold, s->stock, s->ends_at, redis_now);
             s->active = !(finished && s->lag == 0 && s->pending == 0);
         }
-        if (d->cfg.retention_ms > 0 && !s->retired && s->diff_known && s->diff == 0 &&
+        if (d->cfg.retention_ms > 0 && !s->retired && counted && s->diff_known && s->diff == 0 &&
             sk_drain_retire_due(s->ends_at, redis_now, s->lag, s->pending, s->sold, s->db_count)) {
             /* Over, drained and reconciled: the bulk (holders and stream) expires after
              * the retention; the sale record stays as the tombstone. */
@@ -983,6 +1048,7 @@ sk_drain_t *sk_drain_new(const sk_drain_config_t *cfg, char *err, size_t err_siz
     d->cfg = *cfg;
     d->map = map;
     sk_drain_batch_init(&d->batch, d->cfg.batch_max);
+    d->per_entry = ENTRY_GUESS;
     if (cfg->metrics_host) {
         d->metrics = sk_drain_metrics_start(cfg->metrics_host, cfg->metrics_port, err, err_size);
         if (!d->metrics) {
