@@ -88,8 +88,13 @@ SK_TEST(url)
     ASSERT_EQ(c->addr.db, 2);
     sk_rcluster_free(c);
 
-    static const char *const bad[] = {"redis://", "redis://h1,", "redis://,h1", "redis://h1,,h2", "redis://h1,h2:x",
-                                      "http://h1,h2", "redis://:sekrit@h1,h2:0"};
+    static const char *const bad[] = {"redis://",
+                                      "redis://h1,",
+                                      "redis://,h1",
+                                      "redis://h1,,h2",
+                                      "redis://h1,h2:x",
+                                      "http://h1,h2",
+                                      "redis://:sekrit@h1,h2:0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         c = sk_rcluster_new(bad[i], err, sizeof(err));
@@ -210,8 +215,14 @@ SK_TEST(redirect)
     freeReplyObject(r);
 
     static const char *const plain[] = {
-        "-ERR unknown command\r\n", "-NOSCRIPT No matching script\r\n", "-MOVED\r\n", "-MOVED x 1.2.3.4:1\r\n",
-        "-MOVED 16384 h:1\r\n",     "-MOVED 1 h\r\n",                   "-ASK 1 h:0\r\n", ":1\r\n",
+        "-ERR unknown command\r\n",
+        "-NOSCRIPT No matching script\r\n",
+        "-MOVED\r\n",
+        "-MOVED x 1.2.3.4:1\r\n",
+        "-MOVED 16384 h:1\r\n",
+        "-MOVED 1 h\r\n",
+        "-ASK 1 h:0\r\n",
+        ":1\r\n",
         "+OK\r\n",
     };
     for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
