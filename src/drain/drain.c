@@ -58,6 +58,7 @@ typedef struct {
     uint64_t count_after; /* do not count before this */
     int64_t diff; /* sold - (db_count + db_added), sold read after the count */
     bool diff_known;
+    bool over; /* its primary's clock is past ends_at */
     bool retired; /* its sale record says retired_at: holders and stream expire */
     bool gone; /* retired and its stream expired: nothing left to watch */
     sk_drain_id_t trimmed_to; /* the last MINID trimmed to */
@@ -797,7 +798,9 @@ static void count_in_db(sk_drain_t *d)
         if (s->gone || !s->in_db || now < s->count_after)
             continue;
         bool drained = s->lag == 0 && s->pending == 0;
-        bool due = s->db_count < 0 || (drained && (s->count_dirty || s->db_added > 0 || s->diff != 0)) ||
+        /* A sale that only waits for a fresh count to be retired gets one. */
+        bool retire_next = d->cfg.retention_ms > 0 && !s->retired && s->over;
+        bool due = s->db_count < 0 || (drained && (s->count_dirty || s->db_added > 0 || s->diff != 0 || retire_next)) ||
                    now >= s->count_after + COUNT_IDLE_MS;
         if (!due)
             continue;
@@ -872,6 +875,7 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
             s->diff = s->sold - (s->db_count + s->db_added);
         bool counted = s->count_fresh;
         s->count_fresh = false;
+        s->over = redis_now >= 0 && redis_now > s->ends_at;
         if (g->type == REDIS_REPLY_ERROR) {
             if (s->retired && strstr(g->str, "no such key")) {
                 s->gone = true; /* retired and expired: nothing left in Redis */
