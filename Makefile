@@ -23,14 +23,16 @@ run: build
 	$(BUILD)/seckill serve --listen $(LISTEN) --demo
 
 # Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
-# parser fuzzers (clang), then the threaded tests under TSan.
+# fuzzers (the parsers and the connection layer, clang), then the threaded tests under TSan.
 test: test-deps
 	@scripts/test.sh
 
-# A local cluster on loopback ports: Redis (AOF always), PostgreSQL, three nodes behind
-# nginx, the drain. Prints the URL; `scripts/cluster status|down` afterwards.
+# A local cluster on loopback ports: Redis (AOF always), PostgreSQL (`make cluster
+# CLUSTER_DB=mysql`: MariaDB), three nodes behind nginx, the drain. Prints the URL;
+# `scripts/cluster status|down` afterwards.
+CLUSTER_DB ?= postgres
 cluster: build
-	@scripts/cluster up
+	@scripts/cluster up --db $(CLUSTER_DB)
 
 # Formats every C file with .clang-format (make test checks it).
 format:

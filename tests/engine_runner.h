@@ -31,6 +31,8 @@ typedef struct {
 typedef struct {
     bool done;
     sk_buy_result_t result;
+    sk_tr_result_t tr; /* GET_ORDER, PAY, CANCEL, REFUND */
+    sk_order_t order; /* the op's order as answered */
     int status;
     uint64_t seq;
     uint32_t held; /* limit_reached, sold_out: the orders the buyer holds (seq: their first) */
@@ -49,6 +51,8 @@ static inline void on_done(sk_op_t *op)
     answer_t *a = op->ctx;
     a->done = true;
     a->result = op->result;
+    a->tr = op->tr;
+    a->order = op->order;
     a->status = op->status;
     a->seq = op->order.seq;
     a->held = op->held;
@@ -108,9 +112,11 @@ static inline void submit(runner_t *r, sk_op_t *op, answer_t *a)
     sk_engine_submit(r->w, op);
 }
 
-static inline void buy_at(runner_t *r, sk_sale_t *s, const char *user, const char *req, int64_t now, answer_t *a)
+static inline void buy_q_at(runner_t *r, sk_sale_t *s, const char *user, const char *req, uint32_t q, int64_t now,
+                            answer_t *a)
 {
     sk_op_t *op = sk_op_new(SK_OP_BUY);
+    op->quantity = q;
     op->sale = s;
     op->now_ms = now;
     op->user_len = (uint8_t)strlen(user);
@@ -120,9 +126,95 @@ static inline void buy_at(runner_t *r, sk_sale_t *s, const char *user, const cha
     submit(r, op, a);
 }
 
+static inline void buy_at(runner_t *r, sk_sale_t *s, const char *user, const char *req, int64_t now, answer_t *a)
+{
+    buy_q_at(r, s, user, req, 1, now, a);
+}
+
 static inline void buy(runner_t *r, sk_sale_t *s, const char *user, const char *req, answer_t *a)
 {
     buy_at(r, s, user, req, sk_now_ms(), a);
+}
+
+/* Buys once at a given clock reading and waits for the answer. */
+static inline answer_t buy_at1(runner_t *r, sk_sale_t *s, const char *user, const char *req, int64_t now)
+{
+    answer_t a;
+    buy_at(r, s, user, req, now, &a);
+    runner_wait(r);
+    return a;
+}
+
+/* A user's orders through the ledger (the caller frees a.orders). */
+static inline answer_t orders_of1(runner_t *r, sk_sale_t *s, const char *user)
+{
+    sk_op_t *op = sk_op_new(SK_OP_ORDERS);
+    op->sale = s;
+    op->user_len = (uint8_t)strlen(user);
+    memcpy(op->user_id, user, op->user_len + 1u);
+    answer_t a;
+    submit(r, op, &a);
+    runner_wait(r);
+    return a;
+}
+
+/* Buys q units once and waits for the answer. */
+static inline answer_t buy_q1(runner_t *r, sk_sale_t *s, const char *user, const char *req, uint32_t q)
+{
+    answer_t a;
+    buy_q_at(r, s, user, req, q, sk_now_ms(), &a);
+    runner_wait(r);
+    return a;
+}
+
+/* An op on one order (GET_ORDER, PAY, CANCEL, REFUND), submitted; `who` is the payment id
+ * (PAY) or the buyer (CANCEL; NULL: the admin). */
+static inline void order_op(runner_t *r, sk_op_kind_t kind, sk_sale_t *s, uint64_t seq, const char *who, answer_t *a)
+{
+    sk_op_t *op = sk_op_new(kind);
+    op->sale = s;
+    op->seq = seq;
+    if (kind == SK_OP_PAY && who) {
+        op->payment_len = (uint8_t)strlen(who);
+        memcpy(op->payment_id, who, op->payment_len + 1u);
+    } else if (kind == SK_OP_CANCEL) {
+        op->admin = who == NULL;
+        if (who) {
+            op->user_len = (uint8_t)strlen(who);
+            memcpy(op->user_id, who, op->user_len + 1u);
+        }
+    }
+    submit(r, op, a);
+}
+
+/* The same, waiting for the answer. */
+static inline answer_t order_op1(runner_t *r, sk_op_kind_t kind, sk_sale_t *s, uint64_t seq, const char *who)
+{
+    answer_t a;
+    order_op(r, kind, s, seq, who, &a);
+    runner_wait(r);
+    return a;
+}
+
+/* The worker's own answer to a purchase (sk_engine_gate): true with *res when the
+ * worker answers it without the ledger. */
+static inline bool gate(const sk_sale_t *s, const char *user, uint32_t q, int64_t now, sk_buy_result_t *res)
+{
+    int64_t remaining;
+    return sk_engine_gate(s, now, sk_user_hash(user, strlen(user)), q, res, &remaining);
+}
+
+/* A sale's counts, checked to add up (I7) at this read. */
+static inline sk_sale_counts_t counts_of(const sk_sale_t *s)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    if (c.held < 0 || c.sold < 0 || sk_counts_remaining(&c) < 0) {
+        fprintf(stderr, "counts of %s do not add up: stock %lld held %lld sold %lld\n", s->id, (long long)c.stock,
+                (long long)c.held, (long long)c.sold);
+        abort();
+    }
+    return c;
 }
 
 /* Buys once and waits for the answer. */
@@ -134,18 +226,21 @@ static inline answer_t buy1(runner_t *r, sk_sale_t *s, const char *user, const c
     return a;
 }
 
+static inline sk_sale_t *new_sale_ex(const char *id, int64_t stock, int64_t starts, int64_t ends, int32_t limit,
+                                     int32_t max_quantity, int64_t window_ms)
+{
+    sk_sale_params_t p = {.name = id,
+                          .starts_at = starts,
+                          .ends_at = ends,
+                          .per_user_limit = limit,
+                          .max_quantity = max_quantity,
+                          .payment_window_ms = window_ms};
+    return sk_sale_new(id, strlen(id), &p, stock, sk_now_ms());
+}
+
 static inline sk_sale_t *new_sale(const char *id, int64_t stock, int64_t starts, int64_t ends, int32_t limit)
 {
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    s->id_len = strlen(id);
-    memcpy(s->id, id, s->id_len + 1);
-    s->name = sk_xstrndup(id, s->id_len);
-    s->stock = stock;
-    s->starts_at = starts;
-    s->ends_at = ends;
-    s->per_user_limit = limit;
-    s->created_at = sk_now_ms();
-    return s;
+    return new_sale_ex(id, stock, starts, ends, limit, 1, 0);
 }
 
 /* Creates a sale through the ledger (as the API does). Returns the status. */
@@ -160,6 +255,17 @@ static inline int create_sale(runner_t *r, sk_sale_t *s, sk_sale_t **out)
     if (out)
         *out = a.status == 0 ? a.sale : NULL;
     return a.status;
+}
+
+/* A live sale with a payment window and quantities up to max_quantity. */
+static inline sk_sale_t *window_sale(runner_t *r, const char *id, int64_t stock, int32_t limit, int32_t max_quantity,
+                                     int64_t window_ms)
+{
+    int64_t now = sk_now_ms();
+    sk_sale_t *s = NULL;
+    if (create_sale(r, new_sale_ex(id, stock, now - 1000, now + HOUR_MS, limit, max_quantity, window_ms), &s) != 0)
+        return NULL;
+    return s;
 }
 
 static inline sk_sale_t *live_sale(runner_t *r, const char *id, int64_t stock, int32_t limit)

@@ -8,6 +8,12 @@ const BUYER_KEY = 'seckill.buyer';
 const POLL_MS = 2000;
 const SSE_FAILURES_BEFORE_POLLING = 3;
 const SSE_RETRY_MS = 15000;
+// The server ends every stream after its lifetime (--stream-lifetime): the page opens a
+// new one within SSE_REOPEN_MS, at random, so that a crowd does not come back in one
+// instant. A stream that ended sooner than SSE_MIN_LIFE_MS counts as a failure instead,
+// so that a server dropping streams at once is not hammered.
+const SSE_REOPEN_MS = 1000;
+const SSE_MIN_LIFE_MS = 5000;
 
 const S = {
   id: null,
@@ -133,7 +139,9 @@ function connectSSE() {
   if (S.es) S.es.close();
   const es = new EventSource(`${API}/${enc(S.id)}/events`);
   S.es = es;
+  let openedAt = 0;
   es.addEventListener('open', () => {
+    openedAt = Date.now();
     S.sseFailures = 0;
     stopPolling();
     setMode('sse');
@@ -152,6 +160,15 @@ function connectSSE() {
   });
   es.addEventListener('error', () => {
     if (es !== S.es) return;
+    if (openedAt && Date.now() - openedAt >= SSE_MIN_LIFE_MS) {
+      // A stream that worked has ended: its lifetime is over, or the server restarted.
+      // Open a new one soon, without the browser's retry delay and without showing
+      // "reconnecting"; if that one fails, it counts as a failure below.
+      es.close();
+      S.es = null;
+      S.sseRetryTimer = setTimeout(connectSSE, Math.random() * SSE_REOPEN_MS);
+      return;
+    }
     S.sseFailures++;
     // EventSource reconnects by itself after a dropped stream (readyState CONNECTING);
     // it gives up for good on an HTTP error (CLOSED). Poll when it gave up or keeps failing,

@@ -7,7 +7,13 @@
  * Prints decisions/s, batches, the mean batch size, commit latency (from the engine's
  * histogram, interpolated within buckets like Prometheus' histogram_quantile) and the
  * submit-to-answer latency of the purchases. Asserts nothing about speed; it does check
- * that every purchase was confirmed and that the sale's sold count agrees. */
+ * that every purchase was confirmed (or reserved) and that the sale's counts agree.
+ *
+ * With --payment-window the sale has a payment window: every purchase is a reservation
+ * (held until pay_by). With --expire too, once the purchases are done the ledger's clock
+ * (its test seam) jumps past every deadline at once, and the bench times the one batch
+ * that expires them all and journals the expiries: expirations per second, the ledger's
+ * own rate rather than the rate at which deadlines happen to arrive. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
@@ -73,7 +79,7 @@ static void on_done(sk_op_t *op)
     uint64_t now = sk_mono_ns();
     if (b->n_lat < LAT_SAMPLES)
         b->lat[b->n_lat++] = now - (uint64_t)(uintptr_t)op->ctx;
-    b->results[op->result]++;
+    b->results[op->result == SK_BUY_RESERVED ? SK_BUY_CONFIRMED : op->result]++;
     b->done++;
     b->inflight--;
     sk_op_free(op);
@@ -127,6 +133,46 @@ static double hist_quantile(const uint64_t *counts, const double *bounds, int n,
     return bounds[n - 2];
 }
 
+/* The ledger's clock under --expire: the wall clock, moved on by the bench. */
+static _Atomic int64_t clock_offset;
+
+static int64_t bench_clock(void *arg)
+{
+    (void)arg;
+    return sk_now_ms() + atomic_load(&clock_offset);
+}
+
+static void on_get(sk_op_t *op)
+{
+    sk_loop_stop(op->owner);
+}
+
+/* Moves the ledger's clock past every deadline and times the batch that expires them:
+ * one op (from a loop on this thread) wakes the ledger, which expires everything due
+ * before it answers. Returns the seconds from the jump to that answer. */
+static double expire_all(sk_engine_t *e, sk_sale_t *s, int64_t window_ms)
+{
+    sk_loop_t *loop = sk_loop_new();
+    sk_engine_worker_t *w = loop ? sk_engine_attach(e, loop) : NULL;
+    if (!w)
+        return -1;
+    sk_op_t *op = sk_op_new(SK_OP_GET_ORDER);
+    op->sale = s;
+    op->seq = 1;
+    op->owner = loop;
+    op->done = on_get;
+    uint64_t t0 = sk_mono_ns();
+    atomic_store(&clock_offset, window_ms + 1000);
+    sk_engine_submit(w, op);
+    sk_loop_run(loop);
+    double dt = (double)(sk_mono_ns() - t0) / 1e9;
+    sk_op_free(op);
+    sk_engine_stop(e); /* the op's completion is in; nothing else will wake this loop */
+    sk_engine_detach(w);
+    sk_loop_free(loop);
+    return dt;
+}
+
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *f)
 {
     (void)st;
@@ -138,8 +184,11 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 static void usage(FILE *f)
 {
     fputs("usage: seckill-engine-bench [--seconds S] [--threads N] [--window W] [--max-batch B] [--dir DIR]\n"
+          "                            [--payment-window MS [--expire]]\n"
           "\n"
           "Measures durable purchase decisions per second of the embedded engine, in-process.\n"
+          "  --payment-window MS  the sale reserves (a payment window of MS); default 0: final purchases\n"
+          "  --expire        then expire every reservation at once and time it (expirations/s)\n"
           "  --seconds S     how long to submit purchases (default 5)\n"
           "  --threads N     buyer threads, each an event loop like an HTTP worker (default 1)\n"
           "  --window W      purchases each thread keeps in flight (default 16384)\n"
@@ -160,7 +209,8 @@ static int opt_int(const char *name, const char *v, int64_t min, int64_t max, in
 
 int main(int argc, char **argv)
 {
-    int64_t seconds = 5, threads = 1, window = 16384, max_batch = 4096;
+    int64_t seconds = 5, threads = 1, window = 16384, max_batch = 4096, pay_window = 0;
+    bool expire = false;
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -175,6 +225,10 @@ int main(int argc, char **argv)
             rc = opt_int(a, v, 1, 1000000, &max_batch), i++;
         else if (strcmp(a, "--dir") == 0 && v)
             dir = v, i++;
+        else if (strcmp(a, "--payment-window") == 0)
+            rc = opt_int(a, v, 0, SK_WINDOW_MAX_MS, &pay_window), i++;
+        else if (strcmp(a, "--expire") == 0)
+            expire = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -184,6 +238,10 @@ int main(int argc, char **argv)
         }
         if (rc < 0)
             return 2;
+    }
+    if (expire && !pay_window) {
+        fprintf(stderr, "seckill-engine-bench: --expire needs --payment-window\n");
+        return 2;
     }
 
     char tmp[4096] = "";
@@ -200,20 +258,24 @@ int main(int argc, char **argv)
     char err[512] = "";
     /* The window bounds what is in flight; the engine's own bound must not refuse any. */
     sk_engine_config_t cfg = {.max_inflight = (size_t)(threads * window) + 1};
-    sk_engine_t *e = sk_engine_open(&cfg, sk_backend_embedded_new(dir, (size_t)max_batch), err, sizeof(err));
+    sk_backend_t *backend = sk_backend_embedded_new(dir, (size_t)max_batch);
+    sk_engine_t *e = sk_engine_open(&cfg, backend, err, sizeof(err));
     if (!e) {
         fprintf(stderr, "seckill-engine-bench: %s\n", err);
         return 1;
     }
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
+    if (expire)
+        sk_backend_embedded_set_clock(backend, bench_clock, NULL);
     int64_t now = sk_now_ms();
-    s->id_len = (size_t)snprintf(s->id, sizeof(s->id), "bench-%lld", (long long)now);
-    s->name = sk_xstrndup("engine bench", 12);
-    s->stock = SK_STOCK_MAX;
-    s->starts_at = now - 1000;
-    s->ends_at = now + 24 * 3600 * 1000LL;
-    s->per_user_limit = 1;
-    s->created_at = now;
+    char id[SK_ID_MAX + 1];
+    int id_len = snprintf(id, sizeof(id), "bench-%lld", (long long)now);
+    sk_sale_params_t p = {.name = "engine bench",
+                          .starts_at = now - 1000,
+                          .ends_at = now + 24 * 3600 * 1000LL,
+                          .per_user_limit = 1,
+                          .max_quantity = 1,
+                          .payment_window_ms = pay_window};
+    sk_sale_t *s = sk_sale_new(id, (size_t)id_len, &p, SK_STOCK_MAX, now);
     int exit_code = 1;
     if (sk_engine_add_sale(e, s) < 0) {
         fprintf(stderr, "seckill-engine-bench: cannot store the sale in %s\n", dir);
@@ -245,6 +307,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
     double elapsed = (double)(sk_mono_ns() - t0) / 1e9;
+    sk_sale_counts_t before;
+    sk_sale_counts(s, &before);
+    double expire_s = -1;
+    if (expire && before.held > 0)
+        expire_s = expire_all(e, s, pay_window);
     sk_engine_stop(e);
     for (int i = 0; i < threads; i++) {
         sk_engine_detach(b[i].w);
@@ -281,8 +348,9 @@ int main(int argc, char **argv)
     printf("engine bench: %lld buyer thread(s), %lld in flight each, max batch %lld, %.2f s, journal in %s\n",
            (long long)threads, (long long)window, (long long)max_batch, elapsed, dir);
     printf("decisions         %llu  (%.0f /s)\n", (unsigned long long)done, (double)done / elapsed);
-    printf("confirmed         %llu  (other answers: %llu; sold %lld)\n", (unsigned long long)results[SK_BUY_CONFIRMED],
-           (unsigned long long)(done - results[SK_BUY_CONFIRMED]), (long long)sk_sale_sold(s));
+    printf("%s %llu  (other answers: %llu; sold %lld, held %lld)\n",
+           pay_window ? "reserved         " : "confirmed        ", (unsigned long long)results[SK_BUY_CONFIRMED],
+           (unsigned long long)(done - results[SK_BUY_CONFIRMED]), (long long)before.sold, (long long)before.held);
     printf("batches           %llu  mean batch %.1f purchases; commit errors %llu\n", (unsigned long long)batches,
            batches ? (double)batch_ops / (double)batches : 0.0, (unsigned long long)sk_counter_get(&st->commit_errors));
     printf("commit latency    mean %.3f ms  p50 %.3f ms  p99 %.3f ms  (p50/p99 interpolated in histogram buckets)\n",
@@ -292,6 +360,11 @@ int main(int argc, char **argv)
         printf("purchase latency  p50 %.3f ms  p99 %.3f ms  max %.3f ms  (submit to answer, %llu samples)\n",
                (double)lat[n_lat / 2] / 1e6, (double)lat[(size_t)((double)n_lat * 0.99)] / 1e6,
                (double)lat[n_lat - 1] / 1e6, (unsigned long long)n_lat);
+    sk_sale_counts_t after;
+    sk_sale_counts(s, &after);
+    if (expire_s >= 0)
+        printf("expired           %lld reservations in one batch in %.3f s (held now %lld)\nexpirations/s %.0f\n",
+               (long long)before.held, expire_s, (long long)after.held, (double)before.held / expire_s);
     printf("decisions/s %.0f\n", (double)done / elapsed);
     free(lat);
     free(b);
@@ -300,9 +373,13 @@ int main(int argc, char **argv)
     if (failed) {
         fprintf(stderr, "seckill-engine-bench: a buyer thread failed\n");
         exit_code = 1;
-    } else if (results[SK_BUY_CONFIRMED] != done || (uint64_t)sk_sale_sold(s) != done) {
-        fprintf(stderr, "seckill-engine-bench: %llu decisions but %llu confirmed and %lld sold\n",
-                (unsigned long long)done, (unsigned long long)results[SK_BUY_CONFIRMED], (long long)sk_sale_sold(s));
+    } else if (results[SK_BUY_CONFIRMED] != done || (uint64_t)(pay_window ? before.held : before.sold) != done) {
+        fprintf(stderr, "seckill-engine-bench: %llu decisions but %llu made, %lld sold and %lld held\n",
+                (unsigned long long)done, (unsigned long long)results[SK_BUY_CONFIRMED], (long long)before.sold,
+                (long long)before.held);
+        exit_code = 1;
+    } else if (expire_s >= 0 && after.held != 0) {
+        fprintf(stderr, "seckill-engine-bench: %lld units still held after the expiry\n", (long long)after.held);
         exit_code = 1;
     }
 out_engine:

@@ -114,10 +114,11 @@ int sk_api_form_decode(const char *s, size_t n, char *out, size_t cap)
     return (int)o;
 }
 
-/* The hot path's JSON: a flat object whose values are strings without escapes. Returns
- * 1 when parsed, 0 when the body needs the full parser, -1 when it is not JSON. *uk and
- * *rk are NULL on entry, and stay so for a key that is absent. */
-static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl)
+/* The hot path's JSON: a flat object whose values are strings without escapes (and a
+ * quantity that is a small positive integer). Returns 1 when parsed, 0 when the body
+ * needs the full parser, -1 when it is not JSON. *uk and *rk are NULL on entry, and
+ * stay so for a key that is absent; *q is 0 on entry and stays so when absent. */
+static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl, uint32_t *q)
 {
     const char *end = p + n;
 #define WS()                                                                                                           \
@@ -146,6 +147,20 @@ static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, cons
             return 0;
         p++;
         WS();
+        if (kl == 8 && memcmp(k, "quantity", 8) == 0 && !*q && p < end && *p >= '1' && *p <= '9') {
+            /* Up to 6 digits, which the limit check below takes; anything longer, a
+             * fraction or an exponent goes to the full parser. */
+            uint32_t v = 0;
+            int digits = 0;
+            while (p < end && *p >= '0' && *p <= '9' && digits < 7) {
+                v = v * 10 + (uint32_t)(*p++ - '0');
+                digits++;
+            }
+            if (digits > 6 || (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))))
+                return 0;
+            *q = v;
+            goto next;
+        }
         if (p == end || *p != '"')
             return 0;
         const char *v = ++p;
@@ -166,6 +181,7 @@ static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, cons
         } else {
             return 0;
         }
+    next:
         WS();
         if (p < end && *p == ',') {
             p++;
@@ -181,11 +197,18 @@ static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, cons
 #undef WS
 }
 
+/* A quantity: an integer from 1 to SK_LIMIT_MAX. */
+static bool quantity_ok(int64_t v)
+{
+    return v >= 1 && v <= SK_LIMIT_MAX;
+}
+
 int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
-                          size_t *req_len, const char **field)
+                          size_t *req_len, uint32_t *quantity, const char **field)
 {
     *user_len = *req_len = 0;
     user[0] = req[0] = '\0';
+    *quantity = 1;
     *field = "body";
     if (form) {
         const char *p = body, *end = body + len;
@@ -206,6 +229,14 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
                     if ((n = sk_api_form_decode(eq + 1, (size_t)(e - eq - 1), req, SK_REQUEST_MAX + 1)) < 0)
                         return -EINVAL;
                     *req_len = (size_t)n;
+                } else if (kl == 8 && memcmp(p, "quantity", 8) == 0) {
+                    char digits[16];
+                    int64_t v;
+                    *field = "quantity";
+                    if ((n = sk_api_form_decode(eq + 1, (size_t)(e - eq - 1), digits, sizeof(digits))) < 0 ||
+                        sk_parse_i64(digits, (size_t)n, 1, SK_LIMIT_MAX, &v) < 0 || digits[0] == '-')
+                        return -EINVAL;
+                    *quantity = (uint32_t)v;
                 }
             }
             p = e + 1;
@@ -213,7 +244,8 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
     } else {
         const char *u = NULL, *r = NULL;
         size_t ul = 0, rl = 0;
-        int q = quick_json(body, len, &u, &ul, &r, &rl);
+        uint32_t qv = 0;
+        int q = quick_json(body, len, &u, &ul, &r, &rl, &qv);
         if (q < 0)
             return -EINVAL;
         if (q == 0) {
@@ -243,6 +275,13 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
                     }
                     *req_len = json_string_length(val);
                     memcpy(req, json_string_value(val), *req_len + 1);
+                } else if (strcmp(key, "quantity") == 0) {
+                    *field = "quantity";
+                    if (!json_is_integer(val) || !quantity_ok(json_integer_value(val))) {
+                        json_decref(root);
+                        return -EINVAL;
+                    }
+                    *quantity = (uint32_t)json_integer_value(val);
                 } else {
                     *field = "body"; /* an unknown key */
                     json_decref(root);
@@ -257,6 +296,11 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
             *field = "request_id";
             if (rl > SK_REQUEST_MAX)
                 return -EINVAL;
+            *field = "quantity";
+            if (qv && !quantity_ok(qv))
+                return -EINVAL;
+            if (qv)
+                *quantity = qv;
             if (u) /* "{}" has no user_id: memcpy from NULL is undefined even for 0 bytes */
                 memcpy(user, u, ul);
             user[ul] = '\0';
@@ -287,4 +331,36 @@ bool sk_api_is_form(const sk_http_request_t *req, const char *body, size_t len)
         return false;
     return req->content_type && req->content_type_len >= 33 &&
            sk_http_token_eq(req->content_type, 33, "application/x-www-form-urlencoded");
+}
+
+int sk_api_parse_one_string(const char *body, size_t len, const char *name, char *out, size_t cap, size_t *out_len)
+{
+    *out_len = 0;
+    out[0] = '\0';
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i == len)
+        return 1;
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    int rc = -EINVAL;
+    if (!root || !json_is_object(root))
+        goto out;
+    const char *key;
+    json_t *val;
+    rc = 1;
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, name) != 0 || !json_is_string(val) || json_string_length(val) + 1 > cap) {
+            rc = -EINVAL;
+            goto out;
+        }
+        *out_len = json_string_length(val);
+        memcpy(out, json_string_value(val), *out_len + 1);
+        rc = 0;
+    }
+out:
+    json_decref(root);
+    return rc;
 }

@@ -60,6 +60,16 @@ void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         return;
     sse_sale_t *ss = sse_slot(w, s);
     int64_t now = sk_now_ms();
+    sse_sub_t *sub = sk_xmalloc(sizeof(*sub));
+    sub->w = w;
+    sub->sale = s->index;
+    sub->pos = ss->n;
+    sub->conn = sk_http_stream_start(x, "text/event-stream", "X-Accel-Buffering: no\r\n", sse_remove, sub);
+    if (!sub->conn) {
+        /* Answered without a stream: HEAD, or over the stream limits. */
+        free(sub);
+        return;
+    }
     if (ss->n == 0) {
         /* The first subscriber gets the current state below; the tick sends changes. */
         ss->last_version = atomic_load_explicit(&s->version, memory_order_acquire);
@@ -69,11 +79,6 @@ void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         ss->cap = ss->cap ? ss->cap * 2 : 16;
         ss->subs = sk_xrealloc(ss->subs, ss->cap * sizeof(*ss->subs));
     }
-    sse_sub_t *sub = sk_xmalloc(sizeof(*sub));
-    sub->w = w;
-    sub->sale = s->index;
-    sub->pos = ss->n;
-    sub->conn = sk_http_stream_start(x, "text/event-stream", "X-Accel-Buffering: no\r\n", sse_remove, sub);
     ss->subs[ss->n++] = sub;
     atomic_store_explicit(&w->sse_total, atomic_load_explicit(&w->sse_total, memory_order_relaxed) + 1,
                           memory_order_relaxed);

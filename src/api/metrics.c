@@ -103,6 +103,19 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                           (unsigned long long)v);
         }
     }
+    /* Each sale's counts in units, from one snapshot: remaining + held + sold == stock. */
+    sk_buf_puts(b, "# HELP seckill_sale_units Units of a sale: sold (confirmed), held (reserved) and remaining.\n"
+                   "# TYPE seckill_sale_units gauge\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        sk_sale_counts_t c;
+        sk_sale_counts(s, &c);
+        sk_buf_printf(b,
+                      "seckill_sale_units{sale=\"%s\",kind=\"sold\"} %lld\n"
+                      "seckill_sale_units{sale=\"%s\",kind=\"held\"} %lld\n"
+                      "seckill_sale_units{sale=\"%s\",kind=\"remaining\"} %lld\n",
+                      s->id, (long long)c.sold, s->id, (long long)c.held, s->id, (long long)sk_counts_remaining(&c));
+    }
     sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
@@ -112,7 +125,7 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
         sk_buf_printf(b, "seckill_sale_remaining{sale=\"%s\",state=\"%s\"} %lld\n", s->id,
-                      sk_sale_state_name(sk_sale_state(s, now)), (long long)(s->stock - sk_sale_sold(s)));
+                      sk_sale_state_name(sk_sale_state(s, now)), (long long)sk_sale_remaining(s));
     }
 }
 
@@ -144,6 +157,17 @@ static void ledger(sk_buf_t *b, sk_engine_t *e)
                   (unsigned long long)sk_counter_get(&es->commit_errors),
                   (unsigned long long)sk_counter_get(&es->replica_timeouts),
                   (long long)atomic_load(&((sk_engine_stats_t *)es)->inflight));
+    /* What reached the ledger: the worker answers the rest itself (the gate). */
+    sk_buf_puts(b, "# HELP seckill_ledger_purchases_total Purchases the ledger decided, by result.\n"
+                   "# TYPE seckill_ledger_purchases_total counter\n");
+    for (int r = 0; r < SK_BUY__COUNT; r++)
+        sk_buf_printf(b, "seckill_ledger_purchases_total{result=\"%s\"} %llu\n", sk_buy_result_names[r],
+                      (unsigned long long)sk_counter_get(&es->decided[r]));
+    sk_buf_puts(b, "# HELP seckill_order_transitions_total Orders moved by a payment, cancel, expiry or refund, by "
+                   "the state they moved into.\n# TYPE seckill_order_transitions_total counter\n");
+    for (int st = SK_ORDER_CONFIRMED; st < SK_ORDER__COUNT; st++)
+        sk_buf_printf(b, "seckill_order_transitions_total{to=\"%s\"} %llu\n", sk_order_state_name((sk_order_state_t)st),
+                      (unsigned long long)sk_counter_get(&es->transitions[st]));
 }
 
 static void events(sk_buf_t *b, sk_api_t *api, size_t nw)
@@ -152,6 +176,76 @@ static void events(sk_buf_t *b, sk_api_t *api, size_t nw)
     for (size_t i = 0; i < nw; i++)
         sse += atomic_load_explicit(&api->workers[i]->sse_total, memory_order_relaxed);
     sk_buf_printf(b, "# TYPE seckill_sse_subscribers gauge\nseckill_sse_subscribers %zu\n", sse);
+    uint64_t s_refused = 0, s_expired = 0, s_dropped = 0;
+    for (size_t i = 0; i < nw; i++) {
+        const sk_http_stats_t *hs = sk_http_server_stats(api->workers[i]->server);
+        s_refused += sk_counter_get(&hs->streams_refused);
+        s_expired += sk_counter_get(&hs->streams_expired);
+        s_dropped += sk_counter_get(&hs->streams_dropped);
+    }
+    sk_buf_printf(b,
+                  "# HELP seckill_sse_streams_total Event streams refused (too many in all or from one address), "
+                  "ended by their lifetime, or dropped (client too far behind, or the backlog bound).\n"
+                  "# TYPE seckill_sse_streams_total counter\n"
+                  "seckill_sse_streams_total{outcome=\"refused\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"expired\"} %llu\n"
+                  "seckill_sse_streams_total{outcome=\"dropped\"} %llu\n",
+                  (unsigned long long)s_refused, (unsigned long long)s_expired, (unsigned long long)s_dropped);
+}
+
+static const char *const refusal_names[SK_API_REFUSED__COUNT][2] = {
+    [SK_API_LIMITED_IP] = {"rate_limited", "ip"},
+    [SK_API_LIMITED_USER] = {"rate_limited", "user"},
+    [SK_API_DENIED_IP] = {"denied", "ip"},
+    [SK_API_DENIED_USER] = {"denied", "user"},
+    [SK_API_UNAUTHENTICATED] = {"unauthenticated", "user"},
+    [SK_API_FORBIDDEN] = {"forbidden", "user"},
+    [SK_API_CROSS_SITE] = {"cross_site", "admin"},
+    [SK_API_NOT_JSON] = {"not_json", "admin"},
+};
+static const char *const token_kinds[SK_API_TOK__COUNT] = {"admin", "metrics", "user", "admission", "pow"};
+static const char *const token_whys[SK_API_WHY__COUNT] = {"malformed", "bad_mac", "expired", "too_few_bits", "wrong"};
+
+/* Which reasons each kind of token can be refused for (the others are left out). */
+static bool token_reason_applies(int kind, int why)
+{
+    if (kind == SK_API_TOK_ADMIN || kind == SK_API_TOK_METRICS)
+        return why == SK_API_WHY_WRONG;
+    if (kind == SK_API_TOK_POW)
+        return why != SK_API_WHY_WRONG;
+    return why != SK_API_WHY_WRONG && why != SK_API_WHY_TOO_FEW_BITS;
+}
+
+static void front_door(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    sk_buf_puts(b, "# HELP seckill_front_refused_total Requests the front door refused, by answer and by what "
+                   "it was keyed on.\n# TYPE seckill_front_refused_total counter\n");
+    for (int r = 0; r < SK_API_REFUSED__COUNT; r++) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < nw; i++)
+            v += sk_counter_get(&api->workers[i]->refused[r]);
+        sk_buf_printf(b, "seckill_front_refused_total{reason=\"%s\",key=\"%s\"} %llu\n", refusal_names[r][0],
+                      refusal_names[r][1], (unsigned long long)v);
+    }
+    sk_buf_puts(b, "# HELP seckill_front_tokens_rejected_total Tokens refused, by kind and reason.\n"
+                   "# TYPE seckill_front_tokens_rejected_total counter\n");
+    for (int k = 0; k < SK_API_TOK__COUNT; k++)
+        for (int y = 0; y < SK_API_WHY__COUNT; y++) {
+            if (!token_reason_applies(k, y))
+                continue;
+            uint64_t v = 0;
+            for (size_t i = 0; i < nw; i++)
+                v += sk_counter_get(&api->workers[i]->tokens[k][y]);
+            sk_buf_printf(b, "seckill_front_tokens_rejected_total{token=\"%s\",reason=\"%s\"} %llu\n", token_kinds[k],
+                          token_whys[y], (unsigned long long)v);
+        }
+    size_t ips = 0, users = 0;
+    sk_api_deny_stats(api, &ips, &users);
+    sk_buf_printf(b,
+                  "# HELP seckill_front_deny_entries Entries of the deny list in force.\n"
+                  "# TYPE seckill_front_deny_entries gauge\n"
+                  "seckill_front_deny_entries{kind=\"ip\"} %zu\nseckill_front_deny_entries{kind=\"user\"} %zu\n",
+                  ips, users);
 }
 
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
@@ -159,6 +253,8 @@ void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     (void)params;
     sk_api_worker_t *self = arg;
     sk_api_t *api = self->api;
+    if (!sk_api_metrics_authorized(self, x))
+        return;
     size_t nw = atomic_load(&api->n_workers);
     sk_buf_t b = {0};
     http_requests(&b, api, nw);
@@ -166,6 +262,7 @@ void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sales(&b, api, nw);
     ledger(&b, api->cfg.engine);
     events(&b, api, nw);
+    front_door(&b, api, nw);
     sk_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     sk_buf_free(&b);
 }

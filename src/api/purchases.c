@@ -1,9 +1,10 @@
 /* POST /api/v1/sales/{id}/purchase.
  *
- * Unknown sale, not started, ended and sold out are answered on the worker thread (the
- * gate, gate.c), without ever touching the ledger. Only purchases that may succeed are
- * queued to the ledger, and their answers are deferred until the ledger's batch is
- * durable. */
+ * Unknown sale, not started, a bad quantity, and — for buyers who hold no order of the
+ * sale — ended, paused and sold out are answered on the worker thread (the gate,
+ * gate.c), without ever touching the ledger. Only purchases that may succeed, and
+ * possible holders (whose replay the ledger answers), are queued to the ledger, and
+ * their answers are deferred until the ledger's batch is durable. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,38 +12,64 @@
 #include "api/body.h"
 #include "api/internal.h"
 
-static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429};
+static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429, 201, 409, 400};
 
-/* Writes the purchase answer body for op-like fields. A holder's limit_reached and
- * sold_out (held > 0) name their first order and how many they hold. */
-static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
-                     int64_t remaining, int64_t starts_in)
+static void put_order_id(sk_buf_t *b, const sk_sale_t *s, uint64_t seq)
 {
     char id[SK_ORDER_ID_MAX + 1];
+    sk_buf_puts(b, "\"order_id\":\"");
+    sk_buf_append(b, id, sk_order_id(id, s, seq));
+    sk_buf_putc(b, '"');
+}
+
+/* Writes the purchase answer body. A holder's limit_reached and sold_out (held > 0)
+ * name their first order and how many units they hold. */
+static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
+                     int64_t remaining, int64_t starts_in, uint32_t quantity)
+{
     switch (r) {
     case SK_BUY_CONFIRMED:
+    case SK_BUY_RESERVED:
     case SK_BUY_DUPLICATE:
-        sk_buf_puts(b, r == SK_BUY_CONFIRMED ? "{\"result\":\"confirmed\",\"order_id\":\""
-                                             : "{\"result\":\"duplicate\",\"order_id\":\"");
-        sk_buf_append(b, id, sk_order_id(id, s, order->seq));
-        sk_buf_puts(b, "\",\"remaining\":");
+        sk_buf_puts(b, "{\"result\":\"");
+        sk_buf_puts(b, sk_buy_result_names[r]);
+        sk_buf_puts(b, "\",");
+        put_order_id(b, s, order->seq);
+        if (r == SK_BUY_DUPLICATE) {
+            sk_buf_puts(b, ",\"state\":\"");
+            sk_buf_puts(b, sk_order_state_name(order->state));
+            sk_buf_putc(b, '"');
+        }
+        sk_buf_puts(b, ",\"quantity\":");
+        sk_buf_put_i64(b, order->quantity);
+        if (order->pay_by) {
+            sk_buf_puts(b, ",\"pay_by\":");
+            sk_buf_put_i64(b, order->pay_by);
+        }
+        sk_buf_puts(b, ",\"remaining\":");
         sk_buf_put_i64(b, remaining);
         sk_buf_puts(b, "}\n");
         return;
     case SK_BUY_LIMIT_REACHED:
         sk_buf_puts(b, "{\"error\":\"limit_reached\",\"message\":\"this buyer already holds the most units "
-                       "allowed\",\"order_id\":\"");
-        sk_buf_append(b, id, sk_order_id(id, s, order->seq));
-        sk_buf_puts(b, "\",\"held\":");
+                       "allowed\"");
+        if (held) {
+            sk_buf_putc(b, ',');
+            put_order_id(b, s, order->seq);
+        }
+        sk_buf_puts(b, ",\"held\":");
         sk_buf_put_i64(b, held);
         sk_buf_puts(b, "}\n");
         return;
     case SK_BUY_SOLD_OUT:
-        sk_buf_puts(b, "{\"error\":\"sold_out\",\"message\":\"every unit has been sold\",\"remaining\":0");
+        sk_buf_puts(b, remaining > 0 ? "{\"error\":\"sold_out\",\"message\":\"fewer units remain than asked for\""
+                                     : "{\"error\":\"sold_out\",\"message\":\"every unit has been sold\"");
+        sk_buf_puts(b, ",\"remaining\":");
+        sk_buf_put_i64(b, remaining);
         if (held) {
-            sk_buf_puts(b, ",\"order_id\":\"");
-            sk_buf_append(b, id, sk_order_id(id, s, order->seq));
-            sk_buf_puts(b, "\",\"held\":");
+            sk_buf_putc(b, ',');
+            put_order_id(b, s, order->seq);
+            sk_buf_puts(b, ",\"held\":");
             sk_buf_put_i64(b, held);
         }
         sk_buf_puts(b, "}\n");
@@ -54,6 +81,15 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
         return;
     case SK_BUY_ENDED:
         sk_buf_puts(b, "{\"error\":\"ended\",\"message\":\"the sale has ended\"}\n");
+        return;
+    case SK_BUY_PAUSED:
+        sk_buf_puts(b, "{\"error\":\"paused\",\"message\":\"the sale is paused; try again later\"}\n");
+        return;
+    case SK_BUY_BAD_QUANTITY:
+        sk_buf_printf(b,
+                      "{\"error\":\"bad_request\",\"message\":\"quantity %u is above this sale's max_quantity (%d)\","
+                      "\"field\":\"quantity\"}\n",
+                      quantity, s ? sk_sale_params(s)->max_quantity : 1);
         return;
     case SK_BUY_RATE_LIMITED:
         sk_buf_puts(b, "{\"error\":\"rate_limited\",\"message\":\"too many purchases in flight; nothing was "
@@ -68,12 +104,12 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
 
 /* Answers a purchase the worker decided itself (the gate). */
 static void respond_now(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, sk_buy_result_t r,
-                        const sk_order_t *order, uint32_t held, int64_t remaining, int64_t starts_in)
+                        int64_t remaining, int64_t starts_in, uint32_t quantity)
 {
     sk_buf_t *b = &w->scratch;
     b->len = 0;
     sk_api_count(w, s, r);
-    buy_body(b, s, r, order, held, remaining, starts_in);
+    buy_body(b, s, r, NULL, 0, remaining, starts_in, quantity);
     sk_http_respond(x, buy_status[r], "application/json", b->data, b->len);
 }
 
@@ -92,11 +128,23 @@ static void purchase_done(sk_op_t *op)
     if (op->sale)
         sk_api_count(w, op->sale, op->result);
     buy_body(b, op->sale, op->result, &op->order, op->held, op->remaining,
-             op->sale ? op->sale->starts_at - op->now_ms : 0);
+             op->sale ? SK_MAX(sk_sale_params(op->sale)->starts_at - op->now_ms, 0) : 0, op->quantity);
     const char *extra =
         op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
     sk_op_free(op);
+}
+
+static const char *field_message(const char *field)
+{
+    if (strcmp(field, "body") == 0)
+        return "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\",\"quantity\":1} or form "
+               "fields";
+    if (strcmp(field, "user_id") == 0)
+        return "user_id is required: 1-64 printable ASCII characters, no spaces or quotes";
+    if (strcmp(field, "quantity") == 0)
+        return "quantity must be an integer from 1 to 1000000 (units, all or nothing)";
+    return "request_id must be 0-64 printable ASCII characters, no spaces or quotes";
 }
 
 void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
@@ -108,35 +156,34 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
         return;
     }
-    int64_t now = sk_now_ms();
+    /* The store's clock as best known here: the store decides the window by it. */
+    int64_t now = sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
     sk_buy_result_t r;
-    /* Before the start nobody holds an order. After the end a holder's replay still gets
-     * the first answer (I5), so the end is checked after the holders: by the worker once
-     * they are final, else by the backend, which then makes them final. (A looked-up
-     * sale's window is checked by the backend's store, which decides the purchase.) */
+    /* Before the start nobody holds an order: answered before the body is read. (A
+     * looked-up sale's window is checked by the backend's store, which decides.) */
     if (s && sk_api_gate_window(s, now, &r)) {
-        respond_now(w, x, s, r, NULL, 0, 0, s->starts_at - now);
+        respond_now(w, x, s, r, sk_sale_remaining(s), SK_MAX(sk_sale_params(s)->starts_at - now, 0), 1);
         return;
     }
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
+    uint32_t q;
     const char *field;
     if (sk_api_parse_purchase(x->body, x->body_len, sk_api_is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
-                              &field) < 0) {
-        free(stub); /* a bare stub: no name, no holders */
-        sk_api_bad_field(
-            x, field,
-            strcmp(field, "body") == 0
-                ? "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\"} or form fields"
-            : strcmp(field, "user_id") == 0
-                ? "user_id is required: 1-64 printable ASCII characters, no spaces or quotes"
-                : "request_id must be 0-64 printable ASCII characters, no spaces or quotes");
+                              &q, &field) < 0) {
+        free(stub); /* a bare stub: no params, no holders */
+        sk_api_bad_field(x, field, field_message(field));
         return;
     }
-    sk_order_t order;
-    uint32_t held;
-    if (s && sk_api_gate_final(s, now, user, ul, req, rl, &r, &order, &held)) {
-        respond_now(w, x, s, r, &order, held, s->stock - sk_sale_sold(s), s->starts_at - now);
+    /* Who may buy for this user: before the gate's answers, which may name their orders. */
+    if (!sk_api_act_for(w, x, user, ul)) {
+        free(stub);
+        return;
+    }
+    uint64_t hash = sk_user_hash(user, ul);
+    int64_t remaining;
+    if (s && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {
+        respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
         return;
     }
     sk_op_t *op = sk_op_new(SK_OP_BUY);
@@ -147,6 +194,8 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     op->user_len = (uint8_t)ul;
     memcpy(op->request_id, req, rl + 1);
     op->request_len = (uint8_t)rl;
+    op->quantity = q;
+    op->user_hash = hash;
     op->ctx = sk_http_defer(x);
     op->owner = w;
     op->done = purchase_done;

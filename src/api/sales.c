@@ -9,25 +9,33 @@
 
 void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now)
 {
-    int64_t sold = sk_sale_sold(s);
+    const sk_sale_params_t *p = sk_sale_params(s);
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
     sk_buf_puts(b, "{\"id\":");
     sk_buf_put_json_str(b, s->id, s->id_len);
     sk_buf_puts(b, ",\"name\":");
-    sk_buf_put_json_str(b, s->name, strlen(s->name));
+    sk_buf_put_json_str(b, p->name, strlen(p->name));
     sk_buf_puts(b, ",\"stock\":");
-    sk_buf_put_i64(b, s->stock);
+    sk_buf_put_i64(b, c.stock);
     sk_buf_puts(b, ",\"sold\":");
-    sk_buf_put_i64(b, sold);
+    sk_buf_put_i64(b, c.sold);
+    sk_buf_puts(b, ",\"held\":");
+    sk_buf_put_i64(b, c.held);
     sk_buf_puts(b, ",\"remaining\":");
-    sk_buf_put_i64(b, s->stock - sold);
+    sk_buf_put_i64(b, sk_counts_remaining(&c));
     sk_buf_puts(b, ",\"state\":\"");
     sk_buf_puts(b, sk_sale_state_name(sk_sale_state(s, now)));
     sk_buf_puts(b, "\",\"starts_at\":");
-    sk_buf_put_i64(b, s->starts_at);
+    sk_buf_put_i64(b, p->starts_at);
     sk_buf_puts(b, ",\"ends_at\":");
-    sk_buf_put_i64(b, s->ends_at);
+    sk_buf_put_i64(b, p->ends_at);
     sk_buf_puts(b, ",\"per_user_limit\":");
-    sk_buf_put_i64(b, s->per_user_limit);
+    sk_buf_put_i64(b, p->per_user_limit);
+    sk_buf_puts(b, ",\"max_quantity\":");
+    sk_buf_put_i64(b, p->max_quantity);
+    sk_buf_puts(b, ",\"payment_window_ms\":");
+    sk_buf_put_i64(b, p->payment_window_ms);
     sk_buf_puts(b, ",\"server_time\":");
     sk_buf_put_i64(b, now);
     sk_buf_putc(b, '}');
@@ -162,7 +170,8 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     json_t *val;
     json_object_foreach(root, key, val)
     {
-        static const char *const known[] = {"id", "name", "stock", "starts_at", "ends_at", "per_user_limit"};
+        static const char *const known[] = {"id",      "name",           "stock",        "starts_at",
+                                            "ends_at", "per_user_limit", "max_quantity", "payment_window_ms"};
         bool ok = false;
         for (size_t i = 0; i < SK_ARRAY_LEN(known); i++)
             ok |= strcmp(key, known[i]) == 0;
@@ -176,8 +185,9 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     }
     int64_t now = sk_now_ms();
     json_t *jid = json_object_get(root, "id"), *jname = json_object_get(root, "name");
-    int64_t stock, starts = now, ends, limit = 1;
+    int64_t stock, starts = now, ends, limit = 1, max_quantity = 1, window = 0;
     const char *err_field = NULL, *err_msg = NULL;
+    char msg[200];
     if (!json_is_string(jid) || !sk_valid_sale_id(json_string_value(jid), json_string_length(jid))) {
         err_field = "id";
         err_msg = "id is required: 1-64 characters of A-Z a-z 0-9 _ -";
@@ -198,6 +208,25 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                get_int(json_object_get(root, "per_user_limit"), 1, SK_LIMIT_MAX, &limit) < 0) {
         err_field = "per_user_limit";
         err_msg = "per_user_limit must be an integer from 1 to 1000000";
+    } else if (json_object_get(root, "max_quantity") &&
+               get_int(json_object_get(root, "max_quantity"), 1, limit, &max_quantity) < 0) {
+        snprintf(msg, sizeof(msg),
+                 "max_quantity must be an integer from 1 to per_user_limit (%lld): the units one order may take",
+                 (long long)limit);
+        err_field = "max_quantity";
+        err_msg = msg;
+    } else if (json_object_get(root, "payment_window_ms") &&
+               get_int(json_object_get(root, "payment_window_ms"), 0, SK_WINDOW_MAX_MS, &window) < 0) {
+        err_field = "payment_window_ms";
+        err_msg = "payment_window_ms must be an integer from 0 (a purchase is final) to 86400000 (a day): how long a "
+                  "reservation waits for its payment";
+    } else if (window > 0 && !sk_engine_lifecycle(w->api->cfg.engine)) {
+        err_field = "payment_window_ms";
+        err_msg = "this store (Redis) does not keep payment windows yet: create the sale without one";
+    } else if (max_quantity > 1 && !sk_engine_lifecycle(w->api->cfg.engine)) {
+        err_field = "max_quantity";
+        err_msg = "this store (Redis) does not take more than one unit per order yet: create the sale without "
+                  "max_quantity";
     }
     if (!err_field && !json_object_get(root, "ends_at"))
         ends = starts + 3600 * 1000;
@@ -210,15 +239,13 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         json_decref(root);
         return;
     }
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    s->id_len = json_string_length(jid);
-    memcpy(s->id, json_string_value(jid), s->id_len + 1);
-    s->name = jname ? sk_xstrndup(json_string_value(jname), json_string_length(jname)) : sk_xstrndup(s->id, s->id_len);
-    s->stock = stock;
-    s->starts_at = starts;
-    s->ends_at = ends;
-    s->per_user_limit = (int32_t)limit;
-    s->created_at = now;
+    sk_sale_params_t p = {.name = (jname ? json_string_value(jname) : json_string_value(jid)),
+                          .starts_at = starts,
+                          .ends_at = ends,
+                          .per_user_limit = (int32_t)limit,
+                          .max_quantity = (int32_t)max_quantity,
+                          .payment_window_ms = window};
+    sk_sale_t *s = sk_sale_new(json_string_value(jid), json_string_length(jid), &p, stock, now);
     json_decref(root);
     sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
     op->new_sale = s;

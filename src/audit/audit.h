@@ -20,7 +20,7 @@
  * service is down) cannot vouch for their orders either: those count as phantom too.
  *
  * The store is read through a small source interface: the service's own admin listing
- * (HTTP), the embedded SQLite file, and later other stores.
+ * (HTTP), the embedded SQLite file, a cluster's PostgreSQL or MySQL/MariaDB.
  *
  * Ownership: sources are created by their constructor and released with close(). Order
  * fields passed to a callback are valid only during the call. */
@@ -68,6 +68,9 @@ sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t er
  *  target `t` (borrowed) reports sold. NULL with err when it cannot connect. */
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len);
+/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h). */
+sk_audit_source_t *sk_audit_source_mysql(const char *url, const sk_loadgen_target_t *t, int wait_ms, char *err,
+                                         size_t err_len);
 
 typedef struct {
     const sk_loadgen_sale_t *sale; /* as set up before the run */

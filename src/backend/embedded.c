@@ -1,14 +1,25 @@
-/* The embedded ledger: decisions in memory, orders journaled in SQLite.
+/* The embedded ledger: decisions in memory, orders and their transitions journaled in
+ * SQLite.
  *
- * One thread is the one writer of every sale's stock and holders (the single-writer
- * principle): workers push ops onto the engine's lock-free queue and wake it through
- * an eventfd; it takes everything queued (up to max_batch), decides each purchase in
- * arrival order, writes all confirmed orders of the batch in one SQLite transaction,
- * and only after that commit returns publishes the new counts and posts the answers.
- * While it commits, the next batch forms in the queue, so the batch grows with the
- * load and one fsync is shared by every purchase of a batch. */
+ * One thread is the one writer of every sale's counts, orders and holders (the
+ * single-writer principle): workers push ops onto the engine's lock-free queue and wake
+ * it through an eventfd; it takes everything queued (up to max_batch), first expires
+ * every reservation whose pay_by has passed, then decides each op in arrival order,
+ * writes all the batch's new orders and transitions in one SQLite transaction, and only
+ * after that commit returns publishes the new counts and posts the answers. While it
+ * commits, the next batch forms in the queue, so the batch grows with the load and one
+ * fsync is shared by every decision of a batch.
+ *
+ * Expiry without a scan: pay_by = created_at + the sale's window, created_at only grows
+ * and the window cannot change once a sale has orders, so a sale's reservations are in
+ * deadline order by seq. Its orders array is therefore its deadline FIFO: a cursor
+ * walks it, passing orders that are no longer reserved. A min-heap of sales keyed by
+ * the pay_by at their cursor (a key that may lag behind: it is never later than the
+ * true next deadline) finds the next deadline in O(log sales), and the thread sleeps
+ * until then (poll on its eventfd with that timeout) unless work arrives first. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,19 +35,46 @@
 #include "engine/holders.h"
 
 #define NONE UINT32_MAX
+#define SETTLE_RETRY_MS 200 /* how often a sale in doubt is asked about while idle */
+
+/* A transition made by the batch being committed, to put back if it is not stored: 12
+ * bytes, since an expiry batch may hold millions. */
+typedef struct {
+    uint32_t sale; /* index */
+    uint32_t order; /* index */
+    uint8_t from; /* the state it left (reserved or confirmed) */
+} undo_t;
+
+/* A sale's state before the batch being committed touched it. */
+typedef struct {
+    sk_sale_counts_t counts;
+    uint32_t cursor;
+    uint32_t n_orders;
+} snap_t;
 
 /* What the ledger keeps per sale, indexed by sk_sale_t.index. */
 typedef struct {
-    sk_holders_t *holders; /* owned here until handed to the engine */
-    int64_t sold; /* decided: committed, or in the batch being committed */
-    int64_t durable; /* orders 1..durable are in the journal for certain */
-    bool uncertain; /* a commit reported failure and the journal could not be asked yet
-                       whether orders durable+1..sold reached it */
-    bool settling; /* marked while a failed batch's sales are settled */
+    sk_holders_t *holders; /* every order, owned here */
+    sk_userset_t *users; /* the possible holders: published to (and owned by) the engine */
+    sk_sale_counts_t counts; /* decided: committed, or in the batch being committed */
+    uint32_t cursor; /* expiry: no order before it is reserved */
+    int32_t heap_pos; /* -1: no pending reservation known */
+    uint64_t touched; /* the batch number that last touched it */
+    snap_t snap; /* as it was before that batch */
+    /* A commit reported failure and the journal could not be asked yet whether the
+     * batch [unc_first, unc_last] reached it: the sale decides nothing until it can. */
+    bool uncertain;
+    uint64_t unc_first, unc_last;
+    undo_t *unc_undo; /* that batch's transitions of this sale */
+    size_t n_unc_undo;
     bool broken; /* the journal holds what this ledger never wrote: left uncertain */
     bool closed; /* the ledger's clock passed ends_at: no order will be added */
-    bool handed; /* holders adopted by the engine (final: sold out or closed) */
 } lsale_t;
+
+typedef struct {
+    int64_t key; /* the pay_by at the sale's cursor, or earlier */
+    uint32_t sale;
+} hnode_t;
 
 typedef struct {
     sk_backend_t base;
@@ -44,66 +82,257 @@ typedef struct {
     char *data_dir;
     size_t max_batch;
     sk_journal_t *journal;
-    int efd; /* blocking eventfd the ledger sleeps on */
+    int efd; /* eventfd the ledger sleeps on */
     int lock_fd; /* DATA/seckill.lock, flock'ed for the process's lifetime */
     _Atomic int wake_pending;
     pthread_t thread;
     bool running;
     sk_op_t **batch;
-    sk_journal_order_t *jorders;
     lsale_t *sales; /* [SK_MAX_SALES] */
     sk_sale_t **uncertain; /* sales with lsale_t.uncertain set, [SK_MAX_SALES] */
     size_t n_uncertain;
+
+    /* The batch being decided. */
+    uint64_t batch_no;
+    sk_journal_order_t *jorders; /* [max_batch] */
+    size_t n_jorders;
+    sk_journal_event_t *jevents;
+    size_t n_jevents, cap_jevents;
+    undo_t *undo;
+    size_t n_undo, cap_undo;
+    sk_sale_t **touched; /* [SK_MAX_SALES] */
+    size_t n_touched;
+    size_t n_transitions; /* payments, cancels, refunds decided (not expiries) */
+
+    hnode_t *heap; /* [SK_MAX_SALES] */
+    size_t n_heap;
+    int64_t last_settle_ms; /* when uncertain sales were last asked about */
+
+    int64_t (*clock)(void *arg); /* test seam: the ledger's clock (NULL: sk_now_ms) */
+    void *clock_arg;
 } ledger_t;
+
+/* The ledger's clock: every decision of a batch (and every expiry) is made at one
+ * reading of it. */
+static int64_t ledger_now(ledger_t *l)
+{
+    return l->clock ? l->clock(l->clock_arg) : sk_now_ms();
+}
 
 static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
 {
     return &l->sales[s->index];
 }
 
-/* Called when everything decided for the sale is durable: the engine takes the holders
- * once no order can come any more, and the workers answer the sale from then on. */
-static void publish(ledger_t *l, sk_sale_t *s)
+static int64_t window_of(const sk_sale_t *s)
+{
+    return sk_sale_params(s)->payment_window_ms;
+}
+
+/* ---- the heap of sales by their next deadline --------------------------------------------- */
+
+static void heap_set(ledger_t *l, size_t i, hnode_t n)
+{
+    l->heap[i] = n;
+    l->sales[n.sale].heap_pos = (int32_t)i;
+}
+
+static void heap_up(ledger_t *l, size_t i)
+{
+    hnode_t n = l->heap[i];
+    while (i > 0 && l->heap[(i - 1) / 2].key > n.key) {
+        heap_set(l, i, l->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(l, i, n);
+}
+
+static void heap_down(ledger_t *l, size_t i)
+{
+    hnode_t n = l->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= l->n_heap)
+            break;
+        if (c + 1 < l->n_heap && l->heap[c + 1].key < l->heap[c].key)
+            c++;
+        if (l->heap[c].key >= n.key)
+            break;
+        heap_set(l, i, l->heap[c]);
+        i = c;
+    }
+    heap_set(l, i, n);
+}
+
+static void heap_remove(ledger_t *l, lsale_t *ls)
+{
+    if (ls->heap_pos < 0)
+        return;
+    size_t i = (size_t)ls->heap_pos;
+    ls->heap_pos = -1;
+    hnode_t last = l->heap[--l->n_heap];
+    if (i == l->n_heap)
+        return;
+    heap_set(l, i, last);
+    heap_up(l, i);
+    heap_down(l, (size_t)l->sales[last.sale].heap_pos);
+}
+
+/* Puts the sale in the heap with the deadline at its cursor, or takes it out when no
+ * order at or after the cursor can be reserved. */
+static void heap_fix(ledger_t *l, sk_sale_t *s)
 {
     lsale_t *ls = lsale(l, s);
-    if (ls->uncertain)
-        return; /* published once the journal told what it holds */
-    sk_engine_publish_sold(s, ls->sold);
-    if ((ls->sold >= s->stock || ls->closed) && !ls->handed) {
-        ls->handed = true;
-        sk_engine_adopt_final_holders(s, ls->holders);
+    const sk_holders_t *h = ls->holders;
+    int64_t window = window_of(s);
+    if (window <= 0 || ls->cursor >= h->n_orders) {
+        heap_remove(l, ls);
+        return;
+    }
+    int64_t key = h->orders[ls->cursor].created_at + window;
+    if (ls->heap_pos < 0) {
+        ls->heap_pos = (int32_t)l->n_heap;
+        l->heap[l->n_heap++] = (hnode_t){key, s->index};
+        heap_up(l, (size_t)ls->heap_pos);
+    } else {
+        size_t i = (size_t)ls->heap_pos;
+        int64_t old = l->heap[i].key;
+        l->heap[i].key = key;
+        if (key < old)
+            heap_up(l, i);
+        else
+            heap_down(l, i);
     }
 }
 
+/* ---- the batch: snapshots, undo, journal rows ---------------------------------------------- */
+
+/* Called before the batch first changes a sale: remembers how it was. */
+static void touch(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    if (ls->touched == l->batch_no)
+        return;
+    ls->touched = l->batch_no;
+    ls->snap = (snap_t){ls->counts, ls->cursor, ls->holders->n_orders};
+    l->touched[l->n_touched++] = s;
+}
+
+static void add_event(ledger_t *l, const sk_sale_t *s, uint64_t seq, sk_order_event_t kind, int64_t at, const char *arg)
+{
+    if (l->n_jevents == l->cap_jevents) {
+        l->cap_jevents = l->cap_jevents ? l->cap_jevents * 2 : 1024;
+        l->jevents = sk_xrealloc(l->jevents, l->cap_jevents * sizeof(*l->jevents));
+    }
+    l->jevents[l->n_jevents++] = (sk_journal_event_t){s->id, seq, kind, at, arg};
+}
+
+/* Moves order i of sale s by event ev at now (the rules: engine/order.h), with the
+ * counts, the journal row and the undo record. Returns the step. */
+static sk_order_step_t transition(ledger_t *l, sk_sale_t *s, uint32_t i, sk_order_event_t ev, int64_t now,
+                                  const char *pay, size_t pay_len, const char *arg)
+{
+    lsale_t *ls = lsale(l, s);
+    sk_holders_t *h = ls->holders;
+    const sk_holder_order_t *o = &h->orders[i];
+    sk_order_state_t st = (sk_order_state_t)o->state;
+    int64_t window = window_of(s);
+    int64_t pay_by = window > 0 ? o->created_at + window : 0;
+    bool same = ev == SK_EV_PAY && sk_holders_same_payment(h, i, pay, pay_len);
+    sk_order_step_t step = sk_order_step(st, ev, now, pay_by, same);
+    if (step.next == st)
+        return step;
+    touch(l, s);
+    if (l->n_undo == l->cap_undo) {
+        l->cap_undo = l->cap_undo ? l->cap_undo * 2 : 1024;
+        l->undo = sk_xrealloc(l->undo, l->cap_undo * sizeof(*l->undo));
+    }
+    l->undo[l->n_undo++] = (undo_t){s->index, i, (uint8_t)st};
+    int64_t q = o->quantity;
+    ls->counts.held += step.held * q;
+    ls->counts.sold += step.sold * q;
+    sk_holders_set_state(h, i, step.next, now, pay, step.next == SK_ORDER_CONFIRMED ? pay_len : 0);
+    /* A late payment expires the reservation: the journal records the expiry. */
+    sk_order_event_t kind = step.next == SK_ORDER_EXPIRED ? SK_EV_EXPIRE : ev;
+    add_event(l, s, (uint64_t)i + 1, kind, now, kind == SK_EV_EXPIRE ? NULL : arg);
+    sk_engine_record_transition(l->e, step.next, 1);
+    return step;
+}
+
+/* Expires every reservation of the sale whose pay_by is before now. */
+static void expire_sale(ledger_t *l, sk_sale_t *s, int64_t now)
+{
+    lsale_t *ls = lsale(l, s);
+    const sk_holders_t *h = ls->holders;
+    int64_t window = window_of(s);
+    touch(l, s); /* the cursor moves */
+    while (ls->cursor < h->n_orders) {
+        const sk_holder_order_t *o = &h->orders[ls->cursor];
+        if (o->state == SK_ORDER_RESERVED) {
+            if (o->created_at + window >= now)
+                break; /* due later: so is every reservation after it */
+            transition(l, s, ls->cursor, SK_EV_EXPIRE, now, NULL, 0, NULL);
+        }
+        ls->cursor++;
+    }
+    heap_fix(l, s);
+}
+
+/* Everything due (pay_by < now) in every sale, before any op of the batch. */
+static void expire_due(ledger_t *l, int64_t now)
+{
+    while (l->n_heap > 0 && l->heap[0].key < now) {
+        sk_sale_t *s = sk_engine_sale_at(l->e, l->heap[0].sale);
+        lsale_t *ls = lsale(l, s);
+        if (ls->uncertain) {
+            heap_remove(l, ls); /* put back once it is settled */
+            continue;
+        }
+        expire_sale(l, s, now);
+    }
+}
+
+/* The next deadline as a poll timeout in ms from now (-1: none). */
+static int next_timeout(ledger_t *l, int64_t now)
+{
+    if (l->n_heap == 0)
+        return -1;
+    int64_t due = l->heap[0].key + 1; /* a reservation expires once now > pay_by */
+    if (due <= now)
+        return 0;
+    return (int)SK_MIN(due - now, (int64_t)3600 * 1000);
+}
+
+/* ---- decisions ----------------------------------------------------------------------------- */
+
 /* A sale whose end the ledger's clock has passed is closed for good: from this batch on
- * it decides no order, whatever clock reading a purchase carries (a worker may have read
- * its clock just before the end), so its holders are final. Every earlier batch is
- * durable by now (commits are synchronous), so they can be handed over at once. */
+ * it decides no new order, whatever clock reading a purchase carries (a worker may have
+ * read its clock just before the end). Payments of earlier reservations go on. */
 static void close_if_ended(ledger_t *l, sk_sale_t *s, int64_t now)
 {
     lsale_t *ls = lsale(l, s);
-    if (ls->closed || now < s->ends_at)
-        return;
-    ls->closed = true;
-    publish(l, s);
+    if (!ls->closed && now >= sk_sale_params(s)->ends_at)
+        ls->closed = true;
 }
 
 /* `now` is the batch's time: every order of a batch carries it, in memory and in the
  * journal (which stores it once per sale per batch). */
-static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
+static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
 {
     sk_sale_t *s = op->sale;
     lsale_t *ls = lsale(l, s);
     sk_holders_t *h = ls->holders;
-    op->remaining = s->stock - ls->sold;
+    const sk_sale_params_t *p = sk_sale_params(s);
+    op->remaining = sk_counts_remaining(&ls->counts);
     if (ls->uncertain) {
         /* Any answer could depend on orders that may not exist: nothing is decided. */
         op->result = SK_BUY_UNAVAILABLE;
-        op->remaining = s->stock - ls->durable;
+        op->remaining = sk_sale_remaining(s);
         return;
     }
-    /* The order of the checks is sk_engine_final_answer's: a holder's replay first,
-     * whatever the clock says, then the window, the limit and the stock. */
+    uint32_t q = op->quantity ? op->quantity : 1;
+    /* The order of the checks is the worker's (sk_engine_gate): a holder's replay first,
+     * whatever the clock says, then the rules (sk_buy_rules). */
     uint64_t hash = op->scratch;
     uint32_t slot = sk_holders_probe(h, hash, op->user_id, op->user_len);
     bool present = sk_holders_present(h, slot);
@@ -111,66 +340,129 @@ static void decide_buy(ledger_t *l, sk_op_t *op, size_t *n_journal, int64_t now)
     if (count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len, NULL);
         if (k != NONE) {
-            sk_holders_order(h, k, &op->order);
+            sk_holders_order(h, k, p->payment_window_ms, &op->order);
             op->result = SK_BUY_DUPLICATE;
             return;
         }
     }
-    if (op->now_ms < s->starts_at) {
-        op->result = SK_BUY_NOT_STARTED;
-        return;
-    }
-    if (op->now_ms >= s->ends_at || ls->closed) {
-        op->result = SK_BUY_ENDED;
-        return;
-    }
-    if ((int64_t)count >= s->per_user_limit || ls->sold >= s->stock) {
-        op->result = (int64_t)count >= s->per_user_limit ? SK_BUY_LIMIT_REACHED : SK_BUY_SOLD_OUT;
-        if (count > 0) {
-            sk_holders_order(h, h->slots[slot].first, &op->order);
-            op->held = count;
+    int64_t units = present ? h->slots[slot].units : 0;
+    sk_buy_result_t r = sk_buy_rules(p, op->now_ms, q, units, op->remaining);
+    if (ls->closed && r != SK_BUY_NOT_STARTED)
+        r = SK_BUY_ENDED;
+    if (r != SK_BUY_CONFIRMED) {
+        op->result = r;
+        if ((r == SK_BUY_LIMIT_REACHED || r == SK_BUY_SOLD_OUT) && units > 0) {
+            sk_holders_order(h, h->slots[slot].first, p->payment_window_ms, &op->order);
+            op->held = (uint32_t)units;
         }
         return;
     }
-    if (!present)
+    touch(l, s);
+    if (!present) {
         slot = sk_holders_insert_at(h, slot, hash, op->user_id, op->user_len);
-    sk_holders_add_order(h, slot, op->request_id, op->request_len, now);
-    ls->sold++;
-    op->result = SK_BUY_CONFIRMED;
-    op->order.seq = (uint64_t)ls->sold;
-    op->order.created_at = now;
-    memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
-    memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
-    op->remaining = s->stock - ls->sold;
+        /* Before the commit that publishes counts with this order (engine/userset.h). */
+        sk_userset_insert(ls->users, hash);
+    }
+    sk_order_state_t st = sk_order_initial(p->payment_window_ms);
+    uint32_t idx = sk_holders_add_order(h, slot, op->request_id, op->request_len, now, q, st);
+    if (st == SK_ORDER_RESERVED)
+        ls->counts.held += q;
+    else
+        ls->counts.sold += q;
+    sk_holders_order(h, idx, p->payment_window_ms, &op->order);
+    op->result = st == SK_ORDER_RESERVED ? SK_BUY_RESERVED : SK_BUY_CONFIRMED;
+    op->remaining = sk_counts_remaining(&ls->counts);
+    if (st == SK_ORDER_RESERVED && ls->heap_pos < 0)
+        heap_fix(l, s);
+    l->jorders[l->n_jorders++] =
+        (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now, op->order.pay_by, q};
+}
 
-    size_t j = (*n_journal)++;
-    l->jorders[j] = (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now};
+static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
+{
+    sk_sale_t *s = op->sale;
+    lsale_t *ls = lsale(l, s);
+    sk_holders_t *h = ls->holders;
+    if (ls->uncertain) {
+        op->status = -EIO;
+        return;
+    }
+    if (op->seq < 1 || op->seq > h->n_orders) {
+        op->status = -ENOENT;
+        return;
+    }
+    uint32_t i = (uint32_t)(op->seq - 1);
+    if (op->kind == SK_OP_CANCEL && !op->admin) {
+        const sk_holder_t *u = &h->slots[h->orders[i].holder];
+        if (u->user_len != op->user_len || memcmp(sk_holders_str(h, u->user_off), op->user_id, op->user_len) != 0) {
+            op->status = -EPERM;
+            return;
+        }
+    }
+    sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
+    const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
+    sk_order_step_t step = transition(l, s, i, ev, now, op->payment_id, op->payment_len, arg);
+    op->status = 0;
+    op->tr = step.result;
+    l->n_transitions++;
+    if (step.next == SK_ORDER_EXPIRED && ls->heap_pos < 0)
+        heap_fix(l, s);
+    sk_holders_order(h, i, window_of(s), &op->order);
+}
+
+static void answer_get(ledger_t *l, sk_op_t *op)
+{
+    lsale_t *ls = lsale(l, op->sale);
+    if (ls->uncertain) {
+        op->status = -EIO;
+        return;
+    }
+    if (op->seq < 1 || op->seq > ls->holders->n_orders) {
+        op->status = -ENOENT;
+        return;
+    }
+    op->status = 0;
+    op->tr = SK_TR_OK;
+    sk_holders_order(ls->holders, (uint32_t)(op->seq - 1), window_of(op->sale), &op->order);
 }
 
 static void answer_orders(ledger_t *l, sk_op_t *op)
 {
-    if (lsale(l, op->sale)->uncertain) {
+    lsale_t *ls = lsale(l, op->sale);
+    if (ls->uncertain) {
         op->status = -EIO; /* never a list that may hold orders that do not exist */
         return;
     }
-    op->n_orders = sk_engine_user_orders(lsale(l, op->sale)->holders, op->user_id, op->user_len, &op->orders);
+    op->n_orders = sk_holders_user_orders(ls->holders, op->user_id, op->user_len, window_of(op->sale), &op->orders);
 }
 
 static void answer_list(ledger_t *l, sk_op_t *op)
 {
-    if (lsale(l, op->sale)->uncertain) {
+    lsale_t *ls = lsale(l, op->sale);
+    if (ls->uncertain) {
         op->status = -EIO;
         return;
     }
-    const sk_holders_t *h = lsale(l, op->sale)->holders;
+    const sk_holders_t *h = ls->holders;
     uint64_t total = h->n_orders;
     uint64_t from = op->list_after < total ? op->list_after : total;
     size_t n = (size_t)SK_MIN((uint64_t)op->list_limit, total - from);
+    int64_t window = window_of(op->sale);
     op->orders = n ? sk_xmalloc(n * sizeof(sk_order_t)) : NULL;
     for (size_t i = 0; i < n; i++)
-        sk_holders_order(h, (uint32_t)(from + i), &op->orders[i]);
+        sk_holders_order(h, (uint32_t)(from + i), window, &op->orders[i]);
     op->n_orders = n;
     op->list_more = from + n < total;
+}
+
+static void new_sale_state(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    ls->holders = sk_holders_new();
+    ls->users = sk_userset_new();
+    sk_sale_counts(s, &ls->counts);
+    ls->heap_pos = -1;
+    sk_engine_publish_users(s, ls->users); /* complete from the start: every order is decided here */
 }
 
 static void create_sale(ledger_t *l, sk_op_t *op)
@@ -185,59 +477,98 @@ static void create_sale(ledger_t *l, sk_op_t *op)
         op->status = -ENOSPC;
         return;
     }
-    sk_journal_sale_t js = {s->id, s->name, s->stock, s->starts_at, s->ends_at, s->per_user_limit, s->created_at};
+    const sk_sale_params_t *p = sk_sale_params(s);
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    sk_journal_sale_t js = {s->id,         p->name,         c.stock,
+                            p->starts_at,  p->ends_at,      p->per_user_limit,
+                            s->created_at, p->max_quantity, p->payment_window_ms};
     int rc = sk_journal_put_sale(l->journal, &js);
     if (rc < 0) {
         op->status = rc;
         return;
     }
     sk_engine_register_sale(e, s);
-    lsale(l, s)->holders = sk_holders_new();
+    new_sale_state(l, s);
     op->new_sale = NULL;
     op->sale = s;
     op->status = 0;
 }
 
-/* A commit reported failure, yet it may have reached the disk (an fsync error after the
- * write, a lost reply): the journal, not the report, says which. Orders it holds stay
- * (their buyers heard 503 and find them by asking or retrying, I6), orders it lacks are
- * forgotten and their seqs used again. A seq is never handed out twice for certain:
- * while the journal cannot be asked, the sale decides nothing. Returns true once the
- * sale's state is certain again. */
-static bool settle(ledger_t *l, sk_sale_t *s)
+/* ---- a commit that reported failure -------------------------------------------------------
+ * It may have reached the disk all the same (an fsync error after the write, a lost
+ * reply): the journal, not the report, says which. One batch is one transaction, so
+ * asking whether any of its lsns is stored answers for all of it. Stored, everything it
+ * decided stands (its buyers heard 503 and find their orders by asking or retrying, I6);
+ * not stored, everything it changed is put back and its seqs are used again. While the
+ * journal cannot be asked, the sales it touched decide nothing, so a seq is never handed
+ * out twice and no answer depends on a change that may not exist. */
+
+/* Puts sale s back as it was before the batch: its transitions (the undo records, newest
+ * first), its new orders (popped) and its counts and expiry cursor. */
+static void undo_sale(ledger_t *l, sk_sale_t *s, const undo_t *undo, size_t n)
+{
+    lsale_t *ls = lsale(l, s);
+    for (size_t k = n; k-- > 0;)
+        if (undo[k].sale == s->index)
+            sk_holders_revert(ls->holders, undo[k].order, (sk_order_state_t)undo[k].from);
+    while (ls->holders->n_orders > ls->snap.n_orders)
+        sk_holders_pop_order(ls->holders);
+    ls->counts = ls->snap.counts;
+    ls->cursor = ls->snap.cursor;
+}
+
+/* Checks what the journal holds for the sale against what the ledger expects (its
+ * orders up to `want`); a file changed behind the ledger's back leaves the sale broken. */
+static bool check_orders(ledger_t *l, sk_sale_t *s, uint64_t want)
 {
     lsale_t *ls = lsale(l, s);
     uint64_t last;
-    if (ls->broken || sk_journal_last_seq(l->journal, s->id, &last) < 0)
+    if (sk_journal_last_seq(l->journal, s->id, &last) < 0)
         return false;
-    if ((int64_t)last == ls->durable) {
-        while (ls->sold > ls->durable) {
-            sk_holders_pop_order(ls->holders);
-            ls->sold--;
-        }
-    } else if ((int64_t)last == ls->sold) {
-        ls->durable = ls->sold;
-        sk_warn("journal: a commit reported failure but stored the orders of sale '%s' up to %lld; they stand", s->id,
-                (long long)last);
-    } else {
-        /* One writer and one transaction per batch: any other count means the file was
-         * changed behind the ledger's back. Decide nothing more for this sale. */
-        sk_error("journal: sale '%s' holds orders up to %llu, the ledger expected %lld or %lld; its purchases are "
-                 "answered 503 until a restart",
-                 s->id, (unsigned long long)last, (long long)ls->durable, (long long)ls->sold);
-        ls->broken = true;
+    if (last == want)
+        return true;
+    sk_error("journal: sale '%s' holds orders up to %llu, the ledger expected %llu; it is answered 503 until a "
+             "restart",
+             s->id, (unsigned long long)last, (unsigned long long)want);
+    ls->broken = true;
+    return false;
+}
+
+/* Settles one sale of a failed batch. Returns false while it stays uncertain. */
+static bool settle(ledger_t *l, sk_sale_t *s, uint64_t first, uint64_t last, const undo_t *undo, size_t n_undo)
+{
+    lsale_t *ls = lsale(l, s);
+    bool found;
+    if (ls->broken || sk_journal_has_lsn(l->journal, first, last, &found) < 0)
         return false;
-    }
+    bool had_orders = ls->holders->n_orders > ls->snap.n_orders;
+    if (had_orders && !check_orders(l, s, found ? ls->holders->n_orders : ls->snap.n_orders))
+        return false;
+    if (found)
+        sk_warn("journal: a commit reported failure but stored the batch (sale '%s'); it stands", s->id);
+    else
+        undo_sale(l, s, undo, n_undo);
+    heap_fix(l, s);
     return true;
 }
 
-static void mark_uncertain(ledger_t *l, sk_sale_t *s)
+static void mark_uncertain(ledger_t *l, sk_sale_t *s, uint64_t first, uint64_t last)
 {
     lsale_t *ls = lsale(l, s);
-    if (!ls->uncertain) {
-        ls->uncertain = true;
-        l->uncertain[l->n_uncertain++] = s;
-    }
+    ls->uncertain = true;
+    ls->unc_first = first;
+    ls->unc_last = last;
+    size_t n = 0;
+    for (size_t k = 0; k < l->n_undo; k++)
+        n += l->undo[k].sale == s->index;
+    ls->unc_undo = n ? sk_xmalloc(n * sizeof(*ls->unc_undo)) : NULL;
+    ls->n_unc_undo = 0;
+    for (size_t k = 0; k < l->n_undo; k++)
+        if (l->undo[k].sale == s->index)
+            ls->unc_undo[ls->n_unc_undo++] = l->undo[k];
+    l->uncertain[l->n_uncertain++] = s;
+    heap_remove(l, ls);
 }
 
 /* Before a batch: asks the journal again about sales whose last commit is in doubt. */
@@ -246,9 +577,13 @@ static void settle_uncertain(ledger_t *l)
     size_t keep = 0;
     for (size_t i = 0; i < l->n_uncertain; i++) {
         sk_sale_t *s = l->uncertain[i];
-        if (settle(l, s)) {
-            lsale(l, s)->uncertain = false;
-            publish(l, s);
+        lsale_t *ls = lsale(l, s);
+        if (settle(l, s, ls->unc_first, ls->unc_last, ls->unc_undo, ls->n_unc_undo)) {
+            ls->uncertain = false;
+            free(ls->unc_undo);
+            ls->unc_undo = NULL;
+            ls->n_unc_undo = 0;
+            sk_engine_publish_counts(s, &ls->counts);
         } else {
             l->uncertain[keep++] = s;
         }
@@ -256,76 +591,91 @@ static void settle_uncertain(ledger_t *l)
     l->n_uncertain = keep;
 }
 
+static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
+{
+    for (size_t i = 0; i < l->n_touched; i++) {
+        sk_sale_t *s = l->touched[i];
+        if (!settle(l, s, first, last, l->undo, l->n_undo))
+            mark_uncertain(l, s, first, last);
+        else
+            sk_engine_publish_counts(s, &lsale(l, s)->counts);
+    }
+}
+
+/* ---- one batch ----------------------------------------------------------------------------- */
+
+static bool is_decision(const sk_op_t *op)
+{
+    return op->kind == SK_OP_BUY || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND;
+}
+
 static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
     sk_engine_t *e = l->e;
-    size_t n_journal = 0, n_buys = 0;
-    int64_t now = sk_now_ms();
+    int64_t now = ledger_now(l);
+    l->batch_no++;
+    l->n_jorders = l->n_jevents = l->n_undo = l->n_touched = l->n_transitions = 0;
     if (l->n_uncertain)
         settle_uncertain(l);
+    expire_due(l, now);
+    size_t n_buys = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
             close_if_ended(l, op->sale, now);
-            op->scratch = sk_holders_hash(op->user_id, op->user_len);
+            op->scratch = op->user_hash ? op->user_hash : sk_user_hash(op->user_id, op->user_len);
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (ops[i]->kind == SK_OP_BUY) {
-            decide_buy(l, ops[i], &n_journal, now);
-            n_buys++;
-        }
-    }
-    if (n_buys) {
-        uint64_t t0 = sk_mono_ns();
-        int rc = sk_journal_put_orders(l->journal, l->jorders, n_journal);
-        uint64_t dt = sk_mono_ns() - t0;
-        if (rc < 0) {
-            /* Nothing of this batch may be confirmed: answer every purchase of it 503,
-             * since any answer may have depended on its orders, and settle each sale
-             * that had orders in it with what the journal holds. */
-            sk_engine_record_batch(e, n_buys, dt, false);
-            for (size_t i = 0; i < n; i++) {
-                sk_op_t *op = ops[i];
-                if (op->kind != SK_OP_BUY)
-                    continue;
-                lsale_t *ls = lsale(l, op->sale);
-                if (op->result == SK_BUY_CONFIRMED && !ls->settling) {
-                    ls->settling = true;
-                    if (!settle(l, op->sale))
-                        mark_uncertain(l, op->sale);
-                }
-                op->result = SK_BUY_UNAVAILABLE;
-            }
-            for (size_t i = 0; i < n; i++) {
-                if (ops[i]->kind != SK_OP_BUY)
-                    continue;
-                lsale_t *ls = lsale(l, ops[i]->sale);
-                ops[i]->remaining = ops[i]->sale->stock - ls->durable;
-                if (ls->settling) {
-                    ls->settling = false;
-                    publish(l, ops[i]->sale);
-                }
-            }
-        } else {
-            sk_engine_record_batch(e, n_buys, n_journal ? dt : 0, true);
-            for (size_t i = 0; i < n; i++) {
-                if (ops[i]->kind == SK_OP_BUY && ops[i]->result == SK_BUY_CONFIRMED) {
-                    lsale(l, ops[i]->sale)->durable = lsale(l, ops[i]->sale)->sold;
-                    publish(l, ops[i]->sale);
-                }
-            }
+            sk_userset_prefetch(lsale(l, op->sale)->users, op->scratch);
         }
     }
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
+        if (op->kind == SK_OP_BUY) {
+            decide_buy(l, op, now);
+            n_buys++;
+        } else if (is_decision(op)) {
+            decide_transition(l, op, now);
+        }
+    }
+    if (l->n_jorders || l->n_jevents) {
+        uint64_t first, last, t0 = sk_mono_ns();
+        int rc = sk_journal_put_batch(l->journal, l->jorders, l->n_jorders, l->jevents, l->n_jevents, &first, &last);
+        uint64_t dt = sk_mono_ns() - t0;
+        sk_engine_record_batch(e, n_buys + l->n_transitions, dt, rc == 0);
+        if (rc == 0) {
+            for (size_t i = 0; i < l->n_touched; i++)
+                sk_engine_publish_counts(l->touched[i], &lsale(l, l->touched[i])->counts);
+        } else {
+            /* Nothing of this batch may be confirmed: every decision of it is answered
+             * 503, since any answer may have depended on its changes. */
+            commit_failed(l, first, last);
+            for (size_t i = 0; i < n; i++) {
+                sk_op_t *op = ops[i];
+                if (op->kind == SK_OP_BUY) {
+                    op->result = SK_BUY_UNAVAILABLE;
+                    op->remaining = sk_sale_remaining(op->sale);
+                } else if (is_decision(op) && op->status == 0) {
+                    op->status = -EIO;
+                }
+            }
+        }
+    } else if (n_buys + l->n_transitions) {
+        sk_engine_record_batch(e, n_buys + l->n_transitions, 0, true);
+    }
+    for (size_t i = 0; i < n; i++) {
+        sk_op_t *op = ops[i];
         switch (op->kind) {
+        case SK_OP_BUY:
+            sk_engine_record_decided(e, op->result);
+            break;
         case SK_OP_ORDERS:
             answer_orders(l, op);
             break;
         case SK_OP_LIST:
             answer_list(l, op);
+            break;
+        case SK_OP_GET_ORDER:
+            answer_get(l, op);
             break;
         case SK_OP_CREATE_SALE:
             create_sale(l, op);
@@ -333,7 +683,9 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         case SK_OP_FIND_SALE:
             op->status = -ENOENT; /* every sale of this store is registered at load */
             break;
-        case SK_OP_BUY:
+        case SK_OP_PAY:
+        case SK_OP_CANCEL:
+        case SK_OP_REFUND:
             break;
         }
         sk_engine_complete(e, op);
@@ -348,20 +700,33 @@ static void *ledger_main(void *arg)
         /* Clear the flag before looking: a push after this point wakes us again. */
         atomic_store(&l->wake_pending, 0);
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
-        if (n > 0) {
+        int64_t now = ledger_now(l);
+        /* Sales whose last commit is in doubt are asked about again now and then even
+         * while nothing arrives: their reservations wait for it to expire. */
+        bool settle = l->n_uncertain && now - l->last_settle_ms >= SETTLE_RETRY_MS;
+        if (n > 0 || next_timeout(l, now) == 0 || settle) {
+            if (settle)
+                l->last_settle_ms = now;
             process_batch(l, l->batch, n);
             continue;
         }
         if (sk_engine_stopping(l->e))
             break;
-        uint64_t v;
-        ssize_t r = read(l->efd, &v, sizeof(v));
-        (void)r;
+        /* Sleep until work arrives or the next reservation is due. */
+        int timeout = next_timeout(l, now);
+        if (l->n_uncertain && (timeout < 0 || timeout > SETTLE_RETRY_MS))
+            timeout = SETTLE_RETRY_MS;
+        struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout) > 0) {
+            uint64_t v;
+            ssize_t r = read(l->efd, &v, sizeof(v));
+            (void)r;
+        }
     }
     return NULL;
 }
 
-/* ---- start-up: rebuild the ledger from the journal --------------------------------------- */
+/* ---- start-up: rebuild the ledger from the journal ----------------------------------------- */
 
 static int load_sale(void *arg, const sk_journal_sale_t *js)
 {
@@ -369,19 +734,19 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     sk_engine_t *e = l->e;
     size_t len = strlen(js->id);
     if (!sk_valid_sale_id(js->id, len) || sk_engine_find_sale(e, js->id, len) ||
-        sk_engine_sale_count(e) >= SK_MAX_SALES)
+        sk_engine_sale_count(e) >= SK_MAX_SALES || js->stock < 0 || js->max_quantity < 1 ||
+        js->max_quantity > SK_LIMIT_MAX || js->payment_window_ms < 0 || js->per_user_limit < 1 ||
+        js->per_user_limit > SK_LIMIT_MAX)
         return -EINVAL;
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    memcpy(s->id, js->id, len + 1);
-    s->id_len = len;
-    s->name = sk_xstrndup(js->name, strlen(js->name));
-    s->stock = js->stock;
-    s->starts_at = js->starts_at;
-    s->ends_at = js->ends_at;
-    s->per_user_limit = (int32_t)js->per_user_limit;
-    s->created_at = js->created_at;
+    sk_sale_params_t p = {.name = js->name,
+                          .starts_at = js->starts_at,
+                          .ends_at = js->ends_at,
+                          .per_user_limit = (int32_t)js->per_user_limit,
+                          .max_quantity = (int32_t)js->max_quantity,
+                          .payment_window_ms = js->payment_window_ms};
+    sk_sale_t *s = sk_sale_new(js->id, len, &p, js->stock, js->created_at);
     sk_engine_register_sale(e, s);
-    lsale(l, s)->holders = sk_holders_new();
+    new_sale_state(l, s);
     return 0;
 }
 
@@ -390,13 +755,54 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     ledger_t *l = arg;
     sk_sale_t *s = sk_engine_find_sale(l->e, o->sale_id, strlen(o->sale_id));
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
-    lsale_t *ls = s ? lsale(l, s) : NULL;
-    if (!s || o->seq != (uint64_t)ls->sold + 1 || ls->sold >= s->stock || !sk_valid_user_id(o->user_id, ul) ||
-        !sk_valid_request_id(o->request_id, rl))
+    if (!s)
+        return -EINVAL;
+    lsale_t *ls = lsale(l, s);
+    int64_t window = window_of(s);
+    bool reserved = o->pay_by != 0;
+    if (o->seq != (uint64_t)ls->holders->n_orders + 1 || o->quantity < 1 ||
+        (int64_t)o->quantity > sk_counts_remaining(&ls->counts) || !sk_valid_user_id(o->user_id, ul) ||
+        !sk_valid_request_id(o->request_id, rl) || reserved != (window > 0) ||
+        (reserved && o->pay_by != o->created_at + window))
         return -EINVAL;
     uint32_t slot = sk_holders_upsert(ls->holders, o->user_id, ul);
-    sk_holders_add_order(ls->holders, slot, o->request_id, rl, o->created_at);
-    ls->durable = ++ls->sold;
+    sk_userset_insert(ls->users, sk_user_hash(o->user_id, ul));
+    sk_holders_add_order(ls->holders, slot, o->request_id, rl, o->created_at, o->quantity,
+                         reserved ? SK_ORDER_RESERVED : SK_ORDER_CONFIRMED);
+    if (reserved)
+        ls->counts.held += o->quantity;
+    else
+        ls->counts.sold += o->quantity;
+    return 0;
+}
+
+static int load_event(void *arg, const sk_journal_event_t *ev)
+{
+    ledger_t *l = arg;
+    sk_sale_t *s = sk_engine_find_sale(l->e, ev->sale_id, strlen(ev->sale_id));
+    if (!s)
+        return -EINVAL;
+    lsale_t *ls = lsale(l, s);
+    sk_holders_t *h = ls->holders;
+    if (ev->seq < 1 || ev->seq > h->n_orders)
+        return -EINVAL;
+    uint32_t i = (uint32_t)(ev->seq - 1);
+    const sk_holder_order_t *o = &h->orders[i];
+    int64_t window = window_of(s);
+    int64_t pay_by = window > 0 ? o->created_at + window : 0;
+    const char *pay = ev->kind == SK_EV_PAY ? ev->arg : NULL;
+    size_t pay_len = pay ? strlen(pay) : 0;
+    if (ev->kind == SK_EV_PAY && !sk_valid_payment_id(pay, pay_len))
+        return -EINVAL;
+    /* Replayed by the rules that made it: anything but a change means the journal does
+     * not describe this ledger. */
+    sk_order_step_t step = sk_order_step((sk_order_state_t)o->state, ev->kind, ev->at, pay_by, false);
+    if (step.result != SK_TR_OK)
+        return -EINVAL;
+    int64_t q = o->quantity;
+    ls->counts.held += step.held * q;
+    ls->counts.sold += step.sold * q;
+    sk_holders_set_state(h, i, step.next, ev->at, pay, pay_len);
     return 0;
 }
 
@@ -423,18 +829,25 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
     l->journal = sk_journal_open(l->data_dir, err, err_size);
     if (!l->journal)
         return -EIO;
-    int rc = sk_journal_load(l->journal, load_sale, load_order, l);
+    int rc = sk_journal_load(l->journal, load_sale, load_order, load_event, l);
     if (rc < 0) {
         snprintf(err, err_size, "the store in %s is inconsistent or unreadable (%s)", l->data_dir,
-                 rc == -EINVAL ? "an order or sale does not fit the ledger" : "read error");
+                 rc == -EINVAL ? "an order, transition or sale does not fit the ledger" : "read error");
         return rc;
     }
-    int64_t now = sk_now_ms();
+    /* Deadlines are rebuilt from the orders; those that passed while the process was
+     * down expire in the ledger's first batch, before anything else is decided. */
+    int64_t now = ledger_now(l);
     for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
-        publish(l, sk_engine_sale_at(e, i));
-        close_if_ended(l, sk_engine_sale_at(e, i), now);
+        sk_sale_t *s = sk_engine_sale_at(e, i);
+        lsale_t *ls = lsale(l, s);
+        while (ls->cursor < ls->holders->n_orders && ls->holders->orders[ls->cursor].state != SK_ORDER_RESERVED)
+            ls->cursor++;
+        heap_fix(l, s);
+        sk_engine_publish_counts(s, &ls->counts);
+        close_if_ended(l, s, now);
     }
-    l->efd = eventfd(0, EFD_CLOEXEC);
+    l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (l->efd < 0) {
         snprintf(err, err_size, "eventfd: %s", strerror(errno));
         return -errno;
@@ -493,14 +906,19 @@ static void ledger_free(sk_backend_t *b)
         close(l->efd);
     if (l->lock_fd >= 0)
         close(l->lock_fd);
-    /* The engine freed the sales (and the holders it adopted) already. */
-    for (size_t i = 0; i < SK_MAX_SALES; i++)
-        if (!l->sales[i].handed)
-            sk_holders_free(l->sales[i].holders);
+    /* The engine freed the sales and their user sets already. */
+    for (size_t i = 0; i < SK_MAX_SALES; i++) {
+        sk_holders_free(l->sales[i].holders);
+        free(l->sales[i].unc_undo);
+    }
     free(l->sales);
     free(l->uncertain);
     free(l->batch);
     free(l->jorders);
+    free(l->jevents);
+    free(l->undo);
+    free(l->touched);
+    free(l->heap);
     free(l->data_dir);
     free(l);
 }
@@ -510,10 +928,18 @@ void sk_backend_embedded_set_fault(sk_backend_t *b, bool (*fn)(void *arg, sk_jou
     sk_journal_set_fault(((ledger_t *)b)->journal, fn, arg);
 }
 
+void sk_backend_embedded_set_clock(sk_backend_t *b, int64_t (*fn)(void *arg), void *arg)
+{
+    ledger_t *l = (ledger_t *)b;
+    l->clock = fn;
+    l->clock_arg = arg;
+}
+
 sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
 {
     ledger_t *l = sk_xcalloc(1, sizeof(*l));
     l->base = (sk_backend_t){.name = "embedded",
+                             .lifecycle = true,
                              .load = ledger_load,
                              .add_sale = ledger_add_sale,
                              .start = ledger_start,
@@ -528,5 +954,7 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
     l->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*l->sales));
     l->uncertain = sk_xmalloc(SK_MAX_SALES * sizeof(*l->uncertain));
+    l->touched = sk_xmalloc(SK_MAX_SALES * sizeof(*l->touched));
+    l->heap = sk_xmalloc(SK_MAX_SALES * sizeof(*l->heap));
     return &l->base;
 }

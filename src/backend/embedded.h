@@ -1,6 +1,7 @@
 /* The embedded backend: the default, no other process. One ledger thread decides every
- * purchase in memory and journals each batch in one SQLite transaction
- * (src/backend/journal.h) before any of its answers leaves. */
+ * purchase and order transition in memory, expires reservations at their deadlines, and
+ * journals each batch in one SQLite transaction (src/backend/journal.h) before any of
+ * its answers leaves. */
 #ifndef SK_BACKEND_EMBEDDED_H
 #define SK_BACKEND_EMBEDDED_H
 
@@ -16,5 +17,10 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch);
 /** Test seam: installs a fault hook in the ledger's journal (sk_journal_set_fault). Call
  *  it after the engine loaded the backend (sk_engine_open) and before sk_engine_start. */
 void sk_backend_embedded_set_fault(sk_backend_t *b, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg);
+
+/** Test seam: the ledger's clock (unix ms), read once per batch; NULL restores the wall
+ *  clock. Call it before sk_engine_start (or the load, to close ended sales by it); fn
+ *  runs on the ledger thread. */
+void sk_backend_embedded_set_clock(sk_backend_t *b, int64_t (*fn)(void *arg), void *arg);
 
 #endif

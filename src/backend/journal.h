@@ -1,13 +1,32 @@
-/* Durable storage behind the embedded ledger: a SQLite journal of sales and orders.
- * All calls come from the ledger thread only. A call that returns 0 has made its data
- * durable (WAL, synchronous=FULL: the commit's fsync has returned).
+/* Durable storage behind the embedded ledger: a SQLite journal of sales, orders and
+ * order transitions. All calls come from the ledger thread only. A call that returns 0
+ * has made its data durable (WAL, synchronous=FULL: the commit's fsync has returned).
  *
- * Schema (also read directly by `seckill-bench --audit-sqlite`):
- *   sales(id TEXT PRIMARY KEY, name, stock, starts_at, ends_at, per_user_limit, created_at)
- *   order_batches(id, sale_id, first_seq, n, created_at, orders)  -- one row per sale per
- *       batch; `orders` is a JSON array of [user_id, request_id] for seqs first_seq...
- *   orders  -- a view, one row per order:
- *       (sale_id, seq, user_id, request_id, created_at, order_id) */
+ * Schema version 2 (PRAGMA user_version; a version 1 file is migrated in place when it
+ * is opened). Every row of the three logs carries an lsn: one counter for the whole
+ * journal, in decision order, so a replay that merges them by lsn meets every change in
+ * the order the ledger made it. Also read directly by `seckill-bench --audit-sqlite`.
+ *   sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,
+ *         max_quantity, payment_window_ms, lsn)
+ *   order_batches(lsn, sale_id, first_seq, n, created_at, pay_by, orders) -- one row per
+ *       sale per batch: `orders` is a JSON array of [user_id, request_id] (with a third
+ *       element, the quantity, when it is above 1) for seqs first_seq...; pay_by is NULL
+ *       for orders made without a payment window (confirmed at once)
+ *   order_events(lsn, sale_id, kind, at, events) -- one row per sale per kind per batch:
+ *       kind is pay, cancel, expire or refund; events a JSON array of [seq] ([seq,
+ *       payment_id] for pay, [seq, actor] for cancel)
+ *   sale_events(lsn, sale_id, seq_in_sale, kind, actor, request_id, at, params, before,
+ *       after) -- the operators' trail (written by the sale controls)
+ *   orders -- a view, one row per order with its current state:
+ *       (sale_id, seq, order_id, user_id, request_id, quantity, state, created_at,
+ *        pay_by, payment_id, paid_at, closed_at)
+ *
+ * Within one batch the rows of a sale are written as: expirations, cancels, payments,
+ * refunds, new orders. That is the ledger's decision order wherever it matters: a
+ * transition names an order of an earlier batch (a client learns an order id only from
+ * a committed answer), an expiry is decided before anything else of its batch, a refund
+ * in the same batch as the payment it undoes comes after it, and units that return
+ * before the new orders only make the replay's checks easier to pass. */
 #ifndef SK_BACKEND_JOURNAL_H
 #define SK_BACKEND_JOURNAL_H
 
@@ -15,12 +34,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/order.h"
+
+#define SK_JOURNAL_VERSION 2
+
 typedef struct sk_journal sk_journal_t;
 
 typedef struct {
     const char *id;
     const char *name;
     int64_t stock, starts_at, ends_at, per_user_limit, created_at;
+    int64_t max_quantity; /* 1 in a version 1 file */
+    int64_t payment_window_ms; /* 0 in a version 1 file */
 } sk_journal_sale_t;
 
 typedef struct {
@@ -29,27 +54,49 @@ typedef struct {
     const char *user_id;
     const char *request_id; /* "" when the client sent none */
     int64_t created_at;
+    int64_t pay_by; /* 0: made without a payment window */
+    uint32_t quantity; /* units, >= 1 */
 } sk_journal_order_t;
 
-/** Opens (creating if needed) DIR/seckill.db. Returns NULL and one clear line in err. */
+typedef struct {
+    const char *sale_id;
+    uint64_t seq; /* the order */
+    sk_order_event_t kind;
+    int64_t at; /* the ledger's clock when it decided */
+    const char *arg; /* pay: the payment id; cancel: the actor ("buyer" or "admin"); else NULL */
+} sk_journal_event_t;
+
+/** Opens (creating if needed) DIR/seckill.db, migrating a version 1 file in place (one
+ *  transaction). Returns NULL and one clear line in err. */
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size);
 void sk_journal_close(sk_journal_t *j);
 
-/** Replays the journal: every sale, then every order, each sale's in seq (= commit)
- *  order. A callback that returns non-zero stops the replay and that value is returned.
- *  Returns 0 or -EIO. */
+/** Replays the journal: every sale, then every order and transition merged by lsn (each
+ *  sale's orders in seq order). A callback that returns non-zero stops the replay and
+ *  that value is returned. on_event may be NULL (events are then skipped). Strings are
+ *  valid during the callback only. Returns 0 or -EIO. */
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
-                    int (*on_order)(void *arg, const sk_journal_order_t *o), void *arg);
+                    int (*on_order)(void *arg, const sk_journal_order_t *o),
+                    int (*on_event)(void *arg, const sk_journal_event_t *ev), void *arg);
 
 /** Stores a sale durably. Returns 0, -EEXIST or -EIO. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
-/** Stores a batch of orders in one transaction. Each sale's orders in the batch must
- *  carry consecutive seqs, and its created_at is taken from its first order (the ledger
- *  gives every order of a batch the same time). Returns 0, or -EIO: then the outcome is
+
+/** Stores one batch of the ledger in one transaction: its transitions (in decision
+ *  order) and its new orders. Each sale's orders must carry consecutive seqs; a sale's
+ *  orders in one batch share created_at and pay_by (the batch's time), taken from its
+ *  first one, and a sale's events share `at`. The rows get lsns *first..*last (set even
+ *  on failure; nothing written: *first > *last). Returns 0, or -EIO: then the outcome is
  *  not known for certain (a commit may fail after its data reached the disk), and
- *  sk_journal_last_seq tells what the journal holds. */
+ *  sk_journal_has_lsn tells whether the batch is stored. */
+int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size_t n_orders,
+                         const sk_journal_event_t *events, size_t n_events, uint64_t *first, uint64_t *last);
+/** sk_journal_put_batch with orders only. */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
 
+/** Whether any row with an lsn in [first, last] is stored (one batch is one transaction:
+ *  all of its rows or none). Returns 0 with *found set, or -EIO. */
+int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found);
 /** The highest seq stored for a sale (0: none) in *seq. Returns 0 or -EIO. */
 int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq);
 
@@ -58,7 +105,8 @@ typedef enum {
     SK_JOURNAL_FAULT_COMMIT, /* the batch's COMMIT fails: nothing is stored, -EIO */
     SK_JOURNAL_FAULT_AFTER_COMMIT, /* the batch is committed and durable, yet -EIO is
                                       returned, as when a commit's outcome is lost */
-    SK_JOURNAL_FAULT_LAST_SEQ, /* sk_journal_last_seq fails with -EIO */
+    SK_JOURNAL_FAULT_LAST_SEQ, /* asking what the journal holds (sk_journal_has_lsn,
+                                  sk_journal_last_seq) fails with -EIO */
 } sk_journal_fault_t;
 
 /** Test seam: before each of the points above the journal calls fn(arg, point), and a

@@ -3,10 +3,12 @@
  * journal exists so that a restart (or a kill -9) rebuilds exactly the same ledger.
  *
  * A batch's orders of one sale have consecutive seqs, so they are stored as one row:
- * (sale_id, first_seq, orders as a JSON array of [user_id, request_id]). One insert per
- * sale per batch instead of one per order is what lets a single thread journal more
- * than a million orders a second; the `orders` view gives the row-per-order shape back
- * to anyone who reads the file (the auditor, sqlite3 at a prompt). */
+ * (sale_id, first_seq, orders as a JSON array of [user_id, request_id]); its
+ * transitions of one kind and sale are one row too. One insert per sale per batch
+ * instead of one per order is what lets a single thread journal more than a million
+ * orders (or expirations) a second; the `orders` view gives the row-per-order shape,
+ * with each order's current state, back to anyone who reads the file (the auditor,
+ * sqlite3 at a prompt). */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -24,12 +26,21 @@
 struct sk_journal {
     sqlite3 *db;
     sqlite3_stmt *put_order;
+    sqlite3_stmt *put_event;
     sqlite3_stmt *put_sale;
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
     sqlite3_stmt *last_seq;
+    sqlite3_stmt *has_lsn;
+    uint64_t lsn; /* the last lsn handed out (stored or not: never handed out twice) */
     sk_buf_t json; /* reused for every group's JSON */
+    /* Grouping of a batch's rows, reused: see group_rows. */
+    uint32_t *perm, *gid;
+    size_t perm_cap;
+    const char **gsale;
+    uint32_t *gcount;
+    size_t g_cap;
     bool (*fault)(void *arg, sk_journal_fault_t at); /* test seam */
     void *fault_arg;
 
@@ -98,22 +109,126 @@ static void note_commit(sk_journal_t *j)
     pthread_mutex_unlock(&j->ckpt_mu);
 }
 
-static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=FULL;"
-    "PRAGMA cache_size=-65536;" /* 64 MiB: keep the b-tree's right edge and inner pages hot */
-    "PRAGMA wal_autocheckpoint=0;" /* the checkpointer thread does it */
-    "CREATE TABLE IF NOT EXISTS sales("
+static const char pragmas[] = "PRAGMA journal_mode=WAL;"
+                              "PRAGMA synchronous=FULL;"
+                              "PRAGMA cache_size=-65536;" /* 64 MiB: keep the b-trees' right edges hot */
+                              "PRAGMA wal_autocheckpoint=0;"; /* the checkpointer thread does it */
+
+/* The current state of every order, derived from its batch row and its events. A
+ * reservation's last event decides it; an order made without a window is confirmed. */
+#define ORDERS_VIEW                                                                                                    \
+    "CREATE VIEW orders AS"                                                                                            \
+    "  WITH ev AS ("                                                                                                   \
+    "    SELECT e.sale_id AS sale_id, j.value ->> 0 AS seq, e.kind AS kind, e.at AS at, j.value ->> 1 AS arg"          \
+    "    FROM order_events e, json_each(e.events) j),"                                                                 \
+    "  st AS ("                                                                                                        \
+    "    SELECT sale_id, seq,"                                                                                         \
+    "      max(CASE kind WHEN 'refund' THEN 4 WHEN 'cancel' THEN 3 WHEN 'expire' THEN 2 WHEN 'pay' THEN 1 END) AS "    \
+    "rank,"                                                                                                            \
+    "      max(CASE WHEN kind = 'pay' THEN arg END) AS payment_id,"                                                    \
+    "      max(CASE WHEN kind = 'pay' THEN at END) AS paid_at,"                                                        \
+    "      max(CASE WHEN kind <> 'pay' THEN at END) AS closed_at"                                                      \
+    "    FROM ev GROUP BY sale_id, seq)"                                                                               \
+    "  SELECT b.sale_id AS sale_id, b.first_seq + j.key AS seq,"                                                       \
+    "    b.sale_id || '-' || printf('%010d', b.first_seq + j.key) AS order_id,"                                        \
+    "    j.value ->> 0 AS user_id, j.value ->> 1 AS request_id, coalesce(j.value ->> 2, 1) AS quantity,"               \
+    "    CASE coalesce(st.rank, 0) WHEN 4 THEN 'refunded' WHEN 3 THEN 'cancelled' WHEN 2 THEN 'expired'"               \
+    "      WHEN 1 THEN 'confirmed' ELSE CASE WHEN b.pay_by IS NULL THEN 'confirmed' ELSE 'reserved' END END AS state," \
+    "    b.created_at AS created_at, b.pay_by AS pay_by, st.payment_id AS payment_id, st.paid_at AS paid_at,"          \
+    "    st.closed_at AS closed_at"                                                                                    \
+    "  FROM order_batches b, json_each(b.orders) j"                                                                    \
+    "  LEFT JOIN st ON st.sale_id = b.sale_id AND st.seq = b.first_seq + j.key;"
+
+#define TABLES_V2                                                                                                      \
+    "CREATE TABLE IF NOT EXISTS order_events("                                                                         \
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL,"                       \
+    "  events TEXT NOT NULL);"                                                                                         \
+    "CREATE TABLE IF NOT EXISTS sale_events("                                                                          \
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, seq_in_sale INTEGER NOT NULL, kind TEXT NOT NULL,"              \
+    "  actor TEXT, request_id TEXT, at INTEGER NOT NULL, params TEXT, before TEXT, after TEXT,"                        \
+    "  UNIQUE (sale_id, seq_in_sale));"
+
+static const char schema_v2[] =
+    "CREATE TABLE sales("
     "  id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
-    "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS order_batches("
-    "  id INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"
-    "  created_at INTEGER NOT NULL, orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));"
-    "CREATE VIEW IF NOT EXISTS orders AS"
-    "  SELECT b.sale_id AS sale_id, b.first_seq + j.key AS seq, j.value ->> 0 AS user_id,"
-    "         j.value ->> 1 AS request_id, b.created_at AS created_at,"
-    "         b.sale_id || '-' || printf('%010d', b.first_seq + j.key) AS order_id"
-    "  FROM order_batches b, json_each(b.orders) j;";
+    "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    "  max_quantity INTEGER NOT NULL DEFAULT 1, payment_window_ms INTEGER NOT NULL DEFAULT 0,"
+    "  lsn INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE order_batches("
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));" TABLES_V2
+        ORDERS_VIEW "PRAGMA user_version = 2;";
+
+/* Version 1 had no lsn (its order_batches' rowid `id` was the commit order, which
+ * becomes the lsn), no transitions, no quantities and no payment windows. */
+static const char migrate_v1[] =
+    "ALTER TABLE sales ADD COLUMN max_quantity INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE sales ADD COLUMN payment_window_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sales ADD COLUMN lsn INTEGER NOT NULL DEFAULT 0;"
+    "DROP VIEW IF EXISTS orders;"
+    "CREATE TABLE order_batches_v2("
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL, created_at INTEGER NOT NULL, pay_by INTEGER,"
+    "  orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));"
+    "INSERT INTO order_batches_v2(lsn, sale_id, first_seq, n, created_at, pay_by, orders)"
+    "  SELECT id, sale_id, first_seq, n, created_at, NULL, orders FROM order_batches"
+    "  ORDER BY id;"
+    "DROP TABLE order_batches;"
+    "ALTER TABLE order_batches_v2 RENAME TO order_batches;" TABLES_V2 ORDERS_VIEW "PRAGMA user_version = 2;";
+
+static int one_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Brings the file to version 2: creates it, migrates a version 1 file in one
+ * transaction (all or nothing), or refuses a version it does not know. */
+static int upgrade(sqlite3 *db, char *err, size_t err_size)
+{
+    int64_t version = 0, tables = 0;
+    int rc = one_int(db, "PRAGMA user_version", &version);
+    if (rc == SQLITE_OK)
+        rc = one_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'order_batches'", &tables);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (version == SK_JOURNAL_VERSION)
+        return SQLITE_OK;
+    if (version > SK_JOURNAL_VERSION) {
+        snprintf(err, err_size, "it was written by a newer seckill (journal version %lld; this one reads up to %d)",
+                 (long long)version, SK_JOURNAL_VERSION);
+        return SQLITE_ERROR;
+    }
+    const char *sql = tables ? migrate_v1 : schema_v2;
+    char *msg = NULL;
+    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (version 1 to 2)" : "creating",
+                 msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return SQLITE_ERROR;
+    }
+    if (tables)
+        sk_info("journal: migrated from version 1 to version 2 (order lifecycle)");
+    return SQLITE_OK;
+}
+
+static int prepare(sk_journal_t *j, const char *sql, sqlite3_stmt **st)
+{
+    return sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+}
 
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
 {
@@ -126,9 +241,10 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
     sk_journal_t *j = sk_xcalloc(1, sizeof(*j));
     int rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     char *msg = NULL;
+    char why[512] = "";
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(j->db, 5000);
-        rc = sqlite3_exec(j->db, schema, NULL, NULL, &msg);
+        rc = sqlite3_exec(j->db, pragmas, NULL, NULL, &msg);
     }
     if (rc == SQLITE_OK) {
         /* journal_mode=WAL silently stays "delete" on a read-only directory: refuse that. */
@@ -140,28 +256,47 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         sqlite3_finalize(st);
     }
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db,
-                                "INSERT INTO order_batches(sale_id, first_seq, n, created_at, orders)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5)",
-                                -1, SQLITE_PREPARE_PERSISTENT, &j->put_order, NULL);
+        rc = upgrade(j->db, why, sizeof(why));
+    int64_t last = 0;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db,
-                                "INSERT INTO sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at)"
-                                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                                -1, SQLITE_PREPARE_PERSISTENT, &j->put_sale, NULL);
+        rc = one_int(j->db,
+                     "SELECT max(m) FROM (SELECT max(lsn) AS m FROM order_batches UNION ALL"
+                     " SELECT max(lsn) FROM order_events UNION ALL SELECT max(lsn) FROM sale_events"
+                     " UNION ALL SELECT max(lsn) FROM sales)",
+                     &last);
+    j->lsn = last > 0 ? (uint64_t)last : 0;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &j->begin, NULL);
+        rc = prepare(j,
+                     "INSERT INTO order_batches(lsn, sale_id, first_seq, n, created_at, pay_by, orders)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     &j->put_order);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &j->commit, NULL);
+        rc = prepare(j, "INSERT INTO order_events(lsn, sale_id, kind, at, events) VALUES(?1, ?2, ?3, ?4, ?5)",
+                     &j->put_event);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &j->rollback, NULL);
+        rc = prepare(j,
+                     "INSERT INTO sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,"
+                     " max_quantity, payment_window_ms, lsn) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     &j->put_sale);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(j->db,
-                                "SELECT first_seq + n - 1 FROM order_batches WHERE sale_id = ?1"
-                                " ORDER BY first_seq DESC LIMIT 1",
-                                -1, SQLITE_PREPARE_PERSISTENT, &j->last_seq, NULL);
+        rc = prepare(j, "BEGIN IMMEDIATE", &j->begin);
+    if (rc == SQLITE_OK)
+        rc = prepare(j, "COMMIT", &j->commit);
+    if (rc == SQLITE_OK)
+        rc = prepare(j, "ROLLBACK", &j->rollback);
+    if (rc == SQLITE_OK)
+        rc = prepare(j,
+                     "SELECT first_seq + n - 1 FROM order_batches WHERE sale_id = ?1"
+                     " ORDER BY first_seq DESC LIMIT 1",
+                     &j->last_seq);
+    if (rc == SQLITE_OK)
+        rc = prepare(j,
+                     "SELECT EXISTS(SELECT 1 FROM order_batches WHERE lsn BETWEEN ?1 AND ?2)"
+                     " OR EXISTS(SELECT 1 FROM order_events WHERE lsn BETWEEN ?1 AND ?2)"
+                     " OR EXISTS(SELECT 1 FROM sale_events WHERE lsn BETWEEN ?1 AND ?2)",
+                     &j->has_lsn);
     if (rc != SQLITE_OK) {
-        snprintf(err, err_size, "cannot open %s: %s", path, msg ? msg : sqlite3_errmsg(j->db));
+        snprintf(err, err_size, "cannot open %s: %s", path, why[0] ? why : msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
         sk_journal_close(j);
         return NULL;
@@ -190,13 +325,19 @@ void sk_journal_close(sk_journal_t *j)
     }
     sqlite3_close(j->ckpt_db);
     sqlite3_finalize(j->put_order);
+    sqlite3_finalize(j->put_event);
     sqlite3_finalize(j->put_sale);
     sqlite3_finalize(j->begin);
     sqlite3_finalize(j->commit);
     sqlite3_finalize(j->rollback);
     sqlite3_finalize(j->last_seq);
+    sqlite3_finalize(j->has_lsn);
     sqlite3_close(j->db);
     sk_buf_free(&j->json);
+    free(j->perm);
+    free(j->gid);
+    free(j->gsale);
+    free(j->gcount);
     free(j);
 }
 
@@ -206,13 +347,51 @@ static const char *text(sqlite3_stmt *st, int col)
     return t ? (const char *)t : "";
 }
 
+/* One of the two logs being replayed: its statement and whether it has a row. */
+typedef struct {
+    sqlite3_stmt *st;
+    int rc;
+} cursor_t;
+
+static int cursor_step(cursor_t *c)
+{
+    c->rc = sqlite3_step(c->st);
+    return c->rc == SQLITE_ROW || c->rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int emit_order(sqlite3_stmt *st, int (*on_order)(void *, const sk_journal_order_t *), void *arg)
+{
+    sqlite3_int64 seq = sqlite3_column_int64(st, 2), q = sqlite3_column_int64(st, 5);
+    /* An out-of-range quantity is passed on as 0, which the ledger refuses. */
+    sk_journal_order_t o = {text(st, 1),
+                            seq > 0 ? (uint64_t)seq : 0,
+                            text(st, 3),
+                            text(st, 4),
+                            sqlite3_column_int64(st, 6),
+                            sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 7),
+                            q >= 1 && q <= UINT32_MAX ? (uint32_t)q : 0};
+    return on_order(arg, &o);
+}
+
+static int emit_event(sqlite3_stmt *st, int (*on_event)(void *, const sk_journal_event_t *), void *arg)
+{
+    sk_order_event_t kind;
+    if (sk_order_event_parse(text(st, 2), &kind) < 0)
+        return -EINVAL;
+    sqlite3_int64 seq = sqlite3_column_int64(st, 4);
+    sk_journal_event_t ev = {text(st, 1), seq > 0 ? (uint64_t)seq : 0, kind, sqlite3_column_int64(st, 3),
+                             sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : text(st, 5)};
+    return on_event ? on_event(arg, &ev) : 0;
+}
+
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
-                    int (*on_order)(void *arg, const sk_journal_order_t *o), void *arg)
+                    int (*on_order)(void *arg, const sk_journal_order_t *o),
+                    int (*on_event)(void *arg, const sk_journal_event_t *ev), void *arg)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(j->db,
-                                "SELECT id, name, stock, starts_at, ends_at, per_user_limit, created_at"
-                                " FROM sales ORDER BY created_at, rowid",
+                                "SELECT id, name, stock, starts_at, ends_at, per_user_limit, created_at,"
+                                " max_quantity, payment_window_ms FROM sales ORDER BY created_at, rowid",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return -EIO;
@@ -223,7 +402,9 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
                                sqlite3_column_int64(st, 3),
                                sqlite3_column_int64(st, 4),
                                sqlite3_column_int64(st, 5),
-                               sqlite3_column_int64(st, 6)};
+                               sqlite3_column_int64(st, 6),
+                               sqlite3_column_int64(st, 7),
+                               sqlite3_column_int64(st, 8)};
         int r = on_sale(arg, &s);
         if (r) {
             sqlite3_finalize(st);
@@ -233,26 +414,41 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return -EIO;
-    /* Batches in commit order, each batch's orders in array order: per sale, that is
-     * seq order (the ledger checks it while rebuilding). */
-    rc = sqlite3_prepare_v2(j->db,
-                            "SELECT b.sale_id, b.first_seq + j.key, j.value ->> 0, j.value ->> 1, b.created_at"
-                            " FROM order_batches b, json_each(b.orders) j ORDER BY b.id",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return -EIO;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        sqlite3_int64 seq = sqlite3_column_int64(st, 1);
-        sk_journal_order_t o = {text(st, 0), seq > 0 ? (uint64_t)seq : 0, text(st, 2), text(st, 3),
-                                sqlite3_column_int64(st, 4)};
-        int r = on_order(arg, &o);
-        if (r) {
-            sqlite3_finalize(st);
-            return r;
+    /* The two logs merged by lsn. Each is read in lsn (= rowid) order, and a row's
+     * elements in array order: per sale, orders in seq order. */
+    cursor_t o = {0}, e = {0};
+    int r = 0;
+    if (sqlite3_prepare_v2(j->db,
+                           "SELECT b.lsn, b.sale_id, b.first_seq + j.key, j.value ->> 0, j.value ->> 1,"
+                           " coalesce(j.value ->> 2, 1), b.created_at, b.pay_by"
+                           " FROM order_batches b, json_each(b.orders) j ORDER BY b.lsn",
+                           -1, &o.st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(j->db,
+                           "SELECT e.lsn, e.sale_id, e.kind, e.at, j.value ->> 0, j.value ->> 1"
+                           " FROM order_events e, json_each(e.events) j ORDER BY e.lsn",
+                           -1, &e.st, NULL) != SQLITE_OK) {
+        r = -EIO;
+        goto out;
+    }
+    if ((r = cursor_step(&o)) < 0 || (r = cursor_step(&e)) < 0)
+        goto out;
+    while (r == 0 && (o.rc == SQLITE_ROW || e.rc == SQLITE_ROW)) {
+        bool order_first =
+            e.rc != SQLITE_ROW || (o.rc == SQLITE_ROW && sqlite3_column_int64(o.st, 0) < sqlite3_column_int64(e.st, 0));
+        if (order_first) {
+            r = emit_order(o.st, on_order, arg);
+            if (r == 0)
+                r = cursor_step(&o);
+        } else {
+            r = emit_event(e.st, on_event, arg);
+            if (r == 0)
+                r = cursor_step(&e);
         }
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+out:
+    sqlite3_finalize(o.st);
+    sqlite3_finalize(e.st);
+    return r;
 }
 
 static bool injected(sk_journal_t *j, sk_journal_fault_t at)
@@ -285,6 +481,9 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     sqlite3_bind_int64(st, 5, s->ends_at);
     sqlite3_bind_int64(st, 6, s->per_user_limit);
     sqlite3_bind_int64(st, 7, s->created_at);
+    sqlite3_bind_int64(st, 8, s->max_quantity > 0 ? s->max_quantity : 1);
+    sqlite3_bind_int64(st, 9, s->payment_window_ms);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)++j->lsn);
     int rc = step_reset(st);
     sqlite3_clear_bindings(st);
     if (rc == SQLITE_CONSTRAINT)
@@ -294,66 +493,217 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     return 0;
 }
 
-int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
+/* ---- one batch --------------------------------------------------------------------------
+ * A batch's rows interleave sales and kinds; each row of the journal is one (kind, sale)
+ * group. group_rows orders n items into such groups in O(n): items get a rank (the kind's
+ * place in the write order) and a sale group (found through the previous item's sale
+ * pointer, which the ledger repeats for a sale, or a scan of the groups so far), then a
+ * counting sort by (rank, group) keeps each group's items in decision order. */
+
+#define RANKS 5 /* expire, cancel, pay, refund, orders */
+
+static int event_rank(sk_order_event_t k)
 {
-    if (n == 0)
+    switch (k) {
+    case SK_EV_EXPIRE:
         return 0;
-    if (step_reset(j->begin) != SQLITE_DONE)
-        return fail(j, "begin");
-    sqlite3_stmt *st = j->put_order;
-    /* Group by sale: the batch interleaves sales, but each sale's orders in it carry
-     * consecutive seqs. Mark each order once as it joins its group's row. */
-    size_t done = 0;
-    uint8_t small[256];
-    uint8_t *taken = n <= sizeof(small) ? small : sk_xcalloc(n, 1);
-    if (taken == small)
-        memset(small, 0, n);
-    int rc = 0;
-    for (size_t i = 0; i < n && done < n && rc == 0; i++) {
-        if (taken[i])
-            continue;
-        const char *sale = orders[i].sale_id;
-        uint64_t next = orders[i].seq;
+    case SK_EV_CANCEL:
+        return 1;
+    case SK_EV_PAY:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
+static void grow_groups(sk_journal_t *j, size_t n)
+{
+    if (n <= j->g_cap)
+        return;
+    size_t cap = j->g_cap ? j->g_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    j->gsale = sk_xrealloc(j->gsale, cap * sizeof(*j->gsale));
+    j->gcount = sk_xrealloc(j->gcount, cap * RANKS * sizeof(*j->gcount));
+    j->g_cap = cap;
+}
+
+/* Fills j->perm[0..n) with the items in (rank, group, position) order; *n_groups is the
+ * number of sale groups. sale(i) and rank(i) describe item i. */
+static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
+                       int (*rank)(const void *, size_t), const void *items, size_t *n_groups)
+{
+    if (n > j->perm_cap) {
+        j->perm_cap = n;
+        j->perm = sk_xrealloc(j->perm, n * sizeof(*j->perm));
+        j->gid = sk_xrealloc(j->gid, n * sizeof(*j->gid));
+    }
+    size_t g = 0;
+    const char *prev = NULL;
+    uint32_t prev_g = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = sale(items, i);
+        uint32_t k;
+        if (prev && (s == prev || strcmp(s, prev) == 0)) {
+            k = prev_g;
+        } else {
+            for (k = 0; k < g; k++)
+                if (j->gsale[k] == s || strcmp(j->gsale[k], s) == 0)
+                    break;
+            if (k == g) {
+                grow_groups(j, g + 1);
+                j->gsale[g++] = s;
+            }
+        }
+        j->gid[i] = k;
+        prev = s;
+        prev_g = k;
+    }
+    memset(j->gcount, 0, g * RANKS * sizeof(*j->gcount));
+    for (size_t i = 0; i < n; i++)
+        j->gcount[(size_t)rank(items, i) * g + j->gid[i]]++;
+    uint32_t sum = 0;
+    for (size_t k = 0; k < g * RANKS; k++) {
+        uint32_t c = j->gcount[k];
+        j->gcount[k] = sum;
+        sum += c;
+    }
+    for (size_t i = 0; i < n; i++)
+        j->perm[j->gcount[(size_t)rank(items, i) * g + j->gid[i]]++] = (uint32_t)i;
+    *n_groups = g;
+}
+
+static const char *event_sale(const void *items, size_t i)
+{
+    return ((const sk_journal_event_t *)items)[i].sale_id;
+}
+
+static int event_item_rank(const void *items, size_t i)
+{
+    return event_rank(((const sk_journal_event_t *)items)[i].kind);
+}
+
+static const char *order_sale(const void *items, size_t i)
+{
+    return ((const sk_journal_order_t *)items)[i].sale_id;
+}
+
+static int order_item_rank(const void *items, size_t i)
+{
+    (void)items;
+    (void)i;
+    return RANKS - 1;
+}
+
+static bool same_sale(const char *a, const char *b)
+{
+    return a == b || strcmp(a, b) == 0;
+}
+
+static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
+{
+    size_t groups;
+    group_rows(j, n, event_sale, event_item_rank, ev, &groups);
+    sqlite3_stmt *st = j->put_event;
+    for (size_t i = 0; i < n;) {
+        const sk_journal_event_t *first = &ev[j->perm[i]];
         sk_buf_t *b = &j->json;
         b->len = 0;
         sk_buf_putc(b, '[');
-        size_t count = 0;
-        for (size_t k = i; k < n; k++) {
-            if (taken[k] || (orders[k].sale_id != sale && strcmp(orders[k].sale_id, sale) != 0))
-                continue;
-            if (orders[k].seq != next) {
-                rc = -EINVAL; /* the ledger broke its own sequence: refuse to store it */
+        size_t k = i;
+        for (; k < n; k++) {
+            const sk_journal_event_t *e = &ev[j->perm[k]];
+            if (e->kind != first->kind || !same_sale(e->sale_id, first->sale_id))
                 break;
+            sk_buf_puts(b, k > i ? ",[" : "[");
+            sk_buf_put_i64(b, (int64_t)e->seq);
+            if (e->arg) {
+                sk_buf_putc(b, ',');
+                sk_buf_put_json_str(b, e->arg, strlen(e->arg));
             }
-            taken[k] = 1;
-            done++;
-            next++;
-            sk_buf_puts(b, count++ ? ",[" : "[");
-            sk_buf_put_json_str(b, orders[k].user_id, strlen(orders[k].user_id));
-            sk_buf_putc(b, ',');
-            sk_buf_put_json_str(b, orders[k].request_id, strlen(orders[k].request_id));
             sk_buf_putc(b, ']');
         }
         sk_buf_putc(b, ']');
-        if (rc)
-            break;
-        sqlite3_bind_text(st, 1, sale, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)orders[i].seq);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)count);
-        sqlite3_bind_int64(st, 4, orders[i].created_at);
+        const char *kind = sk_order_event_name(first->kind);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);
+        sqlite3_bind_text(st, 2, first->sale_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, first->at);
         sqlite3_bind_text(st, 5, b->data, (int)b->len, SQLITE_STATIC);
         if (step_reset(st) != SQLITE_DONE)
-            rc = -EIO;
+            return -EIO;
+        i = k;
     }
-    if (taken != small)
-        free(taken);
+    return 0;
+}
+
+static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
+{
+    size_t groups;
+    group_rows(j, n, order_sale, order_item_rank, orders, &groups);
+    sqlite3_stmt *st = j->put_order;
+    for (size_t i = 0; i < n;) {
+        const sk_journal_order_t *first = &orders[j->perm[i]];
+        sk_buf_t *b = &j->json;
+        b->len = 0;
+        sk_buf_putc(b, '[');
+        uint64_t next = first->seq;
+        size_t k = i;
+        for (; k < n; k++) {
+            const sk_journal_order_t *o = &orders[j->perm[k]];
+            if (!same_sale(o->sale_id, first->sale_id))
+                break;
+            if (o->seq != next++)
+                return -EINVAL; /* the ledger broke its own sequence: refuse to store it */
+            sk_buf_puts(b, k > i ? ",[" : "[");
+            sk_buf_put_json_str(b, o->user_id, strlen(o->user_id));
+            sk_buf_putc(b, ',');
+            sk_buf_put_json_str(b, o->request_id, strlen(o->request_id));
+            if (o->quantity > 1) {
+                sk_buf_putc(b, ',');
+                sk_buf_put_i64(b, o->quantity);
+            }
+            sk_buf_putc(b, ']');
+        }
+        sk_buf_putc(b, ']');
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);
+        sqlite3_bind_text(st, 2, first->sale_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)first->seq);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)(k - i));
+        sqlite3_bind_int64(st, 5, first->created_at);
+        if (first->pay_by)
+            sqlite3_bind_int64(st, 6, first->pay_by);
+        else
+            sqlite3_bind_null(st, 6);
+        sqlite3_bind_text(st, 7, b->data, (int)b->len, SQLITE_STATIC);
+        if (step_reset(st) != SQLITE_DONE)
+            return -EIO;
+        i = k;
+    }
+    return 0;
+}
+
+int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size_t n_orders,
+                         const sk_journal_event_t *events, size_t n_events, uint64_t *first, uint64_t *last)
+{
+    *first = j->lsn + 1;
+    *last = j->lsn;
+    if (n_orders == 0 && n_events == 0)
+        return 0;
+    if (step_reset(j->begin) != SQLITE_DONE)
+        return fail(j, "begin");
+    /* Transitions before the new orders: see journal.h for why that order is safe. */
+    int rc = n_events ? put_events(j, events, n_events) : 0;
+    if (rc == 0 && n_orders)
+        rc = put_order_rows(j, orders, n_orders);
+    *last = j->lsn;
     if (rc == -EINVAL) {
         sk_error("journal: a sale's orders in one batch are not consecutive; batch refused");
         step_reset(j->rollback);
         return -EIO;
     }
     if (rc != 0)
-        return fail(j, "storing orders");
+        return fail(j, "storing a batch");
     if (injected(j, SK_JOURNAL_FAULT_COMMIT)) {
         sk_error("journal: commit: fault injected");
         step_reset(j->rollback);
@@ -366,6 +716,31 @@ int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, siz
         sk_error("journal: commit: fault injected after the commit");
         return -EIO;
     }
+    return 0;
+}
+
+int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
+{
+    uint64_t first, last;
+    return sk_journal_put_batch(j, orders, n, NULL, 0, &first, &last);
+}
+
+int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found)
+{
+    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
+        return -EIO;
+    sqlite3_stmt *st = j->has_lsn;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)first);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+    int rc = sqlite3_step(st);
+    bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+        sk_error("journal: looking for lsns %llu..%llu: %s", (unsigned long long)first, (unsigned long long)last,
+                 sqlite3_errmsg(j->db));
+        return -EIO;
+    }
+    *found = v;
     return 0;
 }
 

@@ -31,8 +31,13 @@
  * Besides purchases the thread keeps the node's sale cache current: it polls the sales
  * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
  * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
- * end) it loads the sale's holders from its holders hash and hands them to the engine,
- * after which the node's workers answer every purchase of that sale themselves. */
+ * end) it loads the sale's users from its holders hash into a user set and hands it to
+ * the engine, after which the node's workers answer every non-holder of that sale
+ * themselves (a holder's purchase still goes to the script, which checks its replay).
+ *
+ * The order lifecycle (payment windows, quantities, pay/cancel/refund) is not in the
+ * script yet: this backend declares no lifecycle (sk_engine_lifecycle), so the API
+ * refuses such sales, and the order ops complete with -ENOTSUP. */
 #include "backend/redis.h"
 
 #include <errno.h>
@@ -43,7 +48,6 @@
 #include <string.h>
 
 #include "backend/redis_loop.h"
-#include "engine/holders.h"
 #include "redis/cluster.h"
 #include "util/buf.h"
 #include "util/texts.h"
@@ -119,6 +123,7 @@ struct group {
     bool decided;
     conn_t *ack_conn; /* the script ran there: its answers wait for that connection's WAIT */
     int64_t sold, now; /* from the script's reply */
+    int64_t sent_ms; /* sk_now_ms() at the last send: bounds the store's clock offset */
 };
 
 struct batch {
@@ -132,19 +137,17 @@ struct batch {
     uint64_t t0_ns;
 };
 
-/* Loading a finished sale's holders from its holders hash (HSCAN): every order's
- * user, request and time, indexed by seq - 1, then added in seq order. */
+/* Loading a finished sale's users from its holders hash (HSCAN): every order's user
+ * and request (as hashes), indexed by seq - 1, so that an order read twice is seen and
+ * a missing one counted; the users then go into the sale's user set. */
 typedef struct {
     int64_t want; /* the sale's final count */
     char cursor[24];
     int64_t found;
     struct hl_order {
-        uint64_t user_off, req_off; /* in strings */
-        int64_t at;
-        uint16_t user_len, req_len;
+        uint64_t user_hash, req_hash;
         bool set;
     } * orders;
-    sk_buf_t strings;
 } hload_t;
 
 /* Per sale, the backend's own state (indexed by sale->index). */
@@ -215,17 +218,39 @@ struct rbackend {
 
 static sk_sale_t *sale_from_redis(const sk_redis_sale_t *rs)
 {
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
-    memcpy(s->id, rs->id, rs->id_len);
-    s->id[rs->id_len] = '\0';
-    s->id_len = rs->id_len;
-    s->name = sk_xstrndup(rs->name, rs->name_len);
-    s->stock = rs->stock;
-    s->starts_at = rs->starts_at;
-    s->ends_at = rs->ends_at;
-    s->per_user_limit = (int32_t)rs->per_user_limit;
-    s->created_at = rs->created_at;
+    char *name = sk_xstrndup(rs->name, rs->name_len);
+    sk_sale_params_t p = {.name = name,
+                          .starts_at = rs->starts_at,
+                          .ends_at = rs->ends_at,
+                          .per_user_limit = (int32_t)rs->per_user_limit,
+                          .max_quantity = 1};
+    sk_sale_t *s = sk_sale_new(rs->id, rs->id_len, &p, rs->stock, rs->created_at);
+    free(name);
     return s;
+}
+
+static int64_t sale_stock(const sk_sale_t *s)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    return c.stock;
+}
+
+/* Publishes the cluster-wide sold count (it only grows: no units return without the
+ * lifecycle). */
+static void publish_sold(sk_sale_t *s, int64_t sold)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    if (sold > c.sold) {
+        c.sold = sold;
+        sk_engine_publish_counts(s, &c);
+    }
+}
+
+static bool users_known(const sk_sale_t *s)
+{
+    return atomic_load_explicit(&((sk_sale_t *)s)->users, memory_order_acquire) != NULL;
 }
 
 /* Registers a sale read from Redis unless it is known already (ledger thread or load). */
@@ -249,8 +274,7 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
         s = sale_from_redis(&rs);
         sk_engine_register_sale(r->e, s);
     }
-    if (rs.sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, rs.sold);
+    publish_sold(s, rs.sold);
     return s;
 }
 
@@ -394,10 +418,11 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     redisReply *z = sk_rcluster_command(r->map, index_slot(), TIMEOUT_MS, err, sizeof(err), "ZADD %s NX %lld %b",
                                         SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
     freeReplyObject(z);
+    const sk_sale_params_t *p = sk_sale_params(s);
     redisReply *rep = sk_rcluster_command(
         r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err), "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld",
-        r->create_sha, key, s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
-        (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+        r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+        (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
@@ -777,6 +802,7 @@ static void send_group(rbackend_t *r, group_t *g)
     }
     if (asking)
         redisAsyncCommand(c->ev.ac, NULL, NULL, "ASKING");
+    g->sent_ms = sk_now_ms();
     /* hiredis copies the arguments into its output buffer before this returns. */
     int rc = redisAsyncCommandArgv(c->ev.ac, on_group, g, (int)argc, argv, lens);
     free(argv);
@@ -838,12 +864,13 @@ static void drop_held(conn_t *c)
 static void answer_unavailable(sk_op_t *op)
 {
     op->result = SK_BUY_UNAVAILABLE;
-    op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+    op->remaining = sk_sale_remaining(op->sale);
 }
 
 static void batch_finish(rbackend_t *r, batch_t *b)
 {
-    /* Every op was completed with its group; what is left is the statistics. */
+    /* Every op was completed (and counted) with its group; what is left is the
+     * statistics. */
     sk_engine_record_batch(r->e, b->n, sk_mono_ns() - b->t0_ns, !b->failed);
     if (r->head == b) {
         r->head = b->next;
@@ -882,6 +909,7 @@ static void group_unavailable(group_t *g)
     rbackend_t *r = g->batch->r;
     for (size_t i = 0; i < g->n; i++) {
         answer_unavailable(g->ops[i]);
+        sk_engine_record_decided(r->e, g->ops[i]->result);
         sk_engine_complete(r->e, g->ops[i]);
     }
     g->batch->failed = true;
@@ -900,8 +928,9 @@ static bool group_parse(group_t *g, const redisReply *rep)
         if (rep->element[i]->type != REDIS_REPLY_INTEGER)
             return false;
     int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
-    if (sold < 0 || sold > s->stock)
+    if (sold < 0 || sold > sale_stock(s))
         return false;
+    sk_engine_note_store_clock(g->batch->r->e, now, g->sent_ms);
     for (size_t i = 0; i < g->n; i++) {
         redisReply **v = &rep->element[2 + ROW * i];
         if (v[0]->integer < 0 || v[0]->integer > SK_BUY_ENDED || v[4]->integer < 0 || v[4]->integer > SK_LIMIT_MAX)
@@ -915,6 +944,8 @@ static bool group_parse(group_t *g, const redisReply *rep)
         op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
         op->order.created_at = v[2]->integer;
         op->remaining = v[3]->integer;
+        op->order.quantity = 1;
+        op->order.state = SK_ORDER_CONFIRMED;
         memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
         if (code == SK_BUY_LIMIT_REACHED || code == SK_BUY_SOLD_OUT) {
             /* A holder's first order (seq 0: not a holder), whose request id is not in the reply. */
@@ -935,17 +966,18 @@ static void group_commit(group_t *g)
     rbackend_t *r = g->batch->r;
     sk_sale_t *s = g->sale;
     /* Publish the cluster-wide count Redis had after this script. */
-    if (g->sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, g->sold);
+    publish_sold(s, g->sold);
     /* Redis's clock has passed the end: the sale's orders are all in Redis and no
-     * script will add one, so its holders can be loaded and answered here. */
+     * script will add one, so its users can be loaded and non-holders answered here. */
     rsale_t *rs = &r->sales[s->index];
-    if (g->now >= s->ends_at && !rs->closed) {
+    if (g->now >= sk_sale_params(s)->ends_at && !rs->closed) {
         rs->closed = true;
         rs->closed_sold = g->sold;
     }
-    for (size_t i = 0; i < g->n; i++)
+    for (size_t i = 0; i < g->n; i++) {
+        sk_engine_record_decided(r->e, g->ops[i]->result);
         sk_engine_complete(r->e, g->ops[i]);
+    }
     g->decided = true;
     maybe_load_holders(r, s);
 }
@@ -1112,16 +1144,17 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
             single_send(r, op);
             continue;
         }
-        if (sk_sale_final(op->sale)) {
-            /* The holders arrived while this purchase was queued: answer it here. */
-            op->result = sk_engine_final_answer(op->sale, op->now_ms, op->user_id, op->user_len, op->request_id,
-                                                op->request_len, &op->order, &op->held);
-            op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+        if (!op->user_hash)
+            op->user_hash = sk_user_hash(op->user_id, op->user_len);
+        if (sk_engine_gate(op->sale, op->now_ms, op->user_hash, op->quantity, &op->result, &op->remaining)) {
+            /* The users arrived while this purchase was queued: answered here. */
+            sk_engine_record_decided(r->e, op->result);
             sk_engine_complete(r->e, op);
             continue;
         }
         if (!route(r, sale_slot(op->sale))) {
             answer_unavailable(op);
+            sk_engine_record_decided(r->e, op->result);
             sk_engine_complete(r->e, op);
             continue;
         }
@@ -1201,6 +1234,8 @@ static bool parse_order(const char *p, size_t len, sk_order_t *o)
         return false;
     o->seq = (uint64_t)seq;
     o->created_at = at;
+    o->quantity = 1;
+    o->state = SK_ORDER_CONFIRMED;
     memcpy(o->request_id, t1 + 1, rl);
     o->request_id[rl] = '\0';
     return true;
@@ -1290,7 +1325,7 @@ static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
     op->status = -EIO;
     if (rep && rep->type == REDIS_REPLY_NIL) {
         op->status = 0;
-        if (sk_now_ms() >= op->sale->ends_at && usable(c)) {
+        if (sk_now_ms() >= sk_sale_params(op->sale)->ends_at && usable(c)) {
             char key[SK_REDIS_KEY_MAX + 1];
             sk_redis_key(key, op->sale->id, op->sale->id_len, "sale");
             if (redisAsyncCommand(c->ev.ac, on_retired, x, "HGET %s retired_at", key) == REDIS_OK)
@@ -1363,6 +1398,8 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
                 sk_order_t *d = &op->orders[op->n_orders++];
                 d->seq = o.seq;
                 d->created_at = o.created_at;
+                d->quantity = 1;
+                d->state = SK_ORDER_CONFIRMED;
                 memcpy(d->user_id, o.user, o.user_len);
                 d->user_id[o.user_len] = '\0';
                 memcpy(d->request_id, o.request, o.request_len);
@@ -1391,9 +1428,10 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
         sk_sale_t *s = op->new_sale;
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
+        const sk_sale_params_t *p = sk_sale_params(s);
         redisAsyncCommand(c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
-                          r->create_lua->len, key, s->id, s->id_len, s->name, (long long)s->stock,
-                          (long long)s->starts_at, (long long)s->ends_at, (long long)s->per_user_limit,
+                          r->create_lua->len, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
+                          (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
                           (long long)s->created_at);
         return;
     }
@@ -1512,6 +1550,13 @@ static void lookup(rbackend_t *r, sk_op_t *op)
 
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
+    if (op->kind == SK_OP_GET_ORDER || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND) {
+        /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle):
+         * answered alike whether or not the sale's primary is reachable. */
+        op->status = -ENOTSUP;
+        sk_engine_complete(r->e, op);
+        return;
+    }
     unsigned slot = op->kind == SK_OP_CREATE_SALE ? sk_rcluster_sale_slot(op->new_sale->id, op->new_sale->id_len)
                                                   : sale_slot(op->sale);
     conn_t *c = route(r, slot);
@@ -1568,11 +1613,16 @@ static void single_send(rbackend_t *r, sk_op_t *op)
         redisAsyncCommand(ic->ev.ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at,
                           s->id, s->id_len);
         sk_redis_key(key, s->id, s->id_len, "sale");
+        const sk_sale_params_t *p = sk_sale_params(s);
         rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
-                               s->id, s->id_len, s->name, (long long)s->stock, (long long)s->starts_at,
-                               (long long)s->ends_at, (long long)s->per_user_limit, (long long)s->created_at);
+                               s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+                               (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
         break;
     }
+    case SK_OP_GET_ORDER: /* (answered above) */
+    case SK_OP_PAY:
+    case SK_OP_CANCEL:
+    case SK_OP_REFUND:
     case SK_OP_BUY:
     case SK_OP_FIND_SALE:
         break;
@@ -1583,13 +1633,13 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     }
 }
 
-/* ---- holders of finished sales ------------------------------------------------------------
+/* ---- users of finished sales ---------------------------------------------------------------
  * Once a sale is sold out, or a script ran after its end by Redis's clock, its holders
- * hash holds every order it will ever have: the node reads it (HSCAN) into the same
- * holders record the embedded ledger keeps and hands it to the engine, after which the
- * node's workers answer that sale's purchases themselves. The hash, not the order
- * stream, because the drain trims the stream once the orders are in the system of
- * record; the hash stays while the sale is live. */
+ * hash holds every order it will ever have: the node reads it (HSCAN) and puts its users
+ * into a user set it hands to the engine, after which the node's workers answer the
+ * sale's non-holders themselves. The hash, not the order stream, because the drain
+ * trims the stream once the orders are in the system of record; the hash stays while
+ * the sale is live. */
 
 static void holders_request(rbackend_t *r, sk_sale_t *s);
 
@@ -1597,7 +1647,7 @@ static void holders_request(rbackend_t *r, sk_sale_t *s);
 static int64_t final_count(const rbackend_t *r, const sk_sale_t *s)
 {
     if (sk_sale_is_sold_out(s))
-        return s->stock;
+        return sale_stock(s);
     const rsale_t *rs = &r->sales[s->index];
     return rs->closed ? rs->closed_sold : -1;
 }
@@ -1607,7 +1657,6 @@ static void hload_free(hload_t *l)
     if (!l)
         return;
     free(l->orders);
-    sk_buf_free(&l->strings);
     free(l);
 }
 
@@ -1622,16 +1671,13 @@ static void holders_adopt(sk_sale_t *s, rsale_t *rs)
 {
     hload_t *l = rs->loading;
     rs->loading = NULL;
-    sk_holders_t *h = sk_holders_new();
-    for (int64_t i = 0; i < l->want; i++) {
-        const struct hl_order *o = &l->orders[i];
-        uint32_t slot = sk_holders_upsert(h, l->strings.data + o->user_off, o->user_len);
-        sk_holders_add_order(h, slot, l->strings.data + o->req_off, o->req_len, o->at);
-    }
+    sk_userset_t *u = sk_userset_new();
+    for (int64_t i = 0; i < l->want; i++)
+        sk_userset_insert(u, l->orders[i].user_hash);
+    sk_info("sale '%s' %s: %zu holders of %lld orders cached, non-holders are answered locally", s->id,
+            sk_sale_is_sold_out(s) ? "sold out" : "ended", sk_userset_count(u), (long long)l->want);
     hload_free(l);
-    sk_info("sale '%s' %s: %u holders' orders cached, purchases are answered locally", s->id,
-            sk_sale_is_sold_out(s) ? "sold out" : "ended", h->n_orders);
-    sk_engine_adopt_final_holders(s, h); /* the engine's from here on */
+    sk_engine_publish_users(s, u); /* the engine's from here on */
 }
 
 /* Records one order read from the hash (seq, request, time: "seq\treq\tat"). Returns
@@ -1642,20 +1688,14 @@ static bool hload_put(hload_t *l, const char *user, size_t ul, const char *rec, 
     if (!sk_valid_user_id(user, ul) || !parse_order(rec, len, &o) || (int64_t)o.seq > l->want)
         return false;
     struct hl_order *d = &l->orders[o.seq - 1];
-    size_t rl = strlen(o.request_id);
+    uint64_t uh = sk_user_hash(user, ul), rh = sk_user_hash(o.request_id, strlen(o.request_id));
     if (d->set) {
         /* HSCAN may return a field twice; the same order again is fine. */
-        return d->user_len == ul && memcmp(l->strings.data + d->user_off, user, ul) == 0 && d->req_len == rl &&
-               memcmp(l->strings.data + d->req_off, o.request_id, rl) == 0;
+        return d->user_hash == uh && d->req_hash == rh;
     }
     d->set = true;
-    d->at = o.created_at;
-    d->user_off = l->strings.len;
-    d->user_len = (uint16_t)ul;
-    sk_buf_append(&l->strings, user, ul);
-    d->req_off = l->strings.len;
-    d->req_len = (uint16_t)rl;
-    sk_buf_append(&l->strings, o.request_id, rl);
+    d->user_hash = uh;
+    d->req_hash = rh;
     l->found++;
     return true;
 }
@@ -1711,7 +1751,7 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         }
     }
     if (!ok) {
-        sk_error("redis: the holders of sale '%s' hold a record that is malformed or out of place; its holders are "
+        sk_error("redis: the holders of sale '%s' hold a record that is malformed or out of place; its users are "
                  "not cached (every purchase keeps going to Redis)",
                  s->id);
         holders_failed(r, rs);
@@ -1724,7 +1764,7 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (l->found != l->want) {
-        sk_error("redis: the holders of sale '%s' hold %lld orders, it sold %lld; its holders are not cached", s->id,
+        sk_error("redis: the holders of sale '%s' hold %lld orders, it sold %lld; its users are not cached", s->id,
                  (long long)l->found, (long long)l->want);
         holders_failed(r, rs);
         return;
@@ -1756,7 +1796,7 @@ static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
     int64_t want = final_count(r, s);
-    if (want < 0 || sk_sale_final(s) || rs->load_busy || rs->retired || sk_loop_now(r->loop) < rs->load_retry_ms)
+    if (want < 0 || users_known(s) || rs->load_busy || rs->retired || sk_loop_now(r->loop) < rs->load_retry_ms)
         return;
     if (!rs->loading) {
         hload_t *l = sk_xcalloc(1, sizeof(*l));
@@ -1846,12 +1886,11 @@ static void on_sold(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     r->sales[s->index].refresh_busy = false;
     int64_t sold;
-    if (!rep || !sk_redis_reply_i64(rep, 0, s->stock, &sold) || r->done) {
+    if (!rep || !sk_redis_reply_i64(rep, 0, sale_stock(s), &sold) || r->done) {
         note_redirect(r, rep);
         return;
     }
-    if (sold > sk_sale_sold(s))
-        sk_engine_publish_sold(s, sold);
+    publish_sold(s, sold);
     maybe_load_holders(r, s);
 }
 
@@ -1866,13 +1905,14 @@ static void poll_store(rbackend_t *r)
     for (size_t i = 0; i < n; i++) {
         sk_sale_t *s = sk_engine_sale_at(r->e, i);
         rsale_t *rs = &r->sales[s->index];
-        if (sk_sale_final(s))
+        if (users_known(s))
             continue;
         if (final_count(r, s) >= 0) {
             maybe_load_holders(r, s);
             continue;
         }
-        if (rs->refresh_busy || now < s->starts_at - REFRESH_MARGIN_MS || now > s->ends_at + REFRESH_MARGIN_MS)
+        const sk_sale_params_t *p = sk_sale_params(s);
+        if (rs->refresh_busy || now < p->starts_at - REFRESH_MARGIN_MS || now > p->ends_at + REFRESH_MARGIN_MS)
             continue;
         conn_t *c = route(r, sale_slot(s));
         if (!c)
@@ -2007,7 +2047,7 @@ static int redis_start(sk_backend_t *b, sk_engine_t *e)
     int rc = sk_async_init(r->loop, &r->wake, on_wake);
     if (rc < 0)
         return rc;
-    sk_loop_set_before_sleep(r->loop, before_sleep, r);
+    sk_loop_add_before_sleep(r->loop, SK_LOOP_PHASE_OUTPUT, before_sleep, r);
     rc = pthread_create(&r->thread, NULL, ledger_main, r);
     if (rc != 0)
         return -rc;
@@ -2038,6 +2078,7 @@ static void redis_free(sk_backend_t *b)
     redis_stop(b);
     if (r->loop) {
         sk_async_close(r->loop, &r->wake);
+        sk_loop_remove_before_sleep(r->loop, before_sleep, r);
         sk_loop_free(r->loop);
     }
     for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {

@@ -76,6 +76,8 @@ static const char usage_text[] =
     "  --audit-pg URL           read the orders from a cluster's PostgreSQL (written by\n"
     "                           seckill drain), after waiting up to 60 s for it to hold as\n"
     "                           many orders as the service reports sold\n"
+    "  --audit-mysql URL        the same from a cluster's MySQL or MariaDB\n"
+    "                           (mysql://USER:PASSWORD@HOST:PORT/DB)\n"
     "  --no-audit               skip the audit (exit 0 after the report)\n"
     "  --no-resolve             do not ask GET /api/v1/sales/{id}/orders/{user} about users\n"
     "                           whose request ended in doubt: an order behind a 503 then\n"
@@ -245,6 +247,7 @@ enum {
     OPT_JSON,
     OPT_SQLITE,
     OPT_PG,
+    OPT_MYSQL,
     OPT_NO_AUDIT,
     OPT_NO_RESOLVE,
     OPT_RUN_ID,
@@ -275,6 +278,7 @@ int main(int argc, char **argv)
         {"json", required_argument, NULL, OPT_JSON},
         {"audit-sqlite", required_argument, NULL, OPT_SQLITE},
         {"audit-pg", required_argument, NULL, OPT_PG},
+        {"audit-mysql", required_argument, NULL, OPT_MYSQL},
         {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
         {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
         {"run-id", required_argument, NULL, OPT_RUN_ID},
@@ -294,7 +298,7 @@ int main(int argc, char **argv)
         .create_duration_ms = 3600000,
         .interrupted = &interrupted,
     };
-    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL;
+    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *mysql_url = NULL;
     bool no_audit = false, no_resolve = false, users_set = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
@@ -374,6 +378,9 @@ int main(int argc, char **argv)
         case OPT_PG:
             pg_url = optarg;
             break;
+        case OPT_MYSQL:
+            mysql_url = optarg;
+            break;
         case OPT_NO_AUDIT:
             no_audit = true;
             break;
@@ -407,6 +414,8 @@ int main(int argc, char **argv)
         die_usage("--create-sale and --sale exclude each other");
     if (cfg.requests && cfg.duration_ms)
         die_usage("--requests and --duration exclude each other");
+    if (!!sqlite_path + !!pg_url + !!mysql_url > 1)
+        die_usage("--audit-sqlite, --audit-pg and --audit-mysql exclude each other");
     if (!users_set)
         cfg.users = cfg.requests ? (uint32_t)SK_MIN(cfg.requests, (uint64_t)INT32_MAX) : 100000;
     if (!cfg.admin_token) {
@@ -467,6 +476,8 @@ int main(int argc, char **argv)
             src = sk_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
         else if (pg_url)
             src = sk_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
+        else if (mysql_url)
+            src = sk_audit_source_mysql(mysql_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
         else
             src = sk_audit_source_http(&cfg.targets[0], cfg.admin_token);
         if (src) {

@@ -19,18 +19,21 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fputs("usage: seckill drain --store redis://HOST:PORT[,HOST:PORT...][/DB] --db POSTGRES-URL [options]\n"
+    fputs("usage: seckill drain --store redis://HOST:PORT[,HOST:PORT...][/DB] --db DATABASE-URL [options]\n"
           "\n"
-          "Moves confirmed orders from the Redis order streams into PostgreSQL (the system of\n"
-          "record of a cluster): a consumer group reads every sale's stream (on one Redis or on\n"
-          "every primary of a Redis Cluster), each batch is written in one transaction, then\n"
-          "acknowledged and trimmed from the stream. Applies the schema migrations first.\n"
+          "Moves confirmed orders from the Redis order streams into PostgreSQL or MySQL/MariaDB\n"
+          "(the system of record of a cluster): a consumer group reads every sale's stream (on\n"
+          "one Redis or on every primary of a Redis Cluster), each batch is written in one\n"
+          "transaction, then acknowledged and trimmed from the stream. Applies the schema\n"
+          "migrations first.\n"
           "\n"
           "options (environment variable in brackets):\n"
           "  --store URL             the cluster's Redis, or a Redis Cluster's nodes separated by\n"
           "                          commas [SECKILL_STORE]\n"
-          "  --db URL                PostgreSQL, e.g. postgresql://user@host:5432/seckill\n"
-          "                          [SECKILL_DB]\n"
+          "  --db URL                PostgreSQL, e.g. postgresql://user@host:5432/seckill, or\n"
+          "                          MySQL/MariaDB, mysql://user:password@host:3306/seckill\n"
+          "                          [SECKILL_DB] (a password is better in the variable: ps\n"
+          "                          shows a command line)\n"
           "  --metrics-listen H:P    serve /metrics and /healthz there [SECKILL_METRICS_LISTEN] (off)\n"
           "  --consumer NAME         consumer name in the group [SECKILL_CONSUMER] (the host name);\n"
           "                          give every drain of a cluster its own\n"
@@ -65,7 +68,7 @@ int sk_cmd_drain(int argc, char **argv)
     if (prc)
         return prc == 1 ? 0 : 2;
     if (!store || !db) {
-        fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... are required\n");
+        fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... (or mysql://...) are required\n");
         return 2;
     }
     sk_drain_config_t cfg = {.db_url = db, .store = store};

@@ -16,12 +16,14 @@
 #include "backend/embedded.h"
 #include "backend/redis.h"
 #include "cmd/cmd.h"
+#include "crypto/secret.h"
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
 #include "redis/cluster.h"
 #include "util/common.h"
+#include "util/ip.h"
 #include "util/sdnotify.h"
 
 typedef struct serve serve_t;
@@ -65,18 +67,56 @@ static void usage(FILE *f)
           "  --replicas-ack N        Redis store: answer a batch only once N replicas have it\n"
           "                          (WAIT; 503 when they do not in time) [SECKILL_REPLICAS_ACK] (0)\n"
           "  --replicas-timeout MS   how long to wait for them [SECKILL_REPLICAS_TIMEOUT] (1000)\n"
-          "  --admin-token TOKEN     require 'Authorization: Bearer TOKEN' to create sales and\n"
-          "                          list all orders [SECKILL_ADMIN_TOKEN] (none)\n"
           "  --access-log FILE       write an access log (buffered) [SECKILL_ACCESS_LOG] (off)\n"
           "  --log-level LEVEL       debug, info, warn or error [SECKILL_LOG_LEVEL] (info)\n"
           "  --header-timeout MS     a request must arrive within this [SECKILL_HEADER_TIMEOUT] (10000)\n"
           "  --idle-timeout MS       idle keep-alive connections close after this\n"
           "                          [SECKILL_IDLE_TIMEOUT] (60000)\n"
           "  --max-conns N           open connections before new ones get 503 [SECKILL_MAX_CONNS] (50000)\n"
+          "  --max-streams N         event streams in all; the rest of --max-conns stays for other\n"
+          "                          requests [SECKILL_MAX_STREAMS] (half of --max-conns; 0: no cap)\n"
+          "  --max-streams-per-ip N  event streams per client address (IPv6: per /64); set 0 (no cap)\n"
+          "                          behind a proxy [SECKILL_MAX_STREAMS_PER_IP] (64)\n"
+          "  --stream-lifetime MS    an event stream ends after this (minus up to a quarter, at\n"
+          "                          random); the page reconnects [SECKILL_STREAM_LIFETIME] (300000; 0: never)\n"
+          "  --max-stream-backlog BYTES  unsent event-stream bytes in all; past it, streams that\n"
+          "                          are behind are dropped [SECKILL_MAX_STREAM_BACKLOG] (67108864; 0: no cap)\n"
           "  --max-batch N           purchases per ledger batch [SECKILL_MAX_BATCH] (4096)\n"
           "  --max-inflight N        requests queued to the ledger before 429 [SECKILL_MAX_INFLIGHT] (65536)\n"
+          "  --payment-secret-file FILE\n"
+          "                          the key of payment signatures (X-Seckill-Signature: sha256=<hex\n"
+          "                          HMAC-SHA256 of the body>); a trailing newline is not part of it.\n"
+          "                          [SECKILL_PAYMENT_SECRET holds the key itself] (none: only the\n"
+          "                          admin token may pay)\n"
           "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
-          "  -h, --help              show this text\n",
+          "  --demo-payments         DEMO ONLY: POST /api/v1/orders/{id}/demo-pay confirms a reservation\n"
+          "                          without any payment (the demo page's Pay button); never in production\n"
+          "  -h, --help              show this text\n"
+          "\n"
+          "the operators (admin endpoints take 'Authorization: Bearer TOKEN'):\n"
+          "  --admin-token-file FILE lines NAME:TOKEN, or one line holding a token (named admin)\n"
+          "                          [SECKILL_ADMIN_TOKEN_FILE]\n"
+          "  --admin-token TOKEN     one token, named admin [SECKILL_ADMIN_TOKEN]; a flag shows in ps,\n"
+          "                          prefer the file or the variable\n"
+          "  --insecure-admin        run without any admin token beyond loopback, where anyone could\n"
+          "                          create sales and list orders [SECKILL_INSECURE_ADMIN]\n"
+          "  --metrics-token TOKEN   guard /metrics (admin tokens open it too) [SECKILL_METRICS_TOKEN]\n"
+          "  --metrics-token-file FILE  the same from a file [SECKILL_METRICS_TOKEN_FILE]\n"
+          "\n"
+          "the buyers (without the first three the body's user_id is believed: a demo):\n"
+          "  --user-header NAME      the user as a gateway passes it, e.g. X-User-Id, honoured only\n"
+          "                          from --trusted-proxies [SECKILL_USER_HEADER]\n"
+          "  --trusted-proxies LIST  CIDR blocks, comma-separated (e.g. 10.0.0.0/8,::1): their user\n"
+          "                          header, X-Forwarded-For and X-Real-IP count [SECKILL_TRUSTED_PROXIES]\n"
+          "  --user-token-secret-file FILE  accept signed user tokens in X-Seckill-User\n"
+          "                          [SECKILL_USER_TOKEN_SECRET_FILE]\n"
+          "  --secret-file FILE      key of admission tokens and proof-of-work challenges, the same on\n"
+          "                          every node [SECKILL_SECRET_FILE] (a random key: this node only)\n"
+          "  --ip-rate R             API requests per second per client address, bursts of 2R\n"
+          "                          [SECKILL_IP_RATE] (off)\n"
+          "  --user-rate R           the same per user [SECKILL_USER_RATE] (off)\n"
+          "  --deny-file FILE        users, IPs and CIDR blocks to refuse, one a line; re-read on\n"
+          "                          SIGHUP [SECKILL_DENY_FILE]\n",
           f);
 }
 
@@ -163,49 +203,283 @@ static void send_all(serve_t *sv, int cmd)
     }
 }
 
+/* The front door's options, read and checked before anything starts. */
+typedef struct {
+    const char *admin_token, *admin_token_file, *insecure_admin, *metrics_token, *metrics_token_file, *user_header,
+        *trusted_proxies, *user_token_secret_file, *secret_file, *ip_rate, *user_rate, *deny_file;
+    char *admin_text, *metrics_text, *user_key, *secret; /* secret files' contents, wiped by front_free */
+    size_t user_key_len, secret_len;
+    sk_api_token_t admins[64], metrics[64];
+    size_t n_admins, n_metrics;
+    sk_cidr_t trusted[64];
+    size_t n_trusted;
+    int64_t ip_rate_v, user_rate_v;
+    bool open_admin, body_identity; /* warnings to give once the node is up */
+} front_t;
+
+#define FRONT_MAX_TOKENS 64
+
+static void front_free(front_t *f)
+{
+    sk_secret_free(f->admin_text);
+    sk_secret_free(f->metrics_text);
+    sk_secret_free(f->user_key);
+    sk_secret_free(f->secret);
+    f->admin_text = f->metrics_text = f->user_key = f->secret = NULL;
+    memset(f->admins, 0, sizeof(f->admins));
+    memset(f->metrics, 0, sizeof(f->metrics));
+}
+
+/* An environment variable set to "" is not the same as none: for a token it would mean
+ * "no authentication", which must be said on purpose (no token at all), not by accident. */
+static bool env_empty(const char *name)
+{
+    const char *v = getenv(name);
+    return v && !*v;
+}
+
+static int read_tokens(const char *what, const char *path, char **text, sk_api_token_t *out, size_t *n)
+{
+    char err[512];
+    size_t len;
+    *text = sk_secret_read(path, &len, err, sizeof(err));
+    if (!*text) {
+        fprintf(stderr, "seckill serve: --%s: %s\n", what, err);
+        return -1;
+    }
+    int rc = sk_api_tokens_parse(*text, len, out, FRONT_MAX_TOKENS, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "seckill serve: --%s %s: %s\n", what, path, err);
+        return -1;
+    }
+    *n = (size_t)rc;
+    return 0;
+}
+
+static int parse_trusted(front_t *f)
+{
+    const char *p = f->trusted_proxies;
+    while (*p) {
+        size_t n = strcspn(p, ", \t");
+        if (n > 0) {
+            if (f->n_trusted == SK_ARRAY_LEN(f->trusted)) {
+                fprintf(stderr, "seckill serve: --trusted-proxies takes at most %zu blocks\n",
+                        SK_ARRAY_LEN(f->trusted));
+                return -1;
+            }
+            if (sk_cidr_parse(p, n, &f->trusted[f->n_trusted]) < 0) {
+                fprintf(stderr, "seckill serve: --trusted-proxies: '%.*s' is not an IP address or a CIDR block\n",
+                        (int)n, p);
+                return -1;
+            }
+            f->n_trusted++;
+        }
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+static bool flag_on(const char *v)
+{
+    return v && *v && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "no") != 0;
+}
+
+/* Loads and checks the front door's options. Returns 0, or -1 after one line on stderr. */
+static int front_load(front_t *f, const char *host)
+{
+    char err[512];
+    if ((f->admin_token && !*f->admin_token) || (!f->admin_token && env_empty("SECKILL_ADMIN_TOKEN"))) {
+        fprintf(stderr, "seckill serve: the admin token is empty: that would let anyone in. Give a token, or leave "
+                        "--admin-token and SECKILL_ADMIN_TOKEN out\n");
+        return -1;
+    }
+    if ((f->metrics_token && !*f->metrics_token) || (!f->metrics_token && env_empty("SECKILL_METRICS_TOKEN"))) {
+        fprintf(stderr, "seckill serve: the metrics token is empty: give a token, or leave --metrics-token and "
+                        "SECKILL_METRICS_TOKEN out\n");
+        return -1;
+    }
+    if (f->admin_token && f->admin_token_file) {
+        fprintf(stderr, "seckill serve: give --admin-token or --admin-token-file, not both\n");
+        return -1;
+    }
+    if (f->metrics_token && f->metrics_token_file) {
+        fprintf(stderr, "seckill serve: give --metrics-token or --metrics-token-file, not both\n");
+        return -1;
+    }
+    if (f->admin_token_file &&
+        read_tokens("admin-token-file", f->admin_token_file, &f->admin_text, f->admins, &f->n_admins) < 0)
+        return -1;
+    if (f->metrics_token_file &&
+        read_tokens("metrics-token-file", f->metrics_token_file, &f->metrics_text, f->metrics, &f->n_metrics) < 0)
+        return -1;
+    if (f->metrics_token) {
+        f->metrics[0] = (sk_api_token_t){.name = "metrics", .token = f->metrics_token, .len = strlen(f->metrics_token)};
+        f->n_metrics = 1;
+    }
+    if (f->trusted_proxies && parse_trusted(f) < 0)
+        return -1;
+    if (f->user_header && (!*f->user_header || f->n_trusted == 0)) {
+        fprintf(stderr, "seckill serve: --user-header is honoured only from the gateway: give --trusted-proxies "
+                        "with its addresses\n");
+        return -1;
+    }
+    if (f->user_token_secret_file) {
+        f->user_key = sk_secret_read(f->user_token_secret_file, &f->user_key_len, err, sizeof(err));
+        if (!f->user_key) {
+            fprintf(stderr, "seckill serve: --user-token-secret-file: %s\n", err);
+            return -1;
+        }
+    }
+    if (f->secret_file) {
+        f->secret = sk_secret_read(f->secret_file, &f->secret_len, err, sizeof(err));
+        if (!f->secret) {
+            fprintf(stderr, "seckill serve: --secret-file: %s\n", err);
+            return -1;
+        }
+    }
+    if ((f->ip_rate && parse_uint("ip-rate", f->ip_rate, 0, 1000000, &f->ip_rate_v) < 0) ||
+        (f->user_rate && parse_uint("user-rate", f->user_rate, 0, 1000000, &f->user_rate_v) < 0))
+        return -1;
+    if (!f->admin_token && f->n_admins == 0) {
+        sk_ip_t ip;
+        bool loopback =
+            strcmp(host, "localhost") == 0 || (sk_ip_parse(host, strlen(host), &ip) == 0 && sk_ip_is_loopback(&ip));
+        if (!loopback && !flag_on(f->insecure_admin)) {
+            fprintf(stderr,
+                    "seckill serve: no admin token, and listening on %s, beyond loopback: anyone who reaches it "
+                    "could create sales and list every order. Give --admin-token-file FILE (or "
+                    "SECKILL_ADMIN_TOKEN), or --insecure-admin to run open anyway\n",
+                    host);
+            return -1;
+        }
+        f->open_admin = true;
+    }
+    f->body_identity = !f->user_header && !f->user_key;
+    return 0;
+}
+
+/* Said once the node is up (a node that fails to start says one line: why). */
+static void front_warn(const front_t *f)
+{
+    if (f->open_admin)
+        sk_warn("no admin token: ANYONE who reaches this node can create sales and list every order "
+                "(--admin-token-file FILE or SECKILL_ADMIN_TOKEN sets one)");
+    if (f->body_identity)
+        sk_warn("buyers are identified by the user_id in the request body: ANYONE can buy, and read orders, in "
+                "anyone's name. That is a demo; in production identify them with --user-header and "
+                "--trusted-proxies (a gateway), or --user-token-secret-file (signed tokens)");
+}
+
 static int create_demo(sk_engine_t *e)
 {
-    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
     int64_t now = sk_now_ms();
-    s->id_len = (size_t)snprintf(s->id, sizeof(s->id), "demo-%lld", (long long)(now / 1000));
-    s->name = sk_xstrndup("Demo ticket · 演示门票", strlen("Demo ticket · 演示门票"));
-    s->stock = 100;
-    s->starts_at = now + 30000;
-    s->ends_at = now + 30000 + 3600 * 1000;
-    s->per_user_limit = 1;
-    s->created_at = now;
+    char id[SK_ID_MAX + 1];
+    int len = snprintf(id, sizeof(id), "demo-%lld", (long long)(now / 1000));
+    sk_sale_params_t p = {.name = "Demo ticket · 演示门票",
+                          .starts_at = now + 30000,
+                          .ends_at = now + 30000 + 3600 * 1000,
+                          .per_user_limit = 1,
+                          .max_quantity = 1};
+    sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
     int rc = sk_engine_add_sale(e, s);
     if (rc < 0) {
-        free(s->name);
-        free(s);
+        sk_sale_free(s);
         return rc;
     }
-    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", s->id);
+    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", id);
+    return 0;
+}
+
+/* The payment secret: the file's bytes without one trailing newline (an editor adds
+ * one), or SECKILL_PAYMENT_SECRET itself. Returns 0 (*key NULL when neither is given)
+ * or -1 after one clear line on stderr. */
+static int read_payment_secret(const char *file, unsigned char **key, size_t *len)
+{
+    *key = NULL;
+    *len = 0;
+    const char *env = sk_cmd_env("PAYMENT_SECRET");
+    if (!file && !env)
+        return 0;
+    char *buf = NULL;
+    size_t n = 0;
+    if (file) {
+        FILE *f = fopen(file, "rb");
+        if (!f) {
+            fprintf(stderr, "seckill serve: cannot read --payment-secret-file %s: %s\n", file, strerror(errno));
+            return -1;
+        }
+        buf = sk_xmalloc(4097);
+        n = fread(buf, 1, 4097, f);
+        bool err = ferror(f);
+        fclose(f);
+        if (err || n > 4096) {
+            fprintf(stderr, "seckill serve: --payment-secret-file %s: %s\n", file,
+                    err ? "read error" : "longer than 4096 bytes");
+            free(buf);
+            return -1;
+        }
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+    } else {
+        n = strlen(env);
+        buf = sk_xstrndup(env, n);
+    }
+    if (n == 0) {
+        fprintf(stderr, "seckill serve: the payment secret (%s) is empty\n",
+                file ? "--payment-secret-file" : "SECKILL_PAYMENT_SECRET");
+        free(buf);
+        return -1;
+    }
+    *key = (unsigned char *)buf;
+    *len = n;
     return 0;
 }
 
 int sk_cmd_serve(int argc, char **argv)
 {
-    const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *token = NULL,
-               *access_log = NULL, *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL,
-               *max_batch_s = NULL, *max_inflight_s = NULL, *demo_s = NULL, *replicas_s = NULL,
-               *replicas_timeout_s = NULL;
+    const char *listen = "127.0.0.1:8080", *threads_s = NULL, *data = "./data", *store = "embedded", *access_log = NULL,
+               *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL, *max_batch_s = NULL,
+               *max_inflight_s = NULL, *demo_s = NULL, *max_streams_s = NULL, *streams_per_ip_s = NULL,
+               *stream_life_s = NULL, *stream_backlog_s = NULL, *payment_secret_file = NULL, *demo_payments_s = NULL,
+               *replicas_s = NULL, *replicas_timeout_s = NULL;
+    front_t front = {0};
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
         {"threads", "THREADS", &threads_s, 0},
         {"data", "DATA", &data, 0},
         {"store", "STORE", &store, 0},
-        {"admin-token", "ADMIN_TOKEN", &token, 0},
+        {"admin-token", "ADMIN_TOKEN", &front.admin_token, 0},
+        {"admin-token-file", "ADMIN_TOKEN_FILE", &front.admin_token_file, 0},
+        {"insecure-admin", "INSECURE_ADMIN", &front.insecure_admin, 1},
+        {"metrics-token", "METRICS_TOKEN", &front.metrics_token, 0},
+        {"metrics-token-file", "METRICS_TOKEN_FILE", &front.metrics_token_file, 0},
+        {"user-header", "USER_HEADER", &front.user_header, 0},
+        {"trusted-proxies", "TRUSTED_PROXIES", &front.trusted_proxies, 0},
+        {"user-token-secret-file", "USER_TOKEN_SECRET_FILE", &front.user_token_secret_file, 0},
+        {"secret-file", "SECRET_FILE", &front.secret_file, 0},
+        {"ip-rate", "IP_RATE", &front.ip_rate, 0},
+        {"user-rate", "USER_RATE", &front.user_rate, 0},
+        {"deny-file", "DENY_FILE", &front.deny_file, 0},
         {"access-log", "ACCESS_LOG", &access_log, 0},
         {"log-level", "LOG_LEVEL", &log_level, 0},
         {"header-timeout", "HEADER_TIMEOUT", &header_to, 0},
         {"idle-timeout", "IDLE_TIMEOUT", &idle_to, 0},
         {"max-conns", "MAX_CONNS", &max_conns_s, 0},
+        {"max-streams", "MAX_STREAMS", &max_streams_s, 0},
+        {"max-streams-per-ip", "MAX_STREAMS_PER_IP", &streams_per_ip_s, 0},
+        {"stream-lifetime", "STREAM_LIFETIME", &stream_life_s, 0},
+        {"max-stream-backlog", "MAX_STREAM_BACKLOG", &stream_backlog_s, 0},
         {"max-batch", "MAX_BATCH", &max_batch_s, 0},
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
+        {"payment-secret-file", NULL, &payment_secret_file, 0},
         {"replicas-ack", "REPLICAS_ACK", &replicas_s, 0},
         {"replicas-timeout", "REPLICAS_TIMEOUT", &replicas_timeout_s, 0},
         {"demo", NULL, &demo_s, 1},
+        {"demo-payments", NULL, &demo_payments_s, 1},
     };
     int prc = sk_cmd_parse("serve", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
     if (prc)
@@ -213,16 +487,38 @@ int sk_cmd_serve(int argc, char **argv)
     int demo = demo_s != NULL;
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
-            max_batch = 4096, max_inflight = 65536, replicas_ack = 0, replicas_timeout = 1000;
+            max_batch = 4096, max_inflight = 65536, max_streams = -1, streams_per_ip = 64, stream_life = 300000,
+            stream_backlog = 64 << 20, replicas_ack = 0, replicas_timeout = 1000;
     if ((threads_s && parse_uint("threads", threads_s, 1, SK_API_MAX_WORKERS, &threads) < 0) ||
         (header_to && parse_uint("header-timeout", header_to, 100, 3600000, &header_ms) < 0) ||
         (idle_to && parse_uint("idle-timeout", idle_to, 100, 86400000, &idle_ms) < 0) ||
         (max_conns_s && parse_uint("max-conns", max_conns_s, 1, 10000000, &max_conns) < 0) ||
         (max_batch_s && parse_uint("max-batch", max_batch_s, 1, 1000000, &max_batch) < 0) ||
         (max_inflight_s && parse_uint("max-inflight", max_inflight_s, 1, 100000000, &max_inflight) < 0) ||
+        (max_streams_s && parse_uint("max-streams", max_streams_s, 0, 10000000, &max_streams) < 0) ||
+        (streams_per_ip_s && parse_uint("max-streams-per-ip", streams_per_ip_s, 0, 10000000, &streams_per_ip) < 0) ||
+        (stream_life_s && parse_uint("stream-lifetime", stream_life_s, 0, 86400000, &stream_life) < 0) ||
+        (stream_backlog_s &&
+         parse_uint("max-stream-backlog", stream_backlog_s, 0, (int64_t)1 << 40, &stream_backlog) < 0) ||
         (replicas_s && parse_uint("replicas-ack", replicas_s, 0, 16, &replicas_ack) < 0) ||
         (replicas_timeout_s && parse_uint("replicas-timeout", replicas_timeout_s, 10, 2000, &replicas_timeout) < 0))
         return 2;
+    if (stream_life > 0 && stream_life < 1000) {
+        fprintf(stderr, "seckill serve: --stream-lifetime must be 0 (no end) or from 1000 to 86400000 ms (got '%s')\n",
+                stream_life_s);
+        return 2;
+    }
+    /* Streams must leave room for requests that are not streams: by default half of the
+     * connections, and an explicit cap must not take them all. */
+    if (max_streams < 0)
+        max_streams = max_conns > 1 ? max_conns / 2 : 1; /* 0 would mean no cap */
+    else if (max_streams >= max_conns) {
+        fprintf(stderr,
+                "seckill serve: --max-streams (%lld) must be below --max-conns (%lld), so that requests that are "
+                "not streams always find a connection\n",
+                (long long)max_streams, (long long)max_conns);
+        return 2;
+    }
     if (threads < 1)
         threads = 1;
     if (log_level) {
@@ -257,6 +553,17 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: unsupported --store '%s' (use 'embedded' or redis://HOST:PORT)\n", store);
         return 2;
     }
+    if (front_load(&front, host) < 0) {
+        front_free(&front);
+        return 2;
+    }
+
+    unsigned char *payment_secret = NULL;
+    size_t payment_secret_len = 0;
+    if (read_payment_secret(payment_secret_file, &payment_secret, &payment_secret_len) < 0) {
+        front_free(&front);
+        return 2;
+    }
 
     /* Room for many connections: raise the soft open-file limit to the hard one. */
     struct rlimit rl;
@@ -272,20 +579,28 @@ int sk_cmd_serve(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread */
 
     serve_t sv = {0};
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
+    sk_http_config_init(&sv.http);
     sv.http.header_timeout_ms = (uint32_t)header_ms;
     sv.http.idle_timeout_ms = (uint32_t)idle_ms;
     sv.http.max_conns = (uint32_t)max_conns;
-    sv.http.access_log_fd = -1;
+    sv.http.max_streams = (uint32_t)max_streams;
+    sv.http.max_streams_per_addr = (uint32_t)streams_per_ip;
+    sv.http.stream_lifetime_ms = (uint32_t)stream_life;
+    sv.http.max_stream_backlog = (size_t)stream_backlog;
     int exit_code = 1;
     if (access_log) {
         sv.http.access_log_fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (sv.http.access_log_fd < 0) {
             fprintf(stderr, "seckill serve: cannot open access log %s: %s\n", access_log, strerror(errno));
+            sk_http_config_destroy(&sv.http);
+            free(payment_secret);
+            front_free(&front);
             return 1;
         }
     }
@@ -306,8 +621,41 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store_shown : data);
         goto out;
     }
-    sk_api_config_t acfg = {.admin_token = token, .engine = sv.engine};
-    sv.api = sk_api_new(&acfg);
+    sk_api_config_t acfg = {
+        .engine = sv.engine,
+        .admin_token = front.admin_token,
+        .admin_tokens = front.admins,
+        .n_admin_tokens = front.n_admins,
+        .metrics_tokens = front.metrics,
+        .n_metrics_tokens = front.n_metrics,
+        .user_header = front.user_header,
+        .trusted_proxies = front.trusted,
+        .n_trusted_proxies = front.n_trusted,
+        .user_token_key = front.user_key,
+        .user_token_key_len = front.user_key_len,
+        .secret = front.secret,
+        .secret_len = front.secret_len,
+        .ip_rate = (uint32_t)front.ip_rate_v,
+        .user_rate = (uint32_t)front.user_rate_v,
+        .deny_file = front.deny_file,
+        .payment_secret = payment_secret,
+        .payment_secret_len = payment_secret_len,
+        .demo_payments = demo_payments_s != NULL,
+    };
+    if (acfg.demo_payments)
+        sk_warn("--demo-payments: POST /api/v1/orders/{id}/demo-pay confirms reservations without any payment; "
+                "for demos only");
+    sv.api = sk_api_new(&acfg, err, sizeof(err));
+    front_free(&front); /* the API keeps its own copies (as HMAC keys and digests) */
+    if (!sv.api) {
+        fprintf(stderr, "seckill serve: %s\n", err);
+        goto out;
+    }
+    if (front.deny_file) {
+        size_t ips, users;
+        sk_api_deny_stats(sv.api, &ips, &users);
+        sk_info("deny list %s: %zu addresses and blocks, %zu users", front.deny_file, ips, users);
+    }
 
     sv.n_workers = (int)threads;
     sv.workers = sk_xcalloc((size_t)threads, sizeof(worker_t));
@@ -342,6 +690,7 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: a worker thread failed to start\n");
         _exit(1);
     }
+    front_warn(&front);
     const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
     fprintf(stdout, "listening on http://%s%s%s:%d\n", lb, host, rb, port);
     if (demo)
@@ -356,7 +705,23 @@ int sk_cmd_serve(int argc, char **argv)
         sk_info("seckill serving on %s with %d worker threads, store: embedded (%s)", listen, sv.n_workers, data);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP)
+            break;
+        /* SIGHUP re-reads the deny list; a list with an error is refused whole and the
+         * one in force stays. */
+        if (!front.deny_file) {
+            sk_info("received SIGHUP: nothing to reload (no --deny-file)");
+        } else if (sk_api_reload_deny(sv.api, err, sizeof(err)) < 0) {
+            sk_error("received SIGHUP: the deny list was NOT reloaded, the previous one stays in force: %s", err);
+        } else {
+            size_t ips, users;
+            sk_api_deny_stats(sv.api, &ips, &users);
+            sk_info("received SIGHUP: deny list %s reloaded: %zu addresses and blocks, %zu users", front.deny_file, ips,
+                    users);
+        }
+    }
     sk_info("received %s: draining connections", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     send_all(&sv, 1);
     pthread_mutex_lock(&sv.mu);
@@ -375,9 +740,11 @@ int sk_cmd_serve(int argc, char **argv)
     exit_code = 0;
 out:
     sk_api_free(sv.api);
+    free(payment_secret);
     sk_engine_free(sv.engine);
     free(sv.workers);
     if (sv.http.access_log_fd >= 0)
         close(sv.http.access_log_fd);
+    sk_http_config_destroy(&sv.http);
     return exit_code;
 }

@@ -7,10 +7,15 @@
  * everything else on the backend's own thread.
  *
  * Ownership: sales belong to the engine (sk_engine_register_sale). What a backend keeps
- * per sale (its holders while the sale is open, counters, load state) it keeps in its
- * own array indexed by sk_sale_t.index and frees in `free`; the one thing it hands over
- * is a sale's final holders (sk_engine_adopt_final_holders). `free` runs after the
- * engine freed the sales: it must not touch them. */
+ * per sale (orders, holders, counters, load state) it keeps in its own array indexed by
+ * sk_sale_t.index and frees in `free`; the one thing it hands over is a sale's set of
+ * possible holders (sk_engine_publish_users). `free` runs after the engine freed the
+ * sales: it must not touch them.
+ *
+ * What a backend publishes for the workers, always after the decisions it describes are
+ * durable: the counts (sk_engine_publish_counts), new params (sk_engine_set_params), and
+ * once it keeps them complete, the users who may hold an order (sk_engine_publish_users;
+ * insert a user before publishing the counts that include their first order). */
 #ifndef SK_ENGINE_BACKEND_H
 #define SK_ENGINE_BACKEND_H
 
@@ -26,6 +31,10 @@ struct sk_backend {
     /** The store is shared with other nodes: sales may appear there at any time and are
      *  looked up on a miss (SK_OP_FIND_SALE). */
     bool lookups;
+    /** The store keeps the order lifecycle (payment windows, quantities above one, and
+     *  the GET_ORDER, PAY, CANCEL and REFUND ops); without it those ops complete with
+     *  status -ENOTSUP and the API refuses sales that would need it. */
+    bool lifecycle;
     /** Registers the stored sales (sk_engine_register_sale) and rebuilds what the
      *  backend keeps. Returns 0, or -errno with one clear line in err. */
     int (*load)(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size);
@@ -50,21 +59,35 @@ void sk_engine_complete(sk_engine_t *e, sk_op_t *op);
 void sk_engine_flush(sk_engine_t *e);
 /** Registers a fully built sale in the lock-free sale table (ledger thread or load). */
 void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
-/** Publishes a sale's durable sold count (and sold-out state when sold == stock). */
-void sk_engine_publish_sold(sk_sale_t *s, int64_t sold);
-/** Hands a sale's final holders to the engine, once per sale, when no order of the sale
- *  can be added any more (sold out, or closed because the backend's clock passed its
- *  end) and every order is durable and in h. From this call the engine owns h: workers
- *  answer from it without locks (sk_engine_final_answer, sk_engine_final_orders) and
- *  sk_engine_free frees it with the sale, after the backend stopped. The backend may
- *  keep reading h on its thread but never writes to it or frees it again. */
-void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h);
+/** Backend thread: a reply of the store carried its clock (store_now_ms), read by a
+ *  request sent at local_now_ms (sk_now_ms() before sending). The script ran after the
+ *  send, so store_now_ms - local_now_ms is the most the store's clock can be ahead of
+ *  ours: the gate that follows it (sk_engine_store_clock_offset) is never behind the
+ *  store, so it never answers not_started when the store would sell. It may be ahead by
+ *  the request's trip: a non-holder in the last milliseconds of a sale hears ended (a
+ *  possible holder still goes to the store, I5). */
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms);
+/** Publishes a sale's durable counts as one snapshot (seqlock), with the sold-out flag
+ *  (remaining == 0) and a new version. The ledger thread only. */
+void sk_engine_publish_counts(sk_sale_t *s, const sk_sale_counts_t *c);
+/** Publishes new params for a sale (a copy of *p, its name copied too); the old snapshot
+ *  is retired and freed with the sale. The ledger thread only. */
+void sk_engine_set_params(sk_sale_t *s, const sk_sale_params_t *p);
+/** Hands the sale's set of possible holders to the engine, once: from then on workers
+ *  answer non-holders themselves (sk_engine_gate), and the engine frees the set with
+ *  the sale. The backend goes on inserting into it (its thread only) and must insert a
+ *  user before it publishes counts that include that user's first order. */
+void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users);
+/** Counts a purchase the ledger decided, by result (metrics). */
+void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r);
+/** Counts n orders moved into state `to` by a payment, cancel, expiry or refund. */
+void sk_engine_record_transition(sk_engine_t *e, sk_order_state_t to, uint64_t n);
 /** Records one batch in the engine's statistics. */
 void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
 /** Counts a batch answered 503 because too few replicas acknowledged it in time. */
 void sk_engine_count_replica_timeout(sk_engine_t *e);
 /** Frees a sale that was never registered (and, in sk_engine_free, every registered
- *  sale with the final holders the engine adopted). */
+ *  sale with its params and its user set). */
 void sk_sale_free(sk_sale_t *s);
 
 #endif

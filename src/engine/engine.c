@@ -6,7 +6,7 @@
  * lock-free queue and wake the backend once per loop turn; the backend takes them in
  * arrival order (sk_engine_take), decides and durably records them, and posts each back
  * to the worker that sent it (sk_engine_complete, sk_engine_flush). What is published
- * here for the workers (sold counts, the sold-out flag, final holders) only ever
+ * here for the workers (params, counts, the sold-out flag, possible holders) only ever
  * describes durable state. */
 #include "engine/engine.h"
 
@@ -18,13 +18,13 @@
 #include <unistd.h>
 
 #include "engine/backend.h"
-#include "engine/holders.h"
 
 #define SK_SALE_SLOTS 16384 /* power of two, > 1.5 x SK_MAX_SALES */
 #define NONE UINT32_MAX
 
 const char *const sk_buy_result_names[SK_BUY__COUNT] = {
-    "confirmed", "duplicate", "sold_out", "limit_reached", "not_started", "ended", "unavailable", "rate_limited",
+    "confirmed",   "duplicate",    "sold_out", "limit_reached", "not_started",  "ended",
+    "unavailable", "rate_limited", "reserved", "paused",        "bad_quantity",
 };
 
 struct sk_engine_worker {
@@ -52,6 +52,7 @@ struct sk_engine {
     size_t n_notify, notify_cap;
 
     sk_engine_stats_t stats;
+    _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours */
 };
 
 /* ---- validation and ids ------------------------------------------------------------ */
@@ -86,6 +87,11 @@ bool sk_valid_request_id(const char *s, size_t n)
     return n <= SK_REQUEST_MAX && printable(s, n);
 }
 
+bool sk_valid_payment_id(const char *s, size_t n)
+{
+    return n > 0 && n <= SK_PAYMENT_ID_MAX && printable(s, n);
+}
+
 size_t sk_order_id(char *dst, const sk_sale_t *s, uint64_t seq)
 {
     memcpy(dst, s->id, s->id_len);
@@ -112,6 +118,21 @@ int sk_order_id_parse(const sk_sale_t *s, const char *id, size_t len, uint64_t *
     int64_t v;
     if (sk_parse_i64(id + s->id_len + 1, len - s->id_len - 1, 1, INT64_MAX, &v) < 0)
         return -EINVAL;
+    *seq = (uint64_t)v;
+    return 0;
+}
+
+int sk_order_id_split(const char *id, size_t len, size_t *sale_len, uint64_t *seq)
+{
+    size_t dash = len;
+    while (dash > 0 && id[dash - 1] != '-')
+        dash--;
+    if (dash < 2 || dash == len) /* "-12", "s-": no sale id or no seq */
+        return -EINVAL;
+    int64_t v;
+    if (sk_parse_i64(id + dash, len - dash, 1, INT64_MAX, &v) < 0)
+        return -EINVAL;
+    *sale_len = dash - 1;
     *seq = (uint64_t)v;
     return 0;
 }
@@ -165,81 +186,114 @@ sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
 
 sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
 {
+    const sk_sale_params_t *p = sk_sale_params(s);
+    if (p->closed || now_ms >= p->ends_at)
+        return SK_SALE_ENDED;
+    if (now_ms < p->starts_at)
+        return SK_SALE_SCHEDULED;
+    if (p->paused)
+        return SK_SALE_PAUSED;
     if (sk_sale_is_sold_out(s))
         return SK_SALE_SOLD_OUT;
-    if (now_ms < s->starts_at)
-        return SK_SALE_SCHEDULED;
-    if (now_ms >= s->ends_at)
-        return SK_SALE_ENDED;
     return SK_SALE_LIVE;
 }
 
 const char *sk_sale_state_name(sk_sale_state_t st)
 {
-    static const char *const names[] = {"scheduled", "live", "sold_out", "ended"};
+    static const char *const names[] = {"scheduled", "live", "sold_out", "ended", "paused"};
     return names[st];
+}
+
+/* Retired params snapshots, kept until the sale is freed (a worker may hold one). */
+typedef struct retired {
+    struct retired *next;
+    sk_sale_params_t *p;
+} retired_t;
+
+static sk_sale_params_t *params_copy(const sk_sale_params_t *src)
+{
+    sk_sale_params_t *p = sk_xmalloc(sizeof(*p));
+    *p = *src;
+    p->name = sk_xstrndup(src->name, strlen(src->name));
+    return p;
+}
+
+static void params_free(const sk_sale_params_t *p)
+{
+    if (!p)
+        return;
+    free((char *)p->name);
+    free((void *)p);
+}
+
+sk_sale_t *sk_sale_new(const char *id, size_t id_len, const sk_sale_params_t *params, int64_t stock, int64_t created_at)
+{
+    sk_sale_t *s = sk_xcalloc(1, sizeof(*s));
+    memcpy(s->id, id, id_len);
+    s->id[id_len] = '\0';
+    s->id_len = id_len;
+    s->created_at = created_at;
+    atomic_init(&s->params, params_copy(params));
+    atomic_init(&s->c_stock, stock);
+    atomic_init(&s->sold_out, stock <= 0);
+    return s;
 }
 
 void sk_sale_free(sk_sale_t *s)
 {
     if (!s)
         return;
-    sk_holders_free(atomic_load_explicit(&s->final_holders, memory_order_relaxed));
-    free(s->name);
+    params_free(atomic_load_explicit(&s->params, memory_order_relaxed));
+    for (retired_t *r = s->retired, *next; r; r = next) {
+        next = r->next;
+        params_free(r->p);
+        free(r);
+    }
+    sk_userset_free(atomic_load_explicit(&s->users, memory_order_relaxed));
     free(s);
 }
 
-/* ---- the final-holders fast path (any thread, once final_holders is set) ----------------- */
+/* ---- the worker's gate (any thread) --------------------------------------------------------- */
 
-sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
-                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held)
+int64_t sk_engine_store_clock_offset(const sk_engine_t *e)
 {
-    const sk_holders_t *h = atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire);
-    *held = 0;
-    uint32_t slot = sk_holders_find(h, user, user_len);
-    uint32_t count = slot == NONE ? 0 : h->slots[slot].count;
-    if (count > 0) {
-        uint32_t k = sk_holders_find_request(h, slot, request_id, request_len, NULL);
-        if (k != NONE) {
-            sk_holders_order(h, k, order);
-            return SK_BUY_DUPLICATE;
-        }
+    return atomic_load_explicit(&((sk_engine_t *)e)->store_clock_offset_ms, memory_order_relaxed);
+}
+
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms)
+{
+    atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - local_now_ms, memory_order_relaxed);
+}
+
+bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint32_t q, sk_buy_result_t *result,
+                    int64_t *remaining)
+{
+    const sk_userset_t *users = atomic_load_explicit(&((sk_sale_t *)s)->users, memory_order_acquire);
+    const sk_sale_params_t *p = sk_sale_params(s);
+    if (q == 0)
+        q = 1;
+    /* The published state first, the set after: the counts' release store comes after
+     * the ledger inserted every holder they count, so a set probed after their acquire
+     * holds them all. For one unit the sold-out flag is the whole question. */
+    int64_t left;
+    if (q == 1 && !sk_sale_is_sold_out(s)) {
+        left = -1; /* at least one unit, count not read */
+    } else {
+        sk_sale_counts_t c;
+        sk_sale_counts(s, &c);
+        left = sk_counts_remaining(&c);
     }
-    if (now_ms < s->starts_at)
-        return SK_BUY_NOT_STARTED;
-    /* Final but not sold out: the backend closed the sale at its end (by its clock,
-     * which may run ahead of this one). */
-    if (now_ms >= s->ends_at || !sk_sale_is_sold_out(s))
-        return SK_BUY_ENDED;
-    if (count > 0) {
-        sk_holders_order(h, h->slots[slot].first, order);
-        *held = count;
-    }
-    return (int64_t)count >= s->per_user_limit ? SK_BUY_LIMIT_REACHED : SK_BUY_SOLD_OUT;
-}
-
-static size_t user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
-{
-    *out = NULL;
-    uint32_t slot = sk_holders_find(h, user, user_len);
-    if (slot == NONE || h->slots[slot].count == 0)
-        return 0;
-    size_t n = h->slots[slot].count, i = 0;
-    *out = sk_xmalloc(n * sizeof(sk_order_t));
-    for (uint32_t k = h->slots[slot].first; k != NONE && i < n; k = h->orders[k].next)
-        sk_holders_order(h, k, &(*out)[i++]);
-    return i;
-}
-
-size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out)
-{
-    return user_orders(atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire), user, user_len,
-                       out);
-}
-
-size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out)
-{
-    return user_orders(h, user, user_len, out);
+    sk_buy_result_t r = sk_buy_rules(p, now_ms, q, 0, left < 0 ? INT64_MAX : left);
+    if (r == SK_BUY_CONFIRMED)
+        return false; /* may succeed: the ledger decides */
+    /* Before the start nobody holds an order, and a quantity above the sale's maximum is
+     * a bad request from anyone; otherwise a possible holder (a replay, units held) or a
+     * sale whose holders this node does not know goes to the ledger. */
+    if (r != SK_BUY_NOT_STARTED && r != SK_BUY_BAD_QUANTITY && (!users || sk_userset_may_contain(users, user_hash)))
+        return false;
+    *result = r;
+    *remaining = left < 0 ? sk_sale_remaining(s) : left;
+    return true;
 }
 
 /* ---- ops and workers ------------------------------------------------------------------- */
@@ -274,7 +328,9 @@ static void worker_on_async(sk_loop_t *loop, sk_async_t *a)
 
 /* The ledger is woken once per worker turn, after every request the turn read has
  * been queued: one eventfd write instead of one per purchase, and on a shared core
- * the ledger is not scheduled in the middle of the turn to decide a batch of one. */
+ * the ledger is not scheduled in the middle of the turn to decide a batch of one. It
+ * runs in the before-sleep list's HANDOFF phase, after the turn's output was written
+ * (loop.h says why). */
 static void worker_turn_end(sk_loop_t *loop, void *arg)
 {
     (void)loop;
@@ -295,11 +351,7 @@ sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
         free(w);
         return NULL;
     }
-    if (sk_loop_add_before_sleep(loop, worker_turn_end, w) < 0) {
-        sk_async_close(loop, &w->async);
-        free(w);
-        return NULL;
-    }
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_HANDOFF, worker_turn_end, w);
     return w;
 }
 
@@ -325,7 +377,7 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
         op->result = SK_BUY_RATE_LIMITED;
         op->status = -EAGAIN;
         if (op->sale)
-            op->remaining = op->sale->stock - sk_sale_sold(op->sale);
+            op->remaining = sk_sale_remaining(op->sale);
         op->done(op);
         return;
     }
@@ -373,19 +425,47 @@ void sk_engine_flush(sk_engine_t *e)
     e->n_notify = 0;
 }
 
-void sk_engine_publish_sold(sk_sale_t *s, int64_t sold)
+void sk_engine_publish_counts(sk_sale_t *s, const sk_sale_counts_t *c)
 {
-    if (atomic_load_explicit(&s->sold, memory_order_relaxed) == sold)
+    if (atomic_load_explicit(&s->c_stock, memory_order_relaxed) == c->stock &&
+        atomic_load_explicit(&s->c_held, memory_order_relaxed) == c->held &&
+        atomic_load_explicit(&s->c_sold, memory_order_relaxed) == c->sold)
         return;
-    atomic_store_explicit(&s->sold, sold, memory_order_release);
+    /* A seqlock: odd while writing, and the fence keeps the field stores after that. */
+    uint64_t q = atomic_load_explicit(&s->counts_seq, memory_order_relaxed);
+    atomic_store_explicit(&s->counts_seq, q + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->c_stock, c->stock, memory_order_relaxed);
+    atomic_store_explicit(&s->c_held, c->held, memory_order_relaxed);
+    atomic_store_explicit(&s->c_sold, c->sold, memory_order_relaxed);
+    atomic_store_explicit(&s->counts_seq, q + 2, memory_order_release);
+    atomic_store_explicit(&s->sold_out, sk_counts_remaining(c) <= 0, memory_order_release);
     atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
-    if (sold >= s->stock)
-        atomic_store_explicit(&s->sold_out, true, memory_order_release);
 }
 
-void sk_engine_adopt_final_holders(sk_sale_t *s, sk_holders_t *h)
+void sk_engine_set_params(sk_sale_t *s, const sk_sale_params_t *p)
 {
-    atomic_store_explicit(&s->final_holders, h, memory_order_release);
+    retired_t *r = sk_xmalloc(sizeof(*r));
+    r->p = (sk_sale_params_t *)atomic_load_explicit(&s->params, memory_order_relaxed);
+    r->next = s->retired;
+    s->retired = r;
+    atomic_store_explicit(&s->params, params_copy(p), memory_order_release);
+    atomic_fetch_add_explicit(&s->version, 1, memory_order_release);
+}
+
+void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users)
+{
+    atomic_store_explicit(&s->users, users, memory_order_release);
+}
+
+void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r)
+{
+    sk_counter_add(&e->stats.decided[r], 1);
+}
+
+void sk_engine_record_transition(sk_engine_t *e, sk_order_state_t to, uint64_t n)
+{
+    sk_counter_add(&e->stats.transitions[to], n);
 }
 
 void sk_engine_count_replica_timeout(sk_engine_t *e)
@@ -470,6 +550,11 @@ void sk_engine_free(sk_engine_t *e)
 bool sk_engine_lookups(const sk_engine_t *e)
 {
     return e->backend->lookups;
+}
+
+bool sk_engine_lifecycle(const sk_engine_t *e)
+{
+    return e->backend->lifecycle;
 }
 
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e)

@@ -1,7 +1,7 @@
 /* The sale engine: the sale table (read by every worker without locks), the queues
  * between the workers and the ledger thread, and what workers may answer without it.
- * The ledger thread, the one writer of stock, per-user counts and orders, is run by a
- * backend (engine/backend.h). Knows nothing of sockets, HTTP or stores.
+ * The ledger thread, the one writer of stock, counts, orders and their states, is run
+ * by a backend (engine/backend.h). Knows nothing of sockets, HTTP or stores.
  *
  * A worker thread attaches once (sk_engine_attach) and gets an sk_engine_worker_t whose
  * completions run on the worker's loop. It hands operations (sk_op_t) to the ledger with
@@ -9,8 +9,18 @@
  * batch durable in one write, and only then posts every op back to the worker that sent
  * it, where the op's `done` callback runs exactly once.
  *
+ * What a sale publishes to the workers, each written by the ledger only and read by any
+ * thread without locks:
+ *  - its params (sk_sale_params_t): immutable snapshots the ledger replaces by pointer;
+ *  - its counts {stock, held, sold} in units, one consistent snapshot under a seqlock,
+ *    written after each durable commit (I7: remaining + held + sold == stock at every
+ *    read), with a sold-out flag (remaining == 0) and a version for change detection;
+ *  - its possible holders (sk_userset_t): every user who ever had an order in it, so a
+ *    worker answers everyone else itself (not_started, ended, paused, sold_out).
+ *
  * Ownership: an op belongs to the ledger from submit until its callback; the callback
- * owns it again (free it with sk_op_free). Sales are never freed while the engine runs. */
+ * owns it again (free it with sk_op_free). Sales, their params (current and retired)
+ * and their user sets are never freed while the engine runs: sk_engine_free frees them. */
 #ifndef SK_ENGINE_ENGINE_H
 #define SK_ENGINE_ENGINE_H
 
@@ -19,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/order.h"
+#include "engine/userset.h"
 #include "loop/loop.h"
 #include "util/common.h"
 #include "util/mpsc.h"
@@ -26,45 +38,67 @@
 #define SK_ID_MAX 64 /* sale ids: [A-Za-z0-9_-]{1,64} */
 #define SK_USER_MAX 64 /* user ids: printable ASCII without spaces, 1..64 bytes */
 #define SK_REQUEST_MAX 64 /* request ids: same alphabet, 0..64 bytes */
+#define SK_PAYMENT_ID_MAX 64 /* payment ids: same alphabet, 1..64 bytes */
 #define SK_NAME_MAX 200 /* sale names: UTF-8, 1..200 bytes */
-#define SK_STOCK_MAX 1000000000LL
-#define SK_LIMIT_MAX 1000000
+#define SK_STOCK_MAX 1000000000LL /* units */
+#define SK_LIMIT_MAX 1000000 /* units per user (and so per order) */
+#define SK_WINDOW_MAX_MS 86400000LL /* payment windows: up to a day */
 #define SK_MAX_SALES 10000
 #define SK_ORDER_ID_MAX (SK_ID_MAX + 24)
 
 typedef struct sk_engine sk_engine_t;
 typedef struct sk_engine_worker sk_engine_worker_t;
 typedef struct sk_sale sk_sale_t;
-typedef struct sk_holders sk_holders_t;
 
 typedef enum {
     SK_SALE_SCHEDULED = 0,
     SK_SALE_LIVE,
     SK_SALE_SOLD_OUT,
     SK_SALE_ENDED,
+    SK_SALE_PAUSED,
 } sk_sale_state_t;
+
+/** A sale's settings. Immutable once published: the ledger publishes a new snapshot to
+ *  change any of them (sk_engine_set_params) and the old one is retired, kept until the
+ *  engine is freed, so a worker may go on reading a snapshot it loaded. */
+typedef struct {
+    const char *name; /* owned by the snapshot */
+    int64_t starts_at, ends_at; /* unix ms */
+    int32_t per_user_limit; /* units a user may hold at once (reserved + confirmed) */
+    int32_t max_quantity; /* units per order, 1 .. per_user_limit */
+    int64_t payment_window_ms; /* 0: a purchase is final; else it is reserved until pay_by */
+    bool paused; /* new purchases are refused (409 paused); payments go on */
+    bool closed; /* ended by the operator, for good */
+} sk_sale_params_t;
+
+/** A sale's unit counts; remaining = stock - held - sold. */
+typedef struct {
+    int64_t stock, held, sold;
+} sk_sale_counts_t;
+
+static inline int64_t sk_counts_remaining(const sk_sale_counts_t *c)
+{
+    return c->stock - c->held - c->sold;
+}
 
 struct sk_sale {
     char id[SK_ID_MAX + 1];
     size_t id_len;
-    char *name;
-    int64_t stock;
-    int64_t starts_at; /* unix ms */
-    int64_t ends_at; /* unix ms */
-    int32_t per_user_limit;
     int64_t created_at;
     uint32_t index; /* position in creation order */
 
-    /* Published by the ledger after each durable commit; read by any thread. */
-    _Atomic int64_t sold;
-    _Atomic bool sold_out; /* release-stored after the last unit's commit */
-    _Atomic uint64_t version; /* bumped on every change of sold or state */
+    /* Published by the ledger, read by any thread (the accessors below). */
+    _Atomic(const sk_sale_params_t *) params;
+    _Atomic uint64_t counts_seq; /* odd while the ledger writes the counts */
+    _Atomic int64_t c_stock, c_held, c_sold;
+    _Atomic bool sold_out; /* remaining == 0, stored with the counts */
+    _Atomic uint64_t version; /* bumped on every change of counts or params */
+    /* The users who may hold an order, once the backend keeps them complete (the
+     * embedded ledger: from the start; Redis: once a sale can take no more orders).
+     * NULL: every purchase past the start goes to the backend. Owned by the engine. */
+    _Atomic(sk_userset_t *) users;
 
-    /* Set once the sale's holders are final (sold out, or closed at its end) and known
-     * here: from then on workers answer its purchases without the ledger. Owned by the
-     * engine (sk_engine_adopt_final_holders), freed with the sale. What a backend keeps
-     * per sale while the sale is open is its own (indexed by `index`), never here. */
-    _Atomic(sk_holders_t *) final_holders;
+    void *retired; /* the ledger's: params snapshots replaced, freed with the sale */
 };
 
 typedef enum {
@@ -78,6 +112,13 @@ typedef enum {
      * sale NULL and the id in new_sale: found, it is decided like any other; not found,
      * it completes with sale NULL and status -ENOENT. */
     SK_OP_FIND_SALE,
+    /* One order of op->sale by op->seq: read (GET_ORDER) or moved by the order state
+     * machine (engine/order.h). PAY carries op->payment_id; CANCEL carries op->user_id
+     * (the buyer, who must own the order) or op->admin. */
+    SK_OP_GET_ORDER,
+    SK_OP_PAY,
+    SK_OP_CANCEL,
+    SK_OP_REFUND,
 } sk_op_kind_t;
 
 typedef enum {
@@ -89,18 +130,27 @@ typedef enum {
     SK_BUY_ENDED,
     SK_BUY_UNAVAILABLE,
     SK_BUY_RATE_LIMITED,
+    SK_BUY_RESERVED, /* made, held until pay_by (a sale with a payment window) */
+    SK_BUY_PAUSED,
+    SK_BUY_BAD_QUANTITY, /* quantity above the sale's max_quantity: 400 */
     SK_BUY__COUNT
 } sk_buy_result_t;
 
 /** Names used in JSON and metrics: "confirmed", "duplicate", "sold_out", ... */
 extern const char *const sk_buy_result_names[SK_BUY__COUNT];
 
-/** One order as the API shows it. */
+/** One order as the API shows it. Times are unix ms, 0 when not (yet) set. */
 typedef struct {
     uint64_t seq; /* per sale, from 1 */
     int64_t created_at;
+    int64_t pay_by; /* 0: bought without a payment window */
+    int64_t paid_at;
+    int64_t closed_at; /* cancelled, expired or refunded at */
+    uint32_t quantity; /* units */
+    sk_order_state_t state;
     char user_id[SK_USER_MAX + 1];
     char request_id[SK_REQUEST_MAX + 1];
+    char payment_id[SK_PAYMENT_ID_MAX + 1]; /* "" until paid */
 } sk_order_t;
 
 typedef struct sk_op sk_op_t;
@@ -120,14 +170,26 @@ struct sk_op {
     uint8_t user_len;
     char request_id[SK_REQUEST_MAX + 1];
     uint8_t request_len;
+    uint32_t quantity; /* BUY: units, 1 .. (0 is taken as 1) */
+    uint64_t user_hash; /* BUY: sk_user_hash of user_id, 0 when the caller did not compute it */
+    uint64_t seq; /* GET_ORDER, PAY, CANCEL, REFUND: the order */
+    char payment_id[SK_PAYMENT_ID_MAX + 1]; /* PAY */
+    uint8_t payment_len;
+    bool admin; /* CANCEL: by the operator (user_id is then not checked) */
 
-    /* Results. BUY: result, order (seq, created_at), remaining, held (the orders the
-     * buyer holds, with LIMIT_REACHED and SOLD_OUT; then `order` is their first). ORDERS/LIST: orders,
-     * n_orders (owned by the op, freed by sk_op_free); status -EIO when the store cannot
-     * be read, -ESTALE when the orders asked for were moved out of it (the Redis store,
-     * after the drain). CREATE_SALE: status 0,
-     * -EEXIST, -ENOSPC (too many sales) or -EIO. */
+    /* Results.
+     * BUY: result, order, remaining; held (the units the buyer holds, with LIMIT_REACHED
+     * and SOLD_OUT; then `order` is their first order).
+     * ORDERS/LIST: orders, n_orders (owned by the op, freed by sk_op_free).
+     * GET_ORDER, PAY, CANCEL, REFUND: status 0 with `tr` (GET_ORDER: SK_TR_OK) and the
+     * order as it is after the decision; or status -ENOENT (no such order), -EPERM
+     * (CANCEL of another user's order), -EIO (store unavailable), -EAGAIN (too many in
+     * flight), -ENOTSUP (the store has no order lifecycle).
+     * ORDERS/LIST also -ESTALE: the orders asked for were moved out of the store (the
+     * Redis store, after the drain).
+     * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO. */
     sk_buy_result_t result;
+    sk_tr_result_t tr;
     int status;
     int64_t remaining;
     sk_order_t order;
@@ -138,7 +200,7 @@ struct sk_op {
     size_t list_limit;
     bool list_more;
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
-    uint64_t scratch; /* the ledger's own use (the embedded ledger keeps the user's hash) */
+    uint64_t scratch; /* the ledger's own use */
 };
 
 typedef struct {
@@ -169,48 +231,89 @@ void sk_engine_detach(sk_engine_worker_t *w);
 /** True when the backend's store is shared with other nodes (Redis): a sale unknown
  *  here may exist there, and SK_OP_FIND_SALE (or a BUY with sale NULL) asks for it. */
 bool sk_engine_lookups(const sk_engine_t *e);
+/** True when the backend keeps the order lifecycle: payment windows, quantities above
+ *  one, and the GET_ORDER / PAY / CANCEL / REFUND ops. */
+bool sk_engine_lifecycle(const sk_engine_t *e);
+/** The store's clock minus this node's, in ms, as last seen by the backend (0 for the
+ *  embedded store, whose writer reads this node's clock). The gate decides by
+ *  sk_now_ms() + this, its best guess of the clock the store decides by, so that a node
+ *  whose clock lags the store's does not answer not_started to a holder's replay just
+ *  after the store's start (I5). Any thread. */
+int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
 /** Finds a sale by id without locking. Returns NULL when unknown. */
 sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len);
 /** Number of sales and the i-th in creation order (any thread). */
 size_t sk_engine_sale_count(sk_engine_t *e);
 sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i);
 
-/** Current state of a sale from the clock and the published counters. */
-sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms);
-const char *sk_sale_state_name(sk_sale_state_t st);
+/** A new, unregistered sale: id, a copy of *params (its name copied too) as its first
+ *  snapshot, and counts {stock, 0, 0}. Free it with sk_sale_free until it is
+ *  registered (or handed to an op as new_sale, which frees it with the op). */
+sk_sale_t *sk_sale_new(const char *id, size_t id_len, const sk_sale_params_t *params, int64_t stock,
+                       int64_t created_at);
+
+/** The sale's current params (any thread): valid until the engine is freed. */
+static inline const sk_sale_params_t *sk_sale_params(const sk_sale_t *s)
+{
+    return atomic_load_explicit(&((sk_sale_t *)s)->params, memory_order_acquire);
+}
+
+/** One consistent snapshot of the sale's counts (any thread, lock-free: retries while
+ *  the ledger is writing them). */
+static inline void sk_sale_counts(const sk_sale_t *s, sk_sale_counts_t *c)
+{
+    sk_sale_t *m = (sk_sale_t *)s;
+    for (;;) {
+        uint64_t q = atomic_load_explicit(&m->counts_seq, memory_order_acquire);
+        c->stock = atomic_load_explicit(&m->c_stock, memory_order_relaxed);
+        c->held = atomic_load_explicit(&m->c_held, memory_order_relaxed);
+        c->sold = atomic_load_explicit(&m->c_sold, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(q & 1) && atomic_load_explicit(&m->counts_seq, memory_order_relaxed) == q)
+            return;
+    }
+}
+
 static inline int64_t sk_sale_sold(const sk_sale_t *s)
 {
-    return atomic_load_explicit(&((sk_sale_t *)s)->sold, memory_order_acquire);
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    return c.sold;
 }
+
+static inline int64_t sk_sale_remaining(const sk_sale_t *s)
+{
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    return sk_counts_remaining(&c);
+}
+
 static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
 {
     return atomic_load_explicit(&((sk_sale_t *)s)->sold_out, memory_order_acquire);
 }
 
-/** True when the worker may answer purchases of this sale itself: its holders are final
- *  (sold out, or closed at its end) and the engine holds them. */
-static inline bool sk_sale_final(const sk_sale_t *s)
-{
-    return atomic_load_explicit(&((sk_sale_t *)s)->final_holders, memory_order_acquire) != NULL;
-}
+/** Current state of a sale from the clock, its params and counts: ended (closed, or
+ *  now >= ends_at) before scheduled before paused before sold_out before live. */
+sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms);
+const char *sk_sale_state_name(sk_sale_state_t st);
 
-/** The answer to a purchase of a sale whose holders are final, decided on the worker
- *  without the ledger and in the ledger's order (every backend decides the same way):
- *  1. a holder's replay of a request id: DUPLICATE with that order, whatever the clock
- *     says (I5);
- *  2. the window at now_ms: NOT_STARTED, ENDED (also for a sale closed at its end);
- *  3. a holder at the per-user limit: LIMIT_REACHED;
- *  4. SOLD_OUT.
- *  With LIMIT_REACHED and SOLD_OUT, a holder's first order is filled into *order and
- *  *held is the number of orders they hold (0 for anyone else: *order untouched).
- *  Only valid when sk_sale_final() returned true. */
-sk_buy_result_t sk_engine_final_answer(const sk_sale_t *s, int64_t now_ms, const char *user, size_t user_len,
-                                       const char *request_id, size_t request_len, sk_order_t *order, uint32_t *held);
-/** A user's orders of a sale whose holders are final, read without the ledger (same
- *  condition). Returns the count; *out is malloc'ed (free it). */
-size_t sk_engine_final_orders(const sk_sale_t *s, const char *user, size_t user_len, sk_order_t **out);
-/** A user's orders from a holders record (ledger thread, or any thread once final). */
-size_t sk_engine_user_orders(const sk_holders_t *h, const char *user, size_t user_len, sk_order_t **out);
+/** The rules of a purchase of q units that come after a holder's replay, in the order
+ *  every store checks them: not started, ended (closed or past ends_at), paused, q
+ *  above max_quantity, the buyer's active units + q above the limit, fewer than q units
+ *  remaining. Returns the refusal, or SK_BUY_CONFIRMED when the purchase may be made. */
+sk_buy_result_t sk_buy_rules(const sk_sale_params_t *p, int64_t now, int64_t q, int64_t active_units,
+                             int64_t remaining);
+
+/** The worker's gate, without the ledger: the answer to a purchase of q units by the
+ *  user with hash `user_hash` (sk_user_hash) at now_ms, when the worker may give it:
+ *  not_started (nobody holds an order before the start), bad_quantity (q above the
+ *  sale's max_quantity, from anyone), or — for a buyer who holds no order of the sale,
+ *  so no replay and no units held — ended, paused or sold_out. Returns true with
+ *  *result and *remaining set; false: the ledger decides (a possible holder, a
+ *  purchase that may succeed, or a sale whose holders this node does not know). */
+bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint32_t q, sk_buy_result_t *result,
+                    int64_t *remaining);
 
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
@@ -225,6 +328,9 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op);
 size_t sk_order_id(char *dst, const sk_sale_t *s, uint64_t seq);
 /** Parses an order id of sale s back to its seq. Returns 0 or -EINVAL. */
 int sk_order_id_parse(const sk_sale_t *s, const char *id, size_t len, uint64_t *seq);
+/** Splits any order id at its last '-' into the sale id (*sale_len bytes at id) and the
+ *  seq (sale ids may contain '-'). Returns 0 or -EINVAL. */
+int sk_order_id_split(const char *id, size_t len, size_t *sale_len, uint64_t *seq);
 
 /** Engine-wide counters for /metrics (read from any thread). */
 typedef struct {
@@ -234,6 +340,8 @@ typedef struct {
     sk_counter_t commit_ns_sum;
     sk_counter_t commit_bucket[16]; /* same bounds as the HTTP latency histogram */
     sk_counter_t commit_errors;
+    sk_counter_t decided[SK_BUY__COUNT]; /* purchases the ledger decided, by result */
+    sk_counter_t transitions[SK_ORDER__COUNT]; /* orders moved into each state (pay, cancel, expiry, refund) */
     sk_counter_t replica_timeouts; /* batches answered 503: too few replicas had them in time */
     _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
@@ -243,5 +351,6 @@ const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);
 bool sk_valid_sale_id(const char *s, size_t n);
 bool sk_valid_user_id(const char *s, size_t n);
 bool sk_valid_request_id(const char *s, size_t n);
+bool sk_valid_payment_id(const char *s, size_t n);
 
 #endif

@@ -15,6 +15,10 @@ static uint64_t hash_str(const char *s, size_t n)
     return h ^ (h >> 29);
 }
 
+/* Users are hashed as the engine's user set hashes them, so the ledger computes one
+ * hash per purchase for both. */
+#define hash_user sk_user_hash
+
 sk_holders_t *sk_holders_new(void)
 {
     sk_holders_t *h = sk_xcalloc(1, sizeof(*h));
@@ -95,7 +99,7 @@ static uint32_t probe(const sk_holders_t *h, uint64_t hv, const char *user, size
 
 uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len)
 {
-    uint32_t i = probe(h, hash_str(user, len), user, len);
+    uint32_t i = probe(h, hash_user(user, len), user, len);
     return h->slots[i].user_len ? i : NONE;
 }
 
@@ -128,7 +132,7 @@ static void grow(sk_holders_t *h)
 
 uint64_t sk_holders_hash(const char *user, size_t len)
 {
-    return hash_str(user, len);
+    return hash_user(user, len);
 }
 
 uint32_t sk_holders_probe(const sk_holders_t *h, uint64_t hash, const char *user, size_t len)
@@ -138,7 +142,7 @@ uint32_t sk_holders_probe(const sk_holders_t *h, uint64_t hash, const char *user
 
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len)
 {
-    uint64_t hv = hash_str(user, len);
+    uint64_t hv = hash_user(user, len);
     uint32_t i = probe(h, hv, user, len);
     if (h->slots[i].user_len)
         return i;
@@ -156,6 +160,7 @@ uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t i, uint64_t hv, const ch
     s->user_off = arena_put(h, user, len);
     s->user_len = (uint16_t)len;
     s->count = 0;
+    s->units = 0;
     s->first = s->last = NONE;
     h->used++;
     return i;
@@ -254,7 +259,8 @@ static void req_remove(sk_holders_t *h, uint32_t k)
 
 /* ---- orders ------------------------------------------------------------------------------ */
 
-void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at)
+uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at,
+                              uint32_t quantity, sk_order_state_t st)
 {
     if (h->n_orders == h->orders_cap) {
         uint64_t cap = h->orders_cap ? (uint64_t)h->orders_cap * 2 : 256;
@@ -266,11 +272,18 @@ void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_
     uint32_t idx = h->n_orders++;
     sk_holder_order_t *o = &h->orders[idx];
     o->created_at = created_at;
+    o->paid_at = o->closed_at = 0;
+    o->pay_off = 0;
+    o->pay_len = 0;
+    o->quantity = quantity;
+    o->state = (uint8_t)st;
     o->holder = slot;
     o->next = NONE;
     o->req_off = arena_put(h, req, req_len);
     o->req_len = (uint16_t)req_len;
     sk_holder_t *s = &h->slots[slot];
+    if (sk_order_active(st))
+        s->units += quantity;
     o->prev = s->last;
     if (s->last == NONE)
         s->first = idx;
@@ -285,6 +298,7 @@ void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_
     } else if (s->count > SK_HOLDERS_WALK_MAX) {
         req_insert(h, idx);
     }
+    return idx;
 }
 
 void sk_holders_pop_order(sk_holders_t *h)
@@ -295,6 +309,8 @@ void sk_holders_pop_order(sk_holders_t *h)
     req_remove(h, idx);
     h->n_orders--;
     s->count--;
+    if (sk_order_active((sk_order_state_t)o->state))
+        s->units -= o->quantity;
     s->last = o->prev;
     if (o->prev == NONE)
         s->first = NONE;
@@ -318,7 +334,9 @@ uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const cha
                 break;
             }
         }
-    } else {
+    } else if (h->req_cap) {
+        /* Without a table no order was indexed (every order of the sale's users past
+         * the walk limit came without a request id): nothing to find. */
         uint32_t tag = req_tag(s->hash, req, req_len);
         uint32_t mask = h->req_cap - 1;
         for (uint32_t i = tag & mask; h->reqs[i].order != NONE; i = (i + 1) & mask) {
@@ -334,12 +352,82 @@ uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const cha
     return found;
 }
 
-void sk_holders_order(const sk_holders_t *h, uint32_t i, sk_order_t *out)
+void sk_holders_order(const sk_holders_t *h, uint32_t i, int64_t payment_window_ms, sk_order_t *out)
 {
     const sk_holder_order_t *o = &h->orders[i];
     const sk_holder_t *s = &h->slots[o->holder];
     out->seq = (uint64_t)i + 1;
     out->created_at = o->created_at;
+    /* A sale's window cannot change once it has orders, and an order made without one
+     * was confirmed at once and never left that state except by a refund. */
+    bool reserved_once = payment_window_ms > 0;
+    out->pay_by = reserved_once ? o->created_at + payment_window_ms : 0;
+    out->paid_at = o->paid_at;
+    out->closed_at = o->closed_at;
+    out->quantity = o->quantity;
+    out->state = (sk_order_state_t)o->state;
     memcpy(out->user_id, sk_holders_str(h, s->user_off), s->user_len + 1u);
     memcpy(out->request_id, sk_holders_str(h, o->req_off), o->req_len + 1u);
+    if (o->pay_len)
+        memcpy(out->payment_id, sk_holders_str(h, o->pay_off), o->pay_len + 1u);
+    else
+        out->payment_id[0] = '\0';
+}
+
+void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int64_t at, const char *pay, size_t pay_len)
+{
+    sk_holder_order_t *o = &h->orders[i];
+    sk_holder_t *s = &h->slots[o->holder];
+    bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active(st);
+    if (was && !is)
+        s->units -= o->quantity;
+    else if (!was && is)
+        s->units += o->quantity;
+    o->state = (uint8_t)st;
+    if (st == SK_ORDER_CONFIRMED) {
+        o->paid_at = at;
+        if (pay_len) {
+            o->pay_off = arena_put(h, pay, pay_len);
+            o->pay_len = (uint8_t)pay_len;
+        }
+    } else if (sk_order_final(st)) {
+        o->closed_at = at;
+    }
+}
+
+void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from)
+{
+    sk_holder_order_t *o = &h->orders[i];
+    sk_holder_t *s = &h->slots[o->holder];
+    bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active(from);
+    if (was && !is)
+        s->units -= o->quantity;
+    else if (!was && is)
+        s->units += o->quantity;
+    o->state = (uint8_t)from;
+    o->closed_at = 0;
+    if (from == SK_ORDER_RESERVED) {
+        o->paid_at = 0;
+        o->pay_len = 0; /* a payment id stored meanwhile stays in the arena, unused */
+    }
+}
+
+bool sk_holders_same_payment(const sk_holders_t *h, uint32_t i, const char *pay, size_t pay_len)
+{
+    const sk_holder_order_t *o = &h->orders[i];
+    return o->pay_len == pay_len && pay_len > 0 && memcmp(sk_holders_str(h, o->pay_off), pay, pay_len) == 0;
+}
+
+size_t sk_holders_user_orders(const sk_holders_t *h, const char *user, size_t len, int64_t payment_window_ms,
+                              sk_order_t **out)
+{
+    *out = NULL;
+    uint32_t slot = sk_holders_find(h, user, len);
+    if (slot == NONE || h->slots[slot].count == 0)
+        return 0;
+    size_t n = h->slots[slot].count, i = 0;
+    *out = sk_xmalloc(n * sizeof(sk_order_t));
+    for (uint32_t k = h->slots[slot].first; k != NONE && i < n; k = h->orders[k].next)
+        sk_holders_order(h, k, payment_window_ms, &(*out)[i++]);
+    return i;
 }

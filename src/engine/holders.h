@@ -1,8 +1,8 @@
-/* Per-sale record of who holds which orders: an open-addressing hash of users, an array
- * of orders indexed by seq - 1 (each user's orders linked in seq order), and an index of
- * request ids for users who hold many orders. Written only by the ledger thread; once
- * the engine adopted it as a sale's final holders it never changes again and any thread
- * may read it (after an acquire load of sale->final_holders).
+/* Per-sale record of every order and who holds it: an open-addressing hash of users, an
+ * array of orders indexed by seq - 1 (each user's orders linked in seq order, with their
+ * quantity, state and times), and an index of request ids for users who hold many
+ * orders. Owned, written and read by the ledger thread only (the embedded ledger keeps
+ * one per sale; the engine publishes only the users, as an sk_userset_t).
  *
  * Sizes: every count and index here holds the API's limits (stock up to SK_STOCK_MAX
  * orders and users, SK_LIMIT_MAX orders per user). Strings live in an arena of fixed
@@ -16,10 +16,13 @@
 #ifndef SK_ENGINE_HOLDERS_H
 #define SK_ENGINE_HOLDERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "engine/engine.h"
+
+typedef struct sk_holders sk_holders_t;
 
 #define SK_HOLDERS_NONE UINT32_MAX /* no slot, no order */
 #define SK_HOLDERS_WALK_MAX 8 /* orders a user may hold before their request ids are indexed */
@@ -32,7 +35,8 @@ _Static_assert(SK_USER_MAX < UINT16_MAX && SK_REQUEST_MAX < UINT16_MAX, "string 
 typedef struct {
     uint64_t hash;
     uint64_t user_off; /* arena offset */
-    uint32_t count; /* orders held */
+    uint32_t count; /* orders, in any state */
+    uint32_t units; /* units of the user's active (reserved or confirmed) orders */
     uint32_t first; /* order index of the first order, or SK_HOLDERS_NONE */
     uint32_t last;
     uint16_t user_len; /* 0: empty slot */
@@ -40,12 +44,20 @@ typedef struct {
 
 typedef struct {
     int64_t created_at;
+    int64_t paid_at; /* 0: not paid */
+    int64_t closed_at; /* 0: not cancelled, expired or refunded */
     uint64_t req_off; /* arena offset */
+    uint64_t pay_off; /* arena offset of the payment id (pay_len 0: none) */
     uint32_t holder; /* slot index */
     uint32_t next; /* next order of the same user, or SK_HOLDERS_NONE */
     uint32_t prev; /* previous order of the same user, or SK_HOLDERS_NONE */
+    uint32_t quantity; /* units */
     uint16_t req_len;
+    uint8_t pay_len;
+    uint8_t state; /* sk_order_state_t */
 } sk_holder_order_t;
+
+_Static_assert(SK_PAYMENT_ID_MAX <= UINT8_MAX, "payment id lengths are 8-bit");
 
 /* One entry of the request index: an order and 32 bits of the hash of (user, request). */
 typedef struct {
@@ -99,17 +111,35 @@ static inline int sk_holders_present(const sk_holders_t *h, uint32_t slot)
 /** Inserts the user at the empty slot a probe returned (ledger only); returns the slot
  *  index, which differs from `slot` when the table had to grow. */
 uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t slot, uint64_t hash, const char *user, size_t len);
-/** Appends an order (seq = n_orders + 1 afterwards) for the holder at `slot`. */
-void sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at);
+/** Appends an order (seq = n_orders + 1 afterwards) of `quantity` units in state `st`
+ *  for the holder at `slot`; returns its index. */
+uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at,
+                              uint32_t quantity, sk_order_state_t st);
 /** Removes the newest order (undo of an uncommitted batch). O(1). */
 void sk_holders_pop_order(sk_holders_t *h);
+/** Moves order i into state `st` at time `at` (paid_at for a confirmation, closed_at for
+ *  a cancel, expiry or refund), keeping the holder's active units right; a payment id
+ *  (pay_len > 0) is stored with a confirmation. */
+void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int64_t at, const char *pay,
+                          size_t pay_len);
+/** Puts order i back into state `from`, as it was before one sk_holders_set_state out
+ *  of it (undo of an uncommitted batch): out of reserved nothing was paid or closed, out
+ *  of confirmed only closed_at was set. */
+void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from);
+/** True when order i was paid with this payment id. */
+bool sk_holders_same_payment(const sk_holders_t *h, uint32_t i, const char *pay, size_t pay_len);
 /** Looks for the holder's order with this request id; returns its index or
  *  SK_HOLDERS_NONE. An empty request id never matches. Read-only (any thread once
  *  final); when steps is not NULL, adds the list nodes and index entries looked at. */
 uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len,
                                  uint64_t *steps);
-/** Fills an sk_order_t from order index i. */
-void sk_holders_order(const sk_holders_t *h, uint32_t i, sk_order_t *out);
+/** Fills an sk_order_t from order index i; pay_by is created_at + payment_window_ms for
+ *  an order made with a window (the window of a sale never changes once it has orders). */
+void sk_holders_order(const sk_holders_t *h, uint32_t i, int64_t payment_window_ms, sk_order_t *out);
+/** A user's orders in seq order (see sk_holders_order for the window). Returns the
+ *  count; *out is malloc'ed (free it), NULL for none. */
+size_t sk_holders_user_orders(const sk_holders_t *h, const char *user, size_t len, int64_t payment_window_ms,
+                              sk_order_t **out);
 /** The string at an arena offset (NUL-terminated). */
 static inline const char *sk_holders_str(const sk_holders_t *h, uint64_t off)
 {

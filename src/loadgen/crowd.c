@@ -673,7 +673,7 @@ void *sk_loadgen_crowd_main(void *arg)
     }
     w->tick.data = w;
     sk_timer_start(w->loop, &w->tick, 0, on_tick);
-    sk_loop_set_before_sleep(w->loop, before_sleep, w);
+    sk_loop_add_before_sleep(w->loop, SK_LOOP_PHASE_OUTPUT, before_sleep, w);
     sk_loop_run(w->loop);
 
     /* A worker with nothing to send may end before its connections settled; it must
@@ -691,6 +691,7 @@ void *sk_loadgen_crowd_main(void *arg)
         sk_loadgen_conn_close(&w->conns[i].conn, -ECANCELED);
         sk_loadgen_conn_free(&w->conns[i].conn);
     }
+    sk_loop_remove_before_sleep(w->loop, before_sleep, w);
     sk_loop_free(w->loop);
     w->loop = NULL;
     atomic_store(&w->done, 1);

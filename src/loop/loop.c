@@ -1,10 +1,13 @@
 /* The epoll event loop. Edge-triggered I/O, a binary min-heap of timers, an eventfd
- * per async handle, and a before-sleep hook (where connections flush their output
- * and closed connections are freed, like Redis's beforeSleep). */
+ * per async handle, and one before-sleep list (where connections flush their output
+ * and closed connections are freed, like Redis's beforeSleep, and then other threads
+ * are woken), run in the phase order documented in loop.h. */
 #include "loop/loop.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -14,6 +17,12 @@
 
 #define SK_LOOP_MAX_EVENTS 512
 
+typedef struct {
+    sk_loop_phase_t phase;
+    sk_hook_cb cb;
+    void *arg;
+} sk_hook_t;
+
 struct sk_loop {
     int epfd;
     bool stop;
@@ -21,11 +30,10 @@ struct sk_loop {
     sk_timer_t **heap; /* 1-based; heap[0] unused */
     uint32_t heap_len;
     uint32_t heap_cap;
-    sk_hook_cb before_sleep;
-    void *before_sleep_arg;
-    sk_hook_cb extra_hooks[4];
-    void *extra_args[4];
-    int n_extra;
+    sk_io_t *ios; /* active I/O handles, so that sk_loop_free can name leftovers */
+    sk_hook_t *hooks; /* sorted by phase, then by the order added */
+    size_t n_hooks, hooks_cap;
+    bool in_hooks;
 };
 
 static uint64_t mono_ms(void)
@@ -46,13 +54,24 @@ sk_loop_t *sk_loop_new(void)
     return loop;
 }
 
-void sk_loop_free(sk_loop_t *loop)
+int sk_loop_free(sk_loop_t *loop)
 {
     if (!loop)
-        return;
+        return 0;
+    int left = 0;
+    for (sk_io_t *io = loop->ios; io; io = io->loop_next, left++)
+        sk_error("loop: I/O handle on fd %d still registered at sk_loop_free", io->fd);
+    for (uint32_t i = 1; i <= loop->heap_len; i++, left++)
+        sk_error("loop: timer %p (callback %p) still registered at sk_loop_free", (void *)loop->heap[i],
+                 (void *)(uintptr_t)loop->heap[i]->cb);
+    for (size_t i = 0; i < loop->n_hooks; i++, left++)
+        sk_error("loop: before-sleep hook %p (arg %p) still registered at sk_loop_free",
+                 (void *)(uintptr_t)loop->hooks[i].cb, loop->hooks[i].arg);
     close(loop->epfd);
     free(loop->heap);
+    free(loop->hooks);
     free(loop);
+    return left;
 }
 
 static uint32_t to_epoll(unsigned mask)
@@ -74,6 +93,11 @@ int sk_io_start(sk_loop_t *loop, sk_io_t *io, int fd, unsigned mask, sk_io_cb cb
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     io->active = true;
+    io->loop_prev = NULL;
+    io->loop_next = loop->ios;
+    if (loop->ios)
+        loop->ios->loop_prev = io;
+    loop->ios = io;
     return 0;
 }
 
@@ -96,6 +120,13 @@ void sk_io_stop(sk_loop_t *loop, sk_io_t *io)
         return;
     epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     io->active = false;
+    if (io->loop_prev)
+        io->loop_prev->loop_next = io->loop_next;
+    else
+        loop->ios = io->loop_next;
+    if (io->loop_next)
+        io->loop_next->loop_prev = io->loop_prev;
+    io->loop_prev = io->loop_next = NULL;
 }
 
 /* Timer heap. heap_index is the 1-based slot, 0 meaning "not armed". Ties are broken
@@ -212,33 +243,41 @@ void sk_async_close(sk_loop_t *loop, sk_async_t *a)
     a->io.fd = -1;
 }
 
-int sk_loop_add_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
+void sk_loop_add_before_sleep(sk_loop_t *loop, sk_loop_phase_t phase, sk_hook_cb cb, void *arg)
 {
-    if (loop->n_extra == (int)SK_ARRAY_LEN(loop->extra_hooks))
-        return -ENOSPC;
-    loop->extra_hooks[loop->n_extra] = cb;
-    loop->extra_args[loop->n_extra++] = arg;
-    return 0;
+    /* Changing the list while run_hooks walks it would skip or repeat a hook. */
+    assert(!loop->in_hooks);
+    if (loop->n_hooks == loop->hooks_cap) {
+        loop->hooks_cap = loop->hooks_cap ? loop->hooks_cap * 2 : 4;
+        loop->hooks = sk_xrealloc(loop->hooks, loop->hooks_cap * sizeof(*loop->hooks));
+    }
+    size_t i = loop->n_hooks;
+    while (i > 0 && loop->hooks[i - 1].phase > phase) {
+        loop->hooks[i] = loop->hooks[i - 1];
+        i--;
+    }
+    loop->hooks[i] = (sk_hook_t){.phase = phase, .cb = cb, .arg = arg};
+    loop->n_hooks++;
 }
 
 void sk_loop_remove_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
 {
-    for (int i = 0; i < loop->n_extra; i++) {
-        if (loop->extra_hooks[i] == cb && loop->extra_args[i] == arg) {
-            for (int k = i + 1; k < loop->n_extra; k++) {
-                loop->extra_hooks[k - 1] = loop->extra_hooks[k];
-                loop->extra_args[k - 1] = loop->extra_args[k];
-            }
-            loop->n_extra--;
+    assert(!loop->in_hooks);
+    for (size_t i = 0; i < loop->n_hooks; i++) {
+        if (loop->hooks[i].cb == cb && loop->hooks[i].arg == arg) {
+            memmove(&loop->hooks[i], &loop->hooks[i + 1], (loop->n_hooks - i - 1) * sizeof(*loop->hooks));
+            loop->n_hooks--;
             return;
         }
     }
 }
 
-void sk_loop_set_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
+static void run_hooks(sk_loop_t *loop)
 {
-    loop->before_sleep = cb;
-    loop->before_sleep_arg = arg;
+    loop->in_hooks = true;
+    for (size_t i = 0; i < loop->n_hooks; i++)
+        loop->hooks[i].cb(loop, loop->hooks[i].arg);
+    loop->in_hooks = false;
 }
 
 uint64_t sk_loop_now(const sk_loop_t *loop)
@@ -261,10 +300,7 @@ int sk_loop_run(sk_loop_t *loop)
     struct epoll_event events[SK_LOOP_MAX_EVENTS];
     loop->stop = false;
     while (!loop->stop) {
-        if (loop->before_sleep)
-            loop->before_sleep(loop, loop->before_sleep_arg);
-        for (int i = 0; i < loop->n_extra; i++)
-            loop->extra_hooks[i](loop, loop->extra_args[i]);
+        run_hooks(loop);
         if (loop->stop)
             break;
         int timeout = -1;

@@ -30,6 +30,9 @@ static inline void sk_buf_reserve(sk_buf_t *b, size_t n)
 
 static inline void sk_buf_append(sk_buf_t *b, const void *p, size_t n)
 {
+    /* An empty buffer has no data yet: adding 0 to its NULL pointer is undefined. */
+    if (n == 0)
+        return;
     sk_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;

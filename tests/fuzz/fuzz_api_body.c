@@ -1,17 +1,19 @@
 /* libFuzzer target for the purchase body parser (src/api/body.c), JSON and form.
+ * A body carries user_id, request_id and an optional quantity (1 to SK_LIMIT_MAX).
  *
  * Every input is parsed twice, as JSON and as form fields, each time from an
  * exact-size heap copy (ASan sees a read past the end). Beyond "no crash", it checks
  * the parser against independent oracles:
- *  - the contract: 0 or -EINVAL; a field name out of three on failure; on success two
+ *  - the contract: 0 or -EINVAL; a field name out of four on failure; on success two
  *    NUL-terminated ids of the lengths reported, valid by sk_valid_user_id and
- *    sk_valid_request_id;
+ *    sk_valid_request_id, and a quantity from 1 to SK_LIMIT_MAX;
  *  - JSON: the answer is the one jansson gives on the whole body (an object with no
- *    duplicate keys, no key but user_id and request_id, string values that are valid
- *    ids), whether the hand-written fast path or jansson itself parsed it;
+ *    duplicate keys, no key but user_id, request_id and quantity, string values that
+ *    are valid ids, an integer quantity in range), whether the hand-written fast path
+ *    or jansson itself parsed it;
  *  - form: the answer is the one of the plain reference decoder below (pairs split on
- *    '&', the last user_id / request_id wins, '+' is a space, %XX a byte, nothing
- *    else escaped);
+ *    '&', the last user_id / request_id / quantity wins, '+' is a space, %XX a byte,
+ *    nothing else escaped; a quantity is 1-15 decimal digits worth 1 to SK_LIMIT_MAX);
  *  - whether a body is read as a form (sk_api_is_form) depends on its first
  *    non-blank byte and the declared type only. */
 #include <errno.h>
@@ -37,6 +39,7 @@ typedef struct {
     const char *field;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
+    uint32_t q;
 } result_t;
 
 static result_t parse(const uint8_t *data, size_t size, bool form)
@@ -47,7 +50,7 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         memcpy(buf, data, size);
     result_t r;
     memset(&r, 0x5a, sizeof(r)); /* the parser must write what it reports */
-    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.field);
+    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.q, &r.field);
     free(buf);
     CHECK(r.rc == 0 || r.rc == -EINVAL);
     if (r.rc == 0) {
@@ -55,20 +58,23 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         CHECK(strlen(r.user) == r.ul && strlen(r.req) == r.rl);
         CHECK(sk_valid_user_id(r.user, r.ul));
         CHECK(sk_valid_request_id(r.req, r.rl));
+        CHECK(r.q >= 1 && r.q <= SK_LIMIT_MAX);
     } else {
         CHECK(r.field != NULL);
-        CHECK(strcmp(r.field, "body") == 0 || strcmp(r.field, "user_id") == 0 || strcmp(r.field, "request_id") == 0);
+        CHECK(strcmp(r.field, "body") == 0 || strcmp(r.field, "user_id") == 0 || strcmp(r.field, "request_id") == 0 ||
+              strcmp(r.field, "quantity") == 0);
     }
     return r;
 }
 
-/* What jansson makes of the body: 0 with the ids filled in, or -EINVAL. */
-static int json_oracle(const uint8_t *data, size_t size, char *user, char *req)
+/* What jansson makes of the body: 0 with the ids and quantity filled in, or -EINVAL. */
+static int json_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q)
 {
     json_error_t jerr;
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     int rc = -EINVAL;
     user[0] = req[0] = '\0';
+    *q = 1;
     if (!root || !json_is_object(root))
         goto out;
     const char *key;
@@ -83,6 +89,11 @@ static int json_oracle(const uint8_t *data, size_t size, char *user, char *req)
         } else if (strcmp(key, "request_id") == 0) {
             dst = req;
             max = SK_REQUEST_MAX;
+        } else if (strcmp(key, "quantity") == 0) {
+            if (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > SK_LIMIT_MAX)
+                goto out;
+            *q = (uint32_t)json_integer_value(val);
+            continue;
         } else {
             goto out;
         }
@@ -129,9 +140,10 @@ static bool form_value(const uint8_t *s, size_t n, char *dst, size_t max, size_t
     return true;
 }
 
-static int form_oracle(const uint8_t *data, size_t size, char *user, char *req)
+static int form_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q)
 {
     user[0] = req[0] = '\0';
+    *q = 1;
     size_t ul = 0, rl = 0, start = 0;
     while (start < size) {
         size_t end = start;
@@ -147,6 +159,21 @@ static int form_oracle(const uint8_t *data, size_t size, char *user, char *req)
                 return -EINVAL;
             if (kl == 10 && memcmp(k, "request_id", 10) == 0 && !form_value(v, vl, req, SK_REQUEST_MAX, &rl))
                 return -EINVAL;
+            if (kl == 8 && memcmp(k, "quantity", 8) == 0) {
+                char digits[16];
+                size_t dl;
+                if (!form_value(v, vl, digits, 15, &dl) || dl == 0)
+                    return -EINVAL;
+                uint64_t n = 0;
+                for (size_t i = 0; i < dl; i++) {
+                    if (digits[i] < '0' || digits[i] > '9')
+                        return -EINVAL;
+                    n = n * 10 + (uint64_t)(digits[i] - '0');
+                }
+                if (n < 1 || n > SK_LIMIT_MAX)
+                    return -EINVAL;
+                *q = (uint32_t)n;
+            }
         }
         start = end + 1;
     }
@@ -181,21 +208,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
+    uint32_t q;
 
     result_t j = parse(data, size, false);
-    int want = json_oracle(data, size, user, req);
+    int want = json_oracle(data, size, user, req, &q);
     CHECK(j.rc == want);
     if (want == 0) {
         CHECK(strcmp(j.user, user) == 0);
         CHECK(strcmp(j.req, req) == 0);
+        CHECK(j.q == q);
     }
 
     result_t f = parse(data, size, true);
-    want = form_oracle(data, size, user, req);
+    want = form_oracle(data, size, user, req, &q);
     CHECK(f.rc == want);
     if (want == 0) {
         CHECK(strcmp(f.user, user) == 0);
         CHECK(strcmp(f.req, req) == 0);
+        CHECK(f.q == q);
     }
 
     check_is_form(data, size);

@@ -27,8 +27,11 @@ import sklib
 
 browser_dir = sys.argv[1]
 token = "browser-test-token"
-with sklib.Server(admin_token=token) as srv:
-    env = dict(os.environ, SECKILL_URL=f"http://{srv.host}:{srv.port}", SECKILL_ADMIN_TOKEN=token)
+# Streams end every 6-8 s, so that every test also runs across the page reopening them.
+life_ms = 8000
+with sklib.Server("--stream-lifetime", str(life_ms), admin_token=token) as srv:
+    env = dict(os.environ, SECKILL_URL=f"http://{srv.host}:{srv.port}", SECKILL_ADMIN_TOKEN=token,
+               SECKILL_STREAM_LIFETIME_MS=str(life_ms))
     try:
         rc = subprocess.run(["node", "e2e.mjs"], cwd=browser_dir, env=env, timeout=540).returncode
     except subprocess.TimeoutExpired:

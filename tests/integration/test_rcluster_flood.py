@@ -3,12 +3,15 @@ primaries with a replica each; nodes and the drain with --replicas-ack 1): three
 one on each shard, flooded at once through nginx and audited on PostgreSQL; PostgreSQL
 compared with every shard's holders; the streams trimmed once drained; the drain
 killed and restarted after trimming; reconciliation; and 100 ended sales retired, after
-which Redis holds about what one drained sale needs."""
+which Redis holds about what one drained sale needs.
+
+The same with MariaDB as the system of record (scripts/cluster up --db mysql
+--redis-cluster): test_rcluster_flood_mysql.py."""
 import os
 import time
 import urllib.request
 
-from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot
+from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot, test_db
 from sklib import SRC
 
 C = None
@@ -41,16 +44,16 @@ def node_purchases(i, sale):
 
 
 def check_against_redis(ck, sale, expect):
-    """PostgreSQL holds exactly the orders the sale's shard holds; the stream is trimmed;
+    """The database holds exactly the orders the sale's shard holds; the stream is trimmed;
     the drain reports the counts reconciled."""
-    rows = C.psql(f"SELECT order_id, user_id, request_id FROM orders WHERE sale_id = '{sale}'")
+    rows = C.sql(f"SELECT order_id, user_id, request_id FROM orders WHERE sale_id = '{sale}'")
     in_redis = holders_orders(sale, C.rc_cmd(f"sk:{{{sale}}}:holders", "HGETALL", f"sk:{{{sale}}}:holders"))
-    ck.eq(len(rows), expect, f"{sale}: PostgreSQL holds {expect} orders")
+    ck.eq(len(rows), expect, f"{sale}: {C.title} holds {expect} orders")
     ck.eq({r[0]: (r[1], r[2]) for r in rows}, in_redis, f"{sale}: the same orders as its shard's holders hash")
     trimmed = wait_for(lambda: C.rc_cmd(f"sk:{{{sale}}}:orders", "XLEN", f"sk:{{{sale}}}:orders") == 0, 20)
     ck.check(trimmed, f"{sale}: the drained entries were trimmed from the stream")
     diff = wait_for(lambda: drain_metric("seckill_drain_reconcile_diff", {"sale": sale}) == 0, 20)
-    ck.check(diff, f"{sale}: the drain reports Redis and PostgreSQL reconciled (diff 0): "
+    ck.check(diff, f"{sale}: the drain reports Redis and {C.title} reconciled (diff 0): "
                    f"{drain_metric('seckill_drain_reconcile_diff', {'sale': sale})}")
 
 
@@ -80,7 +83,7 @@ def test_spread_flood(ck):
     ck.eq(len(set(C.primary_of_slot(sale_slot(s)) for s in sales)), 3,
           f"the sales {sales} live on three different primaries")
     runs = [C.bench("--create-sale", f"stock=1500,starts_in=2s,id={sid}", "--users", "2500", "-c", "16",
-                    "--retries", "10", "--audit-pg", C.vars["PG_URL"], background=True) for sid in sales]
+                    "--retries", "10", *C.audit_args(), background=True) for sid in sales]
     for sid, (proc, jpath) in zip(sales, runs):
         try:
             out, _ = proc.communicate(timeout=240)
@@ -92,7 +95,7 @@ def test_spread_flood(ck):
         a = rep.get("audit") or {}
         for k in ("oversold", "undersold", "lost", "phantom", "duplicates"):
             ck.eq(a.get(k), 0, f"{sid}: {k}")
-        ck.eq(a.get("store_orders"), 1500, f"{sid}: sold out exactly, every order in PostgreSQL")
+        ck.eq(a.get("store_orders"), 1500, f"{sid}: sold out exactly, every order in {C.title}")
         c = rep.get("counts") or {}
         print(f"  {sid}: confirmed {c.get('confirmed')}, 503 {c.get('unavailable')}, retries {rep.get('retries')}",
               flush=True)
@@ -107,7 +110,7 @@ def test_drain_restart_after_trim(ck):
     # again: it finds its group where it left it and moves the rest.
     sid = C.sale_on(primaries()[0], "restart")
     rc, out, rep = C.bench("--create-sale", f"stock=3000,starts_in=1s,id={sid}", "--users", "800", "-c", "16",
-                           "--audit-pg", C.vars["PG_URL"])
+                           *C.audit_args())
     ck.eq(rc, 0, f"first flood audited clean\n{out[-2000:]}")
     ck.check(wait_for(lambda: C.rc_cmd(f"sk:{{{sid}}}:orders", "XLEN", f"sk:{{{sid}}}:orders") == 0, 20),
              "its stream was trimmed after the drain moved it")
@@ -174,9 +177,9 @@ def test_retired_sales_and_memory(ck):
           f"sale {one / 1e6:.3f} MB, the {n_sales} sales {(full - one_total) / 1e6:.2f} MB", flush=True)
     total = n_sales * orders
 
-    def all_in_pg():
-        return int(C.psql("SELECT count(*) FROM orders WHERE sale_id LIKE 'old%'")[0][0]) == total
-    ck.check(wait_for(all_in_pg, 120, step=1), f"all {total} orders reached PostgreSQL")
+    def all_in_db():
+        return int(C.sql("SELECT count(*) FROM orders WHERE sale_id LIKE 'old%'")[0][0]) == total
+    ck.check(wait_for(all_in_db, 120, step=1), f"all {total} orders reached {C.title}")
 
     def all_gone():
         gone = 0
@@ -228,5 +231,9 @@ def tests(cluster):
     return [test_up, test_spread_flood, test_drain_restart_after_trim, test_retired_sales_and_memory, test_down]
 
 
+def main(db):
+    run_cluster_tests(tests, db, up_args=("--redis-cluster",), env={"SECKILL_DRAIN_ARGS": "--retention 1"})
+
+
 if __name__ == "__main__":
-    run_cluster_tests(tests, up_args=("--redis-cluster",), env={"SECKILL_DRAIN_ARGS": "--retention 1"})
+    main(test_db())

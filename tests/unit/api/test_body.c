@@ -12,6 +12,7 @@ typedef struct {
     size_t ul;
     char req[SK_REQUEST_MAX + 1];
     size_t rl;
+    uint32_t q;
     const char *field;
 } parsed_t;
 
@@ -19,7 +20,7 @@ static parsed_t parse(const char *body, bool form)
 {
     parsed_t p;
     memset(&p, 0, sizeof(p));
-    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.field);
+    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.q, &p.field);
     return p;
 }
 

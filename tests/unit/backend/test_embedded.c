@@ -1,6 +1,8 @@
 /* The embedded ledger (src/backend/embedded.c) through the engine: commits whose
- * outcome is in doubt (faults injected around the journal's COMMIT), and a user with a
- * hundred thousand orders. */
+ * outcome is in doubt (faults injected around the journal's COMMIT), a user with a
+ * hundred thousand orders, and the order lifecycle: every transition, expiry by the
+ * deadline heap (a fake clock), the ledger waking for deadlines, replay, transitions in
+ * doubt, and the workers' gate while reservations are pending. */
 #define _XOPEN_SOURCE 700
 #include <stdatomic.h>
 #include <unistd.h>
@@ -81,7 +83,7 @@ SK_TEST(test_commit_failed_after_reaching_the_disk)
     ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
     ASSERT_EQ(a.seq, 4);
     ASSERT_EQ(sk_sale_sold(s), 4);
-    ASSERT_TRUE(sk_sale_final(s));
+    ASSERT_TRUE(sk_sale_is_sold_out(s));
     a = buy1(&f.r, s, "c", "r-c");
     ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
     ASSERT_EQ(a.seq, 3);
@@ -92,10 +94,9 @@ SK_TEST(test_commit_failed_after_reaching_the_disk)
     s = sk_engine_find_sale(f.e, "doubt", 5);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(sk_sale_sold(s), 4);
-    sk_order_t o;
-    uint32_t held;
-    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "c", 1, "r-c", 3, &o, &held), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, 3);
+    a = buy1(&f.r, s, "c", "r-c");
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 3);
     fixture_destroy(&f);
 }
 
@@ -227,5 +228,347 @@ SK_TEST(test_one_user_100000_orders)
     fixture_destroy(&f);
 }
 
+/* ---- the order lifecycle ------------------------------------------------------------------ */
+
+/* The ledger's clock in these tests: set by the test, read by the ledger at each batch. */
+static _Atomic int64_t fake_now;
+
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&fake_now);
+}
+
+static void install_clock(sk_backend_t *b, void *arg)
+{
+    (void)arg;
+    sk_backend_embedded_set_clock(b, fake_clock, NULL);
+}
+
+static void install_both(sk_backend_t *b, void *arg)
+{
+    install_clock(b, arg);
+    install_fault(b, arg);
+}
+
+static void assert_counts(const sk_sale_t *s, int64_t held, int64_t sold)
+{
+    sk_sale_counts_t c = counts_of(s);
+    ASSERT_EQ(c.held, held);
+    ASSERT_EQ(c.sold, sold);
+}
+
+/* Makes the ledger run a batch (it expires what is due first) and returns the order. */
+static answer_t get1(runner_t *r, sk_sale_t *s, uint64_t seq)
+{
+    return order_op1(r, SK_OP_GET_ORDER, s, seq, NULL);
+}
+
+SK_TEST(test_lifecycle_transitions)
+{
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    sk_sale_t *s = window_sale(&f.r, "life", 10, 4, 3, 1000);
+    ASSERT_TRUE(s != NULL);
+    answer_t a = buy_q1(&f.r, s, "u1", "r1", 2);
+    ASSERT_EQ(a.result, SK_BUY_RESERVED);
+    ASSERT_EQ(a.seq, 1);
+    ASSERT_EQ(a.order.pay_by, t0 + 1000);
+    ASSERT_EQ(a.order.quantity, 2);
+    ASSERT_EQ(a.order.state, SK_ORDER_RESERVED);
+    ASSERT_EQ(a.remaining, 8);
+    assert_counts(s, 2, 0);
+    a = buy_q1(&f.r, s, "u1", "r1", 2);
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.order.state, SK_ORDER_RESERVED);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).result, SK_BUY_RESERVED);
+    ASSERT_EQ(buy_q1(&f.r, s, "u3", "r3", 3).result, SK_BUY_RESERVED);
+    a = buy_q1(&f.r, s, "u3", "r4", 2); /* 3 units held + 2 > 4: units, not orders */
+    ASSERT_EQ(a.result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(a.held, 3);
+    ASSERT_EQ(buy_q1(&f.r, s, "u4", "r", 4).result, SK_BUY_BAD_QUANTITY);
+    ASSERT_EQ(buy_q1(&f.r, s, "u5", "r", 3).result, SK_BUY_RESERVED);
+    a = buy_q1(&f.r, s, "u6", "r", 2); /* 1 unit left, 2 asked: all or nothing */
+    ASSERT_EQ(a.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a.remaining, 1);
+    assert_counts(s, 9, 0);
+
+    /* A payment received at pay_by confirms. */
+    atomic_store(&fake_now, t0 + 1000);
+    a = order_op1(&f.r, SK_OP_PAY, s, 1, "p1");
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(a.order.paid_at, t0 + 1000);
+    ASSERT_STR_EQ(a.order.payment_id, "p1");
+    assert_counts(s, 7, 2);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "p1").tr, SK_TR_DUPLICATE);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "p2").tr, SK_TR_ALREADY_PAID);
+    a = order_op1(&f.r, SK_OP_CANCEL, s, 1, "u1");
+    ASSERT_EQ(a.tr, SK_TR_NOT_RESERVED);
+    ASSERT_EQ(a.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 2, "u1").status, -EPERM); /* someone else's */
+    a = order_op1(&f.r, SK_OP_CANCEL, s, 2, "u2");
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.state, SK_ORDER_CANCELLED);
+    ASSERT_EQ(a.order.closed_at, t0 + 1000);
+    assert_counts(s, 6, 2);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 2, NULL).tr, SK_TR_NOT_RESERVED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_REFUND, s, 2, NULL).tr, SK_TR_NOT_CONFIRMED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 2, "p").tr, SK_TR_CANCELLED);
+    a = order_op1(&f.r, SK_OP_REFUND, s, 1, NULL);
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.state, SK_ORDER_REFUNDED);
+    assert_counts(s, 6, 0);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "p1").tr, SK_TR_REFUNDED);
+    ASSERT_EQ(get1(&f.r, s, 99).status, -ENOENT);
+    ASSERT_EQ(get1(&f.r, s, 0).status, -ENOENT);
+
+    /* One ms after pay_by: the batch expires what is due before the payment, which is
+     * told so (and never confirms, I8). */
+    atomic_store(&fake_now, t0 + 1001);
+    a = order_op1(&f.r, SK_OP_PAY, s, 3, "p3");
+    ASSERT_EQ(a.tr, SK_TR_EXPIRED);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 1001);
+    assert_counts(s, 0, 0);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 4, NULL).tr, SK_TR_NOT_RESERVED); /* u5's expired too */
+    /* Returned units sell again, and the limit counts only active units. */
+    a = buy_q1(&f.r, s, "u3", "r5", 3);
+    ASSERT_EQ(a.result, SK_BUY_RESERVED);
+    ASSERT_EQ(a.seq, 5);
+    ASSERT_EQ(a.order.pay_by, t0 + 2001);
+    a = buy_q1(&f.r, s, "u3", "r3", 1); /* the first request: still that order, now expired */
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 3);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    assert_counts(s, 3, 0);
+    answer_t l = orders_of1(&f.r, s, "u3");
+    ASSERT_EQ(l.n_orders, 2);
+    ASSERT_EQ(l.orders[0].state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(l.orders[1].state, SK_ORDER_RESERVED);
+    ASSERT_EQ(l.orders[1].quantity, 3);
+    free(l.orders);
+    const sk_engine_stats_t *st = sk_engine_stats(f.e);
+    ASSERT_EQ(sk_counter_get(&st->transitions[SK_ORDER_EXPIRED]), 2);
+    ASSERT_EQ(sk_counter_get(&st->transitions[SK_ORDER_CONFIRMED]), 1);
+    fixture_close(&f);
+
+    /* Replayed in order after a restart: the same states, times and counts. */
+    ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
+    s = sk_engine_find_sale(f.e, "life", 4);
+    ASSERT_TRUE(s != NULL);
+    assert_counts(s, 3, 0);
+    static const sk_order_state_t want[] = {SK_ORDER_REFUNDED, SK_ORDER_CANCELLED, SK_ORDER_EXPIRED, SK_ORDER_EXPIRED,
+                                            SK_ORDER_RESERVED};
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        ASSERT_EQ(get1(&f.r, s, seq).order.state, want[seq - 1]);
+    a = get1(&f.r, s, 1);
+    ASSERT_STR_EQ(a.order.payment_id, "p1");
+    ASSERT_EQ(a.order.paid_at, t0 + 1000);
+    ASSERT_EQ(a.order.closed_at, t0 + 1000);
+    ASSERT_EQ(a.order.quantity, 2);
+    ASSERT_EQ(sk_sale_params(s)->max_quantity, 3);
+    ASSERT_EQ(sk_sale_params(s)->payment_window_ms, 1000);
+    ASSERT_EQ(buy_q1(&f.r, s, "u3", "r6", 2).result, SK_BUY_LIMIT_REACHED);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_expiry_in_deadline_order)
+{
+    /* Three sales, two windows: every reservation expires once the ledger's clock is
+     * past its pay_by, in each sale's order, and none before; paid ones never. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    sk_sale_t *s1 = window_sale(&f.r, "short", 10, 5, 1, 100);
+    sk_sale_t *s2 = window_sale(&f.r, "long", 10, 5, 1, 300);
+    sk_sale_t *s3 = live_sale(&f.r, "final", 10, 5);
+    ASSERT_TRUE(s1 && s2 && s3);
+    answer_t a[3];
+    buy(&f.r, s1, "a1", "", &a[0]);
+    buy(&f.r, s1, "a2", "", &a[1]);
+    buy(&f.r, s2, "b1", "", &a[2]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(buy1(&f.r, s3, "c1", "").result, SK_BUY_CONFIRMED);
+    atomic_store(&fake_now, t0 + 50);
+    ASSERT_EQ(buy1(&f.r, s1, "a3", "").result, SK_BUY_RESERVED); /* pay_by t0 + 150 */
+    ASSERT_EQ(buy1(&f.r, s2, "b2", "").result, SK_BUY_RESERVED); /* pay_by t0 + 350 */
+    atomic_store(&fake_now, t0 + 60);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s1, 2, "pay-a2").tr, SK_TR_OK);
+    struct {
+        int64_t at;
+        int64_t held1, held2;
+    } steps[] = {{t0 + 100, 2, 2}, {t0 + 101, 1, 2}, {t0 + 150, 1, 2}, {t0 + 151, 0, 2},
+                 {t0 + 300, 0, 2}, {t0 + 301, 0, 1}, {t0 + 351, 0, 0}};
+    for (size_t i = 0; i < SK_ARRAY_LEN(steps); i++) {
+        atomic_store(&fake_now, steps[i].at);
+        get1(&f.r, s3, 1); /* any batch sweeps what is due */
+        assert_counts(s1, steps[i].held1, 1);
+        assert_counts(s2, steps[i].held2, 0);
+    }
+    ASSERT_EQ(get1(&f.r, s1, 1).order.closed_at, t0 + 101);
+    ASSERT_EQ(get1(&f.r, s1, 2).order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(get1(&f.r, s1, 3).order.closed_at, t0 + 151);
+    ASSERT_EQ(get1(&f.r, s2, 2).order.state, SK_ORDER_EXPIRED);
+    assert_counts(s3, 0, 1);
+    ASSERT_EQ(sk_counter_get(&sk_engine_stats(f.e)->transitions[SK_ORDER_EXPIRED]), 4);
+    fixture_destroy(&f);
+}
+
+/* Waits (bounded) until the sale holds no unit; returns whether it got there. */
+static bool wait_for_no_held(const sk_sale_t *s)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (counts_of(s).held == 0)
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+SK_TEST(test_writer_wakes_for_deadlines)
+{
+    /* Nobody sends anything after the reservations: the ledger wakes at the deadline
+     * by itself. And deadlines that pass while the process is down expire at start. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "idle", 5, 1, 1, 150);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "x", "").result, SK_BUY_RESERVED);
+    ASSERT_EQ(buy1(&f.r, s, "y", "").result, SK_BUY_RESERVED);
+    ASSERT_TRUE(wait_for_no_held(s));
+    ASSERT_EQ(counts_of(s).sold, 0);
+
+    sk_sale_t *d = window_sale(&f.r, "down", 5, 1, 1, 300);
+    ASSERT_TRUE(d != NULL);
+    ASSERT_EQ(buy1(&f.r, d, "p", "").result, SK_BUY_RESERVED);
+    ASSERT_EQ(buy1(&f.r, d, "q", "").result, SK_BUY_RESERVED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, d, 1, "paid").tr, SK_TR_OK);
+    fixture_close(&f);
+    usleep(400 * 1000); /* q's deadline passes while no process runs */
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    d = sk_engine_find_sale(f.e, "down", 4);
+    ASSERT_TRUE(d != NULL);
+    ASSERT_TRUE(wait_for_no_held(d));
+    assert_counts(d, 0, 1);
+    fixture_close(&f);
+    /* The expiry was journaled: the same after another restart. */
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    d = sk_engine_find_sale(f.e, "down", 4);
+    assert_counts(d, 0, 1);
+    ASSERT_EQ(get1(&f.r, d, 2).order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(get1(&f.r, d, 1).order.state, SK_ORDER_CONFIRMED);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_transition_commit_in_doubt)
+{
+    /* A batch of transitions whose commit is in doubt is settled from the journal like
+     * one of orders: stored, it stands; not stored, it is put back. */
+    faults(false, false, false);
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "doubt2", 10, 1, 1, HOUR_MS);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "a", "").result, SK_BUY_RESERVED);
+    ASSERT_EQ(buy1(&f.r, s, "b", "").result, SK_BUY_RESERVED);
+
+    faults(false, true, true); /* stored, but nobody can tell */
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "pa").status, -EIO);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "pa").status, -EIO); /* in doubt: nothing decided */
+    ASSERT_EQ(buy1(&f.r, s, "c", "").result, SK_BUY_UNAVAILABLE);
+    faults(false, false, false);
+    answer_t a = order_op1(&f.r, SK_OP_PAY, s, 1, "pa");
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(a.tr, SK_TR_DUPLICATE); /* the first payment stood */
+    assert_counts(s, 1, 1);
+
+    faults(true, false, true); /* not stored, and nobody can tell */
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 2, "b").status, -EIO);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_REFUND, s, 1, NULL).status, -EIO);
+    assert_counts(s, 1, 1);
+    faults(false, false, false);
+    a = order_op1(&f.r, SK_OP_CANCEL, s, 2, "b");
+    ASSERT_EQ(a.tr, SK_TR_OK); /* the first cancel was put back */
+    assert_counts(s, 0, 1);
+    /* A refund whose commit failed for certain is put back at once. */
+    faults(true, false, false);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_REFUND, s, 1, NULL).status, -EIO);
+    faults(false, false, false);
+    assert_counts(s, 0, 1);
+    ASSERT_EQ(get1(&f.r, s, 1).order.state, SK_ORDER_CONFIRMED);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "doubt2", 6);
+    assert_counts(s, 0, 1);
+    ASSERT_EQ(get1(&f.r, s, 1).order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(get1(&f.r, s, 2).order.state, SK_ORDER_CANCELLED);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_gate_while_reservations_pending)
+{
+    /* Sold out with every unit reserved: the crowd is answered by the workers; a holder
+     * goes to the ledger; the moment a unit returns, purchases go to the ledger again. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "pending", 2, 1, 1, HOUR_MS);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "h1", "r").result, SK_BUY_RESERVED);
+    ASSERT_EQ(buy1(&f.r, s, "h2", "r").result, SK_BUY_RESERVED);
+    ASSERT_TRUE(sk_sale_is_sold_out(s));
+    ASSERT_EQ(sk_sale_state(s, sk_now_ms()), SK_SALE_SOLD_OUT);
+    sk_buy_result_t r;
+    char u[32];
+    for (int i = 0; i < 1000; i++) {
+        user_name(u, sizeof(u), "crowd", i);
+        ASSERT_TRUE(gate(s, u, 1, sk_now_ms(), &r));
+        ASSERT_EQ(r, SK_BUY_SOLD_OUT);
+    }
+    ASSERT_TRUE(!gate(s, "h1", 1, sk_now_ms(), &r));
+    ASSERT_EQ(buy1(&f.r, s, "h1", "r").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 1, "h1").tr, SK_TR_OK);
+    ASSERT_TRUE(!sk_sale_is_sold_out(s));
+    ASSERT_TRUE(!gate(s, "crowd7", 1, sk_now_ms(), &r));
+    ASSERT_EQ(buy1(&f.r, s, "crowd7", "r").result, SK_BUY_RESERVED);
+    ASSERT_TRUE(gate(s, "crowd8", 1, sk_now_ms(), &r));
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_many_orders_without_request_ids)
+{
+    /* Request ids are optional: a buyer past the walk limit who never sent one, then
+     * sends one, is decided (the ledger once read a request index the sale never
+     * allocated, and the whole node died), and so is every later purchase of the sale
+     * once it is sold out. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = live_sale(&f.r, "anon", 11, 20);
+    ASSERT_TRUE(s != NULL);
+    for (int i = 0; i < 9; i++)
+        ASSERT_EQ(buy1(&f.r, s, "u", "").result, SK_BUY_CONFIRMED);
+    answer_t a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(a.seq, 10);
+    ASSERT_EQ(buy1(&f.r, s, "u", "r-10").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy1(&f.r, s, "v", "").result, SK_BUY_CONFIRMED);
+    a = buy1(&f.r, s, "u", "r-11");
+    ASSERT_EQ(a.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a.held, 10);
+    a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 10);
+    fixture_destroy(&f);
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);)
+             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);
+             SK_RUN(test_lifecycle_transitions); SK_RUN(test_expiry_in_deadline_order);
+             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
+             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);)

@@ -1,6 +1,7 @@
 /* The SQLite journal behind the embedded ledger: sales and order batches survive a
  * close and reopen, each sale's orders in seq order; duplicates are refused without
- * storing anything. */
+ * storing anything; transitions are replayed merged with the orders by lsn; the orders
+ * view gives every order's state; a version 1 file is migrated in place. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <stdio.h>
@@ -87,7 +88,7 @@ SK_TEST(test_round_trip)
     j = sk_journal_open(data, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
     /* Sales in creation order (created_at), whatever the id or insert order. */
     ASSERT_EQ(l.sales, 2);
     ASSERT_STR_EQ(l.sale_ids[0], "s-a/First/100/200/1/40");
@@ -119,7 +120,7 @@ SK_TEST(test_round_trip)
 
     /* A callback's non-zero value stops the replay and is returned. */
     loaded_t l2 = {.stop_after = 2};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l2), 7);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l2), 7);
     ASSERT_EQ(l2.orders, 2);
     sk_journal_close(j);
 
@@ -164,7 +165,7 @@ SK_TEST(test_batch_all_or_nothing)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
     ASSERT_EQ(l.orders, 2);
     ASSERT_STR_EQ(l.users[0], "u1");
     ASSERT_STR_EQ(l.users[1], "u4");
@@ -196,7 +197,7 @@ SK_TEST(test_many_batches)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
     ASSERT_EQ(l.orders, BATCH * BATCHES);
     ASSERT_STR_EQ(l.order_ids[63], "big/64");
     sk_journal_close(j);
@@ -291,12 +292,257 @@ SK_TEST(test_last_seq_and_faults)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
     ASSERT_EQ(l.orders, 4);
     ASSERT_STR_EQ(l.users[3], "u4");
     sk_journal_close(j);
     rm_rf(dir);
 }
 
+/* ---- version 2: transitions, quantities, windows ---------------------------------------- */
+
+/* Everything replayed, in the order it came, as text lines. */
+typedef struct {
+    char lines[64][200];
+    int n;
+} trace_t;
+
+static int trace_sale(void *arg, const sk_journal_sale_t *s)
+{
+    trace_t *t = arg;
+    snprintf(t->lines[t->n++ % 64], 200, "sale %s q%lld w%lld", s->id, (long long)s->max_quantity,
+             (long long)s->payment_window_ms);
+    return 0;
+}
+
+static int trace_order(void *arg, const sk_journal_order_t *o)
+{
+    trace_t *t = arg;
+    snprintf(t->lines[t->n++ % 64], 200, "order %s/%llu %s %s x%u at %lld by %lld", o->sale_id,
+             (unsigned long long)o->seq, o->user_id, o->request_id, o->quantity, (long long)o->created_at,
+             (long long)o->pay_by);
+    return 0;
+}
+
+static int trace_event(void *arg, const sk_journal_event_t *e)
+{
+    trace_t *t = arg;
+    snprintf(t->lines[t->n++ % 64], 200, "%s %s/%llu at %lld%s%s", sk_order_event_name(e->kind), e->sale_id,
+             (unsigned long long)e->seq, (long long)e->at, e->arg ? " " : "", e->arg ? e->arg : "");
+    return 0;
+}
+
+/* One column of one row of a query on the file, as text ("" for NULL). */
+static void query1(const char *dir, const char *sql, char *out, size_t cap)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/seckill.db", dir);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        SK_FAIL_AT("%s: %s", sql, sqlite3_errmsg(db));
+    out[0] = '\0';
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+SK_TEST(test_transitions_round_trip)
+{
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t sa = {"w-1", "Window", 10, 0, 99999, 4, 5, 2, 100};
+    ASSERT_EQ(sk_journal_put_sale(j, &sa), 0);
+    sk_journal_order_t b1[] = {
+        {"w-1", 1, "a", "ra", 1000, 1100, 1},
+        {"w-1", 2, "b", "rb", 1000, 1100, 2},
+        {"w-1", 3, "c", "", 1000, 1100, 1},
+        {"w-1", 4, "d", "rd", 1000, 1100, 1},
+    };
+    uint64_t first, last;
+    ASSERT_EQ(sk_journal_put_batch(j, b1, 4, NULL, 0, &first, &last), 0);
+    ASSERT_EQ(last, first); /* one row */
+    /* The next batch, in decision order: a payment, a cancel, an expiry (decided first in
+     * the ledger, so any order), a refund of what it just paid, and a new order. The
+     * rows go: expire, cancel, pay, refund, orders. */
+    sk_journal_event_t ev[] = {
+        {"w-1", 1, SK_EV_PAY, 1050, "pay-1"},
+        {"w-1", 2, SK_EV_CANCEL, 1050, "buyer"},
+        {"w-1", 3, SK_EV_EXPIRE, 1050, NULL},
+        {"w-1", 1, SK_EV_REFUND, 1050, NULL},
+    };
+    sk_journal_order_t b2[] = {{"w-1", 5, "e", "re", 1050, 1150, 1}};
+    uint64_t f2, l2;
+    ASSERT_EQ(sk_journal_put_batch(j, b2, 1, ev, 4, &f2, &l2), 0);
+    ASSERT_EQ(f2, last + 1);
+    ASSERT_EQ(l2, f2 + 4); /* four event rows and one order row */
+    bool found = false;
+    ASSERT_EQ(sk_journal_has_lsn(j, f2, l2, &found), 0);
+    ASSERT_TRUE(found);
+    ASSERT_EQ(sk_journal_has_lsn(j, l2 + 1, l2 + 10, &found), 0);
+    ASSERT_TRUE(!found);
+    /* Nothing to write: no lsn taken, nothing stored. */
+    uint64_t f3, l3;
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, NULL, 0, &f3, &l3), 0);
+    ASSERT_TRUE(f3 > l3);
+    sk_journal_close(j);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    trace_t t = {0};
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(t.n, 10);
+    ASSERT_STR_EQ(t.lines[0], "sale w-1 q2 w100");
+    ASSERT_STR_EQ(t.lines[1], "order w-1/1 a ra x1 at 1000 by 1100");
+    ASSERT_STR_EQ(t.lines[2], "order w-1/2 b rb x2 at 1000 by 1100");
+    ASSERT_STR_EQ(t.lines[4], "order w-1/4 d rd x1 at 1000 by 1100");
+    ASSERT_STR_EQ(t.lines[5], "expire w-1/3 at 1050");
+    ASSERT_STR_EQ(t.lines[6], "cancel w-1/2 at 1050 buyer");
+    ASSERT_STR_EQ(t.lines[7], "pay w-1/1 at 1050 pay-1");
+    ASSERT_STR_EQ(t.lines[8], "refund w-1/1 at 1050");
+    ASSERT_STR_EQ(t.lines[9], "order w-1/5 e re x1 at 1050 by 1150");
+    /* A new batch after the reopen continues the lsns. */
+    sk_journal_event_t ev2[] = {{"w-1", 4, SK_EV_PAY, 1060, "pay-4"}};
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev2, 1, &f3, &l3), 0);
+    ASSERT_EQ(f3, l2 + 1);
+    sk_journal_close(j);
+
+    /* The orders view: every order's current state. */
+    char v[300];
+    query1(dir, "SELECT group_concat(order_id || ':' || state || ':' || quantity, ' ') FROM orders", v, sizeof(v));
+    ASSERT_STR_EQ(v, "w-1-0000000001:refunded:1 w-1-0000000002:cancelled:2 w-1-0000000003:expired:1 "
+                     "w-1-0000000004:confirmed:1 w-1-0000000005:reserved:1");
+    query1(dir, "SELECT payment_id || ' ' || paid_at || ' ' || closed_at || ' ' || pay_by FROM orders WHERE seq = 1", v,
+           sizeof(v));
+    ASSERT_STR_EQ(v, "pay-1 1050 1050 1100");
+    query1(dir, "SELECT coalesce(paid_at, 'null') || ' ' || closed_at FROM orders WHERE seq = 3", v, sizeof(v));
+    ASSERT_STR_EQ(v, "null 1050");
+    query1(dir, "PRAGMA user_version", v, sizeof(v));
+    ASSERT_STR_EQ(v, "2");
+    rm_rf(dir);
+}
+
+SK_TEST(test_grouping_many_sales)
+{
+    /* A batch interleaving sales and kinds: one row per (kind, sale), each in its own
+     * decision order, and a sale's orders still consecutive. */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    char ids[3][8] = {"x", "y", "z"};
+    for (int i = 0; i < 3; i++) {
+        sk_journal_sale_t s = {ids[i], ids[i], 100, 0, 99999, 10, 1 + i, 1, 1000};
+        ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+    }
+    sk_journal_order_t o[9];
+    for (int i = 0; i < 9; i++)
+        o[i] = (sk_journal_order_t){ids[i % 3], (uint64_t)(i / 3 + 1), "u", "", 5, 1005, 1};
+    uint64_t f, l;
+    ASSERT_EQ(sk_journal_put_batch(j, o, 9, NULL, 0, &f, &l), 0);
+    ASSERT_EQ(l - f + 1, 3);
+    sk_journal_event_t ev[6];
+    for (int i = 0; i < 6; i++)
+        ev[i] = (sk_journal_event_t){ids[i % 3], (uint64_t)(3 - i / 3), i % 2 ? SK_EV_CANCEL : SK_EV_EXPIRE, 2000,
+                                     i % 2 ? "admin" : NULL};
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 6, &f, &l), 0);
+    ASSERT_EQ(l - f + 1, 6); /* x, y, z each with an expire and a cancel row */
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "SELECT group_concat(sale_id || kind || events, ' ') FROM (SELECT * FROM order_events ORDER BY lsn)", v,
+           sizeof(v));
+    ASSERT_STR_EQ(v, "xexpire[[3]] yexpire[[2]] zexpire[[3]] xcancel[[2,\"admin\"]] ycancel[[3,\"admin\"]] "
+                     "zcancel[[2,\"admin\"]]");
+    rm_rf(dir);
+}
+
+/* The schema of version 1, as that seckill wrote it. */
+static const char v1_schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE sales(id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
+    "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE order_batches(id INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL, created_at INTEGER NOT NULL, orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));"
+    "CREATE VIEW orders AS SELECT b.sale_id AS sale_id, b.first_seq + j.key AS seq, j.value ->> 0 AS user_id,"
+    "  j.value ->> 1 AS request_id, b.created_at AS created_at,"
+    "  b.sale_id || '-' || printf('%010d', b.first_seq + j.key) AS order_id"
+    "  FROM order_batches b, json_each(b.orders) j;"
+    "INSERT INTO sales VALUES('old', 'Old sale', 5, 10, 20000000000000, 2, 10);"
+    "INSERT INTO sales VALUES('old-2', 'Another', 3, 10, 20000000000000, 1, 11);"
+    "INSERT INTO order_batches VALUES(1, 'old', 1, 2, 100, '[[\"u1\",\"r1\"],[\"u2\",\"\"]]');"
+    "INSERT INTO order_batches VALUES(2, 'old-2', 1, 1, 101, '[[\"u1\",\"x\"]]');"
+    "INSERT INTO order_batches VALUES(3, 'old', 3, 1, 102, '[[\"u1\",\"r2\"]]');";
+
+SK_TEST(test_v1_migrated_in_place)
+{
+    char dir[256], path[300], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    snprintf(path, sizeof(path), "%s/seckill.db", dir);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, v1_schema, NULL, NULL, &msg) != SQLITE_OK)
+        SK_FAIL_AT("v1 schema: %s", msg);
+    sqlite3_close(db);
+
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    trace_t t = {0};
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(t.n, 6);
+    ASSERT_STR_EQ(t.lines[0], "sale old q1 w0");
+    ASSERT_STR_EQ(t.lines[2], "order old/1 u1 r1 x1 at 100 by 0");
+    ASSERT_STR_EQ(t.lines[3], "order old/2 u2  x1 at 100 by 0");
+    ASSERT_STR_EQ(t.lines[4], "order old-2/1 u1 x x1 at 101 by 0");
+    ASSERT_STR_EQ(t.lines[5], "order old/3 u1 r2 x1 at 102 by 0");
+    uint64_t last = 0;
+    ASSERT_EQ(sk_journal_last_seq(j, "old", &last), 0);
+    ASSERT_EQ(last, 3);
+    /* It goes on as a version 2 file: lsns after the old batches. */
+    sk_journal_order_t o = {"old", 4, "u3", "r", 200, 0, 2};
+    uint64_t f, l;
+    ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, &f, &l), 0);
+    ASSERT_EQ(f, 4);
+    sk_journal_event_t ev = {"old", 1, SK_EV_REFUND, 300, NULL};
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, &ev, 1, &f, &l), 0);
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "PRAGMA user_version", v, sizeof(v));
+    ASSERT_STR_EQ(v, "2");
+    query1(dir, "SELECT group_concat(order_id || ':' || state || ':' || quantity, ' ') FROM orders WHERE sale_id='old'",
+           v, sizeof(v));
+    ASSERT_STR_EQ(v, "old-0000000001:refunded:1 old-0000000002:confirmed:1 old-0000000003:confirmed:1 "
+                     "old-0000000004:confirmed:2");
+    /* Opened again: nothing left to migrate, the same replay. */
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    memset(&t, 0, sizeof(t));
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(t.n, 8);
+    ASSERT_STR_EQ(t.lines[7], "refund old/1 at 300");
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
+SK_TEST(test_newer_version_refused)
+{
+    char dir[256], path[300], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    snprintf(path, sizeof(path), "%s/seckill.db", dir);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_TRUE(sk_journal_open(dir, err, sizeof(err)) == NULL);
+    ASSERT_TRUE(strstr(err, "newer seckill") != NULL);
+    rm_rf(dir);
+}
+
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
-             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);)
+             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults); SK_RUN(test_transitions_round_trip);
+             SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place); SK_RUN(test_newer_version_refused);)

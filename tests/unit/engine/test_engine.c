@@ -14,11 +14,12 @@
 #include "engine_runner.h"
 #include "test.h"
 
-/* The worker's answer for a sale whose holders are final, at the current time. */
-static sk_buy_result_t final_answer(const sk_sale_t *s, const char *user, const char *req, sk_order_t *o)
+/* The worker's own answer (the gate) at the current time: SK_BUY__COUNT when the
+ * purchase goes to the ledger. */
+static sk_buy_result_t worker_answer(const sk_sale_t *s, const char *user)
 {
-    uint32_t held;
-    return sk_engine_final_answer(s, sk_now_ms(), user, strlen(user), req, strlen(req), o, &held);
+    sk_buy_result_t r;
+    return gate(s, user, 1, sk_now_ms(), &r) ? r : SK_BUY__COUNT;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -134,8 +135,11 @@ SK_TEST(test_sells_exactly_stock)
     ASSERT_EQ(counts[SK_BUY_SOLD_OUT], USERS - STOCK);
     ASSERT_EQ(sk_sale_sold(s), STOCK);
     ASSERT_TRUE(sk_sale_is_sold_out(s));
-    ASSERT_TRUE(sk_sale_final(s));
     ASSERT_EQ(sk_sale_state(s, sk_now_ms()), SK_SALE_SOLD_OUT);
+    /* From now on the workers answer everyone who holds nothing; holders go on to the
+     * ledger (their replay). */
+    ASSERT_EQ(worker_answer(s, "user-999"), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(worker_answer(s, "user-0"), SK_BUY__COUNT);
     const sk_engine_stats_t *st = sk_engine_stats(f.e);
     ASSERT_GE(sk_counter_get(&st->batches), 1);
     ASSERT_EQ(sk_counter_get(&st->batch_ops), USERS);
@@ -268,17 +272,22 @@ SK_TEST(test_window)
     ASSERT_EQ(a[2].result, SK_BUY_ENDED);
     ASSERT_EQ(a[3].result, SK_BUY_ENDED);
     ASSERT_EQ(sk_sale_sold(s), 2);
-    /* The ledger's own clock has not reached the end: the sale is not closed. */
-    ASSERT_TRUE(!sk_sale_final(s));
+    /* The worker: before the start anyone is told not_started; after the end a
+     * non-holder is told ended, a holder goes to the ledger. */
+    sk_buy_result_t r;
+    ASSERT_TRUE(gate(s, "u3", 1, starts - 1, &r) && r == SK_BUY_NOT_STARTED);
+    ASSERT_TRUE(gate(s, "nobody", 1, ends, &r) && r == SK_BUY_ENDED);
+    ASSERT_TRUE(!gate(s, "u3", 1, ends, &r));
+    ASSERT_TRUE(!gate(s, "nobody", 1, starts, &r));
     fixture_destroy(&f);
 }
 
 SK_TEST(test_closed_at_the_end)
 {
     /* Once the ledger's clock passes ends_at it closes the sale: it decides no order any
-     * more (not even for a purchase whose worker read the clock just before the end) and
-     * hands the holders to the engine, so the workers answer the sale themselves, the
-     * holders' replays included. */
+     * more (not even for a purchase whose worker read the clock just before the end),
+     * and the workers answer non-holders themselves; a holder's replay still gets its
+     * order from the ledger. */
     fixture_t f = {0};
     ASSERT_TRUE(fixture_open(&f, NULL, 0));
     int64_t now = sk_now_ms();
@@ -288,11 +297,11 @@ SK_TEST(test_closed_at_the_end)
     ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
     a = buy1(&f.r, s, "h", "h2");
     ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
-    while (sk_now_ms() < s->ends_at + 10)
+    int64_t ends = sk_sale_params(s)->ends_at;
+    while (sk_now_ms() < ends + 10)
         usleep(20 * 1000);
-    ASSERT_TRUE(!sk_sale_final(s));
     answer_t b[3];
-    buy_at(&f.r, s, "late", "l1", s->ends_at - 1, &b[0]); /* read its clock just before the end */
+    buy_at(&f.r, s, "late", "l1", ends - 1, &b[0]); /* read its clock just before the end */
     buy(&f.r, s, "h", "h2", &b[1]);
     buy(&f.r, s, "h", "h3", &b[2]);
     ASSERT_TRUE(runner_wait(&f.r));
@@ -300,29 +309,26 @@ SK_TEST(test_closed_at_the_end)
     ASSERT_EQ(b[1].result, SK_BUY_DUPLICATE);
     ASSERT_EQ(b[1].seq, 2);
     ASSERT_EQ(b[2].result, SK_BUY_ENDED);
-    ASSERT_TRUE(sk_sale_final(s));
     ASSERT_TRUE(!sk_sale_is_sold_out(s));
     ASSERT_EQ(sk_sale_sold(s), 2);
-    /* The workers' answers from the final holders: the same. */
-    sk_order_t o;
-    uint32_t held = 9;
-    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "h", 1, "h1", 2, &o, &held), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, 1);
-    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at - 1, "h", 1, "h9", 2, &o, &held), SK_BUY_ENDED);
-    ASSERT_EQ(held, 0);
-    ASSERT_EQ(sk_engine_final_answer(s, sk_now_ms(), "late", 4, "l1", 2, &o, &held), SK_BUY_ENDED);
-    ASSERT_EQ(final_answer(s, "nobody", "", &o), SK_BUY_ENDED);
-    sk_order_t *list;
-    ASSERT_EQ(sk_engine_final_orders(s, "h", 1, &list), 2);
-    ASSERT_STR_EQ(list[1].request_id, "h2");
-    free(list);
+    ASSERT_EQ(sk_sale_state(s, sk_now_ms()), SK_SALE_ENDED);
+    ASSERT_EQ(worker_answer(s, "nobody"), SK_BUY_ENDED);
+    ASSERT_EQ(worker_answer(s, "h"), SK_BUY__COUNT);
+    answer_t l = orders_of1(&f.r, s, "h");
+    ASSERT_EQ(l.n_orders, 2);
+    ASSERT_STR_EQ(l.orders[1].request_id, "h2");
+    free(l.orders);
     fixture_close(&f);
-    /* After a restart an ended sale is final from the start. */
+    /* After a restart the same. */
     ASSERT_TRUE(fixture_open(&f, f.dir, 0));
     s = sk_engine_find_sale(f.e, "brief", 5);
-    ASSERT_TRUE(s != NULL && sk_sale_final(s));
-    ASSERT_EQ(final_answer(s, "h", "h2", &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, 2);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(worker_answer(s, "nobody"), SK_BUY_ENDED);
+    a = buy1(&f.r, s, "h", "h2");
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 2);
+    a = buy_at1(&f.r, s, "new", "n", ends - 1);
+    ASSERT_EQ(a.result, SK_BUY_ENDED);
     fixture_destroy(&f);
 }
 
@@ -426,48 +432,60 @@ SK_TEST(test_sold_out_gate)
     buy(&f.r, s, "z", "z1", &a[3]);
     ASSERT_TRUE(runner_wait(&f.r));
     ASSERT_EQ(a[3].result, SK_BUY_SOLD_OUT);
-    ASSERT_TRUE(sk_sale_final(s));
-    sk_order_t o;
-    ASSERT_EQ(final_answer(s, "x", "x2", &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, a[1].seq);
-    ASSERT_STR_EQ(o.request_id, "x2");
-    uint32_t held = 0;
-    int64_t now = sk_now_ms();
-    ASSERT_EQ(sk_engine_final_answer(s, now, "x", 1, "x3", 2, &o, &held), SK_BUY_LIMIT_REACHED);
-    ASSERT_EQ(o.seq, a[0].seq);
-    ASSERT_EQ(held, 2);
-    /* y holds one of two: nothing left to buy, so sold out (not a limit), with the
-     * order y holds. */
-    memset(&o, 0, sizeof(o));
-    ASSERT_EQ(sk_engine_final_answer(s, now, "y", 1, "y2", 2, &o, &held), SK_BUY_SOLD_OUT);
-    ASSERT_EQ(held, 1);
-    ASSERT_EQ(o.seq, a[2].seq);
-    ASSERT_STR_EQ(o.user_id, "y");
-    ASSERT_EQ(final_answer(s, "y", "y1", &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(sk_engine_final_answer(s, now, "z", 1, "z1", 2, &o, &held), SK_BUY_SOLD_OUT);
-    ASSERT_EQ(held, 0);
-    /* After the end: a replay is still a duplicate, anything else "ended". */
-    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at + 1, "x", 1, "x1", 2, &o, &held), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, a[0].seq);
-    ASSERT_EQ(sk_engine_final_answer(s, s->ends_at + 1, "x", 1, "x3", 2, &o, &held), SK_BUY_ENDED);
-    /* The ledger says the same when asked. */
+    /* The workers answer z (no order) themselves; x and y go to the ledger. */
+    ASSERT_EQ(worker_answer(s, "z"), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(worker_answer(s, "x"), SK_BUY__COUNT);
+    ASSERT_EQ(worker_answer(s, "y"), SK_BUY__COUNT);
+    const sk_engine_stats_t *st = sk_engine_stats(f.e);
+    uint64_t decided = sk_counter_get(&st->decided[SK_BUY_SOLD_OUT]);
     answer_t b = buy1(&f.r, s, "x", "x2");
     ASSERT_EQ(b.result, SK_BUY_DUPLICATE);
     ASSERT_EQ(b.seq, a[1].seq);
+    ASSERT_STR_EQ(b.order.request_id, "x2");
+    b = buy1(&f.r, s, "x", "x3");
+    ASSERT_EQ(b.result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(b.seq, a[0].seq);
+    ASSERT_EQ(b.held, 2);
+    /* y holds one of two: nothing left to buy, so sold out (not a limit), with the
+     * order y holds. */
     b = buy1(&f.r, s, "y", "y2");
     ASSERT_EQ(b.result, SK_BUY_SOLD_OUT);
     ASSERT_EQ(b.held, 1);
     ASSERT_EQ(b.seq, a[2].seq);
-    b = buy1(&f.r, s, "z", "z2");
+    ASSERT_STR_EQ(b.user, "y");
+    b = buy1(&f.r, s, "z", "z2"); /* straight to the ledger: the same answer */
     ASSERT_EQ(b.result, SK_BUY_SOLD_OUT);
     ASSERT_EQ(b.held, 0);
-    sk_order_t *list;
-    ASSERT_EQ(sk_engine_final_orders(s, "x", 1, &list), 2);
-    ASSERT_EQ(list[0].seq, a[0].seq);
-    ASSERT_EQ(list[1].seq, a[1].seq);
-    free(list);
-    ASSERT_EQ(sk_engine_final_orders(s, "z", 1, &list), 0);
-    free(list);
+    ASSERT_EQ(sk_counter_get(&st->decided[SK_BUY_SOLD_OUT]), decided + 2);
+    /* After the end: a replay is still a duplicate, anything else "ended". */
+    int64_t after = sk_sale_params(s)->ends_at + 1;
+    b = buy_at1(&f.r, s, "x", "x1", after);
+    ASSERT_EQ(b.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(b.seq, a[0].seq);
+    b = buy_at1(&f.r, s, "x", "x3", after);
+    ASSERT_EQ(b.result, SK_BUY_ENDED);
+    answer_t l = orders_of1(&f.r, s, "x");
+    ASSERT_EQ(l.n_orders, 2);
+    ASSERT_EQ(l.orders[0].seq, a[0].seq);
+    ASSERT_EQ(l.orders[1].seq, a[1].seq);
+    free(l.orders);
+    l = orders_of1(&f.r, s, "z");
+    ASSERT_EQ(l.n_orders, 0);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_store_clock_offset)
+{
+    /* The embedded writer reads this node's clock: no offset. A backend that sees the
+     * store's clock ahead or behind moves the gate's idea of "now" by that much. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), 0);
+    sk_engine_note_store_clock(f.e, 1000500, 1000000);
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), 500);
+    sk_engine_note_store_clock(f.e, 999750, 1000000);
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), -250);
+    sk_engine_note_store_clock(f.e, 0, 0);
     fixture_destroy(&f);
 }
 
@@ -509,18 +527,16 @@ SK_TEST(test_restart_rebuilds)
     ASSERT_STR_EQ(b->id, "gone");
     ASSERT_STR_EQ(c->id, "soon");
     ASSERT_TRUE(sk_engine_find_sale(f.e, "gone", 4) == b);
-    ASSERT_EQ(a->stock, 50);
-    ASSERT_EQ(b->per_user_limit, 2);
-    ASSERT_EQ(c->starts_at, now + HOUR_MS);
-    ASSERT_EQ(c->ends_at, now + 2 * HOUR_MS);
-    ASSERT_STR_EQ(c->name, "soon");
+    ASSERT_EQ(counts_of(a).stock, 50);
+    ASSERT_EQ(sk_sale_params(b)->per_user_limit, 2);
+    ASSERT_EQ(sk_sale_params(c)->starts_at, now + HOUR_MS);
+    ASSERT_EQ(sk_sale_params(c)->ends_at, now + 2 * HOUR_MS);
+    ASSERT_STR_EQ(sk_sale_params(c)->name, "soon");
     ASSERT_EQ(sk_sale_sold(a), 30);
     ASSERT_EQ(sk_sale_sold(b), 5);
     ASSERT_EQ(sk_sale_sold(c), 0);
     ASSERT_TRUE(!sk_sale_is_sold_out(a));
     ASSERT_TRUE(sk_sale_is_sold_out(b));
-    ASSERT_TRUE(sk_sale_final(b));
-    ASSERT_TRUE(!sk_sale_final(a));
     ASSERT_EQ(sk_sale_state(c, sk_now_ms()), SK_SALE_SCHEDULED);
     /* Duplicates and holders are known again. */
     answer_t x = buy1(&f.r, a, "a7", "ra7");
@@ -532,13 +548,16 @@ SK_TEST(test_restart_rebuilds)
     x = buy1(&f.r, a, "newcomer", "n1");
     ASSERT_EQ(x.result, SK_BUY_CONFIRMED);
     ASSERT_EQ(x.seq, 31);
-    sk_order_t o;
-    ASSERT_EQ(final_answer(b, "b0", "rb0bis", &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(o.seq, b0bis);
-    ASSERT_EQ(final_answer(b, "b0", "again", &o), SK_BUY_LIMIT_REACHED);
-    ASSERT_EQ(o.seq, b0);
-    ASSERT_EQ(final_answer(b, "b4", "rb4", &o), SK_BUY_SOLD_OUT);
-    ASSERT_EQ(final_answer(b, "b1", "x", &o), SK_BUY_SOLD_OUT);
+    x = buy1(&f.r, b, "b0", "rb0bis");
+    ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(x.seq, b0bis);
+    x = buy1(&f.r, b, "b0", "again");
+    ASSERT_EQ(x.result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(x.seq, b0);
+    ASSERT_EQ(worker_answer(b, "b4"), SK_BUY_SOLD_OUT); /* the users are known again too */
+    ASSERT_EQ(worker_answer(b, "b1"), SK_BUY__COUNT);
+    x = buy1(&f.r, b, "b1", "x");
+    ASSERT_EQ(x.result, SK_BUY_SOLD_OUT);
     /* A sale created after the restart goes after the old ones. */
     sk_sale_t *d = live_sale(&f.r, "fresh", 1, 1);
     ASSERT_TRUE(d != NULL);
@@ -557,15 +576,14 @@ SK_TEST(test_restart_rebuilds)
     ASSERT_EQ(sk_sale_sold(a), 50);
     fixture_close(&f);
 
-    /* And once more: the sold-out sale comes back final with all 50 holders. */
+    /* And once more: the sold-out sale comes back with all 50 holders. */
     ASSERT_TRUE(fixture_open(&f, f.dir, 0));
     a = sk_engine_find_sale(f.e, "open", 4);
     ASSERT_TRUE(a != NULL);
     ASSERT_EQ(sk_sale_sold(a), 50);
-    ASSERT_TRUE(sk_sale_final(a));
-    ASSERT_EQ(final_answer(a, "a7", "ra7", &o), SK_BUY_DUPLICATE);
-    ASSERT_EQ(final_answer(a, "late0", "", &o), SK_BUY_LIMIT_REACHED);
-    ASSERT_EQ(final_answer(a, "late39", "", &o), SK_BUY_SOLD_OUT);
+    ASSERT_EQ(buy1(&f.r, a, "a7", "ra7").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy1(&f.r, a, "late0", "").result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(worker_answer(a, "late39"), SK_BUY_SOLD_OUT);
     ASSERT_EQ(sk_engine_sale_count(f.e), 4);
     fixture_destroy(&f);
 }
@@ -766,6 +784,77 @@ SK_TEST(test_two_threads)
     fixture_destroy(&f);
 }
 
+/* ---- counts read while the ledger writes them (a seqlock; TSan runs this) ---------------- */
+
+typedef struct {
+    const sk_sale_t *s;
+    _Atomic bool stop;
+    long reads, bad;
+} counts_reader_t;
+
+static void *counts_reader(void *arg)
+{
+    counts_reader_t *c = arg;
+    char u[32];
+    while (!atomic_load(&c->stop)) {
+        sk_sale_counts_t k;
+        sk_sale_counts(c->s, &k);
+        if (k.stock != 20 || k.held < 0 || k.sold < 0 || sk_counts_remaining(&k) < 0)
+            c->bad++;
+        /* What a worker does on the way: the gate reads params, flag, counts and set. */
+        sk_buy_result_t r;
+        int64_t rem;
+        snprintf(u, sizeof(u), "r%ld", c->reads % 100);
+        sk_engine_gate(c->s, sk_now_ms(), sk_user_hash(u, strlen(u)), 1 + (uint32_t)(c->reads % 2), &r, &rem);
+        (void)sk_sale_state(c->s, sk_now_ms());
+        c->reads++;
+    }
+    return NULL;
+}
+
+SK_TEST(test_counts_read_while_writing)
+{
+    /* Reservations, payments, cancels and expiries while another thread reads the
+     * counts: every read is one consistent snapshot (I7 at every read). */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "seq", 20, 2, 2, 30);
+    ASSERT_TRUE(s != NULL);
+    counts_reader_t c = {.s = s};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, counts_reader, &c), 0);
+    char u[32];
+    int made = 0;
+    for (int round = 0; round < 40; round++) {
+        answer_t a[10];
+        for (int i = 0; i < 10; i++) {
+            snprintf(u, sizeof(u), "u%d-%d", round, i);
+            buy_q_at(&f.r, s, u, "r", 1 + (uint32_t)(i % 2), sk_now_ms(), &a[i]);
+        }
+        ASSERT_TRUE(runner_wait(&f.r));
+        for (int i = 0; i < 10; i++) {
+            if (a[i].result != SK_BUY_RESERVED)
+                continue;
+            made++;
+            if (i % 3 == 0)
+                order_op1(&f.r, SK_OP_CANCEL, s, a[i].seq, NULL);
+            else if (i % 3 == 1)
+                order_op1(&f.r, SK_OP_PAY, s, a[i].seq, "p");
+        }
+        if (counts_of(s).sold > 10) {
+            for (uint64_t seq = 1; seq <= (uint64_t)made + 40; seq++)
+                order_op1(&f.r, SK_OP_REFUND, s, seq, NULL);
+        }
+        usleep(5000);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(th, NULL);
+    ASSERT_EQ(c.bad, 0);
+    ASSERT_GT(c.reads, 0);
+    ASSERT_GT(made, 20);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_open_errors)
 {
     char dir[256], path[300], err[512] = "";
@@ -782,8 +871,9 @@ SK_TEST(test_open_errors)
     rm_rf(dir);
 }
 
-SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_validation); SK_RUN(test_sells_exactly_stock);
-             SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3); SK_RUN(test_window);
-             SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited); SK_RUN(test_create_and_list);
-             SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing);
-             SK_RUN(test_two_threads); SK_RUN(test_open_errors);)
+SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_store_clock_offset); SK_RUN(test_validation);
+             SK_RUN(test_sells_exactly_stock); SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3);
+             SK_RUN(test_window); SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited);
+             SK_RUN(test_create_and_list); SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds);
+             SK_RUN(test_disk_error_confirms_nothing); SK_RUN(test_two_threads); SK_RUN(test_counts_read_while_writing);
+             SK_RUN(test_open_errors);)

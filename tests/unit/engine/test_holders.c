@@ -50,7 +50,7 @@ SK_TEST(test_growth_many_users)
         uint32_t slot = sk_holders_upsert(h, u, n);
         /* Every third user buys: orders must keep pointing at their holder across growth. */
         if (i % 3 == 0)
-            sk_holders_add_order(h, slot, u, n, (int64_t)i);
+            sk_holders_add_order(h, slot, u, n, (int64_t)i, 1, SK_ORDER_CONFIRMED);
     }
     ASSERT_EQ(h->used, N);
     ASSERT_GE(h->cap, 2u * N);
@@ -67,7 +67,7 @@ SK_TEST(test_growth_many_users)
     /* Order k was bought by user 3k: its holder slot must name that user. */
     for (uint32_t k = 0; k < h->n_orders; k += 997) {
         sk_order_t o;
-        sk_holders_order(h, k, &o);
+        sk_holders_order(h, k, 0, &o);
         size_t n = user_name(u, sizeof(u), 3 * k);
         ASSERT_STR_EQ(o.user_id, u);
         ASSERT_STR_EQ(o.request_id, u);
@@ -83,9 +83,9 @@ SK_TEST(test_add_pop_orders)
 {
     sk_holders_t *h = sk_holders_new();
     uint32_t a = sk_holders_upsert(h, "a", 1), b = sk_holders_upsert(h, "b", 1);
-    sk_holders_add_order(h, a, "r1", 2, 10); /* seq 1 */
-    sk_holders_add_order(h, b, "r2", 2, 11); /* seq 2 */
-    sk_holders_add_order(h, a, "r3", 2, 12); /* seq 3 */
+    sk_holders_add_order(h, a, "r1", 2, 10, 1, SK_ORDER_CONFIRMED); /* seq 1 */
+    sk_holders_add_order(h, b, "r2", 2, 11, 1, SK_ORDER_CONFIRMED); /* seq 2 */
+    sk_holders_add_order(h, a, "r3", 2, 12, 1, SK_ORDER_CONFIRMED); /* seq 3 */
     ASSERT_EQ(h->n_orders, 3);
     ASSERT_EQ(h->slots[a].count, 2);
     ASSERT_EQ(h->slots[a].first, 0);
@@ -108,25 +108,25 @@ SK_TEST(test_add_pop_orders)
     ASSERT_EQ(sk_holders_find(h, "b", 1), b);
 
     /* Appending again reuses the popped seqs and links correctly. */
-    sk_holders_add_order(h, b, "r4", 2, 13); /* seq 2 */
-    sk_holders_add_order(h, a, "r5", 2, 14); /* seq 3 */
+    sk_holders_add_order(h, b, "r4", 2, 13, 1, SK_ORDER_CONFIRMED); /* seq 2 */
+    sk_holders_add_order(h, a, "r5", 2, 14, 1, SK_ORDER_CONFIRMED); /* seq 3 */
     ASSERT_EQ(h->slots[b].first, 1);
     ASSERT_EQ(h->orders[0].next, 2);
     sk_order_t o;
-    sk_holders_order(h, 2, &o);
+    sk_holders_order(h, 2, 0, &o);
     ASSERT_EQ(o.seq, 3);
     ASSERT_STR_EQ(o.user_id, "a");
     ASSERT_STR_EQ(o.request_id, "r5");
     ASSERT_EQ(o.created_at, 14);
     sk_order_t *list;
-    size_t n = sk_engine_user_orders(h, "a", 1, &list);
+    size_t n = sk_holders_user_orders(h, "a", 1, 0, &list);
     ASSERT_EQ(n, 2);
     ASSERT_EQ(list[0].seq, 1);
     ASSERT_STR_EQ(list[0].request_id, "r1");
     ASSERT_EQ(list[1].seq, 3);
     ASSERT_STR_EQ(list[1].request_id, "r5");
     free(list);
-    ASSERT_EQ(sk_engine_user_orders(h, "nobody", 6, &list), 0);
+    ASSERT_EQ(sk_holders_user_orders(h, "nobody", 6, 0, &list), 0);
     ASSERT_TRUE(list == NULL);
     sk_holders_free(h);
 }
@@ -135,10 +135,10 @@ SK_TEST(test_find_request)
 {
     sk_holders_t *h = sk_holders_new();
     uint32_t a = sk_holders_upsert(h, "a", 1), b = sk_holders_upsert(h, "b", 1);
-    sk_holders_add_order(h, a, "req-1", 5, 1);
-    sk_holders_add_order(h, b, "req-1", 5, 2); /* the same request id from another user */
-    sk_holders_add_order(h, a, "", 0, 3); /* no request id */
-    sk_holders_add_order(h, a, "req-2", 5, 4);
+    sk_holders_add_order(h, a, "req-1", 5, 1, 1, SK_ORDER_CONFIRMED);
+    sk_holders_add_order(h, b, "req-1", 5, 2, 1, SK_ORDER_CONFIRMED); /* the same request id from another user */
+    sk_holders_add_order(h, a, "", 0, 3, 1, SK_ORDER_CONFIRMED); /* no request id */
+    sk_holders_add_order(h, a, "req-2", 5, 4, 1, SK_ORDER_CONFIRMED);
     ASSERT_EQ(sk_holders_find_request(h, a, "req-1", 5, NULL), 0);
     ASSERT_EQ(sk_holders_find_request(h, b, "req-1", 5, NULL), 1);
     ASSERT_EQ(sk_holders_find_request(h, a, "req-2", 5, NULL), 3);
@@ -148,9 +148,31 @@ SK_TEST(test_find_request)
     /* An empty request id never matches, not even an order stored without one. */
     ASSERT_EQ(sk_holders_find_request(h, a, "", 0, NULL), NONE);
     sk_order_t o;
-    sk_holders_order(h, 2, &o);
+    sk_holders_order(h, 2, 0, &o);
     ASSERT_STR_EQ(o.request_id, "");
     ASSERT_STR_EQ(o.user_id, "a");
+    sk_holders_free(h);
+}
+
+SK_TEST(test_past_the_walk_limit_without_request_ids)
+{
+    /* A user past the walk limit whose orders all came without a request id: none of
+     * them enters the index, which the sale therefore never allocated. Looking up a
+     * request id of that user must find nothing, not read the missing table (that
+     * crashed the ledger, or a worker once the sale's holders were final). */
+    sk_holders_t *h = sk_holders_new();
+    uint32_t u = sk_holders_upsert(h, "u", 1);
+    for (int i = 0; i < SK_HOLDERS_WALK_MAX + 1; i++)
+        sk_holders_add_order(h, u, "", 0, i, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(h->req_cap, 0);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), NONE);
+    /* Their next order with a request id is indexed and found from then on. */
+    sk_holders_add_order(h, u, "r1", 2, 99, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), SK_HOLDERS_WALK_MAX + 1);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r2", 2, NULL), NONE);
+    /* Undone, the table stays and is empty again. */
+    sk_holders_pop_order(h);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), NONE);
     sk_holders_free(h);
 }
 
@@ -163,9 +185,9 @@ SK_TEST(test_per_user_limit_many)
     char r[32], u[32];
     for (unsigned i = 0; i < K; i++) {
         size_t rn = (size_t)snprintf(r, sizeof(r), "r%u", i);
-        sk_holders_add_order(h, big, r, rn, i);
+        sk_holders_add_order(h, big, r, rn, i, 1, SK_ORDER_CONFIRMED);
         size_t un = user_name(u, sizeof(u), i);
-        sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i);
+        sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i, 1, SK_ORDER_CONFIRMED);
     }
     ASSERT_EQ(h->slots[sk_holders_find(h, "big", 3)].count, K);
     big = sk_holders_find(h, "big", 3); /* the slot may have moved when the table grew */
@@ -174,7 +196,7 @@ SK_TEST(test_per_user_limit_many)
         ASSERT_EQ(sk_holders_find_request(h, big, r, rn, NULL), 2 * i);
     }
     sk_order_t *list;
-    size_t n = sk_engine_user_orders(h, "big", 3, &list);
+    size_t n = sk_holders_user_orders(h, "big", 3, 0, &list);
     ASSERT_EQ(n, K);
     for (size_t i = 0; i < n; i++) {
         if (list[i].seq != 2 * i + 1) {
@@ -193,7 +215,7 @@ SK_TEST(test_count_past_65535)
     sk_holders_t *h = sk_holders_new();
     uint32_t a = sk_holders_upsert(h, "a", 1);
     for (unsigned i = 0; i < K; i++)
-        sk_holders_add_order(h, a, "", 0, i);
+        sk_holders_add_order(h, a, "", 0, i, 1, SK_ORDER_CONFIRMED);
     ASSERT_EQ(h->slots[a].count, K);
     sk_holders_pop_order(h);
     ASSERT_EQ(h->slots[a].count, K - 1);
@@ -210,11 +232,11 @@ SK_TEST(test_one_user_100000_orders)
     char r[32], u[32];
     for (unsigned i = 0; i < K; i++) {
         size_t rn = (size_t)snprintf(r, sizeof(r), "req-%u", i);
-        sk_holders_add_order(h, sk_holders_upsert(h, "big", 3), r, rn, i);
+        sk_holders_add_order(h, sk_holders_upsert(h, "big", 3), r, rn, i, 1, SK_ORDER_CONFIRMED);
         if (i % 10 == 0) { /* other users in between, one with the same request ids */
             size_t un = user_name(u, sizeof(u), i);
-            sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i);
-            sk_holders_add_order(h, sk_holders_upsert(h, "twin", 4), r, rn, i);
+            sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i, 1, SK_ORDER_CONFIRMED);
+            sk_holders_add_order(h, sk_holders_upsert(h, "twin", 4), r, rn, i, 1, SK_ORDER_CONFIRMED);
         }
     }
     uint32_t big = sk_holders_find(h, "big", 3);
@@ -242,7 +264,7 @@ SK_TEST(test_one_user_100000_orders)
 
     /* Adding the next order and undoing it: a few index entries each. */
     uint64_t before = h->steps;
-    sk_holders_add_order(h, big, "req-next", 8, 1);
+    sk_holders_add_order(h, big, "req-next", 8, 1, 1, SK_ORDER_CONFIRMED);
     ASSERT_LE(h->steps - before, 16);
     ASSERT_EQ(sk_holders_find_request(h, big, "req-next", 8, NULL), h->n_orders - 1);
     before = h->steps;
@@ -255,7 +277,7 @@ SK_TEST(test_one_user_100000_orders)
     ASSERT_EQ(h->orders[last].next, NONE);
     ASSERT_EQ(h->orders[h->orders[last].prev].next, last);
     sk_order_t o;
-    sk_holders_order(h, last, &o);
+    sk_holders_order(h, last, 0, &o);
     ASSERT_STR_EQ(o.request_id, "req-99999");
     sk_holders_free(h);
 }
@@ -296,7 +318,7 @@ SK_TEST(test_request_index_against_reference)
         } else {
             size_t rn = (x >> 16) % 5 == 0 ? 0 : (size_t)snprintf(r, sizeof(r), "r%u", (unsigned)((x >> 20) % 300));
             if (sk_holders_find_request(h, slot[u], r, rn, NULL) == NONE) /* the ledger adds no duplicate */
-                sk_holders_add_order(h, slot[u], r, rn, step);
+                sk_holders_add_order(h, slot[u], r, rn, step, 1, SK_ORDER_CONFIRMED);
         }
         for (int q = 0; q < 4; q++) {
             size_t rn = (size_t)snprintf(r, sizeof(r), "r%u", (unsigned)((x >> (24 + q * 8)) % 300));
@@ -323,10 +345,10 @@ SK_TEST(test_arena_past_4gib)
      * allocating them) and check every way they are read back. */
     sk_holders_t *h = sk_holders_new();
     uint32_t early = sk_holders_upsert(h, "early", 5);
-    sk_holders_add_order(h, early, "r-early", 7, 1);
+    sk_holders_add_order(h, early, "r-early", 7, 1, 1, SK_ORDER_CONFIRMED);
     sk_holders_arena_skip(h, ((uint64_t)1 << 32) + 12345);
     uint32_t late = sk_holders_upsert(h, "late-user", 9);
-    sk_holders_add_order(h, late, "late-req", 8, 2);
+    sk_holders_add_order(h, late, "late-req", 8, 2, 1, SK_ORDER_CONFIRMED);
     ASSERT_GT(h->slots[late].user_off, UINT32_MAX);
     ASSERT_GT(h->orders[1].req_off, UINT32_MAX);
     ASSERT_GT(h->arena_len, (uint64_t)1 << 32);
@@ -334,7 +356,7 @@ SK_TEST(test_arena_past_4gib)
     char u[32];
     for (unsigned i = 0; i < 3000; i++) {
         size_t n = user_name(u, sizeof(u), i);
-        sk_holders_add_order(h, sk_holders_upsert(h, u, n), u, n, i);
+        sk_holders_add_order(h, sk_holders_upsert(h, u, n), u, n, i, 1, SK_ORDER_CONFIRMED);
     }
     ASSERT_EQ(sk_holders_find(h, "late-use", 8), NONE);
     late = sk_holders_find(h, "late-user", 9);
@@ -345,27 +367,27 @@ SK_TEST(test_arena_past_4gib)
     ASSERT_EQ(sk_holders_find_request(h, early, "r-early", 7, NULL), 0);
     ASSERT_EQ(sk_holders_find_request(h, late, "r-early", 7, NULL), NONE);
     sk_order_t o;
-    sk_holders_order(h, 1, &o);
+    sk_holders_order(h, 1, 0, &o);
     ASSERT_STR_EQ(o.user_id, "late-user");
     ASSERT_STR_EQ(o.request_id, "late-req");
-    sk_holders_order(h, h->n_orders - 1, &o);
+    sk_holders_order(h, h->n_orders - 1, 0, &o);
     ASSERT_STR_EQ(o.user_id, "user-2999");
     ASSERT_STR_EQ(o.request_id, "user-2999");
     sk_order_t *list;
-    ASSERT_EQ(sk_engine_user_orders(h, "late-user", 9, &list), 1);
+    ASSERT_EQ(sk_holders_user_orders(h, "late-user", 9, 0, &list), 1);
     ASSERT_STR_EQ(list[0].request_id, "late-req");
     free(list);
     /* A user with many orders past 4 GiB: their request ids go through the index. */
     uint32_t big = sk_holders_upsert(h, "big", 3);
     char r[32];
     for (unsigned i = 0; i < 100; i++)
-        sk_holders_add_order(h, big, r, (size_t)snprintf(r, sizeof(r), "b%u", i), i);
+        sk_holders_add_order(h, big, r, (size_t)snprintf(r, sizeof(r), "b%u", i), i, 1, SK_ORDER_CONFIRMED);
     big = sk_holders_find(h, "big", 3);
     ASSERT_NE(sk_holders_find_request(h, big, "b57", 3, NULL), NONE);
     sk_holders_free(h);
 }
 
 SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_add_pop_orders);
-             SK_RUN(test_find_request); SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535);
-             SK_RUN(test_one_user_100000_orders); SK_RUN(test_request_index_against_reference);
-             SK_RUN(test_arena_past_4gib);)
+             SK_RUN(test_find_request); SK_RUN(test_past_the_walk_limit_without_request_ids);
+             SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);
+             SK_RUN(test_request_index_against_reference); SK_RUN(test_arena_past_4gib);)

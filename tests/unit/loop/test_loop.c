@@ -674,7 +674,7 @@ SK_TEST(before_sleep_hook_runs_every_turn)
     arm_safety(loop, &safety);
     hook_calls = 0;
     ticks = 0;
-    sk_loop_set_before_sleep(loop, counting_hook, &hook_calls);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, counting_hook, &hook_calls);
     sk_timer_start(loop, &t, 1, tick_cb);
     ASSERT_EQ(sk_loop_run(loop), 0);
     ASSERT_TRUE(!safety_fired);
@@ -684,7 +684,7 @@ SK_TEST(before_sleep_hook_runs_every_turn)
     for (int i = 1; i < 5; i++)
         ASSERT_GT(hook_at_tick[i], hook_at_tick[i - 1]);
     /* Removing the hook stops the calls. */
-    sk_loop_set_before_sleep(loop, NULL, NULL);
+    sk_loop_remove_before_sleep(loop, counting_hook, &hook_calls);
     int before = hook_calls;
     sk_timer_t end = {0};
     sk_timer_start(loop, &end, 5, stop_loop_cb);
@@ -719,19 +719,97 @@ SK_TEST(hook_can_stop_the_loop_before_waiting)
      * epoll_wait(-1) would block forever (alarm() would then fail the test). */
     sk_loop_t *loop = sk_loop_new();
     int n = 0;
-    sk_loop_set_before_sleep(loop, stop_at_once_hook, &n);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, stop_at_once_hook, &n);
     ASSERT_EQ(sk_loop_run(loop), 0);
     ASSERT_EQ(n, 1);
+    sk_loop_remove_before_sleep(loop, stop_at_once_hook, &n);
 
     /* With a timer ticking, a hook that stops on its third call ends the loop there. */
     n = 0;
-    sk_loop_set_before_sleep(loop, stopping_hook, &n);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, stopping_hook, &n);
     sk_timer_t t = {0};
     sk_timer_start(loop, &t, 1, nop_timer_cb);
     ASSERT_EQ(sk_loop_run(loop), 0);
     ASSERT_EQ(n, 3);
     sk_timer_stop(loop, &t);
-    sk_loop_free(loop);
+    sk_loop_remove_before_sleep(loop, stopping_hook, &n);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
+/* One list: by phase (OUTPUT before HANDOFF, whatever the order of adding), then in
+ * the order added; removing one hook leaves the others in their order. */
+static char hook_trace[16];
+static int hook_trace_len;
+
+static void trace_hook(sk_loop_t *loop, void *arg)
+{
+    const char *name = arg;
+    if (hook_trace_len < (int)sizeof(hook_trace) - 1)
+        hook_trace[hook_trace_len++] = name[0];
+    if (name[1] == '!')
+        sk_loop_stop(loop);
+}
+
+SK_TEST(before_sleep_list_runs_in_phase_order)
+{
+    sk_loop_t *loop = sk_loop_new();
+    static const char wake[] = "w", flush1[] = "f", flush2[] = "g", last[] = "x!";
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_HANDOFF, trace_hook, (void *)wake);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, trace_hook, (void *)flush1);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_HANDOFF, trace_hook, (void *)last);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, trace_hook, (void *)flush2);
+    hook_trace_len = 0;
+    ASSERT_EQ(sk_loop_run(loop), 0);
+    hook_trace[hook_trace_len] = '\0';
+    ASSERT_STR_EQ(hook_trace, "fgwx");
+    sk_loop_remove_before_sleep(loop, trace_hook, (void *)flush1);
+    hook_trace_len = 0;
+    ASSERT_EQ(sk_loop_run(loop), 0);
+    hook_trace[hook_trace_len] = '\0';
+    ASSERT_STR_EQ(hook_trace, "gwx");
+    sk_loop_remove_before_sleep(loop, trace_hook, (void *)flush2);
+    sk_loop_remove_before_sleep(loop, trace_hook, (void *)wake);
+    sk_loop_remove_before_sleep(loop, trace_hook, (void *)last);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
+/* sk_loop_free names what is still registered and counts it (it cannot close
+ * handles it does not own). */
+SK_TEST(loop_free_counts_handles_left_registered)
+{
+    sk_loop_t *loop = sk_loop_new();
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    sk_io_t io = {0};
+    ASSERT_EQ(sk_io_start(loop, &io, sv[0], SK_IO_READ, NULL), 0);
+    sk_timer_t t = {0};
+    sk_timer_start(loop, &t, 100000, stop_loop_cb);
+    int n = 0;
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_OUTPUT, counting_hook, &n);
+    sk_async_t a = {0};
+    ASSERT_EQ(sk_async_init(loop, &a, NULL), 0);
+    ASSERT_EQ(sk_loop_free(loop), 4); /* the socket, the async's eventfd, the timer, the hook */
+    close(a.io.fd);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* Stopped and removed, nothing is left. */
+    loop = sk_loop_new();
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    sk_io_t io2 = {0}, io3 = {0};
+    ASSERT_EQ(sk_io_start(loop, &io2, sv[0], SK_IO_READ, NULL), 0);
+    ASSERT_EQ(sk_io_start(loop, &io3, sv[1], SK_IO_READ, NULL), 0);
+    sk_io_stop(loop, &io2); /* the first of the list, then the last */
+    sk_io_stop(loop, &io3);
+    sk_io_stop(loop, &io3);
+    sk_timer_t t2 = {0};
+    sk_timer_start(loop, &t2, 100000, stop_loop_cb);
+    sk_timer_stop(loop, &t2);
+    sk_loop_add_before_sleep(loop, SK_LOOP_PHASE_HANDOFF, counting_hook, &n);
+    sk_loop_remove_before_sleep(loop, counting_hook, &n);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 SK_TEST(loop_stop_returns_after_current_turn_and_run_again_works)
@@ -779,6 +857,7 @@ SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocki
              SK_RUN(io_modify_switches_events); SK_RUN(io_stopped_by_another_callback_in_same_turn);
              SK_RUN(async_sends_before_run_coalesce_into_one_callback); SK_RUN(async_never_loses_a_wakeup);
              SK_RUN(async_burst_from_thread_while_running); SK_RUN(before_sleep_hook_runs_every_turn);
-             SK_RUN(hook_can_stop_the_loop_before_waiting);
+             SK_RUN(hook_can_stop_the_loop_before_waiting); SK_RUN(before_sleep_list_runs_in_phase_order);
+             SK_RUN(loop_free_counts_handles_left_registered);
              SK_RUN(loop_stop_returns_after_current_turn_and_run_again_works);
              SK_RUN(loop_now_is_monotonic_and_update_time_refreshes);)
