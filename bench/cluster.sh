@@ -7,16 +7,23 @@
 #  2. purchases/s through a node (seckill serve --store redis://, flooded by
 #     seckill-bench) vs the one-purchase-per-EVALSHA rate of the same Redis with the
 #     same AOF setting. Target (README, "Measured performance"): >= 5x under appendfsync always;
-#  3. the drain: orders/s into PostgreSQL, timed on a backlog built with the drain
-#     stopped (target: it keeps up; the lag returns to 0 within seconds of a sell-out);
+#  3. the drain: orders/s into PostgreSQL, timed from its first order to its last on a
+#     backlog built with the drains stopped, with one drain and with two (several
+#     drains share the streams through the consumer group), against the purchase rate
+#     of one node (target: >= 1x, it keeps up);
 #  4. the whole local cluster (nginx, three nodes, Redis, drain, PostgreSQL; the
-#     audit reads PostgreSQL) vs one embedded node, same scenario, same load generator.
+#     audit reads PostgreSQL) vs one embedded node, same scenario, same load generator;
+#  5. a Redis Cluster (scripts/cluster up --redis-cluster: three primaries, three
+#     replicas): purchases/s through one node with three live sales, one on each shard,
+#     vs the same three sales on one shard; and with --replicas-ack 1 (every batch
+#     waits for a replica: WAIT) vs without; one drain over the three shards.
 #
 # Usage: bench/cluster.sh [quick]     quick: tiny sizes, a smoke run of the script
 # Environment (defaults in brackets, quick in parentheses):
 #   CALLS [200000] (2000)      redis-benchmark calls per one-purchase measurement
 #   BATCH_CALLS [20000] (100)  calls of the 64-purchase batch
 #   STOCK [200000] (2000)  USERS [400000] (4000)  CONNS [64] (16)  PIPELINE [8] (1)
+#   RC_STOCK [100000] (2000) RC_USERS [200000] (4000)   each of the three sales in 5.
 #   SERVER_CPU [0] BENCH_CPU [1]   taskset CPU lists (servers / load generators); PIN=0: unpinned
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +31,10 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = quick ]; then
   calls=${CALLS:-2000} batch_calls=${BATCH_CALLS:-100} stock=${STOCK:-2000} users=${USERS:-4000}
-  conns=${CONNS:-16} pipeline=${PIPELINE:-1}
+  conns=${CONNS:-16} pipeline=${PIPELINE:-1} rc_stock=${RC_STOCK:-2000} rc_users=${RC_USERS:-4000}
 elif [ -z "${1:-}" ]; then
   calls=${CALLS:-200000} batch_calls=${BATCH_CALLS:-20000} stock=${STOCK:-200000} users=${USERS:-400000}
-  conns=${CONNS:-64} pipeline=${PIPELINE:-8}
+  conns=${CONNS:-64} pipeline=${PIPELINE:-8} rc_stock=${RC_STOCK:-100000} rc_users=${RC_USERS:-200000}
 else
   sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
   exit 2
@@ -43,11 +50,12 @@ fi
 
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # the local cluster's PostgreSQL runs as an unprivileged user under it
-REDIS_PID='' NODE_PID='' EMB_PID=''
+REDIS_PID='' NODE_PID='' EMB_PID='' DRAIN_PIDS=''
 export SECKILL_CLUSTER_DIR=$tmp/cluster SECKILL_BIN=$PWD/build/seckill
 cleanup() {
-  for p in $NODE_PID $EMB_PID $REDIS_PID; do kill "$p" 2>/dev/null || true; done
-  [ -f "$SECKILL_CLUSTER_DIR/cluster.env" ] && scripts/cluster down >/dev/null 2>&1 || true
+  for p in $NODE_PID $EMB_PID $REDIS_PID $DRAIN_PIDS; do kill "$p" 2>/dev/null || true; done
+  [ -f "$tmp/cluster/cluster.env" ] && SECKILL_CLUSTER_DIR=$tmp/cluster scripts/cluster down >/dev/null 2>&1 || true
+  [ -f "$tmp/rcluster/cluster.env" ] && SECKILL_CLUSTER_DIR=$tmp/rcluster scripts/cluster down >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -148,20 +156,36 @@ kill "$EMB_PID"
 wait "$EMB_PID" 2>/dev/null || true
 EMB_PID=''
 
-# 3. the drain on a backlog: stop it, sell out a sale, start it, time until lag 0.
+# 3. the drain on a backlog: the cluster's drain stopped, a sale sold out through the
+#    nodes, then K drains (consumers drain-bench-1..K of the group) started: orders/s
+#    from the first order in PostgreSQL to the last (start-up not included).
+pg_count() { # pg_count SQL-CONDITION
+  psql -X -tA -h 127.0.0.1 -p "$PG_PORT" -U seckill -d seckill -c "SELECT count(*) FROM orders WHERE $1"
+}
+drain_run() { # drain_run K SQL-CONDITION N: K drains until N orders match; prints orders/s
+  local k=$1 sale=$2 n=$3 i t0 t1 p
+  DRAIN_PIDS=''
+  for ((i = 1; i <= k; i++)); do
+    "${srv[@]}" build/seckill drain --store "$REDIS_URL" --db "$PG_URL" --consumer "drain-bench-$i" \
+      --log-level warn > "$tmp/drain-$k-$i.log" 2>&1 &
+    DRAIN_PIDS="$DRAIN_PIDS $!"
+  done
+  until [ "$(pg_count "$sale")" -gt 0 ]; do sleep 0.02; done
+  t0=$(date +%s.%N)
+  until [ "$(pg_count "$sale")" -ge "$n" ]; do sleep 0.02; done
+  t1=$(date +%s.%N)
+  for p in $DRAIN_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  DRAIN_PIDS=''
+  awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }'
+}
 scripts/cluster stop drain
-"${gen[@]}" build/seckill-bench -q "$URL" --create-sale "stock=$stock,starts_in=1s,id=drainbench" \
-  --users "$stock" -c "$conns" --pipeline "$pipeline" --no-audit > "$tmp/backlog.out" 2>&1 || true
-t0=$(date +%s.%N)
-"${srv[@]}" scripts/cluster start drain
-until [ "$(psql -X -tA -h 127.0.0.1 -p "$PG_PORT" -U seckill -d seckill \
-        -c "SELECT count(*) FROM orders WHERE sale_id = 'drainbench'")" -ge "$stock" ]; do
-  sleep 0.05
+declare -A DRAIN
+for k in 1 2; do
+  "${gen[@]}" build/seckill-bench -q "$URL" --create-sale "stock=$stock,starts_in=1s,id=drainbench$k" \
+    --users "$stock" -c "$conns" --pipeline "$pipeline" --no-audit > "$tmp/backlog-$k.out" 2>&1 || true
+  DRAIN[$k]=$(drain_run "$k" "sale_id = 'drainbench$k'" "$stock")
+  echo "== the drain: $stock orders into PostgreSQL with $k drain(s): ${DRAIN[$k]} orders/s (first order to last)"
 done
-t1=$(date +%s.%N)
-DRAIN=$(awk -v n="$stock" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
-echo "== the drain: $stock orders into PostgreSQL in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s" \
-     "(from start, migrations and discovery included): $DRAIN orders/s"
 
 python3 - "$tmp/cluster.json" "$tmp/embedded.json" <<'PY'
 import json, sys
@@ -184,4 +208,86 @@ node_always=${NODE[always]}
 cl=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["confirmed_per_s"]))' "$tmp/cluster.json")
 em=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["confirmed_per_s"]))' "$tmp/embedded.json")
 echo "   cluster / embedded (confirmed/s): $(bench_ratio "$cl" "$em")x;" \
-     "drain / node purchase rate (AOF always): $(bench_ratio "$DRAIN" "$node_always")x"
+     "drain / node purchase rate (AOF always): 1 drain $(bench_ratio "${DRAIN[1]}" "$node_always")x," \
+     "2 drains $(bench_ratio "${DRAIN[2]}" "$node_always")x (target >= 1x)"
+scripts/cluster down >/dev/null
+
+# 5. a Redis Cluster: one node (one node's rate is the question, not the cluster's
+#    three) against three shards with three live sales, one per shard, then the same
+#    node against three sales on one shard; then with --replicas-ack 1. Each time three
+#    seckill-bench processes flood the three sales at once; the rate is the sum of their
+#    confirmed/s. Then one drain on the backlog the floods left on the three shards.
+export SECKILL_CLUSTER_DIR=$tmp/rcluster
+"${srv[@]}" scripts/cluster up --redis-cluster --replicas-ack 0 > "$tmp/rcluster-up.out"
+. "$SECKILL_CLUSTER_DIR/cluster.env"
+for part in nginx node1 node2 node3 drain; do scripts/cluster stop "$part"; done
+# Sale ids served by given primaries (CRC16 of the id, as the node computes the slot).
+sale_ids() { # sale_ids PREFIX PORT...: one id per port, in order
+  python3 - "$@" <<'PY'
+import subprocess, sys
+prefix, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+def crc16(b):
+    c = 0
+    for x in b:
+        c ^= x << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) & 0xFFFF if c & 0x8000 else (c << 1) & 0xFFFF
+    return c
+ranges = []
+nodes = subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "nodes"], capture_output=True, text=True)
+for line in nodes.stdout.splitlines():
+    f = line.split()
+    if "master" in f[2]:
+        for r in f[8:]:
+            a, _, b = r.partition("-")
+            ranges.append((int(a), int(b or a), int(f[1].split("@")[0].rsplit(":", 1)[1])))
+out, i = [], 0
+for p in ports:
+    while True:
+        sid, i = f"{prefix}{i}", i + 1
+        s = crc16(sid.encode()) & 16383
+        if any(a <= s <= b and q == p for a, b, q in ranges):
+            out.append(sid)
+            break
+print(" ".join(out))
+PY
+}
+prim=()
+for p in $REDIS_PORTS; do redis-cli -p "$p" role | head -1 | grep -q master && prim+=("$p"); done
+rc_flood() { # rc_flood NAME ACKS SALE...: one node, the floods at once; prints the summed confirmed/s
+  local name=$1 acks=$2 port sid i=0 p pids=()
+  shift 2
+  port=$(bench_free_port)
+  "${srv[@]}" build/seckill serve --listen "127.0.0.1:$port" --store "$REDIS_URL" --threads 1 --log-level warn \
+    --replicas-ack "$acks" > "$tmp/rc-node-$name.log" 2>&1 &
+  NODE_PID=$!
+  bench_wait_port "$port"
+  for sid in "$@"; do
+    "${gen[@]}" build/seckill-bench -q "http://127.0.0.1:$port" --create-sale "stock=$rc_stock,starts_in=2s,id=$sid" \
+      --users "$rc_users" -c "$conns" --pipeline "$pipeline" --no-audit --json "$tmp/rc-$name-$i.json" \
+      > "$tmp/rc-$name-$i.out" 2>&1 &
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+  kill "$NODE_PID"
+  wait "$NODE_PID" 2>/dev/null || true
+  NODE_PID=''
+  python3 -c 'import json, sys; print(round(sum(json.load(open(p)).get("confirmed_per_s", 0) for p in sys.argv[1:])))' \
+    "$tmp"/rc-"$name"-*.json
+}
+declare -A RC
+read -r -a spread <<< "$(sale_ids spread "${prim[0]}" "${prim[1]}" "${prim[2]}")"
+read -r -a one <<< "$(sale_ids one "${prim[0]}" "${prim[0]}" "${prim[0]}")"
+read -r -a acked <<< "$(sale_ids acked "${prim[0]}" "${prim[1]}" "${prim[2]}")"
+RC[spread]=$(rc_flood spread 0 "${spread[@]}")
+echo "== Redis Cluster, one node, 3 live sales on 3 shards: ${RC[spread]} confirmed/s (${spread[*]})"
+RC[one]=$(rc_flood one 0 "${one[@]}")
+echo "   the same 3 sales on one shard: ${RC[one]} confirmed/s (${one[*]})"
+RC[ack]=$(rc_flood ack 1 "${acked[@]}")
+echo "   3 shards with --replicas-ack 1: ${RC[ack]} confirmed/s"
+RC[drain]=$(drain_run 1 "sale_id ~ '^(spread|one|acked)[0-9]+$'" $((9 * rc_stock)))
+echo "   one drain over the 3 shards, the 9 sales' $((9 * rc_stock)) orders: ${RC[drain]} orders/s (first order to last)"
+echo "   ratios: 3 shards / 1 shard $(bench_ratio "${RC[spread]}" "${RC[one]}")x;" \
+     "--replicas-ack 1 / none $(bench_ratio "${RC[ack]}" "${RC[spread]}")x;" \
+     "one node through 3 shards / through one Redis (AOF always, 2.) $(bench_ratio "${RC[spread]}" "$node_always")x"

@@ -162,9 +162,13 @@ static void ledger(sk_buf_t *b, sk_engine_t *e)
     sk_buf_printf(b,
                   "seckill_ledger_commit_seconds_sum %.9f\nseckill_ledger_commit_seconds_count %llu\n"
                   "# TYPE seckill_ledger_commit_errors_total counter\nseckill_ledger_commit_errors_total %llu\n"
+                  "# HELP seckill_ledger_replica_timeouts_total Script calls answered 503 because fewer replicas "
+                  "than --replicas-ack had them in time.\n"
+                  "# TYPE seckill_ledger_replica_timeouts_total counter\nseckill_ledger_replica_timeouts_total %llu\n"
                   "# TYPE seckill_ledger_inflight gauge\nseckill_ledger_inflight %lld\n",
                   (double)sk_counter_get(&es->commit_ns_sum) / 1e9, (unsigned long long)sk_counter_get(&es->batches),
                   (unsigned long long)sk_counter_get(&es->commit_errors),
+                  (unsigned long long)sk_counter_get(&es->replica_timeouts),
                   (long long)atomic_load(&((sk_engine_stats_t *)es)->inflight));
     /* What reached the ledger: the worker answers the rest itself (the gate). */
     sk_buf_puts(b, "# HELP seckill_ledger_purchases_total Purchases the ledger decided, by result.\n"

@@ -98,6 +98,15 @@ bool sk_api_order_refused(sk_op_t *op)
     case -ENOTSUP:
         sk_http_deferred_respond(op->ctx, 501, "application/json", NULL, unsupported, sizeof(unsupported) - 1);
         break;
+    case -ESTALE: {
+        /* The Redis store keeps a sale's orders until the drain moved them into the
+         * system of record (then trims them, and retires an ended sale after a while):
+         * what is gone from it is read there. */
+        static const char moved[] = "{\"error\":\"moved\",\"message\":\"these orders have been moved to the "
+                                    "system of record and are no longer kept by this service\"}\n";
+        sk_http_deferred_respond(op->ctx, 410, "application/json", NULL, moved, sizeof(moved) - 1);
+        break;
+    }
     default:
         sk_http_deferred_respond(op->ctx, 503, "application/json", "Retry-After: 1\r\n", down, sizeof(down) - 1);
         break;

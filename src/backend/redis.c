@@ -1,24 +1,37 @@
 /* The Redis backend: the ledger thread of a cluster node.
  *
- * The thread runs its own event loop with one asynchronous hiredis connection. Each
- * loop turn ends in the before-sleep hook, which takes what the workers queued, groups
- * the purchases by sale (a script may touch one sale's keys only, one hash slot) and
- * sends one EVALSHA of buy.lua per sale. Up to INFLIGHT_MAX such batches are on the
- * connection at once; Redis runs them in the order sent, so arrival order holds, and
+ * The thread runs its own event loop with one asynchronous hiredis connection per Redis
+ * primary (one Redis, or the primaries of a Redis Cluster: redis/cluster.h). Each loop
+ * turn ends in the before-sleep hook, which takes what the workers queued, groups the
+ * purchases by sale (a script may touch one sale's keys only, one hash slot) and sends
+ * one EVALSHA of buy.lua per sale to the primary serving the sale's slot. Up to
+ * INFLIGHT_PER_NODE batches per primary are out at once; a sale's scripts all go down
+ * one connection and Redis runs them in the order sent, so arrival order holds, and
  * while one commits the next forms. Beyond the window, purchases wait in the engine's
  * queue, which answers 429 past its own bound: nothing here grows without limit.
  *
  * A reply is the durable decision (AOF appendfsync always: Redis fsyncs before it
- * answers). Only then are the answers posted to the workers. When Redis is down, slow
- * (no reply within TIMEOUT_MS) or answers an error, every purchase whose fate is not
- * known is answered 503 with nothing confirmed here; if Redis did commit it, the buyer
- * finds the order with GET .../orders/{user}, which this backend answers from Redis.
- * After a failure the connection is dropped and re-made with a growing back-off.
+ * answers). With --replicas-ack N a WAIT N follows every script on the same
+ * connection and the answers wait for it too: a batch confirmed then is on N replicas
+ * as well, so the failover that promotes one of them keeps it. Only then are the
+ * answers posted to the workers. When a primary is down, slow (no reply within
+ * TIMEOUT_MS), answers an error, or WAIT counts too few replicas, every purchase whose
+ * fate is not known is answered 503 with nothing confirmed here; if Redis did commit
+ * it, the buyer finds the order with GET .../orders/{user}, which this backend answers
+ * from Redis. After a failure the connection is dropped and re-made with a growing
+ * back-off.
+ *
+ * Redis Cluster: MOVED updates the map, reads the topology again and sends the script
+ * to the new owner; ASK sends ASKING and the script to the node importing the slot,
+ * once; TRYAGAIN (the slot is half moved) and CLUSTERDOWN answer 503, since nothing ran.
+ * The topology is read again every TOPOLOGY_MS, at once after a MOVED or a lost primary,
+ * and with a back-off while a slot's owner is unreachable, so the replica promoted
+ * after a failover is found within a few hundred milliseconds of its promotion.
  *
  * Besides purchases the thread keeps the node's sale cache current: it polls the sales
  * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
  * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
- * end) it loads the sale's users from its order stream into a user set and hands it to
+ * end) it loads the sale's users from its holders hash into a user set and hands it to
  * the engine, after which the node's workers answer every non-holder of that sale
  * themselves (a holder's purchase still goes to the script, which checks its replay).
  *
@@ -35,19 +48,23 @@
 #include <string.h>
 
 #include "backend/redis_loop.h"
+#include "redis/cluster.h"
 #include "util/buf.h"
 #include "util/texts.h"
 
-#define INFLIGHT_MAX 4 /* batches on the connection at once */
+#define INFLIGHT_PER_NODE 4 /* batches on the connections at once, per primary */
 #define TIMEOUT_MS 3000 /* a connect or batch without an answer this long: 503 and reconnect */
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define TICK_MS 100 /* deadlines are checked this often */
 #define SYNC_TICKS 2 /* the sales index and sold counts are polled every 2 ticks */
-#define HOLDERS_CHUNK 10000 /* stream entries per XRANGE when loading holders */
+#define TOPOLOGY_MS 1000 /* a Redis Cluster's map is read this often */
+#define TOPOLOGY_RETRY_MS 100 /* ... and this soon when a slot's owner is unreachable (doubling) */
+#define HOLDERS_CHUNK 10000 /* fields per HSCAN when loading holders */
 #define REFRESH_MARGIN_MS 5000 /* sold counts are refreshed this long around the window */
 #define MISS_SLOTS 256 /* remembered unknown sale ids (a flood of one bad id costs one look-up) */
 #define MISS_MS 250
+#define REPLICAS_TIMEOUT_MAX_MS 2000 /* WAIT must answer well within TIMEOUT_MS */
 
 _Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 && SK_BUY_LIMIT_REACHED == 3 &&
                    SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
@@ -57,17 +74,60 @@ typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY } conn_state_t;
 
 typedef struct rbackend rbackend_t;
 typedef struct batch batch_t;
+typedef struct group group_t;
 
-/* The purchases of one sale within a batch: one script call. */
+/* One primary's connection. Lives as long as the backend once made (conns[node]);
+ * hiredis owns the context inside and frees it on errors (ev.ac turns NULL). */
 typedef struct {
+    rbackend_t *r;
+    int node; /* index in the map */
+    sk_redis_ev_t ev;
+    conn_state_t state;
+    int setup_waiting; /* setup replies still expected on a new connection */
+    uint64_t connect_deadline_ms;
+    uint64_t quiet_ms; /* last tick that saw no command waiting for its reply */
+    uint64_t backoff_ms;
+    sk_timer_t reconnect, drop;
+    uint64_t last_fail_log_ms;
+    bool fail_logged;
+    /* --replicas-ack: scripts go out in rounds, each closed by one WAIT (it covers every
+     * write the connection made before it, and Redis blocks the connection while it
+     * waits): the scripts sent since the last WAIT, whether a WAIT is out, and the groups
+     * held meanwhile (sent with the next round). */
+    group_t **round, **held;
+    size_t n_round, cap_round, n_held, cap_held;
+    bool wait_out;
+} conn_t;
+
+/* The groups one WAIT answers for. */
+typedef struct {
+    conn_t *c;
+    group_t **groups;
+    size_t n;
+} round_t;
+
+/* The purchases of one sale within a batch: one script call, sent again after MOVED,
+ * ASK or NOSCRIPT. Every send queues the script's callback and, with replicas_ack, a
+ * WAIT's; the group is decided (its ops completed) once, and released when no callback
+ * of it is left to come. */
+struct group {
     batch_t *batch;
     sk_sale_t *sale;
     sk_op_t **ops;
     size_t n;
-} group_t;
+    int target; /* node of the next send, -1: the slot's owner */
+    bool asking; /* the next send is preceded by ASKING */
+    bool eval; /* the next send carries the script itself */
+    int hops; /* sends after the first */
+    int outstanding; /* callbacks still to come */
+    bool decided;
+    conn_t *ack_conn; /* the script ran there: its answers wait for that connection's WAIT */
+    int64_t sold, now; /* from the script's reply */
+    int64_t sent_ms; /* sk_now_ms() at the last send: bounds the store's clock offset */
+};
 
 struct batch {
-    batch_t *next; /* the in-flight FIFO */
+    batch_t *next; /* the in-flight list */
     rbackend_t *r;
     sk_op_t **ops; /* grouped by sale, arrival order within a sale */
     size_t n;
@@ -75,16 +135,28 @@ struct batch {
     size_t n_groups, waiting;
     bool failed;
     uint64_t t0_ns;
-    int64_t sent_ms; /* sk_now_ms() when sent: bounds the store's clock offset */
 };
+
+/* Loading a finished sale's users from its holders hash (HSCAN): every order's user
+ * and request (as hashes), indexed by seq - 1, so that an order read twice is seen and
+ * a missing one counted; the users then go into the sale's user set. */
+typedef struct {
+    int64_t want; /* the sale's final count */
+    char cursor[24];
+    int64_t found;
+    struct hl_order {
+        uint64_t user_hash, req_hash;
+        bool set;
+    } * orders;
+} hload_t;
 
 /* Per sale, the backend's own state (indexed by sale->index). */
 typedef struct {
-    sk_userset_t *loading; /* users being read from the stream */
-    uint64_t loaded; /* orders read into it */
+    hload_t *loading; /* holders being read */
     bool closed; /* a script ran at or after ends_at by Redis's clock: no order can come */
     int64_t closed_sold; /* the sale's sold count that script saw: its final count */
-    bool load_busy; /* an XRANGE is out */
+    bool load_busy; /* an HSCAN is out */
+    bool retired; /* the drain retired it: its orders are in the system of record only */
     bool refresh_busy; /* an HGET sold is out */
     uint64_t load_retry_ms; /* do not retry a failed load before this */
 } rsale_t;
@@ -100,30 +172,30 @@ typedef struct {
 struct rbackend {
     sk_backend_t base;
     sk_engine_t *e;
-    sk_redis_addr_t addr;
+    sk_rcluster_t *map; /* who serves which slot; synchronous connections at start-up */
     char url[512];
     size_t max_batch;
+    int replicas_ack, replicas_timeout_ms;
     char buy_sha[41], create_sha[41];
     const sk_text_t *buy_lua, *create_lua;
-    redisContext *sync; /* start-up only (load, add_sale) */
+    bool sync_ok; /* start-up connections made (load ran) */
 
     sk_loop_t *loop;
     sk_async_t wake;
     pthread_t thread;
     bool started;
 
-    sk_redis_ev_t ev;
-    conn_state_t state;
-    int setup_waiting; /* setup replies still expected on a new connection */
-    uint64_t connect_deadline_ms;
-    uint64_t quiet_ms; /* last tick that saw no command waiting for its reply */
-    uint64_t backoff_ms;
-    sk_timer_t tick, reconnect, drop;
+    conn_t *conns[SK_RCLUSTER_NODES_MAX];
+    sk_timer_t tick;
     unsigned ticks;
-    uint64_t last_fail_log_ms;
-    bool fail_logged;
+    bool topo_busy; /* a CLUSTER SLOTS is out */
+    uint64_t topo_due_ms; /* read the map at this loop time */
+    uint64_t topo_backoff_ms;
+    uint64_t map_version; /* of the map when owners were last counted */
+    size_t n_owners; /* nodes serving slots */
+    uint64_t last_ack_log_ms;
 
-    batch_t *head, *tail; /* in flight, oldest first */
+    batch_t *head, *tail; /* in flight */
     size_t n_inflight;
     size_t n_singles; /* single ops out */
     bool sync_busy;
@@ -141,8 +213,6 @@ struct rbackend {
     rsale_t *sales; /* [SK_MAX_SALES] */
     bool done;
 };
-
-/* ---- helpers shared with the drain -------------------------------------------------------- */
 
 /* ---- the sale cache -------------------------------------------------------------------- */
 
@@ -208,36 +278,50 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
     return s;
 }
 
-/* ---- start-up (main thread, synchronous connection) --------------------------------------- */
-
-static int load_script(rbackend_t *r, const sk_text_t *t, char *sha, char *err, size_t err_size)
+static unsigned index_slot(void)
 {
-    redisReply *rep = redisCommand(r->sync, "SCRIPT LOAD %b", t->text, t->len);
+    return sk_rcluster_slot(SK_REDIS_SALES_KEY, sizeof(SK_REDIS_SALES_KEY) - 1);
+}
+
+static unsigned sale_slot(const sk_sale_t *s)
+{
+    return sk_rcluster_sale_slot(s->id, s->id_len);
+}
+
+/* ---- start-up (main thread, synchronous connections) -------------------------------------- */
+
+static int load_script(rbackend_t *r, redisContext *c, const char *node, const sk_text_t *t, char *sha, char *err,
+                       size_t err_size)
+{
+    redisReply *rep = redisCommand(c, "SCRIPT LOAD %b", t->text, t->len);
     if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        snprintf(err, err_size, "redis at %s: SCRIPT LOAD %s failed: %s", r->url, t->name,
-                 rep ? (rep->str ? rep->str : "unexpected reply") : r->sync->errstr);
+        snprintf(err, err_size, "redis at %s: SCRIPT LOAD %s failed: %s", node, t->name,
+                 rep ? (rep->str ? rep->str : "unexpected reply") : c->errstr);
         freeReplyObject(rep);
         return -EIO;
     }
     memcpy(sha, rep->str, 40);
     sha[40] = '\0';
     freeReplyObject(rep);
+    (void)r;
     return 0;
 }
 
-static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size)
+/* What start-up checks on every primary: the scripts load, the AOF is fsynced on every
+ * write, and (with replicas_ack) enough replicas are attached. */
+static int check_primary(rbackend_t *r, int node, char *err, size_t err_size)
 {
-    rbackend_t *r = (rbackend_t *)b;
-    r->e = e;
-    r->sync = sk_redis_connect(&r->addr, TIMEOUT_MS, err, err_size);
-    if (!r->sync)
+    char name[300];
+    sk_rcluster_name(r->map, node, name, sizeof(name));
+    redisContext *c = sk_rcluster_sync(r->map, node, TIMEOUT_MS, err, err_size);
+    if (!c)
         return -EIO;
-    if (load_script(r, r->buy_lua, r->buy_sha, err, err_size) < 0 ||
-        load_script(r, r->create_lua, r->create_sha, err, err_size) < 0)
+    if (load_script(r, c, name, r->buy_lua, r->buy_sha, err, err_size) < 0 ||
+        load_script(r, c, name, r->create_lua, r->create_sha, err, err_size) < 0)
         return -EIO;
     /* A reply is durable only with the AOF fsynced on every write. CONFIG may be
      * renamed away in a hardened Redis; then there is nothing to check. */
-    redisReply *rep = redisCommand(r->sync, "CONFIG GET append*");
+    redisReply *rep = redisCommand(c, "CONFIG GET append*");
     if (rep && rep->type == REDIS_REPLY_ARRAY) {
         const char *aof = NULL, *fsync = NULL;
         for (size_t i = 0; i + 1 < rep->elements; i += 2) {
@@ -251,32 +335,64 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
         if (aof && fsync && (strcmp(aof, "yes") != 0 || strcmp(fsync, "always") != 0))
             sk_warn("redis at %s runs with %s: a confirmed order may be lost if Redis crashes (use "
                     "appendonly yes, appendfsync always: deploy/redis.conf)",
-                    r->url, strcmp(aof, "yes") != 0 ? "no AOF" : "appendfsync other than always");
+                    name, strcmp(aof, "yes") != 0 ? "no AOF" : "appendfsync other than always");
     }
     freeReplyObject(rep);
+    if (r->replicas_ack > 0) {
+        rep = redisCommand(c, "INFO replication");
+        const char *p = rep && rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "connected_slaves:") : NULL;
+        long have = p ? strtol(p + 17, NULL, 10) : -1;
+        if (have >= 0 && have < r->replicas_ack)
+            sk_warn("redis at %s has %ld replica%s attached, --replicas-ack wants %d: its purchases are answered "
+                    "503 until enough are",
+                    name, have, have == 1 ? "" : "s", r->replicas_ack);
+        freeReplyObject(rep);
+    }
+    return 0;
+}
 
-    rep = redisCommand(r->sync, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
+static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size)
+{
+    rbackend_t *r = (rbackend_t *)b;
+    r->e = e;
+    if (sk_rcluster_discover(r->map, TIMEOUT_MS, err, err_size) < 0)
+        return -EIO;
+    if (r->replicas_ack > 0 && !r->map->enabled)
+        sk_info("redis at %s: --replicas-ack %d waits for the replicas of this Redis", r->url, r->replicas_ack);
+    bool *done = sk_xcalloc(SK_RCLUSTER_NODES_MAX, sizeof(bool));
+    for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++) {
+        int node = sk_rcluster_owner(r->map, s);
+        if (node < 0 || done[node])
+            continue;
+        done[node] = true;
+        if (check_primary(r, node, err, err_size) < 0) {
+            free(done);
+            return -EIO;
+        }
+    }
+    free(done);
+    r->sync_ok = true;
+
+    redisReply *rep =
+        sk_rcluster_command(r->map, index_slot(), TIMEOUT_MS, err, err_size, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, err_size, "redis at %s: cannot read the sales index: %s", r->url,
-                 rep && rep->str ? rep->str : r->sync->errstr);
+        if (rep)
+            snprintf(err, err_size, "redis at %s: cannot read the sales index: %s", r->url,
+                     rep->str ? rep->str : "unexpected reply");
         freeReplyObject(rep);
         return -EIO;
     }
     for (size_t i = 0; i < rep->elements; i++) {
         const redisReply *id = rep->element[i];
+        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
+            continue;
         char key[SK_REDIS_KEY_MAX + 1];
-        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
-            continue;
         sk_redis_key(key, id->str, id->len, "sale");
-        redisAppendCommand(r->sync, "HGETALL %s", key);
-    }
-    for (size_t i = 0; i < rep->elements; i++) {
-        const redisReply *id = rep->element[i];
-        if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
-            continue;
-        redisReply *h = NULL;
-        if (redisGetReply(r->sync, (void **)&h) != REDIS_OK) {
-            snprintf(err, err_size, "redis at %s: cannot read the sales: %s", r->url, r->sync->errstr);
+        redisReply *h = sk_rcluster_command(r->map, sk_rcluster_sale_slot(id->str, id->len), TIMEOUT_MS, err, err_size,
+                                            "HGETALL %s", key);
+        if (!h) {
+            size_t l = strlen(err);
+            snprintf(err + l, err_size - l, " (reading the sales)");
             freeReplyObject(rep);
             return -EIO;
         }
@@ -291,21 +407,22 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
 {
     rbackend_t *r = (rbackend_t *)b;
     (void)e;
-    if (!r->sync)
+    if (!r->sync_ok)
         return -EIO;
     if (sk_engine_find_sale(r->e, s->id, s->id_len))
         return -EEXIST;
     if (sk_engine_sale_count(r->e) >= SK_MAX_SALES)
         return -ENOSPC;
-    char key[SK_REDIS_KEY_MAX + 1];
+    char key[SK_REDIS_KEY_MAX + 1], err[256];
     sk_redis_key(key, s->id, s->id_len, "sale");
-    redisReply *z =
-        redisCommand(r->sync, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
+    redisReply *z = sk_rcluster_command(r->map, index_slot(), TIMEOUT_MS, err, sizeof(err), "ZADD %s NX %lld %b",
+                                        SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
     freeReplyObject(z);
     const sk_sale_params_t *p = sk_sale_params(s);
-    redisReply *rep = redisCommand(r->sync, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key, s->id,
-                                   s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
-                                   (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
+    redisReply *rep = sk_rcluster_command(
+        r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err), "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld",
+        r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+        (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
@@ -315,156 +432,362 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     return rc;
 }
 
-/* ---- connection ------------------------------------------------------------------------- */
+/* ---- connections ------------------------------------------------------------------------ */
 
 static void pump(rbackend_t *r);
-static void connect_now(rbackend_t *r);
+static void connect_now(conn_t *c);
+static void drop_held(conn_t *c);
 static void maybe_load_holders(rbackend_t *r, sk_sale_t *s);
 
-static void log_failure(rbackend_t *r, const char *what, const char *detail)
+static const char *conn_name(const conn_t *c, char *buf, size_t cap)
+{
+    return sk_rcluster_name(c->r->map, c->node, buf, cap);
+}
+
+/* Whether a node serves any slot now (a node that stopped being a primary is not
+ * reconnected to unless something is sent to it again). */
+static bool node_serves(const rbackend_t *r, int node)
+{
+    for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++)
+        if (r->map->owner[s] == node)
+            return true;
+    return false;
+}
+
+static size_t count_owners(rbackend_t *r)
+{
+    if (r->map_version != r->map->version) {
+        bool seen[SK_RCLUSTER_NODES_MAX] = {false};
+        size_t n = 0;
+        for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++) {
+            int o = sk_rcluster_owner(r->map, s);
+            if (o >= 0 && !seen[o]) {
+                seen[o] = true;
+                n++;
+            }
+        }
+        r->n_owners = n;
+        r->map_version = r->map->version;
+    }
+    return r->n_owners ? r->n_owners : 1;
+}
+
+/* Read the map again soon (a MOVED, a lost primary, CLUSTERDOWN). */
+static void topology_soon(rbackend_t *r)
+{
+    if (!r->map->enabled)
+        return;
+    uint64_t now = sk_loop_now(r->loop);
+    if (r->topo_due_ms > now)
+        r->topo_due_ms = now;
+}
+
+static void log_failure(conn_t *c, const char *what, const char *detail)
 {
     /* One line per outage, then one every 10 s while it lasts. */
+    rbackend_t *r = c->r;
     uint64_t now = sk_loop_now(r->loop);
-    if (!r->fail_logged || now - r->last_fail_log_ms >= 10000) {
-        sk_warn("redis at %s: %s%s%s; purchases are answered 503 until it is back", r->url, what, detail ? ": " : "",
-                detail ? detail : "");
-        r->last_fail_log_ms = now;
-        r->fail_logged = true;
+    if (!c->fail_logged || now - c->last_fail_log_ms >= 10000) {
+        char name[300];
+        sk_warn("redis at %s: %s%s%s; %s are answered 503 until it is back%s", conn_name(c, name, sizeof(name)), what,
+                detail ? ": " : "", detail ? detail : "",
+                r->map->enabled ? "purchases of the sales it serves" : "purchases",
+                r->map->enabled ? " or replaced" : "");
+        c->last_fail_log_ms = now;
+        c->fail_logged = true;
     }
 }
 
 static void on_reconnect(sk_loop_t *loop, sk_timer_t *t)
 {
     (void)loop;
-    connect_now(SK_CONTAINER_OF(t, rbackend_t, reconnect));
+    connect_now(SK_CONTAINER_OF(t, conn_t, reconnect));
 }
 
-static void schedule_reconnect(rbackend_t *r)
+static void schedule_reconnect(conn_t *c)
 {
-    if (r->done || sk_timer_armed(&r->reconnect))
+    rbackend_t *r = c->r;
+    if (r->done || sk_timer_armed(&c->reconnect))
         return;
-    r->backoff_ms = r->backoff_ms ? SK_MIN(r->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    sk_timer_start(r->loop, &r->reconnect, r->backoff_ms, on_reconnect);
+    topology_soon(r);
+    if (r->map->enabled && !node_serves(r, c->node))
+        return; /* no longer a primary: connected again when something is sent there */
+    c->backoff_ms = c->backoff_ms ? SK_MIN(c->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+    sk_timer_start(r->loop, &c->reconnect, c->backoff_ms, on_reconnect);
 }
 
 static void on_drop(sk_loop_t *loop, sk_timer_t *t)
 {
     (void)loop;
-    rbackend_t *r = SK_CONTAINER_OF(t, rbackend_t, drop);
+    conn_t *c = SK_CONTAINER_OF(t, conn_t, drop);
     /* Outside any hiredis callback: the free is immediate and runs every pending
      * callback with a NULL reply, which answers what was in flight 503. */
-    if (r->ev.ac)
-        redisAsyncFree(r->ev.ac);
-    schedule_reconnect(r);
+    if (c->ev.ac)
+        redisAsyncFree(c->ev.ac);
+    schedule_reconnect(c);
 }
 
-/* Gives up the connection: purchases already sent get 503 (their callbacks see NULL),
- * new ones too until a new connection is ready. Safe inside hiredis callbacks. */
-static void fail_connection(rbackend_t *r, const char *what, const char *detail)
+/* Gives up a connection: purchases already sent on it get 503 (their callbacks see
+ * NULL), new ones for its slots too until it is ready again. Safe inside hiredis
+ * callbacks. */
+static void fail_connection(conn_t *c, const char *what, const char *detail)
 {
-    if (r->state != CONN_DOWN)
-        log_failure(r, what, detail);
-    r->state = CONN_DOWN;
-    if (r->ev.ac)
-        sk_timer_start(r->loop, &r->drop, 0, on_drop);
+    if (c->state != CONN_DOWN)
+        log_failure(c, what, detail);
+    c->state = CONN_DOWN;
+    drop_held(c);
+    if (c->ev.ac)
+        sk_timer_start(c->r->loop, &c->drop, 0, on_drop);
     else
-        schedule_reconnect(r);
+        schedule_reconnect(c);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
-    rbackend_t *r = ac->data;
+    conn_t *c = ac->data;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns. */
-        log_failure(r, "cannot connect", ac->errstr);
-        r->state = CONN_DOWN;
-        schedule_reconnect(r);
+        log_failure(c, "cannot connect", ac->errstr);
+        c->state = CONN_DOWN;
+        drop_held(c);
+        schedule_reconnect(c);
     }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    rbackend_t *r = ac->data;
-    if (r->state != CONN_DOWN)
-        log_failure(r, "connection lost", status == REDIS_OK ? NULL : ac->errstr);
-    r->state = CONN_DOWN;
-    schedule_reconnect(r);
+    conn_t *c = ac->data;
+    if (c->state != CONN_DOWN)
+        log_failure(c, "connection lost", status == REDIS_OK ? NULL : ac->errstr);
+    c->state = CONN_DOWN;
+    drop_held(c);
+    schedule_reconnect(c);
 }
 
 static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
-    rbackend_t *r = priv;
+    conn_t *c = priv;
     redisReply *rep = reply;
-    if (!rep || r->state != CONN_CONNECTING)
+    if (!rep || c->state != CONN_CONNECTING)
         return;
     if (rep->type == REDIS_REPLY_ERROR) {
-        fail_connection(r, "set-up failed", rep->str);
+        fail_connection(c, "set-up failed", rep->str);
         return;
     }
-    if (--r->setup_waiting == 0) {
-        r->state = CONN_READY;
-        r->backoff_ms = 0;
-        if (r->fail_logged)
-            sk_info("redis at %s: connected again", r->url);
-        r->fail_logged = false;
+    if (--c->setup_waiting == 0) {
+        c->state = CONN_READY;
+        c->backoff_ms = 0;
+        if (c->fail_logged) {
+            char name[300];
+            sk_info("redis at %s: connected again", conn_name(c, name, sizeof(name)));
+        }
+        c->fail_logged = false;
     }
 }
 
-static void connect_now(rbackend_t *r)
+static void connect_now(conn_t *c)
 {
-    if (r->done || r->ev.ac)
+    rbackend_t *r = c->r;
+    if (r->done || c->ev.ac)
         return;
-    redisAsyncContext *ac = redisAsyncConnect(r->addr.host, r->addr.port);
+    sk_timer_stop(r->loop, &c->reconnect);
+    const sk_rcluster_node_t *nd = &r->map->nodes[c->node];
+    redisAsyncContext *ac = redisAsyncConnect(nd->host, nd->port);
     if (!ac || ac->err) {
-        log_failure(r, "cannot connect", ac ? ac->errstr : "out of memory");
+        log_failure(c, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        r->state = CONN_DOWN;
-        schedule_reconnect(r);
+        c->state = CONN_DOWN;
+        schedule_reconnect(c);
         return;
     }
-    ac->data = r;
-    sk_redis_attach(&r->ev, r->loop, ac);
+    ac->data = c;
+    sk_redis_attach(&c->ev, r->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    r->state = CONN_CONNECTING;
-    r->connect_deadline_ms = sk_loop_now(r->loop) + TIMEOUT_MS;
+    c->state = CONN_CONNECTING;
+    c->connect_deadline_ms = sk_loop_now(r->loop) + TIMEOUT_MS;
     /* The scripts are loaded on every new connection, before any EVALSHA: a restarted
-     * Redis has an empty script cache. Commands on one connection run in order, so the
-     * first batch cannot overtake them. */
-    r->setup_waiting = 2;
-    if (r->addr.password[0]) {
-        r->setup_waiting++;
-        if (r->addr.user[0])
-            redisAsyncCommand(ac, on_setup, r, "AUTH %s %s", r->addr.user, r->addr.password);
+     * Redis (or a replica just promoted) may have an empty script cache. Commands on
+     * one connection run in order, so the first batch cannot overtake them. */
+    const sk_redis_addr_t *a = &r->map->addr;
+    c->setup_waiting = 2;
+    if (a->password[0]) {
+        c->setup_waiting++;
+        if (a->user[0])
+            redisAsyncCommand(ac, on_setup, c, "AUTH %s %s", a->user, a->password);
         else
-            redisAsyncCommand(ac, on_setup, r, "AUTH %s", r->addr.password);
+            redisAsyncCommand(ac, on_setup, c, "AUTH %s", a->password);
     }
-    if (r->addr.db) {
-        r->setup_waiting++;
-        redisAsyncCommand(ac, on_setup, r, "SELECT %d", r->addr.db);
+    if (a->db) {
+        c->setup_waiting++;
+        redisAsyncCommand(ac, on_setup, c, "SELECT %d", a->db);
     }
-    redisAsyncCommand(ac, on_setup, r, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
-    redisAsyncCommand(ac, on_setup, r, "SCRIPT LOAD %b", r->create_lua->text, r->create_lua->len);
+    redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+    redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->create_lua->text, r->create_lua->len);
+}
+
+/* The connection to a node, made (and connecting) on first use. */
+static conn_t *conn_get(rbackend_t *r, int node)
+{
+    if (node < 0 || node >= SK_RCLUSTER_NODES_MAX)
+        return NULL;
+    conn_t *c = r->conns[node];
+    if (!c) {
+        c = r->conns[node] = sk_xcalloc(1, sizeof(*c));
+        c->r = r;
+        c->node = node;
+        connect_now(c);
+    } else if (c->state == CONN_DOWN && !c->ev.ac && !sk_timer_armed(&c->reconnect)) {
+        connect_now(c); /* a node asked for again after it served nothing */
+    }
+    return c;
+}
+
+/* Commands may be queued on a connection being made (hiredis sends them once it is
+ * up, after the set-up); a connection that is down answers 503. */
+static bool usable(const conn_t *c)
+{
+    return c && c->ev.ac && c->state != CONN_DOWN;
+}
+
+/* The connection serving a slot, or NULL when none is known or usable. */
+static conn_t *route(rbackend_t *r, unsigned slot)
+{
+    int node = sk_rcluster_owner(r->map, slot);
+    if (node < 0) {
+        topology_soon(r);
+        return NULL;
+    }
+    conn_t *c = conn_get(r, node);
+    if (!usable(c)) {
+        topology_soon(r); /* a lost primary: has a replica taken over? */
+        return NULL;
+    }
+    return c;
+}
+
+/* Notes a redirection in a reply of a command that is not sent again (polls, look-ups,
+ * single ops): the map is read again, and the caller treats the reply as a failure. */
+static void note_redirect(rbackend_t *r, const redisReply *rep)
+{
+    unsigned slot;
+    sk_rcluster_node_t to;
+    if (sk_rcluster_redirect(rep, &slot, &to) != SK_RCLUSTER_REPLY)
+        topology_soon(r);
+}
+
+/* ---- the topology (Redis Cluster) -------------------------------------------------------- */
+
+static void on_slots(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)priv;
+    conn_t *c = ac->data;
+    rbackend_t *r = c->r;
+    r->topo_busy = false;
+    uint64_t now = sk_loop_now(r->loop);
+    uint64_t version = r->map->version;
+    if (!reply || r->done || sk_rcluster_apply_slots(r->map, reply, r->map->nodes[c->node].host) < 0) {
+        r->topo_backoff_ms =
+            r->topo_backoff_ms ? SK_MIN(r->topo_backoff_ms * 2, (uint64_t)TOPOLOGY_MS) : (uint64_t)TOPOLOGY_RETRY_MS;
+        r->topo_due_ms = now + r->topo_backoff_ms;
+        return;
+    }
+    if (r->map->version != version) {
+        char name[300];
+        sk_info("redis: the cluster's map changed (read from %s)", conn_name(c, name, sizeof(name)));
+    }
+    /* Connect to every primary; while one is unreachable (a failover under way), read
+     * the map again soon, with a back-off, until a replica has taken its place. */
+    bool all_up = true;
+    for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++) {
+        int o = sk_rcluster_owner(r->map, s);
+        if (o < 0) {
+            all_up = false;
+            continue;
+        }
+        conn_t *oc = r->conns[o];
+        if (!oc || (!oc->ev.ac && !sk_timer_armed(&oc->reconnect)))
+            oc = conn_get(r, o);
+        if (oc->state != CONN_READY)
+            all_up = false;
+    }
+    if (all_up) {
+        r->topo_backoff_ms = 0;
+        r->topo_due_ms = now + TOPOLOGY_MS;
+    } else {
+        r->topo_backoff_ms =
+            r->topo_backoff_ms ? SK_MIN(r->topo_backoff_ms * 2, (uint64_t)TOPOLOGY_MS) : (uint64_t)TOPOLOGY_RETRY_MS;
+        r->topo_due_ms = now + r->topo_backoff_ms;
+    }
+}
+
+static void read_topology(rbackend_t *r)
+{
+    if (!r->map->enabled || r->topo_busy || sk_loop_now(r->loop) < r->topo_due_ms)
+        return;
+    /* Any node that is up can tell; the ones serving slots first. */
+    conn_t *ask = NULL;
+    for (size_t i = 0; i < r->map->n_nodes && !ask; i++)
+        if (r->conns[i] && r->conns[i]->state == CONN_READY && r->conns[i]->ev.ac)
+            ask = r->conns[i];
+    if (!ask) {
+        /* None is up: try every known node (the seeds among them) until one answers. */
+        for (size_t i = 0; i < r->map->n_nodes; i++)
+            conn_get(r, (int)i);
+        r->topo_due_ms = sk_loop_now(r->loop) + TOPOLOGY_RETRY_MS;
+        return;
+    }
+    if (redisAsyncCommand(ask->ev.ac, on_slots, NULL, "CLUSTER SLOTS") == REDIS_OK)
+        r->topo_busy = true;
 }
 
 /* ---- purchases -------------------------------------------------------------------------- */
 
 static void on_group(redisAsyncContext *ac, void *reply, void *priv);
+static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv);
+static void group_unavailable(group_t *g);
+static void group_release(group_t *g);
 
-static void send_group(rbackend_t *r, group_t *g, bool eval)
+static void push_group(group_t ***arr, size_t *n, size_t *cap, group_t *g)
 {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = sk_xrealloc(*arr, *cap * sizeof(**arr));
+    }
+    (*arr)[(*n)++] = g;
+}
+
+static void send_group(rbackend_t *r, group_t *g)
+{
+    int node = g->target >= 0 ? g->target : sk_rcluster_owner(r->map, sale_slot(g->sale));
+    bool asking = g->asking;
+    g->target = -1;
+    g->asking = false;
+    conn_t *c = node >= 0 ? conn_get(r, node) : NULL;
+    if (!usable(c)) {
+        topology_soon(r);
+        group_unavailable(g);
+        return;
+    }
+    if (r->replicas_ack > 0 && c->wait_out) {
+        /* The connection is blocked in WAIT: the group goes with the next round. */
+        g->target = node;
+        g->asking = asking;
+        push_group(&c->held, &c->n_held, &c->cap_held, g);
+        return;
+    }
     size_t argc = 6 + 2 * g->n;
     const char **argv = sk_xmalloc(argc * sizeof(*argv));
     size_t *lens = sk_xmalloc(argc * sizeof(*lens));
     char keys[3][SK_REDIS_KEY_MAX + 1];
     sk_sale_t *s = g->sale;
-    argv[0] = eval ? "EVAL" : "EVALSHA";
-    argv[1] = eval ? r->buy_lua->text : r->buy_sha;
+    argv[0] = g->eval ? "EVAL" : "EVALSHA";
+    argv[1] = g->eval ? r->buy_lua->text : r->buy_sha;
     argv[2] = "3";
     lens[0] = strlen(argv[0]);
-    lens[1] = eval ? r->buy_lua->len : 40;
+    lens[1] = g->eval ? r->buy_lua->len : 40;
     lens[2] = 1;
     static const char *const suffix[3] = {"sale", "holders", "orders"};
     for (int k = 0; k < 3; k++) {
@@ -477,13 +800,64 @@ static void send_group(rbackend_t *r, group_t *g, bool eval)
         argv[7 + 2 * i] = g->ops[i]->request_id;
         lens[7 + 2 * i] = g->ops[i]->request_len;
     }
+    if (asking)
+        redisAsyncCommand(c->ev.ac, NULL, NULL, "ASKING");
+    g->sent_ms = sk_now_ms();
     /* hiredis copies the arguments into its output buffer before this returns. */
-    int rc = redisAsyncCommandArgv(r->ev.ac, on_group, g, (int)argc, argv, lens);
+    int rc = redisAsyncCommandArgv(c->ev.ac, on_group, g, (int)argc, argv, lens);
     free(argv);
     free(lens);
     if (rc != REDIS_OK) {
         /* The context is disconnecting: answer this group now. */
-        on_group(NULL, NULL, g);
+        group_unavailable(g);
+        return;
+    }
+    g->outstanding++;
+    if (r->replicas_ack > 0)
+        push_group(&c->round, &c->n_round, &c->cap_round, g); /* closed by close_rounds */
+}
+
+/* Sends one WAIT after the scripts each connection got since its last one (at the end
+ * of every loop turn): a round's scripts share the fsync and the replication round trip. */
+static void close_rounds(rbackend_t *r)
+{
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        conn_t *c = r->conns[i];
+        if (!c || c->n_round == 0)
+            continue;
+        if (!usable(c)) {
+            c->n_round = 0; /* their scripts' callbacks see NULL: 503 */
+            continue;
+        }
+        if (c->wait_out)
+            continue; /* (a round is only opened while no WAIT is out) */
+        round_t *rd = sk_xmalloc(sizeof(*rd));
+        rd->c = c;
+        rd->n = c->n_round;
+        rd->groups = sk_xmalloc(rd->n * sizeof(*rd->groups));
+        memcpy(rd->groups, c->round, rd->n * sizeof(*rd->groups));
+        c->n_round = 0;
+        if (redisAsyncCommand(c->ev.ac, on_round_ack, rd, "WAIT %d %d", r->replicas_ack, r->replicas_timeout_ms) !=
+            REDIS_OK) {
+            free(rd->groups);
+            free(rd);
+            continue;
+        }
+        c->wait_out = true;
+        for (size_t k = 0; k < rd->n; k++)
+            rd->groups[k]->outstanding++;
+    }
+}
+
+/* Answers 503 the groups held for a connection that went down (they were never sent). */
+static void drop_held(conn_t *c)
+{
+    c->wait_out = false;
+    c->n_round = 0;
+    while (c->n_held) {
+        group_t *g = c->held[--c->n_held];
+        group_unavailable(g);
+        group_release(g);
     }
 }
 
@@ -495,13 +869,9 @@ static void answer_unavailable(sk_op_t *op)
 
 static void batch_finish(rbackend_t *r, batch_t *b)
 {
-    /* Batches finish in the order they were sent (one connection, replies in order). */
-    size_t n_buys = b->n;
-    sk_engine_record_batch(r->e, n_buys, sk_mono_ns() - b->t0_ns, !b->failed);
-    for (size_t i = 0; i < b->n; i++) {
-        sk_engine_record_decided(r->e, b->ops[i]->result);
-        sk_engine_complete(r->e, b->ops[i]);
-    }
+    /* Every op was completed (and counted) with its group; what is left is the
+     * statistics. */
+    sk_engine_record_batch(r->e, b->n, sk_mono_ns() - b->t0_ns, !b->failed);
     if (r->head == b) {
         r->head = b->next;
         if (!r->head)
@@ -522,9 +892,34 @@ static void batch_finish(rbackend_t *r, batch_t *b)
     free(b);
 }
 
+/* Releases a decided group once no callback of it is left to come. */
+static void group_release(group_t *g)
+{
+    if (!g->decided || g->outstanding > 0)
+        return;
+    batch_t *b = g->batch;
+    if (--b->waiting == 0)
+        batch_finish(b->r, b);
+}
+
+static void group_unavailable(group_t *g)
+{
+    if (g->decided)
+        return;
+    rbackend_t *r = g->batch->r;
+    for (size_t i = 0; i < g->n; i++) {
+        answer_unavailable(g->ops[i]);
+        sk_engine_record_decided(r->e, g->ops[i]->result);
+        sk_engine_complete(r->e, g->ops[i]);
+    }
+    g->batch->failed = true;
+    g->decided = true;
+}
+
 #define ROW 5 /* buy.lua's reply per purchase: code, seq, created_at, remaining, held */
 
-static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
+/* Reads the script's answers into the ops (not yet completed). */
+static bool group_parse(group_t *g, const redisReply *rep)
 {
     sk_sale_t *s = g->sale;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 + ROW * g->n)
@@ -535,13 +930,16 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
     int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
     if (sold < 0 || sold > sale_stock(s))
         return false;
-    sk_engine_note_store_clock(r->e, now, g->batch->sent_ms);
+    sk_engine_note_store_clock(g->batch->r->e, now, g->sent_ms);
+    for (size_t i = 0; i < g->n; i++) {
+        redisReply **v = &rep->element[2 + ROW * i];
+        if (v[0]->integer < 0 || v[0]->integer > SK_BUY_ENDED || v[4]->integer < 0 || v[4]->integer > SK_LIMIT_MAX)
+            return false;
+    }
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
         redisReply **v = &rep->element[2 + ROW * i];
         long long code = v[0]->integer;
-        if (code < 0 || code > SK_BUY_ENDED || v[4]->integer < 0 || v[4]->integer > SK_LIMIT_MAX)
-            return false;
         op->result = (sk_buy_result_t)code;
         op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
         op->order.created_at = v[2]->integer;
@@ -557,48 +955,174 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
             memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
         }
     }
-    /* Durable now: publish the cluster-wide count Redis had after this script. */
-    publish_sold(s, sold);
-    /* Redis's clock has passed the end: the sale's orders are all in its stream and no
+    g->sold = sold;
+    g->now = now;
+    return true;
+}
+
+/* The group's answers are durable (and on enough replicas): publish and complete. */
+static void group_commit(group_t *g)
+{
+    rbackend_t *r = g->batch->r;
+    sk_sale_t *s = g->sale;
+    /* Publish the cluster-wide count Redis had after this script. */
+    publish_sold(s, g->sold);
+    /* Redis's clock has passed the end: the sale's orders are all in Redis and no
      * script will add one, so its users can be loaded and non-holders answered here. */
     rsale_t *rs = &r->sales[s->index];
-    if (now >= sk_sale_params(s)->ends_at && !rs->closed) {
+    if (g->now >= sk_sale_params(s)->ends_at && !rs->closed) {
         rs->closed = true;
-        rs->closed_sold = sold;
+        rs->closed_sold = g->sold;
     }
-    return true;
+    for (size_t i = 0; i < g->n; i++) {
+        sk_engine_record_decided(r->e, g->ops[i]->result);
+        sk_engine_complete(r->e, g->ops[i]);
+    }
+    g->decided = true;
+    maybe_load_holders(r, s);
 }
 
 static void on_group(redisAsyncContext *ac, void *reply, void *priv)
 {
-    (void)ac;
     group_t *g = priv;
-    batch_t *b = g->batch;
-    rbackend_t *r = b->r;
+    rbackend_t *r = g->batch->r;
+    conn_t *c = ac->data;
     redisReply *rep = reply;
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && r->ev.ac &&
-        r->state == CONN_READY) {
-        /* Someone flushed the script cache: send the script itself this once, and load
-         * it again for the batches that follow. */
-        send_group(r, g, true);
-        redisAsyncCommand(r->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+    g->outstanding--;
+    if (g->decided) {
+        group_release(g);
         return;
     }
-    bool ok = rep && group_apply(r, g, rep);
-    if (!ok) {
-        if (rep) {
-            sk_warn("redis: purchase script for sale '%s' failed: %s", g->sale->id,
-                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-        }
-        for (size_t i = 0; i < g->n; i++)
-            answer_unavailable(g->ops[i]);
-        b->failed = true;
+    if (!rep) {
+        group_unavailable(g); /* the connection went: the outcome is unknown (I6) */
+        group_release(g);
+        return;
     }
-    sk_sale_t *sale = g->sale; /* g goes with its batch */
-    if (--b->waiting == 0)
-        batch_finish(r, b);
-    if (ok)
-        maybe_load_holders(r, sale);
+    unsigned slot;
+    sk_rcluster_node_t to;
+    sk_rcluster_redirect_t kind = sk_rcluster_redirect(rep, &slot, &to);
+    if (kind == SK_RCLUSTER_MOVED || kind == SK_RCLUSTER_ASK) {
+        /* The script did not run there. Sent again at once: the scripts of this sale
+         * sent after it meet the same redirection on the same connection, in order, so
+         * they follow it in order. */
+        int node = sk_rcluster_node(r->map, to.host[0] ? to.host : r->map->nodes[c->node].host, to.port);
+        if (node < 0 || ++g->hops > SK_RCLUSTER_HOPS) {
+            sk_warn("redis: purchase script for sale '%s': too many redirections (%s)", g->sale->id, rep->str);
+            group_unavailable(g);
+            group_release(g);
+            return;
+        }
+        if (kind == SK_RCLUSTER_MOVED) {
+            if (r->map->owner[slot] != node) {
+                char name[300];
+                sk_info("redis: slot %u (sale '%s') moved to %s; following it", slot, g->sale->id,
+                        sk_rcluster_name(r->map, node, name, sizeof(name)));
+            }
+            r->map->owner[slot] = (uint16_t)node;
+            r->map->version++;
+            topology_soon(r);
+        } else {
+            g->target = node;
+            g->asking = true;
+        }
+        send_group(r, g);
+        group_release(g);
+        return;
+    }
+    if (kind == SK_RCLUSTER_TRYAGAIN || kind == SK_RCLUSTER_DOWN) {
+        /* Nothing ran: the slot is half moved or the cluster cannot serve it now. The
+         * buyers retry (503); the map is read again meanwhile. */
+        if (kind == SK_RCLUSTER_DOWN)
+            topology_soon(r);
+        group_unavailable(g);
+        group_release(g);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !g->eval) {
+        /* Someone flushed the script cache: send the script itself this once, and load
+         * it again for the batches that follow. */
+        g->eval = true;
+        g->target = c->node;
+        send_group(r, g);
+        if (c->ev.ac)
+            redisAsyncCommand(c->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+        group_release(g);
+        return;
+    }
+    if (!group_parse(g, rep)) {
+        sk_warn("redis: purchase script for sale '%s' failed: %s", g->sale->id,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        group_unavailable(g);
+        group_release(g);
+        return;
+    }
+    if (r->replicas_ack > 0) {
+        /* The script ran; the answers wait for the WAIT that closed its round here. */
+        g->ack_conn = c;
+        if (g->outstanding == 0)
+            group_unavailable(g); /* no WAIT could be sent */
+        group_release(g);
+        return;
+    }
+    group_commit(g);
+    group_release(g);
+}
+
+static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    round_t *rd = priv;
+    conn_t *c = rd->c;
+    rbackend_t *r = c->r;
+    redisReply *rep = reply;
+    c->wait_out = false;
+    bool enough = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= r->replicas_ack;
+    if (rep && !enough) {
+        uint64_t now = sk_loop_now(r->loop);
+        if (now - r->last_ack_log_ms >= 10000 || r->last_ack_log_ms == 0) {
+            char name[300];
+            sk_warn("redis at %s: WAIT saw %lld of %d replicas within %d ms; the batch is answered 503 "
+                    "(its orders may exist: buyers can look them up)",
+                    conn_name(c, name, sizeof(name)), rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1LL,
+                    r->replicas_ack, r->replicas_timeout_ms);
+            r->last_ack_log_ms = now;
+        }
+    }
+    for (size_t k = 0; k < rd->n; k++) {
+        group_t *g = rd->groups[k];
+        g->outstanding--;
+        /* Only a script that ran here counts (a group redirected elsewhere was in this
+         * round too, and waits for its own). */
+        if (!g->decided && g->ack_conn == c) {
+            if (enough) {
+                group_commit(g);
+            } else {
+                /* The orders exist on the primary but not on enough replicas: a
+                 * failover could lose them, so nothing is confirmed (503: the buyer
+                 * asks later). */
+                if (rep)
+                    sk_engine_count_replica_timeout(r->e);
+                group_unavailable(g);
+            }
+        }
+        group_release(g);
+    }
+    free(rd->groups);
+    free(rd);
+    /* What waited for this round goes now (its own WAIT at the end of the turn). */
+    size_t n = c->n_held;
+    if (n && usable(c)) {
+        group_t **held = sk_xmalloc(n * sizeof(*held));
+        memcpy(held, c->held, n * sizeof(*held));
+        c->n_held = 0;
+        for (size_t k = 0; k < n; k++) {
+            send_group(r, held[k]);
+            group_release(held[k]);
+        }
+        free(held);
+    } else if (n) {
+        drop_held(c);
+    }
 }
 
 /* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
@@ -628,8 +1152,9 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
             sk_engine_complete(r->e, op);
             continue;
         }
-        if (r->state != CONN_READY) {
+        if (!route(r, sale_slot(op->sale))) {
             answer_unavailable(op);
+            sk_engine_record_decided(r->e, op->result);
             sk_engine_complete(r->e, op);
             continue;
         }
@@ -657,10 +1182,9 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
     b->n_groups = n_groups;
     b->waiting = n_groups + 1; /* held until every group is sent */
     b->t0_ns = sk_mono_ns();
-    b->sent_ms = sk_now_ms();
     size_t off = 0;
     for (size_t k = 0; k < n_groups; k++) {
-        b->groups[k] = (group_t){.batch = b, .sale = gsale[k], .ops = b->ops + off, .n = 0};
+        b->groups[k] = (group_t){.batch = b, .sale = gsale[k], .ops = b->ops + off, .n = 0, .target = -1};
         off += count[k];
     }
     for (size_t i = 0; i < n_buys; i++) {
@@ -677,8 +1201,10 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
         r->head = b;
     r->tail = b;
     r->n_inflight++;
-    for (size_t k = 0; k < n_groups; k++)
-        send_group(r, &b->groups[k], false);
+    for (size_t k = 0; k < n_groups; k++) {
+        send_group(r, &b->groups[k]);
+        group_release(&b->groups[k]);
+    }
     if (--b->waiting == 0)
         batch_finish(r, b);
 }
@@ -718,7 +1244,7 @@ static bool parse_order(const char *p, size_t len, sk_order_t *o)
 static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv);
 
 /* Asks for the fields "<user>\t2" .. "<user>\t<want>" in one HMGET. Returns 0 or -EIO. */
-static int send_orders_rest(rbackend_t *r, single_t *x)
+static int send_orders_rest(conn_t *c, single_t *x)
 {
     sk_op_t *op = x->op;
     size_t n = x->want - 1, argc = 2 + n;
@@ -738,7 +1264,7 @@ static int send_orders_rest(rbackend_t *r, single_t *x)
         lens[2 + i] = op->user_len + 1 + sk_fmt_u64(f + op->user_len + 1, (uint64_t)i + 2);
     }
     /* hiredis copies the arguments into its output buffer before this returns. */
-    int rc = redisAsyncCommandArgv(r->ev.ac, on_orders_rest, x, (int)argc, argv, lens);
+    int rc = redisAsyncCommandArgv(c->ev.ac, on_orders_rest, x, (int)argc, argv, lens);
     free(fields);
     free(lens);
     free(argv);
@@ -753,6 +1279,7 @@ static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv)
     sk_op_t *op = x->op;
     /* The user's orders 2..count, asked for with the count the first read saw. */
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != x->want - 1) {
+        note_redirect(x->r, rep);
         op->status = -EIO;
         single_done(x);
         return;
@@ -772,16 +1299,39 @@ static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv)
     single_done(x);
 }
 
-static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
+static void on_retired(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     single_t *x = priv;
-    rbackend_t *r = x->r;
+    redisReply *rep = reply;
+    /* No holder record, and the sale may have been retired by the drain (its orders
+     * then live in the system of record only): an empty list would read "you hold
+     * nothing", so a retired sale answers that its orders moved. */
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        note_redirect(x->r, rep);
+        x->op->status = -EIO;
+    } else {
+        x->op->status = rep->type == REDIS_REPLY_NIL ? 0 : -ESTALE;
+    }
+    single_done(x);
+}
+
+static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
+{
+    single_t *x = priv;
+    conn_t *c = ac->data;
     redisReply *rep = reply;
     sk_op_t *op = x->op;
     op->status = -EIO;
     if (rep && rep->type == REDIS_REPLY_NIL) {
         op->status = 0;
+        if (sk_now_ms() >= sk_sale_params(op->sale)->ends_at && usable(c)) {
+            char key[SK_REDIS_KEY_MAX + 1];
+            sk_redis_key(key, op->sale->id, op->sale->id_len, "sale");
+            if (redisAsyncCommand(c->ev.ac, on_retired, x, "HGET %s retired_at", key) == REDIS_OK)
+                return;
+            op->status = -EIO;
+        }
     } else if (rep && rep->type == REDIS_REPLY_STRING) {
         /* "count\tseq\treq\tcreated_at": how many orders, then the first one. */
         const char *t = memchr(rep->str, '\t', rep->len);
@@ -792,9 +1342,9 @@ static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
                 memcpy(op->orders[0].user_id, op->user_id, op->user_len + 1u);
                 op->n_orders = 1;
                 op->status = 0;
-                if (count > 1 && r->state == CONN_READY) {
+                if (count > 1 && usable(c)) {
                     x->want = (size_t)count;
-                    if (send_orders_rest(r, x) == 0)
+                    if (send_orders_rest(c, x) == 0)
                         return;
                     op->status = -EIO;
                 } else if (count > 1) {
@@ -802,6 +1352,8 @@ static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
                 }
             }
         }
+    } else {
+        note_redirect(x->r, rep);
     }
     single_done(x);
 }
@@ -821,6 +1373,16 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
         op->n_orders = 0;
         op->status = 0;
         op->list_more = false;
+        /* The drain trims what it moved to the system of record: when the entry that
+         * holds list_after + 1 is gone, the page cannot be answered from here. */
+        sk_redis_entry_t first;
+        if (rep->elements > 0
+                ? sk_redis_entry_parse(rep->element[0], &first) == 0 && first.first_seq > op->list_after + 1
+                : sk_sale_sold(op->sale) > (int64_t)op->list_after) {
+            op->status = -ESTALE;
+            single_done(x);
+            return;
+        }
         for (size_t i = 0; i < rep->elements && op->status == 0; i++) {
             sk_redis_entry_t e;
             sk_redis_order_t o;
@@ -848,25 +1410,26 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
             if (op->list_more)
                 break;
         }
+    } else {
+        note_redirect(x->r, rep);
     }
     single_done(x);
 }
 
 static void on_create(redisAsyncContext *ac, void *reply, void *priv)
 {
-    (void)ac;
     single_t *x = priv;
     rbackend_t *r = x->r;
+    conn_t *c = ac->data;
     redisReply *rep = reply;
     sk_op_t *op = x->op;
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry && r->ev.ac &&
-        r->state == CONN_READY) {
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry && usable(c)) {
         x->eval_retry = true;
         sk_sale_t *s = op->new_sale;
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
-        redisAsyncCommand(r->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
+        redisAsyncCommand(c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
                           r->create_lua->len, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
                           (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
                           (long long)s->created_at);
@@ -886,6 +1449,7 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
     } else if (rep && rep->type == REDIS_REPLY_INTEGER) {
         op->status = -EEXIST;
     } else {
+        note_redirect(r, rep);
         op->status = -EIO;
     }
     single_done(x);
@@ -942,6 +1506,7 @@ static void on_lookup(redisAsyncContext *ac, void *reply, void *priv)
         lookup_resolved(r, op, s);
         return;
     }
+    note_redirect(r, rep);
     op->status = -EIO;
     op->result = SK_BUY_UNAVAILABLE;
     sk_engine_complete(r->e, op);
@@ -961,7 +1526,8 @@ static void lookup(rbackend_t *r, sk_op_t *op)
         lookup_resolved(r, op, s);
         return;
     }
-    if (r->state != CONN_READY) {
+    conn_t *c = route(r, sk_rcluster_sale_slot(stub->id, stub->id_len));
+    if (!c) {
         op->status = -EIO;
         op->result = SK_BUY_UNAVAILABLE;
         sk_engine_complete(r->e, op);
@@ -972,7 +1538,7 @@ static void lookup(rbackend_t *r, sk_op_t *op)
     x->op = op;
     char key[SK_REDIS_KEY_MAX + 1];
     sk_redis_key(key, stub->id, stub->id_len, "sale");
-    if (redisAsyncCommand(r->ev.ac, on_lookup, x, "HGETALL %s", key) == REDIS_OK) {
+    if (redisAsyncCommand(c->ev.ac, on_lookup, x, "HGETALL %s", key) == REDIS_OK) {
         r->n_singles++;
     } else {
         free(x);
@@ -984,7 +1550,19 @@ static void lookup(rbackend_t *r, sk_op_t *op)
 
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
-    if (r->state != CONN_READY) {
+    if (op->kind == SK_OP_GET_ORDER || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND ||
+        op->kind == SK_OP_CONTROL || op->kind == SK_OP_LOG) {
+        /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle), and
+         * the operator's controls come after it: answered alike whether or not the
+         * sale's primary is reachable. */
+        op->status = -ENOTSUP;
+        sk_engine_complete(r->e, op);
+        return;
+    }
+    unsigned slot = op->kind == SK_OP_CREATE_SALE ? sk_rcluster_sale_slot(op->new_sale->id, op->new_sale->id_len)
+                                                  : sale_slot(op->sale);
+    conn_t *c = route(r, slot);
+    if (!c) {
         op->status = -EIO;
         sk_engine_complete(r->e, op);
         return;
@@ -994,7 +1572,7 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     x->op = op;
     r->n_singles++;
     char key[SK_REDIS_KEY_MAX + 1];
-    redisAsyncContext *ac = r->ev.ac;
+    redisAsyncContext *ac = c->ev.ac;
     int rc = REDIS_ERR;
     switch (op->kind) {
     case SK_OP_ORDERS:
@@ -1025,31 +1603,31 @@ static void single_send(rbackend_t *r, sk_op_t *op)
             single_done(x);
             return;
         }
-        sk_redis_key(key, s->id, s->id_len, "sale");
         /* Index first: a sale may then be indexed but missing (a failed create, which
-         * the poll skips), never present but undiscoverable. */
-        redisAsyncCommand(ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at, s->id,
-                          s->id_len);
+         * the poll skips), never present but undiscoverable. With a cluster the index
+         * usually lives on another primary; its ZADD goes there. */
+        conn_t *ic = route(r, index_slot());
+        if (!ic) {
+            op->status = -EIO;
+            single_done(x);
+            return;
+        }
+        redisAsyncCommand(ic->ev.ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at,
+                          s->id, s->id_len);
+        sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
         rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
                                s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
                                (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
         break;
     }
-    case SK_OP_GET_ORDER:
+    case SK_OP_GET_ORDER: /* (answered above) */
     case SK_OP_PAY:
     case SK_OP_CANCEL:
     case SK_OP_REFUND:
-        /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle). */
-        op->status = -ENOTSUP;
-        single_done(x);
-        return;
     case SK_OP_CONTROL:
     case SK_OP_LOG:
-        /* The operator's controls come to the script after the lifecycle: 501 until then. */
-        op->status = -ENOTSUP;
-        single_done(x);
-        return;
+        break; /* (answered above) */
     case SK_OP_BUY:
     case SK_OP_FIND_SALE:
         break;
@@ -1061,10 +1639,12 @@ static void single_send(rbackend_t *r, sk_op_t *op)
 }
 
 /* ---- users of finished sales ---------------------------------------------------------------
- * Once a sale is sold out, or a script ran after its end by Redis's clock, its order
- * stream holds every order it will ever have: the node reads the stream's users into a
- * user set and hands it to the engine, after which the node's workers answer the
- * sale's non-holders themselves. */
+ * Once a sale is sold out, or a script ran after its end by Redis's clock, its holders
+ * hash holds every order it will ever have: the node reads it (HSCAN) and puts its users
+ * into a user set it hands to the engine, after which the node's workers answer the
+ * sale's non-holders themselves. The hash, not the order stream, because the drain
+ * trims the stream once the orders are in the system of record; the hash stays while
+ * the sale is live. */
 
 static void holders_request(rbackend_t *r, sk_sale_t *s);
 
@@ -1077,78 +1657,143 @@ static int64_t final_count(const rbackend_t *r, const sk_sale_t *s)
     return rs->closed ? rs->closed_sold : -1;
 }
 
+static void hload_free(hload_t *l)
+{
+    if (!l)
+        return;
+    free(l->orders);
+    free(l);
+}
+
 static void holders_failed(rbackend_t *r, rsale_t *rs)
 {
-    sk_userset_free(rs->loading);
+    hload_free(rs->loading);
     rs->loading = NULL;
-    rs->loaded = 0;
     rs->load_retry_ms = sk_loop_now(r->loop) + 5000;
 }
 
 static void holders_adopt(sk_sale_t *s, rsale_t *rs)
 {
-    sk_userset_t *u = rs->loading;
+    hload_t *l = rs->loading;
     rs->loading = NULL;
-    sk_info("sale '%s' %s: %zu holders of %llu orders cached, non-holders are answered locally", s->id,
-            sk_sale_is_sold_out(s) ? "sold out" : "ended", sk_userset_count(u), (unsigned long long)rs->loaded);
+    sk_userset_t *u = sk_userset_new();
+    for (int64_t i = 0; i < l->want; i++)
+        sk_userset_insert(u, l->orders[i].user_hash);
+    sk_info("sale '%s' %s: %zu holders of %lld orders cached, non-holders are answered locally", s->id,
+            sk_sale_is_sold_out(s) ? "sold out" : "ended", sk_userset_count(u), (long long)l->want);
+    hload_free(l);
     sk_engine_publish_users(s, u); /* the engine's from here on */
+}
+
+/* Records one order read from the hash (seq, request, time: "seq\treq\tat"). Returns
+ * false when it does not parse, is out of range, or contradicts one read before. */
+static bool hload_put(hload_t *l, const char *user, size_t ul, const char *rec, size_t len)
+{
+    sk_order_t o;
+    if (!sk_valid_user_id(user, ul) || !parse_order(rec, len, &o) || (int64_t)o.seq > l->want)
+        return false;
+    struct hl_order *d = &l->orders[o.seq - 1];
+    uint64_t uh = sk_user_hash(user, ul), rh = sk_user_hash(o.request_id, strlen(o.request_id));
+    if (d->set) {
+        /* HSCAN may return a field twice; the same order again is fine. */
+        return d->user_hash == uh && d->req_hash == rh;
+    }
+    d->set = true;
+    d->user_hash = uh;
+    d->req_hash = rh;
+    l->found++;
+    return true;
 }
 
 static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     sk_sale_t *s = priv;
-    rbackend_t *r = (rbackend_t *)ac->data;
+    rbackend_t *r = ((conn_t *)ac->data)->r;
     rsale_t *rs = &r->sales[s->index];
     redisReply *rep = reply;
     rs->load_busy = false;
-    int64_t want = final_count(r, s);
-    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && want >= 0;
-    for (size_t i = 0; ok && i < rep->elements; i++) {
-        sk_redis_entry_t e;
-        sk_redis_order_t o;
-        int rc = sk_redis_entry_parse(rep->element[i], &e);
-        while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
-            rc = 0;
-            if (o.seq != rs->loaded + 1 || o.seq > (uint64_t)want) {
-                rc = -EINVAL;
-                break;
-            }
-            sk_userset_insert(rs->loading, sk_user_hash(o.user, o.user_len));
-            rs->loaded++;
-        }
-        if (rc < 0) {
-            sk_error("redis: the order stream of sale '%s' is not contiguous at order %llu; its users are "
-                     "not cached (every purchase keeps going to Redis)",
-                     s->id, (unsigned long long)rs->loaded + 1);
+    hload_t *l = rs->loading;
+    if (!l)
+        return;
+    /* [retired_at of the sale, [cursor, [field, value, ...]]] */
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+              rep->element[1]->type == REDIS_REPLY_ARRAY && rep->element[1]->elements == 2 &&
+              rep->element[1]->element[0]->type == REDIS_REPLY_STRING &&
+              rep->element[1]->element[1]->type == REDIS_REPLY_ARRAY && final_count(r, s) == l->want;
+    if (!ok) {
+        note_redirect(r, rep);
+        holders_failed(r, rs);
+        return;
+    }
+    if (rep->element[0]->type == REDIS_REPLY_STRING) {
+        /* Retired by the drain: the holders are gone from Redis on purpose. */
+        if (!rs->retired)
+            sk_info("sale '%s' is retired: its orders are in the system of record; purchases of it are "
+                    "answered by Redis's script",
+                    s->id);
+        rs->retired = true;
+        hload_free(rs->loading);
+        rs->loading = NULL;
+        return;
+    }
+    const redisReply *kv = rep->element[1]->element[1];
+    for (size_t i = 0; ok && i + 1 < kv->elements; i += 2) {
+        const redisReply *f = kv->element[i], *v = kv->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
             ok = false;
+            break;
+        }
+        /* "<user>": "count\tseq\treq\tat"; "<user>\t<i>": "seq\treq\tat"; "<user>\n<req>": an index. */
+        const char *tab = memchr(f->str, '\t', f->len);
+        if (memchr(f->str, '\n', f->len))
+            continue;
+        if (tab) {
+            ok = hload_put(l, f->str, (size_t)(tab - f->str), v->str, v->len);
+        } else {
+            const char *t = memchr(v->str, '\t', v->len);
+            ok = t && hload_put(l, f->str, f->len, t + 1, v->len - (size_t)(t + 1 - v->str));
         }
     }
     if (!ok) {
+        sk_error("redis: the holders of sale '%s' hold a record that is malformed or out of place; its users are "
+                 "not cached (every purchase keeps going to Redis)",
+                 s->id);
         holders_failed(r, rs);
         return;
     }
-    if ((int64_t)rs->loaded >= want) {
-        holders_adopt(s, rs);
+    const redisReply *cur = rep->element[1]->element[0];
+    snprintf(l->cursor, sizeof(l->cursor), "%.*s", (int)SK_MIN(cur->len, sizeof(l->cursor) - 1), cur->str);
+    if (strcmp(l->cursor, "0") != 0) {
+        holders_request(r, s);
         return;
     }
-    if (rep->elements == 0) {
-        sk_error("redis: the order stream of sale '%s' holds %llu orders, it sold %lld; its users are "
-                 "not cached",
-                 s->id, (unsigned long long)rs->loaded, (long long)want);
+    if (l->found != l->want) {
+        sk_error("redis: the holders of sale '%s' hold %lld orders, it sold %lld; its users are not cached", s->id,
+                 (long long)l->found, (long long)l->want);
         holders_failed(r, rs);
         return;
     }
-    holders_request(r, s);
+    holders_adopt(s, rs);
 }
 
 static void holders_request(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
-    char key[SK_REDIS_KEY_MAX + 1];
-    sk_redis_key(key, s->id, s->id_len, "orders");
-    if (redisAsyncCommand(r->ev.ac, on_holders, s, "XRANGE %s %llu-0 + COUNT %d", key,
-                          (unsigned long long)rs->loaded + 1, HOLDERS_CHUNK) == REDIS_OK)
+    conn_t *c = route(r, sale_slot(s));
+    if (!c)
+        return;
+    char key[SK_REDIS_KEY_MAX + 1], skey[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(key, s->id, s->id_len, "holders");
+    sk_redis_key(skey, s->id, s->id_len, "sale");
+    /* One script-free round trip per chunk that also says whether the drain retired
+     * the sale (then the hash is gone on purpose). A transaction keeps the two
+     * replies in one, and both keys are in the sale's slot. */
+    if (redisAsyncCommand(c->ev.ac, NULL, NULL, "MULTI") != REDIS_OK)
+        return;
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "HGET %s retired_at", skey);
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "HSCAN %s %s COUNT %d", key, rs->loading->cursor, HOLDERS_CHUNK);
+    if (redisAsyncCommand(c->ev.ac, on_holders, s, "EXEC") == REDIS_OK)
         rs->load_busy = true;
 }
 
@@ -1156,14 +1801,16 @@ static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
     int64_t want = final_count(r, s);
-    if (r->state != CONN_READY || want < 0 || users_known(s) || rs->load_busy ||
-        sk_loop_now(r->loop) < rs->load_retry_ms)
+    if (want < 0 || users_known(s) || rs->load_busy || rs->retired || sk_loop_now(r->loop) < rs->load_retry_ms)
         return;
     if (!rs->loading) {
-        rs->loading = sk_userset_new();
-        rs->loaded = 0;
+        hload_t *l = sk_xcalloc(1, sizeof(*l));
+        l->want = want;
+        snprintf(l->cursor, sizeof(l->cursor), "0");
+        l->orders = sk_xcalloc((size_t)(want ? want : 1), sizeof(*l->orders));
+        rs->loading = l;
     }
-    if ((int64_t)rs->loaded >= want) {
+    if (want == 0) {
         holders_adopt(s, rs); /* ended without a sale: nothing to read */
         return;
     }
@@ -1175,24 +1822,28 @@ static void maybe_load_holders(rbackend_t *r, sk_sale_t *s)
 static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
-    rbackend_t *r = ac->data;
-    if (reply && r->state == CONN_READY) {
+    rbackend_t *r = ((conn_t *)ac->data)->r;
+    if (reply && !r->done) {
         sk_sale_t *s = register_from_reply(r, reply);
-        if (s)
+        if (s) {
             maybe_load_holders(r, s);
-        else
+        } else {
+            note_redirect(r, reply);
             r->index_orphans = true;
+        }
     }
 }
 
 static void on_index(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
-    rbackend_t *r = ac->data;
+    rbackend_t *r = ((conn_t *)ac->data)->r;
     redisReply *rep = reply;
     r->sync_busy = false;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || r->state != CONN_READY)
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || r->done) {
+        note_redirect(r, rep);
         return;
+    }
     r->index_seen = (long long)rep->elements;
     r->index_orphans = false;
     for (size_t i = 0; i < rep->elements; i++) {
@@ -1200,49 +1851,59 @@ static void on_index(redisAsyncContext *ac, void *reply, void *priv)
         if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len) ||
             sk_engine_find_sale(r->e, id->str, id->len))
             continue;
+        conn_t *c = route(r, sk_rcluster_sale_slot(id->str, id->len));
+        if (!c) {
+            r->index_orphans = true; /* read again next time */
+            continue;
+        }
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, id->str, id->len, "sale");
-        redisAsyncCommand(r->ev.ac, on_sale_fetched, NULL, "HGETALL %s", key);
+        redisAsyncCommand(c->ev.ac, on_sale_fetched, NULL, "HGETALL %s", key);
     }
 }
 
 static void on_index_count(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
-    rbackend_t *r = ac->data;
+    conn_t *c = ac->data;
+    rbackend_t *r = c->r;
     redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_INTEGER || r->state != CONN_READY) {
+    if (!rep || rep->type != REDIS_REPLY_INTEGER || r->done || !usable(c)) {
+        note_redirect(r, rep);
         r->sync_busy = false;
         return;
     }
-    /* Sales are only ever added to the index (deleting a finished sale's keys removes
-     * one): a size unlike the last full read's means something to look at. Ids indexed
-     * without a sale (a create that failed half-way, or one still in flight) keep the
-     * full read going until they resolve. */
+    /* Sales are only ever added to the index (a retired sale keeps its record): a size
+     * unlike the last full read's means something to look at. Ids indexed without a
+     * sale (a create that failed half-way, or one still in flight) keep the full read
+     * going until they resolve. */
     if (rep->integer == r->index_seen && !r->index_orphans) {
         r->sync_busy = false;
         return;
     }
-    redisAsyncCommand(r->ev.ac, on_index, NULL, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
+    redisAsyncCommand(c->ev.ac, on_index, NULL, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
 }
 
 static void on_sold(redisAsyncContext *ac, void *reply, void *priv)
 {
     sk_sale_t *s = priv;
-    rbackend_t *r = ac->data;
+    rbackend_t *r = ((conn_t *)ac->data)->r;
     redisReply *rep = reply;
     r->sales[s->index].refresh_busy = false;
     int64_t sold;
-    if (!rep || !sk_redis_reply_i64(rep, 0, sale_stock(s), &sold) || r->state != CONN_READY)
+    if (!rep || !sk_redis_reply_i64(rep, 0, sale_stock(s), &sold) || r->done) {
+        note_redirect(r, rep);
         return;
+    }
     publish_sold(s, sold);
     maybe_load_holders(r, s);
 }
 
 static void poll_store(rbackend_t *r)
 {
-    redisAsyncContext *ac = r->ev.ac;
-    if (!r->sync_busy && redisAsyncCommand(ac, on_index_count, NULL, "ZCARD %s", SK_REDIS_SALES_KEY) == REDIS_OK)
+    conn_t *ic = route(r, index_slot());
+    if (ic && !r->sync_busy &&
+        redisAsyncCommand(ic->ev.ac, on_index_count, NULL, "ZCARD %s", SK_REDIS_SALES_KEY) == REDIS_OK)
         r->sync_busy = true;
     int64_t now = sk_now_ms();
     size_t n = sk_engine_sale_count(r->e);
@@ -1258,28 +1919,39 @@ static void poll_store(rbackend_t *r)
         const sk_sale_params_t *p = sk_sale_params(s);
         if (rs->refresh_busy || now < p->starts_at - REFRESH_MARGIN_MS || now > p->ends_at + REFRESH_MARGIN_MS)
             continue;
+        conn_t *c = route(r, sale_slot(s));
+        if (!c)
+            continue;
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
-        if (redisAsyncCommand(ac, on_sold, s, "HGET %s sold", key) == REDIS_OK)
+        if (redisAsyncCommand(c->ev.ac, on_sold, s, "HGET %s sold", key) == REDIS_OK)
             rs->refresh_busy = true;
     }
+}
+
+static void check_deadlines(conn_t *c, uint64_t now)
+{
+    /* Redis answers a connection's commands in order, so "a command has waited
+     * TIMEOUT_MS and nothing at all was read meanwhile" is the whole deadline check:
+     * it covers purchase batches, order look-ups and the poll alike. */
+    bool waiting = c->ev.ac && c->ev.ac->replies.head != NULL;
+    if (!waiting)
+        c->quiet_ms = now;
+    if (c->state == CONN_CONNECTING && now >= c->connect_deadline_ms)
+        fail_connection(c, "no answer to the connection set-up", NULL);
+    else if (c->state == CONN_READY && waiting && now - SK_MAX(c->quiet_ms, c->ev.last_read_ms) >= TIMEOUT_MS)
+        fail_connection(c, "no answer within the timeout", NULL);
 }
 
 static void on_tick(sk_loop_t *loop, sk_timer_t *t)
 {
     rbackend_t *r = SK_CONTAINER_OF(t, rbackend_t, tick);
     uint64_t now = sk_loop_now(loop);
-    /* Redis answers a connection's commands in order, so "a command has waited
-     * TIMEOUT_MS and nothing at all was read meanwhile" is the whole deadline check:
-     * it covers purchase batches, order look-ups and the poll alike. */
-    bool waiting = r->ev.ac && r->ev.ac->replies.head != NULL;
-    if (!waiting)
-        r->quiet_ms = now;
-    if (r->state == CONN_CONNECTING && now >= r->connect_deadline_ms)
-        fail_connection(r, "no answer to the connection set-up", NULL);
-    else if (r->state == CONN_READY && waiting && now - SK_MAX(r->quiet_ms, r->ev.last_read_ms) >= TIMEOUT_MS)
-        fail_connection(r, "no answer within the timeout", NULL);
-    else if (r->state == CONN_READY && ++r->ticks % SYNC_TICKS == 0)
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++)
+        if (r->conns[i])
+            check_deadlines(r->conns[i], now);
+    read_topology(r);
+    if (++r->ticks % SYNC_TICKS == 0)
         poll_store(r);
     sk_timer_start(loop, t, TICK_MS, on_tick);
 }
@@ -1289,11 +1961,9 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
 static void pump(rbackend_t *r)
 {
     sk_engine_t *e = r->e;
-    /* While connecting, queued ops wait (a connect takes a moment); when the
-     * connection is down they are answered 503 at once. */
-    bool stopping = sk_engine_stopping(e);
-    while (r->state != CONN_CONNECTING || stopping) {
-        if (r->state == CONN_READY && r->n_inflight >= INFLIGHT_MAX)
+    size_t window = INFLIGHT_PER_NODE * count_owners(r);
+    for (;;) {
+        if (r->n_inflight >= window)
             break;
         size_t n;
         if (r->n_requeue) {
@@ -1315,11 +1985,15 @@ static void before_sleep(sk_loop_t *loop, void *arg)
 {
     rbackend_t *r = arg;
     pump(r);
+    if (r->replicas_ack > 0)
+        close_rounds(r);
     sk_engine_flush(r->e);
     if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0 && r->n_requeue == 0) {
         size_t n = sk_engine_take(r->e, r->take, r->max_batch);
         if (n) {
             form_batch(r, r->take, n);
+            if (r->replicas_ack > 0)
+                close_rounds(r);
             sk_engine_flush(r->e);
             return;
         }
@@ -1338,19 +2012,30 @@ static void on_wake(sk_loop_t *loop, sk_async_t *a)
 static void *ledger_main(void *arg)
 {
     rbackend_t *r = arg;
-    connect_now(r);
+    /* Every primary at once: the first batch of each sale finds its connection made. */
+    for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++) {
+        int o = sk_rcluster_owner(r->map, s);
+        if (o >= 0 && !r->conns[o])
+            conn_get(r, o);
+    }
+    r->topo_due_ms = sk_loop_now(r->loop) + TOPOLOGY_MS;
     sk_timer_start(r->loop, &r->tick, TICK_MS, on_tick);
     int rc = sk_loop_run(r->loop);
     if (rc < 0)
         sk_error("redis ledger: event loop failed: %s", strerror(-rc));
     r->done = true;
-    r->state = CONN_DOWN;
-    if (r->ev.ac)
-        redisAsyncFree(r->ev.ac); /* nothing is in flight; poll callbacks see NULL */
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        conn_t *c = r->conns[i];
+        if (!c)
+            continue;
+        c->state = CONN_DOWN;
+        if (c->ev.ac)
+            redisAsyncFree(c->ev.ac); /* nothing is in flight; poll callbacks see NULL */
+        sk_timer_stop(r->loop, &c->reconnect);
+        sk_timer_stop(r->loop, &c->drop);
+    }
     sk_engine_flush(r->e);
     sk_timer_stop(r->loop, &r->tick);
-    sk_timer_stop(r->loop, &r->reconnect);
-    sk_timer_stop(r->loop, &r->drop);
     return NULL;
 }
 
@@ -1358,10 +2043,9 @@ static int redis_start(sk_backend_t *b, sk_engine_t *e)
 {
     rbackend_t *r = (rbackend_t *)b;
     r->e = e;
-    if (r->sync) {
-        redisFree(r->sync);
-        r->sync = NULL;
-    }
+    /* The start-up connections are not needed any more. */
+    for (int i = 0; i < SK_RCLUSTER_NODES_MAX; i++)
+        sk_rcluster_sync_drop(r->map, i);
     r->loop = sk_loop_new();
     if (!r->loop)
         return -errno;
@@ -1397,16 +2081,22 @@ static void redis_free(sk_backend_t *b)
 {
     rbackend_t *r = (rbackend_t *)b;
     redis_stop(b);
-    if (r->sync)
-        redisFree(r->sync);
     if (r->loop) {
         sk_async_close(r->loop, &r->wake);
         sk_loop_remove_before_sleep(r->loop, before_sleep, r);
         sk_loop_free(r->loop);
     }
+    for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        if (r->conns[i]) {
+            free(r->conns[i]->round);
+            free(r->conns[i]->held);
+            free(r->conns[i]);
+        }
+    }
+    sk_rcluster_free(r->map);
     if (r->sales) {
         for (size_t i = 0; i < SK_MAX_SALES; i++)
-            sk_userset_free(r->sales[i].loading);
+            hload_free(r->sales[i].loading);
         free(r->sales);
     }
     free(r->group_of);
@@ -1415,14 +2105,15 @@ static void redis_free(sk_backend_t *b)
     free(r);
 }
 
-sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err, size_t err_size)
+sk_backend_t *sk_backend_redis_new(const sk_backend_redis_config_t *cfg, char *err, size_t err_size)
 {
-    sk_redis_addr_t addr;
-    if (sk_redis_parse_url(url, &addr, err, err_size) < 0)
+    sk_rcluster_t *map = sk_rcluster_new(cfg->url, err, err_size);
+    if (!map)
         return NULL;
     const sk_text_t *buy = sk_text_find("lua/buy.lua"), *create = sk_text_find("lua/create_sale.lua");
     if (!buy || !create) {
         snprintf(err, err_size, "the Lua scripts of the Redis store are not built in");
+        sk_rcluster_free(map);
         return NULL;
     }
     rbackend_t *r = sk_xcalloc(1, sizeof(*r));
@@ -1434,9 +2125,12 @@ sk_backend_t *sk_backend_redis_new(const char *url, size_t max_batch, char *err,
                              .wake = redis_wake,
                              .stop = redis_stop,
                              .free = redis_free};
-    r->addr = addr;
-    sk_redis_redact(url, r->url, sizeof(r->url));
-    r->max_batch = max_batch ? max_batch : 4096;
+    r->map = map;
+    sk_redis_redact(cfg->url, r->url, sizeof(r->url));
+    r->max_batch = cfg->max_batch ? cfg->max_batch : 4096;
+    r->replicas_ack = cfg->replicas_ack;
+    r->replicas_timeout_ms =
+        cfg->replicas_timeout_ms > 0 ? SK_MIN(cfg->replicas_timeout_ms, REPLICAS_TIMEOUT_MAX_MS) : 1000;
     r->buy_lua = buy;
     r->create_lua = create;
     r->take = sk_xmalloc(r->max_batch * sizeof(*r->take));

@@ -6,6 +6,7 @@
 
 #include "cmd/cmd.h"
 #include "drain/drain.h"
+#include "redis/cluster.h"
 #include "util/common.h"
 
 static volatile sig_atomic_t g_stop;
@@ -18,15 +19,17 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fputs("usage: seckill drain --store redis://HOST:PORT[/DB] --db DATABASE-URL [options]\n"
+    fputs("usage: seckill drain --store redis://HOST:PORT[,HOST:PORT...][/DB] --db DATABASE-URL [options]\n"
           "\n"
           "Moves confirmed orders from the Redis order streams into PostgreSQL or MySQL/MariaDB\n"
-          "(the system of record of a cluster): a consumer group reads every sale's stream,\n"
-          "each batch is written in one transaction, then acknowledged. Applies the schema\n"
+          "(the system of record of a cluster): a consumer group reads every sale's stream (on\n"
+          "one Redis or on every primary of a Redis Cluster), each batch is written in one\n"
+          "transaction, then acknowledged and trimmed from the stream. Applies the schema\n"
           "migrations first.\n"
           "\n"
           "options (environment variable in brackets):\n"
-          "  --store URL             the cluster's Redis [SECKILL_STORE]\n"
+          "  --store URL             the cluster's Redis, or a Redis Cluster's nodes separated by\n"
+          "                          commas [SECKILL_STORE]\n"
           "  --db URL                PostgreSQL, e.g. postgresql://user@host:5432/seckill, or\n"
           "                          MySQL/MariaDB, mysql://user:password@host:3306/seckill\n"
           "                          [SECKILL_DB] (a password is better in the variable: ps\n"
@@ -34,7 +37,13 @@ static void usage(FILE *f)
           "  --metrics-listen H:P    serve /metrics and /healthz there [SECKILL_METRICS_LISTEN] (off)\n"
           "  --consumer NAME         consumer name in the group [SECKILL_CONSUMER] (the host name);\n"
           "                          give every drain of a cluster its own\n"
-          "  --batch N               orders per transaction [SECKILL_DRAIN_BATCH] (2000)\n"
+          "  --batch N               orders per transaction [SECKILL_DRAIN_BATCH] (10000)\n"
+          "  --replicas-ack N        write an entry only once N replicas have it (WAIT), as the\n"
+          "                          nodes confirm [SECKILL_REPLICAS_ACK] (0)\n"
+          "  --replicas-timeout MS   how long to wait for them [SECKILL_REPLICAS_TIMEOUT] (1000)\n"
+          "  --retention SECONDS     a sale over, drained and reconciled is retired: its holders\n"
+          "                          and order stream expire from Redis after this; 0 keeps them\n"
+          "                          [SECKILL_RETENTION] (86400)\n"
           "  --log-level LEVEL       debug, info, warn or error [SECKILL_LOG_LEVEL] (info)\n"
           "  -h, --help              show this text\n",
           f);
@@ -42,7 +51,8 @@ static void usage(FILE *f)
 
 int sk_cmd_drain(int argc, char **argv)
 {
-    const char *store = NULL, *db = NULL, *metrics_listen = NULL, *consumer = NULL, *batch_s = NULL, *log_level = NULL;
+    const char *store = NULL, *db = NULL, *metrics_listen = NULL, *consumer = NULL, *batch_s = NULL, *log_level = NULL,
+               *replicas_s = NULL, *replicas_timeout_s = NULL, *retention_s = NULL;
     const sk_cmd_opt_t opts[] = {
         {"store", "STORE", &store, 0},
         {"db", "DB", &db, 0},
@@ -50,6 +60,9 @@ int sk_cmd_drain(int argc, char **argv)
         {"consumer", "CONSUMER", &consumer, 0},
         {"batch", "DRAIN_BATCH", &batch_s, 0},
         {"log-level", "LOG_LEVEL", &log_level, 0},
+        {"replicas-ack", "REPLICAS_ACK", &replicas_s, 0},
+        {"replicas-timeout", "REPLICAS_TIMEOUT", &replicas_timeout_s, 0},
+        {"retention", "RETENTION", &retention_s, 0},
     };
     int prc = sk_cmd_parse("drain", argc, argv, opts, SK_ARRAY_LEN(opts), usage);
     if (prc)
@@ -58,22 +71,40 @@ int sk_cmd_drain(int argc, char **argv)
         fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... (or mysql://...) are required\n");
         return 2;
     }
-    sk_drain_config_t cfg = {.db_url = db};
+    sk_drain_config_t cfg = {.db_url = db, .store = store};
     char err[512];
-    if (sk_redis_parse_url(store, &cfg.redis, err, sizeof(err)) < 0) {
+    sk_rcluster_t *seeds = sk_rcluster_new(store, err, sizeof(err));
+    if (!seeds) {
         fprintf(stderr, "seckill drain: %s\n", err);
         return 2;
     }
+    sk_rcluster_free(seeds);
     if (!(cfg.db = sk_db_driver(db, err, sizeof(err)))) {
         fprintf(stderr, "seckill drain: --db: %s\n", err);
         return 2;
     }
-    int64_t batch = 2000;
+    int64_t batch = 10000, replicas = 0, replicas_timeout = 1000, retention = 86400;
     if (batch_s && sk_parse_i64(batch_s, strlen(batch_s), 1, 100000, &batch) < 0) {
         fprintf(stderr, "seckill drain: --batch must be an integer from 1 to 100000\n");
         return 2;
     }
+    if (replicas_s && sk_parse_i64(replicas_s, strlen(replicas_s), 0, 16, &replicas) < 0) {
+        fprintf(stderr, "seckill drain: --replicas-ack must be an integer from 0 to 16\n");
+        return 2;
+    }
+    if (replicas_timeout_s &&
+        sk_parse_i64(replicas_timeout_s, strlen(replicas_timeout_s), 10, 60000, &replicas_timeout) < 0) {
+        fprintf(stderr, "seckill drain: --replicas-timeout must be an integer from 10 to 60000 (ms)\n");
+        return 2;
+    }
+    if (retention_s && sk_parse_i64(retention_s, strlen(retention_s), 0, 100LL * 365 * 86400, &retention) < 0) {
+        fprintf(stderr, "seckill drain: --retention must be a number of seconds from 0 (keep) to 100 years\n");
+        return 2;
+    }
     cfg.batch_max = (size_t)batch;
+    cfg.replicas_ack = (int)replicas;
+    cfg.replicas_timeout_ms = (int)replicas_timeout;
+    cfg.retention_ms = retention * 1000;
     if (log_level) {
         int lv = sk_log_level_parse(log_level);
         if (lv < 0) {
@@ -109,8 +140,10 @@ int sk_cmd_drain(int argc, char **argv)
         fprintf(stderr, "seckill drain: %s\n", err);
         return 1;
     }
-    printf("draining redis at %s:%d/%d into %s as consumer '%s'%s%s\n", cfg.redis.host, cfg.redis.port, cfg.redis.db,
-           cfg.db->title, consumer, metrics_listen ? ", metrics on http://" : "", metrics_listen ? metrics_listen : "");
+    char shown[512];
+    sk_redis_redact(store, shown, sizeof(shown));
+    printf("draining %s into %s as consumer '%s'%s%s\n", shown, cfg.db->title, consumer,
+           metrics_listen ? ", metrics on http://" : "", metrics_listen ? metrics_listen : "");
     fflush(stdout);
     int rc = sk_drain_run(d, &g_stop);
     sk_drain_free(d);

@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "http/server.h"
 #include "loop/loop.h"
+#include "redis/cluster.h"
 #include "util/common.h"
 #include "util/ip.h"
 #include "util/sdnotify.h"
@@ -62,7 +63,11 @@ static void usage(FILE *f)
           "  --threads N             worker threads [SECKILL_THREADS] (number of cores)\n"
           "  --data DIR              data directory of the embedded store [SECKILL_DATA] (./data)\n"
           "  --store URL             order store: 'embedded' (SQLite in --data) or\n"
-          "                          redis://HOST[:PORT][/DB] (a cluster node) [SECKILL_STORE]\n"
+          "                          redis://HOST[:PORT][/DB] (a cluster node) or\n"
+          "                          redis://HOST:PORT,HOST:PORT,... (a Redis Cluster) [SECKILL_STORE]\n"
+          "  --replicas-ack N        Redis store: answer a batch only once N replicas have it\n"
+          "                          (WAIT; 503 when they do not in time) [SECKILL_REPLICAS_ACK] (0)\n"
+          "  --replicas-timeout MS   how long to wait for them [SECKILL_REPLICAS_TIMEOUT] (1000)\n"
           "  --access-log FILE       write an access log (buffered) [SECKILL_ACCESS_LOG] (off)\n"
           "  --log-level LEVEL       debug, info, warn or error [SECKILL_LOG_LEVEL] (info)\n"
           "  --header-timeout MS     a request must arrive within this [SECKILL_HEADER_TIMEOUT] (10000)\n"
@@ -448,7 +453,7 @@ int sk_cmd_serve(int argc, char **argv)
                *log_level = NULL, *header_to = NULL, *idle_to = NULL, *max_conns_s = NULL, *max_batch_s = NULL,
                *max_inflight_s = NULL, *demo_s = NULL, *max_streams_s = NULL, *streams_per_ip_s = NULL,
                *stream_life_s = NULL, *stream_backlog_s = NULL, *payment_secret_file = NULL, *demo_payments_s = NULL,
-               *io_s = NULL;
+               *io_s = NULL, *replicas_s = NULL, *replicas_timeout_s = NULL;
     front_t front = {0};
     const sk_cmd_opt_t opts[] = {
         {"listen", "LISTEN", &listen, 0},
@@ -480,6 +485,8 @@ int sk_cmd_serve(int argc, char **argv)
         {"max-inflight", "MAX_INFLIGHT", &max_inflight_s, 0},
         {"payment-secret-file", NULL, &payment_secret_file, 0},
         {"io", "IO", &io_s, 0},
+        {"replicas-ack", "REPLICAS_ACK", &replicas_s, 0},
+        {"replicas-timeout", "REPLICAS_TIMEOUT", &replicas_timeout_s, 0},
         {"demo", NULL, &demo_s, 1},
         {"demo-payments", NULL, &demo_payments_s, 1},
     };
@@ -490,7 +497,7 @@ int sk_cmd_serve(int argc, char **argv)
 
     int64_t threads = sysconf(_SC_NPROCESSORS_ONLN), header_ms = 10000, idle_ms = 60000, max_conns = 50000,
             max_batch = 4096, max_inflight = 65536, max_streams = -1, streams_per_ip = 64, stream_life = 300000,
-            stream_backlog = 64 << 20;
+            stream_backlog = 64 << 20, replicas_ack = 0, replicas_timeout = 1000;
     if ((threads_s && parse_uint("threads", threads_s, 1, SK_API_MAX_WORKERS, &threads) < 0) ||
         (header_to && parse_uint("header-timeout", header_to, 100, 3600000, &header_ms) < 0) ||
         (idle_to && parse_uint("idle-timeout", idle_to, 100, 86400000, &idle_ms) < 0) ||
@@ -501,7 +508,9 @@ int sk_cmd_serve(int argc, char **argv)
         (streams_per_ip_s && parse_uint("max-streams-per-ip", streams_per_ip_s, 0, 10000000, &streams_per_ip) < 0) ||
         (stream_life_s && parse_uint("stream-lifetime", stream_life_s, 0, 86400000, &stream_life) < 0) ||
         (stream_backlog_s &&
-         parse_uint("max-stream-backlog", stream_backlog_s, 0, (int64_t)1 << 40, &stream_backlog) < 0))
+         parse_uint("max-stream-backlog", stream_backlog_s, 0, (int64_t)1 << 40, &stream_backlog) < 0) ||
+        (replicas_s && parse_uint("replicas-ack", replicas_s, 0, 16, &replicas_ack) < 0) ||
+        (replicas_timeout_s && parse_uint("replicas-timeout", replicas_timeout_s, 10, 2000, &replicas_timeout) < 0))
         return 2;
     sk_loop_io_t io = SK_LOOP_IO_AUTO;
     if (io_s && sk_loop_io_parse(io_s, &io) < 0) {
@@ -552,9 +561,16 @@ int sk_cmd_serve(int argc, char **argv)
     }
     char err[512] = "";
     bool redis = strncmp(store, "redis://", 8) == 0;
-    sk_redis_addr_t redis_addr;
-    if (redis && sk_redis_parse_url(store, &redis_addr, err, sizeof(err)) < 0) {
+    sk_rcluster_t *seeds = redis ? sk_rcluster_new(store, err, sizeof(err)) : NULL;
+    if (redis && !seeds) {
         fprintf(stderr, "seckill serve: %s\n", err);
+        return 2;
+    }
+    char store_shown[512];
+    sk_redis_redact(store, store_shown, sizeof(store_shown));
+    sk_rcluster_free(seeds);
+    if (!redis && replicas_ack > 0) {
+        fprintf(stderr, "seckill serve: --replicas-ack is for the Redis store (--store redis://...)\n");
         return 2;
     }
     if (!redis && strcmp(store, "embedded") != 0 && strcmp(store, "sqlite") != 0) {
@@ -619,16 +635,19 @@ int sk_cmd_serve(int argc, char **argv)
      * carries their names, so that top -H, perf and /proc tell the threads apart. */
     pthread_setname_np(pthread_self(), "sk-store");
     sk_engine_config_t ecfg = {.max_inflight = (size_t)max_inflight};
-    sv.engine = sk_engine_open(&ecfg,
-                               redis ? sk_backend_redis_new(store, (size_t)max_batch, err, sizeof(err))
-                                     : sk_backend_embedded_new(data, (size_t)max_batch),
-                               err, sizeof(err));
+    sk_backend_redis_config_t rcfg = {.url = store,
+                                      .max_batch = (size_t)max_batch,
+                                      .replicas_ack = (int)replicas_ack,
+                                      .replicas_timeout_ms = (int)replicas_timeout};
+    sv.engine = sk_engine_open(
+        &ecfg, redis ? sk_backend_redis_new(&rcfg, err, sizeof(err)) : sk_backend_embedded_new(data, (size_t)max_batch),
+        err, sizeof(err));
     if (!sv.engine) {
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;
     }
     if (demo && create_demo(sv.engine) < 0) {
-        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? redis_addr.host : data);
+        fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store_shown : data);
         goto out;
     }
     sk_api_config_t acfg = {
@@ -713,8 +732,8 @@ int sk_cmd_serve(int argc, char **argv)
     sk_sd_notify("READY=1");
     const char *io_name = sk_loop_io_name(sk_loop_io(sv.workers[0].loop));
     if (redis)
-        sk_info("seckill serving on %s with %d worker threads (%s), store: redis at %s:%d/%d", listen, sv.n_workers,
-                io_name, redis_addr.host, redis_addr.port, redis_addr.db);
+        sk_info("seckill serving on %s with %d worker threads (%s), store: %s%s%s", listen, sv.n_workers, io_name,
+                store_shown, replicas_ack ? ", confirmations wait for replicas: " : "", replicas_ack ? replicas_s : "");
     else
         sk_info("seckill serving on %s with %d worker threads (%s), store: embedded (%s)", listen, sv.n_workers,
                 io_name, data);

@@ -26,6 +26,7 @@
 #ifndef SK_DRAIN_DB_H
 #define SK_DRAIN_DB_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,6 +62,9 @@ typedef struct {
      *  -EIO (nothing of the batch committed, or an unknown outcome). */
     int64_t (*put_orders)(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size);
     bool (*ok)(const sk_db_t *db);
+    /** The number of orders of a sale in the database, or -EIO. Optional (NULL: the
+     *  drain reports no reconciliation for this database). */
+    int64_t (*count_orders)(sk_db_t *db, const char *sale_id, char *err, size_t err_size);
 } sk_db_driver_t;
 
 /** Every sk_db_t starts with this header (the implementation's struct embeds it first). */
@@ -102,6 +106,12 @@ static inline int sk_db_put_sale(sk_db_t *db, const sk_db_sale_t *s, char *err, 
 static inline int64_t sk_db_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
 {
     return db->driver->put_orders(db, o, n, err, err_size);
+}
+
+/** Orders of a sale in the database; -ENOSYS when the implementation cannot count. */
+static inline int64_t sk_db_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+{
+    return db->driver->count_orders ? db->driver->count_orders(db, sale_id, err, err_size) : -ENOSYS;
 }
 
 /** True while the connection is usable; false for NULL or after a failure. */

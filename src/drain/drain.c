@@ -1,7 +1,13 @@
 /* The drain daemon (drain.h): connections with back-off, sale discovery, reading the
- * streams through the consumer group, writing each batch, acknowledging it, and the lag. */
+ * streams through the consumer group on every primary, writing each batch,
+ * acknowledging it, trimming, reconciling and retiring, and the lag.
+ *
+ * Redis commands go to the primary serving the sale's slot (redis/cluster.h). Reads,
+ * acknowledgements and the once-a-second statistics are pipelined per primary: one
+ * round trip per primary, whatever the number of sales on it. */
 #include "drain/drain.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,21 +16,30 @@
 
 #include "drain/batch.h"
 #include "drain/metrics.h"
+#include "redis/cluster.h"
 #include "util/buf.h"
 #include "util/common.h"
 #include "util/sdnotify.h"
 
 #define GROUP SK_DRAIN_GROUP
 #define TIMEOUT_MS 5000
-#define BLOCK_MS 200
-#define KEYS_PER_READ 256 /* streams per XREADGROUP */
-#define ENTRY_GUESS 16 /* orders per stream entry assumed when sizing a read */
+#define IDLE_MS 20 /* nothing new on any stream: wait this long before reading again */
+#define ENTRY_GUESS SK_REDIS_ENTRY_MAX /* orders per stream entry assumed at first (a small first read) */
 #define CLAIM_IDLE_MS 60000
 #define BACKOFF_MAX_MS 5000
+#define MAP_MS 5000 /* a Redis Cluster's map is read this often (and after errors) */
+#define COUNT_MIN_MS 2000 /* a sale is counted in the database at most this often ... */
+#define COUNT_COST_FACTOR 20 /* ... and at most 1/20 of the time counting it takes */
+#define COUNT_IDLE_MS 600000 /* a sale nothing changed in is counted again this often */
+#define COUNT_BUDGET_MS 50 /* time spent counting in the database per second, at most */
+#define NODES SK_RCLUSTER_NODES_MAX
 
 typedef struct {
     char id[SK_ID_MAX + 1];
-    char key[SK_REDIS_KEY_MAX + 1];
+    char key[SK_REDIS_KEY_MAX + 1]; /* the order stream */
+    char sale_key[SK_REDIS_KEY_MAX + 1];
+    char holders_key[SK_REDIS_KEY_MAX + 1];
+    unsigned slot;
     int64_t stock, ends_at;
     bool group_ready; /* the consumer group exists */
     bool in_db; /* its sales row is written */
@@ -32,101 +47,220 @@ typedef struct {
     char cursor[SK_DRAIN_ENTRY_ID_MAX]; /* pending-phase position */
     bool active; /* still read with ">" */
     int64_t lag, pending, length;
+    int64_t sold; /* Redis's sold counter, -1: unknown */
+    /* Reconciliation: the database's count is counted (SELECT count) when the stream is
+     * drained, no more often than its cost allows, and in between follows the rows this
+     * drain inserted; a batch that met rows already there makes it count again. */
+    int64_t db_count; /* counted in the database, -1: unknown */
+    int64_t db_added; /* rows this drain inserted since */
+    bool count_dirty; /* db_added is not exact: count before comparing */
+    bool count_fresh; /* counted this round, before sold was read */
+    uint64_t count_after; /* do not count before this */
+    int64_t diff; /* sold - (db_count + db_added), sold read after the count */
+    bool diff_known;
+    bool over; /* its primary's clock is past ends_at */
+    bool retired; /* its sale record says retired_at: holders and stream expire */
+    bool gone; /* retired and its stream expired: nothing left to watch */
+    sk_drain_id_t trimmed_to; /* the last MINID trimmed to */
+    sk_drain_id_t trim_next; /* the one sent in this round */
+    bool trim_sent, retire_sent; /* commands of this round's second pipeline */
 } dsale_t;
 
 struct sk_drain {
     sk_drain_config_t cfg;
-    redisContext *redis;
+    sk_rcluster_t *map;
+    bool map_ok; /* the topology was read */
+    bool map_stale; /* read it again at the next chance */
+    uint64_t next_map;
     sk_db_t *db;
     bool migrated;
     dsale_t *sales;
     size_t n_sales, cap_sales;
     sk_drain_batch_t batch;
     uint64_t redis_backoff, db_backoff, redis_retry_at, db_retry_at;
-    uint64_t next_discover, next_stats, next_claim;
+    uint64_t next_discover, next_stats, next_claim, last_warn;
     bool ready_sent;
+    bool redis_ok; /* the last round reached every primary */
     sk_drain_metrics_t *metrics; /* NULL: none */
 
     /* statistics */
-    uint64_t orders, entries, batches, redis_errors, db_errors;
+    uint64_t orders, entries, batches, redis_errors, db_errors, trimmed, retired, replica_waits;
     double last_batch_s;
+    double per_entry; /* orders per stream entry, a moving average (sizes the reads) */
+    size_t count_cursor; /* where the next round of database counts starts */
 };
+
+/* How many stream entries to ask for so that `orders` orders come: entries hold from
+ * one order to SK_REDIS_ENTRY_MAX (a node's batch), so the count follows what the
+ * entries read so far held. */
+static unsigned long long entries_for(const sk_drain_t *d, size_t orders)
+{
+    double e = (double)orders / (d->per_entry > 1 ? d->per_entry : 1);
+    return e < 1 ? 1 : (unsigned long long)e;
+}
+
+/* Learns the orders per entry from a read that added `orders` orders from `entries`. */
+static void learn_entries(sk_drain_t *d, size_t orders, size_t entries)
+{
+    if (entries == 0)
+        return;
+    double x = (double)orders / (double)entries;
+    d->per_entry = d->per_entry > 0 ? 0.7 * d->per_entry + 0.3 * x : x;
+}
 
 static uint64_t now_ms(void)
 {
     return sk_mono_ns() / 1000000u;
 }
 
-bool sk_drain_stream_finished(int64_t length, int64_t stock, int64_t ends_at, int64_t redis_now_ms)
+bool sk_drain_stream_finished(int64_t sold, int64_t stock, int64_t ends_at, int64_t redis_now_ms)
 {
-    return length >= stock || (redis_now_ms >= 0 && redis_now_ms > ends_at + SK_DRAIN_FINISHED_AFTER_MS);
+    return sold >= stock || (redis_now_ms >= 0 && redis_now_ms > ends_at + SK_DRAIN_FINISHED_AFTER_MS);
+}
+
+int sk_drain_id_parse(const char *s, size_t len, sk_drain_id_t *id)
+{
+    const char *dash = memchr(s, '-', len);
+    int64_t ms, seq = 0;
+    if (sk_parse_i64(s, dash ? (size_t)(dash - s) : len, 0, INT64_MAX, &ms) < 0 ||
+        (dash && sk_parse_i64(dash + 1, len - (size_t)(dash + 1 - s), 0, INT64_MAX, &seq) < 0))
+        return -EINVAL;
+    id->ms = (uint64_t)ms;
+    id->seq = (uint64_t)seq;
+    return 0;
+}
+
+static int id_cmp(sk_drain_id_t a, sk_drain_id_t b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+bool sk_drain_trim_point(const sk_drain_group_need_t *groups, size_t n, sk_drain_id_t *minid)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        sk_drain_id_t need;
+        if (groups[i].pending > 0) {
+            need = groups[i].min_pending;
+        } else {
+            /* Everything up to the last delivered entry is acknowledged: keep what follows. */
+            need = groups[i].last_delivered;
+            if (need.seq == UINT64_MAX) {
+                need.ms++;
+                need.seq = 0;
+            } else {
+                need.seq++;
+            }
+        }
+        if (i == 0 || id_cmp(need, *minid) < 0)
+            *minid = need;
+    }
+    return true;
+}
+
+bool sk_drain_retire_due(int64_t ends_at, int64_t redis_now_ms, int64_t lag, int64_t pending, int64_t redis_sold,
+                         int64_t db_count)
+{
+    return redis_now_ms > ends_at && lag == 0 && pending == 0 && redis_sold >= 0 && db_count == redis_sold;
 }
 
 /* ---- Redis ------------------------------------------------------------------------------ */
 
-static void redis_drop(sk_drain_t *d, const char *why)
+static void warn_limited(sk_drain_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn_limited(sk_drain_t *d, const char *fmt, ...)
 {
-    if (d->redis) {
-        sk_warn("drain: redis: %s; reconnecting", why);
-        redisFree(d->redis);
-        d->redis = NULL;
-    }
-    d->redis_errors++;
-    d->redis_backoff = d->redis_backoff ? SK_MIN(d->redis_backoff * 2, (uint64_t)BACKOFF_MAX_MS) : 100;
-    d->redis_retry_at = now_ms() + d->redis_backoff;
+    /* Outages repeat every round: one line per 10 s is enough. */
+    uint64_t now = now_ms();
+    if (d->last_warn && now - d->last_warn < 10000)
+        return;
+    d->last_warn = now;
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    sk_warn("drain: %s", line);
 }
 
-static bool redis_ensure(sk_drain_t *d)
+/* A Redis error: what was read but not written is pending again and is read first;
+ * the map is read again (a failover?), with a back-off. */
+static void redis_fail(sk_drain_t *d, const char *why)
 {
-    if (d->redis)
-        return true;
-    if (now_ms() < d->redis_retry_at)
-        return false;
-    char err[512];
-    d->redis = sk_redis_connect(&d->cfg.redis, TIMEOUT_MS, err, sizeof(err));
-    if (!d->redis) {
-        if (d->redis_backoff == 0 || d->redis_backoff >= BACKOFF_MAX_MS)
-            sk_warn("drain: %s", err);
-        d->redis_errors++;
-        d->redis_backoff = d->redis_backoff ? SK_MIN(d->redis_backoff * 2, (uint64_t)BACKOFF_MAX_MS) : 100;
-        d->redis_retry_at = now_ms() + d->redis_backoff;
-        return false;
-    }
-    if (d->redis_backoff)
-        sk_info("drain: connected to redis again");
-    d->redis_backoff = 0;
-    /* Whatever we had read but not acknowledged is pending again: read it first. */
+    warn_limited(d, "redis: %s; retrying (the orders wait in the streams)", why);
+    d->redis_errors++;
+    d->redis_ok = false;
+    d->map_stale = true;
+    d->redis_backoff = d->redis_backoff ? SK_MIN(d->redis_backoff * 2, (uint64_t)BACKOFF_MAX_MS) : 100;
+    d->redis_retry_at = now_ms() + d->redis_backoff;
     for (size_t i = 0; i < d->n_sales; i++) {
         d->sales[i].pending_phase = true;
         snprintf(d->sales[i].cursor, sizeof(d->sales[i].cursor), "0-0");
         d->sales[i].group_ready = false;
     }
     d->next_discover = 0;
+}
+
+/* The node's connection broke mid-pipeline. */
+static void node_fail(sk_drain_t *d, int node)
+{
+    char name[300], why[512];
+    redisContext *c = d->map->sync[node];
+    snprintf(why, sizeof(why), "%s: %s", sk_rcluster_name(d->map, node, name, sizeof(name)),
+             c && c->errstr[0] ? c->errstr : "I/O error");
+    sk_rcluster_sync_drop(d->map, node);
+    redis_fail(d, why);
+}
+
+static bool redis_ensure(sk_drain_t *d)
+{
+    uint64_t now = now_ms();
+    if (now < d->redis_retry_at)
+        return false; /* backing off after an error */
+    if (d->map_ok && !d->map_stale && now < d->next_map)
+        return true;
+    char err[512];
+    bool was_ok = d->map_ok;
+    if (sk_rcluster_discover(d->map, TIMEOUT_MS, err, sizeof(err)) < 0) {
+        if (!was_ok)
+            warn_limited(d, "%s", err);
+        d->redis_errors++;
+        d->redis_backoff = d->redis_backoff ? SK_MIN(d->redis_backoff * 2, (uint64_t)BACKOFF_MAX_MS) : 100;
+        d->redis_retry_at = now + d->redis_backoff;
+        return false;
+    }
+    if (!d->map_ok || d->map_stale)
+        sk_debug("drain: redis topology read (%s)", d->map->enabled ? "a Redis Cluster" : "one Redis");
+    d->map_ok = true;
+    d->map_stale = false;
+    d->next_map = now + (d->map->enabled ? MAP_MS : 3600000);
     return true;
 }
 
-/* Runs a command; on an I/O error drops the connection. Returns the reply or NULL. */
-static redisReply *rcmd(sk_drain_t *d, const char *fmt, ...)
+/* A routed command; NULL after a Redis error (counted, and everything re-read). */
+static redisReply *rcmd(sk_drain_t *d, unsigned slot, const char *fmt, ...)
 {
-    if (!d->redis)
-        return NULL;
+    char err[512];
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(d->redis, fmt, ap);
+    redisReply *r = sk_rcluster_vcommand(d->map, slot, TIMEOUT_MS, err, sizeof(err), fmt, ap);
     va_end(ap);
     if (!r)
-        redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
+        redis_fail(d, err);
     return r;
 }
 
-static redisReply *rcmd_argv(sk_drain_t *d, int argc, const char **argv, const size_t *lens)
+/* Whether a reply is a cluster redirection (the map is read again then). */
+static bool redirected(sk_drain_t *d, const redisReply *r)
 {
-    if (!d->redis)
-        return NULL;
-    redisReply *r = redisCommandArgv(d->redis, argc, argv, lens);
-    if (!r)
-        redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
-    return r;
+    unsigned slot;
+    sk_rcluster_node_t to;
+    if (sk_rcluster_redirect(r, &slot, &to) == SK_RCLUSTER_REPLY)
+        return false;
+    d->map_stale = true;
+    return true;
 }
 
 /* ---- the database --------------------------------------------------------------------------- */
@@ -189,32 +323,45 @@ static dsale_t *find_sale(sk_drain_t *d, const char *id, size_t len)
     return NULL;
 }
 
+/* Whether a sale hash (HGETALL reply) carries retired_at. */
+static bool hash_retired(const redisReply *h)
+{
+    for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2)
+        if (h->element[i]->type == REDIS_REPLY_STRING && strcmp(h->element[i]->str, "retired_at") == 0)
+            return true;
+    return false;
+}
+
 static void discover(sk_drain_t *d)
 {
-    redisReply *ids = rcmd(d, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
+    redisReply *ids = rcmd(d, sk_rcluster_slot(SK_REDIS_SALES_KEY, sizeof(SK_REDIS_SALES_KEY) - 1), "ZRANGE %s 0 -1",
+                           SK_REDIS_SALES_KEY);
     if (!ids)
         return;
     if (ids->type != REDIS_REPLY_ARRAY) {
+        redirected(d, ids);
         freeReplyObject(ids);
         return;
     }
-    for (size_t i = 0; i < ids->elements && d->redis; i++) {
+    for (size_t i = 0; i < ids->elements && d->map_ok; i++) {
         const redisReply *id = ids->element[i];
         if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
             continue;
         dsale_t *s = find_sale(d, id->str, id->len);
-        if (s && s->group_ready && s->in_db)
+        if (s && ((s->group_ready && s->in_db) || s->gone))
             continue;
+        unsigned slot = sk_rcluster_sale_slot(id->str, id->len);
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, id->str, id->len, "sale");
-        redisReply *h = rcmd(d, "HGETALL %s", key);
+        redisReply *h = rcmd(d, slot, "HGETALL %s", key);
         if (!h)
             break;
         sk_redis_sale_t rs;
-        if (sk_redis_sale_parse(h, &rs) < 0) {
+        if (redirected(d, h) || sk_redis_sale_parse(h, &rs) < 0) {
             freeReplyObject(h); /* indexed but not (yet) created, or malformed */
             continue;
         }
+        bool retired = hash_retired(h);
         if (!s) {
             if (d->n_sales == d->cap_sales) {
                 d->cap_sales = d->cap_sales ? d->cap_sales * 2 : 16;
@@ -225,12 +372,18 @@ static void discover(sk_drain_t *d)
             memcpy(s->id, rs.id, rs.id_len);
             s->id[rs.id_len] = '\0';
             sk_redis_key(s->key, rs.id, rs.id_len, "orders");
+            sk_redis_key(s->sale_key, rs.id, rs.id_len, "sale");
+            sk_redis_key(s->holders_key, rs.id, rs.id_len, "holders");
+            s->slot = slot;
             s->stock = rs.stock;
             s->ends_at = rs.ends_at;
             s->active = true;
             s->pending_phase = true;
+            s->sold = rs.sold;
+            s->db_count = -1;
             snprintf(s->cursor, sizeof(s->cursor), "0-0");
-            sk_info("drain: following the orders of sale '%s'", s->id);
+            s->retired = retired;
+            sk_info("drain: following the orders of sale '%s'%s", s->id, retired ? " (retired)" : "");
         }
         if (!s->in_db && d->db) {
             char name[SK_NAME_MAX + 1];
@@ -244,13 +397,17 @@ static void discover(sk_drain_t *d)
         }
         freeReplyObject(h);
         if (!s->group_ready) {
-            /* From the very first entry ("0"): the group may be created after orders. */
-            redisReply *g = rcmd(d, "XGROUP CREATE %s %s 0 MKSTREAM", s->key, GROUP);
+            /* From the very first entry ("0"): the group may be created after orders.
+             * A retired sale's stream is not made again once it expired. */
+            redisReply *g = s->retired ? rcmd(d, slot, "XGROUP CREATE %s %s 0", s->key, GROUP)
+                                       : rcmd(d, slot, "XGROUP CREATE %s %s 0 MKSTREAM", s->key, GROUP);
             if (!g)
                 break;
             if (g->type == REDIS_REPLY_STATUS || (g->type == REDIS_REPLY_ERROR && strncmp(g->str, "BUSYGROUP", 9) == 0))
                 s->group_ready = true;
-            else
+            else if (s->retired && g->type == REDIS_REPLY_ERROR && strstr(g->str, "requires the key to exist"))
+                s->gone = true;
+            else if (!redirected(d, g))
                 sk_warn("drain: cannot create the consumer group of %s: %s", s->key, g->str ? g->str : "?");
             freeReplyObject(g);
         }
@@ -258,49 +415,85 @@ static void discover(sk_drain_t *d)
     freeReplyObject(ids);
 }
 
+/* ---- per-primary pipelines ------------------------------------------------------------------ */
+
+/* The sales chosen by pick, by the primary serving them: lists[node] (malloc'ed, NULL
+ * when empty; counts[node] long). Sales whose slot nobody serves are skipped (and the
+ * map is read again). */
+static void by_node(sk_drain_t *d, bool (*pick)(const dsale_t *), dsale_t **lists[NODES], size_t counts[NODES])
+{
+    memset(counts, 0, NODES * sizeof(*counts));
+    memset(lists, 0, NODES * sizeof(*lists));
+    for (size_t i = 0; i < d->n_sales; i++) {
+        dsale_t *s = &d->sales[i];
+        if (!pick(s))
+            continue;
+        int node = sk_rcluster_owner(d->map, s->slot);
+        if (node < 0) {
+            d->map_stale = true;
+            continue;
+        }
+        if (!lists[node])
+            lists[node] = sk_xmalloc(d->n_sales * sizeof(*lists[node]));
+        lists[node][counts[node]++] = s;
+    }
+}
+
+static void free_lists(dsale_t **lists[NODES])
+{
+    for (int n = 0; n < NODES; n++)
+        free(lists[n]);
+}
+
+/* The node's synchronous connection, or NULL after counting the failure. */
+static redisContext *node_conn(sk_drain_t *d, int node)
+{
+    char err[512];
+    redisContext *c = sk_rcluster_sync(d->map, node, TIMEOUT_MS, err, sizeof(err));
+    if (!c)
+        redis_fail(d, err);
+    return c;
+}
+
 /* ---- reading ----------------------------------------------------------------------------------- */
 
-/* XREADGROUP reply: [[key, [entry...]], ...] or nil. */
-static void take_reply(sk_drain_t *d, const redisReply *r, bool pending_phase)
+/* One stream's entries of an XREADGROUP reply ([[key, [entry...]]] or nil) into the batch. */
+static void take_reply(sk_drain_t *d, dsale_t *s, const redisReply *r, bool pending_phase)
 {
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *kv = r->element[i];
         if (kv->type != REDIS_REPLY_ARRAY || kv->elements != 2 || kv->element[0]->type != REDIS_REPLY_STRING ||
-            kv->element[1]->type != REDIS_REPLY_ARRAY)
-            continue;
-        dsale_t *s = NULL;
-        for (size_t j = 0; j < d->n_sales && !s; j++)
-            if (strcmp(d->sales[j].key, kv->element[0]->str) == 0)
-                s = &d->sales[j];
-        if (!s)
+            kv->element[1]->type != REDIS_REPLY_ARRAY || strcmp(kv->element[0]->str, s->key) != 0)
             continue;
         if (pending_phase && kv->element[1]->elements == 0)
             s->pending_phase = false; /* our pending list of this stream is read through */
-        sk_drain_batch_add(&d->batch, s->id, s->key, kv->element[1], pending_phase ? s->cursor : NULL,
-                           sizeof(s->cursor));
+        size_t added = sk_drain_batch_add(&d->batch, s->id, s->key, kv->element[1], pending_phase ? s->cursor : NULL,
+                                          sizeof(s->cursor));
+        learn_entries(d, added, kv->element[1]->elements);
     }
 }
 
 static void read_pending(sk_drain_t *d)
 {
-    for (size_t i = 0; i < d->n_sales && d->redis && d->batch.n == 0; i++) {
+    for (size_t i = 0; i < d->n_sales && d->map_ok && d->batch.n == 0; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->pending_phase || !s->group_ready)
+        if (!s->pending_phase || !s->group_ready || s->gone)
             continue;
-        redisReply *r = rcmd(d, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->cfg.consumer,
-                             (unsigned long long)SK_MAX(d->cfg.batch_max / ENTRY_GUESS, (size_t)1), s->key, s->cursor);
+        redisReply *r = rcmd(d, s->slot, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->cfg.consumer,
+                             entries_for(d, d->cfg.batch_max), s->key, s->cursor);
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ERROR) {
             /* NOGROUP: the stream was deleted or Redis lost it; discover() re-creates it. */
-            s->group_ready = false;
-            s->pending_phase = false;
+            if (!redirected(d, r))
+                s->group_ready = false;
+            s->pending_phase = !s->group_ready ? false : s->pending_phase;
         } else if (r->type == REDIS_REPLY_NIL) {
             s->pending_phase = false;
         } else {
-            take_reply(d, r, true);
+            take_reply(d, s, r, true);
         }
         freeReplyObject(r);
     }
@@ -309,12 +502,12 @@ static void read_pending(sk_drain_t *d)
 static void claim_orphans(sk_drain_t *d)
 {
     /* Entries delivered to a consumer that has gone away (another drain's name). */
-    for (size_t i = 0; i < d->n_sales && d->redis && d->batch.n < d->cfg.batch_max; i++) {
+    for (size_t i = 0; i < d->n_sales && d->map_ok && d->batch.n < d->cfg.batch_max; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready || s->pending == 0)
+        if (!s->group_ready || s->pending == 0 || s->gone)
             continue;
-        redisReply *r = rcmd(d, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer, CLAIM_IDLE_MS,
-                             (unsigned long long)SK_MAX((d->cfg.batch_max - d->batch.n) / ENTRY_GUESS, (size_t)1));
+        redisReply *r = rcmd(d, s->slot, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer,
+                             CLAIM_IDLE_MS, entries_for(d, d->cfg.batch_max - d->batch.n));
         if (!r)
             return;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY)
@@ -323,70 +516,132 @@ static void claim_orphans(sk_drain_t *d)
     }
 }
 
-static void read_new(sk_drain_t *d)
+static bool pick_readable(const dsale_t *s)
 {
-    dsale_t **act = sk_xmalloc((d->n_sales + 1) * sizeof(*act));
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_sales; i++)
-        if (d->sales[i].group_ready && d->sales[i].active && !d->sales[i].pending_phase)
-            act[n++] = &d->sales[i];
-    if (n == 0) {
-        free(act);
-        usleep(BLOCK_MS * 1000);
-        return;
-    }
-    for (size_t off = 0; off < n && d->redis && d->batch.n < d->cfg.batch_max; off += KEYS_PER_READ) {
-        size_t m = SK_MIN((size_t)KEYS_PER_READ, n - off);
-        bool last = off + m >= n;
-        /* Block only when this is the last call of the round and nothing came yet. */
-        bool block = last && d->batch.n == 0;
-        size_t argc = 0, cap = 10 + 2 * m;
-        const char **argv = sk_xmalloc(cap * sizeof(*argv));
-        size_t *lens = sk_xmalloc(cap * sizeof(*lens));
-        char count[24], block_ms[24];
-        /* COUNT is per stream and counts entries, each a node's batch of up to
-         * SK_REDIS_ENTRY_MAX orders: share what is left of the batch among the
-         * streams, guessing ENTRY_GUESS orders an entry (a read may overshoot). */
-        snprintf(count, sizeof(count), "%llu",
-                 (unsigned long long)SK_MAX((d->cfg.batch_max - d->batch.n) / m / ENTRY_GUESS, (size_t)1));
-        snprintf(block_ms, sizeof(block_ms), "%d", BLOCK_MS);
-        argv[argc++] = "XREADGROUP";
-        argv[argc++] = "GROUP";
-        argv[argc++] = GROUP;
-        argv[argc++] = d->cfg.consumer;
-        argv[argc++] = "COUNT";
-        argv[argc++] = count;
-        if (block) {
-            argv[argc++] = "BLOCK";
-            argv[argc++] = block_ms;
-        }
-        argv[argc++] = "STREAMS";
-        for (size_t k = 0; k < m; k++)
-            argv[argc++] = act[off + k]->key;
-        for (size_t k = 0; k < m; k++)
-            argv[argc++] = ">";
-        for (size_t k = 0; k < argc; k++)
-            lens[k] = strlen(argv[k]);
-        redisReply *r = rcmd_argv(d, (int)argc, argv, lens);
-        free(argv);
-        free(lens);
-        if (!r)
-            break;
-        if (r->type == REDIS_REPLY_ERROR) {
-            /* A stream or group vanished (Redis lost its data): find them again. */
-            sk_warn("drain: XREADGROUP failed: %s", r->str);
-            for (size_t k = 0; k < m; k++)
-                act[off + k]->group_ready = false;
-            d->next_discover = 0;
-        } else {
-            take_reply(d, r, false);
-        }
-        freeReplyObject(r);
-    }
-    free(act);
+    return s->group_ready && s->active && !s->pending_phase && !s->gone;
 }
 
-/* ---- writing and acknowledging ---------------------------------------------------------- */
+/* New entries of every active stream: one XREADGROUP per stream (a cluster refuses keys
+ * of several slots in one command), pipelined per primary. */
+static void read_new(sk_drain_t *d)
+{
+    dsale_t **lists[NODES];
+    size_t counts[NODES], total = 0;
+    by_node(d, pick_readable, lists, counts);
+    for (int n = 0; n < NODES; n++)
+        total += counts[n];
+    if (total == 0) {
+        free_lists(lists);
+        usleep(IDLE_MS * 1000);
+        return;
+    }
+    /* COUNT is per stream and counts entries, each a node's batch of up to
+     * SK_REDIS_ENTRY_MAX orders: share the batch among the streams, at the orders per
+     * entry seen so far (a read may overshoot; the batch grows). */
+    unsigned long long count = entries_for(d, d->cfg.batch_max / total);
+    for (int n = 0; n < NODES; n++) {
+        if (!counts[n])
+            continue;
+        redisContext *c = node_conn(d, n);
+        if (!c)
+            break;
+        for (size_t k = 0; k < counts[n]; k++)
+            redisAppendCommand(c, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s >", GROUP, d->cfg.consumer, count,
+                               lists[n][k]->key);
+        for (size_t k = 0; k < counts[n]; k++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                node_fail(d, n);
+                break;
+            }
+            dsale_t *s = lists[n][k];
+            if (r->type == REDIS_REPLY_ERROR) {
+                /* A stream or group vanished (Redis lost its data) or moved: find them again. */
+                if (!redirected(d, r)) {
+                    sk_warn("drain: XREADGROUP %s failed: %s", s->key, r->str);
+                    s->group_ready = false;
+                    d->next_discover = 0;
+                }
+            } else {
+                take_reply(d, s, r, false);
+            }
+            freeReplyObject(r);
+        }
+    }
+    free_lists(lists);
+    if (d->batch.n == 0)
+        usleep(IDLE_MS * 1000);
+}
+
+/* ---- replicas, writing and acknowledging ------------------------------------------------- */
+
+/* With replicas_ack: whether every entry of the batch is on enough replicas. WAIT counts
+ * from the last write of this connection, and reading entries is not always one (a
+ * re-read of pending entries is not), so each primary first gets a harmless write that
+ * follows the entries: an XCLAIM of one of our own entries to ourselves. */
+static bool replicas_have(sk_drain_t *d)
+{
+    if (d->cfg.replicas_ack <= 0 || d->batch.n == 0)
+        return true;
+    const sk_drain_row_t *first[NODES] = {NULL};
+    for (size_t i = 0; i < d->batch.n; i++) {
+        const sk_drain_row_t *x = &d->batch.rows[i];
+        int node = sk_rcluster_owner(d->map, sk_rcluster_slot(x->key, strlen(x->key)));
+        if (node >= 0 && !first[node])
+            first[node] = x;
+    }
+    bool ok = true;
+    for (int n = 0; n < NODES && ok; n++) {
+        if (!first[n])
+            continue;
+        redisContext *c = node_conn(d, n);
+        if (!c)
+            return false;
+        redisAppendCommand(c, "XCLAIM %s %s %s 0 %s JUSTID", first[n]->key, GROUP, d->cfg.consumer, first[n]->entry_id);
+        redisAppendCommand(c, "WAIT %d %d", d->cfg.replicas_ack, d->cfg.replicas_timeout_ms);
+        redisReply *claim = NULL, *wait = NULL;
+        if (redisGetReply(c, (void **)&claim) != REDIS_OK || redisGetReply(c, (void **)&wait) != REDIS_OK) {
+            freeReplyObject(claim);
+            node_fail(d, n);
+            return false;
+        }
+        if (!wait || wait->type != REDIS_REPLY_INTEGER || wait->integer < d->cfg.replicas_ack) {
+            char name[300];
+            d->replica_waits++;
+            warn_limited(d, "redis at %s: %lld of %d replicas have the entries read; they are written once enough do",
+                         sk_rcluster_name(d->map, n, name, sizeof(name)),
+                         wait && wait->type == REDIS_REPLY_INTEGER ? wait->integer : -1LL, d->cfg.replicas_ack);
+            ok = false;
+        }
+        freeReplyObject(claim);
+        freeReplyObject(wait);
+    }
+    return ok;
+}
+
+/* After a batch went in: rows of each sale, or a count needed when some were there. */
+static void note_written(sk_drain_t *d, int64_t inserted)
+{
+    bool exact = inserted == (int64_t)d->batch.n;
+    if (!exact)
+        sk_info("drain: %lld of %zu orders were in %s already (entries delivered again), the rest inserted",
+                (long long)((int64_t)d->batch.n - inserted), d->batch.n, d->cfg.db->title);
+    size_t i = 0;
+    while (i < d->batch.n) {
+        const char *sale = d->batch.rows[i].sale_id;
+        size_t j = i;
+        while (j < d->batch.n && d->batch.rows[j].sale_id == sale)
+            j++;
+        dsale_t *s = find_sale(d, sale, strlen(sale));
+        if (s) {
+            if (exact)
+                s->db_added += (int64_t)(j - i);
+            else
+                s->count_dirty = true;
+        }
+        i = j;
+    }
+}
 
 static bool write_batch(sk_drain_t *d)
 {
@@ -400,41 +655,65 @@ static bool write_batch(sk_drain_t *d)
         return false;
     }
     d->last_batch_s = (double)(sk_mono_ns() - t0) / 1e9;
+    note_written(d, n);
     d->orders += (uint64_t)n;
     d->entries += d->batch.n;
     d->batches++;
-    sk_debug("drain: wrote %zu entries (%lld new orders)", d->batch.n, (long long)n);
+    sk_debug("drain: wrote %zu orders (%lld new) in %.1f ms", d->batch.n, (long long)n, d->last_batch_s * 1e3);
     return true;
 }
 
+typedef struct {
+    sk_drain_t *d;
+    size_t sent[NODES];
+} acks_t;
+
 static void append_ack(void *arg, int argc, const char **argv, const size_t *lens)
 {
-    redisAppendCommandArgv(arg, argc, argv, lens);
+    acks_t *a = arg;
+    int node = sk_rcluster_owner(a->d->map, sk_rcluster_slot(argv[1], lens[1]));
+    if (node < 0)
+        return; /* read again later, inserted once */
+    redisContext *c = a->d->map->sync[node] ? a->d->map->sync[node] : node_conn(a->d, node);
+    if (!c)
+        return;
+    redisAppendCommandArgv(c, argc, argv, lens);
+    a->sent[node]++;
 }
 
 static void ack_batch(sk_drain_t *d)
 {
-    /* One XACK per stream, pipelined. */
-    size_t n_cmds = sk_drain_batch_acks(&d->batch, GROUP, append_ack, d->redis);
-    for (size_t k = 0; k < n_cmds; k++) {
-        redisReply *r = NULL;
-        if (redisGetReply(d->redis, (void **)&r) != REDIS_OK) {
-            /* Written but not acknowledged: read again later, inserted once. */
-            redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
-            return;
+    /* One XACK per stream, pipelined per primary. */
+    acks_t a = {.d = d};
+    sk_drain_batch_acks(&d->batch, GROUP, append_ack, &a);
+    for (int n = 0; n < NODES; n++) {
+        for (size_t k = 0; k < a.sent[n]; k++) {
+            redisReply *r = NULL;
+            if (!d->map->sync[n] || redisGetReply(d->map->sync[n], (void **)&r) != REDIS_OK) {
+                /* Written but not acknowledged: read again later, inserted once. */
+                node_fail(d, n);
+                break;
+            }
+            redirected(d, r);
+            freeReplyObject(r);
         }
-        freeReplyObject(r);
     }
 }
 
-/* ---- lag and metrics -------------------------------------------------------------------------- */
+/* ---- statistics, trimming, reconciliation, retirement ---------------------------------------- */
 
-static int64_t info_field(const redisReply *g, const char *name)
+static const redisReply *info_value(const redisReply *g, const char *name)
 {
     for (size_t i = 0; i + 1 < g->elements; i += 2)
         if (g->element[i]->type == REDIS_REPLY_STRING && strcmp(g->element[i]->str, name) == 0)
-            return g->element[i + 1]->type == REDIS_REPLY_INTEGER ? g->element[i + 1]->integer : -1;
-    return -1;
+            return g->element[i + 1];
+    return NULL;
+}
+
+static int64_t info_int(const redisReply *g, const char *name)
+{
+    const redisReply *v = info_value(g, name);
+    return v && v->type == REDIS_REPLY_INTEGER ? v->integer : -1;
 }
 
 /* Redis's clock in unix ms from a TIME reply; -1 when it is not one. */
@@ -448,102 +727,290 @@ static int64_t redis_time_ms(const redisReply *r)
     return sec * 1000 + usec / 1000;
 }
 
-static void group_info(dsale_t *s, const redisReply *g)
+/* Reads XINFO GROUPS: our group's lag and pending count, and what every group still
+ * needs (*n_needs of them; false when another group has pending entries whose oldest
+ * is not known here, so the stream is not trimmed this round). */
+static bool groups_info(dsale_t *s, const redisReply *g, const redisReply *xp, sk_drain_group_need_t *needs, size_t cap,
+                        size_t *n_needs)
 {
-    if (g->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t k = 0; k < g->elements; k++) {
+    *n_needs = 0;
+    bool trim_ok = true;
+    for (size_t k = 0; k < g->elements && *n_needs < cap; k++) {
         const redisReply *one = g->element[k];
-        if (one->type != REDIS_REPLY_ARRAY || one->elements < 2 || one->element[1]->type != REDIS_REPLY_STRING ||
-            strcmp(one->element[1]->str, GROUP) != 0)
+        if (one->type != REDIS_REPLY_ARRAY)
             continue;
-        s->pending = info_field(one, "pending");
-        int64_t lag = info_field(one, "lag");
-        int64_t read = info_field(one, "entries-read");
-        /* "lag" is what the group has not been given yet (Redis 7); older servers lack
-         * it: then length minus entries read. */
-        if (lag < 0)
-            lag = read >= 0 ? SK_MAX(s->length - read, (int64_t)0) : s->length;
-        s->lag = lag;
+        const redisReply *name = info_value(one, "name"), *last = info_value(one, "last-delivered-id");
+        if (!name || name->type != REDIS_REPLY_STRING || !last || last->type != REDIS_REPLY_STRING)
+            continue;
+        sk_drain_group_need_t *nd = &needs[*n_needs];
+        nd->pending = info_int(one, "pending");
+        if (sk_drain_id_parse(last->str, last->len, &nd->last_delivered) < 0 || nd->pending < 0) {
+            trim_ok = false;
+            continue;
+        }
+        if (strcmp(name->str, GROUP) == 0) {
+            s->pending = nd->pending;
+            int64_t lag = info_int(one, "lag");
+            int64_t read = info_int(one, "entries-read");
+            /* "lag" is what the group has not been given yet (Redis 7); when Redis cannot
+             * tell, length minus entries read (the stream is trimmed from the head only). */
+            if (lag < 0)
+                lag = read >= 0 ? SK_MAX(s->length - read, (int64_t)0) : s->length;
+            s->lag = lag;
+            if (nd->pending > 0) {
+                /* XPENDING's summary: [count, smallest, greatest, consumers]. */
+                if (!xp || xp->type != REDIS_REPLY_ARRAY || xp->elements < 2 ||
+                    xp->element[1]->type != REDIS_REPLY_STRING ||
+                    sk_drain_id_parse(xp->element[1]->str, xp->element[1]->len, &nd->min_pending) < 0) {
+                    trim_ok = false;
+                    continue;
+                }
+            }
+        } else if (nd->pending > 0) {
+            trim_ok = false; /* someone else's unacknowledged entries: keep everything */
+            continue;
+        }
+        (*n_needs)++;
+    }
+    return trim_ok;
+}
+
+static bool pick_watched(const dsale_t *s)
+{
+    return s->group_ready && !s->gone;
+}
+
+/* Counts in the database the sales that need it, before Redis's counts are read (so
+ * that a difference that remains is real: the drain only writes what Redis has). A
+ * sale is counted when it is drained and the rows inserted since its last count are
+ * not known exactly, or it changed, or long ago; never more often than the count's own
+ * cost allows (a sale of ten million orders takes a while to count), and counting takes
+ * at most COUNT_BUDGET_MS a second, taking the sales in turn: the database's time is
+ * for the orders. */
+static void count_in_db(sk_drain_t *d)
+{
+    if (!d->db || !sk_db_ok(d->db) || d->n_sales == 0)
+        return;
+    uint64_t now = now_ms(), start = sk_mono_ns();
+    size_t base = d->count_cursor;
+    for (size_t k = 0; k < d->n_sales && sk_mono_ns() - start < COUNT_BUDGET_MS * 1000000ull; k++) {
+        dsale_t *s = &d->sales[(base + k) % d->n_sales];
+        if (s->gone || !s->in_db || now < s->count_after)
+            continue;
+        bool drained = s->lag == 0 && s->pending == 0;
+        /* A sale that only waits for a fresh count to be retired gets one. */
+        bool retire_next = d->cfg.retention_ms > 0 && !s->retired && s->over;
+        bool due = s->db_count < 0 || (drained && (s->count_dirty || s->db_added > 0 || s->diff != 0 || retire_next)) ||
+                   now >= s->count_after + COUNT_IDLE_MS;
+        if (!due)
+            continue;
+        char err[512];
+        uint64_t t0 = sk_mono_ns();
+        int64_t n = sk_db_count_orders(d->db, s->id, err, sizeof(err));
+        if (n == -ENOSYS)
+            return; /* this database does not count: no reconciliation */
+        if (n < 0) {
+            if (!sk_db_ok(d->db))
+                db_drop(d, err);
+            return;
+        }
+        uint64_t cost_ms = (sk_mono_ns() - t0) / 1000000u;
+        s->db_count = n;
+        s->db_added = 0;
+        s->count_dirty = false;
+        s->count_fresh = true;
+        s->count_after = now + SK_MAX((uint64_t)COUNT_MIN_MS, cost_ms * COUNT_COST_FACTOR);
+        d->count_cursor = (base + k + 1) % d->n_sales;
     }
 }
 
-/* Reads every stream's length and the group's lag and pending count, in one pipeline,
- * and decides which streams are still read for new entries. */
-static void update_lag(sk_drain_t *d)
+/* Reads every watched stream's statistics and its sale's counters, one pipeline per
+ * primary; then, in a second pipeline, trims what every group acknowledged and retires
+ * what is over, drained and reconciled; decides which streams are still read for new
+ * entries. */
+static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
 {
-    /* Whether a sale's window is over is decided by Redis's clock, as the purchase
-     * script decides it: a drain host whose clock runs ahead must not stop reading a
-     * stream that still gets orders. */
-    redisAppendCommand(d->redis, "TIME");
-    for (size_t i = 0; i < d->n_sales; i++) {
-        dsale_t *s = &d->sales[i];
-        if (!s->group_ready)
-            continue;
-        /* A stream no longer read still has its length watched: an entry that comes
-         * after all makes it read again, so no confirmed order stays in Redis only. */
-        if (s->active)
-            redisAppendCommand(d->redis, "XINFO GROUPS %s", s->key);
-        redisAppendCommand(d->redis, "XLEN %s", s->key);
+    redisContext *c = node_conn(d, node);
+    if (!c)
+        return false;
+    /* Whether a sale's window is over is decided by the primary's clock, as the
+     * purchase script decides it: a drain host whose clock runs ahead must not stop
+     * reading a stream that still gets orders. */
+    redisAppendCommand(c, "TIME");
+    for (size_t k = 0; k < count; k++) {
+        dsale_t *s = list[k];
+        redisAppendCommand(c, "XINFO GROUPS %s", s->key);
+        redisAppendCommand(c, "XLEN %s", s->key);
+        redisAppendCommand(c, "XPENDING %s %s", s->key, GROUP);
+        redisAppendCommand(c, "HMGET %s sold retired_at", s->sale_key);
     }
-    redisReply *t = NULL;
-    if (redisGetReply(d->redis, (void **)&t) != REDIS_OK)
-        goto io_error;
-    int64_t redis_now = redis_time_ms(t);
-    freeReplyObject(t);
-    for (size_t i = 0; i < d->n_sales; i++) {
-        dsale_t *s = &d->sales[i];
-        if (!s->group_ready)
-            continue;
-        redisReply *g = NULL, *l = NULL;
-        if ((s->active && redisGetReply(d->redis, (void **)&g) != REDIS_OK) ||
-            redisGetReply(d->redis, (void **)&l) != REDIS_OK) {
-            freeReplyObject(g);
-            goto io_error;
+    size_t n_replies = 1 + 4 * count;
+    redisReply **r = sk_xcalloc(n_replies, sizeof(*r));
+    for (size_t j = 0; j < n_replies; j++) {
+        if (redisGetReply(c, (void **)&r[j]) != REDIS_OK) {
+            for (size_t i = 0; i < j; i++)
+                freeReplyObject(r[i]);
+            free(r);
+            node_fail(d, node);
+            return false;
         }
-        int64_t length = l->type == REDIS_REPLY_INTEGER ? l->integer : s->length;
-        freeReplyObject(l);
+    }
+    int64_t redis_now = redis_time_ms(r[0]);
+    size_t n_cmds = 0;
+    for (size_t k = 0; k < count; k++) {
+        dsale_t *s = list[k];
+        const redisReply *g = r[1 + 4 * k], *l = r[2 + 4 * k], *xp = r[3 + 4 * k], *h = r[4 + 4 * k];
+        if (redirected(d, g))
+            continue;
+        if (h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
+            int64_t sold;
+            if (sk_redis_reply_i64(h->element[0], 0, INT64_MAX, &sold))
+                s->sold = sold;
+            if (h->element[1]->type == REDIS_REPLY_STRING)
+                s->retired = true;
+        }
+        /* Counted in the database first (or followed since), then read from Redis. */
+        s->diff_known = s->sold >= 0 && s->db_count >= 0 && !s->count_dirty;
+        if (s->diff_known)
+            s->diff = s->sold - (s->db_count + s->db_added);
+        bool counted = s->count_fresh;
+        s->count_fresh = false;
+        s->over = redis_now >= 0 && redis_now > s->ends_at;
+        if (g->type == REDIS_REPLY_ERROR) {
+            if (s->retired && strstr(g->str, "no such key")) {
+                s->gone = true; /* retired and expired: nothing left in Redis */
+                sk_info("drain: sale '%s': its stream and holders expired", s->id);
+            } else {
+                s->group_ready = false; /* Redis lost it: discover() makes it again */
+                d->next_discover = 0;
+            }
+            continue;
+        }
+        s->length = l->type == REDIS_REPLY_INTEGER ? l->integer : s->length;
+        sk_drain_group_need_t needs[16];
+        size_t n_needs = 0;
+        bool trim_ok = g->type == REDIS_REPLY_ARRAY && groups_info(s, g, xp, needs, 16, &n_needs);
+        sk_drain_id_t minid;
+        if (trim_ok && sk_drain_trim_point(needs, n_needs, &minid) && id_cmp(minid, s->trimmed_to) > 0) {
+            /* Exact (not "~"): every acknowledged entry goes, none other. */
+            redisAppendCommand(c, "XTRIM %s MINID %llu-%llu", s->key, (unsigned long long)minid.ms,
+                               (unsigned long long)minid.seq);
+            s->trim_sent = true;
+            s->trim_next = minid;
+            n_cmds++;
+        }
         if (!s->active) {
-            /* Any change, not only growth: a stream Redis lost and that refilled may be
-             * shorter than it was. */
-            if (length != s->length) {
-                sk_info("drain: the stream of sale '%s' changed (%lld entries, was %lld) after it was finished; "
-                        "reading it again",
-                        s->id, (long long)length, (long long)s->length);
+            /* An entry that arrives after the stream was finished makes it read again. */
+            if (s->lag > 0 || s->pending > 0) {
+                sk_info("drain: the stream of sale '%s' got entries after it was finished; reading it again", s->id);
                 s->active = true;
             }
-            s->length = length;
-            continue;
+        } else {
+            bool finished = sk_drain_stream_finished(s->sold, s->stock, s->ends_at, redis_now);
+            s->active = !(finished && s->lag == 0 && s->pending == 0);
         }
-        s->length = length;
-        group_info(s, g);
-        freeReplyObject(g);
-        bool finished = sk_drain_stream_finished(s->length, s->stock, s->ends_at, redis_now);
-        s->active = !(finished && s->lag == 0 && s->pending == 0);
+        if (d->cfg.retention_ms > 0 && !s->retired && counted && s->diff_known && s->diff == 0 &&
+            sk_drain_retire_due(s->ends_at, redis_now, s->lag, s->pending, s->sold, s->db_count)) {
+            /* Over, drained and reconciled: the bulk (holders and stream) expires after
+             * the retention; the sale record stays as the tombstone. */
+            redisAppendCommand(c, "PEXPIRE %s %lld", s->holders_key, (long long)d->cfg.retention_ms);
+            redisAppendCommand(c, "PEXPIRE %s %lld", s->key, (long long)d->cfg.retention_ms);
+            redisAppendCommand(c, "HSET %s retired_at %lld", s->sale_key, (long long)redis_now);
+            s->retire_sent = true;
+            n_cmds += 3;
+        }
     }
-    return;
-io_error:
-    redis_drop(d, d->redis->errstr[0] ? d->redis->errstr : "I/O error");
+    for (size_t j = 0; j < n_replies; j++)
+        freeReplyObject(r[j]);
+    free(r);
+    /* The second pipeline's replies, in the order sent. */
+    bool ok = true;
+    for (size_t k = 0; k < count && ok; k++) {
+        dsale_t *s = list[k];
+        if (s->trim_sent) {
+            s->trim_sent = false;
+            redisReply *x = NULL;
+            if (redisGetReply(c, (void **)&x) != REDIS_OK) {
+                ok = false;
+                break;
+            }
+            if (x->type == REDIS_REPLY_INTEGER) {
+                d->trimmed += (uint64_t)x->integer;
+                s->trimmed_to = s->trim_next;
+                s->length -= x->integer;
+            }
+            freeReplyObject(x);
+        }
+        if (s->retire_sent) {
+            s->retire_sent = false;
+            bool good = true;
+            for (int j = 0; j < 3; j++) {
+                redisReply *x = NULL;
+                if (redisGetReply(c, (void **)&x) != REDIS_OK) {
+                    ok = false;
+                    break;
+                }
+                good = good && x->type == REDIS_REPLY_INTEGER;
+                freeReplyObject(x);
+            }
+            if (ok && good) {
+                s->retired = true;
+                d->retired++;
+                sk_info("drain: sale '%s' retired (%lld orders in %s): its holders and stream expire in %lld s", s->id,
+                        (long long)s->db_count, d->cfg.db->title, (long long)(d->cfg.retention_ms / 1000));
+            }
+        }
+    }
+    if (!ok) {
+        for (size_t k = 0; k < count; k++)
+            list[k]->trim_sent = list[k]->retire_sent = false;
+        node_fail(d, node);
+    }
+    return ok;
+}
+
+static void update_streams(sk_drain_t *d)
+{
+    dsale_t **lists[NODES];
+    size_t counts[NODES];
+    by_node(d, pick_watched, lists, counts);
+    for (int n = 0; n < NODES; n++)
+        if (counts[n] && !update_node(d, n, lists[n], counts[n]))
+            break;
+    free_lists(lists);
 }
 
 static void publish_metrics(sk_drain_t *d)
 {
     sk_drain_sale_stats_t *ss = sk_xmalloc((d->n_sales ? d->n_sales : 1) * sizeof(*ss));
+    size_t n = 0;
     for (size_t i = 0; i < d->n_sales; i++) {
         const dsale_t *s = &d->sales[i];
-        ss[i] = (sk_drain_sale_stats_t){s->id, s->lag, s->pending, s->length, s->active};
+        if (s->gone)
+            continue; /* retired and expired: nothing to watch */
+        ss[n++] = (sk_drain_sale_stats_t){.id = s->id,
+                                          .lag = s->lag,
+                                          .pending = s->pending,
+                                          .length = s->length,
+                                          .active = s->active,
+                                          .diff = s->diff,
+                                          .diff_known = s->diff_known,
+                                          .retired = s->retired};
     }
     sk_drain_stats_t st = {
         .db_name = d->cfg.db->name,
         .sales = ss,
-        .n_sales = d->n_sales,
+        .n_sales = n,
         .orders = d->orders,
         .entries = d->entries,
         .batches = d->batches,
         .malformed = d->batch.malformed,
         .redis_errors = d->redis_errors,
         .db_errors = d->db_errors,
-        .redis_up = d->redis != NULL,
+        .trimmed = d->trimmed,
+        .retired = d->retired,
+        .replica_waits = d->replica_waits,
+        .redis_up = d->map_ok && d->redis_ok,
         .db_up = sk_db_ok(d->db),
         .last_batch_s = d->last_batch_s,
     };
@@ -558,20 +1025,34 @@ static void housekeeping(sk_drain_t *d)
     uint64_t now = now_ms();
     if (now < d->next_stats)
         return;
-    if (d->redis)
-        update_lag(d);
+    d->next_stats = now + 1000;
+    if (d->map_ok && now >= d->redis_retry_at) {
+        /* Safe while a batch is held: nothing here moves the sales (their keys are
+         * borrowed by the rows), and nothing pending is trimmed or retired. */
+        count_in_db(d);
+        uint64_t errors = d->redis_errors;
+        update_streams(d);
+        if (d->redis_errors == errors) {
+            d->redis_ok = true;
+            d->redis_backoff = 0;
+        }
+    }
     if (d->metrics)
         publish_metrics(d);
-    d->next_stats = now + 1000;
 }
 
 /* ---- the drain --------------------------------------------------------------------------------- */
 
 sk_drain_t *sk_drain_new(const sk_drain_config_t *cfg, char *err, size_t err_size)
 {
+    sk_rcluster_t *map = sk_rcluster_new(cfg->store, err, err_size);
+    if (!map)
+        return NULL;
     sk_drain_t *d = sk_xcalloc(1, sizeof(*d));
     d->cfg = *cfg;
+    d->map = map;
     sk_drain_batch_init(&d->batch, d->cfg.batch_max);
+    d->per_entry = ENTRY_GUESS;
     if (cfg->metrics_host) {
         d->metrics = sk_drain_metrics_start(cfg->metrics_host, cfg->metrics_port, err, err_size);
         if (!d->metrics) {
@@ -588,8 +1069,7 @@ void sk_drain_free(sk_drain_t *d)
     if (!d)
         return;
     sk_drain_metrics_stop(d->metrics);
-    if (d->redis)
-        redisFree(d->redis);
+    sk_rcluster_free(d->map);
     sk_db_close(d->db);
     free(d->sales);
     sk_drain_batch_free(&d->batch);
@@ -598,7 +1078,8 @@ void sk_drain_free(sk_drain_t *d)
 
 int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
 {
-    sk_info("drain: started (group %s, consumer %s, batch %zu)", GROUP, d->cfg.consumer, d->cfg.batch_max);
+    sk_info("drain: started (group %s, consumer %s, batch %zu%s)", GROUP, d->cfg.consumer, d->cfg.batch_max,
+            d->cfg.replicas_ack > 0 ? ", waiting for replicas" : "");
     while (!*stop) {
         bool r_ok = redis_ensure(d);
         bool p_ok = db_ensure(d);
@@ -616,7 +1097,7 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
             discover(d);
             d->next_discover = now + 1000;
         }
-        if (!d->redis || !d->db)
+        if (!d->map_ok || !d->db)
             continue;
         d->batch.n = 0;
         read_pending(d);
@@ -624,23 +1105,30 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
             claim_orphans(d);
             d->next_claim = now + CLAIM_IDLE_MS / 4;
         }
-        if (d->batch.n == 0 && d->redis)
+        if (d->batch.n == 0)
             read_new(d);
         if (d->batch.n == 0)
             continue;
+        if (!replicas_have(d)) {
+            /* Not on enough replicas yet: leave the entries pending and read them again. */
+            for (size_t i = 0; i < d->n_sales; i++) {
+                d->sales[i].pending_phase = true;
+                snprintf(d->sales[i].cursor, sizeof(d->sales[i].cursor), "0-0");
+            }
+            d->batch.n = 0;
+            continue;
+        }
         /* Hold the batch until it is in the database (or we are asked to stop, leaving
          * it pending in the stream for the next start). */
         while (!*stop) {
             if (db_ensure(d) && write_batch(d))
                 break;
-            redis_ensure(d);
             housekeeping(d);
             usleep(50 * 1000);
         }
         if (*stop)
             break;
-        if (d->redis)
-            ack_batch(d);
+        ack_batch(d);
         /* The rows borrow the sales' ids and keys, and discover() may move the sales. */
         d->batch.n = 0;
     }

@@ -34,6 +34,26 @@ void sk_drain_metrics_render(sk_buf_t *b, const sk_drain_stats_t *st)
                    "# TYPE seckill_drain_stream_active gauge\n");
     for (size_t i = 0; i < st->n_sales; i++)
         sk_buf_printf(b, "seckill_drain_stream_active{sale=\"%s\"} %d\n", st->sales[i].id, st->sales[i].active);
+    sk_buf_puts(b, "# HELP seckill_drain_reconcile_diff Orders the sale has in Redis (its sold count) minus the "
+                   "orders the database has: 0 once the drain caught up; negative means the database holds orders "
+                   "Redis does not.\n# TYPE seckill_drain_reconcile_diff gauge\n");
+    for (size_t i = 0; i < st->n_sales; i++)
+        if (st->sales[i].diff_known)
+            sk_buf_printf(b, "seckill_drain_reconcile_diff{sale=\"%s\"} %lld\n", st->sales[i].id,
+                          (long long)st->sales[i].diff);
+    sk_buf_puts(b, "# HELP seckill_drain_retired Whether the sale is retired (over, drained, reconciled: its "
+                   "holders and stream expire after --retention).\n# TYPE seckill_drain_retired gauge\n");
+    for (size_t i = 0; i < st->n_sales; i++)
+        sk_buf_printf(b, "seckill_drain_retired{sale=\"%s\"} %d\n", st->sales[i].id, st->sales[i].retired);
+    sk_buf_printf(b,
+                  "# HELP seckill_drain_trimmed_total Stream entries trimmed once every consumer group "
+                  "acknowledged them.\n# TYPE seckill_drain_trimmed_total counter\nseckill_drain_trimmed_total %llu\n"
+                  "# TYPE seckill_drain_retired_total counter\nseckill_drain_retired_total %llu\n"
+                  "# HELP seckill_drain_replica_waits_total Batches held back because fewer replicas than "
+                  "--replicas-ack had their entries.\n# TYPE seckill_drain_replica_waits_total counter\n"
+                  "seckill_drain_replica_waits_total %llu\n",
+                  (unsigned long long)st->trimmed, (unsigned long long)st->retired,
+                  (unsigned long long)st->replica_waits);
     sk_buf_printf(b,
                   "# HELP seckill_drain_orders_total Orders inserted into the database.\n"
                   "# TYPE seckill_drain_orders_total counter\nseckill_drain_orders_total %llu\n"

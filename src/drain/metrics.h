@@ -21,6 +21,9 @@ typedef struct {
     int64_t pending; /* delivered, not yet acknowledged */
     int64_t length; /* entries in the stream */
     bool active; /* still read for new entries */
+    int64_t diff; /* orders in Redis minus orders in the database (reconciliation) */
+    bool diff_known; /* both counts were read (the database implements counting) */
+    bool retired; /* over, drained and reconciled: its keys in Redis expire */
 } sk_drain_sale_stats_t;
 
 typedef struct {
@@ -28,6 +31,9 @@ typedef struct {
     const sk_drain_sale_stats_t *sales;
     size_t n_sales;
     uint64_t orders, entries, batches, malformed, redis_errors, db_errors;
+    uint64_t trimmed; /* stream entries trimmed after they were acknowledged */
+    uint64_t retired; /* sales retired by this drain */
+    uint64_t replica_waits; /* batches held back: too few replicas had their entries */
     bool redis_up, db_up;
     double last_batch_s;
 } sk_drain_stats_t;

@@ -635,6 +635,35 @@ fail:
     return -EIO;
 }
 
+static int64_t my_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+{
+    my_t *my = (my_t *)db;
+    if (my->broken) {
+        set_err(err, err_size, "not connected", 0, NULL);
+        return -EIO;
+    }
+    /* Autocommit: the count is a statement of its own, never a snapshot kept open. */
+    MYSQL_BIND b[1] = {{0}};
+    unsigned long len;
+    bind_str(&b[0], &len, sale_id);
+    MYSQL_STMT *st = run_stmt(my, my->conn, sk_db_sql_mysql.count_orders, b, err, err_size);
+    if (!st)
+        return -EIO;
+    long long n = -1;
+    MYSQL_BIND out[1] = {{0}};
+    out[0].buffer_type = MYSQL_TYPE_LONGLONG;
+    out[0].buffer = &n;
+    int64_t result = -EIO;
+    if (mysql_stmt_bind_result(st, out) != 0 || mysql_stmt_fetch(st) != 0)
+        stmt_fail(my, st, "count of orders", err, err_size);
+    else if (n < 0)
+        set_err(err, err_size, "count of orders: unexpected answer", 0, NULL);
+    else
+        result = n;
+    mysql_stmt_close(st);
+    return result;
+}
+
 const sk_db_driver_t sk_db_mysql = {
     .name = "mysql",
     .title = "MySQL/MariaDB",
@@ -644,4 +673,5 @@ const sk_db_driver_t sk_db_mysql = {
     .put_sale = my_put_sale,
     .put_orders = my_put_orders,
     .ok = my_ok,
+    .count_orders = my_count_orders,
 };

@@ -2,7 +2,7 @@
  * PostgreSQL (sql_postgres.c) and MySQL/MariaDB (sql_mysql.c) — the placeholders ($1 or
  * ?), the upsert (ON CONFLICT DO NOTHING, or ON DUPLICATE KEY UPDATE that never moves
  * an order's state backwards), the batch insert form (one array per column unnested,
- * or rows of VALUES), times from unix ms, the bookkeeping of the migrations. How the
+ * or rows of VALUES; PostgreSQL's COPY), times from unix ms, the bookkeeping of the migrations. How the
  * statements are sent (transactions, locks, timeouts) is the client files' part:
  * postgres.c, mysql.c.
  *
@@ -31,6 +31,10 @@ typedef struct {
      *  user_id, request_id, created_at (unix ms). PostgreSQL takes six parameters, one
      *  array per column, whatever n is; MySQL six per order, order after order. */
     void (*insert_orders)(sk_buf_t *b, size_t n);
+    /* One parameter, a sale id: one row, the number of its orders (the reconciliation). */
+    const char *count_orders;
+    /* PostgreSQL only (NULL for MySQL): COPY of the six columns of insert_orders. */
+    const char *copy_orders;
 } sk_db_sql_t;
 
 extern const sk_db_sql_t sk_db_sql_postgres;

@@ -39,4 +39,7 @@ const sk_db_sql_t sk_db_sql_mysql = {
                    "(?, ?, ?, " TS("?") ", " TS("?") ", ?, " TS("?") ") ON DUPLICATE KEY UPDATE id = id",
     .orders_max = ORDERS_MAX,
     .insert_orders = insert_orders,
+    /* UNIQUE (sale_id, seq) serves it from the index. */
+    .count_orders = "SELECT COUNT(*) FROM orders WHERE sale_id = ?",
+    .copy_orders = NULL,
 };

@@ -24,4 +24,7 @@ const sk_db_sql_t sk_db_sql_postgres = {
                    "($1, $2, $3, " TS("$4") ", " TS("$5") ", $6, " TS("$7") ") ON CONFLICT (id) DO NOTHING",
     .orders_max = 0,
     .insert_orders = insert_orders,
+    /* An index-only scan of UNIQUE (sale_id, seq). */
+    .count_orders = "SELECT count(*) FROM orders WHERE sale_id = $1",
+    .copy_orders = "COPY orders (order_id, sale_id, seq, user_id, request_id, created_at) FROM STDIN",
 };

@@ -84,6 +84,8 @@ void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r);
 void sk_engine_record_transition(sk_engine_t *e, sk_order_state_t to, uint64_t n);
 /** Records one batch in the engine's statistics. */
 void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
+/** Counts a batch answered 503 because too few replicas acknowledged it in time. */
+void sk_engine_count_replica_timeout(sk_engine_t *e);
 /** Frees a sale that was never registered (and, in sk_engine_free, every registered
  *  sale with its params and its user set). */
 void sk_sale_free(sk_sale_t *s);

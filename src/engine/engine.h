@@ -193,6 +193,8 @@ struct sk_op {
      * order as it is after the decision; or status -ENOENT (no such order), -EPERM
      * (CANCEL of another user's order), -EIO (store unavailable), -EAGAIN (too many in
      * flight), -ENOTSUP (the store has no order lifecycle).
+     * ORDERS/LIST also -ESTALE: the orders asked for were moved out of the store (the
+     * Redis store, after the drain).
      * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO.
      * CONTROL: status 0 with control_result (sk_control_result_t) and, for a 400 result,
      * field (a static string); or -EIO, -EAGAIN, -ENOTSUP (the store has no controls).
@@ -365,6 +367,7 @@ typedef struct {
     sk_counter_t commit_errors;
     sk_counter_t decided[SK_BUY__COUNT]; /* purchases the ledger decided, by result */
     sk_counter_t transitions[SK_ORDER__COUNT]; /* orders moved into each state (pay, cancel, expiry, refund) */
+    sk_counter_t replica_timeouts; /* batches answered 503: too few replicas had them in time */
     _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);

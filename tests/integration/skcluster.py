@@ -1,6 +1,7 @@
 """Helpers for the cluster tests: a tiny Redis client, a redis-server in a temp dir, and
-the local cluster of scripts/cluster (Redis, PostgreSQL or MariaDB, three nodes, the drain,
-nginx)."""
+the local cluster of scripts/cluster (Redis or a Redis Cluster, PostgreSQL or MariaDB,
+three nodes, the drain, nginx), with the Redis Cluster's slots and routing for the tests'
+own reads."""
 import json
 import os
 import re
@@ -138,6 +139,32 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def crc16(data):
+    """CRC16/XMODEM, the checksum of Redis Cluster's key slots."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(key):
+    """The slot of a key: of its {hash tag} when it has a non-empty one."""
+    k = key.encode()
+    a = k.find(b"{")
+    if a >= 0:
+        b = k.find(b"}", a + 1)
+        if b > a + 1:
+            k = k[a + 1:b]
+    return crc16(k) & 16383
+
+
+def sale_slot(sale):
+    return key_slot(f"sk:{{{sale}}}:sale")
+
+
 def http(url, method="GET", body=None, timeout=10):
     """Returns (status, parsed JSON or text)."""
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
@@ -195,8 +222,8 @@ class Cluster:
             raise RuntimeError(f"scripts/cluster {' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
         return p
 
-    def up(self):
-        p = self.run("up", "--db", self.db)
+    def up(self, *args):
+        p = self.run("up", "--db", self.db, *args)
         with open(os.path.join(self.dir, "cluster.env")) as f:
             for line in f:
                 k, _, v = line.strip().partition("=")
@@ -234,6 +261,104 @@ class Cluster:
 
     def redis(self):
         return Resp(int(self.vars["REDIS_PORT"]))
+
+    # ---- the Redis Cluster (up --redis-cluster) ----
+
+    def redis_ports(self):
+        return [int(p) for p in self.vars["REDIS_PORTS"].split()]
+
+    def redis_part(self, port):
+        return f"redis{self.redis_ports().index(port) + 1}"
+
+    def rc_nodes(self):
+        """CLUSTER NODES as seen by the first node that answers: a list of dicts with
+        port, id, role ("primary"/"replica"), primary (the id a replica follows), failed,
+        slots (list of (first, last))."""
+        for port in self.redis_ports():
+            try:
+                c = Resp(port, timeout=3)
+                try:
+                    text = c.cmd("CLUSTER", "NODES")
+                finally:
+                    c.close()
+            except (OSError, ConnectionError, RedisError):
+                continue
+            nodes = []
+            for line in text.splitlines():
+                f = line.split()
+                flags = f[2].split(",")
+                slots = []
+                for r in f[8:]:
+                    if r.startswith("["):
+                        continue  # a slot being moved
+                    a, _, b = r.partition("-")
+                    slots.append((int(a), int(b or a)))
+                nodes.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                              "role": "primary" if "master" in flags else "replica",
+                              "primary": f[3], "failed": "fail" in flags or "fail?" in flags,
+                              "slots": slots})
+            return nodes
+        raise RuntimeError("no Redis Cluster node answers")
+
+    def primary_of_slot(self, slot):
+        """The port of the primary serving a slot (None when nobody does)."""
+        for n in self.rc_nodes():
+            if n["role"] == "primary" and not n["failed"] and any(a <= slot <= b for a, b in n["slots"]):
+                return n["port"]
+        return None
+
+    def rc_cmd(self, key, *args):
+        """A command on the primary serving key's slot, following MOVED and ASK."""
+        if not hasattr(self, "_rc"):
+            self._rc = RCClient(self)
+        return self._rc.cmd(key, *args)
+
+    def rc_memory(self):
+        """INFO memory's byte counts summed over the primaries (used_memory,
+        used_memory_dataset, mem_clients_normal, ...), and "keys": their DBSIZE summed."""
+        out = {"keys": 0}
+        for n in self.rc_nodes():
+            if n["role"] != "primary" or n["failed"]:
+                continue
+            c = Resp(n["port"])
+            try:
+                info = c.cmd("INFO", "memory")
+                out["keys"] += c.cmd("DBSIZE")
+            finally:
+                c.close()
+            for k, v in re.findall(r"^(used_memory\w*|mem_\w+):(\d+)\r?$", info, re.M):
+                out[k] = out.get(k, 0) + int(v)
+        return out
+
+    def rc_keys_memory(self, match="sk:*"):
+        """Bytes the keys matching `match` take on the primaries (MEMORY USAGE of every
+        element: exact, unlike used_memory, which moves with the replication buffers)."""
+        total = 0
+        for n in self.rc_nodes():
+            if n["role"] != "primary" or n["failed"]:
+                continue
+            c = Resp(n["port"])
+            try:
+                cursor = "0"
+                while True:
+                    cursor, keys = c.cmd("SCAN", cursor, "MATCH", match, "COUNT", 1000)
+                    for k in keys:
+                        total += c.cmd("MEMORY", "USAGE", k, "SAMPLES", 0) or 0
+                    if cursor == "0":
+                        break
+            finally:
+                c.close()
+        return total
+
+    def sale_on(self, port, prefix, avoid=()):
+        """A sale id (prefix-N) whose slot the primary at port serves."""
+        ranges = [r for n in self.rc_nodes() if n["port"] == port for r in n["slots"]]
+        for i in range(100000):
+            sid = f"{prefix}-{i}"
+            s = sale_slot(sid)
+            if sid not in avoid and any(a <= s <= b for a, b in ranges):
+                return sid
+        raise RuntimeError(f"no sale id for the primary at {port}")
 
     @property
     def db_url(self):
@@ -298,6 +423,70 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RCClient:
+    """A small Redis Cluster client for the tests: the slot map from CLUSTER NODES, one
+    connection per primary, MOVED and ASK followed (the map read again after MOVED or a
+    connection error)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.conns = {}
+        self.ranges = []
+
+    def _refresh(self):
+        self.ranges = [(a, b, n["port"]) for n in self.cluster.rc_nodes()
+                       if n["role"] == "primary" and not n["failed"] for a, b in n["slots"]]
+
+    def _conn(self, port):
+        if port not in self.conns:
+            self.conns[port] = Resp(port)
+        return self.conns[port]
+
+    def cmd(self, key, *args):
+        slot = key_slot(key)
+        port = next((p for a, b, p in self.ranges if a <= slot <= b), None)
+        if port is None:
+            self._refresh()
+            port = next((p for a, b, p in self.ranges if a <= slot <= b), None)
+        asking = False
+        for _ in range(6):
+            try:
+                c = self._conn(port)
+                if asking:
+                    c.cmd("ASKING")
+                r = c.cmd(*args, raise_errors=False)
+            except (OSError, ConnectionError):
+                self.conns.pop(port, None)
+                time.sleep(0.2)
+                self._refresh()
+                port = next((p for a, b, p in self.ranges if a <= slot <= b), port)
+                continue
+            if isinstance(r, RedisError) and str(r).startswith(("MOVED ", "ASK ")):
+                asking = str(r).startswith("ASK ")
+                port = int(str(r).split()[2].rsplit(":", 1)[1])
+                if not asking:
+                    self._refresh()
+                continue
+            if isinstance(r, RedisError):
+                raise r
+            return r
+        raise RuntimeError(f"too many redirections or errors for {key}")
+
+
+def holders_orders(sale, flat):
+    """The orders a holders hash (HGETALL, flat) holds: {order_id: (user, request_id)}.
+    Fields: "<user>" -> "count\tseq\treq\tat", "<user>\t<i>" -> "seq\treq\tat",
+    "<user>\n<req>" -> an index (skipped)."""
+    out = {}
+    for f, v in zip(flat[::2], flat[1::2]):
+        if "\n" in f:
+            continue
+        parts = v.split("\t")
+        seq, req = (parts[0], parts[1]) if "\t" in f else (parts[1], parts[2])
+        out[f"{sale}-{int(seq):010d}"] = (f.split("\t")[0], req)
+    return out
+
+
 def load_json(path):
     try:
         with open(path) as f:
@@ -314,15 +503,18 @@ def test_db(default="postgres"):
     return db
 
 
-def run_cluster_tests(tests, db="postgres"):
-    """Starts the local cluster with scripts/cluster (its orders in `db`), hands it to
-    tests(cluster), which returns the test functions to run (each takes a Checker), and
-    always tears the cluster down, keeping its logs when something failed."""
+def run_cluster_tests(tests, db="postgres", up_args=(), env=None):
+    """Starts the local cluster with scripts/cluster (its orders in `db`; `up` with
+    up_args, e.g. --redis-cluster; env: more environment for the script, e.g.
+    SECKILL_DRAIN_ARGS), hands it to tests(cluster), which returns the test functions to
+    run (each takes a Checker), and always tears the cluster down, keeping its logs when
+    something failed."""
     print(f"database: {DATABASES[db]['title']}", flush=True)
     cluster = Cluster(db)
+    cluster.env.update(env or {})
     failed = True
     try:
-        cluster.up()
+        cluster.up(*up_args)
         run_tests(tests(cluster))
         failed = False
     except SystemExit as e:

@@ -1,13 +1,16 @@
 /* src/drain/drain.c: when a sale's stream is finished (no longer read for new entries,
- * once drained). The drain's reading and writing run against real servers in the
- * cluster tests (tests/integration/test_cluster_*.py). */
+ * once drained), how far a stream may be trimmed, and when a sale may be retired. The
+ * drain's reading and writing run against real servers in the cluster tests
+ * (tests/integration/test_cluster_*.py, test_rcluster_*.py). */
+#include <errno.h>
+
 #include "drain/drain.h"
 #include "test.h"
 
 SK_TEST(stream_finished)
 {
     const int64_t ends = 1700000000000LL, after = SK_DRAIN_FINISHED_AFTER_MS;
-    /* As many entries as units: sold out (each entry holds at least one order). */
+    /* Every unit sold. */
     ASSERT_TRUE(sk_drain_stream_finished(10, 10, ends, ends - 5000));
     ASSERT_TRUE(!sk_drain_stream_finished(9, 10, ends, ends - 5000));
     /* The window, by Redis's clock: only well past the end. */
@@ -19,4 +22,67 @@ SK_TEST(stream_finished)
     ASSERT_TRUE(sk_drain_stream_finished(10, 10, ends, -1));
 }
 
-SK_TEST_MAIN(SK_RUN(stream_finished);)
+SK_TEST(entry_ids)
+{
+    sk_drain_id_t id;
+    ASSERT_EQ(sk_drain_id_parse("1500-0", 6, &id), 0);
+    ASSERT_EQ(id.ms, 1500);
+    ASSERT_EQ(id.seq, 0);
+    ASSERT_EQ(sk_drain_id_parse("7", 1, &id), 0); /* a bare ms */
+    ASSERT_EQ(id.ms, 7);
+    ASSERT_EQ(id.seq, 0);
+    ASSERT_EQ(sk_drain_id_parse("1-18446744073709551615", 22, &id), -EINVAL); /* past INT64_MAX */
+    static const char *const bad[] = {"", "-", "x-1", "1-x", "1-", "-1", "1-2-3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (sk_drain_id_parse(bad[i], strlen(bad[i]), &id) == 0)
+            SK_FAIL_AT("'%s' parsed", bad[i]);
+}
+
+SK_TEST(trim_point)
+{
+    sk_drain_id_t m;
+    /* Nobody reads the stream yet: nothing may go. */
+    ASSERT_TRUE(!sk_drain_trim_point(NULL, 0, &m));
+    /* Everything delivered up to 300-0 is acknowledged: what follows stays. */
+    sk_drain_group_need_t g[3] = {{.pending = 0, .last_delivered = {300, 0}}};
+    ASSERT_TRUE(sk_drain_trim_point(g, 1, &m));
+    ASSERT_EQ(m.ms, 300);
+    ASSERT_EQ(m.seq, 1);
+    /* Pending entries: the oldest of them stays, and everything after it. */
+    g[0] = (sk_drain_group_need_t){.pending = 4, .min_pending = {120, 0}, .last_delivered = {300, 0}};
+    ASSERT_TRUE(sk_drain_trim_point(g, 1, &m));
+    ASSERT_EQ(m.ms, 120);
+    ASSERT_EQ(m.seq, 0);
+    /* Another group behind: its need wins (the oldest of all). */
+    g[1] = (sk_drain_group_need_t){.pending = 0, .last_delivered = {50, 7}};
+    g[2] = (sk_drain_group_need_t){.pending = 0, .last_delivered = {900, 0}};
+    ASSERT_TRUE(sk_drain_trim_point(g, 3, &m));
+    ASSERT_EQ(m.ms, 50);
+    ASSERT_EQ(m.seq, 8);
+    /* A group that never read anything (last delivered 0-0) keeps the whole stream. */
+    g[1] = (sk_drain_group_need_t){.pending = 0, .last_delivered = {0, 0}};
+    ASSERT_TRUE(sk_drain_trim_point(g, 2, &m));
+    ASSERT_EQ(m.ms, 0);
+    ASSERT_EQ(m.seq, 1);
+    /* The successor of the largest seq carries into ms. */
+    g[0] = (sk_drain_group_need_t){.pending = 0, .last_delivered = {5, UINT64_MAX}};
+    ASSERT_TRUE(sk_drain_trim_point(g, 1, &m));
+    ASSERT_EQ(m.ms, 6);
+    ASSERT_EQ(m.seq, 0);
+}
+
+SK_TEST(retire_due)
+{
+    const int64_t ends = 1700000000000LL;
+    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 500));
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends, 0, 0, 500, 500)); /* not over by Redis's clock */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, -1, 0, 0, 500, 500)); /* clock unknown */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 3, 0, 500, 500)); /* entries not delivered */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 2, 500, 500)); /* not acknowledged */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 499)); /* the database lacks one */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 501)); /* or has one Redis lacks */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, -1, -1)); /* counts unknown */
+    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, 0, 0)); /* ended without a sale */
+}
+
+SK_TEST_MAIN(SK_RUN(stream_finished); SK_RUN(entry_ids); SK_RUN(trim_point); SK_RUN(retire_due);)

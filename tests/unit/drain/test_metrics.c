@@ -16,17 +16,22 @@ static void assert_line(const sk_buf_t *b, const char *line)
 
 SK_TEST(render)
 {
-    sk_drain_sale_stats_t sales[] = {{"s1", 3, 2, 40, true}, {"s2", 0, 0, 7, false}};
+    sk_drain_sale_stats_t sales[] = {{"s1", 3, 2, 40, true, 5, true, false},
+                                     {"s2", 0, 0, 7, false, 0, true, true},
+                                     {"s3", 0, 0, 0, true, 0, false, false}};
     sk_drain_stats_t st = {
         .db_name = "postgres",
         .sales = sales,
-        .n_sales = 2,
+        .n_sales = 3,
         .orders = 1000,
         .entries = 47,
         .batches = 5,
         .malformed = 1,
         .redis_errors = 2,
         .db_errors = 3,
+        .trimmed = 120,
+        .retired = 1,
+        .replica_waits = 4,
         .redis_up = true,
         .db_up = false,
         .last_batch_s = 0.25,
@@ -48,7 +53,17 @@ SK_TEST(render)
     assert_line(&b, "seckill_drain_up{store=\"redis\"} 1");
     assert_line(&b, "seckill_drain_up{store=\"postgres\"} 0");
     assert_line(&b, "seckill_drain_last_batch_seconds 0.250000");
-    assert_line(&b, "seckill_drain_sales 2");
+    assert_line(&b, "seckill_drain_sales 3");
+    assert_line(&b, "seckill_drain_reconcile_diff{sale=\"s1\"} 5"); /* Redis has 5 the database lacks */
+    assert_line(&b, "seckill_drain_reconcile_diff{sale=\"s2\"} 0");
+    char *text = strndup(b.data, b.len);
+    ASSERT_TRUE(strstr(text, "seckill_drain_reconcile_diff{sale=\"s3\"}") == NULL); /* not counted yet */
+    free(text);
+    assert_line(&b, "seckill_drain_retired{sale=\"s2\"} 1");
+    assert_line(&b, "seckill_drain_retired{sale=\"s1\"} 0");
+    assert_line(&b, "seckill_drain_trimmed_total 120");
+    assert_line(&b, "seckill_drain_retired_total 1");
+    assert_line(&b, "seckill_drain_replica_waits_total 4");
     ASSERT_EQ(b.data[b.len - 1], '\n');
     sk_buf_free(&b);
 }

@@ -52,6 +52,8 @@ SK_TEST(other_statements)
     ASSERT_EQ(count(q->migration_record, strlen(q->migration_record), "?"), 1);
     ASSERT_TRUE(strstr(q->migrations_table, "CREATE TABLE IF NOT EXISTS seckill_schema_migrations") != NULL);
     ASSERT_TRUE(strstr(q->migrations_table, "utf8mb4_bin") != NULL);
+    ASSERT_STR_EQ(q->count_orders, "SELECT COUNT(*) FROM orders WHERE sale_id = ?");
+    ASSERT_TRUE(q->copy_orders == NULL); /* COPY is PostgreSQL's */
 }
 
 SK_TEST_MAIN(SK_RUN(insert_orders); SK_RUN(other_statements);)

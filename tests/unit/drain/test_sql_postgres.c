@@ -22,6 +22,8 @@ SK_TEST(statements)
     ASSERT_TRUE(strstr(q->insert_sale, "$7") != NULL && strstr(q->insert_sale, "ON CONFLICT (id) DO NOTHING"));
     ASSERT_TRUE(strstr(q->migration_applied, "$1") != NULL);
     ASSERT_TRUE(strstr(q->migration_record, "$1") != NULL);
+    ASSERT_STR_EQ(q->count_orders, "SELECT count(*) FROM orders WHERE sale_id = $1");
+    ASSERT_TRUE(q->copy_orders && strncmp(q->copy_orders, "COPY orders (", 13) == 0 && strstr(q->copy_orders, "STDIN"));
 }
 
 SK_TEST_MAIN(SK_RUN(statements);)
