@@ -16,7 +16,10 @@
 #  5. a Redis Cluster (scripts/cluster up --redis-cluster: three primaries, three
 #     replicas): purchases/s through one node with three live sales, one on each shard,
 #     vs the same three sales on one shard; and with --replicas-ack 1 (every batch
-#     waits for a replica: WAIT) vs without; one drain over the three shards.
+#     waits for a replica: WAIT) vs without; one drain over the three shards;
+#  6. Redis's memory after MEM_SALES sales of MEM_ORDERS orders, all drained and
+#     retired (a drain with --retention 1), against one drained live sale
+#     (bench/rcluster_memory.py).
 #
 # Usage: bench/cluster.sh [quick]     quick: tiny sizes, a smoke run of the script
 # Environment (defaults in brackets, quick in parentheses):
@@ -24,6 +27,7 @@
 #   BATCH_CALLS [20000] (100)  calls of the 64-purchase batch
 #   STOCK [200000] (2000)  USERS [400000] (4000)  CONNS [64] (16)  PIPELINE [8] (1)
 #   RC_STOCK [100000] (2000) RC_USERS [200000] (4000)   each of the three sales in 5.
+#   MEM_SALES [100] (10)  MEM_ORDERS [100000] (1000)       part 6.
 #   SERVER_CPU [0] BENCH_CPU [1]   taskset CPU lists (servers / load generators); PIN=0: unpinned
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +36,11 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = quick ]; then
   calls=${CALLS:-2000} batch_calls=${BATCH_CALLS:-100} stock=${STOCK:-2000} users=${USERS:-4000}
   conns=${CONNS:-16} pipeline=${PIPELINE:-1} rc_stock=${RC_STOCK:-2000} rc_users=${RC_USERS:-4000}
+  mem_sales=${MEM_SALES:-10} mem_orders=${MEM_ORDERS:-1000}
 elif [ -z "${1:-}" ]; then
   calls=${CALLS:-200000} batch_calls=${BATCH_CALLS:-20000} stock=${STOCK:-200000} users=${USERS:-400000}
   conns=${CONNS:-64} pipeline=${PIPELINE:-8} rc_stock=${RC_STOCK:-100000} rc_users=${RC_USERS:-200000}
+  mem_sales=${MEM_SALES:-100} mem_orders=${MEM_ORDERS:-100000}
 else
   sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
   exit 2
@@ -291,3 +297,14 @@ echo "   one drain over the 3 shards, the 9 sales' $((9 * rc_stock)) orders: ${R
 echo "   ratios: 3 shards / 1 shard $(bench_ratio "${RC[spread]}" "${RC[one]}")x;" \
      "--replicas-ack 1 / none $(bench_ratio "${RC[ack]}" "${RC[spread]}")x;" \
      "one node through 3 shards / through one Redis (AOF always, 2.) $(bench_ratio "${RC[spread]}" "$node_always")x"
+
+# 6. memory: a drain that retires finished sales at once, node1 to create the sales.
+echo "== Redis Cluster memory: $mem_sales sales x $mem_orders orders drained and retired vs one drained live sale"
+scripts/cluster start node1
+"${srv[@]}" build/seckill drain --store "$REDIS_URL" --db "$PG_URL" --consumer drain-mem --retention 1 \
+  --log-level warn > "$tmp/drain-mem.log" 2>&1 &
+DRAIN_PIDS=$!
+"${gen[@]}" python3 bench/rcluster_memory.py "$SECKILL_CLUSTER_DIR" "$mem_sales" "$mem_orders"
+kill "$DRAIN_PIDS" 2>/dev/null || true
+wait "$DRAIN_PIDS" 2>/dev/null || true
+DRAIN_PIDS=''
