@@ -71,6 +71,7 @@ const sk_route_t sk_api_routes[] = {
     {SK_HTTP_POST, "/api/v1/orders/{id}/cancel", sk_api_order_cancel, "cancel"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/refund", sk_api_order_refund, "refund"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/demo-pay", sk_api_order_demo_pay, "demo_pay"},
+    {SK_HTTP_GET, "/api/v1/config", sk_api_config, "config"},
     {SK_HTTP_GET, "/metrics", sk_api_metrics, "metrics"},
     {SK_HTTP_GET, "/", sk_api_page, "page"},
     {SK_HTTP_GET, "/sale/{id}", sk_api_page, "page"},

@@ -28,6 +28,9 @@ typedef struct {
     size_t payment_secret_len;
     /* POST /api/v1/orders/{id}/demo-pay exists (a demo's Pay button): never in production. */
     bool demo_payments;
+    /* The id of the demo sale this process made (serve --demo), or NULL: the buyer's page
+     * shows it first (GET /api/v1/config). Borrowed: it must outlive the API. */
+    const char *demo_sale;
 } sk_api_config_t;
 
 sk_api_t *sk_api_new(const sk_api_config_t *cfg);

@@ -499,6 +499,8 @@ static void batch_finish(rbackend_t *r, batch_t *b)
     sk_engine_record_batch(r->e, n_buys, sk_mono_ns() - b->t0_ns, !b->failed);
     for (size_t i = 0; i < b->n; i++) {
         sk_engine_record_decided(r->e, b->ops[i]->result);
+        if (b->ops[i]->result == SK_BUY_CONFIRMED && b->ops[i]->sale)
+            sk_engine_record_entered(b->ops[i]->sale, SK_ORDER_CONFIRMED, 1);
         sk_engine_complete(r->e, b->ops[i]);
     }
     if (r->head == b) {

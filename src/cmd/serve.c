@@ -83,7 +83,8 @@ static void usage(FILE *f)
           "                          HMAC-SHA256 of the body>); a trailing newline is not part of it.\n"
           "                          [SECKILL_PAYMENT_SECRET holds the key itself] (none: only the\n"
           "                          admin token may pay)\n"
-          "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
+          "  --demo                  create a demo sale (100 units, starting in 30 s; on the embedded store\n"
+          "                          a purchase reserves its unit for 2 minutes until it is paid)\n"
           "  --demo-payments         DEMO ONLY: POST /api/v1/orders/{id}/demo-pay confirms a reservation\n"
           "                          without any payment (the demo page's Pay button); never in production\n"
           "  -h, --help              show this text\n",
@@ -173,23 +174,29 @@ static void send_all(serve_t *sv, int cmd)
     }
 }
 
-static int create_demo(sk_engine_t *e)
+/* The demo sale: 100 units, starting in 30 s. On a store with the order lifecycle a
+ * purchase reserves its unit for DEMO_WINDOW_MS, so the page shows its payment countdown
+ * (and its Pay button with --demo-payments). Its id goes into id (SK_ID_MAX + 1 bytes). */
+#define DEMO_WINDOW_MS 120000
+static int create_demo(sk_engine_t *e, char *id)
 {
     int64_t now = sk_now_ms();
-    char id[SK_ID_MAX + 1];
-    int len = snprintf(id, sizeof(id), "demo-%lld", (long long)(now / 1000));
+    int len = snprintf(id, SK_ID_MAX + 1, "demo-%lld", (long long)(now / 1000));
+    bool window = sk_engine_lifecycle(e);
     sk_sale_params_t p = {.name = "Demo ticket · 演示门票",
                           .starts_at = now + 30000,
                           .ends_at = now + 30000 + 3600 * 1000,
                           .per_user_limit = 1,
-                          .max_quantity = 1};
+                          .max_quantity = 1,
+                          .payment_window_ms = window ? DEMO_WINDOW_MS : 0};
     sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
     int rc = sk_engine_add_sale(e, s);
     if (rc < 0) {
         sk_sale_free(s);
         return rc;
     }
-    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", id);
+    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s%s\n", id,
+            window ? ", each reserved for 2 minutes until it is paid" : "");
     return 0;
 }
 
@@ -384,7 +391,8 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;
     }
-    if (demo && create_demo(sv.engine) < 0) {
+    char demo_id[SK_ID_MAX + 1] = "";
+    if (demo && create_demo(sv.engine, demo_id) < 0) {
         fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? redis_addr.host : data);
         goto out;
     }
@@ -392,7 +400,8 @@ int sk_cmd_serve(int argc, char **argv)
                             .engine = sv.engine,
                             .payment_secret = payment_secret,
                             .payment_secret_len = payment_secret_len,
-                            .demo_payments = demo_payments_s != NULL};
+                            .demo_payments = demo_payments_s != NULL,
+                            .demo_sale = demo_id[0] ? demo_id : NULL};
     if (acfg.demo_payments)
         sk_warn("--demo-payments: POST /api/v1/orders/{id}/demo-pay confirms reservations without any payment; "
                 "for demos only");
