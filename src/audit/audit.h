@@ -19,8 +19,9 @@
  *               any point of a store's log), plus extra orders for one request_id
  *   bad_reads   reads of the sale during the run with held + sold > stock, remaining +
  *               held + sold != stock, or a count below zero
- *   counts_mismatch  the sale's final held and sold against the units of its orders'
- *               states in the store (and a store's log against its own order states)
+ *   counts_mismatch  with a payment window, the sale's final held and sold against the
+ *               units of its orders' states in the store; and a store's log against its
+ *               own order states
  * and, with a payment window (I7, I8):
  *   late_confirmed   orders confirmed by a payment after pay_by: the client sent it after
  *               pay_by on the server's clock for certain, or the store's paid_at > pay_by

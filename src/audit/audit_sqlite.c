@@ -199,8 +199,8 @@ static int sqlite_events(sk_audit_source_t *s, const char *sale_id, sk_audit_eve
     if (sqlite3_prepare_v2(q->db,
                            "SELECT lsn, first_seq, pay_by, orders FROM order_batches WHERE sale_id = ?1 ORDER BY lsn",
                            -1, &b, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(q->db, "SELECT lsn, kind, events FROM order_events WHERE sale_id = ?1 ORDER BY lsn", -1,
-                           &e, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(q->db, "SELECT lsn, kind, events FROM order_events WHERE sale_id = ?1 ORDER BY lsn", -1, &e,
+                           NULL) != SQLITE_OK) {
         db_error(q, err, err_len);
         goto out;
     }

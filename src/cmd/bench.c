@@ -121,9 +121,10 @@ static const char usage_text[] =
     "                           random by default\n"
     "  -h, --help               this text\n"
     "\n"
-    "Outcomes counted: confirmed, duplicate, sold_out, limit_reached, not_started, ended,\n"
-    "unavailable (503), rate_limited (429), http_error (any other answer), net_error, and\n"
-    "ok (--get). Latency percentiles p50 p90 p99 p99.9 max per outcome, exact to 1%.\n"
+    "Outcomes counted: confirmed, reserved, duplicate, sold_out, limit_reached,\n"
+    "not_started, ended, unavailable (503), rate_limited (429), http_error (any other\n"
+    "answer), net_error, and ok (--get). Latency percentiles p50 p90 p99 p99.9 max per\n"
+    "outcome, exact to 1%.\n"
     "A progress line is redrawn on a terminal and printed once a second otherwise.\n";
 
 /* Lock-free, so a signal handler may store to it while client threads read it. */

@@ -16,6 +16,9 @@ check that the auditor catches each lie:
                 decides; records how often each request_id was seen
   midclose      on the first attempt of every `every`-th request_id, sends half a
                 response and closes the connection (nothing stored)
+  trailing      reports one unit fewer sold (and one more remaining) than it stores, as
+                a cluster node whose counts trail the store by a moment: not a lie the
+                audit judges without payment windows
 The order lifecycle's lies (a sale with payment_window_ms):
   late_confirm  confirms payments up to 5 s after pay_by (and expires only then)
   no_expiry     never expires a reservation; a late payment is refused all the same
@@ -24,6 +27,8 @@ The order lifecycle's lies (a sale with payment_window_ms):
   no_resell     once any unit came back, answers sold_out to everyone
   early_expire  expires reservations halfway through their window
   oversell_held reserves `extra` units beyond the stock
+  cancel_sold   counts a cancelled order's units as sold instead of returning them: every
+                read adds up, but the sale's counts disagree with its orders' states
 
 Payments must carry X-Seckill-Signature (HMAC-SHA256 of the body keyed by `secret`,
 b"fake-key" by default) or the admin token "adm". With sqlite_path every sale, order
@@ -92,6 +97,8 @@ class State:
     def counts(self, s):
         held = self.units(s["id"], ("reserved",))
         sold = self.units(s["id"], ("confirmed",))
+        if self.mode == "cancel_sold":
+            sold += self.units(s["id"], ("cancelled",))
         remaining = s["stock"] - held - sold + self.extra_returned.get(s["id"], 0)
         return held, sold, remaining
 
@@ -107,6 +114,8 @@ class State:
                         server_time=now)
         if self.mode == "oversell_held":
             remaining = max(0, remaining)  # it hides the extra units, but not its held
+        if self.mode == "trailing" and sold > 0:
+            sold, remaining = sold - 1, remaining + 1
         return dict(s, sold=sold, held=held, remaining=remaining, state=state, server_time=now)
 
     # ---- the journal ----
