@@ -29,10 +29,12 @@ run: build
 test: test-deps
 	@scripts/test.sh
 
-# A local cluster on loopback ports: Redis (AOF always), PostgreSQL, three nodes behind
-# nginx, the drain. Prints the URL; `scripts/cluster status|down` afterwards.
+# A local cluster on loopback ports: Redis (AOF always), PostgreSQL (`make cluster
+# CLUSTER_DB=mysql`: MariaDB), three nodes behind nginx, the drain. Prints the URL;
+# `scripts/cluster status|down` afterwards.
+CLUSTER_DB ?= postgres
 cluster: build
-	@scripts/cluster up
+	@scripts/cluster up --db $(CLUSTER_DB)
 
 # Formats every C file with .clang-format (make test checks it).
 format:

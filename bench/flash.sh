@@ -22,6 +22,7 @@
 #   PAY [0.7] LATE [0.05] CANCEL [0.1]   lifecycle: the shares of the reservations
 #   CONNS [flagship 256, seed 100]   PIPELINE [flagship 16, seed 1]   THREADS [1]
 #   SERVER_THREADS [1]        seckill worker threads
+#   IO [the server's default]  the server's --io: epoll, uring or auto
 #   SERVER_CPU [0] BENCH_CPU [1]  taskset CPU lists; PIN=0 runs both unpinned
 #   AUDIT [sqlite]            sqlite (read the store file) or http (the admin listing)
 #   EXTRA                     more seckill-bench flags, e.g. "--rate 200000"
@@ -57,8 +58,11 @@ trap '[ -n "$SK_PID" ] && kill $SK_PID 2>/dev/null; wait 2>/dev/null; rm -rf "$t
 
 port=$(bench_free_port)
 printf 'flash-%s\n' "$RANDOM$RANDOM" >"$tmp/payment.key"
+io_args=()
+[ -n "${IO:-}" ] && io_args=(--io "$IO")
 "${server_pin[@]}" build/seckill serve --listen "127.0.0.1:$port" --threads "$server_threads" \
-  --data "$tmp/data" --log-level warn --payment-secret-file "$tmp/payment.key" >"$tmp/server.log" 2>&1 &
+  --data "$tmp/data" --log-level warn --payment-secret-file "$tmp/payment.key" "${io_args[@]}" \
+  >"$tmp/server.log" 2>&1 &
 SK_PID=$!
 bench_wait_port "$port"
 

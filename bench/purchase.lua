@@ -2,11 +2,14 @@
 -- own (a counter per wrk thread), for those who prefer wrk to seckill-bench. wrk only
 -- measures speed: it cannot audit the sale (use seckill-bench for that).
 --
--- Usage: wrk -t2 -c100 -d10s -s bench/purchase.lua http://127.0.0.1:8080 -- SALE_ID [USERS]
+-- Usage: wrk -t2 -c100 -d10s -s bench/purchase.lua http://127.0.0.1:8080 -- SALE_ID [USERS] [PREFIX]
 --   SALE_ID  the sale to buy from (create it first, e.g. with seckill-bench
 --            --create-sale ... --requests 1, or POST /api/v1/sales)
 --   USERS    size of the user space; user ids wrap around after it, so later requests
---            repeat users (they hear limit_reached or sold_out). Default: never wrap.
+--            repeat users (they hear limit_reached or sold_out). Default (0): never wrap.
+--   PREFIX   what user ids start with (default "u"). Every run starts again at user 1:
+--            give each run on the same sale a prefix of its own, or its buyers are the
+--            earlier run's and hear limit_reached instead of confirmed.
 -- The answers are tallied per status and printed at the end.
 
 local threads = {}
@@ -18,12 +21,13 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local sale, users, tid, counter, path
+local sale, users, prefix, tid, counter, path
 statuses = {} -- global: done() reads it per thread with t:get
 
 function init(args)
   sale = args[1] or os.getenv("SALE") or error("usage: wrk ... -s bench/purchase.lua URL -- SALE_ID [USERS]")
   users = tonumber(args[2] or "0")
+  prefix = args[3] or "u"
   tid = tonumber(wrk.thread:get("tid")) or 0
   counter = 0
   path = "/api/v1/sales/" .. sale .. "/purchase"
@@ -39,7 +43,7 @@ function request()
   if users > 0 then
     n = (n - 1) % users + 1
   end
-  local body = string.format('{"user_id":"u%d","request_id":"w%d-%d"}', n, tid, counter)
+  local body = string.format('{"user_id":"%s%d","request_id":"w%d-%d"}', prefix, n, tid, counter)
   return wrk.format(nil, path, nil, body)
 end
 

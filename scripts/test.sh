@@ -26,13 +26,14 @@ if command -v clang >/dev/null 2>&1; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd build-asan && ctest -j "$jobs" --timeout 900 -LE 'browser|perf')
 
-  # The engine, user set, embedded ledger and loop unit tests (threads of their own), and
-  # the integration tests of a server with several workers and a ledger thread (embedded
-  # and Redis, the order lifecycle), of the SQLite journal's checkpoint thread, and of
-  # seckill-bench's client threads.
+  # The engine, user set, embedded ledger and loop unit tests (threads of their own), the
+  # rate-limit table shared by threads, and the integration tests of a server with several
+  # workers and a ledger thread (embedded and Redis, the order lifecycle, the operator's
+  # controls, the front door's shared tables and deny-list hand-over), of the SQLite
+  # journal's checkpoint thread, and of seckill-bench's client threads.
   tsan_bins=(seckill seckill-bench test_engine test_engine_userset test_loop test_backend_journal_sqlite
-    test_backend_embedded)
-  tsan_tests='unit/test_(engine|engine_userset|loop|backend_journal_sqlite|backend_embedded)$|integration/test_(engine_[a-z]+|sse|http|bench_audit|cluster_node|lifecycle)$'
+    test_backend_embedded test_util_ratelimit)
+  tsan_tests='unit/test_(engine|engine_userset|loop|backend_journal_sqlite|backend_embedded|util_ratelimit)$|integration/test_(engine_[a-z]+|sse|http|bench_audit|bench_controls|cluster_node|lifecycle|controls|front_door)$'
   echo "== build (clang, ThreadSanitizer)"
   CC=clang cmake -S . -B build-tsan -DSK_WERROR=ON -DSK_TSAN=ON >/dev/null
   cmake --build build-tsan -j "$jobs" --target "${tsan_bins[@]}"

@@ -12,6 +12,7 @@
 
 #include "backend/embedded.h"
 #include "engine/backend.h"
+#include "engine/control.h"
 #include "engine/engine.h"
 #include "testdir.h"
 
@@ -43,6 +44,11 @@ typedef struct {
     sk_order_t *orders;
     size_t n_orders;
     bool more;
+    int control_result; /* CONTROL: sk_control_result_t */
+    const char *field;
+    sk_trail_entry_t entry; /* CONTROL: the entry answered */
+    sk_trail_entry_t *entries; /* LOG: kept by the test (free it) */
+    size_t n_entries;
 } answer_t;
 
 static inline void on_done(sk_op_t *op)
@@ -65,6 +71,15 @@ static inline void on_done(sk_op_t *op)
         a->orders = op->orders; /* kept by the test */
         a->n_orders = op->n_orders;
         op->orders = NULL;
+    }
+    a->control_result = op->control_result;
+    a->field = op->field;
+    if (op->kind == SK_OP_CONTROL && op->entries)
+        a->entry = op->entries[0];
+    if (op->kind == SK_OP_LOG) {
+        a->entries = op->entries; /* kept by the test */
+        a->n_entries = op->n_entries;
+        op->entries = NULL;
     }
     sk_op_free(op);
     if (--r->pending == 0)
@@ -192,6 +207,46 @@ static inline answer_t order_op1(runner_t *r, sk_op_kind_t kind, sk_sale_t *s, u
 {
     answer_t a;
     order_op(r, kind, s, seq, who, &a);
+    runner_wait(r);
+    return a;
+}
+
+/* An operator's control of sale s, submitted: c as asked, by "admin" with request id req. */
+static inline void control(runner_t *r, sk_sale_t *s, const sk_control_t *c, const char *req, answer_t *a)
+{
+    sk_op_t *op = sk_op_new(SK_OP_CONTROL);
+    op->sale = s;
+    op->entries = sk_xcalloc(1, sizeof(*op->entries));
+    op->n_entries = 1;
+    op->entries[0].ctl = *c;
+    snprintf(op->entries[0].actor, sizeof(op->entries[0].actor), "admin");
+    snprintf(op->entries[0].request_id, sizeof(op->entries[0].request_id), "%s", req);
+    submit(r, op, a);
+}
+
+/* The same, waiting for the answer. */
+static inline answer_t control1(runner_t *r, sk_sale_t *s, const sk_control_t *c, const char *req)
+{
+    answer_t a;
+    control(r, s, c, req, &a);
+    runner_wait(r);
+    return a;
+}
+
+/* A control without params (pause, resume, close) or with an amount (add, remove). */
+static inline answer_t act1(runner_t *r, sk_sale_t *s, sk_control_action_t action, int64_t amount, const char *req)
+{
+    sk_control_t c = {.action = action, .amount = amount};
+    return control1(r, s, &c, req);
+}
+
+/* The sale's trail (the caller frees a.entries). */
+static inline answer_t trail_of1(runner_t *r, sk_sale_t *s)
+{
+    sk_op_t *op = sk_op_new(SK_OP_LOG);
+    op->sale = s;
+    answer_t a;
+    submit(r, op, &a);
     runner_wait(r);
     return a;
 }

@@ -1,4 +1,5 @@
-// The operator's dashboard: create sales, list them, and watch one live from /metrics.
+// The operator's dashboard: create sales, list them, and watch one live from /metrics
+// (with the front door's refusals: rate-limited, denied, bad tokens).
 import { pickLang, setLang, other, t, locale } from './i18n.js';
 import { LifecycleView, lifecycleSnapshot } from './admin-orders.js';
 
@@ -12,13 +13,16 @@ const HISTORY_MS = 5 * 60 * 1000; // the charts show this much
 const FIELDS = ['id', 'name', 'stock', 'starts_at', 'ends_at', 'per_user_limit'];
 const ACCEPTED = new Set(['confirmed', 'reserved', 'duplicate']);
 const MADE = new Set(['confirmed', 'reserved']); // a purchase that made an order
+// The front door's refusals the dashboard charts (node-wide, not per sale).
+const FRONT_KINDS = ['rate_limited', 'denied'];
+const FRONT_ALL = [...FRONT_KINDS, 'tokens'];
 
 const D = {
   sales: [],
   selected: null,
   pendingCreate: null, // a create that was answered 401, sent again once a token is given
   snaps: [], // metric snapshots of the last WINDOW_MS (+1 scrape)
-  history: { pps: [], rej: [] },
+  history: { pps: [], rej: [], front: [] },
   life: new LifecycleView(), // held, sold and the orders' states (admin-orders.js)
 };
 
@@ -38,10 +42,11 @@ async function call(url, opts = {}) {
 
 const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
 
-function askToken(rejected) {
+function askToken(rejected, neededKey = 'tokenNeeded') {
+  const key = rejected ? 'tokenRejected' : neededKey;
   $('token-box').hidden = false;
-  $('token-msg').textContent = t(rejected ? 'tokenRejected' : 'tokenNeeded');
-  $('token-msg').dataset.key = rejected ? 'tokenRejected' : 'tokenNeeded';
+  $('token-msg').textContent = t(key);
+  $('token-msg').dataset.key = key;
   $('token').value = '';
   $('token').focus();
 }
@@ -206,7 +211,7 @@ export function parseMetrics(text) {
 
 /** The figures the dashboard needs from one scrape, for one sale. */
 function snapshot(samples, sale, now) {
-  const s = { t: now, results: {}, sold: null, remaining: null, http: {}, batch: {}, commit: {} };
+  const s = { t: now, results: {}, sold: null, remaining: null, http: {}, batch: {}, commit: {}, front: {} };
   const hist = (h, base, x) => {
     if (x.name === `${base}_bucket`) {
       const le = x.labels.le === '+Inf' ? Infinity : Number(x.labels.le);
@@ -224,11 +229,14 @@ function snapshot(samples, sale, now) {
       hist(s.http, 'seckill_http_request_duration_seconds', x);
     else if (x.name.startsWith('seckill_ledger_batch_size')) hist(s.batch, 'seckill_ledger_batch_size', x);
     else if (x.name.startsWith('seckill_ledger_commit_seconds')) hist(s.commit, 'seckill_ledger_commit_seconds', x);
+    else if (x.name === 'seckill_front_refused_total' && FRONT_KINDS.includes(x.labels.reason))
+      s.front[x.labels.reason] = (s.front[x.labels.reason] || 0) + x.value;
+    else if (x.name === 'seckill_front_tokens_rejected_total') s.front.tokens = (s.front.tokens || 0) + x.value;
   }
   return s;
 }
 
-const EMPTY_SNAP = { results: {}, http: {}, batch: {}, commit: {} };
+const EMPTY_SNAP = { results: {}, http: {}, batch: {}, commit: {}, front: {} };
 
 /** Histogram change between two snapshots; a restarted server counts from zero. */
 function histDelta(a, b) {
@@ -290,7 +298,7 @@ function fmtMs(seconds) {
 
 function resetLive() {
   D.snaps = [];
-  D.history = { pps: [], rej: [] };
+  D.history = { pps: [], rej: [], front: [] };
   D.life.reset();
 }
 
@@ -299,7 +307,15 @@ async function scrape() {
   const sale = D.selected;
   let text;
   try {
-    const res = await fetch('/metrics', { cache: 'no-store' });
+    const tok = token();
+    const res = await fetch('/metrics', { cache: 'no-store', headers: tok ? { Authorization: `Bearer ${tok}` } : {} });
+    if (res.status === 401) {
+      // --metrics-token is set: an admin token opens /metrics too.
+      if (tok) sessionStorage.removeItem(TOKEN_KEY);
+      renderToken();
+      if ($('token-box').hidden) askToken(Boolean(tok), 'metricsToken');
+      throw new Error('HTTP 401');
+    }
     if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
     text = await res.text();
   } catch (e) {
@@ -322,7 +338,9 @@ async function scrape() {
     const rejected = (k) => !ACCEPTED.has(k);
     const pps = counterDelta(sumResults(prev.results, ok), sumResults(snap.results, ok)) / dt;
     const rej = counterDelta(sumResults(prev.results, rejected), sumResults(snap.results, rejected)) / dt;
-    for (const [key, v] of [['pps', pps], ['rej', rej]]) {
+    const all = () => true;
+    const front = counterDelta(sumResults(prev.front, all), sumResults(snap.front, all)) / dt;
+    for (const [key, v] of [['pps', pps], ['rej', rej], ['front', front]]) {
       const h = D.history[key];
       h.push([now, v]);
       while (h.length && h[0][0] < now - HISTORY_MS) h.shift();
@@ -398,8 +416,11 @@ function renderLive() {
   const rej = D.history.rej;
   $('m-pps').textContent = pps.length ? fmtRate(pps[pps.length - 1][1]) : '–';
   $('m-rej').textContent = rej.length ? fmtRate(rej[rej.length - 1][1]) : '–';
+  const front = D.history.front;
+  $('m-front').textContent = front.length ? fmtRate(front[front.length - 1][1]) : '–';
   drawChart($('c-pps'), pps);
   drawChart($('c-rej'), rej);
+  drawChart($('c-front'), front);
   for (const el of document.querySelectorAll('#tiles .window'))
     el.textContent = t('lastMinutes', { n: chartSpan(pps) / 60000 });
   if (!last) return;
@@ -413,6 +434,10 @@ function renderLive() {
     .filter(([, n]) => n > 0)
     .map(([k, n]) => (Number.isFinite(secs) ? `${k} ${fmtRate(n / secs)}/s` : `${k} ${n}`));
   $('m-rej-why').textContent = why.join(' · ');
+  $('m-front-why').textContent = FRONT_ALL.map((k) => [k, counterDelta(first.front[k] || 0, last.front[k] || 0)])
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${t(`front.${k}`)} ${Number.isFinite(secs) ? `${fmtRate(n / secs)}/s` : n}`)
+    .join(' · ');
 
   const http = histDelta(first.http, last.http);
   $('m-p99').textContent = fmtMs(quantile(0.99, http.buckets));

@@ -118,6 +118,7 @@ export const STRINGS = {
     'm.batch': 'Ledger batch size (mean)',
     'm.commit': 'Commit latency mean / p99',
     metricsDown: 'Metrics unavailable: {msg}',
+    metricsToken: 'This server needs a token to show its metrics.',
     lastMinutes: 'last {n} min',
     lifeTitle: 'Orders',
     'life.held': 'Held (units, waiting for payment)',
@@ -129,6 +130,10 @@ export const STRINGS = {
     'life.refunded': 'Refunded',
     'life.rates': 'Orders entering each state, per second',
     perSecond: '{v} / s',
+    'm.front': 'Front door refusals / s',
+    'front.rate_limited': 'rate-limited',
+    'front.denied': 'denied',
+    'front.tokens': 'bad tokens',
   },
   zh: {
     langName: '中文',
@@ -242,6 +247,7 @@ export const STRINGS = {
     'm.batch': '账本批量大小（均值）',
     'm.commit': '提交延迟 均值 / p99',
     metricsDown: '无法获取指标：{msg}',
+    metricsToken: '此服务器需要令牌才能查看指标。',
     lastMinutes: '最近 {n} 分钟',
     lifeTitle: '订单',
     'life.held': '预留中（件，等待付款）',
@@ -253,6 +259,10 @@ export const STRINGS = {
     'life.refunded': '已退款',
     'life.rates': '每秒进入各状态的订单数',
     perSecond: '{v} / 秒',
+    'm.front': '入口拦截 / 秒',
+    'front.rate_limited': '限流',
+    'front.denied': '黑名单',
+    'front.tokens': '无效令牌',
   },
 };
 

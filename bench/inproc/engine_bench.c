@@ -13,7 +13,15 @@
  * (held until pay_by). With --expire too, once the purchases are done the ledger's clock
  * (its test seam) jumps past every deadline at once, and the bench times the one batch
  * that expires them all and journals the expiries: expirations per second, the ledger's
- * own rate rather than the rate at which deadlines happen to arrive. */
+ * own rate rather than the rate at which deadlines happen to arrive.
+ *
+ * With --quantity MIX the purchases ask for a mix of quantities (loadgen/units.h: "1-3",
+ * "1:60,2:30,4:10"), each all or nothing; the check then counts units. With
+ * --controls-every MS a controller thread (an event loop of its own, as an HTTP worker
+ * would be) submits an operator's control every MS ms during the flood — add_stock of
+ * one unit, each with its own request id, which changes no purchase's answer — and the
+ * bench prints their submit-to-answer latency next to the commit latency: a control
+ * waits for the batch being committed and is made durable by the next one. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
@@ -25,7 +33,9 @@
 
 #include "backend/embedded.h"
 #include "engine/backend.h"
+#include "engine/control.h"
 #include "engine/engine.h"
+#include "loadgen/units.h"
 #include "loop/loop.h"
 #include "util/buf.h"
 #include "util/common.h"
@@ -47,13 +57,15 @@ typedef struct {
     uint64_t *lat; /* sampled submit-to-answer latencies, ns */
     size_t n_lat;
     bool failed;
+    const sk_loadgen_qty_t *qty;
+    uint64_t units; /* confirmed or reserved */
 } buyer_t;
 
 static void on_done(sk_op_t *op);
 
 static void submit_one(buyer_t *b)
 {
-    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    sk_op_t *op = sk_engine_op_new(b->w, SK_OP_BUY);
     op->sale = b->sale;
     op->now_ms = sk_now_ms();
     op->owner = b;
@@ -68,6 +80,7 @@ static void submit_one(buyer_t *b)
     op->user_len = (uint8_t)n;
     memcpy(op->request_id, "r", 2);
     op->request_len = 1;
+    op->quantity = sk_loadgen_qty_draw(b->qty, (uint32_t)b->index, b->next_user);
     b->inflight++;
     op->ctx = (void *)(uintptr_t)sk_mono_ns(); /* the submit time */
     sk_engine_submit(b->w, op);
@@ -80,9 +93,11 @@ static void on_done(sk_op_t *op)
     if (b->n_lat < LAT_SAMPLES)
         b->lat[b->n_lat++] = now - (uint64_t)(uintptr_t)op->ctx;
     b->results[op->result == SK_BUY_RESERVED ? SK_BUY_CONFIRMED : op->result]++;
+    if (op->result == SK_BUY_RESERVED || op->result == SK_BUY_CONFIRMED)
+        b->units += op->quantity;
     b->done++;
     b->inflight--;
-    sk_op_free(op);
+    sk_engine_op_recycle(b->w, op);
     if (now < b->deadline_ns)
         submit_one(b);
     else if (b->inflight == 0)
@@ -109,6 +124,79 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* ---- the controller: one control every `every_ms` during the flood ------------------------- */
+
+#define CTL_SAMPLES 100000
+
+typedef struct {
+    sk_engine_t *e;
+    sk_sale_t *sale;
+    sk_loop_t *loop;
+    sk_engine_worker_t *w;
+    sk_timer_t tick;
+    uint64_t every_ms, deadline_ns;
+    uint64_t sent, applied, inflight;
+    uint64_t lat[CTL_SAMPLES];
+    size_t n_lat;
+    bool failed;
+} controller_t;
+
+static void ctl_tick(sk_loop_t *loop, sk_timer_t *t);
+
+static void ctl_done(sk_op_t *op)
+{
+    controller_t *c = op->owner;
+    uint64_t now = sk_mono_ns();
+    if (c->n_lat < CTL_SAMPLES)
+        c->lat[c->n_lat++] = now - (uint64_t)(uintptr_t)op->ctx;
+    if (op->status == 0 && op->control_result == SK_CR_OK)
+        c->applied++;
+    else
+        c->failed = true;
+    c->inflight--;
+    sk_op_free(op);
+    if (now >= c->deadline_ns && c->inflight == 0)
+        sk_loop_stop(c->loop);
+}
+
+static void ctl_tick(sk_loop_t *loop, sk_timer_t *t)
+{
+    controller_t *c = SK_CONTAINER_OF(t, controller_t, tick);
+    if (sk_mono_ns() >= c->deadline_ns) {
+        if (c->inflight == 0)
+            sk_loop_stop(loop);
+        return;
+    }
+    sk_op_t *op = sk_op_new(SK_OP_CONTROL);
+    op->sale = c->sale;
+    op->owner = c;
+    op->done = ctl_done;
+    op->entries = sk_xcalloc(1, sizeof(*op->entries));
+    op->n_entries = 1;
+    op->entries[0].ctl = (sk_control_t){.action = SK_CTL_ADD_STOCK, .amount = 1};
+    snprintf(op->entries[0].actor, sizeof(op->entries[0].actor), "bench");
+    snprintf(op->entries[0].request_id, sizeof(op->entries[0].request_id), "ctl-%llu", (unsigned long long)++c->sent);
+    c->inflight++;
+    op->ctx = (void *)(uintptr_t)sk_mono_ns();
+    sk_engine_submit(c->w, op);
+    sk_timer_start(loop, t, c->every_ms, ctl_tick);
+}
+
+static void *controller_main(void *arg)
+{
+    controller_t *c = arg;
+    c->loop = sk_loop_new();
+    c->w = c->loop ? sk_engine_attach(c->e, c->loop) : NULL;
+    if (!c->w) {
+        c->failed = true;
+        return NULL;
+    }
+    sk_timer_start(c->loop, &c->tick, c->every_ms, ctl_tick);
+    if (sk_loop_run(c->loop) < 0)
+        c->failed = true;
+    return NULL;
 }
 
 /* Quantile q of a histogram with upper bounds `bounds` (seconds; the last bucket is
@@ -184,11 +272,14 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 static void usage(FILE *f)
 {
     fputs("usage: seckill-engine-bench [--seconds S] [--threads N] [--window W] [--max-batch B] [--dir DIR]\n"
-          "                            [--payment-window MS [--expire]]\n"
+          "                            [--payment-window MS [--expire]] [--quantity MIX] [--controls-every MS]\n"
           "\n"
           "Measures durable purchase decisions per second of the embedded engine, in-process.\n"
           "  --payment-window MS  the sale reserves (a payment window of MS); default 0: final purchases\n"
           "  --expire        then expire every reservation at once and time it (expirations/s)\n"
+          "  --quantity MIX  units per purchase: N, A-B or N:weight,... (default: one unit each)\n"
+          "  --controls-every MS  an operator's control (add_stock 1) every MS ms during the flood, with\n"
+          "                  its submit-to-answer latency\n"
           "  --seconds S     how long to submit purchases (default 5)\n"
           "  --threads N     buyer threads, each an event loop like an HTTP worker (default 1)\n"
           "  --window W      purchases each thread keeps in flight (default 16384)\n"
@@ -212,6 +303,8 @@ int main(int argc, char **argv)
     int64_t seconds = 5, threads = 1, window = 16384, max_batch = 4096, pay_window = 0;
     bool expire = false;
     const char *dir = NULL;
+    sk_loadgen_qty_t qty = {0};
+    int64_t controls_every = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -229,6 +322,15 @@ int main(int argc, char **argv)
             rc = opt_int(a, v, 0, SK_WINDOW_MAX_MS, &pay_window), i++;
         else if (strcmp(a, "--expire") == 0)
             expire = true;
+        else if (strcmp(a, "--quantity") == 0 && v) {
+            char qerr[256];
+            if (sk_loadgen_qty_parse(v, &qty, qerr, sizeof(qerr)) < 0) {
+                fprintf(stderr, "seckill-engine-bench: %s\n", qerr);
+                return 2;
+            }
+            i++;
+        } else if (strcmp(a, "--controls-every") == 0)
+            rc = opt_int(a, v, 1, 60000, &controls_every), i++;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -256,8 +358,9 @@ int main(int argc, char **argv)
     }
     sk_log_level = SK_LOG_WARN;
     char err[512] = "";
-    /* The window bounds what is in flight; the engine's own bound must not refuse any. */
-    sk_engine_config_t cfg = {.max_inflight = (size_t)(threads * window) + 1};
+    /* The window bounds what is in flight; the engine's own bound must not refuse any
+     * (controls count against it too, though it never refuses them). */
+    sk_engine_config_t cfg = {.max_inflight = (size_t)(threads * window) + 1 + (controls_every ? 65536 : 0)};
     sk_backend_t *backend = sk_backend_embedded_new(dir, (size_t)max_batch);
     sk_engine_t *e = sk_engine_open(&cfg, backend, err, sizeof(err));
     if (!e) {
@@ -272,10 +375,13 @@ int main(int argc, char **argv)
     sk_sale_params_t p = {.name = "engine bench",
                           .starts_at = now - 1000,
                           .ends_at = now + 24 * 3600 * 1000LL,
-                          .per_user_limit = 1,
-                          .max_quantity = 1,
+                          .per_user_limit = qty.max ? (int32_t)qty.max : 1,
+                          .max_quantity = qty.max ? (int32_t)qty.max : 1,
                           .payment_window_ms = pay_window};
-    sk_sale_t *s = sk_sale_new(id, (size_t)id_len, &p, SK_STOCK_MAX, now);
+    /* With controls adding stock, room to add it: half the most a sale may hold is
+     * still far more than any run sells. */
+    int64_t stock0 = controls_every ? SK_STOCK_MAX / 2 : SK_STOCK_MAX;
+    sk_sale_t *s = sk_sale_new(id, (size_t)id_len, &p, stock0, now);
     int exit_code = 1;
     if (sk_engine_add_sale(e, s) < 0) {
         fprintf(stderr, "seckill-engine-bench: cannot store the sale in %s\n", dir);
@@ -297,15 +403,32 @@ int main(int argc, char **argv)
                          .sale = s,
                          .window = (size_t)window,
                          .deadline_ns = t0 + (uint64_t)seconds * 1000000000ull,
-                         .lat = sk_xmalloc(LAT_SAMPLES * sizeof(uint64_t))};
+                         .lat = sk_xmalloc(LAT_SAMPLES * sizeof(uint64_t)),
+                         .qty = &qty};
         if (pthread_create(&th[i], NULL, buyer_main, &b[i]) != 0) {
             fprintf(stderr, "seckill-engine-bench: cannot start buyer thread %d\n", i);
             threads = i;
             break;
         }
     }
+    controller_t *ctl = NULL;
+    pthread_t ctl_th;
+    if (controls_every) {
+        ctl = sk_xcalloc(1, sizeof(*ctl));
+        *ctl = (controller_t){.e = e,
+                              .sale = s,
+                              .every_ms = (uint64_t)controls_every,
+                              .deadline_ns = t0 + (uint64_t)seconds * 1000000000ull};
+        if (pthread_create(&ctl_th, NULL, controller_main, ctl) != 0) {
+            fprintf(stderr, "seckill-engine-bench: cannot start the controller thread\n");
+            free(ctl);
+            ctl = NULL;
+        }
+    }
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
+    if (ctl)
+        pthread_join(ctl_th, NULL);
     double elapsed = (double)(sk_mono_ns() - t0) / 1e9;
     sk_sale_counts_t before;
     sk_sale_counts(s, &before);
@@ -318,11 +441,17 @@ int main(int argc, char **argv)
         if (b[i].loop)
             sk_loop_free(b[i].loop);
     }
+    if (ctl) {
+        sk_engine_detach(ctl->w);
+        if (ctl->loop)
+            sk_loop_free(ctl->loop);
+    }
 
-    uint64_t done = 0, results[SK_BUY__COUNT] = {0}, n_lat = 0;
+    uint64_t done = 0, results[SK_BUY__COUNT] = {0}, n_lat = 0, units = 0;
     bool failed = false;
     for (int i = 0; i < threads; i++) {
         done += b[i].done;
+        units += b[i].units;
         n_lat += b[i].n_lat;
         failed |= b[i].failed;
         for (int r = 0; r < SK_BUY__COUNT; r++)
@@ -360,6 +489,18 @@ int main(int argc, char **argv)
         printf("purchase latency  p50 %.3f ms  p99 %.3f ms  max %.3f ms  (submit to answer, %llu samples)\n",
                (double)lat[n_lat / 2] / 1e6, (double)lat[(size_t)((double)n_lat * 0.99)] / 1e6,
                (double)lat[n_lat - 1] / 1e6, (unsigned long long)n_lat);
+    if (qty.max)
+        printf("units             %llu  (mean %.2f per purchase, mix mean %.2f)\n", (unsigned long long)units,
+               done ? (double)units / (double)done : 0.0, sk_loadgen_qty_mean(&qty));
+    if (ctl && ctl->n_lat) {
+        qsort(ctl->lat, ctl->n_lat, sizeof(uint64_t), cmp_u64);
+        double p99 = (double)ctl->lat[(size_t)((double)ctl->n_lat * 0.99)] / 1e6;
+        double commit_p99 = hist_quantile(commit_counts, bounds, 16, 0.99) * 1e3;
+        printf("control latency   p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu applied of %llu)\n",
+               (double)ctl->lat[ctl->n_lat / 2] / 1e6, p99, (double)ctl->lat[ctl->n_lat - 1] / 1e6,
+               (unsigned long long)ctl->applied, (unsigned long long)ctl->sent);
+        printf("control p99 / commit p99 %.2f\n", commit_p99 > 0 ? p99 / commit_p99 : 0.0);
+    }
     sk_sale_counts_t after;
     sk_sale_counts(s, &after);
     if (expire_s >= 0)
@@ -373,7 +514,11 @@ int main(int argc, char **argv)
     if (failed) {
         fprintf(stderr, "seckill-engine-bench: a buyer thread failed\n");
         exit_code = 1;
-    } else if (results[SK_BUY_CONFIRMED] != done || (uint64_t)(pay_window ? before.held : before.sold) != done) {
+    } else if (ctl && (ctl->failed || ctl->applied != ctl->sent || before.stock != stock0 + (int64_t)ctl->applied)) {
+        fprintf(stderr, "seckill-engine-bench: %llu of %llu controls applied, stock %lld\n",
+                (unsigned long long)ctl->applied, (unsigned long long)ctl->sent, (long long)before.stock);
+        exit_code = 1;
+    } else if (results[SK_BUY_CONFIRMED] != done || (uint64_t)(pay_window ? before.held : before.sold) != units) {
         fprintf(stderr, "seckill-engine-bench: %llu decisions but %llu made, %lld sold and %lld held\n",
                 (unsigned long long)done, (unsigned long long)results[SK_BUY_CONFIRMED], (long long)before.sold,
                 (long long)before.held);
@@ -382,6 +527,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-engine-bench: %lld units still held after the expiry\n", (long long)after.held);
         exit_code = 1;
     }
+    free(ctl);
 out_engine:
     sk_engine_free(e);
     if (tmp[0])

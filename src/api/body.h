@@ -9,19 +9,56 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "engine/engine.h"
 #include "http/parser.h"
+
+/** What is wrong with one field of a request: which field (a member of the body, or
+ *  "body"), by which rule (a code a client can translate: required, not_string,
+ *  not_integer, out_of_range, bad_format, too_long, empty, exclusive, unknown_field,
+ *  bad_json, not_object, above_limit, before_start, in_past, not_supported), and a
+ *  message that names the field, the rule and what is wrong with the value, once.
+ *  `code` is a static string. */
+typedef struct {
+    char field[72];
+    const char *code;
+    char message[400];
+} sk_api_field_error_t;
+
+/** Sets *e; returns -EINVAL. */
+int sk_api_field_error(sk_api_field_error_t *e, const char *field, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** Loads a body that must be a JSON object (admin bodies). An integer too large for 64
+ *  bits makes jansson refuse the whole text; then every number is read as a real, so
+ *  that the field at fault can say it is out of range (*ints_as_real tells the number
+ *  readers below). Returns the object (the caller decrefs it), or NULL with *e set
+ *  (bad_json with jansson's reason and position, not_object). */
+json_t *sk_api_load_object(const char *body, size_t len, bool *ints_as_real, sk_api_field_error_t *e);
+/** Refuses the first member whose name is not in known[0..n): unknown_field, naming it
+ *  and listing what the body takes (`takes`, e.g. "name, ends_at, ..."). Returns 0 or
+ *  -EINVAL. */
+int sk_api_known_fields(json_t *o, const char *const *known, size_t n, const char *takes, sk_api_field_error_t *e);
+/** A whole number in [min, max] (v NULL: required). With ints_as_real, a real without a
+ *  fraction counts as a whole number. Returns 0 or -EINVAL with *e: required,
+ *  not_integer (a string, a fraction, true, null, ...) or out_of_range (with the value). */
+int sk_api_json_int(const json_t *v, const char *field, int64_t min, int64_t max, bool ints_as_real, int64_t *out,
+                    sk_api_field_error_t *e);
+/** A time: unix milliseconds (a whole number, 0 .. year 9999) or RFC 3339 text. Returns
+ *  0 or -EINVAL with *e (required, not_integer/out_of_range, bad_format). */
+int sk_api_json_time(const json_t *v, const char *field, bool ints_as_real, int64_t *out, sk_api_field_error_t *e);
 
 /** Parses a time given as unix milliseconds or RFC 3339 text. Returns 0 or -EINVAL. */
 int sk_api_parse_time(const char *s, size_t n, int64_t *ms);
 
 /** Extracts user_id, request_id and quantity from a purchase body (JSON object or form
  *  fields). `user` holds SK_USER_MAX + 1 bytes, `req` SK_REQUEST_MAX + 1; *quantity is
- *  1 when absent, else an integer from 1 to SK_LIMIT_MAX. Returns 0, or -EINVAL with
- *  *field naming what is wrong ("body", "user_id", "request_id" or "quantity", static
- *  strings). Output is NUL-terminated. */
+ *  1 when absent, else an integer from 1 to SK_LIMIT_MAX. Returns 0, or -EINVAL with *e
+ *  saying what is wrong (its field: "body", "user_id", "request_id", "quantity", or an
+ *  unknown member's name). Output is NUL-terminated. */
 int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
-                          size_t *req_len, uint32_t *quantity, const char **field);
+                          size_t *req_len, uint32_t *quantity, sk_api_field_error_t *e);
 
 /** Reads a body that is empty, or a JSON object with at most the one string member
  *  `name` (the bodies of pay and cancel). Returns 0 with the value in out (cap bytes with

@@ -2,22 +2,95 @@
  * each worker's state, and the small helpers every resource's handlers use.
  *
  * Threads: sk_api_t is read-only after start-up (except the worker list, appended to
- * while the workers start). An sk_api_worker_t belongs to its worker's loop thread;
- * only its counters (and sse_total) are read by other workers, for /metrics. */
+ * while the workers start, and the deny list, replaced by a reload under deny_mu; the
+ * rate-limit tables are shared by every worker through atomics). An sk_api_worker_t
+ * belongs to its worker's loop thread; only its counters (and sse_total) are read by
+ * other workers, for /metrics, and only deny_next is written by another thread (the
+ * reload's hand-over). */
 #ifndef SK_API_INTERNAL_H
 #define SK_API_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "api/api.h"
+#include "api/body.h"
+#include "api/deny.h"
+#include "crypto/hmac.h"
+#include "engine/control.h"
 #include "http/router.h"
 #include "util/buf.h"
+#include "util/ratelimit.h"
+
+#define SK_API_TOKEN_NAME_MAX 32
+/* Buckets of each rate-limit table (--ip-rate, --user-rate): 2^18 in 2 MiB, shared by
+ * every worker (util/ratelimit.h says how a full table behaves). */
+#define SK_API_RATE_TABLE (1 << 18)
+
+/* A configured token, kept as its HMAC under a random per-process key: a presented
+ * token is compared by its HMAC, so the comparison's time says nothing about the
+ * secret's length or its bytes. */
+typedef struct {
+    char name[SK_API_TOKEN_NAME_MAX + 1];
+    uint8_t digest[SK_SHA256_LEN];
+} sk_api_secret_t;
+
+/* Counted refusals of the front door, per worker, for /metrics. */
+typedef enum {
+    SK_API_LIMITED_IP, /* 429: the client address's bucket was empty */
+    SK_API_LIMITED_USER, /* 429: the user's */
+    SK_API_DENIED_IP, /* 403 denied */
+    SK_API_DENIED_USER,
+    SK_API_UNAUTHENTICATED, /* 401: identity required and none (valid) given */
+    SK_API_FORBIDDEN, /* 403: identified as another user */
+    SK_API_CROSS_SITE, /* 403: an admin request from another site */
+    SK_API_NOT_JSON, /* 415: an admin body that is not application/json */
+    SK_API_REFUSED__COUNT
+} sk_api_refusal_t;
+
+/* Tokens refused, by kind and reason. */
+typedef enum {
+    SK_API_TOK_ADMIN,
+    SK_API_TOK_METRICS,
+    SK_API_TOK_USER,
+    SK_API_TOK_ADMISSION,
+    SK_API_TOK_POW,
+    SK_API_TOK__COUNT
+} sk_api_token_kind_t;
+typedef enum {
+    SK_API_WHY_MALFORMED,
+    SK_API_WHY_BAD_MAC,
+    SK_API_WHY_EXPIRED,
+    SK_API_WHY_TOO_FEW_BITS,
+    SK_API_WHY_WRONG,
+    SK_API_WHY__COUNT
+} sk_api_token_why_t;
 
 struct sk_api {
-    sk_api_config_t cfg;
-    size_t token_len;
+    sk_api_config_t cfg; /* its pointers are not kept: the copies below are */
+    sk_router_t *router; /* sk_api_routes, compiled */
     sk_api_worker_t *workers[SK_API_MAX_WORKERS];
     _Atomic size_t n_workers;
+
+    /* The front door, read-only after sk_api_new except the deny list. */
+    sk_hmac_key_t compare_key; /* random: configured and presented tokens are compared as HMACs */
+    sk_api_secret_t *admins, *metrics_tokens;
+    size_t n_admins, n_metrics_tokens;
+    char *user_header;
+    sk_cidr_t *trusted;
+    size_t n_trusted;
+    bool user_tokens; /* user_key is set */
+    sk_hmac_key_t user_key;
+    sk_hmac_key_t secret; /* admission tokens, proof-of-work challenges */
+    bool payment_key_set; /* payment signatures can be checked */
+    sk_hmac_key_t payment_key; /* the payment provider's signatures (X-Seckill-Signature) */
+    bool identity; /* a user header or user tokens: the body's user_id is not taken at its word */
+    sk_ratelimit_t *ip_limit, *user_limit; /* NULL: off */
+    char *deny_path;
+    pthread_mutex_t deny_mu; /* reloads and worker registration */
+    sk_api_deny_t *deny; /* the current list (one reference); under deny_mu */
+    bool check_ip; /* an /api/ request is checked by its client's address (deny, ip_rate) */
+    bool check_user; /* sk_api_act_for has something to check */
 };
 
 struct sse_sale; /* events.c: one sale's subscribers on this worker */
@@ -33,6 +106,12 @@ struct sk_api_worker {
     sk_timer_t sse_timer;
     uint64_t last_ping_ms;
     sk_buf_t scratch; /* reused by synchronous answers of this worker */
+    sk_counter_t refused[SK_API_REFUSED__COUNT];
+    sk_counter_t tokens[SK_API_TOK__COUNT][SK_API_WHY__COUNT];
+    sk_api_deny_t *deny; /* the list this worker uses (one reference) */
+    _Atomic(sk_api_deny_t *) deny_next; /* handed over by a reload (one reference) */
+    sk_async_t deny_wake;
+    bool deny_wake_on;
 };
 
 /* ---- api.c: the routing table and shared helpers ---- */
@@ -44,8 +123,12 @@ extern const size_t sk_api_routes_len;
 
 /** Appends a newline to b and answers it as JSON (b stays the caller's). */
 void sk_api_reply_json(sk_http_exchange_t *x, int status, sk_buf_t *b);
-/** Answers 400 {"error":"bad_request","message":...,"field":...}. */
-void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *message);
+/** Answers 400 {"error":"bad_request","message":...,"field":...,"code":...}: the field at
+ *  fault, the rule it broke as a code a client can translate (api/body.h lists them),
+ *  and a message that says it in English. */
+void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code, const char *message);
+/** The same from a field error (api/body.h). */
+void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e);
 /** The sale with that id, or NULL after answering 404. */
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
 /** A stub sale (owned by the caller, or by the op it is handed to) to look an id up in a
@@ -66,11 +149,80 @@ bool sk_api_gate_window(const sk_sale_t *s, int64_t now, sk_buy_result_t *r);
 bool sk_api_gate_buyer(const sk_sale_t *s, int64_t now, uint64_t user_hash, uint32_t q, sk_buy_result_t *r,
                        int64_t *remaining);
 
-/* ---- auth.c ---- */
+/* ---- auth.c: who the operator is ---- */
 
-/** True when the request carries the admin token (or none is configured); otherwise
- *  answers 401 and returns false. */
-bool sk_api_authorized(sk_api_worker_t *w, sk_http_exchange_t *x);
+/** The name of the admin whose token the request carries ("Authorization: Bearer
+ *  TOKEN"), or NULL. With no admin token configured every request is the admin, named
+ *  "anonymous". Never answers. Any worker. */
+const char *sk_api_admin_name(sk_api_worker_t *w, const sk_http_exchange_t *x);
+/** The gate of every admin endpoint: refuses a cross-site request (an Origin that is not
+ *  this Host, or Sec-Fetch-Site: cross-site: 403 cross_site), a missing or wrong token
+ *  (401) and a body that is not application/json (415). Returns the acting admin's name
+ *  (for the operator-controls trail), or NULL after answering. */
+const char *sk_api_admin(sk_api_worker_t *w, sk_http_exchange_t *x);
+/** sk_api_admin for handlers that need no name. */
+static inline bool sk_api_authorized(sk_api_worker_t *w, sk_http_exchange_t *x)
+{
+    return sk_api_admin(w, x) != NULL;
+}
+/** /metrics: true when no --metrics-token is set, or the request carries a metrics or an
+ *  admin token; otherwise answers 401. */
+bool sk_api_metrics_authorized(sk_api_worker_t *w, sk_http_exchange_t *x);
+/** True when the request comes from another site (Origin, Sec-Fetch-Site). */
+bool sk_api_cross_site(const sk_http_request_t *req);
+
+/* ---- identity.c: who the buyer is, and the front door's checks ---- */
+
+/** Who a request comes from. `user` is set when a trusted proxy's user header or a valid
+ *  user token names someone (borrowed from the request: valid during the handler call;
+ *  copy it to keep it); `problem` says why a presented identity was refused (for the
+ *  401); `admin` is the acting admin's name or NULL (sk_api_admin_name). */
+typedef struct {
+    const char *user;
+    size_t user_len;
+    const char *admin;
+    const char *problem;
+} sk_api_identity_t;
+
+/** Identifies the request (see sk_api_identity_t). Never answers; counts a refused user
+ *  token. */
+void sk_api_identify(sk_api_worker_t *w, const sk_http_exchange_t *x, sk_api_identity_t *id);
+/** May this identity act for `user`? Yes without configured identity (the body's word,
+ *  the demo), for that same user, and for an admin. */
+bool sk_api_identity_may(const sk_api_t *api, const sk_api_identity_t *id, const char *user, size_t ul);
+/** Answers why `id` may not act for `user`: 401 unauthenticated (nobody, or a refused
+ *  identity) or 403 forbidden (somebody else). */
+void sk_api_identity_refuse(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_api_identity_t *id);
+
+/** The one call of a handler that acts for a user (a purchase, a cancel, a user's
+ *  orders, a queue join): true when the request may act for `user` (see
+ *  sk_api_identity_may), the user is not on the deny list and, unless an admin acts,
+ *  within --user-rate. Otherwise answers 401 / 403 forbidden / 403 denied / 429 and
+ *  returns false. Costs a few branches when nothing is configured. A handler that learns
+ *  the user only later (an order's owner, after a lookup) calls sk_api_identify first,
+ *  keeps a copy of the user, and checks with sk_api_identity_may then. */
+bool sk_api_act_for(sk_api_worker_t *w, sk_http_exchange_t *x, const char *user, size_t ul);
+
+/** The client's address: the socket's peer, or when the peer is a trusted proxy the
+ *  address it forwarded (X-Forwarded-For, the last address not itself a trusted proxy;
+ *  else X-Real-IP). */
+void sk_api_client_ip(const sk_api_t *api, const sk_http_exchange_t *x, sk_ip_t *out);
+/** The forwarded part of that, for a request from a trusted proxy: *ip holds the peer
+ *  and is replaced by what the headers say (unchanged when they say nothing usable). */
+void sk_api_forwarded_ip(const sk_http_request_t *req, const sk_cidr_t *trusted, size_t n, sk_ip_t *ip);
+
+/** Checks an /api/ request by its client's address before its handler runs: the deny
+ *  list (403 denied) and --ip-rate (429 with Retry-After; requests carrying a valid admin
+ *  token are not counted). Returns false after answering. */
+bool sk_api_front_request(sk_api_worker_t *w, sk_http_exchange_t *x);
+
+/** A purchase on a queued sale: true when `tok` (the body's "admission", or when tok is
+ *  NULL the X-Seckill-Admission header) is a valid, unexpired admission of `user` to sale
+ *  s; otherwise counts the reason and answers 403 not_admitted. Worker thread; one HMAC. */
+bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
+                     const char *tok, size_t tl);
+/** Counts a refused token of `kind` for a negative sk_token_* or sk_pow_* code. */
+void sk_api_count_token(sk_api_worker_t *w, sk_api_token_kind_t kind, int rc);
 /** True when an admin token is configured and the request carries it (answers nothing). */
 bool sk_api_has_admin_token(sk_api_worker_t *w, const sk_http_exchange_t *x);
 /** True when the request may pay: it carries a valid payment signature of its body, or
@@ -93,6 +245,12 @@ void sk_api_order_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_demo_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_order_refund(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_pause(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* controls.c */
+void sk_api_sale_resume(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_close(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
+void sk_api_sale_log(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* events.c */
 void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* metrics.c */
 void sk_api_config(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* config.c */
@@ -118,6 +276,10 @@ bool sk_api_order_refused(sk_op_t *op);
 
 /** Appends the sale as a JSON object (its counts as of now). */
 void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now);
+/** Reads the settings a sale body may carry (name, starts_at, ends_at, per_user_limit,
+ *  max_quantity, payment_window_ms: create and PATCH) into a PATCH control, each checked
+ *  alone (the writer checks them together). Returns 0 or -EINVAL with *e. */
+int sk_api_sale_settings(json_t *root, bool as_real, sk_control_t *c, sk_api_field_error_t *e);
 
 /* ---- events.c ---- */
 

@@ -51,6 +51,19 @@ static void http_requests(sk_buf_t *b, sk_api_t *api, size_t nw)
     }
 }
 
+/* Which loop backend the workers run on (--io), as an info-style gauge. */
+static void io_backend(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    size_t uring = 0;
+    for (size_t i = 0; i < nw; i++)
+        uring += sk_loop_io(api->workers[i]->loop) == SK_LOOP_IO_URING;
+    sk_buf_printf(b,
+                  "# HELP seckill_io_workers Worker threads by the loop backend they run on (--io).\n"
+                  "# TYPE seckill_io_workers gauge\n"
+                  "seckill_io_workers{backend=\"epoll\"} %zu\nseckill_io_workers{backend=\"uring\"} %zu\n",
+                  nw - uring, uring);
+}
+
 static void http_connections(sk_buf_t *b, sk_api_t *api, size_t nw)
 {
     uint64_t open = 0, accepted = 0, refused = 0, timeouts = 0, perr = 0, lat[SK_HTTP_LAT_BUCKETS] = {0}, lsum = 0,
@@ -200,18 +213,77 @@ static void events(sk_buf_t *b, sk_api_t *api, size_t nw)
                   (unsigned long long)s_refused, (unsigned long long)s_expired, (unsigned long long)s_dropped);
 }
 
+static const char *const refusal_names[SK_API_REFUSED__COUNT][2] = {
+    [SK_API_LIMITED_IP] = {"rate_limited", "ip"},
+    [SK_API_LIMITED_USER] = {"rate_limited", "user"},
+    [SK_API_DENIED_IP] = {"denied", "ip"},
+    [SK_API_DENIED_USER] = {"denied", "user"},
+    [SK_API_UNAUTHENTICATED] = {"unauthenticated", "user"},
+    [SK_API_FORBIDDEN] = {"forbidden", "user"},
+    [SK_API_CROSS_SITE] = {"cross_site", "admin"},
+    [SK_API_NOT_JSON] = {"not_json", "admin"},
+};
+static const char *const token_kinds[SK_API_TOK__COUNT] = {"admin", "metrics", "user", "admission", "pow"};
+static const char *const token_whys[SK_API_WHY__COUNT] = {"malformed", "bad_mac", "expired", "too_few_bits", "wrong"};
+
+/* Which reasons each kind of token can be refused for (the others are left out). */
+static bool token_reason_applies(int kind, int why)
+{
+    if (kind == SK_API_TOK_ADMIN || kind == SK_API_TOK_METRICS)
+        return why == SK_API_WHY_WRONG;
+    if (kind == SK_API_TOK_POW)
+        return why != SK_API_WHY_WRONG;
+    return why != SK_API_WHY_WRONG && why != SK_API_WHY_TOO_FEW_BITS;
+}
+
+static void front_door(sk_buf_t *b, sk_api_t *api, size_t nw)
+{
+    sk_buf_puts(b, "# HELP seckill_front_refused_total Requests the front door refused, by answer and by what "
+                   "it was keyed on.\n# TYPE seckill_front_refused_total counter\n");
+    for (int r = 0; r < SK_API_REFUSED__COUNT; r++) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < nw; i++)
+            v += sk_counter_get(&api->workers[i]->refused[r]);
+        sk_buf_printf(b, "seckill_front_refused_total{reason=\"%s\",key=\"%s\"} %llu\n", refusal_names[r][0],
+                      refusal_names[r][1], (unsigned long long)v);
+    }
+    sk_buf_puts(b, "# HELP seckill_front_tokens_rejected_total Tokens refused, by kind and reason.\n"
+                   "# TYPE seckill_front_tokens_rejected_total counter\n");
+    for (int k = 0; k < SK_API_TOK__COUNT; k++)
+        for (int y = 0; y < SK_API_WHY__COUNT; y++) {
+            if (!token_reason_applies(k, y))
+                continue;
+            uint64_t v = 0;
+            for (size_t i = 0; i < nw; i++)
+                v += sk_counter_get(&api->workers[i]->tokens[k][y]);
+            sk_buf_printf(b, "seckill_front_tokens_rejected_total{token=\"%s\",reason=\"%s\"} %llu\n", token_kinds[k],
+                          token_whys[y], (unsigned long long)v);
+        }
+    size_t ips = 0, users = 0;
+    sk_api_deny_stats(api, &ips, &users);
+    sk_buf_printf(b,
+                  "# HELP seckill_front_deny_entries Entries of the deny list in force.\n"
+                  "# TYPE seckill_front_deny_entries gauge\n"
+                  "seckill_front_deny_entries{kind=\"ip\"} %zu\nseckill_front_deny_entries{kind=\"user\"} %zu\n",
+                  ips, users);
+}
+
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     (void)params;
     sk_api_worker_t *self = arg;
     sk_api_t *api = self->api;
+    if (!sk_api_metrics_authorized(self, x))
+        return;
     size_t nw = atomic_load(&api->n_workers);
     sk_buf_t b = {0};
     http_requests(&b, api, nw);
     http_connections(&b, api, nw);
+    io_backend(&b, api, nw);
     sales(&b, api, nw);
     ledger(&b, api->cfg.engine);
     events(&b, api, nw);
+    front_door(&b, api, nw);
     sk_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     sk_buf_free(&b);
 }

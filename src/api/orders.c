@@ -131,9 +131,12 @@ void sk_api_user_orders(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     char user[SK_USER_MAX + 1];
     int ul = sk_api_form_decode(params[1].p, params[1].len, user, sizeof(user));
     if (ul < 0 || !sk_valid_user_id(user, (size_t)ul)) {
-        sk_api_bad_field(x, "user_id", "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
+        sk_api_bad_field(x, "user_id", "bad_format",
+                         "user_id must be 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
+    if (!sk_api_act_for(w, x, user, (size_t)ul))
+        return;
     sk_op_t *op = sk_op_new(SK_OP_ORDERS);
     op->sale = s;
     memcpy(op->user_id, user, (size_t)ul + 1);
@@ -203,11 +206,11 @@ void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     uint64_t after = 0;
     int64_t limit = 1000;
     if (query_param(x->req, "after", &v, &vl) && vl > 0 && sk_order_id_parse(s, v, vl, &after) < 0) {
-        sk_api_bad_field(x, "after", "after must be an order id of this sale");
+        sk_api_bad_field(x, "after", "bad_format", "after must be an order id of this sale");
         return;
     }
     if (query_param(x->req, "limit", &v, &vl) && sk_parse_i64(v, vl, 1, LIST_LIMIT_MAX, &limit) < 0) {
-        sk_api_bad_field(x, "limit", "limit must be an integer from 1 to 10000");
+        sk_api_bad_field(x, "limit", "out_of_range", "limit must be an integer from 1 to 10000");
         return;
     }
     sk_op_t *op = sk_op_new(SK_OP_LIST);
@@ -234,6 +237,14 @@ static void get_done(sk_op_t *op)
 {
     if (refused(op))
         return;
+    /* With identity configured a buyer sees only their own orders: the requester was
+     * kept in op->user_id (empty for an admin) before the owner was known. */
+    if (op->user_len && strcmp(op->user_id, op->order.user_id) != 0) {
+        static const char body[] = "{\"error\":\"forbidden\",\"message\":\"this order belongs to another user\"}\n";
+        sk_http_deferred_respond(op->ctx, 403, "application/json", NULL, body, sizeof(body) - 1);
+        sk_op_free(op);
+        return;
+    }
     sk_buf_t b = {0};
     order_json(&b, op->sale, &op->order, true);
     sk_buf_putc(&b, '\n');
@@ -249,10 +260,21 @@ void sk_api_order_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_sale_t *s = sk_api_find_order_or_404(w, x, &params[0], &seq);
     if (!s)
         return;
+    sk_api_identity_t who;
+    sk_api_identify(w, x, &who);
+    if (w->api->identity && !who.admin && !who.user) {
+        sk_api_identity_refuse(w, x, &who);
+        return;
+    }
     sk_op_t *op = sk_op_new(SK_OP_GET_ORDER);
     op->sale = s;
     op->seq = seq;
     op->done = get_done;
+    if (w->api->identity && !who.admin) {
+        memcpy(op->user_id, who.user, who.user_len);
+        op->user_id[who.user_len] = '\0';
+        op->user_len = (uint8_t)who.user_len;
+    }
     op->ctx = sk_http_defer(x);
     sk_engine_submit(w->ew, op);
 }

@@ -87,9 +87,9 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
         return;
     case SK_BUY_BAD_QUANTITY:
         sk_buf_printf(b,
-                      "{\"error\":\"bad_request\",\"message\":\"quantity %u is above this sale's max_quantity (%d)\","
-                      "\"field\":\"quantity\"}\n",
-                      quantity, s ? sk_sale_params(s)->max_quantity : 1);
+                      "{\"error\":\"bad_request\",\"message\":\"quantity must be at most this sale's max_quantity "
+                      "(%d); %u is above it\",\"field\":\"quantity\",\"code\":\"out_of_range\"}\n",
+                      s ? sk_sale_params(s)->max_quantity : 1, quantity);
         return;
     case SK_BUY_RATE_LIMITED:
         sk_buf_puts(b, "{\"error\":\"rate_limited\",\"message\":\"too many purchases in flight; nothing was "
@@ -122,29 +122,17 @@ static void purchase_done(sk_op_t *op)
         /* Looked up after a cache miss (sk_api_lookup_stub) and not found. */
         static const char body[] = "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n";
         sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, body, sizeof(body) - 1);
-        sk_op_free(op);
+        sk_engine_op_recycle(w->ew, op);
         return;
     }
     if (op->sale)
         sk_api_count(w, op->sale, op->result);
     buy_body(b, op->sale, op->result, &op->order, op->held, op->remaining,
-             op->sale ? sk_sale_params(op->sale)->starts_at - op->now_ms : 0, op->quantity);
+             op->sale ? SK_MAX(sk_sale_params(op->sale)->starts_at - op->now_ms, 0) : 0, op->quantity);
     const char *extra =
         op->result == SK_BUY_UNAVAILABLE || op->result == SK_BUY_RATE_LIMITED ? "Retry-After: 1\r\n" : NULL;
     sk_http_deferred_respond(op->ctx, buy_status[op->result], "application/json", extra, b->data, b->len);
-    sk_op_free(op);
-}
-
-static const char *field_message(const char *field)
-{
-    if (strcmp(field, "body") == 0)
-        return "the body must be a JSON object {\"user_id\":\"...\",\"request_id\":\"...\",\"quantity\":1} or form "
-               "fields";
-    if (strcmp(field, "user_id") == 0)
-        return "user_id is required: 1-64 printable ASCII characters, no spaces or quotes";
-    if (strcmp(field, "quantity") == 0)
-        return "quantity must be an integer from 1 to 1000000 (units, all or nothing)";
-    return "request_id must be 0-64 printable ASCII characters, no spaces or quotes";
+    sk_engine_op_recycle(w->ew, op);
 }
 
 void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
@@ -156,31 +144,37 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
         return;
     }
-    int64_t now = sk_now_ms();
+    /* The store's clock as best known here: the store decides the window by it. */
+    int64_t now = sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
     sk_buy_result_t r;
     /* Before the start nobody holds an order: answered before the body is read. (A
      * looked-up sale's window is checked by the backend's store, which decides.) */
     if (s && sk_api_gate_window(s, now, &r)) {
-        respond_now(w, x, s, r, sk_sale_remaining(s), sk_sale_params(s)->starts_at - now, 1);
+        respond_now(w, x, s, r, sk_sale_remaining(s), SK_MAX(sk_sale_params(s)->starts_at - now, 0), 1);
         return;
     }
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     uint32_t q;
-    const char *field;
+    sk_api_field_error_t fe;
     if (sk_api_parse_purchase(x->body, x->body_len, sk_api_is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
-                              &q, &field) < 0) {
+                              &q, &fe) < 0) {
         free(stub); /* a bare stub: no params, no holders */
-        sk_api_bad_field(x, field, field_message(field));
+        sk_api_field_refused(x, &fe);
+        return;
+    }
+    /* Who may buy for this user: before the gate's answers, which may name their orders. */
+    if (!sk_api_act_for(w, x, user, ul)) {
+        free(stub);
         return;
     }
     uint64_t hash = sk_user_hash(user, ul);
     int64_t remaining;
     if (s && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {
-        respond_now(w, x, s, r, remaining, sk_sale_params(s)->starts_at - now, q);
+        respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
         return;
     }
-    sk_op_t *op = sk_op_new(SK_OP_BUY);
+    sk_op_t *op = sk_engine_op_new(w->ew, SK_OP_BUY);
     op->sale = s;
     op->new_sale = stub;
     op->now_ms = now;

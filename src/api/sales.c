@@ -6,6 +6,7 @@
 
 #include "api/body.h"
 #include "api/internal.h"
+#include "engine/control.h"
 
 void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now)
 {
@@ -26,7 +27,9 @@ void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now)
     sk_buf_put_i64(b, sk_counts_remaining(&c));
     sk_buf_puts(b, ",\"state\":\"");
     sk_buf_puts(b, sk_sale_state_name(sk_sale_state(s, now)));
-    sk_buf_puts(b, "\",\"starts_at\":");
+    sk_buf_puts(b, p->paused ? "\",\"paused\":true" : "\",\"paused\":false");
+    sk_buf_puts(b, p->closed ? ",\"closed\":true" : ",\"closed\":false");
+    sk_buf_puts(b, ",\"starts_at\":");
     sk_buf_put_i64(b, p->starts_at);
     sk_buf_puts(b, ",\"ends_at\":");
     sk_buf_put_i64(b, p->ends_at);
@@ -104,6 +107,45 @@ void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_api_reply_json(x, 200, b);
 }
 
+/* "3 h 2 min", "45 s": how far a time is from now, for a warning. */
+static void put_span(sk_buf_t *b, int64_t ms)
+{
+    int64_t sec = ms / 1000;
+    if (sec >= 86400)
+        sk_buf_printf(b, "%lld d %lld h", (long long)(sec / 86400), (long long)(sec % 86400 / 3600));
+    else if (sec >= 3600)
+        sk_buf_printf(b, "%lld h %lld min", (long long)(sec / 3600), (long long)(sec % 3600 / 60));
+    else if (sec >= 60)
+        sk_buf_printf(b, "%lld min %lld s", (long long)(sec / 60), (long long)(sec % 60));
+    else
+        sk_buf_printf(b, "%lld s", (long long)sec);
+}
+
+/* A sale created with times in the past is accepted, and the answer says what that
+ * means: a start more than a minute ago makes a sale that is live at once, an end in
+ * the past a sale born ended. (Refusing them would forbid recording a sale that already
+ * happened, and the tests and tools that need an ended sale; a client, the dashboard
+ * first, reads the warning's code and asks before it sends.) */
+static void put_warnings(sk_buf_t *b, const sk_sale_t *s)
+{
+    const sk_sale_params_t *p = sk_sale_params(s);
+    int64_t now = s->created_at;
+    bool start = p->starts_at < now - SK_PAST_GRACE_MS && p->ends_at > now, end = p->ends_at <= now;
+    if (!start && !end)
+        return;
+    sk_buf_puts(b, ",\"warnings\":[");
+    if (start) {
+        sk_buf_puts(b, "{\"field\":\"starts_at\",\"code\":\"in_past\",\"message\":\"starts_at is ");
+        put_span(b, now - p->starts_at);
+        sk_buf_puts(b, " in the past: the sale is live at once\"}");
+    } else {
+        sk_buf_puts(b, "{\"field\":\"ends_at\",\"code\":\"in_past\",\"message\":\"ends_at is ");
+        put_span(b, now - p->ends_at);
+        sk_buf_puts(b, " in the past: the sale is created ended and can sell nothing\"}");
+    }
+    sk_buf_putc(b, ']');
+}
+
 static void create_done(sk_op_t *op)
 {
     sk_http_deferred_t *d = op->ctx;
@@ -111,7 +153,9 @@ static void create_done(sk_op_t *op)
     int status = 201;
     if (op->status == 0) {
         sk_api_sale_json(&b, op->sale, sk_now_ms());
-        sk_buf_putc(&b, '\n');
+        b.len--; /* the closing brace: the warnings go inside */
+        put_warnings(&b, op->sale);
+        sk_buf_puts(&b, "}\n");
     } else if (op->status == -EEXIST) {
         status = 409;
         sk_buf_puts(&b, "{\"error\":\"exists\",\"message\":\"a sale with this id exists\",\"field\":\"id\"}\n");
@@ -128,29 +172,80 @@ static void create_done(sk_op_t *op)
     sk_op_free(op);
 }
 
-static int get_int(json_t *v, int64_t min, int64_t max, int64_t *out)
+#define SALE_ID_RULE "1-64 characters of A-Z a-z 0-9 _ -"
+
+static int id_field(json_t *v, sk_api_field_error_t *e)
 {
-    if (!json_is_integer(v))
-        return -EINVAL;
-    json_int_t i = json_integer_value(v);
-    if (i < min || i > max)
-        return -ERANGE;
-    *out = i;
+    if (!v)
+        return sk_api_field_error(e, "id", "required", "id is required: " SALE_ID_RULE);
+    if (!json_is_string(v))
+        return sk_api_field_error(e, "id", "not_string", "id must be a string of " SALE_ID_RULE);
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0)
+        return sk_api_field_error(e, "id", "bad_format", "id must be " SALE_ID_RULE "; it is empty");
+    if (n > SK_ID_MAX)
+        return sk_api_field_error(e, "id", "too_long", "id must be " SALE_ID_RULE "; it has %zu characters", n);
+    for (size_t i = 0; i < n; i++)
+        if (!sk_valid_sale_id(s + i, 1)) {
+            unsigned char c = (unsigned char)s[i];
+            if (c > 0x20 && c < 0x7f)
+                return sk_api_field_error(e, "id", "bad_format",
+                                          "id must be " SALE_ID_RULE "; it has '%c' at position %zu", c, i + 1);
+            return sk_api_field_error(e, "id", "bad_format", "id must be " SALE_ID_RULE "; it has %s at position %zu",
+                                      c == ' '    ? "a space"
+                                      : c >= 0x80 ? "a non-ASCII character"
+                                                  : "a control character",
+                                      i + 1);
+        }
     return 0;
 }
 
-static int get_time(json_t *v, int64_t *out)
+int sk_api_sale_settings(json_t *root, bool as_real, sk_control_t *c, sk_api_field_error_t *e)
 {
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0 || i > 253402300799999LL)
-            return -EINVAL;
-        *out = i;
-        return 0;
+    c->action = SK_CTL_PATCH;
+    c->set = 0;
+    json_t *v;
+    int64_t n;
+    if ((v = json_object_get(root, "name"))) {
+        if (!json_is_string(v))
+            return sk_api_field_error(e, "name", "not_string", "name must be a string of 1-200 bytes");
+        if (json_string_length(v) == 0)
+            return sk_api_field_error(e, "name", "empty", "name must be 1-200 bytes; it is empty");
+        if (json_string_length(v) > SK_NAME_MAX)
+            return sk_api_field_error(e, "name", "too_long", "name must be 1-200 bytes; it has %zu",
+                                      json_string_length(v));
+        memcpy(c->name, json_string_value(v), json_string_length(v) + 1);
+        c->set |= SK_PATCH_NAME;
     }
-    if (json_is_string(v))
-        return sk_api_parse_time(json_string_value(v), json_string_length(v), out);
-    return -EINVAL;
+    if ((v = json_object_get(root, "starts_at"))) {
+        if (sk_api_json_time(v, "starts_at", as_real, &c->starts_at, e) < 0)
+            return -EINVAL;
+        c->set |= SK_PATCH_STARTS_AT;
+    }
+    if ((v = json_object_get(root, "ends_at"))) {
+        if (sk_api_json_time(v, "ends_at", as_real, &c->ends_at, e) < 0)
+            return -EINVAL;
+        c->set |= SK_PATCH_ENDS_AT;
+    }
+    if ((v = json_object_get(root, "per_user_limit"))) {
+        if (sk_api_json_int(v, "per_user_limit", 1, SK_LIMIT_MAX, as_real, &n, e) < 0)
+            return -EINVAL;
+        c->per_user_limit = (int32_t)n;
+        c->set |= SK_PATCH_PER_USER_LIMIT;
+    }
+    if ((v = json_object_get(root, "max_quantity"))) {
+        if (sk_api_json_int(v, "max_quantity", 1, SK_LIMIT_MAX, as_real, &n, e) < 0)
+            return -EINVAL;
+        c->max_quantity = (int32_t)n;
+        c->set |= SK_PATCH_MAX_QUANTITY;
+    }
+    if ((v = json_object_get(root, "payment_window_ms"))) {
+        if (sk_api_json_int(v, "payment_window_ms", 0, SK_WINDOW_MAX_MS, as_real, &c->payment_window_ms, e) < 0)
+            return -EINVAL;
+        c->set |= SK_PATCH_PAYMENT_WINDOW;
+    }
+    return 0;
 }
 
 void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
@@ -159,92 +254,51 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     sk_api_worker_t *w = arg;
     if (!sk_api_authorized(w, x))
         return;
-    json_error_t jerr;
-    json_t *root = json_loadb(x->body, x->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root || !json_is_object(root)) {
-        json_decref(root);
-        sk_api_bad_field(x, "body", "the body must be a JSON object");
-        return;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val)
-    {
-        static const char *const known[] = {"id",      "name",           "stock",        "starts_at",
-                                            "ends_at", "per_user_limit", "max_quantity", "payment_window_ms"};
-        bool ok = false;
-        for (size_t i = 0; i < SK_ARRAY_LEN(known); i++)
-            ok |= strcmp(key, known[i]) == 0;
-        if (!ok) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", key);
-            sk_api_bad_field(x, key, msg);
-            json_decref(root);
-            return;
-        }
-    }
-    int64_t now = sk_now_ms();
-    json_t *jid = json_object_get(root, "id"), *jname = json_object_get(root, "name");
-    int64_t stock, starts = now, ends, limit = 1, max_quantity = 1, window = 0;
-    const char *err_field = NULL, *err_msg = NULL;
-    char msg[200];
-    if (!json_is_string(jid) || !sk_valid_sale_id(json_string_value(jid), json_string_length(jid))) {
-        err_field = "id";
-        err_msg = "id is required: 1-64 characters of A-Z a-z 0-9 _ -";
-    } else if (jname &&
-               (!json_is_string(jname) || json_string_length(jname) == 0 || json_string_length(jname) > SK_NAME_MAX)) {
-        err_field = "name";
-        err_msg = "name must be a string of 1-200 bytes";
-    } else if (get_int(json_object_get(root, "stock"), 1, SK_STOCK_MAX, &stock) < 0) {
-        err_field = "stock";
-        err_msg = "stock is required: an integer from 1 to 1000000000";
-    } else if (json_object_get(root, "starts_at") && get_time(json_object_get(root, "starts_at"), &starts) < 0) {
-        err_field = "starts_at";
-        err_msg = "starts_at must be unix milliseconds or an RFC 3339 time";
-    } else if (json_object_get(root, "ends_at") && get_time(json_object_get(root, "ends_at"), &ends) < 0) {
-        err_field = "ends_at";
-        err_msg = "ends_at must be unix milliseconds or an RFC 3339 time";
-    } else if (json_object_get(root, "per_user_limit") &&
-               get_int(json_object_get(root, "per_user_limit"), 1, SK_LIMIT_MAX, &limit) < 0) {
-        err_field = "per_user_limit";
-        err_msg = "per_user_limit must be an integer from 1 to 1000000";
-    } else if (json_object_get(root, "max_quantity") &&
-               get_int(json_object_get(root, "max_quantity"), 1, limit, &max_quantity) < 0) {
-        snprintf(msg, sizeof(msg),
-                 "max_quantity must be an integer from 1 to per_user_limit (%lld): the units one order may take",
-                 (long long)limit);
-        err_field = "max_quantity";
-        err_msg = msg;
-    } else if (json_object_get(root, "payment_window_ms") &&
-               get_int(json_object_get(root, "payment_window_ms"), 0, SK_WINDOW_MAX_MS, &window) < 0) {
-        err_field = "payment_window_ms";
-        err_msg = "payment_window_ms must be an integer from 0 (a purchase is final) to 86400000 (a day): how long a "
-                  "reservation waits for its payment";
-    } else if (window > 0 && !sk_engine_lifecycle(w->api->cfg.engine)) {
-        err_field = "payment_window_ms";
-        err_msg = "this store (Redis) does not keep payment windows yet: create the sale without one";
-    } else if (max_quantity > 1 && !sk_engine_lifecycle(w->api->cfg.engine)) {
-        err_field = "max_quantity";
-        err_msg = "this store (Redis) does not take more than one unit per order yet: create the sale without "
-                  "max_quantity";
-    }
-    if (!err_field && !json_object_get(root, "ends_at"))
-        ends = starts + 3600 * 1000;
-    if (!err_field && ends <= starts) {
-        err_field = "ends_at";
-        err_msg = "ends_at must be after starts_at";
-    }
-    if (err_field) {
-        sk_api_bad_field(x, err_field, err_msg);
+    sk_api_field_error_t fe;
+    bool as_real;
+    json_t *root = sk_api_load_object(x->body, x->body_len, &as_real, &fe);
+    static const char *const known[] = {"id",      "name",           "stock",        "starts_at",
+                                        "ends_at", "per_user_limit", "max_quantity", "payment_window_ms"};
+    int64_t now = sk_now_ms(), stock = 0;
+    json_t *jid = json_object_get(root, "id");
+    sk_control_t c = {0};
+    int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
+                                        "id, name, stock, starts_at, ends_at, per_user_limit, max_quantity and "
+                                        "payment_window_ms",
+                                        &fe)
+                  : -EINVAL;
+    if (rc == 0)
+        rc = id_field(jid, &fe);
+    if (rc == 0)
+        rc = sk_api_json_int(json_object_get(root, "stock"), "stock", 1, SK_STOCK_MAX, as_real, &stock, &fe);
+    if (rc == 0)
+        rc = sk_api_sale_settings(root, as_real, &c, &fe);
+    sk_sale_params_t p = {.name = (c.set & SK_PATCH_NAME) ? c.name : json_string_value(jid),
+                          .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : now,
+                          .per_user_limit = (c.set & SK_PATCH_PER_USER_LIMIT) ? c.per_user_limit : 1,
+                          .max_quantity = (c.set & SK_PATCH_MAX_QUANTITY) ? c.max_quantity : 1,
+                          .payment_window_ms = (c.set & SK_PATCH_PAYMENT_WINDOW) ? c.payment_window_ms : 0};
+    p.ends_at = (c.set & SK_PATCH_ENDS_AT) ? c.ends_at : p.starts_at + 3600 * 1000;
+    if (rc == 0 && p.max_quantity > p.per_user_limit)
+        rc = sk_api_field_error(&fe, "max_quantity", "above_limit",
+                                "max_quantity must be at most per_user_limit (%d), the units one buyer may hold; %d is "
+                                "above it",
+                                p.per_user_limit, p.max_quantity);
+    if (rc == 0 && p.ends_at <= p.starts_at)
+        rc = sk_api_field_error(&fe, "ends_at", "before_start", "ends_at must be after starts_at (%lld); it is %lld",
+                                (long long)p.starts_at, (long long)p.ends_at);
+    if (rc == 0 && p.payment_window_ms > 0 && !sk_engine_lifecycle(w->api->cfg.engine))
+        rc = sk_api_field_error(&fe, "payment_window_ms", "not_supported",
+                                "this store (Redis) does not keep payment windows yet: create the sale without one");
+    if (rc == 0 && p.max_quantity > 1 && !sk_engine_lifecycle(w->api->cfg.engine))
+        rc = sk_api_field_error(&fe, "max_quantity", "not_supported",
+                                "this store (Redis) does not take more than one unit per order yet: create the sale "
+                                "without max_quantity");
+    if (rc < 0) {
+        sk_api_field_refused(x, &fe);
         json_decref(root);
         return;
     }
-    sk_sale_params_t p = {.name = (jname ? json_string_value(jname) : json_string_value(jid)),
-                          .starts_at = starts,
-                          .ends_at = ends,
-                          .per_user_limit = (int32_t)limit,
-                          .max_quantity = (int32_t)max_quantity,
-                          .payment_window_ms = window};
     sk_sale_t *s = sk_sale_new(json_string_value(jid), json_string_length(jid), &p, stock, now);
     json_decref(root);
     sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);

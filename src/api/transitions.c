@@ -110,7 +110,7 @@ void sk_api_order_pay(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     size_t len;
     if (sk_api_parse_one_string(x->body, x->body_len, "payment_id", payment, sizeof(payment), &len) != 0 ||
         !sk_valid_payment_id(payment, len)) {
-        sk_api_bad_field(x, "payment_id",
+        sk_api_bad_field(x, "payment_id", "bad_format",
                          "the body must be {\"payment_id\":\"...\"}: 1-64 printable ASCII characters, no spaces or "
                          "quotes");
         return;
@@ -153,13 +153,17 @@ void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *ar
     size_t ul;
     int rc = sk_api_parse_one_string(x->body, x->body_len, "user_id", user, sizeof(user), &ul);
     if (rc < 0 || (rc == 0 && !sk_valid_user_id(user, ul))) {
-        sk_api_bad_field(x, "user_id",
+        sk_api_bad_field(x, "user_id", "bad_format",
                          "the body must be {\"user_id\":\"...\"} (the buyer who owns the order; the admin may send "
                          "none): 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    /* Without a user_id only the operator may cancel. */
+    /* Without a user_id only the operator may cancel; with one, the request must be able
+     * to act for that user (identity, deny list, --user-rate), and the writer checks
+     * that the user owns the order. */
     if (rc == 1 && !sk_api_authorized(w, x))
+        return;
+    if (rc == 0 && !sk_api_act_for(w, x, user, ul))
         return;
     sk_op_t *op = order_op(w, x, &params[0], SK_OP_CANCEL);
     if (!op)

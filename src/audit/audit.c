@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/trail.h"
 #include "loadgen/fetch.h"
 #include "loadgen/users.h"
 #include "util/common.h"
@@ -25,6 +26,7 @@ typedef struct {
     uint32_t user;
     uint32_t flags;
     uint32_t resv; /* the reservation of this order + 1 (0: none) */
+    uint32_t quantity; /* as the client was told; 0: not told */
 } kslot_t;
 
 typedef struct {
@@ -109,6 +111,7 @@ static kslot_t *kset_put(kset_t *s, const char *k, size_t n, uint32_t user, bool
         e->len = (uint32_t)n;
         e->user = user;
         e->flags = 0;
+        e->quantity = 0;
         s->arena_len += n;
         s->len++;
     }
@@ -156,6 +159,8 @@ typedef struct {
     int64_t log_duplicates;
     int64_t client_confirmed_units; /* units the client was told are confirmed */
     int64_t held_units, sold_units; /* units of reserved, and of confirmed, store orders */
+    sk_audit_order_t *orders; /* for the trail */
+    size_t n_orders, cap_orders;
 } audit_t;
 
 /* "u<digits>" in 1..users -> the user number, else 0. */
@@ -172,6 +177,18 @@ static uint32_t parse_user(const audit_t *a, const char *p, size_t n)
 static bool ours(const audit_t *a, const char *rid, size_t n)
 {
     return n > a->prefix_len && memcmp(rid, a->prefix, a->prefix_len) == 0;
+}
+
+/* The order's seq from its id: the digits after the last '-' (0 when there are none). */
+static uint64_t order_seq(const char *id, size_t n)
+{
+    size_t d = n;
+    while (d > 0 && id[d - 1] >= '0' && id[d - 1] <= '9')
+        d--;
+    int64_t v;
+    if (d == n || d == 0 || id[d - 1] != '-' || sk_parse_i64(id + d, n - d, 1, INT64_MAX, &v) < 0)
+        return 0;
+    return (uint64_t)v;
 }
 
 static bool active(sk_loadgen_state_t st)
@@ -342,6 +359,15 @@ static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
     out->store_orders++;
     out->by_state[o->state]++;
     int64_t q = o->quantity > 0 ? o->quantity : 1;
+    if (o->state == SK_LOADGEN_ST_CONFIRMED || o->state == SK_LOADGEN_ST_UNKNOWN)
+        out->confirmed_units += q;
+    if (a->n_orders == a->cap_orders) {
+        a->cap_orders = a->cap_orders ? a->cap_orders * 2 : 4096;
+        a->orders = sk_xrealloc(a->orders, a->cap_orders * sizeof(*a->orders));
+    }
+    a->orders[a->n_orders++] =
+        (sk_audit_order_t){o->seq ? o->seq : order_seq(o->order_id, o->order_id_len),
+                           (uint32_t)SK_MIN(q, (int64_t)UINT32_MAX), active(o->state), o->created_at};
     if (active(o->state)) {
         out->store_units += q;
         user_units(a, a->units, &a->fusers, o->user_id, o->user_id_len, q);
@@ -368,6 +394,8 @@ static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
     kslot_t *k = kset_get(&a->known, o->order_id, o->order_id_len);
     if (k && k->user == u) {
         k->flags |= K_MATCHED;
+        if (k->quantity && o->quantity > 0 && k->quantity != o->quantity)
+            out->miscounted++; /* told one quantity, stored another */
         if (k->resv) {
             const sk_loadgen_resv_t *v = &in->res->resv[k->resv - 1];
             /* The client's own evidence and the store's count once per order. */
@@ -503,9 +531,18 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         kslot_t *k = kset_put(&a.known, res->arena + r->off, r->len, r->user, &added);
         if (!added && k->user != r->user)
             out->lost++; /* one order id named for two users: one of them was lied to */
-        if (!in->lifecycle && (r->outcome == SK_OUT_CONFIRMED || r->outcome == SK_OUT_DUPLICATE))
-            a.client_confirmed_units++; /* at least one unit each */
+        if (r->quantity) {
+            if (k->quantity && k->quantity != r->quantity)
+                out->miscounted++; /* one order, two quantities told */
+            if (!k->quantity)
+                out->client_units += r->quantity;
+            k->quantity = r->quantity;
+        }
     }
+    /* Without payment windows every order named is sold; with them, only payments
+     * confirmed count (below). */
+    if (!in->lifecycle)
+        a.client_confirmed_units = out->client_units;
     out->reservations = (int64_t)res->nresv;
     for (size_t i = 0; i < res->nresv; i++) {
         const sk_loadgen_resv_t *v = &res->resv[i];
@@ -562,6 +599,35 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         if (k->hash && !(k->flags & K_MATCHED))
             out->lost++;
     }
+    /* The trail of operator controls, when the service keeps one (I10). The highest
+     * stock it ever had bounds the units held or sold at any moment. */
+    bool stock_moved = false;
+    int64_t stock_max = out->stock;
+    if (in->ntargets > 0) {
+        sk_audit_entry_t *entries;
+        size_t n_entries;
+        char terr[256];
+        int tr = sk_audit_trail_fetch(&in->targets[0], in->admin_token, in->sale->id, &entries, &n_entries, terr,
+                                      sizeof(terr));
+        if (tr == 0) {
+            out->trail_checked = true;
+            out->trail_entries = (int64_t)n_entries;
+            sk_audit_trail_check(entries, n_entries, a.orders, a.n_orders, out->stock, out);
+            for (size_t i = 0; i < n_entries; i++) {
+                stock_moved |= strcmp(entries[i].action, "add_stock") == 0 ||
+                               strcmp(entries[i].action, "remove_stock") == 0 ||
+                               strcmp(entries[i].action, "close") == 0;
+                stock_max = SK_MAX(stock_max, SK_MAX(entries[i].stock_before, entries[i].stock_after));
+            }
+        } else if (tr < 0) {
+            snprintf(err, err_len, "%s", terr);
+            free(entries);
+            goto done;
+        }
+        free(entries);
+    }
+    if (out->reported_sold >= 0 && out->confirmed_units != out->reported_sold)
+        out->miscounted++; /* the sale's counts and its orders disagree */
     /* The per-user limit: units held at the end — and, from a log, when each order was made. */
     int64_t limit = out->limit > 0 ? out->limit : 1;
     int64_t end_dups = 0;
@@ -601,9 +667,9 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     if (out->reported_sold >= 0)
         over = SK_MAX(over, out->reported_sold - out->stock);
     if (ps->reads)
-        over = SK_MAX(over, ps->max_units - out->stock);
+        over = SK_MAX(over, ps->max_units - stock_max);
     if (out->logged)
-        over = SK_MAX(over, out->log_max_units - out->stock);
+        over = SK_MAX(over, out->log_max_units - stock_max);
     if (!in->lifecycle)
         over = SK_MAX(over, out->client_orders - out->stock);
     out->oversold = over > 0 ? over : 0;
@@ -611,15 +677,24 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     if (in->lifecycle) {
         out->held_at_end = SK_MAX(ps->final_ok ? ps->held : 0, a.held_units);
         int64_t left = ps->final_ok ? ps->remaining : out->stock - out->store_units;
-        out->undersold = lifecycle_undersold(&a, left);
+        if (stock_moved && left > 0)
+            snprintf(out->note, sizeof(out->note),
+                     "undersold not judged: the operator changed the stock or closed the sale");
+        else
+            out->undersold = lifecycle_undersold(&a, left);
         if (left > 0 && !out->undersold && !out->note[0])
             snprintf(out->note, sizeof(out->note),
                      "%lld units left unsold: the crowd stopped (%s) before it could buy them, which is not a fault",
                      (long long)left, res->stop_reason);
     } else if (out->stock - out->store_units > 0 && out->users_refused_sold_out > 0) {
         /* Undersold: stock left over while willing buyers were told sold_out. Not judged
-         * when the service could not be asked about in-doubt users (not healthy at the end). */
-        if (out->ask_failures > 0) {
+         * when the service could not be asked about in-doubt users (not healthy at the
+         * end), nor when the operator added, removed or closed (a buyer turned away
+         * before stock was added, or units left at a close, are the operator's doing). */
+        if (stock_moved) {
+            snprintf(out->note, sizeof(out->note),
+                     "undersold not judged: the operator changed the stock or closed the sale");
+        } else if (out->ask_failures > 0) {
             snprintf(out->note, sizeof(out->note), "undersold not judged: %lld in-doubt users could not be asked",
                      (long long)out->ask_failures);
         } else {
@@ -640,6 +715,10 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     add_failure(out, &p, &left, "lost", out->lost);
     add_failure(out, &p, &left, "phantom", out->phantom);
     add_failure(out, &p, &left, "duplicates", out->duplicates);
+    add_failure(out, &p, &left, "miscounted", out->miscounted);
+    add_failure(out, &p, &left, "while_paused", out->while_paused);
+    add_failure(out, &p, &left, "after_close", out->after_close);
+    add_failure(out, &p, &left, "over_stock", out->over_stock);
     add_failure(out, &p, &left, "bad_reads", out->bad_reads);
     add_failure(out, &p, &left, "counts_mismatch", out->counts_mismatch);
     add_failure(out, &p, &left, "late_confirmed", out->late_confirmed);
@@ -658,6 +737,7 @@ done:
     free(a.units);
     free(a.log_units);
     free(a.log);
+    free(a.orders);
     free(store_sale.id);
     free(store_sale.name);
     return rc;

@@ -17,6 +17,8 @@
  *               not found by asking the service about a request that ended in doubt
  *   duplicates  units beyond per_user_limit for one user (active units: at the end, or at
  *               any point of a store's log), plus extra orders for one request_id
+ *   miscounted  orders whose quantity in the store is not the one the client was told,
+ *               plus 1 when the store's confirmed units differ from the sale's "sold"
  *   bad_reads   reads of the sale during the run with held + sold > stock, remaining +
  *               held + sold != stock, or a count below zero
  *   counts_mismatch  with a payment window, the sale's final held and sold against the
@@ -39,6 +41,25 @@
  *               expired or cancelled, a reservation refunded)
  *   held_at_end      units still held once every deadline passed
  *
+ * Units, not orders: an order holds `quantity` units, and oversold, undersold and the
+ * per-user limit count units (of the store's active orders: reserved or confirmed).
+ *
+ * The operator's controls (I10), when the service keeps a trail (GET .../log): every
+ * order is placed against the trail by its seq (each entry says how many orders the
+ * sale had made when it applied) and by its created_at (the same clock as the
+ * entry's `at`; an order and a control decided in one batch share one reading, so
+ * equal times are allowed and the seq decides):
+ *   while_paused  orders after a pause and before the resume (or close) that ended it
+ *   after_close   orders after the close
+ *   over_stock    points of the order sequence where the units of the orders so far
+ *                 exceed the stock in effect there, and trail entries whose own counts
+ *                 do (units that returned — cancels, expiries, refunds — are not
+ *                 subtracted, so this can only miss, never invent, an oversell)
+ * When the trail moved the stock, the highest units at once (reads, a store's log) are
+ * held against the highest stock the sale had, and undersold is not judged (a buyer
+ * turned away before stock was added, or units left at a close, are the operator's
+ * doing).
+ *
  * In-doubt requests (503 or no answer after the last retry) may or may not have
  * bought: invariant I6 (docs/architecture.md) lets a client ask GET
  * /api/v1/sales/{id}/orders/{user} later. The audit does exactly that for every user with
@@ -50,7 +71,7 @@
  *
  * The store is read through a small source interface: the service's own admin listing
  * (HTTP), the embedded SQLite file (its orders view, and its log in decision order),
- * a cluster's PostgreSQL.
+ * a cluster's PostgreSQL or MySQL/MariaDB.
  *
  * Ownership: sources are created by their constructor and released with close(). Order
  * fields passed to a callback are valid only during the call. */
@@ -75,9 +96,10 @@ typedef struct {
     const char *request_id;
     size_t request_id_len;
     uint64_t seq; /* its number in the sale, 0 when the store does not say */
-    int64_t quantity; /* units, 1 when the store does not say */
+    int64_t quantity; /* units; 0 when the store does not say (one) */
     sk_loadgen_state_t state;
     int64_t pay_by, paid_at, closed_at; /* unix ms, 0 when not set */
+    int64_t created_at; /* unix ms on the writer's clock; 0 when the store does not say */
 } sk_loadgen_store_order_t;
 
 /** Called for each order; returns 0 to go on, non-zero to stop with that value. */
@@ -126,6 +148,10 @@ sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t er
  *  NULL with err when it cannot connect. */
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len);
+/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h); it reads
+ *  no lifecycle columns yet: every order counts as confirmed, one unit. */
+sk_audit_source_t *sk_audit_source_mysql(const char *url, const sk_loadgen_target_t *t, int wait_ms, char *err,
+                                         size_t err_len);
 
 typedef struct {
     const sk_loadgen_sale_t *sale; /* as set up before the run */
@@ -149,12 +175,18 @@ typedef struct {
     int64_t users_tried, users_in_doubt, users_asked, ask_failures;
     int64_t users_refused_sold_out; /* told sold_out and hold no order */
     int64_t foreign; /* orders of other runs (only when this run did not create the sale) */
-    int64_t oversold, undersold, lost, phantom, duplicates;
+    int64_t oversold, undersold, lost, phantom, duplicates, miscounted;
     int64_t bad_reads, counts_mismatch;
     int64_t late_confirmed, early_expired, state_mismatch, not_final, returned_twice, bad_transitions, held_at_end;
     /* What was audited, for the report. */
     bool lifecycle, logged; /* the lifecycle checks; the store's log was replayed */
     int64_t store_units; /* units of active (reserved + confirmed) orders at the end */
+    int64_t confirmed_units; /* units of the store's confirmed orders */
+    int64_t client_units; /* of the distinct orders named to the client with their quantity */
+    /* The trail (I10): checked when the service keeps one. */
+    bool trail_checked;
+    int64_t trail_entries;
+    int64_t while_paused, after_close, over_stock;
     int64_t by_state[SK_LOADGEN_ST__COUNT]; /* store orders by state (unknown: none) */
     int64_t reads, max_units; /* reads of the sale during the run; the highest held + sold */
     int64_t final_held, final_sold; /* the last read, -1 when none */

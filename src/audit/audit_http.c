@@ -84,7 +84,8 @@ int sk_audit_order_from_json(json_t *it, sk_loadgen_store_order_t *so)
     size_t stl;
     if (str_field(it, "state", &st, &stl) == 0)
         so->state = sk_loadgen_state_parse(st, stl);
-    so->quantity = int_field(it, "quantity", 1);
+    so->quantity = SK_MAX(int_field(it, "quantity", 0), 0);
+    so->created_at = int_field(it, "created_at", 0);
     so->pay_by = int_field(it, "pay_by", 0);
     so->paid_at = int_field(it, "paid_at", 0);
     so->closed_at = int_field(it, "closed_at", 0);

@@ -1,13 +1,12 @@
 /* The PostgreSQL audit source: a cluster's system of record (tables sales and orders,
  * deploy/postgres/), written by `seckill drain` some time after the orders were
  * confirmed. Before the audit reads it, it waits (bounded) until the database holds as
- * many orders of the sale as the service reports sold: the drain has caught up.
+ * many orders of the sale as the service reports sold: the drain has caught up
+ * (drained.h). "Sold" there is the units of its confirmed orders.
  *
  * The orders' lifecycle columns — state, quantity, pay_by, paid_at, closed_at — are read
  * where the schema has them (looked up once, times as timestamps or unix ms); a schema
  * without them keeps final orders only: each counts as confirmed, one unit. */
-#include <errno.h>
-#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +14,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
-#include "loadgen/fetch.h"
+#include "audit/drained.h"
 #include "util/common.h"
 
 typedef struct {
@@ -54,78 +53,48 @@ static bool has_column(PGconn *db, const char *c)
 
 static void build_queries(pg_source_t *q)
 {
-    char pay_by[128], paid_at[128], closed_at[128];
+    char pay_by[128], paid_at[128], closed_at[128], created_at[128];
     q->has_state = has_column(q->db, "state");
     q->has_quantity = has_column(q->db, "quantity");
     time_expr(q->db, "pay_by", pay_by, sizeof(pay_by));
     time_expr(q->db, "paid_at", paid_at, sizeof(paid_at));
     time_expr(q->db, "closed_at", closed_at, sizeof(closed_at));
+    time_expr(q->db, "created_at", created_at, sizeof(created_at));
     snprintf(q->select, sizeof(q->select),
-             "SELECT order_id, user_id, request_id, seq, %s, %s, %s, %s, %s FROM orders WHERE sale_id = $1 "
+             "SELECT order_id, user_id, request_id, seq, %s, %s, %s, %s, %s, %s FROM orders WHERE sale_id = $1 "
              "ORDER BY seq",
-             q->has_quantity ? "quantity::bigint" : "1", q->has_state ? "state::text" : "''", pay_by, paid_at,
-             closed_at);
+             q->has_quantity ? "quantity::bigint" : "0", q->has_state ? "state::text" : "''", pay_by, paid_at,
+             closed_at, created_at);
     snprintf(q->sold_sql, sizeof(q->sold_sql), "SELECT coalesce(sum(%s), 0) FROM orders WHERE sale_id = $1%s",
              q->has_quantity ? "quantity" : "1", q->has_state ? " AND state = 'confirmed'" : "");
 }
 
-/* The service's sold count of a sale, or -1. */
-static int64_t service_sold(pg_source_t *q, const char *sale_id)
+static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, bool *found, char *err, size_t err_len)
 {
-    sk_loadgen_fetch_t f;
-    sk_loadgen_fetch_init(&f, q->target, NULL, 5000);
-    char path[160];
-    snprintf(path, sizeof(path), "/api/v1/sales/%s", sale_id);
-    int64_t sold = -1;
-    if (sk_loadgen_fetch(&f, "GET", path, NULL) == 200) {
-        json_t *root = json_loadb(f.body, f.body_len, 0, NULL);
-        json_t *v = root ? json_object_get(root, "sold") : NULL;
-        if (json_is_integer(v))
-            sold = json_integer_value(v);
-        json_decref(root);
+    pg_source_t *q = arg;
+    const char *vals[1] = {sale_id};
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT stock, per_user_limit, (%s) FROM sales WHERE id = $1", q->sold_sql);
+    PGresult *r = PQexecParams(q->db, sql, 1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
     }
-    sk_loadgen_fetch_close(&f);
-    return sold;
+    *found = PQntuples(r) == 1;
+    if (*found) {
+        out->stock = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        out->limit = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        out->sold = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    }
+    PQclear(r);
+    return 0;
 }
 
 static int pg_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
 {
     pg_source_t *q = (pg_source_t *)s;
-    const char *vals[1] = {sale_id};
-    uint64_t deadline = sk_mono_ns() + (uint64_t)q->wait_ms * 1000000u;
-    for (;;) {
-        char sql[512];
-        snprintf(sql, sizeof(sql), "SELECT stock, per_user_limit, (%s) FROM sales WHERE id = $1", q->sold_sql);
-        PGresult *r = PQexecParams(q->db, sql, 1, NULL, vals, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"),
-                     PQresultErrorMessage(r));
-            PQclear(r);
-            return -1;
-        }
-        bool found = PQntuples(r) == 1;
-        if (found) {
-            out->stock = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-            out->limit = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-            out->sold = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-        }
-        PQclear(r);
-        int64_t sold = service_sold(q, sale_id);
-        if (found && (sold < 0 || out->sold >= sold))
-            return 0; /* caught up (or the service cannot say: audit what is there) */
-        if (sk_mono_ns() >= deadline) {
-            if (found) {
-                fprintf(stderr,
-                        "seckill-bench: postgres holds %lld orders of %s, the service reports %lld "
-                        "sold: auditing what is there\n",
-                        (long long)out->sold, sale_id, (long long)sold);
-                return 0;
-            }
-            snprintf(err, err_len, "postgres: no sale %s in the database after %d ms", sale_id, q->wait_ms);
-            return -1;
-        }
-        usleep(200 * 1000);
-    }
+    return sk_audit_wait_drained("postgres", q->target, q->wait_ms, sale_id, pg_count, q, out, err, err_len);
 }
 
 static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
@@ -154,6 +123,7 @@ static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order
             .pay_by = strtoll(PQgetvalue(r, i, 6), NULL, 10),
             .paid_at = strtoll(PQgetvalue(r, i, 7), NULL, 10),
             .closed_at = strtoll(PQgetvalue(r, i, 8), NULL, 10),
+            .created_at = strtoll(PQgetvalue(r, i, 9), NULL, 10),
         };
         rc = fn(arg, &so);
     }
@@ -171,6 +141,19 @@ static void pg_close(sk_audit_source_t *s)
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len)
 {
+    /* A server that is down or still starting (crash recovery after a fault) is waited
+     * for, as the drain is; one that refuses these credentials is an error at once. */
+    uint64_t deadline = sk_mono_ns() + (uint64_t)wait_ms * 1000000u;
+    bool said = false;
+    PGPing ping;
+    while ((ping = PQping(conninfo)) == PQPING_REJECT || ping == PQPING_NO_RESPONSE) {
+        if (sk_mono_ns() >= deadline)
+            break;
+        if (!said)
+            fprintf(stderr, "seckill-bench: waiting for postgres to take connections\n");
+        said = true;
+        usleep(200 * 1000);
+    }
     PGconn *db = PQconnectdb(conninfo);
     if (!db || PQstatus(db) != CONNECTION_OK) {
         const char *m = db ? PQerrorMessage(db) : "out of memory";

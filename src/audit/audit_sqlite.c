@@ -1,8 +1,9 @@
 /* The SQLite audit source: the embedded store's journal, opened read-only.
  *
- *   sales(id, stock, per_user_limit, ...)
+ *   sales(id, stock, per_user_limit, ...) and sale_events (the trail: a sale's stock
+ *            now is its last entry's after.stock, else the sales row's)
  *   orders — a view: one row per order with seq, order_id, user_id, request_id,
- *            quantity, state, pay_by, paid_at, closed_at
+ *            quantity, state, created_at, pay_by, paid_at, closed_at
  *   order_batches(lsn, sale_id, first_seq, pay_by, orders) — new orders, a JSON array
  *            of [user_id, request_id(, quantity)] per sale per batch
  *   order_events(lsn, sale_id, kind, events) — transitions, a JSON array of [seq, ...]
@@ -25,6 +26,7 @@ typedef struct {
     sk_audit_source_t base;
     sqlite3 *db;
     bool has_state; /* the orders view has state, quantity and times */
+    bool has_trail; /* sale_events, the trail of operator controls, with after.stock */
 } sqlite_source_t;
 
 static int db_error(sqlite_source_t *q, char *err, size_t err_len)
@@ -39,11 +41,15 @@ static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sal
     sqlite3_stmt *st = NULL;
     int rc = -1;
     /* "sold" as the store holds it: units of confirmed orders (every order, in a store
-     * without states). */
-    const char *sql = q->has_state ? "SELECT stock, per_user_limit, (SELECT coalesce(sum(quantity), 0) FROM orders "
-                                     "WHERE sale_id = ?1 AND state = 'confirmed') FROM sales WHERE id = ?1"
-                                   : "SELECT stock, per_user_limit, (SELECT count(*) FROM orders WHERE sale_id = ?1) "
-                                     "FROM sales WHERE id = ?1";
+     * without states); the stock now: the trail's last entry's, else the sales row's. */
+    const char *stock = q->has_trail ? "coalesce((SELECT after ->> 'stock' FROM sale_events WHERE sale_id = ?1 "
+                                       "ORDER BY lsn DESC LIMIT 1), stock)"
+                                     : "stock";
+    const char *sold = q->has_state ? "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = ?1 AND "
+                                      "state = 'confirmed'"
+                                    : "SELECT count(*) FROM orders WHERE sale_id = ?1";
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT %s, per_user_limit, (%s) FROM sales WHERE id = ?1", stock, sold);
     if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_error(q, err, err_len);
     sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
@@ -74,18 +80,18 @@ static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_o
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
     sqlite3_stmt *st = NULL;
-    const char *sql = q->has_state
-                          ? "SELECT order_id, user_id, coalesce(request_id, ''), seq, quantity, state, "
-                            "coalesce(pay_by, 0), coalesce(paid_at, 0), coalesce(closed_at, 0) FROM orders "
-                            "WHERE sale_id = ?1 ORDER BY seq"
-                          : "SELECT order_id, user_id, coalesce(request_id, ''), seq FROM orders WHERE sale_id = ?1 "
-                            "ORDER BY seq";
+    const char *sql =
+        q->has_state ? "SELECT order_id, user_id, coalesce(request_id, ''), seq, quantity, state, "
+                       "coalesce(pay_by, 0), coalesce(paid_at, 0), coalesce(closed_at, 0), coalesce(created_at, 0) "
+                       "FROM orders WHERE sale_id = ?1 ORDER BY seq"
+                     : "SELECT order_id, user_id, coalesce(request_id, ''), seq FROM orders WHERE sale_id = ?1 "
+                       "ORDER BY seq";
     if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_error(q, err, err_len);
     sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
     int rc = 0, r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        sk_loadgen_store_order_t so = {.quantity = 1};
+        sk_loadgen_store_order_t so = {0};
         so.order_id = col_text(st, 0, &so.order_id_len);
         so.user_id = col_text(st, 1, &so.user_id_len);
         so.request_id = col_text(st, 2, &so.request_id_len);
@@ -98,6 +104,7 @@ static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_o
             so.pay_by = sqlite3_column_int64(st, 6);
             so.paid_at = sqlite3_column_int64(st, 7);
             so.closed_at = sqlite3_column_int64(st, 8);
+            so.created_at = sqlite3_column_int64(st, 9);
         }
         if ((rc = fn(arg, &so)) != 0)
             break;
@@ -265,7 +272,8 @@ sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t er
     q->base.orders = sqlite_orders;
     q->base.close = sqlite_close;
     q->db = db;
-    q->has_state = has(db, "orders", "state, quantity, pay_by, paid_at, closed_at");
+    q->has_state = has(db, "orders", "state, quantity, pay_by, paid_at, closed_at, created_at");
+    q->has_trail = has(db, "sale_events", "lsn, after");
     if (has(db, "order_batches", "lsn, first_seq, pay_by, orders") && has(db, "order_events", "lsn, kind, events"))
         q->base.events = sqlite_events;
     return &q->base;

@@ -50,10 +50,24 @@ typedef struct {
     sk_sale_counts_t counts;
     uint32_t cursor;
     uint32_t n_orders;
+    size_t n_trail;
+    bool closed;
+    /* The settings, copied only when a control of the batch changes them. */
+    bool has_params;
+    sk_sale_params_t p;
+    char name[SK_NAME_MAX + 1];
 } snap_t;
 
 /* What the ledger keeps per sale, indexed by sk_sale_t.index. */
 typedef struct {
+    /* The settings as decided: the published snapshot (sk_sale_params) lags behind
+     * until the batch that changed them is durable; the ledger's own decisions use
+     * these, so a purchase after a pause in the same batch is refused. */
+    sk_sale_params_t p;
+    char name[SK_NAME_MAX + 1]; /* p.name points here */
+    bool params_dirty; /* changed by the batch being committed: publish after it */
+    sk_trail_entry_t *trail; /* every accepted control, in order (its seq - 1) */
+    size_t n_trail, cap_trail;
     sk_holders_t *holders; /* every order, owned here */
     sk_userset_t *users; /* the possible holders: published to (and owned by) the engine */
     sk_sale_counts_t counts; /* decided: committed, or in the batch being committed */
@@ -101,11 +115,13 @@ typedef struct {
     size_t n_jorders;
     sk_journal_event_t *jevents;
     size_t n_jevents, cap_jevents;
+    sk_journal_control_t *jcontrols;
+    size_t n_jcontrols, cap_jcontrols;
     undo_t *undo;
     size_t n_undo, cap_undo;
     sk_sale_t **touched; /* [SK_MAX_SALES] */
     size_t n_touched;
-    size_t n_transitions; /* payments, cancels, refunds decided (not expiries) */
+    size_t n_transitions; /* payments, cancels, refunds and controls decided (not expiries) */
 
     hnode_t *heap; /* [SK_MAX_SALES] */
     size_t n_heap;
@@ -127,9 +143,18 @@ static lsale_t *lsale(ledger_t *l, const sk_sale_t *s)
     return &l->sales[s->index];
 }
 
-static int64_t window_of(const sk_sale_t *s)
+static int64_t window_of(ledger_t *l, const sk_sale_t *s)
 {
-    return sk_sale_params(s)->payment_window_ms;
+    return lsale(l, s)->p.payment_window_ms;
+}
+
+/* Copies settings into the sale's own, the name into its buffer. */
+static void set_params(lsale_t *ls, const sk_sale_params_t *p)
+{
+    if (p->name != ls->name)
+        snprintf(ls->name, sizeof(ls->name), "%s", p->name);
+    ls->p = *p;
+    ls->p.name = ls->name;
 }
 
 /* ---- the heap of sales by their next deadline --------------------------------------------- */
@@ -187,7 +212,7 @@ static void heap_fix(ledger_t *l, sk_sale_t *s)
 {
     lsale_t *ls = lsale(l, s);
     const sk_holders_t *h = ls->holders;
-    int64_t window = window_of(s);
+    int64_t window = window_of(l, s);
     if (window <= 0 || ls->cursor >= h->n_orders) {
         heap_remove(l, ls);
         return;
@@ -217,7 +242,12 @@ static void touch(ledger_t *l, sk_sale_t *s)
     if (ls->touched == l->batch_no)
         return;
     ls->touched = l->batch_no;
-    ls->snap = (snap_t){ls->counts, ls->cursor, ls->holders->n_orders};
+    ls->snap.counts = ls->counts;
+    ls->snap.cursor = ls->cursor;
+    ls->snap.n_orders = ls->holders->n_orders;
+    ls->snap.n_trail = ls->n_trail;
+    ls->snap.closed = ls->closed;
+    ls->snap.has_params = false;
     l->touched[l->n_touched++] = s;
 }
 
@@ -230,6 +260,19 @@ static void settle_entered(sk_sale_t *s, lsale_t *ls, bool stands)
             sk_engine_record_entered(s, (sk_order_state_t)st, ls->entered[st]);
         ls->entered[st] = 0;
     }
+}
+
+/* Called before a control of the batch first changes the sale's settings. */
+static void touch_params(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    touch(l, s);
+    if (ls->snap.has_params)
+        return;
+    ls->snap.has_params = true;
+    ls->snap.p = ls->p;
+    memcpy(ls->snap.name, ls->name, sizeof(ls->name));
+    ls->snap.p.name = ls->snap.name;
 }
 
 static void add_event(ledger_t *l, const sk_sale_t *s, uint64_t seq, sk_order_event_t kind, int64_t at, const char *arg)
@@ -250,7 +293,7 @@ static sk_order_step_t transition(ledger_t *l, sk_sale_t *s, uint32_t i, sk_orde
     sk_holders_t *h = ls->holders;
     const sk_holder_order_t *o = &h->orders[i];
     sk_order_state_t st = (sk_order_state_t)o->state;
-    int64_t window = window_of(s);
+    int64_t window = window_of(l, s);
     int64_t pay_by = window > 0 ? o->created_at + window : 0;
     bool same = ev == SK_EV_PAY && sk_holders_same_payment(h, i, pay, pay_len);
     sk_order_step_t step = sk_order_step(st, ev, now, pay_by, same);
@@ -279,7 +322,7 @@ static void expire_sale(ledger_t *l, sk_sale_t *s, int64_t now)
 {
     lsale_t *ls = lsale(l, s);
     const sk_holders_t *h = ls->holders;
-    int64_t window = window_of(s);
+    int64_t window = window_of(l, s);
     touch(l, s); /* the cursor moves */
     while (ls->cursor < h->n_orders) {
         const sk_holder_order_t *o = &h->orders[ls->cursor];
@@ -326,7 +369,7 @@ static int next_timeout(ledger_t *l, int64_t now)
 static void close_if_ended(ledger_t *l, sk_sale_t *s, int64_t now)
 {
     lsale_t *ls = lsale(l, s);
-    if (!ls->closed && now >= sk_sale_params(s)->ends_at)
+    if (!ls->closed && now >= ls->p.ends_at)
         ls->closed = true;
 }
 
@@ -337,7 +380,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
     sk_sale_t *s = op->sale;
     lsale_t *ls = lsale(l, s);
     sk_holders_t *h = ls->holders;
-    const sk_sale_params_t *p = sk_sale_params(s);
+    const sk_sale_params_t *p = &ls->p;
     op->remaining = sk_counts_remaining(&ls->counts);
     if (ls->uncertain) {
         /* Any answer could depend on orders that may not exist: nothing is decided. */
@@ -423,7 +466,90 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     l->n_transitions++;
     if (step.next == SK_ORDER_EXPIRED && ls->heap_pos < 0)
         heap_fix(l, s);
-    sk_holders_order(h, i, window_of(s), &op->order);
+    sk_holders_order(h, i, window_of(l, s), &op->order);
+}
+
+/* The trail's entry with this request id, or NULL. Controls are rare (an operator's
+ * clicks), so a walk from the newest entry is cheap. */
+static const sk_trail_entry_t *find_control(const lsale_t *ls, const char *req)
+{
+    if (!req[0])
+        return NULL;
+    for (size_t k = ls->n_trail; k-- > 0;)
+        if (strcmp(ls->trail[k].request_id, req) == 0)
+            return &ls->trail[k];
+    return NULL;
+}
+
+static void append_trail(lsale_t *ls, const sk_trail_entry_t *e)
+{
+    if (ls->n_trail == ls->cap_trail) {
+        ls->cap_trail = ls->cap_trail ? ls->cap_trail * 2 : 8;
+        ls->trail = sk_xrealloc(ls->trail, ls->cap_trail * sizeof(*ls->trail));
+    }
+    ls->trail[ls->n_trail++] = *e;
+}
+
+/* An operator's control, decided in order with the purchases of the batch
+ * (engine/control.h has the rules). Accepted, it changes the ledger's own settings and
+ * counts at once (the rest of the batch sees them), becomes the next entry of the
+ * sale's trail and a row of the batch's transaction; the workers see it once that is
+ * durable. A request id already in the trail answers its first entry. */
+static void decide_control(ledger_t *l, sk_op_t *op, int64_t now)
+{
+    sk_sale_t *s = op->sale;
+    lsale_t *ls = lsale(l, s);
+    sk_trail_entry_t *e = op->entries;
+    if (ls->uncertain || !e) {
+        op->status = -EIO;
+        return;
+    }
+    op->status = 0;
+    l->n_transitions++;
+    const sk_trail_entry_t *first = find_control(ls, e->request_id);
+    if (first) {
+        op->control_result = sk_control_same(&first->ctl, &e->ctl) ? SK_CR_DUPLICATE : SK_CR_REQUEST_REUSED;
+        *e = *first;
+        return;
+    }
+    close_if_ended(l, s, now);
+    sk_sale_params_t p = ls->p;
+    sk_sale_counts_t c = ls->counts;
+    uint64_t orders = ls->holders->n_orders;
+    sk_control_result_t r = sk_control_apply(&e->ctl, now, orders > 0, ls->closed, &p, &c, &op->field);
+    op->control_result = r;
+    if (r != SK_CR_OK)
+        return;
+    touch_params(l, s);
+    e->seq = ls->n_trail + 1;
+    e->at = now;
+    sk_sale_snapshot(&e->before, &ls->p, &ls->counts, orders, now);
+    set_params(ls, &p);
+    ls->counts = c;
+    ls->params_dirty = true;
+    if (ls->p.closed)
+        ls->closed = true; /* no order is decided from here on, whatever the clock */
+    sk_sale_snapshot(&e->after, &ls->p, &ls->counts, orders, now);
+    append_trail(ls, e);
+    if (l->n_jcontrols == l->cap_jcontrols) {
+        l->cap_jcontrols = l->cap_jcontrols ? l->cap_jcontrols * 2 : 16;
+        l->jcontrols = sk_xrealloc(l->jcontrols, l->cap_jcontrols * sizeof(*l->jcontrols));
+    }
+    l->jcontrols[l->n_jcontrols++] = (sk_journal_control_t){s->id, *e};
+}
+
+static void answer_log(ledger_t *l, sk_op_t *op)
+{
+    lsale_t *ls = lsale(l, op->sale);
+    if (ls->uncertain) {
+        op->status = -EIO; /* its last controls may not exist */
+        return;
+    }
+    op->status = 0;
+    op->n_entries = ls->n_trail;
+    op->entries = ls->n_trail ? sk_xmalloc(ls->n_trail * sizeof(*op->entries)) : NULL;
+    if (ls->n_trail)
+        memcpy(op->entries, ls->trail, ls->n_trail * sizeof(*op->entries));
 }
 
 static void answer_get(ledger_t *l, sk_op_t *op)
@@ -439,7 +565,7 @@ static void answer_get(ledger_t *l, sk_op_t *op)
     }
     op->status = 0;
     op->tr = SK_TR_OK;
-    sk_holders_order(ls->holders, (uint32_t)(op->seq - 1), window_of(op->sale), &op->order);
+    sk_holders_order(ls->holders, (uint32_t)(op->seq - 1), window_of(l, op->sale), &op->order);
 }
 
 static void answer_orders(ledger_t *l, sk_op_t *op)
@@ -449,7 +575,7 @@ static void answer_orders(ledger_t *l, sk_op_t *op)
         op->status = -EIO; /* never a list that may hold orders that do not exist */
         return;
     }
-    op->n_orders = sk_holders_user_orders(ls->holders, op->user_id, op->user_len, window_of(op->sale), &op->orders);
+    op->n_orders = sk_holders_user_orders(ls->holders, op->user_id, op->user_len, window_of(l, op->sale), &op->orders);
 }
 
 static void answer_list(ledger_t *l, sk_op_t *op)
@@ -463,7 +589,7 @@ static void answer_list(ledger_t *l, sk_op_t *op)
     uint64_t total = h->n_orders;
     uint64_t from = op->list_after < total ? op->list_after : total;
     size_t n = (size_t)SK_MIN((uint64_t)op->list_limit, total - from);
-    int64_t window = window_of(op->sale);
+    int64_t window = window_of(l, op->sale);
     op->orders = n ? sk_xmalloc(n * sizeof(sk_order_t)) : NULL;
     for (size_t i = 0; i < n; i++)
         sk_holders_order(h, (uint32_t)(from + i), window, &op->orders[i]);
@@ -476,6 +602,7 @@ static void new_sale_state(ledger_t *l, sk_sale_t *s)
     lsale_t *ls = lsale(l, s);
     ls->holders = sk_holders_new();
     ls->users = sk_userset_new();
+    set_params(ls, sk_sale_params(s));
     sk_sale_counts(s, &ls->counts);
     ls->heap_pos = -1;
     sk_engine_publish_users(s, ls->users); /* complete from the start: every order is decided here */
@@ -532,6 +659,24 @@ static void undo_sale(ledger_t *l, sk_sale_t *s, const undo_t *undo, size_t n)
         sk_holders_pop_order(ls->holders);
     ls->counts = ls->snap.counts;
     ls->cursor = ls->snap.cursor;
+    ls->n_trail = ls->snap.n_trail; /* its request ids may be decided anew */
+    ls->closed = ls->snap.closed;
+    if (ls->snap.has_params) {
+        set_params(ls, &ls->snap.p);
+        ls->params_dirty = false; /* the published settings never changed */
+    }
+}
+
+/* After the batch that changed them is durable: the workers see the new settings and
+ * counts. */
+static void publish(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    if (ls->params_dirty) {
+        sk_engine_set_params(s, &ls->p);
+        ls->params_dirty = false;
+    }
+    sk_engine_publish_counts(s, &ls->counts);
 }
 
 /* Checks what the journal holds for the sale against what the ledger expects (its
@@ -600,7 +745,7 @@ static void settle_uncertain(ledger_t *l)
             free(ls->unc_undo);
             ls->unc_undo = NULL;
             ls->n_unc_undo = 0;
-            sk_engine_publish_counts(s, &ls->counts);
+            publish(l, s);
         } else {
             l->uncertain[keep++] = s;
         }
@@ -615,7 +760,7 @@ static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
         if (!settle(l, s, first, last, l->undo, l->n_undo))
             mark_uncertain(l, s, first, last);
         else
-            sk_engine_publish_counts(s, &lsale(l, s)->counts);
+            publish(l, s);
     }
 }
 
@@ -623,7 +768,8 @@ static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
 
 static bool is_decision(const sk_op_t *op)
 {
-    return op->kind == SK_OP_BUY || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND;
+    return op->kind == SK_OP_BUY || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND ||
+           op->kind == SK_OP_CONTROL;
 }
 
 static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
@@ -631,7 +777,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     sk_engine_t *e = l->e;
     int64_t now = ledger_now(l);
     l->batch_no++;
-    l->n_jorders = l->n_jevents = l->n_undo = l->n_touched = l->n_transitions = 0;
+    l->n_jorders = l->n_jevents = l->n_jcontrols = l->n_undo = l->n_touched = l->n_transitions = 0;
     if (l->n_uncertain)
         settle_uncertain(l);
     expire_due(l, now);
@@ -650,20 +796,23 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         if (op->kind == SK_OP_BUY) {
             decide_buy(l, op, now);
             n_buys++;
+        } else if (op->kind == SK_OP_CONTROL) {
+            decide_control(l, op, now);
         } else if (is_decision(op)) {
             decide_transition(l, op, now);
         }
     }
-    if (l->n_jorders || l->n_jevents) {
+    if (l->n_jorders || l->n_jevents || l->n_jcontrols) {
         uint64_t first, last, t0 = sk_mono_ns();
-        int rc = sk_journal_put_batch(l->journal, l->jorders, l->n_jorders, l->jevents, l->n_jevents, &first, &last);
+        int rc = sk_journal_put_batch(l->journal, l->jorders, l->n_jorders, l->jevents, l->n_jevents, l->jcontrols,
+                                      l->n_jcontrols, &first, &last);
         uint64_t dt = sk_mono_ns() - t0;
         sk_engine_record_batch(e, n_buys + l->n_transitions, dt, rc == 0);
         if (rc == 0) {
             for (size_t i = 0; i < l->n_touched; i++) {
                 sk_sale_t *s = l->touched[i];
                 settle_entered(s, lsale(l, s), true);
-                sk_engine_publish_counts(s, &lsale(l, s)->counts);
+                publish(l, s);
             }
         } else {
             /* Nothing of this batch may be confirmed: every decision of it is answered
@@ -703,9 +852,13 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         case SK_OP_FIND_SALE:
             op->status = -ENOENT; /* every sale of this store is registered at load */
             break;
+        case SK_OP_LOG:
+            answer_log(l, op);
+            break;
         case SK_OP_PAY:
         case SK_OP_CANCEL:
         case SK_OP_REFUND:
+        case SK_OP_CONTROL:
             break;
         }
         sk_engine_complete(e, op);
@@ -778,7 +931,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     if (!s)
         return -EINVAL;
     lsale_t *ls = lsale(l, s);
-    int64_t window = window_of(s);
+    int64_t window = window_of(l, s);
     bool reserved = o->pay_by != 0;
     if (o->seq != (uint64_t)ls->holders->n_orders + 1 || o->quantity < 1 ||
         (int64_t)o->quantity > sk_counts_remaining(&ls->counts) || !sk_valid_user_id(o->user_id, ul) ||
@@ -809,7 +962,7 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
         return -EINVAL;
     uint32_t i = (uint32_t)(ev->seq - 1);
     const sk_holder_order_t *o = &h->orders[i];
-    int64_t window = window_of(s);
+    int64_t window = window_of(l, s);
     int64_t pay_by = window > 0 ? o->created_at + window : 0;
     const char *pay = ev->kind == SK_EV_PAY ? ev->arg : NULL;
     size_t pay_len = pay ? strlen(pay) : 0;
@@ -825,6 +978,38 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
     ls->counts.sold += step.sold * q;
     sk_holders_set_state(h, i, step.next, ev->at, pay, pay_len);
     sk_engine_record_entered(s, step.next, 1);
+    return 0;
+}
+
+/* A control replayed by the rules that made it, at its own clock reading: it must be
+ * accepted again and leave the sale with the settings and stock its entry says. (Held,
+ * sold and the order count of `before` and `after` are as the ledger saw them when it
+ * decided, which a replay that puts a batch's controls before its orders does not see
+ * again.) */
+static int load_control(void *arg, const sk_journal_control_t *jc)
+{
+    ledger_t *l = arg;
+    sk_sale_t *s = sk_engine_find_sale(l->e, jc->sale_id, strlen(jc->sale_id));
+    if (!s)
+        return -EINVAL;
+    lsale_t *ls = lsale(l, s);
+    const sk_trail_entry_t *e = &jc->entry;
+    if (e->seq != ls->n_trail + 1 || e->before.stock != ls->counts.stock || find_control(ls, e->request_id))
+        return -EINVAL;
+    sk_sale_params_t p = ls->p;
+    sk_sale_counts_t c = ls->counts;
+    const char *field;
+    if (sk_control_apply(&e->ctl, e->at, ls->holders->n_orders > 0, false, &p, &c, &field) != SK_CR_OK)
+        return -EINVAL;
+    const sk_sale_snapshot_t *a = &e->after;
+    if (a->stock != c.stock || a->paused != p.paused || a->closed != p.closed || a->starts_at != p.starts_at ||
+        a->ends_at != p.ends_at || a->per_user_limit != p.per_user_limit || a->max_quantity != p.max_quantity ||
+        a->payment_window_ms != p.payment_window_ms || strcmp(a->name, p.name) != 0)
+        return -EINVAL;
+    set_params(ls, &p);
+    ls->counts = c;
+    ls->params_dirty = true;
+    append_trail(ls, e);
     return 0;
 }
 
@@ -851,10 +1036,10 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
     l->journal = sk_journal_open(l->data_dir, err, err_size);
     if (!l->journal)
         return -EIO;
-    int rc = sk_journal_load(l->journal, load_sale, load_order, load_event, l);
+    int rc = sk_journal_load(l->journal, load_sale, load_order, load_event, load_control, l);
     if (rc < 0) {
         snprintf(err, err_size, "the store in %s is inconsistent or unreadable (%s)", l->data_dir,
-                 rc == -EINVAL ? "an order, transition or sale does not fit the ledger" : "read error");
+                 rc == -EINVAL ? "an order, transition, control or sale does not fit the ledger" : "read error");
         return rc;
     }
     /* Deadlines are rebuilt from the orders; those that passed while the process was
@@ -866,7 +1051,9 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
         while (ls->cursor < ls->holders->n_orders && ls->holders->orders[ls->cursor].state != SK_ORDER_RESERVED)
             ls->cursor++;
         heap_fix(l, s);
-        sk_engine_publish_counts(s, &ls->counts);
+        if (ls->p.closed)
+            ls->closed = true;
+        publish(l, s);
         close_if_ended(l, s, now);
     }
     l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -932,12 +1119,14 @@ static void ledger_free(sk_backend_t *b)
     for (size_t i = 0; i < SK_MAX_SALES; i++) {
         sk_holders_free(l->sales[i].holders);
         free(l->sales[i].unc_undo);
+        free(l->sales[i].trail);
     }
     free(l->sales);
     free(l->uncertain);
     free(l->batch);
     free(l->jorders);
     free(l->jevents);
+    free(l->jcontrols);
     free(l->undo);
     free(l->touched);
     free(l->heap);

@@ -16,17 +16,26 @@
  *       kind is pay, cancel, expire or refund; events a JSON array of [seq] ([seq,
  *       payment_id] for pay, [seq, actor] for cancel)
  *   sale_events(lsn, sale_id, seq_in_sale, kind, actor, request_id, at, params, before,
- *       after) -- the operators' trail (written by the sale controls)
+ *       after) -- the operators' trail: one row per accepted control, kind its action
+ *       (pause, resume, close, add_stock, remove_stock, patch), params/before/after JSON
+ *       (engine/control.h). `sales` keeps each sale as it was created; its controls
+ *       (stock, times, limits, paused, closed) are replayed from here
  *   orders -- a view, one row per order with its current state:
  *       (sale_id, seq, order_id, user_id, request_id, quantity, state, created_at,
  *        pay_by, payment_id, paid_at, closed_at)
  *
  * Within one batch the rows of a sale are written as: expirations, cancels, payments,
- * refunds, new orders. That is the ledger's decision order wherever it matters: a
- * transition names an order of an earlier batch (a client learns an order id only from
- * a committed answer), an expiry is decided before anything else of its batch, a refund
- * in the same batch as the payment it undoes comes after it, and units that return
- * before the new orders only make the replay's checks easier to pass. */
+ * refunds, controls, new orders. That is the ledger's decision order wherever it
+ * matters: a transition names an order of an earlier batch (a client learns an order
+ * id only from a committed answer), an expiry is decided before anything else of its
+ * batch, a refund in the same batch as the payment it undoes comes after it, and units
+ * that return before the new orders only make the replay's checks easier to pass.
+ * Controls go after the units that returned (a remove_stock may have counted on them)
+ * and before the new orders: an order after an add_stock may need the added units, an
+ * order before a remove_stock fitted into the stock left after it (the removal never
+ * goes below sold + held), a window may only change while the sale has no orders, and
+ * pause, close and the times are not checked again when orders are replayed. Their
+ * order among the purchases is kept in each entry's before.orders. */
 #ifndef SK_BACKEND_JOURNAL_H
 #define SK_BACKEND_JOURNAL_H
 
@@ -34,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/control.h"
 #include "engine/order.h"
 
 #define SK_JOURNAL_VERSION 2
@@ -66,31 +76,41 @@ typedef struct {
     const char *arg; /* pay: the payment id; cancel: the actor ("buyer" or "admin"); else NULL */
 } sk_journal_event_t;
 
+/** One accepted control of a sale (its trail entry, by value). */
+typedef struct {
+    const char *sale_id;
+    sk_trail_entry_t entry;
+} sk_journal_control_t;
+
 /** Opens (creating if needed) DIR/seckill.db, migrating a version 1 file in place (one
  *  transaction). Returns NULL and one clear line in err. */
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size);
 void sk_journal_close(sk_journal_t *j);
 
-/** Replays the journal: every sale, then every order and transition merged by lsn (each
- *  sale's orders in seq order). A callback that returns non-zero stops the replay and
- *  that value is returned. on_event may be NULL (events are then skipped). Strings are
- *  valid during the callback only. Returns 0 or -EIO. */
+/** Replays the journal: every sale, then every order, transition and control merged by
+ *  lsn (each sale's orders in seq order). A callback that returns non-zero stops the
+ *  replay and that value is returned. on_event and on_control may be NULL (those rows
+ *  are then skipped). Strings are valid during the callback only. Returns 0, -EIO, or
+ *  -EINVAL for a control row that does not parse. */
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
                     int (*on_order)(void *arg, const sk_journal_order_t *o),
-                    int (*on_event)(void *arg, const sk_journal_event_t *ev), void *arg);
+                    int (*on_event)(void *arg, const sk_journal_event_t *ev),
+                    int (*on_control)(void *arg, const sk_journal_control_t *c), void *arg);
 
 /** Stores a sale durably. Returns 0, -EEXIST or -EIO. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
 
 /** Stores one batch of the ledger in one transaction: its transitions (in decision
- *  order) and its new orders. Each sale's orders must carry consecutive seqs; a sale's
- *  orders in one batch share created_at and pay_by (the batch's time), taken from its
- *  first one, and a sale's events share `at`. The rows get lsns *first..*last (set even
- *  on failure; nothing written: *first > *last). Returns 0, or -EIO: then the outcome is
- *  not known for certain (a commit may fail after its data reached the disk), and
- *  sk_journal_has_lsn tells whether the batch is stored. */
+ *  order), its controls (in decision order) and its new orders. Each sale's orders must
+ *  carry consecutive seqs; a sale's orders in one batch share created_at and pay_by (the
+ *  batch's time), taken from its first one, and a sale's events share `at`. The rows
+ *  get lsns *first..*last (set even on failure; nothing written: *first > *last).
+ *  Returns 0, or -EIO: then the outcome is not known for certain (a commit may fail
+ *  after its data reached the disk), and sk_journal_has_lsn tells whether the batch is
+ *  stored. */
 int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size_t n_orders,
-                         const sk_journal_event_t *events, size_t n_events, uint64_t *first, uint64_t *last);
+                         const sk_journal_event_t *events, size_t n_events, const sk_journal_control_t *controls,
+                         size_t n_controls, uint64_t *first, uint64_t *last);
 /** sk_journal_put_batch with orders only. */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
 

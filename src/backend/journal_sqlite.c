@@ -27,6 +27,7 @@ struct sk_journal {
     sqlite3 *db;
     sqlite3_stmt *put_order;
     sqlite3_stmt *put_event;
+    sqlite3_stmt *put_control;
     sqlite3_stmt *put_sale;
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
@@ -275,6 +276,11 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
                      &j->put_event);
     if (rc == SQLITE_OK)
         rc = prepare(j,
+                     "INSERT INTO sale_events(lsn, sale_id, seq_in_sale, kind, actor, request_id, at, params,"
+                     " before, after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     &j->put_control);
+    if (rc == SQLITE_OK)
+        rc = prepare(j,
                      "INSERT INTO sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,"
                      " max_quantity, payment_window_ms, lsn) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                      &j->put_sale);
@@ -326,6 +332,7 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_close(j->ckpt_db);
     sqlite3_finalize(j->put_order);
     sqlite3_finalize(j->put_event);
+    sqlite3_finalize(j->put_control);
     sqlite3_finalize(j->put_sale);
     sqlite3_finalize(j->begin);
     sqlite3_finalize(j->commit);
@@ -384,9 +391,32 @@ static int emit_event(sqlite3_stmt *st, int (*on_event)(void *, const sk_journal
     return on_event ? on_event(arg, &ev) : 0;
 }
 
+/* A row of sale_events back into a trail entry; -EINVAL when it does not parse. */
+static int emit_control(sqlite3_stmt *st, int (*on_control)(void *, const sk_journal_control_t *), void *arg)
+{
+    if (!on_control)
+        return 0;
+    sk_journal_control_t c = {.sale_id = text(st, 1)};
+    sk_trail_entry_t *e = &c.entry;
+    sqlite3_int64 seq = sqlite3_column_int64(st, 2);
+    const char *actor = text(st, 4), *req = text(st, 5), *params = text(st, 7), *before = text(st, 8),
+               *after = text(st, 9);
+    if (seq < 1 || sk_control_action_parse(text(st, 3), &e->ctl.action) < 0 || strlen(actor) > SK_ACTOR_MAX ||
+        strlen(req) > SK_REQUEST_MAX || sk_control_params_parse(e->ctl.action, params, strlen(params), &e->ctl) < 0 ||
+        sk_sale_snapshot_parse(before, strlen(before), &e->before) < 0 ||
+        sk_sale_snapshot_parse(after, strlen(after), &e->after) < 0)
+        return -EINVAL;
+    e->seq = (uint64_t)seq;
+    e->at = sqlite3_column_int64(st, 6);
+    memcpy(e->actor, actor, strlen(actor) + 1);
+    memcpy(e->request_id, req, strlen(req) + 1);
+    return on_control(arg, &c);
+}
+
 int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_sale_t *s),
                     int (*on_order)(void *arg, const sk_journal_order_t *o),
-                    int (*on_event)(void *arg, const sk_journal_event_t *ev), void *arg)
+                    int (*on_event)(void *arg, const sk_journal_event_t *ev),
+                    int (*on_control)(void *arg, const sk_journal_control_t *c), void *arg)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(j->db,
@@ -414,9 +444,9 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return -EIO;
-    /* The two logs merged by lsn. Each is read in lsn (= rowid) order, and a row's
+    /* The three logs merged by lsn. Each is read in lsn (= rowid) order, and a row's
      * elements in array order: per sale, orders in seq order. */
-    cursor_t o = {0}, e = {0};
+    cursor_t o = {0}, e = {0}, c = {0};
     int r = 0;
     if (sqlite3_prepare_v2(j->db,
                            "SELECT b.lsn, b.sale_id, b.first_seq + j.key, j.value ->> 0, j.value ->> 1,"
@@ -426,28 +456,42 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
         sqlite3_prepare_v2(j->db,
                            "SELECT e.lsn, e.sale_id, e.kind, e.at, j.value ->> 0, j.value ->> 1"
                            " FROM order_events e, json_each(e.events) j ORDER BY e.lsn",
-                           -1, &e.st, NULL) != SQLITE_OK) {
+                           -1, &e.st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(j->db,
+                           "SELECT lsn, sale_id, seq_in_sale, kind, actor, request_id, at, params, before, after"
+                           " FROM sale_events ORDER BY lsn",
+                           -1, &c.st, NULL) != SQLITE_OK) {
         r = -EIO;
         goto out;
     }
-    if ((r = cursor_step(&o)) < 0 || (r = cursor_step(&e)) < 0)
+    if ((r = cursor_step(&o)) < 0 || (r = cursor_step(&e)) < 0 || (r = cursor_step(&c)) < 0)
         goto out;
-    while (r == 0 && (o.rc == SQLITE_ROW || e.rc == SQLITE_ROW)) {
-        bool order_first =
-            e.rc != SQLITE_ROW || (o.rc == SQLITE_ROW && sqlite3_column_int64(o.st, 0) < sqlite3_column_int64(e.st, 0));
-        if (order_first) {
-            r = emit_order(o.st, on_order, arg);
-            if (r == 0)
-                r = cursor_step(&o);
-        } else {
-            r = emit_event(e.st, on_event, arg);
-            if (r == 0)
-                r = cursor_step(&e);
+    while (r == 0 && (o.rc == SQLITE_ROW || e.rc == SQLITE_ROW || c.rc == SQLITE_ROW)) {
+        cursor_t *next = NULL;
+        sqlite3_int64 low = 0;
+        cursor_t *all[3] = {&o, &e, &c};
+        for (int k = 0; k < 3; k++) {
+            if (all[k]->rc != SQLITE_ROW)
+                continue;
+            sqlite3_int64 lsn = sqlite3_column_int64(all[k]->st, 0);
+            if (!next || lsn < low) {
+                next = all[k];
+                low = lsn;
+            }
         }
+        if (next == &o)
+            r = emit_order(o.st, on_order, arg);
+        else if (next == &e)
+            r = emit_event(e.st, on_event, arg);
+        else
+            r = emit_control(c.st, on_control, arg);
+        if (r == 0)
+            r = cursor_step(next);
     }
 out:
     sqlite3_finalize(o.st);
     sqlite3_finalize(e.st);
+    sqlite3_finalize(c.st);
     return r;
 }
 
@@ -683,17 +727,53 @@ static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, siz
     return 0;
 }
 
+/* One row per control, in decision order (controls are rare: no grouping). */
+static int put_controls(sk_journal_t *j, const sk_journal_control_t *c, size_t n)
+{
+    sqlite3_stmt *st = j->put_control;
+    sk_buf_t *b = &j->json;
+    for (size_t i = 0; i < n; i++) {
+        const sk_trail_entry_t *e = &c[i].entry;
+        /* One buffer for the three JSON texts: bound once it is complete (no moves). */
+        b->len = 0;
+        sk_control_params_json(b, &e->ctl);
+        size_t p_end = b->len;
+        sk_sale_snapshot_json(b, &e->before);
+        size_t b_end = b->len;
+        sk_sale_snapshot_json(b, &e->after);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);
+        sqlite3_bind_text(st, 2, c[i].sale_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)e->seq);
+        sqlite3_bind_text(st, 4, sk_control_action_name(e->ctl.action), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, e->actor, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, e->request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, e->at);
+        sqlite3_bind_text(st, 8, b->data, (int)p_end, SQLITE_STATIC);
+        sqlite3_bind_text(st, 9, b->data + p_end, (int)(b_end - p_end), SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, b->data + b_end, (int)(b->len - b_end), SQLITE_STATIC);
+        int rc = step_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return -EIO;
+    }
+    return 0;
+}
+
 int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size_t n_orders,
-                         const sk_journal_event_t *events, size_t n_events, uint64_t *first, uint64_t *last)
+                         const sk_journal_event_t *events, size_t n_events, const sk_journal_control_t *controls,
+                         size_t n_controls, uint64_t *first, uint64_t *last)
 {
     *first = j->lsn + 1;
     *last = j->lsn;
-    if (n_orders == 0 && n_events == 0)
+    if (n_orders == 0 && n_events == 0 && n_controls == 0)
         return 0;
     if (step_reset(j->begin) != SQLITE_DONE)
         return fail(j, "begin");
-    /* Transitions before the new orders: see journal.h for why that order is safe. */
+    /* Transitions, then controls, then the new orders: see journal.h for why that order
+     * is safe. */
     int rc = n_events ? put_events(j, events, n_events) : 0;
+    if (rc == 0 && n_controls)
+        rc = put_controls(j, controls, n_controls);
     if (rc == 0 && n_orders)
         rc = put_order_rows(j, orders, n_orders);
     *last = j->lsn;
@@ -722,7 +802,7 @@ int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
 {
     uint64_t first, last;
-    return sk_journal_put_batch(j, orders, n, NULL, 0, &first, &last);
+    return sk_journal_put_batch(j, orders, n, NULL, 0, NULL, 0, &first, &last);
 }
 
 int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found)

@@ -75,6 +75,7 @@ struct batch {
     size_t n_groups, waiting;
     bool failed;
     uint64_t t0_ns;
+    int64_t sent_ms; /* sk_now_ms() when sent: bounds the store's clock offset */
 };
 
 /* Per sale, the backend's own state (indexed by sale->index). */
@@ -536,6 +537,7 @@ static bool group_apply(rbackend_t *r, group_t *g, const redisReply *rep)
     int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
     if (sold < 0 || sold > sale_stock(s))
         return false;
+    sk_engine_note_store_clock(r->e, now, g->batch->sent_ms);
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
         redisReply **v = &rep->element[2 + ROW * i];
@@ -657,6 +659,7 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
     b->n_groups = n_groups;
     b->waiting = n_groups + 1; /* held until every group is sent */
     b->t0_ns = sk_mono_ns();
+    b->sent_ms = sk_now_ms();
     size_t off = 0;
     for (size_t k = 0; k < n_groups; k++) {
         b->groups[k] = (group_t){.batch = b, .sale = gsale[k], .ops = b->ops + off, .n = 0};
@@ -1040,6 +1043,12 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     case SK_OP_CANCEL:
     case SK_OP_REFUND:
         /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle). */
+        op->status = -ENOTSUP;
+        single_done(x);
+        return;
+    case SK_OP_CONTROL:
+    case SK_OP_LOG:
+        /* The operator's controls come to the script after the lifecycle: 501 until then. */
         op->status = -ENOTSUP;
         single_done(x);
         return;

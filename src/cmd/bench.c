@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "loadgen/controls.h"
 #include "loadgen/report.h"
 #include "loadgen/run.h"
 #include "loadgen/scenario.h"
@@ -35,10 +36,10 @@ static const char usage_text[] =
     "\n"
     "The sale:\n"
     "  --create-sale SPEC       create a sale first. SPEC is key=value[,key=value...]:\n"
-    "                           stock=N (1000), limit=N per user (1), starts_in=DUR (2s),\n"
+    "                           stock=N (1000), limit=N units per user (1), starts_in=DUR (2s),\n"
     "                           duration=DUR open window (1h), id=ID (bench-<run id>),\n"
     "                           window=DUR payment window (none: purchases are final),\n"
-    "                           max_quantity=N units per order (1)\n"
+    "                           max_quantity=N units per order (--quantity's largest)\n"
     "  --sale ID                flood an existing sale instead\n"
     "  --admin-token T          Bearer token for creating the sale and listing its orders\n"
     "                           (default: $SECKILL_ADMIN_TOKEN)\n"
@@ -57,6 +58,8 @@ static const char usage_text[] =
     "                           coordinated omission). Default: closed loop, each connection\n"
     "                           sends again as soon as an answer arrives\n"
     "  --pipeline K             requests in flight per connection (1)\n"
+    "  --io BACKEND             the client threads' network I/O: epoll, uring or auto (io_uring\n"
+    "                           where the kernel offers it, else epoll) (auto)\n"
     "  --retries N              a request answered 503, or lost to a network error or\n"
     "                           timeout, is sent again with the same request_id up to N\n"
     "                           times (3)\n"
@@ -70,8 +73,16 @@ static const char usage_text[] =
     "                           not_started) (0)\n"
     "  --get PATH               plain GET requests to PATH instead of purchases: no sale,\n"
     "                           no audit (to compare the client with other load tools)\n"
-    "  --quantity MIX           units per purchase: N, or a mix like 1:0.7,2:0.2,4:0.1\n"
-    "                           (quantity:weight); the sale's max_quantity must allow it\n"
+    "  --quantity MIX           units per purchase: N, A-B (each as often), or N:W,N:W...\n"
+    "                           (weights), e.g. 1:60,2:30,4:10; a retry asks for the same\n"
+    "                           quantity. Default: one unit, no quantity sent\n"
+    "  --controls SCRIPT        the operator's controls during the flood, each at its time\n"
+    "                           after the opening: STEP,STEP... with STEP one of pause@T,\n"
+    "                           resume@T, close@T, add=N@T or add=P%@T (of the stock at the\n"
+    "                           start), remove=N@T or remove=P%@T, extend=DUR@T (ends_at);\n"
+    "                           \"default\": pause@0.5s,resume@2.5s,add=10%@3s,extend=1h@3.5s,\n"
+    "                           close@4.5s. Needs the admin token; give the flood a --duration\n"
+    "                           that covers the script\n"
     "\n"
     "The order lifecycle (a sale with a payment window: every purchase is a reservation):\n"
     "  --pay P                  share of reservations paid at a random time inside the\n"
@@ -97,6 +108,8 @@ static const char usage_text[] =
     "  --audit-pg URL           read the orders from a cluster's PostgreSQL (written by\n"
     "                           seckill drain), after waiting up to 60 s for it to hold as\n"
     "                           many orders as the service reports sold\n"
+    "  --audit-mysql URL        the same from a cluster's MySQL or MariaDB\n"
+    "                           (mysql://USER:PASSWORD@HOST:PORT/DB)\n"
     "  --no-audit               skip the audit (exit 0 after the report)\n"
     "  --no-resolve             do not ask GET /api/v1/sales/{id}/orders/{user} about users\n"
     "                           whose request ended in doubt: an order behind a 503 then\n"
@@ -105,8 +118,13 @@ static const char usage_text[] =
     "  oversold (units held or sold beyond stock), undersold (stock left while buyers were\n"
     "  told sold_out), lost (an order named to the client but not in the store), phantom\n"
     "  (an order in the store nobody was told of), duplicates (units beyond the per-user\n"
-    "  limit, or two orders for one request_id), bad_reads (a read of the sale whose\n"
-    "  counts do not add up or exceed stock); and with a payment window: late_confirmed\n"
+    "  limit, or two orders for one request_id), miscounted (an order stored with another\n"
+    "  quantity than the client was told, or confirmed units that differ from the sale's\n"
+    "  sold), bad_reads (a read of the sale whose counts do not add up or exceed stock).\n"
+    "  When the service keeps a trail of operator controls (GET .../log), every order is\n"
+    "  placed against it by its seq and created_at: while_paused (an order between a pause\n"
+    "  and its resume), after_close, over_stock (more units out than the stock in effect\n"
+    "  at that point of the trail) fail it too. With a payment window: late_confirmed\n"
     "  (a payment after pay_by confirmed), early_expired (expired before pay_by),\n"
     "  state_mismatch (a reservation whose final state is not what the client did),\n"
     "  not_final (still reserved at the end), returned_twice (an order's units returned\n"
@@ -257,34 +275,6 @@ static double parse_share(const char *flag, const char *s)
     return v;
 }
 
-/* "2" or "1:0.7,2:0.2,4:0.1": quantities with weights, made cumulative. */
-static void parse_quantity(sk_loadgen_config_t *cfg, const char *spec)
-{
-    char *copy = sk_xstrndup(spec, strlen(spec));
-    char *save = NULL;
-    double w[8], total = 0;
-    cfg->qmix_n = 0;
-    for (char *it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
-        if (cfg->qmix_n == 8)
-            die_usage("--quantity takes at most 8 quantities");
-        char *colon = strchr(it, ':');
-        if (colon)
-            *colon = '\0';
-        cfg->qmix_q[cfg->qmix_n] = (uint32_t)parse_int("--quantity", it, 1, 1000000);
-        w[cfg->qmix_n] = colon ? parse_share("--quantity weight", colon + 1) : 1;
-        total += w[cfg->qmix_n];
-        cfg->qmix_n++;
-    }
-    free(copy);
-    if (cfg->qmix_n == 0 || !(total > 0))
-        die_usage("--quantity wants N or a mix like 1:0.7,2:0.3, not \"%s\"", spec);
-    double cum = 0;
-    for (uint32_t i = 0; i < cfg->qmix_n; i++) {
-        cum += w[i] / total;
-        cfg->qmix_cum[i] = i + 1 == cfg->qmix_n ? 1.0 : cum;
-    }
-}
-
 /* The payment key: the file without one trailing newline, or $SECKILL_PAYMENT_SECRET. */
 static unsigned char *read_payment_key(const char *file, size_t *len)
 {
@@ -347,6 +337,7 @@ enum {
     OPT_JSON,
     OPT_SQLITE,
     OPT_PG,
+    OPT_MYSQL,
     OPT_NO_AUDIT,
     OPT_NO_RESOLVE,
     OPT_RUN_ID,
@@ -358,6 +349,8 @@ enum {
     OPT_QUANTITY,
     OPT_POLL,
     OPT_SETTLE,
+    OPT_CONTROLS,
+    OPT_IO,
 };
 
 int main(int argc, char **argv)
@@ -384,6 +377,7 @@ int main(int argc, char **argv)
         {"json", required_argument, NULL, OPT_JSON},
         {"audit-sqlite", required_argument, NULL, OPT_SQLITE},
         {"audit-pg", required_argument, NULL, OPT_PG},
+        {"audit-mysql", required_argument, NULL, OPT_MYSQL},
         {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
         {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
         {"run-id", required_argument, NULL, OPT_RUN_ID},
@@ -395,6 +389,8 @@ int main(int argc, char **argv)
         {"quantity", required_argument, NULL, OPT_QUANTITY},
         {"poll", required_argument, NULL, OPT_POLL},
         {"settle", required_argument, NULL, OPT_SETTLE},
+        {"controls", required_argument, NULL, OPT_CONTROLS},
+        {"io", required_argument, NULL, OPT_IO},
         {NULL, 0, NULL, 0},
     };
     sk_loadgen_config_t cfg = {
@@ -409,14 +405,16 @@ int main(int argc, char **argv)
         .create_starts_in_ms = 2000,
         .create_duration_ms = 3600000,
         .create_window_ms = -1,
-        .create_max_quantity = -1,
         .pay_share = 0.7,
         .cancel_share = 0.1,
         .poll_ms = 100,
         .interrupted = &interrupted,
     };
-    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *pay_key_file = NULL;
-    bool no_audit = false, no_resolve = false, users_set = false, shares_set = false, settle_set = false;
+    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *mysql_url = NULL, *pay_key_file = NULL;
+    bool no_audit = false, no_resolve = false, users_set = false, limit_set = false, shares_set = false,
+         settle_set = false;
+    sk_loadgen_controls_t controls = {0};
+    const char *controls_spec = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
         switch (ch) {
@@ -455,6 +453,10 @@ int main(int argc, char **argv)
         case OPT_PIPELINE:
             cfg.pipeline = (uint32_t)parse_int("--pipeline", optarg, 1, 1024);
             break;
+        case OPT_IO:
+            if (sk_loop_io_parse(optarg, &cfg.io) < 0)
+                die_usage("--io must be epoll, uring or auto, not \"%s\"", optarg);
+            break;
         case OPT_RETRIES:
             cfg.retries = (uint32_t)parse_int("--retries", optarg, 0, 1000);
             break;
@@ -479,6 +481,7 @@ int main(int argc, char **argv)
             break;
         case OPT_CREATE:
             parse_create(&cfg, optarg);
+            limit_set = strstr(optarg, "limit=") != NULL;
             break;
         case OPT_SALE:
             cfg.sale_id = optarg;
@@ -494,6 +497,9 @@ int main(int argc, char **argv)
             break;
         case OPT_PG:
             pg_url = optarg;
+            break;
+        case OPT_MYSQL:
+            mysql_url = optarg;
             break;
         case OPT_NO_AUDIT:
             no_audit = true;
@@ -526,9 +532,6 @@ int main(int argc, char **argv)
         case OPT_PAY_KEY:
             pay_key_file = optarg;
             break;
-        case OPT_QUANTITY:
-            parse_quantity(&cfg, optarg);
-            break;
         case OPT_POLL:
             cfg.poll_ms = (uint32_t)parse_int("--poll", optarg, 0, 60000);
             break;
@@ -536,6 +539,19 @@ int main(int argc, char **argv)
             cfg.settle_ms = (uint64_t)parse_dur("--settle", optarg);
             settle_set = true;
             break;
+        case OPT_QUANTITY: {
+            char qerr[256];
+            if (sk_loadgen_qty_parse(optarg, &cfg.qty, qerr, sizeof(qerr)) < 0)
+                die_usage("%s", qerr);
+            break;
+        }
+        case OPT_CONTROLS: {
+            char cerr[512];
+            if (sk_loadgen_controls_parse(optarg, &controls, cerr, sizeof(cerr)) < 0)
+                die_usage("%s", cerr);
+            controls_spec = optarg;
+            break;
+        }
         default:
             fprintf(stderr, "(see seckill-bench --help)\n");
             return 2;
@@ -559,6 +575,15 @@ int main(int argc, char **argv)
     unsigned char *pay_key = read_payment_key(pay_key_file, &pay_key_len);
     cfg.payment_key = pay_key;
     cfg.payment_key_len = pay_key_len;
+    if (!!sqlite_path + !!pg_url + !!mysql_url > 1)
+        die_usage("--audit-sqlite, --audit-pg and --audit-mysql exclude each other");
+    if (controls_spec && cfg.get_path)
+        die_usage("--controls needs a sale, not --get");
+    /* A sale created for a mix of quantities takes its largest, and a buyer may hold it. */
+    if (cfg.create && cfg.qty.max > 1 && !cfg.create_max_quantity)
+        cfg.create_max_quantity = cfg.qty.max;
+    if (cfg.create && !limit_set && cfg.create_max_quantity > cfg.create_limit)
+        cfg.create_limit = cfg.create_max_quantity;
     if (!users_set)
         cfg.users = cfg.requests ? (uint32_t)SK_MIN(cfg.requests, (uint64_t)INT32_MAX) : 100000;
     if (!cfg.admin_token) {
@@ -602,9 +627,7 @@ int main(int argc, char **argv)
             status = 2;
             goto out_sale;
         }
-        uint32_t qmax = 1;
-        for (uint32_t i = 0; i < cfg.qmix_n; i++)
-            qmax = SK_MAX(qmax, cfg.qmix_q[i]);
+        uint32_t qmax = cfg.qty.max ? cfg.qty.max : 1;
         if ((int64_t)qmax > sale.max_quantity) {
             fprintf(stderr, "seckill-bench: --quantity asks for %u units, the sale's max_quantity is %lld\n", qmax,
                     (long long)sale.max_quantity);
@@ -632,8 +655,15 @@ int main(int argc, char **argv)
                         (1 - cfg.pay_share - cfg.late_share - cfg.cancel_share) * 100);
         }
     }
+    if (controls_spec && sk_loadgen_controls_start(&controls, &cfg, &sale) < 0) {
+        fprintf(stderr, "seckill-bench: cannot start the controls' thread\n");
+        status = 2;
+        goto out;
+    }
     sk_loadgen_results_t res;
-    if (sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err)) < 0) {
+    int run_rc = sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err));
+    sk_loadgen_controls_join(&controls);
+    if (run_rc < 0) {
         fprintf(stderr, "seckill-bench: %s\n", err);
         res.sale = sale;
         sk_loadgen_results_free(&res);
@@ -644,6 +674,13 @@ int main(int argc, char **argv)
     /* With --json - the JSON alone goes to stdout, so it stays parseable. */
     FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
     sk_loadgen_report_print(human, &cfg, &res);
+    if (controls_spec) {
+        sk_loadgen_controls_report(human, &controls);
+        if (!sk_loadgen_controls_ok(&controls)) {
+            fprintf(human, "!!!!! CONTROLS FAILED: not every step of the script was applied !!!!!\n");
+            status = 1;
+        }
+    }
     fflush(human);
 
     sk_audit_t audit;
@@ -655,6 +692,8 @@ int main(int argc, char **argv)
             src = sk_audit_source_sqlite(sqlite_path, audit_err, sizeof(audit_err));
         else if (pg_url)
             src = sk_audit_source_pg(pg_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
+        else if (mysql_url)
+            src = sk_audit_source_mysql(mysql_url, &cfg.targets[0], 60000, audit_err, sizeof(audit_err));
         else
             src = sk_audit_source_http(&cfg.targets[0], cfg.admin_token);
         if (src) {
@@ -667,17 +706,16 @@ int main(int argc, char **argv)
                 .admin_token = cfg.admin_token,
                 .resolve = !no_resolve,
                 .lifecycle = cfg.lifecycle,
-                .single_units = cfg.qmix_n == 0,
+                .single_units = sk_loadgen_qty_min(&cfg.qty) == 1,
             };
-            for (uint32_t i = 0; i < cfg.qmix_n; i++)
-                in.single_units |= cfg.qmix_q[i] == 1;
             if (sk_audit_run(&in, src, &audit, audit_err, sizeof(audit_err)) == 0)
                 audited = true;
             src->close(src);
         }
         if (audited) {
             sk_loadgen_report_audit(human, &audit);
-            status = audit.ok ? 0 : 1;
+            if (!audit.ok)
+                status = 1;
         } else {
             fprintf(human, "\n!!!!! AUDIT FAILED: the order store could not be read: %s !!!!!\n", audit_err);
             status = 1;

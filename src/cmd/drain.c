@@ -18,16 +18,19 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fputs("usage: seckill drain --store redis://HOST:PORT[/DB] --db POSTGRES-URL [options]\n"
+    fputs("usage: seckill drain --store redis://HOST:PORT[/DB] --db DATABASE-URL [options]\n"
           "\n"
-          "Moves confirmed orders from the Redis order streams into PostgreSQL (the system of\n"
-          "record of a cluster): a consumer group reads every sale's stream, each batch is\n"
-          "written in one transaction, then acknowledged. Applies the schema migrations first.\n"
+          "Moves confirmed orders from the Redis order streams into PostgreSQL or MySQL/MariaDB\n"
+          "(the system of record of a cluster): a consumer group reads every sale's stream,\n"
+          "each batch is written in one transaction, then acknowledged. Applies the schema\n"
+          "migrations first.\n"
           "\n"
           "options (environment variable in brackets):\n"
           "  --store URL             the cluster's Redis [SECKILL_STORE]\n"
-          "  --db URL                PostgreSQL, e.g. postgresql://user@host:5432/seckill\n"
-          "                          [SECKILL_DB]\n"
+          "  --db URL                PostgreSQL, e.g. postgresql://user@host:5432/seckill, or\n"
+          "                          MySQL/MariaDB, mysql://user:password@host:3306/seckill\n"
+          "                          [SECKILL_DB] (a password is better in the variable: ps\n"
+          "                          shows a command line)\n"
           "  --metrics-listen H:P    serve /metrics and /healthz there [SECKILL_METRICS_LISTEN] (off)\n"
           "  --consumer NAME         consumer name in the group [SECKILL_CONSUMER] (the host name);\n"
           "                          give every drain of a cluster its own\n"
@@ -52,7 +55,7 @@ int sk_cmd_drain(int argc, char **argv)
     if (prc)
         return prc == 1 ? 0 : 2;
     if (!store || !db) {
-        fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... are required\n");
+        fprintf(stderr, "seckill drain: --store redis://... and --db postgresql://... (or mysql://...) are required\n");
         return 2;
     }
     sk_drain_config_t cfg = {.db_url = db};

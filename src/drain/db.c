@@ -16,15 +16,15 @@ static size_t scheme_len(const char *url)
 
 const sk_db_driver_t *sk_db_driver(const char *url, char *err, size_t err_size)
 {
-    if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0) {
-        snprintf(err, err_size, "MySQL/MariaDB is not supported yet; use PostgreSQL (postgresql://...)");
-        return NULL;
-    }
+    if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0)
+        return &sk_db_mysql;
     /* Any other scheme is a mistake; a string without one is a libpq key=value
      * connection string ("host=... dbname=..."), which libpq itself checks. */
     size_t n = scheme_len(url);
     if (n && !(strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)) {
-        snprintf(err, err_size, "the database URL must be postgresql://USER@HOST:PORT/DB (got %.*s://...)",
+        snprintf(err, err_size,
+                 "the database URL must be postgresql://USER@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB "
+                 "(got %.*s://...)",
                  (int)(n > 16 ? 16 : n), url);
         return NULL;
     }

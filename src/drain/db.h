@@ -1,8 +1,9 @@
 /* The drain's database: the system of record the cluster's orders are written to.
  *
- * One small interface, one implementation per database: postgres.c (PostgreSQL); a
- * MySQL/MariaDB one is meant to be the second. The URL picks the implementation
- * (sk_db_driver); no type of a client library appears here.
+ * One small interface, one implementation per database: postgres.c (PostgreSQL) and
+ * mysql.c (MySQL and MariaDB); the SQL that differs between them is in sql_postgres.c
+ * and sql_mysql.c (sql.h). The URL picks the implementation (sk_db_driver); no type of
+ * a client library appears here.
  *
  * What every implementation promises:
  *  - put_orders writes the whole batch in one transaction, or nothing. A batch written
@@ -11,9 +12,11 @@
  *    is present are skipped.
  *  - put_sale inserts a sale once and never overwrites it.
  *  - migrate applies the schema changes not yet applied, safely when several drains
- *    start at once.
- *  - every call ends within the timeout given to connect: a database that stops
- *    answering is an error, not a hang.
+ *    start at once; both databases hold the same tables (deploy/postgres/,
+ *    deploy/mysql/, the same migrations under the same names).
+ *  - every call ends within the timeout given to connect (migrate: within
+ *    SK_DB_MIGRATE_TIMEOUT_MS for each statement, as an ALTER TABLE of a big table may
+ *    take minutes): a database that stops answering is an error, not a hang.
  *  - after an error, ok() says whether the connection is still usable; when it is
  *    not, the caller closes it and connects again later.
  *
@@ -26,6 +29,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* How long one statement of a schema migration may take. */
+#define SK_DB_MIGRATE_TIMEOUT_MS 600000
 
 typedef struct {
     const char *id, *name;
@@ -42,8 +48,8 @@ typedef struct sk_db sk_db_t;
 
 /** One implementation. */
 typedef struct {
-    const char *name; /* short, for metrics labels and logs: "postgres" */
-    const char *title; /* for people: "PostgreSQL" */
+    const char *name; /* short, for metrics labels and logs: "postgres", "mysql" */
+    const char *title; /* for people: "PostgreSQL", "MySQL/MariaDB" */
     /** Connects; NULL with err filled when it cannot. */
     sk_db_t *(*connect)(const char *url, int timeout_ms, char *err, size_t err_size);
     void (*close)(sk_db_t *db);
@@ -63,10 +69,11 @@ struct sk_db {
 };
 
 extern const sk_db_driver_t sk_db_postgres;
+extern const sk_db_driver_t sk_db_mysql;
 
 /** The implementation for a database URL: postgres://, postgresql:// or a libpq
- *  "key=value" string is PostgreSQL. Returns NULL with err filled for a URL no
- *  implementation takes (mysql:// among them, for now). */
+ *  "key=value" string is PostgreSQL; mysql:// or mariadb:// is MySQL/MariaDB. Returns
+ *  NULL with err filled for a URL no implementation takes. */
 const sk_db_driver_t *sk_db_driver(const char *url, char *err, size_t err_size);
 
 static inline sk_db_t *sk_db_connect(const sk_db_driver_t *driver, const char *url, int timeout_ms, char *err,

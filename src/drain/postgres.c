@@ -1,5 +1,6 @@
-/* PostgreSQL, the drain's first database (db.h): a thin layer over libpq. The schema
- * migrations are the .sql files of deploy/postgres/, compiled in (util/texts.h).
+/* PostgreSQL, the drain's first database (db.h): a thin layer over libpq. The SQL text
+ * is in sql_postgres.c; the schema migrations are the .sql files of deploy/postgres/,
+ * compiled in (util/texts.h).
  *
  * Statements go out with PQsendQuery* and their answers are
  * awaited with poll() against a deadline: a blocking PQexec would hang the drain for as
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drain/sql.h"
 #include "util/buf.h"
 #include "util/common.h"
 #include "util/texts.h"
@@ -160,42 +162,51 @@ static int exec_ok(pg_t *pg, const char *sql, int n, const char *const *vals, ch
 static int pg_migrate(sk_db_t *db, char *err, size_t err_size)
 {
     pg_t *pg = (pg_t *)db;
+    const sk_db_sql_t *q = &sk_db_sql_postgres;
+    size_t prefix = strlen(q->migrations);
+    /* An ALTER TABLE of a big table may take minutes: the migrations get a deadline of
+     * their own. */
+    int timeout_ms = pg->timeout_ms;
+    pg->timeout_ms = SK_DB_MIGRATE_TIMEOUT_MS;
     int applied = 0;
     for (const sk_text_t *t = sk_texts; t->name; t++) {
-        if (strncmp(t->name, "postgres/", 9) != 0)
+        if (strncmp(t->name, q->migrations, prefix) != 0)
             continue;
-        const char *name = t->name + 9;
+        const char *name = t->name + prefix;
         const char *vals[1] = {name};
-        if (exec_ok(pg, "BEGIN", 0, NULL, err, err_size) < 0)
-            return -EIO;
+        if (exec_ok(pg, "BEGIN", 0, NULL, err, err_size) < 0) {
+            applied = -EIO;
+            break;
+        }
         char lock[96];
         snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", MIGRATION_LOCK);
         PGresult *r = NULL;
         if (exec_ok(pg, lock, 0, NULL, err, err_size) < 0 ||
-            exec_ok(pg,
-                    "CREATE TABLE IF NOT EXISTS seckill_schema_migrations (name text PRIMARY KEY, "
-                    "applied_at timestamptz NOT NULL DEFAULT now())",
-                    0, NULL, err, err_size) < 0 ||
-            !(r = exec_params(pg, "SELECT 1 FROM seckill_schema_migrations WHERE name = $1", 1, vals, err, err_size)))
+            exec_ok(pg, q->migrations_table, 0, NULL, err, err_size) < 0 ||
+            !(r = exec_params(pg, q->migration_applied, 1, vals, err, err_size)))
             goto fail;
         bool done = PQntuples(r) > 0;
         PQclear(r);
         if (!done) {
             if (exec_ok(pg, t->text, 0, NULL, err, err_size) < 0 ||
-                exec_ok(pg, "INSERT INTO seckill_schema_migrations (name) VALUES ($1)", 1, vals, err, err_size) < 0)
+                exec_ok(pg, q->migration_record, 1, vals, err, err_size) < 0)
                 goto fail;
             applied++;
         }
-        if (exec_ok(pg, "COMMIT", 0, NULL, err, err_size) < 0)
-            return -EIO;
+        if (exec_ok(pg, "COMMIT", 0, NULL, err, err_size) < 0) {
+            applied = -EIO;
+            break;
+        }
         continue;
     fail:;
         char e2[8];
         exec_ok(pg, "ROLLBACK", 0, NULL, e2, sizeof(e2));
         size_t l = strlen(err);
         snprintf(err + l, err_size - l, " (migration %s)", name);
-        return -EIO;
+        applied = -EIO;
+        break;
     }
+    pg->timeout_ms = timeout_ms;
     return applied;
 }
 
@@ -214,12 +225,7 @@ static int pg_put_sale(sk_db_t *db, const sk_db_sale_t *s, char *err, size_t err
     put_ms(limit, sizeof(limit), s->per_user_limit);
     put_ms(created, sizeof(created), s->created_at);
     const char *vals[] = {s->id, s->name, stock, starts, ends, limit, created};
-    return exec_ok(pg,
-                   "INSERT INTO sales (id, name, stock, starts_at, ends_at, per_user_limit, created_at) VALUES "
-                   "($1, $2, $3, 'epoch'::timestamptz + $4::bigint * interval '1 millisecond', "
-                   "'epoch'::timestamptz + $5::bigint * interval '1 millisecond', $6, "
-                   "'epoch'::timestamptz + $7::bigint * interval '1 millisecond') ON CONFLICT (id) DO NOTHING",
-                   7, vals, err, err_size);
+    return exec_ok(pg, sk_db_sql_postgres.insert_sale, 7, vals, err, err_size);
 }
 
 /* Appends s as an element of a PostgreSQL array literal: quoted, with " and \ escaped. */
@@ -260,12 +266,11 @@ static int64_t pg_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char
         vals[k] = a[k].data;
     }
     /* One statement is one transaction: the whole batch or nothing. */
-    PGresult *r = exec_params(pg,
-                              "INSERT INTO orders (order_id, sale_id, seq, user_id, request_id, created_at) "
-                              "SELECT o, s, q, u, r, 'epoch'::timestamptz + t * interval '1 millisecond' "
-                              "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) "
-                              "AS x(o, s, q, u, r, t) ON CONFLICT (order_id) DO NOTHING",
-                              6, vals, err, err_size);
+    sk_buf_t sql = {0};
+    sk_db_sql_postgres.insert_orders(&sql, n);
+    sk_buf_putc(&sql, '\0');
+    PGresult *r = exec_params(pg, sql.data, 6, vals, err, err_size);
+    sk_buf_free(&sql);
     for (int k = 0; k < 6; k++)
         sk_buf_free(&a[k]);
     if (!r)

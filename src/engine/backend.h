@@ -59,6 +59,14 @@ void sk_engine_complete(sk_engine_t *e, sk_op_t *op);
 void sk_engine_flush(sk_engine_t *e);
 /** Registers a fully built sale in the lock-free sale table (ledger thread or load). */
 void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
+/** Backend thread: a reply of the store carried its clock (store_now_ms), read by a
+ *  request sent at local_now_ms (sk_now_ms() before sending). The script ran after the
+ *  send, so store_now_ms - local_now_ms is the most the store's clock can be ahead of
+ *  ours: the gate that follows it (sk_engine_store_clock_offset) is never behind the
+ *  store, so it never answers not_started when the store would sell. It may be ahead by
+ *  the request's trip: a non-holder in the last milliseconds of a sale hears ended (a
+ *  possible holder still goes to the store, I5). */
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms);
 /** Publishes a sale's durable counts as one snapshot (seqlock), with the sold-out flag
  *  (remaining == 0) and a new version. The ledger thread only. */
 void sk_engine_publish_counts(sk_sale_t *s, const sk_sale_counts_t *c);

@@ -18,8 +18,11 @@
 #include <unistd.h>
 
 #include "engine/backend.h"
+#include "engine/holders.h"
+#include "util/buf.h"
 
 #define SK_SALE_SLOTS 16384 /* power of two, > 1.5 x SK_MAX_SALES */
+#define SK_OP_CACHE 4096 /* spent ops a worker keeps for reuse (about one batch in a storm) */
 #define NONE UINT32_MAX
 
 const char *const sk_buy_result_names[SK_BUY__COUNT] = {
@@ -34,6 +37,8 @@ struct sk_engine_worker {
     sk_mpsc_t done_q;
     bool notify; /* ledger-private: this batch posted to us */
     bool wake_ledger; /* loop-private: ops were queued during this turn */
+    sk_op_t *op_cache; /* loop-private: spent ops, linked through node.next */
+    size_t n_op_cache;
 };
 
 struct sk_engine {
@@ -52,6 +57,7 @@ struct sk_engine {
     size_t n_notify, notify_cap;
 
     sk_engine_stats_t stats;
+    _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours */
 };
 
 /* ---- validation and ids ------------------------------------------------------------ */
@@ -96,16 +102,16 @@ size_t sk_order_id(char *dst, const sk_sale_t *s, uint64_t seq)
     memcpy(dst, s->id, s->id_len);
     size_t n = s->id_len;
     dst[n++] = '-';
+    /* At least 10 digits, zero-padded: written at the pad's end, then moved back when
+     * the number is longer (a sale of more than 9 999 999 999 orders cannot exist). */
     char digits[24];
-    int k = 0;
-    do {
-        digits[k++] = (char)('0' + seq % 10);
-        seq /= 10;
-    } while (seq);
-    for (int pad = k; pad < 10; pad++)
-        dst[n++] = '0';
-    while (k)
-        dst[n++] = digits[--k];
+    size_t k = sk_fmt_u64(digits, seq);
+    if (k < 10) {
+        memset(dst + n, '0', 10 - k);
+        n += 10 - k;
+    }
+    memcpy(dst + n, digits, k);
+    n += k;
     dst[n] = '\0';
     return n;
 }
@@ -183,18 +189,27 @@ sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
     return i < sk_engine_sale_count(e) ? e->list[i] : NULL;
 }
 
-sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
+static sk_sale_state_t state_rule(const sk_sale_params_t *p, bool sold_out, int64_t now_ms)
 {
-    const sk_sale_params_t *p = sk_sale_params(s);
     if (p->closed || now_ms >= p->ends_at)
         return SK_SALE_ENDED;
     if (now_ms < p->starts_at)
         return SK_SALE_SCHEDULED;
     if (p->paused)
         return SK_SALE_PAUSED;
-    if (sk_sale_is_sold_out(s))
+    if (sold_out)
         return SK_SALE_SOLD_OUT;
     return SK_SALE_LIVE;
+}
+
+sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms)
+{
+    return state_rule(sk_sale_params(s), sk_sale_is_sold_out(s), now_ms);
+}
+
+sk_sale_state_t sk_sale_state_of(const sk_sale_params_t *p, const sk_sale_counts_t *c, int64_t now_ms)
+{
+    return state_rule(p, sk_counts_remaining(c) <= 0, now_ms);
 }
 
 const char *sk_sale_state_name(sk_sale_state_t st)
@@ -254,6 +269,16 @@ void sk_sale_free(sk_sale_t *s)
 
 /* ---- the worker's gate (any thread) --------------------------------------------------------- */
 
+int64_t sk_engine_store_clock_offset(const sk_engine_t *e)
+{
+    return atomic_load_explicit(&((sk_engine_t *)e)->store_clock_offset_ms, memory_order_relaxed);
+}
+
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms)
+{
+    atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - local_now_ms, memory_order_relaxed);
+}
+
 bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint32_t q, sk_buy_result_t *result,
                     int64_t *remaining)
 {
@@ -299,9 +324,42 @@ void sk_op_free(sk_op_t *op)
     if (!op)
         return;
     free(op->orders);
+    free(op->entries);
     if (op->new_sale)
         sk_sale_free(op->new_sale);
     free(op);
+}
+
+sk_op_t *sk_engine_op_new(sk_engine_worker_t *w, sk_op_kind_t kind)
+{
+    sk_op_t *op = w->op_cache;
+    if (!op)
+        return sk_op_new(kind);
+    sk_mpsc_node_t *next = atomic_load_explicit(&op->node.next, memory_order_relaxed);
+    w->op_cache = next ? SK_CONTAINER_OF(next, sk_op_t, node) : NULL;
+    w->n_op_cache--;
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    return op;
+}
+
+void sk_engine_op_recycle(sk_engine_worker_t *w, sk_op_t *op)
+{
+    if (w->n_op_cache >= SK_OP_CACHE) {
+        sk_op_free(op);
+        return;
+    }
+    free(op->orders);
+    op->orders = NULL;
+    free(op->entries);
+    op->entries = NULL;
+    if (op->new_sale)
+        sk_sale_free(op->new_sale);
+    op->new_sale = NULL;
+    /* The cache links through the queue node, unused while the op is spent. */
+    atomic_store_explicit(&op->node.next, w->op_cache ? &w->op_cache->node : NULL, memory_order_relaxed);
+    w->op_cache = op;
+    w->n_op_cache++;
 }
 
 static void worker_on_async(sk_loop_t *loop, sk_async_t *a)
@@ -351,6 +409,12 @@ void sk_engine_detach(sk_engine_worker_t *w)
     worker_on_async(w->loop, &w->async);
     sk_loop_remove_before_sleep(w->loop, worker_turn_end, w);
     sk_async_close(w->loop, &w->async);
+    while (w->op_cache) {
+        sk_op_t *op = w->op_cache;
+        sk_mpsc_node_t *next = atomic_load_explicit(&op->node.next, memory_order_relaxed);
+        w->op_cache = next ? SK_CONTAINER_OF(next, sk_op_t, node) : NULL;
+        free(op);
+    }
     free(w);
 }
 
@@ -359,9 +423,10 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
     sk_engine_t *e = w->e;
     op->worker = w;
     /* Every kind of op counts against the bound, so no client can grow the queue
-     * without limit; creating a sale is rare and never refused. */
+     * without limit; creating a sale and an operator's control are rare (and admin
+     * only) and never refused: a pause must get through a flood. */
     int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE) {
+    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE && op->kind != SK_OP_CONTROL) {
         atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
         op->result = SK_BUY_RATE_LIMITED;
         op->status = -EAGAIN;
@@ -371,7 +436,10 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
         return;
     }
     sk_mpsc_push(&e->q, &op->node);
-    w->wake_ledger = true;
+    if (!w->wake_ledger) {
+        w->wake_ledger = true;
+        sk_loop_handoff_pending(w->loop);
+    }
 }
 
 /* ---- the ledger side ------------------------------------------------------------------ */

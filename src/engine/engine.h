@@ -49,6 +49,7 @@
 typedef struct sk_engine sk_engine_t;
 typedef struct sk_engine_worker sk_engine_worker_t;
 typedef struct sk_sale sk_sale_t;
+typedef struct sk_trail_entry sk_trail_entry_t; /* engine/control.h */
 
 typedef enum {
     SK_SALE_SCHEDULED = 0,
@@ -124,6 +125,13 @@ typedef enum {
     SK_OP_PAY,
     SK_OP_CANCEL,
     SK_OP_REFUND,
+    /* An operator's control of op->sale (engine/control.h): entries[0] holds what is
+     * asked (ctl, actor, request_id; a request_id is required) and, after the decision,
+     * the trail entry (for SK_CR_OK and SK_CR_DUPLICATE; for SK_CR_REQUEST_REUSED the
+     * entry that holds the request_id). */
+    SK_OP_CONTROL,
+    /* The sale's trail: every accepted control, in order, in entries / n_entries. */
+    SK_OP_LOG,
 } sk_op_kind_t;
 
 typedef enum {
@@ -190,7 +198,10 @@ struct sk_op {
      * order as it is after the decision; or status -ENOENT (no such order), -EPERM
      * (CANCEL of another user's order), -EIO (store unavailable), -EAGAIN (too many in
      * flight), -ENOTSUP (the store has no order lifecycle).
-     * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO. */
+     * CREATE_SALE: status 0, -EEXIST, -ENOSPC (too many sales) or -EIO.
+     * CONTROL: status 0 with control_result (sk_control_result_t) and, for a 400 result,
+     * field (a static string); or -EIO, -EAGAIN, -ENOTSUP (the store has no controls).
+     * LOG: status 0 with entries / n_entries, or -EIO, -ENOTSUP. */
     sk_buy_result_t result;
     sk_tr_result_t tr;
     int status;
@@ -203,6 +214,10 @@ struct sk_op {
     size_t list_limit;
     bool list_more;
     sk_sale_t *new_sale; /* CREATE_SALE: the sale to add (owned by the engine on success) */
+    sk_trail_entry_t *entries; /* CONTROL, LOG: owned by the op (freed by sk_op_free) */
+    size_t n_entries;
+    int control_result; /* CONTROL: sk_control_result_t */
+    const char *field; /* CONTROL: the field at fault of a 400 result */
     uint64_t scratch; /* the ledger's own use */
 };
 
@@ -237,6 +252,12 @@ bool sk_engine_lookups(const sk_engine_t *e);
 /** True when the backend keeps the order lifecycle: payment windows, quantities above
  *  one, and the GET_ORDER / PAY / CANCEL / REFUND ops. */
 bool sk_engine_lifecycle(const sk_engine_t *e);
+/** The store's clock minus this node's, in ms, as last seen by the backend (0 for the
+ *  embedded store, whose writer reads this node's clock). The gate decides by
+ *  sk_now_ms() + this, its best guess of the clock the store decides by, so that a node
+ *  whose clock lags the store's does not answer not_started to a holder's replay just
+ *  after the store's start (I5). Any thread. */
+int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
 /** Finds a sale by id without locking. Returns NULL when unknown. */
 sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len);
 /** Number of sales and the i-th in creation order (any thread). */
@@ -293,6 +314,8 @@ static inline bool sk_sale_is_sold_out(const sk_sale_t *s)
 /** Current state of a sale from the clock, its params and counts: ended (closed, or
  *  now >= ends_at) before scheduled before paused before sold_out before live. */
 sk_sale_state_t sk_sale_state(const sk_sale_t *s, int64_t now_ms);
+/** The same rule over given params and counts (a writer's own, not yet published). */
+sk_sale_state_t sk_sale_state_of(const sk_sale_params_t *p, const sk_sale_counts_t *c, int64_t now_ms);
 const char *sk_sale_state_name(sk_sale_state_t st);
 
 /** The rules of a purchase of q units that come after a holder's replay, in the order
@@ -315,6 +338,14 @@ bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
+/** An op like sk_op_new's (zeroed), taken from the worker's cache of spent ops when it
+ *  has one: a purchase costs no malloc and no free. Loop thread of `w` only (the cache
+ *  is the worker's). Give the op back with sk_engine_op_recycle on that thread, or free
+ *  it with sk_op_free anywhere. */
+sk_op_t *sk_engine_op_new(sk_engine_worker_t *w, sk_op_kind_t kind);
+/** Frees what the op owns (orders, a new sale) and keeps the op for the worker's next
+ *  sk_engine_op_new (up to a bound; beyond it the op is freed). Loop thread of `w` only. */
+void sk_engine_op_recycle(sk_engine_worker_t *w, sk_op_t *op);
 /** Hands an op to the ledger (worker's loop thread only); the ledger is woken at the
  *  end of the loop's turn, and `op->done` runs later on w's loop. An op refused because
  *  too many ops are in flight completes at once (inside this call) with result

@@ -334,7 +334,9 @@ uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const cha
                 break;
             }
         }
-    } else {
+    } else if (h->req_cap) {
+        /* Without a table no order was indexed (every order of the sale's users past
+         * the walk limit came without a request id): nothing to find. */
         uint32_t tag = req_tag(s->hash, req, req_len);
         uint32_t mask = h->req_cap - 1;
         for (uint32_t i = tag & mask; h->reqs[i].order != NONE; i = (i + 1) & mask) {

@@ -31,4 +31,15 @@ typedef enum { SK_ROUTE_FOUND = 0, SK_ROUTE_NOT_FOUND, SK_ROUTE_BAD_METHOD } sk_
 sk_route_result_t sk_route_match(const sk_route_t *routes, size_t n, sk_http_method_t method, const char *path,
                                  size_t path_len, size_t *index, sk_str_t *params, char *allow, size_t allow_size);
 
+/** A route table compiled once into runs of literal bytes and parameters, matched with
+ *  a few word compares instead of a walk over every byte of the pattern. Every request
+ *  is routed (the sold-out answer's included), so this is what servers use. Read-only
+ *  once made: any thread may match with it. It borrows `routes`, which must outlive it. */
+typedef struct sk_router sk_router_t;
+sk_router_t *sk_router_new(const sk_route_t *routes, size_t n);
+void sk_router_free(sk_router_t *r);
+/** sk_route_match over the router's table: the same answers, faster. */
+sk_route_result_t sk_router_match(const sk_router_t *r, sk_http_method_t method, const char *path, size_t path_len,
+                                  size_t *index, sk_str_t *params, char *allow, size_t allow_size);
+
 #endif

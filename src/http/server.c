@@ -56,6 +56,8 @@
 #define SK_STREAM_RETRY_AFTER "Retry-After: 5\r\n"
 #define SK_SWEEP_MS 250
 #define SK_ACCESS_LOG_BUF (64 * 1024)
+#define SK_SLOT_CACHE 1024 /* free answer slots kept for reuse, per worker */
+#define SK_SLOT_CACHE_BUF 4096 /* a reused slot keeps an answer buffer up to this size */
 
 /* One answer's place in a connection's line (the FIFO of answers not yet in the
  * output). Owned by the connection, which alone unlinks and frees it (see the rule at
@@ -95,6 +97,7 @@ struct sk_http_conn {
     bool in_chunked;
     bool on_free_list;
     bool has_addr;
+    bool behind; /* the last flush left output the client did not take (EAGAIN) */
 
     char *rbuf;
     size_t rcap, rlen, rpos;
@@ -118,7 +121,8 @@ struct sk_http_conn {
     uint64_t stream_end_ms; /* the stream's lifetime ends here (0: no end) */
     size_t backlog_counted; /* this stream's share of cfg->stream_backlog */
     uint8_t addr[16]; /* the client address as IPv6 (IPv4 mapped), for the per-address cap */
-    char peer[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN]; /* as text, for the access log */
+    sk_ip_t peer_ip;
 };
 
 struct sk_http_server {
@@ -131,6 +135,10 @@ struct sk_http_server {
     sk_http_conn_t *flush_list;
     sk_http_conn_t **free_list;
     size_t free_len, free_cap;
+    /* Answer slots freed by connections, kept for the next (a purchase takes one and
+     * gives it back a batch later): linked through `next`, with their buffers. */
+    sk_http_deferred_t *slot_cache;
+    uint32_t n_slot_cache;
     size_t allocated; /* connections not yet freed, closed ones still referenced included */
     _Atomic uint32_t nconns; /* written by this worker, read by /metrics anywhere */
     sk_timer_t sweep;
@@ -158,10 +166,57 @@ static const int status_slots[SK_HTTP_STATUS_SLOTS] = {
 
 int sk_http_status_slot(int status)
 {
-    for (int i = 1; i < SK_HTTP_STATUS_SLOTS; i++)
-        if (status_slots[i] == status)
-            return i;
-    return 0;
+    /* Every answer is counted: a switch, not a search. */
+    switch (status) {
+    case 100:
+        return 1;
+    case 200:
+        return 2;
+    case 201:
+        return 3;
+    case 204:
+        return 4;
+    case 304:
+        return 5;
+    case 400:
+        return 6;
+    case 401:
+        return 7;
+    case 403:
+        return 8;
+    case 404:
+        return 9;
+    case 405:
+        return 10;
+    case 408:
+        return 11;
+    case 409:
+        return 12;
+    case 410:
+        return 13;
+    case 411:
+        return 14;
+    case 413:
+        return 15;
+    case 417:
+        return 16;
+    case 425:
+        return 17;
+    case 429:
+        return 18;
+    case 431:
+        return 19;
+    case 500:
+        return 20;
+    case 501:
+        return 21;
+    case 503:
+        return 22;
+    case 505:
+        return 23;
+    default:
+        return 0;
+    }
 }
 
 int sk_http_slot_status(int slot)
@@ -169,58 +224,48 @@ int sk_http_slot_status(int slot)
     return status_slots[slot];
 }
 
-static const char *reason(int status)
+#define SK_HTTP_REASONS(X)                                                                                             \
+    X(100, "Continue")                                                                                                 \
+    X(200, "OK")                                                                                                       \
+    X(201, "Created")                                                                                                  \
+    X(204, "No Content")                                                                                               \
+    X(304, "Not Modified")                                                                                             \
+    X(400, "Bad Request")                                                                                              \
+    X(401, "Unauthorized")                                                                                             \
+    X(403, "Forbidden")                                                                                                \
+    X(404, "Not Found")                                                                                                \
+    X(405, "Method Not Allowed")                                                                                       \
+    X(408, "Request Timeout")                                                                                          \
+    X(409, "Conflict")                                                                                                 \
+    X(410, "Gone")                                                                                                     \
+    X(411, "Length Required")                                                                                          \
+    X(413, "Content Too Large")                                                                                        \
+    X(417, "Expectation Failed")                                                                                       \
+    X(425, "Too Early")                                                                                                \
+    X(429, "Too Many Requests")                                                                                        \
+    X(431, "Request Header Fields Too Large")                                                                          \
+    X(500, "Internal Server Error")                                                                                    \
+    X(501, "Not Implemented")                                                                                          \
+    X(503, "Service Unavailable")                                                                                      \
+    X(505, "HTTP Version Not Supported")
+
+/* The status line and the Server header of an answer, made at compile time: every
+ * answer starts with one. Sets *len; an unknown status gets "Unknown". */
+static const char *status_head(int status, size_t *len)
 {
+#define SK_STATUS_HEAD(code, text) "HTTP/1.1 " #code " " text "\r\nServer: seckill\r\n"
+#define SK_STATUS_CASE(code, text)                                                                                     \
+    case code:                                                                                                         \
+        *len = sizeof(SK_STATUS_HEAD(code, text)) - 1;                                                                 \
+        return SK_STATUS_HEAD(code, text);
     switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Content Too Large";
-    case 417:
-        return "Expectation Failed";
-    case 425:
-        return "Too Early";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    case 505:
-        return "HTTP Version Not Supported";
+        SK_HTTP_REASONS(SK_STATUS_CASE)
     default:
-        return "Unknown";
+        *len = 0;
+        return NULL;
     }
+#undef SK_STATUS_CASE
+#undef SK_STATUS_HEAD
 }
 
 /* ---- listening ---------------------------------------------------------------- */
@@ -282,10 +327,14 @@ static void record(sk_http_server_t *s, int route, int status, uint64_t start_ns
 {
     int r = route < 0 || route >= SK_HTTP_MAX_ROUTES ? 0 : route + 1;
     sk_counter_add(&s->stats.requests[r][sk_http_status_slot(status)], 1);
+    /* sk_http_latency_bounds in nanoseconds, compared as integers. */
+    static const uint64_t bound_ns[SK_HTTP_LAT_BUCKETS - 1] = {
+        50000,    100000,   250000,    500000,    1000000,   2500000,    5000000,     10000000,
+        25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000u,
+    };
     uint64_t ns = s->now_ns > start_ns ? s->now_ns - start_ns : 0;
-    double sec = (double)ns / 1e9;
     int b = 0;
-    while (b < SK_HTTP_LAT_BUCKETS - 1 && sec > sk_http_latency_bounds[b])
+    while (b < SK_HTTP_LAT_BUCKETS - 1 && ns > bound_ns[b])
         b++;
     sk_counter_add(&s->stats.latency_bucket[b], 1);
     sk_counter_add(&s->stats.latency_sum_ns, ns);
@@ -324,18 +373,21 @@ enum { CONN_HDR_NONE = 0, CONN_HDR_CLOSE, CONN_HDR_KEEP_ALIVE };
 static void build_response(sk_http_server_t *s, sk_buf_t *b, int status, const char *ctype, const char *extra,
                            const void *body, size_t len, bool head_only, int conn_hdr, bool with_length)
 {
-    const char *rs = reason(status);
-    size_t rl = strlen(rs), cl = ctype ? strlen(ctype) : 0, el = extra ? strlen(extra) : 0;
-    sk_buf_reserve(b, 128 + rl + s->date_len + cl + el + (head_only ? 0 : len));
+    size_t hl;
+    const char *head = status_head(status, &hl);
+    size_t cl = ctype ? strlen(ctype) : 0, el = extra ? strlen(extra) : 0;
+    sk_buf_reserve(b, 128 + hl + s->date_len + cl + el + (head_only ? 0 : len));
     char *p = b->data + b->len;
-    memcpy(p, "HTTP/1.1 ", 9);
-    p += 9;
-    p += sk_fmt_u64(p, (uint64_t)status);
-    *p++ = ' ';
-    memcpy(p, rs, rl);
-    p += rl;
-    memcpy(p, "\r\nServer: seckill\r\n", 19);
-    p += 19;
+    if (head) {
+        memcpy(p, head, hl);
+        p += hl;
+    } else {
+        memcpy(p, "HTTP/1.1 ", 9);
+        p += 9;
+        p += sk_fmt_u64(p, (uint64_t)status);
+        memcpy(p, " Unknown\r\nServer: seckill\r\n", 27);
+        p += 27;
+    }
     memcpy(p, s->date, s->date_len);
     p += s->date_len;
     if (ctype) {
@@ -523,6 +575,11 @@ static int stream_admit(sk_http_conn_t *c)
     sk_http_config_t *cfg = c->s->cfg;
     if (c->s->draining)
         return 503;
+    /* At the bound over all streams a new one is refused now, with an answer, rather
+     * than admitted and then dropped before its head went out. */
+    if (cfg->max_stream_backlog &&
+        atomic_load_explicit(&cfg->stream_backlog, memory_order_relaxed) >= cfg->max_stream_backlog)
+        return 503;
     uint32_t n = atomic_fetch_add_explicit(&cfg->streams_open, 1, memory_order_relaxed);
     if (cfg->max_streams && n >= cfg->max_streams) {
         atomic_fetch_sub_explicit(&cfg->streams_open, 1, memory_order_relaxed);
@@ -572,6 +629,20 @@ static void stream_account(sk_http_conn_t *c)
 
 /* ---- connection lifetime ----------------------------------------------------------- */
 
+/* Frees a slot, or keeps it (and its buffer, if small) for the next answer. */
+static void slot_release(sk_http_server_t *s, sk_http_deferred_t *d)
+{
+    free(d->log_line);
+    if (s->n_slot_cache >= SK_SLOT_CACHE || d->out.cap > SK_SLOT_CACHE_BUF) {
+        sk_buf_free(&d->out);
+        free(d);
+        return;
+    }
+    d->next = s->slot_cache;
+    s->slot_cache = d;
+    s->n_slot_cache++;
+}
+
 /* Frees the connection and every slot still in its line; only called for the last
  * reference, at the end of a loop turn. */
 static void conn_free(sk_http_conn_t *c)
@@ -581,9 +652,7 @@ static void conn_free(sk_http_conn_t *c)
     while (d) {
         sk_http_deferred_t *n = d->next;
         assert(d->done); /* a slot still owed would hold a reference */
-        sk_buf_free(&d->out);
-        free(d->log_line);
-        free(d);
+        slot_release(c->s, d);
         d = n;
     }
     c->s->allocated--;
@@ -643,7 +712,18 @@ static void conn_close(sk_http_conn_t *c)
 /* Adds a slot at the end of the connection's line. */
 static sk_http_deferred_t *dq_push(sk_http_conn_t *c, bool done)
 {
-    sk_http_deferred_t *d = sk_xcalloc(1, sizeof(*d));
+    sk_http_server_t *s = c->s;
+    sk_http_deferred_t *d = s->slot_cache;
+    if (d) {
+        s->slot_cache = d->next;
+        s->n_slot_cache--;
+        sk_buf_t out = d->out;
+        memset(d, 0, sizeof(*d));
+        d->out = out;
+        d->out.len = 0;
+    } else {
+        d = sk_xcalloc(1, sizeof(*d));
+    }
     d->conn = c;
     d->done = done;
     if (c->dq_tail)
@@ -668,9 +748,7 @@ static void dq_drain(sk_http_conn_t *c)
         if (d == c->stream_slot)
             c->stream_slot = NULL; /* the stream now writes straight to the output */
         sk_buf_append(&c->out, d->out.data, d->out.len);
-        sk_buf_free(&d->out);
-        free(d->log_line);
-        free(d);
+        slot_release(c->s, d);
     }
     schedule_flush(c);
 }
@@ -749,6 +827,7 @@ sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x)
 }
 
 static void conn_after_output(sk_http_conn_t *c);
+static void stream_finish(sk_http_conn_t *c);
 
 void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
                               const void *body, size_t len)
@@ -765,8 +844,9 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
             c->no_more = true;
         if (d->log_line)
             access_log(s, c, d->log_line, strlen(d->log_line), status, len);
-        build_response(s, &d->out, status, content_type, extra_headers, body, len, d->head_only,
-                       conn_hdr_for(close, d->http10), true);
+        /* First in line (the usual case): the answer goes straight into the output. */
+        build_response(s, d == c->dq_head ? &c->out : &d->out, status, content_type, extra_headers, body, len,
+                       d->head_only, conn_hdr_for(close, d->http10), true);
         dq_drain(c); /* may free d */
         conn_after_output(c);
     }
@@ -934,7 +1014,7 @@ static void conn_read(sk_http_conn_t *c)
             c->rbuf = sk_xrealloc(c->rbuf, c->rcap);
         }
         size_t space = c->rcap - 1 - c->rlen;
-        ssize_t n = read(c->io.fd, c->rbuf + c->rlen, space);
+        ssize_t n = sk_io_read(s->loop, &c->io, c->rbuf + c->rlen, space);
         if (n > 0) {
             if (c->rlen == c->rpos)
                 c->req_start_ms = sk_loop_now(s->loop);
@@ -966,6 +1046,13 @@ static void conn_read(sk_http_conn_t *c)
         return;
     }
     if (c->read_eof && c->streaming && !c->closed) {
+        if (c->dq_head) {
+            /* Answers are still owed before the stream's head (a purchase pipelined
+             * before it): the stream ends, but what was asked before it is answered,
+             * as for any half-closed client, and then the connection closes. */
+            stream_finish(c);
+            return;
+        }
         conn_close(c); /* an event-stream client that hangs up is gone */
         return;
     }
@@ -983,7 +1070,9 @@ static void conn_after_output(sk_http_conn_t *c)
     if (c->closed)
         return;
     bool idle_out = c->out.len == c->out_pos;
-    if (c->no_more && !c->streaming && !c->dq_head && idle_out) {
+    /* Bytes the loop took and has not sent yet (io_uring) hold the close back until
+     * they left (SK_IO_WRITE brings us back here). */
+    if (c->no_more && !c->streaming && !c->dq_head && idle_out && sk_io_unsent(c->s->loop, &c->io) == 0) {
         /* The answer said Connection: close. Shut down our side first so that the
          * final answer is not lost to an RST when unread request bytes remain. */
         shutdown(c->io.fd, SHUT_WR);
@@ -1002,7 +1091,7 @@ static void conn_after_output(sk_http_conn_t *c)
 static void conn_flush(sk_http_conn_t *c)
 {
     while (c->out_pos < c->out.len) {
-        ssize_t n = write(c->io.fd, c->out.data + c->out_pos, c->out.len - c->out_pos);
+        ssize_t n = sk_io_write(c->s->loop, &c->io, c->out.data + c->out_pos, c->out.len - c->out_pos);
         if (n > 0) {
             c->out_pos += (size_t)n;
             c->last_active_ms = sk_loop_now(c->s->loop);
@@ -1011,13 +1100,15 @@ static void conn_flush(sk_http_conn_t *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
+            c->behind = true;
             if (c->streaming)
                 stream_account(c);
-            return; /* EPOLLOUT (edge) will call us again */
+            return; /* SK_IO_WRITE will call us again */
         }
         conn_close(c);
         return;
     }
+    c->behind = false;
     c->out.len = c->out_pos = 0;
     if (c->streaming)
         stream_account(c);
@@ -1038,8 +1129,14 @@ static void conn_on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
     }
     if (events & SK_IO_HUP)
         c->peer_hup = true;
-    if ((events & SK_IO_WRITE) && c->out_pos < c->out.len)
-        conn_flush(c);
+    if (events & SK_IO_WRITE) {
+        /* Room again, or (io_uring) the loop sent the last bytes it had taken, which
+         * may be what a closing connection waits for. */
+        if (c->out_pos < c->out.len)
+            conn_flush(c);
+        else
+            conn_after_output(c);
+    }
     if (!c->closed && (events & SK_IO_READ)) {
         if (c->read_paused && (c->no_more && !c->streaming)) {
             /* We read no more requests; a hang-up still matters for streams only. */
@@ -1068,13 +1165,11 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
     c->s = s;
     c->refs = 1; /* the socket's reference, dropped by conn_close */
     c->last_active_ms = sk_loop_now(loop);
-    if (ss)
+    if (ss) {
         c->has_addr = addr_key(ss, c->addr);
-    if (s->cfg->access_log_fd >= 0 && ss) {
-        if (ss->ss_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof(c->peer));
-        else if (ss->ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof(c->peer));
+        sk_ip_from_sockaddr((const struct sockaddr *)ss, &c->peer_ip);
+        if (s->cfg->access_log_fd >= 0)
+            sk_ip_format(&c->peer_ip, c->peer);
     }
     if (!c->peer[0])
         strcpy(c->peer, "-");
@@ -1085,7 +1180,7 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
     s->allocated++;
     atomic_store_explicit(&s->nconns, atomic_load_explicit(&s->nconns, memory_order_relaxed) + 1, memory_order_relaxed);
     sk_counter_add(&s->stats.conns_accepted, 1);
-    int rc = sk_io_start(loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE, conn_on_io);
+    int rc = sk_io_start(loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE | SK_IO_STREAM, conn_on_io);
     if (rc < 0) {
         c->io.fd = fd;
         conn_close(c);
@@ -1096,13 +1191,12 @@ static int conn_new(sk_http_server_t *s, int fd, const struct sockaddr_storage *
 
 static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned events)
 {
-    (void)loop;
     (void)events;
     sk_http_server_t *s = SK_CONTAINER_OF(io, sk_http_server_t, listen_io);
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = sk_io_accept(loop, io, &ss, &sl);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -1194,7 +1288,7 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
     sk_http_conn_t *next;
     for (sk_http_conn_t *c = s->conns; c; c = next) {
         next = c->next;
-        bool out_pending = c->out_pos < c->out.len;
+        bool out_pending = c->out_pos < c->out.len || sk_io_unsent(loop, &c->io) > 0;
         if (c->streaming) {
             /* Streams are exempt from the idle timeout, not from a lifetime, and not
              * from the rule for clients that stopped reading. */
@@ -1257,7 +1351,7 @@ sk_http_server_t *sk_http_server_new(sk_loop_t *loop, int listen_fd, sk_http_con
     s->date_sec = -1;
     s->rng = (sk_mono_ns() ^ (uint64_t)(uintptr_t)s) | 1;
     refresh_date(s);
-    if (listen_fd >= 0 && sk_io_start(loop, &s->listen_io, listen_fd, SK_IO_READ, on_accept) < 0) {
+    if (listen_fd >= 0 && sk_io_start(loop, &s->listen_io, listen_fd, SK_IO_READ | SK_IO_ACCEPT, on_accept) < 0) {
         free(s);
         return NULL;
     }
@@ -1287,7 +1381,8 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
         next = c->next;
         if (c->streaming)
             stream_finish(c);
-        else if (!c->dq_head && c->out_pos == c->out.len && c->rpos == c->rlen && !c->in_chunked)
+        else if (!c->dq_head && c->out_pos == c->out.len && sk_io_unsent(s->loop, &c->io) == 0 && c->rpos == c->rlen &&
+                 !c->in_chunked)
             conn_close(c);
     }
     sk_timer_start(s->loop, &s->sweep, 0, sweep);
@@ -1315,6 +1410,12 @@ void sk_http_server_free(sk_http_server_t *s)
         return;
     }
     free(s->free_list);
+    while (s->slot_cache) {
+        sk_http_deferred_t *d = s->slot_cache;
+        s->slot_cache = d->next;
+        sk_buf_free(&d->out);
+        free(d);
+    }
     sk_buf_free(&s->access_log);
     free(s);
 }
@@ -1327,6 +1428,11 @@ const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s)
 uint32_t sk_http_server_conns(const sk_http_server_t *s)
 {
     return atomic_load_explicit(&((sk_http_server_t *)s)->nconns, memory_order_relaxed);
+}
+
+const sk_ip_t *sk_http_peer(const sk_http_exchange_t *x)
+{
+    return &x->conn->peer_ip;
 }
 
 /* ---- streams (Server-Sent Events) ----------------------------------------------------- */
@@ -1406,12 +1512,15 @@ int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len)
         return -ENOBUFS;
     sk_http_server_t *s = c->s;
     size_t backlog = stream_backlog(c), cap = s->cfg->max_stream_backlog;
-    /* A client this far behind is dropped; so is one that is behind at all while the
-     * streams' backlog over all workers is at its bound. A client that keeps up never
-     * has a backlog before a write, so it is never dropped for the others' sake, and
-     * the total stays within the bound plus one write per stream. */
+    /* A client this far behind is dropped; so is one that is behind at all (its socket
+     * did not take what was offered) while the streams' backlog over all workers is at
+     * its bound. Bytes not offered yet (a new stream's head, a head waiting for earlier
+     * answers) are not the client's fault: a client that keeps up is never dropped for
+     * the others' sake, new streams are refused at the bound (stream_admit), and the
+     * total stays within the bound plus one write per stream. */
     if (backlog + len > SK_STREAM_MAX_OUTPUT ||
-        (cap && backlog > 0 && atomic_load_explicit(&s->cfg->stream_backlog, memory_order_relaxed) + len > cap)) {
+        (cap && c->behind && backlog > 0 &&
+         atomic_load_explicit(&s->cfg->stream_backlog, memory_order_relaxed) + len > cap)) {
         sk_counter_add(&s->stats.streams_dropped, 1);
         conn_close(c);
         return -ENOBUFS;

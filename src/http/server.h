@@ -25,6 +25,7 @@
 #include "http/parser.h"
 #include "loop/loop.h"
 #include "util/common.h"
+#include "util/ip.h"
 
 #define SK_HTTP_MAX_BODY (64 * 1024)
 #define SK_HTTP_MAX_ROUTES 32
@@ -131,6 +132,9 @@ void sk_http_server_free(sk_http_server_t *s);
 const sk_http_stats_t *sk_http_server_stats(const sk_http_server_t *s);
 /** Open connections of this worker. */
 uint32_t sk_http_server_conns(const sk_http_server_t *s);
+/** The address of the request's peer: the socket's (a proxy's, behind one; family 0 for
+ *  a peer that has none). Valid while the exchange is. */
+const sk_ip_t *sk_http_peer(const sk_http_exchange_t *x);
 
 /** Answers the request. `extra_headers` is NULL or complete "Name: value\r\n" lines.
  *  The body is copied; for HEAD requests it is left out but its length is sent. */

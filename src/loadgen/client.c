@@ -138,7 +138,7 @@ static void mark_dirty(sk_loadgen_conn_t *c)
 static int write_out(sk_loadgen_conn_t *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = write(c->io.fd, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t n = sk_io_write(c->client->loop, &c->io, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
             c->client->bytes_sent += (uint64_t)n;
@@ -236,7 +236,7 @@ static void on_readable(sk_loadgen_conn_t *c, bool hup)
             c->in_cap *= 2;
             c->in = sk_xrealloc(c->in, c->in_cap);
         }
-        ssize_t n = read(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t n = sk_io_read(c->client->loop, &c->io, c->in + c->in_len, c->in_cap - c->in_len);
         if (n > 0) {
             size_t want = c->in_cap - c->in_len;
             c->in_len += (size_t)n;
@@ -282,7 +282,6 @@ static void on_readable(sk_loadgen_conn_t *c, bool hup)
 
 static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
 {
-    (void)loop;
     sk_loadgen_conn_t *c = SK_CONTAINER_OF(io, sk_loadgen_conn_t, io);
     uint64_t gen = c->connects;
     if (c->state == SK_LOADGEN_CONN_CONNECTING) {
@@ -294,6 +293,14 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
             soerr = errno;
         if (soerr != 0) {
             sk_loadgen_conn_close(c, -soerr);
+            return;
+        }
+        /* Connected: from now on the loop reads and writes the socket (a stream handle;
+         * with io_uring the receive is armed and the sends batched per turn). */
+        sk_io_stop(loop, io);
+        int rc = sk_io_start(loop, io, io->fd, SK_IO_STREAM, on_io);
+        if (rc < 0) {
+            sk_loadgen_conn_close(c, rc);
             return;
         }
         c->state = SK_LOADGEN_CONN_OPEN;
@@ -331,8 +338,7 @@ int sk_loadgen_conn_connect(sk_loadgen_conn_t *c)
         close(fd);
         return e;
     }
-    /* Both directions are watched for the connection's whole life, so sending never
-     * needs an epoll_ctl: with edge triggering an idle writable socket costs nothing. */
+    /* Watched for readiness until connected (then a stream handle, see on_io). */
     int rc = sk_io_start(c->client->loop, &c->io, fd, SK_IO_READ | SK_IO_WRITE, on_io);
     if (rc < 0) {
         close(fd);

@@ -18,8 +18,8 @@
 #include "util/buf.h"
 
 static const char *const outcome_names[SK_OUT_COUNT] = {
-    "confirmed", "reserved",    "duplicate",    "sold_out",   "limit_reached", "not_started",
-    "ended",     "unavailable", "rate_limited", "http_error", "net_error",     "ok",
+    "confirmed", "reserved",    "duplicate",    "sold_out",   "limit_reached", "not_started", "ended",
+    "paused",    "unavailable", "rate_limited", "http_error", "net_error",     "ok",
 };
 
 const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o)
@@ -146,18 +146,6 @@ static bool purchase_mode(const worker_t *w)
     return w->cfg->get_path == NULL;
 }
 
-static uint32_t draw_quantity(worker_t *w)
-{
-    const sk_loadgen_config_t *cfg = w->cfg;
-    if (cfg->qmix_n == 0)
-        return 1;
-    double u = unit_draw(w);
-    for (uint32_t i = 0; i + 1 < cfg->qmix_n; i++)
-        if (u < cfg->qmix_cum[i])
-            return cfg->qmix_q[i];
-    return cfg->qmix_q[cfg->qmix_n - 1];
-}
-
 static req_t *new_req(worker_t *w, uint64_t start_ns)
 {
     req_t *r = req_alloc(w);
@@ -165,8 +153,9 @@ static req_t *new_req(worker_t *w, uint64_t start_ns)
     r->start_ns = start_ns;
     r->attempt = 0;
     r->kind = REQ_BUY;
-    r->quantity = purchase_mode(w) ? draw_quantity(w) : 1;
     r->user = purchase_mode(w) ? sk_loadgen_users_draw(&w->users, w->issued) : 0;
+    /* Drawn from the user and the request's number: a retry asks for the same again. */
+    r->quantity = purchase_mode(w) ? sk_loadgen_qty_draw(&w->cfg->qty, r->user, r->seq) : 1;
     if (r->user)
         w->run->ustate[r->user] |= SK_LOADGEN_USER_TRIED;
     w->issued++;
@@ -296,15 +285,13 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         b += sk_fmt_u64(body + b, (uint64_t)w->index);
         body[b++] = '-';
         b += sk_fmt_u64(body + b, r->seq);
-        if (w->cfg->qmix_n) {
-            memcpy(body + b, "\",\"quantity\":", 13);
-            b += 13;
+        body[b++] = '"';
+        if (w->cfg->qty.max) {
+            memcpy(body + b, ",\"quantity\":", 12);
+            b += 12;
             b += sk_fmt_u64(body + b, r->quantity);
-            body[b++] = '}';
-        } else {
-            memcpy(body + b, "\"}", 2);
-            b += 2;
         }
+        body[b++] = '}';
         char *p = sk_loadgen_conn_reserve(c, wc->prefix_len + 24 + b);
         memcpy(p, wc->prefix, wc->prefix_len);
         size_t n = wc->prefix_len;
@@ -344,8 +331,10 @@ static void schedule_retry(worker_t *w, req_t *r, uint64_t now)
     heap_push(w, r);
 }
 
-/* Remembers an order the service named; false when the id cannot be an order id. */
-static bool record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o)
+/* Remembers an order the service named, with the units the answer said it holds (0:
+ * not said); false when the id cannot be an order id. */
+static bool record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o,
+                         uint32_t quantity)
 {
     if (len == 0 || len > 1024)
         return false;
@@ -371,7 +360,7 @@ static bool record_order(worker_t *w, uint32_t user, const char *id, size_t len,
         w->orders = sk_xrealloc(w->orders, w->orders_cap * sizeof(*w->orders));
     }
     w->orders[w->norders++] = (sk_loadgen_order_rec_t){
-        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o};
+        .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o, .quantity = quantity};
     w->arena_len += n;
     return true;
 }
@@ -414,7 +403,7 @@ static void plan_action(worker_t *w, uint32_t i, uint64_t now_ns)
 static void add_reservation(worker_t *w, uint32_t user, const char *id, size_t len, int64_t pay_by, uint32_t quantity,
                             sk_loadgen_outcome_t o, uint64_t now_ns)
 {
-    if (!record_order(w, user, id, len, o))
+    if (!record_order(w, user, id, len, o, quantity))
         return;
     if (w->nresv == w->resv_cap) {
         w->resv_cap = w->resv_cap ? w->resv_cap * 2 : 4096;
@@ -509,6 +498,8 @@ static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp,
                     atomic_store_explicit(&w->last_remaining, rem, memory_order_relaxed);
                 return SK_OUT_SOLD_OUT;
             }
+            if (str_is(v, vl, "paused"))
+                return SK_OUT_PAUSED;
             if (str_is(v, vl, "limit_reached")) {
                 if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", &a->oid, &a->oid_len) != 1)
                     a->oid_len = 0;
@@ -624,6 +615,11 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
     uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
     answer_t a;
     sk_loadgen_outcome_t o = classify(w, resp, &a);
+    /* The units an order holds, as its answer said; a service without quantities says
+     * nothing: one unit. */
+    uint32_t qty = a.quantity ? a.quantity : 1;
+    const char *v;
+    size_t vl;
     count(w, o, now > base ? now - base : 0);
     uint8_t *us = r->user ? &w->run->ustate[r->user] : NULL;
     switch (o) {
@@ -638,21 +634,24 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
          * plan; every other order is only remembered. */
         if (w->cfg->lifecycle && a.pay_by > 0 &&
             (o == SK_OUT_RESERVED || (o == SK_OUT_DUPLICATE && a.state == SK_LOADGEN_ST_RESERVED)))
-            add_reservation(w, r->user, a.oid, a.oid_len, a.pay_by, a.quantity ? a.quantity : r->quantity, o, now);
+            add_reservation(w, r->user, a.oid, a.oid_len, a.pay_by, qty, o, now);
         else
-            record_order(w, r->user, a.oid, a.oid_len, o);
+            record_order(w, r->user, a.oid, a.oid_len, o, qty);
         *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_LIMIT_REACHED:
         if (!(*us & SK_LOADGEN_USER_HOLDS))
-            record_order(w, r->user, a.oid, a.oid_len, o);
+            record_order(w, r->user, a.oid, a.oid_len, o, 0);
         if (a.oid_len)
             *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_SOLD_OUT:
-        *us |= SK_LOADGEN_USER_SOLD_OUT;
+        /* Only "nothing left" says a willing buyer went without (the audit's undersold):
+         * sold out with units left means fewer than this buyer asked for. */
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) != 2 || str_is(v, vl, "0"))
+            *us |= SK_LOADGEN_USER_SOLD_OUT;
         if (r->quantity <= 1)
             sk_counter_add(&w->sold_out1, 1);
         finish(w, r, now);
@@ -959,7 +958,7 @@ static void before_sleep(sk_loop_t *loop, void *arg)
 void *sk_loadgen_crowd_main(void *arg)
 {
     worker_t *w = arg;
-    w->loop = sk_loop_new();
+    w->loop = sk_loop_new_io(w->cfg->io);
     if (!w->loop) {
         sk_error("seckill-bench: cannot create an event loop: %s", strerror(errno));
         atomic_store(&w->done, 1);

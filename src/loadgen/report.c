@@ -121,8 +121,8 @@ void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk
 
 void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
 {
-    fprintf(out, "\n  audit (%s): store holds %lld orders, stock %lld, per-user limit %lld", a->source,
-            (long long)a->store_orders, (long long)a->stock, (long long)a->limit);
+    fprintf(out, "\n  audit (%s): store holds %lld orders of %lld units, stock %lld, per-user limit %lld", a->source,
+            (long long)a->store_orders, (long long)a->store_units, (long long)a->stock, (long long)a->limit);
     if (a->reported_sold >= 0)
         fprintf(out, ", sold %lld", (long long)a->reported_sold);
     fprintf(out,
@@ -133,10 +133,14 @@ void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
     if (a->foreign)
         fprintf(out, "  orders of other runs: %lld\n", (long long)a->foreign);
     fprintf(out,
-            "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld  bad_reads %lld  "
-            "counts_mismatch %lld\n",
+            "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld  miscounted %lld  "
+            "bad_reads %lld  counts_mismatch %lld\n",
             (long long)a->oversold, (long long)a->undersold, (long long)a->lost, (long long)a->phantom,
-            (long long)a->duplicates, (long long)a->bad_reads, (long long)a->counts_mismatch);
+            (long long)a->duplicates, (long long)a->miscounted, (long long)a->bad_reads, (long long)a->counts_mismatch);
+    if (a->trail_checked)
+        fprintf(out, "  trail: %lld controls; orders while paused %lld  after the close %lld  over the stock %lld\n",
+                (long long)a->trail_entries, (long long)a->while_paused, (long long)a->after_close,
+                (long long)a->over_stock);
     if (a->lifecycle) {
         fprintf(out, "  store orders by state:");
         for (int st = 1; st < SK_LOADGEN_ST__COUNT; st++)
@@ -296,6 +300,14 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(a, "lost", json_integer(audit->lost));
         json_object_set_new(a, "phantom", json_integer(audit->phantom));
         json_object_set_new(a, "duplicates", json_integer(audit->duplicates));
+        json_object_set_new(a, "miscounted", json_integer(audit->miscounted));
+        json_object_set_new(a, "store_units", json_integer(audit->store_units));
+        json_object_set_new(a, "client_units", json_integer(audit->client_units));
+        if (audit->trail_checked)
+            json_object_set_new(a, "trail",
+                                json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)audit->trail_entries,
+                                          "while_paused", (json_int_t)audit->while_paused, "after_close",
+                                          (json_int_t)audit->after_close, "over_stock", (json_int_t)audit->over_stock));
         json_object_set_new(a, "stock", json_integer(audit->stock));
         json_object_set_new(a, "per_user_limit", json_integer(audit->limit));
         json_object_set_new(a, "store_orders", json_integer(audit->store_orders));
@@ -317,7 +329,6 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(a, "returned_twice", json_integer(audit->returned_twice));
         json_object_set_new(a, "bad_transitions", json_integer(audit->bad_transitions));
         json_object_set_new(a, "held_at_end", json_integer(audit->held_at_end));
-        json_object_set_new(a, "store_units", json_integer(audit->store_units));
         json_object_set_new(a, "reads", json_integer(audit->reads));
         json_object_set_new(a, "max_units", json_integer(audit->max_units));
         json_object_set_new(a, "logged", json_boolean(audit->logged));

@@ -268,10 +268,7 @@ static int poll_sale(poller_t *p, sk_loadgen_polls_t *ps)
 /* The smallest quantity the crowd asks for: below it a remaining stock cannot sell. */
 static int64_t min_quantity(const sk_loadgen_config_t *cfg)
 {
-    uint32_t q = cfg->qmix_n ? cfg->qmix_q[0] : 1;
-    for (uint32_t i = 1; i < cfg->qmix_n; i++)
-        q = SK_MIN(q, cfg->qmix_q[i]);
-    return q;
+    return sk_loadgen_qty_min(&cfg->qty);
 }
 
 /* Every --poll ms while the crowd runs. In the lifecycle scenario, once nothing is held

@@ -30,6 +30,7 @@
 
 #include "loadgen/client.h"
 #include "loadgen/histogram.h"
+#include "loadgen/units.h"
 
 /** What one answer was. The order matters: it is the order of the report. */
 typedef enum {
@@ -40,6 +41,7 @@ typedef enum {
     SK_OUT_LIMIT_REACHED,
     SK_OUT_NOT_STARTED,
     SK_OUT_ENDED,
+    SK_OUT_PAUSED, /* 409 paused: the operator paused the sale */
     SK_OUT_UNAVAILABLE,
     SK_OUT_RATE_LIMITED,
     SK_OUT_HTTP_ERROR,
@@ -55,7 +57,7 @@ const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o);
 enum {
     SK_LOADGEN_USER_TRIED = 1, /* at least one request was sent for the user */
     SK_LOADGEN_USER_HOLDS = 2, /* the service named an order of the user */
-    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out */
+    SK_LOADGEN_USER_SOLD_OUT = 4, /* the user was told sold_out with nothing remaining */
     SK_LOADGEN_USER_IN_DOUBT = 8, /* a request of the user ended without an answer (503 or a
                                    * network error after the last retry) */
     SK_LOADGEN_USER_REFUSED = 16, /* not_started, ended, rate limited or another 4xx */
@@ -66,7 +68,7 @@ typedef struct {
     char *id;
     char *name;
     int64_t stock;
-    int64_t limit; /* per_user_limit */
+    int64_t limit; /* per_user_limit, in units */
     int64_t sold; /* -1 when unknown */
     int64_t starts_at, ends_at; /* unix ms, server clock */
     /* Server clock minus ours, bounded: the server read its clock between our send and
@@ -166,6 +168,7 @@ typedef struct {
     uint32_t off;
     uint16_t len;
     uint8_t outcome; /* sk_loadgen_outcome_t that named it */
+    uint32_t quantity; /* units, as the answer said; 0 when it did not (limit_reached) */
 } sk_loadgen_order_rec_t;
 
 typedef struct {
@@ -174,6 +177,7 @@ typedef struct {
     uint32_t connections;
     uint32_t threads;
     uint32_t pipeline;
+    sk_loop_io_t io; /* the client threads' loop backend (--io) */
     uint32_t users;
     uint64_t requests; /* 0: --duration decides, or one per user */
     uint64_t duration_ms;
@@ -188,7 +192,9 @@ typedef struct {
     const char *sale_id; /* --sale */
     bool create; /* --create-sale */
     int64_t create_stock, create_limit, create_starts_in_ms, create_duration_ms;
-    int64_t create_window_ms, create_max_quantity; /* -1: not given */
+    int64_t create_window_ms; /* payment window; -1: not sent */
+    int64_t create_max_quantity; /* 0: not sent (one unit per order) */
+    sk_loadgen_qty_t qty; /* the quantities purchases ask for (--quantity) */
     const char *create_id;
     /* The lifecycle scenario: shares of the reservations that pay inside the window,
      * pay after pay_by and cancel (the rest walk away); the key that signs payments
@@ -197,11 +203,6 @@ typedef struct {
     double pay_share, late_share, cancel_share;
     const unsigned char *payment_key;
     size_t payment_key_len;
-    /* Units per purchase: qmix_q[i] with probability up to qmix_cum[i] (cumulative, the
-     * last 1.0); none: one unit, no "quantity" sent. */
-    uint32_t qmix_n;
-    uint32_t qmix_q[8];
-    double qmix_cum[8];
     uint32_t poll_ms; /* read the sale this often during the run (0: never) */
     uint64_t settle_ms; /* after the crowd: wait at most this long for held == 0 */
     char run_id[16]; /* hex, printed into every request_id */

@@ -1,57 +1,246 @@
-/* The epoll event loop. Edge-triggered I/O, a binary min-heap of timers, an eventfd
- * per async handle, and one before-sleep list (where connections flush their output
- * and closed connections are freed, like Redis's beforeSleep, and then other threads
- * are woken), run in the phase order documented in loop.h. */
+/* The event loop's common part (a binary min-heap of timers, the before-sleep list, the
+ * clock, the handles' list and what the interface does before it reaches a backend) and
+ * the epoll backend: edge-triggered readiness, the owner's own read(2) and write(2), an
+ * eventfd per async handle. The before-sleep list is where connections flush their
+ * output and closed connections are freed, like Redis's beforeSleep, and then other
+ * threads are woken, in the phase order documented in loop.h. uring.c is the other
+ * backend. */
 #include "loop/loop.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "loop/backend.h"
 #include "util/common.h"
 
 #define SK_LOOP_MAX_EVENTS 512
-
-typedef struct {
-    sk_loop_phase_t phase;
-    sk_hook_cb cb;
-    void *arg;
-} sk_hook_t;
-
-struct sk_loop {
-    int epfd;
-    bool stop;
-    uint64_t now_ms;
-    sk_timer_t **heap; /* 1-based; heap[0] unused */
-    uint32_t heap_len;
-    uint32_t heap_cap;
-    sk_io_t *ios; /* active I/O handles, so that sk_loop_free can name leftovers */
-    sk_hook_t *hooks; /* sorted by phase, then by the order added */
-    size_t n_hooks, hooks_cap;
-    bool in_hooks;
-};
 
 static uint64_t mono_ms(void)
 {
     return sk_mono_ns() / 1000000u;
 }
 
-sk_loop_t *sk_loop_new(void)
+/* ---- epoll ---------------------------------------------------------------------------- */
+
+typedef struct {
+    int epfd;
+} ep_t;
+
+static const sk_loop_ops_t epoll_ops;
+
+static int ep_init(sk_loop_t *loop)
 {
     int fd = epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0)
-        return NULL;
+        return -errno;
+    ep_t *ep = sk_xcalloc(1, sizeof(*ep));
+    ep->epfd = fd;
+    loop->ops = &epoll_ops;
+    loop->be = ep;
+    return 0;
+}
+
+static void ep_free(sk_loop_t *loop)
+{
+    ep_t *ep = loop->be;
+    close(ep->epfd);
+    free(ep);
+}
+
+static uint32_t to_epoll(unsigned mask)
+{
+    uint32_t ev = EPOLLET | EPOLLRDHUP;
+    if (mask & (SK_IO_READ | SK_IO_STREAM | SK_IO_ACCEPT))
+        ev |= EPOLLIN;
+    if (mask & (SK_IO_WRITE | SK_IO_STREAM))
+        ev |= EPOLLOUT;
+    return ev;
+}
+
+static int ep_io_start(sk_loop_t *loop, sk_io_t *io)
+{
+    ep_t *ep = loop->be;
+    struct epoll_event ev = {.events = to_epoll(io->mask), .data.ptr = io};
+    return epoll_ctl(ep->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+static int ep_io_modify(sk_loop_t *loop, sk_io_t *io, unsigned mask)
+{
+    ep_t *ep = loop->be;
+    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
+    return epoll_ctl(ep->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+static void ep_io_stop(sk_loop_t *loop, sk_io_t *io)
+{
+    ep_t *ep = loop->be;
+    epoll_ctl(ep->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+static ssize_t ep_io_read(sk_loop_t *loop, sk_io_t *io, void *buf, size_t len)
+{
+    (void)loop;
+    return read(io->fd, buf, len);
+}
+
+static ssize_t ep_io_write(sk_loop_t *loop, sk_io_t *io, const void *buf, size_t len)
+{
+    (void)loop;
+    return write(io->fd, buf, len);
+}
+
+static size_t ep_io_unsent(sk_loop_t *loop, sk_io_t *io)
+{
+    (void)loop;
+    (void)io;
+    return 0;
+}
+
+static int ep_io_accept(sk_loop_t *loop, sk_io_t *io, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    (void)loop;
+    return accept4(io->fd, (struct sockaddr *)ss, ss ? sl : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+static void async_on_read(sk_loop_t *loop, sk_io_t *io, unsigned events)
+{
+    (void)events;
+    sk_async_t *a = SK_CONTAINER_OF(io, sk_async_t, io);
+    uint64_t v;
+    /* One read takes the whole count and zeroes it; a read until EAGAIN would cost a
+     * second syscall per wake-up for nothing (the next send is a new edge). */
+    ssize_t r = read(io->fd, &v, sizeof(v));
+    (void)r;
+    sk_loop_async_fire(loop, a);
+}
+
+static int ep_async_start(sk_loop_t *loop, sk_async_t *a)
+{
+    return sk_io_start(loop, &a->io, a->io.fd, SK_IO_READ, async_on_read);
+}
+
+unsigned sk_loop_poll_events(uint32_t e)
+{
+    unsigned mask = 0;
+    if (e & EPOLLIN)
+        mask |= SK_IO_READ;
+    if (e & EPOLLOUT)
+        mask |= SK_IO_WRITE;
+    if (e & (EPOLLHUP | EPOLLRDHUP))
+        mask |= SK_IO_HUP | SK_IO_READ;
+    if (e & EPOLLERR)
+        mask |= SK_IO_ERR | SK_IO_READ;
+    return mask;
+}
+
+static int ep_wait(sk_loop_t *loop, int timeout)
+{
+    ep_t *ep = loop->be;
+    struct epoll_event events[SK_LOOP_MAX_EVENTS];
+    int n = epoll_wait(ep->epfd, events, SK_LOOP_MAX_EVENTS, timeout);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    sk_loop_update_time(loop);
+    for (int i = 0; i < n; i++) {
+        sk_io_t *io = events[i].data.ptr;
+        /* A callback may stop another handle of this batch (closing its connection);
+         * such handles are never freed before the before-sleep hook, so `active` is
+         * still readable here. */
+        if (io->active)
+            io->cb(loop, io, sk_loop_poll_events(events[i].events));
+    }
+    return 0;
+}
+
+static const sk_loop_ops_t epoll_ops = {
+    .io = SK_LOOP_IO_EPOLL,
+    .free = ep_free,
+    .io_start = ep_io_start,
+    .io_modify = ep_io_modify,
+    .io_stop = ep_io_stop,
+    .io_read = ep_io_read,
+    .io_write = ep_io_write,
+    .io_unsent = ep_io_unsent,
+    .io_accept = ep_io_accept,
+    .async_start = ep_async_start,
+    .wait = ep_wait,
+};
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static sk_loop_t *loop_alloc(void)
+{
     sk_loop_t *loop = sk_xcalloc(1, sizeof(*loop));
-    loop->epfd = fd;
     loop->now_ms = mono_ms();
     loop->heap_cap = 64;
     loop->heap = sk_xmalloc(sizeof(*loop->heap) * loop->heap_cap);
     return loop;
+}
+
+static void loop_release(sk_loop_t *loop)
+{
+    free(loop->heap);
+    free(loop->hooks);
+    free(loop);
+}
+
+sk_loop_t *sk_loop_new(void)
+{
+    return sk_loop_new_io(SK_LOOP_IO_EPOLL);
+}
+
+sk_loop_t *sk_loop_new_io(sk_loop_io_t io)
+{
+    sk_loop_t *loop = loop_alloc();
+    int rc = -EINVAL;
+    if (io == SK_LOOP_IO_URING || io == SK_LOOP_IO_AUTO) {
+        rc = sk_loop_uring_init(loop);
+        if (rc < 0 && io == SK_LOOP_IO_AUTO) {
+            /* Said once per process: every worker would say the same. */
+            static _Atomic bool said;
+            if (!atomic_exchange(&said, true))
+                sk_info("loop: io_uring is not available here (%s): using epoll", strerror(-rc));
+        }
+    }
+    if (io == SK_LOOP_IO_EPOLL || (io == SK_LOOP_IO_AUTO && rc < 0))
+        rc = ep_init(loop);
+    if (rc < 0) {
+        loop_release(loop);
+        errno = -rc;
+        return NULL;
+    }
+    return loop;
+}
+
+sk_loop_io_t sk_loop_io(const sk_loop_t *loop)
+{
+    return loop->ops->io;
+}
+
+const char *sk_loop_io_name(sk_loop_io_t io)
+{
+    return io == SK_LOOP_IO_EPOLL ? "epoll" : io == SK_LOOP_IO_URING ? "uring" : "auto";
+}
+
+int sk_loop_io_parse(const char *s, sk_loop_io_t *io)
+{
+    if (strcmp(s, "epoll") == 0)
+        *io = SK_LOOP_IO_EPOLL;
+    else if (strcmp(s, "uring") == 0 || strcmp(s, "io_uring") == 0)
+        *io = SK_LOOP_IO_URING;
+    else if (strcmp(s, "auto") == 0)
+        *io = SK_LOOP_IO_AUTO;
+    else
+        return -EINVAL;
+    return 0;
 }
 
 int sk_loop_free(sk_loop_t *loop)
@@ -67,31 +256,22 @@ int sk_loop_free(sk_loop_t *loop)
     for (size_t i = 0; i < loop->n_hooks; i++, left++)
         sk_error("loop: before-sleep hook %p (arg %p) still registered at sk_loop_free",
                  (void *)(uintptr_t)loop->hooks[i].cb, loop->hooks[i].arg);
-    close(loop->epfd);
-    free(loop->heap);
-    free(loop->hooks);
-    free(loop);
+    loop->ops->free(loop);
+    loop_release(loop);
     return left;
-}
-
-static uint32_t to_epoll(unsigned mask)
-{
-    uint32_t ev = EPOLLET | EPOLLRDHUP;
-    if (mask & SK_IO_READ)
-        ev |= EPOLLIN;
-    if (mask & SK_IO_WRITE)
-        ev |= EPOLLOUT;
-    return ev;
 }
 
 int sk_io_start(sk_loop_t *loop, sk_io_t *io, int fd, unsigned mask, sk_io_cb cb)
 {
-    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
     io->fd = fd;
     io->mask = mask;
     io->cb = cb;
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-        return -errno;
+    io->be = NULL;
+    if (fd < 0)
+        return -EBADF;
+    int rc = loop->ops->io_start(loop, io);
+    if (rc < 0)
+        return rc;
     io->active = true;
     io->loop_prev = NULL;
     io->loop_next = loop->ios;
@@ -105,11 +285,12 @@ int sk_io_modify(sk_loop_t *loop, sk_io_t *io, unsigned mask)
 {
     if (!io->active)
         return -EINVAL;
+    mask |= io->mask & (SK_IO_STREAM | SK_IO_ACCEPT); /* a handle keeps its mode */
     if (mask == io->mask)
         return 0;
-    struct epoll_event ev = {.events = to_epoll(mask), .data.ptr = io};
-    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
-        return -errno;
+    int rc = loop->ops->io_modify(loop, io, mask);
+    if (rc < 0)
+        return rc;
     io->mask = mask;
     return 0;
 }
@@ -118,7 +299,7 @@ void sk_io_stop(sk_loop_t *loop, sk_io_t *io)
 {
     if (!io->active)
         return;
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    loop->ops->io_stop(loop, io);
     io->active = false;
     if (io->loop_prev)
         io->loop_prev->loop_next = io->loop_next;
@@ -201,13 +382,28 @@ static void run_timers(sk_loop_t *loop)
     }
 }
 
-static void async_on_read(sk_loop_t *loop, sk_io_t *io, unsigned events)
+ssize_t sk_io_read(sk_loop_t *loop, sk_io_t *io, void *buf, size_t len)
 {
-    (void)events;
-    sk_async_t *a = SK_CONTAINER_OF(io, sk_async_t, io);
-    uint64_t v;
-    while (read(io->fd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
-    }
+    return loop->ops->io_read(loop, io, buf, len);
+}
+
+ssize_t sk_io_write(sk_loop_t *loop, sk_io_t *io, const void *buf, size_t len)
+{
+    return loop->ops->io_write(loop, io, buf, len);
+}
+
+size_t sk_io_unsent(sk_loop_t *loop, sk_io_t *io)
+{
+    return io->active ? loop->ops->io_unsent(loop, io) : 0;
+}
+
+int sk_io_accept(sk_loop_t *loop, sk_io_t *io, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    return loop->ops->io_accept(loop, io, ss, sl);
+}
+
+void sk_loop_async_fire(sk_loop_t *loop, sk_async_t *a)
+{
     /* Clear before the callback: a send that races with the callback re-arms the
      * eventfd, so no wake-up is lost. */
     atomic_store(&a->pending, 0);
@@ -221,7 +417,8 @@ int sk_async_init(sk_loop_t *loop, sk_async_t *a, sk_async_cb cb)
         return -errno;
     atomic_init(&a->pending, 0);
     a->cb = cb;
-    int rc = sk_io_start(loop, &a->io, fd, SK_IO_READ, async_on_read);
+    a->io.fd = fd;
+    int rc = loop->ops->async_start(loop, a);
     if (rc < 0)
         close(fd);
     return rc;
@@ -256,7 +453,7 @@ void sk_loop_add_before_sleep(sk_loop_t *loop, sk_loop_phase_t phase, sk_hook_cb
         loop->hooks[i] = loop->hooks[i - 1];
         i--;
     }
-    loop->hooks[i] = (sk_hook_t){.phase = phase, .cb = cb, .arg = arg};
+    loop->hooks[i] = (sk_loop_hook_t){.phase = phase, .cb = cb, .arg = arg};
     loop->n_hooks++;
 }
 
@@ -272,11 +469,24 @@ void sk_loop_remove_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg)
     }
 }
 
+void sk_loop_handoff_pending(sk_loop_t *loop)
+{
+    loop->handoff_pending = true;
+}
+
 static void run_hooks(sk_loop_t *loop)
 {
     loop->in_hooks = true;
-    for (size_t i = 0; i < loop->n_hooks; i++)
+    for (size_t i = 0; i < loop->n_hooks; i++) {
+        if (loop->hooks[i].phase == SK_LOOP_PHASE_HANDOFF && loop->handoff_pending) {
+            /* The output leaves before anyone is woken (loop.h). */
+            loop->handoff_pending = false;
+            if (loop->ops->submit)
+                loop->ops->submit(loop);
+        }
         loop->hooks[i].cb(loop, loop->hooks[i].arg);
+    }
+    loop->handoff_pending = false;
     loop->in_hooks = false;
 }
 
@@ -297,7 +507,6 @@ void sk_loop_stop(sk_loop_t *loop)
 
 int sk_loop_run(sk_loop_t *loop)
 {
-    struct epoll_event events[SK_LOOP_MAX_EVENTS];
     loop->stop = false;
     while (!loop->stop) {
         run_hooks(loop);
@@ -309,31 +518,10 @@ int sk_loop_run(sk_loop_t *loop)
             uint64_t when = loop->heap[1]->when_ms;
             timeout = when <= loop->now_ms ? 0 : (int)SK_MIN(when - loop->now_ms, (uint64_t)INT32_MAX);
         }
-        int n = epoll_wait(loop->epfd, events, SK_LOOP_MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
+        int rc = loop->ops->wait(loop, timeout);
+        if (rc < 0)
+            return rc;
         sk_loop_update_time(loop);
-        for (int i = 0; i < n; i++) {
-            sk_io_t *io = events[i].data.ptr;
-            uint32_t e = events[i].events;
-            unsigned mask = 0;
-            if (e & EPOLLIN)
-                mask |= SK_IO_READ;
-            if (e & EPOLLOUT)
-                mask |= SK_IO_WRITE;
-            if (e & (EPOLLHUP | EPOLLRDHUP))
-                mask |= SK_IO_HUP | SK_IO_READ;
-            if (e & EPOLLERR)
-                mask |= SK_IO_ERR | SK_IO_READ;
-            /* A callback may stop another handle of this batch (closing its
-             * connection); such handles are never freed before the before-sleep hook,
-             * so `active` is still readable here. */
-            if (io->active)
-                io->cb(loop, io, mask);
-        }
         run_timers(loop);
     }
     return 0;

@@ -1,25 +1,46 @@
-/* The event loop: one per thread, never shared. epoll lives in loop.c alone.
+/* The event loop: one per thread, never shared. Two backends behind one interface,
+ * chosen when the loop is made: epoll (loop.c, the fallback that runs everywhere) and
+ * io_uring (uring.c), where the loop itself receives, sends and accepts, and a whole
+ * turn's sends leave in one submission.
  *
  * Ownership: the loop owns none of the sk_io_t, sk_timer_t or sk_async_t handles it
  * watches, nor the before-sleep hooks; the caller embeds them in its own structs and
  * must stop (remove) them before freeing that memory. sk_loop_free names any it finds
- * still registered. All functions except sk_async_send() must be called from the loop's
- * own thread.
+ * still registered. What a backend keeps for a handle (received bytes, bytes not sent
+ * yet, operations in flight) is the loop's own and outlives the handle until the
+ * kernel is done with it. All functions except sk_async_send() must be called from the
+ * loop's own thread.
  *
  * A turn: run the before-sleep list (one list, in phase order, see sk_loop_phase_t),
- * wait for events, run the I/O callbacks, run the due timers. */
+ * wait for events (io_uring: after submitting the turn's operations in the same call),
+ * run the I/O callbacks, run the due timers. */
 #ifndef SK_LOOP_LOOP_H
 #define SK_LOOP_LOOP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 typedef struct sk_loop sk_loop_t;
 typedef struct sk_io sk_io_t;
 typedef struct sk_timer sk_timer_t;
 typedef struct sk_async sk_async_t;
 
-enum { SK_IO_READ = 1, SK_IO_WRITE = 2, SK_IO_HUP = 4, SK_IO_ERR = 8 };
+/* Events (and, for sk_io_start, what to watch). SK_IO_STREAM and SK_IO_ACCEPT are modes
+ * of a handle, given to sk_io_start only:
+ *  - SK_IO_STREAM: a connected socket read and written with sk_io_read/sk_io_write
+ *    (never read(2)/write(2) on the fd). SK_IO_READ fires when bytes or the end arrived,
+ *    SK_IO_WRITE when written bytes left (see sk_io_write); both are always watched.
+ *  - SK_IO_ACCEPT: a listening socket whose connections come from sk_io_accept;
+ *    SK_IO_READ fires when there are some.
+ * Without a mode, a handle reports readiness only (the owner does its own I/O). */
+enum { SK_IO_READ = 1, SK_IO_WRITE = 2, SK_IO_HUP = 4, SK_IO_ERR = 8, SK_IO_STREAM = 16, SK_IO_ACCEPT = 32 };
+
+/** The backend of a loop. AUTO: io_uring when the kernel offers what the loop needs and
+ *  lets this process use it, else epoll. */
+typedef enum { SK_LOOP_IO_AUTO = 0, SK_LOOP_IO_EPOLL, SK_LOOP_IO_URING } sk_loop_io_t;
 
 /** Called with the events that fired (SK_IO_* bits). */
 typedef void (*sk_io_cb)(sk_loop_t *loop, sk_io_t *io, unsigned events);
@@ -36,6 +57,7 @@ struct sk_io {
     sk_io_cb cb;
     void *data; /* free for the owner */
     sk_io_t *loop_prev, *loop_next; /* the loop's list of active handles */
+    void *be; /* the backend's state for this handle (io_uring), owned by the loop */
 };
 
 struct sk_timer {
@@ -54,8 +76,19 @@ struct sk_async {
     void *data;
 };
 
-/** Creates a loop. Returns NULL and sets errno when epoll cannot be created. */
+/** Creates an epoll loop. Returns NULL and sets errno when epoll cannot be created. */
 sk_loop_t *sk_loop_new(void);
+/** Creates a loop over `io`. URING fails (NULL, errno set: ENOSYS or EPERM when the
+ *  kernel lacks io_uring or refuses it to this process, EOPNOTSUPP when it lacks a
+ *  feature the loop needs: multishot receive and accept, provided buffer rings); AUTO
+ *  then falls back to epoll, and says why once at info level. */
+sk_loop_t *sk_loop_new_io(sk_loop_io_t io);
+/** The backend a loop runs on (never AUTO). */
+sk_loop_io_t sk_loop_io(const sk_loop_t *loop);
+/** "epoll", "uring" or "auto". */
+const char *sk_loop_io_name(sk_loop_io_t io);
+/** Parses "epoll", "uring" or "auto". Returns 0 or -EINVAL. */
+int sk_loop_io_parse(const char *s, sk_loop_io_t *io);
 /** Frees the loop. The loop owns no handle, so it cannot close one; a handle still
  *  registered (an I/O watcher, an armed timer, a before-sleep hook) is its owner's bug:
  *  a leaked fd, or a callback into freed memory had the loop run on. Each one is logged
@@ -68,8 +101,28 @@ int sk_loop_free(sk_loop_t *loop);
 int sk_io_start(sk_loop_t *loop, sk_io_t *io, int fd, unsigned mask, sk_io_cb cb);
 /** Changes the watched events. Returns 0 or -errno. */
 int sk_io_modify(sk_loop_t *loop, sk_io_t *io, unsigned mask);
-/** Stops watching; safe to call twice. Does not close the fd. */
+/** Stops watching; safe to call twice. Does not close the fd (the owner closes it at
+ *  once if it likes: operations the loop still has in flight on it are cancelled, bytes
+ *  not sent yet are dropped). */
 void sk_io_stop(sk_loop_t *loop, sk_io_t *io);
+
+/** Reads from an SK_IO_STREAM handle, like read(2): the bytes (> 0), 0 at the end of the
+ *  stream, or -1 with errno (EAGAIN: nothing now, SK_IO_READ will say when; ECONNRESET
+ *  and the like). A read shorter than `len` means nothing more is there now. */
+ssize_t sk_io_read(sk_loop_t *loop, sk_io_t *io, void *buf, size_t len);
+/** Writes to an SK_IO_STREAM handle, like write(2): returns the bytes taken (all, or part
+ *  of them) or -1 with errno (EAGAIN: nothing was taken, SK_IO_WRITE fires when there is
+ *  room; EPIPE, ECONNRESET and the like). With io_uring the bytes are copied and leave
+ *  with the turn's one submission: until they left, sk_io_unsent counts them. */
+ssize_t sk_io_write(sk_loop_t *loop, sk_io_t *io, const void *buf, size_t len);
+/** Bytes taken by sk_io_write that have not been handed to the kernel yet (always 0
+ *  with epoll). When it returns more than 0, SK_IO_WRITE fires once they all left (or
+ *  SK_IO_ERR if they cannot): the moment to close a connection after its last answer. */
+size_t sk_io_unsent(sk_loop_t *loop, sk_io_t *io);
+/** Accepts a connection on an SK_IO_ACCEPT handle, like accept4(2) with SOCK_NONBLOCK
+ *  and SOCK_CLOEXEC: the new fd (owned by the caller), the peer's address in *ss and *sl
+ *  when ss is not NULL; or -1 with errno (EAGAIN: none now; EMFILE and the like). */
+int sk_io_accept(sk_loop_t *loop, sk_io_t *io, struct sockaddr_storage *ss, socklen_t *sl);
 
 /** Arms (or re-arms) a one-shot timer to fire after `ms` milliseconds. */
 void sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t ms, sk_timer_cb cb);
@@ -101,6 +154,13 @@ typedef enum {
     SK_LOOP_PHASE_OUTPUT = 0,
     SK_LOOP_PHASE_HANDOFF = 1,
 } sk_loop_phase_t;
+
+/** Says that a HANDOFF hook has work this turn (another thread to wake). With io_uring
+ *  the turn's output otherwise leaves with the submission that also waits, after the
+ *  hooks: then the loop hands it to the kernel first, before the HANDOFF phase, so that
+ *  a woken thread on the same core never runs ahead of this turn's answers (one more
+ *  system call in such turns only). With epoll the output was written already. */
+void sk_loop_handoff_pending(sk_loop_t *loop);
 
 /** Adds `cb` to the before-sleep list in `phase`. Never fails. Not from inside a
  *  before-sleep hook. */

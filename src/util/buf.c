@@ -5,14 +5,50 @@
 
 size_t sk_fmt_u64(char *dst, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = tmp[n - 1 - i];
+    /* Two digits per step from a table: numbers are formatted for every answer (status,
+     * length, remaining stock, order ids). */
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                   "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                   "8081828384858687888990919293949596979899";
+    static const uint64_t pow10[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+    /* The digit count from the bit length (log10(2) ~ 1233/4096), corrected by one compare. */
+    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
+    unsigned t = (bits * 1233u) >> 12;
+    size_t n = t + (v >= pow10[t]);
+    if (n == 0)
+        n = 1;
+    char *p = dst + n;
+    while (v >= 100) {
+        unsigned k = (unsigned)(v % 100) * 2;
+        v /= 100;
+        *--p = pairs[k + 1];
+        *--p = pairs[k];
+    }
+    if (v >= 10) {
+        *--p = pairs[v * 2 + 1];
+        *--p = pairs[v * 2];
+    } else {
+        *--p = (char)('0' + v);
+    }
     return n;
 }
 
@@ -84,17 +120,31 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    sk_buf_reserve(b, n + 2);
-    sk_buf_putc(b, '"');
+    /* Bytes copied as they are: printable ASCII but the quote and the backslash. Runs of
+     * them (ids, names: nearly every string) are copied at once. */
+    static const unsigned char plain[256] = {
+#define R8(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1, [c + 4] = 1, [c + 5] = 1, [c + 6] = 1, [c + 7] = 1
+        [0x20] = 1, [0x21] = 1, R8(0x23), R8(0x2b), R8(0x33), R8(0x3b),   R8(0x43),   R8(0x4b),   R8(0x53),
+        [0x5b] = 1, R8(0x5d),   R8(0x65), R8(0x6d), R8(0x75), [0x7d] = 1, [0x7e] = 1, [0x7f] = 1,
+#undef R8
+    };
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
+    sk_buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
     while (i < n) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            sk_buf_putc(b, (char)c);
-            i++;
-            continue;
+        size_t j = i;
+        while (j < n && plain[p[j]])
+            j++;
+        if (j > i) {
+            sk_buf_reserve(b, j - i + 1);
+            memcpy(b->data + b->len, p + i, j - i);
+            b->len += j - i;
+            i = j;
+            if (i == n)
+                break;
         }
+        unsigned char c = p[i];
         if (c >= 0x80) {
             size_t l = utf8_len(p + i, n - i);
             if (l == 0) {

@@ -1,6 +1,7 @@
 /* Text files compiled into the binary at build time (cmake/embed_text.cmake): the Lua
- * scripts of the Redis store (src/backend/lua/) and the PostgreSQL migrations
- * (deploy/postgres/). Static, read-only data; nothing is freed. */
+ * scripts of the Redis store (src/backend/lua/) and the schema migrations of PostgreSQL
+ * (deploy/postgres/) and MySQL (deploy/mysql/). Static, read-only data; nothing is
+ * freed. */
 #ifndef SK_UTIL_TEXTS_H
 #define SK_UTIL_TEXTS_H
 
@@ -12,7 +13,8 @@ typedef struct {
     size_t len;
 } sk_text_t;
 
-/** Every embedded text in name order, terminated by an entry whose name is NULL. */
+/** Every embedded text, folder by folder and in name order within a folder (the order
+ *  migrations are applied in), terminated by an entry whose name is NULL. */
 extern const sk_text_t sk_texts[];
 
 /** Looks a text up by name; NULL when there is none. */

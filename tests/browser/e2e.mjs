@@ -127,6 +127,10 @@ async function newPage({ device = PHONE, locale = 'en-US', buyer } = {}) {
   const page = await ctx.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(String(e)));
+  // The pages send a Content-Security-Policy: anything it blocks is a bug of the page.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) page.errors.push(`CSP: ${m.text()}`);
+  });
   open.push(page);
   return page;
 }
@@ -759,6 +763,17 @@ async function dashboard() {
   check(nums.every((n) => n > 0), `charts are drawn: ${nums}`);
   await shot(page, '11-dashboard');
 
+  // The front door's refusals, node-wide: wrong admin tokens are rejected tokens.
+  for (let i = 0; i < 5; i++) {
+    eq((await api('GET', `/api/v1/sales/${live.id}/orders`, undefined, { Authorization: 'Bearer not-the-token' })).status,
+      TOKEN ? 401 : 200, `wrong token ${i}`);
+    await sleep(100);
+  }
+  if (TOKEN) {
+    await waitFor(async () => Number(await attr(page, 'c-front', 'data-max')) > 0, 'front door chart has data', 8000);
+    await waitFor(async () => /bad tokens/.test(await text(page, 'm-front-why')), 'front door refusals by kind', 8000);
+  }
+
   await page.locator('#lang').click();
   eq(await text(page, 'create'), '创建活动', 'dashboard in Chinese');
   await shot(page, '12-dashboard-zh');
@@ -805,10 +820,47 @@ async function dashboardLifecycle() {
   eq(await text(page, 'l-rate-expired').then((x) => / \/ 秒$/.test(x)), true, 'Chinese rate unit');
 }
 
+// ---- the front door -----------------------------------------------------------------
+
+async function securityAndPow() {
+  // The headers that keep the pages from being framed or sniffed.
+  for (const p of ['/', '/admin']) {
+    const res = await fetch(BASE + p);
+    const csp = res.headers.get('content-security-policy') || '';
+    check(/script-src 'self'/.test(csp) && /frame-ancestors 'none'/.test(csp), `${p}: CSP ${csp}`);
+    eq(res.headers.get('x-frame-options'), 'DENY', `${p}: X-Frame-Options`);
+    eq(res.headers.get('x-content-type-options'), 'nosniff', `${p}: nosniff`);
+  }
+  // Another site may not frame the page: Chromium refuses to load it in an iframe.
+  const page = await newPage({ device: DESKTOP });
+  await page.goto(`${BASE}/`);
+  const framed = await page.evaluate(async (url) => {
+    const f = document.createElement('iframe');
+    f.src = url;
+    document.body.appendChild(f);
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      return f.contentDocument ? f.contentDocument.querySelector('#create-form') !== null : false;
+    } catch {
+      return false;
+    }
+  }, `${BASE}/admin`);
+  eq(framed, false, 'the dashboard cannot be framed, not even by the page');
+  page.errors = page.errors.filter((e) => !/frame-ancestors|Refused to frame/i.test(e));
+  // The proof-of-work solver, loaded by the page under its own CSP, with Chromium's Web
+  // Crypto: the vector tests/unit/crypto/test_pow.c verifies on the server's side.
+  const nonce = await page.evaluate(async () => {
+    const pow = await import('/pow.js');
+    return pow.solvePow('29000000.ERBGRId0Raj51Q55NdBArSB70Ut7Jl3XUcIBS3M6NrA', 12);
+  });
+  eq(nonce, '5614', 'the page solves the server\'s puzzle');
+}
+
 // ---- runner -------------------------------------------------------------------------
 
 const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice,
-  reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle];
+  reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle,
+  securityAndPow];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });

@@ -4,7 +4,8 @@
  * Every input is parsed twice, as JSON and as form fields, each time from an
  * exact-size heap copy (ASan sees a read past the end). Beyond "no crash", it checks
  * the parser against independent oracles:
- *  - the contract: 0 or -EINVAL; a field name out of four on failure; on success two
+ *  - the contract: 0 or -EINVAL; a code, a message and a field name out of four (or
+ *    the unknown member's) on failure; on success two
  *    NUL-terminated ids of the lengths reported, valid by sk_valid_user_id and
  *    sk_valid_request_id, and a quantity from 1 to SK_LIMIT_MAX;
  *  - JSON: the answer is the one jansson gives on the whole body (an object with no
@@ -36,7 +37,7 @@
 
 typedef struct {
     int rc;
-    const char *field;
+    sk_api_field_error_t fe;
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     uint32_t q;
@@ -50,7 +51,7 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         memcpy(buf, data, size);
     result_t r;
     memset(&r, 0x5a, sizeof(r)); /* the parser must write what it reports */
-    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.q, &r.field);
+    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.q, &r.fe);
     free(buf);
     CHECK(r.rc == 0 || r.rc == -EINVAL);
     if (r.rc == 0) {
@@ -60,9 +61,10 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         CHECK(sk_valid_request_id(r.req, r.rl));
         CHECK(r.q >= 1 && r.q <= SK_LIMIT_MAX);
     } else {
-        CHECK(r.field != NULL);
-        CHECK(strcmp(r.field, "body") == 0 || strcmp(r.field, "user_id") == 0 || strcmp(r.field, "request_id") == 0 ||
-              strcmp(r.field, "quantity") == 0);
+        CHECK(r.fe.code != NULL && r.fe.message[0] != '\0');
+        CHECK(strcmp(r.fe.code, "unknown_field") == 0 || strcmp(r.fe.field, "body") == 0 ||
+              strcmp(r.fe.field, "user_id") == 0 || strcmp(r.fe.field, "request_id") == 0 ||
+              strcmp(r.fe.field, "quantity") == 0);
     }
     return r;
 }

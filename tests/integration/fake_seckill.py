@@ -18,7 +18,11 @@ check that the auditor catches each lie:
                 response and closes the connection (nothing stored)
   trailing      reports one unit fewer sold (and one more remaining) than it stores, as
                 a cluster node whose counts trail the store by a moment: not a lie the
-                audit judges without payment windows
+                audit judges from the store's own counts without payment windows
+  pausesell     its trail (GET .../log) says it paused after `after` orders, yet it
+                goes on selling
+  closesell     the same with a close
+  miscount      stores every `every`-th order with one unit more than it confirmed
 The order lifecycle's lies (a sale with payment_window_ms):
   late_confirm  confirms payments up to 5 s after pay_by (and expires only then)
   no_expiry     never expires a reservation; a late payment is refused all the same
@@ -30,10 +34,14 @@ The order lifecycle's lies (a sale with payment_window_ms):
   cancel_sold   counts a cancelled order's units as sold instead of returning them: every
                 read adds up, but the sale's counts disagree with its orders' states
 
+Purchases may carry a quantity (units, all or nothing, counted against the stock and
+the per-user limit); order ids are "<sale>-<seq>" like the real ones.
+
 Payments must carry X-Seckill-Signature (HMAC-SHA256 of the body keyed by `secret`,
 b"fake-key" by default) or the admin token "adm". With sqlite_path every sale, order
 and transition is also written to a SQLite file laid out like the embedded store's
-journal (sales, order_batches, order_events, and orders with each order's state).
+journal (sales, order_batches, order_events, sale_events — left empty — and orders with
+each order's state).
 
 Everything runs on 127.0.0.1 in a thread; `with FakeSeckill(mode) as f:` starts it and
 f.url is its address."""
@@ -77,7 +85,8 @@ class State:
                 " events TEXT);"
                 "CREATE TABLE orders(seq INTEGER, sale_id TEXT, order_id TEXT UNIQUE, user_id TEXT,"
                 " request_id TEXT, quantity INTEGER, state TEXT, created_at INTEGER, pay_by INTEGER,"
-                " payment_id TEXT, paid_at INTEGER, closed_at INTEGER);")
+                " payment_id TEXT, paid_at INTEGER, closed_at INTEGER);"
+                "CREATE TABLE sale_events(lsn INTEGER PRIMARY KEY, sale_id TEXT, after TEXT);")
         self.lsn = 0
         self.lock = threading.Lock()
         self.sales = {}
@@ -89,6 +98,7 @@ class State:
         self.extra_returned = {}  # sale -> units returned twice (double_return)
         self.returned_any = set()  # sales where a unit came back (no_resell)
         self.seq = 0
+        self.trail = {}  # sale id -> entries (pausesell, closesell)
 
     # ---- counts ----
     def units(self, sale_id, states):
@@ -135,12 +145,12 @@ class State:
         self.journal("UPDATE orders SET state = ?, payment_id = ?, paid_at = ?, closed_at = ? WHERE order_id = ?",
                      (o["state"], o.get("payment_id"), o.get("paid_at"), o.get("closed_at"), o["order_id"]))
 
-    def store(self, sale, user, rid, named=True, quantity=1):
+    def store(self, sale, user, rid, named=True, quantity=1, told=None):
         self.seq += 1
         window = sale.get("payment_window_ms", 0)
         now = now_ms()
-        o = {"seq": self.seq, "sale_id": sale["id"], "order_id": "o%08d" % self.seq, "user_id": user,
-             "request_id": rid, "created_at": now, "quantity": quantity,
+        o = {"seq": self.seq, "sale_id": sale["id"], "order_id": "%s-%010d" % (sale["id"], self.seq),
+             "user_id": user, "request_id": rid, "created_at": now, "quantity": quantity, "told": told or quantity,
              "state": "reserved" if window else "confirmed", "pay_by": now + window if window else None,
              "payment_id": None, "paid_at": None, "closed_at": None}
         self.orders.append(o)
@@ -181,6 +191,8 @@ class State:
         if with_user:
             d["user_id"] = o["user_id"]
         return d
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -229,6 +241,10 @@ class Handler(BaseHTTPRequestHandler):
                 page = mine[:limit]
                 nxt = page[-1]["order_id"] if len(mine) > limit else None
                 return self.reply(200, {"orders": [st.order_fields(o) for o in page], "next": nxt})
+            if parts[4:] == ["log"]:
+                if s["id"] not in st.trail:
+                    return self.reply(404, {"error": "not_found", "message": "no trail"})
+                return self.reply(200, {"sale_id": s["id"], "entries": st.trail[s["id"]]})
             if len(parts) == 6 and parts[4] == "orders":
                 user = parts[5]
                 mine = [st.order_fields(o, False) for o in st.orders
@@ -350,10 +366,11 @@ class Handler(BaseHTTPRequestHandler):
             prev = st.by_request.get((sale_id, rid))
             if prev:
                 return self.reply(200, dict(result="duplicate", order_id=prev["order_id"], state=prev["state"],
-                                            quantity=prev["quantity"], pay_by=prev["pay_by"], remaining=0))
+                                            quantity=prev["told"], pay_by=prev["pay_by"], remaining=0))
             held = [o for o in st.orders if o["sale_id"] == sale_id and o["user_id"] == user and o["state"] in ACTIVE]
             if sum(o["quantity"] for o in held) + q > s["per_user_limit"] and mode != "double":
-                return self.reply(409, {"error": "limit_reached", "message": "limit", "order_id": held[0]["order_id"]})
+                return self.reply(409, {"error": "limit_reached", "message": "limit", "order_id": held[0]["order_id"],
+                                        "held": sum(o["quantity"] for o in held)})
             _, _, remaining = st.counts(s)
             if mode == "oversell":
                 remaining += opts.get("extra", 5)
@@ -376,7 +393,15 @@ class Handler(BaseHTTPRequestHandler):
                 if mode == "503_hidden":
                     st.hidden.add(o["order_id"])
                 return self.reply(503, {"error": "unavailable", "message": "backend down"})
-            o = st.store(s, user, rid, quantity=q)
+            n_orders = sum(1 for o in st.orders if o["sale_id"] == sale_id)
+            if mode in ("pausesell", "closesell") and n_orders == opts.get("after", 10) and sale_id not in st.trail:
+                sold = st.units(sale_id, ("confirmed",))
+                snap = {"stock": s["stock"], "sold": sold, "held": st.units(sale_id, ("reserved",)), "orders": n_orders}
+                st.trail[sale_id] = [{"seq": 1, "action": "pause" if mode == "pausesell" else "close",
+                                      "at": max([now] + [o["created_at"] for o in st.orders]),
+                                      "before": snap, "after": snap}]
+            stored = q + 1 if mode == "miscount" and st.purchases % every == 0 else q
+            o = st.store(s, user, rid, quantity=stored, told=q)
             answer = {"result": o["state"], "order_id": o["order_id"], "quantity": q,
                       "remaining": max(0, remaining - q)}
             if o["pay_by"]:

@@ -1,5 +1,6 @@
 """Helpers for the cluster tests: a tiny Redis client, a redis-server in a temp dir, and
-the local cluster of scripts/cluster (Redis, PostgreSQL, three nodes, the drain, nginx)."""
+the local cluster of scripts/cluster (Redis, PostgreSQL or MariaDB, three nodes, the drain,
+nginx)."""
 import json
 import os
 import re
@@ -7,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -167,10 +169,21 @@ def metric(text, name, labels=None):
     return None
 
 
-class Cluster:
-    """The local cluster of scripts/cluster, in its own state directory."""
+# The databases a cluster can keep its orders in: scripts/cluster's --db, the audit's
+# option of seckill-bench, and the name people know.
+DATABASES = {
+    "postgres": {"audit": "--audit-pg", "title": "PostgreSQL"},
+    "mysql": {"audit": "--audit-mysql", "title": "MariaDB"},
+}
 
-    def __init__(self):
+
+class Cluster:
+    """The local cluster of scripts/cluster, in its own state directory, with its orders
+    in `db` (postgres or mysql)."""
+
+    def __init__(self, db="postgres"):
+        self.db = db
+        self.title = DATABASES[db]["title"]
         self.dir = tempfile.mkdtemp(prefix="seckill-cluster-")
         self.env = dict(os.environ, SECKILL_CLUSTER_DIR=self.dir, SECKILL_BIN=SECKILL_BIN)
         self.script = os.path.join(SRC, "scripts", "cluster")
@@ -183,7 +196,7 @@ class Cluster:
         return p
 
     def up(self):
-        p = self.run("up")
+        p = self.run("up", "--db", self.db)
         with open(os.path.join(self.dir, "cluster.env")) as f:
             for line in f:
                 k, _, v = line.strip().partition("=")
@@ -201,7 +214,7 @@ class Cluster:
         out = []
         for root, _, files in os.walk(self.dir):
             for f in files:
-                if f.endswith(".log") and f != "initdb.log":
+                if f.endswith(".log") and f not in ("initdb.log", "install.log"):
                     p = os.path.join(root, f)
                     with open(p, "rb") as fh:
                         out.append(f"--- {os.path.relpath(p, self.dir)} (tail) ---\n" +
@@ -222,24 +235,46 @@ class Cluster:
     def redis(self):
         return Resp(int(self.vars["REDIS_PORT"]))
 
-    def psql(self, query):
-        p = subprocess.run(["psql", "-X", "-q", "-tA", "-F", "\t", "-h", "127.0.0.1", "-p", self.vars["PG_PORT"],
-                            "-U", "seckill", "-d", "seckill", "-c", query], capture_output=True, text=True, timeout=30)
+    @property
+    def db_url(self):
+        return self.vars["DB_URL"]
+
+    def audit_args(self):
+        """seckill-bench's options that audit against this cluster's database."""
+        return [DATABASES[self.db]["audit"], self.db_url]
+
+    def sql_cmd(self, database="seckill"):
+        """The database's command-line client, as its administrator, tab-separated rows."""
+        if self.db == "postgres":
+            return ["psql", "-X", "-q", "-tA", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                    self.vars["PG_PORT"], "-U", "seckill", "-d", database]
+        return ["mariadb", "--no-defaults", "-S", self.vars["MYSQL_SOCKET"], "-u", "root", "-N", "-B", database]
+
+    def sql(self, query, database="seckill"):
+        """Rows of a query (lists of strings; NULL is "" in PostgreSQL, "NULL" in MariaDB)."""
+        return self.sql_script(query, database)
+
+    def sql_script(self, text, database="seckill"):
+        """Runs SQL statements (a script's text) and returns the rows they printed."""
+        p = subprocess.run(self.sql_cmd(database), input=text, capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
-            raise RuntimeError(f"psql failed: {p.stderr}")
+            raise RuntimeError(f"{self.db} client failed: {p.stderr}")
         return [line.split("\t") for line in p.stdout.splitlines() if line]
+
+    def psql(self, query):
+        return self.sql(query)
 
     def drain_metrics(self):
         with urllib.request.urlopen(self.vars["DRAIN_METRICS"], timeout=5) as r:
             return r.read().decode()
 
     def wait_drained(self, sale, expect, timeout=60):
-        """Waits until PostgreSQL holds `expect` orders of the sale; returns the count."""
+        """Waits until the database holds `expect` orders of the sale; returns the count."""
         deadline = time.time() + timeout
         n = -1
         while time.time() < deadline:
             try:
-                n = int(self.psql(f"SELECT count(*) FROM orders WHERE sale_id = '{sale}'")[0][0])
+                n = int(self.sql(f"SELECT count(*) FROM orders WHERE sale_id = '{sale}'")[0][0])
             except RuntimeError:
                 n = -1
             if n == expect:
@@ -271,11 +306,20 @@ def load_json(path):
         return None
 
 
-def run_cluster_tests(tests):
-    """Starts the local cluster with scripts/cluster, hands it to tests(cluster), which
-    returns the test functions to run (each takes a Checker), and always tears the
-    cluster down, keeping its logs when something failed."""
-    cluster = Cluster()
+def test_db(default="postgres"):
+    """The database a cluster test runs on: its first argument, else `default`."""
+    db = sys.argv[1] if len(sys.argv) > 1 else default
+    if db not in DATABASES:
+        raise SystemExit(f"unknown database {db!r} (one of {', '.join(DATABASES)})")
+    return db
+
+
+def run_cluster_tests(tests, db="postgres"):
+    """Starts the local cluster with scripts/cluster (its orders in `db`), hands it to
+    tests(cluster), which returns the test functions to run (each takes a Checker), and
+    always tears the cluster down, keeping its logs when something failed."""
+    print(f"database: {DATABASES[db]['title']}", flush=True)
+    cluster = Cluster(db)
     failed = True
     try:
         cluster.up()

@@ -252,7 +252,7 @@ def test_purchase_bad_input(ck):
         jh = {"Content-Type": "application/json"}
         cases = [
             ("", "body"), ("not json", "body"), ("[1]", "body"), ("\"u\"", "body"), ("null", "body"),
-            ("{\"user_id\":\"u\"} x", "body"), ("{\"user_id\":\"u\",\"qty\":2}", "body"),
+            ("{\"user_id\":\"u\"} x", "body"), ("{\"user_id\":\"u\",\"qty\":2}", "qty"),
             ("{}", "user_id"), ("{\"request_id\":\"r\"}", "user_id"), ("{\"user_id\":\"\"}", "user_id"),
             ("{\"user_id\":42}", "user_id"), ("{\"user_id\":null}", "user_id"), ("{\"user_id\":\"a b\"}", "user_id"),
             ("{\"user_id\":\"a\\\"b\"}", "user_id"), ("{\"user_id\":\"\\u7968\"}", "user_id"),

@@ -718,6 +718,13 @@ def test_metrics(ck):
     for ln in lines:
         if ln and not ln.startswith("#"):
             ck.check(len(ln.rsplit(" ", 1)) == 2, f"metric line shape {ln!r}")
+    # The workers run on the loop backend asked for (SECKILL_IO, as --io): this run tests
+    # that one.
+    io = {ln.split('"')[1]: float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith("seckill_io_workers{")}
+    ck.eq(sum(io.values()), 2, f"workers by loop backend {io}")
+    asked = os.environ.get("SECKILL_IO", "auto")
+    if asked in ("epoll", "uring"):
+        ck.eq(io.get(asked), 2, f"workers on {asked}: {io}")
 
 
 # ---- servers of their own ------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "api/body.h"
+#include "engine/engine.h"
 #include "test.h"
 
 typedef struct {
@@ -13,14 +14,14 @@ typedef struct {
     char req[SK_REQUEST_MAX + 1];
     size_t rl;
     uint32_t q;
-    const char *field;
+    sk_api_field_error_t fe;
 } parsed_t;
 
 static parsed_t parse(const char *body, bool form)
 {
     parsed_t p;
     memset(&p, 0, sizeof(p));
-    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.q, &p.field);
+    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.q, &p.fe);
     return p;
 }
 
@@ -28,8 +29,8 @@ static parsed_t parse(const char *body, bool form)
 #define ASSERT_BAD(body, form, fld)                                                                                    \
     do {                                                                                                               \
         parsed_t p_ = parse(body, form);                                                                               \
-        if (p_.rc != -EINVAL || !p_.field || strcmp(p_.field, fld) != 0) {                                             \
-            SK_FAIL_AT("%s: rc %d field %s, want -EINVAL field %s", body, p_.rc, p_.field ? p_.field : "(null)", fld); \
+        if (p_.rc != -EINVAL || strcmp(p_.fe.field, fld) != 0 || !p_.fe.code || !p_.fe.message[0]) {                   \
+            SK_FAIL_AT("%s: rc %d field %s, want -EINVAL field %s", body, p_.rc, p_.rc ? p_.fe.field : "", fld);       \
         }                                                                                                              \
     } while (0)
 
@@ -37,7 +38,7 @@ static parsed_t parse(const char *body, bool form)
     do {                                                                                                               \
         parsed_t p_ = parse(body, form);                                                                               \
         if (p_.rc != 0) {                                                                                              \
-            SK_FAIL_AT("%s: rc %d (field %s)", body, p_.rc, p_.field ? p_.field : "(null)");                           \
+            SK_FAIL_AT("%s: rc %d (field %s: %s)", body, p_.rc, p_.fe.field, p_.fe.message);                           \
         }                                                                                                              \
         ASSERT_MEM_STR(p_.user, p_.ul, u);                                                                             \
         ASSERT_MEM_STR(p_.req, p_.rl, r);                                                                              \
@@ -72,6 +73,25 @@ SK_TEST(test_json_fast_path)
     char r[SK_REQUEST_MAX + 2];
     snprintf(body, sizeof(body), "{\"user_id\":\"u\",\"request_id\":\"%s\"}", repeat(r, 'r', SK_REQUEST_MAX + 1));
     ASSERT_BAD(body, false, "request_id");
+    /* Every byte inside an id, in the exact shape clients send: accepted exactly when
+     * the id is valid (the fast path checks the ids' alphabet itself). */
+    for (int c = 1; c < 256; c++) {
+        char id[4] = {'a', (char)c, 'b', '\0'};
+        bool valid = sk_valid_user_id(id, 3);
+        ASSERT_EQ(valid, sk_valid_request_id(id, 3));
+        snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"request_id\":\"r\"}", id);
+        p = parse(body, false);
+        if ((p.rc == 0) != valid)
+            SK_FAIL_AT("user id byte 0x%02x: rc %d, valid %d", c, p.rc, valid);
+        if (valid)
+            ASSERT_MEM_STR(p.user, p.ul, id);
+        snprintf(body, sizeof(body), "{\"user_id\":\"u\",\"request_id\":\"%s\"}", id);
+        p = parse(body, false);
+        if ((p.rc == 0) != valid)
+            SK_FAIL_AT("request id byte 0x%02x: rc %d, valid %d", c, p.rc, valid);
+        if (valid)
+            ASSERT_MEM_STR(p.req, p.rl, id);
+    }
 }
 
 SK_TEST(test_json_full_parser)
@@ -108,9 +128,9 @@ SK_TEST(test_json_full_parser)
 
 SK_TEST(test_json_unknown_and_malformed)
 {
-    ASSERT_BAD("{\"user_id\":\"u\",\"color\":\"red\"}", false, "body");
-    ASSERT_BAD("{\"user\":\"u\"}", false, "body");
-    ASSERT_BAD("{\"user_id\":\"u\",\"qty\":2}", false, "body");
+    ASSERT_BAD("{\"user_id\":\"u\",\"color\":\"red\"}", false, "color"); /* an unknown member: named */
+    ASSERT_BAD("{\"user\":\"u\"}", false, "user");
+    ASSERT_BAD("{\"user_id\":\"u\",\"qty\":2}", false, "qty");
     ASSERT_BAD("", false, "body");
     ASSERT_BAD("   ", false, "body");
     ASSERT_BAD("[\"u\"]", false, "body");
@@ -329,6 +349,102 @@ SK_TEST(test_time_garbage)
     ASSERT_TIME_BAD(longer);
 }
 
+/* Each refusal names the field, the rule (a code) and what is wrong with the value. */
+#define ASSERT_CODE(body, form, fld, cd, text)                                                                         \
+    do {                                                                                                               \
+        parsed_t p_ = parse(body, form);                                                                               \
+        if (p_.rc != -EINVAL || strcmp(p_.fe.field, fld) != 0 || strcmp(p_.fe.code, cd) != 0 ||                        \
+            !strstr(p_.fe.message, text))                                                                              \
+            SK_FAIL_AT("%s: rc %d field %s code %s message \"%s\"; want %s %s \"%s\"", body, p_.rc, p_.fe.field,       \
+                       p_.rc ? p_.fe.code : "", p_.fe.message, fld, cd, text);                                         \
+    } while (0)
+
+SK_TEST(test_field_codes)
+{
+    char big[200], body[300];
+    ASSERT_CODE("{}", false, "user_id", "required", "user_id is required");
+    ASSERT_CODE("{\"user_id\":\"\"}", false, "user_id", "required", "user_id is required");
+    ASSERT_CODE("{\"user_id\":\"a b\"}", false, "user_id", "bad_format", "a space at position 2");
+    ASSERT_CODE("{\"user_id\":\"a\\\"b\"}", false, "user_id", "bad_format", "a quote at position 2");
+    ASSERT_CODE("{\"user_id\":\"\\u7968\"}", false, "user_id", "bad_format", "a non-ASCII byte at position 1");
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\"}", repeat(big, 'u', 65));
+    ASSERT_CODE(body, false, "user_id", "too_long", "it has 65 characters");
+    ASSERT_CODE("{\"user_id\":42}", false, "user_id", "not_string", "not a number");
+    ASSERT_CODE("{\"user_id\":\"u\",\"request_id\":[1]}", false, "request_id", "not_string", "not an array");
+    ASSERT_CODE("{\"user_id\":\"u\",\"request_id\":\"a b\"}", false, "request_id", "bad_format", "0-64 printable");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":0}", false, "quantity", "out_of_range", "0 is out of range");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":1000001}", false, "quantity", "out_of_range",
+                "1000001 is out of range");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":-5}", false, "quantity", "out_of_range", "-5 is out of range");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":1.5}", false, "quantity", "not_integer", "not 1.5");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":\"2\"}", false, "quantity", "not_integer", "not a string (\"2\")");
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":true}", false, "quantity", "not_integer", "not true");
+    /* A number too large for 64 bits: its field says so, not "the body is not an object". */
+    ASSERT_CODE("{\"user_id\":\"u\",\"quantity\":123456789012345678901234567890}", false, "quantity", "out_of_range",
+                "1.23456789012346e+29 is out of range");
+    ASSERT_CODE("{\"user_id\":\"u\",\"color\":1}", false, "color", "unknown_field", "unknown field \"color\"");
+    ASSERT_CODE("{\"user_id\":\"u\"", false, "body", "bad_json", "must be a JSON object");
+    ASSERT_CODE("[1]", false, "body", "not_object", "not an array");
+    ASSERT_CODE("{\"user_id\":\"u\",\"user_id\":\"v\"}", false, "body", "bad_json", "given twice");
+    ASSERT_CODE("user_id=a%2", true, "user_id", "bad_format", "hex digits");
+    ASSERT_CODE("user_id=u&quantity=x", true, "quantity", "not_integer", "not \"x\"");
+    ASSERT_CODE("user_id=u&quantity=0", true, "quantity", "out_of_range", "0 is out of range");
+    ASSERT_CODE("request_id=r", true, "user_id", "required", "user_id is required");
+}
+
+static json_t *load(const char *body, bool *real, sk_api_field_error_t *e)
+{
+    return sk_api_load_object(body, strlen(body), real, e);
+}
+
+SK_TEST(test_json_numbers)
+{
+    sk_api_field_error_t e;
+    bool real;
+    int64_t v;
+    json_t *o = load("{\"a\":10,\"b\":1.5,\"c\":\"10\",\"d\":null,\"e\":1e3}", &real, &e);
+    ASSERT_TRUE(o != NULL && !real);
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "a"), "a", 1, 100, real, &v, &e), 0);
+    ASSERT_EQ(v, 10);
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "a"), "a", 1, 9, real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.code, "out_of_range");
+    ASSERT_STR_EQ(e.message, "a must be from 1 to 9; 10 is out of range");
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "b"), "b", 1, 9, real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.message, "b must be a whole number from 1 to 9, not 1.5");
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "c"), "c", 1, 9, real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.code, "not_integer");
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "d"), "d", 1, 9, real, &v, &e), -EINVAL);
+    ASSERT_TRUE(strstr(e.message, "not null") != NULL);
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "e"), "e", 1, 9999, real, &v, &e), -EINVAL);
+    ASSERT_TRUE(strstr(e.message, "without a fraction or exponent") != NULL);
+    ASSERT_EQ(sk_api_json_int(NULL, "stock", 1, 9, real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.code, "required");
+    ASSERT_STR_EQ(e.field, "stock");
+    json_decref(o);
+    /* One integer beyond 64 bits: every number is read as a real, the small ones still whole. */
+    o = load("{\"a\":10,\"b\":99999999999999999999}", &real, &e);
+    ASSERT_TRUE(o != NULL && real);
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "a"), "a", 1, 100, real, &v, &e), 0);
+    ASSERT_EQ(v, 10);
+    ASSERT_EQ(sk_api_json_int(json_object_get(o, "b"), "b", 1, 100, real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.message, "b must be from 1 to 100; 1e+20 is out of range");
+    json_decref(o);
+    ASSERT_TRUE(load("{\"a\":1e999}", &real, &e) == NULL);
+    ASSERT_STR_EQ(e.code, "bad_json");
+    ASSERT_TRUE(strstr(e.message, "too large") != NULL);
+    /* Times: unix ms or RFC 3339, each refusal its own. */
+    o = load("{\"t\":\"soon\",\"u\":-1,\"w\":\"2030-01-02T03:04:05Z\"}", &real, &e);
+    ASSERT_TRUE(o != NULL);
+    ASSERT_EQ(sk_api_json_time(json_object_get(o, "t"), "t", real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.code, "bad_format");
+    ASSERT_EQ(sk_api_json_time(json_object_get(o, "u"), "u", real, &v, &e), -EINVAL);
+    ASSERT_STR_EQ(e.code, "out_of_range");
+    ASSERT_EQ(sk_api_json_time(json_object_get(o, "w"), "w", real, &v, &e), 0);
+    ASSERT_EQ(v, 1893553445000);
+    json_decref(o);
+}
+
 SK_TEST_MAIN(SK_RUN(test_json_fast_path); SK_RUN(test_json_full_parser); SK_RUN(test_json_unknown_and_malformed);
              SK_RUN(test_missing_user); SK_RUN(test_form); SK_RUN(test_form_decode); SK_RUN(test_is_form);
-             SK_RUN(test_time_unix_ms); SK_RUN(test_time_rfc3339); SK_RUN(test_time_garbage);)
+             SK_RUN(test_time_unix_ms); SK_RUN(test_time_rfc3339); SK_RUN(test_time_garbage); SK_RUN(test_field_codes);
+             SK_RUN(test_json_numbers);)

@@ -541,8 +541,380 @@ SK_TEST(test_gate_while_reservations_pending)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_many_orders_without_request_ids)
+{
+    /* Request ids are optional: a buyer past the walk limit who never sent one, then
+     * sends one, is decided (the ledger once read a request index the sale never
+     * allocated, and the whole node died), and so is every later purchase of the sale
+     * once it is sold out. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = live_sale(&f.r, "anon", 11, 20);
+    ASSERT_TRUE(s != NULL);
+    for (int i = 0; i < 9; i++)
+        ASSERT_EQ(buy1(&f.r, s, "u", "").result, SK_BUY_CONFIRMED);
+    answer_t a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(a.seq, 10);
+    ASSERT_EQ(buy1(&f.r, s, "u", "r-10").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy1(&f.r, s, "v", "").result, SK_BUY_CONFIRMED);
+    a = buy1(&f.r, s, "u", "r-11");
+    ASSERT_EQ(a.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a.held, 10);
+    a = buy1(&f.r, s, "u", "r-10");
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.seq, 10);
+    fixture_destroy(&f);
+}
+
+/* ---- the operator's controls ---------------------------------------------------------------- */
+
+static uint64_t batches(const sk_engine_t *e)
+{
+    return sk_counter_get(&sk_engine_stats(e)->batches);
+}
+
+SK_TEST(test_pause_between_two_purchases_of_one_batch)
+{
+    /* A purchase, a pause, a purchase and a holder's replay, queued before the ledger
+     * wakes: one batch, decided in that order. The first buys, the pause applies from
+     * there on (the second is refused: paused), the replay still gets its order. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "pz", 10, 5, 3, HOUR_MS);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "old", "r0", 1).result, SK_BUY_RESERVED);
+    uint64_t b0 = batches(f.e);
+    answer_t a[5];
+    buy_q_at(&f.r, s, "u1", "r1", 2, sk_now_ms(), &a[0]);
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_PAUSE}, "c-pause", &a[1]);
+    buy_q_at(&f.r, s, "u2", "r2", 1, sk_now_ms(), &a[2]);
+    buy_q_at(&f.r, s, "u1", "r1", 2, sk_now_ms(), &a[3]);
+    buy_q_at(&f.r, s, "u1", "r9", 1, sk_now_ms(), &a[4]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(batches(f.e), b0 + 1); /* one batch, one commit */
+    ASSERT_EQ(a[0].result, SK_BUY_RESERVED);
+    ASSERT_EQ(a[0].seq, 2);
+    ASSERT_EQ(a[1].status, 0);
+    ASSERT_EQ(a[1].control_result, SK_CR_OK);
+    ASSERT_EQ(a[1].entry.seq, 1);
+    ASSERT_EQ(a[1].entry.before.orders, 2); /* it applies after order 2 */
+    ASSERT_EQ(a[1].entry.before.held, 3);
+    ASSERT_TRUE(!a[1].entry.before.paused && a[1].entry.after.paused);
+    ASSERT_EQ(a[1].entry.after.state, SK_SALE_PAUSED);
+    ASSERT_STR_EQ(a[1].entry.actor, "admin");
+    ASSERT_EQ(a[2].result, SK_BUY_PAUSED);
+    ASSERT_EQ(a[3].result, SK_BUY_DUPLICATE); /* a holder's replay first */
+    ASSERT_EQ(a[4].result, SK_BUY_PAUSED); /* a holder's new purchase: the ledger says paused */
+    ASSERT_EQ(sk_sale_state(s, sk_now_ms()), SK_SALE_PAUSED);
+    sk_buy_result_t r;
+    ASSERT_TRUE(gate(s, "crowd", 1, sk_now_ms(), &r)); /* non-holders: the worker */
+    ASSERT_EQ(r, SK_BUY_PAUSED);
+    ASSERT_TRUE(!gate(s, "u1", 1, sk_now_ms(), &r)); /* holders: the ledger */
+
+    /* Paused: earlier reservations are paid and cancelled as before. */
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "pay-1").tr, SK_TR_OK);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 2, "u1").tr, SK_TR_OK);
+    assert_counts(s, 0, 1);
+
+    /* Resume and a purchase in one batch: the purchase sees the sale live. */
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_RESUME}, "c-resume", &a[0]);
+    buy_q_at(&f.r, s, "u2", "r2", 1, sk_now_ms(), &a[1]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(a[0].control_result, SK_CR_OK);
+    ASSERT_EQ(a[1].result, SK_BUY_RESERVED);
+    ASSERT_EQ(sk_sale_state(s, sk_now_ms()), SK_SALE_LIVE);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_stock_between_purchases_of_one_batch)
+{
+    /* add_stock lets the purchase after it in the batch take the new units;
+     * remove_stock takes them away from the purchase after it, never below sold + held. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "st", 3, 10, 5, 0);
+    ASSERT_TRUE(s != NULL);
+    answer_t a[4];
+    buy_q_at(&f.r, s, "u1", "r1", 3, sk_now_ms(), &a[0]);
+    buy_q_at(&f.r, s, "u2", "r2", 2, sk_now_ms(), &a[1]);
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_ADD_STOCK, .amount = 2}, "c-add", &a[2]);
+    buy_q_at(&f.r, s, "u3", "r3", 2, sk_now_ms(), &a[3]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(a[0].result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(a[1].result, SK_BUY_SOLD_OUT); /* all or nothing: 0 left before the add */
+    ASSERT_EQ(a[2].control_result, SK_CR_OK);
+    ASSERT_EQ(a[2].entry.before.stock, 3);
+    ASSERT_EQ(a[2].entry.after.stock, 5);
+    ASSERT_EQ(a[2].entry.before.state, SK_SALE_SOLD_OUT);
+    ASSERT_EQ(a[2].entry.after.state, SK_SALE_LIVE);
+    ASSERT_EQ(a[3].result, SK_BUY_CONFIRMED);
+    ASSERT_TRUE(sk_sale_is_sold_out(s));
+    sk_sale_counts_t c = counts_of(s);
+    ASSERT_EQ(c.stock, 5);
+    ASSERT_EQ(c.sold, 5);
+
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_REMOVE_STOCK, 1, "c-rm").control_result, SK_CR_INSUFFICIENT);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_ADD_STOCK, 4, "c-add2").control_result, SK_CR_OK);
+    buy_q_at(&f.r, s, "u4", "r4", 2, sk_now_ms(), &a[0]);
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_REMOVE_STOCK, .amount = 2}, "c-rm2", &a[1]);
+    buy_q_at(&f.r, s, "u5", "r5", 1, sk_now_ms(), &a[2]);
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_REMOVE_STOCK, .amount = 1}, "c-rm3", &a[3]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(a[0].result, SK_BUY_CONFIRMED); /* 9 stock, 7 sold */
+    ASSERT_EQ(a[1].control_result, SK_CR_OK); /* 7 stock, 7 sold */
+    ASSERT_EQ(a[2].result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a[3].control_result, SK_CR_INSUFFICIENT);
+    c = counts_of(s);
+    ASSERT_EQ(c.stock, 7);
+    ASSERT_EQ(c.sold, 7);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_close_and_patch)
+{
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    /* A scheduled sale: its start may move, its window may change (no orders yet). */
+    sk_sale_t *s = NULL;
+    ASSERT_EQ(create_sale(&f.r, new_sale_ex("cp", 10, t0 + 60000, t0 + HOUR_MS, 2, 1, 0), &s), 0);
+    sk_control_t c = {.action = SK_CTL_PATCH, .set = SK_PATCH_STARTS_AT | SK_PATCH_PAYMENT_WINDOW | SK_PATCH_NAME};
+    c.starts_at = t0 + 1000;
+    c.payment_window_ms = 5000;
+    snprintf(c.name, sizeof(c.name), "Renamed");
+    answer_t a = control1(&f.r, s, &c, "c1");
+    ASSERT_EQ(a.control_result, SK_CR_OK);
+    const sk_sale_params_t *p = sk_sale_params(s);
+    ASSERT_EQ(p->starts_at, t0 + 1000);
+    ASSERT_EQ(p->payment_window_ms, 5000);
+    ASSERT_STR_EQ(p->name, "Renamed");
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_PAUSE, 0, "c2").control_result, SK_CR_OK);
+    ASSERT_EQ(sk_sale_state(s, t0), SK_SALE_SCHEDULED);
+    ASSERT_EQ(sk_sale_state(s, t0 + 2000), SK_SALE_PAUSED);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_RESUME, 0, "c3").control_result, SK_CR_OK);
+
+    /* Live, with an order: the start and the window are fixed now. */
+    atomic_store(&fake_now, t0 + 2000);
+    ASSERT_EQ(buy_at1(&f.r, s, "u1", "r1", t0 + 2000).result, SK_BUY_RESERVED);
+    c = (sk_control_t){.action = SK_CTL_PATCH, .set = SK_PATCH_STARTS_AT, .starts_at = t0 + 5000};
+    ASSERT_EQ(control1(&f.r, s, &c, "c4").control_result, SK_CR_STARTED);
+    c = (sk_control_t){.action = SK_CTL_PATCH, .set = SK_PATCH_PAYMENT_WINDOW, .payment_window_ms = 9000};
+    ASSERT_EQ(control1(&f.r, s, &c, "c5").control_result, SK_CR_HAS_ORDERS);
+    c = (sk_control_t){.action = SK_CTL_PATCH, .set = SK_PATCH_ENDS_AT, .ends_at = t0 + 1999};
+    a = control1(&f.r, s, &c, "c6");
+    ASSERT_EQ(a.control_result, SK_CR_END_IN_PAST);
+    ASSERT_STR_EQ(a.field, "ends_at");
+    c = (sk_control_t){.action = SK_CTL_PATCH,
+                       .set = SK_PATCH_ENDS_AT | SK_PATCH_PER_USER_LIMIT | SK_PATCH_MAX_QUANTITY,
+                       .ends_at = t0 + 2 * HOUR_MS,
+                       .per_user_limit = 3,
+                       .max_quantity = 3};
+    ASSERT_EQ(control1(&f.r, s, &c, "c7").control_result, SK_CR_OK);
+    buy_q_at(&f.r, s, "u1", "r2", 2, t0 + 2000, &a);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(a.result, SK_BUY_RESERVED); /* the new limit: 1 + 2 <= 3 */
+
+    /* Close: purchases end (410), the reservations may still be paid, nothing else changes it. */
+    answer_t b[3];
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_CLOSE}, "c8", &b[0]);
+    buy_at(&f.r, s, "u9", "r9", t0 + 2000, &b[1]);
+    buy_q_at(&f.r, s, "u1", "r2", 2, t0 + 2000, &b[2]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b[0].control_result, SK_CR_OK);
+    ASSERT_EQ(b[0].entry.after.state, SK_SALE_ENDED);
+    ASSERT_EQ(b[1].result, SK_BUY_ENDED);
+    ASSERT_EQ(b[2].result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(sk_sale_state(s, t0 + 2000), SK_SALE_ENDED);
+    sk_buy_result_t r;
+    ASSERT_TRUE(gate(s, "crowd", 1, t0 + 2000, &r));
+    ASSERT_EQ(r, SK_BUY_ENDED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, 1, "p1").tr, SK_TR_OK);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_CANCEL, s, 2, NULL).tr, SK_TR_OK);
+    sk_control_action_t acts[] = {SK_CTL_PAUSE, SK_CTL_RESUME, SK_CTL_CLOSE, SK_CTL_ADD_STOCK, SK_CTL_REMOVE_STOCK};
+    for (size_t i = 0; i < SK_ARRAY_LEN(acts); i++)
+        ASSERT_EQ(act1(&f.r, s, acts[i], 1, "c-late").control_result, SK_CR_CLOSED);
+    ASSERT_EQ(control1(&f.r, s, &c, "c-late2").control_result, SK_CR_CLOSED);
+
+    /* A sale ended by the clock takes no control either. */
+    sk_sale_t *t = NULL;
+    ASSERT_EQ(create_sale(&f.r, new_sale_ex("gone", 10, t0 - 5000, t0 + 3000, 2, 1, 0), &t), 0);
+    atomic_store(&fake_now, t0 + 3000);
+    ASSERT_EQ(act1(&f.r, t, SK_CTL_ADD_STOCK, 1, "x").control_result, SK_CR_ENDED);
+    c = (sk_control_t){.action = SK_CTL_PATCH, .set = SK_PATCH_ENDS_AT, .ends_at = t0 + HOUR_MS};
+    ASSERT_EQ(control1(&f.r, t, &c, "y").control_result, SK_CR_ENDED);
+
+    /* The trail: every accepted control, in order. */
+    a = trail_of1(&f.r, s);
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(a.n_entries, 5);
+    const char *reqs[] = {"c1", "c2", "c3", "c7", "c8"};
+    for (size_t i = 0; i < a.n_entries; i++) {
+        ASSERT_EQ(a.entries[i].seq, i + 1);
+        ASSERT_STR_EQ(a.entries[i].request_id, reqs[i]);
+    }
+    ASSERT_EQ(a.entries[3].before.orders, 1);
+    ASSERT_EQ(a.entries[4].before.orders, 2);
+    free(a.entries);
+    fixture_close(&f);
+
+    /* A restart replays the controls: the same settings, state and trail. */
+    ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
+    s = sk_engine_find_sale(f.e, "cp", 2);
+    p = sk_sale_params(s);
+    ASSERT_TRUE(p->closed);
+    ASSERT_STR_EQ(p->name, "Renamed");
+    ASSERT_EQ(p->starts_at, t0 + 1000);
+    ASSERT_EQ(p->ends_at, t0 + 2 * HOUR_MS);
+    ASSERT_EQ(p->payment_window_ms, 5000);
+    ASSERT_EQ(p->per_user_limit, 3);
+    ASSERT_EQ(sk_sale_state(s, t0 + 3000), SK_SALE_ENDED);
+    assert_counts(s, 0, 1);
+    a = trail_of1(&f.r, s);
+    ASSERT_EQ(a.n_entries, 5);
+    ASSERT_EQ(a.entries[4].ctl.action, SK_CTL_CLOSE);
+    ASSERT_EQ(a.entries[4].before.orders, 2);
+    ASSERT_EQ(a.entries[0].ctl.set, SK_PATCH_STARTS_AT | SK_PATCH_PAYMENT_WINDOW | SK_PATCH_NAME);
+    free(a.entries);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_PAUSE, 0, "c2").control_result, SK_CR_DUPLICATE); /* the request ids too */
+    ASSERT_EQ(buy_at1(&f.r, s, "new", "r", t0 + 3000).result, SK_BUY_ENDED);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_control_replays_by_request_id)
+{
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = live_sale(&f.r, "idem", 10, 1);
+    answer_t a = act1(&f.r, s, SK_CTL_ADD_STOCK, 5, "add-1");
+    ASSERT_EQ(a.control_result, SK_CR_OK);
+    ASSERT_EQ(counts_of(s).stock, 15);
+    /* The same request again (a client that lost the answer): the first entry, no change. */
+    answer_t b = act1(&f.r, s, SK_CTL_ADD_STOCK, 5, "add-1");
+    ASSERT_EQ(b.control_result, SK_CR_DUPLICATE);
+    ASSERT_EQ(b.entry.seq, a.entry.seq);
+    ASSERT_EQ(b.entry.at, a.entry.at);
+    ASSERT_EQ(b.entry.after.stock, 15);
+    ASSERT_EQ(counts_of(s).stock, 15);
+    /* The same request id for something else: refused, naming the first. */
+    b = act1(&f.r, s, SK_CTL_ADD_STOCK, 6, "add-1");
+    ASSERT_EQ(b.control_result, SK_CR_REQUEST_REUSED);
+    ASSERT_EQ(b.entry.seq, 1);
+    b = act1(&f.r, s, SK_CTL_PAUSE, 0, "add-1");
+    ASSERT_EQ(b.control_result, SK_CR_REQUEST_REUSED);
+    ASSERT_EQ(counts_of(s).stock, 15);
+    ASSERT_TRUE(!sk_sale_params(s)->paused);
+    /* A refused control is not remembered: decided anew. */
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_RESUME, 0, "r-1").control_result, SK_CR_NOT_PAUSED);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_PAUSE, 0, "p-1").control_result, SK_CR_OK);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_RESUME, 0, "r-1").control_result, SK_CR_OK);
+    /* Request ids are per sale. */
+    sk_sale_t *t = live_sale(&f.r, "idem2", 10, 1);
+    ASSERT_EQ(act1(&f.r, t, SK_CTL_ADD_STOCK, 5, "add-1").control_result, SK_CR_OK);
+    answer_t l = trail_of1(&f.r, s);
+    ASSERT_EQ(l.n_entries, 3);
+    free(l.entries);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_control_commit_in_doubt)
+{
+    /* A control whose commit fails before the disk: answered 503, undone (the published
+     * state never changed), and its request id decided anew. One whose commit reached
+     * the disk but reported failure: 503 too, and it stands. */
+    faults(false, false, false);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    sk_sale_t *s = live_sale(&f.r, "cdoubt", 10, 1);
+    ASSERT_EQ(buy1(&f.r, s, "u1", "r").result, SK_BUY_CONFIRMED);
+    faults(true, false, false);
+    sk_control_t c = {.action = SK_CTL_PATCH, .set = SK_PATCH_NAME};
+    snprintf(c.name, sizeof(c.name), "lost");
+    answer_t a[3];
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_PAUSE}, "c1", &a[0]);
+    control(&f.r, s, &c, "c2", &a[1]);
+    control(&f.r, s, &(sk_control_t){.action = SK_CTL_REMOVE_STOCK, .amount = 9}, "c3", &a[2]);
+    ASSERT_TRUE(runner_wait(&f.r));
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(a[i].status, -EIO);
+    ASSERT_TRUE(!sk_sale_params(s)->paused);
+    ASSERT_STR_EQ(sk_sale_params(s)->name, "cdoubt");
+    ASSERT_EQ(counts_of(s).stock, 10);
+    faults(false, false, false);
+    answer_t l = trail_of1(&f.r, s);
+    ASSERT_EQ(l.n_entries, 0);
+    ASSERT_EQ(buy1(&f.r, s, "u2", "r").result, SK_BUY_CONFIRMED); /* not paused */
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_PAUSE, 0, "c1").control_result, SK_CR_OK); /* anew, not a replay */
+
+    faults(false, true, false);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_ADD_STOCK, 3, "c4").status, -EIO);
+    faults(false, false, false);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_ADD_STOCK, 3, "c4").control_result, SK_CR_DUPLICATE); /* it stood */
+    ASSERT_EQ(counts_of(s).stock, 13);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "cdoubt", 6);
+    ASSERT_EQ(counts_of(s).stock, 13);
+    ASSERT_TRUE(sk_sale_params(s)->paused);
+    l = trail_of1(&f.r, s);
+    ASSERT_EQ(l.n_entries, 2);
+    free(l.entries);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_quantities_at_every_limit)
+{
+    /* Units, not orders: the per-user limit with mixed quantities, max_quantity, and
+     * quantity against what remains (all or nothing), through a restart. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    sk_sale_t *s = window_sale(&f.r, "qty", 10, 5, 3, 0);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "a", 3).result, SK_BUY_CONFIRMED); /* at max_quantity */
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "b", 4).result, SK_BUY_BAD_QUANTITY); /* over it */
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "c", 3).result, SK_BUY_LIMIT_REACHED); /* 3 + 3 > 5 */
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "d", 2).result, SK_BUY_CONFIRMED); /* 3 + 2 = 5: at the limit */
+    answer_t a = buy_q1(&f.r, s, "u1", "e", 1);
+    ASSERT_EQ(a.result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(a.held, 5);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "a", 3).result, SK_BUY_CONFIRMED); /* 8 sold */
+    a = buy_q1(&f.r, s, "u3", "a", 3); /* 2 remain */
+    ASSERT_EQ(a.result, SK_BUY_SOLD_OUT);
+    ASSERT_EQ(a.remaining, 2);
+    ASSERT_EQ(buy_q1(&f.r, s, "u3", "b", 2).result, SK_BUY_CONFIRMED); /* exactly what remains */
+    ASSERT_TRUE(sk_sale_is_sold_out(s));
+    assert_counts(s, 0, 10);
+    /* Lowering the limit keeps what holders have and binds what they buy next. */
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_ADD_STOCK, 10, "add").control_result, SK_CR_OK);
+    sk_control_t c = {.action = SK_CTL_PATCH,
+                      .set = SK_PATCH_PER_USER_LIMIT | SK_PATCH_MAX_QUANTITY,
+                      .per_user_limit = 4,
+                      .max_quantity = 2};
+    ASSERT_EQ(control1(&f.r, s, &c, "lim").control_result, SK_CR_OK);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "f", 1).result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "f", 2).result, SK_BUY_LIMIT_REACHED); /* 3 + 2 > 4 */
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "g", 1).result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(buy_q1(&f.r, s, "u4", "a", 3).result, SK_BUY_BAD_QUANTITY);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "qty", 3);
+    assert_counts(s, 0, 11);
+    ASSERT_EQ(counts_of(s).stock, 20);
+    a = orders_of1(&f.r, s, "u1");
+    ASSERT_EQ(a.n_orders, 2);
+    ASSERT_EQ(a.orders[0].quantity, 3);
+    ASSERT_EQ(a.orders[1].quantity, 2);
+    free(a.orders);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "g", 1).result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "h", 1).result, SK_BUY_LIMIT_REACHED);
+    fixture_destroy(&f);
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);
              SK_RUN(test_lifecycle_transitions); SK_RUN(test_expiry_in_deadline_order);
              SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
-             SK_RUN(test_gate_while_reservations_pending);)
+             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
+             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
+             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
+             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);)

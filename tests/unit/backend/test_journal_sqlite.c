@@ -88,7 +88,7 @@ SK_TEST(test_round_trip)
     j = sk_journal_open(data, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
     /* Sales in creation order (created_at), whatever the id or insert order. */
     ASSERT_EQ(l.sales, 2);
     ASSERT_STR_EQ(l.sale_ids[0], "s-a/First/100/200/1/40");
@@ -120,7 +120,7 @@ SK_TEST(test_round_trip)
 
     /* A callback's non-zero value stops the replay and is returned. */
     loaded_t l2 = {.stop_after = 2};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l2), 7);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l2), 7);
     ASSERT_EQ(l2.orders, 2);
     sk_journal_close(j);
 
@@ -165,7 +165,7 @@ SK_TEST(test_batch_all_or_nothing)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
     ASSERT_EQ(l.orders, 2);
     ASSERT_STR_EQ(l.users[0], "u1");
     ASSERT_STR_EQ(l.users[1], "u4");
@@ -197,7 +197,7 @@ SK_TEST(test_many_batches)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
     ASSERT_EQ(l.orders, BATCH * BATCHES);
     ASSERT_STR_EQ(l.order_ids[63], "big/64");
     sk_journal_close(j);
@@ -292,7 +292,7 @@ SK_TEST(test_last_seq_and_faults)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, &l), 0);
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
     ASSERT_EQ(l.orders, 4);
     ASSERT_STR_EQ(l.users[3], "u4");
     sk_journal_close(j);
@@ -364,7 +364,7 @@ SK_TEST(test_transitions_round_trip)
         {"w-1", 4, "d", "rd", 1000, 1100, 1},
     };
     uint64_t first, last;
-    ASSERT_EQ(sk_journal_put_batch(j, b1, 4, NULL, 0, &first, &last), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, b1, 4, NULL, 0, NULL, 0, &first, &last), 0);
     ASSERT_EQ(last, first); /* one row */
     /* The next batch, in decision order: a payment, a cancel, an expiry (decided first in
      * the ledger, so any order), a refund of what it just paid, and a new order. The
@@ -377,7 +377,7 @@ SK_TEST(test_transitions_round_trip)
     };
     sk_journal_order_t b2[] = {{"w-1", 5, "e", "re", 1050, 1150, 1}};
     uint64_t f2, l2;
-    ASSERT_EQ(sk_journal_put_batch(j, b2, 1, ev, 4, &f2, &l2), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, b2, 1, ev, 4, NULL, 0, &f2, &l2), 0);
     ASSERT_EQ(f2, last + 1);
     ASSERT_EQ(l2, f2 + 4); /* four event rows and one order row */
     bool found = false;
@@ -387,14 +387,14 @@ SK_TEST(test_transitions_round_trip)
     ASSERT_TRUE(!found);
     /* Nothing to write: no lsn taken, nothing stored. */
     uint64_t f3, l3;
-    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, NULL, 0, &f3, &l3), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, NULL, 0, NULL, 0, &f3, &l3), 0);
     ASSERT_TRUE(f3 > l3);
     sk_journal_close(j);
 
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     trace_t t = {0};
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
     ASSERT_EQ(t.n, 10);
     ASSERT_STR_EQ(t.lines[0], "sale w-1 q2 w100");
     ASSERT_STR_EQ(t.lines[1], "order w-1/1 a ra x1 at 1000 by 1100");
@@ -407,7 +407,7 @@ SK_TEST(test_transitions_round_trip)
     ASSERT_STR_EQ(t.lines[9], "order w-1/5 e re x1 at 1050 by 1150");
     /* A new batch after the reopen continues the lsns. */
     sk_journal_event_t ev2[] = {{"w-1", 4, SK_EV_PAY, 1060, "pay-4"}};
-    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev2, 1, &f3, &l3), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev2, 1, NULL, 0, &f3, &l3), 0);
     ASSERT_EQ(f3, l2 + 1);
     sk_journal_close(j);
 
@@ -443,13 +443,13 @@ SK_TEST(test_grouping_many_sales)
     for (int i = 0; i < 9; i++)
         o[i] = (sk_journal_order_t){ids[i % 3], (uint64_t)(i / 3 + 1), "u", "", 5, 1005, 1};
     uint64_t f, l;
-    ASSERT_EQ(sk_journal_put_batch(j, o, 9, NULL, 0, &f, &l), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, o, 9, NULL, 0, NULL, 0, &f, &l), 0);
     ASSERT_EQ(l - f + 1, 3);
     sk_journal_event_t ev[6];
     for (int i = 0; i < 6; i++)
         ev[i] = (sk_journal_event_t){ids[i % 3], (uint64_t)(3 - i / 3), i % 2 ? SK_EV_CANCEL : SK_EV_EXPIRE, 2000,
                                      i % 2 ? "admin" : NULL};
-    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 6, &f, &l), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 6, NULL, 0, &f, &l), 0);
     ASSERT_EQ(l - f + 1, 6); /* x, y, z each with an expire and a cancel row */
     sk_journal_close(j);
     char v[300];
@@ -493,7 +493,7 @@ SK_TEST(test_v1_migrated_in_place)
     if (!j)
         SK_FAIL_AT("open: %s", err);
     trace_t t = {0};
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
     ASSERT_EQ(t.n, 6);
     ASSERT_STR_EQ(t.lines[0], "sale old q1 w0");
     ASSERT_STR_EQ(t.lines[2], "order old/1 u1 r1 x1 at 100 by 0");
@@ -506,10 +506,10 @@ SK_TEST(test_v1_migrated_in_place)
     /* It goes on as a version 2 file: lsns after the old batches. */
     sk_journal_order_t o = {"old", 4, "u3", "r", 200, 0, 2};
     uint64_t f, l;
-    ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, &f, &l), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, NULL, 0, &f, &l), 0);
     ASSERT_EQ(f, 4);
     sk_journal_event_t ev = {"old", 1, SK_EV_REFUND, 300, NULL};
-    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, &ev, 1, &f, &l), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, &ev, 1, NULL, 0, &f, &l), 0);
     sk_journal_close(j);
     char v[300];
     query1(dir, "PRAGMA user_version", v, sizeof(v));
@@ -522,7 +522,7 @@ SK_TEST(test_v1_migrated_in_place)
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     memset(&t, 0, sizeof(t));
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, &t), 0);
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
     ASSERT_EQ(t.n, 8);
     ASSERT_STR_EQ(t.lines[7], "refund old/1 at 300");
     sk_journal_close(j);

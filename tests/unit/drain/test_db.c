@@ -12,13 +12,15 @@ SK_TEST(driver_by_url)
     ASSERT_TRUE(sk_db_driver("host=h password=a://b", err, sizeof(err)) == &sk_db_postgres);
     ASSERT_STR_EQ(sk_db_postgres.name, "postgres");
 
-    err[0] = '\0';
-    ASSERT_TRUE(sk_db_driver("mysql://root@127.0.0.1/seckill", err, sizeof(err)) == NULL);
-    ASSERT_TRUE(strstr(err, "MySQL") != NULL);
+    ASSERT_TRUE(sk_db_driver("mysql://root@127.0.0.1/seckill", err, sizeof(err)) == &sk_db_mysql);
+    ASSERT_TRUE(sk_db_driver("mariadb://u:p@h:3306/seckill", err, sizeof(err)) == &sk_db_mysql);
+    ASSERT_STR_EQ(sk_db_mysql.name, "mysql");
+
     err[0] = '\0';
     ASSERT_TRUE(sk_db_driver("redis://127.0.0.1:6379", err, sizeof(err)) == NULL);
     ASSERT_TRUE(strstr(err, "redis://") != NULL);
     ASSERT_TRUE(strstr(err, "postgresql://") != NULL);
+    ASSERT_TRUE(strstr(err, "mysql://") != NULL);
 }
 
 SK_TEST(ok_of_nothing)

@@ -474,6 +474,21 @@ SK_TEST(test_sold_out_gate)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_store_clock_offset)
+{
+    /* The embedded writer reads this node's clock: no offset. A backend that sees the
+     * store's clock ahead or behind moves the gate's idea of "now" by that much. */
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), 0);
+    sk_engine_note_store_clock(f.e, 1000500, 1000000);
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), 500);
+    sk_engine_note_store_clock(f.e, 999750, 1000000);
+    ASSERT_EQ(sk_engine_store_clock_offset(f.e), -250);
+    sk_engine_note_store_clock(f.e, 0, 0);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_restart_rebuilds)
 {
     fixture_t f = {0};
@@ -856,8 +871,9 @@ SK_TEST(test_open_errors)
     rm_rf(dir);
 }
 
-SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_validation); SK_RUN(test_sells_exactly_stock);
-             SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3); SK_RUN(test_window);
-             SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited); SK_RUN(test_create_and_list);
-             SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing);
-             SK_RUN(test_two_threads); SK_RUN(test_counts_read_while_writing); SK_RUN(test_open_errors);)
+SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_store_clock_offset); SK_RUN(test_validation);
+             SK_RUN(test_sells_exactly_stock); SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3);
+             SK_RUN(test_window); SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited);
+             SK_RUN(test_create_and_list); SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds);
+             SK_RUN(test_disk_error_confirms_nothing); SK_RUN(test_two_threads); SK_RUN(test_counts_read_while_writing);
+             SK_RUN(test_open_errors);)

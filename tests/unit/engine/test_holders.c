@@ -154,6 +154,28 @@ SK_TEST(test_find_request)
     sk_holders_free(h);
 }
 
+SK_TEST(test_past_the_walk_limit_without_request_ids)
+{
+    /* A user past the walk limit whose orders all came without a request id: none of
+     * them enters the index, which the sale therefore never allocated. Looking up a
+     * request id of that user must find nothing, not read the missing table (that
+     * crashed the ledger, or a worker once the sale's holders were final). */
+    sk_holders_t *h = sk_holders_new();
+    uint32_t u = sk_holders_upsert(h, "u", 1);
+    for (int i = 0; i < SK_HOLDERS_WALK_MAX + 1; i++)
+        sk_holders_add_order(h, u, "", 0, i, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(h->req_cap, 0);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), NONE);
+    /* Their next order with a request id is indexed and found from then on. */
+    sk_holders_add_order(h, u, "r1", 2, 99, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), SK_HOLDERS_WALK_MAX + 1);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r2", 2, NULL), NONE);
+    /* Undone, the table stays and is empty again. */
+    sk_holders_pop_order(h);
+    ASSERT_EQ(sk_holders_find_request(h, u, "r1", 2, NULL), NONE);
+    sk_holders_free(h);
+}
+
 SK_TEST(test_per_user_limit_many)
 {
     /* A user with a large limit holds many orders, interleaved with others'. */
@@ -366,6 +388,6 @@ SK_TEST(test_arena_past_4gib)
 }
 
 SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_add_pop_orders);
-             SK_RUN(test_find_request); SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535);
-             SK_RUN(test_one_user_100000_orders); SK_RUN(test_request_index_against_reference);
-             SK_RUN(test_arena_past_4gib);)
+             SK_RUN(test_find_request); SK_RUN(test_past_the_walk_limit_without_request_ids);
+             SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);
+             SK_RUN(test_request_index_against_reference); SK_RUN(test_arena_past_4gib);)

@@ -1,0 +1,152 @@
+/* src/util/buf.c: decimal formatting at every length and both ends of the ranges, and
+ * the JSON string writer against a byte-at-a-time reference (every byte value, runs of
+ * plain bytes cut by escapes, valid and broken UTF-8), appended to buffers of every
+ * starting size so that growth in the middle of a string is covered. */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "test.h"
+#include "util/buf.h"
+
+static void check_u64(uint64_t v)
+{
+    char got[32], want[32];
+    size_t n = sk_fmt_u64(got, v);
+    got[n] = '\0';
+    snprintf(want, sizeof(want), "%" PRIu64, v);
+    ASSERT_STR_EQ(got, want);
+}
+
+static void check_i64(int64_t v)
+{
+    char got[32], want[32];
+    size_t n = sk_fmt_i64(got, v);
+    got[n] = '\0';
+    snprintf(want, sizeof(want), "%" PRId64, v);
+    ASSERT_STR_EQ(got, want);
+}
+
+SK_TEST(decimal_at_every_length)
+{
+    uint64_t p = 1;
+    for (int d = 0; d < 20; d++, p *= 10) {
+        check_u64(p);
+        check_u64(p - 1);
+        check_u64(p + 1);
+        check_u64(p * 5);
+        check_i64(-(int64_t)(p - 1));
+    }
+    check_u64(UINT64_MAX);
+    check_i64(INT64_MAX);
+    check_i64(INT64_MIN);
+    for (uint64_t v = 0; v < 2000; v++)
+        check_u64(v);
+    sk_buf_t b = {0};
+    sk_buf_put_i64(&b, -42);
+    sk_buf_put_i64(&b, 1000000000);
+    ASSERT_MEM_STR(b.data, b.len, "-421000000000");
+    sk_buf_free(&b);
+}
+
+/* The writer's rules one byte at a time: printable ASCII but '"' and '\' as is, short
+ * escapes for '"', '\', \n, \r, \t, \u00XX for other control bytes, valid UTF-8 as is,
+ * U+FFFD for each byte that does not start a valid sequence. */
+static void reference(sk_buf_t *b, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    sk_buf_putc(b, '"');
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            sk_buf_putc(b, (char)c);
+            i++;
+        } else if (c == '"' || c == '\\') {
+            sk_buf_putc(b, '\\');
+            sk_buf_putc(b, (char)c);
+            i++;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            sk_buf_putc(b, '\\');
+            sk_buf_putc(b, c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+            i++;
+        } else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sk_buf_append(b, u, 6);
+            i++;
+        } else {
+            /* Decode one sequence strictly (no overlong, no surrogate, <= U+10FFFF). */
+            size_t len = c >= 0xf0 && c < 0xf8 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc0 && c < 0xe0 ? 2 : 0;
+            uint32_t cp = len == 4 ? c & 7 : len == 3 ? c & 15 : c & 31;
+            bool ok = len > 0 && i + len <= n;
+            for (size_t k = 1; ok && k < len; k++) {
+                ok = (s[i + k] & 0xc0) == 0x80;
+                cp = (cp << 6) | (s[i + k] & 0x3f);
+            }
+            uint32_t min = len == 4 ? 0x10000 : len == 3 ? 0x800 : 0x80;
+            if (ok && cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff)) {
+                sk_buf_append(b, s + i, len);
+                i += len;
+            } else {
+                sk_buf_append(b, "\xef\xbf\xbd", 3);
+                i++;
+            }
+        }
+    }
+    sk_buf_putc(b, '"');
+}
+
+static void check_json(const unsigned char *s, size_t n)
+{
+    /* From an empty buffer, and from one whose room runs out inside the string. */
+    for (size_t pre = 0; pre < 300; pre += pre < 20 ? 1 : 37) {
+        sk_buf_t got = {0}, want = {0};
+        for (size_t k = 0; k < pre; k++) {
+            sk_buf_putc(&got, 'x');
+            sk_buf_putc(&want, 'x');
+        }
+        sk_buf_put_json_str(&got, (const char *)s, n);
+        reference(&want, s, n);
+        if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0)
+            SK_FAIL_AT("json of %zu bytes after %zu: \"%.*s\" vs \"%.*s\"", n, pre, (int)got.len, got.data,
+                       (int)want.len, want.data);
+        sk_buf_free(&got);
+        sk_buf_free(&want);
+    }
+}
+
+SK_TEST(json_string_matches_the_reference)
+{
+    unsigned char s[64];
+    for (int c = 0; c < 256; c++) {
+        s[0] = 'a';
+        s[1] = (unsigned char)c;
+        s[2] = 'b';
+        check_json(s, 3);
+        check_json(s + 1, 1);
+    }
+    static const char *cases[] = {
+        "",
+        "u12345",
+        "plain run, then \"quote\" and \\ backslash\n",
+        "\xe7\x94\xa8\xe6\x88\xb7 user \xf0\x9f\x98\x80 end",
+        "\xc0\xaf overlong, \xed\xa0\x80 surrogate, \xf4\x90\x80\x80 too big, \xe7\x94 cut",
+        "tail cut \xf0\x9f\x98",
+        "\x01\x1f\x7f\x80\xff",
+    };
+    for (size_t i = 0; i < SK_ARRAY_LEN(cases); i++)
+        check_json((const unsigned char *)cases[i], strlen(cases[i]));
+    /* Pseudo-random bytes, mostly printable. */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 2000; round++) {
+        size_t n = (size_t)(round % 64);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s[i] = (x % 5) ? (unsigned char)(0x20 + x % 95) : (unsigned char)(x >> 8);
+        }
+        check_json(s, n);
+    }
+}
+
+SK_TEST_MAIN(SK_RUN(decimal_at_every_length); SK_RUN(json_string_matches_the_reference);)
