@@ -383,7 +383,6 @@ static void front_warn(const front_t *f)
 static int create_demo(sk_engine_t *e, char *id)
 {
     int64_t now = sk_now_ms();
-    int len = snprintf(id, SK_ID_MAX + 1, "demo-%lld", (long long)(now / 1000));
     bool window = sk_engine_lifecycle(e);
     sk_sale_params_t p = {.name = "Demo ticket · 演示门票",
                           .starts_at = now + 30000,
@@ -391,12 +390,18 @@ static int create_demo(sk_engine_t *e, char *id)
                           .per_user_limit = 1,
                           .max_quantity = 1,
                           .payment_window_ms = window ? DEMO_WINDOW_MS : 0};
-    sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
-    int rc = sk_engine_add_sale(e, s);
-    if (rc < 0) {
-        sk_sale_free(s);
-        return rc;
+    /* demo-<unix seconds>; a restart within the same second (after a crash, say) finds
+     * that id taken and takes the next one. */
+    int rc = -EEXIST;
+    for (int k = 0; k < 100 && rc == -EEXIST; k++) {
+        int len = snprintf(id, SK_ID_MAX + 1, "demo-%lld", (long long)(now / 1000 + k));
+        sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
+        rc = sk_engine_add_sale(e, s);
+        if (rc < 0)
+            sk_sale_free(s);
     }
+    if (rc < 0)
+        return rc;
     fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s%s\n", id,
             window ? ", each reserved for 2 minutes until it is paid" : "");
     return 0;

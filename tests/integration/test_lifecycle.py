@@ -492,6 +492,20 @@ def test_config_and_sale_metrics(ck):
         buy(srv, "final", "a", "r")
         ck.eq((sale_metric(srv, "final", "confirmed"), sale_metric(srv, "final", "reserved")), (1, 0),
               "a final purchase enters confirmed")
+        # The demo sale is demo-<unix seconds>: a restart that finds that id taken (within
+        # the same second, as after a quick crash) takes the next free one. The ids of the
+        # next seconds are taken here, so the restart meets them whatever its timing.
+        t = int(time.time())
+        taken = {f"demo-{t + k}" for k in range(5)}
+        for sid in taken:
+            if srv.json("GET", f"/api/v1/sales/{sid}")[0] == 404:
+                create(srv, sid, 1)
+        srv.kill9()
+        srv.start()
+        st, c = srv.json("GET", "/api/v1/config")
+        ck.check(st == 200 and str(c["demo_sale"]).startswith("demo-") and c["demo_sale"] not in taken,
+                 f"a restart takes a free demo id: {c}")
+        ck.eq(sale(srv, c["demo_sale"])["stock"], 100, "the new demo sale")
 
 
 sklib.run_tests([test_every_transition, test_signatures, test_expiry_and_late_payment, test_quantities,
