@@ -18,9 +18,11 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Starts the service with the embedded store and a demo sale, serving the buyer's page.
+# Starts the service with the embedded store and a demo sale, serving the buyer's page;
+# the demo's reservations can be paid with the page's Pay button (--demo-payments: a demo
+# switch, never for a server where money is involved).
 run: build
-	$(BUILD)/seckill serve --listen $(LISTEN) --demo
+	$(BUILD)/seckill serve --listen $(LISTEN) --demo --demo-payments
 
 # Every test: a -Werror build, then the whole suite again under ASan+UBSan with the
 # fuzzers (the parsers and the connection layer, clang), then the threaded tests under TSan.

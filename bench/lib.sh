@@ -51,7 +51,7 @@ bench_wait_port() {
 # Runs wrk pinned to a CPU and measures the server's CPU over the run.
 # Usage: bench_wrk NAME PID CPU WRK-ARGS... (options, then the URL, then -- script args);
 # prints one line of results and sets RPS, CPU_PER_M (server CPU seconds per million
-# requests), P99.
+# requests), P99, and ANSWERS (the "answers by status" line of bench/purchase.lua, if any).
 bench_wrk() {
   local name=$1 pid=$2 cpu=$3
   shift 3
@@ -63,6 +63,7 @@ bench_wrk() {
   local total
   total=$(echo "$out" | awk '/requests in/ {print $1}')
   P99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  ANSWERS=$(echo "$out" | sed -n 's/^answers by status: *//p')
   CPU_PER_M=$(awk -v a="$after" -v b="$before" -v n="$total" 'BEGIN { if (n>0) printf "%.2f", (a-b)/n*1e6; else print "nan" }')
   printf '%-28s %12s req/s   p99 %-9s  server CPU %6s s per million requests\n' "$name" "$RPS" "${P99:-n/a}" "$CPU_PER_M"
 }

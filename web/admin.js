@@ -1,6 +1,7 @@
 // The operator's dashboard: create sales, list them, and watch one live from /metrics
 // (with the front door's refusals: rate-limited, denied, bad tokens).
 import { pickLang, setLang, other, t, locale } from './i18n.js';
+import { LifecycleView, lifecycleSnapshot } from './admin-orders.js';
 
 const $ = (id) => document.getElementById(id);
 const API = '/api/v1/sales';
@@ -10,7 +11,8 @@ const LIST_MS = 2000;
 const WINDOW_MS = 10000; // p99, batch size and commit latency are taken over this window
 const HISTORY_MS = 5 * 60 * 1000; // the charts show this much
 const FIELDS = ['id', 'name', 'stock', 'starts_at', 'ends_at', 'per_user_limit'];
-const ACCEPTED = new Set(['confirmed', 'duplicate']);
+const ACCEPTED = new Set(['confirmed', 'reserved', 'duplicate']);
+const MADE = new Set(['confirmed', 'reserved']); // a purchase that made an order
 // The front door's refusals the dashboard charts (node-wide, not per sale).
 const FRONT_KINDS = ['rate_limited', 'denied'];
 const FRONT_ALL = [...FRONT_KINDS, 'tokens'];
@@ -21,6 +23,7 @@ const D = {
   pendingCreate: null, // a create that was answered 401, sent again once a token is given
   snaps: [], // metric snapshots of the last WINDOW_MS (+1 scrape)
   history: { pps: [], rej: [], front: [] },
+  life: new LifecycleView(), // held, sold and the orders' states (admin-orders.js)
 };
 
 async function call(url, opts = {}) {
@@ -296,6 +299,7 @@ function fmtMs(seconds) {
 function resetLive() {
   D.snaps = [];
   D.history = { pps: [], rej: [], front: [] };
+  D.life.reset();
 }
 
 async function scrape() {
@@ -322,13 +326,15 @@ async function scrape() {
   if (sale !== D.selected) return;
   $('metrics-msg').hidden = true;
   const now = Date.now();
-  const snap = snapshot(parseMetrics(text), sale, now);
+  const samples = parseMetrics(text);
+  const snap = snapshot(samples, sale, now);
+  D.life.push(lifecycleSnapshot(samples, sale), now);
   const prev = D.snaps[D.snaps.length - 1];
   D.snaps.push(snap);
   while (D.snaps.length > 2 && D.snaps[1].t <= now - WINDOW_MS) D.snaps.shift();
   if (prev) {
     const dt = (now - prev.t) / 1000;
-    const ok = (k) => k === 'confirmed';
+    const ok = (k) => MADE.has(k);
     const rejected = (k) => !ACCEPTED.has(k);
     const pps = counterDelta(sumResults(prev.results, ok), sumResults(snap.results, ok)) / dt;
     const rej = counterDelta(sumResults(prev.results, rejected), sumResults(snap.results, rejected)) / dt;
@@ -390,6 +396,8 @@ function drawChart(canvas, points) {
 function renderLive() {
   const sale = D.sales.find((s) => s.id === D.selected);
   $('tiles').hidden = !D.selected;
+  $('lifecycle').hidden = !D.selected;
+  D.life.render();
   $('live').dataset.sale = D.selected || '';
   if (!D.selected) {
     $('live-title').textContent = t('pickSale');

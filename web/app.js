@@ -1,11 +1,15 @@
-// The buyer's page: one sale, a countdown on the server's clock, the remaining count
-// pushed by Server-Sent Events (polling when those fail), and a Buy button.
-import { pickLang, setLang, other, t, locale } from './i18n.js';
+// The buyer's page: one sale, a countdown on the server's clock, the counts pushed by
+// Server-Sent Events (polling when those fail), a Buy button, and the buyer's orders —
+// a reservation counts down to its pay_by with Pay (demo payments only) and Cancel.
+// Opened at "/", it also lists every sale on now and coming, the demo sale first.
+import { pickLang, setLang, other, t, tn, locale } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const API = '/api/v1/sales';
+const ORDERS = '/api/v1/orders';
 const BUYER_KEY = 'seckill.buyer';
 const POLL_MS = 2000;
+const LIST_MS = 5000;
 const SSE_FAILURES_BEFORE_POLLING = 3;
 const SSE_RETRY_MS = 15000;
 // The server ends every stream after its lifetime (--stream-lifetime): the page opens a
@@ -14,22 +18,31 @@ const SSE_RETRY_MS = 15000;
 // so that a server dropping streams at once is not hammered.
 const SSE_REOPEN_MS = 1000;
 const SSE_MIN_LIFE_MS = 5000;
+// Once a reservation's pay_by has passed, the page asks for the order until the server
+// says it expired (the ledger expires it on its own clock, at once).
+const EXPIRY_CHECK_MS = 1000;
+const EXPIRY_CHECKS = 30;
+const ACTIVE = new Set(['reserved', 'confirmed']);
 
 const S = {
   id: null,
   sale: null,
+  config: { lifecycle: false, demo_payments: false, demo_sale: null },
   offset: 0, // server clock minus browser clock, in ms
   buyer: '',
-  orders: [], // this buyer's order ids in this sale
+  orders: [], // this buyer's orders in this sale: {order_id, state, quantity, pay_by}
   limitHit: false, // the server said this buyer holds all the units allowed
-  pending: null, // {user, rid}: a purchase without a definite answer yet; retries reuse rid
+  pending: null, // {user, rid, quantity}: a purchase without a definite answer yet; retries reuse rid
   busy: false,
+  acting: null, // the order id whose payment or cancel is in flight
   result: null, // {kind, order, msg}
   mode: 'connecting',
   es: null,
   sseFailures: 0,
   pollTimer: 0,
   sseRetryTimer: 0,
+  home: false, // opened at "/": the list of sales is shown
+  list: [],
 };
 
 const serverNow = () => Date.now() + S.offset;
@@ -51,11 +64,18 @@ async function getJSON(url, opts = {}, timeoutMs = 10000) {
     } catch {
       // A body that is not JSON (a proxy's error page) leaves only the status to go on.
     }
-    return { status: res.status, body };
+    return { status: res.status, body: body && typeof body === 'object' ? body : {} };
   } finally {
     clearTimeout(timer);
   }
 }
+
+const postJSON = (url, body, timeoutMs = 15000) =>
+  getJSON(
+    url,
+    { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body ? JSON.stringify(body) : '' },
+    timeoutMs,
+  );
 
 // ---- which sale ---------------------------------------------------------------------
 
@@ -65,14 +85,30 @@ function saleIdFromUrl() {
   return new URLSearchParams(location.search).get('sale');
 }
 
-async function chooseSale() {
+async function loadConfig() {
+  try {
+    const { status, body } = await getJSON('/api/v1/config');
+    if (status === 200) S.config = { ...S.config, ...body };
+  } catch {
+    // An older server: no demo payments, no demo sale.
+  }
+}
+
+/** The sales on now and coming, in the order "/" lists them: the server's demo sale,
+ *  then the live ones (the latest to open first), then the coming ones (the soonest). */
+function openSales(sales) {
+  const rank = (s) => (s.id === S.config.demo_sale ? 0 : s.state === 'scheduled' ? 2 : 1);
+  return sales
+    .filter((s) => s.state !== 'ended')
+    .sort((a, b) => rank(a) - rank(b) || (rank(a) === 2 ? a.starts_at - b.starts_at : b.starts_at - a.starts_at));
+}
+
+async function fetchList() {
   const { status, body } = await getJSON(API);
   if (status !== 200 || !Array.isArray(body.sales)) throw new Error(`HTTP ${status}`);
-  const open = body.sales.filter((s) => s.state === 'live' || s.state === 'scheduled');
-  const live = open.find((s) => s.state === 'live');
-  if (live) return live.id;
-  open.sort((a, b) => a.starts_at - b.starts_at);
-  return open.length ? open[0].id : null;
+  S.list = openSales(body.sales);
+  renderList();
+  return S.list;
 }
 
 // ---- sale state ---------------------------------------------------------------------
@@ -92,8 +128,9 @@ function phase() {
   if (!s) return null;
   const now = serverNow();
   if (s.state === 'ended') return 'ended';
-  if (s.state === 'sold_out' || s.remaining <= 0) return 'sold_out';
   if (now >= s.ends_at) return 'ended';
+  if (s.state === 'paused') return 'paused';
+  if (s.state === 'sold_out' || s.remaining <= 0) return 'sold_out';
   if (s.state === 'scheduled' && now < s.starts_at) return 'scheduled';
   return 'live';
 }
@@ -114,16 +151,124 @@ async function fetchSale() {
   return true;
 }
 
+// ---- the buyer's orders -------------------------------------------------------------
+
+const timedOut = (o) => o.state === 'reserved' && o.pay_by > 0 && serverNow() > o.pay_by;
+const activeUnits = () =>
+  S.orders.reduce((n, o) => n + (ACTIVE.has(o.state) && !timedOut(o) ? o.quantity || 1 : 0), 0);
+const limit = () => Math.max(1, (S.sale && S.sale.per_user_limit) || 1);
+const held = () => S.limitHit || activeUnits() >= limit();
+
+/** Adds or updates one of the buyer's orders from an answer that carries it. */
+function putOrder(o) {
+  if (!o || !o.order_id) return;
+  const i = S.orders.findIndex((x) => x.order_id === o.order_id);
+  const keep = i >= 0 ? S.orders[i] : {};
+  const next = {
+    ...keep,
+    order_id: o.order_id,
+    state: o.state || keep.state || 'confirmed',
+    quantity: o.quantity || keep.quantity || 1,
+    pay_by: o.pay_by ?? keep.pay_by ?? null,
+  };
+  if (i >= 0) S.orders[i] = next;
+  else S.orders.push(next);
+  return next;
+}
+
 async function fetchOrders() {
   const user = S.buyer;
   try {
     const { status, body } = await getJSON(`${API}/${enc(S.id)}/orders/${enc(user)}`);
     if (status !== 200 || user !== S.buyer || !Array.isArray(body.orders)) return;
-    S.orders = body.orders.map((o) => o.order_id);
-    if (S.orders.length && !S.result && held()) showResult('already', S.orders[0]);
+    S.orders = [];
+    for (const o of body.orders) putOrder(o);
+    S.limitHit = false;
+    if (!S.result) {
+      const active = S.orders.filter((o) => ACTIVE.has(o.state));
+      const reserved = active.find((o) => o.state === 'reserved');
+      if (reserved) showResult('reserved', reserved.order_id);
+      else if (active.length && held()) showResult('already', active[0].order_id);
+    }
     render();
   } catch {
     // Only a convenience: a purchase still answers "already bought".
+  }
+}
+
+/** After pay_by, asks for the order until the server has expired it (or paid it: a
+ *  payment decided at pay_by still counts). */
+async function checkExpiry(o) {
+  if (o.checking) return;
+  o.checking = true;
+  for (let i = 0; i < EXPIRY_CHECKS && S.orders.includes(o) && o.state === 'reserved'; i++) {
+    try {
+      const { status, body } = await getJSON(`${ORDERS}/${enc(o.order_id)}`);
+      if (status === 200 && body.state && body.state !== 'reserved') {
+        o.state = body.state;
+        if (o.state === 'expired') showResult('expired', o.order_id);
+        break;
+      }
+    } catch {
+      // asked again below
+    }
+    await new Promise((r) => setTimeout(r, EXPIRY_CHECK_MS));
+  }
+  o.checking = false;
+  // Still reserved after every check (the server is unreachable): stop asking; the next
+  // fetch of the buyer's orders brings the truth.
+  if (o.state === 'reserved') o.gaveUp = true;
+  render();
+}
+
+async function payOrder(o) {
+  if (S.acting) return;
+  S.acting = o.order_id;
+  render();
+  let res = null;
+  try {
+    res = await postJSON(`${ORDERS}/${enc(o.order_id)}/demo-pay`);
+  } catch {
+    res = null;
+  }
+  S.acting = null;
+  const { status, body } = res || { status: 0, body: {} };
+  if (status === 200 && (body.result === 'confirmed' || body.result === 'duplicate')) {
+    putOrder({ ...body, state: 'confirmed' });
+    showResult('paid', o.order_id);
+  } else if (status === 409 && body.state) {
+    putOrder(body);
+    showResult(body.error === 'expired' ? 'pay_expired' : 'pay_refused', o.order_id, body.message);
+  } else if (status === 0 || status >= 500 || status === 429) {
+    showResult('pay_retry', o.order_id);
+  } else {
+    showResult('error', o.order_id, body.message || body.error || `HTTP ${status}`);
+  }
+}
+
+async function cancelOrder(o) {
+  if (S.acting) return;
+  S.acting = o.order_id;
+  render();
+  let res = null;
+  try {
+    res = await postJSON(`${ORDERS}/${enc(o.order_id)}/cancel`, { user_id: S.buyer });
+  } catch {
+    res = null;
+  }
+  S.acting = null;
+  const { status, body } = res || { status: 0, body: {} };
+  if (status === 200 && body.state) {
+    putOrder(body);
+    S.limitHit = false;
+    showResult('cancelled', o.order_id);
+  } else if (status === 409 && body.state) {
+    putOrder(body);
+    showResult(body.state === 'expired' ? 'expired' : 'cancel_refused', o.order_id);
+  } else if (status === 0 || status >= 500 || status === 429) {
+    showResult('cancel_retry', o.order_id);
+  } else {
+    showResult('error', o.order_id, body.message || body.error || `HTTP ${status}`);
   }
 }
 
@@ -208,32 +353,38 @@ function stopPolling() {
 
 // ---- buying -------------------------------------------------------------------------
 
-const held = () =>
-  S.limitHit || (S.sale && S.orders.length >= Math.max(1, S.sale.per_user_limit || 1));
-
 function showResult(kind, order, msg) {
   S.result = { kind, order: order || '', msg: msg || '' };
   render();
 }
 
+/** The most units one purchase may ask for now: the sale's max_quantity, what the
+ *  buyer's limit leaves, and what remains. */
+function maxQuantity() {
+  const s = S.sale;
+  if (!s) return 1;
+  const left = limit() - activeUnits();
+  return Math.max(1, Math.min(s.max_quantity || 1, left, Math.max(1, s.remaining)));
+}
+
+function quantity() {
+  const q = Math.floor(Number($('qty').value));
+  return Number.isFinite(q) ? Math.min(Math.max(1, q), maxQuantity()) : 1;
+}
+
 async function buy() {
   if (S.busy || phase() !== 'live' || held()) return;
-  if (!S.pending || S.pending.user !== S.buyer)
-    S.pending = { user: S.buyer, rid: `r-${Date.now().toString(36)}-${randomId(10)}` };
+  const q = quantity();
+  if (!S.pending || S.pending.user !== S.buyer || S.pending.quantity !== q)
+    S.pending = { user: S.buyer, rid: `r-${Date.now().toString(36)}-${randomId(10)}`, quantity: q };
   const p = S.pending;
   S.busy = true;
   render();
   let res = null;
+  const body = { user_id: p.user, request_id: p.rid };
+  if (p.quantity > 1) body.quantity = p.quantity;
   try {
-    res = await getJSON(
-      `${API}/${enc(S.id)}/purchase`,
-      {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ user_id: p.user, request_id: p.rid }),
-      },
-      15000,
-    );
+    res = await postJSON(`${API}/${enc(S.id)}/purchase`, body);
   } catch {
     res = null; // no answer: the outcome is unknown, so a retry must reuse the request id
   }
@@ -248,20 +399,21 @@ function handlePurchase(p, res) {
   };
   if ((status === 200 || status === 201) && body.order_id) {
     done();
-    if (!S.orders.includes(body.order_id)) S.orders.push(body.order_id);
+    const state = body.state || (body.result === 'reserved' ? 'reserved' : 'confirmed');
+    if (p.user === S.buyer) putOrder({ ...body, state });
     if (S.sale && typeof body.remaining === 'number' && body.remaining < S.sale.remaining)
       S.sale = { ...S.sale, remaining: body.remaining };
-    return showResult('confirmed', body.order_id);
+    return showResult(state === 'reserved' ? 'reserved' : state === 'confirmed' ? 'confirmed' : 'duplicate', body.order_id);
   }
   switch (status === 0 ? 'network' : body.error) {
     case 'sold_out':
       done();
-      if (S.sale) S.sale = { ...S.sale, remaining: 0, state: 'sold_out' };
-      return showResult('sold_out');
+      if (S.sale && !(body.remaining > 0)) S.sale = { ...S.sale, remaining: 0, state: 'sold_out' };
+      return showResult(body.remaining > 0 ? 'too_few' : 'sold_out', '', '');
     case 'limit_reached':
       done();
-      if (body.order_id && !S.orders.includes(body.order_id)) S.orders.push(body.order_id);
       S.limitHit = true;
+      fetchOrders();
       return showResult('already', body.order_id);
     case 'not_started':
       done();
@@ -272,6 +424,9 @@ function handlePurchase(p, res) {
       done();
       if (S.sale) S.sale = { ...S.sale, state: 'ended' };
       return showResult('ended');
+    case 'paused':
+      done();
+      return showResult('paused');
     case 'rate_limited':
       return showResult('rate_limited');
   }
@@ -289,12 +444,21 @@ function setBuyer(id, save) {
   S.buyer = clean || `u-${randomId(10)}`;
   if (save || !clean) localStorage.setItem(BUYER_KEY, S.buyer);
   $('buyer-id').value = S.buyer;
+  $('forget').hidden = true;
   S.pending = null;
   S.orders = [];
   S.limitHit = false;
   S.result = null;
   render();
   if (S.id && S.sale) fetchOrders();
+}
+
+/** "New id" forgets the buyer id: it asks first, naming the id, since orders made with
+ *  it can only be looked up with it. */
+function askForget() {
+  setText('forget-text', t('forgetAsk', { id: S.buyer }));
+  $('forget').hidden = false;
+  $('forget-no').focus();
 }
 
 // ---- rendering ----------------------------------------------------------------------
@@ -307,18 +471,129 @@ function fmtDuration(ms) {
   return d ? `${d}d ${hms}` : hms;
 }
 
+/** mm:ss under an hour, h:mm:ss above (a payment window is at most a day). */
+function fmtShort(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const pad = (n) => String(n).padStart(2, '0');
+  const h = Math.floor(total / 3600);
+  const ms2 = `${pad(Math.floor((total % 3600) / 60))}:${pad(total % 60)}`;
+  return h ? `${h}:${ms2}` : ms2;
+}
+
 function setText(id, text) {
-  const el = $(id);
+  const el = typeof id === 'string' ? $(id) : id;
   if (el.textContent !== text) el.textContent = text;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** One of the buyer's orders: id, units, state; a reservation its countdown and buttons. */
+function orderItem(o) {
+  const li = el('li', 'order-item');
+  li.dataset.orderId = o.order_id;
+  const out = timedOut(o);
+  const shown = out ? 'timed_out' : o.state;
+  li.dataset.state = shown;
+  const head = el('div', 'order-head');
+  const badge = el('span', 'badge', t(`order.${shown}`));
+  badge.dataset.state = shown;
+  badge.dataset.testid = 'order-state';
+  head.appendChild(badge);
+  if ((o.quantity || 1) > 1) head.appendChild(el('span', 'units', tn('units', o.quantity)));
+  li.appendChild(head);
+  const id = el('code', 'oid', o.order_id);
+  li.appendChild(id);
+  if (o.state === 'reserved') {
+    const left = o.pay_by - serverNow();
+    const due = el('p', 'due');
+    due.dataset.testid = 'pay-within';
+    if (out) due.textContent = t('timeUp');
+    else {
+      const [before, after] = t('payWithin').split('{time}');
+      const c = el('strong', 'pay-countdown', fmtShort(left));
+      c.dataset.ms = String(Math.max(0, Math.round(left)));
+      due.append(before, c, after || '');
+    }
+    li.appendChild(due);
+    if (!out) {
+      const row = el('div', 'row actions');
+      if (S.config.demo_payments) {
+        const pay = el('button', 'primary pay', t(S.acting === o.order_id ? 'paying' : 'pay'));
+        pay.type = 'button';
+        pay.dataset.action = 'pay';
+        pay.disabled = Boolean(S.acting);
+        row.appendChild(pay);
+      }
+      const cancel = el('button', 'cancel', t('cancel'));
+      cancel.type = 'button';
+      cancel.dataset.action = 'cancel';
+      cancel.disabled = Boolean(S.acting);
+      row.appendChild(cancel);
+      li.appendChild(row);
+      if (!S.config.demo_payments) li.appendChild(el('p', 'hint', t('payElsewhere')));
+    }
+  }
+  return li;
+}
+
+/** Redraws the orders list only when what it shows changed (buttons keep their focus). */
+function renderOrders() {
+  const box = $('orders-box');
+  const show = S.sale && S.sale.payment_window_ms > 0 && S.orders.length > 0;
+  box.hidden = !show;
+  if (!show) return;
+  const key = JSON.stringify([
+    t('pay'),
+    S.acting,
+    S.config.demo_payments,
+    S.orders.map((o) => [o.order_id, o.state, o.quantity, timedOut(o), o.state === 'reserved' ? fmtShort(o.pay_by - serverNow()) : '']),
+  ]);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  // Newest first: the reservation to pay is at the top.
+  $('orders').replaceChildren(...S.orders.slice().reverse().map(orderItem));
+}
+
+function renderList() {
+  const show = S.home && S.list.length > 0;
+  $('list').hidden = !show;
+  if (!show) return;
+  const items = S.list.map((s) => {
+    const li = el('li', 'sale-item');
+    li.dataset.id = s.id;
+    if (s.id === S.id) li.setAttribute('aria-current', 'true');
+    const a = el('a', 'sale-link');
+    a.href = `/sale/${enc(s.id)}`;
+    a.appendChild(el('span', 'sale-title', s.name));
+    const st = el('span', 'badge', t(`state.${s.state}`));
+    st.dataset.state = s.state;
+    a.appendChild(st);
+    const info =
+      s.state === 'scheduled'
+        ? t('startsAt', { time: new Date(s.starts_at).toLocaleString(locale()) })
+        : t('leftOf', { n: s.remaining, stock: s.stock });
+    a.appendChild(el('small', 'sale-info', info));
+    li.appendChild(a);
+    return li;
+  });
+  $('sales').replaceChildren(...items);
 }
 
 function render() {
   const s = S.sale;
   $('sale').hidden = !s;
-  setText('conn', t(`conn.${S.mode}`));
-  $('conn').dataset.mode = S.mode;
   if (s) {
     const ph = phase();
+    // The connection dot says whether updates arrive; once the sale is over there is
+    // nothing to wait for, and "live" next to "Ended" would read as the sale's state.
+    $('conn').hidden = ph === 'ended';
+    setText('conn', t(`conn.${S.mode}`));
+    $('conn').dataset.mode = S.mode;
     document.title = `${s.name} · seckill`;
     setText('sale-name', s.name);
     setText('state', t(`state.${ph}`));
@@ -341,11 +616,21 @@ function render() {
     setText('remaining', String(remaining));
     setText('stock', String(s.stock));
     $('meter-fill').style.width = `${s.stock > 0 ? (100 * remaining) / s.stock : 0}%`;
+    // Units held by reservations may come back: a sold-out sale says so, and the Buy
+    // button comes back by itself when one does (the next event has remaining > 0).
+    const heldUnits = s.held > 0 && ph !== 'ended' ? s.held : 0;
+    const note = $('held-note');
+    note.hidden = !heldUnits;
+    note.dataset.kind = ph === 'sold_out' ? 'sold_out' : 'live';
+    if (heldUnits) setText(note, tn(ph === 'sold_out' ? 'mayComeBack' : 'heldNow', heldUnits));
 
     const buy = $('buy');
     let label;
     let enabled = false;
     if (S.busy) label = 'buy.busy';
+    else if (ph !== 'ended' && S.orders.some((o) => o.state === 'reserved' && !timedOut(o)) && held())
+      label = 'buy.reserved'; // this buyer's own reservation is what holds the units
+    else if (ph === 'sold_out' && heldUnits) label = 'buy.waiting';
     else if (ph !== 'live') label = `buy.${ph}`;
     else if (held()) label = 'buy.held';
     else {
@@ -355,17 +640,34 @@ function render() {
     buy.disabled = !enabled;
     buy.setAttribute('aria-busy', String(S.busy));
     setText('buy', t(label));
+
+    // The quantity picker: only while a purchase can be made (it stays during one).
+    const qbox = $('qty-box');
+    qbox.hidden = !((s.max_quantity || 1) > 1) || !(enabled || S.busy);
+    if (!qbox.hidden) {
+      const max = maxQuantity();
+      const q = $('qty');
+      if (q.max !== String(max)) q.max = String(max);
+      if (Number(q.value) > max && document.activeElement !== q) q.value = String(max);
+      setText('qty-max', t('qtyMax', { n: max }));
+      q.disabled = !enabled;
+      $('qty-minus').disabled = !enabled || Number(q.value) <= 1;
+      $('qty-plus').disabled = !enabled || Number(q.value) >= max;
+    }
+    for (const o of S.orders) if (timedOut(o) && !o.checking && !o.gaveUp) checkExpiry(o);
   }
   const r = S.result;
   $('result').hidden = !r;
   if (r) {
     $('result').dataset.result = r.kind;
     setText('result-text', t(`res.${r.kind}`, { msg: r.msg }));
-    $('order').hidden = !r.order;
+    // A sale with a payment window lists the buyer's orders below, with their ids.
+    $('order').hidden = !r.order || (s && s.payment_window_ms > 0 && S.orders.length > 0);
     setText('order-id', r.order);
   } else {
     delete $('result').dataset.result;
   }
+  renderOrders();
 }
 
 // ---- start --------------------------------------------------------------------------
@@ -374,21 +676,56 @@ function initLang() {
   setLang(pickLang(), false);
   $('lang').addEventListener('click', () => {
     setLang(other(), true);
+    if (!$('forget').hidden) askForget();
+    renderList();
     render();
+  });
+}
+
+function initControls() {
+  $('buyer-id').addEventListener('change', (e) => setBuyer(e.target.value, true));
+  $('buyer-new').addEventListener('click', askForget);
+  $('forget-yes').addEventListener('click', () => setBuyer('', true));
+  $('forget-no').addEventListener('click', () => {
+    $('forget').hidden = true;
+    $('buyer-new').focus();
+  });
+  $('buy').addEventListener('click', buy);
+  const step = (d) => {
+    $('qty').value = String(Math.min(maxQuantity(), Math.max(1, quantity() + d)));
+    render();
+  };
+  $('qty-minus').addEventListener('click', () => step(-1));
+  $('qty-plus').addEventListener('click', () => step(1));
+  $('qty').addEventListener('change', () => {
+    $('qty').value = String(quantity());
+    render();
+  });
+  $('orders').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-action]');
+    const li = e.target.closest('li[data-order-id]');
+    const o = li && S.orders.find((x) => x.order_id === li.dataset.orderId);
+    if (!b || !o || b.disabled) return;
+    if (b.dataset.action === 'pay') payOrder(o);
+    else cancelOrder(o);
   });
 }
 
 async function start() {
   initLang();
+  initControls();
   setBuyer(localStorage.getItem(BUYER_KEY), false);
-  $('buyer-id').addEventListener('change', (e) => setBuyer(e.target.value, true));
-  $('buyer-new').addEventListener('click', () => setBuyer('', true));
-  $('buy').addEventListener('click', buy);
+  // The config only ranks the list and shows the Pay button: a sale's own page does not
+  // wait for it.
+  const config = loadConfig().then(render);
 
   S.id = saleIdFromUrl();
+  S.home = !S.id;
+  if (S.home) await config;
   while (!S.id) {
     try {
-      S.id = await chooseSale();
+      const open = await fetchList();
+      S.id = open.length ? open[0].id : null;
     } catch {
       S.id = null;
     }
@@ -398,6 +735,10 @@ async function start() {
     await new Promise((r) => setTimeout(r, 5000));
   }
   $('empty').hidden = true;
+  if (S.home) {
+    renderList();
+    setInterval(() => fetchList().catch(() => {}), LIST_MS);
+  }
 
   for (let attempt = 0; ; attempt++) {
     try {
@@ -409,7 +750,7 @@ async function start() {
   }
   connectSSE();
   fetchOrders();
-  // The countdown runs on the server's clock; a tenth of a second is fine enough.
+  // The countdowns run on the server's clock; a tenth of a second is fine enough.
   setInterval(render, 100);
 }
 

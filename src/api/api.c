@@ -85,6 +85,7 @@ const sk_route_t sk_api_routes[] = {
     {SK_HTTP_POST, "/api/v1/orders/{id}/cancel", sk_api_order_cancel, "cancel"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/refund", sk_api_order_refund, "refund"},
     {SK_HTTP_POST, "/api/v1/orders/{id}/demo-pay", sk_api_order_demo_pay, "demo_pay"},
+    {SK_HTTP_GET, "/api/v1/config", sk_api_config, "config"},
     {SK_HTTP_GET, "/metrics", sk_api_metrics, "metrics"},
     {SK_HTTP_GET, "/", sk_api_page, "page"},
     {SK_HTTP_GET, "/sale/{id}", sk_api_page, "page"},
@@ -148,6 +149,7 @@ sk_api_t *sk_api_new(const sk_api_config_t *cfg, char *err, size_t errlen)
 {
     sk_api_t *api = sk_xcalloc(1, sizeof(*api));
     api->cfg = *cfg;
+    api->cfg.demo_sale = NULL; /* the caller's until copied at the end */
     pthread_mutex_init(&api->deny_mu, NULL);
     api->router = sk_router_new(sk_api_routes, sk_api_routes_len);
     uint8_t key[32];
@@ -223,10 +225,12 @@ sk_api_t *sk_api_new(const sk_api_config_t *cfg, char *err, size_t errlen)
     api->check_user = api->identity || api->deny_path || api->user_limit;
     sk_wipe(key, sizeof(key));
     /* Keep no pointer into the caller's configuration (its secrets are wiped after). */
-    api->cfg = (sk_api_config_t){.engine = cfg->engine,
-                                 .ip_rate = cfg->ip_rate,
-                                 .user_rate = cfg->user_rate,
-                                 .demo_payments = cfg->demo_payments};
+    api->cfg =
+        (sk_api_config_t){.engine = cfg->engine,
+                          .ip_rate = cfg->ip_rate,
+                          .user_rate = cfg->user_rate,
+                          .demo_payments = cfg->demo_payments,
+                          .demo_sale = cfg->demo_sale ? sk_xstrndup(cfg->demo_sale, strlen(cfg->demo_sale)) : NULL};
     return api;
 fail:
     sk_wipe(key, sizeof(key));
@@ -252,6 +256,7 @@ void sk_api_free(sk_api_t *api)
     free(api->deny_path);
     pthread_mutex_destroy(&api->deny_mu);
     sk_router_free(api->router);
+    free((char *)api->cfg.demo_sale);
     free(api);
 }
 

@@ -36,6 +36,9 @@ typedef struct {
     size_t payment_secret_len;
     /* POST /api/v1/orders/{id}/demo-pay exists (a demo's Pay button): never in production. */
     bool demo_payments;
+    /* The id of the demo sale this process made (serve --demo), or NULL: the buyer's page
+     * shows it first (GET /api/v1/config). */
+    const char *demo_sale;
     /* The operators. No token at all: every request may act as the admin (a warning at
      * start-up; cmd/serve.c refuses it beyond loopback). An empty token is refused. */
     const char *admin_token; /* one token, named "admin"; or NULL */

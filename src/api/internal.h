@@ -253,6 +253,7 @@ void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 void sk_api_sale_log(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* events.c */
 void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* metrics.c */
+void sk_api_config(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* config.c */
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_page(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* static.c */
 void sk_api_admin_page(sk_http_exchange_t *x, const sk_str_t *params, void *arg);

@@ -129,6 +129,17 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                       "seckill_sale_units{sale=\"%s\",kind=\"remaining\"} %lld\n",
                       s->id, (long long)c.sold, s->id, (long long)c.held, s->id, (long long)sk_counts_remaining(&c));
     }
+    /* Flows, for rates: what moved each order, from the sale's whole history. */
+    sk_buf_puts(b, "# HELP seckill_sale_orders_total Orders of a sale by the state they entered: reserved (a new "
+                   "reservation), confirmed (paid, or bought without a payment window), cancelled, expired, "
+                   "refunded.\n# TYPE seckill_sale_orders_total counter\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        for (int st = 0; st < SK_ORDER__COUNT; st++)
+            sk_buf_printf(b, "seckill_sale_orders_total{sale=\"%s\",state=\"%s\"} %llu\n", s->id,
+                          sk_order_state_name((sk_order_state_t)st),
+                          (unsigned long long)sk_counter_get(&s->entered[st]));
+    }
     sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);

@@ -1,8 +1,10 @@
+/* The reconciliation (audit.h): what the client was told against what the store holds,
+ * its log when it keeps one, and the sale's counts read during the run. The sources
+ * live in audit_http.c, audit_sqlite.c and audit_pg.c. */
 #include "audit/audit.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@ typedef struct {
     uint32_t len;
     uint32_t user;
     uint32_t flags;
+    uint32_t resv; /* the reservation of this order + 1 (0: none) */
     uint32_t quantity; /* as the client was told; 0: not told */
 } kslot_t;
 
@@ -122,283 +125,42 @@ static kslot_t *kset_get(kset_t *s, const char *k, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------
- * HTTP source */
-
-typedef struct {
-    sk_audit_source_t base;
-    sk_loadgen_fetch_t f;
-} http_source_t;
-
-static void fetch_error(char *err, size_t err_len, const char *what, int st, const sk_loadgen_fetch_t *f)
-{
-    if (st < 0)
-        snprintf(err, err_len, "%s at %s: %s", what, f->target->url, strerror(-st));
-    else
-        snprintf(err, err_len, "%s at %s: HTTP %d: %.200s", what, f->target->url, st, f->body ? f->body : "");
-}
-
-static int http_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
-{
-    http_source_t *h = (http_source_t *)s;
-    char *seg = sk_loadgen_path_segment(sale_id);
-    char path[1024];
-    snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
-    free(seg);
-    int st = sk_loadgen_fetch(&h->f, "GET", path, NULL);
-    if (st != 200) {
-        fetch_error(err, err_len, "GET sale", st, &h->f);
-        return -1;
-    }
-    json_t *o = json_loadb(h->f.body, h->f.body_len, 0, NULL);
-    json_t *stock = json_object_get(o, "stock"), *limit = json_object_get(o, "per_user_limit"),
-           *sold = json_object_get(o, "sold");
-    if (!json_is_integer(stock) || !json_is_integer(limit)) {
-        snprintf(err, err_len, "GET sale: no stock or per_user_limit in %.200s", h->f.body);
-        json_decref(o);
-        return -1;
-    }
-    out->stock = json_integer_value(stock);
-    out->limit = json_integer_value(limit);
-    out->sold = json_is_integer(sold) ? json_integer_value(sold) : -1;
-    json_decref(o);
-    return 0;
-}
-
-static int str_field(json_t *o, const char *k, const char **p, size_t *n)
-{
-    json_t *v = json_object_get(o, k);
-    if (!json_is_string(v))
-        return -1;
-    *p = json_string_value(v);
-    *n = json_string_length(v);
-    return 0;
-}
-
-static int http_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
-                       size_t err_len)
-{
-    http_source_t *h = (http_source_t *)s;
-    char *seg = sk_loadgen_path_segment(sale_id);
-    char *after = NULL;
-    int rc = -1;
-    for (uint64_t page = 0;; page++) {
-        char *path;
-        size_t cap = strlen(seg) + (after ? strlen(after) * 3 : 0) + 128;
-        path = sk_xmalloc(cap);
-        if (after) {
-            char *a = sk_loadgen_path_segment(after);
-            snprintf(path, cap, "/api/v1/sales/%s/orders?limit=10000&after=%s", seg, a);
-            free(a);
-        } else {
-            snprintf(path, cap, "/api/v1/sales/%s/orders?limit=10000", seg);
-        }
-        int st = sk_loadgen_fetch(&h->f, "GET", path, NULL);
-        free(path);
-        if (st != 200) {
-            fetch_error(err, err_len, "GET orders", st, &h->f);
-            goto out;
-        }
-        json_error_t jerr;
-        json_t *o = json_loadb(h->f.body, h->f.body_len, 0, &jerr);
-        json_t *list = json_object_get(o, "orders");
-        if (!json_is_array(list)) {
-            snprintf(err, err_len, "GET orders: no \"orders\" array (%s)", o ? "missing" : jerr.text);
-            json_decref(o);
-            goto out;
-        }
-        size_t i;
-        json_t *it;
-        json_array_foreach(list, i, it)
-        {
-            sk_loadgen_store_order_t so;
-            if (str_field(it, "order_id", &so.order_id, &so.order_id_len) < 0 ||
-                str_field(it, "user_id", &so.user_id, &so.user_id_len) < 0) {
-                snprintf(err, err_len, "GET orders: an order without order_id or user_id");
-                json_decref(o);
-                goto out;
-            }
-            if (str_field(it, "request_id", &so.request_id, &so.request_id_len) < 0) {
-                so.request_id = "";
-                so.request_id_len = 0;
-            }
-            json_t *q = json_object_get(it, "quantity"), *c = json_object_get(it, "created_at");
-            so.quantity = json_is_integer(q) && json_integer_value(q) > 0 && json_integer_value(q) <= UINT32_MAX
-                              ? (uint32_t)json_integer_value(q)
-                              : 0;
-            so.created_at = json_is_integer(c) ? json_integer_value(c) : 0;
-            if (str_field(it, "state", &so.state, &so.state_len) < 0)
-                so.state = NULL;
-            int r = fn(arg, &so);
-            if (r) {
-                json_decref(o);
-                rc = r;
-                goto out;
-            }
-        }
-        json_t *next = json_object_get(o, "next");
-        if (!json_is_string(next) || json_array_size(list) == 0) {
-            json_decref(o);
-            break;
-        }
-        if (after && strcmp(after, json_string_value(next)) == 0) {
-            snprintf(err, err_len, "GET orders: the page cursor does not advance (%s)", after);
-            json_decref(o);
-            goto out;
-        }
-        free(after);
-        after = sk_xstrndup(json_string_value(next), json_string_length(next));
-        json_decref(o);
-    }
-    rc = 0;
-out:
-    free(after);
-    free(seg);
-    return rc;
-}
-
-static void http_close(sk_audit_source_t *s)
-{
-    http_source_t *h = (http_source_t *)s;
-    sk_loadgen_fetch_close(&h->f);
-    free(h);
-}
-
-sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char *admin_token)
-{
-    http_source_t *h = sk_xcalloc(1, sizeof(*h));
-    h->base.kind = "http";
-    h->base.sale = http_sale;
-    h->base.orders = http_orders;
-    h->base.close = http_close;
-    sk_loadgen_fetch_init(&h->f, t, admin_token, 60000);
-    return &h->base;
-}
-
-/* ------------------------------------------------------------------------------------
- * SQLite source: tables sales(id, stock, per_user_limit, ...) and sale_events (the
- * trail: a sale's stock now is its last entry's after.stock, else the sales row's), and
- * the view orders(seq, sale_id, order_id, user_id, request_id, quantity, state,
- * created_at, ...). */
-
-typedef struct {
-    sk_audit_source_t base;
-    sqlite3 *db;
-} sqlite_source_t;
-
-static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
-{
-    sqlite_source_t *q = (sqlite_source_t *)s;
-    sqlite3_stmt *st = NULL;
-    int rc = -1;
-    if (sqlite3_prepare_v2(q->db,
-                           "SELECT coalesce((SELECT after ->> 'stock' FROM sale_events WHERE sale_id = ?1"
-                           " ORDER BY lsn DESC LIMIT 1), stock), per_user_limit,"
-                           " (SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = ?1 AND state = 'confirmed')"
-                           " FROM sales WHERE id = ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
-        return -1;
-    }
-    sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        out->stock = sqlite3_column_int64(st, 0);
-        out->limit = sqlite3_column_int64(st, 1);
-        out->sold = sqlite3_column_int64(st, 2);
-        rc = 0;
-    } else if (r == SQLITE_DONE) {
-        snprintf(err, err_len, "sqlite: no sale %s in the store", sale_id);
-    } else {
-        snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
-                         size_t err_len)
-{
-    sqlite_source_t *q = (sqlite_source_t *)s;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(q->db,
-                           "SELECT order_id, user_id, coalesce(request_id, ''), quantity, state, created_at"
-                           " FROM orders WHERE sale_id = ?1 ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
-        return -1;
-    }
-    sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
-    int rc = 0, r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        sk_loadgen_store_order_t so = {
-            .order_id = (const char *)sqlite3_column_text(st, 0),
-            .order_id_len = (size_t)sqlite3_column_bytes(st, 0),
-            .user_id = (const char *)sqlite3_column_text(st, 1),
-            .user_id_len = (size_t)sqlite3_column_bytes(st, 1),
-            .request_id = (const char *)sqlite3_column_text(st, 2),
-            .request_id_len = (size_t)sqlite3_column_bytes(st, 2),
-            .quantity = (uint32_t)SK_MIN(sqlite3_column_int64(st, 3), (sqlite3_int64)UINT32_MAX),
-            .state = (const char *)sqlite3_column_text(st, 4),
-            .state_len = (size_t)sqlite3_column_bytes(st, 4),
-            .created_at = sqlite3_column_int64(st, 5),
-        };
-        if (!so.order_id)
-            so.order_id = "";
-        if (!so.user_id)
-            so.user_id = "";
-        if (!so.request_id)
-            so.request_id = "";
-        if ((rc = fn(arg, &so)) != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        snprintf(err, err_len, "sqlite: %s", sqlite3_errmsg(q->db));
-        rc = -1;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static void sqlite_close(sk_audit_source_t *s)
-{
-    sqlite_source_t *q = (sqlite_source_t *)s;
-    sqlite3_close(q->db);
-    free(q);
-}
-
-sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len)
-{
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        snprintf(err, err_len, "sqlite: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 10000);
-    sqlite_source_t *q = sk_xcalloc(1, sizeof(*q));
-    q->base.kind = "sqlite";
-    q->base.sale = sqlite_sale;
-    q->base.orders = sqlite_orders;
-    q->base.close = sqlite_close;
-    q->db = db;
-    return &q->base;
-}
-
-/* ------------------------------------------------------------------------------------
  * The reconciliation */
+
+int sk_audit_order_from_json(json_t *it, sk_loadgen_store_order_t *so); /* audit_http.c */
+
+/* What a store's log says about one order, by seq. */
+typedef struct {
+    uint32_t quantity;
+    uint32_t user; /* a user of the run, or 0: another user, its id in log_fusers' arena */
+    uint64_t fuser_off;
+    uint32_t fuser_len;
+    uint8_t state; /* sk_loadgen_state_t after the log */
+    uint8_t pays; /* confirmations (saturating) */
+} logged_t;
 
 typedef struct {
     const sk_audit_input_t *in;
     sk_audit_t *out;
     kset_t known; /* order id -> user, named to the client */
     kset_t rids; /* request ids seen in the store */
-    uint32_t *ucount; /* active units per user of the run, saturating */
+    uint16_t *units; /* active units per user of the run at the end, saturating */
     kset_t fusers; /* other user ids -> active units (in the user field) */
-    sk_audit_order_t *orders; /* for the trail */
-    size_t n_orders, cap_orders;
     char prefix[40];
     size_t prefix_len;
     uint32_t asking_user;
+    /* The log's replay. */
+    logged_t *log;
+    size_t log_cap;
+    uint16_t *log_units; /* active units per user of the run, saturating */
+    kset_t log_fusers;
+    int64_t log_active;
+    bool log_units_ok; /* the log's per-user limit was judged (instead of the end state) */
+    int64_t log_duplicates;
+    int64_t client_confirmed_units; /* units the client was told are confirmed */
+    int64_t held_units, sold_units; /* units of reserved, and of confirmed, store orders */
+    sk_audit_order_t *orders; /* for the trail */
+    size_t n_orders, cap_orders;
 } audit_t;
 
 /* "u<digits>" in 1..users -> the user number, else 0. */
@@ -417,12 +179,7 @@ static bool ours(const audit_t *a, const char *rid, size_t n)
     return n > a->prefix_len && memcmp(rid, a->prefix, a->prefix_len) == 0;
 }
 
-static bool state_is(const sk_loadgen_store_order_t *o, const char *s)
-{
-    return o->state_len == strlen(s) && memcmp(o->state, s, o->state_len) == 0;
-}
-
-/* The order's seq: the digits after the last '-' of its id (0 when there are none). */
+/* The order's seq from its id: the digits after the last '-' (0 when there are none). */
 static uint64_t order_seq(const char *id, size_t n)
 {
     size_t d = n;
@@ -434,49 +191,227 @@ static uint64_t order_seq(const char *id, size_t n)
     return (uint64_t)v;
 }
 
+static bool active(sk_loadgen_state_t st)
+{
+    /* A store without states keeps final orders only. */
+    return st == SK_LOADGEN_ST_RESERVED || st == SK_LOADGEN_ST_CONFIRMED || st == SK_LOADGEN_ST_UNKNOWN;
+}
+
+static bool returned(sk_loadgen_state_t st)
+{
+    return st == SK_LOADGEN_ST_CANCELLED || st == SK_LOADGEN_ST_EXPIRED || st == SK_LOADGEN_ST_REFUNDED;
+}
+
+static uint16_t sat16(int64_t v)
+{
+    return v < 0 ? 0 : v > UINT16_MAX ? UINT16_MAX : (uint16_t)v;
+}
+
+/* Adds d units to a user's active units (run users in an array, others in a set);
+ * returns the units after, and in *slot the set's entry of another user. */
+static int64_t user_units_at(const audit_t *a, uint16_t *arr, kset_t *others, const char *user, size_t len, int64_t d,
+                             kslot_t **slot)
+{
+    uint32_t u = parse_user(a, user, len);
+    if (u) {
+        arr[u] = sat16(arr[u] + d);
+        return arr[u];
+    }
+    bool added;
+    kslot_t *e = kset_put(others, user, len, 0, &added);
+    e->user = (uint32_t)SK_MAX(0, (int64_t)e->user + d);
+    if (slot)
+        *slot = e;
+    return e->user;
+}
+
+static int64_t user_units(const audit_t *a, uint16_t *arr, kset_t *others, const char *user, size_t len, int64_t d)
+{
+    return user_units_at(a, arr, others, user, len, d, NULL);
+}
+
+static void note_mismatch(audit_t *a, const char *what, const sk_loadgen_store_order_t *o)
+{
+    a->out->state_mismatch++;
+    if (!a->out->first_mismatch[0])
+        snprintf(a->out->first_mismatch, sizeof(a->out->first_mismatch), "%.*s: %s, the store says %s",
+                 (int)SK_MIN(o->order_id_len, (size_t)90), o->order_id, what, sk_loadgen_state_name(o->state));
+}
+
+/* ---- the store's log, replayed in decision order ---- */
+
+static int on_event(void *arg, const sk_audit_event_t *ev)
+{
+    audit_t *a = arg;
+    sk_audit_t *out = a->out;
+    if (ev->seq >= a->log_cap) {
+        size_t cap = a->log_cap ? a->log_cap : 4096;
+        while (cap <= ev->seq)
+            cap *= 2;
+        a->log = sk_xrealloc(a->log, cap * sizeof(*a->log));
+        memset(a->log + a->log_cap, 0, (cap - a->log_cap) * sizeof(*a->log));
+        a->log_cap = cap;
+    }
+    logged_t *l = &a->log[ev->seq];
+    if (ev->created) {
+        if (l->state != SK_LOADGEN_ST_UNKNOWN) {
+            out->bad_transitions++; /* a seq made twice */
+            return 0;
+        }
+        l->quantity = (uint32_t)SK_MAX(1, SK_MIN(ev->quantity, (int64_t)UINT32_MAX));
+        l->state = (uint8_t)ev->to;
+        a->log_active += l->quantity;
+        if (a->log_active > out->log_max_units)
+            out->log_max_units = a->log_active;
+        /* The per-user limit at the moment the order was made. */
+        kslot_t *e = NULL;
+        int64_t after = user_units_at(a, a->log_units, &a->log_fusers, ev->user_id, ev->user_id_len, l->quantity, &e);
+        l->user = parse_user(a, ev->user_id, ev->user_id_len);
+        if (e) {
+            l->fuser_off = e->off;
+            l->fuser_len = e->len;
+        }
+        if (out->limit > 0 && after > out->limit)
+            a->log_duplicates += SK_MIN((int64_t)l->quantity, after - out->limit);
+        return 0;
+    }
+    sk_loadgen_state_t from = (sk_loadgen_state_t)l->state;
+    bool legal = (from == SK_LOADGEN_ST_RESERVED && ev->to != SK_LOADGEN_ST_REFUNDED) ||
+                 (from == SK_LOADGEN_ST_CONFIRMED && ev->to == SK_LOADGEN_ST_REFUNDED);
+    if (!legal) {
+        if (returned(from) && returned(ev->to))
+            out->returned_twice++; /* its units would leave it again */
+        else
+            out->bad_transitions++;
+        return 0;
+    }
+    if (ev->to == SK_LOADGEN_ST_CONFIRMED && l->pays < UINT8_MAX)
+        l->pays++;
+    l->state = (uint8_t)ev->to;
+    if (returned(ev->to)) {
+        a->log_active -= l->quantity;
+        if (l->user)
+            a->log_units[l->user] = sat16(a->log_units[l->user] - (int64_t)l->quantity);
+        else
+            user_units(a, a->log_units, &a->log_fusers, a->log_fusers.arena + l->fuser_off, l->fuser_len,
+                       -(int64_t)l->quantity);
+    }
+    return 0;
+}
+
+/* ---- the store's orders ---- */
+
+/* What the client's action on a reservation lets its final state be. */
+static void check_reservation(audit_t *a, const sk_loadgen_resv_t *v, const sk_loadgen_store_order_t *o,
+                              const logged_t *l)
+{
+    sk_audit_t *out = a->out;
+    sk_loadgen_state_t st = o->state;
+    out->reservations_checked++;
+    if (v->flags & SK_RESV_LATE_CONFIRMED)
+        out->late_confirmed++;
+    if (v->flags & SK_RESV_EARLY_EXPIRED)
+        out->early_expired++;
+    if (st == SK_LOADGEN_ST_RESERVED) {
+        out->not_final++;
+        return;
+    }
+    switch ((sk_loadgen_act_t)v->act) {
+    case SK_ACT_CONFIRMED:
+        if (st != SK_LOADGEN_ST_CONFIRMED)
+            note_mismatch(a, "paid and confirmed", o);
+        break;
+    case SK_ACT_EXPIRED:
+        /* Refused as expired: it must have expired, and never been paid. */
+        if (st != SK_LOADGEN_ST_EXPIRED || o->paid_at || (l && l->pays))
+            note_mismatch(a, "payment refused as expired", o);
+        break;
+    case SK_ACT_CANCELLED:
+        if (st != SK_LOADGEN_ST_CANCELLED)
+            note_mismatch(a, "cancelled", o);
+        break;
+    case SK_ACT_NOT_RESERVED:
+        if (st != (sk_loadgen_state_t)v->state || !returned(st))
+            note_mismatch(a, "cancel refused, naming another state", o);
+        break;
+    case SK_ACT_REFUSED:
+        note_mismatch(a, "payment refused as cancelled, refunded or paid, none of which the client did", o);
+        break;
+    case SK_ACT_IN_DOUBT:
+        if (v->plan == SK_PLAN_CANCEL ? st != SK_LOADGEN_ST_CANCELLED && st != SK_LOADGEN_ST_EXPIRED
+                                      : st != SK_LOADGEN_ST_CONFIRMED && st != SK_LOADGEN_ST_EXPIRED)
+            note_mismatch(a, "an action in doubt", o);
+        break;
+    case SK_ACT_NONE:
+        if (st != SK_LOADGEN_ST_EXPIRED)
+            note_mismatch(a, "walked away", o);
+        break;
+    default:
+        break; /* an answer the client could not read: any final state */
+    }
+}
+
 static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
 {
     audit_t *a = arg;
     sk_audit_t *out = a->out;
+    const sk_audit_input_t *in = a->in;
     out->store_orders++;
-    uint32_t q = o->quantity ? o->quantity : 1;
-    /* Units count while an order holds them: reserved or confirmed. */
-    bool active = !o->state || state_is(o, "confirmed") || state_is(o, "reserved");
-    if (active)
-        out->store_units += q;
-    if (!o->state || state_is(o, "confirmed"))
+    out->by_state[o->state]++;
+    int64_t q = o->quantity > 0 ? o->quantity : 1;
+    if (o->state == SK_LOADGEN_ST_CONFIRMED || o->state == SK_LOADGEN_ST_UNKNOWN)
         out->confirmed_units += q;
     if (a->n_orders == a->cap_orders) {
         a->cap_orders = a->cap_orders ? a->cap_orders * 2 : 4096;
         a->orders = sk_xrealloc(a->orders, a->cap_orders * sizeof(*a->orders));
     }
-    a->orders[a->n_orders++] = (sk_audit_order_t){order_seq(o->order_id, o->order_id_len), q, active, o->created_at};
-    uint32_t u = parse_user(a, o->user_id, o->user_id_len);
-    if (u) {
-        if (active)
-            a->ucount[u] = a->ucount[u] + q < a->ucount[u] ? UINT32_MAX : a->ucount[u] + q;
-    } else {
-        bool added;
-        kslot_t *e = kset_put(&a->fusers, o->user_id, o->user_id_len, 0, &added);
-        if (active)
-            e->user += q;
+    a->orders[a->n_orders++] =
+        (sk_audit_order_t){o->seq ? o->seq : order_seq(o->order_id, o->order_id_len),
+                           (uint32_t)SK_MIN(q, (int64_t)UINT32_MAX), active(o->state), o->created_at};
+    if (active(o->state)) {
+        out->store_units += q;
+        user_units(a, a->units, &a->fusers, o->user_id, o->user_id_len, q);
+        if (o->state == SK_LOADGEN_ST_RESERVED)
+            a->held_units += q;
+        else
+            a->sold_units += q;
     }
+    if (returned(o->state) && o->closed_at > out->last_return_ms)
+        out->last_return_ms = o->closed_at;
+    uint32_t u = parse_user(a, o->user_id, o->user_id_len);
     if (o->request_id_len > 0) {
         bool added;
         kset_put(&a->rids, o->request_id, o->request_id_len, u, &added);
         if (!added)
             out->duplicates++; /* a second order for one request_id */
     }
+    const logged_t *l = o->seq && o->seq < a->log_cap && a->log[o->seq].state ? &a->log[o->seq] : NULL;
+    if (out->logged && o->state != SK_LOADGEN_ST_UNKNOWN && (!l || l->state != o->state))
+        out->counts_mismatch++; /* the store's states disagree with its own log */
+    /* I8 from the store's own times, for every order. */
+    bool late = o->state == SK_LOADGEN_ST_CONFIRMED && o->pay_by > 0 && o->paid_at > o->pay_by;
+    bool early = o->state == SK_LOADGEN_ST_EXPIRED && o->pay_by > 0 && o->closed_at > 0 && o->closed_at <= o->pay_by;
     kslot_t *k = kset_get(&a->known, o->order_id, o->order_id_len);
     if (k && k->user == u) {
         k->flags |= K_MATCHED;
-        if (k->quantity && o->quantity && k->quantity != o->quantity)
+        if (k->quantity && o->quantity > 0 && k->quantity != o->quantity)
             out->miscounted++; /* told one quantity, stored another */
+        if (k->resv) {
+            const sk_loadgen_resv_t *v = &in->res->resv[k->resv - 1];
+            /* The client's own evidence and the store's count once per order. */
+            late = late && !(v->flags & SK_RESV_LATE_CONFIRMED);
+            early = early && !(v->flags & SK_RESV_EARLY_EXPIRED);
+            check_reservation(a, v, o, l);
+        }
+        out->late_confirmed += late;
+        out->early_expired += early;
         return 0;
     }
+    out->late_confirmed += late;
+    out->early_expired += early;
     /* Not named to the client (or named for another user, which makes the named one
      * lost and this one unexplained). */
-    if (a->in->sale->created || (u && ours(a, o->request_id, o->request_id_len)))
+    if (in->sale->created || (u && ours(a, o->request_id, o->request_id_len)))
         out->phantom++;
     else
         out->foreign++;
@@ -523,11 +458,11 @@ static int ask_user(audit_t *a, sk_loadgen_fetch_t *fs, uint32_t u, const char *
         a->asking_user = u;
         json_array_foreach(list, i, it)
         {
-            sk_loadgen_store_order_t so = {.user_id = uid, .user_id_len = strlen(uid)};
-            if (str_field(it, "order_id", &so.order_id, &so.order_id_len) < 0)
+            sk_loadgen_store_order_t so;
+            if (sk_audit_order_from_json(it, &so) < 0)
                 continue;
-            if (str_field(it, "request_id", &so.request_id, &so.request_id_len) < 0)
-                continue;
+            so.user_id = uid;
+            so.user_id_len = strlen(uid);
             on_asked_order(a, &so);
         }
         json_decref(o);
@@ -536,10 +471,42 @@ static int ask_user(audit_t *a, sk_loadgen_fetch_t *fs, uint32_t u, const char *
     return -1;
 }
 
+/* Units left at the end although one-unit buyers still heard sold_out more than 2 s (on
+ * the server's clock, for certain) after the last unit came back: those buyers were
+ * turned away from units that were there. */
+static int64_t lifecycle_undersold(const audit_t *a, int64_t left)
+{
+    const sk_loadgen_results_t *res = a->in->res;
+    if (left <= 0 || !a->in->single_units || !res->timeline_sold_out1)
+        return 0;
+    /* Server time >= our time + lo: an answer received after this (our clock) came
+     * after the last return + 2 s on the server's. */
+    int64_t after = SK_MAX(a->out->last_return_ms, a->in->sale->starts_at) + 2000 - a->in->sale->clock_offset_ms;
+    int64_t k0 = after <= res->fire_wall_ms ? 0 : (after - res->fire_wall_ms + 999) / 1000;
+    uint64_t late = 0;
+    for (size_t k = (size_t)k0; k < res->timeline_len; k++)
+        late += res->timeline_sold_out1[k];
+    return SK_MIN(left, (int64_t)late);
+}
+
+static void add_failure(sk_audit_t *out, char **p, size_t *left, const char *name, int64_t v)
+{
+    if (v == 0)
+        return;
+    out->ok = false;
+    int n = snprintf(*p, *left, "%s%s=%lld", *p == out->failure ? "" : " ", name, (long long)v);
+    if (n > 0 && (size_t)n < *left) {
+        *p += n;
+        *left -= (size_t)n;
+    }
+}
+
 int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t *out, char *err, size_t err_len)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->source, sizeof(out->source), "%s", src->kind);
+    out->lifecycle = in->lifecycle;
+    out->final_held = out->final_sold = -1;
     const sk_loadgen_results_t *res = in->res;
     audit_t a = {.in = in, .out = out};
     a.prefix_len = (size_t)snprintf(a.prefix, sizeof(a.prefix), "r%s-", in->run_id);
@@ -556,7 +523,8 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     kset_init(&a.known, res->norders + 16);
     kset_init(&a.rids, res->norders + 16);
     kset_init(&a.fusers, 16);
-    a.ucount = sk_xcalloc((size_t)res->users + 1, sizeof(*a.ucount));
+    kset_init(&a.log_fusers, 16);
+    a.units = sk_xcalloc((size_t)res->users + 1, sizeof(*a.units));
     for (size_t i = 0; i < res->norders; i++) {
         const sk_loadgen_order_rec_t *r = &res->orders[i];
         bool added;
@@ -570,6 +538,20 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
                 out->client_units += r->quantity;
             k->quantity = r->quantity;
         }
+    }
+    /* Without payment windows every order named is sold; with them, only payments
+     * confirmed count (below). */
+    if (!in->lifecycle)
+        a.client_confirmed_units = out->client_units;
+    out->reservations = (int64_t)res->nresv;
+    for (size_t i = 0; i < res->nresv; i++) {
+        const sk_loadgen_resv_t *v = &res->resv[i];
+        const sk_loadgen_order_rec_t *r = &res->orders[v->rec];
+        kslot_t *k = kset_get(&a.known, res->arena + r->off, r->len);
+        if (k)
+            k->resv = (uint32_t)i + 1;
+        if (v->act == SK_ACT_CONFIRMED)
+            a.client_confirmed_units += v->quantity;
     }
 
     /* Ask about users whose requests ended in doubt (invariant I6: a client may ask). */
@@ -599,7 +581,15 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     }
     out->client_orders = (int64_t)a.known.len;
 
-    /* Walk the store. */
+    /* The store's log first (the orders are checked against it), then its orders. */
+    if (src->events) {
+        a.log_units = sk_xcalloc((size_t)res->users + 1, sizeof(*a.log_units));
+        int r = src->events(src, in->sale->id, on_event, &a, err, err_len);
+        if (r != 0)
+            goto done;
+        out->logged = true;
+        a.log_units_ok = true;
+    }
     int r = src->orders(src, in->sale->id, on_store_order, &a, err, err_len);
     if (r != 0)
         goto done;
@@ -609,8 +599,10 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         if (k->hash && !(k->flags & K_MATCHED))
             out->lost++;
     }
-    /* The trail of operator controls, when the service keeps one (I10). */
+    /* The trail of operator controls, when the service keeps one (I10). The highest
+     * stock it ever had bounds the units held or sold at any moment. */
     bool stock_moved = false;
+    int64_t stock_max = out->stock;
     if (in->ntargets > 0) {
         sk_audit_entry_t *entries;
         size_t n_entries;
@@ -621,10 +613,12 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
             out->trail_checked = true;
             out->trail_entries = (int64_t)n_entries;
             sk_audit_trail_check(entries, n_entries, a.orders, a.n_orders, out->stock, out);
-            for (size_t i = 0; i < n_entries; i++)
+            for (size_t i = 0; i < n_entries; i++) {
                 stock_moved |= strcmp(entries[i].action, "add_stock") == 0 ||
                                strcmp(entries[i].action, "remove_stock") == 0 ||
                                strcmp(entries[i].action, "close") == 0;
+                stock_max = SK_MAX(stock_max, SK_MAX(entries[i].stock_before, entries[i].stock_after));
+            }
         } else if (tr < 0) {
             snprintf(err, err_len, "%s", terr);
             free(entries);
@@ -634,30 +628,69 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     }
     if (out->reported_sold >= 0 && out->confirmed_units != out->reported_sold)
         out->miscounted++; /* the sale's counts and its orders disagree */
+    /* The per-user limit: units held at the end — and, from a log, when each order was made. */
     int64_t limit = out->limit > 0 ? out->limit : 1;
+    int64_t end_dups = 0;
     for (uint32_t u = 1; u <= res->users; u++) {
-        if (a.ucount[u] > limit)
-            out->duplicates += a.ucount[u] - limit;
+        if (a.units[u] > limit)
+            end_dups += a.units[u] - limit;
         uint8_t s = res->ustate[u];
-        if ((s & SK_LOADGEN_USER_SOLD_OUT) && a.ucount[u] == 0 && !(s & SK_LOADGEN_USER_HOLDS))
+        if ((s & SK_LOADGEN_USER_SOLD_OUT) && a.units[u] == 0 && !(s & SK_LOADGEN_USER_HOLDS))
             out->users_refused_sold_out++;
     }
     for (size_t i = 0; i < a.fusers.cap; i++) {
         kslot_t *e = &a.fusers.slots[i];
         if (e->hash && e->user > limit)
-            out->duplicates += e->user - limit;
+            end_dups += e->user - limit;
     }
+    out->duplicates += SK_MAX(end_dups, a.log_units_ok ? a.log_duplicates : 0);
+
+    /* The sale as read during the run and at its end. */
+    const sk_loadgen_polls_t *ps = &res->polls;
+    out->reads = (int64_t)ps->reads;
+    out->max_units = ps->max_units;
+    out->bad_reads = (int64_t)ps->bad_reads;
+    if (ps->final_ok && in->lifecycle) {
+        /* Nothing moves once the run settled: the sale's counts are its orders' units. A
+         * unit returned twice shows here (and in the reads) as units that are nowhere.
+         * (Only with payment windows, where units come back: a cluster node's counts
+         * may trail its store by a moment, which without returns the other counts
+         * judge.) */
+        out->final_held = ps->held;
+        out->final_sold = ps->sold;
+        out->counts_mismatch += llabs(ps->held - a.held_units) + llabs(ps->sold - a.sold_units);
+    }
+
+    /* Oversold: the most units held or sold at once, by every account. */
     int64_t over = out->store_units - out->stock;
-    if (out->client_units - out->stock > over)
-        over = out->client_units - out->stock;
-    if (out->reported_sold >= 0 && out->reported_sold - out->stock > over)
-        over = out->reported_sold - out->stock;
+    over = SK_MAX(over, a.client_confirmed_units - out->stock);
+    if (out->reported_sold >= 0)
+        over = SK_MAX(over, out->reported_sold - out->stock);
+    if (ps->reads)
+        over = SK_MAX(over, ps->max_units - stock_max);
+    if (out->logged)
+        over = SK_MAX(over, out->log_max_units - stock_max);
+    if (!in->lifecycle)
+        over = SK_MAX(over, out->client_orders - out->stock);
     out->oversold = over > 0 ? over : 0;
-    /* Undersold: stock left over while willing buyers were told sold_out. Not judged
-     * when the service could not be asked about in-doubt users (not healthy at the end),
-     * nor when the operator added, removed or closed (a buyer turned away before stock
-     * was added, or units left at a close, are the operator's doing). */
-    if (out->store_units < out->stock && out->users_refused_sold_out > 0) {
+
+    if (in->lifecycle) {
+        out->held_at_end = SK_MAX(ps->final_ok ? ps->held : 0, a.held_units);
+        int64_t left = ps->final_ok ? ps->remaining : out->stock - out->store_units;
+        if (stock_moved && left > 0)
+            snprintf(out->note, sizeof(out->note),
+                     "undersold not judged: the operator changed the stock or closed the sale");
+        else
+            out->undersold = lifecycle_undersold(&a, left);
+        if (left > 0 && !out->undersold && !out->note[0])
+            snprintf(out->note, sizeof(out->note),
+                     "%lld units left unsold: the crowd stopped (%s) before it could buy them, which is not a fault",
+                     (long long)left, res->stop_reason);
+    } else if (out->stock - out->store_units > 0 && out->users_refused_sold_out > 0) {
+        /* Undersold: stock left over while willing buyers were told sold_out. Not judged
+         * when the service could not be asked about in-doubt users (not healthy at the
+         * end), nor when the operator added, removed or closed (a buyer turned away
+         * before stock was added, or units left at a close, are the operator's doing). */
         if (stock_moved) {
             snprintf(out->note, sizeof(out->note),
                      "undersold not judged: the operator changed the stock or closed the sale");
@@ -676,30 +709,34 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
 
     char *p = out->failure;
     size_t left = sizeof(out->failure);
-    struct {
-        const char *name;
-        int64_t v;
-    } checks[] = {
-        {"oversold", out->oversold},         {"undersold", out->undersold},     {"lost", out->lost},
-        {"phantom", out->phantom},           {"duplicates", out->duplicates},   {"miscounted", out->miscounted},
-        {"while_paused", out->while_paused}, {"after_close", out->after_close}, {"over_stock", out->over_stock}};
     out->ok = true;
-    for (size_t i = 0; i < SK_ARRAY_LEN(checks); i++) {
-        if (checks[i].v == 0)
-            continue;
-        out->ok = false;
-        int n = snprintf(p, left, "%s%s=%lld", p == out->failure ? "" : " ", checks[i].name, (long long)checks[i].v);
-        if (n > 0 && (size_t)n < left) {
-            p += n;
-            left -= (size_t)n;
-        }
-    }
+    add_failure(out, &p, &left, "oversold", out->oversold);
+    add_failure(out, &p, &left, "undersold", out->undersold);
+    add_failure(out, &p, &left, "lost", out->lost);
+    add_failure(out, &p, &left, "phantom", out->phantom);
+    add_failure(out, &p, &left, "duplicates", out->duplicates);
+    add_failure(out, &p, &left, "miscounted", out->miscounted);
+    add_failure(out, &p, &left, "while_paused", out->while_paused);
+    add_failure(out, &p, &left, "after_close", out->after_close);
+    add_failure(out, &p, &left, "over_stock", out->over_stock);
+    add_failure(out, &p, &left, "bad_reads", out->bad_reads);
+    add_failure(out, &p, &left, "counts_mismatch", out->counts_mismatch);
+    add_failure(out, &p, &left, "late_confirmed", out->late_confirmed);
+    add_failure(out, &p, &left, "early_expired", out->early_expired);
+    add_failure(out, &p, &left, "state_mismatch", out->state_mismatch);
+    add_failure(out, &p, &left, "not_final", out->not_final);
+    add_failure(out, &p, &left, "returned_twice", out->returned_twice);
+    add_failure(out, &p, &left, "bad_transitions", out->bad_transitions);
+    add_failure(out, &p, &left, "held_at_end", out->held_at_end);
     rc = 0;
 done:
     kset_free(&a.known);
     kset_free(&a.rids);
     kset_free(&a.fusers);
-    free(a.ucount);
+    kset_free(&a.log_fusers);
+    free(a.units);
+    free(a.log_units);
+    free(a.log);
     free(a.orders);
     free(store_sale.id);
     free(store_sale.name);

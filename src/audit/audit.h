@@ -1,18 +1,45 @@
 /* The audit: reconciles what the service told the client during a run against what its
- * order store holds afterwards, and counts every way they disagree.
+ * order store holds afterwards, and counts every way they disagree. Counts are in units
+ * (an order holds `quantity` units).
  *
- *   oversold    orders beyond the stock: the store's count, the service's reported
- *               "sold", or the distinct orders named to the client, minus stock (max)
+ *   oversold    units held or sold beyond the stock: the largest of the store's active
+ *               (reserved + confirmed) units, the sale's reported sold, the units named to
+ *               the client as confirmed (or, without payment windows, every distinct order
+ *               it was named), the highest held + sold read during the run, and — from a
+ *               store with a log — the highest active units at any point of it; minus stock
  *   undersold   units left unsold although buyers were turned away with sold_out:
- *               min(stock - store orders, users told sold_out who hold no order)
- *   lost        orders the service named to the client (confirmed, duplicate,
+ *               without payment windows min(stock - sold units, users told sold_out who
+ *               hold no order); with them, units left at the end while one-unit buyers
+ *               still heard sold_out more than 2 s after the last unit came back
+ *   lost        orders the service named to the client (confirmed, reserved, duplicate,
  *               limit_reached, or found when asked) that the store does not hold
  *   phantom     orders in the store nobody was told about: not named in any answer and
  *               not found by asking the service about a request that ended in doubt
- *   duplicates  units beyond per_user_limit for one user, plus extra orders for one
- *               request_id (retries must not buy twice)
+ *   duplicates  units beyond per_user_limit for one user (active units: at the end, or at
+ *               any point of a store's log), plus extra orders for one request_id
  *   miscounted  orders whose quantity in the store is not the one the client was told,
  *               plus 1 when the store's confirmed units differ from the sale's "sold"
+ *   bad_reads   reads of the sale during the run with held + sold > stock, remaining +
+ *               held + sold != stock, or a count below zero
+ *   counts_mismatch  with a payment window, the sale's final held and sold against the
+ *               units of its orders' states in the store; and a store's log against its
+ *               own order states
+ * and, with a payment window (I7, I8):
+ *   late_confirmed   orders confirmed by a payment after pay_by: the client sent it after
+ *               pay_by on the server's clock for certain, or the store's paid_at > pay_by
+ *   early_expired    orders expired before their pay_by: answered "expired" before pay_by
+ *               on the server's clock for certain, or the store's closed_at <= pay_by
+ *   state_mismatch   reservations whose final state is not what the client did: paid in
+ *               time (confirmed) -> confirmed; paid late (expired) -> expired and never
+ *               paid; cancelled -> cancelled; walked away -> expired; an answer naming a
+ *               state -> that state; a payment refused as cancelled, refunded or paid by
+ *               another id although the client did none of that
+ *   not_final        reservations the client saw that are still reserved at the end
+ *   returned_twice   orders whose units left them twice (a store's log: a cancel, expiry
+ *               or refund of an order already cancelled, expired or refunded)
+ *   bad_transitions  other moves the rules forbid in a store's log (a confirmed order
+ *               expired or cancelled, a reservation refunded)
+ *   held_at_end      units still held once every deadline passed
  *
  * Units, not orders: an order holds `quantity` units, and oversold, undersold and the
  * per-user limit count units (of the store's active orders: reserved or confirmed).
@@ -28,16 +55,23 @@
  *                 exceed the stock in effect there, and trail entries whose own counts
  *                 do (units that returned — cancels, expiries, refunds — are not
  *                 subtracted, so this can only miss, never invent, an oversell)
+ * When the trail moved the stock, the highest units at once (reads, a store's log) are
+ * held against the highest stock the sale had, and undersold is not judged (a buyer
+ * turned away before stock was added, or units left at a close, are the operator's
+ * doing).
  *
  * In-doubt requests (503 or no answer after the last retry) may or may not have
- * bought: invariant I6 (docs/architecture.md) lets a client ask GET /api/v1/sales/{id}/orders/{user} later. The
- * audit does exactly that for every user with such a request and counts the orders it
- * learns of as `recovered`; they are not phantoms. With `resolve` off it does not ask,
- * and an order behind a 503 counts as phantom. A user who cannot be asked (the
- * service is down) cannot vouch for their orders either: those count as phantom too.
+ * bought: invariant I6 (docs/architecture.md) lets a client ask GET
+ * /api/v1/sales/{id}/orders/{user} later. The audit does exactly that for every user with
+ * such a request and counts the orders it learns of as `recovered`; they are not
+ * phantoms. With `resolve` off it does not ask, and an order behind a 503 counts as
+ * phantom. A user who cannot be asked (the service is down) cannot vouch for their
+ * orders either: those count as phantom too. A payment or cancel that ended in doubt
+ * may have happened or not: its reservation may end either way, but it must end.
  *
  * The store is read through a small source interface: the service's own admin listing
- * (HTTP), the embedded SQLite file, a cluster's PostgreSQL or MySQL/MariaDB.
+ * (HTTP), the embedded SQLite file (its orders view, and its log in decision order),
+ * a cluster's PostgreSQL or MySQL/MariaDB.
  *
  * Ownership: sources are created by their constructor and released with close(). Order
  * fields passed to a callback are valid only during the call. */
@@ -51,7 +85,9 @@
 #include "loadgen/client.h"
 #include "loadgen/scenario.h"
 
-/** One order as the store holds it (strings not NUL-terminated). */
+/** One order as the store holds it (strings not NUL-terminated). A store that keeps no
+ *  states (every order final) leaves state SK_LOADGEN_ST_UNKNOWN: it counts as
+ *  confirmed. */
 typedef struct {
     const char *order_id;
     size_t order_id_len;
@@ -59,14 +95,28 @@ typedef struct {
     size_t user_id_len;
     const char *request_id;
     size_t request_id_len;
-    uint32_t quantity; /* units; 0 when the store does not say (one) */
-    const char *state; /* reserved, confirmed, cancelled, expired, refunded; NULL: confirmed */
-    size_t state_len;
+    uint64_t seq; /* its number in the sale, 0 when the store does not say */
+    int64_t quantity; /* units; 0 when the store does not say (one) */
+    sk_loadgen_state_t state;
+    int64_t pay_by, paid_at, closed_at; /* unix ms, 0 when not set */
     int64_t created_at; /* unix ms on the writer's clock; 0 when the store does not say */
 } sk_loadgen_store_order_t;
 
 /** Called for each order; returns 0 to go on, non-zero to stop with that value. */
 typedef int (*sk_loadgen_order_fn)(void *arg, const sk_loadgen_store_order_t *o);
+
+/** One entry of a store's log, in the order the store decided them: a new order (with
+ *  its user and units), or an order moving into state `to`. */
+typedef struct {
+    uint64_t seq;
+    bool created;
+    sk_loadgen_state_t to; /* a new order: reserved or confirmed */
+    const char *user_id; /* new orders */
+    size_t user_id_len;
+    int64_t quantity; /* new orders */
+} sk_audit_event_t;
+
+typedef int (*sk_audit_event_fn)(void *arg, const sk_audit_event_t *ev);
 
 typedef struct sk_audit_source sk_audit_source_t;
 struct sk_audit_source {
@@ -76,20 +126,30 @@ struct sk_audit_source {
     /** Calls fn for every order of the sale. Returns 0 or -1 with err. */
     int (*orders)(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
                   size_t err_len);
+    /** Optional (NULL: the store keeps no log): calls fn for every new order and every
+     *  transition of the sale, in the order the store decided them. 0 or -1 with err. */
+    int (*events)(sk_audit_source_t *s, const char *sale_id, sk_audit_event_fn fn, void *arg, char *err,
+                  size_t err_len);
     void (*close)(sk_audit_source_t *s);
 };
 
 /** The service's admin listing GET /api/v1/sales/{id}/orders, paged by `after`. The
  *  target is borrowed. Never fails to construct. */
 sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char *admin_token);
-/** The embedded store's SQLite file, opened read-only. NULL with err when it cannot be opened. */
+/** The embedded store's SQLite file, opened read-only: the journal's orders view, and its
+ *  log (order_batches and order_events, merged by lsn). NULL with err when it cannot be
+ *  opened. */
 sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len);
 /** A cluster's PostgreSQL (libpq connection string or URL). Before reading, it waits up
  *  to wait_ms until the database holds as many orders of the sale as the service at
- *  target `t` (borrowed) reports sold. NULL with err when it cannot connect. */
+ *  target `t` (borrowed) reports sold. It reads the orders' state, quantity, pay_by,
+ *  paid_at and closed_at where the schema has those columns (the drain writes them once
+ *  it carries transitions); without them every order counts as confirmed, one unit.
+ *  NULL with err when it cannot connect. */
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len);
-/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h). */
+/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h); it reads
+ *  no lifecycle columns yet: every order counts as confirmed, one unit. */
 sk_audit_source_t *sk_audit_source_mysql(const char *url, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                          size_t err_len);
 
@@ -101,6 +161,8 @@ typedef struct {
     size_t ntargets;
     const char *admin_token;
     bool resolve;
+    bool lifecycle; /* the sale has a payment window: the lifecycle checks */
+    bool single_units; /* the crowd bought single units (its sold_out answers judge undersold) */
 } sk_audit_input_t;
 
 typedef struct {
@@ -113,17 +175,28 @@ typedef struct {
     int64_t users_tried, users_in_doubt, users_asked, ask_failures;
     int64_t users_refused_sold_out; /* told sold_out and hold no order */
     int64_t foreign; /* orders of other runs (only when this run did not create the sale) */
-    int64_t store_units; /* of the store's active orders */
-    int64_t confirmed_units; /* of its confirmed orders */
-    int64_t client_units; /* of the orders named to the client with their quantity */
+    int64_t oversold, undersold, lost, phantom, duplicates, miscounted;
+    int64_t bad_reads, counts_mismatch;
+    int64_t late_confirmed, early_expired, state_mismatch, not_final, returned_twice, bad_transitions, held_at_end;
+    /* What was audited, for the report. */
+    bool lifecycle, logged; /* the lifecycle checks; the store's log was replayed */
+    int64_t store_units; /* units of active (reserved + confirmed) orders at the end */
+    int64_t confirmed_units; /* units of the store's confirmed orders */
+    int64_t client_units; /* of the distinct orders named to the client with their quantity */
     /* The trail (I10): checked when the service keeps one. */
     bool trail_checked;
     int64_t trail_entries;
     int64_t while_paused, after_close, over_stock;
-    int64_t oversold, undersold, lost, phantom, duplicates, miscounted;
+    int64_t by_state[SK_LOADGEN_ST__COUNT]; /* store orders by state (unknown: none) */
+    int64_t reads, max_units; /* reads of the sale during the run; the highest held + sold */
+    int64_t final_held, final_sold; /* the last read, -1 when none */
+    int64_t log_max_units; /* the highest active units in the store's log */
+    int64_t reservations, reservations_checked; /* seen by the client; found in the store */
+    int64_t last_return_ms; /* the last closed_at of a cancelled, expired or refunded order */
     bool ok; /* every count above that can fail is zero */
-    char failure[256]; /* "oversold=3 lost=1" when !ok */
+    char failure[512]; /* "oversold=3 lost=1" when !ok */
     char note[256];
+    char first_mismatch[200]; /* the first state_mismatch, for the report */
 } sk_audit_t;
 
 /** Runs the audit. Returns 0 (the verdict is in out->ok), or -1 with err when the store

@@ -2,7 +2,11 @@
  * deploy/postgres/), written by `seckill drain` some time after the orders were
  * confirmed. Before the audit reads it, it waits (bounded) until the database holds as
  * many orders of the sale as the service reports sold: the drain has caught up
- * (drained.h). */
+ * (drained.h). "Sold" there is the units of its confirmed orders.
+ *
+ * The orders' lifecycle columns — state, quantity, pay_by, paid_at, closed_at — are read
+ * where the schema has them (looked up once, times as timestamps or unix ms); a schema
+ * without them keeps final orders only: each counts as confirmed, one unit. */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +22,60 @@ typedef struct {
     PGconn *db;
     const sk_loadgen_target_t *target;
     int wait_ms;
+    bool has_state, has_quantity;
+    char select[640]; /* the orders query, for the columns the schema has */
+    char sold_sql[256]; /* units sold as the database holds them */
 } pg_source_t;
+
+/* An expression for column c as unix ms (0 when the schema has no such column). */
+static void time_expr(PGconn *db, const char *c, char *out, size_t n)
+{
+    const char *vals[1] = {c};
+    PGresult *r = PQexecParams(db,
+                               "SELECT data_type FROM information_schema.columns WHERE table_name = 'orders' AND "
+                               "column_name = $1 AND table_schema = current_schema()",
+                               1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        snprintf(out, n, "0");
+    else if (strncmp(PQgetvalue(r, 0, 0), "timestamp", 9) == 0)
+        snprintf(out, n, "coalesce((extract(epoch FROM %s) * 1000)::bigint, 0)", c);
+    else
+        snprintf(out, n, "coalesce(%s::bigint, 0)", c);
+    PQclear(r);
+}
+
+static bool has_column(PGconn *db, const char *c)
+{
+    char e[160];
+    time_expr(db, c, e, sizeof(e));
+    return strcmp(e, "0") != 0;
+}
+
+static void build_queries(pg_source_t *q)
+{
+    char pay_by[128], paid_at[128], closed_at[128], created_at[128];
+    q->has_state = has_column(q->db, "state");
+    q->has_quantity = has_column(q->db, "quantity");
+    time_expr(q->db, "pay_by", pay_by, sizeof(pay_by));
+    time_expr(q->db, "paid_at", paid_at, sizeof(paid_at));
+    time_expr(q->db, "closed_at", closed_at, sizeof(closed_at));
+    time_expr(q->db, "created_at", created_at, sizeof(created_at));
+    snprintf(q->select, sizeof(q->select),
+             "SELECT order_id, user_id, request_id, seq, %s, %s, %s, %s, %s, %s FROM orders WHERE sale_id = $1 "
+             "ORDER BY seq",
+             q->has_quantity ? "quantity::bigint" : "0", q->has_state ? "state::text" : "''", pay_by, paid_at,
+             closed_at, created_at);
+    snprintf(q->sold_sql, sizeof(q->sold_sql), "SELECT coalesce(sum(%s), 0) FROM orders WHERE sale_id = $1%s",
+             q->has_quantity ? "quantity" : "1", q->has_state ? " AND state = 'confirmed'" : "");
+}
 
 static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, bool *found, char *err, size_t err_len)
 {
     pg_source_t *q = arg;
     const char *vals[1] = {sale_id};
-    PGresult *r = PQexecParams(q->db,
-                               "SELECT stock, per_user_limit, (SELECT count(*) FROM orders WHERE sale_id = $1) "
-                               "FROM sales WHERE id = $1",
-                               1, NULL, vals, NULL, NULL, 0);
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT stock, per_user_limit, (%s) FROM sales WHERE id = $1", q->sold_sql);
+    PGresult *r = PQexecParams(q->db, sql, 1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
         PQclear(r);
@@ -54,9 +102,7 @@ static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order
 {
     pg_source_t *q = (pg_source_t *)s;
     const char *vals[1] = {sale_id};
-    PGresult *r =
-        PQexecParams(q->db, "SELECT order_id, user_id, request_id FROM orders WHERE sale_id = $1 ORDER BY seq", 1, NULL,
-                     vals, NULL, NULL, 0);
+    PGresult *r = PQexecParams(q->db, q->select, 1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
         PQclear(r);
@@ -71,6 +117,13 @@ static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order
             .user_id_len = (size_t)PQgetlength(r, i, 1),
             .request_id = PQgetvalue(r, i, 2),
             .request_id_len = (size_t)PQgetlength(r, i, 2),
+            .seq = strtoull(PQgetvalue(r, i, 3), NULL, 10),
+            .quantity = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+            .state = sk_loadgen_state_parse(PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5)),
+            .pay_by = strtoll(PQgetvalue(r, i, 6), NULL, 10),
+            .paid_at = strtoll(PQgetvalue(r, i, 7), NULL, 10),
+            .closed_at = strtoll(PQgetvalue(r, i, 8), NULL, 10),
+            .created_at = strtoll(PQgetvalue(r, i, 9), NULL, 10),
         };
         rc = fn(arg, &so);
     }
@@ -116,5 +169,6 @@ sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_tar
     q->db = db;
     q->target = t;
     q->wait_ms = wait_ms;
+    build_queries(q);
     return &q->base;
 }

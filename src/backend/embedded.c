@@ -83,6 +83,9 @@ typedef struct {
     size_t n_unc_undo;
     bool broken; /* the journal holds what this ledger never wrote: left uncertain */
     bool closed; /* the ledger's clock passed ends_at: no order will be added */
+    /* Orders of the batch being committed that entered each state: added to the sale's
+     * metrics once the batch is known to be stored, dropped when it is put back. */
+    uint32_t entered[SK_ORDER__COUNT];
 } lsale_t;
 
 typedef struct {
@@ -248,6 +251,17 @@ static void touch(ledger_t *l, sk_sale_t *s)
     l->touched[l->n_touched++] = s;
 }
 
+/* The batch that touched sale s is stored (stands = true) or was put back: its orders'
+ * state changes count in the sale's metrics, or are forgotten. */
+static void settle_entered(sk_sale_t *s, lsale_t *ls, bool stands)
+{
+    for (int st = 0; st < SK_ORDER__COUNT; st++) {
+        if (stands && ls->entered[st])
+            sk_engine_record_entered(s, (sk_order_state_t)st, ls->entered[st]);
+        ls->entered[st] = 0;
+    }
+}
+
 /* Called before a control of the batch first changes the sale's settings. */
 static void touch_params(ledger_t *l, sk_sale_t *s)
 {
@@ -295,6 +309,7 @@ static sk_order_step_t transition(ledger_t *l, sk_sale_t *s, uint32_t i, sk_orde
     ls->counts.held += step.held * q;
     ls->counts.sold += step.sold * q;
     sk_holders_set_state(h, i, step.next, now, pay, step.next == SK_ORDER_CONFIRMED ? pay_len : 0);
+    ls->entered[step.next]++;
     /* A late payment expires the reservation: the journal records the expiry. */
     sk_order_event_t kind = step.next == SK_ORDER_EXPIRED ? SK_EV_EXPIRE : ev;
     add_event(l, s, (uint64_t)i + 1, kind, now, kind == SK_EV_EXPIRE ? NULL : arg);
@@ -412,6 +427,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         ls->counts.held += q;
     else
         ls->counts.sold += q;
+    ls->entered[st]++;
     sk_holders_order(h, idx, p->payment_window_ms, &op->order);
     op->result = st == SK_ORDER_RESERVED ? SK_BUY_RESERVED : SK_BUY_CONFIRMED;
     op->remaining = sk_counts_remaining(&ls->counts);
@@ -694,6 +710,7 @@ static bool settle(ledger_t *l, sk_sale_t *s, uint64_t first, uint64_t last, con
         sk_warn("journal: a commit reported failure but stored the batch (sale '%s'); it stands", s->id);
     else
         undo_sale(l, s, undo, n_undo);
+    settle_entered(s, ls, found);
     heap_fix(l, s);
     return true;
 }
@@ -792,8 +809,11 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         uint64_t dt = sk_mono_ns() - t0;
         sk_engine_record_batch(e, n_buys + l->n_transitions, dt, rc == 0);
         if (rc == 0) {
-            for (size_t i = 0; i < l->n_touched; i++)
-                publish(l, l->touched[i]);
+            for (size_t i = 0; i < l->n_touched; i++) {
+                sk_sale_t *s = l->touched[i];
+                settle_entered(s, lsale(l, s), true);
+                publish(l, s);
+            }
         } else {
             /* Nothing of this batch may be confirmed: every decision of it is answered
              * 503, since any answer may have depended on its changes. */
@@ -926,6 +946,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
         ls->counts.held += o->quantity;
     else
         ls->counts.sold += o->quantity;
+    sk_engine_record_entered(s, reserved ? SK_ORDER_RESERVED : SK_ORDER_CONFIRMED, 1);
     return 0;
 }
 
@@ -956,6 +977,7 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
     ls->counts.held += step.held * q;
     ls->counts.sold += step.sold * q;
     sk_holders_set_state(h, i, step.next, ev->at, pay, pay_len);
+    sk_engine_record_entered(s, step.next, 1);
     return 0;
 }
 

@@ -976,6 +976,8 @@ static void group_commit(group_t *g)
     }
     for (size_t i = 0; i < g->n; i++) {
         sk_engine_record_decided(r->e, g->ops[i]->result);
+        if (g->ops[i]->result == SK_BUY_CONFIRMED)
+            sk_engine_record_entered(g->sale, SK_ORDER_CONFIRMED, 1);
         sk_engine_complete(r->e, g->ops[i]);
     }
     g->decided = true;

@@ -38,6 +38,7 @@ static const char usage_text[] =
     "  --create-sale SPEC       create a sale first. SPEC is key=value[,key=value...]:\n"
     "                           stock=N (1000), limit=N units per user (1), starts_in=DUR (2s),\n"
     "                           duration=DUR open window (1h), id=ID (bench-<run id>),\n"
+    "                           window=DUR payment window (none: purchases are final),\n"
     "                           max_quantity=N units per order (--quantity's largest)\n"
     "  --sale ID                flood an existing sale instead\n"
     "  --admin-token T          Bearer token for creating the sale and listing its orders\n"
@@ -83,6 +84,23 @@ static const char usage_text[] =
     "                           close@4.5s. Needs the admin token; give the flood a --duration\n"
     "                           that covers the script\n"
     "\n"
+    "The order lifecycle (a sale with a payment window: every purchase is a reservation):\n"
+    "  --pay P                  share of reservations paid at a random time inside the\n"
+    "                           window (0.7)\n"
+    "  --late L                 share paid 0.1-1 s after pay_by: must be refused (0)\n"
+    "  --cancel C               share cancelled inside the window (0.1); the rest walk away\n"
+    "  --payment-secret-file F  the key that signs payments (X-Seckill-Signature), as given\n"
+    "                           to seckill serve; or $SECKILL_PAYMENT_SECRET; without one\n"
+    "                           the admin token pays\n"
+    "                           The crowd keeps buying while units come back, until every\n"
+    "                           unit is sold (by default; -n or -d bound it instead; the\n"
+    "                           cap is 10 windows + 60 s)\n"
+    "  --poll MS                read the sale this often during the run (100; 0: never):\n"
+    "                           every read must have held + sold <= stock and\n"
+    "                           remaining + held + sold == stock\n"
+    "  --settle DUR             after the crowd, wait at most this long for the reservations\n"
+    "                           left to expire (the window + 10 s)\n"
+    "\n"
     "Audit (after the flood, for purchases):\n"
     "  --audit-sqlite FILE      read the orders from the embedded store's SQLite file\n"
     "                           (<data dir>/seckill.db, read-only) instead of the service's\n"
@@ -97,15 +115,21 @@ static const char usage_text[] =
     "                           whose request ended in doubt: an order behind a 503 then\n"
     "                           counts as phantom\n"
     "  The audit fails (exit 1, a line AUDIT FAILED: ...) on any non-zero count of:\n"
-    "  oversold (units beyond stock), undersold (stock left while buyers were told\n"
-    "  sold_out), lost (an order named to the client but not in the store), phantom (an\n"
-    "  order in the store nobody was told of), duplicates (units beyond the per-user\n"
+    "  oversold (units held or sold beyond stock), undersold (stock left while buyers were\n"
+    "  told sold_out), lost (an order named to the client but not in the store), phantom\n"
+    "  (an order in the store nobody was told of), duplicates (units beyond the per-user\n"
     "  limit, or two orders for one request_id), miscounted (an order stored with another\n"
     "  quantity than the client was told, or confirmed units that differ from the sale's\n"
-    "  sold). When the service keeps a trail of operator controls (GET .../log), every\n"
-    "  order is placed against it by its seq and created_at: while_paused (an order\n"
-    "  between a pause and its resume), after_close, over_stock (more units out than the\n"
-    "  stock in effect at that point of the trail) fail it too.\n"
+    "  sold), bad_reads (a read of the sale whose counts do not add up or exceed stock).\n"
+    "  When the service keeps a trail of operator controls (GET .../log), every order is\n"
+    "  placed against it by its seq and created_at: while_paused (an order between a pause\n"
+    "  and its resume), after_close, over_stock (more units out than the stock in effect\n"
+    "  at that point of the trail) fail it too. With a payment window: late_confirmed\n"
+    "  (a payment after pay_by confirmed), early_expired (expired before pay_by),\n"
+    "  state_mismatch (a reservation whose final state is not what the client did),\n"
+    "  not_final (still reserved at the end), returned_twice (an order's units returned\n"
+    "  twice, from the SQLite journal), counts_mismatch (the sale's held and sold against\n"
+    "  its orders' states), held_at_end.\n"
     "\n"
     "Output:\n"
     "  --json FILE              write every figure as JSON (\"-\": to stdout, and the\n"
@@ -115,9 +139,10 @@ static const char usage_text[] =
     "                           random by default\n"
     "  -h, --help               this text\n"
     "\n"
-    "Outcomes counted: confirmed, duplicate, sold_out, limit_reached, not_started, ended,\n"
-    "unavailable (503), rate_limited (429), http_error (any other answer), net_error, and\n"
-    "ok (--get). Latency percentiles p50 p90 p99 p99.9 max per outcome, exact to 1%.\n"
+    "Outcomes counted: confirmed, reserved, duplicate, sold_out, limit_reached,\n"
+    "not_started, ended, unavailable (503), rate_limited (429), http_error (any other\n"
+    "answer), net_error, and ok (--get). Latency percentiles p50 p90 p99 p99.9 max per\n"
+    "outcome, exact to 1%.\n"
     "A progress line is redrawn on a terminal and printed once a second otherwise.\n";
 
 /* Lock-free, so a signal handler may store to it while client threads read it. */
@@ -228,12 +253,56 @@ static void parse_create(sk_loadgen_config_t *cfg, const char *spec)
             cfg->create_duration_ms = parse_dur("--create-sale duration", v);
         else if (strcmp(kv, "id") == 0 && *v)
             cfg->create_id = sk_xstrndup(v, strlen(v)); /* lives for the whole run */
+        else if (strcmp(kv, "window") == 0)
+            cfg->create_window_ms = parse_dur("--create-sale window", v);
         else if (strcmp(kv, "max_quantity") == 0)
             cfg->create_max_quantity = parse_int("--create-sale max_quantity", v, 1, 1000000);
         else
-            die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id, max_quantity)", kv);
+            die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id, window, "
+                      "max_quantity)",
+                      kv);
     }
     free(copy);
+}
+
+static double parse_share(const char *flag, const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= 0 && v <= 1))
+        die_usage("%s wants a share from 0 to 1, not \"%s\"", flag, s);
+    return v;
+}
+
+/* The payment key: the file without one trailing newline, or $SECKILL_PAYMENT_SECRET. */
+static unsigned char *read_payment_key(const char *file, size_t *len)
+{
+    const char *env = getenv("SECKILL_PAYMENT_SECRET");
+    if (!file) {
+        if (!env || !*env)
+            return NULL;
+        *len = strlen(env);
+        return (unsigned char *)sk_xstrndup(env, *len);
+    }
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "seckill-bench: cannot read %s: %s\n", file, strerror(errno));
+        exit(2);
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        fprintf(stderr, "seckill-bench: %s is empty\n", file);
+        exit(2);
+    }
+    *len = n;
+    return (unsigned char *)sk_xstrndup(buf, n);
 }
 
 static void add_targets(sk_loadgen_config_t *cfg, const char *list)
@@ -273,7 +342,13 @@ enum {
     OPT_NO_RESOLVE,
     OPT_RUN_ID,
     OPT_TARGET,
+    OPT_PAY,
+    OPT_LATE,
+    OPT_CANCEL,
+    OPT_PAY_KEY,
     OPT_QUANTITY,
+    OPT_POLL,
+    OPT_SETTLE,
     OPT_CONTROLS,
     OPT_IO,
 };
@@ -307,7 +382,13 @@ int main(int argc, char **argv)
         {"no-resolve", no_argument, NULL, OPT_NO_RESOLVE},
         {"run-id", required_argument, NULL, OPT_RUN_ID},
         {"target", required_argument, NULL, OPT_TARGET},
+        {"pay", required_argument, NULL, OPT_PAY},
+        {"late", required_argument, NULL, OPT_LATE},
+        {"cancel", required_argument, NULL, OPT_CANCEL},
+        {"payment-secret-file", required_argument, NULL, OPT_PAY_KEY},
         {"quantity", required_argument, NULL, OPT_QUANTITY},
+        {"poll", required_argument, NULL, OPT_POLL},
+        {"settle", required_argument, NULL, OPT_SETTLE},
         {"controls", required_argument, NULL, OPT_CONTROLS},
         {"io", required_argument, NULL, OPT_IO},
         {NULL, 0, NULL, 0},
@@ -323,10 +404,15 @@ int main(int argc, char **argv)
         .create_limit = 1,
         .create_starts_in_ms = 2000,
         .create_duration_ms = 3600000,
+        .create_window_ms = -1,
+        .pay_share = 0.7,
+        .cancel_share = 0.1,
+        .poll_ms = 100,
         .interrupted = &interrupted,
     };
-    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *mysql_url = NULL;
-    bool no_audit = false, no_resolve = false, users_set = false, limit_set = false;
+    const char *json_path = NULL, *sqlite_path = NULL, *pg_url = NULL, *mysql_url = NULL, *pay_key_file = NULL;
+    bool no_audit = false, no_resolve = false, users_set = false, limit_set = false, shares_set = false,
+         settle_set = false;
     sk_loadgen_controls_t controls = {0};
     const char *controls_spec = NULL;
     int ch;
@@ -431,6 +517,28 @@ int main(int argc, char **argv)
         case OPT_TARGET:
             add_targets(&cfg, optarg);
             break;
+        case OPT_PAY:
+            cfg.pay_share = parse_share("--pay", optarg);
+            shares_set = true;
+            break;
+        case OPT_LATE:
+            cfg.late_share = parse_share("--late", optarg);
+            shares_set = true;
+            break;
+        case OPT_CANCEL:
+            cfg.cancel_share = parse_share("--cancel", optarg);
+            shares_set = true;
+            break;
+        case OPT_PAY_KEY:
+            pay_key_file = optarg;
+            break;
+        case OPT_POLL:
+            cfg.poll_ms = (uint32_t)parse_int("--poll", optarg, 0, 60000);
+            break;
+        case OPT_SETTLE:
+            cfg.settle_ms = (uint64_t)parse_dur("--settle", optarg);
+            settle_set = true;
+            break;
         case OPT_QUANTITY: {
             char qerr[256];
             if (sk_loadgen_qty_parse(optarg, &cfg.qty, qerr, sizeof(qerr)) < 0)
@@ -461,6 +569,12 @@ int main(int argc, char **argv)
         die_usage("--create-sale and --sale exclude each other");
     if (cfg.requests && cfg.duration_ms)
         die_usage("--requests and --duration exclude each other");
+    if (cfg.pay_share + cfg.late_share + cfg.cancel_share > 1.0 + 1e-9)
+        die_usage("--pay, --late and --cancel add up to more than 1");
+    size_t pay_key_len = 0;
+    unsigned char *pay_key = read_payment_key(pay_key_file, &pay_key_len);
+    cfg.payment_key = pay_key;
+    cfg.payment_key_len = pay_key_len;
     if (!!sqlite_path + !!pg_url + !!mysql_url > 1)
         die_usage("--audit-sqlite, --audit-pg and --audit-mysql exclude each other");
     if (controls_spec && cfg.get_path)
@@ -506,6 +620,40 @@ int main(int argc, char **argv)
             fprintf(stderr, "sale %s%s: stock %lld, per-user limit %lld, state %s\n", sale.id,
                     sale.created ? " created" : "", (long long)sale.stock, (long long)sale.limit,
                     sale.state[0] ? sale.state : "?");
+        cfg.lifecycle = sale.window_ms > 0;
+        if (!cfg.lifecycle && shares_set) {
+            fprintf(stderr, "seckill-bench: --pay, --late and --cancel need a sale with a payment window "
+                            "(--create-sale window=20s)\n");
+            status = 2;
+            goto out_sale;
+        }
+        uint32_t qmax = cfg.qty.max ? cfg.qty.max : 1;
+        if ((int64_t)qmax > sale.max_quantity) {
+            fprintf(stderr, "seckill-bench: --quantity asks for %u units, the sale's max_quantity is %lld\n", qmax,
+                    (long long)sale.max_quantity);
+            status = 2;
+            goto out_sale;
+        }
+        if (cfg.lifecycle) {
+            if (cfg.pay_share + cfg.late_share > 0 && !cfg.payment_key && !cfg.admin_token) {
+                fprintf(stderr, "seckill-bench: to pay, give --payment-secret-file (the key of seckill serve "
+                                "--payment-secret-file) or --admin-token\n");
+                status = 2;
+                goto out_sale;
+            }
+            /* Until every unit is sold, within a cap: a service that never sells them
+             * all must not keep the crowd forever. */
+            if (!cfg.requests && !cfg.duration_ms)
+                cfg.duration_ms = (uint64_t)(10 * sale.window_ms + 60000);
+            if (!settle_set)
+                cfg.settle_ms = (uint64_t)sale.window_ms + 10000;
+            if (!cfg.quiet)
+                fprintf(stderr,
+                        "lifecycle: payment window %lld ms; of the reservations %.0f%% pay, %.0f%% pay late, "
+                        "%.0f%% cancel, %.0f%% walk away\n",
+                        (long long)sale.window_ms, cfg.pay_share * 100, cfg.late_share * 100, cfg.cancel_share * 100,
+                        (1 - cfg.pay_share - cfg.late_share - cfg.cancel_share) * 100);
+        }
     }
     if (controls_spec && sk_loadgen_controls_start(&controls, &cfg, &sale) < 0) {
         fprintf(stderr, "seckill-bench: cannot start the controls' thread\n");
@@ -557,6 +705,8 @@ int main(int argc, char **argv)
                 .ntargets = cfg.ntargets,
                 .admin_token = cfg.admin_token,
                 .resolve = !no_resolve,
+                .lifecycle = cfg.lifecycle,
+                .single_units = sk_loadgen_qty_min(&cfg.qty) == 1,
             };
             if (sk_audit_run(&in, src, &audit, audit_err, sizeof(audit_err)) == 0)
                 audited = true;
@@ -582,10 +732,15 @@ int main(int argc, char **argv)
         }
     }
     sk_loadgen_results_free(&res);
+    goto out;
+out_sale: /* the run did not start: the sale's strings are still ours */
+    free(sale.id);
+    free(sale.name);
 out:
     for (size_t i = 0; i < cfg.ntargets; i++)
         sk_loadgen_target_free(&cfg.targets[i]);
     free(cfg.targets);
     free((char *)cfg.create_id);
+    free(pay_key);
     return status;
 }

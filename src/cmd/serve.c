@@ -93,7 +93,8 @@ static void usage(FILE *f)
           "                          a loop turn leave in one system call) or auto (io_uring where the\n"
           "                          kernel offers it and lets this process use it, else epoll)\n"
           "                          [SECKILL_IO] (auto)\n"
-          "  --demo                  create a demo sale (100 units, starting in 30 s)\n"
+          "  --demo                  create a demo sale (100 units, starting in 30 s; on the embedded store\n"
+          "                          a purchase reserves its unit for 2 minutes until it is paid)\n"
           "  --demo-payments         DEMO ONLY: POST /api/v1/orders/{id}/demo-pay confirms a reservation\n"
           "                          without any payment (the demo page's Pay button); never in production\n"
           "  -h, --help              show this text\n"
@@ -380,23 +381,34 @@ static void front_warn(const front_t *f)
                 "--trusted-proxies (a gateway), or --user-token-secret-file (signed tokens)");
 }
 
-static int create_demo(sk_engine_t *e)
+/* The demo sale: 100 units, starting in 30 s. On a store with the order lifecycle a
+ * purchase reserves its unit for DEMO_WINDOW_MS, so the page shows its payment countdown
+ * (and its Pay button with --demo-payments). Its id goes into id (SK_ID_MAX + 1 bytes). */
+#define DEMO_WINDOW_MS 120000
+static int create_demo(sk_engine_t *e, char *id)
 {
     int64_t now = sk_now_ms();
-    char id[SK_ID_MAX + 1];
-    int len = snprintf(id, sizeof(id), "demo-%lld", (long long)(now / 1000));
+    bool window = sk_engine_lifecycle(e);
     sk_sale_params_t p = {.name = "Demo ticket · 演示门票",
                           .starts_at = now + 30000,
                           .ends_at = now + 30000 + 3600 * 1000,
                           .per_user_limit = 1,
-                          .max_quantity = 1};
-    sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
-    int rc = sk_engine_add_sale(e, s);
-    if (rc < 0) {
-        sk_sale_free(s);
-        return rc;
+                          .max_quantity = 1,
+                          .payment_window_ms = window ? DEMO_WINDOW_MS : 0};
+    /* demo-<unix seconds>; a restart within the same second (after a crash, say) finds
+     * that id taken and takes the next one. */
+    int rc = -EEXIST;
+    for (int k = 0; k < 100 && rc == -EEXIST; k++) {
+        int len = snprintf(id, SK_ID_MAX + 1, "demo-%lld", (long long)(now / 1000 + k));
+        sk_sale_t *s = sk_sale_new(id, (size_t)len, &p, 100, now);
+        rc = sk_engine_add_sale(e, s);
+        if (rc < 0)
+            sk_sale_free(s);
     }
-    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s\n", id);
+    if (rc < 0)
+        return rc;
+    fprintf(stdout, "demo sale '%s': 100 units, starting in 30 s%s\n", id,
+            window ? ", each reserved for 2 minutes until it is paid" : "");
     return 0;
 }
 
@@ -646,7 +658,8 @@ int sk_cmd_serve(int argc, char **argv)
         fprintf(stderr, "seckill serve: %s\n", err);
         goto out;
     }
-    if (demo && create_demo(sv.engine) < 0) {
+    char demo_id[SK_ID_MAX + 1] = "";
+    if (demo && create_demo(sv.engine, demo_id) < 0) {
         fprintf(stderr, "seckill serve: cannot store the demo sale in %s\n", redis ? store_shown : data);
         goto out;
     }
@@ -670,6 +683,7 @@ int sk_cmd_serve(int argc, char **argv)
         .payment_secret = payment_secret,
         .payment_secret_len = payment_secret_len,
         .demo_payments = demo_payments_s != NULL,
+        .demo_sale = demo_id[0] ? demo_id : NULL,
     };
     if (acfg.demo_payments)
         sk_warn("--demo-payments: POST /api/v1/orders/{id}/demo-pay confirms reservations without any payment; "

@@ -82,6 +82,9 @@ void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users);
 void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r);
 /** Counts n orders moved into state `to` by a payment, cancel, expiry or refund. */
 void sk_engine_record_transition(sk_engine_t *e, sk_order_state_t to, uint64_t n);
+/** Counts n orders of sale s that entered state `to` (a new order into reserved or
+ *  confirmed, or a transition), once that change is durable (metrics, per sale). */
+void sk_engine_record_entered(sk_sale_t *s, sk_order_state_t to, uint64_t n);
 /** Records one batch in the engine's statistics. */
 void sk_engine_record_batch(sk_engine_t *e, size_t n_buys, uint64_t commit_ns, bool ok);
 /** Counts a batch answered 503 because too few replicas acknowledged it in time. */

@@ -530,6 +530,11 @@ void sk_engine_count_replica_timeout(sk_engine_t *e)
     sk_counter_add(&e->stats.replica_timeouts, 1);
 }
 
+void sk_engine_record_entered(sk_sale_t *s, sk_order_state_t to, uint64_t n)
+{
+    sk_counter_add(&s->entered[to], n);
+}
+
 void sk_engine_record_batch(sk_engine_t *e, size_t n, uint64_t commit_ns, bool ok)
 {
     if (!ok) {

@@ -98,6 +98,11 @@ struct sk_sale {
      * embedded ledger: from the start; Redis: once a sale can take no more orders).
      * NULL: every purchase past the start goes to the backend. Owned by the engine. */
     _Atomic(sk_userset_t *) users;
+    /* Orders that entered each state — a new order into reserved or confirmed, then every
+     * payment, cancel, expiry and refund — counted by the backend once the change is
+     * durable, from the sale's whole history (the embedded ledger counts what it replays
+     * at start too). For /metrics: written by the ledger, read by any thread. */
+    sk_counter_t entered[SK_ORDER__COUNT];
 
     void *retired; /* the ledger's: params snapshots replaced, freed with the sale */
 };

@@ -1,9 +1,12 @@
 /* The crowd on one client thread (crowd.h): requests made, queued, sent over the
  * worker's connections and retried; answers classified and counted; every order the
- * service names remembered for the audit. */
+ * service names remembered for the audit; in the lifecycle scenario every reservation
+ * given a plan, and its payment or cancel sent at the planned time. */
 #include "loadgen/crowd.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +18,48 @@
 #include "util/buf.h"
 
 static const char *const outcome_names[SK_OUT_COUNT] = {
-    "confirmed", "duplicate",   "sold_out",     "limit_reached", "not_started", "ended",
-    "paused",    "unavailable", "rate_limited", "http_error",    "net_error",   "ok",
+    "confirmed", "reserved",    "duplicate",    "sold_out",   "limit_reached", "not_started", "ended",
+    "paused",    "unavailable", "rate_limited", "http_error", "net_error",     "ok",
 };
 
 const char *sk_loadgen_outcome_name(sk_loadgen_outcome_t o)
 {
     return (unsigned)o < SK_OUT_COUNT ? outcome_names[o] : "?";
+}
+
+static const char *const state_names[SK_LOADGEN_ST__COUNT] = {"unknown",   "reserved", "confirmed",
+                                                              "cancelled", "expired",  "refunded"};
+
+sk_loadgen_state_t sk_loadgen_state_parse(const char *s, size_t n)
+{
+    for (int i = 1; i < SK_LOADGEN_ST__COUNT; i++)
+        if (n == strlen(state_names[i]) && memcmp(s, state_names[i], n) == 0)
+            return (sk_loadgen_state_t)i;
+    return SK_LOADGEN_ST_UNKNOWN;
+}
+
+const char *sk_loadgen_state_name(sk_loadgen_state_t st)
+{
+    return (unsigned)st < SK_LOADGEN_ST__COUNT ? state_names[st] : "?";
+}
+
+const char *sk_loadgen_plan_name(sk_loadgen_plan_t p)
+{
+    static const char *const names[SK_PLAN__COUNT] = {"walk_away", "pay", "pay_late", "cancel"};
+    return (unsigned)p < SK_PLAN__COUNT ? names[p] : "?";
+}
+
+const char *sk_loadgen_act_name(sk_loadgen_act_t a)
+{
+    static const char *const names[SK_ACT__COUNT] = {"none",         "confirmed", "expired",  "cancelled",
+                                                     "not_reserved", "refused",   "in_doubt", "error"};
+    return (unsigned)a < SK_ACT__COUNT ? names[a] : "?";
+}
+
+/* A uniform draw in [0, 1). */
+static double unit_draw(worker_t *w)
+{
+    return (double)(sk_loadgen_xorshift(&w->rng) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static req_t *req_alloc(worker_t *w)
@@ -114,7 +152,10 @@ static req_t *new_req(worker_t *w, uint64_t start_ns)
     r->seq = w->issued;
     r->start_ns = start_ns;
     r->attempt = 0;
+    r->kind = REQ_BUY;
     r->user = purchase_mode(w) ? sk_loadgen_users_draw(&w->users, w->issued) : 0;
+    /* Drawn from the user and the request's number: a retry asks for the same again. */
+    r->quantity = purchase_mode(w) ? sk_loadgen_qty_draw(&w->cfg->qty, r->user, r->seq) : 1;
     if (r->user)
         w->run->ustate[r->user] |= SK_LOADGEN_USER_TRIED;
     w->issued++;
@@ -132,9 +173,16 @@ static void finish(worker_t *w, req_t *r, uint64_t now)
 }
 
 /* True while the closed loop may start another request. */
+static bool stopped(worker_t *w)
+{
+    if (!w->gen_done && atomic_load_explicit(&w->run->stop, memory_order_relaxed))
+        w->gen_done = true;
+    return w->gen_done;
+}
+
 static bool can_generate(worker_t *w, uint64_t now)
 {
-    if (w->gen_done)
+    if (stopped(w))
         return false;
     if (w->quota && w->issued >= w->quota) {
         w->gen_done = true;
@@ -156,11 +204,70 @@ static void room_push(wconn_t *wc)
     }
 }
 
+/* The order id of reservation i of worker w (in its arena). */
+static const char *resv_order_id(const worker_t *w, uint32_t i, size_t *len)
+{
+    const sk_loadgen_order_rec_t *rec = &w->orders[w->resv[i].rec];
+    *len = rec->len;
+    return w->arena + rec->off;
+}
+
+/* Writes a reservation's payment or cancel: POST .../orders/{id}/pay with
+ * {"payment_id":"p<run>-<worker>-<reservation>"} signed by the payment key (or the admin
+ * token), or POST .../cancel with {"user_id"} — the same bytes on every attempt. */
+static void send_action(wconn_t *wc, req_t *r)
+{
+    worker_t *w = wc->w;
+    const sk_loadgen_config_t *cfg = w->cfg;
+    const sk_loadgen_target_t *t = wc->conn.target;
+    size_t idl;
+    const char *id = resv_order_id(w, r->resv, &idl);
+    char body[160], auth[160] = "";
+    int bl;
+    if (r->kind == REQ_PAY) {
+        bl = snprintf(body, sizeof(body), "{\"payment_id\":\"p%s-%d-%u\"}", cfg->run_id, w->index, r->resv);
+        if (cfg->payment_key) {
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned int md_len = 0;
+            HMAC(EVP_sha256(), cfg->payment_key, (int)cfg->payment_key_len, (const unsigned char *)body, (size_t)bl, md,
+                 &md_len);
+            static const char hex[] = "0123456789abcdef";
+            char sig[2 * EVP_MAX_MD_SIZE + 1];
+            for (unsigned int i = 0; i < md_len; i++) {
+                sig[2 * i] = hex[md[i] >> 4];
+                sig[2 * i + 1] = hex[md[i] & 15];
+            }
+            sig[2 * md_len] = '\0';
+            snprintf(auth, sizeof(auth), "X-Seckill-Signature: sha256=%s\r\n", sig);
+        } else if (cfg->admin_token) {
+            snprintf(auth, sizeof(auth), "Authorization: Bearer %.120s\r\n", cfg->admin_token);
+        }
+    } else {
+        bl = snprintf(body, sizeof(body), "{\"user_id\":\"u%u\"}", r->user);
+    }
+    size_t cap = strlen(t->base) + idl + strlen(t->hostport) + strlen(auth) + (size_t)bl + 200;
+    char *p = sk_loadgen_conn_reserve(&wc->conn, cap);
+    int n = snprintf(p, cap,
+                     "POST %s/api/v1/orders/%.*s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                     "%sContent-Length: %d\r\n\r\n%s",
+                     t->base, (int)idl, id, r->kind == REQ_PAY ? "pay" : "cancel", t->hostport, auth, bl, body);
+    sk_loadgen_conn_commit(&wc->conn, r, (size_t)n);
+}
+
 /* Writes one request onto the connection (there is room). */
 static void send_req(wconn_t *wc, req_t *r, uint64_t now)
 {
     worker_t *w = wc->w;
     sk_loadgen_conn_t *c = &wc->conn;
+    if (r->kind != REQ_BUY) {
+        send_action(wc, r);
+        r->sent_ns = now;
+        if (r->attempt == 0) {
+            r->start_ns = now;
+            r->first_wall_ms = sk_now_ms();
+        }
+        return;
+    }
     if (!purchase_mode(w)) {
         memcpy(sk_loadgen_conn_reserve(c, wc->prefix_len), wc->prefix, wc->prefix_len);
         sk_loadgen_conn_commit(c, r, wc->prefix_len);
@@ -182,7 +289,7 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
         if (w->cfg->qty.max) {
             memcpy(body + b, ",\"quantity\":", 12);
             b += 12;
-            b += sk_fmt_u64(body + b, sk_loadgen_qty_draw(&w->cfg->qty, r->user, r->seq));
+            b += sk_fmt_u64(body + b, r->quantity);
         }
         body[b++] = '}';
         char *p = sk_loadgen_conn_reserve(c, wc->prefix_len + 24 + b);
@@ -205,7 +312,10 @@ static void send_req(wconn_t *wc, req_t *r, uint64_t now)
 static void schedule_retry(worker_t *w, req_t *r, uint64_t now)
 {
     r->attempt++;
-    w->retries++;
+    if (r->kind == REQ_BUY)
+        w->retries++;
+    else
+        w->life.retries++;
     uint64_t base = w->cfg->retry_backoff_ms;
     uint64_t ms = base << (r->attempt - 1 < 6 ? r->attempt - 1 : 6);
     if (ms > 1000)
@@ -221,11 +331,13 @@ static void schedule_retry(worker_t *w, req_t *r, uint64_t now)
     heap_push(w, r);
 }
 
-static void record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o,
+/* Remembers an order the service named, with the units the answer said it holds (0:
+ * not said); false when the id cannot be an order id. */
+static bool record_order(worker_t *w, uint32_t user, const char *id, size_t len, sk_loadgen_outcome_t o,
                          uint32_t quantity)
 {
     if (len == 0 || len > 1024)
-        return;
+        return false;
     if (w->arena_len + len > w->arena_cap) {
         w->arena_cap = w->arena_cap ? w->arena_cap * 2 : 1 << 16;
         while (w->arena_len + len > w->arena_cap)
@@ -250,6 +362,69 @@ static void record_order(worker_t *w, uint32_t user, const char *id, size_t len,
     w->orders[w->norders++] = (sk_loadgen_order_rec_t){
         .user = user, .off = (uint32_t)w->arena_len, .len = (uint16_t)n, .outcome = (uint8_t)o, .quantity = quantity};
     w->arena_len += n;
+    return true;
+}
+
+/* Schedules reservation i's payment or cancel at its planned time: inside what is left
+ * of the window on the server's clock (which is at most ours + the offset's upper
+ * bound), or — paying late — 0.1 to 1 s after pay_by on the server's clock for certain
+ * (which is at least ours + the lower bound). It waits in the retry heap. */
+static void plan_action(worker_t *w, uint32_t i, uint64_t now_ns)
+{
+    sk_loadgen_resv_t *v = &w->resv[i];
+    const sk_loadgen_sale_t *sale = w->run->sale;
+    int64_t now_wall = sk_now_ms();
+    int64_t delay_ms;
+    if (v->plan == SK_PLAN_LATE) {
+        int64_t target = v->pay_by + 100 + (int64_t)(unit_draw(w) * 900);
+        delay_ms = target - sale->clock_offset_ms - now_wall;
+    } else {
+        int64_t left = v->pay_by - (now_wall + sale->clock_offset_hi_ms);
+        delay_ms = left > 0 ? (int64_t)((0.05 + 0.8 * unit_draw(w)) * (double)left) : 0;
+    }
+    if (delay_ms < 0)
+        delay_ms = 0;
+    req_t *r = req_alloc(w);
+    r->kind = v->plan == SK_PLAN_CANCEL ? REQ_CANCEL : REQ_PAY;
+    r->resv = i;
+    r->user = v->user;
+    r->quantity = v->quantity;
+    r->seq = 0;
+    r->attempt = 0;
+    r->first_wall_ms = 0;
+    r->ready_ns = now_ns + (uint64_t)delay_ms * 1000000u;
+    r->start_ns = r->sent_ns = r->ready_ns;
+    w->live++;
+    heap_push(w, r);
+}
+
+/* A reservation the client was given: remembered, given a plan (the --pay, --late and
+ * --cancel shares; the rest walk away) and, unless it walks away, its action planned. */
+static void add_reservation(worker_t *w, uint32_t user, const char *id, size_t len, int64_t pay_by, uint32_t quantity,
+                            sk_loadgen_outcome_t o, uint64_t now_ns)
+{
+    if (!record_order(w, user, id, len, o, quantity))
+        return;
+    if (w->nresv == w->resv_cap) {
+        w->resv_cap = w->resv_cap ? w->resv_cap * 2 : 4096;
+        w->resv = sk_xrealloc(w->resv, w->resv_cap * sizeof(*w->resv));
+    }
+    const sk_loadgen_config_t *cfg = w->cfg;
+    double u = unit_draw(w);
+    sk_loadgen_plan_t plan = u < cfg->pay_share                                         ? SK_PLAN_PAY
+                             : u < cfg->pay_share + cfg->late_share                     ? SK_PLAN_LATE
+                             : u < cfg->pay_share + cfg->late_share + cfg->cancel_share ? SK_PLAN_CANCEL
+                                                                                        : SK_PLAN_WALK;
+    uint32_t i = (uint32_t)w->nresv++;
+    w->resv[i] = (sk_loadgen_resv_t){.rec = (uint32_t)(w->norders - 1),
+                                     .user = user,
+                                     .pay_by = pay_by,
+                                     .quantity = quantity ? quantity : 1,
+                                     .plan = (uint8_t)plan};
+    w->life.reservations++;
+    w->life.plans[plan]++;
+    if (plan != SK_PLAN_WALK)
+        plan_action(w, i, now_ns);
 }
 
 static bool str_is(const char *p, size_t n, const char *s)
@@ -257,12 +432,31 @@ static bool str_is(const char *p, size_t n, const char *s)
     return n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
-static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp, const char **oid, size_t *oid_len)
+/* What a purchase answer named besides its outcome. */
+typedef struct {
+    const char *oid;
+    size_t oid_len;
+    int64_t pay_by; /* 0: none */
+    uint32_t quantity; /* 0: not said */
+    sk_loadgen_state_t state; /* a duplicate's order state */
+} answer_t;
+
+static int64_t scan_int(const sk_loadgen_resp_t *resp, const char *key, int64_t dflt)
 {
     const char *v;
     size_t vl;
-    *oid = NULL;
-    *oid_len = 0;
+    int64_t x;
+    if (sk_loadgen_json_scan(resp->body, resp->body_len, key, &v, &vl) == 2 &&
+        sk_parse_i64(v, vl, 0, INT64_MAX, &x) == 0)
+        return x;
+    return dflt;
+}
+
+static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp, answer_t *a)
+{
+    const char *v;
+    size_t vl;
+    memset(a, 0, sizeof(*a));
     if (!purchase_mode(w))
         return resp->status < 400 ? SK_OUT_OK : SK_OUT_HTTP_ERROR;
     switch (resp->status) {
@@ -272,13 +466,21 @@ static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp,
         if (sk_loadgen_json_scan(resp->body, resp->body_len, "result", &v, &vl) == 1) {
             if (str_is(v, vl, "duplicate"))
                 o = SK_OUT_DUPLICATE;
+            else if (str_is(v, vl, "reserved") && resp->status == 201)
+                o = SK_OUT_RESERVED;
             else if (!str_is(v, vl, "confirmed"))
                 goto malformed;
         } else if (resp->status == 200) {
             goto malformed;
         }
-        if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1 || *oid_len == 0)
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", &a->oid, &a->oid_len) != 1 || a->oid_len == 0)
             goto malformed;
+        a->pay_by = scan_int(resp, "pay_by", 0);
+        a->quantity = (uint32_t)SK_MIN(scan_int(resp, "quantity", 0), (int64_t)UINT32_MAX);
+        if (sk_loadgen_json_scan(resp->body, resp->body_len, "state", &v, &vl) == 1)
+            a->state = sk_loadgen_state_parse(v, vl);
+        if (o == SK_OUT_RESERVED && a->pay_by <= 0)
+            goto malformed; /* a reservation names its deadline */
         if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) == 2) {
             int64_t rem;
             if (sk_parse_i64(v, vl, 0, INT64_MAX, &rem) == 0 &&
@@ -290,11 +492,8 @@ static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp,
     case 409:
         if (sk_loadgen_json_scan(resp->body, resp->body_len, "error", &v, &vl) == 1) {
             if (str_is(v, vl, "sold_out")) {
-                /* With several units per order, sold out may leave fewer units than asked for. */
-                int64_t rem = 0;
-                if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) == 2 &&
-                    sk_parse_i64(v, vl, 0, INT64_MAX, &rem) < 0)
-                    rem = 0;
+                /* Sold out for this quantity: fewer units may remain than asked for. */
+                int64_t rem = scan_int(resp, "remaining", 0);
                 if (rem < atomic_load_explicit(&w->last_remaining, memory_order_relaxed))
                     atomic_store_explicit(&w->last_remaining, rem, memory_order_relaxed);
                 return SK_OUT_SOLD_OUT;
@@ -302,8 +501,8 @@ static sk_loadgen_outcome_t classify(worker_t *w, const sk_loadgen_resp_t *resp,
             if (str_is(v, vl, "paused"))
                 return SK_OUT_PAUSED;
             if (str_is(v, vl, "limit_reached")) {
-                if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", oid, oid_len) != 1)
-                    *oid_len = 0;
+                if (sk_loadgen_json_scan(resp->body, resp->body_len, "order_id", &a->oid, &a->oid_len) != 1)
+                    a->oid_len = 0;
                 return SK_OUT_LIMIT_REACHED;
             }
         }
@@ -335,9 +534,68 @@ static void count(worker_t *w, sk_loadgen_outcome_t o, uint64_t lat)
  * have acted on it, so the audit asks about the user. */
 static void end_in_doubt(worker_t *w, req_t *r, uint64_t now)
 {
+    if (r->kind != REQ_BUY) {
+        sk_loadgen_resv_t *v = &w->resv[r->resv];
+        v->act = SK_ACT_IN_DOUBT;
+        w->life.acts[v->plan][SK_ACT_IN_DOUBT]++;
+        finish(w, r, now);
+        return;
+    }
     w->in_doubt++;
     if (r->user)
         w->run->ustate[r->user] |= SK_LOADGEN_USER_IN_DOUBT;
+    finish(w, r, now);
+}
+
+/* The answer to a reservation's payment or cancel. A 503, a 429 or a proxy's 5xx is
+ * retried with the same bytes (the same payment id: a correct service never pays twice
+ * for it); the rest is what the service decided, checked against its own clock: a
+ * confirmation of a payment sent after pay_by, or "expired" answered before pay_by, is
+ * noted on the reservation for the audit. */
+static void on_action_response(wconn_t *wc, req_t *r, const sk_loadgen_resp_t *resp, uint64_t now)
+{
+    worker_t *w = wc->w;
+    sk_loadgen_resv_t *v = &w->resv[r->resv];
+    const sk_loadgen_sale_t *sale = w->run->sale;
+    const char *val;
+    size_t vl;
+    int st = resp->status;
+    if (st >= 500 || st == 429) {
+        if (r->attempt < w->cfg->retries && !w->shutting_down) {
+            schedule_retry(w, r, now);
+            return;
+        }
+        end_in_doubt(w, r, now);
+        return;
+    }
+    sk_loadgen_act_t act = SK_ACT_ERROR;
+    bool has_result = sk_loadgen_json_scan(resp->body, resp->body_len, "result", &val, &vl) == 1;
+    if (r->kind == REQ_PAY) {
+        if (st == 200 && has_result && (str_is(val, vl, "confirmed") || str_is(val, vl, "duplicate")))
+            act = SK_ACT_CONFIRMED;
+        else if (st == 409 && sk_loadgen_json_scan(resp->body, resp->body_len, "error", &val, &vl) == 1)
+            act = str_is(val, vl, "expired") ? SK_ACT_EXPIRED
+                  : str_is(val, vl, "cancelled") || str_is(val, vl, "refunded") || str_is(val, vl, "already_paid")
+                      ? SK_ACT_REFUSED
+                      : SK_ACT_ERROR;
+    } else {
+        if (st == 200 && has_result && str_is(val, vl, "cancelled"))
+            act = SK_ACT_CANCELLED;
+        else if (st == 409 && sk_loadgen_json_scan(resp->body, resp->body_len, "error", &val, &vl) == 1 &&
+                 str_is(val, vl, "not_reserved"))
+            act = SK_ACT_NOT_RESERVED;
+    }
+    if ((act == SK_ACT_NOT_RESERVED || act == SK_ACT_REFUSED) &&
+        sk_loadgen_json_scan(resp->body, resp->body_len, "state", &val, &vl) == 1)
+        v->state = (uint8_t)sk_loadgen_state_parse(val, vl);
+    if (act == SK_ACT_CONFIRMED && r->first_wall_ms + sale->clock_offset_ms > v->pay_by)
+        v->flags |= SK_RESV_LATE_CONFIRMED;
+    if (act == SK_ACT_EXPIRED && sk_now_ms() + sale->clock_offset_hi_ms < v->pay_by)
+        v->flags |= SK_RESV_EARLY_EXPIRED;
+    v->act = (uint8_t)act;
+    w->life.acts[v->plan][act]++;
+    sk_hist_record(r->kind == REQ_PAY ? &w->life.hist_pay : &w->life.hist_cancel,
+                   now > r->sent_ns ? now - r->sent_ns : 0);
     finish(w, r, now);
 }
 
@@ -347,31 +605,45 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
     worker_t *w = wc->w;
     req_t *r = reqp;
     uint64_t now = sk_mono_ns();
-    uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
-    const char *oid, *v;
-    size_t oid_len, vl;
-    sk_loadgen_outcome_t o = classify(w, resp, &oid, &oid_len);
-    int64_t qty = 0;
-    if ((o == SK_OUT_CONFIRMED || o == SK_OUT_DUPLICATE) &&
-        (sk_loadgen_json_scan(resp->body, resp->body_len, "quantity", &v, &vl) != 2 ||
-         sk_parse_i64(v, vl, 1, UINT32_MAX, &qty) < 0))
-        qty = 1; /* a service without quantities: one unit */
-    count(w, o, now > base ? now - base : 0);
     wc->backoff_ms = 0;
+    if (r->kind != REQ_BUY) {
+        on_action_response(wc, r, resp, now);
+        if (w->cfg->rate > 0 || c->cap - c->count >= (c->cap + 1) / 2)
+            room_push(wc);
+        return;
+    }
+    uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
+    answer_t a;
+    sk_loadgen_outcome_t o = classify(w, resp, &a);
+    /* The units an order holds, as its answer said; a service without quantities says
+     * nothing: one unit. */
+    uint32_t qty = a.quantity ? a.quantity : 1;
+    const char *v;
+    size_t vl;
+    count(w, o, now > base ? now - base : 0);
     uint8_t *us = r->user ? &w->run->ustate[r->user] : NULL;
     switch (o) {
     case SK_OUT_CONFIRMED:
+    case SK_OUT_RESERVED:
     case SK_OUT_DUPLICATE:
-        if (o == SK_OUT_CONFIRMED)
+        if (o != SK_OUT_DUPLICATE) {
             w->last_confirm_ns = now;
-        record_order(w, r->user, oid, oid_len, o, (uint32_t)qty);
+            sk_counter_add(&w->made, 1);
+        }
+        /* A reservation — or the replay of one whose first answer was lost — gets its
+         * plan; every other order is only remembered. */
+        if (w->cfg->lifecycle && a.pay_by > 0 &&
+            (o == SK_OUT_RESERVED || (o == SK_OUT_DUPLICATE && a.state == SK_LOADGEN_ST_RESERVED)))
+            add_reservation(w, r->user, a.oid, a.oid_len, a.pay_by, qty, o, now);
+        else
+            record_order(w, r->user, a.oid, a.oid_len, o, qty);
         *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
     case SK_OUT_LIMIT_REACHED:
         if (!(*us & SK_LOADGEN_USER_HOLDS))
-            record_order(w, r->user, oid, oid_len, o, 0);
-        if (oid_len)
+            record_order(w, r->user, a.oid, a.oid_len, o, 0);
+        if (a.oid_len)
             *us |= SK_LOADGEN_USER_HOLDS;
         finish(w, r, now);
         break;
@@ -380,6 +652,16 @@ static void on_response(sk_loadgen_conn_t *c, void *reqp, const sk_loadgen_resp_
          * sold out with units left means fewer than this buyer asked for. */
         if (sk_loadgen_json_scan(resp->body, resp->body_len, "remaining", &v, &vl) != 2 || str_is(v, vl, "0"))
             *us |= SK_LOADGEN_USER_SOLD_OUT;
+        if (r->quantity <= 1)
+            sk_counter_add(&w->sold_out1, 1);
+        finish(w, r, now);
+        break;
+    case SK_OUT_ENDED:
+        /* A sale that ended takes no more orders: the lifecycle crowd, which would
+         * otherwise buy until its time cap, stops there. */
+        if (w->cfg->lifecycle)
+            w->gen_done = true;
+        *us |= SK_LOADGEN_USER_REFUSED;
         finish(w, r, now);
         break;
     case SK_OUT_UNAVAILABLE:
@@ -426,7 +708,8 @@ static void on_failed(sk_loadgen_conn_t *c, void *reqp, int err)
         return;
     }
     uint64_t base = r->attempt == 0 ? r->start_ns : r->sent_ns;
-    count(w, SK_OUT_NET_ERROR, now > base ? now - base : 0);
+    if (r->kind == REQ_BUY)
+        count(w, SK_OUT_NET_ERROR, now > base ? now - base : 0);
     if (r->attempt < w->cfg->retries)
         schedule_retry(w, r, now);
     else
@@ -505,6 +788,8 @@ static void start_connect(wconn_t *wc)
  * pacing timerfd (arm_pace) wakes it at the next intended time. */
 static void schedule_due(worker_t *w, uint64_t now)
 {
+    if (stopped(w))
+        return;
     for (;;) {
         if (w->quota && w->issued >= w->quota) {
             w->gen_done = true;
@@ -555,14 +840,20 @@ static void drain_queues(worker_t *w, uint64_t now)
     req_t *r;
     while ((r = rq_pop(w))) {
         if (r->attempt == 0) {
-            w->requests--;
+            if (r->kind == REQ_BUY)
+                w->requests--; /* never sent; an unsent action leaves its reservation to expire */
             finish(w, r, now);
         } else {
             end_in_doubt(w, r, now);
         }
     }
-    while (w->heap_len > 0)
-        end_in_doubt(w, heap_pop(w), now);
+    while (w->heap_len > 0) {
+        r = heap_pop(w);
+        if (r->attempt == 0)
+            finish(w, r, now);
+        else
+            end_in_doubt(w, r, now);
+    }
 }
 
 static void sweep(worker_t *w, uint64_t now)
@@ -599,7 +890,8 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
     worker_t *w = t->data;
     uint64_t now = sk_mono_ns();
     run_t *run = w->run;
-    if (w->cfg->interrupted && atomic_load_explicit(w->cfg->interrupted, memory_order_relaxed) && !w->gen_done) {
+    if (w->cfg->interrupted && atomic_load_explicit(w->cfg->interrupted, memory_order_relaxed) && !w->drained) {
+        w->drained = true;
         w->gen_done = true;
         drain_queues(w, now);
     }

@@ -22,14 +22,22 @@
 #include "loop/loop.h"
 #include "util/common.h"
 
+enum { REQ_BUY = 0, REQ_PAY, REQ_CANCEL };
+
+/* A request: a purchase, or a reservation's payment or cancel (the lifecycle
+ * scenario), which waits in the retry heap until its planned time. */
 typedef struct req {
     struct req *next;
     uint64_t seq;
     uint64_t start_ns; /* intended send time (open loop) or first send */
     uint64_t sent_ns; /* this attempt */
     uint64_t ready_ns; /* a retry waits until then */
+    int64_t first_wall_ms; /* our wall clock at the first attempt (pay, cancel) */
     uint32_t user;
+    uint32_t quantity; /* BUY: units asked for */
+    uint32_t resv; /* PAY, CANCEL: the worker's reservation */
     uint16_t attempt;
+    uint8_t kind; /* REQ_* */
 } req_t;
 
 typedef struct worker worker_t;
@@ -79,6 +87,7 @@ struct worker {
     uint64_t live; /* requests started and not finished */
     uint64_t stop_ns; /* no new requests after this (duration), 0 = none */
     bool gen_done;
+    bool drained; /* interrupted: the queues were emptied */
     bool fired;
     uint64_t fired_ns;
     bool reported_ready;
@@ -92,6 +101,8 @@ struct worker {
 
     sk_counter_t counts[SK_OUT_COUNT];
     sk_counter_t answers;
+    sk_counter_t sold_out1; /* sold_out answers to one-unit purchases (the timeline) */
+    sk_counter_t made; /* confirmed and reserved answers (the timeline) */
     _Atomic int64_t last_remaining;
     _Atomic int done;
     sk_hist_t hist[SK_OUT_COUNT];
@@ -101,6 +112,12 @@ struct worker {
     size_t norders, orders_cap;
     char *arena;
     size_t arena_len, arena_cap;
+
+    /* The lifecycle scenario: this worker's reservations (their rec indexes point into
+     * its own orders until run.c merges them) and its figures. */
+    sk_loadgen_resv_t *resv;
+    size_t nresv, resv_cap;
+    sk_loadgen_life_t life;
 };
 
 struct run {
@@ -112,6 +129,9 @@ struct run {
     char rid[32]; /* "r<run id>-<worker>-" is built per worker from this */
     uint64_t fire_ns;
     _Atomic uint32_t ready_workers;
+    /* Set by the watching thread once the sale has sold every unit (the lifecycle
+     * scenario): the workers start no new purchase, and finish their payments. */
+    _Atomic int stop;
     worker_t *workers;
     uint32_t nworkers;
 };

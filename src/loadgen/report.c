@@ -77,6 +77,37 @@ void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk
     fprintf(out, "  connections opened %llu, failures %llu; %llu writes, %llu reads\n",
             (unsigned long long)res->connects, (unsigned long long)res->conn_failures, (unsigned long long)res->writes,
             (unsigned long long)res->reads);
+    if (cfg->lifecycle) {
+        const sk_loadgen_life_t *L = &res->life;
+        fprintf(out, "\n  lifecycle: %llu reservations (payment window %lld ms)\n", (unsigned long long)L->reservations,
+                (long long)res->sale.window_ms);
+        for (int p = 0; p < SK_PLAN__COUNT; p++) {
+            fprintf(out, "    %-10s %9llu", sk_loadgen_plan_name((sk_loadgen_plan_t)p),
+                    (unsigned long long)L->plans[p]);
+            bool first = true;
+            for (int k = 0; k < SK_ACT__COUNT; k++) {
+                if (!L->acts[p][k])
+                    continue;
+                fprintf(out, "%s%s %llu", first ? "  answered: " : ", ", sk_loadgen_act_name((sk_loadgen_act_t)k),
+                        (unsigned long long)L->acts[p][k]);
+                first = false;
+            }
+            fputc('\n', out);
+        }
+        print_row(out, "pay latency", &L->hist_pay, L->hist_pay.count);
+        print_row(out, "cancel latency", &L->hist_cancel, L->hist_cancel.count);
+        fprintf(out, "    %llu action retries; the crowd stopped buying: %s\n", (unsigned long long)L->retries,
+                res->stop_reason);
+    }
+    if (res->polls.reads || res->polls.failures) {
+        const sk_loadgen_polls_t *ps = &res->polls;
+        fprintf(out, "  the sale read %llu times (%llu failed): highest held + sold %lld, %llu bad reads%s%s\n",
+                (unsigned long long)ps->reads, (unsigned long long)ps->failures, (long long)ps->max_units,
+                (unsigned long long)ps->bad_reads, ps->first_bad[0] ? ", the first: " : "", ps->first_bad);
+        if (ps->final_ok)
+            fprintf(out, "  at the end: stock %lld, held %lld, sold %lld, remaining %lld\n", (long long)ps->stock,
+                    (long long)ps->held, (long long)ps->sold, (long long)ps->remaining);
+    }
     if (res->timeline_len > 0) {
         fprintf(out, "  answers per second:");
         for (size_t i = 0; i < res->timeline_len; i++) {
@@ -101,13 +132,35 @@ void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
             (long long)a->users_in_doubt, (long long)a->users_asked, a->ask_failures ? " (some failed)" : "");
     if (a->foreign)
         fprintf(out, "  orders of other runs: %lld\n", (long long)a->foreign);
-    fprintf(out, "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld  miscounted %lld\n",
+    fprintf(out,
+            "  oversold %lld  undersold %lld  lost %lld  phantom %lld  duplicates %lld  miscounted %lld  "
+            "bad_reads %lld  counts_mismatch %lld\n",
             (long long)a->oversold, (long long)a->undersold, (long long)a->lost, (long long)a->phantom,
-            (long long)a->duplicates, (long long)a->miscounted);
+            (long long)a->duplicates, (long long)a->miscounted, (long long)a->bad_reads, (long long)a->counts_mismatch);
     if (a->trail_checked)
         fprintf(out, "  trail: %lld controls; orders while paused %lld  after the close %lld  over the stock %lld\n",
                 (long long)a->trail_entries, (long long)a->while_paused, (long long)a->after_close,
                 (long long)a->over_stock);
+    if (a->lifecycle) {
+        fprintf(out, "  store orders by state:");
+        for (int st = 1; st < SK_LOADGEN_ST__COUNT; st++)
+            fprintf(out, " %s %lld", sk_loadgen_state_name((sk_loadgen_state_t)st), (long long)a->by_state[st]);
+        fprintf(out, "; reservations seen %lld, found in the store %lld\n", (long long)a->reservations,
+                (long long)a->reservations_checked);
+        if (a->logged)
+            fprintf(out, "  the store's log replayed: at most %lld units held or sold at once\n",
+                    (long long)a->log_max_units);
+        else
+            fprintf(out, "  (this store keeps no log: returned_twice and bad_transitions are not judged)\n");
+        fprintf(out,
+                "  late_confirmed %lld  early_expired %lld  state_mismatch %lld  not_final %lld  returned_twice %lld  "
+                "bad_transitions %lld  held_at_end %lld\n",
+                (long long)a->late_confirmed, (long long)a->early_expired, (long long)a->state_mismatch,
+                (long long)a->not_final, (long long)a->returned_twice, (long long)a->bad_transitions,
+                (long long)a->held_at_end);
+        if (a->first_mismatch[0])
+            fprintf(out, "  first state mismatch: %s\n", a->first_mismatch);
+    }
     if (a->note[0])
         fprintf(out, "  note: %s\n", a->note);
     if (a->ok)
@@ -162,6 +215,8 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(s, "starts_at", json_integer(res->sale.starts_at));
         json_object_set_new(s, "ends_at", json_integer(res->sale.ends_at));
         json_object_set_new(s, "created", json_boolean(res->sale.created));
+        json_object_set_new(s, "payment_window_ms", json_integer(res->sale.window_ms));
+        json_object_set_new(s, "max_quantity", json_integer(res->sale.max_quantity));
         json_object_set_new(root, "sale", s);
     }
     json_object_set_new(root, "elapsed_s", json_real(res->elapsed_s));
@@ -187,14 +242,47 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
     json_object_set_new(root, "latency_us", lat);
     json_t *tl = json_array();
     for (size_t i = 0; i < res->timeline_len; i++)
-        json_array_append_new(tl, json_pack("{s:I, s:I, s:I}", "t", (json_int_t)(i + 1), "answers",
+        json_array_append_new(tl, json_pack("{s:I, s:I, s:I, s:I}", "t", (json_int_t)(i + 1), "answers",
                                             (json_int_t)res->timeline[i], "confirmed",
-                                            (json_int_t)res->timeline_confirmed[i]));
+                                            (json_int_t)res->timeline_confirmed[i], "sold_out_single",
+                                            (json_int_t)res->timeline_sold_out1[i]));
     json_object_set_new(root, "timeline", tl);
     double cpu = res->cpu_user_s + res->cpu_sys_s;
     json_object_set_new(root, "client_cpu_s", json_pack("{s:f, s:f}", "user", res->cpu_user_s, "sys", res->cpu_sys_s));
     json_object_set_new(root, "answers_per_cpu_s", json_real(cpu > 0 ? (double)res->answers / cpu : 0));
     json_object_set_new(root, "remaining_reported", json_integer(res->last_remaining));
+    json_object_set_new(root, "stop_reason", json_string(res->stop_reason));
+    const sk_loadgen_polls_t *ps = &res->polls;
+    json_t *pj = json_pack("{s:I, s:I, s:I, s:I}", "reads", (json_int_t)ps->reads, "failures", (json_int_t)ps->failures,
+                           "bad_reads", (json_int_t)ps->bad_reads, "max_units", (json_int_t)ps->max_units);
+    if (ps->first_bad[0])
+        json_object_set_new(pj, "first_bad", json_string(ps->first_bad));
+    if (ps->final_ok)
+        json_object_set_new(pj, "final",
+                            json_pack("{s:I, s:I, s:I, s:I}", "stock", (json_int_t)ps->stock, "held",
+                                      (json_int_t)ps->held, "sold", (json_int_t)ps->sold, "remaining",
+                                      (json_int_t)ps->remaining));
+    json_object_set_new(root, "polls", pj);
+    if (cfg->lifecycle) {
+        const sk_loadgen_life_t *L = &res->life;
+        json_t *lj = json_object(), *plans = json_object();
+        json_object_set_new(lj, "window_ms", json_integer(res->sale.window_ms));
+        json_object_set_new(lj, "reservations", json_integer((json_int_t)L->reservations));
+        json_object_set_new(lj, "retries", json_integer((json_int_t)L->retries));
+        for (int p = 0; p < SK_PLAN__COUNT; p++) {
+            json_t *pl = json_object(), *acts = json_object();
+            json_object_set_new(pl, "count", json_integer((json_int_t)L->plans[p]));
+            for (int k = 0; k < SK_ACT__COUNT; k++)
+                json_object_set_new(acts, sk_loadgen_act_name((sk_loadgen_act_t)k),
+                                    json_integer((json_int_t)L->acts[p][k]));
+            json_object_set_new(pl, "answers", acts);
+            json_object_set_new(plans, sk_loadgen_plan_name((sk_loadgen_plan_t)p), pl);
+        }
+        json_object_set_new(lj, "plans", plans);
+        json_object_set_new(lj, "pay_latency_us", latency_json(&L->hist_pay));
+        json_object_set_new(lj, "cancel_latency_us", latency_json(&L->hist_cancel));
+        json_object_set_new(root, "lifecycle", lj);
+    }
     json_t *cn = json_object();
     json_object_set_new(cn, "opened", json_integer((json_int_t)res->connects));
     json_object_set_new(cn, "failures", json_integer((json_int_t)res->conn_failures));
@@ -232,6 +320,29 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(a, "ask_failures", json_integer(audit->ask_failures));
         json_object_set_new(a, "users_refused_sold_out", json_integer(audit->users_refused_sold_out));
         json_object_set_new(a, "foreign", json_integer(audit->foreign));
+        json_object_set_new(a, "bad_reads", json_integer(audit->bad_reads));
+        json_object_set_new(a, "counts_mismatch", json_integer(audit->counts_mismatch));
+        json_object_set_new(a, "late_confirmed", json_integer(audit->late_confirmed));
+        json_object_set_new(a, "early_expired", json_integer(audit->early_expired));
+        json_object_set_new(a, "state_mismatch", json_integer(audit->state_mismatch));
+        json_object_set_new(a, "not_final", json_integer(audit->not_final));
+        json_object_set_new(a, "returned_twice", json_integer(audit->returned_twice));
+        json_object_set_new(a, "bad_transitions", json_integer(audit->bad_transitions));
+        json_object_set_new(a, "held_at_end", json_integer(audit->held_at_end));
+        json_object_set_new(a, "reads", json_integer(audit->reads));
+        json_object_set_new(a, "max_units", json_integer(audit->max_units));
+        json_object_set_new(a, "logged", json_boolean(audit->logged));
+        json_object_set_new(a, "log_max_units", json_integer(audit->log_max_units));
+        json_object_set_new(a, "reservations", json_integer(audit->reservations));
+        json_object_set_new(a, "reservations_checked", json_integer(audit->reservations_checked));
+        json_object_set_new(a, "final_held", json_integer(audit->final_held));
+        json_object_set_new(a, "final_sold", json_integer(audit->final_sold));
+        json_t *bs = json_object();
+        for (int st = 1; st < SK_LOADGEN_ST__COUNT; st++)
+            json_object_set_new(bs, sk_loadgen_state_name((sk_loadgen_state_t)st), json_integer(audit->by_state[st]));
+        json_object_set_new(a, "by_state", bs);
+        if (audit->first_mismatch[0])
+            json_object_set_new(a, "first_mismatch", json_string(audit->first_mismatch));
         if (!audit->ok)
             json_object_set_new(a, "failure", json_string(audit->failure));
         if (audit->note[0])

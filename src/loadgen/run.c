@@ -1,8 +1,10 @@
 /* The run (run.h): the flood's client threads set up and started, watched from the
- * calling thread (a progress line, answers per second), and their results merged. */
+ * calling thread (a progress line, answers per second, the sale read every --poll ms),
+ * and their results merged. */
 #include "loadgen/run.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +57,8 @@ static bool all_done(const run_t *run)
     return true;
 }
 
-static void progress(const run_t *run, bool tty, double t, double rate, uint64_t answers, bool final)
+static void progress(const run_t *run, const sk_loadgen_results_t *res, bool tty, double t, double rate,
+                     uint64_t answers, bool final)
 {
     const sk_loadgen_config_t *cfg = run->cfg;
     uint64_t c[SK_OUT_COUNT];
@@ -67,6 +70,16 @@ static void progress(const run_t *run, bool tty, double t, double rate, uint64_t
         n = snprintf(line, sizeof(line), "[%6.1fs] %9.0f req/s  answers %llu  ok %llu  errors %llu", t, rate,
                      (unsigned long long)answers, (unsigned long long)c[SK_OUT_OK],
                      (unsigned long long)(c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR]));
+    } else if (cfg->lifecycle) {
+        /* Reservations come and go: the sale's own counts, as last read. */
+        const sk_loadgen_polls_t *ps = &res->polls;
+        n = snprintf(line, sizeof(line),
+                     "[%6.1fs] %9.0f req/s  answers %llu  reserved %llu  sold %lld  held %lld  remaining %lld  "
+                     "sold_out %llu  errors %llu",
+                     t, rate, (unsigned long long)answers, (unsigned long long)c[SK_OUT_RESERVED], (long long)ps->sold,
+                     (long long)ps->held, (long long)ps->remaining, (unsigned long long)c[SK_OUT_SOLD_OUT],
+                     (unsigned long long)(c[SK_OUT_UNAVAILABLE] + c[SK_OUT_HTTP_ERROR] + c[SK_OUT_NET_ERROR] +
+                                          c[SK_OUT_RATE_LIMITED]));
     } else {
         int64_t rem = INT64_MAX;
         for (uint32_t i = 0; i < run->nworkers; i++) {
@@ -131,6 +144,8 @@ static void worker_init(run_t *run, uint32_t i, uint64_t total)
     atomic_init(&w->done, 0);
     for (int o = 0; o < SK_OUT_COUNT; o++)
         sk_hist_init(&w->hist[o]);
+    sk_hist_init(&w->life.hist_pay);
+    sk_hist_init(&w->life.hist_cancel);
     if (total) {
         w->quota = total / run->nworkers + (i < total % run->nworkers ? 1 : 0);
         if (w->quota == 0) {
@@ -160,24 +175,135 @@ static void worker_init(run_t *run, uint32_t i, uint64_t total)
     }
 }
 
-/* Answers per second since the fire instant, in all and confirmed. */
+/* Answers per second since the fire instant: in all, orders made (confirmed or
+ * reserved), and sold_out answers to one-unit purchases (for the lifecycle audit). */
 typedef struct {
     size_t cap;
-    uint64_t prev_ans, prev_conf;
+    uint64_t prev[3];
 } timeline_t;
 
-static void timeline_push(sk_loadgen_results_t *res, timeline_t *tl, uint64_t answers, uint64_t confirmed)
+static const size_t tl_offs[3] = {offsetof(worker_t, answers), offsetof(worker_t, made), offsetof(worker_t, sold_out1)};
+
+static void timeline_push(const run_t *run, sk_loadgen_results_t *res, timeline_t *tl)
 {
     if (res->timeline_len == tl->cap) {
         tl->cap = tl->cap ? tl->cap * 2 : 64;
         res->timeline = sk_xrealloc(res->timeline, tl->cap * sizeof(uint64_t));
         res->timeline_confirmed = sk_xrealloc(res->timeline_confirmed, tl->cap * sizeof(uint64_t));
+        res->timeline_sold_out1 = sk_xrealloc(res->timeline_sold_out1, tl->cap * sizeof(uint64_t));
     }
-    res->timeline[res->timeline_len] = answers - tl->prev_ans;
-    res->timeline_confirmed[res->timeline_len] = confirmed - tl->prev_conf;
+    uint64_t *dst[3] = {res->timeline, res->timeline_confirmed, res->timeline_sold_out1};
+    for (int k = 0; k < 3; k++) {
+        uint64_t v = sum_counter(run, tl_offs[k]);
+        dst[k][res->timeline_len] = v - tl->prev[k];
+        tl->prev[k] = v;
+    }
     res->timeline_len++;
-    tl->prev_ans = answers;
-    tl->prev_conf = confirmed;
+}
+
+/* ---- the sale read during the run --------------------------------------------------- */
+
+typedef struct {
+    sk_loadgen_fetch_t f;
+    char path[600];
+    uint64_t next_ns;
+    bool on;
+} poller_t;
+
+static void poller_init(poller_t *p, const run_t *run)
+{
+    memset(p, 0, sizeof(*p));
+    p->on = run->sale && run->cfg->poll_ms > 0;
+    if (!p->on)
+        return;
+    char *seg = sk_loadgen_path_segment(run->sale->id);
+    snprintf(p->path, sizeof(p->path), "/api/v1/sales/%s", seg);
+    free(seg);
+    sk_loadgen_fetch_init(&p->f, &run->cfg->targets[0], NULL, 2000);
+}
+
+static int64_t get_count(json_t *o, const char *k, bool *ok)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v)) {
+        *ok = false;
+        return 0;
+    }
+    return json_integer_value(v);
+}
+
+/* Reads the sale once and checks the read: held + sold <= stock and remaining + held +
+ * sold == stock, no count below zero (a service without "held" holds nothing). Returns
+ * 0 with the counts in ps's last read, or -1 when no answer could be read. */
+static int poll_sale(poller_t *p, sk_loadgen_polls_t *ps)
+{
+    int st = sk_loadgen_fetch(&p->f, "GET", p->path, NULL);
+    json_t *o = st == 200 ? json_loadb(p->f.body, p->f.body_len, 0, NULL) : NULL;
+    bool ok = o != NULL;
+    int64_t stock = get_count(o, "stock", &ok), sold = get_count(o, "sold", &ok),
+            remaining = get_count(o, "remaining", &ok);
+    bool has_held = true;
+    int64_t held = get_count(o, "held", &has_held);
+    json_decref(o);
+    if (!ok) {
+        ps->failures++;
+        return -1;
+    }
+    ps->reads++;
+    if (held + sold > ps->max_units)
+        ps->max_units = held + sold;
+    if (held + sold > stock || remaining + held + sold != stock || held < 0 || sold < 0 || remaining < 0) {
+        ps->bad_reads++;
+        if (!ps->first_bad[0])
+            snprintf(ps->first_bad, sizeof(ps->first_bad), "stock %lld, held %lld, sold %lld, remaining %lld",
+                     (long long)stock, (long long)held, (long long)sold, (long long)remaining);
+    }
+    ps->stock = stock;
+    ps->held = held;
+    ps->sold = sold;
+    ps->remaining = remaining;
+    return 0;
+}
+
+/* The smallest quantity the crowd asks for: below it a remaining stock cannot sell. */
+static int64_t min_quantity(const sk_loadgen_config_t *cfg)
+{
+    return sk_loadgen_qty_min(&cfg->qty);
+}
+
+/* Every --poll ms while the crowd runs. In the lifecycle scenario, once nothing is held
+ * and what remains cannot be sold (every unit is sold), the crowd stops buying. */
+static void poll_tick(run_t *run, poller_t *p, sk_loadgen_results_t *res, uint64_t now)
+{
+    if (!p->on || now < p->next_ns)
+        return;
+    p->next_ns = now + (uint64_t)run->cfg->poll_ms * 1000000u;
+    sk_loadgen_polls_t *ps = &res->polls;
+    if (poll_sale(p, ps) < 0 || !run->cfg->lifecycle || atomic_load(&run->stop))
+        return;
+    if (ps->held == 0 && ps->remaining < min_quantity(run->cfg) && now >= run->fire_ns) {
+        atomic_store(&run->stop, 1);
+        snprintf(res->stop_reason, sizeof(res->stop_reason), "every unit sold");
+    }
+}
+
+/* After the crowd: in the lifecycle scenario the reservations it did not pay expire at
+ * their pay_by, so the sale is read until nothing is held (at most --settle); then the
+ * last read is the sale's final count. */
+static void poll_settle(run_t *run, poller_t *p, sk_loadgen_results_t *res)
+{
+    if (!p->on)
+        return;
+    uint64_t end = sk_mono_ns() + (run->cfg->lifecycle ? run->cfg->settle_ms * 1000000u : 0);
+    for (;;) {
+        int rc = poll_sale(p, &res->polls);
+        if ((rc == 0 && res->polls.held == 0) || sk_mono_ns() >= end) {
+            res->polls.final_ok = rc == 0;
+            break;
+        }
+        sleep_ns((uint64_t)run->cfg->poll_ms * 1000000u);
+    }
+    sk_loadgen_fetch_close(&p->f);
 }
 
 /* The calling thread watches the workers until they are all done: a progress line, and
@@ -191,10 +317,12 @@ static void watch(run_t *run, sk_loadgen_results_t *res)
     uint64_t last_print = 0, print_prev_ans = 0, print_prev_ns = run->fire_ns;
     bool waited_note = false;
     const size_t ans_off = offsetof(worker_t, answers);
-    const size_t conf_off = offsetof(worker_t, counts) + SK_OUT_CONFIRMED * sizeof(sk_counter_t);
+    poller_t poller;
+    poller_init(&poller, run);
     while (!all_done(run)) {
-        sleep_ns(50000000u);
+        sleep_ns(poller.on && cfg->poll_ms < 50 ? (uint64_t)cfg->poll_ms * 1000000u : 50000000u);
         uint64_t now = sk_mono_ns();
+        poll_tick(run, &poller, res, now);
         if (now < run->fire_ns) {
             if (!cfg->quiet && (!waited_note || tty)) {
                 double left = (double)(run->fire_ns - now) / 1e9;
@@ -208,12 +336,12 @@ static void watch(run_t *run, sk_loadgen_results_t *res)
             continue;
         }
         for (; now >= next_sample; next_sample += 1000000000u)
-            timeline_push(res, &tl, sum_counter(run, ans_off), sum_counter(run, conf_off));
+            timeline_push(run, res, &tl);
         if (!cfg->quiet && now - last_print >= (tty ? 250000000u : 1000000000u)) {
             uint64_t a = sum_counter(run, ans_off);
             double dt = (double)(now - print_prev_ns) / 1e9;
-            progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
-                     false);
+            progress(run, res, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0,
+                     a, false);
             print_prev_ans = a;
             print_prev_ns = now;
             last_print = now;
@@ -223,15 +351,19 @@ static void watch(run_t *run, sk_loadgen_results_t *res)
         pthread_join(run->workers[i].thread, NULL);
     /* The last partial second of the timeline. */
     uint64_t a = sum_counter(run, ans_off);
-    if (a > tl.prev_ans)
-        timeline_push(res, &tl, a, sum_counter(run, conf_off));
+    if (a > tl.prev[0])
+        timeline_push(run, res, &tl);
     if (!cfg->quiet && last_print) {
         uint64_t now = sk_mono_ns();
         double dt = (double)(now - print_prev_ns) / 1e9;
-        progress(run, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a, true);
+        progress(run, res, tty, (double)(now - run->fire_ns) / 1e9, dt > 0 ? (double)(a - print_prev_ans) / dt : 0, a,
+                 true);
     } else if (!cfg->quiet && tty && waited_note) {
         fputc('\n', stderr);
     }
+    if (cfg->lifecycle && !cfg->quiet)
+        fprintf(stderr, "the crowd is done; waiting for the reservations left to expire\n");
+    poll_settle(run, &poller, res);
 }
 
 /* Adds up the workers' results into res and frees what the workers held. */
@@ -268,6 +400,28 @@ static void merge(run_t *run, sk_loadgen_results_t *res)
         int64_t rem = atomic_load(&w->last_remaining);
         if (rem != INT64_MAX && (res->last_remaining < 0 || rem < res->last_remaining))
             res->last_remaining = rem;
+        /* Reservations point at this worker's orders: rebase them onto the merged list. */
+        if (w->nresv) {
+            res->resv = sk_xrealloc(res->resv, (res->nresv + w->nresv) * sizeof(*res->resv));
+            for (size_t k = 0; k < w->nresv; k++) {
+                sk_loadgen_resv_t v = w->resv[k];
+                v.rec += (uint32_t)res->norders;
+                res->resv[res->nresv++] = v;
+            }
+        }
+        free(w->resv);
+        sk_loadgen_life_t *L = &res->life;
+        L->reservations += w->life.reservations;
+        L->retries += w->life.retries;
+        for (int p = 0; p < SK_PLAN__COUNT; p++) {
+            L->plans[p] += w->life.plans[p];
+            for (int k = 0; k < SK_ACT__COUNT; k++)
+                L->acts[p][k] += w->life.acts[p][k];
+        }
+        sk_hist_merge(&L->hist_pay, &w->life.hist_pay);
+        sk_hist_merge(&L->hist_cancel, &w->life.hist_cancel);
+        sk_hist_free(&w->life.hist_pay);
+        sk_hist_free(&w->life.hist_cancel);
         /* Order records: append this worker's, rebasing arena offsets. */
         if (w->norders) {
             res->orders = sk_xrealloc(res->orders, (res->norders + w->norders) * sizeof(*res->orders));
@@ -300,6 +454,8 @@ int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale
     for (int o = 0; o < SK_OUT_COUNT; o++)
         sk_hist_init(&res->hist[o]);
     sk_hist_init(&res->all);
+    sk_hist_init(&res->life.hist_pay);
+    sk_hist_init(&res->life.hist_cancel);
     res->last_remaining = -1;
 
     run_t run = {.cfg = cfg, .sale = cfg->get_path ? NULL : sale};
@@ -317,6 +473,11 @@ int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale
         run.ustate = sk_xcalloc((size_t)cfg->users + 1, 1);
     build_prefixes(&run);
     run.fire_ns = fire_instant(&run);
+    atomic_init(&run.stop, 0);
+    {
+        uint64_t now_ns = sk_mono_ns();
+        res->fire_wall_ms = sk_now_ms() + (int64_t)((run.fire_ns - SK_MIN(run.fire_ns, now_ns)) / 1000000u);
+    }
 
     uint64_t total = cfg->requests;
     if (!total && !cfg->duration_ms)
@@ -341,6 +502,13 @@ int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale
     }
     res->ustate = run.ustate;
     res->users = cfg->get_path ? 0 : cfg->users;
+    if (!res->stop_reason[0]) {
+        const char *why = cfg->interrupted && atomic_load(cfg->interrupted) ? "interrupted"
+                          : res->counts[SK_OUT_ENDED] && cfg->lifecycle     ? "the sale ended"
+                          : cfg->duration_ms                                ? "its time (--duration)"
+                                                                            : "its request budget";
+        snprintf(res->stop_reason, sizeof(res->stop_reason), "%s", why);
+    }
     free(run.workers);
     for (size_t i = 0; i < cfg->ntargets; i++)
         free(run.prefixes[i]);
@@ -356,6 +524,10 @@ void sk_loadgen_results_free(sk_loadgen_results_t *res)
     sk_hist_free(&res->all);
     free(res->timeline);
     free(res->timeline_confirmed);
+    free(res->timeline_sold_out1);
+    free(res->resv);
+    sk_hist_free(&res->life.hist_pay);
+    sk_hist_free(&res->life.hist_cancel);
     free(res->ustate);
     free(res->orders);
     free(res->arena);

@@ -26,15 +26,16 @@ static void sale_from_json(sk_loadgen_sale_t *s, json_t *o)
         s->stock = json_integer_value(v);
     if ((v = json_object_get(o, "per_user_limit")) && json_is_integer(v))
         s->limit = json_integer_value(v);
-    s->max_quantity = 1;
-    if ((v = json_object_get(o, "max_quantity")) && json_is_integer(v))
-        s->max_quantity = json_integer_value(v);
     if ((v = json_object_get(o, "sold")) && json_is_integer(v))
         s->sold = json_integer_value(v);
     if ((v = json_object_get(o, "starts_at")) && json_is_integer(v))
         s->starts_at = json_integer_value(v);
     if ((v = json_object_get(o, "ends_at")) && json_is_integer(v))
         s->ends_at = json_integer_value(v);
+    if ((v = json_object_get(o, "payment_window_ms")) && json_is_integer(v))
+        s->window_ms = json_integer_value(v);
+    if ((v = json_object_get(o, "max_quantity")) && json_is_integer(v))
+        s->max_quantity = json_integer_value(v);
     if ((v = json_object_get(o, "state")) && json_is_string(v))
         snprintf(s->state, sizeof(s->state), "%s", json_string_value(v));
 }
@@ -63,6 +64,8 @@ int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sal
             json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "id", id, "name", name, "stock", (json_int_t)cfg->create_stock,
                       "starts_at", (json_int_t)starts, "ends_at", (json_int_t)(starts + cfg->create_duration_ms),
                       "per_user_limit", (json_int_t)cfg->create_limit);
+        if (cfg->create_window_ms >= 0)
+            json_object_set_new(body, "payment_window_ms", json_integer(cfg->create_window_ms));
         if (cfg->create_max_quantity > 0)
             json_object_set_new(body, "max_quantity", json_integer(cfg->create_max_quantity));
         char *text = json_dumps(body, JSON_COMPACT);
@@ -87,6 +90,9 @@ int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sal
     char path[512];
     snprintf(path, sizeof(path), "/api/v1/sales/%s", seg);
     free(seg);
+    /* A first read opens the connection, so the timed one below is one round trip. */
+    sk_loadgen_fetch(&f, "GET", path, NULL);
+    int64_t t0 = sk_now_ms();
     int st = sk_loadgen_fetch(&f, "GET", path, NULL);
     int64_t t1 = sk_now_ms();
     if (st != 200) {
@@ -106,14 +112,18 @@ int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sal
     }
     sale->stock = -1;
     sale->limit = -1;
+    sale->max_quantity = 1;
     sale_from_json(sale, o);
     json_t *v = json_object_get(o, "server_time");
     /* The server read its clock somewhere between our t0 and t1, so its offset is at
      * least server_time - t1. Taking that bound means we fire at or after the opening
      * on the server's clock (at most one round trip late), never early: a buyer told
      * "not started" by a skewed estimate would be a fault of the tool, not the service. */
-    if (v && json_is_integer(v))
-        sale->clock_offset_ms = json_integer_value(v) - t1;
+    if (v && json_is_integer(v)) {
+        /* Both bounds widened by 2 ms: each clock is read in whole milliseconds. */
+        sale->clock_offset_ms = json_integer_value(v) - t1 - 2;
+        sale->clock_offset_hi_ms = json_integer_value(v) - t0 + 2;
+    }
     json_decref(o);
     if (!sale->id)
         sale->id = sk_xstrndup(id, strlen(id));

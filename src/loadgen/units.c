@@ -75,6 +75,14 @@ uint32_t sk_loadgen_qty_draw(const sk_loadgen_qty_t *q, uint32_t user, uint64_t 
     return k;
 }
 
+uint32_t sk_loadgen_qty_min(const sk_loadgen_qty_t *q)
+{
+    for (uint32_t k = 1; k <= q->max; k++)
+        if (q->cum[k] > q->cum[k - 1])
+            return k;
+    return 1;
+}
+
 double sk_loadgen_qty_mean(const sk_loadgen_qty_t *q)
 {
     if (q->max == 0)

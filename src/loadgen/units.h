@@ -25,6 +25,9 @@ int sk_loadgen_qty_parse(const char *spec, sk_loadgen_qty_t *q, char *err, size_
 /** The quantity of request `seq` of user `user` (1 when the mix is empty). */
 uint32_t sk_loadgen_qty_draw(const sk_loadgen_qty_t *q, uint32_t user, uint64_t seq);
 
+/** The smallest quantity the mix draws (1 when empty). */
+uint32_t sk_loadgen_qty_min(const sk_loadgen_qty_t *q);
+
 /** The mean quantity of the mix (1 when empty). */
 double sk_loadgen_qty_mean(const sk_loadgen_qty_t *q);
 

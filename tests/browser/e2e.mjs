@@ -74,7 +74,7 @@ async function api(method, p, body, headers = {}) {
 
 const auth = () => (TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {});
 
-async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limit = 1, id } = {}) {
+async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limit = 1, id, window = 0, maxQuantity = 1 } = {}) {
   const now = Date.now();
   const sale = {
     id: id || `${RUN}-${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
@@ -83,6 +83,8 @@ async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limi
     starts_at: now + startsIn,
     ends_at: now + startsIn + lasts,
     per_user_limit: limit,
+    max_quantity: maxQuantity,
+    payment_window_ms: window,
   };
   const r = await api('POST', '/api/v1/sales', sale, auth());
   if (r.status !== 201) throw new Error(`create ${sale.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
@@ -94,6 +96,18 @@ async function buyApi(saleId, user, rid) {
     user_id: user,
     request_id: rid || `${user}-${Math.random().toString(36).slice(2)}`,
   });
+}
+
+async function saleOf(saleId) {
+  const r = await api('GET', `/api/v1/sales/${encodeURIComponent(saleId)}`);
+  if (r.status !== 200) throw new Error(`sale ${saleId}: HTTP ${r.status}`);
+  return r.body;
+}
+
+async function orderOf(orderId) {
+  const r = await api('GET', `/api/v1/orders/${encodeURIComponent(orderId)}`);
+  if (r.status !== 200) throw new Error(`order ${orderId}: HTTP ${r.status}`);
+  return r.body;
 }
 
 async function ordersOf(saleId, user) {
@@ -133,6 +147,22 @@ async function waitResult(page, kind, timeoutMs = 10000) {
   await waitFor(async () => (await attr(page, 'result', 'data-result')) === kind, `result "${kind}"`, timeoutMs);
 }
 
+/** The buyer's orders as the page lists them: [{id, state, badge, due, ms, buttons}]. */
+async function orderItems(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('#orders li')].map((li) => ({
+      id: li.dataset.orderId,
+      state: li.dataset.state,
+      badge: li.querySelector('.badge').textContent,
+      due: li.querySelector('.due') ? li.querySelector('.due').textContent : null,
+      ms: li.querySelector('.pay-countdown') ? Number(li.querySelector('.pay-countdown').dataset.ms) : null,
+      buttons: [...li.querySelectorAll('button')].map((b) => b.dataset.action),
+    })),
+  );
+}
+
+const firstOrder = async (page) => (await orderItems(page))[0] || {};
+
 async function noOverflow(page, what) {
   const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
   check(sw <= cw, `${what}: page is wider than the screen (${sw} > ${cw})`);
@@ -141,8 +171,8 @@ async function noOverflow(page, what) {
 // ---- the buyer's page ---------------------------------------------------------------
 
 async function countdownThenBuy() {
-  // Starts in 8 s: time for the page to load and be read on a busy machine before the start.
-  const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 8000 });
+  // Starts in 12 s: time for the page to load and be read on a busy machine before the start.
+  const sale = await createSale('Countdown Phone', { stock: 5, startsIn: 12000 });
   const page = await newPage();
   await page.goto(`${BASE}/sale/${sale.id}`);
   await page.locator('#buyer-id').fill(`${RUN}-alice`);
@@ -151,7 +181,7 @@ async function countdownThenBuy() {
   eq(await attr(page, 'state', 'data-state'), 'scheduled', 'state before start');
   check(await page.locator('#countdown').isVisible(), 'countdown visible');
   const cd = await text(page, 'countdown');
-  check(/^00:00:0[1-8]$/.test(cd), `countdown shows seconds to the start: ${cd}`);
+  check(/^00:00:(0[1-9]|1[0-2])$/.test(cd), `countdown shows seconds to the start: ${cd}`);
   const ms = Number(await attr(page, 'countdown', 'data-ms'));
   check(ms > 0 && ms <= sale.starts_at - Date.now() + 1000, `countdown ms ${ms} matches the start`);
   check(await disabled(page, 'buy'), 'Buy disabled before the start');
@@ -403,6 +433,8 @@ async function saleEnds() {
   check(Date.now() >= sale.ends_at - 1000, 'not shown ended before the end');
   check(await disabled(page, 'buy'), 'Buy disabled after the end');
   eq(await text(page, 'buy'), 'Sale ended', 'Buy label after the end');
+  // Not "Ended ● live": the connection dot goes once the sale is over.
+  check(await page.locator('#conn').isHidden(), 'no connection dot next to "Ended"');
 }
 
 async function chineseAndChoice() {
@@ -429,6 +461,213 @@ async function chineseAndChoice() {
   const missing = await newPage();
   await missing.goto(`${BASE}/sale/${RUN}-no-such-sale`);
   await waitFor(async () => (await text(missing, 'empty-text')) === 'This sale does not exist.', 'unknown sale');
+}
+
+// ---- the order lifecycle on the page -------------------------------------------------
+
+async function reserveCountdownPay() {
+  // A long window: the payment comes well before pay_by, however slow the machine.
+  const sale = await createSale('Reserve Pay Scarf', { stock: 3, window: 120000 });
+  const page = await newPage({ buyer: `${RUN}-kim` });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled');
+  await page.locator('#buy').click();
+  await waitResult(page, 'reserved');
+  await waitFor(async () => (await firstOrder(page)).state === 'reserved', 'the reservation is listed');
+  const o = await firstOrder(page);
+  check(/^Pay within \d\d:\d\d$/.test(o.due), `"pay within mm:ss": ${o.due}`);
+  check(o.ms > 60000 && o.ms <= 120000, `the countdown runs to pay_by: ${o.ms} ms`);
+  const stored = await orderOf(o.id);
+  eq(stored.state, 'reserved', 'the store holds a reservation');
+  eq(stored.user_id, `${RUN}-kim`, 'for this buyer');
+  eq(o.buttons.join(','), 'pay,cancel', 'Pay and Cancel');
+  check(await disabled(page, 'buy'), 'Buy disabled while the reservation is held');
+  eq(await text(page, 'buy'), 'Reserved — pay below', 'Buy label while reserved');
+  await waitFor(async () => (await text(page, 'held-note')) === '1 unit reserved, waiting for payment', 'held shown');
+  await waitFor(async () => (await firstOrder(page)).ms < o.ms - 1000, 'the payment countdown ticks', 5000);
+  await noOverflow(page, 'a reservation on a phone');
+  await shot(page, '13-reserved');
+
+  await page.locator('#orders button[data-action=pay]').click();
+  await waitResult(page, 'paid');
+  await waitFor(async () => (await firstOrder(page)).state === 'confirmed', 'the order shows confirmed');
+  eq((await firstOrder(page)).badge, 'Confirmed', 'confirmed badge');
+  eq((await firstOrder(page)).buttons.length, 0, 'no buttons once paid');
+  const paid = await orderOf(o.id);
+  eq(`${paid.state} ${paid.payment_id}`, `confirmed demo-${o.id}`, 'the store: confirmed by the demo payment');
+  await waitFor(async () => {
+    const sl = await saleOf(sale.id);
+    return sl.sold === 1 && sl.held === 0;
+  }, 'sold 1, held 0');
+  eq(await text(page, 'buy'), 'Already bought', 'Buy label once paid');
+  await shot(page, '14-paid');
+
+  // Another buyer reserves and cancels: the unit comes back, and Buy with it.
+  const lee = await newPage({ buyer: `${RUN}-lee` });
+  await lee.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(lee, 'buy')), 'Buy enabled (lee)');
+  await lee.locator('#buy').click();
+  await waitResult(lee, 'reserved');
+  await waitFor(async () => (await firstOrder(lee)).state === 'reserved', 'lee holds a reservation');
+  const lo = await firstOrder(lee);
+  await lee.locator('#orders button[data-action=cancel]').click();
+  await waitResult(lee, 'cancelled');
+  await waitFor(async () => (await firstOrder(lee)).state === 'cancelled', 'the order shows cancelled');
+  eq((await orderOf(lo.id)).state, 'cancelled', 'the store: cancelled');
+  await waitFor(async () => !(await disabled(lee, 'buy')), 'Buy enabled again after the cancel');
+  eq(await text(lee, 'buy'), 'Buy now', 'Buy label after the cancel');
+  await waitFor(async () => (await text(lee, 'remaining')) === '2', 'the unit is back');
+
+  // Without --demo-payments the page shows no Pay button (Cancel stays).
+  const plain = await newPage({ buyer: `${RUN}-lee` });
+  await plain.route('**/api/v1/config', (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: '{"lifecycle":true,"demo_payments":false,"demo_sale":null}' }));
+  await lee.locator('#buy').click();
+  await waitResult(lee, 'reserved');
+  await plain.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await firstOrder(plain)).state === 'reserved', 'the reservation on a page without demo payments');
+  eq((await firstOrder(plain)).buttons.join(','), 'cancel', 'Cancel only');
+  check(await plain.locator('#orders .hint').isVisible(), 'says where to pay');
+}
+
+async function expiryBringsBuyBack() {
+  // One unit, a 10 s window. A Chinese page reserves it and lets the time run out; an
+  // English page, open all along, sees the sell-out with a unit that may come back, and
+  // Buy when it does. Both pages are loaded before the reservation, so a slow machine
+  // only makes the waits longer.
+  const sale = await createSale('Expiry Teapot', { stock: 1, window: 10000 });
+  const mei = await newPage({ locale: 'zh-CN', buyer: `${RUN}-mei` });
+  const ned = await newPage({ buyer: `${RUN}-ned` });
+  await mei.goto(`${BASE}/sale/${sale.id}`);
+  await ned.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => !(await disabled(mei, 'buy')), 'Buy enabled (mei)');
+  await waitFor(async () => (await attr(ned, 'conn', 'data-mode')) === 'sse', 'ned gets live updates');
+  eq(await text(mei, 'buy'), '立即抢购', 'Chinese Buy label');
+  await mei.locator('#buy').click();
+  await waitResult(mei, 'reserved');
+  await waitFor(async () => (await attr(ned, 'state', 'data-state')) === 'sold_out', 'sold out while the unit is held');
+  await waitFor(async () => (await text(ned, 'held-note')) === 'Sold out for now: 1 reserved unit may come back',
+    'says the unit may come back');
+  check(await disabled(ned, 'buy'), 'Buy disabled while sold out');
+  eq(await text(ned, 'buy'), 'Sold out — waiting for returns', 'Buy label while units are held');
+  await waitFor(async () => (await firstOrder(mei)).state === 'reserved', 'mei holds the unit');
+  const mo = await firstOrder(mei);
+  check(/^请在 \d\d:\d\d 内付款$/.test(mo.due), `Chinese "pay within": ${mo.due}`);
+  eq(mo.badge, '待付款', 'Chinese reserved badge');
+  eq(await text(mei, 'buy'), '已预留，请在下方付款', 'Chinese Buy label while reserved');
+  eq(await text(mei, 'held-note'), '暂时售罄：1 件预留中的商品可能释放', 'Chinese "may come back"');
+  await shot(mei, '15-reserved-zh');
+  await shot(ned, '16-may-come-back');
+
+  // The window ends: the ledger expires the reservation, the stream brings the unit back.
+  await waitFor(async () => !(await disabled(ned, 'buy')), 'Buy comes back when the unit does', 40000);
+  eq(await text(ned, 'buy'), 'Buy now', 'Buy label when the unit is back');
+  eq(await text(ned, 'remaining'), '1', 'remaining 1');
+  check(await ned.locator('#held-note').isHidden(), 'no note once nothing is held');
+  eq((await orderOf(mo.id)).state, 'expired', 'the store: expired');
+  await waitFor(async () => (await firstOrder(mei)).state === 'expired', 'mei sees the order expired', 20000);
+  eq((await firstOrder(mei)).badge, '已过期', 'Chinese expired badge');
+  await waitResult(mei, 'expired');
+  check((await text(mei, 'result-text')).startsWith('时间到'), `Chinese "time is up": ${await text(mei, 'result-text')}`);
+  await shot(mei, '17-expired-zh');
+  await ned.locator('#buy').click();
+  await waitResult(ned, 'reserved');
+  eq((await saleOf(sale.id)).held, 1, 'the returned unit is reserved again');
+}
+
+async function quantityPicker() {
+  const sale = await createSale('Quantity Socks', { stock: 10, limit: 3, maxQuantity: 3 });
+  const page = await newPage({ buyer: `${RUN}-olga` });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => await page.locator('#qty-box').isVisible(), 'a quantity picker when max_quantity > 1');
+  eq(await text(page, 'qty-max'), 'up to 3', 'up to the limit');
+  await page.locator('#qty-plus').click();
+  eq(await page.locator('#qty').inputValue(), '2', 'plus');
+  await page.locator('#buy').click();
+  await waitResult(page, 'confirmed');
+  const r = await api('GET', `/api/v1/sales/${sale.id}/orders/${RUN}-olga`);
+  eq(r.body.orders.map((o) => o.quantity).join(','), '2', 'one order of 2 units');
+  await waitFor(async () => (await text(page, 'remaining')) === '8', 'remaining 8');
+  await waitFor(async () => (await text(page, 'qty-max')) === 'up to 1', 'what the limit leaves');
+  const plain = await newPage({ buyer: `${RUN}-olga` });
+  const one = await createSale('Quantity One', { stock: 5 });
+  await plain.goto(`${BASE}/sale/${one.id}`);
+  await waitFor(async () => !(await disabled(plain, 'buy')), 'Buy enabled');
+  check(await plain.locator('#qty-box').isHidden(), 'no picker when max_quantity is 1');
+}
+
+// ---- issue 13.6: the list at "/", the connection dot, long ids, forgetting the id ----
+
+async function homeListsSales() {
+  const cfg = (await api('GET', '/api/v1/config')).body;
+  check(Boolean(cfg.demo_sale), `the server has a demo sale: ${JSON.stringify(cfg)}`);
+  const demo = await saleOf(cfg.demo_sale);
+  const live = await createSale('Home Live Bag', { stock: 4 });
+  const coming = await createSale('Home Coming Hat', { stock: 4, startsIn: 3600000 });
+  const over = await createSale('Home Over Cup', { stock: 4, lasts: 1000 });
+  await sleep(1500);
+  const page = await newPage();
+  await page.goto(`${BASE}/`);
+  await waitFor(async () => (await text(page, 'sale-name')) === demo.name, '"/" shows the demo sale');
+  await waitFor(() => page.locator('#list').isVisible(), 'the list of sales');
+  const ids = await page.evaluate(() => [...document.querySelectorAll('#sales li')].map((li) => li.dataset.id));
+  eq(ids[0], cfg.demo_sale, 'the demo sale first');
+  check(ids.includes(live.id) && ids.includes(coming.id), `live and coming sales listed: ${ids.join(',')}`);
+  check(!ids.includes(over.id), 'an ended sale is not listed');
+  check(ids.indexOf(live.id) < ids.indexOf(coming.id), 'live sales before coming ones');
+  await noOverflow(page, 'the list on a phone');
+  await shot(page, '18-home');
+  await page.locator(`#sales li[data-id="${live.id}"] a`).click();
+  await waitFor(async () => (await text(page, 'sale-name')) === live.name, 'a click opens the sale');
+  eq(new URL(page.url()).pathname, `/sale/${live.id}`, 'at its own address');
+  check(await page.locator('#list').isHidden(), 'no list on a sale\'s own page');
+}
+
+async function longOrderIdWraps() {
+  // The longest sale id (64 characters) makes a 75-character order id.
+  const id = `${RUN}-${'x'.repeat(64 - RUN.length - 1)}`;
+  const sale = await createSale('Long Id Pen', { id, stock: 5, window: 120000 });
+  const page = await newPage({ buyer: `${RUN}-pat` });
+  await page.goto(`${BASE}/sale/${id}`);
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled');
+  await page.locator('#buy').click();
+  await waitResult(page, 'reserved');
+  await waitFor(async () => (await firstOrder(page)).state === 'reserved', 'listed');
+  eq((await firstOrder(page)).id.length, 75, 'a 75-character order id');
+  await noOverflow(page, 'a long order id on a phone');
+  const boxes = await page.evaluate(() => {
+    const card = document.getElementById('sale').getBoundingClientRect();
+    return [...document.querySelectorAll('.oid')].filter((e) => e.offsetParent).map((e) => {
+      const r = e.getBoundingClientRect();
+      return { inside: r.left >= card.left && r.right <= card.right, lines: Math.round(r.height / parseFloat(getComputedStyle(e).lineHeight)) };
+    });
+  });
+  check(boxes.length > 0 && boxes.every((b) => b.inside), `order ids stay inside the card: ${JSON.stringify(boxes)}`);
+  check(boxes.every((b) => b.lines >= 2), `the id wraps onto lines of its own: ${JSON.stringify(boxes)}`);
+  eq(sale.id, id, 'sale id');
+  await shot(page, '19-long-id');
+}
+
+async function newIdAsksFirst() {
+  const page = await newPage({ buyer: `${RUN}-quinn` });
+  const sale = await createSale('Forget Me Not', { stock: 5 });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(async () => (await page.locator('#buyer-id').inputValue()) === `${RUN}-quinn`, 'the kept id');
+  await page.locator('#buyer-new').click();
+  check(await page.locator('#forget').isVisible(), '"New id" asks first');
+  check((await text(page, 'forget-text')).includes(`${RUN}-quinn`), 'naming the id it would forget');
+  eq(await page.locator('#buyer-id').inputValue(), `${RUN}-quinn`, 'nothing forgotten yet');
+  await shot(page, '20-forget-ask');
+  await page.locator('#forget-no').click();
+  check(await page.locator('#forget').isHidden(), 'Keep closes the question');
+  eq(await page.locator('#buyer-id').inputValue(), `${RUN}-quinn`, 'Keep keeps the id');
+  eq(await page.evaluate(() => localStorage.getItem('seckill.buyer')), `${RUN}-quinn`, 'kept in the browser');
+  await page.locator('#buyer-new').click();
+  await page.locator('#forget-yes').click();
+  const fresh = await page.locator('#buyer-id').inputValue();
+  check(fresh !== `${RUN}-quinn` && fresh.length > 0, `Forget gives a new id: ${fresh}`);
+  eq(await page.evaluate(() => localStorage.getItem('seckill.buyer')), fresh, 'the new id is kept');
+  check(await page.locator('#forget').isHidden(), 'the question is gone');
 }
 
 // ---- the dashboard ------------------------------------------------------------------
@@ -546,6 +785,41 @@ async function dashboard() {
   await noOverflow(phone, 'dashboard on a phone');
 }
 
+async function dashboardLifecycle() {
+  // Held, confirmed, expired, cancelled and refunded for one sale, in all and per second.
+  const sale = await createSale('Dashboard Window Kite', { stock: 20, window: 3000 });
+  const page = await newPage({ device: DESKTOP });
+  await page.goto(`${BASE}/admin?sale=${sale.id}`);
+  await waitFor(async () => (await attr(page, 'live', 'data-sale')) === sale.id, 'the sale selected');
+  await waitFor(() => page.locator('#lifecycle').isVisible(), 'the orders section');
+  await waitFor(async () => (await text(page, 'l-reserved')) === '0', 'nothing reserved yet');
+  const ids = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await buyApi(sale.id, `${RUN}-kite-${i}`);
+    eq(r.body.result, 'reserved', `reservation ${i}`);
+    ids.push(r.body.order_id);
+  }
+  await waitFor(async () => (await text(page, 'l-held')) === '6', 'held 6', 8000);
+  const post = (id, what) => api('POST', `/api/v1/orders/${encodeURIComponent(id)}/${what}`, undefined, auth());
+  eq((await post(ids[0], 'demo-pay')).status, 200, 'pay 0');
+  eq((await post(ids[1], 'demo-pay')).status, 200, 'pay 1');
+  eq((await post(ids[1], 'refund')).status, 200, 'refund 1');
+  eq((await api('POST', `/api/v1/orders/${ids[2]}/cancel`, { user_id: `${RUN}-kite-2` })).status, 200, 'cancel 2');
+  // The other three expire after 3 s.
+  const want = { 'l-reserved': '6', 'l-confirmed': '2', 'l-refunded': '1', 'l-cancelled': '1', 'l-expired': '3', 'l-held': '0', 'l-sold': '1' };
+  for (const [id, v] of Object.entries(want)) await waitFor(async () => (await text(page, id)) === v, `${id} ${v}`, 20000);
+  const series = JSON.parse(await attr(page, 'c-life', 'data-series'));
+  for (const st of ['reserved', 'confirmed', 'expired', 'cancelled', 'refunded'])
+    check(series[st] && series[st].max > 0, `a rate for ${st}: ${JSON.stringify(series[st])}`);
+  check(/ \/ s$/.test(await text(page, 'l-rate-expired')), `rate shown: ${await text(page, 'l-rate-expired')}`);
+  const held = JSON.parse(await attr(page, 'c-held', 'data-series'));
+  check(held.held.max >= 6 && held.held.last === 0, `held over time: ${JSON.stringify(held)}`);
+  await shot(page, '21-dashboard-orders');
+  await page.locator('#lang').click();
+  eq(await page.locator('#lifecycle h2').textContent(), '订单', 'the orders section in Chinese');
+  eq(await text(page, 'l-rate-expired').then((x) => / \/ 秒$/.test(x)), true, 'Chinese rate unit');
+}
+
 // ---- the front door -----------------------------------------------------------------
 
 async function securityAndPow() {
@@ -584,7 +858,9 @@ async function securityAndPow() {
 
 // ---- runner -------------------------------------------------------------------------
 
-const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice, dashboard, securityAndPow];
+const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice,
+  reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle,
+  securityAndPow];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });

@@ -1,7 +1,9 @@
 """seckill-bench against fake services that lie in one way each: the audit must catch
 every lie (exit 1 and the right counter in --json), pass the truthful one (exit 0), and
 the client must pipeline, retry with the same request_id, and survive cut connections.
-Last, a clean run against the real service."""
+The order lifecycle the same way: reservations paid in time, late, cancelled or left to
+expire, against a truthful fake and one liar per rule. Last, clean runs against the real
+service, with and without a payment window."""
 import json
 import os
 import shutil
@@ -40,7 +42,16 @@ def bench(url, *args, timeout=120):
 
 
 SMALL = ["--create-sale", "stock=50,limit=1,starts_in=300ms", "--users", "300", "-c", "8"]
-COUNTERS = ("oversold", "undersold", "lost", "phantom", "duplicates")
+COUNTERS = ("oversold", "undersold", "lost", "phantom", "duplicates", "miscounted", "bad_reads", "counts_mismatch",
+            "late_confirmed", "early_expired", "state_mismatch", "not_final", "returned_twice", "bad_transitions",
+            "held_at_end")
+KEY = os.path.join(TMP, "payment.key")
+with open(KEY, "wb") as _f:
+    _f.write(b"fake-key\n")  # the trailing newline is not part of the key
+# A lifecycle crowd: 1 s windows; 40% pay in time, 20% pay late, 20% cancel, the rest walk
+# away; the crowd buys until every unit is sold (or -d).
+LIFE = ["--create-sale", "stock=12,limit=1,starts_in=300ms,window=1s", "--users", "150", "-c", "4",
+        "--pay", "0.4", "--late", "0.2", "--cancel", "0.2", "--payment-secret-file", KEY]
 
 
 def expect_only(ck, data, what, **want):
@@ -99,7 +110,24 @@ def test_oversell(ck):
     ck.eq(rc, 1, "oversell: exit code")
     ck.check("AUDIT FAILED" in text and "oversold=5" in text, "oversell: loud line")
     ck.eq(data["counts"]["confirmed"], 55, "oversell: confirmations seen")
-    expect_only(ck, data, "oversell", oversold=5)
+    # It also reports sold = stock while its store holds 55 confirmed orders.
+    expect_only(ck, data, "oversell", oversold=5, miscounted=1)
+
+
+def test_trailing_counts(ck):
+    # Without payment windows the sale's final read is not held against the store's
+    # orders: a cluster node's counts trail its store by a moment, and what a lie there
+    # could hide (sold beyond the stock, units left) the store's orders and the answers
+    # show. The store's own counts (here its journal) still must match its orders.
+    db = os.path.join(TMP, "trailing.db")
+    if os.path.exists(db):
+        os.remove(db)
+    with FakeSeckill("trailing", sqlite_path=db) as f:
+        rc, data, _ = bench(f.url, *SMALL, "--audit-sqlite", db)
+    ck.eq(rc, 0, "trailing: exit code")
+    ck.eq(data["polls"]["final"]["sold"], 49, "trailing: the sale read one unit behind")
+    ck.eq(data["audit"]["store_orders"], 50, "trailing: store orders")
+    expect_only(ck, data, "trailing")
 
 
 def test_unstored(ck):
@@ -243,6 +271,122 @@ def test_sqlite_source(ck):
     ck.eq(rc, 2, "unreachable service: exit 2 (the run could not start)")
 
 
+# ---- the order lifecycle ---------------------------------------------------------------
+
+def plan(data, name, answer=None):
+    p = data["lifecycle"]["plans"][name]
+    return p["count"] if answer is None else p["answers"][answer]
+
+
+def test_life_truthful(ck):
+    drawn = dict.fromkeys(("pay_late", "cancel", "walk_away"), 0)
+    for source in ("http", "sqlite"):
+        db = os.path.join(TMP, "life.db")
+        if os.path.exists(db):
+            os.remove(db)
+        extra = ["--audit-sqlite", db] if source == "sqlite" else []
+        with FakeSeckill("truthful", sqlite_path=db if extra else None) as f:
+            rc, data, text = bench(f.url, *LIFE, *extra)
+            pays = list(f.state.pays)
+        what = f"life truthful ({source})"
+        ck.eq(rc, 0, f"{what}: exit code")
+        expect_only(ck, data, what)
+        ck.eq(data["audit"]["source"], source, f"{what}: source")
+        ck.eq(data["audit"]["logged"], source == "sqlite", f"{what}: the log replayed")
+        ck.eq(data["polls"]["final"]["sold"], 12, f"{what}: every unit sold in the end")
+        ck.eq(data["polls"]["final"]["held"], 0, f"{what}: nothing held")
+        ck.eq(data["stop_reason"], "every unit sold", f"{what}: the crowd stopped when all was sold")
+        n = data["lifecycle"]["reservations"]
+        ck.check(n > 12, f"{what}: returned units were reserved again ({n} reservations)")
+        ck.eq(data["counts"]["reserved"], n - data["counts"]["duplicate"], f"{what}: reservations counted")
+        ck.eq(sum(plan(data, p) for p in ("pay", "pay_late", "cancel", "walk_away")), n, f"{what}: a plan each")
+        for k in drawn:
+            drawn[k] += plan(data, k)
+        # A payment or cancel planned inside the window may still reach a loaded machine
+        # after pay_by: then it is refused as expired (the audit checks that it was), so
+        # only the sum is exact; a late payment is late for certain.
+        ck.eq(plan(data, "pay", "confirmed") + plan(data, "pay", "expired"), plan(data, "pay"),
+              f"{what}: payments in time confirmed (or refused as expired)")
+        ck.check(plan(data, "pay", "confirmed") > 0, f"{what}: payments confirmed")
+        ck.eq(plan(data, "pay_late", "expired"), plan(data, "pay_late"), f"{what}: late payments refused")
+        ck.eq(plan(data, "cancel", "cancelled") + plan(data, "cancel", "not_reserved"), plan(data, "cancel"),
+              f"{what}: cancels (or refused, the reservation expired)")
+        ck.eq(data["audit"]["by_state"]["confirmed"], 12, f"{what}: 12 confirmed orders in the store")
+        ck.eq(data["audit"]["reservations_checked"], n, f"{what}: every reservation found and checked")
+        ck.check(pays and all(signed for _, signed in pays), f"{what}: every payment signed with the key")
+        ck.check("AUDIT OK" in text, f"{what}: AUDIT OK")
+    # The plans are drawn at random: over both runs (some 60 reservations) each was.
+    ck.check(all(drawn.values()), f"life truthful: every plan drawn: {drawn}")
+
+
+def test_life_liars(ck):
+    db = os.path.join(TMP, "liar.db")
+    # Each liar, with what must catch it. Crowds that can never sell everything are
+    # bounded by -d; a service that never expires is not waited for long (--settle).
+    cases = [
+        ("late_confirm", [], lambda d: {"late_confirmed": plan(d, "pay_late", "confirmed")}),
+        ("no_expiry", ["-d", "3s", "--settle", "500ms"], None),
+        ("double_return", ["--audit-sqlite", db], None),
+        ("cancel_lie", [], lambda d: {"state_mismatch": plan(d, "cancel", "cancelled")}),
+        ("no_resell", ["-d", "5s"], None),
+        ("early_expire", [], None),
+        ("oversell_held", ["-d", "4s"], None),
+        # The sale says the cancelled units are sold: its final counts disagree with its
+        # orders' states, and its sold with their confirmed units.
+        ("cancel_sold", [], lambda d: {"counts_mismatch": plan(d, "cancel", "cancelled"), "miscounted": 1}),
+    ]
+    for mode, extra, want in cases:
+        if os.path.exists(db):
+            os.remove(db)
+        with FakeSeckill(mode, sqlite_path=db if "--audit-sqlite" in extra else None, extra=3) as f:
+            rc, data, text = bench(f.url, *LIFE, *extra)
+        a = data["audit"]
+        ck.eq(rc, 1, f"{mode}: exit code")
+        ck.check("AUDIT FAILED" in text, f"{mode}: loud line")
+        if mode == "late_confirm":
+            ck.check(plan(data, "pay_late", "confirmed") > 0, f"{mode}: late payments were confirmed")
+            expect_only(ck, data, mode, **want(data))
+        elif mode == "no_expiry":
+            ck.check(a["held_at_end"] > 0, f"{mode}: held at the end ({a['held_at_end']})")
+            ck.eq(a["not_final"], plan(data, "walk_away") + plan(data, "pay_late"), f"{mode}: not final")
+            ck.eq(a["state_mismatch"], 0, f"{mode}: no other mismatch")
+        elif mode == "double_return":
+            ck.eq(a["returned_twice"], plan(data, "cancel", "cancelled"), f"{mode}: returned twice, from the log")
+            ck.check(a["returned_twice"] > 0, f"{mode}: cancels happened")
+            ck.check(a["bad_reads"] > 0, f"{mode}: reads that do not add up ({a['bad_reads']})")
+        elif mode == "cancel_lie":
+            ck.check(plan(data, "cancel", "cancelled") > 0, f"{mode}: cancels answered")
+            expect_only(ck, data, mode, **want(data))
+            ck.check("first state mismatch" in text, f"{mode}: names the first mismatch")
+        elif mode == "no_resell":
+            ck.check(a["undersold"] > 0, f"{mode}: undersold ({a['undersold']})")
+            ck.eq(a["oversold"], 0, f"{mode}: not oversold")
+        elif mode == "early_expire":
+            ck.check(a["early_expired"] > 0, f"{mode}: early_expired ({a['early_expired']})")
+        elif mode == "cancel_sold":
+            # Every read adds up and nothing is held at the end: only the sale's final
+            # counts against its orders' states show the units that never came back.
+            ck.check(plan(data, "cancel", "cancelled") > 0, f"{mode}: cancels answered")
+            ck.eq(data["polls"]["final"]["remaining"], 0, f"{mode}: the sale says every unit is gone")
+            expect_only(ck, data, mode, **want(data))
+        elif mode == "oversell_held":
+            ck.check(a["bad_reads"] > 0, f"{mode}: reads with held + sold > stock ({a['bad_reads']})")
+            ck.check(a["oversold"] >= 1, f"{mode}: oversold ({a['oversold']})")
+
+
+def test_life_usage(ck):
+    with FakeSeckill("truthful") as f:
+        rc, _, _ = bench(f.url, "--create-sale", "stock=5,starts_in=300ms", "--users", "10", "--pay", "0.5")
+        ck.eq(rc, 2, "--pay without a payment window: usage error")
+        rc, _, _ = bench(f.url, "--create-sale", "stock=5,starts_in=300ms,window=1s", "--users", "10")
+        ck.eq(rc, 2, "payments without a key or token: usage error")
+        rc, _, _ = bench(f.url, "--create-sale", "stock=5,max_quantity=1,starts_in=300ms", "--users", "10",
+                         "--quantity", "2")
+        ck.eq(rc, 2, "--quantity above the sale's max_quantity: usage error")
+        rc, _, _ = bench(f.url, *LIFE, "--pay", "0.9")
+        ck.eq(rc, 2, "shares above 1: usage error")
+
+
 def test_real_service(ck):
     if not os.path.exists(sklib.SECKILL_BIN):
         print("skip: no seckill binary at", sklib.SECKILL_BIN)
@@ -279,6 +423,24 @@ def test_real_service(ck):
         ck.eq(rc, 0, "real service, token: exit code")
         ck.eq(data["counts"]["confirmed"], 20, "real service, token: confirmed")
         expect_only(ck, data, "real service, token")
+    # The order lifecycle, audited over HTTP and from the journal: returned units sell again
+    # until every unit is confirmed; a mix of quantities counts in units.
+    with sklib.Server("--payment-secret-file", KEY, admin_token="s3cret") as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        db = os.path.join(srv.data, "seckill.db")
+        for what, extra in (("http", []), ("sqlite", ["--audit-sqlite", db]),
+                            ("quantities", ["--audit-sqlite", db, "--quantity", "1:5,2:3,3:2"])):
+            spec = "stock=60,limit=3,max_quantity=3,starts_in=500ms,window=2s"
+            rc, data, text = bench(url, "--create-sale", spec, "--users", "1000", "-c", "8", "--admin-token", "s3cret",
+                                   "--pay", "0.6", "--late", "0.1", "--cancel", "0.1", "--payment-secret-file", KEY,
+                                   *extra, timeout=180)
+            name = f"real lifecycle ({what})"
+            ck.eq(rc, 0, f"{name}: exit code")
+            expect_only(ck, data, name)
+            ck.eq(data["polls"]["final"]["sold"], 60, f"{name}: every unit sold")
+            ck.eq(data["audit"]["logged"], what != "http", f"{name}: the journal's log replayed")
+            ck.check(plan(data, "pay_late", "expired") > 0, f"{name}: late payments refused")
+            ck.check(data["polls"]["reads"] > 5, f"{name}: the sale read during the run")
 
 
 try:
@@ -286,6 +448,7 @@ try:
         test_truthful,
         test_load_shapes,
         test_oversell,
+        test_trailing_counts,
         test_unstored,
         test_double,
         test_503_after_store_resolved,
@@ -296,6 +459,9 @@ try:
         test_connection_cut_mid_response,
         test_pipelining,
         test_sqlite_source,
+        test_life_truthful,
+        test_life_liars,
+        test_life_usage,
         test_real_service,
     ])
 finally:

@@ -2,7 +2,8 @@
 mix of quantities audited in units, fake services that sell while their trail says
 paused or closed and that store another quantity than they confirmed (each caught), and
 a flood of the real service with the controls script (pause, add 10 %, extend, close)
-audited against the sale's trail, over HTTP and from the SQLite file."""
+audited against the sale's trail, over HTTP and from the SQLite file; the same over a
+sale with a payment window, audited from its journal."""
 import json
 import os
 import shutil
@@ -111,6 +112,52 @@ def test_controls_during_a_flood(ck):
         ck.check("HTTP 409 not_paused" in text and "CONTROLS FAILED" in text, f"saying which: {text[-600:]}")
 
 
+LIFE_COUNTERS = ("bad_reads", "counts_mismatch", "late_confirmed", "early_expired", "state_mismatch", "not_final",
+                 "returned_twice", "bad_transitions", "held_at_end")
+
+
+def test_controls_with_payment_windows(ck):
+    # The controls over a sale whose purchases are reservations: the crowd sells out before
+    # the pause, reservations made before it are paid, cancelled or expire while it lasts
+    # (their units come back), the crowd takes them again after the resume, and the close
+    # stops it while earlier reservations still end. Audited from the journal: its log
+    # replayed (the stock and the limit at each step) and the trail.
+    if not os.path.exists(sklib.SECKILL_BIN):
+        print("skip: no seckill binary at", sklib.SECKILL_BIN)
+        return
+    key = os.path.join(TMP, "payment.key")
+    with open(key, "w") as f:
+        f.write("controls-key\n")
+    with sklib.Server("--payment-secret-file", key, admin_token="adm") as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        db = os.path.join(srv.data, "seckill.db")
+        rc, data, text = bench(url, "--create-sale", "stock=300,limit=1,starts_in=500ms,window=1500ms", "--users",
+                               "100000", "-c", "8", "--rate", "600", "-d", "6s", "--controls", "default",
+                               "--admin-token", "adm", "--pay", "0.5", "--late", "0.1", "--cancel", "0.2",
+                               "--payment-secret-file", key, "--audit-sqlite", db)
+        ck.eq(rc, 0, f"controls with payment windows: exit code\n{text[-2500:]}")
+        if not data:
+            return
+        what = "controls with payment windows"
+        expect(ck, data, what, trail={})
+        a = data["audit"]
+        for k in LIFE_COUNTERS:
+            ck.eq(a[k], 0, f"{what}: audit {k}")
+        ck.check(a["logged"] and a["reservations_checked"] > 300,
+                 f"{what}: the log replayed, every reservation checked: {a['reservations_checked']}")
+        ck.eq(a["trail"]["entries"], 5, f"{what}: five controls in the trail")
+        counts = data["counts"]
+        ck.check(counts["reserved"] > 300 and counts["paused"] > 0 and counts["ended"] > 0,
+                 f"{what}: units reserved again, buyers heard paused and ended: {counts}")
+        plans = data["lifecycle"]["plans"]
+        ck.check(plans["pay"]["answers"]["confirmed"] > 0 and plans["pay_late"]["answers"]["expired"] > 0,
+                 f"{what}: payments confirmed in time, refused late: {plans}")
+        ck.eq(data["polls"]["final"]["held"], 0, f"{what}: nothing held at the end")
+        st, s = srv.json("GET", f"/api/v1/sales/{data['sale']['id']}")
+        ck.eq((s["stock"], s["state"], s["held"]), (330, "ended", 0), f"{what}: 300 + 10 %, closed, nothing held")
+        ck.eq(a["by_state"]["confirmed"], s["sold"], f"{what}: confirmed orders = the sale's sold")
+
+
 def test_usage(ck):
     for args, what in ((["--controls", "pause"], "no time"), (["--controls", "jump@1s"], "unknown action"),
                        (["--controls", "add@1s"], "add without amount"), (["--quantity", "0"], "quantity 0"),
@@ -122,6 +169,7 @@ def test_usage(ck):
 
 
 try:
-    sklib.run_tests([test_usage, test_units_against_a_fake, test_controls_during_a_flood])
+    sklib.run_tests([test_usage, test_units_against_a_fake, test_controls_during_a_flood,
+                     test_controls_with_payment_windows])
 finally:
     shutil.rmtree(TMP, ignore_errors=True)

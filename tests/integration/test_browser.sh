@@ -29,7 +29,8 @@ browser_dir = sys.argv[1]
 token = "browser-test-token"
 # Streams end every 6-8 s, so that every test also runs across the page reopening them.
 life_ms = 8000
-with sklib.Server("--stream-lifetime", str(life_ms), admin_token=token) as srv:
+# --demo: "/" shows the demo sale first; --demo-payments: the reservation's Pay button.
+with sklib.Server("--stream-lifetime", str(life_ms), "--demo", "--demo-payments", admin_token=token) as srv:
     env = dict(os.environ, SECKILL_URL=f"http://{srv.host}:{srv.port}", SECKILL_ADMIN_TOKEN=token,
                SECKILL_STREAM_LIFETIME_MS=str(life_ms))
     try:

@@ -453,6 +453,61 @@ def test_demo_payments(ck):
         ck.eq(st, 404, "an unknown order")
 
 
+def sale_metric(srv, sid, state):
+    return metric(srv, f'seckill_sale_orders_total{{sale="{sid}",state="{state}"}}')
+
+
+def test_config_and_sale_metrics(ck):
+    # GET /api/v1/config tells a page what it may show; /metrics counts per sale the
+    # orders that entered each state, from the sale's whole history (after a restart too).
+    with sklib.Server(admin_token=TOKEN) as srv:
+        st, c = srv.json("GET", "/api/v1/config")
+        ck.eq((st, c.get("lifecycle"), c.get("demo_payments"), c.get("demo_sale")), (200, True, False, None),
+              "config without demo")
+        ck.check(abs(c.get("server_time", 0) - now_ms()) < 60000, "config carries the server's time")
+    with server("--demo", "--demo-payments") as srv:
+        st, c = srv.json("GET", "/api/v1/config")
+        ck.eq((st, c["demo_payments"]), (200, True), "config: demo payments")
+        ck.check(str(c["demo_sale"]).startswith("demo-"), f"config names the demo sale: {c}")
+        demo = sale(srv, c["demo_sale"])
+        ck.eq((demo["state"], demo["payment_window_ms"], demo["stock"]), ("scheduled", 120000, 100),
+              "the demo sale reserves for 2 minutes")
+        create(srv, "m", 5, window_ms=600 * SLOW, limit=1)
+        o = [buy(srv, "m", f"u{i}", "r")[1]["order_id"] for i in range(4)]
+        pay(srv, o[0], "p0")
+        pay(srv, o[1], "p1")
+        cancel(srv, o[2], "u2")
+        refund(srv, o[1])
+        deadline = time.time() + 10
+        while sale(srv, "m")["held"] and time.time() < deadline:  # o[3] expires
+            time.sleep(0.02)
+        want = {"reserved": 4, "confirmed": 2, "cancelled": 1, "expired": 1, "refunded": 1}
+        got = {k: sale_metric(srv, "m", k) for k in want}
+        ck.eq(got, want, "orders by the state they entered")
+        srv.kill9()
+        srv.start()
+        got = {k: sale_metric(srv, "m", k) for k in want}
+        ck.eq(got, want, "the same after a restart (replayed from the journal)")
+        create(srv, "final", 3)
+        buy(srv, "final", "a", "r")
+        ck.eq((sale_metric(srv, "final", "confirmed"), sale_metric(srv, "final", "reserved")), (1, 0),
+              "a final purchase enters confirmed")
+        # The demo sale is demo-<unix seconds>: a restart that finds that id taken (within
+        # the same second, as after a quick crash) takes the next free one. The ids of the
+        # next seconds are taken here, so the restart meets them whatever its timing.
+        t = int(time.time())
+        taken = {f"demo-{t + k}" for k in range(5)}
+        for sid in taken:
+            if srv.json("GET", f"/api/v1/sales/{sid}")[0] == 404:
+                create(srv, sid, 1)
+        srv.kill9()
+        srv.start()
+        st, c = srv.json("GET", "/api/v1/config")
+        ck.check(st == 200 and str(c["demo_sale"]).startswith("demo-") and c["demo_sale"] not in taken,
+                 f"a restart takes a free demo id: {c}")
+        ck.eq(sale(srv, c["demo_sale"])["stock"], 100, "the new demo sale")
+
+
 sklib.run_tests([test_every_transition, test_signatures, test_expiry_and_late_payment, test_quantities,
                  test_counts_during_a_flood, test_kill9_with_pending_reservations, test_fast_path_while_pending,
-                 test_sse_and_store_view, test_demo_payments])
+                 test_sse_and_store_view, test_demo_payments, test_config_and_sale_metrics])

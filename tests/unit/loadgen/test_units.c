@@ -19,7 +19,12 @@ SK_TEST(test_parse)
     ASSERT_TRUE(sk_loadgen_qty_mean(&q) == 2.5);
     ASSERT_EQ(sk_loadgen_qty_parse("1:60,2:30,4:10", &q, err, sizeof(err)), 0);
     ASSERT_EQ(q.max, 4);
+    ASSERT_EQ(sk_loadgen_qty_min(&q), 1);
     ASSERT_TRUE(sk_loadgen_qty_mean(&q) > 1.59 && sk_loadgen_qty_mean(&q) < 1.61);
+    ASSERT_EQ(sk_loadgen_qty_parse("2-3", &q, err, sizeof(err)), 0);
+    ASSERT_EQ(sk_loadgen_qty_min(&q), 2);
+    ASSERT_EQ(sk_loadgen_qty_parse("1:0,3:5", &q, err, sizeof(err)), 0);
+    ASSERT_EQ(sk_loadgen_qty_min(&q), 3); /* a quantity of weight 0 is never drawn */
     const char *bad[] = {"", "0", "65", "3-1", "1:x", "1-", "-2", "a", "1:60,,2", "2:0"};
     for (size_t i = 0; i < SK_ARRAY_LEN(bad); i++) {
         ASSERT_EQ(sk_loadgen_qty_parse(bad[i], &q, err, sizeof(err)), -1);
@@ -28,6 +33,7 @@ SK_TEST(test_parse)
     }
     memset(&q, 0, sizeof(q));
     ASSERT_EQ(sk_loadgen_qty_draw(&q, 1, 1), 1); /* no mix: one unit */
+    ASSERT_EQ(sk_loadgen_qty_min(&q), 1);
 }
 
 SK_TEST(test_draws_follow_the_weights_and_repeat)
