@@ -1158,11 +1158,14 @@ static bool sstate_parse(const redisReply *rep, const sk_sale_t *s, sstate_t *st
 }
 
 /* Whether the sale can take no order for now: over (closed, or Redis's clock passed its
- * end: for good), or sold out with no reservation pending (units come back only when the
- * operator adds stock or refunds). Only then may the workers answer non-holders. */
+ * end: for good), paused, or sold out with no reservation pending (then only an
+ * operator's action, on any node, makes new orders possible: a resume, added stock, a
+ * refund; another node hears of it with its next call, within SYNC_TICKS). Only then
+ * may the workers answer non-holders. */
 static bool sale_done(const rsale_t *rs, const sk_sale_t *s, const sk_sale_counts_t *c)
 {
-    return rs->closed || sk_sale_params(s)->closed || (sk_counts_remaining(c) <= 0 && c->held == 0);
+    const sk_sale_params_t *p = sk_sale_params(s);
+    return rs->closed || p->closed || p->paused || (sk_counts_remaining(c) <= 0 && c->held == 0);
 }
 
 static void maybe_tick(rbackend_t *r, sk_sale_t *s);
