@@ -1093,6 +1093,8 @@ static void group_unavailable(group_t *g)
         return;
     rbackend_t *r = g->batch->r;
     for (size_t i = 0; i < g->n; i++) {
+        if (!g->ops[i])
+            continue; /* answered already (a read, with --replicas-ack) */
         answer_unavailable(g->ops[i]);
         group_complete(r, g->ops[i]);
     }
@@ -1364,6 +1366,8 @@ static void group_commit(group_t *g)
     sstate_apply(r, g->sale, &g->st);
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
+        if (!op)
+            continue; /* answered already (a read, with --replicas-ack) */
         if ((op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND) && op->status == 0 &&
             op->tr == SK_TR_OK)
             sk_engine_record_transition(r->e, op->order.state, 1);
@@ -1448,7 +1452,16 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (r->replicas_ack > 0) {
-        /* The script ran; the answers wait for the WAIT that closed its round here. */
+        /* The script ran; the answers wait for the WAIT that closed its round here.
+         * Reads of orders are answered now, as reads of the store always were: a buyer
+         * whose purchase was answered 503 (too few replicas) finds the order. */
+        for (size_t i = 0; i < g->n; i++) {
+            sk_op_t *op = g->ops[i];
+            if (op && (op->kind == SK_OP_GET_ORDER || op->kind == SK_OP_ORDERS)) {
+                group_complete(r, op);
+                g->ops[i] = NULL;
+            }
+        }
         g->ack_conn = c;
         if (g->outstanding == 0)
             group_unavailable(g); /* no WAIT could be sent */
