@@ -28,16 +28,27 @@
  * and with a back-off while a slot's owner is unreachable, so the replica promoted
  * after a failover is found within a few hundred milliseconds of its promotion.
  *
- * Besides purchases the thread keeps the node's sale cache current: it polls the sales
- * index (new sales of other nodes appear within SYNC_MS), refreshes the cluster-wide
- * sold count of live sales, and once a sale is sold out (or Redis's clock passed its
- * end) it loads the sale's users from its holders hash into a user set and hands it to
- * the engine, after which the node's workers answer every non-holder of that sale
- * themselves (a holder's purchase still goes to the script, which checks its replay).
+ * Not only purchases: every op that the sale's single writer decides (payments, cancels,
+ * refunds, reads of an order or of a user's orders, the operator's controls) goes into
+ * the same per-sale script call, in arrival order, so buy.lua decides them all in one
+ * atomic step after expiring every reservation that is due. A script's reply also
+ * carries the sale's counts (stock, held, sold: one consistent snapshot, published to
+ * the workers with a version so an older reply never overwrites a newer one), its
+ * settings when a control changed them (pv), the first pending deadline, and the users
+ * of orders this node has not seen yet (when it keeps the sale's users).
  *
- * The order lifecycle (payment windows, quantities, pay/cancel/refund) is not in the
- * script yet: this backend declares no lifecycle (sk_engine_lifecycle), so the API
- * refuses such sales, and the order ops complete with -ENOTSUP. */
+ * Besides the ops the thread keeps the node's sale cache current: it polls the sales
+ * index (new sales of other nodes appear within SYNC_MS); every SYNC_TICKS it runs the
+ * script without ops for the sales that are live, have pending reservations, or whose
+ * users it keeps — which also expires what is due, so a reservation expires with no
+ * traffic at all, after a restart too (everything is in Redis: nothing to replay). Once a
+ * sale can take no more orders for now (Redis's clock passed its end, it was closed, or
+ * it is sold out with no reservation pending) it loads the sale's users from its holders
+ * hash into a user set and hands it to the engine, after which the node's workers answer
+ * every non-holder of that sale themselves (a holder's purchase still goes to the
+ * script, which checks its replay). Units that come back (a reservation pending, a
+ * refund, added stock) make the node take the set back (sk_engine_withdraw_users) until
+ * the sale is done again; meanwhile the script's replies add the users of new orders. */
 #include "backend/redis.h"
 
 #include <errno.h>
@@ -106,7 +117,19 @@ typedef struct {
     size_t n;
 } round_t;
 
-/* The purchases of one sale within a batch: one script call, sent again after MOVED,
+/* What a script's reply says of its sale (buy.lua's header, users and params), copied
+ * out of the reply: with --replicas-ack it is applied after the WAIT, when the reply is
+ * gone. */
+typedef struct {
+    int64_t seq, now, stock, held, sold, v, pv, next_due, covered, expired;
+    int64_t since; /* what the call asked for (-1: no users) */
+    uint64_t *users; /* hashes of the users of orders since + 1 .. covered */
+    size_t n_users;
+    bool has_params;
+    sk_sale_params_t p; /* p.name owned here */
+} sstate_t;
+
+/* The ops of one sale within a batch: one script call, sent again after MOVED,
  * ASK or NOSCRIPT. Every send queues the script's callback and, with replicas_ack, a
  * WAIT's; the group is decided (its ops completed) once, and released when no callback
  * of it is left to come. */
@@ -122,7 +145,7 @@ struct group {
     int outstanding; /* callbacks still to come */
     bool decided;
     conn_t *ack_conn; /* the script ran there: its answers wait for that connection's WAIT */
-    int64_t sold, now; /* from the script's reply */
+    sstate_t st; /* from the script's reply */
     int64_t sent_ms; /* sk_now_ms() at the last send: bounds the store's clock offset */
 };
 
@@ -148,16 +171,22 @@ typedef struct {
         uint64_t user_hash, req_hash;
         bool set;
     } * orders;
+    uint64_t *extra; /* users of orders after `want` (made while the hash was read) */
+    size_t n_extra, cap_extra;
 } hload_t;
 
 /* Per sale, the backend's own state (indexed by sale->index). */
 typedef struct {
     hload_t *loading; /* holders being read */
     bool closed; /* a script ran at or after ends_at by Redis's clock: no order can come */
-    int64_t closed_sold; /* the sale's sold count that script saw: its final count */
+    int64_t v; /* version of the counts last published (-1: none) */
+    int64_t pv; /* version of the settings this node has (-1: unknown) */
+    int64_t nseq; /* orders the sale made, as last seen (-1: unknown yet) */
+    int64_t users_seq; /* the published users hold every order up to this seq (-1: none published) */
+    int64_t next_due; /* pay_by of its first pending reservation (0: none) */
+    bool tick_busy; /* a script call without ops is out */
     bool load_busy; /* an HSCAN is out */
     bool retired; /* the drain retired it: its orders are in the system of record only */
-    bool refresh_busy; /* an HGET sold is out */
     uint64_t load_retry_ms; /* do not retry a failed load before this */
 } rsale_t;
 
@@ -216,14 +245,22 @@ struct rbackend {
 
 /* ---- the sale cache -------------------------------------------------------------------- */
 
+static sk_sale_params_t params_from_redis(const sk_redis_sale_t *rs, char *name)
+{
+    return (sk_sale_params_t){.name = name,
+                              .starts_at = rs->starts_at,
+                              .ends_at = rs->ends_at,
+                              .per_user_limit = (int32_t)rs->per_user_limit,
+                              .max_quantity = (int32_t)rs->max_quantity,
+                              .payment_window_ms = rs->payment_window_ms,
+                              .paused = rs->paused,
+                              .closed = rs->closed};
+}
+
 static sk_sale_t *sale_from_redis(const sk_redis_sale_t *rs)
 {
     char *name = sk_xstrndup(rs->name, rs->name_len);
-    sk_sale_params_t p = {.name = name,
-                          .starts_at = rs->starts_at,
-                          .ends_at = rs->ends_at,
-                          .per_user_limit = (int32_t)rs->per_user_limit,
-                          .max_quantity = 1};
+    sk_sale_params_t p = params_from_redis(rs, name);
     sk_sale_t *s = sk_sale_new(rs->id, rs->id_len, &p, rs->stock, rs->created_at);
     free(name);
     return s;
@@ -236,16 +273,26 @@ static int64_t sale_stock(const sk_sale_t *s)
     return c.stock;
 }
 
-/* Publishes the cluster-wide sold count (it only grows: no units return without the
- * lifecycle). */
-static void publish_sold(sk_sale_t *s, int64_t sold)
+static void rsale_reset(rsale_t *rs)
 {
-    sk_sale_counts_t c;
-    sk_sale_counts(s, &c);
-    if (sold > c.sold) {
-        c.sold = sold;
-        sk_engine_publish_counts(s, &c);
-    }
+    rs->v = -1;
+    rs->pv = -1;
+    rs->nseq = -1;
+    rs->users_seq = -1;
+}
+
+/* Publishes counts Redis had at version v, unless newer ones were published already
+ * (a reply that overtook another, after a redirection). */
+static bool publish_counts(rsale_t *rs, sk_sale_t *s, int64_t v, const sk_sale_counts_t *c)
+{
+    if (v < rs->v)
+        return false;
+    rs->v = v;
+    sk_sale_counts_t old;
+    sk_sale_counts(s, &old);
+    if (old.stock != c->stock || old.held != c->held || old.sold != c->sold)
+        sk_engine_publish_counts(s, c);
+    return true;
 }
 
 static bool users_known(const sk_sale_t *s)
@@ -273,8 +320,23 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
         }
         s = sale_from_redis(&rs);
         sk_engine_register_sale(r->e, s);
+        rsale_reset(&r->sales[s->index]);
     }
-    publish_sold(s, rs.sold);
+    rsale_t *st = &r->sales[s->index];
+    if (rs.pv != st->pv) {
+        char *name = sk_xstrndup(rs.name, rs.name_len);
+        sk_sale_params_t p = params_from_redis(&rs, name);
+        sk_engine_set_params(s, &p);
+        free(name);
+        st->pv = rs.pv;
+    }
+    /* Before its users are known nothing may be published that would let the workers
+     * answer for them; the users come with script replies (since), never from here. */
+    if (st->users_seq < 0 || rs.seq <= st->users_seq) {
+        sk_sale_counts_t c = {rs.stock, rs.held, rs.sold};
+        if (publish_counts(st, s, rs.v, &c))
+            st->nseq = rs.seq;
+    }
     return s;
 }
 
@@ -420,15 +482,19 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     freeReplyObject(z);
     const sk_sale_params_t *p = sk_sale_params(s);
     redisReply *rep = sk_rcluster_command(
-        r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err), "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld",
+        r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err), "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
         r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
-        (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
+        (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at, (long long)p->payment_window_ms,
+        (long long)p->max_quantity);
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
     freeReplyObject(rep);
-    if (rc == 0)
+    if (rc == 0) {
         sk_engine_register_sale(r->e, s);
+        rsale_reset(&r->sales[s->index]);
+        r->sales[s->index].pv = 0;
+    }
     return rc;
 }
 
@@ -759,6 +825,103 @@ static void push_group(group_t ***arr, size_t *n, size_t *cap, group_t *g)
     (*arr)[(*n)++] = g;
 }
 
+#define SCRIPT_KEYS 7
+static const char *const script_keys[SCRIPT_KEYS] = {"sale", "holders", "orders", "o", "due", "log", "ctl"};
+
+/* The arguments of buy.lua for the group's ops (see its header): argv/lens are filled
+ * from index `at`; numbers are written into nums (16 slots of 24 bytes per op). Returns
+ * the count of arguments. */
+static size_t script_args(const group_t *g, const char **argv, size_t *lens, size_t at, char (*nums)[24])
+{
+    size_t k = at, m = 0;
+#define ARG(p, l) (argv[k] = (p), lens[k] = (l), k++)
+#define NUM(x) (lens[k] = (size_t)snprintf(nums[m], 24, "%lld", (long long)(x)), argv[k] = nums[m++], k++)
+    for (size_t i = 0; i < g->n; i++) {
+        const sk_op_t *op = g->ops[i];
+        switch (op->kind) {
+        case SK_OP_BUY:
+            ARG("b", 1);
+            ARG(op->user_id, op->user_len);
+            ARG(op->request_id, op->request_len);
+            NUM(op->quantity ? op->quantity : 1);
+            break;
+        case SK_OP_PAY:
+            ARG("p", 1);
+            NUM(op->seq);
+            ARG(op->payment_id, op->payment_len);
+            break;
+        case SK_OP_CANCEL:
+            ARG("c", 1);
+            NUM(op->seq);
+            if (op->admin)
+                ARG("", 0);
+            else
+                ARG(op->user_id, op->user_len);
+            break;
+        case SK_OP_REFUND:
+            ARG("f", 1);
+            NUM(op->seq);
+            break;
+        case SK_OP_GET_ORDER:
+            ARG("g", 1);
+            NUM(op->seq);
+            break;
+        case SK_OP_ORDERS:
+            ARG("u", 1);
+            ARG(op->user_id, op->user_len);
+            break;
+        default: { /* SK_OP_CONTROL (form_batch groups nothing else) */
+            const sk_trail_entry_t *e = op->entries;
+            const sk_control_t *c = &e->ctl;
+            ARG("k", 1);
+            ARG(e->request_id, strlen(e->request_id));
+            ARG(e->actor, strlen(e->actor));
+            NUM(c->action);
+            NUM(c->amount);
+            NUM(c->set);
+            ARG(c->name, strlen(c->name));
+            NUM(c->starts_at);
+            NUM(c->ends_at);
+            NUM(c->per_user_limit);
+            NUM(c->max_quantity);
+            NUM(c->payment_window_ms);
+            break;
+        }
+        }
+    }
+#undef ARG
+#undef NUM
+    return k;
+}
+
+/* Whether an op goes to the sale's script (in a group) rather than alone. */
+static bool scripted(const sk_op_t *op)
+{
+    switch (op->kind) {
+    case SK_OP_BUY:
+    case SK_OP_PAY:
+    case SK_OP_CANCEL:
+    case SK_OP_REFUND:
+    case SK_OP_GET_ORDER:
+    case SK_OP_ORDERS:
+        return true;
+    case SK_OP_CONTROL:
+        return op->entries != NULL;
+    default:
+        return false;
+    }
+}
+
+static bool users_known(const sk_sale_t *s);
+
+/* The since and pv arguments of a script call for sale s. */
+static void script_state_args(rbackend_t *r, const sk_sale_t *s, int64_t *since, int64_t *pv)
+{
+    const rsale_t *rs = &r->sales[s->index];
+    *since = users_known(s) ? rs->users_seq : -1;
+    *pv = rs->pv;
+}
+
 static void send_group(rbackend_t *r, group_t *g)
 {
     int node = g->target >= 0 ? g->target : sk_rcluster_owner(r->map, sale_slot(g->sale));
@@ -778,33 +941,37 @@ static void send_group(rbackend_t *r, group_t *g)
         push_group(&c->held, &c->n_held, &c->cap_held, g);
         return;
     }
-    size_t argc = 6 + 2 * g->n;
-    const char **argv = sk_xmalloc(argc * sizeof(*argv));
-    size_t *lens = sk_xmalloc(argc * sizeof(*lens));
-    char keys[3][SK_REDIS_KEY_MAX + 1];
+    size_t cap = 5 + SCRIPT_KEYS + 12 * g->n;
+    const char **argv = sk_xmalloc(cap * sizeof(*argv));
+    size_t *lens = sk_xmalloc(cap * sizeof(*lens));
+    char(*nums)[24] = sk_xmalloc((2 + 8 * g->n) * sizeof(*nums));
+    char keys[SCRIPT_KEYS][SK_REDIS_KEY_MAX + 1];
     sk_sale_t *s = g->sale;
     argv[0] = g->eval ? "EVAL" : "EVALSHA";
     argv[1] = g->eval ? r->buy_lua->text : r->buy_sha;
-    argv[2] = "3";
+    argv[2] = "7";
     lens[0] = strlen(argv[0]);
     lens[1] = g->eval ? r->buy_lua->len : 40;
     lens[2] = 1;
-    static const char *const suffix[3] = {"sale", "holders", "orders"};
-    for (int k = 0; k < 3; k++) {
-        lens[3 + k] = sk_redis_key(keys[k], s->id, s->id_len, suffix[k]);
+    for (int k = 0; k < SCRIPT_KEYS; k++) {
+        lens[3 + k] = sk_redis_key(keys[k], s->id, s->id_len, script_keys[k]);
         argv[3 + k] = keys[k];
     }
-    for (size_t i = 0; i < g->n; i++) {
-        argv[6 + 2 * i] = g->ops[i]->user_id;
-        lens[6 + 2 * i] = g->ops[i]->user_len;
-        argv[7 + 2 * i] = g->ops[i]->request_id;
-        lens[7 + 2 * i] = g->ops[i]->request_len;
-    }
+    int64_t since, pv;
+    script_state_args(r, s, &since, &pv);
+    g->st.since = since;
+    char *nsince = nums[8 * g->n], *npv = nums[8 * g->n + 1];
+    lens[3 + SCRIPT_KEYS] = (size_t)snprintf(nsince, 24, "%lld", (long long)since);
+    argv[3 + SCRIPT_KEYS] = nsince;
+    lens[4 + SCRIPT_KEYS] = (size_t)snprintf(npv, 24, "%lld", (long long)pv);
+    argv[4 + SCRIPT_KEYS] = npv;
+    size_t argc = script_args(g, argv, lens, 5 + SCRIPT_KEYS, nums);
     if (asking)
         redisAsyncCommand(c->ev.ac, NULL, NULL, "ASKING");
     g->sent_ms = sk_now_ms();
     /* hiredis copies the arguments into its output buffer before this returns. */
     int rc = redisAsyncCommandArgv(c->ev.ac, on_group, g, (int)argc, argv, lens);
+    free(nums);
     free(argv);
     free(lens);
     if (rc != REDIS_OK) {
@@ -864,7 +1031,16 @@ static void drop_held(conn_t *c)
 static void answer_unavailable(sk_op_t *op)
 {
     op->result = SK_BUY_UNAVAILABLE;
-    op->remaining = sk_sale_remaining(op->sale);
+    op->remaining = op->sale ? sk_sale_remaining(op->sale) : 0;
+    op->status = -EIO;
+}
+
+/* Completes an op of a group (purchases are counted by result). */
+static void group_complete(rbackend_t *r, sk_op_t *op)
+{
+    if (op->kind == SK_OP_BUY)
+        sk_engine_record_decided(r->e, op->result);
+    sk_engine_complete(r->e, op);
 }
 
 static void batch_finish(rbackend_t *r, batch_t *b)
@@ -902,61 +1078,284 @@ static void group_release(group_t *g)
         batch_finish(b->r, b);
 }
 
+static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv);
+static void sstate_free(sstate_t *st)
+{
+    free(st->users);
+    free((char *)st->p.name);
+    st->users = NULL;
+    st->p.name = NULL;
+}
+
 static void group_unavailable(group_t *g)
 {
     if (g->decided)
         return;
     rbackend_t *r = g->batch->r;
     for (size_t i = 0; i < g->n; i++) {
+        if (!g->ops[i])
+            continue; /* answered already (a read, with --replicas-ack) */
         answer_unavailable(g->ops[i]);
-        sk_engine_record_decided(r->e, g->ops[i]->result);
-        sk_engine_complete(r->e, g->ops[i]);
+        group_complete(r, g->ops[i]);
     }
+    sstate_free(&g->st);
     g->batch->failed = true;
     g->decided = true;
 }
 
-#define ROW 5 /* buy.lua's reply per purchase: code, seq, created_at, remaining, held */
+static bool all_int(const redisReply *a, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (a->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    return true;
+}
+
+/* buy.lua's reply up to its rows: the header, the users and the params. */
+static bool sstate_parse(const redisReply *rep, const sk_sale_t *s, sstate_t *st)
+{
+    int64_t since = st->since;
+    sstate_free(st);
+    memset(st, 0, sizeof(*st));
+    st->since = since;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+        return false;
+    const redisReply *h = rep->element[0], *u = rep->element[1], *p = rep->element[2];
+    if (h->type != REDIS_REPLY_ARRAY || h->elements != 10 || !all_int(h, 0, 10) || u->type != REDIS_REPLY_ARRAY ||
+        p->type != REDIS_REPLY_ARRAY || (p->elements != 0 && p->elements != 8))
+        return false;
+    /* { seq, now, stock, held, sold, v, pv, next_due, covered, expired } */
+    int64_t *f[10] = {&st->seq, &st->now, &st->stock,    &st->held,    &st->sold,
+                      &st->v,   &st->pv,  &st->next_due, &st->covered, &st->expired};
+    for (int i = 0; i < 10; i++)
+        *f[i] = h->element[i]->integer;
+    if (st->seq < 0 || st->stock < 0 || st->stock > SK_STOCK_MAX || st->held < 0 || st->sold < 0 ||
+        st->held + st->sold > st->stock)
+        return false;
+    if (u->elements) {
+        st->users = sk_xmalloc(u->elements * sizeof(*st->users));
+        for (size_t i = 0; i < u->elements; i++) {
+            const redisReply *x = u->element[i];
+            if (x->type != REDIS_REPLY_STRING || !sk_valid_user_id(x->str, x->len))
+                return false;
+            st->users[st->n_users++] = sk_user_hash(x->str, x->len);
+        }
+    }
+    if (p->elements == 8) {
+        const redisReply *name = p->element[0];
+        if (name->type != REDIS_REPLY_STRING || name->len == 0 || name->len > SK_NAME_MAX || !all_int(p, 1, 8))
+            return false;
+        st->has_params = true;
+        st->p = (sk_sale_params_t){.name = sk_xstrndup(name->str, name->len),
+                                   .starts_at = p->element[1]->integer,
+                                   .ends_at = p->element[2]->integer,
+                                   .per_user_limit = (int32_t)p->element[3]->integer,
+                                   .max_quantity = (int32_t)p->element[4]->integer,
+                                   .payment_window_ms = p->element[5]->integer,
+                                   .paused = p->element[6]->integer != 0,
+                                   .closed = p->element[7]->integer != 0};
+    }
+    (void)s;
+    return true;
+}
+
+/* Whether the sale can take no order for now: over (closed, or Redis's clock passed its
+ * end: for good), paused, or sold out with no reservation pending (then only an
+ * operator's action, on any node, makes new orders possible: a resume, added stock, a
+ * refund; another node hears of it with its next call, within SYNC_TICKS). Only then
+ * may the workers answer non-holders. */
+static bool sale_done(const rsale_t *rs, const sk_sale_t *s, const sk_sale_counts_t *c)
+{
+    const sk_sale_params_t *p = sk_sale_params(s);
+    return rs->closed || p->closed || p->paused || (sk_counts_remaining(c) <= 0 && c->held == 0);
+}
+
+static void maybe_tick(rbackend_t *r, sk_sale_t *s);
+
+/* Applies what a script said of its sale, after the script is durable: the settings,
+ * the users of new orders (before the counts that include them), the counts. */
+static void sstate_apply(rbackend_t *r, sk_sale_t *s, const sstate_t *st)
+{
+    rsale_t *rs = &r->sales[s->index];
+    if (st->has_params && st->pv > rs->pv) {
+        sk_engine_set_params(s, &st->p);
+        rs->pv = st->pv;
+    }
+    if (st->now >= sk_sale_params(s)->ends_at)
+        rs->closed = true;
+    sk_sale_counts_t c = {st->stock, st->held, st->sold};
+    sk_userset_t *u = atomic_load_explicit(&s->users, memory_order_relaxed);
+    bool covered = true;
+    if (u) {
+        if (st->since >= 0 && st->since <= rs->users_seq) {
+            for (size_t i = 0; i < st->n_users; i++)
+                sk_userset_insert(u, st->users[i]);
+            if (st->covered > rs->users_seq)
+                rs->users_seq = st->covered;
+        }
+        covered = st->seq <= rs->users_seq;
+        if (!sale_done(rs, s, &c)) {
+            /* Units may come back: every purchase goes to the script again. */
+            sk_engine_withdraw_users(s);
+            rs->users_seq = -1;
+            covered = true;
+        }
+    }
+    if (covered) {
+        if (publish_counts(rs, s, st->v, &c)) {
+            rs->nseq = st->seq;
+            rs->next_due = st->next_due;
+        }
+    } else {
+        /* Orders this node has not seen the users of yet (more than one reply
+         * carries): their counts wait for the next call, which goes at once. */
+        maybe_tick(r, s);
+    }
+    if (st->expired > 0)
+        sk_engine_record_transition(r->e, SK_ORDER_EXPIRED, (uint64_t)st->expired);
+    maybe_load_holders(r, s);
+}
+
+/* An order as buy.lua returns it: 10 elements from v (seq 0: none). */
+static bool order_parse(redisReply **v, sk_order_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    if (v[0]->type != REDIS_REPLY_INTEGER)
+        return false;
+    if (v[0]->integer == 0)
+        return true;
+    for (int i = 1; i < 7; i++)
+        if (v[i]->type != REDIS_REPLY_INTEGER || v[i]->integer < 0)
+            return false;
+    for (int i = 7; i < 10; i++)
+        if (v[i]->type != REDIS_REPLY_STRING)
+            return false;
+    if (v[3]->integer >= SK_ORDER__COUNT || v[2]->integer < 1 || v[2]->integer > SK_LIMIT_MAX ||
+        v[7]->len > SK_USER_MAX || v[8]->len > SK_REQUEST_MAX || v[9]->len > SK_PAYMENT_ID_MAX)
+        return false;
+    o->seq = (uint64_t)v[0]->integer;
+    o->created_at = v[1]->integer;
+    o->quantity = (uint32_t)v[2]->integer;
+    o->state = (sk_order_state_t)v[3]->integer;
+    o->pay_by = v[4]->integer;
+    o->paid_at = v[5]->integer;
+    o->closed_at = v[6]->integer;
+    memcpy(o->user_id, v[7]->str, v[7]->len);
+    memcpy(o->request_id, v[8]->str, v[8]->len);
+    memcpy(o->payment_id, v[9]->str, v[9]->len);
+    return true;
+}
+
+/* The field names a control's 400 may name, as static strings (op->field). */
+static const char *control_field(const char *f, size_t len)
+{
+    static const char *const known[] = {"add",
+                                        "remove",
+                                        "body",
+                                        "name",
+                                        "starts_at",
+                                        "ends_at",
+                                        "per_user_limit",
+                                        "max_quantity",
+                                        "payment_window_ms",
+                                        "action"};
+    for (size_t i = 0; i < SK_ARRAY_LEN(known); i++)
+        if (strlen(known[i]) == len && memcmp(known[i], f, len) == 0)
+            return known[i];
+    return len ? "body" : NULL;
+}
+
+/* One op's row of the reply into the op (not yet completed). */
+static bool row_parse(sk_op_t *op, const redisReply *row)
+{
+    if (row->type != REDIS_REPLY_ARRAY)
+        return false;
+    redisReply **v = row->element;
+    size_t n = row->elements;
+    switch (op->kind) {
+    case SK_OP_BUY:
+        if (n != 13 || !all_int(row, 0, 3) || v[0]->integer < 0 || v[0]->integer >= SK_BUY__COUNT ||
+            v[0]->integer == SK_BUY_UNAVAILABLE || v[0]->integer == SK_BUY_RATE_LIMITED ||
+            !order_parse(v + 3, &op->order))
+            return false;
+        op->result = (sk_buy_result_t)v[0]->integer;
+        op->remaining = v[1]->integer;
+        op->held = 0;
+        if (op->result == SK_BUY_LIMIT_REACHED || op->result == SK_BUY_SOLD_OUT)
+            op->held = op->order.seq ? (uint32_t)SK_MIN(v[2]->integer, (long long)UINT32_MAX) : 0;
+        return true;
+    case SK_OP_PAY:
+    case SK_OP_CANCEL:
+    case SK_OP_REFUND:
+    case SK_OP_GET_ORDER:
+        if (n != 12 || !all_int(row, 0, 2) || v[1]->integer < 0 || v[1]->integer >= SK_TR__COUNT ||
+            !order_parse(v + 2, &op->order))
+            return false;
+        switch (v[0]->integer) {
+        case 0:
+            op->status = 0;
+            op->tr = (sk_tr_result_t)v[1]->integer;
+            return op->order.seq == op->seq;
+        case 1:
+            op->status = -ENOENT;
+            return true;
+        case 2:
+            op->status = -EPERM;
+            return true;
+        case 3:
+            op->status = -ESTALE;
+            return true;
+        default:
+            return false;
+        }
+    case SK_OP_ORDERS: {
+        if (n < 1 || (n - 1) % 10 || v[0]->type != REDIS_REPLY_INTEGER)
+            return false;
+        if (v[0]->integer == 3) {
+            op->status = -ESTALE;
+            return true;
+        }
+        size_t k = (n - 1) / 10;
+        op->orders = k ? sk_xcalloc(k, sizeof(sk_order_t)) : NULL;
+        op->n_orders = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (!order_parse(v + 1 + 10 * i, &op->orders[i]) || op->orders[i].seq == 0)
+                return false;
+            op->n_orders++;
+        }
+        op->status = 0;
+        return true;
+    }
+    default: /* SK_OP_CONTROL */
+        if (n != 3 || v[0]->type != REDIS_REPLY_INTEGER || v[0]->integer < 0 || v[0]->integer >= SK_CR__COUNT ||
+            v[1]->type != REDIS_REPLY_STRING || v[2]->type != REDIS_REPLY_STRING)
+            return false;
+        op->status = 0;
+        op->control_result = (int)v[0]->integer;
+        op->field = control_field(v[1]->str, v[1]->len);
+        if (v[2]->len > 0) {
+            sk_trail_entry_t e;
+            if (sk_redis_trail_parse(v[2]->str, v[2]->len, &e) < 0)
+                return false;
+            *op->entries = e;
+        }
+        return true;
+    }
+}
 
 /* Reads the script's answers into the ops (not yet completed). */
 static bool group_parse(group_t *g, const redisReply *rep)
 {
-    sk_sale_t *s = g->sale;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 + ROW * g->n)
+    if (!sstate_parse(rep, g->sale, &g->st) || rep->elements != 3 + g->n)
         return false;
-    for (size_t i = 0; i < rep->elements; i++)
-        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
-            return false;
-    int64_t sold = rep->element[0]->integer, now = rep->element[1]->integer;
-    if (sold < 0 || sold > sale_stock(s))
-        return false;
-    sk_engine_note_store_clock(g->batch->r->e, now, g->sent_ms);
-    for (size_t i = 0; i < g->n; i++) {
-        redisReply **v = &rep->element[2 + ROW * i];
-        if (v[0]->integer < 0 || v[0]->integer > SK_BUY_ENDED || v[4]->integer < 0 || v[4]->integer > SK_LIMIT_MAX)
-            return false;
-    }
+    sk_engine_note_store_clock(g->batch->r->e, g->st.now, g->sent_ms);
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
-        redisReply **v = &rep->element[2 + ROW * i];
-        long long code = v[0]->integer;
-        op->result = (sk_buy_result_t)code;
-        op->order.seq = (uint64_t)(v[1]->integer > 0 ? v[1]->integer : 0);
-        op->order.created_at = v[2]->integer;
-        op->remaining = v[3]->integer;
-        op->order.quantity = 1;
-        op->order.state = SK_ORDER_CONFIRMED;
-        memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
-        if (code == SK_BUY_LIMIT_REACHED || code == SK_BUY_SOLD_OUT) {
-            /* A holder's first order (seq 0: not a holder), whose request id is not in the reply. */
-            op->held = op->order.seq ? (uint32_t)v[4]->integer : 0;
-            op->order.request_id[0] = '\0';
-        } else {
-            memcpy(op->order.request_id, op->request_id, op->request_len + 1u);
-        }
+        if (!row_parse(op, rep->element[3 + i]))
+            return false;
+        if (op->kind == SK_OP_BUY)
+            memcpy(op->order.user_id, op->user_id, op->user_len + 1u);
     }
-    g->sold = sold;
-    g->now = now;
     return true;
 }
 
@@ -964,24 +1363,26 @@ static bool group_parse(group_t *g, const redisReply *rep)
 static void group_commit(group_t *g)
 {
     rbackend_t *r = g->batch->r;
-    sk_sale_t *s = g->sale;
-    /* Publish the cluster-wide count Redis had after this script. */
-    publish_sold(s, g->sold);
-    /* Redis's clock has passed the end: the sale's orders are all in Redis and no
-     * script will add one, so its users can be loaded and non-holders answered here. */
-    rsale_t *rs = &r->sales[s->index];
-    if (g->now >= sk_sale_params(s)->ends_at && !rs->closed) {
-        rs->closed = true;
-        rs->closed_sold = g->sold;
-    }
+    sstate_apply(r, g->sale, &g->st);
     for (size_t i = 0; i < g->n; i++) {
-        sk_engine_record_decided(r->e, g->ops[i]->result);
-        if (g->ops[i]->result == SK_BUY_CONFIRMED)
-            sk_engine_record_entered(g->sale, SK_ORDER_CONFIRMED, 1);
-        sk_engine_complete(r->e, g->ops[i]);
+        sk_op_t *op = g->ops[i];
+        if (!op)
+            continue; /* answered already (a read, with --replicas-ack) */
+        if ((op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND) && op->status == 0 &&
+            op->tr == SK_TR_OK)
+            sk_engine_record_transition(r->e, op->order.state, 1);
+        /* The sale's orders by the state they entered (/metrics); expiries happen inside
+         * the script and are not reported one by one. */
+        if (op->kind == SK_OP_BUY && (op->result == SK_BUY_CONFIRMED || op->result == SK_BUY_RESERVED))
+            sk_engine_record_entered(g->sale, op->result == SK_BUY_RESERVED ? SK_ORDER_RESERVED : SK_ORDER_CONFIRMED,
+                                     1);
+        else if ((op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND) && op->status == 0 &&
+                 op->tr == SK_TR_OK)
+            sk_engine_record_entered(g->sale, op->order.state, 1);
+        group_complete(r, op);
     }
+    sstate_free(&g->st);
     g->decided = true;
-    maybe_load_holders(r, s);
 }
 
 static void on_group(redisAsyncContext *ac, void *reply, void *priv)
@@ -1052,14 +1453,23 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (!group_parse(g, rep)) {
-        sk_warn("redis: purchase script for sale '%s' failed: %s", g->sale->id,
+        sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,
                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
         group_unavailable(g);
         group_release(g);
         return;
     }
     if (r->replicas_ack > 0) {
-        /* The script ran; the answers wait for the WAIT that closed its round here. */
+        /* The script ran; the answers wait for the WAIT that closed its round here.
+         * Reads of orders are answered now, as reads of the store always were: a buyer
+         * whose purchase was answered 503 (too few replicas) finds the order. */
+        for (size_t i = 0; i < g->n; i++) {
+            sk_op_t *op = g->ops[i];
+            if (op && (op->kind == SK_OP_GET_ORDER || op->kind == SK_OP_ORDERS)) {
+                group_complete(r, op);
+                g->ops[i] = NULL;
+            }
+        }
         g->ack_conn = c;
         if (g->outstanding == 0)
             group_unavailable(g); /* no WAIT could be sent */
@@ -1128,6 +1538,7 @@ static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
+/* Forms one batch from the ops taken: the ops a sale's script decides grouped by sale, the rest sent alone. */
 static void single_send(rbackend_t *r, sk_op_t *op);
 static void lookup(rbackend_t *r, sk_op_t *op);
 
@@ -1142,22 +1553,22 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
             lookup(r, op);
             continue;
         }
-        if (op->kind != SK_OP_BUY) {
+        if (!scripted(op)) {
             single_send(r, op);
             continue;
         }
-        if (!op->user_hash)
-            op->user_hash = sk_user_hash(op->user_id, op->user_len);
-        if (sk_engine_gate(op->sale, op->now_ms, op->user_hash, op->quantity, &op->result, &op->remaining)) {
-            /* The users arrived while this purchase was queued: answered here. */
-            sk_engine_record_decided(r->e, op->result);
-            sk_engine_complete(r->e, op);
-            continue;
+        if (op->kind == SK_OP_BUY) {
+            if (!op->user_hash)
+                op->user_hash = sk_user_hash(op->user_id, op->user_len);
+            if (sk_engine_gate(op->sale, op->now_ms, op->user_hash, op->quantity, &op->result, &op->remaining)) {
+                /* The users arrived while this purchase was queued: answered here. */
+                group_complete(r, op);
+                continue;
+            }
         }
         if (!route(r, sale_slot(op->sale))) {
             answer_unavailable(op);
-            sk_engine_record_decided(r->e, op->result);
-            sk_engine_complete(r->e, op);
+            group_complete(r, op);
             continue;
         }
         int32_t *gi = &r->group_of[op->sale->index];
@@ -1169,7 +1580,7 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
             gsale[*gi] = op->sale;
         }
         count[*gi]++;
-        ops[n_buys++] = op; /* compact the purchases to the front, in order */
+        ops[n_buys++] = op; /* compact the scripted ops to the front, in order */
     }
     if (n_buys == 0) {
         free(count);
@@ -1221,7 +1632,8 @@ static void single_done(single_t *x)
     free(x);
 }
 
-/* Parses "seq\treq\tcreated_at" (an order record of buy.lua's holders hash) into o. */
+/* Parses "seq\treq\tcreated_at[\tunits]" (a record of buy.lua's holders hash: the
+ * first order of a holder carries the units the holder has after it) into o. */
 static bool parse_order(const char *p, size_t len, sk_order_t *o)
 {
     const char *end = p + len;
@@ -1229,9 +1641,12 @@ static bool parse_order(const char *p, size_t len, sk_order_t *o)
     const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
     if (!t2)
         return false;
+    const char *t3 = memchr(t2 + 1, '\t', (size_t)(end - t2 - 1));
+    if (t3)
+        end = t3;
     int64_t seq, at;
     size_t rl = (size_t)(t2 - t1 - 1);
-    if (sk_parse_i64(p, (size_t)(t1 - p), 1, SK_STOCK_MAX, &seq) < 0 ||
+    if (sk_parse_i64(p, (size_t)(t1 - p), 1, INT64_MAX, &seq) < 0 ||
         sk_parse_i64(t2 + 1, (size_t)(end - t2 - 1), 0, INT64_MAX, &at) < 0 || rl > SK_REQUEST_MAX)
         return false;
     o->seq = (uint64_t)seq;
@@ -1243,121 +1658,41 @@ static bool parse_order(const char *p, size_t len, sk_order_t *o)
     return true;
 }
 
-static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv);
-
-/* Asks for the fields "<user>\t2" .. "<user>\t<want>" in one HMGET. Returns 0 or -EIO. */
-static int send_orders_rest(conn_t *c, single_t *x)
+/* Parses an order record of the sale's o hash ("user\treq\tqty\tstate\tcreated\tpay_by\t
+ * payment_id\tpaid_at\tclosed_at", buy.lua) into o. */
+static bool parse_record(const char *p, size_t len, uint64_t seq, sk_order_t *o)
 {
-    sk_op_t *op = x->op;
-    size_t n = x->want - 1, argc = 2 + n;
-    char key[SK_REDIS_KEY_MAX + 1];
-    const char **argv = sk_xmalloc(argc * sizeof(*argv));
-    size_t *lens = sk_xmalloc(argc * sizeof(*lens));
-    char *fields = sk_xmalloc(n * (SK_USER_MAX + 12));
-    argv[0] = "HMGET";
-    lens[0] = 5;
-    lens[1] = sk_redis_key(key, op->sale->id, op->sale->id_len, "holders");
-    argv[1] = key;
-    for (size_t i = 0; i < n; i++) {
-        char *f = fields + i * (SK_USER_MAX + 12);
-        memcpy(f, op->user_id, op->user_len);
-        f[op->user_len] = '\t';
-        argv[2 + i] = f;
-        lens[2 + i] = op->user_len + 1 + sk_fmt_u64(f + op->user_len + 1, (uint64_t)i + 2);
+    const char *f[9];
+    size_t l[9];
+    size_t k = 0, pos = 0;
+    while (k < 9) {
+        const char *t = memchr(p + pos, '\t', len - pos);
+        size_t n = t ? (size_t)(t - (p + pos)) : len - pos;
+        f[k] = p + pos;
+        l[k++] = n;
+        if (!t)
+            break;
+        pos += n + 1;
     }
-    /* hiredis copies the arguments into its output buffer before this returns. */
-    int rc = redisAsyncCommandArgv(c->ev.ac, on_orders_rest, x, (int)argc, argv, lens);
-    free(fields);
-    free(lens);
-    free(argv);
-    return rc == REDIS_OK ? 0 : -EIO;
-}
-
-static void on_orders_rest(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    single_t *x = priv;
-    redisReply *rep = reply;
-    sk_op_t *op = x->op;
-    /* The user's orders 2..count, asked for with the count the first read saw. */
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != x->want - 1) {
-        note_redirect(x->r, rep);
-        op->status = -EIO;
-        single_done(x);
-        return;
-    }
-    for (size_t i = 0; i < rep->elements; i++) {
-        const redisReply *v = rep->element[i];
-        sk_order_t *o = &op->orders[op->n_orders];
-        if (v->type != REDIS_REPLY_STRING || !parse_order(v->str, v->len, o)) {
-            op->status = -EIO;
-            single_done(x);
-            return;
-        }
-        memcpy(o->user_id, op->user_id, op->user_len + 1u);
-        op->n_orders++;
-    }
-    op->status = 0;
-    single_done(x);
-}
-
-static void on_retired(redisAsyncContext *ac, void *reply, void *priv)
-{
-    (void)ac;
-    single_t *x = priv;
-    redisReply *rep = reply;
-    /* No holder record, and the sale may have been retired by the drain (its orders
-     * then live in the system of record only): an empty list would read "you hold
-     * nothing", so a retired sale answers that its orders moved. */
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        note_redirect(x->r, rep);
-        x->op->status = -EIO;
-    } else {
-        x->op->status = rep->type == REDIS_REPLY_NIL ? 0 : -ESTALE;
-    }
-    single_done(x);
-}
-
-static void on_orders(redisAsyncContext *ac, void *reply, void *priv)
-{
-    single_t *x = priv;
-    conn_t *c = ac->data;
-    redisReply *rep = reply;
-    sk_op_t *op = x->op;
-    op->status = -EIO;
-    if (rep && rep->type == REDIS_REPLY_NIL) {
-        op->status = 0;
-        if (sk_now_ms() >= sk_sale_params(op->sale)->ends_at && usable(c)) {
-            char key[SK_REDIS_KEY_MAX + 1];
-            sk_redis_key(key, op->sale->id, op->sale->id_len, "sale");
-            if (redisAsyncCommand(c->ev.ac, on_retired, x, "HGET %s retired_at", key) == REDIS_OK)
-                return;
-            op->status = -EIO;
-        }
-    } else if (rep && rep->type == REDIS_REPLY_STRING) {
-        /* "count\tseq\treq\tcreated_at": how many orders, then the first one. */
-        const char *t = memchr(rep->str, '\t', rep->len);
-        int64_t count;
-        if (t && sk_parse_i64(rep->str, (size_t)(t - rep->str), 1, SK_LIMIT_MAX, &count) == 0) {
-            op->orders = sk_xcalloc((size_t)count, sizeof(sk_order_t));
-            if (parse_order(t + 1, rep->len - (size_t)(t + 1 - rep->str), &op->orders[0])) {
-                memcpy(op->orders[0].user_id, op->user_id, op->user_len + 1u);
-                op->n_orders = 1;
-                op->status = 0;
-                if (count > 1 && usable(c)) {
-                    x->want = (size_t)count;
-                    if (send_orders_rest(c, x) == 0)
-                        return;
-                    op->status = -EIO;
-                } else if (count > 1) {
-                    op->status = -EIO;
-                }
-            }
-        }
-    } else {
-        note_redirect(x->r, rep);
-    }
-    single_done(x);
+    int64_t q, st, c, pb, pa, cl;
+    if (k != 9 || l[0] > SK_USER_MAX || l[1] > SK_REQUEST_MAX || l[6] > SK_PAYMENT_ID_MAX ||
+        sk_parse_i64(f[2], l[2], 1, SK_LIMIT_MAX, &q) < 0 ||
+        sk_parse_i64(f[3], l[3], 0, SK_ORDER__COUNT - 1, &st) < 0 || sk_parse_i64(f[4], l[4], 0, INT64_MAX, &c) < 0 ||
+        sk_parse_i64(f[5], l[5], 0, INT64_MAX, &pb) < 0 || sk_parse_i64(f[7], l[7], 0, INT64_MAX, &pa) < 0 ||
+        sk_parse_i64(f[8], l[8], 0, INT64_MAX, &cl) < 0)
+        return false;
+    memset(o, 0, sizeof(*o));
+    o->seq = seq;
+    memcpy(o->user_id, f[0], l[0]);
+    memcpy(o->request_id, f[1], l[1]);
+    memcpy(o->payment_id, f[6], l[6]);
+    o->quantity = (uint32_t)q;
+    o->state = (sk_order_state_t)st;
+    o->created_at = c;
+    o->pay_by = pb;
+    o->paid_at = pa;
+    o->closed_at = cl;
+    return true;
 }
 
 static void on_list(redisAsyncContext *ac, void *reply, void *priv)
@@ -1367,50 +1702,53 @@ static void on_list(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *rep = reply;
     sk_op_t *op = x->op;
     op->status = -EIO;
-    if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        /* The first entry may begin before list_after + 1 (an entry holds a batch). The
-         * COUNT asked for covers the page and one order beyond it, so a full page with
-         * an order left over is the only case with more to come. */
-        op->orders = op->list_limit ? sk_xcalloc(op->list_limit, sizeof(sk_order_t)) : NULL;
+    /* [orders made, [record of list_after + 1, ...]] */
+    int64_t total;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_ARRAY &&
+        (rep->element[0]->type == REDIS_REPLY_NIL || sk_redis_reply_i64(rep->element[0], 0, INT64_MAX, &total))) {
+        if (rep->element[0]->type == REDIS_REPLY_NIL)
+            total = sk_sale_sold(op->sale); /* (a record written before quantities) */
+        const redisReply *recs = rep->element[1];
+        uint64_t have = (uint64_t)total > op->list_after ? (uint64_t)total - op->list_after : 0;
+        size_t n = (size_t)SK_MIN((uint64_t)op->list_limit, have);
+        op->orders = n ? sk_xcalloc(n, sizeof(sk_order_t)) : NULL;
         op->n_orders = 0;
+        op->list_more = have > op->list_limit;
         op->status = 0;
-        op->list_more = false;
-        /* The drain trims what it moved to the system of record: when the entry that
-         * holds list_after + 1 is gone, the page cannot be answered from here. */
-        sk_redis_entry_t first;
-        if (rep->elements > 0
-                ? sk_redis_entry_parse(rep->element[0], &first) == 0 && first.first_seq > op->list_after + 1
-                : sk_sale_sold(op->sale) > (int64_t)op->list_after) {
-            op->status = -ESTALE;
-            single_done(x);
-            return;
-        }
-        for (size_t i = 0; i < rep->elements && op->status == 0; i++) {
-            sk_redis_entry_t e;
-            sk_redis_order_t o;
-            int rc = sk_redis_entry_parse(rep->element[i], &e);
-            while (rc == 0 && (rc = sk_redis_entry_next(&e, &o)) == 1) {
-                rc = 0;
-                if (o.seq <= op->list_after)
-                    continue;
-                if (op->n_orders == op->list_limit) {
-                    op->list_more = true;
-                    break;
-                }
-                sk_order_t *d = &op->orders[op->n_orders++];
-                d->seq = o.seq;
-                d->created_at = o.created_at;
-                d->quantity = 1;
-                d->state = SK_ORDER_CONFIRMED;
-                memcpy(d->user_id, o.user, o.user_len);
-                d->user_id[o.user_len] = '\0';
-                memcpy(d->request_id, o.request, o.request_len);
-                d->request_id[o.request_len] = '\0';
-            }
-            if (rc < 0)
+        for (size_t i = 0; i < n && op->status == 0; i++) {
+            const redisReply *v = i < recs->elements ? recs->element[i] : NULL;
+            if (!v || v->type == REDIS_REPLY_NIL) {
+                /* Retired by the drain (or written before the order records): these
+                 * orders are read in the system of record. */
+                op->status = -ESTALE;
+            } else if (v->type != REDIS_REPLY_STRING ||
+                       !parse_record(v->str, v->len, op->list_after + 1 + i, &op->orders[op->n_orders++])) {
                 op->status = -EIO;
-            if (op->list_more)
-                break;
+            }
+        }
+    } else {
+        note_redirect(x->r, rep);
+    }
+    single_done(x);
+}
+
+static void on_log(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    redisReply *rep = reply;
+    sk_op_t *op = x->op;
+    op->status = -EIO;
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        op->entries = rep->elements ? sk_xcalloc(rep->elements, sizeof(*op->entries)) : NULL;
+        op->n_entries = 0;
+        op->status = 0;
+        for (size_t i = 0; i < rep->elements && op->status == 0; i++) {
+            const redisReply *v = rep->element[i];
+            if (v->type != REDIS_REPLY_STRING || sk_redis_trail_parse(v->str, v->len, &op->entries[i]) < 0)
+                op->status = -EIO;
+            else
+                op->n_entries++;
         }
     } else {
         note_redirect(x->r, rep);
@@ -1431,10 +1769,11 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
-        redisAsyncCommand(c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld", r->create_lua->text,
-                          r->create_lua->len, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
-                          (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
-                          (long long)s->created_at);
+        redisAsyncCommand(c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
+                          r->create_lua->text, r->create_lua->len, key, s->id, s->id_len, p->name,
+                          (long long)sale_stock(s), (long long)p->starts_at, (long long)p->ends_at,
+                          (long long)p->per_user_limit, (long long)s->created_at, (long long)p->payment_window_ms,
+                          (long long)p->max_quantity);
         return;
     }
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
@@ -1445,6 +1784,8 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
             s = op->new_sale;
             op->new_sale = NULL;
             sk_engine_register_sale(r->e, s);
+            rsale_reset(&r->sales[s->index]);
+            r->sales[s->index].pv = 0;
         }
         op->sale = s;
         op->status = 0;
@@ -1552,12 +1893,8 @@ static void lookup(rbackend_t *r, sk_op_t *op)
 
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
-    if (op->kind == SK_OP_GET_ORDER || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND ||
-        op->kind == SK_OP_CONTROL || op->kind == SK_OP_LOG) {
-        /* The order lifecycle is not in buy.lua yet (this backend has no lifecycle), and
-         * the operator's controls come after it: answered alike whether or not the
-         * sale's primary is reachable. */
-        op->status = -ENOTSUP;
+    if (op->kind == SK_OP_CONTROL) {
+        op->status = -EIO; /* (a control without its request: the API always gives one) */
         sk_engine_complete(r->e, op);
         return;
     }
@@ -1577,22 +1914,39 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     redisAsyncContext *ac = c->ev.ac;
     int rc = REDIS_ERR;
     switch (op->kind) {
-    case SK_OP_ORDERS:
-        sk_redis_key(key, op->sale->id, op->sale->id_len, "holders");
-        rc = redisAsyncCommand(ac, on_orders, x, "HGET %s %b", key, op->user_id, (size_t)op->user_len);
-        break;
     case SK_OP_LIST: {
-        sk_redis_key(key, op->sale->id, op->sale->id_len, "orders");
-        /* An entry holds at most SK_REDIS_ENTRY_MAX orders, so the one holding
-         * list_after + 1 starts no earlier than this; every entry has at least one
-         * order, so list_limit + 1 entries are enough to fill the page and see beyond. */
-        uint64_t from = op->list_after + 1 > SK_REDIS_ENTRY_MAX ? op->list_after + 2 - SK_REDIS_ENTRY_MAX : 1;
-        uint64_t count = op->list_limit + 1 + (op->list_after + 1 - from);
-        /* (hiredis's format knows no %zu) */
-        rc = redisAsyncCommand(ac, on_list, x, "XRANGE %s %llu-0 + COUNT %llu", key, (unsigned long long)from,
-                               (unsigned long long)count);
+        /* Seqs are dense: the page is the records list_after + 1 .. + list_limit, read
+         * with the count of orders in one transaction (both keys in the sale's slot). */
+        size_t n = op->list_limit, argc = 2 + n;
+        const char **argv = sk_xmalloc(argc * sizeof(*argv));
+        size_t *lens = sk_xmalloc(argc * sizeof(*lens));
+        char(*nums)[24] = sk_xmalloc((n ? n : 1) * sizeof(*nums));
+        argv[0] = "HMGET";
+        lens[0] = 5;
+        lens[1] = sk_redis_key(key, op->sale->id, op->sale->id_len, "o");
+        argv[1] = key;
+        for (size_t i = 0; i < n; i++) {
+            lens[2 + i] = sk_fmt_u64(nums[i], op->list_after + 1 + i);
+            argv[2 + i] = nums[i];
+        }
+        char skey[SK_REDIS_KEY_MAX + 1];
+        sk_redis_key(skey, op->sale->id, op->sale->id_len, "sale");
+        redisAsyncCommand(ac, NULL, NULL, "MULTI");
+        redisAsyncCommand(ac, NULL, NULL, "HGET %s seq", skey);
+        if (n)
+            redisAsyncCommandArgv(ac, NULL, NULL, (int)argc, argv, lens);
+        else
+            redisAsyncCommand(ac, NULL, NULL, "HMGET %s 0", key);
+        rc = redisAsyncCommand(ac, on_list, x, "EXEC");
+        free(nums);
+        free(lens);
+        free(argv);
         break;
     }
+    case SK_OP_LOG:
+        sk_redis_key(key, op->sale->id, op->sale->id_len, "log");
+        rc = redisAsyncCommand(ac, on_log, x, "LRANGE %s 0 -1", key);
+        break;
     case SK_OP_CREATE_SALE: {
         sk_sale_t *s = op->new_sale;
         if (sk_engine_find_sale(r->e, s->id, s->id_len)) {
@@ -1618,20 +1972,13 @@ static void single_send(rbackend_t *r, sk_op_t *op)
                           s->id, s->id_len);
         sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
-        rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld", r->create_sha, key,
-                               s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
-                               (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at);
+        rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
+                               r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
+                               (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
+                               (long long)s->created_at, (long long)p->payment_window_ms, (long long)p->max_quantity);
         break;
     }
-    case SK_OP_GET_ORDER: /* (answered above) */
-    case SK_OP_PAY:
-    case SK_OP_CANCEL:
-    case SK_OP_REFUND:
-    case SK_OP_CONTROL:
-    case SK_OP_LOG:
-        break; /* (answered above) */
-    case SK_OP_BUY:
-    case SK_OP_FIND_SALE:
+    default: /* scripted ops go in groups; FIND_SALE to lookup */
         break;
     }
     if (rc != REDIS_OK) {
@@ -1640,23 +1987,25 @@ static void single_send(rbackend_t *r, sk_op_t *op)
     }
 }
 
-/* ---- users of finished sales ---------------------------------------------------------------
- * Once a sale is sold out, or a script ran after its end by Redis's clock, its holders
- * hash holds every order it will ever have: the node reads it (HSCAN) and puts its users
- * into a user set it hands to the engine, after which the node's workers answer the
- * sale's non-holders themselves. The hash, not the order stream, because the drain
- * trims the stream once the orders are in the system of record; the hash stays while
- * the sale is live. */
+/* ---- users of sales that take no order for now ------------------------------------------
+ * Once a sale is done (sale_done: over, or sold out with no reservation pending), the node
+ * reads its holders hash (HSCAN) and puts its users into a user set it hands to the
+ * engine, after which the node's workers answer the sale's non-holders themselves. The
+ * hash, not the order stream, because the drain trims the stream once the orders are in
+ * the system of record; the hash stays while the sale is live. The read covers the
+ * orders up to the count last seen (want); users of later orders found on the way are
+ * taken too, and the script's replies carry the users of every order after `want` (the
+ * `since` argument), so the set stays complete for the counts the node publishes. */
 
 static void holders_request(rbackend_t *r, sk_sale_t *s);
 
-/* How many orders the finished sale has (-1: not finished as far as this node knows). */
+/* How many orders the done sale has (-1: not done as far as this node knows). */
 static int64_t final_count(const rbackend_t *r, const sk_sale_t *s)
 {
-    if (sk_sale_is_sold_out(s))
-        return sale_stock(s);
     const rsale_t *rs = &r->sales[s->index];
-    return rs->closed ? rs->closed_sold : -1;
+    sk_sale_counts_t c;
+    sk_sale_counts(s, &c);
+    return rs->nseq >= 0 && sale_done(rs, s, &c) ? rs->nseq : -1;
 }
 
 static void hload_free(hload_t *l)
@@ -1664,6 +2013,7 @@ static void hload_free(hload_t *l)
     if (!l)
         return;
     free(l->orders);
+    free(l->extra);
     free(l);
 }
 
@@ -1681,8 +2031,11 @@ static void holders_adopt(sk_sale_t *s, rsale_t *rs)
     sk_userset_t *u = sk_userset_new();
     for (int64_t i = 0; i < l->want; i++)
         sk_userset_insert(u, l->orders[i].user_hash);
+    for (size_t i = 0; i < l->n_extra; i++)
+        sk_userset_insert(u, l->extra[i]);
     sk_info("sale '%s' %s: %zu holders of %lld orders cached, non-holders are answered locally", s->id,
             sk_sale_is_sold_out(s) ? "sold out" : "ended", sk_userset_count(u), (long long)l->want);
+    rs->users_seq = l->want;
     hload_free(l);
     sk_engine_publish_users(s, u); /* the engine's from here on */
 }
@@ -1692,10 +2045,19 @@ static void holders_adopt(sk_sale_t *s, rsale_t *rs)
 static bool hload_put(hload_t *l, const char *user, size_t ul, const char *rec, size_t len)
 {
     sk_order_t o;
-    if (!sk_valid_user_id(user, ul) || !parse_order(rec, len, &o) || (int64_t)o.seq > l->want)
+    if (!sk_valid_user_id(user, ul) || !parse_order(rec, len, &o))
         return false;
-    struct hl_order *d = &l->orders[o.seq - 1];
     uint64_t uh = sk_user_hash(user, ul), rh = sk_user_hash(o.request_id, strlen(o.request_id));
+    if ((int64_t)o.seq > l->want) {
+        /* Made while the hash was read (units came back): its user is taken too. */
+        if (l->n_extra == l->cap_extra) {
+            l->cap_extra = l->cap_extra ? 2 * l->cap_extra : 64;
+            l->extra = sk_xrealloc(l->extra, l->cap_extra * sizeof(*l->extra));
+        }
+        l->extra[l->n_extra++] = uh;
+        return true;
+    }
+    struct hl_order *d = &l->orders[o.seq - 1];
     if (d->set) {
         /* HSCAN may return a field twice; the same order again is fine. */
         return d->user_hash == uh && d->req_hash == rh;
@@ -1722,10 +2084,17 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
               rep->element[1]->type == REDIS_REPLY_ARRAY && rep->element[1]->elements == 2 &&
               rep->element[1]->element[0]->type == REDIS_REPLY_STRING &&
-              rep->element[1]->element[1]->type == REDIS_REPLY_ARRAY && final_count(r, s) == l->want;
+              rep->element[1]->element[1]->type == REDIS_REPLY_ARRAY;
     if (!ok) {
         note_redirect(r, rep);
         holders_failed(r, rs);
+        return;
+    }
+    if (final_count(r, s) < 0) {
+        /* Units came back meanwhile: the set would not be used; read it again when the
+         * sale is done again. */
+        hload_free(rs->loading);
+        rs->loading = NULL;
         return;
     }
     if (rep->element[0]->type == REDIS_REPLY_STRING) {
@@ -1751,6 +2120,7 @@ static void on_holders(redisAsyncContext *ac, void *reply, void *priv)
         if (memchr(f->str, '\n', f->len))
             continue;
         if (tab) {
+            /* "<user>\t<i>": "seq\treq\tat" */
             ok = hload_put(l, f->str, (size_t)(tab - f->str), v->str, v->len);
         } else {
             const char *t = memchr(v->str, '\t', v->len);
@@ -1886,19 +2256,111 @@ static void on_index_count(redisAsyncContext *ac, void *reply, void *priv)
     redisAsyncCommand(c->ev.ac, on_index, NULL, "ZRANGE %s 0 -1", SK_REDIS_SALES_KEY);
 }
 
-static void on_sold(redisAsyncContext *ac, void *reply, void *priv)
+/* A script call without ops for one sale (the poll): it expires what is due and answers
+ * the sale's counts, settings and the users of new orders. */
+typedef struct {
+    rbackend_t *r;
+    sk_sale_t *sale;
+    sstate_t st;
+    int64_t sent_ms;
+} tick_t;
+
+static void on_sale_tick(redisAsyncContext *ac, void *reply, void *priv)
 {
-    sk_sale_t *s = priv;
-    rbackend_t *r = ((conn_t *)ac->data)->r;
+    tick_t *t = priv;
+    rbackend_t *r = t->r;
+    sk_sale_t *s = t->sale;
+    conn_t *c = ac->data;
     redisReply *rep = reply;
-    r->sales[s->index].refresh_busy = false;
-    int64_t sold;
-    if (!rep || !sk_redis_reply_i64(rep, 0, sale_stock(s), &sold) || r->done) {
-        note_redirect(r, rep);
-        return;
+    r->sales[s->index].tick_busy = false;
+    if (rep && !r->done) {
+        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+            if (usable(c))
+                redisAsyncCommand(c->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
+        } else if (sstate_parse(rep, s, &t->st) && rep->elements == 3) {
+            sk_engine_note_store_clock(r->e, t->st.now, t->sent_ms);
+            sstate_apply(r, s, &t->st);
+        } else {
+            note_redirect(r, rep);
+        }
     }
-    publish_sold(s, sold);
-    maybe_load_holders(r, s);
+    sstate_free(&t->st);
+    free(t);
+}
+
+static void sale_tick(rbackend_t *r, sk_sale_t *s)
+{
+    rsale_t *rs = &r->sales[s->index];
+    if (rs->tick_busy || rs->retired)
+        return;
+    conn_t *c = route(r, sale_slot(s));
+    if (!c)
+        return;
+    char keys[SCRIPT_KEYS][SK_REDIS_KEY_MAX + 1];
+    const char *argv[5 + SCRIPT_KEYS];
+    size_t lens[5 + SCRIPT_KEYS];
+    char nums[2][24];
+    argv[0] = "EVALSHA";
+    argv[1] = r->buy_sha;
+    argv[2] = "7";
+    lens[0] = 7;
+    lens[1] = 40;
+    lens[2] = 1;
+    for (int k = 0; k < SCRIPT_KEYS; k++) {
+        lens[3 + k] = sk_redis_key(keys[k], s->id, s->id_len, script_keys[k]);
+        argv[3 + k] = keys[k];
+    }
+    tick_t *t = sk_xcalloc(1, sizeof(*t));
+    t->r = r;
+    t->sale = s;
+    int64_t since, pv;
+    script_state_args(r, s, &since, &pv);
+    t->st.since = since;
+    lens[3 + SCRIPT_KEYS] = (size_t)snprintf(nums[0], 24, "%lld", (long long)since);
+    argv[3 + SCRIPT_KEYS] = nums[0];
+    lens[4 + SCRIPT_KEYS] = (size_t)snprintf(nums[1], 24, "%lld", (long long)pv);
+    argv[4 + SCRIPT_KEYS] = nums[1];
+    t->sent_ms = sk_now_ms();
+    if (redisAsyncCommandArgv(c->ev.ac, on_sale_tick, t, 5 + SCRIPT_KEYS, argv, lens) == REDIS_OK)
+        rs->tick_busy = true;
+    else
+        free(t);
+}
+
+static void maybe_tick(rbackend_t *r, sk_sale_t *s)
+{
+    sale_tick(r, s);
+}
+
+/* Every TICK_MS: the sales whose first reservation is due (by the store's clock). Every
+ * SYNC_TICKS: also the sales not seen yet since the start, the live ones (their counts
+ * change on other nodes too), those with reservations pending and those whose users
+ * this node keeps while they are not over. */
+static void tick_sales(rbackend_t *r, bool sync)
+{
+    int64_t now = sk_now_ms(), store_now = now + sk_engine_store_clock_offset(r->e);
+    size_t n = sk_engine_sale_count(r->e);
+    for (size_t i = 0; i < n; i++) {
+        sk_sale_t *s = sk_engine_sale_at(r->e, i);
+        rsale_t *rs = &r->sales[s->index];
+        if (rs->retired || rs->tick_busy)
+            continue;
+        if (rs->next_due > 0 && rs->next_due < store_now) {
+            sale_tick(r, s);
+            continue;
+        }
+        if (!sync)
+            continue;
+        const sk_sale_params_t *p = sk_sale_params(s);
+        bool live = now >= p->starts_at - REFRESH_MARGIN_MS && now <= p->ends_at + REFRESH_MARGIN_MS;
+        bool over = rs->closed || p->closed;
+        if (rs->nseq < 0 || rs->next_due > 0 || (live && !over) || (users_known(s) && !over)) {
+            sale_tick(r, s);
+            continue;
+        }
+        if (final_count(r, s) >= 0)
+            maybe_load_holders(r, s);
+    }
 }
 
 static void poll_store(rbackend_t *r)
@@ -1907,28 +2369,6 @@ static void poll_store(rbackend_t *r)
     if (ic && !r->sync_busy &&
         redisAsyncCommand(ic->ev.ac, on_index_count, NULL, "ZCARD %s", SK_REDIS_SALES_KEY) == REDIS_OK)
         r->sync_busy = true;
-    int64_t now = sk_now_ms();
-    size_t n = sk_engine_sale_count(r->e);
-    for (size_t i = 0; i < n; i++) {
-        sk_sale_t *s = sk_engine_sale_at(r->e, i);
-        rsale_t *rs = &r->sales[s->index];
-        if (users_known(s))
-            continue;
-        if (final_count(r, s) >= 0) {
-            maybe_load_holders(r, s);
-            continue;
-        }
-        const sk_sale_params_t *p = sk_sale_params(s);
-        if (rs->refresh_busy || now < p->starts_at - REFRESH_MARGIN_MS || now > p->ends_at + REFRESH_MARGIN_MS)
-            continue;
-        conn_t *c = route(r, sale_slot(s));
-        if (!c)
-            continue;
-        char key[SK_REDIS_KEY_MAX + 1];
-        sk_redis_key(key, s->id, s->id_len, "sale");
-        if (redisAsyncCommand(c->ev.ac, on_sold, s, "HGET %s sold", key) == REDIS_OK)
-            rs->refresh_busy = true;
-    }
 }
 
 static void check_deadlines(conn_t *c, uint64_t now)
@@ -1953,8 +2393,10 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
         if (r->conns[i])
             check_deadlines(r->conns[i], now);
     read_topology(r);
-    if (++r->ticks % SYNC_TICKS == 0)
+    bool sync = ++r->ticks % SYNC_TICKS == 0;
+    if (sync)
         poll_store(r);
+    tick_sales(r, sync);
     sk_timer_start(loop, t, TICK_MS, on_tick);
 }
 
@@ -2121,6 +2563,7 @@ sk_backend_t *sk_backend_redis_new(const sk_backend_redis_config_t *cfg, char *e
     rbackend_t *r = sk_xcalloc(1, sizeof(*r));
     r->base = (sk_backend_t){.name = "redis",
                              .lookups = true,
+                             .lifecycle = true,
                              .load = redis_load,
                              .add_sale = redis_add_sale,
                              .start = redis_start,

@@ -44,6 +44,17 @@ size_t sk_drain_batch_add(sk_drain_batch_t *b, const char *sale_id, const char *
             sk_error("drain: malformed entry in %s; it stays pending", key);
             continue;
         }
+        /* The order lifecycle (reservations, quantities above one, transitions, the
+         * trail) is not carried into the database by this drain yet: such entries stay
+         * pending in the stream, nothing of them is written (never a reservation as a
+         * confirmed order), and a drain that carries them reads them from there. */
+        if (en.kind != SK_REDIS_ENTRY_ORDERS || en.pay_by > 0 || en.quantities) {
+            if (b->held_back++ == 0)
+                sk_warn("drain: %s holds order lifecycle entries (reservations, quantities, transitions, the trail); "
+                        "this drain does not carry them yet: they stay pending in the stream",
+                        key);
+            continue;
+        }
         while (sk_redis_entry_next(&en, &o) == 1) {
             if (b->n == b->cap) {
                 b->cap *= 2;

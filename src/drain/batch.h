@@ -37,6 +37,7 @@ typedef struct {
     sk_drain_row_t *rows;
     size_t n, cap; /* cap grows: one read may bring more than asked for */
     uint64_t malformed; /* entries left out since init */
+    uint64_t held_back; /* lifecycle entries left pending since init (not carried yet) */
 } sk_drain_batch_t;
 
 void sk_drain_batch_init(sk_drain_batch_t *b, size_t cap);

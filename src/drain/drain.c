@@ -911,13 +911,17 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
         }
         if (d->cfg.retention_ms > 0 && !s->retired && counted && s->diff_known && s->diff == 0 &&
             sk_drain_retire_due(s->ends_at, redis_now, s->lag, s->pending, s->sold, s->db_count)) {
-            /* Over, drained and reconciled: the bulk (holders and stream) expires after
-             * the retention; the sale record stays as the tombstone. */
+            /* Over, drained and reconciled: the bulk (holders, order records and stream)
+             * expires after the retention; the sale record stays as the tombstone. (A
+             * sale with lifecycle entries still pending is never here: pending > 0.) */
+            char okey[SK_REDIS_KEY_MAX + 1];
+            sk_redis_key(okey, s->id, strlen(s->id), "o");
             redisAppendCommand(c, "PEXPIRE %s %lld", s->holders_key, (long long)d->cfg.retention_ms);
+            redisAppendCommand(c, "PEXPIRE %s %lld", okey, (long long)d->cfg.retention_ms);
             redisAppendCommand(c, "PEXPIRE %s %lld", s->key, (long long)d->cfg.retention_ms);
             redisAppendCommand(c, "HSET %s retired_at %lld", s->sale_key, (long long)redis_now);
             s->retire_sent = true;
-            n_cmds += 3;
+            n_cmds += 4;
         }
     }
     for (size_t j = 0; j < n_replies; j++)
@@ -944,7 +948,7 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
         if (s->retire_sent) {
             s->retire_sent = false;
             bool good = true;
-            for (int j = 0; j < 3; j++) {
+            for (int j = 0; j < 4; j++) {
                 redisReply *x = NULL;
                 if (redisGetReply(c, (void **)&x) != REDIS_OK) {
                     ok = false;

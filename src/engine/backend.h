@@ -78,6 +78,12 @@ void sk_engine_set_params(sk_sale_t *s, const sk_sale_params_t *p);
  *  the sale. The backend goes on inserting into it (its thread only) and must insert a
  *  user before it publishes counts that include that user's first order. */
 void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users);
+/** Takes back a sale's published users (the backend's thread only): from now on every
+ *  purchase past the start goes to the backend again, until it publishes a new set. For
+ *  a store shared by several nodes whose set would otherwise go stale (units came back
+ *  elsewhere, so orders of users it never saw may follow). The old set is kept until
+ *  the sale is freed: a worker may still be probing it. */
+void sk_engine_withdraw_users(sk_sale_t *s);
 /** Counts a purchase the ledger decided, by result (metrics). */
 void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r);
 /** Counts n orders moved into state `to` by a payment, cancel, expiry or refund. */

@@ -222,6 +222,7 @@ const char *sk_sale_state_name(sk_sale_state_t st)
 typedef struct retired {
     struct retired *next;
     sk_sale_params_t *p;
+    sk_userset_t *users; /* a withdrawn user set (a worker may still probe it) */
 } retired_t;
 
 static sk_sale_params_t *params_copy(const sk_sale_params_t *src)
@@ -261,6 +262,7 @@ void sk_sale_free(sk_sale_t *s)
     for (retired_t *r = s->retired, *next; r; r = next) {
         next = r->next;
         params_free(r->p);
+        sk_userset_free(r->users);
         free(r);
     }
     sk_userset_free(atomic_load_explicit(&s->users, memory_order_relaxed));
@@ -502,7 +504,7 @@ void sk_engine_publish_counts(sk_sale_t *s, const sk_sale_counts_t *c)
 
 void sk_engine_set_params(sk_sale_t *s, const sk_sale_params_t *p)
 {
-    retired_t *r = sk_xmalloc(sizeof(*r));
+    retired_t *r = sk_xcalloc(1, sizeof(*r));
     r->p = (sk_sale_params_t *)atomic_load_explicit(&s->params, memory_order_relaxed);
     r->next = s->retired;
     s->retired = r;
@@ -513,6 +515,18 @@ void sk_engine_set_params(sk_sale_t *s, const sk_sale_params_t *p)
 void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users)
 {
     atomic_store_explicit(&s->users, users, memory_order_release);
+}
+
+void sk_engine_withdraw_users(sk_sale_t *s)
+{
+    sk_userset_t *u = atomic_load_explicit(&s->users, memory_order_relaxed);
+    if (!u)
+        return;
+    atomic_store_explicit(&s->users, NULL, memory_order_release);
+    retired_t *r = sk_xcalloc(1, sizeof(*r));
+    r->users = u;
+    r->next = s->retired;
+    s->retired = r;
 }
 
 void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r)

@@ -22,27 +22,34 @@ def load(name):
 
 
 def keys(sale):
-    return [f"sk:{{{sale}}}:sale", f"sk:{{{sale}}}:holders", f"sk:{{{sale}}}:orders"]
+    return [f"sk:{{{sale}}}:{k}" for k in ("sale", "holders", "orders", "o", "due", "log", "ctl")]
 
 
-def new_sale(stock=10, limit=1, starts=None, ends=None):
+def run(sale, *ops, since=-1, pv=-1):
+    """Runs buy.lua over operations (each a tuple: kind, args...); returns (header, users,
+    params, rows)."""
+    args = [str(since), str(pv)] + [str(x) for op in ops for x in op]
+    r = R.cmd("EVALSHA", BUY, 7, *keys(sale), *args)
+    assert len(r) == 3 + len(ops), r
+    return r[0], r[1], r[2], r[3:]
+
+
+def new_sale(stock=10, limit=1, starts=None, ends=None, window=0, maxq=1):
     N[0] += 1
     sale = f"t{N[0]}"
     now = int(time.time() * 1000)
     starts = now - 1000 if starts is None else starts
     ends = now + 3600000 if ends is None else ends
-    r = R.cmd("EVALSHA", CREATE, 1, keys(sale)[0], sale, "A sale", stock, starts, ends, limit, now)
+    r = R.cmd("EVALSHA", CREATE, 1, keys(sale)[0], sale, "A sale", stock, starts, ends, limit, now, window, maxq)
     assert r == 1, r
     return sale
 
 
 def buy(sale, *pairs):
     """pairs: (user, request); returns (sold, now, [(code, seq, at, remaining, held), ...])."""
-    args = [x for p in pairs for x in p]
-    r = R.cmd("EVALSHA", BUY, 3, *keys(sale), *args)
-    assert len(r) == 2 + 5 * len(pairs), r
-    rows = [tuple(r[2 + 5 * i:7 + 5 * i]) for i in range(len(pairs))]
-    return r[0], r[1], rows
+    head, _, _, rows = run(sale, *[("b", u, q, 1) for u, q in pairs])
+    # code, seq, created_at, remaining, units held
+    return head[4], head[1], [(r[0], r[3], r[4], r[1], r[2]) for r in rows]
 
 
 def holder(sale, user):
@@ -50,7 +57,7 @@ def holder(sale, user):
     rec = R.cmd("HGET", keys(sale)[1], user)
     if rec is None:
         return []
-    count, seq, req, _ = rec.split("\t")
+    count, seq, req = rec.split("\t")[:3]
     orders = [(int(seq), req)]
     for i in range(2, int(count) + 1):
         s, r, _ = R.cmd("HGET", keys(sale)[1], f"{user}\t{i}").split("\t")
@@ -204,14 +211,15 @@ def test_user_with_many_orders(ck):
         if line.startswith("cmdstat_"):
             name, rest = line[len("cmdstat_"):].split(":", 1)
             calls[name] = int(dict(kv.split("=") for kv in rest.split(","))["calls"])
-    ck.check(calls.get("hget", 0) <= 4 * 3, f"a few HGETs per purchase: {calls.get('hget')}")
-    ck.check(calls.get("hset", 0) <= 2, f"one HSET of holder fields and the sold count: {calls.get('hset')}")
+    ck.check(calls.get("hget", 0) <= 4 * 4, f"a few HGETs per purchase: {calls.get('hget')}")
+    ck.check(calls.get("hset", 0) <= 3, f"one HSET of holder fields, of order records and of the counts: "
+             f"{calls.get('hset')}")
     entries = R.cmd("XRANGE", keys(sale)[2], f"{n + 1}-0", "+")
     ck.eq(len(entries), 1, "the new order in the stream")
 
 
 def test_unknown_sale(ck):
-    r = R.cmd("EVALSHA", BUY, 3, *keys("nosuch"), "a", "r", raise_errors=False)
+    r = R.cmd("EVALSHA", BUY, 7, *keys("nosuch"), -1, -1, "b", "a", "r", 1, raise_errors=False)
     ck.check(isinstance(r, RedisError) and str(r).startswith("NOSALE"), f"unknown sale is an error: {r!r}")
     ck.eq(R.cmd("EXISTS", *keys("nosuch")), 0, "and nothing is written")
 
@@ -221,7 +229,7 @@ def test_refused_whole_when_out_of_memory(ck):
     sale = new_sale(stock=5)
     R.cmd("CONFIG", "SET", "maxmemory", "1")
     try:
-        r = R.cmd("EVALSHA", BUY, 3, *keys(sale), "a", "r", "b", "r", raise_errors=False)
+        r = R.cmd("EVALSHA", BUY, 7, *keys(sale), -1, -1, "b", "a", "r", 1, "b", "b", "r", 1, raise_errors=False)
     finally:
         R.cmd("CONFIG", "SET", "maxmemory", "0")
     ck.check(isinstance(r, RedisError) and "OOM" in str(r), f"refused over maxmemory: {r!r}")
@@ -248,6 +256,136 @@ def test_large_batch(ck):
     ck.eq(R.cmd("HLEN", keys(sale)[1]), 1000, "1000 holders")
 
 
+RESERVED, PAUSED, BAD_QUANTITY = 8, 9, 10
+S_RESERVED, S_CONFIRMED, S_CANCELLED, S_EXPIRED, S_REFUNDED = range(5)
+TR_OK, TR_DUP, TR_EXPIRED, TR_CANCELLED, TR_REFUNDED, TR_ALREADY_PAID, TR_NOT_RESERVED, TR_NOT_CONFIRMED = range(8)
+
+
+def counts(sale):
+    h = dict(zip(*[iter(R.cmd("HGETALL", keys(sale)[0]))] * 2))
+    stock, held, sold = int(h["stock"]), int(h.get("held", 0)), int(h["sold"])
+    return stock, held, sold
+
+
+def entries(sale):
+    out = []
+    for eid, f in R.cmd("XRANGE", keys(sale)[2], "-", "+"):
+        out.append((eid, dict(zip(f[::2], f[1::2]))))
+    return out
+
+
+def test_lifecycle_transitions(ck):
+    sale = new_sale(stock=5, limit=3, window=3600000, maxq=2)
+    head, _, _, rows = run(sale, ("b", "a", "r1", 2), ("b", "b", "r1", 1), ("b", "c", "r1", 3))
+    ck.eq([r[0] for r in rows], [RESERVED, RESERVED, BAD_QUANTITY], "reserved, reserved, over max_quantity")
+    ck.eq((rows[0][3], rows[0][5], rows[0][6]), (1, 2, S_RESERVED), "seq 1, two units, reserved")
+    ck.eq(rows[0][7], rows[0][4] + 3600000, "pay_by = created_at + window")
+    ck.eq(head[2:5], [5, 3, 0], "stock 5, held 3, sold 0")
+    ck.eq(R.cmd("ZCARD", keys(sale)[4]), 2, "two deadlines pending")
+    ck.eq(head[7], rows[0][7], "the next deadline is the first reservation's")
+    # pay, pay again, pay with another id, cancel a confirmed one, refund
+    _, _, _, rows = run(sale, ("p", 1, "pay-1"), ("p", 1, "pay-1"), ("p", 1, "pay-2"), ("c", 1, "a"), ("f", 2))
+    ck.eq([(r[0], r[1]) for r in rows], [(0, TR_OK), (0, TR_DUP), (0, TR_ALREADY_PAID), (0, TR_NOT_RESERVED),
+                                        (0, TR_NOT_CONFIRMED)], "pay, duplicate, already paid, no cancel, no refund")
+    ck.eq((rows[0][5], rows[0][11]), (S_CONFIRMED, "pay-1"), "confirmed with its payment id")
+    ck.eq(counts(sale), (5, 1, 2), "held 1, sold 2")
+    # cancel: someone else's, the buyer's, the admin's
+    _, _, _, rows = run(sale, ("c", 2, "zz"), ("c", 2, "b"), ("c", 2, ""), ("g", 9))
+    ck.eq([(r[0], r[1]) for r in rows[:3]], [(2, 0), (0, TR_OK), (0, TR_NOT_RESERVED)],
+          "not the buyer's; cancelled; then not reserved")
+    ck.eq(rows[3][0], 1, "no such order")
+    ck.eq(counts(sale), (5, 0, 2), "the cancelled unit is back")
+    ck.eq(R.cmd("ZCARD", keys(sale)[4]), 0, "no deadline pending")
+    _, _, _, rows = run(sale, ("f", 1), ("f", 1), ("p", 1, "pay-1"))
+    ck.eq([r[1] for r in rows], [TR_OK, TR_NOT_CONFIRMED, TR_REFUNDED], "refund, again, pay a refunded order")
+    ck.eq(counts(sale), (5, 0, 0), "every unit back")
+    # a returned unit counts no more against the limit
+    _, _, _, rows = run(sale, ("b", "a", "r9", 2), ("b", "a", "r1", 1))
+    ck.eq([r[0] for r in rows], [RESERVED, DUPLICATE], "a new reservation; the old request is a duplicate")
+    ck.eq(rows[1][6], S_REFUNDED, "the duplicate shows the order's state now")
+    ck.eq(rows[0][2], 2, "the buyer holds 2 units")
+    ev = entries(sale)
+    kinds = [(e.get("k", "o"), e.get("e")) for _, e in ev]
+    ck.eq(kinds, [("o", None), ("x", "pay"), ("x", "cancel"), ("x", "refund"), ("o", None)],
+          "the stream: orders, pay, cancel, refund, orders (the refused ones leave nothing)")
+    ck.eq(ev[0][1]["q"].split("\n"), ["2", "1"], "quantities in the order entry")
+    ck.eq(ev[1][1]["a"], "pay-1", "the payment id in the pay entry")
+    ck.eq(ev[2][1]["a"], "buyer", "who cancelled")
+    ck.eq(ev[3][1]["s"], "1", "the refunded seq")
+    ids = [eid for eid, _ in ev]
+    ck.eq(ids, sorted(ids, key=lambda x: tuple(map(int, x.split("-")))), "entry ids grow")
+
+
+def test_expiry(ck):
+    sale = new_sale(stock=3, limit=1, window=300)
+    head, _, _, rows = run(sale, ("b", "a", "r", 1), ("b", "b", "r", 1), ("b", "c", "r", 1), ("b", "d", "r", 1))
+    ck.eq([r[0] for r in rows], [RESERVED] * 3 + [SOLD_OUT], "three reserved, sold out")
+    time.sleep(0.5)
+    # pay after pay_by: expired, never confirmed (I8); the rest expire in the same step
+    head, _, _, rows = run(sale, ("p", 2, "late"))
+    ck.eq((rows[0][1], rows[0][5]), (TR_EXPIRED, S_EXPIRED), "a late payment: 409 expired, order expired")
+    ck.eq(head[2:5], [3, 0, 0], "every unit back")
+    ck.eq(head[7], 0, "nothing pending")
+    st = [run(sale, ("g", k))[3][0][5] for k in (1, 2, 3)]
+    ck.eq(st, [S_EXPIRED] * 3, "all expired")
+    kinds = [(e.get("k", "o"), e.get("e"), e.get("s")) for _, e in entries(sale)]
+    ck.eq(kinds[1:], [("x", "expire", "1\n2\n3")], "every due reservation expires before the payment is decided")
+    # a no-op call expires too (the node's periodic call)
+    sale2 = new_sale(stock=2, window=200)
+    run(sale2, ("b", "a", "r", 1))
+    time.sleep(0.35)
+    head, _, _, _ = run(sale2)
+    ck.eq(head[3:5], [0, 0], "expired by a call without operations")
+    _, _, _, rows = run(sale2, ("b", "a", "r2", 1))
+    ck.eq(rows[0][0], RESERVED, "the buyer may reserve again (returned units do not count)")
+
+
+def test_controls(ck):
+    sale = new_sale(stock=10, limit=5, maxq=5)
+    def ctl(req, action, amount=0, set_=0, name="", starts=0, ends=0, limit=0, maxq=0, window=0, actor="ops"):
+        return ("k", req, actor, action, amount, set_, name, starts, ends, limit, maxq, window)
+    head, _, params, rows = run(sale, ("b", "a", "r", 2), ctl("c1", 0), ("b", "b", "r", 1), ctl("c2", 1),
+                                ("b", "c", "r", 1))
+    ck.eq([r[0] for r in rows], [CONFIRMED, 0, PAUSED, 0, CONFIRMED], "bought, paused, refused, resumed, bought")
+    ck.eq(head[6], 2, "params version bumped twice")
+    ck.check(params and params[6] == 0, f"params returned: {params}")
+    _, _, params, rows = run(sale, ctl("c1", 0), ctl("c1", 3, 5), ctl("c3", 4, 20), ctl("c4", 4, 7), ctl("c5", 3, 4),
+                             pv=4)
+    ck.eq([r[0] for r in rows], [1, 2, 7, 0, 0], "duplicate, reused, insufficient, removed, added")
+    ck.eq(counts(sale), (7, 0, 3), "stock 10 - 7 + 4")
+    ck.eq(params, [], "no params when the caller has the version the script ends with")
+    log = R.cmd("LRANGE", keys(sale)[5], 0, -1)
+    ck.eq(len(log), 4, "four entries in the trail")
+    import json
+    e = json.loads(log[2])
+    ck.eq((e["seq"], e["action"], e["params"], e["before"]["stock"], e["after"]["stock"], e["before"]["orders"]),
+          (3, "remove_stock", {"remove": 7}, 10, 3, 2), "the trail entry")
+    ck.eq(json.loads(rows[0][2])["seq"], 1, "a duplicate answers the first entry")
+    # patch
+    now = int(R.cmd("TIME")[0]) * 1000
+    _, _, _, rows = run(sale, ctl("p1", 5, set_=32, window=1000), ctl("p2", 5, set_=1 | 8, name="Neu \"x\"", limit=9),
+                        ctl("p3", 5, set_=4, ends=now - 5), ctl("p4", 5, set_=16, maxq=50))
+    ck.eq([(r[0], r[1]) for r in rows], [(10, ""), (0, ""), (12, "ends_at"), (14, "max_quantity")],
+          "window with orders, name+limit, end in past, max above limit")
+    ck.eq(json.loads(R.cmd("LINDEX", keys(sale)[5], -1))["after"]["name"], 'Neu "x"', "the name escaped in JSON")
+    _, _, _, rows = run(sale, ctl("z", 2), ctl("z2", 0), ("b", "q", "r", 1), ("p", 1, "x"))
+    ck.eq([r[0] for r in rows], [0, 3, ENDED, 0], "closed, then everything refused; purchases ended")
+    kinds = [e.get("k", "o") for _, e in entries(sale)]
+    ck.eq(kinds.count("c"), 6, "one c entry per accepted control")
+
+
+def test_users_since_and_params(ck):
+    sale = new_sale(stock=10, limit=1)
+    run(sale, ("b", "a", "r", 1), ("b", "b", "r", 1))
+    head, users, params, _ = run(sale, ("b", "c", "r", 1), since=1, pv=0)
+    ck.eq(users, ["b", "c"], "the users of the orders after since")
+    ck.eq((head[0], head[8]), (3, 3), "covered up to seq")
+    ck.eq(params, [], "the caller's params version is current: none returned")
+    _, users, params, _ = run(sale, since=-1, pv=7)
+    ck.eq(users, [], "no users when the caller keeps none")
+    ck.eq(len(params), 8, "params when the version differs")
+
+
 def main():
     global R, BUY, CREATE
     srv = RedisServer()
@@ -257,7 +395,8 @@ def main():
         CREATE = R.cmd("SCRIPT", "LOAD", load("create_sale.lua"))
         run_tests([test_create, test_batch_order_and_sold_out, test_duplicates, test_limit, test_window,
                    test_replay_after_the_end, test_holder_below_limit_after_sell_out, test_user_with_many_orders,
-                   test_unknown_sale, test_refused_whole_when_out_of_memory, test_large_batch])
+                   test_unknown_sale, test_refused_whole_when_out_of_memory, test_large_batch,
+                   test_lifecycle_transitions, test_expiry, test_controls, test_users_since_and_params])
     finally:
         srv.close()
 

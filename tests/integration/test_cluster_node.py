@@ -2,6 +2,9 @@
 one node are served by the other, stock and limits hold across nodes, a sold-out sale
 is answered by every node without Redis, and a Redis that is down or stuck gives honest
 503s, after which the nodes reconnect by themselves."""
+import hashlib
+import hmac
+import json
 import subprocess
 import time
 
@@ -11,6 +14,9 @@ from sklib import SECKILL_BIN, Server, run_tests
 REDIS = None
 A = B = None
 N = [0]
+
+
+PAY_KEY = b"node-pay-key"
 
 
 def new_sale_id():
@@ -163,25 +169,50 @@ def test_sold_out_fast_path(ck):
     ck.eq(len(o["orders"]), 1, "a holder's orders")
 
 
-def test_no_lifecycle_yet(ck):
-    # The purchase script has no order lifecycle yet: a sale that needs one is refused
-    # with a clear field error, and the order endpoints say so (501), while plain sales
-    # and the quantity 1 keep working.
-    st, d = create(A, new_sale_id(), 5, payment_window_ms=60000)
-    ck.eq((st, d.get("field")), (400, "payment_window_ms"), "no payment window on Redis yet")
-    ck.check("Redis" in d.get("message", ""), f"saying why: {d}")
-    st, d = create(A, new_sale_id(), 5, limit=3, max_quantity=2)
-    ck.eq((st, d.get("field")), (400, "max_quantity"), "no quantities above 1 on Redis yet")
+def test_lifecycle_across_nodes(ck):
+    # The order lifecycle on the Redis store: a reservation made on A is paid, read and
+    # refunded through B; quantities; a reservation nobody pays expires with no traffic
+    # (the nodes' periodic script call) and both nodes see the unit come back.
     sale = new_sale_id()
-    create(A, sale, 5, limit=2)
-    st, d = A.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "q", "quantity": 2})
-    ck.eq((st, d.get("field")), (400, "quantity"), "a quantity above the sale's max_quantity (1)")
-    st, d = A.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "q", "quantity": 1})
-    ck.eq((st, d.get("result"), d.get("quantity")), (201, "confirmed", 1), "quantity 1 is today's purchase")
-    st, d = A.json("GET", f"/api/v1/orders/{d['order_id']}")
-    ck.eq((st, d.get("error")), (501, "not_supported"), "the order endpoints: not on Redis yet")
-    st, s = A.json("GET", f"/api/v1/sales/{sale}")
-    ck.eq((s["stock"], s["held"], s["sold"], s["remaining"]), (5, 0, 1, 4), "counts with held")
+    st, _ = create(A, sale, 3, limit=3, payment_window_ms=1500, max_quantity=2)
+    ck.eq(st, 201, "a sale with a payment window and quantities on Redis")
+    st, d = A.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "q", "request_id": "r1", "quantity": 2})
+    ck.eq((st, d.get("result"), d.get("quantity")), (201, "reserved", 2), "two units reserved on A")
+    oid = d["order_id"]
+    B.json("GET", f"/api/v1/sales/{sale}")  # B looks the new sale up
+    st, o = B.json("GET", f"/api/v1/orders/{oid}")
+    ck.eq((st, o.get("state"), o.get("pay_by")), (200, "reserved", d["pay_by"]), "B reads the reservation")
+    body = json.dumps({"payment_id": "pay-1"}).encode()
+    sig = "sha256=" + hmac.new(PAY_KEY, body, hashlib.sha256).hexdigest()
+    st, _, data = B.request("POST", f"/api/v1/orders/{oid}/pay", body,
+                            {"Content-Type": "application/json", "X-Seckill-Signature": sig})
+    p = json.loads(data)
+    ck.eq((st, p.get("result"), p.get("state")), (200, "confirmed", "confirmed"), "paid through B")
+    st, d2 = B.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "w", "request_id": "r1"})
+    ck.eq((st, d2.get("result")), (201, "reserved"), "the last unit reserved on B")
+    for _ in range(100):  # A hears of B's decisions with its next poll
+        st, s = A.json("GET", f"/api/v1/sales/{sale}")
+        if s["sold"] == 2:
+            break
+        time.sleep(0.05)
+    ck.eq((s["stock"], s["held"], s["sold"], s["remaining"]), (3, 1, 2, 0), "A's counts: held 1, sold 2")
+    # nobody pays w's reservation: it expires without any request
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        sa, sb = A.json("GET", f"/api/v1/sales/{sale}")[1], B.json("GET", f"/api/v1/sales/{sale}")[1]
+        if sa["held"] == 0 and sb["held"] == 0:
+            break
+        time.sleep(0.1)
+    ck.eq((sa["held"], sa["remaining"], sb["held"], sb["remaining"]), (0, 1, 0, 1),
+          "the unpaid unit came back on both nodes with no traffic")
+    st, o = A.json("GET", f"/api/v1/orders/{d2['order_id']}")
+    ck.eq(o.get("state"), "expired", "the reservation expired")
+    st, r = A.json("POST", f"/api/v1/orders/{oid}/refund", {})
+    ck.eq((st, r.get("state")), (200, "refunded"), "refunded on A")
+    st, s = B.json("GET", f"/api/v1/sales/{sale}")
+    ck.eq(s["remaining"] + s["held"] + s["sold"], s["stock"], "counts add up")
+    st, mine = B.json("GET", f"/api/v1/sales/{sale}/orders/q")
+    ck.eq([(x["state"], x["quantity"]) for x in mine["orders"]], [("refunded", 2)], "the buyer's orders with states")
 
 
 def test_holders_at_the_edges(ck):
@@ -313,12 +344,13 @@ def main():
     global REDIS, A, B
     REDIS = RedisServer()
     try:
-        A = Server("--store", REDIS.url, threads=2)
-        B = Server("--store", REDIS.url, threads=1)
+        pay_env = {"SECKILL_PAYMENT_SECRET": PAY_KEY.decode()}
+        A = Server("--store", REDIS.url, threads=2, env=pay_env)
+        B = Server("--store", REDIS.url, threads=1, env=pay_env)
         try:
             run_tests([test_bad_store, test_password, test_sale_on_every_node, test_stock_and_limit_across_nodes,
-                       test_sold_out_fast_path, test_no_lifecycle_yet, test_holders_at_the_edges, test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed,
-                       test_stop])
+                       test_sold_out_fast_path, test_lifecycle_across_nodes, test_holders_at_the_edges,
+                       test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed, test_stop])
         finally:
             for n in (A, B):
                 try:

@@ -127,7 +127,7 @@ def test_drain_restart_after_trim(ck):
 
 def test_retired_sales_and_memory(ck):
     # 100 sales of ORDERS orders each, all ended, drained and reconciled: the drain
-    # retires them (--retention 1 here) and their holders and streams expire, so Redis
+    # retires them (--retention 1 here) and their holders, order records and streams expire, so Redis
     # ends up holding less than one drained live sale of the same size.
     n_sales, orders = 100, 2000
     with open(os.path.join(SRC, "src", "backend", "lua", "buy.lua"), "rb") as f:
@@ -137,14 +137,14 @@ def test_retired_sales_and_memory(ck):
         shas[port] = C.rc_cmd(C.sale_on(port, "probe"), "SCRIPT", "LOAD", buy)
 
     def fill(sale):
-        keys = [f"sk:{{{sale}}}:sale", f"sk:{{{sale}}}:holders", f"sk:{{{sale}}}:orders"]
+        keys = [f"sk:{{{sale}}}:{k}" for k in ("sale", "holders", "orders", "o", "due", "log", "ctl")]
         sha = next(iter(shas.values()))
         for first in range(0, orders, 1000):
-            argv = []
+            argv = [-1, -1]
             for u in range(first, first + 1000):
-                argv += [f"user{u}", f"req{u}"]
-            r = C.rc_cmd(keys[0], "EVALSHA", sha, 3, *keys, *argv)
-            assert r[0] == first + 1000, f"{sale}: the script sold {r[0]}"
+                argv += ["b", f"user{u}", f"req{u}", 1]
+            r = C.rc_cmd(keys[0], "EVALSHA", sha, 7, *keys, *argv)
+            assert r[0][0] == first + 1000, f"{sale}: the script made {r[0][0]} orders"
 
     def mem():
         m = C.rc_memory()
@@ -196,8 +196,9 @@ def test_retired_sales_and_memory(ck):
     print(f"  after retirement: the keys take {left / 1e3:.1f} kB more than with the one sale; used_memory "
           f"{(end_all['used_memory'] - one_all['used_memory']) / 1e3:.1f} kB more (it also holds the replication "
           f"buffers); keys {end_all['keys'] - base_all['keys']} more than at the start", flush=True)
-    ck.eq(end_all["keys"] - base_all["keys"], 3 + n_sales + (0 if index_there else 1),
-          "what stays: the yardstick's three keys and one record per retired sale (and the sales index)")
+    ck.eq(end_all["keys"] - base_all["keys"], 4 + n_sales + (0 if index_there else 1),
+          "what stays: the yardstick's four keys (sale, holders, order records, stream) and one record per "
+          "retired sale (and the sales index)")
     ck.check(left < one / 4, f"{n_sales} retired sales take less than a quarter of one drained sale ({left} < "
                              f"{one} / 4 bytes)")
     # A node that cached the sale's holders before they expired answers from them; one

@@ -102,8 +102,10 @@ SK_TEST(sale_hash)
     r = resp(SALE_HASH("$2\r\n10", "$2\r\n11")); /* sold above stock */
     ASSERT_EQ(sk_redis_sale_parse(r, &s), -EINVAL);
     freeReplyObject(r);
-    r = resp(SALE_HASH("$1\r\n0", "$1\r\n0")); /* stock 0 */
-    ASSERT_EQ(sk_redis_sale_parse(r, &s), -EINVAL);
+    r = resp(SALE_HASH("$1\r\n0", "$1\r\n0")); /* stock 0: every unit removed by the operator */
+    ASSERT_EQ(sk_redis_sale_parse(r, &s), 0);
+    ASSERT_EQ(s.seq, 0); /* a record without seq: one order per unit sold */
+    ASSERT_EQ(s.max_quantity, 1);
     freeReplyObject(r);
     r = resp("*4\r\n$2\r\nid\r\n$2\r\ns1\r\n$5\r\nstock\r\n$2\r\n10\r\n"); /* fields missing */
     ASSERT_EQ(sk_redis_sale_parse(r, &s), -EINVAL);
