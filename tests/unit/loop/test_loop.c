@@ -1436,6 +1436,70 @@ SK_TEST(stream_churn_never_crosses_connections)
     ASSERT_EQ(sk_loop_free(loop), 0);
 }
 
+/* Takes every connection; one that comes without its peer's address is a failure. */
+static void accept_named_cb(sk_loop_t *loop, sk_io_t *io, unsigned events)
+{
+    (void)events;
+    acceptor_t *a = SK_CONTAINER_OF(io, acceptor_t, io);
+    for (;;) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        socklen_t sl = sizeof(ss);
+        int fd = sk_io_accept(loop, io, &ss, &sl);
+        if (fd < 0) {
+            if (errno != EAGAIN)
+                a->fails++;
+            return;
+        }
+        if (ss.ss_family != AF_INET)
+            a->fails++;
+        if (a->n < 16)
+            a->accepted[a->n++] = fd;
+        else
+            close(fd);
+    }
+}
+
+/* A client that connects, sends a request and resets before the loop took its
+ * connection: if the loop hands the connection over, it names the peer (the server's
+ * deny list and rate limits key on that address; a connection without one would pass
+ * them), and a connection that cannot be named any more is not handed over at all. */
+SK_TEST(accepted_connections_always_name_their_peer)
+{
+    sk_loop_t *loop = new_loop();
+    struct sockaddr_in sa;
+    int lfd = churn_listener(&sa);
+    ASSERT_EQ(set_nonblock(lfd), 0);
+    acceptor_t a = {0};
+    ASSERT_EQ(sk_io_start(loop, &a.io, lfd, SK_IO_ACCEPT, accept_named_cb), 0);
+    run_for(loop, 0); /* the accept is armed */
+    int clients[8];
+    for (int i = 0; i < 8; i++) {
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_EQ(connect(clients[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ASSERT_EQ(write(clients[i], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+        if (i % 2 == 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            ASSERT_EQ(setsockopt(clients[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+            close(clients[i]); /* a reset, before the loop ran its accept */
+            clients[i] = -1;
+        }
+    }
+    for (int round = 0; round < 200 && a.n < 4; round++)
+        run_for(loop, 1);
+    run_for(loop, 5);
+    ASSERT_EQ(a.fails, 0); /* no connection without its peer's address */
+    ASSERT_GE(a.n, 4); /* the ones still there are all served */
+    sk_io_stop(loop, &a.io);
+    close(lfd);
+    for (int i = 0; i < a.n; i++)
+        close(a.accepted[i]);
+    for (int i = 0; i < 8; i++)
+        if (clients[i] >= 0)
+            close(clients[i]);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
 /* A process where io_uring_setup fails with EPERM, as under a container's seccomp
  * profile or kernel.io_uring_disabled: AUTO falls back to epoll, URING says why. */
 SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
@@ -1512,7 +1576,8 @@ SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
     SK_RUN(stream_stopped_with_bytes_in_flight);                                                                       \
     SK_RUN(listener_accepts_with_peer_addresses);                                                                      \
     SK_RUN(handoff_runs_after_the_output_left);                                                                        \
-    SK_RUN(stream_churn_never_crosses_connections)
+    SK_RUN(stream_churn_never_crosses_connections);                                                                    \
+    SK_RUN(accepted_connections_always_name_their_peer)
 
 SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocking ctest */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
