@@ -1310,6 +1310,13 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
         }
         if (c->dq_head)
             continue; /* waiting on the ledger, not on the client */
+        if (s->draining && c->rpos == c->rlen && !c->in_chunked) {
+            /* Idle now: its last answer left after the drain began (a slow reader, or,
+             * on io_uring, a send still in flight then). Closed as the drain closed the
+             * idle ones, rather than kept open until the grace deadline. */
+            conn_close(c);
+            continue;
+        }
         if (c->req_start_ms && c->rpos < c->rlen && now - c->req_start_ms > s->cfg->header_timeout_ms) {
             sk_counter_add(&s->stats.timeouts, 1);
             respond_raw_error(c, 408, "request_timeout", "the request was not received in time");
@@ -1374,8 +1381,10 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
     }
     /* Idle connections close now. A connection in the middle of a request (head or
      * body still arriving, or answers owed) gets that request answered, with
-     * Connection: close (respond sees s->draining), and closes after it. A stream ends
-     * now; its connection closes once the answers before it and what it wrote went out. */
+     * Connection: close (respond sees s->draining), and closes after it. One whose
+     * answer is still going out closes once it left (the sweep, every 20 ms while
+     * draining). A stream ends now; its connection closes once the answers before it
+     * and what it wrote went out. */
     sk_http_conn_t *next;
     for (sk_http_conn_t *c = s->conns; c; c = next) {
         next = c->next;

@@ -63,6 +63,11 @@ static void handler(sk_http_exchange_t *x, void *arg)
     } else if (path_is(x, "/sync")) {
         sk_http_respond(x, 200, "text/plain", "sync", 4);
         return;
+    } else if (path_is(x, "/big")) {
+        static char big[1 << 20];
+        memset(big, 'b', sizeof(big));
+        sk_http_respond(x, 200, "text/plain", big, sizeof(big));
+        return;
     } else if (path_is(x, "/stream")) {
         sk_http_conn_t *c = sk_http_stream_start(x, "text/event-stream", NULL, on_stream_close, NULL);
         if (!c) {
@@ -514,6 +519,46 @@ SK_TEST(new_stream_at_the_backlog_bound)
     ASSERT_EQ(env_close(), 0);
 }
 
+static int drained;
+
+static void on_drained(sk_loop_t *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    drained++;
+}
+
+SK_TEST(drain_closes_a_keep_alive_connection_once_its_answer_left)
+{
+    /* A keep-alive client is still reading a big answer when the drain starts. Once the
+     * answer has left, the connection is idle and closes, and the drain is done: it
+     * does not wait for the grace deadline (a minute here). */
+    env_open();
+    drained = 0;
+    int fd = client(4096);
+    send_str(fd, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    turn();
+    sk_http_server_drain(E.srv, 60000, on_drained, NULL);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 1u); /* the answer is still going out */
+    char buf[65536];
+    bool eof = false;
+    size_t got = 0;
+    for (int round = 0; round < 20000 && !eof; round++) {
+        got += read_now(fd, buf, sizeof(buf), &eof);
+        turn();
+        if (round % 64 == 63)
+            turns(20); /* let a sweep (every 20 ms while draining) run now and then */
+    }
+    ASSERT_GT(got, (size_t)(1 << 20));
+    ASSERT_TRUE(eof);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    for (int i = 0; i < 100 && !drained; i++)
+        turn();
+    ASSERT_EQ(drained, 1);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
 /* Every status with a counter slot finds it; any other status counts as "other". */
 SK_TEST(status_slots_round_trip)
 {
@@ -532,7 +577,8 @@ SK_TEST(status_slots_round_trip)
     SK_RUN(head_on_a_stream_answers_the_head_alone);                                                                   \
     SK_RUN(streams_in_all_and_their_lifetime);                                                                         \
     SK_RUN(backlog_bound_drops_the_streams_behind);                                                                    \
-    SK_RUN(new_stream_at_the_backlog_bound)
+    SK_RUN(new_stream_at_the_backlog_bound);                                                                           \
+    SK_RUN(drain_closes_a_keep_alive_connection_once_its_answer_left)
 
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
