@@ -621,6 +621,39 @@ SK_TEST(pipeline_flood_is_answered_in_full)
     pipeline_flood(true);
 }
 
+SK_TEST(backlog_bound_counts_what_the_loop_holds)
+{
+    /* One stream whose client reads nothing (a small socket buffer). With io_uring the
+     * loop takes bytes for sending (up to a socket buffer's worth) before the client's
+     * socket does; those bytes are in this process too, so they count against the
+     * bound over all streams: the stream is dropped once about the bound is held for
+     * it, on either backend, not the bound plus what the loop holds. */
+    env_open();
+    E.cfg.max_stream_backlog = 24 * 1024;
+    int slow = client(4096);
+    send_str(slow, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    turn();
+    sk_http_conn_t *st = E.stream;
+    ASSERT_TRUE(st != NULL);
+    char chunk[2048];
+    memset(chunk, 'x', sizeof(chunk));
+    size_t written = 0;
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        rc = sk_http_stream_write(st, chunk, sizeof(chunk));
+        if (rc == 0)
+            written += sizeof(chunk);
+        turn();
+    }
+    ASSERT_EQ(rc, -ENOBUFS);
+    ASSERT_EQ(E.stream_closes, 1);
+    /* The bound, one write and what the client's socket took (a few KiB here). */
+    ASSERT_LT(written, (size_t)(24 * 1024 + 2048 + 16 * 1024));
+    ASSERT_EQ(atomic_load(&E.cfg.stream_backlog), 0u);
+    close(slow);
+    ASSERT_EQ(env_close(), 0);
+}
+
 /* Every status with a counter slot finds it; any other status counts as "other". */
 SK_TEST(status_slots_round_trip)
 {
@@ -640,6 +673,7 @@ SK_TEST(status_slots_round_trip)
     SK_RUN(streams_in_all_and_their_lifetime);                                                                         \
     SK_RUN(backlog_bound_drops_the_streams_behind);                                                                    \
     SK_RUN(new_stream_at_the_backlog_bound);                                                                           \
+    SK_RUN(backlog_bound_counts_what_the_loop_holds);                                                                  \
     SK_RUN(pipeline_flood_is_answered_in_full);                                                                        \
     SK_RUN(drain_closes_a_keep_alive_connection_once_its_answer_left)
 
