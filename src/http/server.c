@@ -608,11 +608,13 @@ static void stream_release(sk_http_conn_t *c)
         addr_release(cfg->stream_addrs, c->addr);
 }
 
-/* Bytes written to the stream and not yet sent: in the output, or still waiting in the
- * stream's slot behind earlier answers. */
-static size_t stream_backlog(const sk_http_conn_t *c)
+/* Bytes written to the stream and not yet sent: in the output, still waiting in the
+ * stream's slot behind earlier answers, or taken by the loop and not yet by the socket
+ * (io_uring: up to a socket buffer's worth per connection, in this process's memory,
+ * so it counts like the rest). */
+static size_t stream_backlog(sk_http_conn_t *c)
 {
-    return c->out.len - c->out_pos + (c->stream_slot ? c->stream_slot->out.len : 0);
+    return c->out.len - c->out_pos + (c->stream_slot ? c->stream_slot->out.len : 0) + sk_io_unsent(c->s->loop, &c->io);
 }
 
 /* Brings this connection's share of the backlog over all streams up to date. */
@@ -1136,6 +1138,8 @@ static void conn_on_io(sk_loop_t *loop, sk_io_t *io, unsigned events)
             conn_flush(c);
         else
             conn_after_output(c);
+        if (c->streaming && !c->closed)
+            stream_account(c); /* what the loop held for the stream has left */
     }
     if (!c->closed && (events & SK_IO_READ)) {
         if (c->read_paused && (c->no_more && !c->streaming)) {
@@ -1310,6 +1314,13 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
         }
         if (c->dq_head)
             continue; /* waiting on the ledger, not on the client */
+        if (s->draining && c->rpos == c->rlen && !c->in_chunked) {
+            /* Idle now: its last answer left after the drain began (a slow reader, or,
+             * on io_uring, a send still in flight then). Closed as the drain closed the
+             * idle ones, rather than kept open until the grace deadline. */
+            conn_close(c);
+            continue;
+        }
         if (c->req_start_ms && c->rpos < c->rlen && now - c->req_start_ms > s->cfg->header_timeout_ms) {
             sk_counter_add(&s->stats.timeouts, 1);
             respond_raw_error(c, 408, "request_timeout", "the request was not received in time");
@@ -1374,8 +1385,10 @@ void sk_http_server_drain(sk_http_server_t *s, uint32_t grace_ms, sk_hook_cb don
     }
     /* Idle connections close now. A connection in the middle of a request (head or
      * body still arriving, or answers owed) gets that request answered, with
-     * Connection: close (respond sees s->draining), and closes after it. A stream ends
-     * now; its connection closes once the answers before it and what it wrote went out. */
+     * Connection: close (respond sees s->draining), and closes after it. One whose
+     * answer is still going out closes once it left (the sweep, every 20 ms while
+     * draining). A stream ends now; its connection closes once the answers before it
+     * and what it wrote went out. */
     sk_http_conn_t *next;
     for (sk_http_conn_t *c = s->conns; c; c = next) {
         next = c->next;
@@ -1512,14 +1525,18 @@ int sk_http_stream_write(sk_http_conn_t *c, const void *data, size_t len)
         return -ENOBUFS;
     sk_http_server_t *s = c->s;
     size_t backlog = stream_backlog(c), cap = s->cfg->max_stream_backlog;
-    /* A client this far behind is dropped; so is one that is behind at all (its socket
-     * did not take what was offered) while the streams' backlog over all workers is at
-     * its bound. Bytes not offered yet (a new stream's head, a head waiting for earlier
-     * answers) are not the client's fault: a client that keeps up is never dropped for
-     * the others' sake, new streams are refused at the bound (stream_admit), and the
-     * total stays within the bound plus one write per stream. */
+    /* Behind: its socket did not take what was offered (EAGAIN), or (io_uring) bytes
+     * the loop took in an earlier turn have still not gone into the socket; the sends
+     * of a client that keeps up complete within the turn that made them. */
+    bool behind = c->behind || sk_io_unsent(s->loop, &c->io) > 0;
+    /* A client this far behind is dropped; so is one that is behind at all while the
+     * streams' backlog over all workers is at its bound. Bytes not offered yet (a new
+     * stream's head, a head waiting for earlier answers) are not the client's fault: a
+     * client that keeps up is never dropped for the others' sake, new streams are
+     * refused at the bound (stream_admit), and the total stays within the bound plus
+     * one write per stream. */
     if (backlog + len > SK_STREAM_MAX_OUTPUT ||
-        (cap && c->behind && backlog > 0 &&
+        (cap && behind && backlog > 0 &&
          atomic_load_explicit(&s->cfg->stream_backlog, memory_order_relaxed) + len > cap)) {
         sk_counter_add(&s->stats.streams_dropped, 1);
         conn_close(c);

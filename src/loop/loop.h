@@ -121,7 +121,9 @@ ssize_t sk_io_write(sk_loop_t *loop, sk_io_t *io, const void *buf, size_t len);
 size_t sk_io_unsent(sk_loop_t *loop, sk_io_t *io);
 /** Accepts a connection on an SK_IO_ACCEPT handle, like accept4(2) with SOCK_NONBLOCK
  *  and SOCK_CLOEXEC: the new fd (owned by the caller), the peer's address in *ss and *sl
- *  when ss is not NULL; or -1 with errno (EAGAIN: none now; EMFILE and the like). */
+ *  when ss is not NULL; or -1 with errno (EAGAIN: none now; EMFILE and the like). A
+ *  connection handed over with ss always comes with its address: with io_uring, one
+ *  reset before it was taken (whose peer can no longer be named) is closed instead. */
 int sk_io_accept(sk_loop_t *loop, sk_io_t *io, struct sockaddr_storage *ss, socklen_t *sl);
 
 /** Arms (or re-arms) a one-shot timer to fire after `ms` milliseconds. */

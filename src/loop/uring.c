@@ -664,23 +664,29 @@ static int ur_io_accept(sk_loop_t *loop, sk_io_t *io, struct sockaddr_storage *s
         errno = EBADF;
         return -1;
     }
-    if (x->aq_n == 0) {
-        if (x->aerr) {
-            errno = x->aerr;
-            x->aerr = 0;
-            return -1;
+    while (x->aq_n > 0) {
+        int fd = x->aq[x->aq_head];
+        x->aq_head = (x->aq_head + 1) % x->aq_cap;
+        x->aq_n--;
+        /* The kernel accepted it earlier, without the address (one multishot accept has
+         * no place to put one per connection): ask now. A connection reset in between
+         * can no longer be named, and is not handed over: its owner could serve the
+         * requests still in its socket without the peer's address, past every rule
+         * keyed on it (deny lists, rate limits), and no answer can reach the client
+         * anyway. (accept4(2), the epoll path, names even such a peer.) */
+        if (ss && getpeername(fd, (struct sockaddr *)ss, sl) < 0) {
+            close(fd);
+            continue;
         }
-        errno = EAGAIN;
+        return fd;
+    }
+    if (x->aerr) {
+        errno = x->aerr;
+        x->aerr = 0;
         return -1;
     }
-    int fd = x->aq[x->aq_head];
-    x->aq_head = (x->aq_head + 1) % x->aq_cap;
-    x->aq_n--;
-    if (ss && getpeername(fd, (struct sockaddr *)ss, sl) < 0) {
-        /* Gone already: the owner finds out on its first read. */
-        memset(ss, 0, sizeof(*ss));
-    }
-    return fd;
+    errno = EAGAIN;
+    return -1;
 }
 
 static int ur_async_start(sk_loop_t *loop, sk_async_t *a)

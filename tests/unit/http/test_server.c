@@ -63,6 +63,11 @@ static void handler(sk_http_exchange_t *x, void *arg)
     } else if (path_is(x, "/sync")) {
         sk_http_respond(x, 200, "text/plain", "sync", 4);
         return;
+    } else if (path_is(x, "/big")) {
+        static char big[1 << 20];
+        memset(big, 'b', sizeof(big));
+        sk_http_respond(x, 200, "text/plain", big, sizeof(big));
+        return;
     } else if (path_is(x, "/stream")) {
         sk_http_conn_t *c = sk_http_stream_start(x, "text/event-stream", NULL, on_stream_close, NULL);
         if (!c) {
@@ -514,6 +519,141 @@ SK_TEST(new_stream_at_the_backlog_bound)
     ASSERT_EQ(env_close(), 0);
 }
 
+static int drained;
+
+static void on_drained(sk_loop_t *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    drained++;
+}
+
+SK_TEST(drain_closes_a_keep_alive_connection_once_its_answer_left)
+{
+    /* A keep-alive client is still reading a big answer when the drain starts. Once the
+     * answer has left, the connection is idle and closes, and the drain is done: it
+     * does not wait for the grace deadline (a minute here). */
+    env_open();
+    drained = 0;
+    int fd = client(4096);
+    send_str(fd, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    turn();
+    sk_http_server_drain(E.srv, 60000, on_drained, NULL);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 1u); /* the answer is still going out */
+    char buf[65536];
+    bool eof = false;
+    size_t got = 0;
+    for (int round = 0; round < 20000 && !eof; round++) {
+        got += read_now(fd, buf, sizeof(buf), &eof);
+        turn();
+        if (round % 64 == 63)
+            turns(20); /* let a sweep (every 20 ms while draining) run now and then */
+    }
+    ASSERT_GT(got, (size_t)(1 << 20));
+    ASSERT_TRUE(eof);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    for (int i = 0; i < 100 && !drained; i++)
+        turn();
+    ASSERT_EQ(drained, 1);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
+/* Counts the answers (status lines) in what a client received. */
+static size_t count_answers(const char *buf, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf), "HTTP/1.1 ", 9)) != NULL; p += 9)
+        n++;
+    return n;
+}
+
+/* A client pipelines far more requests than the server takes at once (answer slots up
+ * to the backpressure bound, then about 90 KB left unread: on io_uring more than the
+ * loop receives for a paused reader), then maybe half-closes: every request is
+ * answered, in full, once the ledger answers, and the half-closed one is closed. */
+static void pipeline_flood(bool half_close)
+{
+    env_open();
+    int fd = client(0);
+    enum { N = 1500 };
+    sk_buf_t out = {0}, in = {0};
+    for (int i = 0; i < N; i++)
+        sk_buf_puts(&out, i % 3 ? "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nu1"
+                                : "GET /sync HTTP/1.1\r\nHost: t\r\n\r\n");
+    size_t sent = 0;
+    bool eof = false, shut = false;
+    char buf[65536];
+    for (int round = 0; round < 20000 && !eof && count_answers(in.data ? in.data : "", in.len) < N; round++) {
+        if (sent < out.len) {
+            ssize_t w = send(fd, out.data + sent, out.len - sent, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (sent == out.len && half_close && !shut) {
+            shutdown(fd, SHUT_WR);
+            shut = true;
+        }
+        turn();
+        while (E.n_owed)
+            answer_one("A");
+        size_t got = read_now(fd, buf, sizeof(buf), &eof);
+        sk_buf_append(&in, buf, got);
+    }
+    ASSERT_EQ(sent, out.len);
+    ASSERT_EQ(count_answers(in.data, in.len), (size_t)N);
+    if (half_close) {
+        for (int round = 0; round < 100 && !eof; round++) {
+            turn();
+            read_now(fd, buf, sizeof(buf), &eof);
+        }
+        ASSERT_TRUE(eof);
+    }
+    sk_buf_free(&out);
+    sk_buf_free(&in);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
+SK_TEST(pipeline_flood_is_answered_in_full)
+{
+    pipeline_flood(false);
+    pipeline_flood(true);
+}
+
+SK_TEST(backlog_bound_counts_what_the_loop_holds)
+{
+    /* One stream whose client reads nothing (a small socket buffer). With io_uring the
+     * loop takes bytes for sending (up to a socket buffer's worth) before the client's
+     * socket does; those bytes are in this process too, so they count against the
+     * bound over all streams: the stream is dropped once about the bound is held for
+     * it, on either backend, not the bound plus what the loop holds. */
+    env_open();
+    E.cfg.max_stream_backlog = 24 * 1024;
+    int slow = client(4096);
+    send_str(slow, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    turn();
+    sk_http_conn_t *st = E.stream;
+    ASSERT_TRUE(st != NULL);
+    char chunk[2048];
+    memset(chunk, 'x', sizeof(chunk));
+    size_t written = 0;
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        rc = sk_http_stream_write(st, chunk, sizeof(chunk));
+        if (rc == 0)
+            written += sizeof(chunk);
+        turn();
+    }
+    ASSERT_EQ(rc, -ENOBUFS);
+    ASSERT_EQ(E.stream_closes, 1);
+    /* The bound, one write and what the client's socket took (a few KiB here). */
+    ASSERT_LT(written, (size_t)(24 * 1024 + 2048 + 16 * 1024));
+    ASSERT_EQ(atomic_load(&E.cfg.stream_backlog), 0u);
+    close(slow);
+    ASSERT_EQ(env_close(), 0);
+}
+
 /* Every status with a counter slot finds it; any other status counts as "other". */
 SK_TEST(status_slots_round_trip)
 {
@@ -532,7 +672,10 @@ SK_TEST(status_slots_round_trip)
     SK_RUN(head_on_a_stream_answers_the_head_alone);                                                                   \
     SK_RUN(streams_in_all_and_their_lifetime);                                                                         \
     SK_RUN(backlog_bound_drops_the_streams_behind);                                                                    \
-    SK_RUN(new_stream_at_the_backlog_bound)
+    SK_RUN(new_stream_at_the_backlog_bound);                                                                           \
+    SK_RUN(backlog_bound_counts_what_the_loop_holds);                                                                  \
+    SK_RUN(pipeline_flood_is_answered_in_full);                                                                        \
+    SK_RUN(drain_closes_a_keep_alive_connection_once_its_answer_left)
 
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -1214,6 +1215,291 @@ SK_TEST(handoff_runs_after_the_output_left)
     ASSERT_EQ(sk_loop_free(loop), 0);
 }
 
+/* ---- churn: handles opened and closed at random while bytes fly both ways ---------- */
+
+/* Every connection of the churn test marks its bytes with its own tag, both ways: a
+ * byte that reaches a handle or a peer with another tag came from an earlier
+ * connection of the same slot or the same fd number (a completion delivered to the
+ * wrong handle, a cancellation that hit the next connection on a reused fd). */
+#define CHURN_SLOTS 24
+
+typedef struct {
+    sk_io_t io;
+    bool open; /* the handle is registered */
+    int peer; /* the other end, -1 once closed */
+    uint8_t tag;
+    bool peer_gone; /* the peer closed (maybe with a reset) or shut down its side */
+    size_t peer_wrote, got; /* bytes the peer wrote, bytes the handle read */
+    size_t taken, peer_got; /* bytes sk_io_write took, bytes the peer read */
+} churn_t;
+
+static churn_t churn[CHURN_SLOTS];
+static int churn_bad, churn_stale, churn_closes;
+static uint8_t churn_next_tag;
+
+static void churn_close(sk_loop_t *loop, churn_t *c)
+{
+    sk_io_stop(loop, &c->io);
+    close(c->io.fd);
+    c->open = false;
+    churn_closes++;
+}
+
+static void churn_cb(sk_loop_t *loop, sk_io_t *io, unsigned events)
+{
+    churn_t *c = SK_CONTAINER_OF(io, churn_t, io);
+    if (!c->open) {
+        churn_stale++; /* a callback for a handle that was stopped */
+        return;
+    }
+    (void)events;
+    uint8_t buf[4096];
+    for (;;) {
+        ssize_t n = sk_io_read(loop, io, buf, sizeof(buf));
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                churn_bad += buf[i] != c->tag;
+            c->got += (size_t)n;
+            continue;
+        }
+        if (n == 0 || errno != EAGAIN) {
+            /* The peer went away: close, as a server does. */
+            churn_close(loop, c);
+            return;
+        }
+        break;
+    }
+    if (events & SK_IO_ERR)
+        churn_close(loop, c);
+}
+
+static int churn_listener(struct sockaddr_in *sa)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(lfd, 0);
+    *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(lfd, (struct sockaddr *)sa, sizeof(*sa)), 0);
+    ASSERT_EQ(listen(lfd, 64), 0);
+    socklen_t sl = sizeof(*sa);
+    ASSERT_EQ(getsockname(lfd, (struct sockaddr *)sa, &sl), 0);
+    return lfd;
+}
+
+/* A connected pair: a Unix socket pair, or TCP over loopback (which can be reset). */
+static void churn_pair(int lfd, const struct sockaddr_in *sa, int sv[2])
+{
+    if (rng_next() % 2) {
+        ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    } else {
+        sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_GE(sv[1], 0);
+        ASSERT_EQ(connect(sv[1], (const struct sockaddr *)sa, sizeof(*sa)), 0);
+        sv[0] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_GE(sv[0], 0);
+    }
+    ASSERT_EQ(set_nonblock(sv[0]), 0);
+    ASSERT_EQ(set_nonblock(sv[1]), 0);
+}
+
+static void churn_peer_read(churn_t *c)
+{
+    uint8_t buf[16384];
+    for (;;) {
+        ssize_t n = read(c->peer, buf, sizeof(buf));
+        if (n <= 0)
+            return;
+        for (ssize_t i = 0; i < n; i++)
+            churn_bad += buf[i] != c->tag;
+        c->peer_got += (size_t)n;
+    }
+}
+
+SK_TEST(stream_churn_never_crosses_connections)
+{
+    /* Writes to a gone peer fail with EPIPE instead of killing the test, as in seckill. */
+    signal(SIGPIPE, SIG_IGN);
+    sk_loop_t *loop = new_loop();
+    struct sockaddr_in sa;
+    int lfd = churn_listener(&sa);
+    memset(churn, 0, sizeof(churn));
+    for (int i = 0; i < CHURN_SLOTS; i++)
+        churn[i].peer = -1;
+    churn_bad = churn_stale = churn_closes = 0;
+    static uint8_t fill[70000];
+    int opened = 0, resets = 0;
+    for (int step = 0; step < 4000; step++) {
+        churn_t *c = &churn[rng_next() % CHURN_SLOTS];
+        switch (rng_next() % 8) {
+        case 0: /* a new connection in a free slot: often on an fd number just freed */
+            if (!c->open && c->peer < 0) {
+                int sv[2];
+                churn_pair(lfd, &sa, sv);
+                memset(c, 0, sizeof(*c));
+                c->peer = sv[1];
+                c->tag = (uint8_t)(++churn_next_tag ? churn_next_tag : ++churn_next_tag);
+                ASSERT_EQ(sk_io_start(loop, &c->io, sv[0], SK_IO_STREAM, churn_cb), 0);
+                c->open = true;
+                opened++;
+            }
+            break;
+        case 1: /* the peer sends */
+            if (c->peer >= 0 && !c->peer_gone) {
+                size_t n = 1 + rng_next() % sizeof(fill);
+                memset(fill, c->tag, n);
+                ssize_t w = write(c->peer, fill, n);
+                if (w > 0)
+                    c->peer_wrote += (size_t)w;
+            }
+            break;
+        case 2: /* the owner sends */
+            if (c->open) {
+                size_t n = 1 + rng_next() % sizeof(fill);
+                memset(fill, c->tag, n);
+                ssize_t w = sk_io_write(loop, &c->io, fill, n);
+                if (w > 0)
+                    c->taken += (size_t)w;
+            }
+            break;
+        case 3: /* the owner closes, with bytes maybe in flight both ways */
+            if (c->open)
+                churn_close(loop, c);
+            break;
+        case 4: /* the peer vanishes: a close with unread bytes, a reset (SO_LINGER 0), or a half-close */
+            if (c->peer >= 0 && !c->peer_gone) {
+                uint64_t how = rng_next() % 3;
+                if (how == 0) {
+                    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+                    setsockopt(c->peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)); /* fails on Unix sockets */
+                    resets++;
+                }
+                if (how == 2) {
+                    shutdown(c->peer, SHUT_WR);
+                } else {
+                    close(c->peer);
+                    c->peer = -1;
+                }
+                c->peer_gone = true;
+            }
+            break;
+        case 5:
+            if (c->peer >= 0)
+                churn_peer_read(c);
+            break;
+        default:
+            run_for(loop, 0);
+        }
+        /* A slot whose handle and peer are both done is free again. */
+        for (int i = 0; i < CHURN_SLOTS; i++) {
+            if (!churn[i].open && churn[i].peer >= 0 && churn[i].peer_gone) {
+                close(churn[i].peer);
+                churn[i].peer = -1;
+            }
+            if (!churn[i].open && churn[i].peer >= 0 && rng_next() % 4 == 0) {
+                churn_peer_read(&churn[i]);
+                close(churn[i].peer);
+                churn[i].peer = -1;
+            }
+        }
+    }
+    /* The survivors: everything sent either way arrives, whole. */
+    for (int round = 0; round < 5000; round++) {
+        bool pending = false;
+        for (int i = 0; i < CHURN_SLOTS; i++) {
+            churn_t *c = &churn[i];
+            if (c->open && c->peer >= 0 && !c->peer_gone) {
+                churn_peer_read(c);
+                pending = pending || c->got < c->peer_wrote || c->peer_got < c->taken;
+            }
+        }
+        if (!pending)
+            break;
+        run_for(loop, 0);
+    }
+    for (int i = 0; i < CHURN_SLOTS; i++) {
+        churn_t *c = &churn[i];
+        if (c->open && c->peer >= 0 && !c->peer_gone) {
+            ASSERT_EQ(c->got, c->peer_wrote);
+            ASSERT_EQ(c->peer_got, c->taken);
+        }
+        if (c->open)
+            churn_close(loop, c);
+        if (c->peer >= 0)
+            close(c->peer);
+    }
+    run_for(loop, 1);
+    printf("     (%d connections, %d resets, %d closes)\n", opened, resets, churn_closes);
+    ASSERT_EQ(churn_bad, 0);
+    ASSERT_EQ(churn_stale, 0);
+    ASSERT_GT(opened, 100);
+    ASSERT_GT(resets, 10);
+    close(lfd);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
+/* Takes every connection; one that comes without its peer's address is a failure. */
+static void accept_named_cb(sk_loop_t *loop, sk_io_t *io, unsigned events)
+{
+    (void)events;
+    acceptor_t *a = SK_CONTAINER_OF(io, acceptor_t, io);
+    for (;;) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        socklen_t sl = sizeof(ss);
+        int fd = sk_io_accept(loop, io, &ss, &sl);
+        if (fd < 0) {
+            if (errno != EAGAIN)
+                a->fails++;
+            return;
+        }
+        if (ss.ss_family != AF_INET)
+            a->fails++;
+        if (a->n < 16)
+            a->accepted[a->n++] = fd;
+        else
+            close(fd);
+    }
+}
+
+/* A client that connects, sends a request and resets before the loop took its
+ * connection: if the loop hands the connection over, it names the peer (the server's
+ * deny list and rate limits key on that address; a connection without one would pass
+ * them), and a connection that cannot be named any more is not handed over at all. */
+SK_TEST(accepted_connections_always_name_their_peer)
+{
+    sk_loop_t *loop = new_loop();
+    struct sockaddr_in sa;
+    int lfd = churn_listener(&sa);
+    ASSERT_EQ(set_nonblock(lfd), 0);
+    acceptor_t a = {0};
+    ASSERT_EQ(sk_io_start(loop, &a.io, lfd, SK_IO_ACCEPT, accept_named_cb), 0);
+    run_for(loop, 0); /* the accept is armed */
+    int clients[8];
+    for (int i = 0; i < 8; i++) {
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_EQ(connect(clients[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ASSERT_EQ(write(clients[i], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+        if (i % 2 == 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            ASSERT_EQ(setsockopt(clients[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+            close(clients[i]); /* a reset, before the loop ran its accept */
+            clients[i] = -1;
+        }
+    }
+    for (int round = 0; round < 200 && a.n < 4; round++)
+        run_for(loop, 1);
+    run_for(loop, 5);
+    ASSERT_EQ(a.fails, 0); /* no connection without its peer's address */
+    ASSERT_GE(a.n, 4); /* the ones still there are all served */
+    sk_io_stop(loop, &a.io);
+    close(lfd);
+    for (int i = 0; i < a.n; i++)
+        close(a.accepted[i]);
+    for (int i = 0; i < 8; i++)
+        if (clients[i] >= 0)
+            close(clients[i]);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
 /* A process where io_uring_setup fails with EPERM, as under a container's seccomp
  * profile or kernel.io_uring_disabled: AUTO falls back to epoll, URING says why. */
 SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
@@ -1289,7 +1575,9 @@ SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
     SK_RUN(stream_paused_reader_holds_the_client_back);                                                                \
     SK_RUN(stream_stopped_with_bytes_in_flight);                                                                       \
     SK_RUN(listener_accepts_with_peer_addresses);                                                                      \
-    SK_RUN(handoff_runs_after_the_output_left)
+    SK_RUN(handoff_runs_after_the_output_left);                                                                        \
+    SK_RUN(stream_churn_never_crosses_connections);                                                                    \
+    SK_RUN(accepted_connections_always_name_their_peer)
 
 SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocking ctest */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
