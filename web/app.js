@@ -1,6 +1,7 @@
 // The buyer's page: one sale, a countdown on the server's clock, the remaining count
 // pushed by Server-Sent Events (polling when those fail), and a Buy button.
 import { pickLang, setLang, other, t, locale } from './i18n.js';
+import { queueAdmission, queueBlocksBuy, queueRefused, queueRender } from './queue.js';
 
 const $ = (id) => document.getElementById(id);
 const API = '/api/v1/sales';
@@ -217,7 +218,7 @@ function showResult(kind, order, msg) {
 }
 
 async function buy() {
-  if (S.busy || phase() !== 'live' || held()) return;
+  if (S.busy || phase() !== 'live' || held() || queueBlocksBuy()) return;
   if (!S.pending || S.pending.user !== S.buyer)
     S.pending = { user: S.buyer, rid: `r-${Date.now().toString(36)}-${randomId(10)}` };
   const p = S.pending;
@@ -230,7 +231,7 @@ async function buy() {
       {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ user_id: p.user, request_id: p.rid }),
+        body: JSON.stringify({ user_id: p.user, request_id: p.rid, admission: queueAdmission(p.user) || undefined }),
       },
       15000,
     );
@@ -274,6 +275,10 @@ function handlePurchase(p, res) {
       return showResult('ended');
     case 'rate_limited':
       return showResult('rate_limited');
+    case 'not_admitted':
+      done();
+      queueRefused();
+      return showResult('not_admitted');
   }
   if (status === 429) return showResult('rate_limited');
   if (status === 0 || status >= 500) return showResult('retry');
@@ -348,6 +353,7 @@ function render() {
     if (S.busy) label = 'buy.busy';
     else if (ph !== 'live') label = `buy.${ph}`;
     else if (held()) label = 'buy.held';
+    else if (queueBlocksBuy()) label = 'buy.queue';
     else {
       enabled = true;
       label = S.pending ? 'buy.retry' : 'buy.live';
@@ -356,6 +362,7 @@ function render() {
     buy.setAttribute('aria-busy', String(S.busy));
     setText('buy', t(label));
   }
+  queueRender(s, S.buyer, render);
   const r = S.result;
   $('result').hidden = !r;
   if (r) {

@@ -104,7 +104,7 @@ struct sk_api_worker {
     sk_counter_t (*purchases)[SK_BUY__COUNT]; /* [sale index][result] */
     struct sse_sale *sse; /* [sale index], made on the first subscriber */
     struct qsub_sale *qsubs; /* [sale index], made on the first queue subscriber */
-    size_t qsubs_total;
+    _Atomic size_t qsubs_total; /* written by its worker, read by /metrics */
     uint64_t queue_tick_ms; /* when queue positions were last sent */
     _Atomic size_t sse_total;
     sk_timer_t sse_timer;

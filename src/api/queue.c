@@ -268,7 +268,7 @@ static void qsub_add(sk_api_worker_t *w, qsub_t *q)
     }
     q->pos = qs->n;
     qs->subs[qs->n++] = q;
-    w->qsubs_total++;
+    atomic_fetch_add_explicit(&w->qsubs_total, 1, memory_order_relaxed);
 }
 
 static void qsub_remove(qsub_t *q)
@@ -283,7 +283,7 @@ static void qsub_remove(qsub_t *q)
         qs->subs[q->pos]->pos = q->pos;
     }
     q->pos = SIZE_MAX;
-    w->qsubs_total--;
+    atomic_fetch_sub_explicit(&w->qsubs_total, 1, memory_order_relaxed);
 }
 
 static void qsub_on_close(sk_http_conn_t *c, void *arg)
@@ -407,7 +407,7 @@ void sk_api_queue_events(sk_http_exchange_t *x, const sk_str_t *params, void *ar
 
 void sk_api_queue_tick(sk_api_worker_t *w, int64_t now)
 {
-    if (!w->qsubs_total)
+    if (!atomic_load_explicit(&w->qsubs_total, memory_order_relaxed))
         return;
     bool update = now - (int64_t)w->queue_tick_ms >= QUEUE_UPDATE_MS;
     if (update)
