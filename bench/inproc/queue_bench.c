@@ -63,7 +63,7 @@ int main(int argc, char **argv)
             dir = argv[i + 1];
     }
     sk_queue_rules_t r = {.mode = SK_QUEUE_RANDOM, .starts_at = 1, .rate = 1000, .ttl_ms = 60000};
-    char (*names)[32] = malloc(joins * sizeof(*names));
+    char(*names)[32] = malloc(joins * sizeof(*names));
     for (size_t i = 0; i < joins; i++)
         snprintf(names[i], sizeof(names[i]), "user-%zu", i);
 
@@ -119,7 +119,8 @@ int main(int argc, char **argv)
     sk_token_admission_mint(&key, "flash", 5, "u12345678", 9, INT64_C(999999999999999), tok);
     char plain[128], with[256];
     snprintf(plain, sizeof(plain), "{\"user_id\":\"u12345678\",\"request_id\":\"r-000000001\"}");
-    snprintf(with, sizeof(with), "{\"user_id\":\"u12345678\",\"request_id\":\"r-000000001\",\"admission\":\"%s\"}", tok);
+    snprintf(with, sizeof(with), "{\"user_id\":\"u12345678\",\"request_id\":\"r-000000001\",\"admission\":\"%s\"}",
+             tok);
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1], adm[SK_API_ADMISSION_MAX + 1];
     size_t ul, rl, al;
     uint32_t qn;
@@ -138,8 +139,7 @@ int main(int argc, char **argv)
     uint64_t a2 = cpu_ns();
     double plain_ns = (double)(a1 - a0) / (double)ops, adm_ns = (double)(a2 - a1) / (double)ops;
     printf("purchase body, no admission (fast path)     %10.0f ns\n", plain_ns);
-    printf("purchase body + admission verified          %10.0f ns  (+%.0f ns a purchase)\n", adm_ns,
-           adm_ns - plain_ns);
+    printf("purchase body + admission verified          %10.0f ns  (+%.0f ns a purchase)\n", adm_ns, adm_ns - plain_ns);
     free(names);
     return 0;
 }
