@@ -591,7 +591,7 @@ async function securityAndPow() {
 async function queueFlow() {
   const sale = await createSale('Queue Phone', {
     stock: 5,
-    startsIn: 6000,
+    startsIn: 10000,
     extra: { queue: 'fifo', admit_per_second: 1, admission_ttl_ms: 60000 },
   });
   const first = await api('POST', `/api/v1/sales/${sale.id}/queue`, { user_id: `${RUN}-first` });
@@ -602,7 +602,10 @@ async function queueFlow() {
   check(await disabled(page, 'buy'), 'Buy disabled before joining');
   await page.locator('[data-testid="queue-join"]').click();
   await waitFor(async () => (await page.locator('[data-testid="q-position"]').textContent()) === '2', 'place 2');
-  eq(await page.locator('[data-testid="q-ahead"]').textContent(), '1', 'one ahead');
+  // One ahead until the start admits the first (a loaded machine may reach here after it).
+  const before = (await page.locator('#queue').getAttribute('data-state')) === 'pre_queue';
+  const ahead = await page.locator('[data-testid="q-ahead"]').textContent();
+  check(before ? ahead === '1' : ahead === '0' || ahead === '1', `ahead ${ahead} (${before ? 'before' : 'after'} the start)`);
   check(/\d/.test(await page.locator('[data-testid="q-eta"]').textContent()), 'an estimated wait');
   await noOverflow(page, 'queue panel');
   await shot(page, '20-queue-waiting');
