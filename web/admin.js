@@ -211,7 +211,7 @@ export function parseMetrics(text) {
 
 /** The figures the dashboard needs from one scrape, for one sale. */
 function snapshot(samples, sale, now) {
-  const s = { t: now, results: {}, sold: null, remaining: null, http: {}, batch: {}, commit: {}, front: {} };
+  const s = { t: now, results: {}, sold: null, remaining: null, http: {}, batch: {}, commit: {}, front: {}, queue: null };
   const hist = (h, base, x) => {
     if (x.name === `${base}_bucket`) {
       const le = x.labels.le === '+Inf' ? Infinity : Number(x.labels.le);
@@ -232,6 +232,10 @@ function snapshot(samples, sale, now) {
     else if (x.name === 'seckill_front_refused_total' && FRONT_KINDS.includes(x.labels.reason))
       s.front[x.labels.reason] = (s.front[x.labels.reason] || 0) + x.value;
     else if (x.name === 'seckill_front_tokens_rejected_total') s.front.tokens = (s.front.tokens || 0) + x.value;
+    else if (x.name.startsWith('seckill_queue_') && x.labels.sale === sale) {
+      s.queue = s.queue || {};
+      s.queue[x.name.slice('seckill_queue_'.length)] = x.value;
+    }
   }
   return s;
 }
@@ -290,6 +294,12 @@ function fmtRate(v) {
   return v < 10 ? v.toFixed(1) : Math.round(v).toLocaleString();
 }
 
+/** A wait in seconds as "42 s" or "3 min 5 s". */
+function fmtWait(seconds) {
+  const s = Math.round(seconds);
+  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
 function fmtMs(seconds) {
   if (!Number.isFinite(seconds)) return '–';
   const ms = seconds * 1000;
@@ -298,7 +308,7 @@ function fmtMs(seconds) {
 
 function resetLive() {
   D.snaps = [];
-  D.history = { pps: [], rej: [], front: [] };
+  D.history = { pps: [], rej: [], front: [], qrate: [] };
   D.life.reset();
 }
 
@@ -340,7 +350,9 @@ async function scrape() {
     const rej = counterDelta(sumResults(prev.results, rejected), sumResults(snap.results, rejected)) / dt;
     const all = () => true;
     const front = counterDelta(sumResults(prev.front, all), sumResults(snap.front, all)) / dt;
-    for (const [key, v] of [['pps', pps], ['rej', rej], ['front', front]]) {
+    const admitted = (x) => (x.queue ? x.queue.admitted_total || 0 : 0);
+    const qrate = counterDelta(admitted(prev), admitted(snap)) / dt;
+    for (const [key, v] of [['pps', pps], ['rej', rej], ['front', front], ['qrate', qrate]]) {
       const h = D.history[key];
       h.push([now, v]);
       while (h.length && h[0][0] < now - HISTORY_MS) h.shift();
@@ -421,6 +433,18 @@ function renderLive() {
   drawChart($('c-pps'), pps);
   drawChart($('c-rej'), rej);
   drawChart($('c-front'), front);
+  // The waiting room's tiles, for a queued sale only.
+  const q = last && last.queue;
+  for (const el of document.querySelectorAll('#tiles [data-queue]')) el.hidden = !q;
+  if (q) {
+    const qr = D.history.qrate;
+    $('m-qlen').textContent = String(q.length ?? '–');
+    $('m-qadmitted').textContent = String(q.admitted_total ?? '–');
+    $('m-qrate').textContent = qr.length ? fmtRate(qr[qr.length - 1][1]) : '–';
+    $('m-qrate-set').textContent = t('m.qrateSet', { n: q.admit_per_second ?? '–' });
+    $('m-qwait').textContent = typeof q.wait_seconds === 'number' ? fmtWait(q.wait_seconds) : '–';
+    drawChart($('c-qrate'), qr);
+  }
   for (const el of document.querySelectorAll('#tiles .window'))
     el.textContent = t('lastMinutes', { n: chartSpan(pps) / 60000 });
   if (!last) return;

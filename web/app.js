@@ -3,6 +3,7 @@
 // a reservation counts down to its pay_by with Pay (demo payments only) and Cancel.
 // Opened at "/", it also lists every sale on now and coming, the demo sale first.
 import { pickLang, setLang, other, t, tn, locale } from './i18n.js';
+import { queueAdmission, queueBlocksBuy, queueRefused, queueRender } from './queue.js';
 
 const $ = (id) => document.getElementById(id);
 const API = '/api/v1/sales';
@@ -373,7 +374,7 @@ function quantity() {
 }
 
 async function buy() {
-  if (S.busy || phase() !== 'live' || held()) return;
+  if (S.busy || phase() !== 'live' || held() || queueBlocksBuy()) return;
   const q = quantity();
   if (!S.pending || S.pending.user !== S.buyer || S.pending.quantity !== q)
     S.pending = { user: S.buyer, rid: `r-${Date.now().toString(36)}-${randomId(10)}`, quantity: q };
@@ -384,6 +385,8 @@ async function buy() {
   const body = { user_id: p.user, request_id: p.rid };
   if (p.quantity > 1) body.quantity = p.quantity;
   try {
+    const admission = queueAdmission(p.user);
+    if (admission) body.admission = admission;
     res = await postJSON(`${API}/${enc(S.id)}/purchase`, body);
   } catch {
     res = null; // no answer: the outcome is unknown, so a retry must reuse the request id
@@ -429,6 +432,10 @@ function handlePurchase(p, res) {
       return showResult('paused');
     case 'rate_limited':
       return showResult('rate_limited');
+    case 'not_admitted':
+      done();
+      queueRefused();
+      return showResult('not_admitted');
   }
   if (status === 429) return showResult('rate_limited');
   if (status === 0 || status >= 500) return showResult('retry');
@@ -633,6 +640,7 @@ function render() {
     else if (ph === 'sold_out' && heldUnits) label = 'buy.waiting';
     else if (ph !== 'live') label = `buy.${ph}`;
     else if (held()) label = 'buy.held';
+    else if (queueBlocksBuy()) label = 'buy.queue';
     else {
       enabled = true;
       label = S.pending ? 'buy.retry' : 'buy.live';
@@ -656,6 +664,7 @@ function render() {
     }
     for (const o of S.orders) if (timedOut(o) && !o.checking && !o.gaveUp) checkExpiry(o);
   }
+  queueRender(s, S.buyer, render);
   const r = S.result;
   $('result').hidden = !r;
   if (r) {

@@ -59,6 +59,25 @@ sk_sale_t *sk_api_lookup_stub(sk_api_worker_t *w, const sk_str_t *id)
     return stub;
 }
 
+bool sk_api_query_param(const sk_http_request_t *req, const char *name, const char **v, size_t *vl)
+{
+    if (!req->query) /* no '?': and NULL + 0 is undefined */
+        return false;
+    size_t nl = strlen(name);
+    const char *p = req->query, *end = req->query + req->query_len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+            *v = p + nl + 1;
+            *vl = (size_t)(e - p) - nl - 1;
+            return true;
+        }
+        p = e + 1;
+    }
+    return false;
+}
+
 void sk_api_count(sk_api_worker_t *w, const sk_sale_t *s, sk_buy_result_t r)
 {
     sk_counter_add(&w->purchases[s->index][r], 1);
@@ -74,6 +93,8 @@ const sk_route_t sk_api_routes[] = {
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders/{user}", sk_api_user_orders, "user_orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/orders", sk_api_orders_list, "orders"},
     {SK_HTTP_GET, "/api/v1/sales/{id}/events", sk_api_events, "events"},
+    {SK_HTTP_POST, "/api/v1/sales/{id}/queue", sk_api_queue_join, "queue_join"},
+    {SK_HTTP_GET, "/api/v1/sales/{id}/queue/events", sk_api_queue_events, "queue_events"},
     {SK_HTTP_PATCH, "/api/v1/sales/{id}", sk_api_sale_patch, "patch_sale"},
     {SK_HTTP_POST, "/api/v1/sales/{id}/pause", sk_api_sale_pause, "pause"},
     {SK_HTTP_POST, "/api/v1/sales/{id}/resume", sk_api_sale_resume, "resume"},

@@ -352,7 +352,8 @@ static bool exact_json(const char *p, size_t n, char *user, size_t *user_len, ch
  * quantity that is a small positive integer). Returns 1 when parsed, 0 when the body
  * needs the full parser, -1 when it is not JSON. *uk and *rk are NULL on entry, and
  * stay so for a key that is absent; *q is 0 on entry and stays so when absent. */
-static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl, uint32_t *q)
+static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, const char **rk, size_t *rl, uint32_t *q,
+                      const char **ak, size_t *al)
 {
     const char *end = p + n;
 #define WS()                                                                                                           \
@@ -412,6 +413,9 @@ static int quick_json(const char *p, size_t n, const char **uk, size_t *ul, cons
         } else if (kl == 10 && memcmp(k, "request_id", 10) == 0 && !*rk) {
             *rk = v;
             *rl = vl;
+        } else if (kl == 9 && memcmp(k, "admission", 9) == 0 && !*ak) {
+            *ak = v;
+            *al = vl;
         } else {
             return 0;
         }
@@ -457,11 +461,32 @@ static int form_field(const char *v, size_t n, char *out, size_t cap, size_t *le
     return 0;
 }
 
-int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
-                          size_t *req_len, uint32_t *quantity, sk_api_field_error_t *e)
+/* An admission token as given: the token's alphabet (digits, '.', base64url), at most
+ * SK_API_ADMISSION_MAX bytes; whether it is valid is the caller's check. */
+static int admission_field(const char *v, size_t n, char *adm, size_t *adm_len, sk_api_field_error_t *e)
 {
-    *user_len = *req_len = 0;
-    user[0] = req[0] = '\0';
+    if (n > SK_API_ADMISSION_MAX)
+        return sk_api_field_error(e, "admission", "too_long", "admission must be at most %d characters; it has %zu",
+                                  SK_API_ADMISSION_MAX, n);
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '-' ||
+              c == '_'))
+            return sk_api_field_error(e, "admission", "bad_format",
+                                      "admission must be the token the waiting room gave (digits, letters, '.', '-', "
+                                      "'_')");
+    }
+    memcpy(adm, v, n);
+    adm[n] = '\0';
+    *adm_len = n;
+    return 0;
+}
+
+int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, size_t *user_len, char *req,
+                          size_t *req_len, uint32_t *quantity, char *adm, size_t *adm_len, sk_api_field_error_t *e)
+{
+    *user_len = *req_len = *adm_len = 0;
+    user[0] = req[0] = adm[0] = '\0';
     *quantity = 1;
     if (form) {
         const char *p = body, *end = body + len;
@@ -491,6 +516,12 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
                                                   "quantity must be from 1 to 1000000; %lld is out of range",
                                                   (long long)v);
                     *quantity = (uint32_t)v;
+                } else if (kl == 9 && memcmp(p, "admission", 9) == 0) {
+                    char tok[SK_API_ADMISSION_MAX + 2];
+                    size_t tl;
+                    if (form_field(eq + 1, vl, tok, sizeof(tok), &tl, "admission", e) < 0 ||
+                        admission_field(tok, tl, adm, adm_len, e) < 0)
+                        return -EINVAL;
                 }
             }
             p = f + 1;
@@ -498,10 +529,10 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
     } else {
         if (exact_json(body, len, user, user_len, req, req_len))
             return 0; /* the ids' alphabet and limits were checked on the way */
-        const char *u = NULL, *r = NULL;
-        size_t ul = 0, rl = 0;
+        const char *u = NULL, *r = NULL, *a = NULL;
+        size_t ul = 0, rl = 0, al = 0;
         uint32_t qv = 0;
-        int q = quick_json(body, len, &u, &ul, &r, &rl, &qv);
+        int q = quick_json(body, len, &u, &ul, &r, &rl, &qv, &a, &al);
         if (q < 0) {
             /* Not JSON at all: the full parser says where. */
             bool as_real;
@@ -516,10 +547,16 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
             json_t *root = sk_api_load_object(body, len, &as_real, e);
             if (!root)
                 return -EINVAL;
-            static const char *const known[] = {"user_id", "request_id", "quantity"};
-            int rc = sk_api_known_fields(root, known, SK_ARRAY_LEN(known), "user_id, request_id and quantity", e);
+            static const char *const known[] = {"user_id", "request_id", "quantity", "admission"};
+            int rc =
+                sk_api_known_fields(root, known, SK_ARRAY_LEN(known), "user_id, request_id, quantity and admission", e);
             json_t *ju = json_object_get(root, "user_id"), *jr = json_object_get(root, "request_id"),
-                   *jq = json_object_get(root, "quantity");
+                   *jq = json_object_get(root, "quantity"), *ja = json_object_get(root, "admission");
+            if (rc == 0 && ja && !json_is_string(ja))
+                rc = sk_api_field_error(e, "admission", "not_string", "admission must be a string, not %s",
+                                        json_kind(ja));
+            if (rc == 0 && ja)
+                rc = admission_field(json_string_value(ja), json_string_length(ja), adm, adm_len, e);
             int64_t qn = 1;
             if (rc == 0 && ju && !json_is_string(ju))
                 rc = sk_api_field_error(e, "user_id", "not_string",
@@ -559,6 +596,8 @@ int sk_api_parse_purchase(const char *body, size_t len, bool form, char *user, s
                                           "quantity must be from 1 to 1000000; %u is out of range", qv);
             if (qv)
                 *quantity = qv;
+            if (a && admission_field(a, al, adm, adm_len, e) < 0)
+                return -EINVAL;
             if (u) /* "{}" has no user_id: memcpy from NULL is undefined even for 0 bytes */
                 memcpy(user, u, ul);
             user[ul] = '\0';
@@ -619,4 +658,96 @@ int sk_api_parse_one_string(const char *body, size_t len, const char *name, char
 out:
     json_decref(root);
     return rc;
+}
+
+/* A string member of a join body's pow object, of 1-64 printable ASCII characters. */
+static int pow_member(json_t *o, const char *name, char *out, size_t *len, sk_api_field_error_t *e)
+{
+    json_t *v = json_object_get(o, name);
+    char field[16];
+    snprintf(field, sizeof(field), "pow.%s", name);
+    if (!v)
+        return sk_api_field_error(e, field, "required", "%s is required: the proof of work's %s", field, name);
+    if (!json_is_string(v))
+        return sk_api_field_error(e, field, "not_string", "%s must be a string, not %s", field, json_kind(v));
+    size_t n = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (n == 0 || n > 64)
+        return sk_api_field_error(e, field, "out_of_range", "%s must be 1-64 characters; it has %zu", field, n);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return sk_api_field_error(e, field, "bad_format", "%s must be printable ASCII without spaces", field);
+    memcpy(out, s, n + 1);
+    *len = n;
+    return 0;
+}
+
+int sk_api_parse_join(const char *body, size_t len, bool form, char *user, size_t *user_len, char *challenge,
+                      size_t *cl, char *nonce, size_t *nl, bool *has_pow, sk_api_field_error_t *e)
+{
+    *user_len = *cl = *nl = 0;
+    user[0] = challenge[0] = nonce[0] = '\0';
+    *has_pow = false;
+    if (form) {
+        const char *p = body, *end = body + len;
+        while (p < end) {
+            const char *amp = memchr(p, '&', (size_t)(end - p));
+            const char *f = amp ? amp : end;
+            const char *eq = memchr(p, '=', (size_t)(f - p));
+            if (eq) {
+                size_t kl = (size_t)(eq - p), vl = (size_t)(f - eq - 1);
+                if (kl == 7 && memcmp(p, "user_id", 7) == 0) {
+                    if (form_field(eq + 1, vl, user, SK_USER_MAX + 1, user_len, "user_id", e) < 0)
+                        return -EINVAL;
+                } else if (kl == 9 && memcmp(p, "challenge", 9) == 0) {
+                    if (form_field(eq + 1, vl, challenge, 65, cl, "pow.challenge", e) < 0)
+                        return -EINVAL;
+                    *has_pow = true;
+                } else if (kl == 5 && memcmp(p, "nonce", 5) == 0) {
+                    if (form_field(eq + 1, vl, nonce, 65, nl, "pow.nonce", e) < 0)
+                        return -EINVAL;
+                    *has_pow = true;
+                }
+            }
+            p = f + 1;
+        }
+    } else {
+        bool as_real;
+        json_t *root = sk_api_load_object(body, len, &as_real, e);
+        if (!root)
+            return -EINVAL;
+        static const char *const known[] = {"user_id", "pow"};
+        int rc = sk_api_known_fields(root, known, SK_ARRAY_LEN(known), "user_id and pow", e);
+        json_t *ju = json_object_get(root, "user_id"), *jp = json_object_get(root, "pow");
+        if (rc == 0 && ju && !json_is_string(ju))
+            rc = sk_api_field_error(e, "user_id", "not_string",
+                                    "user_id must be a string of 1-64 printable ASCII characters, not %s",
+                                    json_kind(ju));
+        if (rc == 0 && ju && json_string_length(ju) > SK_USER_MAX)
+            rc = id_error(e, "user_id", json_string_value(ju), json_string_length(ju), true);
+        if (rc == 0 && ju) {
+            *user_len = json_string_length(ju);
+            memcpy(user, json_string_value(ju), *user_len + 1);
+        }
+        if (rc == 0 && jp && !json_is_null(jp)) {
+            if (!json_is_object(jp))
+                rc = sk_api_field_error(e, "pow", "not_object",
+                                        "pow must be an object {\"challenge\": ..., \"nonce\": ...}, not %s",
+                                        json_kind(jp));
+            if (rc == 0)
+                rc = pow_member(jp, "challenge", challenge, cl, e);
+            if (rc == 0)
+                rc = pow_member(jp, "nonce", nonce, nl, e);
+            *has_pow = rc == 0;
+        }
+        json_decref(root);
+        if (rc < 0)
+            return rc;
+    }
+    if (*has_pow && (*cl == 0 || *nl == 0))
+        return sk_api_field_error(e, *cl == 0 ? "pow.challenge" : "pow.nonce", "required",
+                                  "a proof of work needs both its challenge and its nonce");
+    if (!sk_valid_user_id(user, *user_len))
+        return id_error(e, "user_id", user, *user_len, true);
+    return 0;
 }

@@ -18,7 +18,8 @@
 #include "api/body.h"
 #include "api/internal.h"
 
-static const char *const settings_list = "name, starts_at, ends_at, per_user_limit, max_quantity, payment_window_ms";
+static const char *const settings_list = "name, starts_at, ends_at, per_user_limit, max_quantity, payment_window_ms, "
+                                         "queue, queue_opens_at, admit_per_second, admission_ttl_ms, pow_bits";
 
 /* The request_id every control carries. */
 static int request_id_field(json_t *root, char *out, sk_api_field_error_t *e)
@@ -184,7 +185,10 @@ static void control_done(sk_op_t *op)
         refused(op, msg);
         break;
     case SK_CR_STARTED:
-        refused(op, "the sale has started: its start cannot move any more (its end can: ends_at)");
+        refused(op, (op->entries[0].ctl.set & (SK_PATCH_QUEUE | SK_PATCH_QUEUE_OPENS_AT))
+                        ? "the sale has started: its waiting room cannot be turned on or off nor its opening moved "
+                          "(admit_per_second, admission_ttl_ms and pow_bits can change)"
+                        : "the sale has started: its start cannot move any more (its end can: ends_at)");
         break;
     case SK_CR_HAS_ORDERS:
         refused(op, "the sale has orders, whose payment deadlines follow from the window they were made with: "
@@ -295,15 +299,27 @@ void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
-    static const char *const known[] = {"request_id",        "name",           "starts_at",
-                                        "ends_at",           "per_user_limit", "max_quantity",
-                                        "payment_window_ms", "stock",          "id"};
+    static const char *const known[] = {"request_id",
+                                        "name",
+                                        "starts_at",
+                                        "ends_at",
+                                        "per_user_limit",
+                                        "max_quantity",
+                                        "payment_window_ms",
+                                        "queue",
+                                        "queue_opens_at",
+                                        "admit_per_second",
+                                        "admission_ttl_ms",
+                                        "pow_bits",
+                                        "stock",
+                                        "id"};
     sk_sale_t *s;
     bool as_real;
     char req[SK_REQUEST_MAX + 1];
     json_t *root = control_body(w, x, &params[0], known, SK_ARRAY_LEN(known),
                                 "request_id and any of name, starts_at, ends_at, per_user_limit, max_quantity, "
-                                "payment_window_ms",
+                                "payment_window_ms, queue, queue_opens_at, admit_per_second, admission_ttl_ms, "
+                                "pow_bits",
                                 &s, &as_real, req);
     if (!root)
         return;
@@ -335,6 +351,8 @@ void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (rc == 0 && (c.set & SK_PATCH_MAX_QUANTITY) && c.max_quantity > 1 && !sk_engine_lifecycle(w->api->cfg.engine))
         rc = sk_api_field_error(&fe, "max_quantity", "not_supported",
                                 "this store (Redis) does not take more than one unit per order yet");
+    if (rc == 0 && (c.set & SK_PATCH_QUEUE) && c.queue != SK_QUEUE_OFF && !sk_engine_queues(w->api->cfg.engine))
+        rc = sk_api_field_error(&fe, "queue", "not_supported", "this store does not keep waiting rooms yet");
     if (rc < 0) {
         sk_api_field_refused(x, &fe);
         return;

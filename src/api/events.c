@@ -125,6 +125,7 @@ static void sse_tick(sk_loop_t *loop, sk_timer_t *t)
         if (ping)
             w->last_ping_ms = sk_loop_now(loop);
     }
+    sk_api_queue_tick(w, sk_now_ms());
     sk_timer_start(loop, t, SSE_TICK_MS, sse_tick);
 }
 
@@ -137,6 +138,7 @@ void sk_api_events_init(sk_api_worker_t *w)
 void sk_api_events_free(sk_api_worker_t *w)
 {
     sk_timer_stop(w->loop, &w->sse_timer);
+    sk_api_queue_events_free(w);
     if (w->sse) {
         for (size_t i = 0; i < SK_MAX_SALES; i++)
             free(w->sse[i].subs);

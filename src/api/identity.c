@@ -267,29 +267,50 @@ void sk_api_count_token(sk_api_worker_t *w, sk_api_token_kind_t kind, int rc)
     sk_counter_add(&w->tokens[kind][why], 1);
 }
 
-bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
-                     const char *tok, size_t tl)
+/* The token a purchase carries: the body's, else the X-Seckill-Admission header's. */
+static const char *admission_token(const sk_http_exchange_t *x, const char *tok, size_t *tl)
 {
-    if (!tok) {
-        const sk_http_header_t *h = sk_http_find_header(x->req, "x-seckill-admission");
-        if (h) {
-            tok = h->value;
-            tl = h->value_len;
-        }
-    }
+    if (tok)
+        return tok;
+    const sk_http_header_t *h = sk_http_find_header(x->req, "x-seckill-admission");
+    if (!h)
+        return NULL;
+    *tl = h->value_len;
+    return h->value;
+}
+
+bool sk_api_admission_ok(sk_api_worker_t *w, const sk_http_exchange_t *x, const sk_sale_t *s, const char *user,
+                         size_t ul, const char *tok, size_t tl)
+{
+    tok = admission_token(x, tok, &tl);
     int rc = tok ? sk_token_admission_verify(&w->api->secret, s->id, s->id_len, user, ul, tok, tl, sk_now_ms())
                  : SK_TOKEN_MALFORMED;
     if (rc == 0)
         return true;
     sk_api_count_token(w, SK_API_TOK_ADMISSION, rc);
+    return false;
+}
+
+void sk_api_refuse_admission(sk_api_worker_t *w, sk_http_exchange_t *x, const char *tok, size_t tl)
+{
+    tok = admission_token(x, tok, &tl);
+    /* The reason again, for the message only (the counters have it already). */
     const char *msg = !tok ? "this sale admits buyers through its waiting room: join the queue first"
-                      : rc == SK_TOKEN_EXPIRED ? "your admission has expired: join the queue again"
-                                               : "this admission is not valid for this buyer and this sale";
+                           : "this admission is not valid for this buyer and this sale, or has expired: join the "
+                             "queue again";
     sk_buf_t *b = &w->scratch;
     b->len = 0;
     sk_buf_puts(b, "{\"error\":\"not_admitted\",\"message\":");
     sk_buf_put_json_str(b, msg, strlen(msg));
     sk_buf_putc(b, '}');
     sk_api_reply_json(x, 403, b);
+}
+
+bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
+                     const char *tok, size_t tl)
+{
+    if (sk_api_admission_ok(w, x, s, user, ul, tok, tl))
+        return true;
+    sk_api_refuse_admission(w, x, tok, tl);
     return false;
 }

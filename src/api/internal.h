@@ -94,6 +94,7 @@ struct sk_api {
 };
 
 struct sse_sale; /* events.c: one sale's subscribers on this worker */
+struct qsub_sale; /* queue.c: one sale's queue subscribers on this worker */
 
 struct sk_api_worker {
     sk_api_t *api;
@@ -102,6 +103,9 @@ struct sk_api_worker {
     sk_engine_worker_t *ew;
     sk_counter_t (*purchases)[SK_BUY__COUNT]; /* [sale index][result] */
     struct sse_sale *sse; /* [sale index], made on the first subscriber */
+    struct qsub_sale *qsubs; /* [sale index], made on the first queue subscriber */
+    _Atomic size_t qsubs_total; /* written by its worker, read by /metrics */
+    uint64_t queue_tick_ms; /* when queue positions were last sent */
     _Atomic size_t sse_total;
     sk_timer_t sse_timer;
     uint64_t last_ping_ms;
@@ -221,6 +225,12 @@ bool sk_api_front_request(sk_api_worker_t *w, sk_http_exchange_t *x);
  *  s; otherwise counts the reason and answers 403 not_admitted. Worker thread; one HMAC. */
 bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
                      const char *tok, size_t tl);
+/** The check of sk_api_admitted without the answer: true when valid; else counts the
+ *  reason and returns false. */
+bool sk_api_admission_ok(sk_api_worker_t *w, const sk_http_exchange_t *x, const sk_sale_t *s, const char *user,
+                         size_t ul, const char *tok, size_t tl);
+/** Answers 403 not_admitted for a purchase whose admission (tok, or the header) failed. */
+void sk_api_refuse_admission(sk_api_worker_t *w, sk_http_exchange_t *x, const char *tok, size_t tl);
 /** Counts a refused token of `kind` for a negative sk_token_* or sk_pow_* code. */
 void sk_api_count_token(sk_api_worker_t *w, sk_api_token_kind_t kind, int rc);
 /** True when an admin token is configured and the request carries it (answers nothing). */
@@ -252,6 +262,8 @@ void sk_api_sale_stock(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_sale_log(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* events.c */
+void sk_api_queue_join(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* queue.c */
+void sk_api_queue_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
 void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* metrics.c */
 void sk_api_config(sk_http_exchange_t *x, const sk_str_t *params, void *arg); /* config.c */
 void sk_api_metrics(sk_http_exchange_t *x, const sk_str_t *params, void *arg);
@@ -280,6 +292,22 @@ void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now);
  *  max_quantity, payment_window_ms: create and PATCH) into a PATCH control, each checked
  *  alone (the writer checks them together). Returns 0 or -EINVAL with *e. */
 int sk_api_sale_settings(json_t *root, bool as_real, sk_control_t *c, sk_api_field_error_t *e);
+
+/** Reads one query parameter (raw, not decoded). */
+bool sk_api_query_param(const sk_http_request_t *req, const char *name, const char **v, size_t *vl);
+
+/* ---- queue.c ---- */
+
+/** Appends the queue's answer for one place as a JSON object: sale_id, user_id,
+ *  position (null before a random draw), ahead, eta_ms (null when nobody is admitted:
+ *  sold out, paused, ended), state, admission (a fresh token while the admission is
+ *  good, else null) and admission_expires_at, queue_length, admitted, admit_per_second.
+ *  `head` is the queue's head as published (sk_sale_t.q_head) or newer. */
+void sk_api_queue_place_json(sk_api_worker_t *w, sk_buf_t *b, const sk_sale_t *s, const char *user, size_t ul,
+                             const sk_queue_place_t *pl, uint64_t head, int64_t now);
+/** Per-worker queue subscribers: the tick (called from the event tick) and the end. */
+void sk_api_queue_tick(sk_api_worker_t *w, int64_t now);
+void sk_api_queue_events_free(sk_api_worker_t *w);
 
 /* ---- events.c ---- */
 

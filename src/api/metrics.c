@@ -116,6 +116,40 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                           (unsigned long long)v);
         }
     }
+    /* The waiting rooms (queued sales only), as their writer last made them durable. */
+    sk_buf_puts(b, "# HELP seckill_queue_length People waiting in a sale's queue (not admitted yet).\n"
+                   "# TYPE seckill_queue_length gauge\n"
+                   "# HELP seckill_queue_admitted_total Admissions a sale's queue issued.\n"
+                   "# TYPE seckill_queue_admitted_total counter\n"
+                   "# HELP seckill_queue_joins_total Places a sale's queue handed out (re-joins included).\n"
+                   "# TYPE seckill_queue_joins_total counter\n"
+                   "# HELP seckill_queue_admit_per_second A sale's admission rate as set.\n"
+                   "# TYPE seckill_queue_admit_per_second gauge\n"
+                   "# HELP seckill_queue_wait_seconds Estimated wait at the back of a sale's queue.\n"
+                   "# TYPE seckill_queue_wait_seconds gauge\n");
+    for (size_t si = 0; si < ns; si++) {
+        sk_sale_t *s = sk_engine_sale_at(e, si);
+        const sk_sale_params_t *p = sk_sale_params(s);
+        if (p->queue == SK_QUEUE_OFF)
+            continue;
+        uint64_t len = atomic_load_explicit(&s->q_len, memory_order_relaxed);
+        uint64_t head = atomic_load_explicit(&s->q_head, memory_order_acquire);
+        uint64_t waiting = len > head ? len - head : 0;
+        int rate = p->admit_per_second > 0 ? p->admit_per_second : 1;
+        sk_buf_printf(b,
+                      "seckill_queue_length{sale=\"%s\"} %llu\nseckill_queue_admitted_total{sale=\"%s\"} %llu\n"
+                      "seckill_queue_joins_total{sale=\"%s\"} %llu\nseckill_queue_admit_per_second{sale=\"%s\"} %d\n"
+                      "seckill_queue_wait_seconds{sale=\"%s\"} %.3f\n",
+                      s->id, (unsigned long long)waiting, s->id, (unsigned long long)head, s->id,
+                      (unsigned long long)len, s->id, rate, s->id, (double)waiting / rate);
+    }
+    size_t qsubs = 0;
+    for (size_t i = 0; i < nw; i++)
+        qsubs += atomic_load_explicit(&api->workers[i]->qsubs_total, memory_order_relaxed);
+    sk_buf_printf(b,
+                  "# HELP seckill_queue_subscribers Open queue event streams (live places).\n"
+                  "# TYPE seckill_queue_subscribers gauge\nseckill_queue_subscribers %zu\n",
+                  qsubs);
     /* Each sale's counts in units, from one snapshot: remaining + held + sold == stock. */
     sk_buf_puts(b, "# HELP seckill_sale_units Units of a sale: sold (confirmed), held (reserved) and remaining.\n"
                    "# TYPE seckill_sale_units gauge\n");

@@ -182,26 +182,6 @@ static void list_done(sk_op_t *op)
     sk_op_free(op);
 }
 
-/* Reads one query parameter (raw, not decoded). */
-static bool query_param(const sk_http_request_t *req, const char *name, const char **v, size_t *vl)
-{
-    if (!req->query) /* no '?': and NULL + 0 is undefined */
-        return false;
-    size_t nl = strlen(name);
-    const char *p = req->query, *end = req->query + req->query_len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *e = amp ? amp : end;
-        if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
-            *v = p + nl + 1;
-            *vl = (size_t)(e - p) - nl - 1;
-            return true;
-        }
-        p = e + 1;
-    }
-    return false;
-}
-
 void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
@@ -214,11 +194,11 @@ void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     size_t vl;
     uint64_t after = 0;
     int64_t limit = 1000;
-    if (query_param(x->req, "after", &v, &vl) && vl > 0 && sk_order_id_parse(s, v, vl, &after) < 0) {
+    if (sk_api_query_param(x->req, "after", &v, &vl) && vl > 0 && sk_order_id_parse(s, v, vl, &after) < 0) {
         sk_api_bad_field(x, "after", "bad_format", "after must be an order id of this sale");
         return;
     }
-    if (query_param(x->req, "limit", &v, &vl) && sk_parse_i64(v, vl, 1, LIST_LIMIT_MAX, &limit) < 0) {
+    if (sk_api_query_param(x->req, "limit", &v, &vl) && sk_parse_i64(v, vl, 1, LIST_LIMIT_MAX, &limit) < 0) {
         sk_api_bad_field(x, "limit", "out_of_range", "limit must be an integer from 1 to 10000");
         return;
     }

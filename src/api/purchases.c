@@ -12,7 +12,7 @@
 #include "api/body.h"
 #include "api/internal.h"
 
-static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429, 201, 409, 400};
+static const int buy_status[SK_BUY__COUNT] = {201, 200, 409, 409, 425, 410, 503, 429, 201, 409, 400, 403};
 
 static void put_order_id(sk_buf_t *b, const sk_sale_t *s, uint64_t seq)
 {
@@ -91,6 +91,10 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
                       "(%d); %u is above it\",\"field\":\"quantity\",\"code\":\"out_of_range\"}\n",
                       s ? sk_sale_params(s)->max_quantity : 1, quantity);
         return;
+    case SK_BUY_NOT_ADMITTED:
+        sk_buf_puts(b, "{\"error\":\"not_admitted\",\"message\":\"this sale admits buyers through its waiting room: "
+                       "join the queue and buy with the admission it gives\"}\n");
+        return;
     case SK_BUY_RATE_LIMITED:
         sk_buf_puts(b, "{\"error\":\"rate_limited\",\"message\":\"too many purchases in flight; nothing was "
                        "confirmed, retry with the same request_id\"}\n");
@@ -153,12 +157,12 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         respond_now(w, x, s, r, sk_sale_remaining(s), SK_MAX(sk_sale_params(s)->starts_at - now, 0), 1);
         return;
     }
-    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
-    size_t ul, rl;
+    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1], adm[SK_API_ADMISSION_MAX + 1];
+    size_t ul, rl, al;
     uint32_t q;
     sk_api_field_error_t fe;
     if (sk_api_parse_purchase(x->body, x->body_len, sk_api_is_form(x->req, x->body, x->body_len), user, &ul, req, &rl,
-                              &q, &fe) < 0) {
+                              &q, adm, &al, &fe) < 0) {
         free(stub); /* a bare stub: no params, no holders */
         sk_api_field_refused(x, &fe);
         return;
@@ -174,6 +178,20 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
         return;
     }
+    /* A queued sale: only with an admission of this buyer (one HMAC, on this thread).
+     * A buyer who may hold an order goes on without one, marked, so that a replay of
+     * its request still hears its first answer (I5); the writer refuses the rest. */
+    bool unadmitted = false;
+    if (s && sk_sale_params(s)->queue != SK_QUEUE_OFF) {
+        sk_userset_t *users = atomic_load_explicit(&s->users, memory_order_acquire);
+        if (!sk_api_admission_ok(w, x, s, user, ul, al ? adm : NULL, al)) {
+            if (rl == 0 || !users || !sk_userset_may_contain(users, hash)) {
+                sk_api_refuse_admission(w, x, al ? adm : NULL, al);
+                return;
+            }
+            unadmitted = true;
+        }
+    }
     sk_op_t *op = sk_engine_op_new(w->ew, SK_OP_BUY);
     op->sale = s;
     op->new_sale = stub;
@@ -184,6 +202,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     op->request_len = (uint8_t)rl;
     op->quantity = q;
     op->user_hash = hash;
+    op->unadmitted = unadmitted;
     op->ctx = sk_http_defer(x);
     op->owner = w;
     op->done = purchase_done;

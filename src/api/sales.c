@@ -39,6 +39,23 @@ void sk_api_sale_json(sk_buf_t *b, const sk_sale_t *s, int64_t now)
     sk_buf_put_i64(b, p->max_quantity);
     sk_buf_puts(b, ",\"payment_window_ms\":");
     sk_buf_put_i64(b, p->payment_window_ms);
+    sk_buf_puts(b, ",\"queue\":\"");
+    sk_buf_puts(b, sk_queue_mode_name(p->queue));
+    sk_buf_puts(b, "\"");
+    if (p->queue != SK_QUEUE_OFF) {
+        sk_buf_puts(b, ",\"queue_opens_at\":");
+        sk_buf_put_i64(b, p->queue_opens_at ? p->queue_opens_at : s->created_at);
+        sk_buf_puts(b, ",\"admit_per_second\":");
+        sk_buf_put_i64(b, p->admit_per_second);
+        sk_buf_puts(b, ",\"admission_ttl_ms\":");
+        sk_buf_put_i64(b, p->admission_ttl_ms);
+        sk_buf_puts(b, ",\"pow_bits\":");
+        sk_buf_put_i64(b, p->pow_bits);
+        sk_buf_puts(b, ",\"queue_length\":");
+        sk_buf_put_i64(b, (int64_t)atomic_load_explicit(&((sk_sale_t *)s)->q_len, memory_order_relaxed));
+        sk_buf_puts(b, ",\"admitted\":");
+        sk_buf_put_i64(b, (int64_t)atomic_load_explicit(&((sk_sale_t *)s)->q_head, memory_order_relaxed));
+    }
     sk_buf_puts(b, ",\"server_time\":");
     sk_buf_put_i64(b, now);
     sk_buf_putc(b, '}');
@@ -245,6 +262,40 @@ int sk_api_sale_settings(json_t *root, bool as_real, sk_control_t *c, sk_api_fie
             return -EINVAL;
         c->set |= SK_PATCH_PAYMENT_WINDOW;
     }
+    if ((v = json_object_get(root, "queue"))) {
+        int m;
+        if (!json_is_string(v))
+            return sk_api_field_error(e, "queue", "not_string", "queue must be \"off\", \"fifo\" or \"random\"");
+        if (sk_queue_mode_parse(json_string_value(v), json_string_length(v), &m) < 0)
+            return sk_api_field_error(e, "queue", "bad_format",
+                                      "queue must be \"off\", \"fifo\" or \"random\"; \"%.40s\" is none of them",
+                                      json_string_value(v));
+        c->queue = m;
+        c->set |= SK_PATCH_QUEUE;
+    }
+    if ((v = json_object_get(root, "queue_opens_at"))) {
+        if (sk_api_json_time(v, "queue_opens_at", as_real, &c->queue_opens_at, e) < 0)
+            return -EINVAL;
+        c->set |= SK_PATCH_QUEUE_OPENS_AT;
+    }
+    if ((v = json_object_get(root, "admit_per_second"))) {
+        if (sk_api_json_int(v, "admit_per_second", 1, SK_ADMIT_RATE_MAX, as_real, &n, e) < 0)
+            return -EINVAL;
+        c->admit_per_second = (int32_t)n;
+        c->set |= SK_PATCH_ADMIT_RATE;
+    }
+    if ((v = json_object_get(root, "admission_ttl_ms"))) {
+        if (sk_api_json_int(v, "admission_ttl_ms", SK_ADMISSION_TTL_MIN, SK_ADMISSION_TTL_MAX, as_real,
+                            &c->admission_ttl_ms, e) < 0)
+            return -EINVAL;
+        c->set |= SK_PATCH_ADMISSION_TTL;
+    }
+    if ((v = json_object_get(root, "pow_bits"))) {
+        if (sk_api_json_int(v, "pow_bits", 0, SK_SALE_POW_BITS_MAX, as_real, &n, e) < 0)
+            return -EINVAL;
+        c->pow_bits = (int32_t)n;
+        c->set |= SK_PATCH_POW_BITS;
+    }
     return 0;
 }
 
@@ -257,14 +308,26 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     sk_api_field_error_t fe;
     bool as_real;
     json_t *root = sk_api_load_object(x->body, x->body_len, &as_real, &fe);
-    static const char *const known[] = {"id",      "name",           "stock",        "starts_at",
-                                        "ends_at", "per_user_limit", "max_quantity", "payment_window_ms"};
+    static const char *const known[] = {"id",
+                                        "name",
+                                        "stock",
+                                        "starts_at",
+                                        "ends_at",
+                                        "per_user_limit",
+                                        "max_quantity",
+                                        "payment_window_ms",
+                                        "queue",
+                                        "queue_opens_at",
+                                        "admit_per_second",
+                                        "admission_ttl_ms",
+                                        "pow_bits"};
     int64_t now = sk_now_ms(), stock = 0;
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
-                                        "id, name, stock, starts_at, ends_at, per_user_limit, max_quantity and "
-                                        "payment_window_ms",
+                                        "id, name, stock, starts_at, ends_at, per_user_limit, max_quantity, "
+                                        "payment_window_ms, queue, queue_opens_at, admit_per_second, admission_ttl_ms "
+                                        "and pow_bits",
                                         &fe)
                   : -EINVAL;
     if (rc == 0)
@@ -273,12 +336,25 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         rc = sk_api_json_int(json_object_get(root, "stock"), "stock", 1, SK_STOCK_MAX, as_real, &stock, &fe);
     if (rc == 0)
         rc = sk_api_sale_settings(root, as_real, &c, &fe);
-    sk_sale_params_t p = {.name = (c.set & SK_PATCH_NAME) ? c.name : json_string_value(jid),
-                          .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : now,
-                          .per_user_limit = (c.set & SK_PATCH_PER_USER_LIMIT) ? c.per_user_limit : 1,
-                          .max_quantity = (c.set & SK_PATCH_MAX_QUANTITY) ? c.max_quantity : 1,
-                          .payment_window_ms = (c.set & SK_PATCH_PAYMENT_WINDOW) ? c.payment_window_ms : 0};
+    sk_sale_params_t p = {
+        .name = (c.set & SK_PATCH_NAME) ? c.name : json_string_value(jid),
+        .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : now,
+        .per_user_limit = (c.set & SK_PATCH_PER_USER_LIMIT) ? c.per_user_limit : 1,
+        .max_quantity = (c.set & SK_PATCH_MAX_QUANTITY) ? c.max_quantity : 1,
+        .payment_window_ms = (c.set & SK_PATCH_PAYMENT_WINDOW) ? c.payment_window_ms : 0,
+        .queue = (uint8_t)((c.set & SK_PATCH_QUEUE) ? c.queue : SK_QUEUE_OFF),
+        .queue_opens_at = (c.set & SK_PATCH_QUEUE_OPENS_AT) ? c.queue_opens_at : 0,
+        .admit_per_second = (c.set & SK_PATCH_ADMIT_RATE) ? c.admit_per_second : SK_ADMIT_RATE_DEFAULT,
+        .admission_ttl_ms = (c.set & SK_PATCH_ADMISSION_TTL) ? c.admission_ttl_ms : SK_ADMISSION_TTL_DEFAULT,
+        .pow_bits = (uint8_t)((c.set & SK_PATCH_POW_BITS) ? c.pow_bits : 0)};
     p.ends_at = (c.set & SK_PATCH_ENDS_AT) ? c.ends_at : p.starts_at + 3600 * 1000;
+    if (rc == 0 && p.queue_opens_at > p.starts_at)
+        rc = sk_api_field_error(&fe, "queue_opens_at", "out_of_range",
+                                "queue_opens_at must be at or before starts_at (%lld); it is %lld",
+                                (long long)p.starts_at, (long long)p.queue_opens_at);
+    if (rc == 0 && p.queue != SK_QUEUE_OFF && !sk_engine_queues(w->api->cfg.engine))
+        rc = sk_api_field_error(&fe, "queue", "not_supported",
+                                "this store does not keep waiting rooms yet: create the sale with queue \"off\"");
     if (rc == 0 && p.max_quantity > p.per_user_limit)
         rc = sk_api_field_error(&fe, "max_quantity", "above_limit",
                                 "max_quantity must be at most per_user_limit (%d), the units one buyer may hold; %d is "

@@ -16,7 +16,16 @@
  * walks it, passing orders that are no longer reserved. A min-heap of sales keyed by
  * the pay_by at their cursor (a key that may lag behind: it is never later than the
  * true next deadline) finds the next deadline in O(log sales), and the thread sleeps
- * until then (poll on its eventfd with that timeout) unless work arrives first. */
+ * until then (poll on its eventfd with that timeout) unless work arrives first.
+ *
+ * Waiting rooms: the ledger is also the one writer of every queued sale's queue
+ * (engine/queue.h). Each batch first advances every queue at the batch's clock (the
+ * start's shuffle, admissions while the sale can sell: after the expiries, so returned
+ * units reopen admission at once), then decides the queue ops (joins, places) in order
+ * with the purchases. The queue's changes are journaled after the batch's orders in a
+ * transaction of their own, and the answers leave only after it; a failure of that
+ * write stops the waiting rooms (503) until a restart, which rebuilds them from what the
+ * journal holds. The thread also wakes when the next admission is due. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,7 +96,17 @@ typedef struct {
     /* Orders of the batch being committed that entered each state: added to the sale's
      * metrics once the batch is known to be stored, dropped when it is put back. */
     uint32_t entered[SK_ORDER__COUNT];
+    sk_queue_t *queue; /* the waiting room, made when the sale first has one */
+    bool queue_touched; /* changed by this batch: publish after its write */
 } lsale_t;
+
+/* A waiting-room change of the batch, its user id copied into ledger_t.qusers (the
+ * queue's own copy may move while the batch goes on). */
+typedef struct {
+    uint32_t sale;
+    sk_queue_rec_t rec;
+    size_t user_off;
+} jqueue_t;
 
 typedef struct {
     int64_t key; /* the pay_by at the sale's cursor, or earlier */
@@ -125,6 +145,15 @@ typedef struct {
 
     hnode_t *heap; /* [SK_MAX_SALES] */
     size_t n_heap;
+
+    uint32_t *qsales; /* indices of the sales with a queue, [SK_MAX_SALES] */
+    size_t n_qsales;
+    jqueue_t *jqueue; /* the batch's queue changes */
+    size_t n_jqueue, cap_jqueue;
+    sk_buf_t qusers;
+    sk_journal_queue_t *jqrows;
+    size_t cap_jqrows;
+    bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
 
     int64_t (*clock)(void *arg); /* test seam: the ledger's clock (NULL: sk_now_ms) */
@@ -351,14 +380,171 @@ static void expire_due(ledger_t *l, int64_t now)
 }
 
 /* The next deadline as a poll timeout in ms from now (-1: none). */
+static int64_t queue_timeout(ledger_t *l, int64_t now);
+
 static int next_timeout(ledger_t *l, int64_t now)
 {
+    int64_t q = queue_timeout(l, now);
     if (l->n_heap == 0)
-        return -1;
+        return q < 0 ? -1 : (int)SK_MIN(q, (int64_t)3600 * 1000);
     int64_t due = l->heap[0].key + 1; /* a reservation expires once now > pay_by */
     if (due <= now)
         return 0;
-    return (int)SK_MIN(due - now, (int64_t)3600 * 1000);
+    int64_t t = SK_MIN(due - now, (int64_t)3600 * 1000);
+    return (int)(q >= 0 && q < t ? q : t);
+}
+
+/* ---- waiting rooms ------------------------------------------------------------------------- */
+
+static sk_queue_rules_t queue_rules(const lsale_t *ls)
+{
+    return (sk_queue_rules_t){.mode = ls->p.queue,
+                              .starts_at = ls->p.starts_at,
+                              .rate = ls->p.admit_per_second,
+                              .ttl_ms = ls->p.admission_ttl_ms};
+}
+
+/* The sale can sell now: nobody is admitted into a sale that would refuse them. */
+static bool admitting(const lsale_t *ls, int64_t now)
+{
+    return !ls->closed && !ls->p.closed && !ls->p.paused && now >= ls->p.starts_at && now < ls->p.ends_at &&
+           sk_counts_remaining(&ls->counts) > 0;
+}
+
+static sk_queue_t *queue_of(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    if (!ls->queue) {
+        uint64_t seed;
+        /* Unpredictable: nobody may know the shuffle before the start. */
+        if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+            seed = sk_mono_ns() ^ (uint64_t)sk_now_ms() << 17;
+        ls->queue = sk_queue_new(seed);
+        l->qsales[l->n_qsales++] = s->index;
+    }
+    return ls->queue;
+}
+
+typedef struct {
+    ledger_t *l;
+    sk_sale_t *s;
+} qemit_t;
+
+static void queue_emit(void *arg, const sk_queue_rec_t *r)
+{
+    qemit_t *q = arg;
+    ledger_t *l = q->l;
+    if (l->n_jqueue == l->cap_jqueue) {
+        l->cap_jqueue = l->cap_jqueue ? l->cap_jqueue * 2 : 256;
+        l->jqueue = sk_xrealloc(l->jqueue, l->cap_jqueue * sizeof(*l->jqueue));
+    }
+    jqueue_t *j = &l->jqueue[l->n_jqueue++];
+    j->sale = q->s->index;
+    j->rec = *r;
+    j->user_off = l->qusers.len;
+    if (r->user)
+        sk_buf_append(&l->qusers, r->user, r->user_len);
+    lsale(l, q->s)->queue_touched = true;
+    if (r->kind == SK_QREC_JOIN)
+        sk_engine_record_queue(l->e, 1, 0);
+    else if (r->kind == SK_QREC_ADMIT)
+        sk_engine_record_queue(l->e, 0, 1);
+}
+
+/* Every queue at the batch's clock: the start, then admissions. */
+static void queue_tick(ledger_t *l, int64_t now)
+{
+    if (l->queue_broken)
+        return;
+    for (size_t i = 0; i < l->n_qsales; i++) {
+        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        lsale_t *ls = lsale(l, s);
+        if (ls->p.queue == SK_QUEUE_OFF || ls->uncertain)
+            continue;
+        sk_queue_rules_t r = queue_rules(ls);
+        qemit_t q = {l, s};
+        sk_queue_advance(ls->queue, &r, now, admitting(ls, now), queue_emit, &q);
+    }
+}
+
+/* Milliseconds until some queue's next admission (-1: none). Admissions are made in
+ * steps of at least QUEUE_STEP_MS, so a fast rate does not wake the thread every ms. */
+#define QUEUE_STEP_MS 5
+static int64_t queue_timeout(ledger_t *l, int64_t now)
+{
+    int64_t best = -1;
+    if (l->queue_broken)
+        return -1;
+    for (size_t i = 0; i < l->n_qsales; i++) {
+        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        lsale_t *ls = lsale(l, s);
+        if (ls->p.queue == SK_QUEUE_OFF || ls->uncertain)
+            continue;
+        sk_queue_rules_t r = queue_rules(ls);
+        bool adm = admitting(ls, now) || now < ls->p.starts_at;
+        int64_t due = sk_queue_next_due(ls->queue, &r, now, adm);
+        if (due > 0 && due < QUEUE_STEP_MS)
+            due = QUEUE_STEP_MS;
+        if (due >= 0 && (best < 0 || due < best))
+            best = due;
+    }
+    return best;
+}
+
+static void decide_queue(ledger_t *l, sk_op_t *op, int64_t now)
+{
+    sk_sale_t *s = op->sale;
+    lsale_t *ls = lsale(l, s);
+    if (ls->p.queue == SK_QUEUE_OFF) {
+        op->status = -EINVAL;
+        return;
+    }
+    if (l->queue_broken || ls->uncertain) {
+        op->status = -EIO;
+        return;
+    }
+    sk_queue_rules_t r = queue_rules(ls);
+    sk_queue_t *q = queue_of(l, s);
+    qemit_t e = {l, s};
+    /* A queue made by this op (the mode set by a PATCH) starts and admits like any. */
+    sk_queue_advance(q, &r, now, admitting(ls, now), queue_emit, &e);
+    op->status = sk_queue_ask(q, &r, op->user_id, op->user_len, now, op->join, &op->place, queue_emit, &e);
+    op->now_ms = now;
+}
+
+/* Writes the batch's queue changes; then the queues' new lengths and heads are
+ * published. On failure every queue op of the batch answers 503. */
+static void queue_commit(ledger_t *l, sk_op_t **ops, size_t n)
+{
+    if (l->n_jqueue) {
+        if (l->cap_jqrows < l->n_jqueue) {
+            l->cap_jqrows = l->n_jqueue * 2;
+            l->jqrows = sk_xrealloc(l->jqrows, l->cap_jqrows * sizeof(*l->jqrows));
+        }
+        for (size_t i = 0; i < l->n_jqueue; i++) {
+            jqueue_t *j = &l->jqueue[i];
+            l->jqrows[i].sale_id = sk_engine_sale_at(l->e, j->sale)->id;
+            l->jqrows[i].rec = j->rec;
+            if (j->rec.user)
+                l->jqrows[i].rec.user = l->qusers.data + j->user_off;
+        }
+        if (sk_journal_put_queue(l->journal, l->jqrows, l->n_jqueue) < 0) {
+            sk_error("journal: the waiting rooms could not be stored; they answer 503 until a restart");
+            l->queue_broken = true;
+            for (size_t i = 0; i < n; i++)
+                if (ops[i]->kind == SK_OP_QUEUE)
+                    ops[i]->status = -EIO;
+        }
+    }
+    for (size_t i = 0; i < l->n_qsales; i++) {
+        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        lsale_t *ls = lsale(l, s);
+        if (ls->queue_touched && !l->queue_broken)
+            sk_engine_publish_queue(s, sk_queue_len(ls->queue), sk_queue_head(ls->queue));
+        ls->queue_touched = false;
+    }
+    l->n_jqueue = 0;
+    l->qusers.len = 0;
 }
 
 /* ---- decisions ----------------------------------------------------------------------------- */
@@ -402,6 +588,10 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
             op->result = SK_BUY_DUPLICATE;
             return;
         }
+    }
+    if (op->unadmitted) {
+        op->result = SK_BUY_NOT_ADMITTED;
+        return;
     }
     int64_t units = present ? h->slots[slot].units : 0;
     sk_buy_result_t r = sk_buy_rules(p, op->now_ms, q, units, op->remaining);
@@ -623,9 +813,20 @@ static void create_sale(ledger_t *l, sk_op_t *op)
     const sk_sale_params_t *p = sk_sale_params(s);
     sk_sale_counts_t c;
     sk_sale_counts(s, &c);
-    sk_journal_sale_t js = {s->id,         p->name,         c.stock,
-                            p->starts_at,  p->ends_at,      p->per_user_limit,
-                            s->created_at, p->max_quantity, p->payment_window_ms};
+    sk_journal_sale_t js = {s->id,
+                            p->name,
+                            c.stock,
+                            p->starts_at,
+                            p->ends_at,
+                            p->per_user_limit,
+                            s->created_at,
+                            p->max_quantity,
+                            p->payment_window_ms,
+                            p->queue,
+                            p->queue_opens_at,
+                            p->admit_per_second,
+                            p->admission_ttl_ms,
+                            p->pow_bits};
     int rc = sk_journal_put_sale(l->journal, &js);
     if (rc < 0) {
         op->status = rc;
@@ -781,6 +982,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     if (l->n_uncertain)
         settle_uncertain(l);
     expire_due(l, now);
+    queue_tick(l, now);
     size_t n_buys = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
@@ -798,6 +1000,8 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             n_buys++;
         } else if (op->kind == SK_OP_CONTROL) {
             decide_control(l, op, now);
+        } else if (op->kind == SK_OP_QUEUE) {
+            decide_queue(l, op, now);
         } else if (is_decision(op)) {
             decide_transition(l, op, now);
         }
@@ -831,6 +1035,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     } else if (n_buys + l->n_transitions) {
         sk_engine_record_batch(e, n_buys + l->n_transitions, 0, true);
     }
+    queue_commit(l, ops, n);
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         switch (op->kind) {
@@ -859,6 +1064,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         case SK_OP_CANCEL:
         case SK_OP_REFUND:
         case SK_OP_CONTROL:
+        case SK_OP_QUEUE:
             break;
         }
         sk_engine_complete(e, op);
@@ -909,14 +1115,23 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     if (!sk_valid_sale_id(js->id, len) || sk_engine_find_sale(e, js->id, len) ||
         sk_engine_sale_count(e) >= SK_MAX_SALES || js->stock < 0 || js->max_quantity < 1 ||
         js->max_quantity > SK_LIMIT_MAX || js->payment_window_ms < 0 || js->per_user_limit < 1 ||
-        js->per_user_limit > SK_LIMIT_MAX)
+        js->per_user_limit > SK_LIMIT_MAX || js->queue < SK_QUEUE_OFF || js->queue > SK_QUEUE_RANDOM ||
+        (js->queue != SK_QUEUE_OFF &&
+         (js->admit_per_second < 1 || js->admit_per_second > SK_ADMIT_RATE_MAX ||
+          js->admission_ttl_ms < SK_ADMISSION_TTL_MIN || js->admission_ttl_ms > SK_ADMISSION_TTL_MAX ||
+          js->pow_bits < 0 || js->pow_bits > SK_SALE_POW_BITS_MAX)))
         return -EINVAL;
     sk_sale_params_t p = {.name = js->name,
                           .starts_at = js->starts_at,
                           .ends_at = js->ends_at,
                           .per_user_limit = (int32_t)js->per_user_limit,
                           .max_quantity = (int32_t)js->max_quantity,
-                          .payment_window_ms = js->payment_window_ms};
+                          .payment_window_ms = js->payment_window_ms,
+                          .queue = (uint8_t)js->queue,
+                          .queue_opens_at = js->queue_opens_at,
+                          .admit_per_second = (int32_t)js->admit_per_second,
+                          .admission_ttl_ms = js->admission_ttl_ms,
+                          .pow_bits = (uint8_t)js->pow_bits};
     sk_sale_t *s = sk_sale_new(js->id, len, &p, js->stock, js->created_at);
     sk_engine_register_sale(e, s);
     new_sale_state(l, s);
@@ -1013,6 +1228,15 @@ static int load_control(void *arg, const sk_journal_control_t *jc)
     return 0;
 }
 
+static int load_queue(void *arg, const sk_journal_queue_t *jq)
+{
+    ledger_t *l = arg;
+    sk_sale_t *s = sk_engine_find_sale(l->e, jq->sale_id, strlen(jq->sale_id));
+    if (!s)
+        return -EINVAL;
+    return sk_queue_replay(queue_of(l, s), &jq->rec);
+}
+
 static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size)
 {
     ledger_t *l = (ledger_t *)b;
@@ -1042,6 +1266,12 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
                  rc == -EINVAL ? "an order, transition, control or sale does not fit the ledger" : "read error");
         return rc;
     }
+    rc = sk_journal_load_queue(l->journal, load_queue, l);
+    if (rc < 0) {
+        snprintf(err, err_size, "the waiting rooms in %s are inconsistent or unreadable (%s)", l->data_dir,
+                 rc == -EINVAL ? "a queue change does not fit its queue" : "read error");
+        return rc;
+    }
     /* Deadlines are rebuilt from the orders; those that passed while the process was
      * down expire in the ledger's first batch, before anything else is decided. */
     int64_t now = ledger_now(l);
@@ -1053,6 +1283,8 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
         heap_fix(l, s);
         if (ls->p.closed)
             ls->closed = true;
+        if (ls->queue)
+            sk_engine_publish_queue(s, sk_queue_len(ls->queue), sk_queue_head(ls->queue));
         publish(l, s);
         close_if_ended(l, s, now);
     }
@@ -1120,7 +1352,12 @@ static void ledger_free(sk_backend_t *b)
         sk_holders_free(l->sales[i].holders);
         free(l->sales[i].unc_undo);
         free(l->sales[i].trail);
+        sk_queue_free(l->sales[i].queue);
     }
+    free(l->qsales);
+    free(l->jqueue);
+    free(l->jqrows);
+    sk_buf_free(&l->qusers);
     free(l->sales);
     free(l->uncertain);
     free(l->batch);
@@ -1151,6 +1388,7 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     ledger_t *l = sk_xcalloc(1, sizeof(*l));
     l->base = (sk_backend_t){.name = "embedded",
                              .lifecycle = true,
+                             .queue = true,
                              .load = ledger_load,
                              .add_sale = ledger_add_sale,
                              .start = ledger_start,
@@ -1167,5 +1405,6 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     l->uncertain = sk_xmalloc(SK_MAX_SALES * sizeof(*l->uncertain));
     l->touched = sk_xmalloc(SK_MAX_SALES * sizeof(*l->touched));
     l->heap = sk_xmalloc(SK_MAX_SALES * sizeof(*l->heap));
+    l->qsales = sk_xmalloc(SK_MAX_SALES * sizeof(*l->qsales));
     return &l->base;
 }

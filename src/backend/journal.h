@@ -2,12 +2,18 @@
  * order transitions. All calls come from the ledger thread only. A call that returns 0
  * has made its data durable (WAL, synchronous=FULL: the commit's fsync has returned).
  *
- * Schema version 2 (PRAGMA user_version; a version 1 file is migrated in place when it
- * is opened). Every row of the three logs carries an lsn: one counter for the whole
+ * Schema version 3 (PRAGMA user_version; a version 1 or 2 file is migrated in place
+ * when it is opened). Every row of the three logs carries an lsn: one counter for the whole
  * journal, in decision order, so a replay that merges them by lsn meets every change in
  * the order the ledger made it. Also read directly by `seckill-bench --audit-sqlite`.
  *   sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,
- *         max_quantity, payment_window_ms, lsn)
+ *         max_quantity, payment_window_ms, lsn, queue, queue_opens_at, admit_per_second,
+ *         admission_ttl_ms, pow_bits) -- queue is 'off', 'fifo' or 'random'
+ *   queue_log(lsn, sale_id, kind, at, user_id, arg, n) -- the waiting rooms, one row per
+ *       change in the writer's order (engine/queue.h): join (user_id), start (arg: the
+ *       shuffle's seed, n: the places shuffled, 0 for fifo), admit (user_id, arg: its
+ *       position). Written in a transaction of its own after the batch's orders; a
+ *       replay of a sale's rows into an empty queue rebuilds it
  *   order_batches(lsn, sale_id, first_seq, n, created_at, pay_by, orders) -- one row per
  *       sale per batch: `orders` is a JSON array of [user_id, request_id] (with a third
  *       element, the quantity, when it is above 1) for seqs first_seq...; pay_by is NULL
@@ -45,8 +51,9 @@
 
 #include "engine/control.h"
 #include "engine/order.h"
+#include "engine/queue.h"
 
-#define SK_JOURNAL_VERSION 2
+#define SK_JOURNAL_VERSION 3
 
 typedef struct sk_journal sk_journal_t;
 
@@ -56,7 +63,15 @@ typedef struct {
     int64_t stock, starts_at, ends_at, per_user_limit, created_at;
     int64_t max_quantity; /* 1 in a version 1 file */
     int64_t payment_window_ms; /* 0 in a version 1 file */
+    int queue; /* sk_queue_mode_t; -1: not a mode this version knows */
+    int64_t queue_opens_at, admit_per_second, admission_ttl_ms, pow_bits;
 } sk_journal_sale_t;
+
+/** One change of a sale's waiting room. */
+typedef struct {
+    const char *sale_id;
+    sk_queue_rec_t rec;
+} sk_journal_queue_t;
 
 typedef struct {
     const char *sale_id;
@@ -113,6 +128,13 @@ int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size
                          size_t n_controls, uint64_t *first, uint64_t *last);
 /** sk_journal_put_batch with orders only. */
 int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, size_t n);
+
+/** Stores waiting-room changes, in order, in one transaction. Returns 0 or -EIO (nothing
+ *  stored for certain). */
+int sk_journal_put_queue(sk_journal_t *j, const sk_journal_queue_t *recs, size_t n);
+/** Replays every waiting-room change in lsn order. Strings valid during the callback;
+ *  a callback's non-zero return stops and is returned. Returns 0, -EIO or -EINVAL. */
+int sk_journal_load_queue(sk_journal_t *j, int (*on_rec)(void *arg, const sk_journal_queue_t *r), void *arg);
 
 /** Whether any row with an lsn in [first, last] is stored (one batch is one transaction:
  *  all of its rows or none). Returns 0 with *found set, or -EIO. */

@@ -29,6 +29,7 @@ struct sk_journal {
     sqlite3_stmt *put_event;
     sqlite3_stmt *put_control;
     sqlite3_stmt *put_sale;
+    sqlite3_stmt *put_queue;
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
@@ -149,6 +150,18 @@ static const char pragmas[] = "PRAGMA journal_mode=WAL;"
     "  actor TEXT, request_id TEXT, at INTEGER NOT NULL, params TEXT, before TEXT, after TEXT,"                        \
     "  UNIQUE (sale_id, seq_in_sale));"
 
+/* Version 3: the waiting room (each sale's queue settings, and the queue's log). */
+#define MIGRATE_V2                                                                                                     \
+    "ALTER TABLE sales ADD COLUMN queue TEXT NOT NULL DEFAULT 'off';"                                                  \
+    "ALTER TABLE sales ADD COLUMN queue_opens_at INTEGER NOT NULL DEFAULT 0;"                                          \
+    "ALTER TABLE sales ADD COLUMN admit_per_second INTEGER NOT NULL DEFAULT 100;"                                      \
+    "ALTER TABLE sales ADD COLUMN admission_ttl_ms INTEGER NOT NULL DEFAULT 120000;"                                   \
+    "ALTER TABLE sales ADD COLUMN pow_bits INTEGER NOT NULL DEFAULT 0;"                                                \
+    "CREATE TABLE IF NOT EXISTS queue_log("                                                                            \
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, user_id TEXT,"         \
+    "  arg INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL DEFAULT 0);"                                                 \
+    "PRAGMA user_version = 3;"
+
 static const char schema_v2[] =
     "CREATE TABLE sales("
     "  id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
@@ -158,7 +171,9 @@ static const char schema_v2[] =
     "CREATE TABLE order_batches("
     "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));" TABLES_V2
-        ORDERS_VIEW "PRAGMA user_version = 2;";
+        ORDERS_VIEW "PRAGMA user_version = 2;" MIGRATE_V2;
+
+static const char migrate_v2[] = MIGRATE_V2;
 
 /* Version 1 had no lsn (its order_batches' rowid `id` was the commit order, which
  * becomes the lsn), no transitions, no quantities and no payment windows. */
@@ -175,7 +190,7 @@ static const char migrate_v1[] =
     "  SELECT id, sale_id, first_seq, n, created_at, NULL, orders FROM order_batches"
     "  ORDER BY id;"
     "DROP TABLE order_batches;"
-    "ALTER TABLE order_batches_v2 RENAME TO order_batches;" TABLES_V2 ORDERS_VIEW "PRAGMA user_version = 2;";
+    "ALTER TABLE order_batches_v2 RENAME TO order_batches;" TABLES_V2 ORDERS_VIEW "PRAGMA user_version = 2;" MIGRATE_V2;
 
 static int one_int(sqlite3 *db, const char *sql, int64_t *out)
 {
@@ -189,7 +204,7 @@ static int one_int(sqlite3 *db, const char *sql, int64_t *out)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Brings the file to version 2: creates it, migrates a version 1 file in one
+/* Brings the file to version 3: creates it, migrates a version 1 or 2 file in one
  * transaction (all or nothing), or refuses a version it does not know. */
 static int upgrade(sqlite3 *db, char *err, size_t err_size)
 {
@@ -206,7 +221,7 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
                  (long long)version, SK_JOURNAL_VERSION);
         return SQLITE_ERROR;
     }
-    const char *sql = tables ? migrate_v1 : schema_v2;
+    const char *sql = !tables ? schema_v2 : version == 2 ? migrate_v2 : migrate_v1;
     char *msg = NULL;
     rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
     if (rc == SQLITE_OK)
@@ -214,7 +229,7 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (version 1 to 2)" : "creating",
+        snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (to version 3)" : "creating",
                  msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         if (!sqlite3_get_autocommit(db))
@@ -222,7 +237,8 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
         return SQLITE_ERROR;
     }
     if (tables)
-        sk_info("journal: migrated from version 1 to version 2 (order lifecycle)");
+        sk_info("journal: migrated from version %lld to version 3 (%s)", (long long)version,
+                version == 2 ? "waiting rooms" : "order lifecycle, waiting rooms");
     return SQLITE_OK;
 }
 
@@ -263,7 +279,7 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         rc = one_int(j->db,
                      "SELECT max(m) FROM (SELECT max(lsn) AS m FROM order_batches UNION ALL"
                      " SELECT max(lsn) FROM order_events UNION ALL SELECT max(lsn) FROM sale_events"
-                     " UNION ALL SELECT max(lsn) FROM sales)",
+                     " UNION ALL SELECT max(lsn) FROM sales UNION ALL SELECT max(lsn) FROM queue_log)",
                      &last);
     j->lsn = last > 0 ? (uint64_t)last : 0;
     if (rc == SQLITE_OK)
@@ -282,8 +298,14 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
     if (rc == SQLITE_OK)
         rc = prepare(j,
                      "INSERT INTO sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,"
-                     " max_quantity, payment_window_ms, lsn) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     " max_quantity, payment_window_ms, lsn, queue, queue_opens_at, admit_per_second,"
+                     " admission_ttl_ms, pow_bits) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+                     " ?14, ?15)",
                      &j->put_sale);
+    if (rc == SQLITE_OK)
+        rc = prepare(
+            j, "INSERT INTO queue_log(lsn, sale_id, kind, at, user_id, arg, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &j->put_queue);
     if (rc == SQLITE_OK)
         rc = prepare(j, "BEGIN IMMEDIATE", &j->begin);
     if (rc == SQLITE_OK)
@@ -334,6 +356,7 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_finalize(j->put_event);
     sqlite3_finalize(j->put_control);
     sqlite3_finalize(j->put_sale);
+    sqlite3_finalize(j->put_queue);
     sqlite3_finalize(j->begin);
     sqlite3_finalize(j->commit);
     sqlite3_finalize(j->rollback);
@@ -421,7 +444,8 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(j->db,
                                 "SELECT id, name, stock, starts_at, ends_at, per_user_limit, created_at,"
-                                " max_quantity, payment_window_ms FROM sales ORDER BY created_at, rowid",
+                                " max_quantity, payment_window_ms, queue, queue_opens_at, admit_per_second,"
+                                " admission_ttl_ms, pow_bits FROM sales ORDER BY created_at, rowid",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return -EIO;
@@ -435,6 +459,15 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
                                sqlite3_column_int64(st, 6),
                                sqlite3_column_int64(st, 7),
                                sqlite3_column_int64(st, 8)};
+        int mode = SK_QUEUE_OFF;
+        const char *q = text(st, 9);
+        if (sk_queue_mode_parse(q, strlen(q), &mode) < 0)
+            mode = -1; /* refused by the ledger */
+        s.queue = mode;
+        s.queue_opens_at = sqlite3_column_int64(st, 10);
+        s.admit_per_second = sqlite3_column_int64(st, 11);
+        s.admission_ttl_ms = sqlite3_column_int64(st, 12);
+        s.pow_bits = sqlite3_column_int64(st, 13);
         int r = on_sale(arg, &s);
         if (r) {
             sqlite3_finalize(st);
@@ -528,6 +561,11 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     sqlite3_bind_int64(st, 8, s->max_quantity > 0 ? s->max_quantity : 1);
     sqlite3_bind_int64(st, 9, s->payment_window_ms);
     sqlite3_bind_int64(st, 10, (sqlite3_int64)++j->lsn);
+    sqlite3_bind_text(st, 11, sk_queue_mode_name(s->queue), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, s->queue_opens_at);
+    sqlite3_bind_int64(st, 13, s->admit_per_second);
+    sqlite3_bind_int64(st, 14, s->admission_ttl_ms);
+    sqlite3_bind_int64(st, 15, s->pow_bits);
     int rc = step_reset(st);
     sqlite3_clear_bindings(st);
     if (rc == SQLITE_CONSTRAINT)
@@ -846,4 +884,76 @@ void sk_journal_set_fault(sk_journal_t *j, bool (*fn)(void *arg, sk_journal_faul
 {
     j->fault = fn;
     j->fault_arg = arg;
+}
+
+/* ---- the waiting rooms' log ------------------------------------------------------------- */
+
+static const char *const qrec_names[] = {"join", "start", "admit"};
+
+int sk_journal_put_queue(sk_journal_t *j, const sk_journal_queue_t *recs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (step_reset(j->begin) != SQLITE_DONE)
+        return fail(j, "beginning a queue batch");
+    sqlite3_stmt *st = j->put_queue;
+    for (size_t i = 0; i < n; i++) {
+        const sk_journal_queue_t *q = &recs[i];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);
+        sqlite3_bind_text(st, 2, q->sale_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, qrec_names[q->rec.kind], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, q->rec.at);
+        if (q->rec.user)
+            sqlite3_bind_text(st, 5, q->rec.user, (int)q->rec.user_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)q->rec.arg);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)q->rec.n);
+        int rc = step_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return fail(j, "storing the queue");
+    }
+    if (injected(j, SK_JOURNAL_FAULT_COMMIT)) {
+        step_reset(j->rollback);
+        return -EIO;
+    }
+    if (step_reset(j->commit) != SQLITE_DONE)
+        return fail(j, "committing the queue");
+    note_commit(j);
+    return 0;
+}
+
+int sk_journal_load_queue(sk_journal_t *j, int (*on_rec)(void *arg, const sk_journal_queue_t *r), void *arg)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(j->db, "SELECT sale_id, kind, at, user_id, arg, n FROM queue_log ORDER BY lsn", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    int rc, r = 0;
+    while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sk_journal_queue_t q = {.sale_id = text(st, 0)};
+        const char *kind = text(st, 1);
+        int k = -1;
+        for (int i = 0; i < (int)SK_ARRAY_LEN(qrec_names); i++)
+            if (strcmp(kind, qrec_names[i]) == 0)
+                k = i;
+        if (k < 0) {
+            r = -EINVAL;
+            break;
+        }
+        q.rec.kind = (sk_queue_rec_kind_t)k;
+        q.rec.at = sqlite3_column_int64(st, 2);
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+            q.rec.user = text(st, 3);
+            q.rec.user_len = (size_t)sqlite3_column_bytes(st, 3);
+        }
+        q.rec.arg = (uint64_t)sqlite3_column_int64(st, 4);
+        q.rec.n = (uint64_t)sqlite3_column_int64(st, 5);
+        r = on_rec(arg, &q);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(st);
+    return r;
 }

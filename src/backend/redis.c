@@ -1537,7 +1537,6 @@ static void on_round_ack(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-/* Forms one batch from the ops taken: purchases grouped by sale, other ops sent alone. */
 /* Forms one batch from the ops taken: the ops a sale's script decides grouped by sale, the rest sent alone. */
 static void single_send(rbackend_t *r, sk_op_t *op);
 static void lookup(rbackend_t *r, sk_op_t *op);
@@ -1893,6 +1892,12 @@ static void lookup(rbackend_t *r, sk_op_t *op)
 
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
+    if (op->kind == SK_OP_QUEUE) {
+        /* Waiting rooms are kept by the embedded store only for now: 501. */
+        op->status = -ENOTSUP;
+        sk_engine_complete(r->e, op);
+        return;
+    }
     if (op->kind == SK_OP_CONTROL) {
         op->status = -EIO; /* (a control without its request: the API always gives one) */
         sk_engine_complete(r->e, op);

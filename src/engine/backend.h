@@ -35,6 +35,9 @@ struct sk_backend {
      *  the GET_ORDER, PAY, CANCEL and REFUND ops); without it those ops complete with
      *  status -ENOTSUP and the API refuses sales that would need it. */
     bool lifecycle;
+    /** The store keeps waiting rooms (SK_OP_QUEUE); without it the op completes with
+     *  -ENOTSUP and the API refuses queued sales. */
+    bool queue;
     /** Registers the stored sales (sk_engine_register_sale) and rebuilds what the
      *  backend keeps. Returns 0, or -errno with one clear line in err. */
     int (*load)(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_size);
@@ -84,6 +87,11 @@ void sk_engine_publish_users(sk_sale_t *s, sk_userset_t *users);
  *  elsewhere, so orders of users it never saw may follow). The old set is kept until
  *  the sale is freed: a worker may still be probing it. */
 void sk_engine_withdraw_users(sk_sale_t *s);
+
+/** Publishes a waiting room's durable length and head (sk_sale_t.q_len, q_head). */
+void sk_engine_publish_queue(sk_sale_t *s, uint64_t len, uint64_t head);
+/** Counts places handed out and admissions issued (metrics). */
+void sk_engine_record_queue(sk_engine_t *e, uint64_t joins, uint64_t admitted);
 /** Counts a purchase the ledger decided, by result (metrics). */
 void sk_engine_record_decided(sk_engine_t *e, sk_buy_result_t r);
 /** Counts n orders moved into state `to` by a payment, cancel, expiry or refund. */

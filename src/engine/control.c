@@ -57,6 +57,17 @@ static bool patch_values_ok(const sk_control_t *c, const char **field)
         return *field = "max_quantity", false;
     if ((c->set & SK_PATCH_PAYMENT_WINDOW) && (c->payment_window_ms < 0 || c->payment_window_ms > SK_WINDOW_MAX_MS))
         return *field = "payment_window_ms", false;
+    if ((c->set & SK_PATCH_QUEUE) && (c->queue < SK_QUEUE_OFF || c->queue > SK_QUEUE_RANDOM))
+        return *field = "queue", false;
+    if ((c->set & SK_PATCH_QUEUE_OPENS_AT) && (c->queue_opens_at < 0 || c->queue_opens_at > 253402300799999LL))
+        return *field = "queue_opens_at", false;
+    if ((c->set & SK_PATCH_ADMIT_RATE) && (c->admit_per_second < 1 || c->admit_per_second > SK_ADMIT_RATE_MAX))
+        return *field = "admit_per_second", false;
+    if ((c->set & SK_PATCH_ADMISSION_TTL) &&
+        (c->admission_ttl_ms < SK_ADMISSION_TTL_MIN || c->admission_ttl_ms > SK_ADMISSION_TTL_MAX))
+        return *field = "admission_ttl_ms", false;
+    if ((c->set & SK_PATCH_POW_BITS) && (c->pow_bits < 0 || c->pow_bits > SK_SALE_POW_BITS_MAX))
+        return *field = "pow_bits", false;
     return true;
 }
 
@@ -99,6 +110,27 @@ static sk_control_result_t patch(const sk_control_t *c, int64_t now, bool has_or
             return SK_CR_HAS_ORDERS;
         n.payment_window_ms = c->payment_window_ms;
     }
+    /* Turning the waiting room on or off once buyers may buy would let some buy
+     * without an admission, or make admitted buyers' tokens meaningless: the mode and
+     * the opening are fixed from the start. */
+    if ((c->set & SK_PATCH_QUEUE) && c->queue != p->queue) {
+        if (now >= p->starts_at)
+            return SK_CR_STARTED;
+        n.queue = (uint8_t)c->queue;
+    }
+    if ((c->set & SK_PATCH_QUEUE_OPENS_AT) && c->queue_opens_at != p->queue_opens_at) {
+        if (now >= p->starts_at)
+            return SK_CR_STARTED;
+        n.queue_opens_at = c->queue_opens_at;
+    }
+    if (n.queue_opens_at > n.starts_at)
+        return *field = "queue_opens_at", SK_CR_BAD_VALUE;
+    if (c->set & SK_PATCH_ADMIT_RATE)
+        n.admit_per_second = c->admit_per_second;
+    if (c->set & SK_PATCH_ADMISSION_TTL)
+        n.admission_ttl_ms = c->admission_ttl_ms;
+    if (c->set & SK_PATCH_POW_BITS)
+        n.pow_bits = (uint8_t)c->pow_bits;
     *p = n;
     return SK_CR_OK;
 }
@@ -161,7 +193,12 @@ bool sk_control_same(const sk_control_t *a, const sk_control_t *b)
                (!(a->set & SK_PATCH_ENDS_AT) || a->ends_at == b->ends_at) &&
                (!(a->set & SK_PATCH_PER_USER_LIMIT) || a->per_user_limit == b->per_user_limit) &&
                (!(a->set & SK_PATCH_MAX_QUANTITY) || a->max_quantity == b->max_quantity) &&
-               (!(a->set & SK_PATCH_PAYMENT_WINDOW) || a->payment_window_ms == b->payment_window_ms);
+               (!(a->set & SK_PATCH_PAYMENT_WINDOW) || a->payment_window_ms == b->payment_window_ms) &&
+               (!(a->set & SK_PATCH_QUEUE) || a->queue == b->queue) &&
+               (!(a->set & SK_PATCH_QUEUE_OPENS_AT) || a->queue_opens_at == b->queue_opens_at) &&
+               (!(a->set & SK_PATCH_ADMIT_RATE) || a->admit_per_second == b->admit_per_second) &&
+               (!(a->set & SK_PATCH_ADMISSION_TTL) || a->admission_ttl_ms == b->admission_ttl_ms) &&
+               (!(a->set & SK_PATCH_POW_BITS) || a->pow_bits == b->pow_bits);
     default:
         return true;
     }
@@ -233,6 +270,28 @@ void sk_control_params_json(sk_buf_t *b, const sk_control_t *c)
             put_member(b, &first, "payment_window_ms");
             sk_buf_put_i64(b, c->payment_window_ms);
         }
+        if (c->set & SK_PATCH_QUEUE) {
+            put_member(b, &first, "queue");
+            sk_buf_putc(b, '"');
+            sk_buf_puts(b, sk_queue_mode_name(c->queue));
+            sk_buf_putc(b, '"');
+        }
+        if (c->set & SK_PATCH_QUEUE_OPENS_AT) {
+            put_member(b, &first, "queue_opens_at");
+            sk_buf_put_i64(b, c->queue_opens_at);
+        }
+        if (c->set & SK_PATCH_ADMIT_RATE) {
+            put_member(b, &first, "admit_per_second");
+            sk_buf_put_i64(b, c->admit_per_second);
+        }
+        if (c->set & SK_PATCH_ADMISSION_TTL) {
+            put_member(b, &first, "admission_ttl_ms");
+            sk_buf_put_i64(b, c->admission_ttl_ms);
+        }
+        if (c->set & SK_PATCH_POW_BITS) {
+            put_member(b, &first, "pow_bits");
+            sk_buf_put_i64(b, c->pow_bits);
+        }
         break;
     default:
         break;
@@ -276,6 +335,15 @@ int sk_control_params_parse(sk_control_action_t action, const char *json, size_t
             out->set |= SK_PATCH_NAME;
             known++;
         }
+        json_t *mode = json_object_get(o, "queue");
+        if (mode) {
+            int m;
+            if (!json_is_string(mode) || sk_queue_mode_parse(json_string_value(mode), json_string_length(mode), &m) < 0)
+                goto out;
+            out->queue = m;
+            out->set |= SK_PATCH_QUEUE;
+            known++;
+        }
         static const struct {
             const char *key;
             uint32_t bit;
@@ -286,6 +354,10 @@ int sk_control_params_parse(sk_control_action_t action, const char *json, size_t
             {"per_user_limit", SK_PATCH_PER_USER_LIMIT, 1, SK_LIMIT_MAX},
             {"max_quantity", SK_PATCH_MAX_QUANTITY, 1, SK_LIMIT_MAX},
             {"payment_window_ms", SK_PATCH_PAYMENT_WINDOW, 0, SK_WINDOW_MAX_MS},
+            {"queue_opens_at", SK_PATCH_QUEUE_OPENS_AT, 0, 253402300799999LL},
+            {"admit_per_second", SK_PATCH_ADMIT_RATE, 1, SK_ADMIT_RATE_MAX},
+            {"admission_ttl_ms", SK_PATCH_ADMISSION_TTL, SK_ADMISSION_TTL_MIN, SK_ADMISSION_TTL_MAX},
+            {"pow_bits", SK_PATCH_POW_BITS, 0, SK_SALE_POW_BITS_MAX},
         };
         for (size_t i = 0; i < SK_ARRAY_LEN(ints); i++) {
             if (!json_object_get(o, ints[i].key))
@@ -306,6 +378,18 @@ int sk_control_params_parse(sk_control_action_t action, const char *json, size_t
                 break;
             case SK_PATCH_MAX_QUANTITY:
                 out->max_quantity = (int32_t)v;
+                break;
+            case SK_PATCH_QUEUE_OPENS_AT:
+                out->queue_opens_at = v;
+                break;
+            case SK_PATCH_ADMIT_RATE:
+                out->admit_per_second = (int32_t)v;
+                break;
+            case SK_PATCH_ADMISSION_TTL:
+                out->admission_ttl_ms = v;
+                break;
+            case SK_PATCH_POW_BITS:
+                out->pow_bits = (int32_t)v;
                 break;
             default:
                 out->payment_window_ms = v;

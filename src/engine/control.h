@@ -47,6 +47,11 @@ enum {
     SK_PATCH_PER_USER_LIMIT = 8,
     SK_PATCH_MAX_QUANTITY = 16,
     SK_PATCH_PAYMENT_WINDOW = 32,
+    SK_PATCH_QUEUE = 64, /* the waiting room's mode: only before the start */
+    SK_PATCH_QUEUE_OPENS_AT = 128, /* only before the start, at most starts_at */
+    SK_PATCH_ADMIT_RATE = 256, /* admit_per_second: any time */
+    SK_PATCH_ADMISSION_TTL = 512, /* admission_ttl_ms: any time (new admissions) */
+    SK_PATCH_POW_BITS = 1024, /* any time (new joins) */
 };
 
 /** One control as asked for. */
@@ -57,6 +62,8 @@ typedef struct {
     int64_t starts_at, ends_at; /* unix ms */
     int64_t payment_window_ms;
     int32_t per_user_limit, max_quantity;
+    int32_t queue, admit_per_second, pow_bits;
+    int64_t queue_opens_at, admission_ttl_ms;
     char name[SK_NAME_MAX + 1];
 } sk_control_t;
 

@@ -27,7 +27,7 @@
 
 const char *const sk_buy_result_names[SK_BUY__COUNT] = {
     "confirmed",   "duplicate",    "sold_out", "limit_reached", "not_started",  "ended",
-    "unavailable", "rate_limited", "reserved", "paused",        "bad_quantity",
+    "unavailable", "rate_limited", "reserved", "paused",        "bad_quantity", "not_admitted",
 };
 
 struct sk_engine_worker {
@@ -216,6 +216,24 @@ const char *sk_sale_state_name(sk_sale_state_t st)
 {
     static const char *const names[] = {"scheduled", "live", "sold_out", "ended", "paused"};
     return names[st];
+}
+
+const char *sk_queue_mode_name(int mode)
+{
+    static const char *const names[] = {"off", "fifo", "random"};
+    return (unsigned)mode < SK_ARRAY_LEN(names) ? names[mode] : "off";
+}
+
+int sk_queue_mode_parse(const char *s, size_t n, int *mode)
+{
+    for (int i = SK_QUEUE_OFF; i <= SK_QUEUE_RANDOM; i++) {
+        const char *name = sk_queue_mode_name(i);
+        if (strlen(name) == n && memcmp(name, s, n) == 0) {
+            *mode = i;
+            return 0;
+        }
+    }
+    return -EINVAL;
 }
 
 /* Retired params snapshots, kept until the sale is freed (a worker may hold one). */
@@ -626,6 +644,23 @@ void sk_engine_free(sk_engine_t *e)
 bool sk_engine_lookups(const sk_engine_t *e)
 {
     return e->backend->lookups;
+}
+
+bool sk_engine_queues(const sk_engine_t *e)
+{
+    return e->backend->queue;
+}
+
+void sk_engine_publish_queue(sk_sale_t *s, uint64_t len, uint64_t head)
+{
+    atomic_store_explicit(&s->q_len, len, memory_order_relaxed);
+    atomic_store_explicit(&s->q_head, head, memory_order_release);
+}
+
+void sk_engine_record_queue(sk_engine_t *e, uint64_t joins, uint64_t admitted)
+{
+    sk_counter_add(&e->stats.queue_joins, joins);
+    sk_counter_add(&e->stats.queue_admitted, admitted);
 }
 
 bool sk_engine_lifecycle(const sk_engine_t *e)

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "engine/order.h"
+#include "engine/queue.h"
 #include "engine/userset.h"
 #include "loop/loop.h"
 #include "util/common.h"
@@ -70,7 +71,33 @@ typedef struct {
     int64_t payment_window_ms; /* 0: a purchase is final; else it is reserved until pay_by */
     bool paused; /* new purchases are refused (409 paused); payments go on */
     bool closed; /* ended by the operator, for good */
+    /* The waiting room (engine/queue.h): off, or buyers join a queue and may buy only
+     * with an admission it issues, admit_per_second of them from starts_at on, each
+     * good for admission_ttl_ms. Joins are taken from queue_opens_at (0: from the
+     * sale's creation); pow_bits > 0 asks a proof of work for a join. */
+    uint8_t queue; /* sk_queue_mode_t */
+    uint8_t pow_bits; /* 0 .. SK_POW_BITS_MAX */
+    int32_t admit_per_second; /* 1 .. SK_ADMIT_RATE_MAX when queued */
+    int64_t queue_opens_at; /* unix ms, 0: open from creation */
+    int64_t admission_ttl_ms; /* SK_ADMISSION_TTL_MIN .. SK_ADMISSION_TTL_MAX */
 } sk_sale_params_t;
+
+typedef enum {
+    SK_QUEUE_OFF = 0,
+    SK_QUEUE_FIFO, /* the pre-queue keeps arrival order */
+    SK_QUEUE_RANDOM, /* the pre-queue is shuffled at the start */
+} sk_queue_mode_t;
+
+#define SK_ADMIT_RATE_MAX 1000000
+#define SK_ADMIT_RATE_DEFAULT 100
+#define SK_ADMISSION_TTL_MIN 1000LL
+#define SK_ADMISSION_TTL_MAX 86400000LL
+#define SK_ADMISSION_TTL_DEFAULT 120000LL
+#define SK_SALE_POW_BITS_MAX 30 /* a phone's second is about 2^20 hashes */
+
+/** "off", "fifo", "random"; the parse returns 0 or -EINVAL. */
+const char *sk_queue_mode_name(int mode);
+int sk_queue_mode_parse(const char *s, size_t n, int *mode);
 
 /** A sale's unit counts; remaining = stock - held - sold. */
 typedef struct {
@@ -103,6 +130,10 @@ struct sk_sale {
      * durable, from the sale's whole history (the embedded ledger counts what it replays
      * at start too). For /metrics: written by the ledger, read by any thread. */
     sk_counter_t entered[SK_ORDER__COUNT];
+    /* The waiting room as its writer last made it durable (queued sales): places handed
+     * out and the head (everyone before it admitted). A worker tells a subscriber its
+     * `ahead` from these without asking the writer. */
+    _Atomic uint64_t q_len, q_head;
 
     void *retired; /* the ledger's: params snapshots replaced, freed with the sale */
 };
@@ -132,6 +163,11 @@ typedef enum {
     SK_OP_CONTROL,
     /* The sale's trail: every accepted control, in order, in entries / n_entries. */
     SK_OP_LOG,
+    /* The waiting room of op->sale (engine/queue.h): op->user_id asks for its place
+     * (op->join: joins, or joins again after an expired admission). Decided by the
+     * sale's writer at op->now_ms; status 0 with `place`, -ENOENT (not in the queue, not
+     * joining), -EIO, -EAGAIN, or -ENOTSUP (the store keeps no waiting rooms). */
+    SK_OP_QUEUE,
 } sk_op_kind_t;
 
 typedef enum {
@@ -146,6 +182,7 @@ typedef enum {
     SK_BUY_RESERVED, /* made, held until pay_by (a sale with a payment window) */
     SK_BUY_PAUSED,
     SK_BUY_BAD_QUANTITY, /* quantity above the sale's max_quantity: 400 */
+    SK_BUY_NOT_ADMITTED, /* a queued sale, no valid admission (and no replay): 403 */
     SK_BUY__COUNT
 } sk_buy_result_t;
 
@@ -185,10 +222,16 @@ struct sk_op {
     uint8_t request_len;
     uint32_t quantity; /* BUY: units, 1 .. (0 is taken as 1) */
     uint64_t user_hash; /* BUY: sk_user_hash of user_id, 0 when the caller did not compute it */
+    /* BUY of a queued sale without a valid admission, sent only because the buyer may
+     * hold an order: the ledger answers a replay of its request_id (I5) and refuses
+     * anything else with SK_BUY_NOT_ADMITTED. */
+    bool unadmitted;
     uint64_t seq; /* GET_ORDER, PAY, CANCEL, REFUND: the order */
     char payment_id[SK_PAYMENT_ID_MAX + 1]; /* PAY */
     uint8_t payment_len;
     bool admin; /* CANCEL: by the operator (user_id is then not checked) */
+    bool join; /* QUEUE: join if not in the queue */
+    sk_queue_place_t place; /* QUEUE: the result */
 
     /* Results.
      * BUY: result, order, remaining; held (the units the buyer holds, with LIMIT_REACHED
@@ -254,6 +297,8 @@ bool sk_engine_lookups(const sk_engine_t *e);
 /** True when the backend keeps the order lifecycle: payment windows, quantities above
  *  one, and the GET_ORDER / PAY / CANCEL / REFUND ops. */
 bool sk_engine_lifecycle(const sk_engine_t *e);
+/** True when the backend keeps waiting rooms (SK_OP_QUEUE): sales may have a queue. */
+bool sk_engine_queues(const sk_engine_t *e);
 /** The store's clock minus this node's, in ms, as last seen by the backend (0 for the
  *  embedded store, whose writer reads this node's clock). The gate decides by
  *  sk_now_ms() + this, its best guess of the clock the store decides by, so that a node
@@ -373,6 +418,8 @@ typedef struct {
     sk_counter_t decided[SK_BUY__COUNT]; /* purchases the ledger decided, by result */
     sk_counter_t transitions[SK_ORDER__COUNT]; /* orders moved into each state (pay, cancel, expiry, refund) */
     sk_counter_t replica_timeouts; /* batches answered 503: too few replicas had them in time */
+    sk_counter_t queue_joins; /* places handed out by waiting rooms (re-joins included) */
+    sk_counter_t queue_admitted; /* admissions issued */
     _Atomic int64_t inflight; /* ops queued or being decided */
 } sk_engine_stats_t;
 const sk_engine_stats_t *sk_engine_stats(const sk_engine_t *e);

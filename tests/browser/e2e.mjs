@@ -74,7 +74,7 @@ async function api(method, p, body, headers = {}) {
 
 const auth = () => (TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {});
 
-async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limit = 1, id, window = 0, maxQuantity = 1 } = {}) {
+async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limit = 1, id, window = 0, maxQuantity = 1, extra = {} } = {}) {
   const now = Date.now();
   const sale = {
     id: id || `${RUN}-${name.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`,
@@ -85,6 +85,7 @@ async function createSale(name, { stock = 10, startsIn = 0, lasts = 600000, limi
     per_user_limit: limit,
     max_quantity: maxQuantity,
     payment_window_ms: window,
+    ...extra,
   };
   const r = await api('POST', '/api/v1/sales', sale, auth());
   if (r.status !== 201) throw new Error(`create ${sale.id}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
@@ -858,9 +859,48 @@ async function securityAndPow() {
 
 // ---- runner -------------------------------------------------------------------------
 
+// The waiting room: join before the start, see the place and the people ahead move,
+// get admitted, buy with the admission; in Chinese too. A second buyer joined first
+// through the API, so the page's buyer has someone ahead until the start.
+async function queueFlow() {
+  const sale = await createSale('Queue Phone', {
+    stock: 5,
+    startsIn: 10000,
+    extra: { queue: 'fifo', admit_per_second: 1, admission_ttl_ms: 60000 },
+  });
+  const first = await api('POST', `/api/v1/sales/${sale.id}/queue`, { user_id: `${RUN}-first` });
+  eq(first.status, 202, 'the API join');
+  const page = await newPage({ buyer: `${RUN}-q` });
+  await page.goto(`${BASE}/sale/${sale.id}`);
+  await waitFor(() => page.locator('[data-testid="queue-join"]').isVisible(), 'the join button');
+  check(await disabled(page, 'buy'), 'Buy disabled before joining');
+  await page.locator('[data-testid="queue-join"]').click();
+  await waitFor(async () => (await page.locator('[data-testid="q-position"]').textContent()) === '2', 'place 2');
+  // One ahead until the start admits the first (a loaded machine may reach here after it).
+  const before = (await page.locator('#queue').getAttribute('data-state')) === 'pre_queue';
+  const ahead = await page.locator('[data-testid="q-ahead"]').textContent();
+  check(before ? ahead === '1' : ahead === '0' || ahead === '1', `ahead ${ahead} (${before ? 'before' : 'after'} the start)`);
+  check(/\d/.test(await page.locator('[data-testid="q-eta"]').textContent()), 'an estimated wait');
+  await noOverflow(page, 'queue panel');
+  await shot(page, '20-queue-waiting');
+  await waitFor(async () => (await page.locator('#queue').getAttribute('data-state')) === 'admitted', 'admitted', 20000);
+  eq(await page.locator('[data-testid="q-ahead"]').textContent(), '0', 'nobody ahead once admitted');
+  await waitFor(async () => !(await disabled(page, 'buy')), 'Buy enabled once admitted');
+  await page.locator('#lang').click();
+  check(/轮到你/.test(await page.locator('[data-testid="q-state"]').textContent()), 'the queue speaks Chinese');
+  await page.locator('#lang').click();
+  await shot(page, '21-queue-admitted');
+  await page.locator('#buy').click();
+  await waitResult(page, 'confirmed');
+  eq((await ordersOf(sale.id, `${RUN}-q`)).length, 1, 'bought with the admission');
+  const bot = await buyApi(sale.id, `${RUN}-bot`);
+  eq(bot.status, 403, 'a buyer without admission is refused');
+  check(page.errors.length === 0, `no page errors: ${page.errors.join('; ')}`);
+}
+
 const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice,
   reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle,
-  securityAndPow];
+  securityAndPow, queueFlow];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });

@@ -4,13 +4,14 @@
  * Every input is parsed twice, as JSON and as form fields, each time from an
  * exact-size heap copy (ASan sees a read past the end). Beyond "no crash", it checks
  * the parser against independent oracles:
- *  - the contract: 0 or -EINVAL; a code, a message and a field name out of four (or
+ *  - the contract: 0 or -EINVAL; a code, a message and a field name out of five (or
  *    the unknown member's) on failure; on success two
  *    NUL-terminated ids of the lengths reported, valid by sk_valid_user_id and
  *    sk_valid_request_id, and a quantity from 1 to SK_LIMIT_MAX;
  *  - JSON: the answer is the one jansson gives on the whole body (an object with no
- *    duplicate keys, no key but user_id, request_id and quantity, string values that
- *    are valid ids, an integer quantity in range), whether the hand-written fast path
+ *    duplicate keys, no key but user_id, request_id, quantity and admission, string
+ *    values that are valid ids, an integer quantity in range, an admission of at most
+ *    64 token characters), whether the hand-written fast path
  *    or jansson itself parsed it;
  *  - form: the answer is the one of the plain reference decoder below (pairs split on
  *    '&', the last user_id / request_id / quantity wins, '+' is a space, %XX a byte,
@@ -41,7 +42,23 @@ typedef struct {
     char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
     size_t ul, rl;
     uint32_t q;
+    char adm[SK_API_ADMISSION_MAX + 1];
+    size_t al;
 } result_t;
+
+/* The admission token's alphabet: digits, letters, '.', '-', '_'. */
+static bool token_chars(const char *s, size_t n)
+{
+    if (n > SK_API_ADMISSION_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '-' ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
 
 static result_t parse(const uint8_t *data, size_t size, bool form)
 {
@@ -51,7 +68,7 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         memcpy(buf, data, size);
     result_t r;
     memset(&r, 0x5a, sizeof(r)); /* the parser must write what it reports */
-    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.q, &r.fe);
+    r.rc = sk_api_parse_purchase(buf, size, form, r.user, &r.ul, r.req, &r.rl, &r.q, r.adm, &r.al, &r.fe);
     free(buf);
     CHECK(r.rc == 0 || r.rc == -EINVAL);
     if (r.rc == 0) {
@@ -60,18 +77,20 @@ static result_t parse(const uint8_t *data, size_t size, bool form)
         CHECK(sk_valid_user_id(r.user, r.ul));
         CHECK(sk_valid_request_id(r.req, r.rl));
         CHECK(r.q >= 1 && r.q <= SK_LIMIT_MAX);
+        CHECK(strlen(r.adm) == r.al && token_chars(r.adm, r.al));
     } else {
         CHECK(r.fe.code != NULL && r.fe.message[0] != '\0');
         CHECK(strcmp(r.fe.code, "unknown_field") == 0 || strcmp(r.fe.field, "body") == 0 ||
               strcmp(r.fe.field, "user_id") == 0 || strcmp(r.fe.field, "request_id") == 0 ||
-              strcmp(r.fe.field, "quantity") == 0);
+              strcmp(r.fe.field, "quantity") == 0 || strcmp(r.fe.field, "admission") == 0);
     }
     return r;
 }
 
 /* What jansson makes of the body: 0 with the ids and quantity filled in, or -EINVAL. */
-static int json_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q)
+static int json_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q, char *adm)
 {
+    adm[0] = '\0';
     json_error_t jerr;
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     int rc = -EINVAL;
@@ -95,6 +114,11 @@ static int json_oracle(const uint8_t *data, size_t size, char *user, char *req, 
             if (!json_is_integer(val) || json_integer_value(val) < 1 || json_integer_value(val) > SK_LIMIT_MAX)
                 goto out;
             *q = (uint32_t)json_integer_value(val);
+            continue;
+        } else if (strcmp(key, "admission") == 0) {
+            if (!json_is_string(val) || !token_chars(json_string_value(val), json_string_length(val)))
+                goto out;
+            memcpy(adm, json_string_value(val), json_string_length(val) + 1);
             continue;
         } else {
             goto out;
@@ -142,9 +166,9 @@ static bool form_value(const uint8_t *s, size_t n, char *dst, size_t max, size_t
     return true;
 }
 
-static int form_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q)
+static int form_oracle(const uint8_t *data, size_t size, char *user, char *req, uint32_t *q, char *adm)
 {
-    user[0] = req[0] = '\0';
+    user[0] = req[0] = adm[0] = '\0';
     *q = 1;
     size_t ul = 0, rl = 0, start = 0;
     while (start < size) {
@@ -161,6 +185,13 @@ static int form_oracle(const uint8_t *data, size_t size, char *user, char *req, 
                 return -EINVAL;
             if (kl == 10 && memcmp(k, "request_id", 10) == 0 && !form_value(v, vl, req, SK_REQUEST_MAX, &rl))
                 return -EINVAL;
+            if (kl == 9 && memcmp(k, "admission", 9) == 0) {
+                char tok[SK_API_ADMISSION_MAX + 2];
+                size_t tl;
+                if (!form_value(v, vl, tok, SK_API_ADMISSION_MAX + 1, &tl) || !token_chars(tok, tl))
+                    return -EINVAL;
+                memcpy(adm, tok, tl + 1);
+            }
             if (kl == 8 && memcmp(k, "quantity", 8) == 0) {
                 char digits[16];
                 size_t dl;
@@ -209,25 +240,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1];
+    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1], adm[SK_API_ADMISSION_MAX + 2];
     uint32_t q;
 
     result_t j = parse(data, size, false);
-    int want = json_oracle(data, size, user, req, &q);
+    int want = json_oracle(data, size, user, req, &q, adm);
     CHECK(j.rc == want);
     if (want == 0) {
         CHECK(strcmp(j.user, user) == 0);
         CHECK(strcmp(j.req, req) == 0);
         CHECK(j.q == q);
+        CHECK(strcmp(j.adm, adm) == 0);
     }
 
     result_t f = parse(data, size, true);
-    want = form_oracle(data, size, user, req, &q);
+    want = form_oracle(data, size, user, req, &q, adm);
     CHECK(f.rc == want);
     if (want == 0) {
         CHECK(strcmp(f.user, user) == 0);
         CHECK(strcmp(f.req, req) == 0);
         CHECK(f.q == q);
+        CHECK(strcmp(f.adm, adm) == 0);
     }
 
     check_is_form(data, size);

@@ -14,6 +14,8 @@ typedef struct {
     char req[SK_REQUEST_MAX + 1];
     size_t rl;
     uint32_t q;
+    char adm[SK_API_ADMISSION_MAX + 1];
+    size_t al;
     sk_api_field_error_t fe;
 } parsed_t;
 
@@ -21,7 +23,7 @@ static parsed_t parse(const char *body, bool form)
 {
     parsed_t p;
     memset(&p, 0, sizeof(p));
-    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.q, &p.fe);
+    p.rc = sk_api_parse_purchase(body, strlen(body), form, p.user, &p.ul, p.req, &p.rl, &p.q, p.adm, &p.al, &p.fe);
     return p;
 }
 
@@ -444,7 +446,64 @@ SK_TEST(test_json_numbers)
     json_decref(o);
 }
 
-SK_TEST_MAIN(SK_RUN(test_json_fast_path); SK_RUN(test_json_full_parser); SK_RUN(test_json_unknown_and_malformed);
-             SK_RUN(test_missing_user); SK_RUN(test_form); SK_RUN(test_form_decode); SK_RUN(test_is_form);
-             SK_RUN(test_time_unix_ms); SK_RUN(test_time_rfc3339); SK_RUN(test_time_garbage); SK_RUN(test_field_codes);
-             SK_RUN(test_json_numbers);)
+/* The admission token of a queued sale: in the quick JSON path, the full parser and
+ * form fields; refused when it is not a token's text. */
+SK_TEST(test_admission)
+{
+    parsed_t p = parse("{\"user_id\":\"u1\",\"request_id\":\"r\",\"admission\":\"1700.abc_-D\"}", false);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_MEM_STR(p.adm, p.al, "1700.abc_-D");
+    p = parse("{\"user_id\":\"u1\",\"admission\":\"1700.x\",\"quantity\":2}", false);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_MEM_STR(p.adm, p.al, "1700.x");
+    ASSERT_EQ(p.q, 2);
+    p = parse("{ \"user_id\" : \"u1\", \"admission\" : \"1\\u0030\" }", false); /* an escape: the full parser */
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_MEM_STR(p.adm, p.al, "10");
+    p = parse("user_id=u1&admission=99.AbC", true);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_MEM_STR(p.adm, p.al, "99.AbC");
+    p = parse("{\"user_id\":\"u1\",\"request_id\":\"r\"}", false);
+    ASSERT_EQ(p.rc, 0);
+    ASSERT_EQ(p.al, 0);
+    ASSERT_BAD("{\"user_id\":\"u1\",\"admission\":\"a b\"}", false, "admission");
+    ASSERT_BAD("{\"user_id\":\"u1\",\"admission\":7}", false, "admission");
+    ASSERT_BAD("user_id=u1&admission=%22x", true, "admission");
+    char big[200];
+    snprintf(big, sizeof(big), "{\"user_id\":\"u1\",\"admission\":\"%065d\"}", 0);
+    ASSERT_BAD(big, false, "admission");
+}
+
+SK_TEST(test_join)
+{
+    char user[SK_USER_MAX + 1], ch[65], nonce[65];
+    size_t ul, cl, nl;
+    bool pow;
+    sk_api_field_error_t fe;
+    const char *b = "{\"user_id\":\"u9\"}";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), false, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), 0);
+    ASSERT_MEM_STR(user, ul, "u9");
+    ASSERT_TRUE(!pow);
+    b = "{\"user_id\":\"u9\",\"pow\":{\"challenge\":\"12.abc\",\"nonce\":\"77\"}}";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), false, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), 0);
+    ASSERT_TRUE(pow);
+    ASSERT_MEM_STR(ch, cl, "12.abc");
+    ASSERT_MEM_STR(nonce, nl, "77");
+    b = "user_id=u9&challenge=12.abc&nonce=5";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), true, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), 0);
+    ASSERT_TRUE(pow);
+    b = "{\"user_id\":\"u9\",\"pow\":{\"challenge\":\"12.abc\"}}";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), false, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), -EINVAL);
+    ASSERT_STR_EQ(fe.field, "pow.nonce");
+    b = "{\"user_id\":\"u9\",\"x\":1}";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), false, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), -EINVAL);
+    ASSERT_STR_EQ(fe.field, "x");
+    b = "{}";
+    ASSERT_EQ(sk_api_parse_join(b, strlen(b), false, user, &ul, ch, &cl, nonce, &nl, &pow, &fe), -EINVAL);
+    ASSERT_STR_EQ(fe.field, "user_id");
+}
+
+SK_TEST_MAIN(SK_RUN(test_admission); SK_RUN(test_join); SK_RUN(test_json_fast_path); SK_RUN(test_json_full_parser);
+             SK_RUN(test_json_unknown_and_malformed); SK_RUN(test_missing_user); SK_RUN(test_form);
+             SK_RUN(test_form_decode); SK_RUN(test_is_form); SK_RUN(test_time_unix_ms); SK_RUN(test_time_rfc3339);
+             SK_RUN(test_time_garbage); SK_RUN(test_field_codes); SK_RUN(test_json_numbers);)

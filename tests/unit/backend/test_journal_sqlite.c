@@ -422,7 +422,7 @@ SK_TEST(test_transitions_round_trip)
     query1(dir, "SELECT coalesce(paid_at, 'null') || ' ' || closed_at FROM orders WHERE seq = 3", v, sizeof(v));
     ASSERT_STR_EQ(v, "null 1050");
     query1(dir, "PRAGMA user_version", v, sizeof(v));
-    ASSERT_STR_EQ(v, "2");
+    ASSERT_STR_EQ(v, "3");
     rm_rf(dir);
 }
 
@@ -513,7 +513,7 @@ SK_TEST(test_v1_migrated_in_place)
     sk_journal_close(j);
     char v[300];
     query1(dir, "PRAGMA user_version", v, sizeof(v));
-    ASSERT_STR_EQ(v, "2");
+    ASSERT_STR_EQ(v, "3");
     query1(dir, "SELECT group_concat(order_id || ':' || state || ':' || quantity, ' ') FROM orders WHERE sale_id='old'",
            v, sizeof(v));
     ASSERT_STR_EQ(v, "old-0000000001:refunded:1 old-0000000002:confirmed:1 old-0000000003:confirmed:1 "
@@ -536,7 +536,7 @@ SK_TEST(test_newer_version_refused)
     snprintf(path, sizeof(path), "%s/seckill.db", dir);
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     ASSERT_TRUE(sk_journal_open(dir, err, sizeof(err)) == NULL);
     ASSERT_TRUE(strstr(err, "newer seckill") != NULL);
