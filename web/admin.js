@@ -1,7 +1,13 @@
 // The operator's dashboard: create sales, list them, and watch one live from /metrics
-// (with the front door's refusals: rate-limited, denied, bad tokens).
-import { pickLang, setLang, other, t, locale } from './i18n.js';
+// (with the front door's refusals: rate-limited, denied, bad tokens); manage the selected
+// one (admin-controls.js), read its orders (admin-orderlist.js) and its trail (admin-trail.js).
+import './admin-strings.js';
+import { pickLang, setLang, other, t } from './i18n.js';
 import { LifecycleView, lifecycleSnapshot } from './admin-orders.js';
+import { fmtTime, localInput, errorText, fieldErrorText, setUnauthorizedHandler, zoneOf } from './admin-common.js';
+import { initControls, renderControls } from './admin-controls.js';
+import { showTrail } from './admin-trail.js';
+import { initOrders, showOrders, reloadOrders } from './admin-orderlist.js';
 
 const $ = (id) => document.getElementById(id);
 const API = '/api/v1/sales';
@@ -21,6 +27,7 @@ const D = {
   sales: [],
   selected: null,
   pendingCreate: null, // a create that was answered 401, sent again once a token is given
+  pastBody: null, // a create with a time in the past, sent once the operator confirms
   snaps: [], // metric snapshots of the last WINDOW_MS (+1 scrape)
   history: { pps: [], rej: [], front: [] },
   life: new LifecycleView(), // held, sold and the orders' states (admin-orders.js)
@@ -57,11 +64,6 @@ function renderToken() {
 
 // ---- create -------------------------------------------------------------------------
 
-function localInput(ms) {
-  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
-  return d.toISOString().slice(0, 19);
-}
-
 function formBody(form) {
   const body = {};
   for (const name of FIELDS) {
@@ -91,8 +93,30 @@ function message(kind, text) {
   $('create-msg').dataset.kind = kind;
 }
 
+/** The create form's times that are in the past, as sentences; [] when none. A start up
+ *  to a minute ago is "now" (the server's grace), not a mistake. */
+function pastTimes(body) {
+  const now = Date.now();
+  const out = [];
+  if (Number.isFinite(body.starts_at) && body.starts_at < now - 60000) out.push(t('past.start', { time: fmtTime(body.starts_at) }));
+  if (Number.isFinite(body.ends_at) && body.ends_at <= now) out.push(t('past.end', { time: fmtTime(body.ends_at) }));
+  return out;
+}
+
+/** Creates the sale, after asking when a time is in the past. */
+function submitCreate(body) {
+  clearErrors();
+  const past = pastTimes(body);
+  if (!past.length) return create(body);
+  D.pastBody = body;
+  $('past-msg').textContent = `${past.join(' ')} ${t('past.ask')}`;
+  $('past-box').hidden = false;
+  $('past-yes').focus();
+}
+
 async function create(body) {
   clearErrors();
+  $('past-box').hidden = true;
   const headers = { 'Content-Type': 'application/json' };
   const tok = token();
   if (tok) headers.Authorization = `Bearer ${tok}`;
@@ -105,11 +129,19 @@ async function create(body) {
   const b = res.body && typeof res.body === 'object' ? res.body : {};
   if (res.status === 201) {
     $('token-box').hidden = true;
-    message('ok', t('created', { id: b.id || body.id }));
+    const warns = Array.isArray(b.warnings) ? b.warnings : [];
+    if (warns.length) {
+      const w = warns.map((x) =>
+        t(`warn.${x.field}.${x.code}`) !== `warn.${x.field}.${x.code}` ? t(`warn.${x.field}.${x.code}`) : t('warn.other', x),
+      );
+      message('warn', t('createdWarn', { id: b.id || body.id, w: w.join('; ') }));
+      $('create-msg').dataset.warnings = warns.map((x) => `${x.field}.${x.code}`).join(' ');
+    } else message('ok', t('created', { id: b.id || body.id }));
     $('create-form').elements.id.value = '';
     D.selected = b.id || body.id;
     resetLive();
     await refreshList();
+    selected();
     return;
   }
   if (res.status === 401) {
@@ -119,25 +151,29 @@ async function create(body) {
     return askToken(Boolean(tok));
   }
   if (res.status === 409) return message('error', t('exists', { id: body.id }));
-  const msg = b.message || b.error || `HTTP ${res.status}`;
+  // In the interface's language from the field and its code; the API's English message
+  // only for a code this page does not know.
   const input = b.field && FIELDS.includes(b.field) ? $('create-form').elements[b.field] : null;
   if (input) {
+    const msg = fieldErrorText(b) || b.message || b.code;
     input.setAttribute('aria-invalid', 'true');
     $(`err-${b.field}`).textContent = msg;
+    $(`err-${b.field}`).dataset.code = b.code || '';
     input.focus();
     return message('error', t('badField', { field: t(`f.${b.field}`), msg }));
   }
-  message('error', t('res.error', { msg }));
+  message('error', errorText(res.status, b));
 }
 
 // ---- sales list ---------------------------------------------------------------------
 
-const TIME_FMT = { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' };
-const fmtTime = (ms) => (Number.isFinite(ms) ? new Date(ms).toLocaleString(locale(), TIME_FMT) : '–');
+// Each cell carries its column's name: on a phone the rows become cards that show it.
+const COLS = ['col.id', 'col.name', 'col.state', 'col.sold', 'col.starts', 'col.ends', 'openPage'];
 
 function cell(tr, text) {
   const td = document.createElement('td');
   td.textContent = text;
+  td.dataset.label = t(COLS[tr.cells.length] || '');
   tr.appendChild(td);
   return td;
 }
@@ -149,12 +185,14 @@ function renderList() {
     tr.dataset.id = s.id;
     tr.dataset.testid = `row-${s.id}`;
     tr.setAttribute('aria-selected', String(s.id === D.selected));
-    cell(tr, s.id);
-    cell(tr, s.name);
+    cell(tr, s.id).className = 'clip';
+    const name = cell(tr, s.name);
+    name.className = 'clip name';
+    name.title = s.name;
     cell(tr, t(`state.${s.state}`)).dataset.state = s.state;
     cell(tr, `${s.sold} / ${s.stock}`);
-    cell(tr, fmtTime(s.starts_at));
-    cell(tr, fmtTime(s.ends_at));
+    cell(tr, fmtTime(s.starts_at, { seconds: false })).className = 'time';
+    cell(tr, fmtTime(s.ends_at, { seconds: false })).className = 'time';
     const a = document.createElement('a');
     a.href = `/sale/${encodeURIComponent(s.id)}`;
     a.target = '_blank';
@@ -183,10 +221,18 @@ async function refreshList() {
     if (pick) {
       D.selected = pick.id;
       resetLive();
+      selected();
     }
   }
   renderList();
   renderLive();
+}
+
+/** The selected sale changed: its controls, orders and trail follow. */
+function selected() {
+  renderControls(D.sales.find((s) => s.id === D.selected) || null);
+  showOrders(D.selected);
+  showTrail(D.selected);
 }
 
 // ---- metrics ------------------------------------------------------------------------
@@ -407,6 +453,7 @@ function drawChart(canvas, points) {
 
 function renderLive() {
   const sale = D.sales.find((s) => s.id === D.selected);
+  renderControls(sale || null);
   $('tiles').hidden = !D.selected;
   $('lifecycle').hidden = !D.selected;
   D.life.render();
@@ -472,6 +519,11 @@ function renderLive() {
     commit.count > 0 ? `${fmtMs(commit.sum / commit.count)} / ${fmtMs(quantile(0.99, commit.buckets))}` : '–';
 }
 
+/** The create form says which zone its times are in. */
+function renderTz() {
+  $('tz-hint').textContent = t('tzHint', { zone: zoneOf() });
+}
+
 // ---- start --------------------------------------------------------------------------
 
 function start() {
@@ -480,6 +532,9 @@ function start() {
     setLang(other(), true);
     renderList();
     renderLive();
+    renderTz();
+    reloadOrders();
+    showTrail(D.selected);
     if (!$('token-box').hidden) $('token-msg').textContent = t($('token-msg').dataset.key);
   });
   const form = $('create-form');
@@ -487,8 +542,34 @@ function start() {
   form.elements.ends_at.value = localInput(Date.now() + 3600000);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    create(formBody(form));
+    submitCreate(formBody(form));
   });
+  $('past-yes').addEventListener('click', () => create(D.pastBody));
+  $('past-no').addEventListener('click', () => {
+    $('past-box').hidden = true;
+    form.elements.starts_at.focus();
+  });
+  setUnauthorizedHandler((rejected) => {
+    if (rejected) sessionStorage.removeItem(TOKEN_KEY);
+    renderToken();
+    askToken(rejected);
+  });
+  initControls({
+    sale: () => D.sales.find((s) => s.id === D.selected) || null,
+    changed: (sale) => {
+      if (sale) {
+        const i = D.sales.findIndex((s) => s.id === sale.id);
+        if (i >= 0) D.sales[i] = { ...D.sales[i], ...sale };
+        renderList();
+        renderLive();
+      }
+      refreshList();
+      showTrail(D.selected);
+      reloadOrders();
+    },
+  });
+  initOrders();
+  renderTz();
   $('token-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const v = $('token').value.trim();
@@ -496,6 +577,8 @@ function start() {
     sessionStorage.setItem(TOKEN_KEY, v);
     renderToken();
     $('token-box').hidden = true;
+    showTrail(D.selected);
+    reloadOrders();
     if (D.pendingCreate) {
       const body = D.pendingCreate;
       D.pendingCreate = null;
@@ -512,6 +595,7 @@ function start() {
     D.selected = tr.dataset.id;
     resetLive();
     renderLive();
+    selected();
     scrape();
   });
   renderToken();

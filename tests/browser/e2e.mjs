@@ -718,11 +718,14 @@ async function dashboard() {
   await waitFor(async () => (await attr(page, 'create-msg', 'data-kind')) === 'error', 'error shown');
   const field = expect.body.field;
   eq(field, 'stock', 'API names the field');
+  eq(expect.body.code, 'out_of_range', 'API gives the rule\'s code');
   if (field) {
-    eq(await text(page, `err-${field}`), expect.body.message, 'field message is the API\'s');
+    // The page's own words for the field's code, not the API's English message.
+    eq(await text(page, `err-${field}`), 'must be from 1 to 1,000,000,000', 'field message from the code');
     eq(await form.locator(`[name=${field}]`).getAttribute('aria-invalid'), 'true', 'field marked invalid');
   }
-  check((await text(page, 'create-msg')).includes(expect.body.message), 'summary carries the message');
+  eq(await text(page, 'create-msg'), 'Stock: must be from 1 to 1,000,000,000', 'summary names the field');
+  check(!(await text(page, 'create-msg')).includes(expect.body.message), 'not the API\'s English text');
   eq((await api('GET', `/api/v1/sales/${badId}`)).status, 404, 'bad sale not created');
   await shot(page, '10-validation');
 
@@ -821,6 +824,278 @@ async function dashboardLifecycle() {
   eq(await text(page, 'l-rate-expired').then((x) => / \/ 秒$/.test(x)), true, 'Chinese rate unit');
 }
 
+// ---- the dashboard: controls, orders, trail, phones ------------------------------------
+
+/** Opens the dashboard on a sale, with the admin token in the session. */
+async function adminPage(saleId, opts = {}) {
+  const page = await newPage({ device: DESKTOP, ...opts });
+  if (TOKEN) await page.context().addInitScript((tok) => sessionStorage.setItem('seckill.adminToken', tok), TOKEN);
+  await page.goto(`${BASE}/admin?sale=${encodeURIComponent(saleId)}`);
+  await waitFor(async () => (await attr(page, 'controls', 'data-sale')) === saleId, 'the sale selected');
+  return page;
+}
+
+/** Clicks a control, checks the dialog's sentence, fills its inputs and confirms;
+ *  returns the text shown after it was done. */
+async function control(page, action, { fill = {}, ask, cancelFirst = false } = {}) {
+  const dlg = page.locator('#ctl-dialog');
+  if (cancelFirst) {
+    await page.locator(`#ctl-${action}`).click();
+    await waitFor(() => dlg.isVisible(), `${action} dialog`);
+    await page.locator('#ctl-cancel').click();
+    await waitFor(async () => !(await dlg.isVisible()), `${action} dialog cancelled`);
+  }
+  await waitFor(async () => !(await page.locator(`#ctl-${action}`).isDisabled()), `${action} enabled`);
+  await page.locator(`#ctl-${action}`).click();
+  await waitFor(() => dlg.isVisible(), `${action} dialog`);
+  for (const [k, v] of Object.entries(fill)) await dlg.locator(`[name=${k}]`).fill(String(v));
+  const said = await text(page, 'ctl-ask');
+  if (ask) check(ask.test(said), `${action}: the dialog says what will happen: ${said}`);
+  const before = await text(page, 'ctl-msg');
+  await page.locator('#ctl-confirm').click();
+  await waitFor(async () => !(await dlg.isVisible()), `${action} done`);
+  await waitFor(async () => (await text(page, 'ctl-msg')) !== before || (await attr(page, 'ctl-msg', 'data-rid')), `${action} result`);
+  eq(await attr(page, 'ctl-msg', 'data-kind'), 'ok', `${action} result kind`);
+  return text(page, 'ctl-msg');
+}
+
+const trailActions = (page) => page.evaluate(() => [...document.querySelectorAll('#trail tbody tr')].map((tr) => tr.dataset.action).reverse());
+
+async function dashboardControls(locale) {
+  const zh = locale.startsWith('zh');
+  const sale = await createSale(`Controls Lamp ${zh ? 'zh' : 'en'}`, { stock: 10, limit: 4, maxQuantity: 2 });
+  const soon = await createSale(`Controls Soon ${zh ? 'zh' : 'en'}`, { stock: 5, startsIn: 3600000 });
+  eq((await buyApi(sale.id, `${RUN}-ctl-${locale}`)).status, 201, 'a purchase before the controls');
+  const page = await adminPage(sale.id, { locale });
+  eq(await page.locator('#ctl-pause').textContent(), zh ? '暂停' : 'Pause', 'the pause button in the language');
+  const id = sale.id;
+  const W = zh
+    ? { pause: /暂停“Controls Lamp zh”.*恢复之前/, resume: /恢复/, add: /追加 5 件：库存 10 → 15/, remove: /减少 3 件：库存 15 → 12/,
+      extend: /结束时间从 .*\(UTC[+-]?[\d:]*\) 改为/, edit: /修改.*商品名称 Controls Lamp zh → Lamp 2.*每人限购 4 → 3/, close: /永久结束/, done: /^已完成：/ }
+    : { pause: /^Pause “Controls Lamp en” \(.*\)\? Purchases are refused/, resume: /^Resume/, add: /^Add 5 units .*stock 10 → 15/,
+      remove: /^Remove 3 units .*stock 15 → 12/, extend: /^Move the end .* from .*\(UTC[+-]?[\d:]*\) to /, edit: /Product name Controls Lamp en → Lamp 2; Limit per buyer 4 → 3/,
+      close: /now, for good\?/, done: /^Done: / };
+
+  check(W.done.test(await control(page, 'pause', { ask: W.pause, cancelFirst: true })), 'pause done');
+  eq((await saleOf(id)).state, 'paused', 'paused');
+  eq((await buyApi(id, `${RUN}-ctl-late-${locale}`)).body.error, 'paused', 'a purchase while paused');
+  await control(page, 'resume', { ask: W.resume });
+  eq((await saleOf(id)).state, 'live', 'resumed');
+  await control(page, 'add', { fill: { amount: 5 }, ask: W.add });
+  eq((await saleOf(id)).stock, 15, 'stock added');
+  await control(page, 'remove', { fill: { amount: 3 }, ask: W.remove });
+  eq((await saleOf(id)).stock, 12, 'stock removed');
+  const newEnd = Date.now() + 2 * 3600000;
+  await control(page, 'extend', {
+    fill: { time: await page.evaluate((ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19), newEnd) },
+    ask: W.extend,
+  });
+  eq(Math.floor((await saleOf(id)).ends_at / 1000), Math.floor(newEnd / 1000), 'end moved');
+  await control(page, 'edit', { fill: { name: 'Lamp 2', per_user_limit: 3 }, ask: W.edit });
+  const edited = await saleOf(id);
+  eq(JSON.stringify([edited.name, edited.per_user_limit]), '["Lamp 2",3]', 'name and limit changed');
+
+  // A refusal (409) in the interface's language, from its code: the dialog stays open.
+  await page.locator('#ctl-remove').click();
+  await page.locator('#ctl-dialog [name=amount]').fill('100');
+  await page.locator('#ctl-confirm').click();
+  await waitFor(async () => (await attr(page, 'ctl-result', 'data-kind')) === 'error', 'the refusal shown');
+  eq(await attr(page, 'ctl-result', 'data-code'), 'insufficient', 'the refusal\'s code');
+  eq(await text(page, 'ctl-result'), zh ? '目前最多只能减少 11 件：已售和预留的不能减少。' : 'Only 11 units can be removed now: sold and reserved units stay.',
+    'the refusal in words');
+  await shot(page, `30-controls-refused-${locale}`);
+  await page.locator('#ctl-cancel').click();
+  eq((await saleOf(id)).stock, 12, 'nothing removed');
+
+  // An answer lost on the way: the retry sends the same request id and is not applied twice.
+  let lost = 0;
+  await page.route('**/stock', async (route) => {
+    if (lost++ === 0) {
+      await route.fetch(); // the server applies it ...
+      return route.abort('failed'); // ... and the answer never arrives
+    }
+    return route.continue();
+  });
+  await page.locator('#ctl-add').click();
+  await page.locator('#ctl-dialog [name=amount]').fill('2');
+  await page.locator('#ctl-confirm').click();
+  await waitFor(async () => (await attr(page, 'ctl-result', 'data-kind')) === 'retry', 'a retry offered');
+  const rid = await attr(page, 'ctl-dialog', 'data-rid');
+  eq(await page.locator('#ctl-confirm').textContent(), zh ? '重试' : 'Try again', 'the button says retry');
+  await page.locator('#ctl-confirm').click();
+  await waitFor(async () => !(await page.locator('#ctl-dialog').isVisible()), 'the retry answered');
+  eq(await attr(page, 'ctl-msg', 'data-result'), 'duplicate', 'the retry was the same action');
+  eq(await attr(page, 'ctl-msg', 'data-rid'), rid, 'with the same request id');
+  eq((await saleOf(id)).stock, 14, 'added once, not twice');
+  await page.unroute('**/stock');
+
+  await control(page, 'close', { ask: W.close });
+  const closed = await saleOf(id);
+  eq(JSON.stringify([closed.state, closed.closed]), '["ended",true]', 'closed');
+  await waitFor(async () => page.locator('#ctl-pause').isDisabled(), 'no control after close');
+
+  // The trail: every action, who, when (with its zone), counts before and after.
+  await waitFor(async () => (await trailActions(page)).length === 8, 'eight entries in the trail');
+  eq((await trailActions(page)).join(','), 'pause,resume,add_stock,remove_stock,patch,patch,add_stock,close', 'the trail in order');
+  const rows = await page.evaluate(() => [...document.querySelectorAll('#trail tbody tr')].map((tr) => [...tr.cells].map((c) => c.textContent)));
+  const addRow = rows[rows.length - 3]; // newest first
+  check(/\(UTC[+-]?[\d:]*\)$/.test(addRow[0]), `the time with its zone: ${addRow[0]}`);
+  eq(addRow[1], 'admin', 'who');
+  eq(addRow[2], zh ? '追加 5 件' : 'Added 5 units', 'what');
+  eq(addRow[3], '10 · 1 · 0 · 9 → 15 · 1 · 0 · 14', 'counts before and after');
+  const log = await api('GET', `/api/v1/sales/${id}/log`, undefined, auth());
+  eq(log.body.entries.filter((e) => e.request_id === rid).length, 1, 'the retried request in the trail once');
+  check(/(UTC[+-]?[\d:]*\))$/.test(await page.locator(`tr[data-id="${id}"] td`).nth(5).textContent()), 'the list\'s times have a zone');
+  await shot(page, `31-controls-trail-${locale}`);
+
+  // A scheduled sale's start moves.
+  await page.goto(`${BASE}/admin?sale=${soon.id}`);
+  await waitFor(async () => (await attr(page, 'controls', 'data-sale')) === soon.id, 'the scheduled sale selected');
+  const newStart = soon.starts_at + 5 * 60000; // still before its end
+  await control(page, 'start', {
+    fill: { time: await page.evaluate((ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19), newStart) },
+    ask: zh ? /开始时间从/ : /^Move the start/,
+  });
+  eq(Math.floor((await saleOf(soon.id)).starts_at / 1000), Math.floor(newStart / 1000), 'start moved');
+}
+
+const dashboardControlsEnglish = () => dashboardControls('en-US');
+const dashboardControlsChinese = () => dashboardControls('zh-CN');
+
+async function dashboardCreateErrorsChinese() {
+  // The create form's errors and warnings in Chinese, from the API's codes.
+  const page = await newPage({ device: DESKTOP, locale: 'zh-CN' });
+  if (TOKEN) await page.context().addInitScript((tok) => sessionStorage.setItem('seckill.adminToken', tok), TOKEN);
+  await page.goto(`${BASE}/admin`);
+  const form = page.locator('#create-form');
+  await form.locator('[name=id]').fill(`${RUN}-zh-bad`);
+  await form.locator('[name=name]').fill('坏的');
+  await form.locator('[name=stock]').fill('-5');
+  await page.locator('#create').click();
+  await waitFor(async () => (await attr(page, 'create-msg', 'data-kind')) === 'error', 'error shown');
+  eq(await text(page, 'err-stock'), '必须在 1 到 1,000,000,000 之间', 'the field error in Chinese');
+  eq(await text(page, 'create-msg'), '库存：必须在 1 到 1,000,000,000 之间', 'the summary in Chinese');
+  check(/时区：UTC/.test(await text(page, 'tz-hint')), `the form says its zone: ${await text(page, 'tz-hint')}`);
+  await shot(page, '32-create-error-zh');
+
+  // A start in the past: asked before sending, and the server's warning shown after.
+  const id = `${RUN}-past`;
+  await form.locator('[name=id]').fill(id);
+  await form.locator('[name=stock]').fill('5');
+  const past = await page.evaluate(() => new Date(Date.now() - 3 * 3600000 - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19));
+  await form.locator('[name=starts_at]').fill(past);
+  await page.locator('#create').click();
+  await waitFor(() => page.locator('#past-box').isVisible(), 'asked before sending');
+  check(/已经过去：活动将立即开售/.test(await text(page, 'past-msg')), `the question: ${await text(page, 'past-msg')}`);
+  eq((await api('GET', `/api/v1/sales/${id}`)).status, 404, 'nothing sent before the answer');
+  await page.locator('#past-no').click();
+  check(!(await page.locator('#past-box').isVisible()), 'go back closes the question');
+  await page.locator('#create').click();
+  await waitFor(() => page.locator('#past-box').isVisible(), 'asked again');
+  await page.locator('#past-yes').click();
+  await waitFor(async () => (await attr(page, 'create-msg', 'data-kind')) === 'warn', 'created with a warning');
+  eq(await attr(page, 'create-msg', 'data-warnings'), 'starts_at.in_past', 'the server\'s warning');
+  check(/开始时间已过，活动已立即开售/.test(await text(page, 'create-msg')), `the warning in Chinese: ${await text(page, 'create-msg')}`);
+  eq((await saleOf(id)).state, 'live', 'the sale is live');
+}
+
+async function dashboardOrders() {
+  const sale = await createSale('Orders Table Fan', { stock: 40, limit: 3, maxQuantity: 3 });
+  const users = [];
+  for (let i = 0; i < 23; i++) {
+    users.push(`${RUN}-of-${String(i).padStart(2, '0')}`);
+    eq((await buyApi(sale.id, users[i])).status, 201, `purchase ${i}`);
+  }
+  const big = `${RUN}-of-big`;
+  const r = await api('POST', `/api/v1/sales/${sale.id}/purchase`, { user_id: big, request_id: `${big}-1`, quantity: 3 });
+  eq(r.body.quantity, 3, 'a purchase of 3 units');
+  const page = await adminPage(sale.id);
+  await page.locator('#ord-size').selectOption('10');
+  const rows = () => page.evaluate(() => [...document.querySelectorAll('#ord-table tbody tr')].map((tr) => tr.dataset.orderId));
+  await waitFor(async () => (await rows()).length === 10 && (await attr(page, 'orders-view', 'data-page')) === '1', 'page 1');
+  const seen = [...(await rows())];
+  await page.locator('#ord-next').click();
+  await waitFor(async () => (await attr(page, 'orders-view', 'data-page')) === '2', 'page 2');
+  await waitFor(async () => (await rows())[0] !== seen[0], 'page 2 rows');
+  seen.push(...(await rows()));
+  await page.locator('#ord-next').click();
+  await waitFor(async () => (await attr(page, 'orders-view', 'data-page')) === '3', 'page 3');
+  await waitFor(async () => (await rows()).length === 4, 'page 3 has the last 4');
+  seen.push(...(await rows()));
+  eq(new Set(seen).size, 24, 'every order once over the pages');
+  await waitFor(() => page.locator('#ord-next').isDisabled(), 'no page after the last');
+  check(/^Page 3 · 4 orders$/.test(await text(page, 'ord-info')), `page info: ${await text(page, 'ord-info')}`);
+  await page.locator('#ord-first').click();
+  await waitFor(async () => (await rows())[0] === seen[0], 'back to the first page');
+
+  // One buyer: state and quantity.
+  await page.locator('#ord-user').fill(big);
+  await page.locator('#ord-find').click();
+  await waitFor(async () => (await attr(page, 'orders-view', 'data-mode')) === 'user' && (await rows()).length === 1, 'the buyer found');
+  const cells = await page.locator('#ord-table tbody tr').first().locator('td').allTextContents();
+  eq(JSON.stringify([cells[1], cells[2], cells[3]]), JSON.stringify([big, '3', 'Confirmed']), 'buyer, units and state');
+  await page.locator('#ord-user').fill('nobody-here');
+  await page.locator('#ord-find').click();
+  await waitFor(async () => /has no orders/.test(await text(page, 'ord-info')), 'a buyer without orders');
+  await page.locator('#ord-all').click();
+  await waitFor(async () => (await attr(page, 'orders-view', 'data-mode')) === 'all', 'all orders again');
+  await shot(page, '33-orders');
+
+  // The CSV of every page.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#ord-csv').click()]);
+  const file = await download.path();
+  const csv = fs.readFileSync(file, 'utf8').replace(/^\ufeff/, '');
+  const lines = csv.trim().split('\r\n');
+  eq(lines[0], 'order_id,user_id,quantity,state,created_at,pay_by,paid_at,closed_at,payment_id,request_id', 'CSV header');
+  eq(lines.length, 25, 'a line per order');
+  eq(new Set(lines.slice(1).map((l) => l.split(',')[0])).size, 24, 'every order once');
+  check(lines.some((l) => l.startsWith(`${sale.id}-`) && l.includes(`,${big},3,confirmed,`)), 'the 3-unit order in the CSV');
+  await waitFor(async () => (await attr(page, 'ord-msg', 'data-count')) === '24', 'the export says how many');
+  check(/^Exported 24 orders/.test(await text(page, 'ord-msg')), `export note: ${await text(page, 'ord-msg')}`);
+  eq(download.suggestedFilename(), `${sale.id}-orders.csv`, 'file name');
+}
+
+async function dashboardPhone() {
+  // A long name with no space to break at, on a 320 px phone and on a desktop.
+  const long = `Limited-Edition-${'X'.repeat(60)}-Super-Long-Product-Name-${'Y'.repeat(40)}`;
+  const sale = await createSale(long, { stock: 50, id: `${RUN}-long-name` });
+  eq((await buyApi(sale.id, `${RUN}-phone-1`)).status, 201, 'an order to list');
+  for (const locale of ['en-US', 'zh-CN']) {
+    const page = await newPage({ device: { viewport: { width: 320, height: 640 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 }, locale });
+    if (TOKEN) await page.context().addInitScript((tok) => sessionStorage.setItem('seckill.adminToken', tok), TOKEN);
+    await page.goto(`${BASE}/admin?sale=${sale.id}`);
+    await waitFor(async () => (await attr(page, 'controls', 'data-sale')) === sale.id, 'the sale selected');
+    await waitFor(async () => (await page.locator('#ord-table tbody tr').count()) >= 1, 'orders listed');
+    await waitFor(() => page.locator(`tr[data-id="${sale.id}"]`).isVisible(), 'the long sale listed');
+    const over = () => page.evaluate(() => [document.scrollingElement.scrollWidth, window.innerWidth]);
+    let [sw, iw] = await over();
+    check(sw <= iw, `${locale}: 320 px: nothing overflows (${sw} > ${iw})`);
+    const card = await page.locator(`tr[data-id="${sale.id}"]`).boundingBox();
+    check(card && card.x >= 0 && card.x + card.width <= 320, `${locale}: the sale's card fits: ${JSON.stringify(card)}`);
+    await page.locator('#ctl-edit').click();
+    await waitFor(() => page.locator('#ctl-dialog').isVisible(), 'the edit dialog');
+    [sw, iw] = await over();
+    check(sw <= iw, `${locale}: 320 px with a dialog open: nothing overflows (${sw} > ${iw})`);
+    const box = await page.locator('#ctl-dialog').boundingBox();
+    check(box && box.x >= 0 && box.x + box.width <= 320, `${locale}: the dialog fits: ${JSON.stringify(box)}`);
+    await page.screenshot({ path: path.join(ART, `34-phone-320-${locale}.png`) });
+    await page.locator('#ctl-cancel').click();
+  }
+  const desk = await adminPage(sale.id);
+  await waitFor(() => desk.locator(`tr[data-id="${sale.id}"]`).isVisible(), 'listed on a desktop');
+  const fit = await desk.evaluate((id) => {
+    const box = document.querySelector('#sales').parentElement;
+    const tr = document.querySelector(`tr[data-id="${id}"]`);
+    const last = tr.cells[tr.cells.length - 1].getBoundingClientRect();
+    return { sw: document.scrollingElement.scrollWidth, iw: window.innerWidth, boxSw: box.scrollWidth, boxCw: box.clientWidth, right: last.right, title: tr.cells[1].title };
+  }, sale.id);
+  check(fit.sw <= fit.iw, `desktop: page fits (${fit.sw} > ${fit.iw})`);
+  check(fit.boxSw <= fit.boxCw, `desktop: the sales table needs no sideways scroll (${fit.boxSw} > ${fit.boxCw})`);
+  check(fit.right <= fit.iw, `desktop: the last column is on screen (${fit.right})`);
+  eq(fit.title, long, 'the whole name in the title');
+  await shot(desk, '35-desktop-long-name');
+}
+
 // ---- the front door -----------------------------------------------------------------
 
 async function securityAndPow() {
@@ -900,7 +1175,7 @@ async function queueFlow() {
 
 const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice,
   reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle,
-  securityAndPow, queueFlow];
+  dashboardControlsEnglish, dashboardControlsChinese, dashboardCreateErrorsChinese, dashboardOrders, dashboardPhone, securityAndPow, queueFlow];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });
