@@ -24,7 +24,7 @@ if command -v clang >/dev/null 2>&1; then
   echo "== tests under ASan+UBSan"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd build-asan && ctest -j "$jobs" --timeout 900 -LE 'browser|perf')
+  (cd build-asan && ctest -j "$jobs" --timeout 900 -LE 'browser|perf|long')
 
   # The engine, user set, embedded ledger and loop unit tests (threads of their own), the
   # rate-limit table shared by threads, and the integration tests of a server with several
