@@ -1,6 +1,6 @@
 /* The reconciliation (audit.h): what the client was told against what the store holds,
  * its log when it keeps one, and the sale's counts read during the run. The sources
- * live in audit_http.c, audit_sqlite.c and audit_pg.c. */
+ * live in audit_http.c, audit_sqlite.c, audit_pg.c and audit_mysql.c. */
 #include "audit/audit.h"
 
 #include <errno.h>
@@ -161,7 +161,43 @@ typedef struct {
     int64_t held_units, sold_units; /* units of reserved, and of confirmed, store orders */
     sk_audit_order_t *orders; /* for the trail */
     size_t n_orders, cap_orders;
+    /* A timed store without a log: (time, units in or out) of every order. */
+    struct timed_ev {
+        int64_t at, units;
+    } * timed;
+    size_t n_timed, cap_timed;
+    bool timed_ok; /* replaying the orders' times */
 } audit_t;
+
+static void timed_add(audit_t *a, int64_t at, int64_t units)
+{
+    if (a->n_timed == a->cap_timed) {
+        a->cap_timed = a->cap_timed ? a->cap_timed * 2 : 4096;
+        a->timed = sk_xrealloc(a->timed, a->cap_timed * sizeof(*a->timed));
+    }
+    a->timed[a->n_timed++] = (struct timed_ev){at, units};
+}
+
+/* By time; at equal times units going out first (they may have gone first). */
+static int timed_cmp(const void *pa, const void *pb)
+{
+    const struct timed_ev *x = pa, *y = pb;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->units < y->units ? -1 : x->units > y->units;
+}
+
+/* The highest active units at any time, by the orders' times. */
+static int64_t timed_max(audit_t *a)
+{
+    qsort(a->timed, a->n_timed, sizeof(*a->timed), timed_cmp);
+    int64_t cur = 0, max = 0;
+    for (size_t i = 0; i < a->n_timed; i++) {
+        cur += a->timed[i].units;
+        max = SK_MAX(max, cur);
+    }
+    return max;
+}
 
 /* "u<digits>" in 1..users -> the user number, else 0. */
 static uint32_t parse_user(const audit_t *a, const char *p, size_t n)
@@ -378,6 +414,15 @@ static int on_store_order(void *arg, const sk_loadgen_store_order_t *o)
     }
     if (returned(o->state) && o->closed_at > out->last_return_ms)
         out->last_return_ms = o->closed_at;
+    if (a->timed_ok) {
+        if (o->created_at <= 0 || (returned(o->state) && o->closed_at <= 0)) {
+            a->timed_ok = false; /* a time missing: not judged */
+        } else {
+            timed_add(a, o->created_at, q);
+            if (returned(o->state))
+                timed_add(a, o->closed_at, -q);
+        }
+    }
     uint32_t u = parse_user(a, o->user_id, o->user_id_len);
     if (o->request_id_len > 0) {
         bool added;
@@ -512,6 +557,10 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     a.prefix_len = (size_t)snprintf(a.prefix, sizeof(a.prefix), "r%s-", in->run_id);
     int rc = -1;
 
+    /* A database written later by a drain is read once it holds every order named. */
+    src->wait_seq = 0;
+    for (size_t i = 0; i < res->norders; i++)
+        src->wait_seq = SK_MAX(src->wait_seq, order_seq(res->arena + res->orders[i].off, res->orders[i].len));
     sk_loadgen_sale_t store_sale = {.sold = -1};
     if (src->sale(src, in->sale->id, &store_sale, err, err_len) < 0)
         return -1;
@@ -590,9 +639,13 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         out->logged = true;
         a.log_units_ok = true;
     }
+    out->timed_max_units = -1;
+    a.timed_ok = src->timed && !out->logged;
     int r = src->orders(src, in->sale->id, on_store_order, &a, err, err_len);
     if (r != 0)
         goto done;
+    if (a.timed_ok)
+        out->timed_max_units = timed_max(&a);
 
     for (size_t i = 0; i < a.known.cap; i++) {
         kslot_t *k = &a.known.slots[i];
@@ -670,6 +723,8 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         over = SK_MAX(over, ps->max_units - stock_max);
     if (out->logged)
         over = SK_MAX(over, out->log_max_units - stock_max);
+    if (out->timed_max_units >= 0)
+        over = SK_MAX(over, out->timed_max_units - stock_max);
     if (!in->lifecycle)
         over = SK_MAX(over, out->client_orders - out->stock);
     out->oversold = over > 0 ? over : 0;
@@ -738,6 +793,7 @@ done:
     free(a.log_units);
     free(a.log);
     free(a.orders);
+    free(a.timed);
     free(store_sale.id);
     free(store_sale.name);
     return rc;

@@ -6,7 +6,10 @@
  *               (reserved + confirmed) units, the sale's reported sold, the units named to
  *               the client as confirmed (or, without payment windows, every distinct order
  *               it was named), the highest held + sold read during the run, and — from a
- *               store with a log — the highest active units at any point of it; minus stock
+ *               store with a log — the highest active units at any point of it (from a
+ *               database without one, at any time by its orders' created_at and
+ *               closed_at, returns first at equal times, so that it can only miss an
+ *               oversell, never invent one); minus stock
  *   undersold   units left unsold although buyers were turned away with sold_out:
  *               without payment windows min(stock - sold units, users told sold_out who
  *               hold no order); with them, units left at the end while one-unit buyers
@@ -131,6 +134,14 @@ struct sk_audit_source {
     int (*events)(sk_audit_source_t *s, const char *sale_id, sk_audit_event_fn fn, void *arg, char *err,
                   size_t err_len);
     void (*close)(sk_audit_source_t *s);
+    /* Set by sk_audit_run before sale(): the highest order number (seq) named to the
+     * client. A database source waits until it holds that many orders (the drain has
+     * carried them). */
+    uint64_t wait_seq;
+    /* The orders' created_at and closed_at are the times of one writer's clock (a
+     * cluster's database: Redis's TIME): without a log, the audit replays them (set by
+     * the source). */
+    bool timed;
 };
 
 /** The service's admin listing GET /api/v1/sales/{id}/orders, paged by `after`. The
@@ -141,15 +152,15 @@ sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char
  *  opened. */
 sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len);
 /** A cluster's PostgreSQL (libpq connection string or URL). Before reading, it waits up
- *  to wait_ms until the database holds as many orders of the sale as the service at
- *  target `t` (borrowed) reports sold. It reads the orders' state, quantity, pay_by,
- *  paid_at and closed_at where the schema has those columns (the drain writes them once
- *  it carries transitions); without them every order counts as confirmed, one unit.
- *  NULL with err when it cannot connect. */
+ *  to wait_ms until the drain caught up (audit/drained.h): as many confirmed units of
+ *  the sale as the service at target `t` (borrowed) reports sold, as many reserved
+ *  units as it reports held, the orders the client was told of. It reads the orders'
+ *  state, quantity, pay_by, paid_at and closed_at where the schema has those columns;
+ *  without them every order counts as confirmed, one unit. NULL with err when it
+ *  cannot connect. */
 sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                       size_t err_len);
-/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h); it reads
- *  no lifecycle columns yet: every order counts as confirmed, one unit. */
+/** The same for a cluster's MySQL or MariaDB (a mysql:// URL, drain/mysql.h). */
 sk_audit_source_t *sk_audit_source_mysql(const char *url, const sk_loadgen_target_t *t, int wait_ms, char *err,
                                          size_t err_len);
 
@@ -191,6 +202,7 @@ typedef struct {
     int64_t reads, max_units; /* reads of the sale during the run; the highest held + sold */
     int64_t final_held, final_sold; /* the last read, -1 when none */
     int64_t log_max_units; /* the highest active units in the store's log */
+    int64_t timed_max_units; /* no log: the highest active units by the orders' times, -1: not judged */
     int64_t reservations, reservations_checked; /* seen by the client; found in the store */
     int64_t last_return_ms; /* the last closed_at of a cancelled, expired or refunded order */
     bool ok; /* every count above that can fail is zero */

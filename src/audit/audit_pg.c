@@ -1,7 +1,6 @@
 /* The PostgreSQL audit source: a cluster's system of record (tables sales and orders,
  * deploy/postgres/), written by `seckill drain` some time after the orders were
- * confirmed. Before the audit reads it, it waits (bounded) until the database holds as
- * many orders of the sale as the service reports sold: the drain has caught up
+ * decided. Before the audit reads it, it waits (bounded) until the drain has caught up
  * (drained.h). "Sold" there is the units of its confirmed orders.
  *
  * The orders' lifecycle columns — state, quantity, pay_by, paid_at, closed_at — are read
@@ -24,7 +23,7 @@ typedef struct {
     int wait_ms;
     bool has_state, has_quantity;
     char select[640]; /* the orders query, for the columns the schema has */
-    char sold_sql[256]; /* units sold as the database holds them */
+    char counts_sql[512]; /* confirmed units, reserved units, orders (a select list) */
 } pg_source_t;
 
 /* An expression for column c as unix ms (0 when the schema has no such column). */
@@ -65,16 +64,22 @@ static void build_queries(pg_source_t *q)
              "ORDER BY seq",
              q->has_quantity ? "quantity::bigint" : "0", q->has_state ? "state::text" : "''", pay_by, paid_at,
              closed_at, created_at);
-    snprintf(q->sold_sql, sizeof(q->sold_sql), "SELECT coalesce(sum(%s), 0) FROM orders WHERE sale_id = $1%s",
-             q->has_quantity ? "quantity" : "1", q->has_state ? " AND state = 'confirmed'" : "");
+    const char *units = q->has_quantity ? "quantity" : "1";
+    snprintf(q->counts_sql, sizeof(q->counts_sql),
+             "(SELECT coalesce(sum(%s), 0) FROM orders WHERE sale_id = $1%s), "
+             "(SELECT coalesce(sum(%s), 0) FROM orders WHERE sale_id = $1%s), "
+             "(SELECT count(*) FROM orders WHERE sale_id = $1)",
+             units, q->has_state ? " AND state = 'confirmed'" : "", units,
+             q->has_state ? " AND state = 'reserved'" : " AND false");
 }
 
-static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, bool *found, char *err, size_t err_len)
+static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, sk_audit_counts_t *c, bool *found,
+                    char *err, size_t err_len)
 {
     pg_source_t *q = arg;
     const char *vals[1] = {sale_id};
-    char sql[512];
-    snprintf(sql, sizeof(sql), "SELECT stock, per_user_limit, (%s) FROM sales WHERE id = $1", q->sold_sql);
+    char sql[768];
+    snprintf(sql, sizeof(sql), "SELECT stock, per_user_limit, %s FROM sales WHERE id = $1", q->counts_sql);
     PGresult *r = PQexecParams(q->db, sql, 1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, err_len, "postgres: %.*s", (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
@@ -85,7 +90,9 @@ static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, bool
     if (*found) {
         out->stock = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         out->limit = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-        out->sold = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        c->sold = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        c->held = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+        c->orders = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
     }
     PQclear(r);
     return 0;
@@ -94,7 +101,8 @@ static int pg_count(void *arg, const char *sale_id, sk_loadgen_sale_t *out, bool
 static int pg_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sale_t *out, char *err, size_t err_len)
 {
     pg_source_t *q = (pg_source_t *)s;
-    return sk_audit_wait_drained("postgres", q->target, q->wait_ms, sale_id, pg_count, q, out, err, err_len);
+    return sk_audit_wait_drained("postgres", q->target, q->wait_ms, sale_id, s->wait_seq, pg_count, q, out, err,
+                                 err_len);
 }
 
 static int pg_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_order_fn fn, void *arg, char *err,
@@ -169,6 +177,7 @@ sk_audit_source_t *sk_audit_source_pg(const char *conninfo, const sk_loadgen_tar
     q->db = db;
     q->target = t;
     q->wait_ms = wait_ms;
+    q->base.timed = true;
     build_queries(q);
     return &q->base;
 }

@@ -30,3 +30,10 @@ const sk_db_driver_t *sk_db_driver(const char *url, char *err, size_t err_size)
     }
     return &sk_db_postgres;
 }
+
+bool sk_db_state_moves(const char *from, const char *to)
+{
+    if (strcmp(from, SK_DB_RESERVED) == 0)
+        return strcmp(to, SK_DB_RESERVED) != 0;
+    return strcmp(from, SK_DB_CONFIRMED) == 0 && strcmp(to, "refunded") == 0;
+}

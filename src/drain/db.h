@@ -6,10 +6,16 @@
  * a client library appears here.
  *
  * What every implementation promises:
- *  - put_orders writes the whole batch in one transaction, or nothing. A batch written
- *    again (after an error whose outcome was unknown, or after a crash before the
- *    stream entries were acknowledged) inserts each order once: rows whose order id
- *    is present are skipped.
+ *  - put_batch writes the whole batch in one transaction, or nothing: its new orders,
+ *    then its transitions, then its trail rows (sale_events). Written again (after an
+ *    error whose outcome was unknown, or after a crash before the stream entries were
+ *    acknowledged, or delivered again in any order), it changes nothing more: an order
+ *    present is left as it is; a transition moves an order's state only forward
+ *    (sk_db_state_moves) and sets paid_at, payment_id and closed_at only where they
+ *    are still empty; a trail row present (sale_id, seq) is skipped. So transitions
+ *    commute: any order of delivery ends in the same row.
+ *    A transition whose order is not in the database (yet: with several drains, its
+ *    order may be in another one's batch) changes nothing and is reported not found.
  *  - put_sale inserts a sale once and never overwrites it.
  *  - migrate applies the schema changes not yet applied, safely when several drains
  *    start at once; both databases hold the same tables (deploy/postgres/,
@@ -39,11 +45,59 @@ typedef struct {
     int64_t stock, starts_at, ends_at, per_user_limit, created_at; /* times: unix ms */
 } sk_db_sale_t;
 
+/* Order states as the database spells them (the CHECK of migration 002). */
+#define SK_DB_RESERVED "reserved"
+#define SK_DB_CONFIRMED "confirmed"
+
 typedef struct {
     const char *order_id, *sale_id, *user_id, *request_id;
     int64_t seq;
     int64_t created_at; /* unix ms */
+    int64_t quantity; /* units, >= 1 */
+    const char *state; /* SK_DB_RESERVED (with pay_by) or SK_DB_CONFIRMED */
+    int64_t pay_by; /* unix ms; 0: none (final at once) */
 } sk_db_order_t;
+
+/** One order's transitions of a batch, merged (sk_drain_batch): the state it moves to
+ *  and the fields they set (0 / "": not set by them). */
+typedef struct {
+    const char *sale_id;
+    int64_t seq;
+    const char *state; /* confirmed, cancelled, expired or refunded */
+    int64_t paid_at, closed_at; /* unix ms, 0: not set */
+    const char *payment_id; /* "": not set */
+    bool found; /* out: the order is in the database */
+} sk_db_transition_t;
+
+/** One entry of a sale's trail (a control the operator made). */
+typedef struct {
+    const char *sale_id;
+    int64_t seq; /* its number in the sale's trail */
+    const char *kind, *actor, *request_id;
+    int64_t decided_at; /* unix ms */
+    const char *params, *before, *after; /* JSON text */
+} sk_db_event_t;
+
+typedef struct {
+    const sk_db_order_t *orders;
+    size_t n_orders;
+    sk_db_transition_t *transitions; /* their `found` is filled in */
+    size_t n_transitions;
+    const sk_db_event_t *events;
+    size_t n_events;
+} sk_db_batch_t;
+
+/** A sale in the database: its orders, and the units of its confirmed and of its
+ *  reserved orders (-1: unknown). */
+typedef struct {
+    int64_t orders, sold, held;
+} sk_db_counts_t;
+
+/** Whether an order in state `from` takes state `to`: only forward — a reservation
+ *  becomes confirmed, cancelled, expired or (paid and refunded in one batch, or its
+ *  payment carried later) refunded; a confirmed order becomes refunded. The SQL of
+ *  sql_postgres.c and sql_mysql.c says the same. */
+bool sk_db_state_moves(const char *from, const char *to);
 
 typedef struct sk_db sk_db_t;
 
@@ -58,13 +112,13 @@ typedef struct {
     int (*migrate)(sk_db_t *db, char *err, size_t err_size);
     /** Returns 0 or -EIO. */
     int (*put_sale)(sk_db_t *db, const sk_db_sale_t *s, char *err, size_t err_size);
-    /** Returns the number of rows inserted (orders already present are not counted) or
-     *  -EIO (nothing of the batch committed, or an unknown outcome). */
-    int64_t (*put_orders)(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size);
+    /** Returns the number of orders inserted (orders already present are not counted)
+     *  or -EIO (nothing of the batch committed, or an unknown outcome). */
+    int64_t (*put_batch)(sk_db_t *db, sk_db_batch_t *b, char *err, size_t err_size);
     bool (*ok)(const sk_db_t *db);
-    /** The number of orders of a sale in the database, or -EIO. Optional (NULL: the
-     *  drain reports no reconciliation for this database). */
-    int64_t (*count_orders)(sk_db_t *db, const char *sale_id, char *err, size_t err_size);
+    /** A sale's counts in the database: 0 or -EIO. Optional (NULL: the drain reports
+     *  no reconciliation for this database). */
+    int (*count)(sk_db_t *db, const char *sale_id, sk_db_counts_t *out, char *err, size_t err_size);
 } sk_db_driver_t;
 
 /** Every sk_db_t starts with this header (the implementation's struct embeds it first). */
@@ -103,15 +157,16 @@ static inline int sk_db_put_sale(sk_db_t *db, const sk_db_sale_t *s, char *err, 
     return db->driver->put_sale(db, s, err, err_size);
 }
 
-static inline int64_t sk_db_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
+static inline int64_t sk_db_put_batch(sk_db_t *db, sk_db_batch_t *b, char *err, size_t err_size)
 {
-    return db->driver->put_orders(db, o, n, err, err_size);
+    return db->driver->put_batch(db, b, err, err_size);
 }
 
-/** Orders of a sale in the database; -ENOSYS when the implementation cannot count. */
-static inline int64_t sk_db_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+/** A sale's counts in the database: 0, -EIO, or -ENOSYS when the implementation cannot
+ *  count. */
+static inline int sk_db_count(sk_db_t *db, const char *sale_id, sk_db_counts_t *out, char *err, size_t err_size)
 {
-    return db->driver->count_orders ? db->driver->count_orders(db, sale_id, err, err_size) : -ENOSYS;
+    return db->driver->count ? db->driver->count(db, sale_id, out, err, err_size) : -ENOSYS;
 }
 
 /** True while the connection is usable; false for NULL or after a failure. */

@@ -1,5 +1,5 @@
-/* The drain: moves confirmed orders from the Redis order streams into the database, the
- * cluster's system of record (db.h).
+/* The drain: moves the orders, their transitions and the sales' trails from the Redis
+ * order streams into the database, the cluster's system of record (db.h).
  *
  * One consumer group ("seckill-drain") reads every sale's stream (sales are discovered
  * from the sales index), on one Redis or on every primary of a Redis Cluster
@@ -22,9 +22,12 @@
  * with `retired_at` (so its id is never taken again and the nodes know why its orders
  * are gone from Redis).
  *
- * Reconciliation: per sale, the count of orders in Redis (the sale's sold counter) is
- * compared with the database's, continuously; the difference is exported and is 0 once
- * the drain caught up.
+ * Reconciliation: per sale, the units sold in Redis (the sale's sold counter: units of
+ * confirmed orders) are compared with the units of the database's confirmed orders,
+ * continuously; the difference is exported and is 0 once the drain caught up (exact
+ * for every sale: a plain sale's orders are one unit each, and a reservation counts
+ * once paid, in both). Retirement also wants the orders made (Redis's seq) equal to the
+ * database's orders and no reservation held in either.
  *
  * When the database is down the drain keeps its batch and retries with back-off; the
  * streams keep the orders meanwhile. The lag (entries not yet in the database: never
@@ -73,12 +76,13 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop);
 /** Stops the metrics server, closes the connections and frees. */
 void sk_drain_free(sk_drain_t *d);
 
-/** Whether a sale's stream gets no new entries: it sold every unit, or Redis's clock
- *  (the clock the purchase script decides the window by; -1 when unknown) is
- *  SK_DRAIN_FINISHED_AFTER_MS past ends_at.
+/** Whether a sale's stream gets no new entries: no reservation is pending (held 0),
+ *  and it sold every unit or Redis's clock (the clock the purchase script decides the
+ *  window by; -1 when unknown) is SK_DRAIN_FINISHED_AFTER_MS past ends_at. (A refund
+ *  may still come: the lag is watched.)
  *  A finished stream that is drained is no longer read for new entries, but its group's
  *  lag is still watched: an entry that arrives anyway makes it read again. */
-bool sk_drain_stream_finished(int64_t sold, int64_t stock, int64_t ends_at, int64_t redis_now_ms);
+bool sk_drain_stream_finished(int64_t sold, int64_t held, int64_t stock, int64_t ends_at, int64_t redis_now_ms);
 
 /** A stream entry id "<ms>-<seq>". */
 typedef struct {
@@ -102,9 +106,10 @@ typedef struct {
 bool sk_drain_trim_point(const sk_drain_group_need_t *groups, size_t n, sk_drain_id_t *minid);
 
 /** Whether a sale may be retired: over by Redis's clock, every entry in the database
- *  and acknowledged (lag and pending 0), and the counts agree (Redis's sold == the
- *  database's, both known). */
-bool sk_drain_retire_due(int64_t ends_at, int64_t redis_now_ms, int64_t lag, int64_t pending, int64_t redis_sold,
-                         int64_t db_count);
+ *  and acknowledged (lag and pending 0), no reservation pending (held 0 in both), and
+ *  the counts agree: orders made, and units sold (Redis's) against units of confirmed
+ *  orders (the database's), all known. */
+bool sk_drain_retire_due(int64_t ends_at, int64_t redis_now_ms, int64_t lag, int64_t pending,
+                         const sk_db_counts_t *redis, const sk_db_counts_t *db);
 
 #endif

@@ -34,9 +34,10 @@ void sk_drain_metrics_render(sk_buf_t *b, const sk_drain_stats_t *st)
                    "# TYPE seckill_drain_stream_active gauge\n");
     for (size_t i = 0; i < st->n_sales; i++)
         sk_buf_printf(b, "seckill_drain_stream_active{sale=\"%s\"} %d\n", st->sales[i].id, st->sales[i].active);
-    sk_buf_puts(b, "# HELP seckill_drain_reconcile_diff Orders the sale has in Redis (its sold count) minus the "
-                   "orders the database has: 0 once the drain caught up; negative means the database holds orders "
-                   "Redis does not.\n# TYPE seckill_drain_reconcile_diff gauge\n");
+    sk_buf_puts(b, "# HELP seckill_drain_reconcile_diff Units the sale has sold in Redis (its sold count) minus the "
+                   "units of its confirmed orders in the database: 0 once the drain caught up; negative means the "
+                   "database holds confirmed units Redis does not (or a refund not carried yet).\n"
+                   "# TYPE seckill_drain_reconcile_diff gauge\n");
     for (size_t i = 0; i < st->n_sales; i++)
         if (st->sales[i].diff_known)
             sk_buf_printf(b, "seckill_drain_reconcile_diff{sale=\"%s\"} %lld\n", st->sales[i].id,
@@ -57,6 +58,11 @@ void sk_drain_metrics_render(sk_buf_t *b, const sk_drain_stats_t *st)
     sk_buf_printf(b,
                   "# HELP seckill_drain_orders_total Orders inserted into the database.\n"
                   "# TYPE seckill_drain_orders_total counter\nseckill_drain_orders_total %llu\n"
+                  "# HELP seckill_drain_transitions_total Orders' transitions written (those of one order in "
+                  "one batch merged; with re-deliveries).\n"
+                  "# TYPE seckill_drain_transitions_total counter\nseckill_drain_transitions_total %llu\n"
+                  "# HELP seckill_drain_events_total Trail entries (operator controls) written (with "
+                  "re-deliveries).\n# TYPE seckill_drain_events_total counter\nseckill_drain_events_total %llu\n"
                   "# HELP seckill_drain_entries_total Stream entries written (with re-deliveries).\n"
                   "# TYPE seckill_drain_entries_total counter\nseckill_drain_entries_total %llu\n"
                   "# TYPE seckill_drain_batches_total counter\nseckill_drain_batches_total %llu\n"
@@ -68,10 +74,10 @@ void sk_drain_metrics_render(sk_buf_t *b, const sk_drain_stats_t *st)
                   "seckill_drain_up{store=\"redis\"} %d\nseckill_drain_up{store=\"%s\"} %d\n"
                   "# TYPE seckill_drain_last_batch_seconds gauge\nseckill_drain_last_batch_seconds %.6f\n"
                   "# TYPE seckill_drain_sales gauge\nseckill_drain_sales %zu\n",
-                  (unsigned long long)st->orders, (unsigned long long)st->entries, (unsigned long long)st->batches,
-                  (unsigned long long)st->malformed, (unsigned long long)st->redis_errors, st->db_name,
-                  (unsigned long long)st->db_errors, st->redis_up, st->db_name, st->db_up, st->last_batch_s,
-                  st->n_sales);
+                  (unsigned long long)st->orders, (unsigned long long)st->transitions, (unsigned long long)st->events,
+                  (unsigned long long)st->entries, (unsigned long long)st->batches, (unsigned long long)st->malformed,
+                  (unsigned long long)st->redis_errors, st->db_name, (unsigned long long)st->db_errors, st->redis_up,
+                  st->db_name, st->db_up, st->last_batch_s, st->n_sales);
 }
 
 /* ---- the server -------------------------------------------------------------------------- */

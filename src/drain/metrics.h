@@ -21,7 +21,7 @@ typedef struct {
     int64_t pending; /* delivered, not yet acknowledged */
     int64_t length; /* entries in the stream */
     bool active; /* still read for new entries */
-    int64_t diff; /* orders in Redis minus orders in the database (reconciliation) */
+    int64_t diff; /* units sold in Redis minus units of confirmed orders in the database */
     bool diff_known; /* both counts were read (the database implements counting) */
     bool retired; /* over, drained and reconciled: its keys in Redis expire */
 } sk_drain_sale_stats_t;
@@ -31,6 +31,7 @@ typedef struct {
     const sk_drain_sale_stats_t *sales;
     size_t n_sales;
     uint64_t orders, entries, batches, malformed, redis_errors, db_errors;
+    uint64_t transitions, events; /* orders' transitions and trail entries written */
     uint64_t trimmed; /* stream entries trimmed after they were acknowledged */
     uint64_t retired; /* sales retired by this drain */
     uint64_t replica_waits; /* batches held back: too few replicas had their entries */

@@ -26,7 +26,8 @@
 
 #define MIGRATION_LOCK "seckill_schema_migrations" /* GET_LOCK name of the migrations */
 #define MIGRATION_LOCK_WAIT_S 60 /* how long a drain waits for another one's migrations */
-#define COLUMNS 6 /* parameters per order (sql.h) */
+#define COLUMNS 9 /* parameters per order (sql.h) */
+#define T_COLUMNS 6 /* parameters per transition (sql.h) */
 
 /* ---- the URL ----------------------------------------------------------------------------- */
 
@@ -580,15 +581,10 @@ static int64_t rows_inserted(MYSQL *c, MYSQL_STMT *st, size_t n)
     return affected >= 2 * changed ? (int64_t)(affected - 2 * changed) : 0;
 }
 
-static int64_t my_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
+/* The orders of a batch, in the caller's transaction: statements of orders_max orders.
+ * Returns the rows inserted or -EIO. */
+static int64_t my_write_orders(my_t *my, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
 {
-    my_t *my = (my_t *)db;
-    if (n == 0)
-        return 0;
-    /* The whole batch or nothing: several statements (orders_max orders each) in one
-     * transaction. */
-    if (query(my, "START TRANSACTION", err, err_size) < 0)
-        return -EIO;
     size_t chunk = sk_db_sql_mysql.orders_max;
     MYSQL_BIND *binds = sk_xcalloc(COLUMNS * SK_MIN(n, chunk), sizeof(*binds));
     unsigned long *lens = sk_xcalloc(COLUMNS * SK_MIN(n, chunk), sizeof(*lens));
@@ -596,8 +592,10 @@ static int64_t my_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char
     for (size_t off = 0; off < n; off += chunk) {
         size_t m = SK_MIN(chunk, n - off);
         MYSQL_STMT *st = orders_stmt(my, m, err, err_size);
-        if (!st)
-            goto fail;
+        if (!st) {
+            inserted = -EIO;
+            break;
+        }
         memset(binds, 0, COLUMNS * m * sizeof(*binds));
         for (size_t i = 0; i < m; i++) {
             const sk_db_order_t *r = &o[off + i];
@@ -609,33 +607,147 @@ static int64_t my_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char
             bind_str(&b[3], &l[3], r->user_id);
             bind_str(&b[4], &l[4], r->request_id);
             bind_i64(&b[5], &r->created_at);
+            bind_i64(&b[6], &r->quantity);
+            bind_str(&b[7], &l[7], r->state);
+            bind_i64(&b[8], &r->pay_by);
         }
         if (mysql_stmt_bind_param(st, binds) != 0 || mysql_stmt_execute(st) != 0) {
             stmt_fail(my, st, "cannot insert the orders", err, err_size);
-            goto fail;
+            inserted = -EIO;
+            break;
         }
         inserted += rows_inserted(my->conn, st, m);
     }
     free(binds);
     free(lens);
+    return inserted;
+}
+
+/* Which of t[0..n) have their order in the database (the rare case of an UPDATE that
+ * matched fewer: with several drains, an order may be in another one's batch). */
+static int my_find_orders(my_t *my, sk_db_transition_t *t, size_t n, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        MYSQL_BIND b[2] = {{0}};
+        unsigned long len;
+        bind_str(&b[0], &len, t[i].sale_id);
+        bind_i64(&b[1], &t[i].seq);
+        MYSQL_STMT *st = run_stmt(my, my->conn, sk_db_sql_mysql.order_exists, b, err, err_size);
+        if (!st)
+            return -EIO;
+        if (mysql_stmt_store_result(st) != 0) {
+            stmt_fail(my, st, "cannot look up an order", err, err_size);
+            mysql_stmt_close(st);
+            return -EIO;
+        }
+        t[i].found = mysql_stmt_num_rows(st) > 0;
+        mysql_stmt_close(st);
+    }
+    return 0;
+}
+
+/* The merged transitions, statements of transitions_max; fills in which orders were found. */
+static int my_write_transitions(my_t *my, sk_db_transition_t *t, size_t n, char *err, size_t err_size)
+{
+    size_t chunk = sk_db_sql_mysql.transitions_max;
+    MYSQL_BIND *binds = sk_xcalloc(T_COLUMNS * SK_MIN(n, chunk), sizeof(*binds));
+    unsigned long *lens = sk_xcalloc(T_COLUMNS * SK_MIN(n, chunk), sizeof(*lens));
+    int rc = 0;
+    for (size_t off = 0; off < n && rc == 0; off += chunk) {
+        size_t m = SK_MIN(chunk, n - off);
+        sk_buf_t sql = {0};
+        sk_db_sql_mysql.update_orders(&sql, m);
+        MYSQL_STMT *st = mysql_stmt_init(my->conn);
+        if (!st) {
+            sk_buf_free(&sql);
+            set_err(err, err_size, "out of memory", 0, NULL);
+            rc = -EIO;
+            break;
+        }
+        memset(binds, 0, T_COLUMNS * m * sizeof(*binds));
+        for (size_t i = 0; i < m; i++) {
+            sk_db_transition_t *x = &t[off + i];
+            MYSQL_BIND *b = &binds[T_COLUMNS * i];
+            unsigned long *l = &lens[T_COLUMNS * i];
+            bind_str(&b[0], &l[0], x->sale_id);
+            bind_i64(&b[1], &x->seq);
+            bind_str(&b[2], &l[2], x->state);
+            bind_i64(&b[3], &x->paid_at);
+            bind_str(&b[4], &l[4], x->payment_id);
+            bind_i64(&b[5], &x->closed_at);
+            x->found = true;
+        }
+        if (mysql_stmt_prepare(st, sql.data, sql.len) != 0 || mysql_stmt_bind_param(st, binds) != 0 ||
+            mysql_stmt_execute(st) != 0) {
+            stmt_fail(my, st, "cannot update the orders", err, err_size);
+            rc = -EIO;
+        } else {
+            /* "Rows matched: M  Changed: C  Warnings: W": M orders were there. */
+            const char *info = mysql_info(my->conn);
+            unsigned long long matched = 0;
+            if (!info || sscanf(info, "Rows matched: %llu", &matched) != 1 || matched < m)
+                rc = my_find_orders(my, t + off, m, err, err_size);
+        }
+        mysql_stmt_close(st);
+        sk_buf_free(&sql);
+    }
+    free(binds);
+    free(lens);
+    return rc;
+}
+
+static int my_write_events(my_t *my, const sk_db_event_t *e, size_t n, char *err, size_t err_size)
+{
+    /* Controls are rare: one statement each. */
+    for (size_t i = 0; i < n; i++) {
+        MYSQL_BIND b[9] = {{0}};
+        unsigned long lens[9];
+        bind_str(&b[0], &lens[0], e[i].sale_id);
+        bind_i64(&b[1], &e[i].seq);
+        bind_str(&b[2], &lens[2], e[i].kind);
+        bind_str(&b[3], &lens[3], e[i].actor);
+        bind_str(&b[4], &lens[4], e[i].request_id);
+        bind_i64(&b[5], &e[i].decided_at);
+        bind_str(&b[6], &lens[6], e[i].params);
+        bind_str(&b[7], &lens[7], e[i].before);
+        bind_str(&b[8], &lens[8], e[i].after);
+        MYSQL_STMT *st = run_stmt(my, my->conn, sk_db_sql_mysql.insert_event, b, err, err_size);
+        if (!st)
+            return -EIO;
+        mysql_stmt_close(st);
+    }
+    return 0;
+}
+
+static int64_t my_put_batch(sk_db_t *db, sk_db_batch_t *b, char *err, size_t err_size)
+{
+    my_t *my = (my_t *)db;
+    if (b->n_orders + b->n_transitions + b->n_events == 0)
+        return 0;
+    /* The whole batch or nothing: its orders, transitions and trail rows in one
+     * transaction. */
+    if (query(my, "START TRANSACTION", err, err_size) < 0)
+        return -EIO;
+    int64_t inserted = b->n_orders ? my_write_orders(my, b->orders, b->n_orders, err, err_size) : 0;
+    if (inserted < 0 ||
+        (b->n_transitions && my_write_transitions(my, b->transitions, b->n_transitions, err, err_size) < 0) ||
+        my_write_events(my, b->events, b->n_events, err, err_size) < 0) {
+        if (!my->broken) {
+            char e2[8];
+            if (query(my, "ROLLBACK", e2, sizeof(e2)) < 0)
+                my->broken = true;
+        }
+        return -EIO;
+    }
     if (query(my, "COMMIT", err, err_size) < 0) {
         /* Committed or not, nobody can say: write the batch again on a new connection. */
         my->broken = true;
         return -EIO;
     }
     return inserted;
-fail:
-    free(binds);
-    free(lens);
-    if (!my->broken) {
-        char e2[8];
-        if (query(my, "ROLLBACK", e2, sizeof(e2)) < 0)
-            my->broken = true;
-    }
-    return -EIO;
 }
 
-static int64_t my_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+static int my_count(sk_db_t *db, const char *sale_id, sk_db_counts_t *out, char *err, size_t err_size)
 {
     my_t *my = (my_t *)db;
     if (my->broken) {
@@ -649,19 +761,23 @@ static int64_t my_count_orders(sk_db_t *db, const char *sale_id, char *err, size
     MYSQL_STMT *st = run_stmt(my, my->conn, sk_db_sql_mysql.count_orders, b, err, err_size);
     if (!st)
         return -EIO;
-    long long n = -1;
-    MYSQL_BIND out[1] = {{0}};
-    out[0].buffer_type = MYSQL_TYPE_LONGLONG;
-    out[0].buffer = &n;
-    int64_t result = -EIO;
-    if (mysql_stmt_bind_result(st, out) != 0 || mysql_stmt_fetch(st) != 0)
+    long long v[3] = {-1, -1, -1};
+    MYSQL_BIND res[3] = {{0}};
+    for (int k = 0; k < 3; k++) {
+        res[k].buffer_type = MYSQL_TYPE_LONGLONG;
+        res[k].buffer = &v[k];
+    }
+    int rc = -EIO;
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_fetch(st) != 0)
         stmt_fail(my, st, "count of orders", err, err_size);
-    else if (n < 0)
+    else if (v[0] < 0 || v[1] < 0 || v[2] < 0)
         set_err(err, err_size, "count of orders: unexpected answer", 0, NULL);
-    else
-        result = n;
+    else {
+        *out = (sk_db_counts_t){.orders = v[0], .sold = v[1], .held = v[2]};
+        rc = 0;
+    }
     mysql_stmt_close(st);
-    return result;
+    return rc;
 }
 
 const sk_db_driver_t sk_db_mysql = {
@@ -671,7 +787,7 @@ const sk_db_driver_t sk_db_mysql = {
     .close = my_close,
     .migrate = my_migrate,
     .put_sale = my_put_sale,
-    .put_orders = my_put_orders,
+    .put_batch = my_put_batch,
     .ok = my_ok,
-    .count_orders = my_count_orders,
+    .count = my_count,
 };

@@ -1,7 +1,9 @@
 /* PostgreSQL, the drain's first database (db.h): a thin layer over libpq. The SQL text
  * is in sql_postgres.c; the schema migrations are the .sql files of deploy/postgres/,
  * compiled in (util/texts.h). Orders go in with COPY, and with INSERT ... ON CONFLICT DO
- * NOTHING when COPY meets an order already there (a batch delivered twice).
+ * NOTHING when COPY meets an order already there (a batch delivered twice); a batch
+ * with transitions or trail entries is BEGIN, the orders, one UPDATE of the
+ * transitions, the trail rows, COMMIT.
  *
  * Statements go out with PQsendQuery* and their answers are
  * awaited with poll() against a deadline: a blocking PQexec would hang the drain for as
@@ -348,6 +350,15 @@ static int64_t pg_copy_orders(pg_t *pg, const sk_db_order_t *o, size_t n, bool *
         copy_str(&b, o[i].request_id);
         sk_buf_putc(&b, '\t');
         copy_time(&b, o[i].created_at, &cached_sec, cached);
+        sk_buf_putc(&b, '\t');
+        sk_buf_put_i64(&b, o[i].quantity);
+        sk_buf_putc(&b, '\t');
+        sk_buf_puts(&b, o[i].state);
+        sk_buf_putc(&b, '\t');
+        if (o[i].pay_by > 0)
+            copy_time(&b, o[i].pay_by, &cached_sec, cached);
+        else
+            sk_buf_puts(&b, "\\N");
         sk_buf_putc(&b, '\n');
     }
     int64_t result = -EIO;
@@ -388,27 +399,37 @@ out:
     return result;
 }
 
-static int64_t pg_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
+/* Rows a statement reported (PQcmdTuples), 0 when it says none. */
+static int64_t cmd_tuples(PGresult *r)
 {
-    pg_t *pg = (pg_t *)db;
-    if (n == 0)
-        return 0;
-    if (!pg_ok(db)) {
-        set_err(err, err_size, "not connected", NULL);
-        return -EIO;
+    int64_t n = 0;
+    const char *t = PQcmdTuples(r);
+    if (t && *t)
+        sk_parse_i64(t, strlen(t), 0, INT64_MAX, &n);
+    return n;
+}
+
+/* Closes the k arrays of a PostgreSQL array literal each and points vals at them. */
+static void arrays_end(sk_buf_t *a, int k, const char **vals)
+{
+    for (int i = 0; i < k; i++) {
+        sk_buf_putc(&a[i], '}');
+        sk_buf_putc(&a[i], '\0');
+        vals[i] = a[i].data;
     }
-    /* COPY first; a batch that meets orders already written (delivered again after a
-     * crash or a failover) goes in again row by row, skipping those. */
-    bool conflict;
-    int64_t copied = pg_copy_orders(pg, o, n, &conflict, err, err_size);
-    if (copied >= 0 || !conflict)
-        return copied;
-    sk_buf_t a[6] = {{0}};
-    for (int k = 0; k < 6; k++)
+}
+
+/* The orders as one INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING: rows
+ * already there are skipped. Returns the rows inserted or -EIO. */
+static int64_t pg_insert_orders(pg_t *pg, const sk_db_order_t *o, size_t n, char *err, size_t err_size)
+{
+    enum { K = 9 };
+    sk_buf_t a[K] = {{0}};
+    for (int k = 0; k < K; k++)
         sk_buf_putc(&a[k], '{');
     for (size_t i = 0; i < n; i++) {
         if (i)
-            for (int k = 0; k < 6; k++)
+            for (int k = 0; k < K; k++)
                 sk_buf_putc(&a[k], ',');
         array_str(&a[0], o[i].order_id);
         array_str(&a[1], o[i].sale_id);
@@ -416,45 +437,149 @@ static int64_t pg_put_orders(sk_db_t *db, const sk_db_order_t *o, size_t n, char
         array_str(&a[3], o[i].user_id);
         array_str(&a[4], o[i].request_id);
         sk_buf_put_i64(&a[5], o[i].created_at);
+        sk_buf_put_i64(&a[6], o[i].quantity);
+        array_str(&a[7], o[i].state);
+        sk_buf_put_i64(&a[8], o[i].pay_by);
     }
-    const char *vals[6];
-    for (int k = 0; k < 6; k++) {
-        sk_buf_putc(&a[k], '}');
-        sk_buf_putc(&a[k], '\0');
-        vals[k] = a[k].data;
-    }
-    /* One statement is one transaction: the whole batch or nothing. */
+    const char *vals[K];
+    arrays_end(a, K, vals);
     sk_buf_t sql = {0};
     sk_db_sql_postgres.insert_orders(&sql, n);
     sk_buf_putc(&sql, '\0');
-    PGresult *r = exec_params(pg, sql.data, 6, vals, err, err_size);
+    PGresult *r = exec_params(pg, sql.data, K, vals, err, err_size);
     sk_buf_free(&sql);
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < K; k++)
         sk_buf_free(&a[k]);
     if (!r)
         return -EIO;
-    int64_t inserted = 0;
-    const char *t = PQcmdTuples(r);
-    if (t && *t)
-        sk_parse_i64(t, strlen(t), 0, INT64_MAX, &inserted);
+    int64_t inserted = cmd_tuples(r);
     PQclear(r);
     return inserted;
 }
 
-static int64_t pg_count_orders(sk_db_t *db, const char *sale_id, char *err, size_t err_size)
+/* The orders of a batch: COPY first; a batch that meets orders already written
+ * (delivered again after a crash or a failover) goes in again row by row, skipping
+ * those. In a transaction (in_tx) the failed COPY took it down: it is begun again
+ * (nothing else of the batch was written before the orders). */
+static int64_t pg_write_orders(pg_t *pg, const sk_db_order_t *o, size_t n, bool in_tx, char *err, size_t err_size)
+{
+    bool conflict;
+    int64_t copied = pg_copy_orders(pg, o, n, &conflict, err, err_size);
+    if (copied >= 0 || !conflict)
+        return copied;
+    if (in_tx &&
+        (exec_ok(pg, "ROLLBACK", 0, NULL, err, err_size) < 0 || exec_ok(pg, "BEGIN", 0, NULL, err, err_size) < 0))
+        return -EIO;
+    return pg_insert_orders(pg, o, n, err, err_size);
+}
+
+/* The merged transitions in one statement; fills in which orders were found. */
+static int pg_write_transitions(pg_t *pg, sk_db_transition_t *t, size_t n, char *err, size_t err_size)
+{
+    enum { K = 6 };
+    sk_buf_t a[K] = {{0}};
+    for (int k = 0; k < K; k++)
+        sk_buf_putc(&a[k], '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            for (int k = 0; k < K; k++)
+                sk_buf_putc(&a[k], ',');
+        array_str(&a[0], t[i].sale_id);
+        sk_buf_put_i64(&a[1], t[i].seq);
+        array_str(&a[2], t[i].state);
+        sk_buf_put_i64(&a[3], t[i].paid_at);
+        array_str(&a[4], t[i].payment_id);
+        sk_buf_put_i64(&a[5], t[i].closed_at);
+        t[i].found = true;
+    }
+    const char *vals[K];
+    arrays_end(a, K, vals);
+    sk_buf_t sql = {0};
+    sk_db_sql_postgres.update_orders(&sql, n);
+    sk_buf_putc(&sql, '\0');
+    PGresult *r = exec_params(pg, sql.data, K, vals, err, err_size);
+    sk_buf_free(&sql);
+    for (int k = 0; k < K; k++)
+        sk_buf_free(&a[k]);
+    if (!r)
+        return -EIO;
+    /* The rows are the transitions whose order is missing: rare (several drains). */
+    for (int j = 0; j < PQntuples(r); j++) {
+        int64_t seq;
+        if (sk_parse_i64(PQgetvalue(r, j, 1), (size_t)PQgetlength(r, j, 1), 0, INT64_MAX, &seq) < 0)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (t[i].seq == seq && strcmp(t[i].sale_id, PQgetvalue(r, j, 0)) == 0)
+                t[i].found = false;
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_write_events(pg_t *pg, const sk_db_event_t *e, size_t n, char *err, size_t err_size)
+{
+    /* Controls are rare: one statement each. */
+    for (size_t i = 0; i < n; i++) {
+        char seq[24], at[24];
+        put_ms(seq, sizeof(seq), e[i].seq);
+        put_ms(at, sizeof(at), e[i].decided_at);
+        const char *vals[] = {e[i].sale_id, seq,         e[i].kind,   e[i].actor, e[i].request_id,
+                              at,           e[i].params, e[i].before, e[i].after};
+        if (exec_ok(pg, sk_db_sql_postgres.insert_event, 9, vals, err, err_size) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+static int64_t pg_put_batch(sk_db_t *db, sk_db_batch_t *b, char *err, size_t err_size)
+{
+    pg_t *pg = (pg_t *)db;
+    if (b->n_orders + b->n_transitions + b->n_events == 0)
+        return 0;
+    if (!pg_ok(db)) {
+        set_err(err, err_size, "not connected", NULL);
+        return -EIO;
+    }
+    /* New orders alone (a plain sale's batch) are one statement, one transaction. */
+    if (b->n_transitions + b->n_events == 0)
+        return pg_write_orders(pg, b->orders, b->n_orders, false, err, err_size);
+    if (exec_ok(pg, "BEGIN", 0, NULL, err, err_size) < 0)
+        return -EIO;
+    int64_t inserted = b->n_orders ? pg_write_orders(pg, b->orders, b->n_orders, true, err, err_size) : 0;
+    if (inserted < 0 ||
+        (b->n_transitions && pg_write_transitions(pg, b->transitions, b->n_transitions, err, err_size) < 0) ||
+        pg_write_events(pg, b->events, b->n_events, err, err_size) < 0) {
+        char e2[8];
+        if (pg_ok(db) && exec_ok(pg, "ROLLBACK", 0, NULL, e2, sizeof(e2)) < 0)
+            pg->broken = true;
+        return -EIO;
+    }
+    if (exec_ok(pg, "COMMIT", 0, NULL, err, err_size) < 0) {
+        /* Committed or not, nobody can say: write the batch again on a new connection. */
+        pg->broken = true;
+        return -EIO;
+    }
+    return inserted;
+}
+
+static int pg_count(sk_db_t *db, const char *sale_id, sk_db_counts_t *out, char *err, size_t err_size)
 {
     pg_t *pg = (pg_t *)db;
     const char *vals[1] = {sale_id};
     PGresult *r = exec_params(pg, sk_db_sql_postgres.count_orders, 1, vals, err, err_size);
     if (!r)
         return -EIO;
-    int64_t n = -EIO;
-    if (PQntuples(r) == 1 && sk_parse_i64(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), 0, INT64_MAX, &n) < 0)
-        n = -EIO;
+    int64_t v[3];
+    bool ok = PQntuples(r) == 1 && PQnfields(r) == 3;
+    for (int k = 0; ok && k < 3; k++)
+        ok = sk_parse_i64(PQgetvalue(r, 0, k), (size_t)PQgetlength(r, 0, k), 0, INT64_MAX, &v[k]) == 0;
     PQclear(r);
-    if (n < 0)
+    if (!ok) {
         set_err(err, err_size, "count of orders: unexpected answer", NULL);
-    return n;
+        return -EIO;
+    }
+    *out = (sk_db_counts_t){.orders = v[0], .sold = v[1], .held = v[2]};
+    return 0;
 }
 
 const sk_db_driver_t sk_db_postgres = {
@@ -464,7 +589,7 @@ const sk_db_driver_t sk_db_postgres = {
     .close = pg_close,
     .migrate = pg_migrate,
     .put_sale = pg_put_sale,
-    .put_orders = pg_put_orders,
+    .put_batch = pg_put_batch,
     .ok = pg_ok,
-    .count_orders = pg_count_orders,
+    .count = pg_count,
 };

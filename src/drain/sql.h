@@ -7,7 +7,7 @@
  * postgres.c, mysql.c.
  *
  * Pure text, no client library: unit-tested as strings. Static data; nothing to free
- * except what insert_orders appended to the caller's buffer. */
+ * except what insert_orders and update_orders appended to the caller's buffer. */
 #ifndef SK_DRAIN_SQL_H
 #define SK_DRAIN_SQL_H
 
@@ -28,12 +28,31 @@ typedef struct {
     /** Appends the statement that inserts n orders (1 <= n, n <= orders_max when that
      *  is not 0) and skips those present, so that a batch written twice inserts each
      *  order once. The columns of an order, in this order: order_id, sale_id, seq,
-     *  user_id, request_id, created_at (unix ms). PostgreSQL takes six parameters, one
-     *  array per column, whatever n is; MySQL six per order, order after order. */
+     *  user_id, request_id, created_at (unix ms), quantity, state, pay_by (unix ms, 0:
+     *  none). PostgreSQL takes nine parameters, one array per column, whatever n is;
+     *  MySQL nine per order, order after order. */
     void (*insert_orders)(sk_buf_t *b, size_t n);
-    /* One parameter, a sale id: one row, the number of its orders (the reconciliation). */
+    /* How many transitions one statement of update_orders takes; 0: any number. */
+    size_t transitions_max;
+    /** Appends the statement that applies n merged transitions (db.h,
+     *  sk_db_transition_t): the state moves only forward (sk_db_state_moves), paid_at,
+     *  payment_id and closed_at are set where empty. The columns of a transition:
+     *  sale_id, seq, state, paid_at (unix ms, 0: none), payment_id ("": none),
+     *  closed_at (unix ms, 0: none). PostgreSQL: six arrays; its rows are the
+     *  transitions whose order is missing (sale_id, seq). MySQL: six parameters per
+     *  transition; the server's info line says how many orders it matched. */
+    void (*update_orders)(sk_buf_t *b, size_t n);
+    /* MySQL only (NULL for PostgreSQL): two parameters, sale_id and seq: a row when the
+     *  order is there (which of a statement's transitions found no order). */
+    const char *order_exists;
+    /* One trail entry into sale_events, skipped when (sale_id, seq) is there. Parameters:
+     * sale_id, seq, kind, actor, request_id, decided_at (unix ms), params, before,
+     * after (JSON text). */
+    const char *insert_event;
+    /* One parameter, a sale id: one row, its orders, the units of its confirmed orders
+     * and of its reserved ones (the reconciliation). */
     const char *count_orders;
-    /* PostgreSQL only (NULL for MySQL): COPY of the six columns of insert_orders. */
+    /* PostgreSQL only (NULL for MySQL): COPY of the nine columns of insert_orders. */
     const char *copy_orders;
 } sk_db_sql_t;
 

@@ -150,6 +150,11 @@ void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
         if (a->logged)
             fprintf(out, "  the store's log replayed: at most %lld units held or sold at once\n",
                     (long long)a->log_max_units);
+        else if (a->timed_max_units >= 0)
+            fprintf(out,
+                    "  (this store keeps no log: returned_twice and bad_transitions are not judged; by its orders' "
+                    "times at most %lld units held or sold at once)\n",
+                    (long long)a->timed_max_units);
         else
             fprintf(out, "  (this store keeps no log: returned_twice and bad_transitions are not judged)\n");
         fprintf(out,
@@ -333,6 +338,7 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
         json_object_set_new(a, "max_units", json_integer(audit->max_units));
         json_object_set_new(a, "logged", json_boolean(audit->logged));
         json_object_set_new(a, "log_max_units", json_integer(audit->log_max_units));
+        json_object_set_new(a, "timed_max_units", json_integer(audit->timed_max_units));
         json_object_set_new(a, "reservations", json_integer(audit->reservations));
         json_object_set_new(a, "reservations_checked", json_integer(audit->reservations_checked));
         json_object_set_new(a, "final_held", json_integer(audit->final_held));

@@ -3,18 +3,27 @@ with weights 3:2:1 behind nginx, the drain): floods through nginx with seckill-b
 audited against PostgreSQL after the drain caught up, and cross-checked against the
 orders Redis holds (the streams are trimmed once drained). Also: an order that reaches a stream after the drain stopped
 reading it (the sale long over) still reaches PostgreSQL; a stream delivered to the drain
-again stores each order once and moves no order backwards.
+again stores each order once and moves no order backwards. The order lifecycle: a sale
+with a payment window flooded by seckill-bench's lifecycle scenario (payments in time and
+late, cancels, walk-aways; two controls before it opens), audited against the database
+(states, quantities, times), the trail's rows in sale_events, and the whole stream
+delivered again (a transition lost from the database is carried again, an order missing
+is stored again in its final state, none moves backwards, no trail row twice).
 
 The same tests run with MariaDB as the system of record (scripts/cluster up --db mysql):
 test_cluster_flood_mysql.py."""
+import json
 import os
+import shutil
 import socket
+import tempfile
 import time
 import urllib.request
 
 from skcluster import holders_orders, http, metric, run_cluster_tests, test_db
 
 C = None
+KEY = None  # the nodes' --payment-secret-file (main)
 
 
 def node_purchases(i, sale):
@@ -199,6 +208,131 @@ def test_redelivery(ck):
     ck.eq(left, True, f"with the other group gone, the stream was trimmed ({left})")
 
 
+def control(sale, what, body, method="POST"):
+    """An operator's control through nginx; a node that has not seen the sale yet (it was
+    created through another one a moment ago) answers unknown_sale: asked again with the
+    same request_id, which makes a repeat harmless."""
+    url = C.url + f"/api/v1/sales/{sale}" + (f"/{what}" if what else "")
+    deadline = time.time() + 10
+    while True:
+        st, out = http(url, method, body)
+        if not (st == 404 and isinstance(out, dict) and out.get("error") == "unknown_sale") or time.time() > deadline:
+            return st, out
+        time.sleep(0.2)
+
+
+def lifecycle_rows(sale):
+    """The orders' lifecycle columns, times as unix ms ("" when NULL), by seq."""
+    if C.db == "postgres":
+        ms = "coalesce((extract(epoch FROM {0}) * 1000)::bigint::text, '')"
+    else:
+        ms = "COALESCE(CAST(TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00', {0}) DIV 1000 AS CHAR), '')"
+    cols = ", ".join([ms.format(c) for c in ("pay_by", "paid_at", "closed_at")])
+    rows = C.sql(f"SELECT order_id, user_id, quantity, state, coalesce(payment_id, ''), {cols} FROM orders "
+                 f"WHERE sale_id = '{sale}' ORDER BY seq")
+    return [tuple(r) for r in rows]
+
+
+def trail_rows(sale):
+    rows = C.sql(f"SELECT seq, kind, actor, request_id, after_values FROM sale_events WHERE sale_id = '{sale}' "
+                 "ORDER BY seq")
+    return [(int(r[0]), r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+
+def test_lifecycle(ck):
+    # A sale with a 2 s payment window, paused and resumed before it opens (the trail),
+    # flooded by the lifecycle crowd: 60 % pay in time, 10 % late, 10 % cancel, the rest
+    # walk away; the crowd buys the returned units again until every unit is sold.
+    # A second group keeps the whole stream for the redelivery below.
+    now = int(time.time() * 1000)
+    st, body = http(C.url + "/api/v1/sales", "POST",
+                    {"id": "life1", "stock": 40, "per_user_limit": 1, "payment_window_ms": 2000,
+                     "starts_at": now + 2500, "ends_at": now + 3600 * 1000})
+    ck.eq(st, 201, f"create the lifecycle sale: {body}")
+    r = C.redis()
+    try:
+        r.cmd("XGROUP", "CREATE", "sk:{life1}:orders", "hold", "0", "MKSTREAM")
+    finally:
+        r.close()
+    st, body = control("life1", "pause", {"request_id": "ops-1"})
+    ck.eq((st, body.get("result")), (200, "applied"), f"pause before the start: {body}")
+    st, body = control("life1", "resume", {"request_id": "ops-2"})
+    ck.eq((st, body.get("result")), (200, "applied"), f"resume: {body}")
+    rc, out, rep = C.bench("--sale", "life1", "--users", "400", "-c", "8", "--pay", "0.6", "--late", "0.1",
+                           "--cancel", "0.1", "--payment-secret-file", KEY, *C.audit_args(), timeout=240)
+    ck.eq(rc, 0, f"seckill-bench exit status\n{out[-3000:]}")
+    ck.check("AUDIT OK" in out, f"the lifecycle audited clean against {C.title}")
+    a = rep["audit"]
+    ck.eq((a["source"], "state_mismatch" in a), (C.db, True), "the audit judged the lifecycle from the database")
+    ck.eq(a["reservations_checked"], a["reservations"], "every reservation the crowd saw is in the database")
+    ck.check(a["reservations"] > 40, f"units came back and were reserved again ({a['reservations']} reservations)")
+    ck.eq(a.get("trail", {}).get("entries"), 2, "the audit placed the orders against the trail")
+    ck.eq(a["timed_max_units"] <= 40 and a["timed_max_units"] > 0, True,
+          f"by the orders' times, never more than the stock held or sold ({a['timed_max_units']})")
+    rows = lifecycle_rows("life1")
+    by = {}
+    for row in rows:
+        by[row[3]] = by.get(row[3], 0) + 1
+    ck.eq(by.get("confirmed"), 40, f"every unit confirmed in {C.title}: {by}")
+    ck.eq(by.get("reserved", 0), 0, "no reservation left")
+    ck.check(by.get("expired", 0) > 0 and by.get("cancelled", 0) > 0, f"expired and cancelled orders: {by}")
+    ck.check(all(r[4] and r[6] and not r[7] for r in rows if r[3] == "confirmed"),
+             "confirmed orders carry their payment id and paid_at, no closed_at")
+    ck.check(all(r[7] and not r[6] for r in rows if r[3] in ("expired", "cancelled")),
+             "returned orders carry closed_at and were never paid")
+    ck.check(all(r[5] and int(r[6] or 0) <= int(r[5]) for r in rows), "every order has pay_by; none paid after it (I8)")
+    ck.check(all(int(r[7]) >= int(r[5]) for r in rows if r[3] == "expired"), "none expired before its pay_by")
+    ck.check(wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_reconcile_diff", {"sale": "life1"}) == 0, 15),
+             "the drain reconciled the sale (units sold in Redis against confirmed units)")
+    red = C.redis()
+    try:
+        sold, held, seq = red.cmd("HMGET", "sk:{life1}:sale", "sold", "held", "seq")
+    finally:
+        red.close()
+    ck.eq((int(sold), int(held), int(seq)), (40, 0, len(rows)), "Redis's counts: sold, held, orders made")
+
+    # The trail's rows.
+    trail = trail_rows("life1")
+    ck.eq([t[:4] for t in trail], [(1, "pause", "anonymous", "ops-1"), (2, "resume", "anonymous", "ops-2")],
+          "each control is a row of sale_events, in the trail's order")
+    ck.eq((trail[0][4].get("paused"), trail[1][4].get("paused")), (True, False), "with the sale after it")
+
+    # Redelivery: the whole stream again (the group set back to its start). A payment the
+    # database lost, an order it lost, an order moved on by hand: the first two are
+    # carried again, the third never moves backwards, nothing is stored twice.
+    paid = next(r for r in rows if r[3] == "confirmed")
+    expired = next(r for r in rows if r[3] == "expired")
+    other = [r for r in rows if r[3] == "confirmed"][1]
+    C.sql(f"UPDATE orders SET state = 'reserved', paid_at = NULL, payment_id = NULL WHERE order_id = '{paid[0]}'")
+    C.sql(f"DELETE FROM orders WHERE order_id = '{expired[0]}'")
+    C.sql(f"UPDATE orders SET state = 'refunded' WHERE order_id = '{other[0]}'")
+    C.sql("DELETE FROM sale_events WHERE sale_id = 'life1' AND seq = 2")
+    before = metric(C.drain_metrics(), "seckill_drain_transitions_total")
+    r = C.redis()
+    try:
+        ck.check(r.cmd("XLEN", "sk:{life1}:orders") > 0, "the other group kept the stream")
+        r.cmd("XGROUP", "SETID", "sk:{life1}:orders", "seckill-drain", "0")
+    finally:
+        r.close()
+    ck.check(wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_transitions_total") > before, 30),
+             "the transitions were delivered again")
+    ck.check(wait_for(lambda: metric(C.drain_metrics(), "seckill_drain_lag", {"sale": "life1"}) == 0, 30),
+             "and acknowledged again")
+    again = lifecycle_rows("life1")
+    want = [r if r[0] != other[0] else r[:3] + ("refunded",) + r[4:] for r in rows]
+    ck.eq(again, want, "every order as before: the payment and the lost order carried again (the order in its "
+                       "final state), the order moved on by hand not moved backwards")
+    ck.eq(trail_rows("life1"), trail, "the trail row carried again, none twice")
+    C.sql(f"UPDATE orders SET state = 'confirmed' WHERE order_id = '{other[0]}'")
+    r = C.redis()
+    try:
+        r.cmd("XGROUP", "DESTROY", "sk:{life1}:orders", "hold")
+        left = wait_for(lambda: r.cmd("XLEN", "sk:{life1}:orders") == 0, 15) or r.cmd("XLEN", "sk:{life1}:orders")
+    finally:
+        r.close()
+    ck.eq(left, True, f"with the other group gone, the stream was trimmed ({left})")
+
+
 def test_sse_through_nginx(ck):
     host, port = "127.0.0.1", int(C.vars["NGINX_PORT"])
     s = socket.create_connection((host, port), timeout=5)
@@ -243,11 +377,19 @@ def tests(cluster):
     global C
     C = cluster
     return [test_up, test_flood, test_flood_limit_two, test_order_after_the_window, test_redelivery,
-            test_sse_through_nginx, test_down]
+            test_lifecycle, test_sse_through_nginx, test_down]
 
 
 def main(db):
-    run_cluster_tests(tests, db)
+    global KEY
+    tmp = tempfile.mkdtemp(prefix="seckill-paykey-")
+    try:
+        KEY = os.path.join(tmp, "payment.key")
+        with open(KEY, "w") as f:
+            f.write(f"cluster-{time.time_ns()}\n")
+        run_cluster_tests(tests, db, env={"SECKILL_NODE_ARGS": f"--payment-secret-file {KEY}"})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,18 @@ SK_TEST(stream_finished)
 {
     const int64_t ends = 1700000000000LL, after = SK_DRAIN_FINISHED_AFTER_MS;
     /* Every unit sold. */
-    ASSERT_TRUE(sk_drain_stream_finished(10, 10, ends, ends - 5000));
-    ASSERT_TRUE(!sk_drain_stream_finished(9, 10, ends, ends - 5000));
+    ASSERT_TRUE(sk_drain_stream_finished(10, 0, 10, ends, ends - 5000));
+    ASSERT_TRUE(!sk_drain_stream_finished(9, 0, 10, ends, ends - 5000));
     /* The window, by Redis's clock: only well past the end. */
-    ASSERT_TRUE(!sk_drain_stream_finished(0, 10, ends, ends));
-    ASSERT_TRUE(!sk_drain_stream_finished(0, 10, ends, ends + after));
-    ASSERT_TRUE(sk_drain_stream_finished(0, 10, ends, ends + after + 1));
+    ASSERT_TRUE(!sk_drain_stream_finished(0, 0, 10, ends, ends));
+    ASSERT_TRUE(!sk_drain_stream_finished(0, 0, 10, ends, ends + after));
+    ASSERT_TRUE(sk_drain_stream_finished(0, 0, 10, ends, ends + after + 1));
     /* Redis's clock unknown: never finished by time. */
-    ASSERT_TRUE(!sk_drain_stream_finished(0, 10, ends, -1));
-    ASSERT_TRUE(sk_drain_stream_finished(10, 10, ends, -1));
+    ASSERT_TRUE(!sk_drain_stream_finished(0, 0, 10, ends, -1));
+    ASSERT_TRUE(sk_drain_stream_finished(10, 0, 10, ends, -1));
+    /* Reservations pending still make transitions: never finished. */
+    ASSERT_TRUE(!sk_drain_stream_finished(8, 2, 10, ends, ends - 5000));
+    ASSERT_TRUE(!sk_drain_stream_finished(0, 1, 10, ends, ends + after + 1));
 }
 
 SK_TEST(entry_ids)
@@ -74,15 +77,28 @@ SK_TEST(trim_point)
 SK_TEST(retire_due)
 {
     const int64_t ends = 1700000000000LL;
-    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 500));
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends, 0, 0, 500, 500)); /* not over by Redis's clock */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, -1, 0, 0, 500, 500)); /* clock unknown */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 3, 0, 500, 500)); /* entries not delivered */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 2, 500, 500)); /* not acknowledged */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 499)); /* the database lacks one */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, 500, 501)); /* or has one Redis lacks */
-    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, -1, -1)); /* counts unknown */
-    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, 0, 0)); /* ended without a sale */
+    const sk_db_counts_t r = {500, 500, 0};
+    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, &r, &r));
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends, 0, 0, &r, &r)); /* not over by Redis's clock */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, -1, 0, 0, &r, &r)); /* clock unknown */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 3, 0, &r, &r)); /* entries not delivered */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 2, &r, &r)); /* not acknowledged */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &r, &(sk_db_counts_t){499, 499, 0})); /* one missing */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &r, &(sk_db_counts_t){501, 501, 0})); /* one too many */
+    const sk_db_counts_t unknown = {-1, -1, -1};
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &unknown, &unknown)); /* counts unknown */
+    const sk_db_counts_t none = {0, 0, 0};
+    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, &none, &none)); /* ended without a sale */
+    /* The lifecycle: 600 orders, 450 units sold, the rest returned. */
+    const sk_db_counts_t life = {600, 450, 0};
+    ASSERT_TRUE(sk_drain_retire_due(ends, ends + 1, 0, 0, &life, &life));
+    /* A payment not carried yet: the orders are all there, the units are not. */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &life, &(sk_db_counts_t){600, 449, 1}));
+    /* An order expired before the database got it: the units agree, the orders do not. */
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &life, &(sk_db_counts_t){599, 450, 0}));
+    /* A reservation pending: never. */
+    const sk_db_counts_t held = {600, 450, 1};
+    ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &held, &held));
 }
 
 SK_TEST_MAIN(SK_RUN(stream_finished); SK_RUN(entry_ids); SK_RUN(trim_point); SK_RUN(retire_due);)
