@@ -31,8 +31,7 @@ static int on_order(void *arg, const sk_loadgen_store_order_t *o)
 {
     ctx_t *c = arg;
     sk_audit_queue_t *a = c->out;
-    if (o->state == SK_LOADGEN_ST_CANCELLED || o->state == SK_LOADGEN_ST_EXPIRED ||
-        o->state == SK_LOADGEN_ST_REFUNDED)
+    if (o->state == SK_LOADGEN_ST_CANCELLED || o->state == SK_LOADGEN_ST_EXPIRED || o->state == SK_LOADGEN_ST_REFUNDED)
         return 0;
     a->store_orders++;
     a->store_units += o->quantity > 0 ? o->quantity : 1;
@@ -201,7 +200,8 @@ void sk_audit_queue_report(FILE *f, const sk_loadgen_qres_t *res, const sk_audit
             (unsigned long long)res->joins, (unsigned long long)res->polls, (unsigned long long)res->purchases,
             (unsigned long long)res->rate_limited, (unsigned long long)res->errors);
     double rate = a->honest ? 100.0 * (double)a->honest_bought / (double)a->honest : 0;
-    fprintf(f, "  honest buyers: %lld, joined %lld, admitted (all queued) %lld, bought %lld (%.1f%%), refused 403 %lld\n",
+    fprintf(f,
+            "  honest buyers: %lld, joined %lld, admitted (all queued) %lld, bought %lld (%.1f%%), refused 403 %lld\n",
             (long long)a->honest, (long long)a->honest_joined, (long long)a->admitted, (long long)a->honest_bought,
             rate, (long long)a->honest_refused);
     fprintf(f, "  time to purchase (admission -> answer): p50 %.0f ms, p90 %.0f ms, p99 %.0f ms\n", a->ttp_p50_ms,

@@ -247,8 +247,8 @@ static void *buyers_main(void *arg)
                 ask_queue(r, &f, b);
                 b->polls++;
                 atomic_fetch_add(&r->polls, 1);
-                if (!b->admitted_at && (strcmp(b->final_state, "sold_out") == 0 ||
-                                        strcmp(b->final_state, "ended") == 0)) {
+                if (!b->admitted_at &&
+                    (strcmp(b->final_state, "sold_out") == 0 || strcmp(b->final_state, "ended") == 0)) {
                     done[j] = true;
                     mine--;
                     if (b->kind == SK_BOT_HONEST)
@@ -337,8 +337,7 @@ static void *flood_main(void *arg)
     sk_loadgen_fetch_t f;
     const sk_loadgen_target_t *t = &r->cfg->targets[0];
     sk_loadgen_fetch_init(&f, t, NULL, (int)r->cfg->timeout_ms);
-    if (t->addr.ss_family == AF_INET &&
-        (ntohl(((const struct sockaddr_in *)&t->addr)->sin_addr.s_addr) >> 24) == 127) {
+    if (t->addr.ss_family == AF_INET && (ntohl(((const struct sockaddr_in *)&t->addr)->sin_addr.s_addr) >> 24) == 127) {
         f.bind_ipv4 = htonl(0x7f000002);
         res->flood_bound = true;
     }

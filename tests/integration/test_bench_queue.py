@@ -12,6 +12,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sklib  # noqa: E402
+from fake_seckill import FakeSeckill  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="seckill-bench-queue-")
 SECRET = os.path.join(TMP, "secret")
@@ -43,11 +44,11 @@ BOTS = "none:10,forged:10,other:10,expired:5,flood:1"
 def run_mode(ck, mode):
     # --ip-rate: the flooding address (127.0.0.2) runs into it; the crowd's joins and polls
     # from 127.0.0.1 stay below it (paced joins, polls at most every 300 ms each).
-    with sklib.Server("--secret-file", SECRET, "--ip-rate", "2000") as srv:
+    with sklib.Server("--secret-file", SECRET, "--ip-rate", "1500") as srv:
         url = f"http://127.0.0.1:{srv.port}"
         rc, text = bench(url, "--create-sale", f"stock=120,limit=1,starts_in=2s,queue={mode},admit=50,ttl=1s",
                          "--queue", "--users", "250", "--join-rate", "400", "--poll-every", "300ms",
-                         "--bots", BOTS, "--flood-requests", "6000")
+                         "--bots", BOTS, "--flood-requests", "12000")
     ck.eq(rc, 0, f"{mode}: exit code")
     ck.check("QUEUE AUDIT OK" in text, f"{mode}: QUEUE AUDIT OK")
     honest, joined, admitted, bought = num(text, r"honest buyers: (\d+), joined (\d+), admitted \(all queued\) (\d+), "
@@ -89,6 +90,23 @@ def test_random(ck):
     run_mode(ck, "random")
 
 
+def test_fake(ck):
+    # The fake's own waiting room: truthful passes; the liar that sells without an admission
+    # gives the bots orders, and the audit catches them.
+    args = ["--create-sale", "stock=40,limit=1,starts_in=1500ms,queue=fifo,admit=100,ttl=1s", "--queue",
+            "--users", "60", "--poll-every", "200ms", "--bots", "none:3,forged:3,other:3"]
+    with FakeSeckill("truthful") as f:
+        rc, text = bench(f.url, *args)
+    ck.eq(rc, 0, "fake truthful: exit code")
+    ck.check("QUEUE AUDIT OK" in text, "fake truthful: QUEUE AUDIT OK")
+    with FakeSeckill("no_admission") as f:
+        rc, text = bench(f.url, *args)
+    ck.eq(rc, 1, "fake no_admission: exit code")
+    bot_orders = num(text, r"bot_orders (\d+)")[0]
+    ck.check(bot_orders >= 9, f"fake no_admission: bot orders caught ({bot_orders:.0f})")
+    ck.check("QUEUE AUDIT FAILED" in text, "fake no_admission: QUEUE AUDIT FAILED")
+
+
 def test_usage(ck):
     rc, _ = bench("http://127.0.0.1:9", "--create-sale", "stock=1", "--bots", "none:3")
     ck.eq(rc, 2, "--bots without --queue: usage error")
@@ -97,6 +115,6 @@ def test_usage(ck):
 
 
 try:
-    sklib.run_tests([test_fifo, test_random, test_usage])
+    sklib.run_tests([test_fifo, test_random, test_fake, test_usage])
 finally:
     shutil.rmtree(TMP, ignore_errors=True)
