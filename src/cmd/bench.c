@@ -13,8 +13,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "audit/admission.h"
 #include "audit/audit.h"
 #include "loadgen/controls.h"
+#include "loadgen/queued.h"
 #include "loadgen/report.h"
 #include "loadgen/run.h"
 #include "loadgen/scenario.h"
@@ -43,6 +45,23 @@ static const char usage_text[] =
     "  --sale ID                flood an existing sale instead\n"
     "  --admin-token T          Bearer token for creating the sale and listing its orders\n"
     "                           (default: $SECKILL_ADMIN_TOKEN)\n"
+    "\n"
+    "The waiting room (a sale created with queue=fifo|random, or one that has a queue):\n"
+    "  --queue                  every buyer joins the queue before the start, asks for its\n"
+    "                           place, and buys with its admission once admitted; the audit\n"
+    "                           checks invariant I9 (below). --users buyers (1000)\n"
+    "  --join-rate R            joins per second, all buyers together (500)\n"
+    "  --poll-every DUR         a buyer asks for its place at most this often (250ms)\n"
+    "  --bots SPEC              bots among the buyers, KIND:N (a count) or KIND:0.05 (a share\n"
+    "                           of --users), comma-separated: none (no token), forged, other\n"
+    "                           (another buyer's real token), expired (kept past the ttl),\n"
+    "                           flood:1 (one address, 127.0.0.2 on loopback, firing purchases\n"
+    "                           back to back; its 429s from --ip-rate are counted)\n"
+    "  --flood-requests N       the flooding address's requests (2000, within 10 s)\n"
+    "  Queue audit: bot_orders (orders of bots' users, or bot purchases answered with an\n"
+    "  order), unadmitted (honest orders without or before their admission), out_of_order\n"
+    "  (admissions against queue positions), oversold; random queues: |rank correlation|\n"
+    "  of join order and position > 0.5 is unfair. Any of them fails the run.\n"
     "\n"
     "Load:\n"
     "  -c, --connections N      keep-alive connections in total (64)\n"
@@ -258,9 +277,15 @@ static void parse_create(sk_loadgen_config_t *cfg, const char *spec)
             cfg->create_window_ms = parse_dur("--create-sale window", v);
         else if (strcmp(kv, "max_quantity") == 0)
             cfg->create_max_quantity = parse_int("--create-sale max_quantity", v, 1, 1000000);
+        else if (strcmp(kv, "queue") == 0 && (strcmp(v, "fifo") == 0 || strcmp(v, "random") == 0))
+            cfg->create_queue = strcmp(v, "fifo") == 0 ? "fifo" : "random";
+        else if (strcmp(kv, "admit") == 0)
+            cfg->create_admit = parse_int("--create-sale admit", v, 1, 1000000);
+        else if (strcmp(kv, "ttl") == 0)
+            cfg->create_ttl_ms = parse_dur("--create-sale ttl", v);
         else
             die_usage("--create-sale: unknown key \"%s\" (stock, limit, starts_in, duration, id, window, "
-                      "max_quantity)",
+                      "max_quantity, queue=fifo|random, admit, ttl)",
                       kv);
     }
     free(copy);
@@ -352,7 +377,52 @@ enum {
     OPT_SETTLE,
     OPT_CONTROLS,
     OPT_IO,
+    OPT_QUEUE,
+    OPT_BOTS,
+    OPT_JOIN_RATE,
+    OPT_POLL_EVERY,
+    OPT_FLOOD,
 };
+
+/* --queue: the queued crowd and its bots, then the waiting room's audit (I9). */
+static int run_queued(const sk_loadgen_config_t *cfg, sk_loadgen_qcfg_t *q, const sk_loadgen_sale_t *sale,
+                      const char *sqlite_path, bool no_audit)
+{
+    char err[512];
+    if (!q->cap_ms) {
+        int64_t to_start = sale->starts_at - (sk_now_ms() + sale->clock_offset_ms);
+        /* Room for the joins, the admissions at the sale's rate and a ttl or two. */
+        q->cap_ms =
+            cfg->duration_ms ? cfg->duration_ms : (uint64_t)(SK_MAX(to_start, 0) + 120000 + (int64_t)cfg->users * 20);
+    }
+    sk_loadgen_qres_t res;
+    if (sk_loadgen_queue_run(cfg, q, sale, &res, err, sizeof(err)) < 0) {
+        fprintf(stderr, "seckill-bench: %s\n", err);
+        return 2;
+    }
+    int status = 0;
+    sk_audit_queue_t a;
+    memset(&a, 0, sizeof(a));
+    a.ok = true;
+    if (!no_audit) {
+        sk_audit_source_t *src = sqlite_path ? sk_audit_source_sqlite(sqlite_path, err, sizeof(err))
+                                             : sk_audit_source_http(&cfg->targets[0], cfg->admin_token);
+        if (!src || sk_audit_queue_run(sale, &res, src, &a, err, sizeof(err)) < 0) {
+            fprintf(stdout, "\n!!!!! QUEUE AUDIT FAILED: the order store could not be read: %s !!!!!\n", err);
+            status = 1;
+        }
+        if (src)
+            src->close(src);
+    }
+    if (status == 0) {
+        sk_audit_queue_report(stdout, &res, &a);
+        if (!a.ok)
+            status = 1;
+    }
+    fflush(stdout);
+    sk_loadgen_qres_free(&res);
+    return status;
+}
 
 int main(int argc, char **argv)
 {
@@ -392,6 +462,11 @@ int main(int argc, char **argv)
         {"settle", required_argument, NULL, OPT_SETTLE},
         {"controls", required_argument, NULL, OPT_CONTROLS},
         {"io", required_argument, NULL, OPT_IO},
+        {"queue", no_argument, NULL, OPT_QUEUE},
+        {"bots", required_argument, NULL, OPT_BOTS},
+        {"join-rate", required_argument, NULL, OPT_JOIN_RATE},
+        {"poll-every", required_argument, NULL, OPT_POLL_EVERY},
+        {"flood-requests", required_argument, NULL, OPT_FLOOD},
         {NULL, 0, NULL, 0},
     };
     sk_loadgen_config_t cfg = {
@@ -415,6 +490,7 @@ int main(int argc, char **argv)
     bool no_audit = false, no_resolve = false, users_set = false, limit_set = false, shares_set = false,
          settle_set = false;
     sk_loadgen_controls_t controls = {0};
+    sk_loadgen_qcfg_t qcfg = {.join_rate = 500, .poll_ms = 250, .threads = 4, .flood_requests = 2000};
     const char *controls_spec = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:t:n:d:qh", opts, NULL)) != -1) {
@@ -546,6 +622,24 @@ int main(int argc, char **argv)
                 die_usage("%s", qerr);
             break;
         }
+        case OPT_QUEUE:
+            qcfg.on = true;
+            break;
+        case OPT_BOTS: {
+            char berr[256];
+            if (sk_loadgen_bots_parse(&qcfg, optarg, berr, sizeof(berr)) < 0)
+                die_usage("%s", berr);
+            break;
+        }
+        case OPT_JOIN_RATE:
+            qcfg.join_rate = (double)parse_int("--join-rate", optarg, 1, 1000000);
+            break;
+        case OPT_POLL_EVERY:
+            qcfg.poll_ms = (uint32_t)parse_dur("--poll-every", optarg);
+            break;
+        case OPT_FLOOD:
+            qcfg.flood_requests = (uint32_t)parse_int("--flood-requests", optarg, 1, 10000000);
+            break;
         case OPT_CONTROLS: {
             char cerr[512];
             if (sk_loadgen_controls_parse(optarg, &controls, cerr, sizeof(cerr)) < 0)
@@ -585,6 +679,13 @@ int main(int argc, char **argv)
         cfg.create_max_quantity = cfg.qty.max;
     if (cfg.create && !limit_set && cfg.create_max_quantity > cfg.create_limit)
         cfg.create_limit = cfg.create_max_quantity;
+    if (qcfg.on && (controls_spec || cfg.get_path || cfg.lifecycle || shares_set))
+        die_usage("--queue does not combine with --get, --controls or the payment shares");
+    for (int k = 1; k < SK_BOT__COUNT && !qcfg.on; k++)
+        if (qcfg.bot_count[k] || qcfg.bot_share[k] > 0)
+            die_usage("--bots needs --queue");
+    if (qcfg.on && !users_set)
+        cfg.users = 1000;
     if (!users_set)
         cfg.users = cfg.requests ? (uint32_t)SK_MIN(cfg.requests, (uint64_t)INT32_MAX) : 100000;
     if (!cfg.admin_token) {
@@ -655,6 +756,10 @@ int main(int argc, char **argv)
                         (long long)sale.window_ms, cfg.pay_share * 100, cfg.late_share * 100, cfg.cancel_share * 100,
                         (1 - cfg.pay_share - cfg.late_share - cfg.cancel_share) * 100);
         }
+    }
+    if (qcfg.on) {
+        status = run_queued(&cfg, &qcfg, &sale, sqlite_path, no_audit);
+        goto out_sale;
     }
     if (controls_spec && sk_loadgen_controls_start(&controls, &cfg, &sale) < 0) {
         fprintf(stderr, "seckill-bench: cannot start the controls' thread\n");

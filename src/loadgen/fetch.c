@@ -61,6 +61,16 @@ static int open_conn(sk_loadgen_fetch_t *f, uint64_t deadline)
         return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A second loopback address (127.0.0.2) is another client to the server's per-IP
+     * limits: the flooding bot is one address apart from the crowd. */
+    if (f->bind_ipv4 && t->addr.ss_family == AF_INET) {
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = f->bind_ipv4};
+        if (bind(fd, (const struct sockaddr *)&src, sizeof(src)) < 0) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+    }
     if (connect(fd, (const struct sockaddr *)&t->addr, t->addr_len) < 0) {
         if (errno != EINPROGRESS) {
             int e = -errno;

@@ -9,6 +9,7 @@
 #define SK_LOADGEN_FETCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "loadgen/client.h"
 
@@ -16,6 +17,7 @@ typedef struct {
     const sk_loadgen_target_t *target;
     const char *token; /* Authorization: Bearer token, or NULL */
     int timeout_ms;
+    uint32_t bind_ipv4; /* source address (network order) for IPv4 targets, 0: any */
     int fd;
     char *buf;
     size_t buf_len, buf_cap;

@@ -194,6 +194,8 @@ typedef struct {
     int64_t create_stock, create_limit, create_starts_in_ms, create_duration_ms;
     int64_t create_window_ms; /* payment window; -1: not sent */
     int64_t create_max_quantity; /* 0: not sent (one unit per order) */
+    const char *create_queue; /* "fifo" | "random", NULL: not sent (no waiting room) */
+    int64_t create_admit, create_ttl_ms; /* admit_per_second, admission_ttl_ms; 0: not sent */
     sk_loadgen_qty_t qty; /* the quantities purchases ask for (--quantity) */
     const char *create_id;
     /* The lifecycle scenario: shares of the reservations that pay inside the window,

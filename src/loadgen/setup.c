@@ -68,6 +68,12 @@ int sk_loadgen_setup_sale(const sk_loadgen_config_t *cfg, sk_loadgen_sale_t *sal
             json_object_set_new(body, "payment_window_ms", json_integer(cfg->create_window_ms));
         if (cfg->create_max_quantity > 0)
             json_object_set_new(body, "max_quantity", json_integer(cfg->create_max_quantity));
+        if (cfg->create_queue)
+            json_object_set_new(body, "queue", json_string(cfg->create_queue));
+        if (cfg->create_admit > 0)
+            json_object_set_new(body, "admit_per_second", json_integer(cfg->create_admit));
+        if (cfg->create_ttl_ms > 0)
+            json_object_set_new(body, "admission_ttl_ms", json_integer(cfg->create_ttl_ms));
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         int st = sk_loadgen_fetch(&f, "POST", "/api/v1/sales", text);

@@ -99,6 +99,8 @@ class State:
         self.returned_any = set()  # sales where a unit came back (no_resell)
         self.seq = 0
         self.trail = {}  # sale id -> entries (pausesell, closesell)
+        self.queues = {}  # sale id -> users in queue order (a fifo waiting room)
+        self.admitted = {}  # (sale, user) -> (admitted_at, token)
 
     # ---- counts ----
     def units(self, sale_id, states):
@@ -267,11 +269,18 @@ class Handler(BaseHTTPRequestHandler):
                 s = {k: b[k] for k in ("id", "name", "stock", "starts_at", "ends_at", "per_user_limit")}
                 s["payment_window_ms"] = b.get("payment_window_ms", 0)
                 s["max_quantity"] = b.get("max_quantity", 1)
+                if b.get("queue") in ("fifo", "random"):
+                    s["queue"] = b["queue"]
+                    s["admit_per_second"] = b.get("admit_per_second", 100)
+                    s["admission_ttl_ms"] = b.get("admission_ttl_ms", 120000)
+                    st.queues[s["id"]] = []
                 st.sales[s["id"]] = s
                 st.journal("INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (s["id"], s["name"], s["stock"], s["starts_at"], s["ends_at"], s["per_user_limit"],
                             now_ms(), s["max_quantity"], s["payment_window_ms"]))
                 return self.reply(201, st.sale_json(s))
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "sales"] and parts[4] == "queue":
+            return self.queue(st, parts[3], b)
         if len(parts) == 5 and parts[:3] == ["api", "v1", "sales"] and parts[4] == "purchase":
             return self.purchase(st, parts[3], b)
         if len(parts) == 5 and parts[:3] == ["api", "v1", "orders"] and parts[4] in ("pay", "cancel"):
@@ -333,6 +342,30 @@ class Handler(BaseHTTPRequestHandler):
             st.log_event(o, "expire")
         return self.reply(200, dict(st.order_fields(o), result="cancelled"))
 
+    def queue(self, st, sale_id, b):
+        """A fifo waiting room: place k is admitted (k - 1) / admit_per_second after the start."""
+        user = b.get("user_id")
+        with st.lock:
+            s = st.sales.get(sale_id)
+            if not s or sale_id not in st.queues:
+                return self.reply(409, {"error": "no_queue", "message": "no queue"})
+            q = st.queues[sale_id]
+            if user not in q:
+                q.append(user)
+            pos = q.index(user) + 1
+            now = now_ms()
+            due = s["starts_at"] + (pos - 1) * 1000 // s["admit_per_second"]
+            ans = {"sale_id": sale_id, "user_id": user, "position": pos, "ahead": 0, "eta_ms": None,
+                   "state": "pre_queue" if now < s["starts_at"] else "waiting", "admission": None,
+                   "admission_expires_at": None}
+            if now >= due:
+                if (sale_id, user) not in st.admitted:
+                    exp = due + s["admission_ttl_ms"]
+                    st.admitted[(sale_id, user)] = (due, "%d.fake-%s" % (exp, user))
+                at, tok = st.admitted[(sale_id, user)]
+                ans.update(state="admitted", admission=tok, admission_expires_at=at + s["admission_ttl_ms"])
+            return self.reply(202, ans)
+
     def purchase(self, st, sale_id, b):
         user, rid = b.get("user_id"), b.get("request_id")
         q = b.get("quantity", 1)
@@ -357,6 +390,12 @@ class Handler(BaseHTTPRequestHandler):
                     pass
                 return
             now = now_ms()
+            # The liar "no_admission" sells to anyone on a queued sale.
+            if s.get("queue") and mode != "no_admission":
+                adm = st.admitted.get((sale_id, user))
+                tok = b.get("admission") or ""
+                if not adm or tok != adm[1] or now >= adm[0] + s["admission_ttl_ms"]:
+                    return self.reply(403, {"error": "not_admitted", "message": "no admission"})
             if now < s["starts_at"]:
                 return self.reply(425, {"error": "not_started", "message": "not yet", "starts_in_ms": s["starts_at"] - now})
             if now >= s["ends_at"]:
