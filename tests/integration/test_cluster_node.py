@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from skcluster import RedisServer, metric
-from sklib import SECKILL_BIN, Server, run_tests
+from sklib import SANITIZED, SECKILL_BIN, Server, run_tests
 
 REDIS = None
 A = B = None
@@ -174,7 +174,10 @@ def test_lifecycle_across_nodes(ck):
     # refunded through B; quantities; a reservation nobody pays expires with no traffic
     # (the nodes' periodic script call) and both nodes see the unit come back.
     sale = new_sale_id()
-    st, _ = create(A, sale, 3, limit=3, payment_window_ms=1500, max_quantity=2)
+    # The window must outlast the steps before the expiry is awaited (slower binaries
+    # under the sanitizers).
+    window_ms = 6000 if SANITIZED else 1500
+    st, _ = create(A, sale, 3, limit=3, payment_window_ms=window_ms, max_quantity=2)
     ck.eq(st, 201, "a sale with a payment window and quantities on Redis")
     st, d = A.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "q", "request_id": "r1", "quantity": 2})
     ck.eq((st, d.get("result"), d.get("quantity")), (201, "reserved", 2), "two units reserved on A")
@@ -197,7 +200,7 @@ def test_lifecycle_across_nodes(ck):
         time.sleep(0.05)
     ck.eq((s["stock"], s["held"], s["sold"], s["remaining"]), (3, 1, 2, 0), "A's counts: held 1, sold 2")
     # nobody pays w's reservation: it expires without any request
-    deadline = time.time() + 10
+    deadline = time.time() + 10 + window_ms / 1000
     while time.time() < deadline:
         sa, sb = A.json("GET", f"/api/v1/sales/{sale}")[1], B.json("GET", f"/api/v1/sales/{sale}")[1]
         if sa["held"] == 0 and sb["held"] == 0:

