@@ -112,6 +112,7 @@ static void grow(sk_holders_t *h)
     uint32_t old_cap = h->cap;
     h->cap *= 2;
     h->slots = sk_xcalloc(h->cap, sizeof(*h->slots));
+    sk_mem_huge(h->slots, sizeof(*h->slots) * (size_t)h->cap);
     uint32_t *moved = sk_xmalloc(sizeof(uint32_t) * (size_t)old_cap);
     uint32_t mask = h->cap - 1;
     for (uint32_t i = 0; i < old_cap; i++) {
@@ -268,6 +269,7 @@ uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, s
             cap = SK_HOLDERS_NONE; /* seqs stop at SK_STOCK_MAX, far below */
         h->orders_cap = (uint32_t)cap;
         h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap);
+        sk_mem_huge(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap);
     }
     uint32_t idx = h->n_orders++;
     sk_holder_order_t *o = &h->orders[idx];

@@ -37,6 +37,7 @@ uint64_t sk_user_hash(const char *user, size_t len)
 static table_t *table_new(uint64_t cap)
 {
     table_t *t = sk_xcalloc(1, sizeof(*t) + cap * sizeof(t->slots[0]));
+    sk_mem_huge(t, sizeof(*t) + cap * sizeof(t->slots[0]));
     t->mask = cap - 1;
     return t;
 }
