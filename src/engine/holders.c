@@ -267,9 +267,9 @@ uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, s
         uint64_t cap = h->orders_cap ? (uint64_t)h->orders_cap * 2 : 256;
         if (cap > SK_HOLDERS_NONE)
             cap = SK_HOLDERS_NONE; /* seqs stop at SK_STOCK_MAX, far below */
+        h->orders =
+            sk_xrealloc_huge(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap, sizeof(*h->orders) * (size_t)cap);
         h->orders_cap = (uint32_t)cap;
-        h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap);
-        sk_mem_huge(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap);
     }
     uint32_t idx = h->n_orders++;
     sk_holder_order_t *o = &h->orders[idx];

@@ -56,6 +56,18 @@ void sk_mem_huge(void *p, size_t n)
 #endif
 }
 
+void *sk_xrealloc_huge(void *p, size_t old_n, size_t n)
+{
+    if (n < ((size_t)4 << 20) || old_n >= n)
+        return sk_xrealloc(p, n);
+    void *q = sk_xmalloc(n);
+    sk_mem_huge(q, n);
+    if (old_n)
+        memcpy(q, p, old_n);
+    free(p);
+    return q;
+}
+
 char *sk_xstrndup(const char *s, size_t n)
 {
     char *p = sk_xmalloc(n + 1);

@@ -25,6 +25,10 @@ char *sk_xstrndup(const char *s, size_t n);
  * ledger's tables that grow by doubling during a flood: one fault per 2 MiB instead of
  * one per 4 KiB when a new table is first written. */
 void sk_mem_huge(void *p, size_t n);
+/** Grows an array of `old_n` bytes to `n` bytes as realloc does, but from 4 MiB up into a
+ * new block advised by sk_mem_huge before the copy, so the copy does not fault a page at
+ * a time. */
+void *sk_xrealloc_huge(void *p, size_t old_n, size_t n);
 
 /** Wall clock in milliseconds since the Unix epoch. */
 int64_t sk_now_ms(void);
