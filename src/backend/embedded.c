@@ -607,7 +607,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
     }
     touch(l, s);
     if (!present) {
-        slot = sk_holders_insert_at(h, slot, hash, op->user_id, op->user_len);
+        slot = sk_holders_insert(h, hash, op->user_id, op->user_len);
         /* Before the commit that publishes counts with this order (engine/userset.h). */
         sk_userset_insert(ls->users, hash);
     }

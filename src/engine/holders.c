@@ -19,27 +19,6 @@ static uint64_t hash_str(const char *s, size_t n)
  * hash per purchase for both. */
 #define hash_user sk_user_hash
 
-sk_holders_t *sk_holders_new(void)
-{
-    sk_holders_t *h = sk_xcalloc(1, sizeof(*h));
-    h->cap = 1024;
-    h->slots = sk_xcalloc(h->cap, sizeof(*h->slots));
-    return h;
-}
-
-void sk_holders_free(sk_holders_t *h)
-{
-    if (!h)
-        return;
-    for (size_t i = 0; i < h->n_chunks; i++)
-        free(h->chunks[i]);
-    free(h->chunks);
-    free(h->slots);
-    free(h->orders);
-    free(h->reqs);
-    free(h);
-}
-
 /* ---- the string arena ---------------------------------------------------------------- */
 
 /* Strings never straddle two chunks, so a string is one pointer plus its length away. */
@@ -85,50 +64,97 @@ void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes)
 
 /* ---- users --------------------------------------------------------------------------- */
 
+#define INDEX0 1024 /* the first index's size */
+#define MOVE_STEP 64 /* old index entries moved into the new one per insert */
+
+static uint64_t entry(uint64_t hv, uint32_t id)
+{
+    return (uint64_t)(uint32_t)hv << 32 | ((uint64_t)id + 1);
+}
+
+static uint32_t entry_id(uint64_t e)
+{
+    return (uint32_t)e - 1;
+}
+
+/* Looks for the user in one index: its holder index or NONE. */
+static uint32_t lookup(const sk_holders_t *h, const uint64_t *index, uint32_t cap, uint64_t hv, const char *user,
+                       size_t len)
+{
+    uint32_t mask = cap - 1, tag = (uint32_t)hv;
+    for (uint32_t i = tag & mask;; i = (i + 1) & mask) {
+        uint64_t e = index[i];
+        if (e == 0)
+            return NONE;
+        if ((uint32_t)(e >> 32) == tag) {
+            const sk_holder_t *s = &h->slots[entry_id(e)];
+            if (s->hash == hv && s->user_len == len && memcmp(sk_holders_str(h, s->user_off), user, len) == 0)
+                return entry_id(e);
+        }
+    }
+}
+
+static void place(uint64_t *index, uint32_t cap, uint64_t e)
+{
+    uint32_t mask = cap - 1;
+    uint32_t i = (uint32_t)(e >> 32) & mask;
+    while (index[i])
+        i = (i + 1) & mask;
+    index[i] = e;
+}
+
 static uint32_t probe(const sk_holders_t *h, uint64_t hv, const char *user, size_t len)
 {
-    uint32_t mask = h->cap - 1;
-    for (uint32_t i = (uint32_t)hv & mask;; i = (i + 1) & mask) {
-        const sk_holder_t *s = &h->slots[i];
-        if (s->user_len == 0)
-            return i;
-        if (s->hash == hv && s->user_len == len && memcmp(sk_holders_str(h, s->user_off), user, len) == 0)
-            return i;
+    uint32_t id = lookup(h, h->index, h->cap, hv, user, len);
+    /* Entries of the old index below `moved` are in the new one too: a run that starts
+     * there may still end above it, so the whole old run is looked at. */
+    if (id == NONE && h->old)
+        id = lookup(h, h->old, h->old_cap, hv, user, len);
+    return id;
+}
+
+/* Moves up to `n` entries of the old index into the new one; frees the old one once all
+ * are moved. */
+static void move_some(sk_holders_t *h, uint32_t n)
+{
+    uint32_t end = h->old_cap - h->moved < n ? h->old_cap : h->moved + n;
+    for (uint32_t i = h->moved; i < end; i++)
+        if (h->old[i])
+            place(h->index, h->cap, h->old[i]);
+    h->moved = end;
+    if (h->moved == h->old_cap) {
+        free(h->old);
+        h->old = NULL;
+        h->old_cap = h->moved = 0;
     }
+}
+
+sk_holders_t *sk_holders_new(void)
+{
+    sk_holders_t *h = sk_xcalloc(1, sizeof(*h));
+    h->cap = INDEX0;
+    h->index = sk_xcalloc(h->cap, sizeof(*h->index));
+    return h;
+}
+
+void sk_holders_free(sk_holders_t *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n_chunks; i++)
+        free(h->chunks[i]);
+    free(h->chunks);
+    free(h->slots);
+    free(h->index);
+    free(h->old);
+    free(h->orders);
+    free(h->reqs);
+    free(h);
 }
 
 uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len)
 {
-    uint32_t i = probe(h, hash_user(user, len), user, len);
-    return h->slots[i].user_len ? i : NONE;
-}
-
-static void grow(sk_holders_t *h)
-{
-    /* At most SK_STOCK_MAX users at a load of at most 1/2: 2^31 slots always suffice. */
-    if (h->cap >= (UINT32_C(1) << 31))
-        abort();
-    sk_holder_t *old = h->slots;
-    uint32_t old_cap = h->cap;
-    h->cap *= 2;
-    h->slots = sk_xcalloc(h->cap, sizeof(*h->slots));
-    sk_mem_huge(h->slots, sizeof(*h->slots) * (size_t)h->cap);
-    uint32_t *moved = sk_xmalloc(sizeof(uint32_t) * (size_t)old_cap);
-    uint32_t mask = h->cap - 1;
-    for (uint32_t i = 0; i < old_cap; i++) {
-        moved[i] = NONE;
-        if (!old[i].user_len)
-            continue;
-        uint32_t j = (uint32_t)old[i].hash & mask;
-        while (h->slots[j].user_len)
-            j = (j + 1) & mask;
-        h->slots[j] = old[i];
-        moved[i] = j;
-    }
-    for (uint32_t k = 0; k < h->n_orders; k++)
-        h->orders[k].holder = moved[h->orders[k].holder];
-    free(moved);
-    free(old);
+    return probe(h, hash_user(user, len), user, len);
 }
 
 uint64_t sk_holders_hash(const char *user, size_t len)
@@ -144,27 +170,45 @@ uint32_t sk_holders_probe(const sk_holders_t *h, uint64_t hash, const char *user
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len)
 {
     uint64_t hv = hash_user(user, len);
-    uint32_t i = probe(h, hv, user, len);
-    if (h->slots[i].user_len)
-        return i;
-    return sk_holders_insert_at(h, i, hv, user, len);
+    uint32_t id = probe(h, hv, user, len);
+    return id != NONE ? id : sk_holders_insert(h, hv, user, len);
 }
 
-uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t i, uint64_t hv, const char *user, size_t len)
+uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_t len)
 {
+    if (h->old)
+        move_some(h, MOVE_STEP);
     if (((uint64_t)h->used + 1) * 2 > h->cap) {
-        grow(h);
-        i = probe(h, hv, user, len);
+        /* At most SK_STOCK_MAX users at a load of at most 1/2: 2^31 entries suffice. The
+         * previous move is done: it moves MOVE_STEP entries per insert, and the index
+         * takes cap/2 inserts to fill again. */
+        if (h->cap >= (UINT32_C(1) << 31))
+            abort();
+        while (h->old)
+            move_some(h, UINT32_MAX);
+        h->old = h->index;
+        h->old_cap = h->cap;
+        h->moved = 0;
+        h->cap *= 2;
+        h->index = sk_xcalloc(h->cap, sizeof(*h->index));
+        sk_mem_huge(h->index, sizeof(*h->index) * (size_t)h->cap);
     }
-    sk_holder_t *s = &h->slots[i];
+    if (h->used == h->slots_cap) {
+        uint32_t cap = h->slots_cap ? h->slots_cap * 2 : 256;
+        h->slots =
+            sk_xrealloc_huge(h->slots, sizeof(*h->slots) * (size_t)h->slots_cap, sizeof(*h->slots) * (size_t)cap);
+        h->slots_cap = cap;
+    }
+    uint32_t id = h->used++;
+    sk_holder_t *s = &h->slots[id];
     s->hash = hv;
     s->user_off = arena_put(h, user, len);
     s->user_len = (uint16_t)len;
     s->count = 0;
     s->units = 0;
     s->first = s->last = NONE;
-    h->used++;
-    return i;
+    place(h->index, h->cap, entry(hv, id));
+    return id;
 }
 
 /* ---- the request index ------------------------------------------------------------------

@@ -65,10 +65,20 @@ typedef struct {
     uint32_t tag;
 } sk_holder_req_t;
 
+/* The users: a dense array of holders (a holder's index never changes, so orders keep
+ * it) and an open-addressing index over it. An index entry is the low 32 bits of the
+ * user's hash (which also give its home position) above the holder's index + 1; 0 is
+ * empty. When the index doubles, the old one is moved into the new one a few entries at
+ * a time by the inserts that follow (like Redis's incremental rehash), so no single
+ * purchase pays for copying millions of users: lookups look in the new index, then in
+ * the part of the old one not moved yet. */
 struct sk_holders {
-    sk_holder_t *slots;
-    uint32_t cap; /* power of two, at most 2^31 (users <= SK_STOCK_MAX at load <= 1/2) */
-    uint32_t used;
+    sk_holder_t *slots; /* the holders, by index */
+    uint32_t used, slots_cap;
+    uint64_t *index;
+    uint32_t cap; /* of index: power of two, at most 2^31 (users <= SK_STOCK_MAX at load <= 1/2) */
+    uint64_t *old; /* the index being moved into `index`, or NULL */
+    uint32_t old_cap, moved; /* old's size; its entries below `moved` are in `index` */
     sk_holder_order_t *orders;
     uint32_t n_orders, orders_cap;
     /* The string arena: chunk i holds offsets [i << CHUNK_BITS, (i + 1) << CHUNK_BITS). */
@@ -88,9 +98,9 @@ struct sk_holders {
 /** Allocates an empty record (the caller owns it: sk_holders_free). */
 sk_holders_t *sk_holders_new(void);
 void sk_holders_free(sk_holders_t *h);
-/** Finds a user; returns the slot index or SK_HOLDERS_NONE. Read-only. */
+/** Finds a user; returns the holder index or SK_HOLDERS_NONE. Read-only. */
 uint32_t sk_holders_find(const sk_holders_t *h, const char *user, size_t len);
-/** Finds or inserts a user (ledger only); returns the slot index. */
+/** Finds or inserts a user (ledger only); returns the holder index. */
 uint32_t sk_holders_upsert(sk_holders_t *h, const char *user, size_t len);
 
 /** The hash of a user id, as the table uses it. */
@@ -99,18 +109,19 @@ uint64_t sk_holders_hash(const char *user, size_t len);
  *  every purchase's line before deciding any, so the cache misses overlap). */
 static inline void sk_holders_prefetch(const sk_holders_t *h, uint64_t hash)
 {
-    __builtin_prefetch(&h->slots[(uint32_t)hash & (h->cap - 1)]);
+    __builtin_prefetch(&h->index[(uint32_t)hash & (h->cap - 1)]);
 }
-/** One probe for the ledger's hot path, with the hash from sk_holders_hash: the user's
- *  slot if present, else the empty slot where it would go (for sk_holders_insert_at). */
+/** One lookup for the ledger's hot path, with the hash from sk_holders_hash: the user's
+ *  holder index, or SK_HOLDERS_NONE. */
 uint32_t sk_holders_probe(const sk_holders_t *h, uint64_t hash, const char *user, size_t len);
 static inline int sk_holders_present(const sk_holders_t *h, uint32_t slot)
 {
-    return h->slots[slot].user_len != 0;
+    (void)h;
+    return slot != SK_HOLDERS_NONE;
 }
-/** Inserts the user at the empty slot a probe returned (ledger only); returns the slot
- *  index, which differs from `slot` when the table had to grow. */
-uint32_t sk_holders_insert_at(sk_holders_t *h, uint32_t slot, uint64_t hash, const char *user, size_t len);
+/** Inserts a user that sk_holders_probe did not find (ledger only); returns its holder
+ *  index. */
+uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hash, const char *user, size_t len);
 /** Appends an order (seq = n_orders + 1 afterwards) of `quantity` units in state `st`
  *  for the holder at `slot`; returns its index. */
 uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at,

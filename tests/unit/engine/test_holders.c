@@ -79,6 +79,39 @@ SK_TEST(test_growth_many_users)
     sk_holders_free(h);
 }
 
+SK_TEST(test_lookups_while_the_index_moves)
+{
+    /* Between two doublings the old index is moved a few entries per insert: every user,
+     * inserted before or during the move, is found exactly once, and an upsert of a user
+     * still in the old index returns its holder instead of adding a second one. */
+    enum { N = 50000 };
+    sk_holders_t *h = sk_holders_new();
+    char u[32];
+    unsigned seen_moving = 0;
+    for (unsigned i = 0; i < N; i++) {
+        size_t n = user_name(u, sizeof(u), i);
+        ASSERT_EQ(sk_holders_upsert(h, u, n), i);
+        if (h->old) {
+            seen_moving++;
+            /* The first user (surely not moved yet in an early step) and the newest. */
+            size_t n0 = user_name(u, sizeof(u), i / 2);
+            ASSERT_EQ(sk_holders_upsert(h, u, n0), i / 2);
+            ASSERT_EQ(h->used, i + 1);
+        }
+    }
+    ASSERT_GT(seen_moving, 0u);
+    for (unsigned i = 0; i < N; i++) {
+        size_t n = user_name(u, sizeof(u), i);
+        if (sk_holders_find(h, u, n) != i) {
+            SK_FAIL_AT("user %s not found at %u", u, i);
+            break;
+        }
+    }
+    size_t n = user_name(u, sizeof(u), N + 1);
+    ASSERT_EQ(sk_holders_find(h, u, n), NONE);
+    sk_holders_free(h);
+}
+
 SK_TEST(test_add_pop_orders)
 {
     sk_holders_t *h = sk_holders_new();
@@ -387,7 +420,8 @@ SK_TEST(test_arena_past_4gib)
     sk_holders_free(h);
 }
 
-SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_add_pop_orders);
-             SK_RUN(test_find_request); SK_RUN(test_past_the_walk_limit_without_request_ids);
-             SK_RUN(test_per_user_limit_many); SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);
+SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_lookups_while_the_index_moves);
+             SK_RUN(test_add_pop_orders); SK_RUN(test_find_request);
+             SK_RUN(test_past_the_walk_limit_without_request_ids); SK_RUN(test_per_user_limit_many);
+             SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);
              SK_RUN(test_request_index_against_reference); SK_RUN(test_arena_past_4gib);)
