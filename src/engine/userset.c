@@ -2,15 +2,20 @@
 #include "engine/userset.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "util/common.h"
 
 #define INITIAL_SLOTS 1024 /* power of two */
 
+#define MOVE_STEP 64 /* entries of the replaced table moved per insert */
+
 typedef struct table {
-    struct table *retired; /* the writer's: the table this one replaced */
+    struct table *retired; /* the table this one replaced (set before publication) */
     uint64_t mask;
+    uint64_t moved; /* the writer's: entries of `retired` below this are in this table */
+    _Atomic bool moving; /* readers look in `retired` too while it is true */
     _Atomic uint64_t slots[];
 } table_t;
 
@@ -71,32 +76,59 @@ static void place(table_t *t, uint64_t h)
     atomic_store_explicit(&t->slots[i], h, memory_order_relaxed);
 }
 
+static bool table_has(const table_t *t, uint64_t h, memory_order mo)
+{
+    for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t v = atomic_load_explicit(&((table_t *)t)->slots[i], mo);
+        if (v == h)
+            return true;
+        if (v == 0)
+            return false;
+    }
+}
+
+/* Writer only: moves up to n entries of the replaced table into t; once all are, readers
+ * stop looking there (release: they then see every moved entry). */
+static void move_some(table_t *t, uint64_t n)
+{
+    const table_t *old = t->retired;
+    uint64_t end = old->mask + 1 - t->moved < n ? old->mask + 1 : t->moved + n;
+    for (uint64_t k = t->moved; k < end; k++) {
+        uint64_t v = atomic_load_explicit(&((table_t *)old)->slots[k], memory_order_relaxed);
+        if (v)
+            place(t, v);
+    }
+    t->moved = end;
+    if (end == old->mask + 1)
+        atomic_store_explicit(&t->moving, false, memory_order_release);
+}
+
 void sk_userset_insert(sk_userset_t *u, uint64_t h)
 {
     h = h ? h : 1;
     table_t *t = atomic_load_explicit(&u->cur, memory_order_relaxed);
-    /* One probe: it ends at the hash, or at the empty slot where it goes. */
-    uint64_t i = h & t->mask;
-    for (uint64_t v; (v = atomic_load_explicit(&t->slots[i], memory_order_relaxed)) != 0; i = (i + 1) & t->mask)
-        if (v == h)
-            return;
+    bool moving = atomic_load_explicit(&t->moving, memory_order_relaxed);
+    if (table_has(t, h, memory_order_relaxed) || (moving && table_has(t->retired, h, memory_order_relaxed)))
+        return;
+    if (moving)
+        move_some(t, MOVE_STEP);
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
     if ((used + 1) * 2 > t->mask + 1) {
+        /* The new table is published empty and filled MOVE_STEP entries per insert
+         * after this one; readers look in both meanwhile. The previous move is done
+         * long before (the table takes cap/2 inserts to fill), but finish it if not. */
+        while (atomic_load_explicit(&t->moving, memory_order_relaxed))
+            move_some(t, UINT64_MAX);
         table_t *n = table_new((t->mask + 1) * 2);
-        for (uint64_t k = 0; k <= t->mask; k++) {
-            uint64_t v = atomic_load_explicit(&t->slots[k], memory_order_relaxed);
-            if (v)
-                place(n, v);
-        }
         n->retired = t;
-        /* Release: a reader that loads the new table sees the copy complete. */
+        atomic_store_explicit(&n->moving, true, memory_order_relaxed);
+        /* Release: a reader that loads the new table sees `retired` and `moving`. */
         atomic_store_explicit(&u->cur, n, memory_order_release);
-        place(n, h);
-    } else {
-        /* What makes the insert visible to workers in time is the release store that
-         * publishes the sale's counts after it; this one only keeps the slot whole. */
-        atomic_store_explicit(&t->slots[i], h, memory_order_relaxed);
+        t = n;
     }
+    /* What makes the insert visible to workers in time is the release store that
+     * publishes the sale's counts after it; this one only keeps the slot whole. */
+    place(t, h);
     atomic_store_explicit(&u->used, used + 1, memory_order_relaxed);
 }
 
@@ -104,13 +136,11 @@ bool sk_userset_may_contain(const sk_userset_t *u, uint64_t h)
 {
     h = h ? h : 1;
     const table_t *t = atomic_load_explicit(&((sk_userset_t *)u)->cur, memory_order_acquire);
-    for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        uint64_t v = atomic_load_explicit(&((table_t *)t)->slots[i], memory_order_acquire);
-        if (v == h)
-            return true;
-        if (v == 0)
-            return false;
-    }
+    /* `moving` first (acquire): seen false, every moved entry is seen in t; seen true,
+     * the replaced table, never written again, still holds every entry it had. Read
+     * after the probe of t, a move finished in between would hide the entry from both. */
+    bool moving = atomic_load_explicit(&((table_t *)t)->moving, memory_order_acquire);
+    return table_has(t, h, memory_order_acquire) || (moving && table_has(t->retired, h, memory_order_acquire));
 }
 
 size_t sk_userset_count(const sk_userset_t *u)

@@ -9,11 +9,14 @@
  * possible holders reach the ledger (I5: a holder's replay always gets its order).
  *
  * Open addressing over atomic 64-bit slots (0 is empty: a hash of 0 is stored as 1),
- * at most half full. Growing allocates a table twice the size, copies, and publishes
- * it with a release store; the old table is retired, not freed, because a reader may
- * still be probing it; retired tables are freed with the set. A reader that loaded an
- * old table after the acquire that matters sees every insert made before the
- * publication it acquired: the copy holds them.
+ * at most half full. Growing publishes an empty table twice the size with a release
+ * store and moves the old one into it 64 entries per insert afterwards (no insert pays
+ * for copying every holder of a big sale); until the move is done readers look in both,
+ * and the old table is never written again. Replaced tables are retired, not freed,
+ * because a reader may still be probing them; they are freed with the set. A reader
+ * that loaded an old table after the acquire that matters sees every insert made before
+ * the publication it acquired: the old table holds them, or the table that replaced it
+ * does.
  *
  * Ownership: the set belongs to whoever created it until it is published as a sale's
  * users (sk_engine_publish_users); then the engine frees it with the sale. */
