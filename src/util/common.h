@@ -27,7 +27,8 @@ char *sk_xstrndup(const char *s, size_t n);
 void sk_mem_huge(void *p, size_t n);
 /** Grows an array of `old_n` bytes to `n` bytes as realloc does, but from 4 MiB up into a
  * new block advised by sk_mem_huge before the copy, so the copy does not fault a page at
- * a time. */
+ * a time; from 32 MiB up with realloc itself (a block mapped on its own, moved by mremap
+ * without a copy), advised after. */
 void *sk_xrealloc_huge(void *p, size_t old_n, size_t n);
 
 /** Wall clock in milliseconds since the Unix epoch. */
