@@ -92,8 +92,9 @@ def test_random(ck):
 
 def test_fake(ck):
     # The fake's own waiting room: truthful passes; the liar that sells without an admission
-    # gives the bots orders, and the audit catches them.
-    args = ["--create-sale", "stock=40,limit=1,starts_in=1500ms,queue=fifo,admit=100,ttl=1s", "--queue",
+    # gives the bots orders, and the audit catches them. The stock is more than every buyer
+    # and bot together, so that the bots find units however late a slow machine runs them.
+    args = ["--create-sale", "stock=80,limit=1,starts_in=1500ms,queue=fifo,admit=100,ttl=1s", "--queue",
             "--users", "60", "--poll-every", "200ms", "--bots", "none:3,forged:3,other:3"]
     with FakeSeckill("truthful") as f:
         rc, text = bench(f.url, *args)
