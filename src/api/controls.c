@@ -353,6 +353,19 @@ void sk_api_sale_patch(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                                 "this store (Redis) does not take more than one unit per order yet");
     if (rc == 0 && (c.set & SK_PATCH_QUEUE) && c.queue != SK_QUEUE_OFF && !sk_engine_queues(w->api->cfg.engine))
         rc = sk_api_field_error(&fe, "queue", "not_supported", "this store does not keep waiting rooms yet");
+    /* The Redis store takes a waiting room's settings with the sale (its script keeps
+     * none of the controls' queue fields yet). */
+    uint32_t qset =
+        SK_PATCH_QUEUE | SK_PATCH_QUEUE_OPENS_AT | SK_PATCH_ADMIT_RATE | SK_PATCH_ADMISSION_TTL | SK_PATCH_POW_BITS;
+    if (rc == 0 && (c.set & qset) && sk_engine_lookups(w->api->cfg.engine))
+        rc = sk_api_field_error(&fe,
+                                (c.set & SK_PATCH_QUEUE)            ? "queue"
+                                : (c.set & SK_PATCH_QUEUE_OPENS_AT) ? "queue_opens_at"
+                                : (c.set & SK_PATCH_ADMIT_RATE)     ? "admit_per_second"
+                                : (c.set & SK_PATCH_ADMISSION_TTL)  ? "admission_ttl_ms"
+                                                                    : "pow_bits",
+                                "not_supported",
+                                "this store (Redis) takes the waiting room's settings when the sale is created only");
     if (rc < 0) {
         sk_api_field_refused(x, &fe);
         return;

@@ -180,12 +180,16 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     }
     /* A queued sale: only with an admission of this buyer (one HMAC, on this thread).
      * A buyer who may hold an order goes on without one, marked, so that a replay of
-     * its request still hears its first answer (I5); the writer refuses the rest. */
-    bool unadmitted = false;
+     * its request still hears its first answer (I5); the writer refuses the rest. Until
+     * the store publishes the sale's users (Redis: once it is done) anyone may be a
+     * holder. A sale this node has not cached yet (a store shared by nodes looks it up)
+     * cannot be checked here: the op goes marked, and the store refuses it if the sale
+     * turns out to be queued. */
+    bool unadmitted = !s;
     if (s && sk_sale_params(s)->queue != SK_QUEUE_OFF) {
         sk_userset_t *users = atomic_load_explicit(&s->users, memory_order_acquire);
         if (!sk_api_admission_ok(w, x, s, user, ul, al ? adm : NULL, al)) {
-            if (rl == 0 || !users || !sk_userset_may_contain(users, hash)) {
+            if (rl == 0 || (users && !sk_userset_may_contain(users, hash))) {
                 sk_api_refuse_admission(w, x, al ? adm : NULL, al);
                 return;
             }

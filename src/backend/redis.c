@@ -59,6 +59,7 @@
 #include <string.h>
 
 #include "backend/redis_loop.h"
+#include "backend/redis_queue.h"
 #include "redis/cluster.h"
 #include "util/buf.h"
 #include "util/texts.h"
@@ -188,6 +189,8 @@ typedef struct {
     bool load_busy; /* an HSCAN is out */
     bool retired; /* the drain retired it: its orders are in the system of record only */
     uint64_t load_retry_ms; /* do not retry a failed load before this */
+    bool qtick_busy; /* a queue.lua call of the tick is out */
+    uint64_t q_len, q_head; /* the waiting room as last published (only ever grows) */
 } rsale_t;
 
 /* A single non-purchase op (orders of a user, list, create). */
@@ -205,8 +208,8 @@ struct rbackend {
     char url[512];
     size_t max_batch;
     int replicas_ack, replicas_timeout_ms;
-    char buy_sha[41], create_sha[41];
-    const sk_text_t *buy_lua, *create_lua;
+    char buy_sha[41], create_sha[41], queue_sha[41];
+    const sk_text_t *buy_lua, *create_lua, *queue_lua;
     bool sync_ok; /* start-up connections made (load ran) */
 
     sk_loop_t *loop;
@@ -254,7 +257,12 @@ static sk_sale_params_t params_from_redis(const sk_redis_sale_t *rs, char *name)
                               .max_quantity = (int32_t)rs->max_quantity,
                               .payment_window_ms = rs->payment_window_ms,
                               .paused = rs->paused,
-                              .closed = rs->closed};
+                              .closed = rs->closed,
+                              .queue = (uint8_t)rs->queue,
+                              .pow_bits = (uint8_t)rs->pow_bits,
+                              .admit_per_second = (int32_t)rs->admit_per_second,
+                              .queue_opens_at = rs->queue_opens_at,
+                              .admission_ttl_ms = rs->admission_ttl_ms};
 }
 
 static sk_sale_t *sale_from_redis(const sk_redis_sale_t *rs)
@@ -350,6 +358,11 @@ static unsigned sale_slot(const sk_sale_t *s)
     return sk_rcluster_sale_slot(s->id, s->id_len);
 }
 
+/* The waiting room's settings, create_sale.lua's last arguments (" %d %lld %d %lld %d"). */
+#define QUEUE_ARGS(p)                                                                                                  \
+    (int)(p)->queue, (long long)(p)->queue_opens_at, (int)(p)->admit_per_second, (long long)(p)->admission_ttl_ms,     \
+        (int)(p)->pow_bits
+
 /* ---- start-up (main thread, synchronous connections) -------------------------------------- */
 
 static int load_script(rbackend_t *r, redisContext *c, const char *node, const sk_text_t *t, char *sha, char *err,
@@ -379,7 +392,8 @@ static int check_primary(rbackend_t *r, int node, char *err, size_t err_size)
     if (!c)
         return -EIO;
     if (load_script(r, c, name, r->buy_lua, r->buy_sha, err, err_size) < 0 ||
-        load_script(r, c, name, r->create_lua, r->create_sha, err, err_size) < 0)
+        load_script(r, c, name, r->create_lua, r->create_sha, err, err_size) < 0 ||
+        load_script(r, c, name, r->queue_lua, r->queue_sha, err, err_size) < 0)
         return -EIO;
     /* A reply is durable only with the AOF fsynced on every write. CONFIG may be
      * renamed away in a hardened Redis; then there is nothing to check. */
@@ -481,11 +495,12 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
                                         SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
     freeReplyObject(z);
     const sk_sale_params_t *p = sk_sale_params(s);
-    redisReply *rep = sk_rcluster_command(
-        r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err), "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
-        r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
-        (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at, (long long)p->payment_window_ms,
-        (long long)p->max_quantity);
+    redisReply *rep = sk_rcluster_command(r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err),
+                                          "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
+                                          r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
+                                          (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
+                                          (long long)s->created_at, (long long)p->payment_window_ms,
+                                          (long long)p->max_quantity, QUEUE_ARGS(p));
     int rc = -EIO;
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
@@ -840,7 +855,7 @@ static size_t script_args(const group_t *g, const char **argv, size_t *lens, siz
         const sk_op_t *op = g->ops[i];
         switch (op->kind) {
         case SK_OP_BUY:
-            ARG("b", 1);
+            ARG(op->unadmitted ? "B" : "b", 1);
             ARG(op->user_id, op->user_len);
             ARG(op->request_id, op->request_len);
             NUM(op->quantity ? op->quantity : 1);
@@ -1154,8 +1169,14 @@ static bool sstate_parse(const redisReply *rep, const sk_sale_t *s, sstate_t *st
                                    .payment_window_ms = p->element[5]->integer,
                                    .paused = p->element[6]->integer != 0,
                                    .closed = p->element[7]->integer != 0};
+        /* The waiting room's settings are set at creation on this store: kept. */
+        const sk_sale_params_t *cur = sk_sale_params(s);
+        st->p.queue = cur->queue;
+        st->p.pow_bits = cur->pow_bits;
+        st->p.admit_per_second = cur->admit_per_second;
+        st->p.queue_opens_at = cur->queue_opens_at;
+        st->p.admission_ttl_ms = cur->admission_ttl_ms;
     }
-    (void)s;
     return true;
 }
 
@@ -1768,11 +1789,11 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
-        redisAsyncCommand(c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
-                          r->create_lua->text, r->create_lua->len, key, s->id, s->id_len, p->name,
-                          (long long)sale_stock(s), (long long)p->starts_at, (long long)p->ends_at,
-                          (long long)p->per_user_limit, (long long)s->created_at, (long long)p->payment_window_ms,
-                          (long long)p->max_quantity);
+        redisAsyncCommand(
+            c->ev.ac, on_create, x, "EVAL %b 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
+            r->create_lua->text, r->create_lua->len, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
+            (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at,
+            (long long)p->payment_window_ms, (long long)p->max_quantity, QUEUE_ARGS(p));
         return;
     }
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
@@ -1890,12 +1911,118 @@ static void lookup(rbackend_t *r, sk_op_t *op)
     }
 }
 
+/* ---- waiting rooms (redis_queue.h, lua/queue.lua) ------------------------------------------
+ * A join or a question is one call of queue.lua, sent alone down the sale's connection
+ * (so it is decided after the purchases sent before it); the tick makes one call per
+ * queued sale, which starts the queue and admits at its rate by Redis's clock. Every
+ * reply carries the queue's length and head, published for the workers' subscribers. */
+
+/* One call: an op's (a join or a question) or the tick's (op NULL). */
+typedef struct {
+    rbackend_t *r;
+    sk_sale_t *sale;
+    sk_op_t *op;
+    bool eval_retry;
+} qcall_t;
+
+static void queue_send(rbackend_t *r, qcall_t *x);
+
+static void queue_publish(rbackend_t *r, sk_sale_t *s, const sk_rqueue_reply_t *q)
+{
+    rsale_t *rs = &r->sales[s->index];
+    /* Replies may overtake each other (after a redirection): the queue only grows. */
+    if (q->len > rs->q_len || q->head > rs->q_head) {
+        rs->q_len = SK_MAX(rs->q_len, q->len);
+        rs->q_head = SK_MAX(rs->q_head, q->head);
+        sk_engine_publish_queue(s, rs->q_len, rs->q_head);
+    }
+}
+
+static void qcall_done(qcall_t *x)
+{
+    rbackend_t *r = x->r;
+    if (x->op) {
+        sk_engine_complete(r->e, x->op);
+        r->n_singles--;
+    } else {
+        r->sales[x->sale->index].qtick_busy = false;
+    }
+    free(x);
+}
+
+static void on_queue(redisAsyncContext *ac, void *reply, void *priv)
+{
+    qcall_t *x = priv;
+    rbackend_t *r = x->r;
+    conn_t *c = ac->data;
+    redisReply *rep = reply;
+    if (rep && !r->done && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry &&
+        usable(c)) {
+        x->eval_retry = true; /* (a Redis restarted without its scripts) */
+        queue_send(r, x);
+        return;
+    }
+    sk_rqueue_reply_t q;
+    memset(&q, 0, sizeof(q));
+    int rc = rep && !r->done ? sk_rqueue_parse(rep, &q) : -EIO;
+    if (rc == 0) {
+        queue_publish(r, x->sale, &q);
+        sk_engine_record_queue(r->e, x->op && q.place.joined ? 1 : 0, q.admitted);
+    } else if (rep) {
+        note_redirect(r, rep);
+    }
+    if (x->op) {
+        x->op->status = rc < 0 ? -EIO : q.status;
+        if (rc == 0 && q.status == 0)
+            x->op->place = q.place;
+    }
+    qcall_done(x);
+}
+
+static void queue_send(rbackend_t *r, qcall_t *x)
+{
+    conn_t *c = route(r, sale_slot(x->sale));
+    sk_rqueue_args_t a;
+    if (c) {
+        int argc = sk_rqueue_args(&a, x->eval_retry ? NULL : r->queue_sha, r->queue_lua->text, r->queue_lua->len,
+                                  x->sale, x->op);
+        if (redisAsyncCommandArgv(c->ev.ac, on_queue, x, argc, a.argv, a.lens) == REDIS_OK)
+            return;
+    }
+    if (x->op)
+        x->op->status = -EIO;
+    qcall_done(x);
+}
+
+static void queue_call(rbackend_t *r, sk_sale_t *s, sk_op_t *op)
+{
+    qcall_t *x = sk_xcalloc(1, sizeof(*x));
+    x->r = r;
+    x->sale = s;
+    x->op = op;
+    if (op)
+        r->n_singles++;
+    else
+        r->sales[s->index].qtick_busy = true;
+    queue_send(r, x);
+}
+
+/* Whether the tick calls queue.lua for sale s: a queued sale from its queue's opening
+ * until its end (then nobody may join nor buy). */
+static bool queue_live(const rbackend_t *r, const sk_sale_t *s, int64_t now)
+{
+    const sk_sale_params_t *p = sk_sale_params(s);
+    const rsale_t *rs = &r->sales[s->index];
+    if (p->queue == SK_QUEUE_OFF || rs->retired || rs->closed || p->closed || rs->qtick_busy)
+        return false;
+    int64_t opens = p->queue_opens_at ? p->queue_opens_at : s->created_at;
+    return now >= opens - REFRESH_MARGIN_MS && now <= p->ends_at + REFRESH_MARGIN_MS;
+}
+
 static void single_send(rbackend_t *r, sk_op_t *op)
 {
     if (op->kind == SK_OP_QUEUE) {
-        /* Waiting rooms are kept by the embedded store only for now: 501. */
-        op->status = -ENOTSUP;
-        sk_engine_complete(r->e, op);
+        queue_call(r, op->sale, op);
         return;
     }
     if (op->kind == SK_OP_CONTROL) {
@@ -1977,10 +2104,11 @@ static void single_send(rbackend_t *r, sk_op_t *op)
                           s->id, s->id_len);
         sk_redis_key(key, s->id, s->id_len, "sale");
         const sk_sale_params_t *p = sk_sale_params(s);
-        rc = redisAsyncCommand(ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld",
-                               r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s),
-                               (long long)p->starts_at, (long long)p->ends_at, (long long)p->per_user_limit,
-                               (long long)s->created_at, (long long)p->payment_window_ms, (long long)p->max_quantity);
+        rc = redisAsyncCommand(
+            ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
+            r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+            (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at,
+            (long long)p->payment_window_ms, (long long)p->max_quantity, QUEUE_ARGS(p));
         break;
     }
     default: /* scripted ops go in groups; FIND_SALE to lookup */
@@ -2348,6 +2476,8 @@ static void tick_sales(rbackend_t *r, bool sync)
     for (size_t i = 0; i < n; i++) {
         sk_sale_t *s = sk_engine_sale_at(r->e, i);
         rsale_t *rs = &r->sales[s->index];
+        if (queue_live(r, s, now))
+            queue_call(r, s, NULL);
         if (rs->retired || rs->tick_busy)
             continue;
         if (rs->next_due > 0 && rs->next_due < store_now) {
@@ -2559,8 +2689,9 @@ sk_backend_t *sk_backend_redis_new(const sk_backend_redis_config_t *cfg, char *e
     sk_rcluster_t *map = sk_rcluster_new(cfg->url, err, err_size);
     if (!map)
         return NULL;
-    const sk_text_t *buy = sk_text_find("lua/buy.lua"), *create = sk_text_find("lua/create_sale.lua");
-    if (!buy || !create) {
+    const sk_text_t *buy = sk_text_find("lua/buy.lua"), *create = sk_text_find("lua/create_sale.lua"),
+                    *queue = sk_text_find("lua/queue.lua");
+    if (!buy || !create || !queue) {
         snprintf(err, err_size, "the Lua scripts of the Redis store are not built in");
         sk_rcluster_free(map);
         return NULL;
@@ -2569,6 +2700,7 @@ sk_backend_t *sk_backend_redis_new(const sk_backend_redis_config_t *cfg, char *e
     r->base = (sk_backend_t){.name = "redis",
                              .lookups = true,
                              .lifecycle = true,
+                             .queue = true,
                              .load = redis_load,
                              .add_sale = redis_add_sale,
                              .start = redis_start,
@@ -2583,6 +2715,7 @@ sk_backend_t *sk_backend_redis_new(const sk_backend_redis_config_t *cfg, char *e
         cfg->replicas_timeout_ms > 0 ? SK_MIN(cfg->replicas_timeout_ms, REPLICAS_TIMEOUT_MAX_MS) : 1000;
     r->buy_lua = buy;
     r->create_lua = create;
+    r->queue_lua = queue;
     r->take = sk_xmalloc(r->max_batch * sizeof(*r->take));
     r->group_of = sk_xmalloc(SK_MAX_SALES * sizeof(*r->group_of));
     for (size_t i = 0; i < SK_MAX_SALES; i++)

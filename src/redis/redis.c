@@ -154,6 +154,8 @@ int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *s)
     unsigned seen = 0;
     bool has_seq = false;
     s->max_quantity = 1;
+    s->admit_per_second = SK_ADMIT_RATE_DEFAULT;
+    s->admission_ttl_ms = SK_ADMISSION_TTL_DEFAULT;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -205,6 +207,16 @@ int sk_redis_sale_parse(const redisReply *r, sk_redis_sale_t *s)
             s->closed = v->len == 1 && v->str[0] == '1';
         } else if (strcmp(key, "retired_at") == 0) {
             s->retired = true;
+        } else if (strcmp(key, "queue") == 0) {
+            ok = sk_redis_reply_i64(v, SK_QUEUE_OFF, SK_QUEUE_RANDOM, &s->queue);
+        } else if (strcmp(key, "queue_opens_at") == 0) {
+            ok = sk_redis_reply_i64(v, 0, 253402300799999LL, &s->queue_opens_at);
+        } else if (strcmp(key, "admit_per_second") == 0) {
+            ok = sk_redis_reply_i64(v, 1, SK_ADMIT_RATE_MAX, &s->admit_per_second);
+        } else if (strcmp(key, "admission_ttl_ms") == 0) {
+            ok = sk_redis_reply_i64(v, SK_ADMISSION_TTL_MIN, SK_ADMISSION_TTL_MAX, &s->admission_ttl_ms);
+        } else if (strcmp(key, "pow_bits") == 0) {
+            ok = sk_redis_reply_i64(v, 0, SK_SALE_POW_BITS_MAX, &s->pow_bits);
         }
         if (!ok)
             return -EINVAL;

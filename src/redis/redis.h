@@ -7,7 +7,8 @@
  *   sk:sales              sorted set of sale ids by creation time (discovery only)
  *   sk:{<sale>}:sale      hash: id name stock starts_at ends_at per_user_limit
  *                         created_at sold held seq payment_window_ms max_quantity
- *                         paused closed pv v [retired_at]
+ *                         paused closed pv v [retired_at] [queue queue_opens_at
+ *                         admit_per_second admission_ttl_ms pow_bits]
  *   sk:{<sale>}:holders   hash: "<user>" -> "count\tseq\treq\tcreated_at\tunits" (the
  *                         first order, the units held), "<user>\t<i>" -> the i-th
  *                         order, "<user>\n<req>" -> i
@@ -16,7 +17,10 @@
  *                         (k=c: j, the trail entry)
  *   sk:{<sale>}:o         hash seq -> the order's record (state, quantity, times)
  *   sk:{<sale>}:due       sorted set of pending reservations by pay_by
- *   sk:{<sale>}:log       list of trail entries (JSON); sk:{<sale>}:ctl request_id -> entry */
+ *   sk:{<sale>}:log       list of trail entries (JSON); sk:{<sale>}:ctl request_id -> entry
+ *   sk:{<sale>}:queue     sorted set: the waiting room, member user, score its place;
+ *   sk:{<sale>}:admitted  hash user -> admitted_at; sk:{<sale>}:qstate its head and
+ *                         credit (the layouts are in src/backend/lua/queue.lua) */
 #ifndef SK_REDIS_REDIS_H
 #define SK_REDIS_REDIS_H
 
@@ -67,6 +71,8 @@ typedef struct {
     /* Absent in records written before the lifecycle: 0, 0, sold, 0, 1, 0, 0, 0, 0. */
     int64_t held, seq, payment_window_ms, max_quantity, pv, v;
     bool paused, closed, retired;
+    /* The waiting room, set at creation (absent: off). */
+    int64_t queue, queue_opens_at, admit_per_second, admission_ttl_ms, pow_bits;
 } sk_redis_sale_t;
 
 /** Parses an HGETALL reply of a sale hash. Returns 0, -ENOENT (empty: no such sale) or

@@ -7,7 +7,9 @@ KEYS[1]  sk:{<sale>}:sale     hash: id, name, stock, starts_at, ends_at, per_use
                               created_at, sold (confirmed units), held (reserved units),
                               seq (orders made), payment_window_ms, max_quantity,
                               paused, closed (0/1), pv (bumped by every accepted control),
-                              v (bumped by every script that changed anything)
+                              v (bumped by every script that changed anything), and
+                              for a waiting room queue, queue_opens_at, admit_per_second,
+                              admission_ttl_ms, pow_bits (set at creation; queue.lua)
 KEYS[2]  sk:{<sale>}:holders  hash, three kinds of fields per holder (user and request
                               ids never hold a tab or a newline):
                                 <user>            "count\tseq\treq\tat\tunits": how many
@@ -40,6 +42,11 @@ ARGV[2]  the params version (pv) the caller has: a different one is answered wit
          sale's settings
 ARGV[3..] the operations, each a kind then its arguments:
   b user req qty                      purchase
+  B user req qty                      purchase without a valid admission (sent only because
+                                      the buyer may hold an order, or because the node
+                                      could not check it): on a queued sale a replay of
+                                      req is answered, anything else is refused (code 11,
+                                      not_admitted); on another, a plain purchase
   p seq payment_id                    payment
   c seq user                          cancel (user "" : by the operator)
   f seq                               refund
@@ -79,7 +86,8 @@ local USERS_MAX = 50000 -- users returned per script
 local STOCK_MAX, LIMIT_MAX, WINDOW_MAX, TIME_MAX, GRACE = 1000000000, 1000000, 86400000, 253402300799999, 60000
 
 local m = redis.call('HMGET', K_SALE, 'stock', 'sold', 'starts_at', 'ends_at', 'per_user_limit', 'held', 'seq',
-                     'payment_window_ms', 'max_quantity', 'paused', 'closed', 'pv', 'v', 'retired_at', 'name')
+                     'payment_window_ms', 'max_quantity', 'paused', 'closed', 'pv', 'v', 'retired_at', 'name',
+                     'queue')
 if not m[1] then
     return redis.error_reply('NOSALE no such sale in this store')
 end
@@ -95,6 +103,7 @@ local paused, closed = m[10] == '1', m[11] == '1'
 local pv, v = tonumber(m[12]) or 0, tonumber(m[13]) or 0
 local retired = m[14] ~= false and m[14] ~= nil
 local name = m[15] or ''
+local queued = (tonumber(m[16]) or 0) ~= 0 -- a waiting room (queue.lua): purchases need an admission
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq_before, changed = seq, false
@@ -503,7 +512,7 @@ local function control(c)
 end
 
 -- ---- purchases ----
-local function buy(user, req, q)
+local function buy(user, req, q, unadmitted)
     local h = holder(user)
     if h == false then
         return nil, 'BADHOLDER the holder record of ' .. user .. ' is not in this layout'
@@ -533,6 +542,9 @@ local function buy(user, req, q)
             end
             return {1, stock - held - sold, units, o}
         end
+    end
+    if unadmitted and queued then
+        return {11, stock - held - sold, units, nil}
     end
     local code
     if now < starts then
@@ -585,8 +597,8 @@ local new_due = {}
 local i = 3
 while i <= #ARGV do
     local kind = ARGV[i]
-    if kind == 'b' then
-        local r, err = buy(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 1)
+    if kind == 'b' or kind == 'B' then
+        local r, err = buy(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 1, kind == 'B')
         if not r then
             return redis.error_reply(err)
         end
