@@ -4,7 +4,9 @@
  * sale — ended, paused and sold out are answered on the worker thread (the gate,
  * gate.c), without ever touching the ledger. Only purchases that may succeed, and
  * possible holders (whose replay the ledger answers), are queued to the ledger, and
- * their answers are deferred until the ledger's batch is durable. */
+ * their answers are deferred until the ledger's batch is durable. On a queued sale a
+ * purchase without a valid admission is refused (not_admitted) after the start and
+ * before every other answer of the gate. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,18 +175,16 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         return;
     }
     uint64_t hash = sk_user_hash(user, ul);
-    int64_t remaining;
-    if (s && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {
-        respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
-        return;
-    }
-    /* A queued sale: only with an admission of this buyer (one HMAC, on this thread).
-     * A buyer who may hold an order goes on without one, marked, so that a replay of
-     * its request still hears its first answer (I5); the writer refuses the rest. Until
-     * the store publishes the sale's users (Redis: once it is done) anyone may be a
-     * holder. A sale this node has not cached yet (a store shared by nodes looks it up)
-     * cannot be checked here: the op goes marked, and the store refuses it if the sale
-     * turns out to be queued. */
+    /* A queued sale: only with an admission of this buyer (one HMAC, on this thread),
+     * checked before the gate's answers, in the writer's order (a holder's replay, the
+     * admission, then the sale's rules): without one a buyer hears not_admitted whether
+     * the sale is open, sold out, paused or ended, and never an answer that depends on
+     * whether a probabilistic set happens to name it. A buyer who may hold an order
+     * goes on without one, marked, so that a replay of its request still hears its first
+     * answer (I5); the writer refuses the rest. Until the store publishes the sale's
+     * users (Redis: once it is done) anyone may be a holder. A sale this node has not
+     * cached yet (a store shared by nodes looks it up) cannot be checked here: the op
+     * goes marked, and the store refuses it if the sale turns out to be queued. */
     bool unadmitted = !s;
     if (s && sk_sale_params(s)->queue != SK_QUEUE_OFF) {
         sk_userset_t *users = atomic_load_explicit(&s->users, memory_order_acquire);
@@ -195,6 +195,11 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
             }
             unadmitted = true;
         }
+    }
+    int64_t remaining;
+    if (s && !unadmitted && sk_api_gate_buyer(s, now, hash, q, &r, &remaining)) {
+        respond_now(w, x, s, r, remaining, SK_MAX(sk_sale_params(s)->starts_at - now, 0), q);
+        return;
     }
     sk_op_t *op = sk_engine_op_new(w->ew, SK_OP_BUY);
     op->sale = s;

@@ -24,9 +24,14 @@
 #define QUEUE_UPDATE_MS 1000 /* live places are sent once a second (when they changed) */
 #define QUEUE_PING_MS 15000
 
-static const char *place_state(const sk_sale_t *s, const sk_queue_place_t *pl, int64_t now)
+/* The states of a place; one object each, so that a state is compared by address. */
+static const char st_waiting[] = "waiting", st_pre_queue[] = "pre_queue";
+
+/* The place's state given its sale's (read once per tick for all its subscribers). */
+static const char *place_state_in(sk_sale_state_t ss, const sk_sale_params_t *p, const sk_queue_place_t *pl,
+                                  int64_t now)
 {
-    switch (sk_sale_state(s, now)) {
+    switch (ss) {
     case SK_SALE_ENDED:
         return "ended";
     case SK_SALE_SOLD_OUT:
@@ -38,7 +43,12 @@ static const char *place_state(const sk_sale_t *s, const sk_queue_place_t *pl, i
     }
     if (pl->admitted_at)
         return now < pl->expires_at ? "admitted" : "expired";
-    return now < sk_sale_params(s)->starts_at ? "pre_queue" : "waiting";
+    return now < p->starts_at ? st_pre_queue : st_waiting;
+}
+
+static const char *place_state(const sk_sale_t *s, const sk_queue_place_t *pl, int64_t now)
+{
+    return place_state_in(sk_sale_state(s, now), sk_sale_params(s), pl, now);
 }
 
 void sk_api_queue_place_json(sk_api_worker_t *w, sk_buf_t *b, const sk_sale_t *s, const char *user, size_t ul,
@@ -62,7 +72,7 @@ void sk_api_queue_place_json(sk_api_worker_t *w, sk_buf_t *b, const sk_sale_t *s
     sk_buf_puts(b, ",\"ahead\":");
     sk_buf_put_i64(b, pl->admitted_at ? 0 : (int64_t)ahead);
     sk_buf_puts(b, ",\"eta_ms\":");
-    bool waiting = strcmp(state, "waiting") == 0 || strcmp(state, "pre_queue") == 0;
+    bool waiting = state == st_waiting || state == st_pre_queue;
     if (strcmp(state, "admitted") == 0) {
         sk_buf_puts(b, "0");
     } else if (waiting && pl->position) {
@@ -250,7 +260,17 @@ typedef struct qsub {
     const char *last_state;
     int64_t last_sent;
     bool busy, closed;
+    /* A waiting place's event up to its "ahead" value (the SSE head, sale and user ids,
+     * the position): made once per place, so that a tick formats two numbers per
+     * subscriber. Empty until made, emptied when the place changes. */
+    sk_buf_t head;
 } qsub_t;
+
+static void qsub_free(qsub_t *q)
+{
+    sk_buf_free(&q->head);
+    free(q);
+}
 
 typedef struct qsub_sale {
     qsub_t **subs;
@@ -294,7 +314,7 @@ static void qsub_on_close(sk_http_conn_t *c, void *arg)
     q->closed = true;
     qsub_remove(q);
     if (!q->busy)
-        free(q);
+        qsub_free(q);
 }
 
 /* Writes the subscriber's place as an event (when its stream is open). */
@@ -338,6 +358,7 @@ static void qsub_done(sk_op_t *op)
     if (!q->closed) {
         if (op->status == 0) {
             q->place = op->place;
+            q->head.len = 0;
             if (q->pos == SIZE_MAX)
                 qsub_add(q->w, q);
             qsub_send(q, op->sale, sk_now_ms());
@@ -349,7 +370,7 @@ static void qsub_done(sk_op_t *op)
     }
     q->busy = false;
     if (q->closed)
-        free(q);
+        qsub_free(q);
     sk_op_free(op);
 }
 
@@ -405,6 +426,72 @@ void sk_api_queue_events(sk_http_exchange_t *x, const sk_str_t *params, void *ar
     qsub_ask(q, s, false);
 }
 
+/* What follows "ahead" in a waiting place's event and is the same for every waiting
+ * subscriber of a sale in one tick (but eta_ms): made once per sale, state and tick. */
+typedef struct {
+    const char *state; /* NULL: not made yet */
+    size_t len;
+    char text[256];
+} qtail_t;
+
+static void qtail_make(qtail_t *t, const sk_sale_t *s, const char *state, uint64_t head, int64_t now)
+{
+    const sk_sale_params_t *p = sk_sale_params(s);
+    uint64_t len = atomic_load_explicit(&((sk_sale_t *)s)->q_len, memory_order_relaxed);
+    char *o = t->text;
+#define PUT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
+    PUT(",\"state\":\"");
+    memcpy(o, state, strlen(state));
+    o += strlen(state);
+    PUT("\",\"admission\":null,\"admission_expires_at\":null,\"queue_length\":");
+    o += sk_fmt_i64(o, (int64_t)(len > head ? len - head : 0));
+    PUT(",\"admitted\":");
+    o += sk_fmt_i64(o, (int64_t)head);
+    PUT(",\"admit_per_second\":");
+    o += sk_fmt_i64(o, p->admit_per_second);
+    PUT(",\"starts_at\":");
+    o += sk_fmt_i64(o, p->starts_at);
+    PUT(",\"server_time\":");
+    o += sk_fmt_i64(o, now);
+    PUT("}\n\n");
+#undef PUT
+    t->len = (size_t)(o - t->text);
+    t->state = state;
+}
+
+/* qsub_send for a waiting place (state waiting or pre_queue, a position, no admission):
+ * the same bytes from the subscriber's head and the sale's tail. */
+static void qsub_send_waiting(qsub_t *q, const sk_sale_t *s, const char *st, uint64_t ahead, qtail_t *tails,
+                              uint64_t head, int64_t now)
+{
+    sk_api_worker_t *w = q->w;
+    const sk_sale_params_t *p = sk_sale_params(s);
+    if (q->head.len == 0) {
+        sk_buf_puts(&q->head, "event: queue\ndata: {\"sale_id\":");
+        sk_buf_put_json_str(&q->head, s->id, s->id_len);
+        sk_buf_puts(&q->head, ",\"user_id\":");
+        sk_buf_put_json_str(&q->head, q->user, q->ul);
+        sk_buf_puts(&q->head, ",\"position\":");
+        sk_buf_put_i64(&q->head, (int64_t)q->place.position);
+        sk_buf_puts(&q->head, ",\"ahead\":");
+    }
+    qtail_t *t = &tails[st == st_waiting];
+    if (!t->state)
+        qtail_make(t, s, st, head, now);
+    sk_buf_t *b = &w->scratch;
+    b->len = 0;
+    sk_buf_append(b, q->head.data, q->head.len);
+    sk_buf_put_i64(b, (int64_t)ahead);
+    sk_buf_puts(b, ",\"eta_ms\":");
+    int64_t rate = p->admit_per_second > 0 ? p->admit_per_second : 1;
+    sk_buf_put_i64(b, SK_MAX(p->starts_at - now, 0) + (int64_t)(ahead * 1000 / (uint64_t)rate));
+    sk_buf_append(b, t->text, t->len);
+    q->last_ahead = ahead;
+    q->last_state = st;
+    q->last_sent = now;
+    sk_http_stream_write(q->conn, b->data, b->len); /* may close it: q stays valid (busy or freed later) */
+}
+
 void sk_api_queue_tick(sk_api_worker_t *w, int64_t now)
 {
     if (!atomic_load_explicit(&w->qsubs_total, memory_order_relaxed))
@@ -420,7 +507,10 @@ void sk_api_queue_tick(sk_api_worker_t *w, int64_t now)
             continue;
         sk_sale_t *s = sk_engine_sale_at(e, si);
         uint64_t head = atomic_load_explicit(&s->q_head, memory_order_acquire);
-        bool started = now >= sk_sale_params(s)->starts_at;
+        const sk_sale_params_t *p = sk_sale_params(s);
+        bool started = now >= p->starts_at;
+        sk_sale_state_t ss = sk_sale_state(s, now);
+        qtail_t tails[2] = {{.state = NULL}, {.state = NULL}};
         /* Writing may close a subscriber, which removes it: walk from the end. */
         for (size_t k = qs->n; k-- > 0;) {
             if (k >= qs->n)
@@ -437,12 +527,15 @@ void sk_api_queue_tick(sk_api_worker_t *w, int64_t now)
                 qsub_ask(q, s, true); /* unused: to the back */
                 continue;
             }
-            const char *st = place_state(s, pl, now);
+            const char *st = place_state_in(ss, p, pl, now);
             uint64_t ahead = pl->position && pl->position - 1 > head ? pl->position - 1 - head : 0;
             /* A change of state (sold out, paused) goes out within a tick; the place
              * once a second when it moved; a comment keeps idle streams open. */
             if (st != q->last_state || (update && ahead != q->last_ahead)) {
-                qsub_send(q, s, now);
+                if ((st == st_waiting || st == st_pre_queue) && pl->position && !pl->admitted_at && q->conn)
+                    qsub_send_waiting(q, s, st, ahead, tails, head, now);
+                else
+                    qsub_send(q, s, now);
             } else if (now - q->last_sent >= QUEUE_PING_MS && q->conn) {
                 q->last_sent = now;
                 sk_http_stream_write(q->conn, ": ping\n\n", 8);

@@ -2599,9 +2599,7 @@ static void *ledger_main(void *arg)
     }
     r->topo_due_ms = sk_loop_now(r->loop) + TOPOLOGY_MS;
     sk_timer_start(r->loop, &r->tick, TICK_MS, on_tick);
-    int rc = sk_loop_run(r->loop);
-    if (rc < 0)
-        sk_error("redis ledger: event loop failed: %s", strerror(-rc));
+    sk_loop_run_or_exit(r->loop, "redis ledger");
     r->done = true;
     for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
         conn_t *c = r->conns[i];

@@ -187,9 +187,9 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&sv->mu);
     if (!ok)
         return NULL;
-    int rc = sk_loop_run(w->loop);
-    if (rc < 0)
-        sk_error("worker %d: event loop failed: %s", w->index, strerror(-rc));
+    char who[32];
+    snprintf(who, sizeof(who), "worker %d", w->index);
+    sk_loop_run_or_exit(w->loop, who);
     return NULL;
 }
 

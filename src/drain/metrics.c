@@ -118,7 +118,7 @@ static void on_stop(sk_loop_t *loop, sk_async_t *a)
 static void *server_main(void *arg)
 {
     sk_drain_metrics_t *m = arg;
-    sk_loop_run(m->loop);
+    sk_loop_run_or_exit(m->loop, "drain metrics");
     return NULL;
 }
 

@@ -987,7 +987,7 @@ void *sk_loadgen_crowd_main(void *arg)
     w->tick.data = w;
     sk_timer_start(w->loop, &w->tick, 0, on_tick);
     sk_loop_add_before_sleep(w->loop, SK_LOOP_PHASE_OUTPUT, before_sleep, w);
-    sk_loop_run(w->loop);
+    sk_loop_run_or_exit(w->loop, "bench worker");
 
     /* A worker with nothing to send may end before its connections settled; it must
      * not hold the others back at the --burst barrier. */

@@ -48,9 +48,20 @@ struct sk_loop {
     bool handoff_pending; /* sk_loop_handoff_pending this turn */
 };
 
-/** The io_uring backend: sets loop->ops and loop->be. Returns 0 or -errno (ENOSYS,
- *  EPERM: no io_uring for this process; EOPNOTSUPP: a feature is missing). */
-int sk_loop_uring_init(sk_loop_t *loop);
+/** The io_uring backend: sets loop->ops and loop->be. `entries`: the submission
+ *  queue's size (0: the default; tests make it tiny, so that it fills up). Returns 0 or
+ *  -errno (ENOSYS, EPERM: no io_uring for this process; EOPNOTSUPP: a feature is
+ *  missing). */
+int sk_loop_uring_init(sk_loop_t *loop, unsigned entries);
+
+/* For tests: the io_uring system calls the loop makes, to refuse some of them. */
+enum { SK_URING_CALL_SUBMIT = 1, SK_URING_CALL_WAIT = 2 };
+/** Asked before every submission (SK_URING_CALL_SUBMIT) or submission-and-wait
+ *  (SK_URING_CALL_WAIT): 0 makes the call, -errno is taken as its result instead. */
+typedef int (*sk_loop_uring_fault_cb)(void *arg, int call);
+/** For tests: sets (NULL: clears) the fault callback of an io_uring loop; nothing for an
+ *  epoll loop. */
+void sk_loop_uring_set_fault(sk_loop_t *loop, sk_loop_uring_fault_cb fault, void *arg);
 
 /** Runs an async handle's callback (the backend read its eventfd, or there is none to
  *  read): clears the pending flag first, so that a send racing with the callback is

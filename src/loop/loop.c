@@ -199,10 +199,15 @@ sk_loop_t *sk_loop_new(void)
 
 sk_loop_t *sk_loop_new_io(sk_loop_io_t io)
 {
+    return sk_loop_new_sized(io, 0);
+}
+
+sk_loop_t *sk_loop_new_sized(sk_loop_io_t io, unsigned uring_entries)
+{
     sk_loop_t *loop = loop_alloc();
     int rc = -EINVAL;
     if (io == SK_LOOP_IO_URING || io == SK_LOOP_IO_AUTO) {
-        rc = sk_loop_uring_init(loop);
+        rc = sk_loop_uring_init(loop, uring_entries);
         if (rc < 0 && io == SK_LOOP_IO_AUTO) {
             /* Said once per process: every worker would say the same. */
             static _Atomic bool said;
@@ -525,4 +530,15 @@ int sk_loop_run(sk_loop_t *loop)
         run_timers(loop);
     }
     return 0;
+}
+
+void sk_loop_run_or_exit(sk_loop_t *loop, const char *who)
+{
+    int rc = sk_loop_run(loop);
+    if (rc < 0) {
+        /* The thread's connections, timers and wake-ups would all go unserved while
+         * the process looked alive: end it, so that its supervisor starts it again. */
+        sk_error("%s: the event loop (%s) failed: %s; exiting", who, sk_loop_io_name(sk_loop_io(loop)), strerror(-rc));
+        _exit(1);
+    }
 }

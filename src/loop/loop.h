@@ -83,6 +83,9 @@ sk_loop_t *sk_loop_new(void);
  *  feature the loop needs: multishot receive and accept, provided buffer rings); AUTO
  *  then falls back to epoll, and says why once at info level. */
 sk_loop_t *sk_loop_new_io(sk_loop_io_t io);
+/** Like sk_loop_new_io; with io_uring, a submission queue of `uring_entries` (0: the
+ *  default). For tests, where a tiny queue fills up. */
+sk_loop_t *sk_loop_new_sized(sk_loop_io_t io, unsigned uring_entries);
 /** The backend a loop runs on (never AUTO). */
 sk_loop_io_t sk_loop_io(const sk_loop_t *loop);
 /** "epoll", "uring" or "auto". */
@@ -171,8 +174,15 @@ void sk_loop_add_before_sleep(sk_loop_t *loop, sk_loop_phase_t phase, sk_hook_cb
  *  inside a before-sleep hook. */
 void sk_loop_remove_before_sleep(sk_loop_t *loop, sk_hook_cb cb, void *arg);
 
-/** Runs until sk_loop_stop(). Returns 0, or -errno if epoll_wait fails. */
+/** Runs until sk_loop_stop(). Returns 0, or -errno when waiting for events failed for
+ *  good. Transient failures (EINTR; with io_uring also ETIME, EAGAIN, EBUSY, ENOMEM,
+ *  after a short back-off when nothing completed) are only a turn without events, and
+ *  operations the kernel had no room for wait for the next turn: neither ends the loop. */
 int sk_loop_run(sk_loop_t *loop);
+/** sk_loop_run for a thread the process cannot do without (a server's worker, a
+ *  ledger): a failure ends the process (_exit(1)) with one error line naming `who`,
+ *  rather than leave a dead thread in a live process. */
+void sk_loop_run_or_exit(sk_loop_t *loop, const char *who);
 /** Makes sk_loop_run() return after the current turn. Loop thread only. */
 void sk_loop_stop(sk_loop_t *loop);
 

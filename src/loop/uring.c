@@ -25,6 +25,17 @@
  * the submission, so an fd number closed (and perhaps reused by an accept) after
  * sk_io_stop is never named by a submission: cancellations go by user data.
  *
+ * The submission queue can fill up (many handles, a turn's sends): then what is queued
+ * goes to the kernel at once, and what still finds no room (the kernel refused that
+ * submission: EBUSY, EAGAIN) waits in the loop's lists for the next turn, in order,
+ * cancellations first; the turn then does not sleep. Entries of a refused submission
+ * stay in the queue, and the kernel takes them with the next one: nothing is lost. A
+ * pending cancellation holds its handle (and its poll arming), so that the user data it
+ * names cannot meanwhile belong to another handle; a stopped handle's entries still in
+ * the queue become no-ops, so that its fd, closed and perhaps reused, is never named. The wait's transient failures
+ * (EINTR, ETIME, EAGAIN, EBUSY, ENOMEM) are only a turn without events; any other ends
+ * sk_loop_run with the error.
+ *
  * The ring is made with SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them: the
  * completions' work runs when the loop's thread asks for events, not as interrupts of
  * its work. The loop must then be run by the thread that made it (every loop is). */
@@ -36,6 +47,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loop/backend.h"
@@ -51,7 +63,8 @@
 #define SK_URING_ACCEPT_RETRY_MS 100 /* after an accept failed (EMFILE): try again then */
 #define SK_IO_ASYNC_KIND 64 /* an internal mode: the handle of an sk_async_t */
 
-enum { OP_RECV = 1, OP_SEND = 2, OP_ACCEPT = 3, OP_POLL = 4, OP_ASYNC = 5, OP_TAG_MASK = 7 };
+/* OP_VOID: an operation of a stopped handle turned into a no-op before the kernel took it. */
+enum { OP_RECV = 1, OP_SEND = 2, OP_ACCEPT = 3, OP_POLL = 4, OP_ASYNC = 5, OP_VOID = 6, OP_TAG_MASK = 7 };
 
 typedef struct uio uio_t;
 struct uio {
@@ -99,8 +112,18 @@ struct uio {
 typedef struct pollop {
     uio_t *x;
     bool stale;
+    bool done; /* its last completion came; freed once no cancellation names it */
+    unsigned cancels; /* pending cancellations naming it */
     struct pollop *next; /* in x->polls */
 } pollop_t;
+
+/* A cancellation not in the submission queue yet: it holds a reference on x, and on op
+ * when it cancels a poll arming. */
+typedef struct {
+    uio_t *x;
+    pollop_t *op;
+    uint64_t data;
+} cancel_t;
 
 typedef struct {
     struct io_uring ring;
@@ -111,20 +134,36 @@ typedef struct {
     unsigned recycled; /* buffers given back since the last submission */
     uio_t *ready, *flush; /* each holds a reference on its members */
     uio_t *all;
-    uint64_t *cancels; /* user data to cancel at the next submission */
+    cancel_t *cancels; /* to cancel at the next submission, in order */
     size_t n_cancels, cancels_cap;
+    unsigned busy; /* transient wait failures in a row with nothing completed */
+    sk_loop_uring_fault_cb fault; /* tests: refuses system calls */
+    void *fault_arg;
 } ur_t;
 
 static const sk_loop_ops_t uring_ops;
 
 /* ---- submissions -------------------------------------------------------------------- */
 
+static int ring_submit(ur_t *u)
+{
+    if (u->fault) {
+        int rc = u->fault(u->fault_arg, SK_URING_CALL_SUBMIT);
+        if (rc < 0)
+            return rc;
+    }
+    return io_uring_submit(&u->ring);
+}
+
+/* An entry of the submission queue, or NULL when there is no room even after handing
+ * the queue to the kernel (it refused): the caller leaves its operation for the next
+ * turn. */
 static struct io_uring_sqe *get_sqe(ur_t *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) {
         /* The queue is full: hand it to the kernel (one more call this turn) and go on. */
-        io_uring_submit(&u->ring);
+        ring_submit(u);
         sqe = io_uring_get_sqe(&u->ring);
     }
     return sqe;
@@ -156,18 +195,27 @@ static void report(ur_t *u, uio_t *x, unsigned events)
     }
 }
 
-static void cancel_data(ur_t *u, uint64_t data)
+static void cancel_add(ur_t *u, uio_t *x, pollop_t *op, uint64_t data)
 {
     if (u->n_cancels == u->cancels_cap) {
         u->cancels_cap = u->cancels_cap ? u->cancels_cap * 2 : 64;
         u->cancels = sk_xrealloc(u->cancels, u->cancels_cap * sizeof(*u->cancels));
     }
-    u->cancels[u->n_cancels++] = data;
+    x->refs++;
+    if (op)
+        op->cancels++;
+    u->cancels[u->n_cancels++] = (cancel_t){.x = x, .op = op, .data = data};
 }
 
 static void cancel_op(ur_t *u, uio_t *x, int op)
 {
-    cancel_data(u, tag(x, op));
+    cancel_add(u, x, NULL, tag(x, op));
+}
+
+static void cancel_poll(ur_t *u, pollop_t *op)
+{
+    op->stale = true;
+    cancel_add(u, op->x, op, (uint64_t)(uintptr_t)op | OP_POLL);
 }
 
 static void uio_unref(ur_t *u, uio_t *x)
@@ -190,6 +238,14 @@ static void uio_unref(ur_t *u, uio_t *x)
     free(x);
 }
 
+/* A cancellation went into the submission queue (or the loop is freed): what it held. */
+static void cancel_release(ur_t *u, cancel_t *c)
+{
+    if (c->op && --c->op->cancels == 0 && c->op->done)
+        free(c->op);
+    uio_unref(u, c->x);
+}
+
 static void give_back(ur_t *u, uint16_t bid)
 {
     io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * SK_URING_BUF_SIZE, SK_URING_BUF_SIZE, bid, (int)u->br_mask,
@@ -197,13 +253,16 @@ static void give_back(ur_t *u, uint16_t bid)
 }
 
 /* Prepares what an attached handle needs: its receive, accept, poll or async read
- * armed, its pending bytes sent. */
-static void prepare(ur_t *u, uio_t *x)
+ * armed, its pending bytes sent. Returns false when the submission queue has no room
+ * left: what is not armed yet waits for the next turn (it is armed only once it has its
+ * entry, so that the handle's state never says otherwise). */
+static bool prepare(ur_t *u, uio_t *x)
 {
     struct io_uring_sqe *sqe;
     if (x->mode == SK_IO_STREAM) {
         if (!x->recv_armed && !x->eof && !x->rerr && x->rbuf.len - x->rpos < SK_URING_RECV_MAX) {
-            sqe = get_sqe(u);
+            if (!(sqe = get_sqe(u)))
+                return false;
             io_uring_prep_recv_multishot(sqe, x->fd, NULL, 0, 0);
             sqe->flags |= IOSQE_BUFFER_SELECT;
             sqe->buf_group = SK_URING_BGID;
@@ -212,6 +271,8 @@ static void prepare(ur_t *u, uio_t *x)
             x->refs++;
         }
         if (!x->send_armed && !x->werr && (x->fly_off < x->fly.len || x->pend.len > 0)) {
+            if (!(sqe = get_sqe(u)))
+                return false;
             if (x->fly_off == x->fly.len) {
                 /* Swap: the pending bytes go, the empty buffer takes the next ones. */
                 sk_buf_t t = x->fly;
@@ -220,7 +281,6 @@ static void prepare(ur_t *u, uio_t *x)
                 x->pend.len = 0;
                 x->fly_off = 0;
             }
-            sqe = get_sqe(u);
             /* MSG_WAITALL: the kernel sends it all before it completes, short sends aside. */
             io_uring_prep_send(sqe, x->fd, x->fly.data + x->fly_off, x->fly.len - x->fly_off,
                                MSG_NOSIGNAL | MSG_WAITALL);
@@ -230,7 +290,8 @@ static void prepare(ur_t *u, uio_t *x)
         }
     } else if (x->mode == SK_IO_ACCEPT) {
         if (!x->accept_armed && !sk_timer_armed(&x->retry)) {
-            sqe = get_sqe(u);
+            if (!(sqe = get_sqe(u)))
+                return false;
             io_uring_prep_multishot_accept(sqe, x->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             io_uring_sqe_set_data64(sqe, tag(x, OP_ACCEPT));
             x->accept_armed = true;
@@ -238,7 +299,8 @@ static void prepare(ur_t *u, uio_t *x)
         }
     } else if (x->mode == SK_IO_ASYNC_KIND) {
         if (!x->async_armed) {
-            sqe = get_sqe(u);
+            if (!(sqe = get_sqe(u)))
+                return false;
             /* Offset -1: an eventfd has no position. */
             io_uring_prep_read(sqe, x->fd, &x->async_val, sizeof(x->async_val), (uint64_t)-1);
             io_uring_sqe_set_data64(sqe, tag(x, OP_ASYNC));
@@ -246,32 +308,46 @@ static void prepare(ur_t *u, uio_t *x)
             x->refs++;
         }
     } else if (!x->poll_op) {
+        if (!(sqe = get_sqe(u)))
+            return false;
         pollop_t *op = sk_xcalloc(1, sizeof(*op));
         op->x = x;
         op->next = x->polls;
         x->polls = op;
-        sqe = get_sqe(u);
         io_uring_prep_poll_multishot(sqe, x->fd, x->poll_mask);
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | OP_POLL);
         x->poll_op = op;
         x->refs++;
     }
+    return true;
 }
 
-static void prepare_all(ur_t *u)
+/* Puts the turn's cancellations and operations into the submission queue. Returns
+ * false when some did not fit (the kernel refused a submission): they stay in their
+ * lists, in order, for the next turn. Cancellations go first, and nothing else goes in
+ * before all of them are: an operation armed again after its cancellation must reach
+ * the kernel after it. */
+static bool prepare_all(ur_t *u)
 {
-    for (size_t i = 0; i < u->n_cancels; i++) {
+    size_t done = 0;
+    for (; done < u->n_cancels; done++) {
         struct io_uring_sqe *sqe = get_sqe(u);
-        io_uring_prep_cancel64(sqe, u->cancels[i], 0);
+        if (!sqe)
+            break;
+        io_uring_prep_cancel64(sqe, u->cancels[done].data, 0);
         io_uring_sqe_set_data64(sqe, 0);
+        cancel_release(u, &u->cancels[done]);
     }
-    u->n_cancels = 0;
-    while (u->flush) {
+    if (done > 0) {
+        u->n_cancels -= done;
+        memmove(u->cancels, u->cancels + done, u->n_cancels * sizeof(*u->cancels));
+    }
+    while (u->flush && u->n_cancels == 0) {
         uio_t *x = u->flush;
+        if (x->io && !prepare(u, x))
+            break; /* stays first in the list, with its reference */
         u->flush = x->flush_next;
         x->in_flush = false;
-        if (x->io)
-            prepare(u, x);
         uio_unref(u, x);
     }
     if (u->recycled) {
@@ -279,6 +355,7 @@ static void prepare_all(ur_t *u)
         io_uring_buf_ring_advance(u->br, (int)u->recycled);
         u->recycled = 0;
     }
+    return u->n_cancels == 0 && !u->flush;
 }
 
 /* ---- completions -------------------------------------------------------------------- */
@@ -421,7 +498,9 @@ static void on_poll(ur_t *u, pollop_t *op, int res, unsigned flags)
                 break;
             }
         }
-        free(op);
+        op->done = true;
+        if (op->cancels == 0)
+            free(op);
         uio_unref(u, x);
     }
 }
@@ -459,6 +538,9 @@ static void complete(ur_t *u, uint64_t data, int res, unsigned flags)
     case OP_ASYNC:
         on_async(u, x, res);
         break;
+    case OP_VOID:
+        uio_unref(u, x);
+        break;
     }
 }
 
@@ -466,13 +548,22 @@ static void ur_submit(sk_loop_t *loop)
 {
     ur_t *u = loop->be;
     prepare_all(u);
-    io_uring_submit(&u->ring);
+    ring_submit(u); /* refused: its entries stay queued for the wait's submission */
+}
+
+/* A failure of the wait that only makes the turn one without events: a signal, the
+ * time out, the kernel short of memory for a while, the completions' overflow (EBUSY:
+ * reaping them makes room). */
+static bool transient(int rc)
+{
+    return rc == -EINTR || rc == -ETIME || rc == -EAGAIN || rc == -EBUSY || rc == -ENOMEM;
 }
 
 static int ur_wait(sk_loop_t *loop, int timeout_ms)
 {
     ur_t *u = loop->be;
-    prepare_all(u);
+    if (!prepare_all(u))
+        timeout_ms = 0; /* operations wait for room in the queue: no sleep */
     struct __kernel_timespec ts, *tsp = NULL;
     if (timeout_ms >= 0) {
         ts.tv_sec = timeout_ms / 1000;
@@ -481,8 +572,10 @@ static int ur_wait(sk_loop_t *loop, int timeout_ms)
     }
     struct io_uring_cqe *cqe;
     /* Submits the turn's operations and waits, in one call. */
-    int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
-    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+    int rc = u->fault ? u->fault(u->fault_arg, SK_URING_CALL_WAIT) : 0;
+    if (rc == 0)
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    if (rc < 0 && !transient(rc))
         return rc;
     sk_loop_update_time(loop);
     unsigned head, n = 0;
@@ -492,6 +585,16 @@ static int ur_wait(sk_loop_t *loop, int timeout_ms)
         n++;
     }
     io_uring_cq_advance(&u->ring, n);
+    if (rc < 0 && rc != -EINTR && rc != -ETIME && n == 0) {
+        /* The kernel is short of something and nothing completed to make room: back
+         * off a little (up to 10 ms), rather than spin on the refusals. */
+        u->busy = SK_MIN(u->busy + 1, 10u);
+        struct timespec d = {.tv_sec = 0, .tv_nsec = (long)u->busy * 1000000};
+        nanosleep(&d, NULL);
+        sk_loop_update_time(loop);
+    } else {
+        u->busy = 0;
+    }
     /* Then the callbacks, one per handle with everything it got this turn. */
     while (u->ready) {
         uio_t *x = u->ready;
@@ -555,12 +658,31 @@ static int ur_io_modify(sk_loop_t *loop, sk_io_t *io, unsigned mask)
     if (x->poll_op) {
         /* The armed poll watches the old mask: cancel it (its last completion only
          * gives its reference back) and arm one with the new mask. */
-        x->poll_op->stale = true;
-        cancel_data(u, (uint64_t)(uintptr_t)x->poll_op | OP_POLL);
+        cancel_poll(u, x->poll_op);
         x->poll_op = NULL;
     }
     flush_later(u, x);
     return 0;
+}
+
+/* Entries prepared for a handle that the kernel has not taken yet (its submission was
+ * refused) name the handle's fd, which the owner may close, and an accept reuse, before
+ * they go: they become no-ops (a poll keeps its tag, whose completion without MORE ends
+ * it; the others complete as OP_VOID). The kernel takes entries only inside
+ * io_uring_enter, on this thread: those from its head to the local tail are untouched. */
+static void void_queued(ur_t *u, uio_t *x)
+{
+    struct io_uring_sq *sq = &u->ring.sq;
+    for (unsigned i = *sq->khead; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+        uint64_t data = sqe->user_data;
+        int op = (int)(data & OP_TAG_MASK);
+        void *p = (void *)(uintptr_t)(data & ~(uint64_t)OP_TAG_MASK);
+        if (op == 0 || op == OP_VOID || (op == OP_POLL ? ((pollop_t *)p)->x != x : p != x))
+            continue;
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, op == OP_POLL ? data : tag(x, OP_VOID));
+    }
 }
 
 static void ur_io_stop(sk_loop_t *loop, sk_io_t *io)
@@ -572,6 +694,7 @@ static void ur_io_stop(sk_loop_t *loop, sk_io_t *io)
         return;
     x->io = NULL;
     sk_timer_stop(loop, &x->retry);
+    void_queued(u, x);
     if (x->recv_armed && !x->recv_cancelling)
         cancel_op(u, x, OP_RECV);
     if (x->send_armed)
@@ -579,8 +702,7 @@ static void ur_io_stop(sk_loop_t *loop, sk_io_t *io)
     if (x->accept_armed)
         cancel_op(u, x, OP_ACCEPT);
     if (x->poll_op) {
-        x->poll_op->stale = true;
-        cancel_data(u, (uint64_t)(uintptr_t)x->poll_op | OP_POLL);
+        cancel_poll(u, x->poll_op);
         x->poll_op = NULL;
     }
     if (x->async_armed)
@@ -704,6 +826,11 @@ static void ur_free(sk_loop_t *loop)
     ur_t *u = loop->be;
     /* Tearing the ring down cancels whatever is still in flight; the states go with it. */
     io_uring_queue_exit(&u->ring);
+    for (size_t i = 0; i < u->n_cancels; i++) {
+        pollop_t *op = u->cancels[i].op;
+        if (op && --op->cancels == 0 && op->done)
+            free(op); /* ended already: in no handle's list */
+    }
     while (u->all) {
         uio_t *x = u->all;
         u->all = x->all_next;
@@ -762,20 +889,22 @@ static bool has_features(struct io_uring *ring)
     return ok;
 }
 
-int sk_loop_uring_init(sk_loop_t *loop)
+int sk_loop_uring_init(sk_loop_t *loop, unsigned entries)
 {
+    if (entries == 0)
+        entries = SK_URING_ENTRIES;
     ur_t *u = sk_xcalloc(1, sizeof(*u));
     struct io_uring_params p = {0};
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
               IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = SK_URING_ENTRIES * 8;
-    int rc = io_uring_queue_init_params(SK_URING_ENTRIES, &u->ring, &p);
+    p.cq_entries = entries * 8;
+    int rc = io_uring_queue_init_params(entries, &u->ring, &p);
     if (rc == -EINVAL) {
         /* A kernel before 6.1: without deferred task work. */
         memset(&p, 0, sizeof(p));
         p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-        p.cq_entries = SK_URING_ENTRIES * 8;
-        rc = io_uring_queue_init_params(SK_URING_ENTRIES, &u->ring, &p);
+        p.cq_entries = entries * 8;
+        rc = io_uring_queue_init_params(entries, &u->ring, &p);
     }
     if (rc < 0) {
         free(u);
@@ -813,4 +942,13 @@ fail_ring:
     io_uring_queue_exit(&u->ring);
     free(u);
     return rc;
+}
+
+void sk_loop_uring_set_fault(sk_loop_t *loop, sk_loop_uring_fault_cb fault, void *arg)
+{
+    if (loop->ops != &uring_ops)
+        return;
+    ur_t *u = loop->be;
+    u->fault = fault;
+    u->fault_arg = arg;
 }

@@ -178,6 +178,47 @@ def test_not_admitted(ck):
                  "refused admissions are counted by reason")
 
 
+def test_admission_before_the_sale_state(ck):
+    """Without a valid admission a purchase on a queued sale hears 403 not_admitted whatever
+    the sale's state (sold out, paused), as the writer decides (a holder's replay, then the
+    admission, then the rules); only a holder's replay gets its first answer. With a valid
+    admission the sale's state is the answer."""
+    with server() as srv:
+        create(srv, "x", 1, starts_at=now_ms() - 1000, queue="fifo", admit_per_second=1000,
+               admission_ttl_ms=1500)
+        got = wait_admitted(srv, "x", ["a", "b"])
+        st, order = buy(srv, "x", "a", got["a"]["admission"], req="ra")
+        ck.eq((st, order.get("result")), (201, "confirmed"), "a buys the last unit")
+        st, b = buy(srv, "x", "b", got["b"]["admission"])
+        ck.eq((st, b.get("error")), (409, "sold_out"), "sold out, a valid admission: sold out")
+        for what, kw in (("no admission", {}), ("no admission, a request id", {"req": "rc"}),
+                         ("a forged admission", {"admission": "99999999999999." + "A" * 43}),
+                         ("another user's admission", {"admission": got["b"]["admission"]})):
+            st, b = buy(srv, "x", "c", **kw)
+            ck.eq((st, b.get("error")), (403, "not_admitted"), f"sold out, {what}: not admitted")
+        st, b = buy(srv, "x", "a", req="ra")
+        ck.eq((st, b.get("result"), b.get("order_id")), (200, "duplicate", order["order_id"]),
+              "the holder's replay without admission: its first answer")
+        st, b = buy(srv, "x", "a", req="ra-2")
+        ck.eq((st, b.get("error")), (403, "not_admitted"), "the holder's new request without admission: not admitted")
+        while now_ms() < got["b"]["admission_expires_at"] + 50:
+            time.sleep(0.05)
+        st, b = buy(srv, "x", "b", got["b"]["admission"])
+        ck.eq((st, b.get("error")), (403, "not_admitted"), "sold out, an expired admission: not admitted")
+        st, b = buy(srv, "x", "b", got["b"]["admission"], req="rb")
+        ck.eq((st, b.get("error")), (403, "not_admitted"), "the same with a request id")
+        st, _ = srv.json("POST", "/api/v1/sales/x/pause", {"request_id": "p1"})
+        ck.eq(st, 200, "the sale is paused")
+        st, b = buy(srv, "x", "c")
+        ck.eq((st, b.get("error")), (403, "not_admitted"), "paused, no admission: not admitted")
+        st, b = buy(srv, "x", "c", mint("x", "c", now_ms() + 60000))
+        ck.eq((st, b.get("error")), (409, "paused"), "paused, a valid admission: paused")
+        st, _, data = srv.request("GET", "/metrics")
+        line = 'seckill_front_tokens_rejected_total{token="admission",reason="expired"} '
+        n = [int(l[len(line):]) for l in data.decode().splitlines() if l.startswith(line)]
+        ck.eq(n, [2], "the expired admissions are counted as such")
+
+
 def test_random_order(ck):
     with server() as srv:
         start = now_ms() + 1200
@@ -350,5 +391,6 @@ def test_settings(ck):
 
 
 if __name__ == "__main__":
-    sklib.run_tests([test_fifo_order_and_admission, test_not_admitted, test_random_order, test_sell_out_and_returns,
-                     test_restart_while_waiting, test_sse, test_pow, test_settings])
+    sklib.run_tests([test_fifo_order_and_admission, test_not_admitted, test_admission_before_the_sale_state,
+                     test_random_order, test_sell_out_and_returns, test_restart_while_waiting, test_sse, test_pow,
+                     test_settings])

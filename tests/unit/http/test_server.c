@@ -35,8 +35,10 @@ typedef struct {
 } env_t;
 
 static env_t E;
-/* Every test runs on each backend of the loop in turn (main sets it). */
+/* Every test runs on each backend of the loop in turn (main sets it), and once more on
+ * io_uring with a tiny submission queue (uring_entries), which fills up. */
 static sk_loop_io_t test_io = SK_LOOP_IO_EPOLL;
+static unsigned uring_entries;
 
 static void on_stream_close(sk_http_conn_t *c, void *arg)
 {
@@ -105,7 +107,7 @@ static void turns(int n)
 static void env_open(void)
 {
     memset(&E, 0, sizeof(E));
-    E.loop = sk_loop_new_io(test_io);
+    E.loop = sk_loop_new_sized(test_io, uring_entries);
     ASSERT_TRUE(E.loop != NULL);
     sk_http_config_init(&E.cfg);
     E.cfg.header_timeout_ms = 10000;
@@ -686,4 +688,8 @@ SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a go
                  printf("-- io_uring\n");
                  test_io = SK_LOOP_IO_URING;
                  ALL_TESTS;
+                 printf("-- io_uring, a 2-entry submission queue\n");
+                 uring_entries = 2;
+                 ALL_TESTS;
+                 uring_entries = 0;
              } SK_RUN(status_slots_round_trip);)

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loop/backend.h"
 #include "loop/loop.h"
 #include "test.h"
 #include "util/common.h"
@@ -37,15 +38,37 @@
 #error "the seccomp test knows x86-64 and arm64"
 #endif
 
-/* Every test runs on each backend in turn (main sets it). */
+/* Every test runs on each backend in turn (main sets it), and once more on io_uring
+ * with a tiny submission queue and system calls refused (test_tiny). */
 static sk_loop_io_t test_io = SK_LOOP_IO_EPOLL;
+static bool test_tiny;
+#define TINY_ENTRIES 2
+
+/* Refuses every third submission and every fourth wait, with the transient errors the
+ * kernel gives, in turn; counts the calls. */
+static int tiny_submits, tiny_waits;
+
+static int tiny_fault(void *arg, int call)
+{
+    (void)arg;
+    static const int submit_errs[] = {-EBUSY, -EAGAIN, -ENOMEM};
+    static const int wait_errs[] = {-EINTR, -ETIME, -EAGAIN, -EBUSY, -ENOMEM};
+    if (call == SK_URING_CALL_SUBMIT) {
+        tiny_submits++;
+        return tiny_submits % 3 == 0 ? submit_errs[(tiny_submits / 3) % SK_ARRAY_LEN(submit_errs)] : 0;
+    }
+    tiny_waits++;
+    return tiny_waits % 4 == 0 ? wait_errs[(tiny_waits / 4) % SK_ARRAY_LEN(wait_errs)] : 0;
+}
 
 static sk_loop_t *new_loop(void)
 {
-    sk_loop_t *loop = sk_loop_new_io(test_io);
+    sk_loop_t *loop = sk_loop_new_sized(test_io, test_tiny ? TINY_ENTRIES : 0);
     if (!loop)
         SK_FAIL_AT("no %s loop: %s", sk_loop_io_name(test_io), strerror(errno));
     ASSERT_EQ(sk_loop_io(loop), test_io);
+    if (test_tiny)
+        sk_loop_uring_set_fault(loop, tiny_fault, NULL);
     return loop;
 }
 
@@ -1197,6 +1220,8 @@ static void handoff_hook(sk_loop_t *loop, void *arg)
 SK_TEST(handoff_runs_after_the_output_left)
 {
     sk_loop_t *loop = new_loop();
+    /* A promise of the submission the kernel takes: a refused one leaves later. */
+    sk_loop_uring_set_fault(loop, NULL, NULL);
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ASSERT_EQ(set_nonblock(sv[0]), 0);
@@ -1500,6 +1525,214 @@ SK_TEST(accepted_connections_always_name_their_peer)
     ASSERT_EQ(sk_loop_free(loop), 0);
 }
 
+/* ---- a full submission queue and refused system calls --------------------------------- */
+
+/* Many streams echo at once: with a tiny io_uring queue, every turn's receives and sends
+ * overflow it (and in the tiny pass, some submissions are refused): every byte still
+ * comes back, in order, on its own connection. */
+#define MANY_STREAMS 200
+#define MANY_ROUNDS 20
+#define MANY_MSG 64
+
+SK_TEST(many_streams_fill_the_submission_queue)
+{
+    sk_loop_t *loop = new_loop();
+    static echo_t es[MANY_STREAMS];
+    static int peers[MANY_STREAMS];
+    static size_t got[MANY_STREAMS];
+    static char in[MANY_STREAMS][MANY_ROUNDS * MANY_MSG];
+    memset(es, 0, sizeof(es));
+    memset(got, 0, sizeof(got));
+    for (int i = 0; i < MANY_STREAMS; i++) {
+        int sv[2];
+        ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        ASSERT_EQ(set_nonblock(sv[0]), 0);
+        ASSERT_EQ(set_nonblock(sv[1]), 0);
+        peers[i] = sv[1];
+        ASSERT_EQ(sk_io_start(loop, &es[i].io, sv[0], SK_IO_STREAM, echo_cb), 0);
+    }
+    int submits0 = tiny_submits;
+    char msg[MANY_MSG];
+    for (int r = 0; r < MANY_ROUNDS; r++) {
+        for (int i = 0; i < MANY_STREAMS; i++) {
+            for (int k = 0; k < MANY_MSG; k++)
+                msg[k] = (char)(i * 31 + r * 7 + k);
+            ASSERT_EQ(write(peers[i], msg, sizeof(msg)), (ssize_t)sizeof(msg));
+        }
+        /* Turns until this round came back everywhere. */
+        size_t want = (size_t)(r + 1) * MANY_MSG;
+        for (int t = 0; t < 2000; t++) {
+            run_for(loop, 0);
+            bool all = true;
+            for (int i = 0; i < MANY_STREAMS; i++) {
+                ssize_t n;
+                while (got[i] < want && (n = read(peers[i], in[i] + got[i], want - got[i])) > 0)
+                    got[i] += (size_t)n;
+                all = all && got[i] == want;
+            }
+            if (all)
+                break;
+        }
+        for (int i = 0; i < MANY_STREAMS; i++)
+            ASSERT_EQ(got[i], want);
+    }
+    for (int i = 0; i < MANY_STREAMS; i++) {
+        for (int r = 0; r < MANY_ROUNDS; r++)
+            for (int k = 0; k < MANY_MSG; k++)
+                ASSERT_EQ(in[i][r * MANY_MSG + k], (char)(i * 31 + r * 7 + k));
+        ASSERT_EQ(es[i].err, 0);
+        ASSERT_EQ(es[i].errs, 0);
+        ASSERT_EQ(sk_io_unsent(loop, &es[i].io), 0);
+    }
+    if (test_tiny)
+        ASSERT_GT(tiny_submits, submits0); /* the queue did fill up: it was handed over early */
+    /* Half of them stop while their peers still write: the cancellations meet a full
+     * queue too, and the other half goes on echoing. */
+    for (int i = 0; i < MANY_STREAMS; i += 2) {
+        ASSERT_EQ(write(peers[i], msg, sizeof(msg)), (ssize_t)sizeof(msg));
+        sk_io_stop(loop, &es[i].io);
+        close(es[i].io.fd);
+    }
+    for (int i = 1; i < MANY_STREAMS; i += 2)
+        ASSERT_EQ(write(peers[i], "x", 1), 1);
+    size_t want = (size_t)MANY_ROUNDS * MANY_MSG + 1;
+    for (int t = 0; t < 2000; t++) {
+        run_for(loop, 0);
+        bool all = true;
+        for (int i = 1; i < MANY_STREAMS; i += 2) {
+            ssize_t n;
+            char c;
+            if (got[i] < want && (n = read(peers[i], &c, 1)) == 1) {
+                ASSERT_EQ(c, 'x');
+                got[i]++;
+            }
+            all = all && got[i] == want;
+        }
+        if (all)
+            break;
+    }
+    for (int i = 1; i < MANY_STREAMS; i += 2) {
+        ASSERT_EQ(got[i], want);
+        sk_io_stop(loop, &es[i].io);
+        close(es[i].io.fd);
+    }
+    for (int i = 0; i < MANY_STREAMS; i++) {
+        close(peers[i]);
+        free(es[i].pending);
+    }
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
+/* The wait's failures: each transient one in turn is only a turn without events (the
+ * echo and a timer go on); a fatal one ends sk_loop_run with it, and the loop can run
+ * again once the cause is gone. */
+static int wait_script[16];
+static int wait_script_len, wait_script_pos;
+
+static int script_fault(void *arg, int call)
+{
+    (void)arg;
+    if (call != SK_URING_CALL_WAIT || wait_script_pos >= wait_script_len)
+        return 0;
+    return wait_script[wait_script_pos++];
+}
+
+SK_TEST(uring_wait_failures_are_retried_and_a_fatal_one_ends_the_loop)
+{
+    sk_loop_t *loop = sk_loop_new_io(SK_LOOP_IO_URING);
+    ASSERT_TRUE(loop != NULL);
+    sk_loop_uring_set_fault(loop, script_fault, NULL);
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ASSERT_EQ(set_nonblock(sv[0]), 0);
+    ASSERT_EQ(set_nonblock(sv[1]), 0);
+    echo_t e = {0};
+    ASSERT_EQ(sk_io_start(loop, &e.io, sv[0], SK_IO_STREAM, echo_cb), 0);
+    static const int transients[] = {-EINTR, -ETIME, -EAGAIN, -EBUSY, -ENOMEM};
+    wait_script_pos = 0;
+    wait_script_len = 0;
+    for (size_t i = 0; i < SK_ARRAY_LEN(transients); i++) {
+        wait_script[wait_script_len++] = transients[i];
+        wait_script[wait_script_len++] = transients[i];
+    }
+    ASSERT_EQ(write(sv[1], "ping", 4), 4);
+    char buf[8];
+    size_t got = 0;
+    for (int t = 0; t < 200 && got < 4; t++) {
+        run_for(loop, 1);
+        ssize_t n = read(sv[1], buf + got, sizeof(buf) - got);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    ASSERT_EQ(got, 4);
+    ASSERT_TRUE(memcmp(buf, "ping", 4) == 0);
+    ASSERT_EQ(wait_script_pos, wait_script_len); /* every failure was met, none ended the loop */
+    /* A fatal one: sk_loop_run returns it. */
+    wait_script[0] = -EBADF;
+    wait_script_pos = 0;
+    wait_script_len = 1;
+    sk_timer_t t = {0};
+    sk_timer_start(loop, &t, 1000, stop_loop_cb);
+    ASSERT_EQ(sk_loop_run(loop), -EBADF);
+    sk_timer_stop(loop, &t);
+    /* Gone: the loop serves again. */
+    ASSERT_EQ(write(sv[1], "pong", 4), 4);
+    got = 0;
+    for (int r = 0; r < 200 && got < 4; r++) {
+        run_for(loop, 1);
+        ssize_t n = read(sv[1], buf + got, sizeof(buf) - got);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    ASSERT_EQ(got, 4);
+    ASSERT_TRUE(memcmp(buf, "pong", 4) == 0);
+    sk_io_stop(loop, &e.io);
+    close(sv[0]);
+    close(sv[1]);
+    free(e.pending);
+    ASSERT_EQ(sk_loop_free(loop), 0);
+}
+
+static int always_ebadf(void *arg, int call)
+{
+    (void)arg;
+    return call == SK_URING_CALL_WAIT ? -EBADF : 0;
+}
+
+/* sk_loop_run_or_exit: a fatal failure ends the process, with one line that says who
+ * and why. */
+SK_TEST(uring_run_or_exit_ends_the_process_with_one_line)
+{
+    int pfd[2];
+    ASSERT_EQ(pipe(pfd), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        sk_loop_t *loop = sk_loop_new_io(SK_LOOP_IO_URING);
+        if (!loop)
+            _exit(10);
+        sk_loop_uring_set_fault(loop, always_ebadf, NULL);
+        sk_loop_run_or_exit(loop, "worker 7");
+        _exit(11); /* not reached */
+    }
+    close(pfd[1]);
+    char out[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(out) - 1 && (n = read(pfd[0], out + len, sizeof(out) - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(pfd[0]);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 1);
+    ASSERT_TRUE(strstr(out, " error worker 7: the event loop (uring) failed: Bad file descriptor; exiting\n") != NULL);
+    ASSERT_EQ(strchr(out, '\n') - out + 1, (long)len); /* one line */
+}
+
 /* A process where io_uring_setup fails with EPERM, as under a container's seccomp
  * profile or kernel.io_uring_disabled: AUTO falls back to epoll, URING says why. */
 SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
@@ -1577,7 +1810,8 @@ SK_TEST(auto_falls_back_to_epoll_when_io_uring_is_refused)
     SK_RUN(listener_accepts_with_peer_addresses);                                                                      \
     SK_RUN(handoff_runs_after_the_output_left);                                                                        \
     SK_RUN(stream_churn_never_crosses_connections);                                                                    \
-    SK_RUN(accepted_connections_always_name_their_peer)
+    SK_RUN(accepted_connections_always_name_their_peer);                                                               \
+    SK_RUN(many_streams_fill_the_submission_queue)
 
 SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocking ctest */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
@@ -1588,4 +1822,10 @@ SK_TEST_MAIN(alarm(120); /* a hung loop fails the whole binary instead of blocki
                  printf("-- io_uring\n");
                  test_io = SK_LOOP_IO_URING;
                  ALL_TESTS;
+                 printf("-- io_uring, a %d-entry submission queue, system calls refused\n", TINY_ENTRIES);
+                 test_tiny = true;
+                 ALL_TESTS;
+                 test_tiny = false;
+                 SK_RUN(uring_wait_failures_are_retried_and_a_fatal_one_ends_the_loop);
+                 SK_RUN(uring_run_or_exit_ends_the_process_with_one_line);
              } SK_RUN(auto_falls_back_to_epoll_when_io_uring_is_refused);)
