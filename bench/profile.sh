@@ -125,7 +125,7 @@ tmp = sys.argv[1]
 
 # Frames that are on a thread's stack when the profile is dumped show the whole run as
 # their own cost; they are not stages.
-FRAMES = {"clone", "clone3", "start_thread", "worker_main", "ledger_main", "sk_loop_run", "main", "checkpointer"}
+FRAMES = {"clone", "clone3", "start_thread", "worker_main", "ledger_main", "sk_loop_run", "sk_loop_run_or_exit", "main", "checkpointer"}
 
 def load(path, inclusive):
     total, funcs = 0, {}
@@ -170,8 +170,9 @@ STAGES = [
     ("route", ["sk_router_match", "sk_route_match"]),
     ("api: gate, body, answer", ["sk_api_handle-sk_router_match-sk_route_match-sk_engine_submit-sk_http_respond_ex-sk_http_defer"]),
     ("hand-off to the ledger", ["sk_engine_submit"]),
-    ("ledger: take + decide", ["sk_engine_take", "decide_buy"]),
-    ("ledger: journal + commit", ["sk_journal_put_orders"]),
+    ("ledger: take + decide", ["sk_engine_take", "decide_buy",
+                                "process_batch-decide_buy-sk_journal_put_batch-sk_engine_complete-sk_engine_flush"]),
+    ("ledger: journal + commit", ["sk_journal_put_batch"]),
     ("ledger: publish + complete", ["sk_engine_complete", "sk_engine_flush", "sk_engine_publish_sold"]),
     ("wake-ups (eventfd, futex)", ["sk_async_send", "ledger_wake", "async_on_read-worker_on_async", "futex_wait",
                                    "__futex_abstimed_wait_common"]),
@@ -192,7 +193,7 @@ pu_t, pu_f = load(f"{tmp}/purchase.incl", True)
 so_c, pu_c = calls(f"{tmp}/soldout.cg"), calls(f"{tmp}/purchase.cg")
 n_so, n_pu = so_c.get("sk_api_purchase", 0), pu_c.get("sk_api_purchase", 0)
 print("soldout: %d answers; purchase: %d answers in %d ledger batches (%.1f per batch)"
-      % (n_so, n_pu, pu_c.get("sk_journal_put_orders", 0), n_pu / max(pu_c.get("sk_journal_put_orders", 0), 1)))
+      % (n_so, n_pu, pu_c.get("sk_journal_put_batch", 0), n_pu / max(pu_c.get("sk_journal_put_batch", 0), 1)))
 print()
 print("%-30s %14s %14s" % ("stage (instructions/answer)", "sold-out", "purchase"))
 for name, exprs in STAGES:
