@@ -1573,8 +1573,12 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (!group_parse(g, rep)) {
-        sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,
-                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        /* (The poll's calls fail quietly: it runs every few hundred milliseconds.) */
+        if (!g->batch->tick)
+            sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        else
+            note_redirect(r, rep);
         group_unavailable(g);
         group_release(g);
         return;

@@ -23,6 +23,7 @@
 
 #define GROUP SK_DRAIN_GROUP
 #define TIMEOUT_MS 5000
+#define REPLICA_RETRY_MS 200 /* a primary whose replicas lag is read again after this */
 #define IDLE_MS 20 /* nothing new on any stream: wait this long before reading again */
 #define ENTRY_GUESS SK_REDIS_ENTRY_MAX /* orders per stream entry assumed at first (a small first read) */
 #define CLAIM_IDLE_MS 60000
@@ -713,7 +714,12 @@ static void replicas_have(sk_drain_t *d)
     if (!any)
         return;
     /* Not on enough replicas yet: left pending, read again from the start of each
-     * held sale's pending list. */
+     * held sale's pending list — after a pause for that primary, so that re-reading
+     * its entries does not keep the other primaries' sales from being read. */
+    uint64_t again = now_ms() + REPLICA_RETRY_MS;
+    for (int n = 0; n < NODES; n++)
+        if (held.node[n] && d->node_retry_at[n] < again)
+            d->node_retry_at[n] = again;
     for (size_t i = 0; i < d->n_sales; i++) {
         dsale_t *s = &d->sales[i];
         if (held_key(&held, s->key)) {

@@ -107,6 +107,9 @@ def test_lost_writes(ck):
         if st == 201:
             confirmed[body["order_id"]] = (f"u{i}", f"r{i}")
 
+    for i in (1, 2, 3):
+        ck.check(wait_for(lambda: sale_at(C.node_url(i), sale).get("remaining") == 3, 10),
+                 f"node{i} shows the three orders")
     cut_replica(port)
     for i in range(4, 7):
         st, body = buy(node, sale, f"u{i}", f"r{i}")
@@ -122,7 +125,7 @@ def test_lost_writes(ck):
     for i in (1, 2, 3):
         s = sale_at(C.node_url(i), sale)
         ck.eq((s.get("remaining"), s.get("state")), (3, "live"),
-              f"node{i} shows the acknowledged counts, not the sell-out of the failed rounds")
+              f"node{i} shows the acknowledged counts, not the sell-out of the failed rounds ({s})")
     st, body = buy(node, sale, "u7", "r7")
     ck.check(st != 409, f"a new buyer is not answered sold_out from it ({st} {body})")
 
