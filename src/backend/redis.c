@@ -84,7 +84,6 @@
 #define MISS_SLOTS 256 /* remembered unknown sale ids (a flood of one bad id costs one look-up) */
 #define MISS_MS 250
 #define REPLICAS_TIMEOUT_MAX_MS 2000 /* WAIT must answer well within TIMEOUT_MS */
-#define FENCE_TTL_MS 10000 /* the key written before a WAIT lives this long */
 #define STALL_MS 200 /* a connection that read nothing this long while waiting holds no window */
 
 _Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 && SK_BUY_LIMIT_REACHED == 3 &&
@@ -539,9 +538,11 @@ static bool sync_acked(rbackend_t *r, unsigned slot, const char *fence)
     if (r->replicas_ack <= 0)
         return true;
     char err[256];
-    redisReply *f =
-        sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "SET %s 1 PX %d", fence, FENCE_TTL_MS);
+    redisReply *f = sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "SET %s 1", fence);
     bool ok = f && f->type == REDIS_REPLY_STATUS;
+    freeReplyObject(f);
+    f = ok ? sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "DEL %s", fence) : NULL;
+    ok = f && f->type == REDIS_REPLY_INTEGER;
     freeReplyObject(f);
     if (!ok)
         return false;
@@ -1087,8 +1088,9 @@ static void send_group(rbackend_t *r, group_t *g)
  * WAIT counts the replicas that have this connection's last write, and a script that
  * wrote nothing (a sold_out answer, a poll with nothing to expire) reports what other
  * connections wrote, perhaps in rounds whose WAIT failed. So a harmless write goes
- * before every WAIT (a short-lived key in the slot of a sale of the round): the WAIT
- * then covers everything the primary did before it, whoever did it. */
+ * before every WAIT (a key in the slot of a sale of the round, set and deleted at once,
+ * so that none is left): the WAIT then covers everything the primary did before it,
+ * whoever did it. */
 static void close_rounds(rbackend_t *r)
 {
     for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
@@ -1104,7 +1106,8 @@ static void close_rounds(rbackend_t *r)
         const sk_sale_t *fs = c->round[c->n_round - 1]->sale;
         char fkey[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(fkey, fs->id, fs->id_len, "ack");
-        redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1 PX %d", fkey, FENCE_TTL_MS);
+        redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1", fkey);
+        redisAsyncCommand(c->ev.ac, NULL, NULL, "DEL %s", fkey);
         round_t *rd = sk_xmalloc(sizeof(*rd));
         rd->c = c;
         rd->n = c->n_round;
@@ -1922,7 +1925,8 @@ static void create_wait(single_t *x, conn_t *c, const char *fence)
         create_fail(x, NULL);
         return;
     }
-    redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1 PX %d", fence, FENCE_TTL_MS);
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1", fence);
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "DEL %s", fence);
     if (redisAsyncCommand(c->ev.ac, on_create_ack, x, "WAIT %d %d", r->replicas_ack, r->replicas_timeout_ms) !=
         REDIS_OK)
         create_fail(x, NULL);
