@@ -8,13 +8,21 @@
  * INFLIGHT_PER_NODE batches per primary are out at once; a sale's scripts all go down
  * one connection and Redis runs them in the order sent, so arrival order holds, and
  * while one commits the next forms. Beyond the window, purchases wait in the engine's
- * queue, which answers 429 past its own bound: nothing here grows without limit.
+ * queue, which answers 429 past its own bound: nothing here grows without limit. A
+ * batch that waits only for primaries that stopped answering (STALL_MS without a read)
+ * leaves the window, so that a hung primary holds back its own sales, not the others'.
  *
  * A reply is the durable decision (AOF appendfsync always: Redis fsyncs before it
  * answers). With --replicas-ack N a WAIT N follows every script on the same
  * connection and the answers wait for it too: a batch confirmed then is on N replicas
  * as well, so the failover that promotes one of them keeps it. Only then are the
- * answers posted to the workers. When a primary is down, slow (no reply within
+ * answers posted to the workers, and only then does the node believe what the reply
+ * says of the sale (counts, settings, a sell-out): a reply whose WAIT failed may tell of
+ * writes a failover loses, and a node that took its sell-out for true would answer
+ * sold_out while the promoted replica still has stock. The same holds for the poll's
+ * script calls, and a write goes before every WAIT so that it covers what other
+ * connections wrote too (close_rounds); plain reads of a sale record count for nothing
+ * but a first display. When a primary is down, slow (no reply within
  * TIMEOUT_MS), answers an error, or WAIT counts too few replicas, every purchase whose
  * fate is not known is answered 503 with nothing confirmed here; if Redis did commit
  * it, the buyer finds the order with GET .../orders/{user}, which this backend answers
@@ -77,6 +85,7 @@
 #define MISS_SLOTS 256 /* remembered unknown sale ids (a flood of one bad id costs one look-up) */
 #define MISS_MS 250
 #define REPLICAS_TIMEOUT_MAX_MS 2000 /* WAIT must answer well within TIMEOUT_MS */
+#define STALL_MS 200 /* a connection that read nothing this long while waiting holds no window */
 
 _Static_assert(SK_BUY_CONFIRMED == 0 && SK_BUY_DUPLICATE == 1 && SK_BUY_SOLD_OUT == 2 && SK_BUY_LIMIT_REACHED == 3 &&
                    SK_BUY_NOT_STARTED == 4 && SK_BUY_ENDED == 5,
@@ -146,6 +155,7 @@ struct group {
     int outstanding; /* callbacks still to come */
     bool decided;
     conn_t *ack_conn; /* the script ran there: its answers wait for that connection's WAIT */
+    conn_t *conn; /* sent (or held) there last */
     sstate_t st; /* from the script's reply */
     int64_t sent_ms; /* sk_now_ms() at the last send: bounds the store's clock offset */
 };
@@ -158,6 +168,8 @@ struct batch {
     group_t *groups;
     size_t n_groups, waiting;
     bool failed;
+    bool tick; /* a script call without ops (the poll): one group, not in the window */
+    bool counted; /* in r->n_inflight (the window) */
     uint64_t t0_ns;
 };
 
@@ -186,6 +198,7 @@ typedef struct {
     int64_t users_seq; /* the published users hold every order up to this seq (-1: none published) */
     int64_t next_due; /* pay_by of its first pending reservation (0: none) */
     bool tick_busy; /* a script call without ops is out */
+    bool tick_again; /* ... and another is wanted once it is back */
     bool load_busy; /* an HSCAN is out */
     bool retired; /* the drain retired it: its orders are in the system of record only */
     uint64_t load_retry_ms; /* do not retry a failed load before this */
@@ -198,6 +211,7 @@ typedef struct {
     rbackend_t *r;
     sk_op_t *op;
     bool eval_retry;
+    int step; /* CREATE_SALE: 0 the index entry, 1 the sale record */
     size_t want; /* ORDERS: the user's order count, from the first read */
 } single_t;
 
@@ -228,7 +242,7 @@ struct rbackend {
     uint64_t last_ack_log_ms;
 
     batch_t *head, *tail; /* in flight */
-    size_t n_inflight;
+    size_t n_inflight; /* of them, those in the window (release_stalled) */
     size_t n_singles; /* single ops out */
     bool sync_busy;
     long long index_seen; /* the index's size at the last full read */
@@ -331,6 +345,23 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
         rsale_reset(&r->sales[s->index]);
     }
     rsale_t *st = &r->sales[s->index];
+    if (r->replicas_ack > 0) {
+        /* A plain read may show writes that no replica has yet (a script whose WAIT
+         * then failed, on this node or another): after a failover they are gone. So
+         * nothing read here counts as known: a new sale shows what was read until its
+         * first acknowledged script reply, whose counts and settings (pv and v stay
+         * unknown here) replace it; a known sale keeps what acknowledged replies said.
+         * Only they make the sale done here (final_count wants nseq from them). */
+        if (st->pv < 0 && st->v < 0 && st->nseq < 0) {
+            char *name = sk_xstrndup(rs.name, rs.name_len);
+            sk_sale_params_t p = params_from_redis(&rs, name);
+            sk_engine_set_params(s, &p);
+            free(name);
+            sk_sale_counts_t c = {rs.stock, rs.held, rs.sold};
+            sk_engine_publish_counts(s, &c);
+        }
+        return s;
+    }
     if (rs.pv != st->pv) {
         char *name = sk_xstrndup(rs.name, rs.name_len);
         sk_sale_params_t p = params_from_redis(&rs, name);
@@ -435,18 +466,39 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
         return -EIO;
     if (r->replicas_ack > 0 && !r->map->enabled)
         sk_info("redis at %s: --replicas-ack %d waits for the replicas of this Redis", r->url, r->replicas_ack);
+    /* A Redis Cluster with a primary down (before its replica took over, or with no
+     * replica: CLUSTERDOWN for its slots) still serves the others: the node starts with
+     * the primaries that answer, and its ledger connects to the rest when they are back
+     * or replaced (the topology is read again until every slot's owner is up). One
+     * primary that answers is needed, for the scripts' digests. */
     bool *done = sk_xcalloc(SK_RCLUSTER_NODES_MAX, sizeof(bool));
+    int n_ok = 0, n_down = 0;
+    char first_err[256] = "";
     for (unsigned s = 0; s < SK_RCLUSTER_SLOTS; s++) {
         int node = sk_rcluster_owner(r->map, s);
         if (node < 0 || done[node])
             continue;
         done[node] = true;
         if (check_primary(r, node, err, err_size) < 0) {
-            free(done);
-            return -EIO;
+            if (!r->map->enabled) {
+                free(done);
+                return -EIO;
+            }
+            sk_warn("%s; its sales are served once it is back or replaced", err);
+            if (!first_err[0])
+                snprintf(first_err, sizeof(first_err), "%s", err);
+            sk_rcluster_sync_drop(r->map, node);
+            n_down++;
+        } else {
+            n_ok++;
         }
     }
     free(done);
+    if (n_ok == 0) {
+        if (first_err[0])
+            snprintf(err, err_size, "%s", first_err);
+        return -EIO;
+    }
     r->sync_ok = true;
 
     redisReply *rep =
@@ -456,8 +508,15 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
             snprintf(err, err_size, "redis at %s: cannot read the sales index: %s", r->url,
                      rep->str ? rep->str : "unexpected reply");
         freeReplyObject(rep);
-        return -EIO;
+        if (!r->map->enabled)
+            return -EIO;
+        /* Read by the ledger's poll once the index's primary answers. */
+        sk_warn("%s; the sales are read once it can be", err);
+        return 0;
     }
+    if (n_down)
+        sk_warn("redis at %s: %d primar%s down at the start; the sales they serve are read once they answer", r->url,
+                n_down, n_down == 1 ? "y is" : "ies are");
     for (size_t i = 0; i < rep->elements; i++) {
         const redisReply *id = rep->element[i];
         if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len))
@@ -466,11 +525,17 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
         sk_redis_key(key, id->str, id->len, "sale");
         redisReply *h = sk_rcluster_command(r->map, sk_rcluster_sale_slot(id->str, id->len), TIMEOUT_MS, err, err_size,
                                             "HGETALL %s", key);
-        if (!h) {
+        if (!h && !r->map->enabled) {
             size_t l = strlen(err);
             snprintf(err + l, err_size - l, " (reading the sales)");
             freeReplyObject(rep);
             return -EIO;
+        }
+        if (!h || h->type == REDIS_REPLY_ERROR) {
+            /* Its primary is down (or CLUSTERDOWN): the poll reads it (the index is
+             * read in full until every id in it is a sale here). */
+            freeReplyObject(h);
+            continue;
         }
         register_from_reply(r, h);
         freeReplyObject(h);
@@ -479,6 +544,31 @@ static int redis_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_siz
     return 0;
 }
 
+/* With --replicas-ack, at start-up: whether what the connection serving `slot` wrote is
+ * on enough replicas (a harmless write to `fence` first: the step may have written
+ * nothing). Both go down the same connection, the one the step took. */
+static bool sync_acked(rbackend_t *r, unsigned slot, const char *fence)
+{
+    if (r->replicas_ack <= 0)
+        return true;
+    char err[256];
+    redisReply *f = sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "SET %s 1", fence);
+    bool ok = f && f->type == REDIS_REPLY_STATUS;
+    freeReplyObject(f);
+    f = ok ? sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "DEL %s", fence) : NULL;
+    ok = f && f->type == REDIS_REPLY_INTEGER;
+    freeReplyObject(f);
+    if (!ok)
+        return false;
+    redisReply *w = sk_rcluster_command(r->map, slot, TIMEOUT_MS, err, sizeof(err), "WAIT %d %d", r->replicas_ack,
+                                        r->replicas_timeout_ms);
+    ok = w && w->type == REDIS_REPLY_INTEGER && w->integer >= r->replicas_ack;
+    freeReplyObject(w);
+    return ok;
+}
+
+/* Makes a sale at start-up: the index entry, then the record, each answered (and on
+ * enough replicas) before the next step (see create_record). */
 static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
 {
     rbackend_t *r = (rbackend_t *)b;
@@ -493,7 +583,10 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     sk_redis_key(key, s->id, s->id_len, "sale");
     redisReply *z = sk_rcluster_command(r->map, index_slot(), TIMEOUT_MS, err, sizeof(err), "ZADD %s NX %lld %b",
                                         SK_REDIS_SALES_KEY, (long long)s->created_at, s->id, s->id_len);
+    bool indexed = z && z->type == REDIS_REPLY_INTEGER;
     freeReplyObject(z);
+    if (!indexed || !sync_acked(r, index_slot(), "{" SK_REDIS_SALES_KEY "}:ack"))
+        return -EIO;
     const sk_sale_params_t *p = sk_sale_params(s);
     redisReply *rep = sk_rcluster_command(r->map, sale_slot(s), TIMEOUT_MS, err, sizeof(err),
                                           "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
@@ -505,6 +598,10 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     if (rep && rep->type == REDIS_REPLY_INTEGER)
         rc = rep->integer == 1 ? 0 : -EEXIST;
     freeReplyObject(rep);
+    char fence[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(fence, s->id, s->id_len, "ack");
+    if (rc == 0 && !sync_acked(r, sale_slot(s), fence))
+        rc = -EIO;
     if (rc == 0) {
         sk_engine_register_sale(r->e, s);
         rsale_reset(&r->sales[s->index]);
@@ -516,6 +613,7 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
 /* ---- connections ------------------------------------------------------------------------ */
 
 static void pump(rbackend_t *r);
+static void sale_tick(rbackend_t *r, sk_sale_t *s);
 static void connect_now(conn_t *c);
 static void drop_held(conn_t *c);
 static void maybe_load_holders(rbackend_t *r, sk_sale_t *s);
@@ -949,6 +1047,7 @@ static void send_group(rbackend_t *r, group_t *g)
         group_unavailable(g);
         return;
     }
+    g->conn = c;
     if (r->replicas_ack > 0 && c->wait_out) {
         /* The connection is blocked in WAIT: the group goes with the next round. */
         g->target = node;
@@ -1000,7 +1099,13 @@ static void send_group(rbackend_t *r, group_t *g)
 }
 
 /* Sends one WAIT after the scripts each connection got since its last one (at the end
- * of every loop turn): a round's scripts share the fsync and the replication round trip. */
+ * of every loop turn): a round's scripts share the fsync and the replication round trip.
+ * WAIT counts the replicas that have this connection's last write, and a script that
+ * wrote nothing (a sold_out answer, a poll with nothing to expire) reports what other
+ * connections wrote, perhaps in rounds whose WAIT failed. So a harmless write goes
+ * before every WAIT (a key in the slot of a sale of the round, set and deleted at once,
+ * so that none is left): the WAIT then covers everything the primary did before it,
+ * whoever did it. */
 static void close_rounds(rbackend_t *r)
 {
     for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
@@ -1013,6 +1118,11 @@ static void close_rounds(rbackend_t *r)
         }
         if (c->wait_out)
             continue; /* (a round is only opened while no WAIT is out) */
+        const sk_sale_t *fs = c->round[c->n_round - 1]->sale;
+        char fkey[SK_REDIS_KEY_MAX + 1];
+        sk_redis_key(fkey, fs->id, fs->id_len, "ack");
+        redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1", fkey);
+        redisAsyncCommand(c->ev.ac, NULL, NULL, "DEL %s", fkey);
         round_t *rd = sk_xmalloc(sizeof(*rd));
         rd->c = c;
         rd->n = c->n_round;
@@ -1060,6 +1170,18 @@ static void group_complete(rbackend_t *r, sk_op_t *op)
 
 static void batch_finish(rbackend_t *r, batch_t *b)
 {
+    if (b->tick) {
+        sk_sale_t *s = b->groups[0].sale;
+        rsale_t *rs = &r->sales[s->index];
+        free(b->groups);
+        free(b);
+        rs->tick_busy = false;
+        if (rs->tick_again) {
+            rs->tick_again = false;
+            sale_tick(r, s);
+        }
+        return;
+    }
     /* Every op was completed (and counted) with its group; what is left is the
      * statistics. */
     sk_engine_record_batch(r->e, b->n, sk_mono_ns() - b->t0_ns, !b->failed);
@@ -1077,7 +1199,8 @@ static void batch_finish(rbackend_t *r, batch_t *b)
                 r->tail = p;
         }
     }
-    r->n_inflight--;
+    if (b->counted)
+        r->n_inflight--;
     free(b->ops);
     free(b->groups);
     free(b);
@@ -1474,8 +1597,12 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (!group_parse(g, rep)) {
-        sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,
-                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        /* (The poll's calls fail quietly: it runs every few hundred milliseconds.) */
+        if (!g->batch->tick)
+            sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        else
+            note_redirect(r, rep);
         group_unavailable(g);
         group_release(g);
         return;
@@ -1634,6 +1761,7 @@ static void form_batch(rbackend_t *r, sk_op_t **ops, size_t n)
         r->head = b;
     r->tail = b;
     r->n_inflight++;
+    b->counted = true;
     for (size_t k = 0; k < n_groups; k++) {
         send_group(r, &b->groups[k]);
         group_release(&b->groups[k]);
@@ -1776,6 +1904,106 @@ static void on_log(redisAsyncContext *ac, void *reply, void *priv)
     single_done(x);
 }
 
+/* A new sale is made in steps, each answered (and, with --replicas-ack, on enough
+ * replicas) before the next starts: the index entry, then the sale record; the 201 only
+ * after both. A failover in between then leaves at most an indexed id without its
+ * record (the poll skips it, a retry of the create makes it), never a record that cannot
+ * be found nor an answered sale that the promoted replica does not have. */
+static void on_create(redisAsyncContext *ac, void *reply, void *priv);
+static void on_create_ack(redisAsyncContext *ac, void *reply, void *priv);
+
+static void create_fail(single_t *x, const redisReply *rep)
+{
+    note_redirect(x->r, rep);
+    x->op->status = -EIO;
+    single_done(x);
+}
+
+/* Sends the sale record's script (step 1). */
+static void create_record(single_t *x)
+{
+    rbackend_t *r = x->r;
+    sk_sale_t *s = x->op->new_sale;
+    x->step = 1;
+    conn_t *c = route(r, sk_rcluster_sale_slot(s->id, s->id_len));
+    char key[SK_REDIS_KEY_MAX + 1];
+    sk_redis_key(key, s->id, s->id_len, "sale");
+    const sk_sale_params_t *p = sk_sale_params(s);
+    if (!c || redisAsyncCommand(
+                  c->ev.ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
+                  r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
+                  (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at,
+                  (long long)p->payment_window_ms, (long long)p->max_quantity, QUEUE_ARGS(p)) != REDIS_OK)
+        create_fail(x, NULL);
+}
+
+/* With --replicas-ack: a harmless write (the step may have written nothing: the id was
+ * indexed before) and a WAIT on the connection the step ran on. */
+static void create_wait(single_t *x, conn_t *c, const char *fence)
+{
+    rbackend_t *r = x->r;
+    if (!usable(c)) {
+        create_fail(x, NULL);
+        return;
+    }
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "SET %s 1", fence);
+    redisAsyncCommand(c->ev.ac, NULL, NULL, "DEL %s", fence);
+    if (redisAsyncCommand(c->ev.ac, on_create_ack, x, "WAIT %d %d", r->replicas_ack, r->replicas_timeout_ms) !=
+        REDIS_OK)
+        create_fail(x, NULL);
+}
+
+/* The sale record is made (and acknowledged): the sale is this node's too. */
+static void create_done(single_t *x)
+{
+    rbackend_t *r = x->r;
+    sk_op_t *op = x->op;
+    /* The index poll may have registered it in the meantime (it reads the same
+     * Redis); then the registered one is this sale. */
+    sk_sale_t *s = sk_engine_find_sale(r->e, op->new_sale->id, op->new_sale->id_len);
+    if (!s) {
+        s = op->new_sale;
+        op->new_sale = NULL;
+        sk_engine_register_sale(r->e, s);
+        rsale_reset(&r->sales[s->index]);
+        r->sales[s->index].pv = 0;
+    }
+    op->sale = s;
+    op->status = 0;
+    single_done(x);
+}
+
+static void on_create_index(redisAsyncContext *ac, void *reply, void *priv)
+{
+    single_t *x = priv;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        create_fail(x, rep);
+        return;
+    }
+    if (x->r->replicas_ack > 0)
+        create_wait(x, ac->data, "{" SK_REDIS_SALES_KEY "}:ack");
+    else
+        create_record(x);
+}
+
+static void on_create_ack(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    single_t *x = priv;
+    rbackend_t *r = x->r;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < r->replicas_ack) {
+        if (rep)
+            sk_engine_count_replica_timeout(r->e);
+        create_fail(x, NULL);
+    } else if (x->step == 0) {
+        create_record(x);
+    } else {
+        create_done(x);
+    }
+}
+
 static void on_create(redisAsyncContext *ac, void *reply, void *priv)
 {
     single_t *x = priv;
@@ -1797,25 +2025,19 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
-        /* The index poll may have registered it in the meantime (it reads the same
-         * Redis); then the registered one is this sale. */
-        sk_sale_t *s = sk_engine_find_sale(r->e, op->new_sale->id, op->new_sale->id_len);
-        if (!s) {
-            s = op->new_sale;
-            op->new_sale = NULL;
-            sk_engine_register_sale(r->e, s);
-            rsale_reset(&r->sales[s->index]);
-            r->sales[s->index].pv = 0;
+        if (r->replicas_ack > 0) {
+            char fence[SK_REDIS_KEY_MAX + 1];
+            sk_redis_key(fence, op->new_sale->id, op->new_sale->id_len, "ack");
+            create_wait(x, c, fence);
+        } else {
+            create_done(x);
         }
-        op->sale = s;
-        op->status = 0;
     } else if (rep && rep->type == REDIS_REPLY_INTEGER) {
         op->status = -EEXIST;
+        single_done(x);
     } else {
-        note_redirect(r, rep);
-        op->status = -EIO;
+        create_fail(x, rep);
     }
-    single_done(x);
 }
 
 /* ---- sales not cached yet: looked up on a miss ----------------------------------------- */
@@ -2093,22 +2315,16 @@ static void single_send(rbackend_t *r, sk_op_t *op)
         }
         /* Index first: a sale may then be indexed but missing (a failed create, which
          * the poll skips), never present but undiscoverable. With a cluster the index
-         * usually lives on another primary; its ZADD goes there. */
+         * usually lives on another primary; its ZADD goes there, and the record's
+         * script only once the ZADD is answered (on_create_index). */
         conn_t *ic = route(r, index_slot());
         if (!ic) {
             op->status = -EIO;
             single_done(x);
             return;
         }
-        redisAsyncCommand(ic->ev.ac, NULL, NULL, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY, (long long)s->created_at,
-                          s->id, s->id_len);
-        sk_redis_key(key, s->id, s->id_len, "sale");
-        const sk_sale_params_t *p = sk_sale_params(s);
-        rc = redisAsyncCommand(
-            ac, on_create, x, "EVALSHA %s 1 %s %b %s %lld %lld %lld %lld %lld %lld %lld %d %lld %d %lld %d",
-            r->create_sha, key, s->id, s->id_len, p->name, (long long)sale_stock(s), (long long)p->starts_at,
-            (long long)p->ends_at, (long long)p->per_user_limit, (long long)s->created_at,
-            (long long)p->payment_window_ms, (long long)p->max_quantity, QUEUE_ARGS(p));
+        rc = redisAsyncCommand(ic->ev.ac, on_create_index, x, "ZADD %s NX %lld %b", SK_REDIS_SALES_KEY,
+                               (long long)s->created_at, s->id, s->id_len);
         break;
     }
     default: /* scripted ops go in groups; FIND_SALE to lookup */
@@ -2328,6 +2544,8 @@ static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     rbackend_t *r = ((conn_t *)ac->data)->r;
+    if (!reply)
+        r->index_orphans = true; /* the connection went: read the index again */
     if (reply && !r->done) {
         sk_sale_t *s = register_from_reply(r, reply);
         if (s) {
@@ -2390,79 +2608,38 @@ static void on_index_count(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* A script call without ops for one sale (the poll): it expires what is due and answers
- * the sale's counts, settings and the users of new orders. */
-typedef struct {
-    rbackend_t *r;
-    sk_sale_t *sale;
-    sstate_t st;
-    int64_t sent_ms;
-} tick_t;
-
-static void on_sale_tick(redisAsyncContext *ac, void *reply, void *priv)
-{
-    tick_t *t = priv;
-    rbackend_t *r = t->r;
-    sk_sale_t *s = t->sale;
-    conn_t *c = ac->data;
-    redisReply *rep = reply;
-    r->sales[s->index].tick_busy = false;
-    if (rep && !r->done) {
-        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-            if (usable(c))
-                redisAsyncCommand(c->ev.ac, NULL, NULL, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
-        } else if (sstate_parse(rep, s, &t->st) && rep->elements == 3) {
-            sk_engine_note_store_clock(r->e, t->st.now, t->sent_ms);
-            sstate_apply(r, s, &t->st);
-        } else {
-            note_redirect(r, rep);
-        }
-    }
-    sstate_free(&t->st);
-    free(t);
-}
-
+ * the sale's counts, settings and the users of new orders. It is a group without ops in
+ * a batch of its own, outside the window: it follows redirections like a purchase's,
+ * and with --replicas-ack its reply is applied only after its round's WAIT, since what
+ * it reports (a sell-out made by a script whose WAIT failed, here or on another node)
+ * may not survive a failover. */
 static void sale_tick(rbackend_t *r, sk_sale_t *s)
 {
     rsale_t *rs = &r->sales[s->index];
-    if (rs->tick_busy || rs->retired)
+    if (rs->tick_busy || rs->retired || r->done)
         return;
-    conn_t *c = route(r, sale_slot(s));
-    if (!c)
+    if (!route(r, sale_slot(s)))
         return;
-    char keys[SCRIPT_KEYS][SK_REDIS_KEY_MAX + 1];
-    const char *argv[5 + SCRIPT_KEYS];
-    size_t lens[5 + SCRIPT_KEYS];
-    char nums[2][24];
-    argv[0] = "EVALSHA";
-    argv[1] = r->buy_sha;
-    argv[2] = "7";
-    lens[0] = 7;
-    lens[1] = 40;
-    lens[2] = 1;
-    for (int k = 0; k < SCRIPT_KEYS; k++) {
-        lens[3 + k] = sk_redis_key(keys[k], s->id, s->id_len, script_keys[k]);
-        argv[3 + k] = keys[k];
-    }
-    tick_t *t = sk_xcalloc(1, sizeof(*t));
-    t->r = r;
-    t->sale = s;
-    int64_t since, pv;
-    script_state_args(r, s, &since, &pv);
-    t->st.since = since;
-    lens[3 + SCRIPT_KEYS] = (size_t)snprintf(nums[0], 24, "%lld", (long long)since);
-    argv[3 + SCRIPT_KEYS] = nums[0];
-    lens[4 + SCRIPT_KEYS] = (size_t)snprintf(nums[1], 24, "%lld", (long long)pv);
-    argv[4 + SCRIPT_KEYS] = nums[1];
-    t->sent_ms = sk_now_ms();
-    if (redisAsyncCommandArgv(c->ev.ac, on_sale_tick, t, 5 + SCRIPT_KEYS, argv, lens) == REDIS_OK)
-        rs->tick_busy = true;
-    else
-        free(t);
+    batch_t *b = sk_xcalloc(1, sizeof(*b));
+    b->r = r;
+    b->tick = true;
+    b->groups = sk_xcalloc(1, sizeof(*b->groups));
+    b->n_groups = 1;
+    b->waiting = 1;
+    b->t0_ns = sk_mono_ns();
+    b->groups[0] = (group_t){.batch = b, .sale = s, .target = -1};
+    rs->tick_busy = true;
+    send_group(r, &b->groups[0]);
+    group_release(&b->groups[0]);
 }
 
 static void maybe_tick(rbackend_t *r, sk_sale_t *s)
 {
-    sale_tick(r, s);
+    rsale_t *rs = &r->sales[s->index];
+    if (rs->tick_busy)
+        rs->tick_again = true; /* once the one out is back */
+    else
+        sale_tick(r, s);
 }
 
 /* Every TICK_MS: the sales whose first reservation is due (by the store's clock). Every
@@ -2520,6 +2697,36 @@ static void check_deadlines(conn_t *c, uint64_t now)
         fail_connection(c, "no answer within the timeout", NULL);
 }
 
+/* Whether a connection has waited STALL_MS for a reply and read nothing meanwhile (a
+ * primary that hangs, or a WAIT that will time out: its replica is down). */
+static bool conn_stalled(const conn_t *c, uint64_t now)
+{
+    return c->ev.ac && c->ev.ac->replies.head != NULL && now - SK_MAX(c->quiet_ms, c->ev.last_read_ms) >= STALL_MS;
+}
+
+/* A batch whose undecided groups all wait on stalled connections leaves the window: a
+ * primary that does not answer holds back its own sales only (its groups are answered
+ * 503 when it times out), not the batches of every other sale behind it. Its purchases
+ * were taken from the engine's bounded queue, and a stalled connection is given up
+ * within TIMEOUT_MS, so what waits beyond the window stays bounded too. */
+static void release_stalled(rbackend_t *r, uint64_t now)
+{
+    for (batch_t *b = r->head; b; b = b->next) {
+        if (!b->counted)
+            continue;
+        bool stuck = true;
+        for (size_t k = 0; k < b->n_groups && stuck; k++) {
+            const group_t *g = &b->groups[k];
+            if (!g->decided && (!g->conn || !conn_stalled(g->conn, now)))
+                stuck = false;
+        }
+        if (stuck) {
+            b->counted = false;
+            r->n_inflight--;
+        }
+    }
+}
+
 static void on_tick(sk_loop_t *loop, sk_timer_t *t)
 {
     rbackend_t *r = SK_CONTAINER_OF(t, rbackend_t, tick);
@@ -2527,6 +2734,7 @@ static void on_tick(sk_loop_t *loop, sk_timer_t *t)
     for (size_t i = 0; i < SK_RCLUSTER_NODES_MAX; i++)
         if (r->conns[i])
             check_deadlines(r->conns[i], now);
+    release_stalled(r, now);
     read_topology(r);
     bool sync = ++r->ticks % SYNC_TICKS == 0;
     if (sync)
@@ -2567,7 +2775,7 @@ static void before_sleep(sk_loop_t *loop, void *arg)
     if (r->replicas_ack > 0)
         close_rounds(r);
     sk_engine_flush(r->e);
-    if (sk_engine_stopping(r->e) && r->n_inflight == 0 && r->n_singles == 0 && r->n_requeue == 0) {
+    if (sk_engine_stopping(r->e) && !r->head && r->n_singles == 0 && r->n_requeue == 0) {
         size_t n = sk_engine_take(r->e, r->take, r->max_batch);
         if (n) {
             form_batch(r, r->take, n);

@@ -2,6 +2,7 @@
 #include "drain/batch.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,59 @@ sk_db_event_t *sk_drain_batch_events(const sk_drain_batch_t *b)
                                .after = x->after};
     }
     return e;
+}
+
+size_t sk_drain_batch_drop(sk_drain_batch_t *b, bool (*drop)(void *arg, const char *key), void *arg)
+{
+    if (b->n_entries == 0)
+        return 0;
+    /* Entries keep their order; where[i] is entry i's new index (SIZE_MAX: left out). */
+    size_t *where = sk_xmalloc(b->n_entries * sizeof(*where));
+    size_t kept = 0;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        if (drop(arg, b->entries[i].key)) {
+            where[i] = SIZE_MAX;
+        } else {
+            where[i] = kept;
+            b->entries[kept++] = b->entries[i];
+        }
+    }
+    size_t dropped = b->n_entries - kept;
+    b->n_entries = kept;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        size_t e = where[b->rows[i].entry];
+        if (e != SIZE_MAX) {
+            b->rows[n] = b->rows[i];
+            b->rows[n++].entry = e;
+        }
+    }
+    b->n = n;
+    n = 0;
+    for (size_t i = 0; i < b->n_moves; i++) {
+        size_t e = where[b->moves[i].entry];
+        if (e != SIZE_MAX) {
+            b->moves[n] = b->moves[i];
+            b->moves[n++].entry = e;
+        }
+    }
+    b->n_moves = n;
+    n = 0;
+    for (size_t i = 0; i < b->n_events; i++) {
+        sk_drain_event_t *e = &b->events[i];
+        if (where[e->entry] == SIZE_MAX) {
+            free(e->params);
+            free(e->before);
+            free(e->after);
+            continue;
+        }
+        size_t at = where[e->entry];
+        b->events[n] = *e;
+        b->events[n++].entry = at;
+    }
+    b->n_events = n;
+    free(where);
+    return dropped;
 }
 
 size_t sk_drain_batch_acks(const sk_drain_batch_t *b, const char *group,

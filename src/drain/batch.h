@@ -111,6 +111,11 @@ sk_db_transition_t *sk_drain_batch_transitions(const sk_drain_batch_t *b, size_t
  *  such entries. */
 size_t sk_drain_batch_unfound(sk_drain_batch_t *b, const sk_db_transition_t *t, size_t n);
 
+/** Leaves out of the batch every entry for whose stream drop(arg, key) says true, with
+ *  its orders, transitions and trail entries (they stay pending in the stream, to be
+ *  read again). Returns the number of entries left out. */
+size_t sk_drain_batch_drop(sk_drain_batch_t *b, bool (*drop)(void *arg, const char *key), void *arg);
+
 /** The trail entries as database rows: a malloc'ed array of b->n_events. */
 sk_db_event_t *sk_drain_batch_events(const sk_drain_batch_t *b);
 

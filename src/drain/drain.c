@@ -23,6 +23,7 @@
 
 #define GROUP SK_DRAIN_GROUP
 #define TIMEOUT_MS 5000
+#define REPLICA_RETRY_MS 200 /* a primary whose replicas lag is read again after this */
 #define IDLE_MS 20 /* nothing new on any stream: wait this long before reading again */
 #define ENTRY_GUESS SK_REDIS_ENTRY_MAX /* orders per stream entry assumed at first (a small first read) */
 #define CLAIM_IDLE_MS 60000
@@ -83,6 +84,9 @@ struct sk_drain {
     uint64_t next_discover, next_stats, next_claim, last_warn;
     bool ready_sent;
     bool redis_ok; /* the last round reached every primary */
+    /* A primary that failed is left alone (its sales wait) until node_retry_at; the
+     * others go on meanwhile. */
+    uint64_t node_retry_at[NODES], node_backoff[NODES];
     sk_drain_metrics_t *metrics; /* NULL: none */
 
     /* statistics */
@@ -210,15 +214,44 @@ static void redis_fail(sk_drain_t *d, const char *why)
     d->next_discover = 0;
 }
 
-/* The node's connection broke mid-pipeline. */
+/* A primary failed (its connection broke, or could not be made): only its sales are
+ * held back. What was read of them but not written is pending again and read first;
+ * the primary is tried again after a back-off, and the map is read again (a failover?).
+ * The other primaries' sales go on meanwhile. */
+static void node_fail_why(sk_drain_t *d, int node, const char *why)
+{
+    warn_limited(d, "redis: %s; retrying (the orders of its sales wait in their streams)", why);
+    d->redis_errors++;
+    d->redis_ok = false;
+    d->map_stale = true;
+    sk_rcluster_sync_drop(d->map, node);
+    d->node_backoff[node] = d->node_backoff[node] ? SK_MIN(d->node_backoff[node] * 2, (uint64_t)BACKOFF_MAX_MS) : 100;
+    d->node_retry_at[node] = now_ms() + d->node_backoff[node];
+    for (size_t i = 0; i < d->n_sales; i++) {
+        dsale_t *s = &d->sales[i];
+        int owner = sk_rcluster_owner(d->map, s->slot);
+        if (owner != node && owner >= 0)
+            continue;
+        s->pending_phase = true;
+        snprintf(s->cursor, sizeof(s->cursor), "0-0");
+        s->group_ready = false;
+    }
+    d->next_discover = 0;
+}
+
 static void node_fail(sk_drain_t *d, int node)
 {
     char name[300], why[512];
     redisContext *c = d->map->sync[node];
     snprintf(why, sizeof(why), "%s: %s", sk_rcluster_name(d->map, node, name, sizeof(name)),
              c && c->errstr[0] ? c->errstr : "I/O error");
-    sk_rcluster_sync_drop(d->map, node);
-    redis_fail(d, why);
+    node_fail_why(d, node, why);
+}
+
+/* Whether a primary is being left alone after a failure. */
+static bool node_resting(const sk_drain_t *d, int node)
+{
+    return node >= 0 && now_ms() < d->node_retry_at[node];
 }
 
 static bool redis_ensure(sk_drain_t *d)
@@ -246,16 +279,24 @@ static bool redis_ensure(sk_drain_t *d)
     return true;
 }
 
-/* A routed command; NULL after a Redis error (counted, and everything re-read). */
+/* A routed command; NULL after a Redis error (counted; the sales of the primary that
+ * failed are re-read) or while the slot's primary is left alone after one. */
 static redisReply *rcmd(sk_drain_t *d, unsigned slot, const char *fmt, ...)
 {
+    int node = sk_rcluster_owner(d->map, slot);
+    if (node_resting(d, node))
+        return NULL;
     char err[512];
     va_list ap;
     va_start(ap, fmt);
     redisReply *r = sk_rcluster_vcommand(d->map, slot, TIMEOUT_MS, err, sizeof(err), fmt, ap);
     va_end(ap);
-    if (!r)
-        redis_fail(d, err);
+    if (!r) {
+        if (node >= 0 && d->map->enabled)
+            node_fail_why(d, node, err);
+        else
+            redis_fail(d, err);
+    }
     return r;
 }
 
@@ -361,8 +402,11 @@ static void discover(sk_drain_t *d)
         char key[SK_REDIS_KEY_MAX + 1];
         sk_redis_key(key, id->str, id->len, "sale");
         redisReply *h = rcmd(d, slot, "HGETALL %s", key);
-        if (!h)
-            break;
+        if (!h) {
+            if (!d->map_ok)
+                break;
+            continue; /* its primary failed: the others' sales go on */
+        }
         sk_redis_sale_t rs;
         if (redirected(d, h) || sk_redis_sale_parse(h, &rs) < 0) {
             freeReplyObject(h); /* indexed but not (yet) created, or malformed */
@@ -408,8 +452,11 @@ static void discover(sk_drain_t *d)
              * A retired sale's stream is not made again once it expired. */
             redisReply *g = s->retired ? rcmd(d, slot, "XGROUP CREATE %s %s 0", s->key, GROUP)
                                        : rcmd(d, slot, "XGROUP CREATE %s %s 0 MKSTREAM", s->key, GROUP);
-            if (!g)
-                break;
+            if (!g) {
+                if (!d->map_ok)
+                    break;
+                continue;
+            }
             if (g->type == REDIS_REPLY_STATUS || (g->type == REDIS_REPLY_ERROR && strncmp(g->str, "BUSYGROUP", 9) == 0))
                 s->group_ready = true;
             else if (s->retired && g->type == REDIS_REPLY_ERROR && strstr(g->str, "requires the key to exist"))
@@ -452,13 +499,20 @@ static void free_lists(dsale_t **lists[NODES])
         free(lists[n]);
 }
 
-/* The node's synchronous connection, or NULL after counting the failure. */
+/* The node's synchronous connection, or NULL after counting the failure (or while the
+ * node is left alone after one). */
 static redisContext *node_conn(sk_drain_t *d, int node)
 {
+    if (node_resting(d, node))
+        return NULL;
     char err[512];
     redisContext *c = sk_rcluster_sync(d->map, node, TIMEOUT_MS, err, sizeof(err));
-    if (!c)
-        redis_fail(d, err);
+    if (!c) {
+        if (d->map->enabled)
+            node_fail_why(d, node, err);
+        else
+            redis_fail(d, err);
+    }
     return c;
 }
 
@@ -505,7 +559,7 @@ static void read_pending(sk_drain_t *d)
         redisReply *r = rcmd(d, s->slot, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->cfg.consumer,
                              entries_for(d, d->cfg.batch_max), s->key, s->cursor);
         if (!r)
-            return;
+            continue; /* its primary failed: the other sales go on */
         if (r->type == REDIS_REPLY_ERROR) {
             /* NOGROUP: the stream was deleted or Redis lost it; discover() re-creates it. */
             if (!redirected(d, r))
@@ -530,7 +584,7 @@ static void claim_orphans(sk_drain_t *d)
         redisReply *r = rcmd(d, s->slot, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer,
                              CLAIM_IDLE_MS, entries_for(d, d->cfg.batch_max - sk_drain_batch_size(&d->batch)));
         if (!r)
-            return;
+            continue;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY)
             sk_drain_batch_add(&d->batch, s->id, s->key, r->element[1], NULL, 0);
         freeReplyObject(r);
@@ -565,7 +619,7 @@ static void read_new(sk_drain_t *d)
             continue;
         redisContext *c = node_conn(d, n);
         if (!c)
-            break;
+            continue; /* its sales wait; the other primaries' are read */
         for (size_t k = 0; k < counts[n]; k++)
             redisAppendCommand(c, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s >", GROUP, d->cfg.consumer, count,
                                lists[n][k]->key);
@@ -596,35 +650,55 @@ static void read_new(sk_drain_t *d)
 
 /* ---- replicas, writing and acknowledging ------------------------------------------------- */
 
-/* With replicas_ack: whether every entry of the batch is on enough replicas. WAIT counts
- * from the last write of this connection, and reading entries is not always one (a
- * re-read of pending entries is not), so each primary first gets a harmless write that
- * follows the entries: an XCLAIM of one of our own entries to ourselves. */
-static bool replicas_have(sk_drain_t *d)
+/* The primaries whose entries are left out of this batch (drop_entries). */
+typedef struct {
+    sk_drain_t *d;
+    bool node[NODES];
+} held_nodes_t;
+
+static bool held_key(void *arg, const char *key)
+{
+    held_nodes_t *h = arg;
+    int node = sk_rcluster_owner(h->d->map, sk_rcluster_slot(key, strlen(key)));
+    return node < 0 || h->node[node];
+}
+
+/* With replicas_ack: leaves out of the batch the entries of every primary that does not
+ * have them on enough replicas yet (they stay pending and are read again); the other
+ * primaries' entries go on. WAIT counts from the last write of this connection, and
+ * reading entries is not always one (a re-read of pending entries is not), so each
+ * primary first gets a harmless write that follows the entries: an XCLAIM of one of our
+ * own entries to ourselves. */
+static void replicas_have(sk_drain_t *d)
 {
     if (d->cfg.replicas_ack <= 0 || d->batch.n_entries == 0)
-        return true;
+        return;
     const sk_drain_entry_t *first[NODES] = {NULL};
+    held_nodes_t held = {.d = d};
+    bool any = false;
     for (size_t i = 0; i < d->batch.n_entries; i++) {
         const sk_drain_entry_t *x = &d->batch.entries[i];
         int node = sk_rcluster_owner(d->map, sk_rcluster_slot(x->key, strlen(x->key)));
         if (node >= 0 && !first[node])
             first[node] = x;
+        any = any || node < 0;
     }
-    bool ok = true;
-    for (int n = 0; n < NODES && ok; n++) {
+    for (int n = 0; n < NODES; n++) {
         if (!first[n])
             continue;
         redisContext *c = node_conn(d, n);
-        if (!c)
-            return false;
+        if (!c) {
+            held.node[n] = any = true;
+            continue;
+        }
         redisAppendCommand(c, "XCLAIM %s %s %s 0 %s JUSTID", first[n]->key, GROUP, d->cfg.consumer, first[n]->id);
         redisAppendCommand(c, "WAIT %d %d", d->cfg.replicas_ack, d->cfg.replicas_timeout_ms);
         redisReply *claim = NULL, *wait = NULL;
         if (redisGetReply(c, (void **)&claim) != REDIS_OK || redisGetReply(c, (void **)&wait) != REDIS_OK) {
             freeReplyObject(claim);
             node_fail(d, n);
-            return false;
+            held.node[n] = any = true;
+            continue;
         }
         if (!wait || wait->type != REDIS_REPLY_INTEGER || wait->integer < d->cfg.replicas_ack) {
             char name[300];
@@ -632,12 +706,28 @@ static bool replicas_have(sk_drain_t *d)
             warn_limited(d, "redis at %s: %lld of %d replicas have the entries read; they are written once enough do",
                          sk_rcluster_name(d->map, n, name, sizeof(name)),
                          wait && wait->type == REDIS_REPLY_INTEGER ? wait->integer : -1LL, d->cfg.replicas_ack);
-            ok = false;
+            held.node[n] = any = true;
         }
         freeReplyObject(claim);
         freeReplyObject(wait);
     }
-    return ok;
+    if (!any)
+        return;
+    /* Not on enough replicas yet: left pending, read again from the start of each
+     * held sale's pending list — after a pause for that primary, so that re-reading
+     * its entries does not keep the other primaries' sales from being read. */
+    uint64_t again = now_ms() + REPLICA_RETRY_MS;
+    for (int n = 0; n < NODES; n++)
+        if (held.node[n] && d->node_retry_at[n] < again)
+            d->node_retry_at[n] = again;
+    for (size_t i = 0; i < d->n_sales; i++) {
+        dsale_t *s = &d->sales[i];
+        if (held_key(&held, s->key)) {
+            s->pending_phase = true;
+            snprintf(s->cursor, sizeof(s->cursor), "0-0");
+        }
+    }
+    sk_drain_batch_drop(&d->batch, held_key, &held);
 }
 
 /* After a batch went in: the final orders of each sale it inserted, when that is exact
@@ -786,7 +876,8 @@ static bool groups_info(dsale_t *s, const redisReply *g, const redisReply *xp, s
                         size_t *n_needs)
 {
     *n_needs = 0;
-    bool trim_ok = true;
+    /* Every group counts: with more than fit here, nothing is trimmed. */
+    bool trim_ok = g->elements <= cap;
     for (size_t k = 0; k < g->elements && *n_needs < cap; k++) {
         const redisReply *one = g->element[k];
         if (one->type != REDIS_REPLY_ARRAY)
@@ -925,8 +1016,9 @@ static bool update_node(sk_drain_t *d, int node, dsale_t **list, size_t count)
                     seq = sold;
                 s->redis = (sk_db_counts_t){.orders = seq, .sold = sold, .held = held};
             }
-            if (h->element[3]->type == REDIS_REPLY_STRING)
-                s->retired = true;
+            /* Read every round: a failover may have lost the mark (then the sale is
+             * retired again), or another drain may have set it. */
+            s->retired = h->element[3]->type == REDIS_REPLY_STRING;
         }
         /* Counted in the database first (or followed since), then read from Redis:
          * units sold in Redis against units of confirmed orders in the database. */
@@ -1039,8 +1131,8 @@ static void update_streams(sk_drain_t *d)
     size_t counts[NODES];
     by_node(d, pick_watched, lists, counts);
     for (int n = 0; n < NODES; n++)
-        if (counts[n] && !update_node(d, n, lists[n], counts[n]))
-            break;
+        if (counts[n] && update_node(d, n, lists[n], counts[n]))
+            d->node_backoff[n] = 0;
     free_lists(lists);
 }
 
@@ -1176,13 +1268,9 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
             read_new(d);
         if (d->batch.n_entries == 0)
             continue;
-        if (!replicas_have(d)) {
-            /* Not on enough replicas yet: leave the entries pending and read them again. */
-            for (size_t i = 0; i < d->n_sales; i++) {
-                d->sales[i].pending_phase = true;
-                snprintf(d->sales[i].cursor, sizeof(d->sales[i].cursor), "0-0");
-            }
-            sk_drain_batch_clear(&d->batch);
+        replicas_have(d);
+        if (d->batch.n_entries == 0) {
+            usleep(IDLE_MS * 1000); /* what was read waits for replicas: not a busy loop */
             continue;
         }
         /* Hold the batch until it is in the database (or we are asked to stop, leaving

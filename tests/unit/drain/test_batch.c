@@ -234,4 +234,61 @@ SK_TEST(lifecycle_entries)
     sk_drain_batch_free(&b);
 }
 
-SK_TEST_MAIN(SK_RUN(rows_and_acks); SK_RUN(malformed_entries_stay_pending); SK_RUN(lifecycle_entries);)
+static bool drop_s1(void *arg, const char *key)
+{
+    (void)arg;
+    return strcmp(key, "sk:{s1}:orders") == 0;
+}
+
+/* The entries of one primary's streams left out (its replicas lag): the other sales'
+ * rows, transitions and trail entries stay, pointing at their own entries. */
+SK_TEST(drop_one_stream)
+{
+    sk_drain_batch_t b;
+    sk_drain_batch_init(&b, 4);
+    sk_buf_t t = {0};
+    sk_buf_puts(&t, "*2\r\n");
+    put_fields(&t, "1-0", 4, (const char *[]){"n", "2", "t", "1000", "u", "ann\nbob", "r", "r1\nr2"});
+    put_fields(&t, "3-1", 2,
+               (const char *[]){"k", "c", "j",
+                                "{\"seq\":1,\"action\":\"pause\",\"actor\":\"ops\",\"request_id\":\"c1\",\"at\":5000,"
+                                "\"params\":{},\"before\":{\"stock\":10},\"after\":{\"stock\":10}}"});
+    redisReply *r = parse(&t);
+    ASSERT_EQ(sk_drain_batch_add(&b, "s1", "sk:{s1}:orders", r, NULL, 0), 3);
+    freeReplyObject(r);
+    t.len = 0;
+    sk_buf_puts(&t, "*3\r\n");
+    put_fields(&t, "7-0", 4, (const char *[]){"n", "1", "t", "1000", "u", "cid", "r", "r3"});
+    put_fields(&t, "8-1", 5, (const char *[]){"k", "x", "e", "cancel", "t", "2000", "s", "7", "a", "buyer"});
+    put_fields(&t, "8-2", 2,
+               (const char *[]){"k", "c", "j",
+                                "{\"seq\":1,\"action\":\"resume\",\"actor\":\"ops\",\"request_id\":\"c2\",\"at\":6000,"
+                                "\"params\":{},\"before\":{\"stock\":5},\"after\":{\"stock\":5}}"});
+    r = parse(&t);
+    ASSERT_EQ(sk_drain_batch_add(&b, "s2", "sk:{s2}:orders", r, NULL, 0), 3);
+    freeReplyObject(r);
+    ASSERT_EQ(b.n_entries, 5);
+
+    ASSERT_EQ(sk_drain_batch_drop(&b, drop_s1, NULL), 2);
+    ASSERT_EQ(b.n_entries, 3);
+    ASSERT_EQ(b.n, 1);
+    ASSERT_EQ(b.n_moves, 1);
+    ASSERT_EQ(b.n_events, 1);
+    ASSERT_STR_EQ(b.entries[b.rows[0].entry].id, "7-0");
+    ASSERT_STR_EQ(b.entries[b.moves[0].entry].id, "8-1");
+    ASSERT_STR_EQ(b.entries[b.events[0].entry].id, "8-2");
+    sk_db_order_t *o = sk_drain_batch_orders(&b);
+    ASSERT_STR_EQ(o[0].order_id, "s2-0000000007");
+    free(o);
+    acks_t a = {0};
+    ASSERT_EQ(sk_drain_batch_acks(&b, "g", record_ack, &a), 1);
+    ASSERT_STR_EQ(a.text[0], "XACK sk:{s2}:orders g 7-0 8-1 8-2");
+    /* Nothing of s1 left: dropping again leaves everything. */
+    ASSERT_EQ(sk_drain_batch_drop(&b, drop_s1, NULL), 0);
+    ASSERT_EQ(b.n_entries, 3);
+    sk_buf_free(&t);
+    sk_drain_batch_free(&b);
+}
+
+SK_TEST_MAIN(SK_RUN(rows_and_acks); SK_RUN(malformed_entries_stay_pending); SK_RUN(lifecycle_entries);
+             SK_RUN(drop_one_stream);)
