@@ -104,19 +104,23 @@ for aof in always no; do
   start_redis "$aof"
   SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/backend/lua/buy.lua)")
   CREATE_SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/backend/lua/create_sale.lua)")
-  keys() { echo "sk:{$1}:sale" "sk:{$1}:holders" "sk:{$1}:orders"; }
+  # buy.lua's keys (src/backend/redis.c script_keys) and its first two arguments: the
+  # caller keeps no users (-1), knows the sale's settings version 0; then the operations,
+  # each "b user request quantity".
+  keys() { echo 7 "sk:{$1}:sale" "sk:{$1}:holders" "sk:{$1}:orders" "sk:{$1}:o" "sk:{$1}:due" "sk:{$1}:log" \
+    "sk:{$1}:ctl" -1 0; }
   # 1. one purchase per call, every buyer new (u:<random>)
   new_sale one
   # shellcheck disable=SC2046
-  ONE[$aof]=$(rb -n "$calls" -- EVALSHA "$SHA" 3 $(keys one) 'u:__rand_int__' r)
+  ONE[$aof]=$(rb -n "$calls" -- EVALSHA "$SHA" $(keys one) b 'u:__rand_int__' r 1)
   new_sale piped
   # shellcheck disable=SC2046
-  PIPED[$aof]=$(rb -n "$calls" -P 16 -- EVALSHA "$SHA" 3 $(keys piped) 'u:__rand_int__' r)
+  PIPED[$aof]=$(rb -n "$calls" -P 16 -- EVALSHA "$SHA" $(keys piped) b 'u:__rand_int__' r 1)
   new_sale batch
   args=()
-  for _ in $(seq 64); do args+=('u:__rand_int__' r); done
+  for _ in $(seq 64); do args+=(b 'u:__rand_int__' r 1); done
   # shellcheck disable=SC2046
-  calls_s=$(rb -n "$batch_calls" -- EVALSHA "$SHA" 3 $(keys batch) "${args[@]}")
+  calls_s=$(rb -n "$batch_calls" -- EVALSHA "$SHA" $(keys batch) "${args[@]}")
   BATCH[$aof]=$(awk -v c="$calls_s" 'BEGIN { printf "%.0f", c * 64 }')
   sold=$(redis-cli -p "$REDIS_PORT" HGET 'sk:{batch}:sale' sold)
   echo "== Redis, AOF $aof: one purchase per EVALSHA ${ONE[$aof]}/s, pipelined x16 ${PIPED[$aof]}/s," \

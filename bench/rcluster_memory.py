@@ -42,12 +42,14 @@ def main():
         return cond()
 
     def fill(sale):
-        keys = [f"sk:{{{sale}}}:sale", f"sk:{{{sale}}}:holders", f"sk:{{{sale}}}:orders"]
+        # buy.lua's keys (src/backend/redis.c script_keys), then: no users kept (-1), the
+        # settings version 0, and the purchases ("b user request quantity").
+        keys = [f"sk:{{{sale}}}:{k}" for k in ("sale", "holders", "orders", "o", "due", "log", "ctl")]
         for first in range(0, orders, 1000):
-            argv = []
+            argv = ["-1", "0"]
             for u in range(first, min(first + 1000, orders)):
-                argv += [f"user{u}", f"req{u}"]
-            c.rc_cmd(keys[0], "EVALSHA", sha, 3, *keys, *argv)
+                argv += ["b", f"user{u}", f"req{u}", "1"]
+            c.rc_cmd(keys[0], "EVALSHA", sha, len(keys), *keys, *argv)
 
     def pg_count(pattern):
         return int(c.psql(f"SELECT count(*) FROM orders WHERE sale_id LIKE '{pattern}'")[0][0])
