@@ -195,8 +195,7 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
     }
     if (h->used == h->slots_cap) {
         uint32_t cap = h->slots_cap ? h->slots_cap * 2 : 256;
-        h->slots =
-            sk_xrealloc_huge(h->slots, sizeof(*h->slots) * (size_t)h->slots_cap, sizeof(*h->slots) * (size_t)cap);
+        h->slots = sk_xrealloc(h->slots, sizeof(*h->slots) * (size_t)cap);
         h->slots_cap = cap;
     }
     uint32_t id = h->used++;
@@ -311,8 +310,7 @@ uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, s
         uint64_t cap = h->orders_cap ? (uint64_t)h->orders_cap * 2 : 256;
         if (cap > SK_HOLDERS_NONE)
             cap = SK_HOLDERS_NONE; /* seqs stop at SK_STOCK_MAX, far below */
-        h->orders =
-            sk_xrealloc_huge(h->orders, sizeof(*h->orders) * (size_t)h->orders_cap, sizeof(*h->orders) * (size_t)cap);
+        h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * (size_t)cap);
         h->orders_cap = (uint32_t)cap;
     }
     uint32_t idx = h->n_orders++;

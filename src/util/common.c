@@ -56,25 +56,6 @@ void sk_mem_huge(void *p, size_t n)
 #endif
 }
 
-void *sk_xrealloc_huge(void *p, size_t old_n, size_t n)
-{
-    if (n < ((size_t)4 << 20) || old_n >= n)
-        return sk_xrealloc(p, n);
-    if (old_n >= ((size_t)32 << 20)) {
-        /* A block this big is mapped on its own (glibc's mmap threshold stops at 32 MiB
-         * on 64-bit): realloc moves its pages with mremap, without a copy or a fault. */
-        void *q = sk_xrealloc(p, n);
-        sk_mem_huge(q, n);
-        return q;
-    }
-    void *q = sk_xmalloc(n);
-    sk_mem_huge(q, n);
-    if (old_n)
-        memcpy(q, p, old_n);
-    free(p);
-    return q;
-}
-
 char *sk_xstrndup(const char *s, size_t n)
 {
     char *p = sk_xmalloc(n + 1);

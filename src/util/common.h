@@ -22,14 +22,11 @@ void *sk_xrealloc(void *p, size_t n);
 char *sk_xstrndup(const char *s, size_t n);
 /** Asks the kernel to back the 2 MiB-aligned inside of [p, p + n) with transparent huge
  * pages (madvise MADV_HUGEPAGE; a no-op below 4 MiB or where the kernel refuses). For the
- * ledger's tables that grow by doubling during a flood: one fault per 2 MiB instead of
- * one per 4 KiB when a new table is first written. */
+ * hash tables that are allocated anew, twice as big, during a flood: one fault per 2 MiB
+ * instead of one per 4 KiB when a new table is first written. Not for arrays grown by
+ * realloc: moving huge pages to an address of another alignment (mremap) splits them,
+ * which took 120-600 ms per doubling of a 32-256 MiB array on a 2-core VM. */
 void sk_mem_huge(void *p, size_t n);
-/** Grows an array of `old_n` bytes to `n` bytes as realloc does, but from 4 MiB up into a
- * new block advised by sk_mem_huge before the copy, so the copy does not fault a page at
- * a time; from 32 MiB up with realloc itself (a block mapped on its own, moved by mremap
- * without a copy), advised after. */
-void *sk_xrealloc_huge(void *p, size_t old_n, size_t n);
 
 /** Wall clock in milliseconds since the Unix epoch. */
 int64_t sk_now_ms(void);
