@@ -125,7 +125,7 @@ static void sse_tick(sk_loop_t *loop, sk_timer_t *t)
         if (ping)
             w->last_ping_ms = sk_loop_now(loop);
     }
-    sk_api_queue_tick(w, sk_now_ms());
+    sk_api_queue_tick(w, sk_api_store_now(w));
     sk_timer_start(loop, t, SSE_TICK_MS, sse_tick);
 }
 

@@ -283,8 +283,12 @@ bool sk_api_admission_ok(sk_api_worker_t *w, const sk_http_exchange_t *x, const 
                          size_t ul, const char *tok, size_t tl)
 {
     tok = admission_token(x, tok, &tl);
-    int rc = tok ? sk_token_admission_verify(&w->api->secret, s->id, s->id_len, user, ul, tok, tl, sk_now_ms())
-                 : SK_TOKEN_MALFORMED;
+    /* The expiry is on the store's clock (queue.lua's TIME on Redis), which also sends an
+     * unused admission to the back: read it on that clock, as the purchase reads the
+     * sale's window. */
+    int64_t now = sk_api_store_now(w);
+    int rc =
+        tok ? sk_token_admission_verify(&w->api->secret, s->id, s->id_len, user, ul, tok, tl, now) : SK_TOKEN_MALFORMED;
     if (rc == 0)
         return true;
     sk_api_count_token(w, SK_API_TOK_ADMISSION, rc);

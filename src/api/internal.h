@@ -20,6 +20,7 @@
 #include "engine/control.h"
 #include "http/router.h"
 #include "util/buf.h"
+#include "util/common.h"
 #include "util/ratelimit.h"
 
 #define SK_API_TOKEN_NAME_MAX 32
@@ -117,6 +118,13 @@ struct sk_api_worker {
     sk_async_t deny_wake;
     bool deny_wake_on;
 };
+
+/** The store's clock as best known here (the local clock plus the offset the backend
+ *  measured): the clock the store decides windows and admissions by. */
+static inline int64_t sk_api_store_now(const sk_api_worker_t *w)
+{
+    return sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
+}
 
 /* ---- api.c: the routing table and shared helpers ---- */
 

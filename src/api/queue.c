@@ -188,7 +188,7 @@ static void join_done(sk_op_t *op)
         b->len = 0;
         /* Published before this completion, so no older than the op's own place. */
         uint64_t head = atomic_load_explicit(&op->sale->q_head, memory_order_acquire);
-        sk_api_queue_place_json(w, b, op->sale, op->user_id, op->user_len, &op->place, head, sk_now_ms());
+        sk_api_queue_place_json(w, b, op->sale, op->user_id, op->user_len, &op->place, head, sk_api_store_now(w));
         sk_buf_putc(b, '\n');
         sk_http_deferred_respond(op->ctx, 202, "application/json", NULL, b->data, b->len);
     }
@@ -361,7 +361,7 @@ static void qsub_done(sk_op_t *op)
             q->head.len = 0;
             if (q->pos == SIZE_MAX)
                 qsub_add(q->w, q);
-            qsub_send(q, op->sale, sk_now_ms());
+            qsub_send(q, op->sale, sk_api_store_now(q->w));
         } else if (op->status == -ENOENT) {
             qsub_error(q, "not_in_queue", "this user has not joined the queue: POST .../queue first");
         } else if (q->pos == SIZE_MAX) {
