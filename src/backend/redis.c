@@ -791,7 +791,7 @@ static void connect_now(conn_t *c)
      * Redis (or a replica just promoted) may have an empty script cache. Commands on
      * one connection run in order, so the first batch cannot overtake them. */
     const sk_redis_addr_t *a = &r->map->addr;
-    c->setup_waiting = 2;
+    c->setup_waiting = 3;
     if (a->password[0]) {
         c->setup_waiting++;
         if (a->user[0])
@@ -805,6 +805,7 @@ static void connect_now(conn_t *c)
     }
     redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
     redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->create_lua->text, r->create_lua->len);
+    redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->queue_lua->text, r->queue_lua->len);
 }
 
 /* The connection to a node, made (and connecting) on first use. */
