@@ -94,7 +94,9 @@ OLD_COLUMNS = "order_id, sale_id, seq, user_id, request_id, created_at, drained_
 
 
 def test_from_empty(ck):
-    # scripts/cluster up started the drain on a database just created.
+    # scripts/cluster up started the drain on a database just created; it applies the
+    # migrations as it starts, which a loaded machine may not have finished yet.
+    wait_for(lambda: recorded() == MIGRATIONS and "applied 2 schema migrations" in drain_log(), 30)
     ck.eq(recorded(), MIGRATIONS, "every migration recorded once")
     ck.check("applied 2 schema migrations" in drain_log(), "the drain said so")
     for table in ("sales", "orders", "sale_events"):
