@@ -21,7 +21,12 @@
  * would be) submits an operator's control every MS ms during the flood — add_stock of
  * one unit, each with its own request id, which changes no purchase's answer — and the
  * bench prints their submit-to-answer latency next to the commit latency: a control
- * waits for the batch being committed and is made durable by the next one. */
+ * waits for the batch being committed and is made durable by the next one. With each
+ * control the controller also submits one purchase of a new user (one unit), at the same
+ * instant: its latency is the yardstick for the control's. The flood's own purchases
+ * are not, since each is submitted the moment an answer frees its place in the window,
+ * so they tend to arrive just as a batch is taken, while a control arrives at any moment
+ * of a batch and waits for its commit first. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
@@ -140,6 +145,10 @@ typedef struct {
     uint64_t sent, applied, inflight;
     uint64_t lat[CTL_SAMPLES];
     size_t n_lat;
+    /* the purchases submitted with the controls */
+    uint64_t plat[CTL_SAMPLES];
+    size_t n_plat;
+    uint64_t probes, probes_ok;
     bool failed;
 } controller_t;
 
@@ -149,14 +158,25 @@ static void ctl_done(sk_op_t *op)
 {
     controller_t *c = op->owner;
     uint64_t now = sk_mono_ns();
-    if (c->n_lat < CTL_SAMPLES)
-        c->lat[c->n_lat++] = now - (uint64_t)(uintptr_t)op->ctx;
-    if (op->status == 0 && op->control_result == SK_CR_OK)
-        c->applied++;
-    else
-        c->failed = true;
-    c->inflight--;
-    sk_op_free(op);
+    if (op->kind == SK_OP_BUY) {
+        if (c->n_plat < CTL_SAMPLES)
+            c->plat[c->n_plat++] = now - (uint64_t)(uintptr_t)op->ctx;
+        if (op->result == SK_BUY_CONFIRMED || op->result == SK_BUY_RESERVED)
+            c->probes_ok++;
+        else
+            c->failed = true;
+        c->inflight--;
+        sk_engine_op_recycle(c->w, op);
+    } else {
+        if (c->n_lat < CTL_SAMPLES)
+            c->lat[c->n_lat++] = now - (uint64_t)(uintptr_t)op->ctx;
+        if (op->status == 0 && op->control_result == SK_CR_OK)
+            c->applied++;
+        else
+            c->failed = true;
+        c->inflight--;
+        sk_op_free(op);
+    }
     if (now >= c->deadline_ns && c->inflight == 0)
         sk_loop_stop(c->loop);
 }
@@ -181,6 +201,20 @@ static void ctl_tick(sk_loop_t *loop, sk_timer_t *t)
     c->inflight++;
     op->ctx = (void *)(uintptr_t)sk_mono_ns();
     sk_engine_submit(c->w, op);
+    /* The yardstick: a purchase of a new user, one unit, submitted at the same instant. */
+    sk_op_t *buy = sk_engine_op_new(c->w, SK_OP_BUY);
+    buy->sale = c->sale;
+    buy->now_ms = sk_now_ms();
+    buy->owner = c;
+    buy->done = ctl_done;
+    int n = snprintf(buy->user_id, sizeof(buy->user_id), "ctl-%llu", (unsigned long long)++c->probes);
+    buy->user_len = (uint8_t)n;
+    memcpy(buy->request_id, "r", 2);
+    buy->request_len = 1;
+    buy->quantity = 1;
+    c->inflight++;
+    buy->ctx = (void *)(uintptr_t)sk_mono_ns();
+    sk_engine_submit(c->w, buy);
     sk_timer_start(loop, t, c->every_ms, ctl_tick);
 }
 
@@ -196,6 +230,8 @@ static void *controller_main(void *arg)
     sk_timer_start(c->loop, &c->tick, c->every_ms, ctl_tick);
     if (sk_loop_run(c->loop) < 0)
         c->failed = true;
+    /* The last answer stopped the loop with the next tick still armed. */
+    sk_timer_stop(c->loop, &c->tick);
     return NULL;
 }
 
@@ -500,6 +536,15 @@ int main(int argc, char **argv)
                (double)ctl->lat[ctl->n_lat / 2] / 1e6, p99, (double)ctl->lat[ctl->n_lat - 1] / 1e6,
                (unsigned long long)ctl->applied, (unsigned long long)ctl->sent);
         printf("control p99 / commit p99 %.2f\n", commit_p99 > 0 ? p99 / commit_p99 : 0.0);
+        if (ctl->n_plat) {
+            qsort(ctl->plat, ctl->n_plat, sizeof(uint64_t), cmp_u64);
+            double pp99 = (double)ctl->plat[(size_t)((double)ctl->n_plat * 0.99)] / 1e6;
+            printf("with-control purchase latency  p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu, submitted with "
+                   "the controls)\n",
+                   (double)ctl->plat[ctl->n_plat / 2] / 1e6, pp99, (double)ctl->plat[ctl->n_plat - 1] / 1e6,
+                   (unsigned long long)ctl->n_plat);
+            printf("control p99 / with-control purchase p99 %.2f\n", pp99 > 0 ? p99 / pp99 : 0.0);
+        }
     }
     sk_sale_counts_t after;
     sk_sale_counts(s, &after);
@@ -518,7 +563,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-engine-bench: %llu of %llu controls applied, stock %lld\n",
                 (unsigned long long)ctl->applied, (unsigned long long)ctl->sent, (long long)before.stock);
         exit_code = 1;
-    } else if (results[SK_BUY_CONFIRMED] != done || (uint64_t)(pay_window ? before.held : before.sold) != units) {
+    } else if (ctl && ctl->probes_ok != ctl->probes) {
+        fprintf(stderr, "seckill-engine-bench: %llu of %llu purchases with the controls succeeded\n",
+                (unsigned long long)ctl->probes_ok, (unsigned long long)ctl->probes);
+        exit_code = 1;
+    } else if (results[SK_BUY_CONFIRMED] != done ||
+               (uint64_t)(pay_window ? before.held : before.sold) != units + (ctl ? ctl->probes_ok : 0)) {
         fprintf(stderr, "seckill-engine-bench: %llu decisions but %llu made, %lld sold and %lld held\n",
                 (unsigned long long)done, (unsigned long long)results[SK_BUY_CONFIRMED], (long long)before.sold,
                 (long long)before.held);

@@ -246,7 +246,7 @@ static void heap_fix(ledger_t *l, sk_sale_t *s)
         heap_remove(l, ls);
         return;
     }
-    int64_t key = h->orders[ls->cursor].created_at + window;
+    int64_t key = sk_holders_order_at(h, ls->cursor)->created_at + window;
     if (ls->heap_pos < 0) {
         ls->heap_pos = (int32_t)l->n_heap;
         l->heap[l->n_heap++] = (hnode_t){key, s->index};
@@ -320,7 +320,7 @@ static sk_order_step_t transition(ledger_t *l, sk_sale_t *s, uint32_t i, sk_orde
 {
     lsale_t *ls = lsale(l, s);
     sk_holders_t *h = ls->holders;
-    const sk_holder_order_t *o = &h->orders[i];
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
     sk_order_state_t st = (sk_order_state_t)o->state;
     int64_t window = window_of(l, s);
     int64_t pay_by = window > 0 ? o->created_at + window : 0;
@@ -354,7 +354,7 @@ static void expire_sale(ledger_t *l, sk_sale_t *s, int64_t now)
     int64_t window = window_of(l, s);
     touch(l, s); /* the cursor moves */
     while (ls->cursor < h->n_orders) {
-        const sk_holder_order_t *o = &h->orders[ls->cursor];
+        const sk_holder_order_t *o = sk_holders_order_at(h, ls->cursor);
         if (o->state == SK_ORDER_RESERVED) {
             if (o->created_at + window >= now)
                 break; /* due later: so is every reservation after it */
@@ -580,7 +580,7 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
     uint64_t hash = op->scratch;
     uint32_t slot = sk_holders_probe(h, hash, op->user_id, op->user_len);
     bool present = sk_holders_present(h, slot);
-    uint32_t count = present ? h->slots[slot].count : 0;
+    uint32_t count = present ? sk_holders_user_at(h, slot)->count : 0;
     if (count > 0) {
         uint32_t k = sk_holders_find_request(h, slot, op->request_id, op->request_len, NULL);
         if (k != NONE) {
@@ -593,14 +593,14 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         op->result = SK_BUY_NOT_ADMITTED;
         return;
     }
-    int64_t units = present ? h->slots[slot].units : 0;
+    int64_t units = present ? sk_holders_user_at(h, slot)->units : 0;
     sk_buy_result_t r = sk_buy_rules(p, op->now_ms, q, units, op->remaining);
     if (ls->closed && r != SK_BUY_NOT_STARTED)
         r = SK_BUY_ENDED;
     if (r != SK_BUY_CONFIRMED) {
         op->result = r;
         if ((r == SK_BUY_LIMIT_REACHED || r == SK_BUY_SOLD_OUT) && units > 0) {
-            sk_holders_order(h, h->slots[slot].first, p->payment_window_ms, &op->order);
+            sk_holders_order(h, sk_holders_user_at(h, slot)->first, p->payment_window_ms, &op->order);
             op->held = (uint32_t)units;
         }
         return;
@@ -642,7 +642,7 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     }
     uint32_t i = (uint32_t)(op->seq - 1);
     if (op->kind == SK_OP_CANCEL && !op->admin) {
-        const sk_holder_t *u = &h->slots[h->orders[i].holder];
+        const sk_holder_t *u = sk_holders_user_at(h, sk_holders_order_at(h, i)->holder);
         if (u->user_len != op->user_len || memcmp(sk_holders_str(h, u->user_off), op->user_id, op->user_len) != 0) {
             op->status = -EPERM;
             return;
@@ -1176,7 +1176,7 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
     if (ev->seq < 1 || ev->seq > h->n_orders)
         return -EINVAL;
     uint32_t i = (uint32_t)(ev->seq - 1);
-    const sk_holder_order_t *o = &h->orders[i];
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
     int64_t window = window_of(l, s);
     int64_t pay_by = window > 0 ? o->created_at + window : 0;
     const char *pay = ev->kind == SK_EV_PAY ? ev->arg : NULL;
@@ -1278,7 +1278,8 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
     for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
         sk_sale_t *s = sk_engine_sale_at(e, i);
         lsale_t *ls = lsale(l, s);
-        while (ls->cursor < ls->holders->n_orders && ls->holders->orders[ls->cursor].state != SK_ORDER_RESERVED)
+        while (ls->cursor < ls->holders->n_orders &&
+               sk_holders_order_at(ls->holders, ls->cursor)->state != SK_ORDER_RESERVED)
             ls->cursor++;
         heap_fix(l, s);
         if (ls->p.closed)

@@ -19,6 +19,43 @@ static uint64_t hash_str(const char *s, size_t n)
  * hash per purchase for both. */
 #define hash_user sk_user_hash
 
+/* ---- paged arrays (sk_holders_paged_t) --------------------------------------------------- */
+
+#define PAGE0_MIN 256 /* entries page 0 starts with; it doubles up to a page */
+
+/* Makes room for entry n of an array whose entries below n are in use. */
+static void paged_reserve(sk_holders_paged_t *a, uint32_t n, size_t elem)
+{
+    if (n < a->cap)
+        return;
+    uint32_t page = n >> SK_HOLDERS_PAGE_BITS;
+    if (page >= a->n_pages) {
+        uint32_t dir = a->n_pages ? a->n_pages * 2 : 16;
+        while (dir <= page)
+            dir *= 2;
+        a->pages = sk_xrealloc(a->pages, dir * sizeof(*a->pages));
+        memset(a->pages + a->n_pages, 0, (dir - a->n_pages) * sizeof(*a->pages));
+        a->n_pages = dir;
+    }
+    if (page == 0) {
+        uint32_t cap = a->cap ? a->cap * 2 : PAGE0_MIN;
+        a->pages[0] = sk_xrealloc(a->pages[0], elem * cap);
+        a->cap = cap;
+    } else {
+        a->pages[page] = sk_xmalloc(elem * SK_HOLDERS_PAGE);
+        a->cap = (page + 1) << SK_HOLDERS_PAGE_BITS;
+    }
+}
+
+static void paged_free(sk_holders_paged_t *a)
+{
+    for (uint32_t i = 0; i < a->n_pages; i++)
+        free(a->pages[i]);
+    free(a->pages);
+}
+
+_Static_assert(SK_HOLDERS_PAGE % PAGE0_MIN == 0, "page 0 doubles up to a page");
+
 /* ---- the string arena ---------------------------------------------------------------- */
 
 /* Strings never straddle two chunks, so a string is one pointer plus its length away. */
@@ -66,6 +103,11 @@ void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes)
 
 #define INDEX0 1024 /* the first index's size */
 #define MOVE_STEP 64 /* old index entries moved into the new one per insert */
+/* A page of the next index is faulted in every PREFAULT_EVERY inserts: it has 2 * cap * 8
+ * bytes, so cap / 256 pages, and cap / 8 inserts to do it in (from 3/8 to 1/2 full); one
+ * per 16 is done halfway. Each 2 MiB (a huge page) then costs one insert in 8 192 the
+ * fault, instead of all at once. */
+#define PREFAULT_EVERY 16
 
 static uint64_t entry(uint64_t hv, uint32_t id)
 {
@@ -87,7 +129,7 @@ static uint32_t lookup(const sk_holders_t *h, const uint64_t *index, uint32_t ca
         if (e == 0)
             return NONE;
         if ((uint32_t)(e >> 32) == tag) {
-            const sk_holder_t *s = &h->slots[entry_id(e)];
+            const sk_holder_t *s = sk_holders_user_at(h, entry_id(e));
             if (s->hash == hv && s->user_len == len && memcmp(sk_holders_str(h, s->user_off), user, len) == 0)
                 return entry_id(e);
         }
@@ -123,7 +165,7 @@ static void move_some(sk_holders_t *h, uint32_t n)
             place(h->index, h->cap, h->old[i]);
     h->moved = end;
     if (h->moved == h->old_cap) {
-        free(h->old);
+        sk_mem_table_free(h->old, sizeof(*h->old) * (size_t)h->old_cap);
         h->old = NULL;
         h->old_cap = h->moved = 0;
     }
@@ -133,7 +175,7 @@ sk_holders_t *sk_holders_new(void)
 {
     sk_holders_t *h = sk_xcalloc(1, sizeof(*h));
     h->cap = INDEX0;
-    h->index = sk_xcalloc(h->cap, sizeof(*h->index));
+    h->index = sk_mem_table_new(sizeof(*h->index) * (size_t)h->cap);
     return h;
 }
 
@@ -144,10 +186,11 @@ void sk_holders_free(sk_holders_t *h)
     for (size_t i = 0; i < h->n_chunks; i++)
         free(h->chunks[i]);
     free(h->chunks);
-    free(h->slots);
-    free(h->index);
-    free(h->old);
-    free(h->orders);
+    paged_free(&h->slots);
+    sk_mem_table_free(h->index, sizeof(*h->index) * (size_t)h->cap);
+    sk_mem_table_free(h->old, sizeof(*h->old) * (size_t)h->old_cap);
+    sk_mem_table_free(h->next, sizeof(*h->next) * (size_t)h->cap * 2);
+    paged_free(&h->orders);
     free(h->reqs);
     free(h);
 }
@@ -178,6 +221,12 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
 {
     if (h->old)
         move_some(h, MOVE_STEP);
+    if (!h->next && ((uint64_t)h->used + 1) * 8 > (uint64_t)h->cap * 3 && h->cap < (UINT32_C(1) << 31)) {
+        h->next = sk_mem_table_new(sizeof(*h->next) * (size_t)h->cap * 2);
+        h->next_faulted = 0;
+    }
+    if (h->next && h->used % PREFAULT_EVERY == 0)
+        sk_mem_prefault(h->next, sizeof(*h->next) * (size_t)h->cap * 2, &h->next_faulted, 1);
     if (((uint64_t)h->used + 1) * 2 > h->cap) {
         /* At most SK_STOCK_MAX users at a load of at most 1/2: 2^31 entries suffice. The
          * previous move is done: it moves MOVE_STEP entries per insert, and the index
@@ -190,16 +239,12 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
         h->old_cap = h->cap;
         h->moved = 0;
         h->cap *= 2;
-        h->index = sk_xcalloc(h->cap, sizeof(*h->index));
-        sk_mem_huge(h->index, sizeof(*h->index) * (size_t)h->cap);
+        h->index = h->next; /* allocated at 3/8 (see above), so never NULL here */
+        h->next = NULL;
     }
-    if (h->used == h->slots_cap) {
-        uint32_t cap = h->slots_cap ? h->slots_cap * 2 : 256;
-        h->slots = sk_xrealloc(h->slots, sizeof(*h->slots) * (size_t)cap);
-        h->slots_cap = cap;
-    }
+    paged_reserve(&h->slots, h->used, sizeof(sk_holder_t));
     uint32_t id = h->used++;
-    sk_holder_t *s = &h->slots[id];
+    sk_holder_t *s = sk_holders_user_at(h, id);
     s->hash = hv;
     s->user_off = arena_put(h, user, len);
     s->user_len = (uint16_t)len;
@@ -224,7 +269,7 @@ static uint32_t req_tag(uint64_t user_hash, const char *req, size_t len)
 
 static bool req_matches(const sk_holders_t *h, uint32_t k, uint32_t slot, const char *req, size_t len)
 {
-    const sk_holder_order_t *o = &h->orders[k];
+    const sk_holder_order_t *o = sk_holders_order_at(h, k);
     return o->holder == slot && o->req_len == len && memcmp(sk_holders_str(h, o->req_off), req, len) == 0;
 }
 
@@ -255,12 +300,12 @@ static void req_grow(sk_holders_t *h)
 
 static void req_insert(sk_holders_t *h, uint32_t k)
 {
-    const sk_holder_order_t *o = &h->orders[k];
+    const sk_holder_order_t *o = sk_holders_order_at(h, k);
     if (o->req_len == 0)
         return; /* never looked for */
     if (((uint64_t)h->req_used + 1) * 2 > h->req_cap)
         req_grow(h);
-    uint32_t tag = req_tag(h->slots[o->holder].hash, sk_holders_str(h, o->req_off), o->req_len);
+    uint32_t tag = req_tag(sk_holders_user_at(h, o->holder)->hash, sk_holders_str(h, o->req_off), o->req_len);
     uint32_t mask = h->req_cap - 1;
     uint32_t i = tag & mask;
     for (; h->reqs[i].order != NONE; i = (i + 1) & mask) {
@@ -275,10 +320,10 @@ static void req_insert(sk_holders_t *h, uint32_t k)
 
 static void req_remove(sk_holders_t *h, uint32_t k)
 {
-    const sk_holder_order_t *o = &h->orders[k];
+    const sk_holder_order_t *o = sk_holders_order_at(h, k);
     if (o->req_len == 0 || h->req_used == 0)
         return;
-    uint32_t tag = req_tag(h->slots[o->holder].hash, sk_holders_str(h, o->req_off), o->req_len);
+    uint32_t tag = req_tag(sk_holders_user_at(h, o->holder)->hash, sk_holders_str(h, o->req_off), o->req_len);
     uint32_t mask = h->req_cap - 1;
     uint32_t i = tag & mask;
     for (; h->reqs[i].order != k; i = (i + 1) & mask) {
@@ -306,15 +351,9 @@ static void req_remove(sk_holders_t *h, uint32_t k)
 uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at,
                               uint32_t quantity, sk_order_state_t st)
 {
-    if (h->n_orders == h->orders_cap) {
-        uint64_t cap = h->orders_cap ? (uint64_t)h->orders_cap * 2 : 256;
-        if (cap > SK_HOLDERS_NONE)
-            cap = SK_HOLDERS_NONE; /* seqs stop at SK_STOCK_MAX, far below */
-        h->orders = sk_xrealloc(h->orders, sizeof(*h->orders) * (size_t)cap);
-        h->orders_cap = (uint32_t)cap;
-    }
+    paged_reserve(&h->orders, h->n_orders, sizeof(sk_holder_order_t));
     uint32_t idx = h->n_orders++;
-    sk_holder_order_t *o = &h->orders[idx];
+    sk_holder_order_t *o = sk_holders_order_at(h, idx);
     o->created_at = created_at;
     o->paid_at = o->closed_at = 0;
     o->pay_off = 0;
@@ -325,19 +364,19 @@ uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, s
     o->next = NONE;
     o->req_off = arena_put(h, req, req_len);
     o->req_len = (uint16_t)req_len;
-    sk_holder_t *s = &h->slots[slot];
+    sk_holder_t *s = sk_holders_user_at(h, slot);
     if (sk_order_active(st))
         s->units += quantity;
     o->prev = s->last;
     if (s->last == NONE)
         s->first = idx;
     else
-        h->orders[s->last].next = idx;
+        sk_holders_order_at(h, s->last)->next = idx;
     s->last = idx;
     s->count++;
     if (s->count == SK_HOLDERS_WALK_MAX + 1) {
         /* From now on this user's request ids are found through the index. */
-        for (uint32_t k = s->first; k != NONE; k = h->orders[k].next)
+        for (uint32_t k = s->first; k != NONE; k = sk_holders_order_at(h, k)->next)
             req_insert(h, k);
     } else if (s->count > SK_HOLDERS_WALK_MAX) {
         req_insert(h, idx);
@@ -348,8 +387,8 @@ uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, s
 void sk_holders_pop_order(sk_holders_t *h)
 {
     uint32_t idx = h->n_orders - 1;
-    sk_holder_order_t *o = &h->orders[idx];
-    sk_holder_t *s = &h->slots[o->holder];
+    sk_holder_order_t *o = sk_holders_order_at(h, idx);
+    sk_holder_t *s = sk_holders_user_at(h, o->holder);
     req_remove(h, idx);
     h->n_orders--;
     s->count--;
@@ -359,7 +398,7 @@ void sk_holders_pop_order(sk_holders_t *h)
     if (o->prev == NONE)
         s->first = NONE;
     else
-        h->orders[o->prev].next = NONE;
+        sk_holders_order_at(h, o->prev)->next = NONE;
 }
 
 uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, uint64_t *steps)
@@ -368,11 +407,11 @@ uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const cha
         return NONE; /* no request id: nothing to deduplicate against */
     uint64_t n = 0;
     uint32_t found = NONE;
-    const sk_holder_t *s = &h->slots[slot];
+    const sk_holder_t *s = sk_holders_user_at(h, slot);
     if (s->count <= SK_HOLDERS_WALK_MAX) {
-        for (uint32_t k = s->first; k != NONE; k = h->orders[k].next) {
+        for (uint32_t k = s->first; k != NONE; k = sk_holders_order_at(h, k)->next) {
             n++;
-            const sk_holder_order_t *o = &h->orders[k];
+            const sk_holder_order_t *o = sk_holders_order_at(h, k);
             if (o->req_len == req_len && memcmp(sk_holders_str(h, o->req_off), req, req_len) == 0) {
                 found = k;
                 break;
@@ -398,8 +437,8 @@ uint32_t sk_holders_find_request(const sk_holders_t *h, uint32_t slot, const cha
 
 void sk_holders_order(const sk_holders_t *h, uint32_t i, int64_t payment_window_ms, sk_order_t *out)
 {
-    const sk_holder_order_t *o = &h->orders[i];
-    const sk_holder_t *s = &h->slots[o->holder];
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
+    const sk_holder_t *s = sk_holders_user_at(h, o->holder);
     out->seq = (uint64_t)i + 1;
     out->created_at = o->created_at;
     /* A sale's window cannot change once it has orders, and an order made without one
@@ -420,8 +459,8 @@ void sk_holders_order(const sk_holders_t *h, uint32_t i, int64_t payment_window_
 
 void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int64_t at, const char *pay, size_t pay_len)
 {
-    sk_holder_order_t *o = &h->orders[i];
-    sk_holder_t *s = &h->slots[o->holder];
+    sk_holder_order_t *o = sk_holders_order_at(h, i);
+    sk_holder_t *s = sk_holders_user_at(h, o->holder);
     bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active(st);
     if (was && !is)
         s->units -= o->quantity;
@@ -441,8 +480,8 @@ void sk_holders_set_state(sk_holders_t *h, uint32_t i, sk_order_state_t st, int6
 
 void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from)
 {
-    sk_holder_order_t *o = &h->orders[i];
-    sk_holder_t *s = &h->slots[o->holder];
+    sk_holder_order_t *o = sk_holders_order_at(h, i);
+    sk_holder_t *s = sk_holders_user_at(h, o->holder);
     bool was = sk_order_active((sk_order_state_t)o->state), is = sk_order_active(from);
     if (was && !is)
         s->units -= o->quantity;
@@ -458,7 +497,7 @@ void sk_holders_revert(sk_holders_t *h, uint32_t i, sk_order_state_t from)
 
 bool sk_holders_same_payment(const sk_holders_t *h, uint32_t i, const char *pay, size_t pay_len)
 {
-    const sk_holder_order_t *o = &h->orders[i];
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
     return o->pay_len == pay_len && pay_len > 0 && memcmp(sk_holders_str(h, o->pay_off), pay, pay_len) == 0;
 }
 
@@ -467,11 +506,11 @@ size_t sk_holders_user_orders(const sk_holders_t *h, const char *user, size_t le
 {
     *out = NULL;
     uint32_t slot = sk_holders_find(h, user, len);
-    if (slot == NONE || h->slots[slot].count == 0)
+    if (slot == NONE || sk_holders_user_at(h, slot)->count == 0)
         return 0;
-    size_t n = h->slots[slot].count, i = 0;
+    size_t n = sk_holders_user_at(h, slot)->count, i = 0;
     *out = sk_xmalloc(n * sizeof(sk_order_t));
-    for (uint32_t k = h->slots[slot].first; k != NONE && i < n; k = h->orders[k].next)
+    for (uint32_t k = sk_holders_user_at(h, slot)->first; k != NONE && i < n; k = sk_holders_order_at(h, k)->next)
         sk_holders_order(h, k, payment_window_ms, &(*out)[i++]);
     return i;
 }

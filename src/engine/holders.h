@@ -27,6 +27,8 @@ typedef struct sk_holders sk_holders_t;
 #define SK_HOLDERS_NONE UINT32_MAX /* no slot, no order */
 #define SK_HOLDERS_WALK_MAX 8 /* orders a user may hold before their request ids are indexed */
 #define SK_HOLDERS_CHUNK_BITS 20 /* arena chunks of 1 MiB (the first grows up to that) */
+#define SK_HOLDERS_PAGE_BITS 14 /* holders and orders live in pages of 16 384 entries */
+#define SK_HOLDERS_PAGE ((uint32_t)1 << SK_HOLDERS_PAGE_BITS)
 
 _Static_assert(SK_STOCK_MAX < SK_HOLDERS_NONE / 2, "order indexes and user slots are 32-bit");
 _Static_assert(SK_LIMIT_MAX < SK_HOLDERS_NONE, "a holder's count is 32-bit");
@@ -65,6 +67,18 @@ typedef struct {
     uint32_t tag;
 } sk_holder_req_t;
 
+/* An array that grows without moving what it holds: entry i is entry i % PAGE of page
+ * i / PAGE. Page 0 starts small and doubles up to a page (most sales are small); every
+ * later page is allocated whole when the first entry reaches it, and only the directory
+ * of pages (a pointer per 16 384 entries) is ever copied. So no purchase pays for
+ * copying, or faulting in, all the orders before it: a doubling array of a few million
+ * orders had stalled one batch for up to 200 ms. */
+typedef struct {
+    void **pages;
+    uint32_t n_pages; /* of the directory */
+    uint32_t cap; /* entries allocated */
+} sk_holders_paged_t;
+
 /* The users: a dense array of holders (a holder's index never changes, so orders keep
  * it) and an open-addressing index over it. An index entry is the low 32 bits of the
  * user's hash (which also give its home position) above the holder's index + 1; 0 is
@@ -73,14 +87,19 @@ typedef struct {
  * purchase pays for copying millions of users: lookups look in the new index, then in
  * the part of the old one not moved yet. */
 struct sk_holders {
-    sk_holder_t *slots; /* the holders, by index */
-    uint32_t used, slots_cap;
+    sk_holders_paged_t slots; /* the holders (sk_holder_t), by index: sk_holders_user_at */
+    uint32_t used;
     uint64_t *index;
     uint32_t cap; /* of index: power of two, at most 2^31 (users <= SK_STOCK_MAX at load <= 1/2) */
     uint64_t *old; /* the index being moved into `index`, or NULL */
     uint32_t old_cap, moved; /* old's size; its entries below `moved` are in `index` */
-    sk_holder_order_t *orders;
-    uint32_t n_orders, orders_cap;
+    /* The next index (2 * cap entries), allocated once the index is 3/8 full and faulted
+     * in a page per insert until it replaces the index at 1/2 (sk_mem_prefault); NULL
+     * before. */
+    uint64_t *next;
+    size_t next_faulted;
+    sk_holders_paged_t orders; /* sk_holder_order_t, by seq - 1: sk_holders_order_at */
+    uint32_t n_orders;
     /* The string arena: chunk i holds offsets [i << CHUNK_BITS, (i + 1) << CHUNK_BITS). */
     char **chunks;
     size_t n_chunks;
@@ -94,6 +113,19 @@ struct sk_holders {
      * grow with the user's orders (sk_holders_find_request counts its own). */
     uint64_t steps;
 };
+
+/** The holder at index i (i < used). */
+static inline sk_holder_t *sk_holders_user_at(const sk_holders_t *h, uint32_t i)
+{
+    sk_holder_t *page = h->slots.pages[i >> SK_HOLDERS_PAGE_BITS];
+    return page + (i & (SK_HOLDERS_PAGE - 1));
+}
+/** The order at index i (i < n_orders). */
+static inline sk_holder_order_t *sk_holders_order_at(const sk_holders_t *h, uint32_t i)
+{
+    sk_holder_order_t *page = h->orders.pages[i >> SK_HOLDERS_PAGE_BITS];
+    return page + (i & (SK_HOLDERS_PAGE - 1));
+}
 
 /** Allocates an empty record (the caller owns it: sk_holders_free). */
 sk_holders_t *sk_holders_new(void);

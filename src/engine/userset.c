@@ -10,6 +10,9 @@
 #define INITIAL_SLOTS 1024 /* power of two */
 
 #define MOVE_STEP 64 /* entries of the replaced table moved per insert */
+/* A page of the next table is faulted in every PREFAULT_EVERY inserts (as the ledger's
+ * holders index does: engine/holders.c). */
+#define PREFAULT_EVERY 16
 
 typedef struct table {
     struct table *retired; /* the table this one replaced (set before publication) */
@@ -22,6 +25,10 @@ typedef struct table {
 struct sk_userset {
     _Atomic(table_t *) cur;
     _Atomic size_t used;
+    /* Writer only: the next table, allocated once cur is 3/8 full and faulted in a page
+     * per insert until it replaces cur at 1/2 (sk_mem_prefault); NULL before. */
+    table_t *next;
+    size_t next_faulted;
 };
 
 uint64_t sk_user_hash(const char *user, size_t len)
@@ -41,10 +48,15 @@ uint64_t sk_user_hash(const char *user, size_t len)
 
 static table_t *table_new(uint64_t cap)
 {
-    table_t *t = sk_xcalloc(1, sizeof(*t) + cap * sizeof(t->slots[0]));
-    sk_mem_huge(t, sizeof(*t) + cap * sizeof(t->slots[0]));
+    table_t *t = sk_mem_table_new(sizeof(*t) + cap * sizeof(t->slots[0]));
     t->mask = cap - 1;
     return t;
+}
+
+static void table_free(table_t *t)
+{
+    if (t)
+        sk_mem_table_free(t, sizeof(*t) + (t->mask + 1) * sizeof(t->slots[0]));
 }
 
 sk_userset_t *sk_userset_new(void)
@@ -58,10 +70,11 @@ void sk_userset_free(sk_userset_t *u)
 {
     if (!u)
         return;
+    table_free(u->next);
     table_t *t = atomic_load_explicit(&u->cur, memory_order_relaxed);
     while (t) {
         table_t *next = t->retired;
-        free(t);
+        table_free(t);
         t = next;
     }
     free(u);
@@ -113,13 +126,20 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
     if (moving)
         move_some(t, MOVE_STEP);
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
+    if (!u->next && (used + 1) * 8 > (t->mask + 1) * 3) {
+        u->next = table_new((t->mask + 1) * 2);
+        u->next_faulted = 0;
+    }
+    if (u->next && used % PREFAULT_EVERY == 0)
+        sk_mem_prefault((void *)u->next->slots, (t->mask + 1) * 2 * sizeof(t->slots[0]), &u->next_faulted, 1);
     if ((used + 1) * 2 > t->mask + 1) {
         /* The new table is published empty and filled MOVE_STEP entries per insert
          * after this one; readers look in both meanwhile. The previous move is done
          * long before (the table takes cap/2 inserts to fill), but finish it if not. */
         while (atomic_load_explicit(&t->moving, memory_order_relaxed))
             move_some(t, UINT64_MAX);
-        table_t *n = table_new((t->mask + 1) * 2);
+        table_t *n = u->next; /* allocated at 3/8 (see above) */
+        u->next = NULL;
         n->retired = t;
         atomic_store_explicit(&n->moving, true, memory_order_relaxed);
         /* Release: a reader that loads the new table sees `retired` and `moving`. */

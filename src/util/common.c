@@ -40,6 +40,42 @@ void *sk_xrealloc(void *p, size_t n)
     return q;
 }
 
+#define TABLE_MAP_MIN ((size_t)1 << 20)
+
+void *sk_mem_table_new(size_t n)
+{
+    if (n < TABLE_MAP_MIN)
+        return sk_xcalloc(1, n);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        oom(n);
+    sk_mem_huge(p, n);
+    return p;
+}
+
+void sk_mem_table_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < TABLE_MAP_MIN)
+        free(p);
+    else
+        munmap(p, n);
+}
+
+bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
+{
+    const size_t page = 4096;
+    volatile char *c = p;
+    while (pages-- > 0 && *done < n) {
+        c[*done] = 0;
+        *done = (*done / page + 1) * page;
+    }
+    if (*done > n)
+        *done = n;
+    return *done >= n;
+}
+
 void sk_mem_huge(void *p, size_t n)
 {
 #ifdef MADV_HUGEPAGE

@@ -27,9 +27,9 @@ SK_TEST(test_upsert_find)
     uint32_t b = sk_holders_upsert(h, "bob", 3);
     ASSERT_NE(b, a);
     ASSERT_EQ(h->used, 2);
-    ASSERT_EQ(h->slots[a].count, 0);
-    ASSERT_EQ(h->slots[a].first, NONE);
-    ASSERT_MEM_STR(sk_holders_str(h, h->slots[b].user_off), h->slots[b].user_len, "bob");
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, 0);
+    ASSERT_EQ(sk_holders_user_at(h, a)->first, NONE);
+    ASSERT_MEM_STR(sk_holders_str(h, sk_holders_user_at(h, b)->user_off), sk_holders_user_at(h, b)->user_len, "bob");
     /* A user id of the maximum length. */
     char longu[SK_USER_MAX + 1];
     memset(longu, 'x', SK_USER_MAX);
@@ -62,7 +62,7 @@ SK_TEST(test_growth_many_users)
             SK_FAIL_AT("user %s lost after growth", u);
             break;
         }
-        ASSERT_EQ(h->slots[slot].count, i % 3 == 0 ? 1 : 0);
+        ASSERT_EQ(sk_holders_user_at(h, slot)->count, i % 3 == 0 ? 1 : 0);
     }
     /* Order k was bought by user 3k: its holder slot must name that user. */
     for (uint32_t k = 0; k < h->n_orders; k += 997) {
@@ -73,9 +73,56 @@ SK_TEST(test_growth_many_users)
         ASSERT_STR_EQ(o.request_id, u);
         ASSERT_EQ(o.seq, (uint64_t)k + 1);
         ASSERT_EQ(o.created_at, 3 * (int64_t)k);
-        ASSERT_EQ(sk_holders_find(h, u, n), h->orders[k].holder);
+        ASSERT_EQ(sk_holders_find(h, u, n), sk_holders_order_at(h, k)->holder);
     }
     ASSERT_EQ(sk_holders_find(h, "user-200000", 11), NONE);
+    sk_holders_free(h);
+}
+
+SK_TEST(test_growth_never_moves_a_holder_or_an_order)
+{
+    /* Holders and orders live in pages that never move once whole (page 0 starts small
+     * and doubles up to a page): a pointer taken then still points at the same entry
+     * after many pages were added (no whole-array copy). */
+    enum { N = 5 * SK_HOLDERS_PAGE + 3 };
+    sk_holders_t *h = sk_holders_new();
+    char u[32];
+    size_t n = user_name(u, sizeof(u), 0);
+    uint32_t first = sk_holders_upsert(h, u, n);
+    sk_holders_add_order(h, first, "r0", 2, 42, 2, SK_ORDER_RESERVED);
+    const sk_holder_t *s0 = NULL;
+    const sk_holder_order_t *o0 = NULL;
+    for (unsigned i = 1; i < N; i++) {
+        if (i == SK_HOLDERS_PAGE) {
+            s0 = sk_holders_user_at(h, first);
+            o0 = sk_holders_order_at(h, 0);
+        }
+        n = user_name(u, sizeof(u), i);
+        uint32_t slot = sk_holders_upsert(h, u, n);
+        ASSERT_EQ(slot, i);
+        sk_holders_add_order(h, slot, u, n, (int64_t)i, 1, SK_ORDER_CONFIRMED);
+    }
+    ASSERT_TRUE(s0 == sk_holders_user_at(h, first));
+    ASSERT_TRUE(o0 == sk_holders_order_at(h, 0));
+    ASSERT_EQ(o0->created_at, 42);
+    ASSERT_EQ(o0->quantity, 2);
+    ASSERT_EQ(s0->units, 2);
+    /* Both sides of every page boundary hold what was put there. */
+    for (uint32_t k = SK_HOLDERS_PAGE - 1; k + 1 < N; k += SK_HOLDERS_PAGE) {
+        for (uint32_t j = k; j <= k + 1; j++) {
+            ASSERT_EQ(sk_holders_order_at(h, j)->created_at, (int64_t)j);
+            ASSERT_EQ(sk_holders_order_at(h, j)->holder, j);
+            ASSERT_EQ(sk_holders_user_at(h, j)->first, j);
+        }
+    }
+    /* Undo across a page boundary: the newest orders go, the rest stay. */
+    while (h->n_orders > 4 * SK_HOLDERS_PAGE - 2)
+        sk_holders_pop_order(h);
+    ASSERT_EQ(sk_holders_user_at(h, 4 * SK_HOLDERS_PAGE - 3)->count, 1);
+    ASSERT_EQ(sk_holders_user_at(h, 4 * SK_HOLDERS_PAGE - 2)->count, 0);
+    uint32_t again = sk_holders_add_order(h, 4 * SK_HOLDERS_PAGE - 2, "x", 1, 7, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(again, 4 * SK_HOLDERS_PAGE - 2);
+    ASSERT_EQ(sk_holders_order_at(h, again)->created_at, 7);
     sk_holders_free(h);
 }
 
@@ -120,31 +167,31 @@ SK_TEST(test_add_pop_orders)
     sk_holders_add_order(h, b, "r2", 2, 11, 1, SK_ORDER_CONFIRMED); /* seq 2 */
     sk_holders_add_order(h, a, "r3", 2, 12, 1, SK_ORDER_CONFIRMED); /* seq 3 */
     ASSERT_EQ(h->n_orders, 3);
-    ASSERT_EQ(h->slots[a].count, 2);
-    ASSERT_EQ(h->slots[a].first, 0);
-    ASSERT_EQ(h->slots[a].last, 2);
-    ASSERT_EQ(h->orders[0].next, 2);
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, 2);
+    ASSERT_EQ(sk_holders_user_at(h, a)->first, 0);
+    ASSERT_EQ(sk_holders_user_at(h, a)->last, 2);
+    ASSERT_EQ(sk_holders_order_at(h, 0)->next, 2);
 
     /* Undo the newest order (a's second): a keeps its first. */
     sk_holders_pop_order(h);
     ASSERT_EQ(h->n_orders, 2);
-    ASSERT_EQ(h->slots[a].count, 1);
-    ASSERT_EQ(h->slots[a].first, 0);
-    ASSERT_EQ(h->slots[a].last, 0);
-    ASSERT_EQ(h->orders[0].next, NONE);
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, 1);
+    ASSERT_EQ(sk_holders_user_at(h, a)->first, 0);
+    ASSERT_EQ(sk_holders_user_at(h, a)->last, 0);
+    ASSERT_EQ(sk_holders_order_at(h, 0)->next, NONE);
     ASSERT_EQ(sk_holders_find_request(h, a, "r3", 2, NULL), NONE);
     /* Undo b's only order: b holds nothing but stays known. */
     sk_holders_pop_order(h);
-    ASSERT_EQ(h->slots[b].count, 0);
-    ASSERT_EQ(h->slots[b].first, NONE);
-    ASSERT_EQ(h->slots[b].last, NONE);
+    ASSERT_EQ(sk_holders_user_at(h, b)->count, 0);
+    ASSERT_EQ(sk_holders_user_at(h, b)->first, NONE);
+    ASSERT_EQ(sk_holders_user_at(h, b)->last, NONE);
     ASSERT_EQ(sk_holders_find(h, "b", 1), b);
 
     /* Appending again reuses the popped seqs and links correctly. */
     sk_holders_add_order(h, b, "r4", 2, 13, 1, SK_ORDER_CONFIRMED); /* seq 2 */
     sk_holders_add_order(h, a, "r5", 2, 14, 1, SK_ORDER_CONFIRMED); /* seq 3 */
-    ASSERT_EQ(h->slots[b].first, 1);
-    ASSERT_EQ(h->orders[0].next, 2);
+    ASSERT_EQ(sk_holders_user_at(h, b)->first, 1);
+    ASSERT_EQ(sk_holders_order_at(h, 0)->next, 2);
     sk_order_t o;
     sk_holders_order(h, 2, 0, &o);
     ASSERT_EQ(o.seq, 3);
@@ -222,7 +269,7 @@ SK_TEST(test_per_user_limit_many)
         size_t un = user_name(u, sizeof(u), i);
         sk_holders_add_order(h, sk_holders_upsert(h, u, un), "", 0, i, 1, SK_ORDER_CONFIRMED);
     }
-    ASSERT_EQ(h->slots[sk_holders_find(h, "big", 3)].count, K);
+    ASSERT_EQ(sk_holders_user_at(h, sk_holders_find(h, "big", 3))->count, K);
     big = sk_holders_find(h, "big", 3); /* the slot may have moved when the table grew */
     for (unsigned i = 0; i < K; i += 37) {
         size_t rn = (size_t)snprintf(r, sizeof(r), "r%u", i);
@@ -249,9 +296,9 @@ SK_TEST(test_count_past_65535)
     uint32_t a = sk_holders_upsert(h, "a", 1);
     for (unsigned i = 0; i < K; i++)
         sk_holders_add_order(h, a, "", 0, i, 1, SK_ORDER_CONFIRMED);
-    ASSERT_EQ(h->slots[a].count, K);
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, K);
     sk_holders_pop_order(h);
-    ASSERT_EQ(h->slots[a].count, K - 1);
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, K - 1);
     sk_holders_free(h);
 }
 
@@ -273,7 +320,7 @@ SK_TEST(test_one_user_100000_orders)
         }
     }
     uint32_t big = sk_holders_find(h, "big", 3);
-    ASSERT_EQ(h->slots[big].count, K);
+    ASSERT_EQ(sk_holders_user_at(h, big)->count, K);
     /* Finding: the first, a middle, the newest and a missing request id, and the other
      * user's ids (which must not match big's). */
     uint64_t steps = 0;
@@ -282,15 +329,15 @@ SK_TEST(test_one_user_100000_orders)
         size_t rn = (size_t)snprintf(r, sizeof(r), "req-%u", probes[i]);
         uint32_t k = sk_holders_find_request(h, big, r, rn, &steps);
         ASSERT_NE(k, NONE);
-        ASSERT_EQ(h->orders[k].holder, big);
-        ASSERT_MEM_STR(sk_holders_str(h, h->orders[k].req_off), h->orders[k].req_len, r);
+        ASSERT_EQ(sk_holders_order_at(h, k)->holder, big);
+        ASSERT_MEM_STR(sk_holders_str(h, sk_holders_order_at(h, k)->req_off), sk_holders_order_at(h, k)->req_len, r);
     }
     ASSERT_EQ(sk_holders_find_request(h, big, "req-100000", 10, &steps), NONE);
     ASSERT_EQ(sk_holders_find_request(h, big, "req-", 4, &steps), NONE);
     uint32_t twin = sk_holders_find(h, "twin", 4);
     uint32_t k = sk_holders_find_request(h, twin, "req-50000", 9, &steps);
     ASSERT_NE(k, NONE);
-    ASSERT_EQ(h->orders[k].holder, twin);
+    ASSERT_EQ(sk_holders_order_at(h, k)->holder, twin);
     ASSERT_EQ(sk_holders_find_request(h, twin, "req-50001", 9, &steps), NONE);
     /* 10 look-ups at a load of at most 1/2: a few entries each, never thousands. */
     ASSERT_LE(steps, 10 * 16);
@@ -304,11 +351,11 @@ SK_TEST(test_one_user_100000_orders)
     sk_holders_pop_order(h);
     ASSERT_LE(h->steps - before, 64);
     ASSERT_EQ(sk_holders_find_request(h, big, "req-next", 8, NULL), NONE);
-    ASSERT_EQ(h->slots[big].count, K);
+    ASSERT_EQ(sk_holders_user_at(h, big)->count, K);
     /* The list is intact after the undo: newest last, linked both ways. */
-    uint32_t last = h->slots[big].last;
-    ASSERT_EQ(h->orders[last].next, NONE);
-    ASSERT_EQ(h->orders[h->orders[last].prev].next, last);
+    uint32_t last = sk_holders_user_at(h, big)->last;
+    ASSERT_EQ(sk_holders_order_at(h, last)->next, NONE);
+    ASSERT_EQ(sk_holders_order_at(h, sk_holders_order_at(h, last)->prev)->next, last);
     sk_order_t o;
     sk_holders_order(h, last, 0, &o);
     ASSERT_STR_EQ(o.request_id, "req-99999");
@@ -321,7 +368,7 @@ static uint32_t find_slowly(const sk_holders_t *h, uint32_t slot, const char *re
     if (len == 0)
         return NONE;
     for (uint32_t k = 0; k < h->n_orders; k++) {
-        const sk_holder_order_t *o = &h->orders[k];
+        const sk_holder_order_t *o = sk_holders_order_at(h, k);
         if (o->holder == slot && o->req_len == len && memcmp(sk_holders_str(h, o->req_off), req, len) == 0)
             return k;
     }
@@ -366,7 +413,7 @@ SK_TEST(test_request_index_against_reference)
     }
     uint32_t total = 0;
     for (int i = 0; i < 4; i++)
-        total += h->slots[slot[i]].count;
+        total += sk_holders_user_at(h, slot[i])->count;
     ASSERT_EQ(total, h->n_orders);
     sk_holders_free(h);
 }
@@ -382,8 +429,8 @@ SK_TEST(test_arena_past_4gib)
     sk_holders_arena_skip(h, ((uint64_t)1 << 32) + 12345);
     uint32_t late = sk_holders_upsert(h, "late-user", 9);
     sk_holders_add_order(h, late, "late-req", 8, 2, 1, SK_ORDER_CONFIRMED);
-    ASSERT_GT(h->slots[late].user_off, UINT32_MAX);
-    ASSERT_GT(h->orders[1].req_off, UINT32_MAX);
+    ASSERT_GT(sk_holders_user_at(h, late)->user_off, UINT32_MAX);
+    ASSERT_GT(sk_holders_order_at(h, 1)->req_off, UINT32_MAX);
     ASSERT_GT(h->arena_len, (uint64_t)1 << 32);
     /* Many more users after the skip: the table grows and moves every slot. */
     char u[32];
@@ -420,7 +467,8 @@ SK_TEST(test_arena_past_4gib)
     sk_holders_free(h);
 }
 
-SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users); SK_RUN(test_lookups_while_the_index_moves);
+SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users);
+             SK_RUN(test_growth_never_moves_a_holder_or_an_order); SK_RUN(test_lookups_while_the_index_moves);
              SK_RUN(test_add_pop_orders); SK_RUN(test_find_request);
              SK_RUN(test_past_the_walk_limit_without_request_ids); SK_RUN(test_per_user_limit_many);
              SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);
