@@ -280,13 +280,12 @@ static const char *admission_token(const sk_http_exchange_t *x, const char *tok,
 }
 
 bool sk_api_admission_ok(sk_api_worker_t *w, const sk_http_exchange_t *x, const sk_sale_t *s, const char *user,
-                         size_t ul, const char *tok, size_t tl)
+                         size_t ul, const char *tok, size_t tl, int64_t now)
 {
     tok = admission_token(x, tok, &tl);
     /* The expiry is on the store's clock (queue.lua's TIME on Redis), which also sends an
-     * unused admission to the back: read it on that clock, as the purchase reads the
-     * sale's window. */
-    int64_t now = sk_api_store_now(w);
+     * unused admission to the back: the caller reads it on that clock, as the purchase
+     * reads the sale's window. */
     int rc =
         tok ? sk_token_admission_verify(&w->api->secret, s->id, s->id_len, user, ul, tok, tl, now) : SK_TOKEN_MALFORMED;
     if (rc == 0)
@@ -313,7 +312,7 @@ void sk_api_refuse_admission(sk_api_worker_t *w, sk_http_exchange_t *x, const ch
 bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
                      const char *tok, size_t tl)
 {
-    if (sk_api_admission_ok(w, x, s, user, ul, tok, tl))
+    if (sk_api_admission_ok(w, x, s, user, ul, tok, tl, sk_api_store_now(w)))
         return true;
     sk_api_refuse_admission(w, x, tok, tl);
     return false;

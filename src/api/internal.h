@@ -233,10 +233,11 @@ bool sk_api_front_request(sk_api_worker_t *w, sk_http_exchange_t *x);
  *  s; otherwise counts the reason and answers 403 not_admitted. Worker thread; one HMAC. */
 bool sk_api_admitted(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_sale_t *s, const char *user, size_t ul,
                      const char *tok, size_t tl);
-/** The check of sk_api_admitted without the answer: true when valid; else counts the
- *  reason and returns false. */
+/** The check of sk_api_admitted without the answer, at `now` on the store's clock
+ *  (sk_api_store_now: the clock the store writes admissions' expiry by): true when
+ *  valid; else counts the reason and returns false. */
 bool sk_api_admission_ok(sk_api_worker_t *w, const sk_http_exchange_t *x, const sk_sale_t *s, const char *user,
-                         size_t ul, const char *tok, size_t tl);
+                         size_t ul, const char *tok, size_t tl, int64_t now);
 /** Answers 403 not_admitted for a purchase whose admission (tok, or the header) failed. */
 void sk_api_refuse_admission(sk_api_worker_t *w, sk_http_exchange_t *x, const char *tok, size_t tl);
 /** Counts a refused token of `kind` for a negative sk_token_* or sk_pow_* code. */

@@ -151,7 +151,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
         return;
     }
     /* The store's clock as best known here: the store decides the window by it. */
-    int64_t now = sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
+    int64_t now = sk_api_store_now(w);
     sk_buy_result_t r;
     /* Before the start nobody holds an order: answered before the body is read. (A
      * looked-up sale's window is checked by the backend's store, which decides.) */
@@ -188,7 +188,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     bool unadmitted = !s;
     if (s && sk_sale_params(s)->queue != SK_QUEUE_OFF) {
         sk_userset_t *users = atomic_load_explicit(&s->users, memory_order_acquire);
-        if (!sk_api_admission_ok(w, x, s, user, ul, al ? adm : NULL, al)) {
+        if (!sk_api_admission_ok(w, x, s, user, ul, al ? adm : NULL, al, now)) {
             if (rl == 0 || (users && !sk_userset_may_contain(users, hash))) {
                 sk_api_refuse_admission(w, x, al ? adm : NULL, al);
                 return;

@@ -1530,6 +1530,13 @@ static void group_commit(group_t *g)
     g->decided = true;
 }
 
+/* A script call that found the script cache without it (a restarted or flushed Redis, a
+ * promoted replica): the caller sends the script itself, once. */
+static bool is_noscript(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0;
+}
+
 static void on_group(redisAsyncContext *ac, void *reply, void *priv)
 {
     group_t *g = priv;
@@ -1586,7 +1593,7 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         group_release(g);
         return;
     }
-    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !g->eval) {
+    if (is_noscript(rep) && !g->eval) {
         /* Someone flushed the script cache: send the script itself this once, and load
          * it again for the batches that follow. */
         g->eval = true;
@@ -2012,7 +2019,7 @@ static void on_create(redisAsyncContext *ac, void *reply, void *priv)
     conn_t *c = ac->data;
     redisReply *rep = reply;
     sk_op_t *op = x->op;
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry && usable(c)) {
+    if (is_noscript(rep) && !x->eval_retry && usable(c)) {
         x->eval_retry = true;
         sk_sale_t *s = op->new_sale;
         char key[SK_REDIS_KEY_MAX + 1];
@@ -2179,8 +2186,7 @@ static void on_queue(redisAsyncContext *ac, void *reply, void *priv)
     rbackend_t *r = x->r;
     conn_t *c = ac->data;
     redisReply *rep = reply;
-    if (rep && !r->done && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !x->eval_retry &&
-        usable(c)) {
+    if (!r->done && is_noscript(rep) && !x->eval_retry && usable(c)) {
         x->eval_retry = true; /* (a Redis restarted without its scripts) */
         queue_send(r, x);
         return;

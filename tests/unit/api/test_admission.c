@@ -1,7 +1,8 @@
 /* src/api/identity.c, sk_api_admission_ok: an admission's expiry is written on the
  * store's clock (queue.lua's TIME on Redis; the ledger's clock embedded), so the worker
- * must check it on that clock too (sk_engine_store_clock_offset), as the purchase path
- * does for the sale's window. */
+ * must check it on that clock too (sk_api_store_now, which the purchase path reads once
+ * for the sale's window and the admission, and sk_api_admitted reads for the other
+ * routes). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,19 +39,21 @@ SK_TEST(test_admission_expiry_on_the_store_clock)
     int64_t local = sk_now_ms();
     /* The store's clock runs 5 s ahead of this node's (a node whose NTP lags). */
     sk_engine_note_store_clock(e, local + 5000, local);
+    ASSERT_TRUE(llabs(sk_api_store_now(w) - (local + 5000)) < 1000);
     char tok[SK_TOKEN_ADMISSION_MAX + 1];
     /* Expired 3 s ago by the store's clock, which admitted and expires it (queue.lua sends
      * the user to the back then), 2 s from now by this node's: refused (I9). */
     size_t tl = sk_token_admission_mint(&api->secret, "s1", 2, "u1", 2, local + 2000, tok);
-    ASSERT_TRUE(!sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl));
+    ASSERT_TRUE(!sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl, sk_api_store_now(w)));
     /* Valid by the store's clock: taken. */
     tl = sk_token_admission_mint(&api->secret, "s1", 2, "u1", 2, local + 8000, tok);
-    ASSERT_TRUE(sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl));
+    ASSERT_TRUE(sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl, sk_api_store_now(w)));
     /* The store's clock 5 s behind: an admission it made 1 s ago for 2 s is valid
      * for 1 s more, though this node's clock is past its expiry. */
     sk_engine_note_store_clock(e, local - 5000, local);
+    ASSERT_TRUE(llabs(sk_api_store_now(w) - (local - 5000)) < 1000);
     tl = sk_token_admission_mint(&api->secret, "s1", 2, "u1", 2, local - 4000, tok);
-    ASSERT_TRUE(sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl));
+    ASSERT_TRUE(sk_api_admission_ok(w, NULL, s, "u1", 2, tok, tl, sk_api_store_now(w)));
     sk_sale_free(s);
     free(w);
     free(api);
