@@ -94,8 +94,8 @@ struct sk_holders {
     uint64_t *old; /* the index being moved into `index`, or NULL */
     uint32_t old_cap, moved; /* old's size; its entries below `moved` are in `index` */
     /* The next index (2 * cap entries), allocated once the index is 3/8 full and faulted
-     * in a page per insert until it replaces the index at 1/2 (sk_mem_prefault); NULL
-     * before. */
+     * in a page per 16 inserts until it replaces the index at 1/2 (sk_mem_prefault); NULL
+     * before, and for an index of 2^31 entries, never replaced. */
     uint64_t *next;
     size_t next_faulted;
     sk_holders_paged_t orders; /* sk_holder_order_t, by seq - 1: sk_holders_order_at */

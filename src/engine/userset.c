@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "engine/engine.h"
 #include "util/common.h"
 
 #define INITIAL_SLOTS 1024 /* power of two */
@@ -25,8 +26,9 @@ typedef struct table {
 struct sk_userset {
     _Atomic(table_t *) cur;
     _Atomic size_t used;
-    /* Writer only: the next table, allocated once cur is 3/8 full and faulted in a page
-     * per insert until it replaces cur at 1/2 (sk_mem_prefault); NULL before. */
+    /* Writer only: the next table, allocated once cur is 3/8 full (if cur may ever be
+     * replaced: sk_userset_grows_ahead) and faulted in a page per PREFAULT_EVERY inserts
+     * until it replaces cur at 1/2 (sk_mem_prefault); NULL before. */
     table_t *next;
     size_t next_faulted;
 };
@@ -44,6 +46,16 @@ uint64_t sk_user_hash(const char *user, size_t len)
     h *= 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 33;
     return h ? h : 1;
+}
+
+/* A table is replaced once half full. A sale has at most SK_STOCK_MAX users (the ledger's
+ * holders index is sized for as many: engine/holders.c), so a table of 2^31 slots is
+ * never replaced: the 32 GiB one that would replace it is not allocated and faulted in
+ * from 3/8 full (805 M users) on, for nothing. (Needed after all, the doubling allocates
+ * it.) */
+bool sk_userset_grows_ahead(uint64_t slots)
+{
+    return slots / 2 <= (uint64_t)SK_STOCK_MAX;
 }
 
 static table_t *table_new(uint64_t cap)
@@ -126,7 +138,7 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
     if (moving)
         move_some(t, MOVE_STEP);
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
-    if (!u->next && (used + 1) * 8 > (t->mask + 1) * 3) {
+    if (!u->next && (used + 1) * 8 > (t->mask + 1) * 3 && sk_userset_grows_ahead(t->mask + 1)) {
         u->next = table_new((t->mask + 1) * 2);
         u->next_faulted = 0;
     }
@@ -138,7 +150,7 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
          * long before (the table takes cap/2 inserts to fill), but finish it if not. */
         while (atomic_load_explicit(&t->moving, memory_order_relaxed))
             move_some(t, UINT64_MAX);
-        table_t *n = u->next; /* allocated at 3/8 (see above) */
+        table_t *n = u->next ? u->next : table_new((t->mask + 1) * 2); /* allocated at 3/8, above */
         u->next = NULL;
         n->retired = t;
         atomic_store_explicit(&n->moving, true, memory_order_relaxed);

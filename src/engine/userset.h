@@ -45,5 +45,9 @@ bool sk_userset_may_contain(const sk_userset_t *u, uint64_t hash);
 void sk_userset_prefetch(const sk_userset_t *u, uint64_t hash);
 /** Distinct hashes inserted (the writer's view; any thread may read it for metrics). */
 size_t sk_userset_count(const sk_userset_t *u);
+/** Whether a table of `slots` slots gets the one that will replace it allocated and
+ *  faulted in ahead, from 3/8 full: not when it holds SK_STOCK_MAX users at a load of at
+ *  most 1/2, so it is never replaced (exposed for tests). */
+bool sk_userset_grows_ahead(uint64_t slots);
 
 #endif

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "engine/engine.h"
 #include "engine/userset.h"
 #include "test.h"
 #include "util/common.h"
@@ -103,4 +104,19 @@ SK_TEST(test_reader_during_growth)
     sk_userset_free(sh.u);
 }
 
-SK_TEST_MAIN(SK_RUN(test_insert_and_contain); SK_RUN(test_growth_keeps_everyone); SK_RUN(test_reader_during_growth);)
+SK_TEST(test_no_table_ahead_past_the_most_holders)
+{
+    /* The next table is allocated at 3/8 full and faulted in until the current one is
+     * half full. A sale has at most SK_STOCK_MAX holders: a table of 2^31 slots holds
+     * them at a load of at most 1/2 and is never replaced, so the 32 GiB one that would
+     * replace it must not be allocated and faulted in from 805 M holders on. */
+    ASSERT_TRUE(sk_userset_grows_ahead(1024));
+    ASSERT_TRUE(sk_userset_grows_ahead(UINT64_C(1) << 30)); /* up to 536 M holders: replaced */
+    ASSERT_TRUE((UINT64_C(1) << 30) / 2 < (uint64_t)SK_STOCK_MAX);
+    ASSERT_TRUE((UINT64_C(1) << 31) / 2 >= (uint64_t)SK_STOCK_MAX);
+    ASSERT_TRUE(!sk_userset_grows_ahead(UINT64_C(1) << 31));
+    ASSERT_TRUE(!sk_userset_grows_ahead(UINT64_C(1) << 32));
+}
+
+SK_TEST_MAIN(SK_RUN(test_insert_and_contain); SK_RUN(test_growth_keeps_everyone); SK_RUN(test_reader_during_growth);
+             SK_RUN(test_no_table_ahead_past_the_most_holders);)
