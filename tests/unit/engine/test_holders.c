@@ -126,6 +126,57 @@ SK_TEST(test_growth_never_moves_a_holder_or_an_order)
     sk_holders_free(h);
 }
 
+SK_TEST(test_freed_at_every_stage_of_growth)
+{
+    /* Around each threshold of the index (the next one allocated at 3/8, put in place at
+     * 1/2, the old one moved afterwards), on both sides of the size from which tables
+     * have their own mapping: every user is found, and the record frees whatever it holds
+     * then (next, old, index; with the sizes they were allocated with). */
+    char u[32];
+    for (uint32_t cap = 1024; cap <= (UINT32_C(1) << 17); cap *= 2) {
+        const uint32_t ns[] = {cap * 3 / 8 - 1, cap * 3 / 8, cap * 3 / 8 + 1, cap / 2 - 1,
+                               cap / 2,         cap / 2 + 1, cap / 2 + 64};
+        for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+            sk_holders_t *h = sk_holders_new();
+            for (uint32_t i = 0; i < ns[k]; i++) {
+                size_t n = user_name(u, sizeof(u), i);
+                sk_holders_add_order(h, sk_holders_upsert(h, u, n), u, n, i, 1, SK_ORDER_CONFIRMED);
+            }
+            for (uint32_t i = 0; i < ns[k]; i += 7) {
+                size_t n = user_name(u, sizeof(u), i);
+                if (sk_holders_find(h, u, n) != i) {
+                    SK_FAIL_AT("user %u of %u lost", i, ns[k]);
+                    break;
+                }
+            }
+            sk_holders_free(h);
+        }
+    }
+}
+
+SK_TEST(test_undo_while_page0_grows)
+{
+    /* Page 0 starts at 256 entries and doubles: undo the orders that made it grow and
+     * add others, the links stay right. */
+    sk_holders_t *h = sk_holders_new();
+    uint32_t a = sk_holders_upsert(h, "a", 1), b = sk_holders_upsert(h, "b", 1);
+    for (int64_t i = 0; i < 600; i++)
+        sk_holders_add_order(h, i % 2 ? b : a, "", 0, i, 1, SK_ORDER_CONFIRMED);
+    while (h->n_orders > 255)
+        sk_holders_pop_order(h);
+    ASSERT_EQ(sk_holders_user_at(h, a)->count, 128);
+    ASSERT_EQ(sk_holders_user_at(h, b)->count, 127);
+    ASSERT_EQ(sk_holders_user_at(h, a)->last, 254);
+    ASSERT_EQ(sk_holders_order_at(h, 254)->next, NONE);
+    for (int64_t i = 255; i < 1100; i++)
+        sk_holders_add_order(h, b, "", 0, 1000 + i, 1, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(sk_holders_user_at(h, b)->count, 127 + 845);
+    ASSERT_EQ(sk_holders_order_at(h, 253)->next, 255);
+    ASSERT_EQ(sk_holders_order_at(h, 1099)->prev, 1098);
+    ASSERT_EQ(sk_holders_order_at(h, 700)->created_at, 1700);
+    sk_holders_free(h);
+}
+
 SK_TEST(test_lookups_while_the_index_moves)
 {
     /* Between two doublings the old index is moved a few entries per insert: every user,
@@ -468,7 +519,8 @@ SK_TEST(test_arena_past_4gib)
 }
 
 SK_TEST_MAIN(SK_RUN(test_upsert_find); SK_RUN(test_growth_many_users);
-             SK_RUN(test_growth_never_moves_a_holder_or_an_order); SK_RUN(test_lookups_while_the_index_moves);
+             SK_RUN(test_growth_never_moves_a_holder_or_an_order); SK_RUN(test_freed_at_every_stage_of_growth);
+             SK_RUN(test_undo_while_page0_grows); SK_RUN(test_lookups_while_the_index_moves);
              SK_RUN(test_add_pop_orders); SK_RUN(test_find_request);
              SK_RUN(test_past_the_walk_limit_without_request_ids); SK_RUN(test_per_user_limit_many);
              SK_RUN(test_count_past_65535); SK_RUN(test_one_user_100000_orders);

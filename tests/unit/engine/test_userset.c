@@ -104,6 +104,28 @@ SK_TEST(test_reader_during_growth)
     sk_userset_free(sh.u);
 }
 
+SK_TEST(test_freed_at_every_stage_of_growth)
+{
+    /* Around the thresholds (the next table allocated at 3/8, published at 1/2, the old
+     * one moved afterwards), below and above the size from which tables have their own
+     * mapping: everyone is found, and the set frees every table it holds then. */
+    for (uint64_t cap = 1024; cap <= (UINT64_C(1) << 18); cap *= 2) {
+        const uint64_t ns[] = {cap * 3 / 8 - 1, cap * 3 / 8, cap * 3 / 8 + 1, cap / 2 - 1,
+                               cap / 2,         cap / 2 + 1, cap / 2 + 64};
+        for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+            sk_userset_t *u = sk_userset_new();
+            for (uint64_t i = 0; i < ns[k]; i++)
+                sk_userset_insert(u, i * 0x9e3779b97f4a7c15ull + 1);
+            ASSERT_EQ(sk_userset_count(u), ns[k]);
+            uint64_t missing = 0;
+            for (uint64_t i = 0; i < ns[k]; i++)
+                missing += !sk_userset_may_contain(u, i * 0x9e3779b97f4a7c15ull + 1);
+            ASSERT_EQ(missing, 0);
+            sk_userset_free(u);
+        }
+    }
+}
+
 SK_TEST(test_no_table_ahead_past_the_most_holders)
 {
     /* The next table is allocated at 3/8 full and faulted in until the current one is
@@ -119,4 +141,4 @@ SK_TEST(test_no_table_ahead_past_the_most_holders)
 }
 
 SK_TEST_MAIN(SK_RUN(test_insert_and_contain); SK_RUN(test_growth_keeps_everyone); SK_RUN(test_reader_during_growth);
-             SK_RUN(test_no_table_ahead_past_the_most_holders);)
+             SK_RUN(test_freed_at_every_stage_of_growth); SK_RUN(test_no_table_ahead_past_the_most_holders);)
