@@ -178,6 +178,65 @@ SK_TEST(test_outcome_unknown_until_the_journal_answers)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_undo_across_a_page_and_a_doubling)
+{
+    /* Batches that fail before the disk, whose orders and new users cross the first
+     * page boundary of the holders and the orders (16 384) and the doubling of the
+     * holders' index and of the user set: undone, then bought again with the same seqs,
+     * and the journal agrees after a restart. */
+    enum { BEFORE = 16000, WAVE = 4000, LOST = 1000 };
+    faults(false, false, false);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    sk_sale_t *s = live_sale(&f.r, "paged", 100000, 1);
+    ASSERT_TRUE(s != NULL);
+    static answer_t a[WAVE];
+    char user[32];
+    for (int w = 0; w < BEFORE; w += WAVE) {
+        for (int i = 0; i < WAVE; i++) {
+            snprintf(user, sizeof(user), "u%d", w + i);
+            buy(&f.r, s, user, user, &a[i]);
+        }
+        ASSERT_TRUE(runner_wait(&f.r));
+        ASSERT_EQ(a[WAVE - 1].result, SK_BUY_CONFIRMED);
+    }
+    faults(true, false, false);
+    for (int i = 0; i < LOST; i++) {
+        snprintf(user, sizeof(user), "u%d", BEFORE + i);
+        buy(&f.r, s, user, user, &a[i]);
+    }
+    ASSERT_TRUE(runner_wait(&f.r));
+    for (int i = 0; i < LOST; i++)
+        ASSERT_EQ(a[i].result, SK_BUY_UNAVAILABLE);
+    faults(false, false, false);
+    ASSERT_EQ(sk_sale_sold(s), BEFORE);
+    for (int i = 0; i < LOST; i++) {
+        snprintf(user, sizeof(user), "u%d", BEFORE + i);
+        buy(&f.r, s, user, user, &a[i]);
+    }
+    ASSERT_TRUE(runner_wait(&f.r));
+    for (int i = 0; i < LOST; i++) {
+        if (a[i].result != SK_BUY_CONFIRMED || a[i].seq != (uint64_t)(BEFORE + i + 1)) {
+            SK_FAIL_AT("retry %d: %s seq %llu", i, sk_buy_result_names[a[i].result], (unsigned long long)a[i].seq);
+            break;
+        }
+    }
+    answer_t x = buy1(&f.r, s, "u16384", "u16384");
+    ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(x.seq, 16385);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "paged", 5);
+    ASSERT_EQ(sk_sale_sold(s), BEFORE + LOST);
+    x = buy1(&f.r, s, "u16383", "u16383");
+    ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(x.seq, 16384);
+    x = buy1(&f.r, s, "u3", "other");
+    ASSERT_EQ(x.result, SK_BUY_LIMIT_REACHED);
+    ASSERT_EQ(x.seq, 4);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_one_user_100000_orders)
 {
     /* One user, a large per_user_limit, distinct request ids, through the ledger and a
@@ -911,10 +970,11 @@ SK_TEST(test_quantities_at_every_limit)
 }
 
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_one_user_100000_orders);
-             SK_RUN(test_lifecycle_transitions); SK_RUN(test_expiry_in_deadline_order);
-             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
-             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
-             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
-             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
-             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);)
+             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
+             SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
+             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
+             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
+             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
+             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
+             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
+             SK_RUN(test_quantities_at_every_limit);)
