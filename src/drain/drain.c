@@ -23,7 +23,8 @@
 
 #define GROUP SK_DRAIN_GROUP
 #define TIMEOUT_MS 5000
-#define REPLICA_RETRY_MS 200 /* a primary whose replicas lag is read again after this */
+#define REPLICA_RETRY_MS 200 /* a primary whose replicas lag is read again after this ... */
+#define REPLICA_RETRY_MAX_MS 2000 /* ... doubling to this while they stay behind */
 #define IDLE_MS 20 /* nothing new on any stream: wait this long before reading again */
 #define ENTRY_GUESS SK_REDIS_ENTRY_MAX /* orders per stream entry assumed at first (a small first read) */
 #define CLAIM_IDLE_MS 60000
@@ -87,6 +88,11 @@ struct sk_drain {
     /* A primary that failed is left alone (its sales wait) until node_retry_at; the
      * others go on meanwhile. */
     uint64_t node_retry_at[NODES], node_backoff[NODES];
+    /* A primary whose replicas did not have the entries read from it (WAIT) is not read
+     * again until replica_hold_until: its sales' entries stay pending. Only the reads of
+     * its sales' streams wait; discovery, acknowledgements, trimming and counts go on
+     * with it, so the other primaries' sales are not held back with its own. */
+    uint64_t replica_hold_until[NODES], replica_backoff[NODES];
     sk_drain_metrics_t *metrics; /* NULL: none */
 
     /* statistics */
@@ -252,6 +258,18 @@ static void node_fail(sk_drain_t *d, int node)
 static bool node_resting(const sk_drain_t *d, int node)
 {
     return node >= 0 && now_ms() < d->node_retry_at[node];
+}
+
+/* Whether the entries of a primary's sales are not read now: their last read was not on
+ * enough replicas. */
+static bool replica_held(const sk_drain_t *d, int node)
+{
+    return node >= 0 && now_ms() < d->replica_hold_until[node];
+}
+
+static bool sale_replica_held(const sk_drain_t *d, const dsale_t *s)
+{
+    return replica_held(d, sk_rcluster_owner(d->map, s->slot));
 }
 
 static bool redis_ensure(sk_drain_t *d)
@@ -554,7 +572,7 @@ static void read_pending(sk_drain_t *d)
 {
     for (size_t i = 0; i < d->n_sales && d->map_ok && d->batch.n_entries == 0; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->pending_phase || !s->group_ready || s->gone)
+        if (!s->pending_phase || !s->group_ready || s->gone || sale_replica_held(d, s))
             continue;
         redisReply *r = rcmd(d, s->slot, "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s %s", GROUP, d->cfg.consumer,
                              entries_for(d, d->cfg.batch_max), s->key, s->cursor);
@@ -579,7 +597,7 @@ static void claim_orphans(sk_drain_t *d)
     /* Entries delivered to a consumer that has gone away (another drain's name). */
     for (size_t i = 0; i < d->n_sales && d->map_ok && sk_drain_batch_size(&d->batch) < d->cfg.batch_max; i++) {
         dsale_t *s = &d->sales[i];
-        if (!s->group_ready || s->pending == 0 || s->gone)
+        if (!s->group_ready || s->pending == 0 || s->gone || sale_replica_held(d, s))
             continue;
         redisReply *r = rcmd(d, s->slot, "XAUTOCLAIM %s %s %s %d 0-0 COUNT %llu", s->key, GROUP, d->cfg.consumer,
                              CLAIM_IDLE_MS, entries_for(d, d->cfg.batch_max - sk_drain_batch_size(&d->batch)));
@@ -603,8 +621,11 @@ static void read_new(sk_drain_t *d)
     dsale_t **lists[NODES];
     size_t counts[NODES], total = 0;
     by_node(d, pick_readable, lists, counts);
-    for (int n = 0; n < NODES; n++)
+    for (int n = 0; n < NODES; n++) {
+        if (replica_held(d, n))
+            counts[n] = 0; /* (its sales are in their pending phase anyway) */
         total += counts[n];
+    }
     if (total == 0) {
         free_lists(lists);
         usleep(IDLE_MS * 1000);
@@ -675,7 +696,7 @@ static void replicas_have(sk_drain_t *d)
         return;
     const sk_drain_entry_t *first[NODES] = {NULL};
     held_nodes_t held = {.d = d};
-    bool any = false;
+    bool any = false, behind[NODES] = {false}; /* behind: WAIT counted too few replicas */
     for (size_t i = 0; i < d->batch.n_entries; i++) {
         const sk_drain_entry_t *x = &d->batch.entries[i];
         int node = sk_rcluster_owner(d->map, sk_rcluster_slot(x->key, strlen(x->key)));
@@ -700,13 +721,15 @@ static void replicas_have(sk_drain_t *d)
             held.node[n] = any = true;
             continue;
         }
-        if (!wait || wait->type != REDIS_REPLY_INTEGER || wait->integer < d->cfg.replicas_ack) {
+        if (wait && wait->type == REDIS_REPLY_INTEGER && wait->integer >= d->cfg.replicas_ack) {
+            d->replica_backoff[n] = 0;
+        } else {
             char name[300];
             d->replica_waits++;
             warn_limited(d, "redis at %s: %lld of %d replicas have the entries read; they are written once enough do",
                          sk_rcluster_name(d->map, n, name, sizeof(name)),
                          wait && wait->type == REDIS_REPLY_INTEGER ? wait->integer : -1LL, d->cfg.replicas_ack);
-            held.node[n] = any = true;
+            held.node[n] = behind[n] = any = true;
         }
         freeReplyObject(claim);
         freeReplyObject(wait);
@@ -714,12 +737,20 @@ static void replicas_have(sk_drain_t *d)
     if (!any)
         return;
     /* Not on enough replicas yet: left pending, read again from the start of each
-     * held sale's pending list — after a pause for that primary, so that re-reading
-     * its entries does not keep the other primaries' sales from being read. */
-    uint64_t again = now_ms() + REPLICA_RETRY_MS;
-    for (int n = 0; n < NODES; n++)
-        if (held.node[n] && d->node_retry_at[n] < again)
-            d->node_retry_at[n] = again;
+     * held sale's pending list — after a pause for that primary, growing while its
+     * replicas stay behind, so that re-reading its entries (and waiting for its WAIT)
+     * does not keep the other primaries' sales from being read. The pause holds back
+     * only the reads of its sales: a failed connection's rest (node_retry_at) would
+     * refuse every command to it, discovery's and the acknowledgements' too. */
+    uint64_t now = now_ms();
+    for (int n = 0; n < NODES; n++) {
+        if (!behind[n])
+            continue; /* (a failed connection has its own rest) */
+        d->replica_backoff[n] = d->replica_backoff[n]
+                                    ? SK_MIN(d->replica_backoff[n] * 2, (uint64_t)REPLICA_RETRY_MAX_MS)
+                                    : REPLICA_RETRY_MS;
+        d->replica_hold_until[n] = now + d->replica_backoff[n];
+    }
     for (size_t i = 0; i < d->n_sales; i++) {
         dsale_t *s = &d->sales[i];
         if (held_key(&held, s->key)) {

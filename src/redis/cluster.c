@@ -285,10 +285,19 @@ io_error:;
 
 int sk_rcluster_discover(sk_rcluster_t *c, int timeout_ms, char *err, size_t err_size)
 {
-    /* Known nodes first (a seed may be long gone after failovers), then the seeds. */
+    /* The primaries of the map first, then the other known nodes (a seed may be long
+     * gone after failovers), then the seeds. A replica that is stopped (SIGSTOP, a
+     * machine that hangs) still accepts connections and answers nothing: asked first,
+     * it would cost every read of the map the whole timeout. */
     size_t n_known = c->n_nodes;
-    for (size_t i = 0; i < n_known + c->n_seeds; i++) {
-        const sk_rcluster_node_t *nd = i < n_known ? &c->nodes[i] : &c->seeds[i - n_known];
+    bool serves[SK_RCLUSTER_NODES_MAX] = {false};
+    for (size_t s = 0; s < SK_RCLUSTER_SLOTS; s++)
+        if (c->owner[s] < SK_RCLUSTER_NODES_MAX)
+            serves[c->owner[s]] = true;
+    for (size_t i = 0; i < 2 * n_known + c->n_seeds; i++) {
+        if (i < 2 * n_known && serves[i % n_known] != (i < n_known))
+            continue; /* first pass: the primaries; second: the others */
+        const sk_rcluster_node_t *nd = i < 2 * n_known ? &c->nodes[i % n_known] : &c->seeds[i - 2 * n_known];
         int node = sk_rcluster_node(c, nd->host, nd->port);
         if (node < 0)
             continue;
