@@ -2554,7 +2554,10 @@ static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
     if (!reply)
         r->index_orphans = true; /* the connection went: read the index again */
     if (reply && !r->done) {
-        sk_sale_t *s = register_from_reply(r, reply);
+        /* An error (its primary loading, moved, CLUSTERDOWN) is no record: read again
+         * later, and not reported as a malformed one. */
+        const redisReply *rep = reply;
+        sk_sale_t *s = rep->type == REDIS_REPLY_ERROR ? NULL : register_from_reply(r, reply);
         if (s) {
             maybe_load_holders(r, s);
         } else {
