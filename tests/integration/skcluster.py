@@ -165,6 +165,16 @@ def sale_slot(sale):
     return key_slot(f"sk:{{{sale}}}:sale")
 
 
+def wait_for(cond, timeout, step=0.2):
+    """Polls cond() until it is true or timeout seconds passed; returns its last value."""
+    deadline = time.time() + timeout
+    v = cond()
+    while not v and time.time() < deadline:
+        time.sleep(step)
+        v = cond()
+    return v
+
+
 def http(url, method="GET", body=None, timeout=10):
     """Returns (status, parsed JSON or text)."""
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
@@ -299,6 +309,16 @@ class Cluster:
                               "slots": slots})
             return nodes
         raise RuntimeError("no Redis Cluster node answers")
+
+    def rc_primary_ports(self):
+        """The live primaries' ports, sorted."""
+        return sorted(n["port"] for n in self.rc_nodes() if n["role"] == "primary" and not n["failed"])
+
+    def rc_replica_of(self, port):
+        """The port of a live replica of the primary at `port`."""
+        ns = self.rc_nodes()
+        pid = next(n["id"] for n in ns if n["port"] == port)
+        return next(n["port"] for n in ns if n["role"] == "replica" and n["primary"] == pid and not n["failed"])
 
     def primary_of_slot(self, slot):
         """The port of the primary serving a slot (None when nobody does)."""

@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 
-from skcluster import holders_orders, http, metric, run_cluster_tests, test_db
+from skcluster import holders_orders, http, metric, run_cluster_tests, test_db, wait_for
 
 C = None
 KEY = None  # the nodes' --payment-secret-file (main)
@@ -114,16 +114,6 @@ def test_flood_limit_two(ck):
     ck.check(400 <= confirmed <= 800, f"at most two units per user ({confirmed})")
     ck.eq(confirmed + limited, 1200, f"every other answer is limit_reached: {rep['counts']}")
     ck.eq(check_store(ck, "flood2", 1000, 2), confirmed, f"{C.title} holds every confirmed order")
-
-
-def wait_for(cond, timeout):
-    """Polls cond() until it is true or timeout seconds passed; returns its last value."""
-    deadline = time.time() + timeout
-    v = cond()
-    while not v and time.time() < deadline:
-        time.sleep(0.2)
-        v = cond()
-    return v
 
 
 def test_order_after_the_window(ck):

@@ -15,11 +15,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 
 from sklib import SECKILL_BIN, SRC, free_port
-from skcluster import metric, run_cluster_tests, test_db
+from skcluster import metric, run_cluster_tests, test_db, wait_for
 
 C = None
 MIGRATIONS = ["001_init.sql", "002_lifecycle.sql"]
@@ -36,15 +35,6 @@ def recorded():
         return [r[0] for r in C.sql("SELECT name FROM seckill_schema_migrations ORDER BY name")]
     except RuntimeError:
         return []
-
-
-def wait_for(cond, timeout):
-    deadline = time.time() + timeout
-    v = cond()
-    while not v and time.time() < deadline:
-        time.sleep(0.2)
-        v = cond()
-    return v
 
 
 def drain_log():

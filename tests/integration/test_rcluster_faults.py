@@ -12,32 +12,9 @@ import subprocess
 import time
 import urllib.request
 
-from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot
+from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot, wait_for
 
 C = None
-
-
-def wait_for(cond, timeout, step=0.2):
-    deadline = time.time() + timeout
-    v = cond()
-    while not v and time.time() < deadline:
-        time.sleep(step)
-        v = cond()
-    return v
-
-
-def nodes():
-    return C.rc_nodes()
-
-
-def primary_ports():
-    return sorted(n["port"] for n in nodes() if n["role"] == "primary" and not n["failed"])
-
-
-def replica_of(port):
-    ns = nodes()
-    pid = next(n["id"] for n in ns if n["port"] == port)
-    return next(n["port"] for n in ns if n["role"] == "replica" and n["primary"] == pid)
 
 
 def node_metric(i, name, labels=None):
@@ -101,10 +78,10 @@ def check_run(ck, name, rc, out, rep, stock):
 
 
 def test_replica_down(ck):
-    port = primary_ports()[0]
-    replica = replica_of(port)
+    port = C.rc_primary_ports()[0]
+    replica = C.rc_replica_of(port)
     sale = C.sale_on(port, "repl")
-    other = C.sale_on(primary_ports()[1], "other")
+    other = C.sale_on(C.rc_primary_ports()[1], "other")
     node = C.node_url(1)
     ck.eq(create(sale, 10)[0], 201, "create a sale")
     ck.eq(create(other, 10)[0], 201, "and one on another shard")
@@ -143,7 +120,7 @@ def test_replica_down(ck):
 def test_reshard(ck):
     # A sale in the first slot of a primary: redis-cli --cluster reshard moves a
     # primary's slots from its lowest, so moving one slot moves exactly this sale.
-    ns = nodes()
+    ns = C.rc_nodes()
     src = next(n for n in ns if n["role"] == "primary" and not n["failed"])
     dst = next(n for n in ns if n["role"] == "primary" and not n["failed"] and n["id"] != src["id"])
     first = min(a for a, _ in src["slots"])
@@ -167,8 +144,8 @@ def test_reshard(ck):
 
 
 def test_kill_primary(ck):
-    port = primary_ports()[-1]
-    replica = replica_of(port)
+    port = C.rc_primary_ports()[-1]
+    replica = C.rc_replica_of(port)
     part = C.redis_part(port)
     sale = C.sale_on(port, "kill")
     seen = {}

@@ -11,21 +11,11 @@ import os
 import time
 import urllib.request
 
-from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot, test_db
+from skcluster import holders_orders, http, load_json, metric, run_cluster_tests, sale_slot, test_db, wait_for
 from sklib import SRC
 
 C = None
 SALES_PER_SHARD = {}
-
-
-def wait_for(cond, timeout, step=0.2):
-    """Polls cond() until it is true or timeout seconds passed; returns its last value."""
-    deadline = time.time() + timeout
-    v = cond()
-    while not v and time.time() < deadline:
-        time.sleep(step)
-        v = cond()
-    return v
 
 
 def primaries():

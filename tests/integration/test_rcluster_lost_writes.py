@@ -18,32 +18,9 @@ import statistics
 import threading
 import time
 
-from skcluster import Resp, holders_orders, http, key_slot, run_cluster_tests, sale_slot
+from skcluster import Resp, holders_orders, http, key_slot, run_cluster_tests, sale_slot, wait_for
 
 C = None
-
-
-def wait_for(cond, timeout, step=0.2):
-    deadline = time.time() + timeout
-    v = cond()
-    while not v and time.time() < deadline:
-        time.sleep(step)
-        v = cond()
-    return v
-
-
-def nodes():
-    return C.rc_nodes()
-
-
-def primary_ports():
-    return sorted(n["port"] for n in nodes() if n["role"] == "primary" and not n["failed"])
-
-
-def replica_of(port):
-    ns = nodes()
-    pid = next(n["id"] for n in ns if n["port"] == port)
-    return next(n["port"] for n in ns if n["role"] == "replica" and n["primary"] == pid and not n["failed"])
 
 
 def part_pid(port):
@@ -94,8 +71,8 @@ def pg_orders(sale):
 
 
 def test_lost_writes(ck):
-    port = primary_ports()[0]
-    replica = replica_of(port)
+    port = C.rc_primary_ports()[0]
+    replica = C.rc_replica_of(port)
     sale = C.sale_on(port, "lost")
     node = C.node_url(1)
     stock = 6
@@ -181,9 +158,9 @@ def stream_state(sale):
 
 
 def test_one_primary_holds_back_its_own(ck):
-    ports = primary_ports()
+    ports = C.rc_primary_ports()
     slow, fast = ports[0], ports[1]
-    replica = replica_of(slow)
+    replica = C.rc_replica_of(slow)
     a = C.sale_on(slow, "held")
     b = C.sale_on(fast, "free")
     ck.eq(create(a, 100000)[0], 201, "a sale on one primary")
@@ -245,8 +222,8 @@ def test_create_waits_for_replicas(ck):
     # is not answered 201 (its index entry is on no replica); once the replica is back the
     # same create succeeds.
     index_primary = C.primary_of_slot(key_slot("sk:sales"))
-    replica = replica_of(index_primary)
-    other = next(p for p in primary_ports() if p != index_primary)
+    replica = C.rc_replica_of(index_primary)
+    other = next(p for p in C.rc_primary_ports() if p != index_primary)
     sale = C.sale_on(other, "made")
     rpid = part_pid(replica)
     os.kill(rpid, signal.SIGSTOP)
@@ -261,9 +238,9 @@ def test_create_waits_for_replicas(ck):
 
 
 def test_start_with_a_primary_down(ck):
-    ports = primary_ports()
+    ports = C.rc_primary_ports()
     down = ports[-1]
-    replica = replica_of(down)
+    replica = C.rc_replica_of(down)
     up_sale = C.sale_on(ports[0], "alive")
     down_sale = C.sale_on(down, "asleep")
     ck.eq(create(up_sale, 10)[0], 201, "a sale on a healthy primary")
