@@ -29,6 +29,8 @@
 #   RC_STOCK [100000] (2000) RC_USERS [200000] (4000)   each of the three sales in 5.
 #   MEM_SALES [100] (10)  MEM_ORDERS [100000] (1000)       part 6.
 #   SERVER_CPU [0] BENCH_CPU [1]   taskset CPU lists (servers / load generators); PIN=0: unpinned
+#   PARTS ["1 2 3 4 5 6"]   which parts to run (1 and 2 go together, so do 3 and 4; 6 runs
+#                           on part 5's Redis Cluster); a ratio whose anchor was not run reads nan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -54,6 +56,44 @@ if [ "${PIN:-1}" != 0 ]; then
   srv=(taskset -c "${SERVER_CPU:-0}") gen=(taskset -c "${BENCH_CPU:-1}")
 fi
 
+want() { case " ${PARTS:-1 2 3 4 5 6} " in *" $1 "*) return 0 ;; esac; return 1; }
+# The drain's rate (parts 3 and 5), timed in PostgreSQL.
+pg_sql() { psql -X -tA -h 127.0.0.1 -p "$PG_PORT" -U seckill -d seckill -c "$1"; }
+# How far the drain got in the given sales: the sum of each sale's highest seq in
+# PostgreSQL (one index probe a sale; a count(*) every few milliseconds would scan the
+# sales' rows and take PostgreSQL's CPU from the drain it measures), and their count.
+pg_progress() { # pg_progress SALE...
+  local q='SELECT 0' sid
+  for sid in "$@"; do q="$q + (SELECT coalesce(max(seq), 0) FROM orders WHERE sale_id = '$sid')"; done
+  pg_sql "$q"
+}
+pg_count() { # pg_count SALE...
+  local ids='' sid
+  for sid in "$@"; do ids="$ids${ids:+,}'$sid'"; done
+  pg_sql "SELECT count(*) FROM orders WHERE sale_id IN ($ids)"
+}
+drain_run() { # drain_run K N SALE...: K drains until the N orders of the sales are in; prints orders/s
+  local k=$1 n=$2 i t0 t1 p
+  shift 2
+  DRAIN_PIDS=''
+  for ((i = 1; i <= k; i++)); do
+    "${srv[@]}" build/seckill drain --store "$REDIS_URL" --db "$PG_URL" --consumer "drain-bench-$i" \
+      --log-level warn > "$tmp/drain-$k-$i.log" 2>&1 &
+    DRAIN_PIDS="$DRAIN_PIDS $!"
+  done
+  local end=$((SECONDS + 900))
+  until [ "$(pg_progress "$@")" -gt 0 ] || [ $SECONDS -ge $end ]; do sleep 0.02; done
+  t0=$(date +%s.%N)
+  until [ "$(pg_progress "$@")" -ge "$n" ] || [ $SECONDS -ge $end ]; do sleep 0.05; done
+  # Several drains may commit out of order: the last order is in when all are.
+  until [ "$(pg_count "$@")" -ge "$n" ] || [ $SECONDS -ge $end ]; do sleep 0.05; done
+  t1=$(date +%s.%N)
+  [ $SECONDS -lt $end ] || { echo "bench/cluster.sh: the drain did not write the $n orders in 15 minutes" >&2; t1=0; }
+  for p in $DRAIN_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  DRAIN_PIDS=''
+  awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", (b > a) ? n / (b - a) : 0 }'
+}
+node_always=''
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # the local cluster's PostgreSQL runs as an unprivileged user under it
 REDIS_PID='' NODE_PID='' EMB_PID='' DRAIN_PIDS=''
@@ -100,6 +140,7 @@ new_sale() { # new_sale ID: a sale that never runs out
 }
 
 declare -A ONE PIPED BATCH NODE
+if want 1 || want 2; then
 for aof in always no; do
   start_redis "$aof"
   SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat src/backend/lua/buy.lua)")
@@ -144,7 +185,9 @@ for aof in always no; do
   NODE_PID=''
   stop_redis
 done
+fi # parts 1 and 2
 
+if want 3 || want 4; then
 # 3 and 4: the whole cluster (pinned like the servers above) and the embedded store.
 echo "== the local cluster (scripts/cluster), all servers on CPU ${SERVER_CPU:-0}"
 "${srv[@]}" scripts/cluster up > "$tmp/cluster-up.out"
@@ -169,31 +212,12 @@ EMB_PID=''
 # 3. the drain on a backlog: the cluster's drain stopped, a sale sold out through the
 #    nodes, then K drains (consumers drain-bench-1..K of the group) started: orders/s
 #    from the first order in PostgreSQL to the last (start-up not included).
-pg_count() { # pg_count SQL-CONDITION
-  psql -X -tA -h 127.0.0.1 -p "$PG_PORT" -U seckill -d seckill -c "SELECT count(*) FROM orders WHERE $1"
-}
-drain_run() { # drain_run K SQL-CONDITION N: K drains until N orders match; prints orders/s
-  local k=$1 sale=$2 n=$3 i t0 t1 p
-  DRAIN_PIDS=''
-  for ((i = 1; i <= k; i++)); do
-    "${srv[@]}" build/seckill drain --store "$REDIS_URL" --db "$PG_URL" --consumer "drain-bench-$i" \
-      --log-level warn > "$tmp/drain-$k-$i.log" 2>&1 &
-    DRAIN_PIDS="$DRAIN_PIDS $!"
-  done
-  until [ "$(pg_count "$sale")" -gt 0 ]; do sleep 0.02; done
-  t0=$(date +%s.%N)
-  until [ "$(pg_count "$sale")" -ge "$n" ]; do sleep 0.02; done
-  t1=$(date +%s.%N)
-  for p in $DRAIN_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  DRAIN_PIDS=''
-  awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }'
-}
 scripts/cluster stop drain
 declare -A DRAIN
 for k in 1 2; do
   "${gen[@]}" build/seckill-bench -q "$URL" --create-sale "stock=$stock,starts_in=1s,id=drainbench$k" \
     --users "$stock" -c "$conns" --pipeline "$pipeline" --no-audit > "$tmp/backlog-$k.out" 2>&1 || true
-  DRAIN[$k]=$(drain_run "$k" "sale_id = 'drainbench$k'" "$stock")
+  DRAIN[$k]=$(drain_run "$k" "$stock" "drainbench$k")
   echo "== the drain: $stock orders into PostgreSQL with $k drain(s): ${DRAIN[$k]} orders/s (first order to last)"
 done
 
@@ -208,20 +232,22 @@ PY
 
 echo "== ratios"
 for aof in always no; do
-  echo "   AOF $aof: 64-batch script / one-per-EVALSHA $(bench_ratio "${BATCH[$aof]}" "${ONE[$aof]}")x," \
-       "through a node / one-per-EVALSHA $(bench_ratio "${NODE[$aof]}" "${ONE[$aof]}")x," \
-       "through a node / one-per-EVALSHA pipelined $(bench_ratio "${NODE[$aof]}" "${PIPED[$aof]}")x"
+  echo "   AOF $aof: 64-batch script / one-per-EVALSHA $(bench_ratio "${BATCH[$aof]:-}" "${ONE[$aof]:-}")x," \
+       "through a node / one-per-EVALSHA $(bench_ratio "${NODE[$aof]:-}" "${ONE[$aof]:-}")x," \
+       "through a node / one-per-EVALSHA pipelined $(bench_ratio "${NODE[$aof]:-}" "${PIPED[$aof]:-}")x"
 done
-echo "   target (AOF always, through a node) >= 5x: $(awk -v a="${NODE[always]}" -v b="${ONE[always]}" \
+echo "   target (AOF always, through a node) >= 5x: $(awk -v a="${NODE[always]:-}" -v b="${ONE[always]:-}" \
      'BEGIN { print (b > 0 && a / b >= 5) ? "met" : "NOT met" }')"
-node_always=${NODE[always]}
+node_always=${NODE[always]:-}
 cl=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["confirmed_per_s"]))' "$tmp/cluster.json")
 em=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["confirmed_per_s"]))' "$tmp/embedded.json")
 echo "   cluster / embedded (confirmed/s): $(bench_ratio "$cl" "$em")x;" \
-     "drain / node purchase rate (AOF always): 1 drain $(bench_ratio "${DRAIN[1]}" "$node_always")x," \
-     "2 drains $(bench_ratio "${DRAIN[2]}" "$node_always")x (target >= 1x)"
+     "drain / node purchase rate (AOF always): 1 drain $(bench_ratio "${DRAIN[1]:-}" "$node_always")x," \
+     "2 drains $(bench_ratio "${DRAIN[2]:-}" "$node_always")x (target >= 1x)"
 scripts/cluster down >/dev/null
+fi # parts 3 and 4
 
+if want 5 || want 6; then
 # 5. a Redis Cluster: one node (one node's rate is the question, not the cluster's
 #    three) against three shards with three live sales, one per shard, then the same
 #    node against three sales on one shard; then with --replicas-ack 1. Each time three
@@ -231,6 +257,8 @@ export SECKILL_CLUSTER_DIR=$tmp/rcluster
 "${srv[@]}" scripts/cluster up --redis-cluster --replicas-ack 0 > "$tmp/rcluster-up.out"
 . "$SECKILL_CLUSTER_DIR/cluster.env"
 for part in nginx node1 node2 node3 drain; do scripts/cluster stop "$part"; done
+fi
+if want 5; then
 # Sale ids served by given primaries (CRC16 of the id, as the node computes the slot).
 sale_ids() { # sale_ids PREFIX PORT...: one id per port, in order
   python3 - "$@" <<'PY'
@@ -296,12 +324,15 @@ RC[one]=$(rc_flood one 0 "${one[@]}")
 echo "   the same 3 sales on one shard: ${RC[one]} confirmed/s (${one[*]})"
 RC[ack]=$(rc_flood ack 1 "${acked[@]}")
 echo "   3 shards with --replicas-ack 1: ${RC[ack]} confirmed/s"
-RC[drain]=$(drain_run 1 "sale_id ~ '^(spread|one|acked)[0-9]+$'" $((9 * rc_stock)))
+RC[drain]=$(drain_run 1 $((9 * rc_stock)) "${spread[@]}" "${one[@]}" "${acked[@]}")
 echo "   one drain over the 3 shards, the 9 sales' $((9 * rc_stock)) orders: ${RC[drain]} orders/s (first order to last)"
 echo "   ratios: 3 shards / 1 shard $(bench_ratio "${RC[spread]}" "${RC[one]}")x;" \
      "--replicas-ack 1 / none $(bench_ratio "${RC[ack]}" "${RC[spread]}")x;" \
-     "one node through 3 shards / through one Redis (AOF always, 2.) $(bench_ratio "${RC[spread]}" "$node_always")x"
+     "one node through 3 shards / through one Redis (AOF always, 2.) $(bench_ratio "${RC[spread]}" "$node_always")x;" \
+     "one drain over the 3 shards / one node through them $(bench_ratio "${RC[drain]}" "${RC[spread]}")x (target >= 1x)"
 
+fi # part 5
+if want 6; then
 # 6. memory: a drain that retires finished sales at once, node1 to create the sales.
 echo "== Redis Cluster memory: $mem_sales sales x $mem_orders orders drained and retired vs one drained live sale"
 scripts/cluster start node1
@@ -312,3 +343,4 @@ DRAIN_PIDS=$!
 kill "$DRAIN_PIDS" 2>/dev/null || true
 wait "$DRAIN_PIDS" 2>/dev/null || true
 DRAIN_PIDS=''
+fi # part 6
