@@ -548,6 +548,7 @@ static void add_failure(sk_audit_t *out, char **p, size_t *left, const char *nam
 
 int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t *out, char *err, size_t err_len)
 {
+    uint64_t t_phase = sk_mono_ns();
     memset(out, 0, sizeof(*out));
     snprintf(out->source, sizeof(out->source), "%s", src->kind);
     out->lifecycle = in->lifecycle;
@@ -567,6 +568,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     out->stock = store_sale.stock;
     out->limit = store_sale.limit;
     out->reported_sold = store_sale.sold;
+    sk_loadgen_phase(&out->times, "the sale read", &t_phase, 0);
 
     /* Everything the service named to the client. */
     kset_init(&a.known, res->norders + 16);
@@ -603,6 +605,8 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
             a.client_confirmed_units += v->quantity;
     }
 
+    sk_loadgen_phase(&out->times, "the client's answers indexed", &t_phase, 0);
+
     /* Ask about users whose requests ended in doubt (invariant I6: a client may ask). */
     for (uint32_t u = 1; u <= res->users; u++) {
         uint8_t s = res->ustate[u];
@@ -629,6 +633,8 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         free(fs);
     }
     out->client_orders = (int64_t)a.known.len;
+    if (out->users_asked)
+        sk_loadgen_phase(&out->times, "in-doubt users asked", &t_phase, 0);
 
     /* The store's log first (the orders are checked against it), then its orders. */
     if (src->events) {
@@ -638,6 +644,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
             goto done;
         out->logged = true;
         a.log_units_ok = true;
+        sk_loadgen_phase(&out->times, "the store's log replayed", &t_phase, 0);
     }
     out->timed_max_units = -1;
     a.timed_ok = src->timed && !out->logged;
@@ -646,6 +653,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
         goto done;
     if (a.timed_ok)
         out->timed_max_units = timed_max(&a);
+    sk_loadgen_phase(&out->times, "the store's orders checked", &t_phase, 0);
 
     for (size_t i = 0; i < a.known.cap; i++) {
         kslot_t *k = &a.known.slots[i];
@@ -678,6 +686,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
             goto done;
         }
         free(entries);
+        sk_loadgen_phase(&out->times, "the trail", &t_phase, 0);
     }
     if (out->reported_sold >= 0 && out->confirmed_units != out->reported_sold)
         out->miscounted++; /* the sale's counts and its orders disagree */
@@ -783,6 +792,7 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     add_failure(out, &p, &left, "returned_twice", out->returned_twice);
     add_failure(out, &p, &left, "bad_transitions", out->bad_transitions);
     add_failure(out, &p, &left, "held_at_end", out->held_at_end);
+    sk_loadgen_phase(&out->times, "the totals", &t_phase, 0);
     rc = 0;
 done:
     kset_free(&a.known);

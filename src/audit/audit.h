@@ -209,6 +209,7 @@ typedef struct {
     char failure[512]; /* "oversold=3 lost=1" when !ok */
     char note[256];
     char first_mismatch[200]; /* the first state_mismatch, for the report */
+    sk_loadgen_phases_t times; /* where the audit's time went */
 } sk_audit_t;
 
 /** Runs the audit. Returns 0 (the verdict is in out->ok), or -1 with err when the store
