@@ -54,6 +54,7 @@ static void kset_init(kset_t *s, size_t expect)
     while (s->cap < expect * 2)
         s->cap *= 2;
     s->slots = sk_xcalloc(s->cap, sizeof(kslot_t));
+    sk_mem_huge(s->slots, s->cap * sizeof(kslot_t)); /* probed at random: fewer faults and TLB misses */
 }
 
 static void kset_free(kset_t *s)
@@ -82,6 +83,7 @@ static kslot_t *kset_put(kset_t *s, const char *k, size_t n, uint32_t user, bool
         kset_t g = *s;
         g.cap = s->cap * 2;
         g.slots = sk_xcalloc(g.cap, sizeof(kslot_t));
+        sk_mem_huge(g.slots, g.cap * sizeof(kslot_t));
         for (size_t i = 0; i < s->cap; i++) {
             kslot_t *e = &s->slots[i];
             if (e->hash == 0)
@@ -576,6 +578,12 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     kset_init(&a.fusers, 16);
     kset_init(&a.log_fusers, 16);
     a.units = sk_xcalloc((size_t)res->users + 1, sizeof(*a.units));
+    sk_mem_huge(a.units, ((size_t)res->users + 1) * sizeof(*a.units));
+    /* Sized up front for the orders the client was told of (the store holds about as
+     * many): the trail's list, and below the log by seq. */
+    a.cap_orders = res->norders + 4096;
+    a.orders = sk_xmalloc(a.cap_orders * sizeof(*a.orders));
+    sk_mem_huge(a.orders, a.cap_orders * sizeof(*a.orders));
     for (size_t i = 0; i < res->norders; i++) {
         const sk_loadgen_order_rec_t *r = &res->orders[i];
         bool added;
@@ -639,6 +647,10 @@ int sk_audit_run(const sk_audit_input_t *in, sk_audit_source_t *src, sk_audit_t 
     /* The store's log first (the orders are checked against it), then its orders. */
     if (src->events) {
         a.log_units = sk_xcalloc((size_t)res->users + 1, sizeof(*a.log_units));
+        sk_mem_huge(a.log_units, ((size_t)res->users + 1) * sizeof(*a.log_units));
+        a.log_cap = res->norders + 4096;
+        a.log = sk_xcalloc(a.log_cap, sizeof(*a.log));
+        sk_mem_huge(a.log, a.log_cap * sizeof(*a.log));
         int r = src->events(src, in->sale->id, on_event, &a, err, err_len);
         if (r != 0)
             goto done;

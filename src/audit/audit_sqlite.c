@@ -422,11 +422,37 @@ static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size
     j->sorted = true;
     sqlite3_stmt *b = NULL, *e = NULL;
     int rc = -1;
+    /* Sized up front: the orders the batches say they made, about as many log entries
+     * again for their transitions, and their strings. */
     if (sqlite3_prepare_v2(q->db,
-                           "SELECT lsn, first_seq, pay_by, orders, created_at FROM order_batches WHERE sale_id = ?1 "
+                           "SELECT coalesce(sum(n), 0), coalesce(sum(length(orders)), 0) FROM order_batches "
+                           "WHERE sale_id = ?1",
+                           -1, &b, NULL) != SQLITE_OK) {
+        db_error(q, err, err_len);
+        goto out;
+    }
+    sqlite3_bind_text(b, 1, sale_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(b) == SQLITE_ROW) {
+        size_t n = (size_t)SK_MAX(0, sqlite3_column_int64(b, 0)) + 1024;
+        j->cap_orders = n;
+        j->orders = sk_xmalloc(n * sizeof(*j->orders));
+        sk_mem_huge(j->orders, n * sizeof(*j->orders));
+        j->cap_log = 2 * n;
+        j->log = sk_xmalloc(2 * n * sizeof(*j->log));
+        sk_mem_huge(j->log, 2 * n * sizeof(*j->log));
+        j->arena_cap = (size_t)SK_MAX(0, sqlite3_column_int64(b, 1)) + 4096;
+        j->arena = sk_xmalloc(j->arena_cap);
+        sk_mem_huge(j->arena, j->arena_cap);
+    }
+    sqlite3_finalize(b);
+    b = NULL;
+    /* Each table in its rowid (lsn) order, one sequential scan (+sale_id: not through
+     * the sale's index, which would sort the rows again). */
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT lsn, first_seq, pay_by, orders, created_at FROM order_batches WHERE +sale_id = ?1 "
                            "ORDER BY lsn",
                            -1, &b, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(q->db, "SELECT lsn, kind, events, at FROM order_events WHERE sale_id = ?1 ORDER BY lsn", -1,
+        sqlite3_prepare_v2(q->db, "SELECT lsn, kind, events, at FROM order_events WHERE +sale_id = ?1 ORDER BY lsn", -1,
                            &e, NULL) != SQLITE_OK) {
         db_error(q, err, err_len);
         goto out;
@@ -460,6 +486,7 @@ static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size
     /* The view's st: per seq of an order, the highest-ranked event and the latest
      * payment's and other event's times (events of seqs no batch made join nothing). */
     j->st = sk_xcalloc(j->max_seq + 1, sizeof(*j->st));
+    sk_mem_huge(j->st, (j->max_seq + 1) * sizeof(*j->st));
     for (size_t i = 0; i < j->n_log; i++) {
         const jentry_t *l = &j->log[i];
         if (l->created || !l->in_view || l->seq > j->max_seq)
