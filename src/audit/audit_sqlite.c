@@ -422,25 +422,25 @@ static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size
     j->sorted = true;
     sqlite3_stmt *b = NULL, *e = NULL;
     int rc = -1;
-    /* Sized up front: the orders the batches say they made, about as many log entries
-     * again for their transitions, and their strings. */
+    /* Sized up front: the orders the batches say they made (no more than their text
+     * can hold: an order takes at least four characters), about as many log entries
+     * again for their transitions, and their strings. Without the counts the arrays
+     * grow as they are read. */
     if (sqlite3_prepare_v2(q->db,
                            "SELECT coalesce(sum(n), 0), coalesce(sum(length(orders)), 0) FROM order_batches "
                            "WHERE sale_id = ?1",
-                           -1, &b, NULL) != SQLITE_OK) {
-        db_error(q, err, err_len);
-        goto out;
-    }
-    sqlite3_bind_text(b, 1, sale_id, -1, SQLITE_STATIC);
-    if (sqlite3_step(b) == SQLITE_ROW) {
-        size_t n = (size_t)SK_MAX(0, sqlite3_column_int64(b, 0)) + 1024;
+                           -1, &b, NULL) == SQLITE_OK)
+        sqlite3_bind_text(b, 1, sale_id, -1, SQLITE_STATIC);
+    if (b && sqlite3_step(b) == SQLITE_ROW) {
+        int64_t text = SK_MAX(0, sqlite3_column_int64(b, 1));
+        size_t n = (size_t)SK_MIN(SK_MAX(0, sqlite3_column_int64(b, 0)), text / 4) + 1024;
         j->cap_orders = n;
         j->orders = sk_xmalloc(n * sizeof(*j->orders));
         sk_mem_huge(j->orders, n * sizeof(*j->orders));
         j->cap_log = 2 * n;
         j->log = sk_xmalloc(2 * n * sizeof(*j->log));
         sk_mem_huge(j->log, 2 * n * sizeof(*j->log));
-        j->arena_cap = (size_t)SK_MAX(0, sqlite3_column_int64(b, 1)) + 4096;
+        j->arena_cap = (size_t)text + 4096;
         j->arena = sk_xmalloc(j->arena_cap);
         sk_mem_huge(j->arena, j->arena_cap);
     }
