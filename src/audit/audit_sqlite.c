@@ -300,6 +300,193 @@ static void log_add(journal_t *j, jentry_t e)
     j->log[j->n_log++] = e;
 }
 
+/* A new order of a batch: kept, and its entry in the log. */
+static void journal_order(journal_t *j, uint64_t seq, int64_t quantity, int64_t created_at, bool window, int64_t pay_by,
+                          const char *user, size_t user_len, const char *rid, size_t rid_len)
+{
+    if (j->n_orders == j->cap_orders) {
+        j->cap_orders = j->cap_orders ? j->cap_orders * 2 : 1 << 16;
+        j->orders = sk_xrealloc(j->orders, j->cap_orders * sizeof(*j->orders));
+    }
+    jorder_t *jo = &j->orders[j->n_orders];
+    jo->seq = seq;
+    jo->quantity = quantity;
+    jo->created_at = created_at;
+    jo->pay_by = window ? pay_by : 0;
+    jo->window = window;
+    jo->user_len = (uint32_t)user_len;
+    jo->user_off = arena_add(j, user, user_len);
+    jo->rid_len = (uint32_t)rid_len;
+    jo->rid_off = arena_add(j, rid, rid_len);
+    if (j->n_orders > 0 && seq < j->orders[j->n_orders - 1].seq)
+        j->sorted = false;
+    if (seq > j->max_seq)
+        j->max_seq = seq;
+    log_add(j, (jentry_t){.seq = seq,
+                          .at = (int64_t)j->n_orders,
+                          .created = 1,
+                          .to = window ? SK_LOADGEN_ST_RESERVED : SK_LOADGEN_ST_CONFIRMED});
+    j->n_orders++;
+}
+
+/* ---- a fast reading of the shapes the journal writes ----
+ * A batch: [["user", "request" or null(, quantity)], ...]; events: [[seq(, "arg")], ...].
+ * Plain ASCII strings without escapes, integers without fraction or exponent. Anything
+ * else (and every error) returns false with nothing kept, and the row is read with
+ * jansson, whose answers these match. */
+typedef struct {
+    const char *p, *end;
+} scan_t;
+
+static void sc_ws(scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\t' || *s->p == '\r'))
+        s->p++;
+}
+
+static bool sc_ch(scan_t *s, char c)
+{
+    sc_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return true;
+    }
+    return false;
+}
+
+static bool sc_str(scan_t *s, const char **v, size_t *n)
+{
+    sc_ws(s);
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return false;
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *v = b;
+    *n = (size_t)(s->p - b);
+    s->p++;
+    return true;
+}
+
+static bool sc_int(scan_t *s, int64_t *v)
+{
+    sc_ws(s);
+    const char *b = s->p;
+    bool neg = s->p < s->end && *s->p == '-';
+    if (neg)
+        s->p++;
+    const char *d = s->p;
+    uint64_t x = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        x = x * 10 + (uint64_t)(*s->p++ - '0');
+    size_t nd = (size_t)(s->p - d);
+    if (nd == 0 || nd > 18 || (nd > 1 && *d == '0') ||
+        (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))) {
+        s->p = b;
+        return false;
+    }
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return true;
+}
+
+static bool sc_null(scan_t *s)
+{
+    sc_ws(s);
+    if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
+        s->p += 4;
+        return true;
+    }
+    return false;
+}
+
+static bool sc_done(scan_t *s)
+{
+    sc_ws(s);
+    return s->p == s->end;
+}
+
+static bool fast_batch(journal_t *j, const char *text, size_t len, uint64_t first, int64_t created_at, bool window,
+                       int64_t pay_by)
+{
+    scan_t s = {text, text + len};
+    size_t n0 = j->n_orders, l0 = j->n_log, a0 = j->arena_len;
+    uint64_t m0 = j->max_seq;
+    bool s0 = j->sorted;
+    if (!sc_ch(&s, '['))
+        return false;
+    uint64_t i = 0;
+    if (!sc_ch(&s, ']')) {
+        do {
+            const char *u, *r = "";
+            size_t un, rn = 0;
+            int64_t q = 1;
+            if (!sc_ch(&s, '[') || !sc_str(&s, &u, &un))
+                goto undo;
+            if (sc_ch(&s, ',')) {
+                if (!sc_str(&s, &r, &rn) && !sc_null(&s))
+                    goto undo;
+                if (sc_ch(&s, ',') && !sc_int(&s, &q) && !sc_null(&s))
+                    goto undo;
+            }
+            if (!sc_ch(&s, ']'))
+                goto undo;
+            journal_order(j, first + i++, q, created_at, window, pay_by, u, un, r, rn);
+        } while (sc_ch(&s, ','));
+        if (!sc_ch(&s, ']'))
+            goto undo;
+    }
+    if (sc_done(&s))
+        return true;
+undo:
+    j->n_orders = n0;
+    j->n_log = l0;
+    j->arena_len = a0;
+    j->max_seq = m0;
+    j->sorted = s0;
+    return false;
+}
+
+static bool fast_events(journal_t *j, const char *text, size_t len, int64_t at, sk_loadgen_state_t to)
+{
+    scan_t s = {text, text + len};
+    size_t l0 = j->n_log;
+    if (!sc_ch(&s, '['))
+        return false;
+    if (!sc_ch(&s, ']')) {
+        do {
+            bool arr = sc_ch(&s, '[');
+            int64_t seq;
+            if (!sc_int(&s, &seq) || seq < 1)
+                goto undo;
+            if (arr) {
+                while (sc_ch(&s, ',')) {
+                    const char *v;
+                    size_t n;
+                    int64_t x;
+                    if (!sc_str(&s, &v, &n) && !sc_int(&s, &x) && !sc_null(&s))
+                        goto undo;
+                }
+                if (!sc_ch(&s, ']'))
+                    goto undo;
+            }
+            log_add(j, (jentry_t){.seq = (uint64_t)seq, .at = at, .to = (uint8_t)to, .in_view = arr});
+        } while (sc_ch(&s, ','));
+        if (!sc_ch(&s, ']'))
+            goto undo;
+    }
+    if (sc_done(&s))
+        return true;
+undo:
+    j->n_log = l0;
+    return false;
+}
+
 /* One order_batches row (lsn, first_seq, pay_by, orders, created_at): its new orders. */
 static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_len)
 {
@@ -308,6 +495,8 @@ static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_l
     int64_t pay_by = sqlite3_column_int64(st, 2), created_at = sqlite3_column_int64(st, 4);
     size_t len;
     const char *text = col_text(st, 3, &len);
+    if (fast_batch(j, text, len, first, created_at, window, pay_by))
+        return 0;
     json_t *a = json_loadb(text, len, 0, NULL);
     if (!json_is_array(a)) {
         snprintf(err, err_len, "sqlite: order_batches row %lld: orders is not a JSON array",
@@ -320,29 +509,9 @@ static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_l
     json_array_foreach(a, i, o)
     {
         json_t *u = json_array_get(o, 0), *r = json_array_get(o, 1), *qv = json_array_get(o, 2);
-        if (j->n_orders == j->cap_orders) {
-            j->cap_orders = j->cap_orders ? j->cap_orders * 2 : 1 << 16;
-            j->orders = sk_xrealloc(j->orders, j->cap_orders * sizeof(*j->orders));
-        }
-        jorder_t *jo = &j->orders[j->n_orders];
-        jo->seq = first + i;
-        jo->quantity = json_is_integer(qv) ? json_integer_value(qv) : 1;
-        jo->created_at = created_at;
-        jo->pay_by = window ? pay_by : 0;
-        jo->window = window;
-        jo->user_len = json_is_string(u) ? (uint32_t)json_string_length(u) : 0;
-        jo->user_off = arena_add(j, json_is_string(u) ? json_string_value(u) : "", jo->user_len);
-        jo->rid_len = json_is_string(r) ? (uint32_t)json_string_length(r) : 0;
-        jo->rid_off = arena_add(j, json_is_string(r) ? json_string_value(r) : "", jo->rid_len);
-        if (j->n_orders > 0 && jo->seq < j->orders[j->n_orders - 1].seq)
-            j->sorted = false;
-        if (jo->seq > j->max_seq)
-            j->max_seq = jo->seq;
-        log_add(j, (jentry_t){.seq = jo->seq,
-                              .at = (int64_t)j->n_orders,
-                              .created = 1,
-                              .to = window ? SK_LOADGEN_ST_RESERVED : SK_LOADGEN_ST_CONFIRMED});
-        j->n_orders++;
+        journal_order(j, first + i, json_is_integer(qv) ? json_integer_value(qv) : 1, created_at, window, pay_by,
+                      json_is_string(u) ? json_string_value(u) : "", json_is_string(u) ? json_string_length(u) : 0,
+                      json_is_string(r) ? json_string_value(r) : "", json_is_string(r) ? json_string_length(r) : 0);
     }
     json_decref(a);
     return 0;
@@ -356,6 +525,8 @@ static int journal_events(journal_t *j, sqlite3_stmt *st, char *err, size_t err_
     const char *text = col_text(st, 2, &len);
     int64_t at = sqlite3_column_int64(st, 3);
     sk_loadgen_state_t to = event_state(kind);
+    if (to != SK_LOADGEN_ST_UNKNOWN && fast_events(j, text, len, at, to))
+        return 0;
     json_t *a = json_loadb(text, len, 0, NULL);
     if (!json_is_array(a) || to == SK_LOADGEN_ST_UNKNOWN) {
         snprintf(err, err_len, "sqlite: order_events row %lld: kind %s, events not a JSON array",

@@ -1,6 +1,7 @@
 /* src/audit/audit_sqlite.c: the orders derived from one pass over the journal's log
  * must be the orders view's rows, field by field (ranks, times, seq order, a batch out
- * of seq order, an event of no order, a bare-number event, a sale without a window),
+ * of seq order, an event of no order, a bare-number event, a sale without a window,
+ * rows the fast reading takes and rows it leaves to jansson),
  * the log replayed from memory the log read through SQL, and faults planted in the
  * journal (a unit returned twice, a confirmation after pay_by, a move of no order)
  * must fail the audit either way. */
@@ -35,7 +36,10 @@ static void make_journal(const char *dir, char *path, size_t cap)
         "  (3, 's1', 5, 2, 6000, 26000, '[[\"u5\",\"r-5\"],[\"u6\",\"r-6\"]]'),"
         "  (9, 's1', 8, 1, 8000, 28000, '[[\"u8\",\"r-8\"]]'),"
         "  (10, 's1', 7, 1, 8001, 28001, '[[\"u7\",\"r-7\"]]'),"
-        "  (11, 's2', 1, 2, 9000, NULL, '[[\"u1\",\"x-1\"],[\"u2\",\"x-2\",3]]');"
+        "  (11, 's2', 1, 2, 9000, NULL, '[[\"u1\",\"x-1\"],[\"u2\",\"x-2\",3]]'),"
+        /* an escape (read by jansson), then spaces and a null quantity (the fast reading) */
+        "  (14, 's2', 3, 1, 9100, NULL, '[[\"u\\\"9\",\"x-3\"]]'),"
+        "  (15, 's2', 4, 1, 9200, NULL, ' [ [ \"u5\" , null , null ] , [\"u6\",\"x-5\",2] ] ');"
         "INSERT INTO order_events(lsn, sale_id, kind, at, events) VALUES"
         "  (2, 's1', 'pay', 5000, '[[1,\"p1\"]]'),"
         "  (4, 's1', 'cancel', 7000, '[[2,\"buyer\"]]'),"
@@ -44,7 +48,8 @@ static void make_journal(const char *dir, char *path, size_t cap)
         "  (7, 's1', 'pay', 30000, '[[5,\"p5\"]]')," /* planted: confirmed after its pay_by */
         "  (8, 's1', 'refund', 31000, '[[1,\"admin\"]]'),"
         "  (12, 's1', 'expire', 32000, '[[99]]')," /* planted: an order no batch made */
-        "  (13, 's1', 'cancel', 33000, '[6]');"; /* a bare number: the log's, not the view's */
+        "  (13, 's1', 'cancel', 33000, '[6]')," /* a bare number: the log's, not the view's */
+        "  (16, 's2', 'refund', 9500, '[[1,\"a\\\"dm\"]]');";
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
         SK_FAIL_AT("insert: %s", msg);
@@ -166,9 +171,14 @@ SK_TEST(test_derived_equals_view)
             ASSERT_EQ(got[0].rows[7].seq, 8);
             ASSERT_EQ(sale[0].sold, 1);
         } else {
-            ASSERT_EQ(got[0].n, 2);
+            ASSERT_EQ(got[0].n, 5);
+            ASSERT_EQ(got[0].rows[0].state, SK_LOADGEN_ST_REFUNDED);
             ASSERT_EQ(got[0].rows[1].state, SK_LOADGEN_ST_CONFIRMED);
-            ASSERT_EQ(sale[0].sold, 4);
+            ASSERT_STR_EQ(got[0].rows[2].user, "u\"9");
+            ASSERT_EQ(got[0].rows[3].quantity, 1);
+            ASSERT_STR_EQ(got[0].rows[3].rid, "");
+            ASSERT_EQ(got[0].rows[4].quantity, 2);
+            ASSERT_EQ(sale[0].sold, 7); /* 3 + 1 + 1 + 2: the refunded order's unit is not sold */
         }
     }
 }
