@@ -107,6 +107,12 @@ print(f"== {scenario}: {r['answers']} answers in {flood:.2f} s of flood = {r['an
 print(f"   whole command {wall:.1f} s (2 s wait for the start instant, the flood, the audit); "
       f"server CPU {c1 - c0:.1f} s = {(c1 - c0) / max(r['answers'], 1) * 1e6:.2f} us per answer")
 print(f"   audit: {'OK' if a.get('ok') else 'FAILED ' + str(a.get('failure') or a.get('error'))}")
+phases = r.get("phases") or {}
+if phases:
+    print("   where the time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()) +
+          f"; the JSON report and the exit {wall - sum(phases.values()):.2f} s")
+if a.get("times"):
+    print("   the audit's time: " + ", ".join(f"{k} {v:.2f} s" for k, v in a["times"].items()))
 if scenario == "lifecycle":
     life = r["lifecycle"]
     plans = life["plans"]

@@ -148,9 +148,14 @@ struct sk_audit_source {
  *  target is borrowed. Never fails to construct. */
 sk_audit_source_t *sk_audit_source_http(const sk_loadgen_target_t *t, const char *admin_token);
 /** The embedded store's SQLite file, opened read-only: the journal's orders view, and its
- *  log (order_batches and order_events, merged by lsn). NULL with err when it cannot be
- *  opened. */
+ *  log (order_batches and order_events, merged by lsn). Where orders is the store's view
+ *  over that log, the log is read once and the orders derived from it as the view
+ *  defines them (a linear pass instead of the view's grouping and joins); an orders
+ *  table of another writer is read as it is. NULL with err when it cannot be opened. */
 sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len);
+/** The same; by_view reads the orders view and the log through SQL even where the
+ *  source would derive the orders from one pass over the log (a test compares both). */
+sk_audit_source_t *sk_audit_source_sqlite_opts(const char *path, bool by_view, char *err, size_t err_len);
 /** A cluster's PostgreSQL (libpq connection string or URL). Before reading, it waits up
  *  to wait_ms until the drain caught up (audit/drained.h): as many confirmed units of
  *  the sale as the service at target `t` (borrowed) reports sold, as many reserved
@@ -209,6 +214,7 @@ typedef struct {
     char failure[512]; /* "oversold=3 lost=1" when !ok */
     char note[256];
     char first_mismatch[200]; /* the first state_mismatch, for the report */
+    sk_loadgen_phases_t times; /* where the audit's time went */
 } sk_audit_t;
 
 /** Runs the audit. Returns 0 (the verdict is in out->ok), or -1 with err when the store

@@ -11,7 +11,18 @@
  *
  * The log is the two tables merged by lsn (one counter for the whole journal, in
  * decision order). A file without them (an older layout) has no log: events is then
- * not offered. */
+ * not offered.
+ *
+ * Where orders is the store's view over that log, the source reads each of the two
+ * tables once, in one sequential pass (journal_t below), and answers all three
+ * questions from it: the log's entries in decision order, the orders exactly as the
+ * view derives them (a reservation's state is its highest-ranked event: refund >
+ * cancel > expire > pay; paid_at the latest payment's time, closed_at the latest other
+ * event's; rows in seq order), and the units sold (of the confirmed orders).
+ * Evaluating the view grouped and joined every event of the journal, twice (the sold
+ * units, the rows); this is linear. An orders table (another writer's, which may
+ * disagree with its log) is read as it is, and so is the view when the seqs are too
+ * sparse for an array by seq (sparse_factor). */
 #include <errno.h>
 #include <jansson.h>
 #include <sqlite3.h>
@@ -22,12 +33,58 @@
 #include "audit/audit.h"
 #include "util/common.h"
 
+/* One order as its batch row made it (strings in the journal's arena). */
+typedef struct {
+    uint64_t seq;
+    int64_t quantity, created_at, pay_by; /* pay_by 0: made without a window (NULL) */
+    uint64_t user_off, rid_off;
+    uint32_t user_len, rid_len;
+    bool window; /* pay_by was set: a reservation */
+} jorder_t;
+
+/* One entry of the log in decision order: a new order (row: its index in orders) or
+ * an event moving order seq into state to. */
+typedef struct {
+    uint64_t seq;
+    int64_t at; /* an event: its row's time; a new order: its index in orders */
+    uint8_t created;
+    uint8_t to; /* sk_loadgen_state_t */
+    uint8_t in_view; /* an event the orders view reads (element 0 of an array) */
+} jentry_t;
+
+/* What the view's st derives per seq: the highest-ranked event and its times. */
+typedef struct {
+    uint8_t rank; /* 0 none, 1 pay, 2 expire, 3 cancel, 4 refund */
+    int64_t paid_at, closed_at;
+} jstate_t;
+
+typedef struct {
+    char *sale_id;
+    jorder_t *orders;
+    size_t n_orders, cap_orders;
+    jentry_t *log;
+    size_t n_log, cap_log;
+    char *arena;
+    size_t arena_len, arena_cap;
+    jstate_t *st; /* by seq, 0..max_seq */
+    uint64_t max_seq;
+    bool sorted; /* orders are in seq order as read (the usual case) */
+    int64_t sold; /* units of confirmed orders */
+    bool ok; /* loaded; false: fall back to the view */
+} journal_t;
+
 typedef struct {
     sk_audit_source_t base;
     sqlite3 *db;
     bool has_state; /* the orders view has state, quantity and times */
     bool has_trail; /* sale_events, the trail of operator controls, with after.stock */
+    bool has_log; /* order_batches and order_events */
+    bool derive; /* orders is the embedded store's view over the log: derived from it here */
+    journal_t j; /* the log, read once (has_log and has_state) */
 } sqlite_source_t;
+
+static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size_t err_len);
+static int journal_orders(sqlite_source_t *q, sk_loadgen_order_fn fn, void *arg);
 
 static int db_error(sqlite_source_t *q, char *err, size_t err_len)
 {
@@ -45,9 +102,12 @@ static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sal
     const char *stock = q->has_trail ? "coalesce((SELECT after ->> 'stock' FROM sale_events WHERE sale_id = ?1 "
                                        "ORDER BY lsn DESC LIMIT 1), stock)"
                                      : "stock";
-    const char *sold = q->has_state ? "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = ?1 AND "
-                                      "state = 'confirmed'"
-                                    : "SELECT count(*) FROM orders WHERE sale_id = ?1";
+    if (q->derive && journal_load(q, sale_id, err, err_len) < 0)
+        return -1;
+    const char *sold = q->j.ok        ? "-1"
+                       : q->has_state ? "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = ?1 AND "
+                                        "state = 'confirmed'"
+                                      : "SELECT count(*) FROM orders WHERE sale_id = ?1";
     char sql[512];
     snprintf(sql, sizeof(sql), "SELECT %s, per_user_limit, (%s) FROM sales WHERE id = ?1", stock, sold);
     if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -57,7 +117,7 @@ static int sqlite_sale(sk_audit_source_t *s, const char *sale_id, sk_loadgen_sal
     if (r == SQLITE_ROW) {
         out->stock = sqlite3_column_int64(st, 0);
         out->limit = sqlite3_column_int64(st, 1);
-        out->sold = sqlite3_column_int64(st, 2);
+        out->sold = q->j.ok ? q->j.sold : sqlite3_column_int64(st, 2);
         rc = 0;
     } else if (r == SQLITE_DONE) {
         snprintf(err, err_len, "sqlite: no sale %s in the store", sale_id);
@@ -79,6 +139,10 @@ static int sqlite_orders(sk_audit_source_t *s, const char *sale_id, sk_loadgen_o
                          size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
+    if (q->derive && journal_load(q, sale_id, err, err_len) < 0)
+        return -1;
+    if (q->j.ok)
+        return journal_orders(q, fn, arg);
     sqlite3_stmt *st = NULL;
     const char *sql =
         q->has_state ? "SELECT order_id, user_id, coalesce(request_id, ''), seq, quantity, state, "
@@ -197,10 +261,501 @@ static int events_row(sqlite3_stmt *st, sk_audit_event_fn fn, void *arg, char *e
     return rc;
 }
 
+/* ---- the log, read once ---------------------------------------------------------------- */
+
+/* Above this many seqs per order the journal's seqs are too sparse for an array by seq:
+ * the view is read instead. */
+static const uint64_t sparse_factor = 4;
+
+static void journal_free(journal_t *j)
+{
+    free(j->sale_id);
+    free(j->orders);
+    free(j->log);
+    free(j->arena);
+    free(j->st);
+    memset(j, 0, sizeof(*j));
+}
+
+static uint64_t arena_add(journal_t *j, const char *p, size_t n)
+{
+    if (j->arena_len + n > j->arena_cap) {
+        j->arena_cap = j->arena_cap ? j->arena_cap * 2 : 1 << 20;
+        while (j->arena_len + n > j->arena_cap)
+            j->arena_cap *= 2;
+        j->arena = sk_xrealloc(j->arena, j->arena_cap);
+    }
+    memcpy(j->arena + j->arena_len, p, n);
+    uint64_t off = j->arena_len;
+    j->arena_len += n;
+    return off;
+}
+
+static void log_add(journal_t *j, jentry_t e)
+{
+    if (j->n_log == j->cap_log) {
+        j->cap_log = j->cap_log ? j->cap_log * 2 : 1 << 16;
+        j->log = sk_xrealloc(j->log, j->cap_log * sizeof(*j->log));
+    }
+    j->log[j->n_log++] = e;
+}
+
+/* A new order of a batch: kept, and its entry in the log. */
+static void journal_order(journal_t *j, uint64_t seq, int64_t quantity, int64_t created_at, bool window, int64_t pay_by,
+                          const char *user, size_t user_len, const char *rid, size_t rid_len)
+{
+    if (j->n_orders == j->cap_orders) {
+        j->cap_orders = j->cap_orders ? j->cap_orders * 2 : 1 << 16;
+        j->orders = sk_xrealloc(j->orders, j->cap_orders * sizeof(*j->orders));
+    }
+    jorder_t *jo = &j->orders[j->n_orders];
+    jo->seq = seq;
+    jo->quantity = quantity;
+    jo->created_at = created_at;
+    jo->pay_by = window ? pay_by : 0;
+    jo->window = window;
+    jo->user_len = (uint32_t)user_len;
+    jo->user_off = arena_add(j, user, user_len);
+    jo->rid_len = (uint32_t)rid_len;
+    jo->rid_off = arena_add(j, rid, rid_len);
+    if (j->n_orders > 0 && seq < j->orders[j->n_orders - 1].seq)
+        j->sorted = false;
+    if (seq > j->max_seq)
+        j->max_seq = seq;
+    log_add(j, (jentry_t){.seq = seq,
+                          .at = (int64_t)j->n_orders,
+                          .created = 1,
+                          .to = window ? SK_LOADGEN_ST_RESERVED : SK_LOADGEN_ST_CONFIRMED});
+    j->n_orders++;
+}
+
+/* ---- a fast reading of the shapes the journal writes ----
+ * A batch: [["user", "request" or null(, quantity)], ...]; events: [[seq(, "arg")], ...].
+ * Plain ASCII strings without escapes, integers without fraction or exponent. Anything
+ * else (and every error) returns false with nothing kept, and the row is read with
+ * jansson, whose answers these match. */
+typedef struct {
+    const char *p, *end;
+} scan_t;
+
+static void sc_ws(scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\t' || *s->p == '\r'))
+        s->p++;
+}
+
+static bool sc_ch(scan_t *s, char c)
+{
+    sc_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return true;
+    }
+    return false;
+}
+
+static bool sc_str(scan_t *s, const char **v, size_t *n)
+{
+    sc_ws(s);
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return false;
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *v = b;
+    *n = (size_t)(s->p - b);
+    s->p++;
+    return true;
+}
+
+static bool sc_int(scan_t *s, int64_t *v)
+{
+    sc_ws(s);
+    const char *b = s->p;
+    bool neg = s->p < s->end && *s->p == '-';
+    if (neg)
+        s->p++;
+    const char *d = s->p;
+    uint64_t x = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        x = x * 10 + (uint64_t)(*s->p++ - '0');
+    size_t nd = (size_t)(s->p - d);
+    if (nd == 0 || nd > 18 || (nd > 1 && *d == '0') ||
+        (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))) {
+        s->p = b;
+        return false;
+    }
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return true;
+}
+
+static bool sc_null(scan_t *s)
+{
+    sc_ws(s);
+    if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
+        s->p += 4;
+        return true;
+    }
+    return false;
+}
+
+static bool sc_done(scan_t *s)
+{
+    sc_ws(s);
+    return s->p == s->end;
+}
+
+static bool fast_batch(journal_t *j, const char *text, size_t len, uint64_t first, int64_t created_at, bool window,
+                       int64_t pay_by)
+{
+    scan_t s = {text, text + len};
+    size_t n0 = j->n_orders, l0 = j->n_log, a0 = j->arena_len;
+    uint64_t m0 = j->max_seq;
+    bool s0 = j->sorted;
+    if (!sc_ch(&s, '['))
+        return false;
+    uint64_t i = 0;
+    if (!sc_ch(&s, ']')) {
+        do {
+            const char *u, *r = "";
+            size_t un, rn = 0;
+            int64_t q = 1;
+            if (!sc_ch(&s, '[') || !sc_str(&s, &u, &un))
+                goto undo;
+            if (sc_ch(&s, ',')) {
+                if (!sc_str(&s, &r, &rn) && !sc_null(&s))
+                    goto undo;
+                if (sc_ch(&s, ',') && !sc_int(&s, &q) && !sc_null(&s))
+                    goto undo;
+            }
+            if (!sc_ch(&s, ']'))
+                goto undo;
+            journal_order(j, first + i++, q, created_at, window, pay_by, u, un, r, rn);
+        } while (sc_ch(&s, ','));
+        if (!sc_ch(&s, ']'))
+            goto undo;
+    }
+    if (sc_done(&s))
+        return true;
+undo:
+    j->n_orders = n0;
+    j->n_log = l0;
+    j->arena_len = a0;
+    j->max_seq = m0;
+    j->sorted = s0;
+    return false;
+}
+
+static bool fast_events(journal_t *j, const char *text, size_t len, int64_t at, sk_loadgen_state_t to)
+{
+    scan_t s = {text, text + len};
+    size_t l0 = j->n_log;
+    if (!sc_ch(&s, '['))
+        return false;
+    if (!sc_ch(&s, ']')) {
+        do {
+            bool arr = sc_ch(&s, '[');
+            int64_t seq;
+            if (!sc_int(&s, &seq) || seq < 1)
+                goto undo;
+            if (arr) {
+                while (sc_ch(&s, ',')) {
+                    const char *v;
+                    size_t n;
+                    int64_t x;
+                    if (!sc_str(&s, &v, &n) && !sc_int(&s, &x) && !sc_null(&s))
+                        goto undo;
+                }
+                if (!sc_ch(&s, ']'))
+                    goto undo;
+            }
+            log_add(j, (jentry_t){.seq = (uint64_t)seq, .at = at, .to = (uint8_t)to, .in_view = arr});
+        } while (sc_ch(&s, ','));
+        if (!sc_ch(&s, ']'))
+            goto undo;
+    }
+    if (sc_done(&s))
+        return true;
+undo:
+    j->n_log = l0;
+    return false;
+}
+
+/* One order_batches row (lsn, first_seq, pay_by, orders, created_at): its new orders. */
+static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_len)
+{
+    uint64_t first = (uint64_t)sqlite3_column_int64(st, 1);
+    bool window = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    int64_t pay_by = sqlite3_column_int64(st, 2), created_at = sqlite3_column_int64(st, 4);
+    size_t len;
+    const char *text = col_text(st, 3, &len);
+    if (fast_batch(j, text, len, first, created_at, window, pay_by))
+        return 0;
+    json_t *a = json_loadb(text, len, 0, NULL);
+    if (!json_is_array(a)) {
+        snprintf(err, err_len, "sqlite: order_batches row %lld: orders is not a JSON array",
+                 (long long)sqlite3_column_int64(st, 0));
+        json_decref(a);
+        return -1;
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(a, i, o)
+    {
+        json_t *u = json_array_get(o, 0), *r = json_array_get(o, 1), *qv = json_array_get(o, 2);
+        journal_order(j, first + i, json_is_integer(qv) ? json_integer_value(qv) : 1, created_at, window, pay_by,
+                      json_is_string(u) ? json_string_value(u) : "", json_is_string(u) ? json_string_length(u) : 0,
+                      json_is_string(r) ? json_string_value(r) : "", json_is_string(r) ? json_string_length(r) : 0);
+    }
+    json_decref(a);
+    return 0;
+}
+
+/* One order_events row (lsn, kind, events, at): each order it moves. */
+static int journal_events(journal_t *j, sqlite3_stmt *st, char *err, size_t err_len)
+{
+    size_t kl, len;
+    const char *kind = col_text(st, 1, &kl);
+    const char *text = col_text(st, 2, &len);
+    int64_t at = sqlite3_column_int64(st, 3);
+    sk_loadgen_state_t to = event_state(kind);
+    if (to != SK_LOADGEN_ST_UNKNOWN && fast_events(j, text, len, at, to))
+        return 0;
+    json_t *a = json_loadb(text, len, 0, NULL);
+    if (!json_is_array(a) || to == SK_LOADGEN_ST_UNKNOWN) {
+        snprintf(err, err_len, "sqlite: order_events row %lld: kind %s, events not a JSON array",
+                 (long long)sqlite3_column_int64(st, 0), kind);
+        json_decref(a);
+        return -1;
+    }
+    size_t i;
+    json_t *e;
+    int rc = 0;
+    json_array_foreach(a, i, e)
+    {
+        json_t *seq = json_is_array(e) ? json_array_get(e, 0) : e;
+        if (!json_is_integer(seq) || json_integer_value(seq) < 1) {
+            snprintf(err, err_len, "sqlite: order_events row %lld: an event without a seq",
+                     (long long)sqlite3_column_int64(st, 0));
+            rc = -1;
+            break;
+        }
+        /* The view reads an event's seq as element 0 of an array: a bare number moves
+         * the log's order but not the view's. */
+        log_add(
+            j, (jentry_t){
+                   .seq = (uint64_t)json_integer_value(seq), .at = at, .to = (uint8_t)to, .in_view = json_is_array(e)});
+    }
+    json_decref(a);
+    return rc;
+}
+
+static uint8_t rank_of(sk_loadgen_state_t to)
+{
+    switch (to) {
+    case SK_LOADGEN_ST_CONFIRMED:
+        return 1;
+    case SK_LOADGEN_ST_EXPIRED:
+        return 2;
+    case SK_LOADGEN_ST_CANCELLED:
+        return 3;
+    case SK_LOADGEN_ST_REFUNDED:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+/* An order's state as the view derives it. */
+static sk_loadgen_state_t journal_state(const journal_t *j, const jorder_t *o)
+{
+    static const sk_loadgen_state_t by_rank[5] = {SK_LOADGEN_ST_UNKNOWN, SK_LOADGEN_ST_CONFIRMED, SK_LOADGEN_ST_EXPIRED,
+                                                  SK_LOADGEN_ST_CANCELLED, SK_LOADGEN_ST_REFUNDED};
+    uint8_t r = j->st[o->seq].rank;
+    if (r)
+        return by_rank[r];
+    return o->window ? SK_LOADGEN_ST_RESERVED : SK_LOADGEN_ST_CONFIRMED;
+}
+
+static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size_t err_len)
+{
+    journal_t *j = &q->j;
+    if (j->sale_id && strcmp(j->sale_id, sale_id) == 0)
+        return 0;
+    journal_free(j);
+    j->sale_id = sk_xstrndup(sale_id, strlen(sale_id));
+    j->sorted = true;
+    sqlite3_stmt *b = NULL, *e = NULL;
+    int rc = -1;
+    /* Sized up front: the orders the batches say they made (no more than their text
+     * can hold: an order takes at least four characters), about as many log entries
+     * again for their transitions, and their strings. Without the counts the arrays
+     * grow as they are read. */
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT coalesce(sum(n), 0), coalesce(sum(length(orders)), 0) FROM order_batches "
+                           "WHERE sale_id = ?1",
+                           -1, &b, NULL) == SQLITE_OK)
+        sqlite3_bind_text(b, 1, sale_id, -1, SQLITE_STATIC);
+    if (b && sqlite3_step(b) == SQLITE_ROW) {
+        int64_t text = SK_MAX(0, sqlite3_column_int64(b, 1));
+        size_t n = (size_t)SK_MIN(SK_MAX(0, sqlite3_column_int64(b, 0)), text / 4) + 1024;
+        j->cap_orders = n;
+        j->orders = sk_xmalloc(n * sizeof(*j->orders));
+        sk_mem_huge(j->orders, n * sizeof(*j->orders));
+        j->cap_log = 2 * n;
+        j->log = sk_xmalloc(2 * n * sizeof(*j->log));
+        sk_mem_huge(j->log, 2 * n * sizeof(*j->log));
+        j->arena_cap = (size_t)text + 4096;
+        j->arena = sk_xmalloc(j->arena_cap);
+        sk_mem_huge(j->arena, j->arena_cap);
+    }
+    sqlite3_finalize(b);
+    b = NULL;
+    /* Each table in its rowid (lsn) order, one sequential scan (+sale_id: not through
+     * the sale's index, which would sort the rows again). */
+    if (sqlite3_prepare_v2(q->db,
+                           "SELECT lsn, first_seq, pay_by, orders, created_at FROM order_batches WHERE +sale_id = ?1 "
+                           "ORDER BY lsn",
+                           -1, &b, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(q->db, "SELECT lsn, kind, events, at FROM order_events WHERE +sale_id = ?1 ORDER BY lsn", -1,
+                           &e, NULL) != SQLITE_OK) {
+        db_error(q, err, err_len);
+        goto out;
+    }
+    sqlite3_bind_text(b, 1, sale_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(e, 1, sale_id, -1, SQLITE_STATIC);
+    /* Two cursors in lsn order, merged. */
+    int rb = sqlite3_step(b), re = sqlite3_step(e);
+    while (rb == SQLITE_ROW || re == SQLITE_ROW) {
+        bool take_batch =
+            rb == SQLITE_ROW && (re != SQLITE_ROW || sqlite3_column_int64(b, 0) < sqlite3_column_int64(e, 0));
+        if ((take_batch ? journal_batch(j, b, err, err_len) : journal_events(j, e, err, err_len)) < 0)
+            goto out;
+        if (take_batch)
+            rb = sqlite3_step(b);
+        else
+            re = sqlite3_step(e);
+    }
+    if (rb != SQLITE_DONE || re != SQLITE_DONE) {
+        db_error(q, err, err_len);
+        goto out;
+    }
+    rc = 0;
+    if (j->max_seq > sparse_factor * j->n_orders + 1024) {
+        char *keep = j->sale_id; /* remembered, so that the view is read without a reload */
+        j->sale_id = NULL;
+        journal_free(j);
+        j->sale_id = keep;
+        goto out;
+    }
+    /* The view's st: per seq of an order, the highest-ranked event and the latest
+     * payment's and other event's times (events of seqs no batch made join nothing). */
+    j->st = sk_xcalloc(j->max_seq + 1, sizeof(*j->st));
+    sk_mem_huge(j->st, (j->max_seq + 1) * sizeof(*j->st));
+    for (size_t i = 0; i < j->n_log; i++) {
+        const jentry_t *l = &j->log[i];
+        if (l->created || !l->in_view || l->seq > j->max_seq)
+            continue;
+        jstate_t *x = &j->st[l->seq];
+        uint8_t r = rank_of((sk_loadgen_state_t)l->to);
+        x->rank = SK_MAX(x->rank, r);
+        if (r == 1)
+            x->paid_at = x->paid_at ? SK_MAX(x->paid_at, l->at) : l->at;
+        else
+            x->closed_at = x->closed_at ? SK_MAX(x->closed_at, l->at) : l->at;
+    }
+    for (size_t i = 0; i < j->n_orders; i++)
+        if (journal_state(j, &j->orders[i]) == SK_LOADGEN_ST_CONFIRMED)
+            j->sold += j->orders[i].quantity;
+    j->ok = true;
+out:
+    sqlite3_finalize(b);
+    sqlite3_finalize(e);
+    return rc;
+}
+
+static int by_seq_row(const void *pa, const void *pb)
+{
+    const jorder_t *x = *(const jorder_t *const *)pa, *y = *(const jorder_t *const *)pb;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* The orders in seq order, as the view's rows. */
+static int journal_orders(sqlite_source_t *q, sk_loadgen_order_fn fn, void *arg)
+{
+    journal_t *j = &q->j;
+    const jorder_t **idx = NULL;
+    if (!j->sorted) {
+        idx = sk_xmalloc((j->n_orders + 1) * sizeof(*idx));
+        for (size_t i = 0; i < j->n_orders; i++)
+            idx[i] = &j->orders[i];
+        qsort(idx, j->n_orders, sizeof(*idx), by_seq_row);
+    }
+    size_t id_cap = strlen(j->sale_id) + 32;
+    char *id = sk_xmalloc(id_cap);
+    int rc = 0;
+    for (size_t i = 0; i < j->n_orders && rc == 0; i++) {
+        const jorder_t *o = idx ? idx[i] : &j->orders[i];
+        const jstate_t *x = &j->st[o->seq];
+        int n = snprintf(id, id_cap, "%s-%010llu", j->sale_id, (unsigned long long)o->seq);
+        sk_loadgen_store_order_t so = {
+            .order_id = id,
+            .order_id_len = n > 0 ? (size_t)n : 0,
+            .user_id = j->arena + o->user_off,
+            .user_id_len = o->user_len,
+            .request_id = j->arena + o->rid_off,
+            .request_id_len = o->rid_len,
+            .seq = o->seq,
+            .quantity = o->quantity,
+            .state = journal_state(j, o),
+            .pay_by = o->pay_by,
+            .paid_at = x->paid_at,
+            .closed_at = x->closed_at,
+            .created_at = o->created_at,
+        };
+        rc = fn(arg, &so);
+    }
+    free(id);
+    free(idx);
+    return rc;
+}
+
+/* The log from memory, in decision order. */
+static int journal_replay(sqlite_source_t *q, sk_audit_event_fn fn, void *arg)
+{
+    journal_t *j = &q->j;
+    for (size_t i = 0; i < j->n_log; i++) {
+        const jentry_t *l = &j->log[i];
+        sk_audit_event_t ev = {.seq = l->seq, .created = l->created, .to = (sk_loadgen_state_t)l->to};
+        if (l->created) {
+            const jorder_t *o = &j->orders[l->at];
+            ev.user_id = j->arena + o->user_off;
+            ev.user_id_len = o->user_len;
+            ev.quantity = o->quantity;
+        }
+        int rc = fn(arg, &ev);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int sqlite_events(sk_audit_source_t *s, const char *sale_id, sk_audit_event_fn fn, void *arg, char *err,
                          size_t err_len)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
+    if (q->derive && journal_load(q, sale_id, err, err_len) < 0)
+        return -1;
+    if (q->j.ok)
+        return journal_replay(q, fn, arg);
     sqlite3_stmt *b = NULL, *e = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(q->db,
@@ -242,6 +797,7 @@ out:
 static void sqlite_close(sk_audit_source_t *s)
 {
     sqlite_source_t *q = (sqlite_source_t *)s;
+    journal_free(&q->j);
     sqlite3_close(q->db);
     free(q);
 }
@@ -257,15 +813,37 @@ static bool has(sqlite3 *db, const char *table, const char *col)
     return ok;
 }
 
+/* True when name is a view (the embedded store's orders). */
+static bool is_view(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    bool view = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        view = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return view;
+}
+
 sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t err_len)
 {
+    return sk_audit_source_sqlite_opts(path, false, err, err_len);
+}
+
+sk_audit_source_t *sk_audit_source_sqlite_opts(const char *path, bool by_view, char *err, size_t err_len)
+{
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    /* One thread reads it: no locking inside SQLite. */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, err_len, "sqlite: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
     sqlite3_busy_timeout(db, 10000);
+    /* One sequential read of the whole file: mapped, and a page cache that holds it. */
+    sqlite3_exec(db, "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-262144", NULL, NULL, NULL);
     sqlite_source_t *q = sk_xcalloc(1, sizeof(*q));
     q->base.kind = "sqlite";
     q->base.sale = sqlite_sale;
@@ -274,7 +852,10 @@ sk_audit_source_t *sk_audit_source_sqlite(const char *path, char *err, size_t er
     q->db = db;
     q->has_state = has(db, "orders", "state, quantity, pay_by, paid_at, closed_at, created_at");
     q->has_trail = has(db, "sale_events", "lsn, after");
-    if (has(db, "order_batches", "lsn, first_seq, pay_by, orders") && has(db, "order_events", "lsn, kind, events"))
+    q->has_log = has(db, "order_batches", "lsn, first_seq, pay_by, orders, created_at") &&
+                 has(db, "order_events", "lsn, kind, events, at");
+    if (q->has_log)
         q->base.events = sqlite_events;
+    q->derive = q->has_log && q->has_state && !by_view && is_view(db, "orders");
     return &q->base;
 }

@@ -426,6 +426,7 @@ static int run_queued(const sk_loadgen_config_t *cfg, sk_loadgen_qcfg_t *q, cons
 
 int main(int argc, char **argv)
 {
+    uint64_t t_phase = sk_mono_ns();
     static const struct option opts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
@@ -766,8 +767,11 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    sk_loadgen_phases_t setup = {0};
+    sk_loadgen_phase(&setup, "the sale's set-up", &t_phase, 0);
     sk_loadgen_results_t res;
     int run_rc = sk_loadgen_run(&cfg, &sale, &res, err, sizeof(err));
+    t_phase = sk_mono_ns();
     sk_loadgen_controls_join(&controls);
     if (run_rc < 0) {
         fprintf(stderr, "seckill-bench: %s\n", err);
@@ -777,6 +781,11 @@ int main(int argc, char **argv)
         goto out;
     }
     res.sale = sale; /* the results own the sale's strings from here */
+    if (res.phases.n < SK_LOADGEN_PHASES_MAX) {
+        memmove(&res.phases.at[1], &res.phases.at[0], res.phases.n * sizeof(res.phases.at[0]));
+        res.phases.at[0] = setup.at[0];
+        res.phases.n++;
+    }
     /* With --json - the JSON alone goes to stdout, so it stays parseable. */
     FILE *human = json_path && strcmp(json_path, "-") == 0 ? stderr : stdout;
     sk_loadgen_report_print(human, &cfg, &res);
@@ -818,8 +827,10 @@ int main(int argc, char **argv)
                 audited = true;
             src->close(src);
         }
+        sk_loadgen_phase(&res.phases, "the audit", &t_phase, 0);
         if (audited) {
             sk_loadgen_report_audit(human, &audit);
+            sk_loadgen_report_phases(human, "the audit's time", &audit.times);
             if (!audit.ok)
                 status = 1;
         } else {
@@ -827,6 +838,7 @@ int main(int argc, char **argv)
             status = 1;
         }
     }
+    sk_loadgen_report_phases(human, "the run's time", &res.phases);
     fflush(human);
     if (json_path) {
         int rc =

@@ -174,6 +174,25 @@ void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a)
         fprintf(out, "\n!!!!! AUDIT FAILED: %s !!!!!\n", a->failure);
 }
 
+void sk_loadgen_report_phases(FILE *out, const char *title, const sk_loadgen_phases_t *p)
+{
+    double total = 0;
+    fprintf(out, "  %s:", title);
+    for (size_t i = 0; i < p->n; i++) {
+        fprintf(out, "%s %s %.2f s", i ? "," : "", p->at[i].name, p->at[i].s);
+        total += p->at[i].s;
+    }
+    fprintf(out, "; in all %.2f s\n", total);
+}
+
+static json_t *phases_json(const sk_loadgen_phases_t *p)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < p->n; i++)
+        json_object_set_new(o, p->at[i].name, json_real(p->at[i].s));
+    return o;
+}
+
 static json_t *latency_json(const sk_hist_t *h)
 {
     if (h->count == 0)
@@ -257,6 +276,7 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
     json_object_set_new(root, "answers_per_cpu_s", json_real(cpu > 0 ? (double)res->answers / cpu : 0));
     json_object_set_new(root, "remaining_reported", json_integer(res->last_remaining));
     json_object_set_new(root, "stop_reason", json_string(res->stop_reason));
+    json_object_set_new(root, "phases", phases_json(&res->phases));
     const sk_loadgen_polls_t *ps = &res->polls;
     json_t *pj = json_pack("{s:I, s:I, s:I, s:I}", "reads", (json_int_t)ps->reads, "failures", (json_int_t)ps->failures,
                            "bad_reads", (json_int_t)ps->bad_reads, "max_units", (json_int_t)ps->max_units);
@@ -353,6 +373,7 @@ int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, con
             json_object_set_new(a, "failure", json_string(audit->failure));
         if (audit->note[0])
             json_object_set_new(a, "note", json_string(audit->note));
+        json_object_set_new(a, "times", phases_json(&audit->times));
         json_object_set_new(root, "audit", a);
     } else if (audit_error) {
         json_object_set_new(root, "audit", json_pack("{s:b, s:s}", "ok", 0, "error", audit_error));

@@ -16,6 +16,9 @@ void sk_loadgen_report_print(FILE *out, const sk_loadgen_config_t *cfg, const sk
 /** Prints the audit counts and the verdict line ("AUDIT OK" / "AUDIT FAILED: ..."). */
 void sk_loadgen_report_audit(FILE *out, const sk_audit_t *a);
 
+/** Prints one line of phase times, "  <title>: name 1.23 s, ...; total 4.56 s". */
+void sk_loadgen_report_phases(FILE *out, const char *title, const sk_loadgen_phases_t *p);
+
 /** Writes the JSON report to path ("-" for stdout). `audit` may be NULL (not run) and
  *  `audit_error` non-NULL when it could not run. Returns 0 or -errno. */
 int sk_loadgen_report_json(const char *path, const sk_loadgen_config_t *cfg, const sk_loadgen_results_t *res,

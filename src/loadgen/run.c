@@ -109,6 +109,14 @@ static void progress(const run_t *run, const sk_loadgen_results_t *res, bool tty
     fflush(stderr);
 }
 
+void sk_loadgen_phase(sk_loadgen_phases_t *p, const char *name, uint64_t *since_ns, uint64_t until_ns)
+{
+    uint64_t until = until_ns ? until_ns : sk_mono_ns();
+    if (p->n < SK_LOADGEN_PHASES_MAX)
+        p->at[p->n++] = (sk_loadgen_phase_t){name, until > *since_ns ? (double)(until - *since_ns) / 1e9 : 0};
+    *since_ns = SK_MAX(until, *since_ns);
+}
+
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
@@ -308,7 +316,7 @@ static void poll_settle(run_t *run, poller_t *p, sk_loadgen_results_t *res)
 
 /* The calling thread watches the workers until they are all done: a progress line, and
  * answers per second for the timeline. Then it joins them. */
-static void watch(run_t *run, sk_loadgen_results_t *res)
+static void watch(run_t *run, sk_loadgen_results_t *res, uint64_t *t)
 {
     const sk_loadgen_config_t *cfg = run->cfg;
     bool tty = isatty(STDERR_FILENO);
@@ -349,6 +357,8 @@ static void watch(run_t *run, sk_loadgen_results_t *res)
     }
     for (uint32_t i = 0; i < run->nworkers; i++)
         pthread_join(run->workers[i].thread, NULL);
+    sk_loadgen_phase(&res->phases, "waiting for the opening", t, run->fire_ns);
+    sk_loadgen_phase(&res->phases, cfg->lifecycle ? "the crowd (buying, then its last payments)" : "the crowd", t, 0);
     /* The last partial second of the timeline. */
     uint64_t a = sum_counter(run, ans_off);
     if (a > tl.prev[0])
@@ -364,6 +374,8 @@ static void watch(run_t *run, sk_loadgen_results_t *res)
     if (cfg->lifecycle && !cfg->quiet)
         fprintf(stderr, "the crowd is done; waiting for the reservations left to expire\n");
     poll_settle(run, &poller, res);
+    if (cfg->lifecycle)
+        sk_loadgen_phase(&res->phases, "until nothing is held", t, 0);
 }
 
 /* Adds up the workers' results into res and frees what the workers held. */
@@ -450,6 +462,7 @@ static void merge(run_t *run, sk_loadgen_results_t *res)
 int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale, sk_loadgen_results_t *res, char *err,
                    size_t err_len)
 {
+    uint64_t t = sk_mono_ns();
     memset(res, 0, sizeof(*res));
     for (int o = 0; o < SK_OUT_COUNT; o++)
         sk_hist_init(&res->hist[o]);
@@ -492,8 +505,10 @@ int sk_loadgen_run(const sk_loadgen_config_t *cfg, const sk_loadgen_sale_t *sale
             abort();
         }
     }
-    watch(&run, res);
+    sk_loadgen_phase(&res->phases, "the crowd's set-up", &t, 0);
+    watch(&run, res, &t);
     merge(&run, res);
+    sk_loadgen_phase(&res->phases, "the answers merged", &t, 0);
 
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {

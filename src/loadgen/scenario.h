@@ -212,6 +212,22 @@ typedef struct {
     _Atomic int *interrupted; /* set (by a signal handler): stop sending, finish up */
 } sk_loadgen_config_t;
 
+/** Where a run's time went: named phases in the order they happened (wall seconds). */
+enum { SK_LOADGEN_PHASES_MAX = 16 };
+typedef struct {
+    const char *name; /* a string literal */
+    double s;
+} sk_loadgen_phase_t;
+
+typedef struct {
+    sk_loadgen_phase_t at[SK_LOADGEN_PHASES_MAX];
+    size_t n;
+} sk_loadgen_phases_t;
+
+/** Appends the time from *since_ns to until_ns (0: now) as phase `name` (dropped when
+ *  full) and moves *since_ns there. */
+void sk_loadgen_phase(sk_loadgen_phases_t *p, const char *name, uint64_t *since_ns, uint64_t until_ns);
+
 typedef struct {
     uint64_t counts[SK_OUT_COUNT];
     sk_hist_t hist[SK_OUT_COUNT]; /* latency in ns per outcome */
@@ -246,6 +262,7 @@ typedef struct {
     sk_loadgen_life_t life;
     sk_loadgen_polls_t polls;
     char stop_reason[64]; /* why the crowd stopped buying */
+    sk_loadgen_phases_t phases; /* the whole command's, set-up to audit */
 } sk_loadgen_results_t;
 
 /** Frees everything in results (and its sale strings). */

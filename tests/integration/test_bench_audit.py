@@ -315,6 +315,12 @@ def test_life_truthful(ck):
         ck.eq(data["audit"]["reservations_checked"], n, f"{what}: every reservation found and checked")
         ck.check(pays and all(signed for _, signed in pays), f"{what}: every payment signed with the key")
         ck.check("AUDIT OK" in text, f"{what}: AUDIT OK")
+        phases, times = data.get("phases", {}), data["audit"].get("times", {})
+        ck.check(all(k in phases for k in ("waiting for the opening", "until nothing is held", "the audit")),
+                 f"{what}: the run's phases reported: {sorted(phases)}")
+        ck.check(("the store's log replayed" in times) == (source == "sqlite") and "the store's orders checked" in times,
+                 f"{what}: the audit's steps reported: {sorted(times)}")
+        ck.check("the run's time:" in text and "the audit's time:" in text, f"{what}: the times printed")
     # The plans are drawn at random: over both runs (some 60 reservations) each was.
     ck.check(all(drawn.values()), f"life truthful: every plan drawn: {drawn}")
 
