@@ -3,8 +3,9 @@
  * of seq order, an event of no order, a bare-number event, a sale without a window,
  * rows the fast reading takes and rows it leaves to jansson),
  * the log replayed from memory the log read through SQL, and faults planted in the
- * journal (a unit returned twice, a confirmation after pay_by, a move of no order)
- * must fail the audit either way. */
+ * journal (a unit returned twice, a confirmation after pay_by, a move of no order, a
+ * move of a seq so large that a table by seq would overflow) must fail the audit
+ * either way. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@ static void make_journal(const char *dir, char *path, size_t cap)
         "  (8, 's1', 'refund', 31000, '[[1,\"admin\"]]'),"
         "  (12, 's1', 'expire', 32000, '[[99]]')," /* planted: an order no batch made */
         "  (13, 's1', 'cancel', 33000, '[6]')," /* a bare number: the log's, not the view's */
-        "  (16, 's2', 'refund', 9500, '[[1,\"a\\\"dm\"]]');";
+        "  (16, 's2', 'refund', 9500, '[[1,\"a\\\"dm\"]]'),"
+        "  (17, 's1', 'expire', 34000, '[[1500000000000000000]]');"; /* planted: a seq no store makes */
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
         SK_FAIL_AT("insert: %s", msg);
