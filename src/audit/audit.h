@@ -41,7 +41,8 @@
  *   returned_twice   orders whose units left them twice (a store's log: a cancel, expiry
  *               or refund of an order already cancelled, expired or refunded)
  *   bad_transitions  other moves the rules forbid in a store's log (a confirmed order
- *               expired or cancelled, a reservation refunded)
+ *               expired or cancelled, a reservation refunded, a seq made twice, a move
+ *               of no order, a seq above 2^40)
  *   held_at_end      units still held once every deadline passed
  *
  * Units, not orders: an order holds `quantity` units, and oversold, undersold and the

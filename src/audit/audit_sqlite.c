@@ -504,14 +504,25 @@ static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_l
         json_decref(a);
         return -1;
     }
+    /* Only the shapes the writer makes: [user(, request or null(, quantity or null))].
+     * The view reads other shapes its own way (a quantity "2" is 2 to it): an order read
+     * here another way than the view reads it would be audited as another order (its
+     * units, its buyer), so the row fails the audit instead. */
     size_t i;
     json_t *o;
     json_array_foreach(a, i, o)
     {
         json_t *u = json_array_get(o, 0), *r = json_array_get(o, 1), *qv = json_array_get(o, 2);
+        if (!json_is_array(o) || !json_is_string(u) || (r && !json_is_string(r) && !json_is_null(r)) ||
+            (qv && !json_is_integer(qv) && !json_is_null(qv))) {
+            snprintf(err, err_len, "sqlite: order_batches row %lld: order %zu is not [user, request, quantity]",
+                     (long long)sqlite3_column_int64(st, 0), i);
+            json_decref(a);
+            return -1;
+        }
         journal_order(j, first + i, json_is_integer(qv) ? json_integer_value(qv) : 1, created_at, window, pay_by,
-                      json_is_string(u) ? json_string_value(u) : "", json_is_string(u) ? json_string_length(u) : 0,
-                      json_is_string(r) ? json_string_value(r) : "", json_is_string(r) ? json_string_length(r) : 0);
+                      json_string_value(u), json_string_length(u), json_is_string(r) ? json_string_value(r) : "",
+                      json_is_string(r) ? json_string_length(r) : 0);
     }
     json_decref(a);
     return 0;
@@ -677,6 +688,8 @@ static int journal_load(sqlite_source_t *q, const char *sale_id, char *err, size
 out:
     sqlite3_finalize(b);
     sqlite3_finalize(e);
+    if (rc < 0)
+        journal_free(j); /* not remembered: asked again, it fails again (not the view's answer) */
     return rc;
 }
 

@@ -684,13 +684,29 @@ static bool held_key(void *arg, const char *key)
     return node < 0 || h->node[node];
 }
 
+/* Whether an XCLAIM ... JUSTID reply says it claimed entry id (then it was a write). */
+static bool claimed(const redisReply *claim, const char *id)
+{
+    return claim && claim->type == REDIS_REPLY_ARRAY && claim->elements >= 1 &&
+           claim->element[0]->type == REDIS_REPLY_STRING && strcmp(claim->element[0]->str, id) == 0;
+}
+
+bool sk_drain_replicas_confirm(const redisReply *claim, const redisReply *wait, const char *id, int need)
+{
+    return claimed(claim, id) && wait && wait->type == REDIS_REPLY_INTEGER && wait->integer >= need;
+}
+
 /* With replicas_ack: leaves out of the batch the entries of every primary that does not
  * have them on enough replicas yet (they stay pending and are read again); the other
  * primaries' entries go on. WAIT counts from the last write of this connection, and
  * reading entries is not always one (a re-read of pending entries is not), so each
  * primary first gets a harmless write that follows the entries: an XCLAIM of one of our
- * own entries to ourselves. */
-static void replicas_have(sk_drain_t *d)
+ * own entries to ourselves (sk_drain_replicas_confirm). The entries are asked about on
+ * the primary they were read from: when the map changed since the reads began
+ * (map_version; a failover, a moved slot), an entry's slot may now be served by a
+ * primary that never had it, whose WAIT says nothing about it, so the whole batch is
+ * left pending and read again from the primaries serving it now. */
+static void replicas_have(sk_drain_t *d, uint64_t map_version)
 {
     if (d->cfg.replicas_ack <= 0 || d->batch.n_entries == 0)
         return;
@@ -704,9 +720,14 @@ static void replicas_have(sk_drain_t *d)
             first[node] = x;
         any = any || node < 0;
     }
+    bool moved = d->map->version != map_version;
     for (int n = 0; n < NODES; n++) {
         if (!first[n])
             continue;
+        if (moved) {
+            held.node[n] = any = true; /* (no back-off: read again at once, where they are now) */
+            continue;
+        }
         redisContext *c = node_conn(d, n);
         if (!c) {
             held.node[n] = any = true;
@@ -721,14 +742,20 @@ static void replicas_have(sk_drain_t *d)
             held.node[n] = any = true;
             continue;
         }
-        if (wait && wait->type == REDIS_REPLY_INTEGER && wait->integer >= d->cfg.replicas_ack) {
+        if (sk_drain_replicas_confirm(claim, wait, first[n]->id, d->cfg.replicas_ack)) {
             d->replica_backoff[n] = 0;
         } else {
             char name[300];
             d->replica_waits++;
-            warn_limited(d, "redis at %s: %lld of %d replicas have the entries read; they are written once enough do",
-                         sk_rcluster_name(d->map, n, name, sizeof(name)),
-                         wait && wait->type == REDIS_REPLY_INTEGER ? wait->integer : -1LL, d->cfg.replicas_ack);
+            if (claimed(claim, first[n]->id))
+                warn_limited(d,
+                             "redis at %s: %lld of %d replicas have the entries read; they are written once enough do",
+                             sk_rcluster_name(d->map, n, name, sizeof(name)),
+                             wait && wait->type == REDIS_REPLY_INTEGER ? wait->integer : -1LL, d->cfg.replicas_ack);
+            else
+                warn_limited(d, "redis at %s: entry %s of %s could not be claimed (%s): its entries are read again",
+                             sk_rcluster_name(d->map, n, name, sizeof(name)), first[n]->id, first[n]->key,
+                             claim && claim->type == REDIS_REPLY_ERROR ? claim->str : "not pending");
             held.node[n] = behind[n] = any = true;
         }
         freeReplyObject(claim);
@@ -1289,6 +1316,7 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
         if (!d->map_ok || !d->db)
             continue;
         sk_drain_batch_clear(&d->batch);
+        uint64_t map_version = d->map->version; /* the reads' map (replicas_have) */
         reread_due(d, now);
         read_pending(d);
         if (d->batch.n_entries == 0 && now >= d->next_claim) {
@@ -1299,7 +1327,7 @@ int sk_drain_run(sk_drain_t *d, const volatile sig_atomic_t *stop)
             read_new(d);
         if (d->batch.n_entries == 0)
             continue;
-        replicas_have(d);
+        replicas_have(d, map_version);
         if (d->batch.n_entries == 0) {
             usleep(IDLE_MS * 1000); /* what was read waits for replicas: not a busy loop */
             continue;

@@ -105,6 +105,15 @@ typedef struct {
  *  when nothing may be trimmed (no group: nobody read anything yet). */
 bool sk_drain_trim_point(const sk_drain_group_need_t *groups, size_t n, sk_drain_id_t *minid);
 
+/** With replicas_ack: whether a primary's replicas have the entries the drain read from
+ *  it. `claim` is the reply to an XCLAIM (JUSTID) of entry `id` to the drain itself, sent
+ *  after the reads, and `wait` the reply to the WAIT that followed it. WAIT counts the
+ *  replicas that have this connection's last write: only a claim that claimed `id` was
+ *  one (and it follows the entries); a claim that claimed nothing (a primary that lacks
+ *  the entry: the map changed since the read, a failover) wrote nothing, and its WAIT
+ *  proves nothing about the entries. */
+bool sk_drain_replicas_confirm(const redisReply *claim, const redisReply *wait, const char *id, int need);
+
 /** Whether a sale may be retired: over by Redis's clock, every entry in the database
  *  and acknowledged (lag and pending 0), no reservation pending (held 0 in both), and
  *  the counts agree: orders made, and units sold (Redis's) against units of confirmed

@@ -101,4 +101,42 @@ SK_TEST(retire_due)
     ASSERT_TRUE(!sk_drain_retire_due(ends, ends + 1, 0, 0, &held, &held));
 }
 
-SK_TEST_MAIN(SK_RUN(stream_finished); SK_RUN(entry_ids); SK_RUN(trim_point); SK_RUN(retire_due);)
+/* Replies as hiredis makes them, on the stack. */
+static redisReply reply_str(int type, char *s)
+{
+    return (redisReply){.type = type, .str = s, .len = strlen(s)};
+}
+
+SK_TEST(replicas_confirm)
+{
+    char id[] = "1700000000000-3", other[] = "1700000000000-4", moved[] = "MOVED 1234 127.0.0.1:7001";
+    char nogroup[] = "NOGROUP No such key or consumer group";
+    redisReply one = reply_str(REDIS_REPLY_STRING, id), two = reply_str(REDIS_REPLY_STRING, other);
+    redisReply *ids[] = {&one}, *others[] = {&two};
+    redisReply claim = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = ids};
+    redisReply wrong = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = others};
+    redisReply none = {.type = REDIS_REPLY_ARRAY, .elements = 0};
+    redisReply err_moved = reply_str(REDIS_REPLY_ERROR, moved), err_nogroup = reply_str(REDIS_REPLY_ERROR, nogroup);
+    redisReply w0 = {.type = REDIS_REPLY_INTEGER, .integer = 0}, w1 = {.type = REDIS_REPLY_INTEGER, .integer = 1},
+               w2 = {.type = REDIS_REPLY_INTEGER, .integer = 2};
+    redisReply w_err = reply_str(REDIS_REPLY_ERROR, moved);
+    /* The entry claimed (a write after the reads) and enough replicas have it. */
+    ASSERT_TRUE(sk_drain_replicas_confirm(&claim, &w1, id, 1));
+    ASSERT_TRUE(sk_drain_replicas_confirm(&claim, &w2, id, 1));
+    /* Too few replicas, or no WAIT answer. */
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&claim, &w0, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&claim, &w1, id, 2));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&claim, &w_err, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&claim, NULL, id, 1));
+    /* Nothing claimed: no write, so WAIT counted replicas of an older write of the
+     * connection (a primary that never had the entry, after a failover, answers at
+     * once with all its replicas). It says nothing about the entries read. */
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&none, &w2, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&wrong, &w2, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&err_moved, &w2, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(&err_nogroup, &w2, id, 1));
+    ASSERT_TRUE(!sk_drain_replicas_confirm(NULL, &w2, id, 1));
+}
+
+SK_TEST_MAIN(SK_RUN(stream_finished); SK_RUN(entry_ids); SK_RUN(trim_point); SK_RUN(retire_due);
+             SK_RUN(replicas_confirm);)
