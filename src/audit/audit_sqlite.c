@@ -227,13 +227,13 @@ static int batch_row(sqlite3_stmt *st, sk_audit_event_fn fn, void *arg, char *er
     return rc;
 }
 
-/* One order_events row: each order it moves, into the state its kind makes. */
-static int events_row(sqlite3_stmt *st, sk_audit_event_fn fn, void *arg, char *err, size_t err_len)
+/* Each event of an order_events row's JSON array (text), read with jansson: each(arg,
+ * seq, in_view) for every seq, in_view false for a bare number (the view reads an event's
+ * seq as element 0 of an array, so a bare one moves the log's order but not the view's).
+ * An unknown kind, a text that is not an array or an event without a seq is an error. */
+static int each_json_event(sqlite3_stmt *st, const char *kind, sk_loadgen_state_t to, const char *text, size_t len,
+                           int (*each)(void *arg, uint64_t seq, bool in_view), void *arg, char *err, size_t err_len)
 {
-    size_t kl, len;
-    const char *kind = col_text(st, 1, &kl);
-    const char *text = col_text(st, 2, &len);
-    sk_loadgen_state_t to = event_state(kind);
     json_t *a = json_loadb(text, len, 0, NULL);
     if (!json_is_array(a) || to == SK_LOADGEN_ST_UNKNOWN) {
         snprintf(err, err_len, "sqlite: order_events row %lld: kind %s, events not a JSON array",
@@ -253,12 +253,35 @@ static int events_row(sqlite3_stmt *st, sk_audit_event_fn fn, void *arg, char *e
             rc = -1;
             break;
         }
-        sk_audit_event_t ev = {.seq = (uint64_t)json_integer_value(seq), .to = to};
-        if ((rc = fn(arg, &ev)) != 0)
+        if ((rc = each(arg, (uint64_t)json_integer_value(seq), json_is_array(e))) != 0)
             break;
     }
     json_decref(a);
     return rc;
+}
+
+typedef struct {
+    sk_audit_event_fn fn;
+    void *arg;
+    sk_loadgen_state_t to;
+} row_events_t;
+
+static int row_event(void *arg, uint64_t seq, bool in_view)
+{
+    (void)in_view;
+    row_events_t *r = arg;
+    sk_audit_event_t ev = {.seq = seq, .to = r->to};
+    return r->fn(r->arg, &ev);
+}
+
+/* One order_events row: each order it moves, into the state its kind makes. */
+static int events_row(sqlite3_stmt *st, sk_audit_event_fn fn, void *arg, char *err, size_t err_len)
+{
+    size_t kl, len;
+    const char *kind = col_text(st, 1, &kl);
+    const char *text = col_text(st, 2, &len);
+    row_events_t r = {.fn = fn, .arg = arg, .to = event_state(kind)};
+    return each_json_event(st, kind, r.to, text, len, row_event, &r, err, err_len);
 }
 
 /* ---- the log, read once ---------------------------------------------------------------- */
@@ -528,43 +551,29 @@ static int journal_batch(journal_t *j, sqlite3_stmt *st, char *err, size_t err_l
     return 0;
 }
 
+typedef struct {
+    journal_t *j;
+    int64_t at;
+    sk_loadgen_state_t to;
+} log_events_t;
+
+static int log_event(void *arg, uint64_t seq, bool in_view)
+{
+    log_events_t *l = arg;
+    log_add(l->j, (jentry_t){.seq = seq, .at = l->at, .to = (uint8_t)l->to, .in_view = in_view});
+    return 0;
+}
+
 /* One order_events row (lsn, kind, events, at): each order it moves. */
 static int journal_events(journal_t *j, sqlite3_stmt *st, char *err, size_t err_len)
 {
     size_t kl, len;
     const char *kind = col_text(st, 1, &kl);
     const char *text = col_text(st, 2, &len);
-    int64_t at = sqlite3_column_int64(st, 3);
-    sk_loadgen_state_t to = event_state(kind);
-    if (to != SK_LOADGEN_ST_UNKNOWN && fast_events(j, text, len, at, to))
+    log_events_t l = {.j = j, .at = sqlite3_column_int64(st, 3), .to = event_state(kind)};
+    if (l.to != SK_LOADGEN_ST_UNKNOWN && fast_events(j, text, len, l.at, l.to))
         return 0;
-    json_t *a = json_loadb(text, len, 0, NULL);
-    if (!json_is_array(a) || to == SK_LOADGEN_ST_UNKNOWN) {
-        snprintf(err, err_len, "sqlite: order_events row %lld: kind %s, events not a JSON array",
-                 (long long)sqlite3_column_int64(st, 0), kind);
-        json_decref(a);
-        return -1;
-    }
-    size_t i;
-    json_t *e;
-    int rc = 0;
-    json_array_foreach(a, i, e)
-    {
-        json_t *seq = json_is_array(e) ? json_array_get(e, 0) : e;
-        if (!json_is_integer(seq) || json_integer_value(seq) < 1) {
-            snprintf(err, err_len, "sqlite: order_events row %lld: an event without a seq",
-                     (long long)sqlite3_column_int64(st, 0));
-            rc = -1;
-            break;
-        }
-        /* The view reads an event's seq as element 0 of an array: a bare number moves
-         * the log's order but not the view's. */
-        log_add(
-            j, (jentry_t){
-                   .seq = (uint64_t)json_integer_value(seq), .at = at, .to = (uint8_t)to, .in_view = json_is_array(e)});
-    }
-    json_decref(a);
-    return rc;
+    return each_json_event(st, kind, l.to, text, len, log_event, &l, err, err_len);
 }
 
 static uint8_t rank_of(sk_loadgen_state_t to)

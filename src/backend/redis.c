@@ -322,9 +322,13 @@ static bool users_known(const sk_sale_t *s)
     return atomic_load_explicit(&((sk_sale_t *)s)->users, memory_order_acquire) != NULL;
 }
 
-/* Registers a sale read from Redis unless it is known already (ledger thread or load). */
+/* Registers a sale read from Redis unless it is known already (ledger thread or load).
+ * NULL for no record: absent, malformed (logged), or an error reply (its primary loading,
+ * moved, CLUSTERDOWN: not a record, the caller reads it again later). */
 static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
 {
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        return NULL;
     sk_redis_sale_t rs;
     int rc = sk_redis_sale_parse(reply, &rs);
     if (rc == -ENOENT)
@@ -2554,10 +2558,7 @@ static void on_sale_fetched(redisAsyncContext *ac, void *reply, void *priv)
     if (!reply)
         r->index_orphans = true; /* the connection went: read the index again */
     if (reply && !r->done) {
-        /* An error (its primary loading, moved, CLUSTERDOWN) is no record: read again
-         * later, and not reported as a malformed one. */
-        const redisReply *rep = reply;
-        sk_sale_t *s = rep->type == REDIS_REPLY_ERROR ? NULL : register_from_reply(r, reply);
+        sk_sale_t *s = register_from_reply(r, reply);
         if (s) {
             maybe_load_holders(r, s);
         } else {
