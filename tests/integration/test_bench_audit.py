@@ -4,7 +4,6 @@ the client must pipeline, retry with the same request_id, and survive cut connec
 The order lifecycle the same way: reservations paid in time, late, cancelled or left to
 expire, against a truthful fake and one liar per rule. Last, clean runs against the real
 service, with and without a payment window."""
-import concurrent.futures
 import json
 import os
 import shutil
@@ -342,19 +341,11 @@ def test_life_liars(ck):
         # orders' states, and its sold with their confirmed units.
         ("cancel_sold", [], lambda d: {"counts_mismatch": plan(d, "cancel", "cancelled"), "miscounted": 1}),
     ]
-
-    def run(case):
-        # Each liar on its own fake service and store, three at a time: the crowds
-        # mostly wait for their windows.
-        mode, extra, _ = case
-        path = db.replace(".db", f"-{mode}.db")
-        extra = [path if x == db else x for x in extra]
-        with FakeSeckill(mode, sqlite_path=path if "--audit-sqlite" in extra else None, extra=3) as f:
-            return bench(f.url, *LIFE, *extra)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(run, cases))
-    for (mode, extra, want), (rc, data, text) in zip(cases, results):
+    for mode, extra, want in cases:
+        if os.path.exists(db):
+            os.remove(db)
+        with FakeSeckill(mode, sqlite_path=db if "--audit-sqlite" in extra else None, extra=3) as f:
+            rc, data, text = bench(f.url, *LIFE, *extra)
         a = data["audit"]
         ck.eq(rc, 1, f"{mode}: exit code")
         ck.check("AUDIT FAILED" in text, f"{mode}: loud line")
