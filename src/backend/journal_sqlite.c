@@ -54,9 +54,22 @@ struct sk_journal {
     pthread_cond_t ckpt_cv;
     bool ckpt_running, ckpt_stop;
     unsigned ckpt_pending; /* commits since the last checkpoint */
+    /* What the checkpointer's last checkpoint saw (under ckpt_mu): how many of them ran,
+     * the WAL's frames and how many of those are in the database file. */
+    unsigned ckpt_runs;
+    int ckpt_log, ckpt_done;
+    /* The ledger's side: the WAL's frames after its last commit (from the WAL hook) and
+     * the checkpointer's run it last caught up after. */
+    int wal_frames;
+    unsigned caught_up_run;
 };
 
 #define SK_CKPT_EVERY 64 /* commits between checkpoints (also every 500 ms when idle) */
+/* The most frames the ledger copies itself to let the WAL start over (1 MiB of pages),
+ * unless the WAL has grown past SK_WAL_MAX_FRAMES (64 MiB): a checkpointer that falls
+ * behind for good (a slow disk) would otherwise leave it growing. */
+#define SK_CATCH_UP_MAX 256
+#define SK_WAL_MAX_FRAMES 16384
 
 static void *checkpointer(void *arg)
 {
@@ -77,10 +90,16 @@ static void *checkpointer(void *arg)
         j->ckpt_pending = 0;
         pthread_mutex_unlock(&j->ckpt_mu);
         /* PASSIVE never blocks the writer; frames it cannot copy yet wait for the next. */
-        int rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int log = -1, done = -1;
+        int rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             sk_warn("journal: checkpoint failed: %s", sqlite3_errmsg(j->ckpt_db));
         pthread_mutex_lock(&j->ckpt_mu);
+        if (rc == SQLITE_OK) {
+            j->ckpt_runs++;
+            j->ckpt_log = log;
+            j->ckpt_done = done;
+        }
     }
     pthread_mutex_unlock(&j->ckpt_mu);
     return NULL;
@@ -101,20 +120,55 @@ static int start_checkpointer(sk_journal_t *j, const char *path)
     return 0;
 }
 
+/* The WAL must start over from its first frame now and then, or it grows for as long as
+ * commits keep coming: SQLite starts it over only when a write transaction begins with
+ * every frame already copied into the database file, and the checkpointer, running
+ * beside the commits, is always a few commits behind when it ends. Appending to an ever
+ * longer file also makes each commit's fdatasync write the file's new size and blocks
+ * through the file system's journal; overwriting the frames of a file that no longer
+ * grows does not (measured: a quarter more confirmed purchases per second on one core).
+ * So after each checkpoint of the checkpointer the ledger copies the few frames it left
+ * (at most SK_CATCH_UP_MAX) itself, between two batches, and the next batch's commit
+ * writes the WAL from its start. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    ((sk_journal_t *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
 static void note_commit(sk_journal_t *j)
 {
     if (!j->ckpt_running)
         return;
+    bool catch_up = false;
     pthread_mutex_lock(&j->ckpt_mu);
     if (++j->ckpt_pending == SK_CKPT_EVERY)
         pthread_cond_signal(&j->ckpt_cv);
+    /* A checkpoint ended since the last catch-up, in this WAL (not one before it
+     * started over), and left little to copy (or the WAL is too long already). */
+    if (j->ckpt_runs != j->caught_up_run && j->ckpt_log <= j->wal_frames &&
+        (j->wal_frames - j->ckpt_done <= SK_CATCH_UP_MAX || j->wal_frames >= SK_WAL_MAX_FRAMES)) {
+        j->caught_up_run = j->ckpt_runs;
+        catch_up = true;
+    }
     pthread_mutex_unlock(&j->ckpt_mu);
+    if (!catch_up)
+        return;
+    /* BUSY: the checkpointer is at it again; the next of its runs gives another chance. */
+    int rc = sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        sk_warn("journal: checkpoint failed: %s", sqlite3_errmsg(j->db));
 }
 
 static const char pragmas[] = "PRAGMA journal_mode=WAL;"
                               "PRAGMA synchronous=FULL;"
                               "PRAGMA cache_size=-65536;" /* 64 MiB: keep the b-trees' right edges hot */
-                              "PRAGMA wal_autocheckpoint=0;"; /* the checkpointer thread does it */
+                              "PRAGMA wal_autocheckpoint=0;" /* the checkpointer thread does it */
+                              /* A WAL that grew while a reader held an old snapshot shrinks
+                               * back to this when it starts over. */
+                              "PRAGMA journal_size_limit=67108864;";
 
 /* The current state of every order, derived from its batch row and its events. A
  * reservation's last event decides it; an order made without a window is confirmed. */
@@ -329,6 +383,7 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         sk_journal_close(j);
         return NULL;
     }
+    sqlite3_wal_hook(j->db, wal_hook, j);
     if (start_checkpointer(j, path) < 0) {
         snprintf(err, err_size, "cannot open %s for checkpoints: %s", path,
                  j->ckpt_db ? sqlite3_errmsg(j->ckpt_db) : "out of resources");

@@ -204,6 +204,46 @@ SK_TEST(test_many_batches)
     rm_rf(dir);
 }
 
+/* Under commits that never stop, the WAL starts over from its first frame again and
+ * again instead of growing (2 000 batches write ~25 MB of frames; the WAL stays within a
+ * few checkpoints' worth), and nothing is lost on the way. */
+SK_TEST(test_wal_starts_over)
+{
+    char dir[256], err[256] = "", wal[300];
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "wal"));
+    snprintf(wal, sizeof(wal), "%s/seckill.db-wal", dir);
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t s = {"flood", "Flood", 1000000, 0, 1, 1, 1};
+    ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+    enum { BATCH = 60, BATCHES = 2000 };
+    static char users[BATCH][64];
+    sk_journal_order_t orders[BATCH];
+    int seq = 0;
+    off_t largest = 0;
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            seq++;
+            snprintf(users[i], sizeof(users[i]), "buyer-%08d-of-the-flood-%d", seq, b);
+            orders[i] = (sk_journal_order_t){"flood", (uint64_t)seq, users[i], "", seq};
+        }
+        ASSERT_EQ(sk_journal_put_orders(j, orders, BATCH), 0);
+        struct stat st;
+        if (stat(wal, &st) == 0 && st.st_size > largest)
+            largest = st.st_size;
+    }
+    fprintf(stderr, "  the WAL's largest size over %d commits: %lld bytes\n", BATCHES, (long long)largest);
+    ASSERT_TRUE(largest < 8 * 1024 * 1024);
+    sk_journal_close(j);
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    ASSERT_EQ(l.orders, BATCH * BATCHES);
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
 SK_TEST(test_open_errors)
 {
     char dir[256], err[256] = "";
@@ -544,5 +584,6 @@ SK_TEST(test_newer_version_refused)
 }
 
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
-             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults); SK_RUN(test_transitions_round_trip);
-             SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_wal_starts_over); SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);
+             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place);
+             SK_RUN(test_newer_version_refused);)
