@@ -6,9 +6,16 @@
  * it through an eventfd; it takes everything queued (up to max_batch), first expires
  * every reservation whose pay_by has passed, then decides each op in arrival order,
  * writes all the batch's new orders and transitions in one SQLite transaction, and only
- * after that commit returns publishes the new counts and posts the answers. While it
- * commits, the next batch forms in the queue, so the batch grows with the load and one
- * fsync is shared by every decision of a batch.
+ * after that transaction is durable publishes the new counts and posts the answers.
+ *
+ * Durability off the deciding thread: the commit only writes the WAL; a second thread,
+ * the syncer, makes it durable (fdatasync) while the ledger takes, decides and writes
+ * the next batch. A batch's answers and the counts it publishes wait for a sync that
+ * began after its write (a batch that wrote nothing waits for the writes before it: its
+ * answers may rest on them). At most one written batch waits behind the sync in
+ * progress, so under load the disk is never idle and each batch holds what arrived
+ * during one sync: one fsync is shared by every decision of a batch, and the ledger's
+ * work no longer adds to a purchase's wait for the disk.
  *
  * Expiry without a scan: pay_by = created_at + the sale's window, created_at only grows
  * and the window cannot change once a sale has orders, so a sale's reservations are in
@@ -98,6 +105,8 @@ typedef struct {
     uint32_t entered[SK_ORDER__COUNT];
     sk_queue_t *queue; /* the waiting room, made when the sale first has one */
     bool queue_touched; /* changed by this batch: publish after its write */
+    uint64_t pub_batch; /* the batch whose pub_t pub_at is (see stage_pub) */
+    uint32_t pub_at;
 } lsale_t;
 
 /* A waiting-room change of the batch, its user id copied into ledger_t.qusers (the
@@ -112,6 +121,29 @@ typedef struct {
     int64_t key; /* the pay_by at the sale's cursor, or earlier */
     uint32_t sale;
 } hnode_t;
+
+/* What a batch publishes to the workers once it is durable: a sale's counts (and its
+ * settings or its queue, when the batch changed them) as the batch left them. */
+typedef struct {
+    sk_sale_t *sale;
+    sk_sale_counts_t counts;
+    bool has_params, has_queue;
+    sk_sale_params_t p;
+    uint64_t q_len, q_head;
+} pub_t;
+
+/* A batch decided and written, waiting for its sync. */
+typedef struct {
+    uint64_t need; /* released once the writes up to this number are durable */
+    uint64_t t0; /* its write began (sk_mono_ns), 0: it wrote nothing */
+    size_t n_decided;
+    sk_op_t **ops;
+    size_t n_ops, cap_ops;
+    pub_t *pubs;
+    size_t n_pubs, cap_pubs;
+} pending_t;
+
+#define PENDING_MAX 8 /* batches waiting; the ledger takes no more until one is released */
 
 typedef struct {
     sk_backend_t base;
@@ -158,7 +190,28 @@ typedef struct {
 
     int64_t (*clock)(void *arg); /* test seam: the ledger's clock (NULL: sk_now_ms) */
     void *clock_arg;
+
+    /* The syncer (see the top of the file). Writes are numbered by the ledger
+     * (write_no); the syncer makes them durable in order. */
+    pthread_t syncer;
+    bool syncer_running;
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv; /* the syncer waits for a write to sync */
+    pthread_cond_t done_cv; /* the ledger waits for a sync to end (drain) */
+    uint64_t sync_want; /* under sync_mu: the last write to make durable */
+    uint64_t sync_done; /* under sync_mu: the writes up to this are handled */
+    uint64_t sync_ok; /* under sync_mu: the writes up to this are durable */
+    bool sync_stop; /* under sync_mu */
+    bool sync_broken; /* under sync_mu: a sync failed; nothing after sync_ok is durable */
+    uint64_t write_no; /* the ledger's: its last write's number */
+    uint64_t commits_seen; /* the journal's commit count at the last write's number */
+    pending_t pending[PENDING_MAX]; /* a ring: the oldest at pending_head */
+    size_t pending_head, n_pending;
+    pending_t cur; /* the batch being decided: its answers and what it publishes */
 } ledger_t;
+
+static void ledger_wake(sk_backend_t *b);
+static pub_t *stage_pub(ledger_t *l, sk_sale_t *s);
 
 /* The ledger's clock: every decision of a batch (and every expiry) is made at one
  * reading of it. */
@@ -539,8 +592,13 @@ static void queue_commit(ledger_t *l, sk_op_t **ops, size_t n)
     for (size_t i = 0; i < l->n_qsales; i++) {
         sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
         lsale_t *ls = lsale(l, s);
-        if (ls->queue_touched && !l->queue_broken)
-            sk_engine_publish_queue(s, sk_queue_len(ls->queue), sk_queue_head(ls->queue));
+        if (ls->queue_touched && !l->queue_broken) {
+            pub_t *u = stage_pub(l, s);
+            u->counts = ls->counts;
+            u->has_queue = true;
+            u->q_len = sk_queue_len(ls->queue);
+            u->q_head = sk_queue_head(ls->queue);
+        }
         ls->queue_touched = false;
     }
     l->n_jqueue = 0;
@@ -880,6 +938,191 @@ static void publish(ledger_t *l, sk_sale_t *s)
     sk_engine_publish_counts(s, &ls->counts);
 }
 
+/* ---- the syncer, and the batches waiting for it ------------------------------------------ */
+
+static void *syncer_main(void *arg)
+{
+    ledger_t *l = arg;
+    pthread_mutex_lock(&l->sync_mu);
+    for (;;) {
+        while (!l->sync_stop && l->sync_want == l->sync_done)
+            pthread_cond_wait(&l->sync_cv, &l->sync_mu);
+        if (l->sync_want == l->sync_done)
+            break; /* stopped, and nothing left to sync */
+        uint64_t want = l->sync_want;
+        bool broken = l->sync_broken;
+        pthread_mutex_unlock(&l->sync_mu);
+        int rc = broken ? -EIO : sk_journal_sync(l->journal);
+        if (rc < 0 && !broken)
+            sk_error("journal: the WAL could not be synced (%s): nothing written from now on is confirmed, "
+                     "decisions are answered 503 until a restart",
+                     strerror(-rc));
+        pthread_mutex_lock(&l->sync_mu);
+        if (rc == 0)
+            l->sync_ok = want;
+        else
+            l->sync_broken = true;
+        l->sync_done = want;
+        pthread_cond_broadcast(&l->done_cv);
+        pthread_mutex_unlock(&l->sync_mu);
+        ledger_wake(&l->base);
+        pthread_mutex_lock(&l->sync_mu);
+    }
+    pthread_mutex_unlock(&l->sync_mu);
+    return NULL;
+}
+
+/* The batch's entry for sale s in what it publishes once durable. */
+static pub_t *stage_pub(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    pending_t *c = &l->cur;
+    if (ls->pub_batch == l->batch_no && ls->pub_at < c->n_pubs && c->pubs[ls->pub_at].sale == s)
+        return &c->pubs[ls->pub_at];
+    if (c->n_pubs == c->cap_pubs) {
+        c->cap_pubs = c->cap_pubs ? c->cap_pubs * 2 : 8;
+        c->pubs = sk_xrealloc(c->pubs, c->cap_pubs * sizeof(*c->pubs));
+    }
+    ls->pub_batch = l->batch_no;
+    ls->pub_at = (uint32_t)c->n_pubs;
+    pub_t *u = &c->pubs[c->n_pubs++];
+    *u = (pub_t){.sale = s};
+    return u;
+}
+
+/* publish(), once the batch is durable: the counts and settings as the batch left them. */
+static void stage_publish(ledger_t *l, sk_sale_t *s)
+{
+    lsale_t *ls = lsale(l, s);
+    pub_t *u = stage_pub(l, s);
+    u->counts = ls->counts;
+    if (ls->params_dirty) {
+        u->has_params = true;
+        u->p = ls->p;
+        ls->params_dirty = false;
+    }
+}
+
+static void stage_answer(ledger_t *l, sk_op_t *op)
+{
+    pending_t *c = &l->cur;
+    if (c->n_ops == c->cap_ops) {
+        c->cap_ops = c->cap_ops ? c->cap_ops * 2 : 64;
+        c->ops = sk_xrealloc(c->ops, c->cap_ops * sizeof(*c->ops));
+    }
+    c->ops[c->n_ops++] = op;
+}
+
+static bool is_decision(const sk_op_t *op)
+{
+    return op->kind == SK_OP_BUY || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND ||
+           op->kind == SK_OP_CONTROL;
+}
+
+/* Publishes a waiting batch's changes and posts its answers: durable, or (a failed
+ * sync) with every decision answered 503, since none of it may be confirmed. */
+static void release(ledger_t *l, pending_t *p, bool durable)
+{
+    sk_engine_t *e = l->e;
+    if (p->t0)
+        sk_engine_record_batch(e, p->n_decided, sk_mono_ns() - p->t0, durable);
+    for (size_t i = 0; i < p->n_pubs; i++) {
+        pub_t *u = &p->pubs[i];
+        if (u->has_params)
+            sk_engine_set_params(u->sale, &u->p);
+        sk_engine_publish_counts(u->sale, &u->counts);
+        if (u->has_queue)
+            sk_engine_publish_queue(u->sale, u->q_len, u->q_head);
+    }
+    for (size_t i = 0; i < p->n_ops; i++) {
+        sk_op_t *op = p->ops[i];
+        if (!durable) {
+            if (op->kind == SK_OP_BUY) {
+                op->result = SK_BUY_UNAVAILABLE;
+                op->remaining = sk_sale_remaining(op->sale);
+            } else if ((is_decision(op) || op->kind == SK_OP_QUEUE || op->kind == SK_OP_CREATE_SALE) &&
+                       op->status == 0) {
+                op->status = -EIO;
+            }
+        }
+        sk_engine_complete(e, op);
+    }
+    p->n_ops = p->n_pubs = 0;
+}
+
+/* Releases the waiting batches whose writes the syncer has handled, oldest first. */
+static void release_synced(ledger_t *l)
+{
+    if (!l->n_pending)
+        return;
+    pthread_mutex_lock(&l->sync_mu);
+    uint64_t done = l->sync_done, ok = l->sync_ok;
+    pthread_mutex_unlock(&l->sync_mu);
+    bool any = false;
+    while (l->n_pending && l->pending[l->pending_head].need <= done) {
+        pending_t *p = &l->pending[l->pending_head];
+        release(l, p, p->need <= ok);
+        l->pending_head = (l->pending_head + 1) % PENDING_MAX;
+        l->n_pending--;
+        any = true;
+    }
+    if (any)
+        sk_engine_flush(l->e);
+}
+
+/* After a batch: numbers its writes, if it made any, and hands them to the syncer (or,
+ * without one, they are durable already: the journal syncs each commit). The batch
+ * then waits in the ring for the writes up to that number. */
+static void pending_push(ledger_t *l)
+{
+    uint64_t commits = sk_journal_commits(l->journal);
+    if (commits != l->commits_seen) {
+        l->commits_seen = commits;
+        l->write_no++;
+        pthread_mutex_lock(&l->sync_mu);
+        l->sync_want = l->write_no;
+        if (l->syncer_running)
+            pthread_cond_signal(&l->sync_cv);
+        else
+            l->sync_done = l->sync_ok = l->write_no;
+        pthread_mutex_unlock(&l->sync_mu);
+    }
+    pending_t *slot = &l->pending[(l->pending_head + l->n_pending) % PENDING_MAX];
+    pending_t spare = *slot;
+    *slot = l->cur;
+    slot->need = l->write_no;
+    l->n_pending++;
+    l->cur = spare;
+    l->cur.n_ops = l->cur.n_pubs = l->cur.n_decided = 0;
+    l->cur.t0 = 0;
+    release_synced(l);
+}
+
+/* Waits until every waiting batch is released (before a failure is settled, and at
+ * the end): nothing published later may be older than what is published now. */
+static void drain(ledger_t *l)
+{
+    if (!l->n_pending)
+        return;
+    pthread_mutex_lock(&l->sync_mu);
+    while (l->sync_done < l->write_no)
+        pthread_cond_wait(&l->done_cv, &l->sync_mu);
+    pthread_mutex_unlock(&l->sync_mu);
+    release_synced(l);
+}
+
+/* Two writes not yet durable (one syncing, one waiting), or the ring is full: the
+ * ledger takes nothing more until the syncer ends a sync. */
+static bool pipeline_full(ledger_t *l)
+{
+    if (l->n_pending >= PENDING_MAX)
+        return true;
+    pthread_mutex_lock(&l->sync_mu);
+    uint64_t done = l->sync_done;
+    pthread_mutex_unlock(&l->sync_mu);
+    return l->write_no >= done + 2;
+}
+
 /* Checks what the journal holds for the sale against what the ledger expects (its
  * orders up to `want`); a file changed behind the ledger's back leaves the sale broken. */
 static bool check_orders(ledger_t *l, sk_sale_t *s, uint64_t want)
@@ -937,6 +1180,7 @@ static void mark_uncertain(ledger_t *l, sk_sale_t *s, uint64_t first, uint64_t l
 /* Before a batch: asks the journal again about sales whose last commit is in doubt. */
 static void settle_uncertain(ledger_t *l)
 {
+    drain(l);
     size_t keep = 0;
     for (size_t i = 0; i < l->n_uncertain; i++) {
         sk_sale_t *s = l->uncertain[i];
@@ -956,6 +1200,7 @@ static void settle_uncertain(ledger_t *l)
 
 static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
 {
+    drain(l);
     for (size_t i = 0; i < l->n_touched; i++) {
         sk_sale_t *s = l->touched[i];
         if (!settle(l, s, first, last, l->undo, l->n_undo))
@@ -966,12 +1211,6 @@ static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
 }
 
 /* ---- one batch ----------------------------------------------------------------------------- */
-
-static bool is_decision(const sk_op_t *op)
-{
-    return op->kind == SK_OP_BUY || op->kind == SK_OP_PAY || op->kind == SK_OP_CANCEL || op->kind == SK_OP_REFUND ||
-           op->kind == SK_OP_CONTROL;
-}
 
 static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
@@ -1010,15 +1249,17 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         uint64_t first, last, t0 = sk_mono_ns();
         int rc = sk_journal_put_batch(l->journal, l->jorders, l->n_jorders, l->jevents, l->n_jevents, l->jcontrols,
                                       l->n_jcontrols, &first, &last);
-        uint64_t dt = sk_mono_ns() - t0;
-        sk_engine_record_batch(e, n_buys + l->n_transitions, dt, rc == 0);
         if (rc == 0) {
+            /* Its metrics, counts and answers once it is durable: pending_push. */
+            l->cur.t0 = t0;
+            l->cur.n_decided = n_buys + l->n_transitions;
             for (size_t i = 0; i < l->n_touched; i++) {
                 sk_sale_t *s = l->touched[i];
                 settle_entered(s, lsale(l, s), true);
-                publish(l, s);
+                stage_publish(l, s);
             }
         } else {
+            sk_engine_record_batch(e, n_buys + l->n_transitions, sk_mono_ns() - t0, false);
             /* Nothing of this batch may be confirmed: every decision of it is answered
              * 503, since any answer may have depended on its changes. */
             commit_failed(l, first, last);
@@ -1067,17 +1308,28 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
         case SK_OP_QUEUE:
             break;
         }
-        sk_engine_complete(e, op);
+        stage_answer(l, op);
     }
-    sk_engine_flush(e);
+    pending_push(l);
 }
 
 static void *ledger_main(void *arg)
 {
     ledger_t *l = arg;
     for (;;) {
-        /* Clear the flag before looking: a push after this point wakes us again. */
+        /* Clear the flag before looking: a push (or a sync's end) after this point
+         * wakes us again. */
         atomic_store(&l->wake_pending, 0);
+        release_synced(l);
+        if (pipeline_full(l)) {
+            struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+            if (poll(&pfd, 1, -1) > 0) {
+                uint64_t v;
+                ssize_t r = read(l->efd, &v, sizeof(v));
+                (void)r;
+            }
+            continue;
+        }
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
         int64_t now = ledger_now(l);
         /* Sales whose last commit is in doubt are asked about again now and then even
@@ -1089,8 +1341,10 @@ static void *ledger_main(void *arg)
             process_batch(l, l->batch, n);
             continue;
         }
-        if (sk_engine_stopping(l->e))
+        if (sk_engine_stopping(l->e)) {
+            drain(l);
             break;
+        }
         /* Sleep until work arrives or the next reservation is due. */
         int timeout = next_timeout(l, now);
         if (l->n_uncertain && (timeout < 0 || timeout > SETTLE_RETRY_MS))
@@ -1306,10 +1560,33 @@ static int ledger_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     return op.status;
 }
 
+static void stop_syncer(ledger_t *l)
+{
+    if (!l->syncer_running)
+        return;
+    pthread_mutex_lock(&l->sync_mu);
+    l->sync_stop = true;
+    pthread_cond_signal(&l->sync_cv);
+    pthread_mutex_unlock(&l->sync_mu);
+    pthread_join(l->syncer, NULL);
+    l->syncer_running = false;
+}
+
 static int ledger_start(sk_backend_t *b, sk_engine_t *e)
 {
     ledger_t *l = (ledger_t *)b;
     l->e = e;
+    l->commits_seen = sk_journal_commits(l->journal);
+    /* Without a syncer (no thread, or the WAL cannot be synced apart) every commit
+     * syncs itself, as the journal does by default. */
+    if (pthread_create(&l->syncer, NULL, syncer_main, l) == 0) {
+        l->syncer_running = true;
+        int rc = sk_journal_defer_sync(l->journal);
+        if (rc < 0) {
+            sk_warn("journal: commits sync themselves (the WAL cannot be synced apart: %s)", strerror(-rc));
+            stop_syncer(l);
+        }
+    }
     int rc = pthread_create(&l->thread, NULL, ledger_main, l);
     if (rc != 0)
         return -rc;
@@ -1337,13 +1614,24 @@ static void ledger_stop(sk_backend_t *b)
     (void)r;
     pthread_join(l->thread, NULL);
     l->running = false;
+    stop_syncer(l);
 }
 
 static void ledger_free(sk_backend_t *b)
 {
     ledger_t *l = (ledger_t *)b;
     ledger_stop(b);
+    stop_syncer(l);
     sk_journal_close(l->journal);
+    pthread_mutex_destroy(&l->sync_mu);
+    pthread_cond_destroy(&l->sync_cv);
+    pthread_cond_destroy(&l->done_cv);
+    for (size_t i = 0; i < PENDING_MAX; i++) {
+        free(l->pending[i].ops);
+        free(l->pending[i].pubs);
+    }
+    free(l->cur.ops);
+    free(l->cur.pubs);
     if (l->efd >= 0)
         close(l->efd);
     if (l->lock_fd >= 0)
@@ -1400,6 +1688,9 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
     l->max_batch = max_batch ? max_batch : 4096;
     l->efd = -1;
     l->lock_fd = -1;
+    pthread_mutex_init(&l->sync_mu, NULL);
+    pthread_cond_init(&l->sync_cv, NULL);
+    pthread_cond_init(&l->done_cv, NULL);
     l->batch = sk_xmalloc(l->max_batch * sizeof(*l->batch));
     l->jorders = sk_xmalloc(l->max_batch * sizeof(*l->jorders));
     l->sales = sk_xcalloc(SK_MAX_SALES, sizeof(*l->sales));

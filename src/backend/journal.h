@@ -1,6 +1,8 @@
 /* Durable storage behind the embedded ledger: a SQLite journal of sales, orders and
- * order transitions. All calls come from the ledger thread only. A call that returns 0
- * has made its data durable (WAL, synchronous=FULL: the commit's fsync has returned).
+ * order transitions. All calls come from the ledger thread only, but sk_journal_sync. A
+ * call that returns 0 has made its data durable (WAL, synchronous=FULL: the commit's
+ * fsync has returned) — unless sk_journal_defer_sync was called: then a commit only
+ * writes the WAL, and sk_journal_sync makes every commit made before it durable.
  *
  * Schema version 3 (PRAGMA user_version; a version 1 or 2 file is migrated in place
  * when it is opened). Every row of the three logs carries an lsn: one counter for the whole
@@ -101,6 +103,19 @@ typedef struct {
  *  transaction). Returns NULL and one clear line in err. */
 sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size);
 void sk_journal_close(sk_journal_t *j);
+
+/** From now on a commit only writes the WAL (in commit order): nothing it wrote is
+ *  durable until a later sk_journal_sync has returned 0. For a writer that syncs on
+ *  another thread while it writes its next batch. Returns 0 or -errno (the journal
+ *  stays as it was). */
+int sk_journal_defer_sync(sk_journal_t *j);
+
+/** Makes every commit made before the call durable (fdatasync of the WAL). Any thread,
+ *  concurrently with the writer's commits, after sk_journal_defer_sync. 0 or -errno. */
+int sk_journal_sync(sk_journal_t *j);
+
+/** Commits made so far (a writer compares two readings to know whether it wrote). */
+uint64_t sk_journal_commits(const sk_journal_t *j);
 
 /** Replays the journal: every sale, then every order, transition and control merged by
  *  lsn (each sale's orders in seq order). A callback that returns non-zero stops the

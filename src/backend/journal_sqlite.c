@@ -10,6 +10,7 @@
  * with each order's current state, back to anyone who reads the file (the auditor,
  * sqlite3 at a prompt). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/journal.h"
 #include "util/buf.h"
@@ -62,6 +64,8 @@ struct sk_journal {
      * the checkpointer's run it last caught up after. */
     int wal_frames;
     unsigned caught_up_run;
+    uint64_t commits; /* successful commits (the ledger's thread) */
+    int wal_fd; /* the WAL, opened by sk_journal_defer_sync for sk_journal_sync; -1 */
 };
 
 #define SK_CKPT_EVERY 64 /* commits between checkpoints (also every 500 ms when idle) */
@@ -140,6 +144,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 static void note_commit(sk_journal_t *j)
 {
+    j->commits++;
     if (!j->ckpt_running)
         return;
     bool catch_up = false;
@@ -156,10 +161,60 @@ static void note_commit(sk_journal_t *j)
     pthread_mutex_unlock(&j->ckpt_mu);
     if (!catch_up)
         return;
-    /* BUSY: the checkpointer is at it again; the next of its runs gives another chance. */
+    /* The copy is synced (the WAL before it is read, the database file after), whatever
+     * the commits do: the WAL starting over overwrites these frames. BUSY: the
+     * checkpointer is at it again; the next of its runs gives another chance. */
+    if (j->wal_fd >= 0)
+        sqlite3_exec(j->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     int rc = sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
         sk_warn("journal: checkpoint failed: %s", sqlite3_errmsg(j->db));
+    if (j->wal_fd >= 0)
+        sqlite3_exec(j->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
+}
+
+int sk_journal_defer_sync(sk_journal_t *j)
+{
+    if (j->wal_fd >= 0)
+        return 0;
+    const char *db = sqlite3_db_filename(j->db, "main");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s-wal", db ? db : "");
+    /* The WAL exists since the open (WAL mode, read at least once). Its name in the
+     * directory is made durable here: SQLite would have done it at its first sync. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0 || fdatasync(fd) < 0) {
+        int err = errno;
+        if (dfd >= 0)
+            close(dfd);
+        close(fd);
+        return -err;
+    }
+    close(dfd);
+    if (sqlite3_exec(j->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL) != SQLITE_OK) {
+        close(fd);
+        return -EIO;
+    }
+    j->wal_fd = fd;
+    return 0;
+}
+
+int sk_journal_sync(sk_journal_t *j)
+{
+    return fdatasync(j->wal_fd) < 0 ? -errno : 0;
+}
+
+uint64_t sk_journal_commits(const sk_journal_t *j)
+{
+    return j->commits;
 }
 
 static const char pragmas[] = "PRAGMA journal_mode=WAL;"
@@ -310,6 +365,7 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
     char path[4096];
     snprintf(path, sizeof(path), "%s/seckill.db", dir);
     sk_journal_t *j = sk_xcalloc(1, sizeof(*j));
+    j->wal_fd = -1;
     int rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     char *msg = NULL;
     char why[512] = "";
@@ -407,6 +463,10 @@ void sk_journal_close(sk_journal_t *j)
         pthread_cond_destroy(&j->ckpt_cv);
     }
     sqlite3_close(j->ckpt_db);
+    /* The last connection's close copies the WAL into the database file and deletes
+     * it: synced, or the commits left in the WAL would not survive a power cut. */
+    if (j->wal_fd >= 0)
+        sqlite3_exec(j->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     sqlite3_finalize(j->put_order);
     sqlite3_finalize(j->put_event);
     sqlite3_finalize(j->put_control);
@@ -418,6 +478,8 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_finalize(j->last_seq);
     sqlite3_finalize(j->has_lsn);
     sqlite3_close(j->db);
+    if (j->wal_fd >= 0)
+        close(j->wal_fd);
     sk_buf_free(&j->json);
     free(j->perm);
     free(j->gid);
