@@ -943,6 +943,7 @@ static void publish(ledger_t *l, sk_sale_t *s)
 static void *syncer_main(void *arg)
 {
     ledger_t *l = arg;
+    pthread_setname_np(pthread_self(), "sk-sync");
     pthread_mutex_lock(&l->sync_mu);
     for (;;) {
         while (!l->sync_stop && l->sync_want == l->sync_done)
