@@ -164,11 +164,13 @@ typedef enum {
                                       returned, as when a commit's outcome is lost */
     SK_JOURNAL_FAULT_LAST_SEQ, /* asking what the journal holds (sk_journal_has_lsn,
                                   sk_journal_last_seq) fails with -EIO */
+    SK_JOURNAL_FAULT_SYNC, /* sk_journal_sync fails with -EIO (the writes stay in the WAL) */
 } sk_journal_fault_t;
 
 /** Test seam: before each of the points above the journal calls fn(arg, point), and a
  *  true return makes that point fail as described. NULL removes the hook. Set it on the
- *  ledger thread or before it starts; fn runs on the ledger thread. */
+ *  ledger thread or before it starts; fn runs on the ledger thread (for
+ *  SK_JOURNAL_FAULT_SYNC: on the thread that calls sk_journal_sync). */
 void sk_journal_set_fault(sk_journal_t *j, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg);
 
 #endif

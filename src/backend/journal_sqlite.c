@@ -207,8 +207,12 @@ int sk_journal_defer_sync(sk_journal_t *j)
     return 0;
 }
 
+static bool injected(sk_journal_t *j, sk_journal_fault_t at);
+
 int sk_journal_sync(sk_journal_t *j)
 {
+    if (injected(j, SK_JOURNAL_FAULT_SYNC))
+        return -EIO;
     return fdatasync(j->wal_fd) < 0 ? -errno : 0;
 }
 
