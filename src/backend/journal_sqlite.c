@@ -162,15 +162,12 @@ static void note_commit(sk_journal_t *j)
     if (!catch_up)
         return;
     /* The copy is synced (the WAL before it is read, the database file after), whatever
-     * the commits do: the WAL starting over overwrites these frames. BUSY: the
+     * the commits do: the WAL starting over overwrites these frames. synchronous=FULL,
+     * and NORMAL once the sync is deferred, both sync a checkpoint. BUSY: the
      * checkpointer is at it again; the next of its runs gives another chance. */
-    if (j->wal_fd >= 0)
-        sqlite3_exec(j->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     int rc = sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
         sk_warn("journal: checkpoint failed: %s", sqlite3_errmsg(j->db));
-    if (j->wal_fd >= 0)
-        sqlite3_exec(j->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
 }
 
 int sk_journal_defer_sync(sk_journal_t *j)
@@ -199,7 +196,14 @@ int sk_journal_defer_sync(sk_journal_t *j)
         return -err;
     }
     close(dfd);
-    if (sqlite3_exec(j->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL) != SQLITE_OK) {
+    /* NORMAL, not OFF: a commit does not sync the WAL, but a checkpoint still does (the
+     * WAL before it, the database file after), and so does the WAL's new header when
+     * the WAL starts over, before any frame overwrites the old ones. Without that sync
+     * (OFF) the new frames may reach the disk before the header that invalidates the
+     * old ones: a power cut then leaves an old header with a prefix of old, already
+     * copied frames that still check out, and recovery writes those stale pages over
+     * newer ones (SQLite's ticket ff5be73dee): orders confirmed long before are lost. */
+    if (sqlite3_exec(j->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
         close(fd);
         return -EIO;
     }

@@ -4,6 +4,8 @@
  * view gives every order's state; a version 1 file is migrated in place. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -235,6 +237,212 @@ SK_TEST(test_wal_starts_over)
     fprintf(stderr, "  the WAL's largest size over %d commits: %lld bytes\n", BATCHES, (long long)largest);
     ASSERT_TRUE(largest < 8 * 1024 * 1024);
     sk_journal_close(j);
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    ASSERT_EQ(l.orders, BATCH * BATCHES);
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
+/* ---- a VFS over the default one that watches the WAL's writes and syncs --------------- */
+
+typedef struct {
+    sqlite3_file base;
+    sqlite3_file *real; /* follows this struct */
+    bool wal;
+} shim_file_t;
+
+static sqlite3_vfs *shim_base;
+static sqlite3_vfs shim_vfs;
+static pthread_t shim_thread; /* only this thread's calls are watched (not the checkpointer's) */
+static int shim_headers; /* WAL headers written (a WAL started, or started over) */
+static bool shim_unsynced_header; /* a header was written and not synced since */
+static int shim_frames_over_unsynced; /* frames written while a header was unsynced */
+
+static sqlite3_file *real_of(sqlite3_file *f)
+{
+    return ((shim_file_t *)f)->real;
+}
+
+static bool watched(sqlite3_file *f)
+{
+    return ((shim_file_t *)f)->wal && pthread_equal(pthread_self(), shim_thread);
+}
+
+static int shim_close(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xClose(real_of(f));
+}
+static int shim_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+    return real_of(f)->pMethods->xRead(real_of(f), b, n, o);
+}
+static int shim_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+    if (watched(f)) {
+        if (o == 0) {
+            shim_headers++;
+            shim_unsynced_header = true;
+        } else if (shim_unsynced_header) {
+            shim_frames_over_unsynced++;
+        }
+    }
+    return real_of(f)->pMethods->xWrite(real_of(f), b, n, o);
+}
+static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return real_of(f)->pMethods->xTruncate(real_of(f), size);
+}
+static int shim_sync(sqlite3_file *f, int flags)
+{
+    int rc = real_of(f)->pMethods->xSync(real_of(f), flags);
+    if (watched(f) && rc == SQLITE_OK)
+        shim_unsynced_header = false;
+    return rc;
+}
+static int shim_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return real_of(f)->pMethods->xFileSize(real_of(f), size);
+}
+static int shim_lock(sqlite3_file *f, int l)
+{
+    return real_of(f)->pMethods->xLock(real_of(f), l);
+}
+static int shim_unlock(sqlite3_file *f, int l)
+{
+    return real_of(f)->pMethods->xUnlock(real_of(f), l);
+}
+static int shim_check_reserved(sqlite3_file *f, int *out)
+{
+    return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
+}
+static int shim_file_control(sqlite3_file *f, int op, void *arg)
+{
+    return real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
+}
+static int shim_sector_size(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xSectorSize(real_of(f));
+}
+static int shim_device(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
+}
+static int shim_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp)
+{
+    return real_of(f)->pMethods->xShmMap(real_of(f), pg, pgsz, extend, pp);
+}
+static int shim_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    return real_of(f)->pMethods->xShmLock(real_of(f), offset, n, flags);
+}
+static void shim_shm_barrier(sqlite3_file *f)
+{
+    real_of(f)->pMethods->xShmBarrier(real_of(f));
+}
+static int shim_shm_unmap(sqlite3_file *f, int del)
+{
+    return real_of(f)->pMethods->xShmUnmap(real_of(f), del);
+}
+static int shim_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp)
+{
+    return real_of(f)->pMethods->xFetch(real_of(f), o, n, pp);
+}
+static int shim_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
+{
+    return real_of(f)->pMethods->xUnfetch(real_of(f), o, p);
+}
+
+static const sqlite3_io_methods shim_io = {3,
+                                           shim_close,
+                                           shim_read,
+                                           shim_write,
+                                           shim_truncate,
+                                           shim_sync,
+                                           shim_file_size,
+                                           shim_lock,
+                                           shim_unlock,
+                                           shim_check_reserved,
+                                           shim_file_control,
+                                           shim_sector_size,
+                                           shim_device,
+                                           shim_shm_map,
+                                           shim_shm_lock,
+                                           shim_shm_barrier,
+                                           shim_shm_unmap,
+                                           shim_fetch,
+                                           shim_unfetch};
+
+static int shim_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)vfs;
+    shim_file_t *p = (shim_file_t *)f;
+    p->real = (sqlite3_file *)(p + 1);
+    p->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = shim_base->xOpen(shim_base, name, p->real, flags, out_flags);
+    p->base.pMethods = p->real->pMethods ? &shim_io : NULL;
+    return rc;
+}
+
+static void shim_install(void)
+{
+    shim_base = sqlite3_vfs_find(NULL);
+    shim_vfs = *shim_base;
+    shim_vfs.zName = "sk-test-shim";
+    shim_vfs.szOsFile = (int)sizeof(shim_file_t) + shim_base->szOsFile;
+    shim_vfs.xOpen = shim_open;
+    shim_vfs.pNext = NULL;
+    shim_thread = pthread_self();
+    sqlite3_vfs_register(&shim_vfs, 1);
+}
+
+static void shim_remove(void)
+{
+    sqlite3_vfs_unregister(&shim_vfs);
+    sqlite3_vfs_register(shim_base, 1);
+}
+
+/* With the sync deferred (commits only write the WAL), the WAL still starts over, and
+ * each time its new header is synced before any new frame overwrites the old ones: else
+ * a power cut could leave the old header with a prefix of old frames that still check
+ * out, and recovery would write those stale pages over newer ones (SQLite's ticket
+ * ff5be73dee). */
+SK_TEST(test_wal_restart_header_synced)
+{
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "walhdr"));
+    shim_install();
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t s = {"flood", "Flood", 1000000, 0, 1, 1, 1};
+    ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+    ASSERT_EQ(sk_journal_defer_sync(j), 0);
+    shim_headers = 0;
+    shim_unsynced_header = false;
+    shim_frames_over_unsynced = 0;
+    enum { BATCH = 60, BATCHES = 1000 };
+    static char users[BATCH][64];
+    sk_journal_order_t orders[BATCH];
+    int seq = 0;
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            seq++;
+            snprintf(users[i], sizeof(users[i]), "buyer-%08d-of-the-flood-%d", seq, b);
+            orders[i] = (sk_journal_order_t){"flood", (uint64_t)seq, users[i], "", seq};
+        }
+        ASSERT_EQ(sk_journal_put_orders(j, orders, BATCH), 0);
+        if (b % 50 == 49)
+            usleep(20 * 1000); /* let the checkpointer run now and then */
+    }
+    fprintf(stderr, "  the WAL started over %d times; frames written over an unsynced header: %d\n", shim_headers,
+            shim_frames_over_unsynced);
+    ASSERT_GE(shim_headers, 2);
+    ASSERT_EQ(shim_frames_over_unsynced, 0);
+    ASSERT_EQ(sk_journal_sync(j), 0);
+    sk_journal_close(j);
+    shim_remove();
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
@@ -584,6 +792,6 @@ SK_TEST(test_newer_version_refused)
 }
 
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
-             SK_RUN(test_wal_starts_over); SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);
-             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place);
-             SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
+             SK_RUN(test_last_seq_and_faults); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
+             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_newer_version_refused);)
