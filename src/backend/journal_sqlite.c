@@ -697,6 +697,7 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
         return -EEXIST;
     if (rc != SQLITE_DONE)
         return fail(j, "storing a sale");
+    note_commit(j); /* a commit of its own: counted, so that a deferred sync covers it */
     return 0;
 }
 

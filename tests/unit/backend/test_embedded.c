@@ -134,6 +134,21 @@ SK_TEST(test_sync_failed)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_sale_created_once_durable)
+{
+    /* A sale made while the ledger runs is a commit like any: its 201 waits for the
+     * sync, and a failed sync answers 503. */
+    faults(false, false, false);
+    atomic_store(&fail_sync, false);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    atomic_store(&fail_sync, true);
+    int64_t now = sk_now_ms();
+    ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    atomic_store(&fail_sync, false);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_commit_failed_before_the_disk)
 {
     /* The COMMIT itself fails: nothing is stored, and the seqs are handed out again. */
@@ -1004,11 +1019,12 @@ SK_TEST(test_quantities_at_every_limit)
 }
 
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_sync_failed); SK_RUN(test_outcome_unknown_until_the_journal_answers);
-             SK_RUN(test_undo_across_a_page_and_a_doubling); SK_RUN(test_one_user_100000_orders);
-             SK_RUN(test_lifecycle_transitions); SK_RUN(test_expiry_in_deadline_order);
-             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
-             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
-             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
-             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
-             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);)
+             SK_RUN(test_sync_failed); SK_RUN(test_sale_created_once_durable);
+             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
+             SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
+             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
+             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
+             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
+             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
+             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
+             SK_RUN(test_quantities_at_every_limit);)
