@@ -127,7 +127,7 @@ typedef struct {
 typedef struct {
     sk_sale_t *sale;
     sk_sale_counts_t counts;
-    bool has_params, has_queue;
+    bool has_counts, has_params, has_queue;
     sk_sale_params_t p;
     uint64_t q_len, q_head;
 } pub_t;
@@ -594,7 +594,6 @@ static void queue_commit(ledger_t *l, sk_op_t **ops, size_t n)
         lsale_t *ls = lsale(l, s);
         if (ls->queue_touched && !l->queue_broken) {
             pub_t *u = stage_pub(l, s);
-            u->counts = ls->counts;
             u->has_queue = true;
             u->q_len = sk_queue_len(ls->queue);
             u->q_head = sk_queue_head(ls->queue);
@@ -997,6 +996,7 @@ static void stage_publish(ledger_t *l, sk_sale_t *s)
     lsale_t *ls = lsale(l, s);
     pub_t *u = stage_pub(l, s);
     u->counts = ls->counts;
+    u->has_counts = true;
     if (ls->params_dirty) {
         u->has_params = true;
         u->p = ls->p;
@@ -1021,17 +1021,20 @@ static bool is_decision(const sk_op_t *op)
 }
 
 /* Publishes a waiting batch's changes and posts its answers: durable, or (a failed
- * sync) with every decision answered 503, since none of it may be confirmed. */
+ * sync) with every answer 503 and nothing published, since none of it may be confirmed
+ * or shown: a read would list orders that may not exist (the orders of a 503 the
+ * buyer is told to look up), a count would sell out units that may come back. */
 static void release(ledger_t *l, pending_t *p, bool durable)
 {
     sk_engine_t *e = l->e;
     if (p->t0)
         sk_engine_record_batch(e, p->n_decided, sk_mono_ns() - p->t0, durable);
-    for (size_t i = 0; i < p->n_pubs; i++) {
+    for (size_t i = 0; durable && i < p->n_pubs; i++) {
         pub_t *u = &p->pubs[i];
         if (u->has_params)
             sk_engine_set_params(u->sale, &u->p);
-        sk_engine_publish_counts(u->sale, &u->counts);
+        if (u->has_counts)
+            sk_engine_publish_counts(u->sale, &u->counts);
         if (u->has_queue)
             sk_engine_publish_queue(u->sale, u->q_len, u->q_head);
     }
@@ -1041,8 +1044,7 @@ static void release(ledger_t *l, pending_t *p, bool durable)
             if (op->kind == SK_OP_BUY) {
                 op->result = SK_BUY_UNAVAILABLE;
                 op->remaining = sk_sale_remaining(op->sale);
-            } else if ((is_decision(op) || op->kind == SK_OP_QUEUE || op->kind == SK_OP_CREATE_SALE) &&
-                       op->status == 0) {
+            } else if (op->status == 0) {
                 op->status = -EIO;
             }
         }
@@ -1191,7 +1193,7 @@ static void settle_uncertain(ledger_t *l)
             free(ls->unc_undo);
             ls->unc_undo = NULL;
             ls->n_unc_undo = 0;
-            publish(l, s);
+            stage_publish(l, s);
         } else {
             l->uncertain[keep++] = s;
         }
@@ -1207,7 +1209,7 @@ static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
         if (!settle(l, s, first, last, l->undo, l->n_undo))
             mark_uncertain(l, s, first, last);
         else
-            publish(l, s);
+            stage_publish(l, s); /* stored: its counts wait for their sync like any */
     }
 }
 
