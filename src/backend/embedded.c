@@ -128,7 +128,8 @@ typedef struct {
     sk_sale_t *sale;
     sk_sale_counts_t counts;
     bool has_counts, has_params, has_queue;
-    sk_sale_params_t p;
+    sk_sale_params_t p; /* p.name is set at release: it is `name` */
+    char name[SK_NAME_MAX + 1]; /* the name as the batch left it (a later batch may rename) */
     uint64_t q_len, q_head;
 } pub_t;
 
@@ -1000,6 +1001,7 @@ static void stage_publish(ledger_t *l, sk_sale_t *s)
     if (ls->params_dirty) {
         u->has_params = true;
         u->p = ls->p;
+        memcpy(u->name, ls->name, sizeof(u->name));
         ls->params_dirty = false;
     }
 }
@@ -1031,8 +1033,10 @@ static void release(ledger_t *l, pending_t *p, bool durable)
         sk_engine_record_batch(e, p->n_decided, sk_mono_ns() - p->t0, durable);
     for (size_t i = 0; durable && i < p->n_pubs; i++) {
         pub_t *u = &p->pubs[i];
-        if (u->has_params)
+        if (u->has_params) {
+            u->p.name = u->name; /* the array may have moved since it was staged */
             sk_engine_set_params(u->sale, &u->p);
+        }
         if (u->has_counts)
             sk_engine_publish_counts(u->sale, &u->counts);
         if (u->has_queue)

@@ -12,7 +12,8 @@
 
 /* Which journal points fail, set by the test between waits, read on the ledger thread. */
 static _Atomic bool fail_commit, fail_after_commit, fail_last_seq, fail_sync;
-static _Atomic bool hold_sync; /* the syncer waits at the start of each sync while set */
+/* How many syncs may start: -1 any; n >= 0 lets n more start, and the next waits. */
+static _Atomic int sync_budget = -1;
 
 static bool fault(void *arg, sk_journal_fault_t at)
 {
@@ -25,8 +26,12 @@ static bool fault(void *arg, sk_journal_fault_t at)
     case SK_JOURNAL_FAULT_LAST_SEQ:
         return atomic_load(&fail_last_seq);
     case SK_JOURNAL_FAULT_SYNC: /* on the syncer's thread */
-        while (atomic_load(&hold_sync))
+        for (;;) {
+            int b = atomic_load(&sync_budget);
+            if (b < 0 || (b > 0 && atomic_compare_exchange_weak(&sync_budget, &b, b - 1)))
+                break;
             usleep(1000);
+        }
         return atomic_load(&fail_sync);
     }
     return false;
@@ -198,7 +203,7 @@ SK_TEST(test_commit_in_doubt_published_once_durable)
     sk_sale_t *s = live_sale(&f.r, "doubt-held", 2, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
-    atomic_store(&hold_sync, true);
+    atomic_store(&sync_budget, 0);
     faults(false, true, false);
     answer_t b;
     buy(&f.r, s, "b", "r-b", &b);
@@ -210,10 +215,43 @@ SK_TEST(test_commit_in_doubt_published_once_durable)
     ASSERT_EQ(sk_sale_sold(s), 1); /* b's unit is not durable yet */
     ASSERT_TRUE(!sk_sale_is_sold_out(s));
     faults(false, false, false);
-    atomic_store(&hold_sync, false);
+    atomic_store(&sync_budget, -1);
     ASSERT_TRUE(runner_wait(&f.r));
     ASSERT_EQ(b.result, SK_BUY_UNAVAILABLE);
     ASSERT_EQ(sk_sale_sold(s), 2);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_settings_published_as_their_batch_left_them)
+{
+    /* Two renames, the second decided and written while the first is being synced: the
+     * first one's release shows its own name, not the second's (not durable yet). */
+    faults(false, false, false);
+    atomic_store(&fail_sync, false);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    sk_sale_t *s = live_sale(&f.r, "named", 10, 1);
+    ASSERT_TRUE(s != NULL);
+    atomic_store(&sync_budget, 0);
+    sk_control_t c = {.action = SK_CTL_PATCH, .set = SK_PATCH_NAME};
+    snprintf(c.name, sizeof(c.name), "First");
+    answer_t a1, a2;
+    control(&f.r, s, &c, "n1", &a1);
+    run_for(&f.r, 100);
+    snprintf(c.name, sizeof(c.name), "Second");
+    control(&f.r, s, &c, "n2", &a2);
+    run_for(&f.r, 100);
+    ASSERT_TRUE(!a1.done && !a2.done);
+    ASSERT_STR_EQ(sk_sale_params(s)->name, "named");
+    atomic_store(&sync_budget, 1); /* the first write's sync ends; the second's waits */
+    for (int i = 0; i < 100 && !a1.done; i++)
+        run_for(&f.r, 20);
+    ASSERT_TRUE(a1.done && !a2.done);
+    ASSERT_EQ(a1.control_result, SK_CR_OK);
+    ASSERT_STR_EQ(sk_sale_params(s)->name, "First");
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_STR_EQ(sk_sale_params(s)->name, "Second");
     fixture_destroy(&f);
 }
 
@@ -1089,6 +1127,7 @@ SK_TEST(test_quantities_at_every_limit)
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_created_once_durable);
              SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
              SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
