@@ -255,6 +255,45 @@ SK_TEST(test_settings_published_as_their_batch_left_them)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_queue_published_without_counts_in_doubt)
+{
+    /* A batch joins a sale's waiting room and buys from it, and its commit's outcome is
+     * in doubt: the queue is published after its own write, the sale's counts are not
+     * (they hold an order that may not exist) until the journal answers. */
+    faults(false, false, false);
+    atomic_store(&fail_sync, false);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    int64_t now = sk_now_ms();
+    sk_sale_params_t p = {.name = "waiting",
+                          .starts_at = now - 1000,
+                          .ends_at = now + HOUR_MS,
+                          .per_user_limit = 1,
+                          .max_quantity = 1,
+                          .queue = SK_QUEUE_FIFO,
+                          .admit_per_second = 1,
+                          .admission_ttl_ms = SK_ADMISSION_TTL_MIN};
+    sk_sale_t *s = NULL;
+    ASSERT_EQ(create_sale(&f.r, sk_sale_new("waiting", 7, &p, 10, now), &s), 0);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+    faults(false, true, true); /* stored, and the journal cannot say so */
+    sk_op_t *op = sk_op_new(SK_OP_QUEUE);
+    op->sale = s;
+    op->join = true;
+    op->user_len = 2;
+    memcpy(op->user_id, "w1", 3);
+    answer_t q, b;
+    submit(&f.r, op, &q);
+    buy(&f.r, s, "b", "r-b", &b);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b.result, SK_BUY_UNAVAILABLE);
+    ASSERT_EQ(sk_sale_sold(s), 1);
+    faults(false, false, false);
+    ASSERT_EQ(buy1(&f.r, s, "c", "r-c").result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(sk_sale_sold(s), 3); /* b's order stands */
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_commit_failed_before_the_disk)
 {
     /* The COMMIT itself fails: nothing is stored, and the seqs are handed out again. */
@@ -1128,6 +1167,7 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_created_once_durable);
              SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
+             SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
              SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
