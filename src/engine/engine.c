@@ -102,16 +102,7 @@ size_t sk_order_id(char *dst, const sk_sale_t *s, uint64_t seq)
     memcpy(dst, s->id, s->id_len);
     size_t n = s->id_len;
     dst[n++] = '-';
-    /* At least 10 digits, zero-padded: written at the pad's end, then moved back when
-     * the number is longer (a sale of more than 9 999 999 999 orders cannot exist). */
-    char digits[24];
-    size_t k = sk_fmt_u64(digits, seq);
-    if (k < 10) {
-        memset(dst + n, '0', 10 - k);
-        n += 10 - k;
-    }
-    memcpy(dst + n, digits, k);
-    n += k;
+    n += sk_fmt_u64_pad10(dst + n, seq); /* at least 10 digits, zero-padded */
     dst[n] = '\0';
     return n;
 }
