@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,7 +350,12 @@ sk_op_t *sk_engine_op_new(sk_engine_worker_t *w, sk_op_kind_t kind)
     sk_mpsc_node_t *next = atomic_load_explicit(&op->node.next, memory_order_relaxed);
     w->op_cache = next ? SK_CONTAINER_OF(next, sk_op_t, node) : NULL;
     w->n_op_cache--;
-    memset(op, 0, sizeof(*op));
+    /* As new (sk_op_new), but for the bytes after each string's end: nothing reads a
+     * string past its NUL, and clearing them was most of the cost of an op. */
+    memset(op, 0, offsetof(sk_op_t, user_id));
+    op->user_id[0] = op->request_id[0] = op->payment_id[0] = '\0';
+    memset(&op->order, 0, offsetof(sk_order_t, user_id));
+    op->order.user_id[0] = op->order.request_id[0] = op->order.payment_id[0] = '\0';
     op->kind = kind;
     return op;
 }
