@@ -63,6 +63,15 @@ static uint64_t arena_put(sk_holders_t *h, const char *s, size_t n)
 {
     uint64_t need = n + 1;
     uint64_t off = h->arena_len;
+    /* Every string but one per chunk: the current chunk is there and has room. */
+    size_t at = (size_t)(off & (CHUNK - 1)), cur = (size_t)(off >> SK_HOLDERS_CHUNK_BITS);
+    if (cur < h->n_chunks && h->chunks[cur] && at + need <= (cur ? CHUNK : h->chunk0_cap)) {
+        char *p = h->chunks[cur] + at;
+        memcpy(p, s, n);
+        p[n] = '\0';
+        h->arena_len = off + need;
+        return off;
+    }
     if ((off & (CHUNK - 1)) + need > CHUNK)
         off = (off | (CHUNK - 1)) + 1; /* the rest of this chunk stays unused */
     size_t ci = (size_t)(off >> SK_HOLDERS_CHUNK_BITS);
