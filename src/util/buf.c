@@ -26,6 +26,37 @@ static inline void put8(char *p, uint32_t v)
     memcpy(p + 6, pairs + 2 * (y >> 32), 2);
 }
 
+/* Writes u backwards, a pair of digits at a time, ending at p. */
+static inline void put_back(char *p, uint32_t u)
+{
+    while (u >= 100) {
+        unsigned k = (u % 100) * 2;
+        u /= 100;
+        *--p = pairs[k + 1];
+        *--p = pairs[k];
+    }
+    if (u >= 10) {
+        *--p = pairs[u * 2 + 1];
+        *--p = pairs[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
+}
+
+/* The n digits of v >= 10^8: the low digits eight at a time. Out of line, so that the
+ * short numbers of nearly every call do not pay for its registers. */
+static __attribute__((noinline)) void put_long(char *dst, uint64_t v, size_t n)
+{
+    char *p = dst + n;
+    do {
+        uint64_t q = v / 100000000;
+        p -= 8;
+        put8(p, (uint32_t)(v - q * 100000000));
+        v = q;
+    } while (v >= 100000000);
+    put_back(p, (uint32_t)v);
+}
+
 size_t sk_fmt_u64(char *dst, uint64_t v)
 {
     static const uint64_t pow10[20] = {1ull,
@@ -48,33 +79,18 @@ size_t sk_fmt_u64(char *dst, uint64_t v)
                                        100000000000000000ull,
                                        1000000000000000000ull,
                                        10000000000000000000ull};
+    if (v < 10) {
+        dst[0] = (char)('0' + v);
+        return 1;
+    }
     /* The digit count from the bit length (log10(2) ~ 1233/4096), corrected by one compare. */
-    unsigned bits = 64u - (unsigned)__builtin_clzll(v | 1);
+    unsigned bits = 64u - (unsigned)__builtin_clzll(v);
     unsigned t = (bits * 1233u) >> 12;
     size_t n = t + (v >= pow10[t]);
-    if (n == 0)
-        n = 1;
-    char *p = dst + n;
-    /* The low digits eight at a time, then the rest (below 10^8) in pairs. */
-    while (v >= 100000000) {
-        uint64_t q = v / 100000000;
-        p -= 8;
-        put8(p, (uint32_t)(v - q * 100000000));
-        v = q;
-    }
-    uint32_t u = (uint32_t)v;
-    while (u >= 100) {
-        unsigned k = (u % 100) * 2;
-        u /= 100;
-        *--p = pairs[k + 1];
-        *--p = pairs[k];
-    }
-    if (u >= 10) {
-        *--p = pairs[u * 2 + 1];
-        *--p = pairs[u * 2];
-    } else {
-        *--p = (char)('0' + u);
-    }
+    if (v >= 100000000)
+        put_long(dst, v, n);
+    else
+        put_back(dst + n, (uint32_t)v);
     return n;
 }
 
@@ -164,51 +180,21 @@ static inline int word_plain(uint64_t w)
     return (t & (ones * 0x80)) == 0;
 }
 
-void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n)
+/* Bytes copied as they are: printable ASCII but the quote and the backslash. */
+static const unsigned char json_plain[256] = {
+#define R8(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1, [c + 4] = 1, [c + 5] = 1, [c + 6] = 1, [c + 7] = 1
+    [0x20] = 1, [0x21] = 1, R8(0x23), R8(0x2b), R8(0x33), R8(0x3b),   R8(0x43),   R8(0x4b),   R8(0x53),
+    [0x5b] = 1, R8(0x5d),   R8(0x65), R8(0x6d), R8(0x75), [0x7d] = 1, [0x7e] = 1, [0x7f] = 1,
+#undef R8
+};
+
+/* The rest of a string from p[i], the first byte that is not copied as it is, with the
+ * closing quote. Out of line: the usual string never comes here. Runs of plain bytes
+ * between escapes are copied at once. */
+static __attribute__((noinline)) void put_json_rest(sk_buf_t *b, const unsigned char *p, size_t i, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    /* Bytes copied as they are: printable ASCII but the quote and the backslash. Runs of
-     * them (ids, names: nearly every string) are copied at once. */
-    static const unsigned char plain[256] = {
-#define R8(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1, [c + 4] = 1, [c + 5] = 1, [c + 6] = 1, [c + 7] = 1
-        [0x20] = 1, [0x21] = 1, R8(0x23), R8(0x2b), R8(0x33), R8(0x3b),   R8(0x43),   R8(0x4b),   R8(0x53),
-        [0x5b] = 1, R8(0x5d),   R8(0x65), R8(0x6d), R8(0x75), [0x7d] = 1, [0x7e] = 1, [0x7f] = 1,
-#undef R8
-    };
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    sk_buf_reserve(b, n + 2);
-    char *d = b->data + b->len + 1;
-    d[-1] = '"';
-    /* The usual string needs no escape at all: eight bytes at a time (the last eight
-     * overlapping the ones before when n is not a multiple), then the closing quote,
-     * straight into the room reserved above. */
-    if (n >= 8) {
-        uint64_t w;
-        for (; i + 8 <= n; i += 8) {
-            memcpy(&w, p + i, 8);
-            if (!word_plain(w))
-                break;
-            memcpy(d + i, &w, 8);
-        }
-        if (i < n && i + 8 > n) {
-            memcpy(&w, p + n - 8, 8);
-            if (word_plain(w)) {
-                memcpy(d + n - 8, &w, 8);
-                i = n;
-            }
-        }
-    }
-    while (i < n && plain[p[i]]) {
-        d[i] = (char)p[i];
-        i++;
-    }
-    if (i == n) {
-        d[n] = '"';
-        b->len += n + 2;
-        return;
-    }
-    b->len += 1 + i;
+    const unsigned char *plain = json_plain;
     while (i < n) {
         size_t j = i;
         while (j < n && plain[p[j]])
@@ -257,4 +243,43 @@ void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n)
         i++;
     }
     sk_buf_putc(b, '"');
+}
+
+void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    sk_buf_reserve(b, n + 2);
+    char *d = b->data + b->len + 1;
+    d[-1] = '"';
+    /* The usual string needs no escape at all: eight bytes at a time (the last eight
+     * overlapping the ones before when n is not a multiple), then the closing quote,
+     * straight into the room reserved above. */
+    if (n >= 8) {
+        uint64_t w;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            if (!word_plain(w))
+                break;
+            memcpy(d + i, &w, 8);
+        }
+        if (i < n && i + 8 > n) {
+            memcpy(&w, p + n - 8, 8);
+            if (word_plain(w)) {
+                memcpy(d + n - 8, &w, 8);
+                i = n;
+            }
+        }
+    }
+    while (i < n && json_plain[p[i]]) {
+        d[i] = (char)p[i];
+        i++;
+    }
+    if (i == n) {
+        d[n] = '"';
+        b->len += n + 2;
+        return;
+    }
+    b->len += 1 + i;
+    put_json_rest(b, p, i, n);
 }
