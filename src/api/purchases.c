@@ -24,6 +24,18 @@ static void put_order_id(sk_buf_t *b, const sk_sale_t *s, uint64_t seq)
     sk_buf_putc(b, '"');
 }
 
+/* Copies a string literal without its NUL to p and returns the end (a copy of known
+ * length: a few moves). */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* A result or state name (at most 16 bytes). */
+static inline char *put_name(char *p, const char *name)
+{
+    size_t n = strlen(name);
+    memcpy(p, name, n);
+    return p + n;
+}
+
 /* Writes the purchase answer body. A holder's limit_reached and sold_out (held > 0)
  * name their first order and how many units they hold. */
 static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
@@ -32,26 +44,34 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
     switch (r) {
     case SK_BUY_CONFIRMED:
     case SK_BUY_RESERVED:
-    case SK_BUY_DUPLICATE:
-        sk_buf_puts(b, "{\"result\":\"");
-        sk_buf_puts(b, sk_buy_result_names[r]);
-        sk_buf_puts(b, "\",");
-        put_order_id(b, s, order->seq);
+    case SK_BUY_DUPLICATE: {
+        /* The answer of every confirmed purchase: room for its longest form is made once
+         * (names of at most 16 bytes, the order id, three numbers of at most 20 digits),
+         * then it is written straight into it. */
+        sk_buf_reserve(b, 192 + SK_ORDER_ID_MAX);
+        char *p = b->data + b->len;
+        p = PUT_LIT(p, "{\"result\":\"");
+        p = put_name(p, sk_buy_result_names[r]);
+        p = PUT_LIT(p, "\",\"order_id\":\"");
+        p += sk_order_id(p, s, order->seq);
+        *p++ = '"';
         if (r == SK_BUY_DUPLICATE) {
-            sk_buf_puts(b, ",\"state\":\"");
-            sk_buf_puts(b, sk_order_state_name(order->state));
-            sk_buf_putc(b, '"');
+            p = PUT_LIT(p, ",\"state\":\"");
+            p = put_name(p, sk_order_state_name(order->state));
+            *p++ = '"';
         }
-        sk_buf_puts(b, ",\"quantity\":");
-        sk_buf_put_i64(b, order->quantity);
+        p = PUT_LIT(p, ",\"quantity\":");
+        p += sk_fmt_u64(p, order->quantity);
         if (order->pay_by) {
-            sk_buf_puts(b, ",\"pay_by\":");
-            sk_buf_put_i64(b, order->pay_by);
+            p = PUT_LIT(p, ",\"pay_by\":");
+            p += sk_fmt_i64(p, order->pay_by);
         }
-        sk_buf_puts(b, ",\"remaining\":");
-        sk_buf_put_i64(b, remaining);
-        sk_buf_puts(b, "}\n");
+        p = PUT_LIT(p, ",\"remaining\":");
+        p += sk_fmt_i64(p, remaining);
+        p = PUT_LIT(p, "}\n");
+        b->len = (size_t)(p - b->data);
         return;
+    }
     case SK_BUY_LIMIT_REACHED:
         sk_buf_puts(b, "{\"error\":\"limit_reached\",\"message\":\"this buyer already holds the most units "
                        "allowed\"");

@@ -847,23 +847,32 @@ static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
 
 static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
 {
+    /* The ledger names a sale by one pointer: a batch of one sale (every batch of a
+     * flash sale) is one group already in decision order, and needs no sorting. */
+    size_t one = 1;
+    while (one < n && orders[one].sale_id == orders[0].sale_id)
+        one++;
+    bool sorted = one == n;
     size_t groups;
-    group_rows(j, n, order_sale, order_item_rank, orders, &groups);
+    if (!sorted)
+        group_rows(j, n, order_sale, order_item_rank, orders, &groups);
     sqlite3_stmt *st = j->put_order;
     for (size_t i = 0; i < n;) {
-        const sk_journal_order_t *first = &orders[j->perm[i]];
+        const sk_journal_order_t *first = &orders[sorted ? i : j->perm[i]];
         sk_buf_t *b = &j->json;
         b->len = 0;
         sk_buf_putc(b, '[');
         uint64_t next = first->seq;
         size_t k = i;
         for (; k < n; k++) {
-            const sk_journal_order_t *o = &orders[j->perm[k]];
+            const sk_journal_order_t *o = &orders[sorted ? k : j->perm[k]];
             if (!same_sale(o->sale_id, first->sale_id))
                 break;
             if (o->seq != next++)
                 return -EINVAL; /* the ledger broke its own sequence: refuse to store it */
-            sk_buf_puts(b, k > i ? ",[" : "[");
+            if (k > i)
+                sk_buf_putc(b, ',');
+            sk_buf_putc(b, '[');
             sk_buf_put_json_str(b, o->user_id, strlen(o->user_id));
             sk_buf_putc(b, ',');
             sk_buf_put_json_str(b, o->request_id, strlen(o->request_id));

@@ -216,9 +216,7 @@ struct sk_op {
     sk_sale_t *sale;
     int64_t now_ms; /* the gate's clock reading */
 
-    char user_id[SK_USER_MAX + 1];
-    uint8_t user_len;
-    char request_id[SK_REQUEST_MAX + 1];
+    uint8_t user_len; /* of user_id (the strings are at the end) */
     uint8_t request_len;
     uint32_t quantity; /* BUY: units, 1 .. (0 is taken as 1) */
     uint64_t user_hash; /* BUY: sk_user_hash of user_id, 0 when the caller did not compute it */
@@ -227,7 +225,6 @@ struct sk_op {
      * anything else with SK_BUY_NOT_ADMITTED. */
     bool unadmitted;
     uint64_t seq; /* GET_ORDER, PAY, CANCEL, REFUND: the order */
-    char payment_id[SK_PAYMENT_ID_MAX + 1]; /* PAY */
     uint8_t payment_len;
     bool admin; /* CANCEL: by the operator (user_id is then not checked) */
     bool join; /* QUEUE: join if not in the queue */
@@ -251,7 +248,6 @@ struct sk_op {
     sk_tr_result_t tr;
     int status;
     int64_t remaining;
-    sk_order_t order;
     uint32_t held;
     sk_order_t *orders;
     size_t n_orders;
@@ -264,6 +260,13 @@ struct sk_op {
     int control_result; /* CONTROL: sk_control_result_t */
     const char *field; /* CONTROL: the field at fault of a 400 result */
     uint64_t scratch; /* the ledger's own use */
+
+    /* The strings, last: a recycled op (sk_engine_op_new) clears every field above but
+     * only the first byte of each string, and of `order` its numbers. */
+    char user_id[SK_USER_MAX + 1];
+    char request_id[SK_REQUEST_MAX + 1];
+    char payment_id[SK_PAYMENT_ID_MAX + 1]; /* PAY */
+    sk_order_t order; /* a result (see above) */
 };
 
 typedef struct {

@@ -58,8 +58,10 @@ _Static_assert(SK_HOLDERS_PAGE % PAGE0_MIN == 0, "page 0 doubles up to a page");
 
 /* ---- the string arena ---------------------------------------------------------------- */
 
-/* Strings never straddle two chunks, so a string is one pointer plus its length away. */
-static uint64_t arena_put(sk_holders_t *h, const char *s, size_t n)
+/* Strings never straddle two chunks, so a string is one pointer plus its length away.
+ * The first string of a chunk (or one that outgrows chunk 0) comes here: out of line, so
+ * that the usual string (arena_put) does not pay for the registers of this one. */
+static __attribute__((noinline)) uint64_t arena_put_new_chunk(sk_holders_t *h, const char *s, size_t n)
 {
     uint64_t need = n + 1;
     uint64_t off = h->arena_len;
@@ -92,6 +94,21 @@ static uint64_t arena_put(sk_holders_t *h, const char *s, size_t n)
     p[n] = '\0';
     h->arena_len = off + need;
     return off;
+}
+
+static inline uint64_t arena_put(sk_holders_t *h, const char *s, size_t n)
+{
+    /* Every string but one per chunk: the current chunk is there and has room. */
+    uint64_t off = h->arena_len;
+    size_t at = (size_t)(off & (CHUNK - 1)), cur = (size_t)(off >> SK_HOLDERS_CHUNK_BITS);
+    if (SK_LIKELY(cur < h->n_chunks && h->chunks[cur] && at + n + 1 <= (cur ? CHUNK : h->chunk0_cap))) {
+        char *p = h->chunks[cur] + at;
+        memcpy(p, s, n);
+        p[n] = '\0';
+        h->arena_len = off + n + 1;
+        return off;
+    }
+    return arena_put_new_chunk(h, s, n);
 }
 
 void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes)

@@ -250,23 +250,35 @@ int sk_http_slot_status(int slot)
     X(505, "HTTP Version Not Supported")
 
 /* The status line and the Server header of an answer, made at compile time: every
- * answer starts with one. Sets *len; an unknown status gets "Unknown". */
-static const char *status_head(int status, size_t *len)
-{
+ * answer starts with one. Each is kept in 64 bytes, so that it is copied as one block of
+ * known size (a copy of a length known only at run time is a loop of byte moves). */
+typedef struct {
+    char text[64];
+    size_t len;
+} status_head_t;
+
 #define SK_STATUS_HEAD(code, text) "HTTP/1.1 " #code " " text "\r\nServer: seckill\r\n"
+#define SK_STATUS_INDEX(code, text) STATUS_HEAD_##code,
+#define SK_STATUS_ENTRY(code, text) {SK_STATUS_HEAD(code, text), sizeof(SK_STATUS_HEAD(code, text)) - 1},
 #define SK_STATUS_CASE(code, text)                                                                                     \
     case code:                                                                                                         \
-        *len = sizeof(SK_STATUS_HEAD(code, text)) - 1;                                                                 \
-        return SK_STATUS_HEAD(code, text);
+        return &status_heads[STATUS_HEAD_##code];
+enum { SK_HTTP_REASONS(SK_STATUS_INDEX) STATUS_HEAD__COUNT };
+static const status_head_t status_heads[STATUS_HEAD__COUNT] = {SK_HTTP_REASONS(SK_STATUS_ENTRY)};
+
+/* The head of a status, or NULL for a status without one ("Unknown"). */
+static const status_head_t *status_head(int status)
+{
     switch (status) {
         SK_HTTP_REASONS(SK_STATUS_CASE)
     default:
-        *len = 0;
         return NULL;
     }
-#undef SK_STATUS_CASE
-#undef SK_STATUS_HEAD
 }
+#undef SK_STATUS_CASE
+#undef SK_STATUS_ENTRY
+#undef SK_STATUS_INDEX
+#undef SK_STATUS_HEAD
 
 /* ---- listening ---------------------------------------------------------------- */
 
@@ -373,14 +385,15 @@ enum { CONN_HDR_NONE = 0, CONN_HDR_CLOSE, CONN_HDR_KEEP_ALIVE };
 static void build_response(sk_http_server_t *s, sk_buf_t *b, int status, const char *ctype, const char *extra,
                            const void *body, size_t len, bool head_only, int conn_hdr, bool with_length)
 {
-    size_t hl;
-    const char *head = status_head(status, &hl);
+    const status_head_t *head = status_head(status);
     size_t cl = ctype ? strlen(ctype) : 0, el = extra ? strlen(extra) : 0;
-    sk_buf_reserve(b, 128 + hl + s->date_len + cl + el + (head_only ? 0 : len));
+    /* The head and the date are copied as whole blocks of 64 bytes, then the end moves
+     * by their lengths: the reserve leaves room for the bytes written past them. */
+    sk_buf_reserve(b, 128 + sizeof(head->text) + sizeof(s->date) + cl + el + (head_only ? 0 : len));
     char *p = b->data + b->len;
     if (head) {
-        memcpy(p, head, hl);
-        p += hl;
+        memcpy(p, head->text, sizeof(head->text));
+        p += head->len;
     } else {
         memcpy(p, "HTTP/1.1 ", 9);
         p += 9;
@@ -388,7 +401,7 @@ static void build_response(sk_http_server_t *s, sk_buf_t *b, int status, const c
         memcpy(p, " Unknown\r\nServer: seckill\r\n", 27);
         p += 27;
     }
-    memcpy(p, s->date, s->date_len);
+    memcpy(p, s->date, sizeof(s->date));
     p += s->date_len;
     if (ctype) {
         memcpy(p, "Content-Type: ", 14);

@@ -59,6 +59,9 @@ static inline void sk_buf_free(sk_buf_t *b)
 /** Writes the decimal form of v; returns the number of bytes (at most 20). */
 size_t sk_fmt_i64(char *dst, int64_t v);
 size_t sk_fmt_u64(char *dst, uint64_t v);
+/** Like sk_fmt_u64, zero-padded to at least 10 digits (an order id's seq); returns the
+ *  number of bytes (10 to 20). */
+size_t sk_fmt_u64_pad10(char *dst, uint64_t v);
 void sk_buf_put_i64(sk_buf_t *b, int64_t v);
 /** printf into the buffer. */
 void sk_buf_printf(sk_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

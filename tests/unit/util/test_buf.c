@@ -1,7 +1,9 @@
-/* src/util/buf.c: decimal formatting at every length and both ends of the ranges, and
+/* src/util/buf.c: decimal formatting at every length and both ends of the ranges (the
+ * zero-padded form for every value below 10^8), and
  * the JSON string writer against a byte-at-a-time reference (every byte value, runs of
  * plain bytes cut by escapes, valid and broken UTF-8), appended to buffers of every
- * starting size so that growth in the middle of a string is covered. */
+ * starting size so that growth in the middle of a string is covered, and every place of a
+ * byte to escape in the writer's eight-byte steps. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,11 +44,42 @@ SK_TEST(decimal_at_every_length)
     check_i64(INT64_MIN);
     for (uint64_t v = 0; v < 2000; v++)
         check_u64(v);
+    /* Pseudo-random values of every magnitude (eight digits at a time above 10^8). */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        check_u64(x >> (i % 64));
+    }
     sk_buf_t b = {0};
     sk_buf_put_i64(&b, -42);
     sk_buf_put_i64(&b, 1000000000);
     ASSERT_MEM_STR(b.data, b.len, "-421000000000");
     sk_buf_free(&b);
+}
+
+/* The zero-padded form of an order id's seq, against a decimal counter counted up by
+ * hand: every value below 10^8 (all that its eight-digit step without a division ever
+ * sees), then around 10^10, where the padding ends. */
+SK_TEST(padded_decimal_for_every_eight_digits)
+{
+    char want[24] = "0000000000", got[24];
+    for (uint64_t v = 0; v < 100000000; v++) {
+        size_t n = sk_fmt_u64_pad10(got, v);
+        if (n != 10 || memcmp(got, want, 10) != 0)
+            SK_FAIL_AT("%" PRIu64 ": \"%.*s\"", v, (int)n, got);
+        for (int i = 9; i >= 0 && ++want[i] > '9'; i--)
+            want[i] = '0';
+    }
+    static const uint64_t edges[] = {100000000,   123456789,    999999999,    1000000000,
+                                     9999999999u, 10000000000u, 10000000001u, UINT64_MAX};
+    for (size_t i = 0; i < SK_ARRAY_LEN(edges); i++) {
+        size_t n = sk_fmt_u64_pad10(got, edges[i]);
+        got[n] = '\0';
+        snprintf(want, sizeof(want), "%010" PRIu64, edges[i]);
+        ASSERT_STR_EQ(got, want);
+    }
 }
 
 /* The writer's rules one byte at a time: printable ASCII but '"' and '\' as is, short
@@ -135,6 +168,21 @@ SK_TEST(json_string_matches_the_reference)
     };
     for (size_t i = 0; i < SK_ARRAY_LEN(cases); i++)
         check_json((const unsigned char *)cases[i], strlen(cases[i]));
+    /* Plain strings of every length up to 40, then each with one byte that is not plain
+     * (or DEL, which is) at every place: the writer looks at eight bytes at a time. */
+    static const unsigned char odd[] = {'"', '\\', 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff, ' ', '!', '#', '[', ']', '~'};
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++)
+            s[i] = (unsigned char)('a' + i % 26);
+        check_json(s, n);
+        for (size_t at = 0; at < n; at++) {
+            for (size_t k = 0; k < SK_ARRAY_LEN(odd); k++) {
+                s[at] = odd[k];
+                check_json(s, n);
+            }
+            s[at] = (unsigned char)('a' + at % 26);
+        }
+    }
     /* Pseudo-random bytes, mostly printable. */
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (int round = 0; round < 2000; round++) {
@@ -149,4 +197,5 @@ SK_TEST(json_string_matches_the_reference)
     }
 }
 
-SK_TEST_MAIN(SK_RUN(decimal_at_every_length); SK_RUN(json_string_matches_the_reference);)
+SK_TEST_MAIN(SK_RUN(decimal_at_every_length); SK_RUN(padded_decimal_for_every_eight_digits);
+             SK_RUN(json_string_matches_the_reference);)
