@@ -534,7 +534,9 @@ def run_cluster_tests(tests, db="postgres", up_args=(), env=None):
     cluster.env.update(env or {})
     failed = True
     try:
+        started = time.time()
         cluster.up(*up_args)
+        print(f"cluster up ({time.time() - started:.1f} s)", flush=True)
         run_tests(tests(cluster))
         failed = False
     except SystemExit as e:

@@ -183,11 +183,12 @@ def run_tests(tests):
     ck = Checker()
     for t in tests:
         before = ck.failed
+        started = time.time()
         try:
             t(ck)
         except Exception as e:  # noqa: BLE001 - report and go on to the next test
             import traceback
             traceback.print_exc()
             ck.failed += 1
-        print(f"{'ok  ' if ck.failed == before else 'FAIL'} {t.__name__}", flush=True)
+        print(f"{'ok  ' if ck.failed == before else 'FAIL'} {t.__name__} ({time.time() - started:.1f} s)", flush=True)
     ck.done()

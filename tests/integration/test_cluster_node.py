@@ -193,9 +193,11 @@ def test_lifecycle_across_nodes(ck):
     ck.eq((st, p.get("result"), p.get("state")), (200, "confirmed", "confirmed"), "paid through B")
     st, d2 = B.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "w", "request_id": "r1"})
     ck.eq((st, d2.get("result")), (201, "reserved"), "the last unit reserved on B")
-    for _ in range(100):  # A hears of B's decisions with its next poll
+    # A hears of B's decisions with its next poll, which may fall between the payment and
+    # the reservation after it: wait for both, not only for the payment.
+    for _ in range(100):
         st, s = A.json("GET", f"/api/v1/sales/{sale}")
-        if s["sold"] == 2:
+        if (s["sold"], s["held"]) == (2, 1):
             break
         time.sleep(0.05)
     ck.eq((s["stock"], s["held"], s["sold"], s["remaining"]), (3, 1, 2, 0), "A's counts: held 1, sold 2")
