@@ -2,6 +2,7 @@
 a temp dir, talk HTTP to it, and always clean up."""
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,6 +19,30 @@ SANITIZED = os.environ.get("SECKILL_SANITIZE", "OFF") in ("ON", "1", "TRUE", "tr
 
 
 def free_port():
+    """A loopback port nothing listens on, taken below the kernel's ephemeral range
+    (net.ipv4.ip_local_port_range, 32768-60999 by default): a port handed out by bind(0)
+    and closed again may be given to another test's outgoing connection before the server
+    that was meant to listen on it binds it (seen as "Address already in use"). Up here
+    only another test picking the same port in that instant collides."""
+    lo, hi = 10000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+        if first - 2000 > lo:
+            hi = first - 1
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(lo, hi)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
