@@ -33,7 +33,7 @@ tsan_tests='unit/test_(engine|engine_userset|loop|backend_journal_sqlite|backend
 # ASan tests, so it may go on beside those). Their output is shown after the first tests.
 echo "== build (clang, ASan+UBSan, fuzzers; then ThreadSanitizer), beside the first tests"
 CC=clang cmake -S . -B build-asan -DSK_WERROR=ON -DSK_SANITIZE=ON -DSK_FUZZ=ON \
-  -DSK_FUZZ_SECONDS="${SK_FUZZ_SECONDS:-20}" >/dev/null
+  -DSK_FUZZ_SECONDS="${SK_FUZZ_SECONDS:-12}" >/dev/null
 CC=clang cmake -S . -B build-tsan -DSK_WERROR=ON -DSK_TSAN=ON >/dev/null
 asan_log=$(mktemp)
 tsan_log=$(mktemp)
