@@ -388,10 +388,13 @@ bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint
 /** Allocates a zeroed op. */
 sk_op_t *sk_op_new(sk_op_kind_t kind);
 void sk_op_free(sk_op_t *op);
-/** An op like sk_op_new's (zeroed), taken from the worker's cache of spent ops when it
- *  has one: a purchase costs no malloc and no free. Loop thread of `w` only (the cache
- *  is the worker's). Give the op back with sk_engine_op_recycle on that thread, or free
- *  it with sk_op_free anywhere. */
+/** An op like sk_op_new's, taken from the worker's cache of spent ops when it has one: a
+ *  purchase costs no malloc and no free. A cached op is not zeroed whole: every field
+ *  before the strings is, and each string (and `order`'s) is empty, but the bytes after
+ *  a string's first keep an earlier use's; so a caller writes a string with its NUL,
+ *  and nothing reads one past it. Loop thread of `w` only (the cache is the worker's).
+ *  Give the op back with sk_engine_op_recycle on that thread, or free it with
+ *  sk_op_free anywhere. */
 sk_op_t *sk_engine_op_new(sk_engine_worker_t *w, sk_op_kind_t kind);
 /** Frees what the op owns (orders, a new sale) and keeps the op for the worker's next
  *  sk_engine_op_new (up to a bound; beyond it the op is freed). Loop thread of `w` only. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -329,6 +330,105 @@ SK_TEST(test_closed_at_the_end)
     ASSERT_EQ(a.seq, 2);
     a = buy_at1(&f.r, s, "new", "n", ends - 1);
     ASSERT_EQ(a.result, SK_BUY_ENDED);
+    fixture_destroy(&f);
+}
+
+/* A purchase as the API makes it (buy_cached1): the op comes from the worker's cache and
+ * goes back to it once answered; cached_op_used is the op that carried the last answer. */
+static sk_op_t *cached_op_used;
+
+static void on_done_recycle(sk_op_t *op)
+{
+    runner_t *r = op->owner;
+    answer_t *a = op->ctx;
+    a->done = true;
+    a->result = op->result;
+    a->order = op->order;
+    a->held = op->held;
+    a->remaining = op->remaining;
+    cached_op_used = op;
+    sk_engine_op_recycle(r->w, op);
+    if (--r->pending == 0)
+        sk_loop_stop(r->loop);
+}
+
+static answer_t buy_cached1(runner_t *r, sk_sale_t *s, const char *user, const char *req)
+{
+    sk_op_t *op = sk_engine_op_new(r->w, SK_OP_BUY);
+    op->sale = s;
+    op->now_ms = sk_now_ms();
+    op->user_len = (uint8_t)strlen(user);
+    memcpy(op->user_id, user, op->user_len + 1u);
+    op->request_len = (uint8_t)strlen(req);
+    memcpy(op->request_id, req, op->request_len + 1u);
+    answer_t a;
+    memset(&a, 0, sizeof(a));
+    op->owner = r;
+    op->ctx = &a;
+    op->done = on_done_recycle;
+    r->pending++;
+    sk_engine_submit(r->w, op);
+    ASSERT_TRUE(runner_wait(r));
+    return a;
+}
+
+SK_TEST(test_recycled_op_is_as_new)
+{
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, NULL, 0));
+    /* Every field before the strings reads as in a new op, and every string as empty
+     * (the bytes after a string's first are left as they were: sk_engine_op_new). */
+    sk_op_t *op = sk_engine_op_new(f.r.w, SK_OP_BUY);
+    memset(op, 0xa5, sizeof(*op));
+    op->orders = NULL;
+    op->entries = NULL;
+    op->new_sale = NULL;
+    sk_engine_op_recycle(f.r.w, op);
+    sk_op_t *again = sk_engine_op_new(f.r.w, SK_OP_PAY), *fresh = sk_op_new(SK_OP_PAY);
+    ASSERT_TRUE(again == op);
+    ASSERT_EQ(memcmp(again, fresh, offsetof(sk_op_t, user_id)), 0);
+    ASSERT_EQ(memcmp(&again->order, &fresh->order, offsetof(sk_order_t, user_id)), 0);
+    ASSERT_EQ(again->user_id[0], 0);
+    ASSERT_EQ(again->request_id[0], 0);
+    ASSERT_EQ(again->payment_id[0], 0);
+    ASSERT_EQ(again->order.user_id[0], 0);
+    ASSERT_EQ(again->order.request_id[0], 0);
+    ASSERT_EQ(again->order.payment_id[0], 0);
+    sk_op_free(again);
+    sk_op_free(fresh);
+
+    /* Through the ledger: an op that carried the longest strings (a paid order's replay:
+     * user, request and payment ids of 64 bytes) and is used again for a short buyer
+     * answers with that buyer's order only. */
+    int64_t now = sk_now_ms();
+    sk_sale_t *s = NULL;
+    ASSERT_EQ(create_sale(&f.r, new_sale_ex("rc", 10, now - 1000, now + HOUR_MS, 1, 1, HOUR_MS), &s), 0);
+    char user[SK_USER_MAX + 1], req[SK_REQUEST_MAX + 1], pay[SK_PAYMENT_ID_MAX + 1];
+    memset(user, 'u', SK_USER_MAX);
+    user[SK_USER_MAX] = '\0';
+    memset(req, 'r', SK_REQUEST_MAX);
+    req[SK_REQUEST_MAX] = '\0';
+    memset(pay, 'p', SK_PAYMENT_ID_MAX);
+    pay[SK_PAYMENT_ID_MAX] = '\0';
+    answer_t a = buy_cached1(&f.r, s, user, req);
+    ASSERT_EQ(a.result, SK_BUY_RESERVED);
+    ASSERT_EQ(order_op1(&f.r, SK_OP_PAY, s, a.order.seq, pay).tr, SK_TR_OK);
+    a = buy_cached1(&f.r, s, user, req);
+    sk_op_t *used = cached_op_used;
+    ASSERT_EQ(a.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(a.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_STR_EQ(a.order.payment_id, pay);
+    a = buy_cached1(&f.r, s, "b", "r");
+    ASSERT_TRUE(cached_op_used == used); /* the same op, from the cache */
+    ASSERT_EQ(a.result, SK_BUY_RESERVED);
+    ASSERT_EQ(a.order.seq, 2);
+    ASSERT_EQ(a.order.state, SK_ORDER_RESERVED);
+    ASSERT_EQ(a.order.paid_at, 0);
+    ASSERT_STR_EQ(a.order.user_id, "b");
+    ASSERT_STR_EQ(a.order.request_id, "r");
+    ASSERT_STR_EQ(a.order.payment_id, "");
+    ASSERT_EQ(a.held, 0);
+    ASSERT_EQ(a.remaining, 8);
     fixture_destroy(&f);
 }
 
@@ -873,7 +973,7 @@ SK_TEST(test_open_errors)
 
 SK_TEST_MAIN(SK_RUN(test_order_ids); SK_RUN(test_store_clock_offset); SK_RUN(test_validation);
              SK_RUN(test_sells_exactly_stock); SK_RUN(test_duplicates_and_limit); SK_RUN(test_per_user_limit_3);
-             SK_RUN(test_window); SK_RUN(test_closed_at_the_end); SK_RUN(test_rate_limited);
-             SK_RUN(test_create_and_list); SK_RUN(test_sold_out_gate); SK_RUN(test_restart_rebuilds);
-             SK_RUN(test_disk_error_confirms_nothing); SK_RUN(test_two_threads); SK_RUN(test_counts_read_while_writing);
-             SK_RUN(test_open_errors);)
+             SK_RUN(test_window); SK_RUN(test_closed_at_the_end); SK_RUN(test_recycled_op_is_as_new);
+             SK_RUN(test_rate_limited); SK_RUN(test_create_and_list); SK_RUN(test_sold_out_gate);
+             SK_RUN(test_restart_rebuilds); SK_RUN(test_disk_error_confirms_nothing); SK_RUN(test_two_threads);
+             SK_RUN(test_counts_read_while_writing); SK_RUN(test_open_errors);)

@@ -1,8 +1,13 @@
 /* src/engine/userset.c: the possible holders of a sale. No false "no" ever, growth
  * through many tables, the hash 0, and a reader thread probing while the writer inserts
- * and grows the set (run under ThreadSanitizer by scripts/test.sh). */
+ * and grows the set (run under ThreadSanitizer by scripts/test.sh); the user hash at
+ * guard pages and its spread of sequential ids. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/userset.h"
@@ -140,5 +145,79 @@ SK_TEST(test_no_table_ahead_past_the_most_holders)
     ASSERT_TRUE(!sk_userset_grows_ahead(UINT64_C(1) << 32));
 }
 
+/* The hash reads eight bytes at a time, the last eight overlapping the ones before: never a
+ * byte past the id's end nor before its start (an id that ends where a PROT_NONE page
+ * begins, and one that starts where one ends, at every length), and the same bytes hash
+ * the same wherever they are. */
+SK_TEST(test_hash_between_guard_pages)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(map != MAP_FAILED);
+    ASSERT_EQ(mprotect(map, page, PROT_NONE), 0);
+    ASSERT_EQ(mprotect(map + 2 * page, page, PROT_NONE), 0);
+    char id[SK_USER_MAX + 8];
+    for (size_t n = 0; n <= sizeof(id); n++) {
+        for (size_t i = 0; i < n; i++)
+            id[i] = (char)('0' + (i * 7 + n) % 75);
+        char *at_end = map + 2 * page - n, *at_start = map + page;
+        memcpy(at_end, id, n);
+        memcpy(at_start, id, n);
+        uint64_t h = sk_user_hash(id, n);
+        ASSERT_EQ(sk_user_hash(at_end, n), h);
+        ASSERT_EQ(sk_user_hash(at_start, n), h);
+    }
+    munmap(map, 3 * page);
+}
+
+/* Sequential id i of one of five shapes: short, padded, e-mail, phone number, and 16 bytes
+ * (a multiple of the hash's word). */
+enum { ID_SHAPES = 5 };
+
+static int shaped_id(char *id, size_t cap, int shape, int i)
+{
+    switch (shape) {
+    case 0:
+        return snprintf(id, cap, "u%d", i);
+    case 1:
+        return snprintf(id, cap, "user-%08d", i);
+    case 2:
+        return snprintf(id, cap, "%d@example.com", i);
+    case 3:
+        return snprintf(id, cap, "138%08d", i);
+    default:
+        return snprintf(id, cap, "buyer-%010d", i);
+    }
+}
+
+/* Linear probing wants the low bits well spread for ids that differ in a few trailing
+ * characters: half a million sequential ids of each shape (short, padded, e-mail, phone
+ * number, a multiple of eight bytes long) fall into 2^20 buckets by their low bits as
+ * evenly as random keys would (a chi-square per degree of freedom near 1; a hash that
+ * lost bits lands far above). */
+SK_TEST(test_hash_spreads_sequential_ids)
+{
+    enum { N = 500000, BUCKETS = 1 << 20 };
+    uint32_t *count = sk_xcalloc(BUCKETS, sizeof(*count));
+    for (int shape = 0; shape < ID_SHAPES; shape++) {
+        memset(count, 0, BUCKETS * sizeof(*count));
+        char id[32];
+        for (int i = 0; i < N; i++) {
+            int n = shaped_id(id, sizeof(id), shape, i);
+            count[sk_user_hash(id, (size_t)n) & (BUCKETS - 1)]++;
+        }
+        double mean = (double)N / BUCKETS, chi = 0;
+        for (size_t b = 0; b < BUCKETS; b++)
+            chi += (count[b] - mean) * (count[b] - mean) / mean;
+        chi /= BUCKETS - 1;
+        if (chi < 0.98 || chi > 1.02) {
+            shaped_id(id, sizeof(id), shape, 0);
+            SK_FAIL_AT("ids like \"%s\": chi-square per degree of freedom %.4f", id, chi);
+        }
+    }
+    free(count);
+}
+
 SK_TEST_MAIN(SK_RUN(test_insert_and_contain); SK_RUN(test_growth_keeps_everyone); SK_RUN(test_reader_during_growth);
-             SK_RUN(test_freed_at_every_stage_of_growth); SK_RUN(test_no_table_ahead_past_the_most_holders);)
+             SK_RUN(test_freed_at_every_stage_of_growth); SK_RUN(test_no_table_ahead_past_the_most_holders);
+             SK_RUN(test_hash_between_guard_pages); SK_RUN(test_hash_spreads_sequential_ids);)

@@ -3,10 +3,12 @@
  * the JSON string writer against a byte-at-a-time reference (every byte value, runs of
  * plain bytes cut by escapes, valid and broken UTF-8), appended to buffers of every
  * starting size so that growth in the middle of a string is covered, and every place of a
- * byte to escape in the writer's eight-byte steps. */
+ * byte to escape in the writer's eight-byte steps, and strings between guard pages. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "util/buf.h"
@@ -197,5 +199,44 @@ SK_TEST(json_string_matches_the_reference)
     }
 }
 
+/* The writer's eight-byte steps read the last eight bytes of a string overlapping the ones
+ * before, never a byte past its end nor before its start: a string that ends where a
+ * PROT_NONE page begins, and one that starts where one ends, at every length (plain, with
+ * an escape last, with a UTF-8 sequence cut by the end). */
+SK_TEST(json_string_between_guard_pages)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(map != MAP_FAILED);
+    ASSERT_EQ(mprotect(map, page, PROT_NONE), 0);
+    ASSERT_EQ(mprotect(map + 2 * page, page, PROT_NONE), 0);
+    unsigned char s[80];
+    for (size_t n = 0; n <= sizeof(s); n++) {
+        for (int kind = 0; kind < 3; kind++) {
+            for (size_t i = 0; i < n; i++)
+                s[i] = (unsigned char)('a' + i % 26);
+            if (n && kind == 1)
+                s[n - 1] = '"';
+            if (n && kind == 2)
+                s[n - 1] = 0xe7; /* the first byte of a three-byte sequence */
+            unsigned char *at_end = (unsigned char *)map + 2 * page - n, *at_start = (unsigned char *)map + page;
+            memcpy(at_end, s, n);
+            memcpy(at_start, s, n);
+            sk_buf_t want = {0};
+            reference(&want, s, n);
+            for (int k = 0; k < 2; k++) {
+                sk_buf_t got = {0};
+                sk_buf_put_json_str(&got, (const char *)(k ? at_start : at_end), n);
+                if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0)
+                    SK_FAIL_AT("json of %zu bytes at the %s: \"%.*s\" vs \"%.*s\"", n, k ? "start" : "end",
+                               (int)got.len, got.data, (int)want.len, want.data);
+                sk_buf_free(&got);
+            }
+            sk_buf_free(&want);
+        }
+    }
+    munmap(map, 3 * page);
+}
+
 SK_TEST_MAIN(SK_RUN(decimal_at_every_length); SK_RUN(padded_decimal_for_every_eight_digits);
-             SK_RUN(json_string_matches_the_reference);)
+             SK_RUN(json_string_matches_the_reference); SK_RUN(json_string_between_guard_pages);)
