@@ -50,6 +50,16 @@ static void faults(bool commit, bool after_commit, bool last_seq)
     atomic_store(&fail_last_seq, last_seq);
 }
 
+/* A fixture whose journal fails where the test says later; nothing fails to begin with. */
+static bool open_faulty(fixture_t *f)
+{
+    faults(false, false, false);
+    atomic_store(&fail_sync, false);
+    atomic_store(&sync_budget, -1);
+    *f = (fixture_t){0};
+    return fixture_open_with(f, NULL, 0, install_fault, NULL);
+}
+
 static answer_t orders_of(runner_t *r, sk_sale_t *s, const char *user)
 {
     sk_op_t *op = sk_op_new(SK_OP_ORDERS);
@@ -67,9 +77,8 @@ SK_TEST(test_commit_failed_after_reaching_the_disk)
     /* The batch is committed, yet the journal reports failure. The ledger must not hand
      * out its seqs again (every later batch of the sale would fail on the journal's
      * unique key): the journal holds them, so its orders stand. */
-    faults(false, false, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "doubt", 4, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
@@ -116,10 +125,8 @@ SK_TEST(test_sync_failed)
      * the buyer whose batch it was hears 503, and so does every later one (after a
      * failed fsync the kernel may have dropped the pages) until a restart. The orders
      * are in the WAL all the same: a retry after the restart finds them (I6). */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "unsynced", 10, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
@@ -158,10 +165,8 @@ SK_TEST(test_sync_failed_shows_nothing)
     /* After a failed fdatasync nothing of the batches it covered may be shown either:
      * not the order of the buyer who heard 503 (told to look it up, it would find an
      * order that may not exist), not its unit in the counts the workers answer from. */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "shown", 2, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
@@ -181,10 +186,8 @@ SK_TEST(test_sale_created_once_durable)
 {
     /* A sale made while the ledger runs is a commit like any: its 201 waits for the
      * sync, and a failed sync answers 503. */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     atomic_store(&fail_sync, true);
     int64_t now = sk_now_ms();
     ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
@@ -196,10 +199,8 @@ SK_TEST(test_commit_in_doubt_published_once_durable)
 {
     /* A commit reported failure but stored its batch: the batch stands, and the workers
      * see its counts once its write is synced, not before. */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "doubt-held", 2, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
@@ -226,10 +227,8 @@ SK_TEST(test_settings_published_as_their_batch_left_them)
 {
     /* Two renames, the second decided and written while the first is being synced: the
      * first one's release shows its own name, not the second's (not durable yet). */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "named", 10, 1);
     ASSERT_TRUE(s != NULL);
     atomic_store(&sync_budget, 0);
@@ -260,10 +259,8 @@ SK_TEST(test_queue_published_without_counts_in_doubt)
     /* A batch joins a sale's waiting room and buys from it, and its commit's outcome is
      * in doubt: the queue is published after its own write, the sale's counts are not
      * (they hold an order that may not exist) until the journal answers. */
-    faults(false, false, false);
-    atomic_store(&fail_sync, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     int64_t now = sk_now_ms();
     sk_sale_params_t p = {.name = "waiting",
                           .starts_at = now - 1000,
@@ -297,9 +294,8 @@ SK_TEST(test_queue_published_without_counts_in_doubt)
 SK_TEST(test_commit_failed_before_the_disk)
 {
     /* The COMMIT itself fails: nothing is stored, and the seqs are handed out again. */
-    faults(false, false, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "lost", 10, 1);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
     faults(true, false, false);
@@ -323,9 +319,8 @@ SK_TEST(test_outcome_unknown_until_the_journal_answers)
     /* The commit's outcome is in doubt and the journal cannot be asked either: the sale
      * decides nothing (503, nothing confirmed) until the journal answers; other sales
      * go on. */
-    faults(false, false, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "dark", 10, 1);
     sk_sale_t *other = live_sale(&f.r, "other", 10, 1);
     ASSERT_TRUE(s && other);
@@ -379,9 +374,8 @@ SK_TEST(test_undo_across_a_page_and_a_doubling)
      * holders' index and of the user set: undone, then bought again with the same seqs,
      * and the journal agrees after a restart. */
     enum { BEFORE = 16000, WAVE = 4000, LOST = 1000 };
-    faults(false, false, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "paged", 100000, 1);
     ASSERT_TRUE(s != NULL);
     static answer_t a[WAVE];
@@ -1076,9 +1070,8 @@ SK_TEST(test_control_commit_in_doubt)
     /* A control whose commit fails before the disk: answered 503, undone (the published
      * state never changed), and its request id decided anew. One whose commit reached
      * the disk but reported failure: 503 too, and it stands. */
-    faults(false, false, false);
-    fixture_t f = {0};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_fault, NULL));
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
     sk_sale_t *s = live_sale(&f.r, "cdoubt", 10, 1);
     ASSERT_EQ(buy1(&f.r, s, "u1", "r").result, SK_BUY_CONFIRMED);
     faults(true, false, false);
