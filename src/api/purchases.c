@@ -24,18 +24,6 @@ static void put_order_id(sk_buf_t *b, const sk_sale_t *s, uint64_t seq)
     sk_buf_putc(b, '"');
 }
 
-/* Copies a string literal without its NUL to p and returns the end (a copy of known
- * length: a few moves). */
-#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
-
-/* A result or state name (at most 16 bytes). */
-static inline char *put_name(char *p, const char *name)
-{
-    size_t n = strlen(name);
-    memcpy(p, name, n);
-    return p + n;
-}
-
 /* Writes the purchase answer body. A holder's limit_reached and sold_out (held > 0)
  * name their first order and how many units they hold. */
 static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const sk_order_t *order, uint32_t held,
@@ -50,25 +38,25 @@ static void buy_body(sk_buf_t *b, const sk_sale_t *s, sk_buy_result_t r, const s
          * then it is written straight into it. */
         sk_buf_reserve(b, 192 + SK_ORDER_ID_MAX);
         char *p = b->data + b->len;
-        p = PUT_LIT(p, "{\"result\":\"");
-        p = put_name(p, sk_buy_result_names[r]);
-        p = PUT_LIT(p, "\",\"order_id\":\"");
+        p = SK_PUT_LIT(p, "{\"result\":\"");
+        p = sk_put_str(p, sk_buy_result_names[r]);
+        p = SK_PUT_LIT(p, "\",\"order_id\":\"");
         p += sk_order_id(p, s, order->seq);
         *p++ = '"';
         if (r == SK_BUY_DUPLICATE) {
-            p = PUT_LIT(p, ",\"state\":\"");
-            p = put_name(p, sk_order_state_name(order->state));
+            p = SK_PUT_LIT(p, ",\"state\":\"");
+            p = sk_put_str(p, sk_order_state_name(order->state));
             *p++ = '"';
         }
-        p = PUT_LIT(p, ",\"quantity\":");
+        p = SK_PUT_LIT(p, ",\"quantity\":");
         p += sk_fmt_u64(p, order->quantity);
         if (order->pay_by) {
-            p = PUT_LIT(p, ",\"pay_by\":");
+            p = SK_PUT_LIT(p, ",\"pay_by\":");
             p += sk_fmt_i64(p, order->pay_by);
         }
-        p = PUT_LIT(p, ",\"remaining\":");
+        p = SK_PUT_LIT(p, ",\"remaining\":");
         p += sk_fmt_i64(p, remaining);
-        p = PUT_LIT(p, "}\n");
+        p = SK_PUT_LIT(p, "}\n");
         b->len = (size_t)(p - b->data);
         return;
     }

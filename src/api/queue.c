@@ -439,22 +439,19 @@ static void qtail_make(qtail_t *t, const sk_sale_t *s, const char *state, uint64
     const sk_sale_params_t *p = sk_sale_params(s);
     uint64_t len = atomic_load_explicit(&((sk_sale_t *)s)->q_len, memory_order_relaxed);
     char *o = t->text;
-#define PUT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
-    PUT(",\"state\":\"");
-    memcpy(o, state, strlen(state));
-    o += strlen(state);
-    PUT("\",\"admission\":null,\"admission_expires_at\":null,\"queue_length\":");
+    o = SK_PUT_LIT(o, ",\"state\":\"");
+    o = sk_put_str(o, state);
+    o = SK_PUT_LIT(o, "\",\"admission\":null,\"admission_expires_at\":null,\"queue_length\":");
     o += sk_fmt_i64(o, (int64_t)(len > head ? len - head : 0));
-    PUT(",\"admitted\":");
+    o = SK_PUT_LIT(o, ",\"admitted\":");
     o += sk_fmt_i64(o, (int64_t)head);
-    PUT(",\"admit_per_second\":");
+    o = SK_PUT_LIT(o, ",\"admit_per_second\":");
     o += sk_fmt_i64(o, p->admit_per_second);
-    PUT(",\"starts_at\":");
+    o = SK_PUT_LIT(o, ",\"starts_at\":");
     o += sk_fmt_i64(o, p->starts_at);
-    PUT(",\"server_time\":");
+    o = SK_PUT_LIT(o, ",\"server_time\":");
     o += sk_fmt_i64(o, now);
-    PUT("}\n\n");
-#undef PUT
+    o = SK_PUT_LIT(o, "}\n\n");
     t->len = (size_t)(o - t->text);
     t->state = state;
 }

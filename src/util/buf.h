@@ -56,6 +56,18 @@ static inline void sk_buf_free(sk_buf_t *b)
     b->len = b->cap = 0;
 }
 
+/* Writing into room reserved beforehand (sk_buf_reserve), for answers built on the hot
+ * path: each returns the end of what it wrote. */
+/** Copies a string literal without its NUL to p (a copy of known length). */
+#define SK_PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+/** Copies the C string s without its NUL to p. */
+static inline char *sk_put_str(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
 /** Writes the decimal form of v; returns the number of bytes (at most 20). */
 size_t sk_fmt_i64(char *dst, int64_t v);
 size_t sk_fmt_u64(char *dst, uint64_t v);
