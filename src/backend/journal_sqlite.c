@@ -736,15 +736,25 @@ static void grow_groups(sk_journal_t *j, size_t n)
     j->g_cap = cap;
 }
 
-/* Fills j->perm[0..n) with the items in (rank, group, position) order; *n_groups is the
- * number of sale groups. sale(i) and rank(i) describe item i. */
+/* Fills j->perm[0..n) with the items in (rank, group, position) order. sale(i) and
+ * rank(i) describe item i. */
 static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
-                       int (*rank)(const void *, size_t), const void *items, size_t *n_groups)
+                       int (*rank)(const void *, size_t), const void *items)
 {
     if (n > j->perm_cap) {
         j->perm_cap = n;
         j->perm = sk_xrealloc(j->perm, n * sizeof(*j->perm));
         j->gid = sk_xrealloc(j->gid, n * sizeof(*j->gid));
+    }
+    /* One sale (the ledger names it by one pointer) and one rank: every batch of a flash
+     * sale. The items are in order already. */
+    size_t same = 1;
+    while (same < n && sale(items, same) == sale(items, 0) && rank(items, same) == rank(items, 0))
+        same++;
+    if (same >= n) {
+        for (size_t i = 0; i < n; i++)
+            j->perm[i] = (uint32_t)i;
+        return;
     }
     size_t g = 0;
     const char *prev = NULL;
@@ -778,7 +788,6 @@ static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void
     }
     for (size_t i = 0; i < n; i++)
         j->perm[j->gcount[(size_t)rank(items, i) * g + j->gid[i]]++] = (uint32_t)i;
-    *n_groups = g;
 }
 
 static const char *event_sale(const void *items, size_t i)
@@ -810,8 +819,7 @@ static bool same_sale(const char *a, const char *b)
 
 static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
 {
-    size_t groups;
-    group_rows(j, n, event_sale, event_item_rank, ev, &groups);
+    group_rows(j, n, event_sale, event_item_rank, ev);
     sqlite3_stmt *st = j->put_event;
     for (size_t i = 0; i < n;) {
         const sk_journal_event_t *first = &ev[j->perm[i]];
@@ -847,25 +855,17 @@ static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
 
 static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
 {
-    /* The ledger names a sale by one pointer: a batch of one sale (every batch of a
-     * flash sale) is one group already in decision order, and needs no sorting. */
-    size_t one = 1;
-    while (one < n && orders[one].sale_id == orders[0].sale_id)
-        one++;
-    bool sorted = one == n;
-    size_t groups;
-    if (!sorted)
-        group_rows(j, n, order_sale, order_item_rank, orders, &groups);
+    group_rows(j, n, order_sale, order_item_rank, orders);
     sqlite3_stmt *st = j->put_order;
     for (size_t i = 0; i < n;) {
-        const sk_journal_order_t *first = &orders[sorted ? i : j->perm[i]];
+        const sk_journal_order_t *first = &orders[j->perm[i]];
         sk_buf_t *b = &j->json;
         b->len = 0;
         sk_buf_putc(b, '[');
         uint64_t next = first->seq;
         size_t k = i;
         for (; k < n; k++) {
-            const sk_journal_order_t *o = &orders[sorted ? k : j->perm[k]];
+            const sk_journal_order_t *o = &orders[j->perm[k]];
             if (!same_sale(o->sale_id, first->sale_id))
                 break;
             if (o->seq != next++)
