@@ -1320,6 +1320,18 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     pending_push(l);
 }
 
+/* Sleeps on the ledger's eventfd until a push or a sync's end wakes it, or timeout_ms
+ * (-1: no timeout) passes. */
+static void sleep_until_woken(ledger_t *l, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) > 0) {
+        uint64_t v;
+        ssize_t r = read(l->efd, &v, sizeof(v));
+        (void)r;
+    }
+}
+
 static void *ledger_main(void *arg)
 {
     ledger_t *l = arg;
@@ -1329,12 +1341,7 @@ static void *ledger_main(void *arg)
         atomic_store(&l->wake_pending, 0);
         release_synced(l);
         if (pipeline_full(l)) {
-            struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
-            if (poll(&pfd, 1, -1) > 0) {
-                uint64_t v;
-                ssize_t r = read(l->efd, &v, sizeof(v));
-                (void)r;
-            }
+            sleep_until_woken(l, -1);
             continue;
         }
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
@@ -1356,12 +1363,7 @@ static void *ledger_main(void *arg)
         int timeout = next_timeout(l, now);
         if (l->n_uncertain && (timeout < 0 || timeout > SETTLE_RETRY_MS))
             timeout = SETTLE_RETRY_MS;
-        struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
-        if (poll(&pfd, 1, timeout) > 0) {
-            uint64_t v;
-            ssize_t r = read(l->efd, &v, sizeof(v));
-            (void)r;
-        }
+        sleep_until_woken(l, timeout);
     }
     return NULL;
 }
