@@ -6,11 +6,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/userset.h"
+#include "guard.h"
 #include "test.h"
 #include "util/common.h"
 
@@ -151,23 +151,22 @@ SK_TEST(test_no_table_ahead_past_the_most_holders)
  * the same wherever they are. */
 SK_TEST(test_hash_between_guard_pages)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *map = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_TRUE(map != MAP_FAILED);
-    ASSERT_EQ(mprotect(map, page, PROT_NONE), 0);
-    ASSERT_EQ(mprotect(map + 2 * page, page, PROT_NONE), 0);
+    sk_guarded_t g;
+    char *mid = sk_guarded_page(&g);
+    ASSERT_TRUE(mid != NULL);
+    size_t page = g.page;
     char id[SK_USER_MAX + 8];
     for (size_t n = 0; n <= sizeof(id); n++) {
         for (size_t i = 0; i < n; i++)
             id[i] = (char)('0' + (i * 7 + n) % 75);
-        char *at_end = map + 2 * page - n, *at_start = map + page;
+        char *at_end = mid + page - n, *at_start = mid;
         memcpy(at_end, id, n);
         memcpy(at_start, id, n);
         uint64_t h = sk_user_hash(id, n);
         ASSERT_EQ(sk_user_hash(at_end, n), h);
         ASSERT_EQ(sk_user_hash(at_start, n), h);
     }
-    munmap(map, 3 * page);
+    sk_guarded_free(&g);
 }
 
 /* Sequential id i of one of five shapes: short, padded, e-mail, phone number, and 16 bytes

@@ -7,9 +7,9 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "test.h"
 #include "util/buf.h"
 
@@ -205,11 +205,10 @@ SK_TEST(json_string_matches_the_reference)
  * an escape last, with a UTF-8 sequence cut by the end). */
 SK_TEST(json_string_between_guard_pages)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *map = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_TRUE(map != MAP_FAILED);
-    ASSERT_EQ(mprotect(map, page, PROT_NONE), 0);
-    ASSERT_EQ(mprotect(map + 2 * page, page, PROT_NONE), 0);
+    sk_guarded_t g;
+    char *mid = sk_guarded_page(&g);
+    ASSERT_TRUE(mid != NULL);
+    size_t page = g.page;
     unsigned char s[80];
     for (size_t n = 0; n <= sizeof(s); n++) {
         for (int kind = 0; kind < 3; kind++) {
@@ -219,7 +218,7 @@ SK_TEST(json_string_between_guard_pages)
                 s[n - 1] = '"';
             if (n && kind == 2)
                 s[n - 1] = 0xe7; /* the first byte of a three-byte sequence */
-            unsigned char *at_end = (unsigned char *)map + 2 * page - n, *at_start = (unsigned char *)map + page;
+            unsigned char *at_end = (unsigned char *)mid + page - n, *at_start = (unsigned char *)mid;
             memcpy(at_end, s, n);
             memcpy(at_start, s, n);
             sk_buf_t want = {0};
@@ -235,7 +234,7 @@ SK_TEST(json_string_between_guard_pages)
             sk_buf_free(&want);
         }
     }
-    munmap(map, 3 * page);
+    sk_guarded_free(&g);
 }
 
 SK_TEST_MAIN(SK_RUN(decimal_at_every_length); SK_RUN(padded_decimal_for_every_eight_digits);
