@@ -51,9 +51,9 @@ typedef struct {
     size_t n_entries;
 } answer_t;
 
-static inline void on_done(sk_op_t *op)
+/* Copies the op's answer into its answer_t (what it owns goes with it). */
+static inline void take_answer(sk_op_t *op)
 {
-    runner_t *r = op->owner;
     answer_t *a = op->ctx;
     a->done = true;
     a->result = op->result;
@@ -81,9 +81,21 @@ static inline void on_done(sk_op_t *op)
         a->n_entries = op->n_entries;
         op->entries = NULL;
     }
-    sk_op_free(op);
+}
+
+/* One answer fewer to wait for: the loop stops at the last. */
+static inline void answered(runner_t *r)
+{
     if (--r->pending == 0)
         sk_loop_stop(r->loop);
+}
+
+static inline void on_done(sk_op_t *op)
+{
+    runner_t *r = op->owner;
+    take_answer(op);
+    sk_op_free(op);
+    answered(r);
 }
 
 static inline void on_guard(sk_loop_t *loop, sk_timer_t *t)

@@ -340,16 +340,10 @@ static sk_op_t *cached_op_used;
 static void on_done_recycle(sk_op_t *op)
 {
     runner_t *r = op->owner;
-    answer_t *a = op->ctx;
-    a->done = true;
-    a->result = op->result;
-    a->order = op->order;
-    a->held = op->held;
-    a->remaining = op->remaining;
+    take_answer(op);
     cached_op_used = op;
     sk_engine_op_recycle(r->w, op);
-    if (--r->pending == 0)
-        sk_loop_stop(r->loop);
+    answered(r);
 }
 
 static answer_t buy_cached1(runner_t *r, sk_sale_t *s, const char *user, const char *req)
