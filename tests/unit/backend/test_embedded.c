@@ -119,6 +119,20 @@ SK_TEST(test_commit_failed_after_reaching_the_disk)
     fixture_destroy(&f);
 }
 
+/* A sale of `stock` where buyer "a" is confirmed and buyer "b"'s batch then meets a
+ * failed fdatasync (answered 503); later syncs would succeed. */
+static sk_sale_t *after_a_failed_sync(fixture_t *f, const char *name, int64_t stock)
+{
+    ASSERT_TRUE(open_faulty(f));
+    sk_sale_t *s = live_sale(&f->r, name, stock, 1);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f->r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+    atomic_store(&fail_sync, true);
+    ASSERT_EQ(buy1(&f->r, s, "b", "r-b").result, SK_BUY_UNAVAILABLE);
+    atomic_store(&fail_sync, false);
+    return s;
+}
+
 SK_TEST(test_sync_failed)
 {
     /* The WAL's fdatasync fails: nothing written before it may be called durable, so
@@ -126,13 +140,7 @@ SK_TEST(test_sync_failed)
      * failed fsync the kernel may have dropped the pages) until a restart. The orders
      * are in the WAL all the same: a retry after the restart finds them (I6). */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
-    sk_sale_t *s = live_sale(&f.r, "unsynced", 10, 1);
-    ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
-    atomic_store(&fail_sync, true);
-    ASSERT_EQ(buy1(&f.r, s, "b", "r-b").result, SK_BUY_UNAVAILABLE);
-    atomic_store(&fail_sync, false);
+    sk_sale_t *s = after_a_failed_sync(&f, "unsynced", 10);
     ASSERT_EQ(buy1(&f.r, s, "c", "r-c").result, SK_BUY_UNAVAILABLE);
     ASSERT_GE(sk_counter_get(&sk_engine_stats(f.e)->commit_errors), 2);
     fixture_close(&f);
@@ -166,13 +174,7 @@ SK_TEST(test_sync_failed_shows_nothing)
      * not the order of the buyer who heard 503 (told to look it up, it would find an
      * order that may not exist), not its unit in the counts the workers answer from. */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
-    sk_sale_t *s = live_sale(&f.r, "shown", 2, 1);
-    ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
-    atomic_store(&fail_sync, true);
-    ASSERT_EQ(buy1(&f.r, s, "b", "r-b").result, SK_BUY_UNAVAILABLE);
-    atomic_store(&fail_sync, false);
+    sk_sale_t *s = after_a_failed_sync(&f, "shown", 2);
     answer_t o = orders_of(&f.r, s, "b");
     ASSERT_EQ(o.status, -EIO);
     free(o.orders);
