@@ -11,6 +11,7 @@
  * sqlite3 at a prompt). */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -174,20 +175,15 @@ int sk_journal_defer_sync(sk_journal_t *j)
 {
     if (j->wal_fd >= 0)
         return 0;
-    const char *db = sqlite3_db_filename(j->db, "main");
-    char path[4200];
-    snprintf(path, sizeof(path), "%s-wal", db ? db : "");
+    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(j->db, "main"));
     /* The WAL exists since the open (WAL mode, read at least once). Its name in the
      * directory is made durable here: SQLite would have done it at its first sync. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(wal, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    snprintf(dir, sizeof(dir), "%s", wal);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) < 0 || fdatasync(fd) < 0) {
         int err = errno;
         if (dfd >= 0)
