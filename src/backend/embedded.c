@@ -1025,7 +1025,9 @@ static bool is_decision(const sk_op_t *op)
 /* Publishes a waiting batch's changes and posts its answers: durable, or (a failed
  * sync) with every answer 503 and nothing published, since none of it may be confirmed
  * or shown: a read would list orders that may not exist (the orders of a 503 the
- * buyer is told to look up), a count would sell out units that may come back. */
+ * buyer is told to look up), a count would sell out units that may come back. Refusals
+ * too: they were decided against that state ("exists" to the retry of a create that
+ * heard 503 would say the first one took). */
 static void release(ledger_t *l, pending_t *p, bool durable)
 {
     sk_engine_t *e = l->e;
@@ -1048,7 +1050,7 @@ static void release(ledger_t *l, pending_t *p, bool durable)
             if (op->kind == SK_OP_BUY) {
                 op->result = SK_BUY_UNAVAILABLE;
                 op->remaining = sk_sale_remaining(op->sale);
-            } else if (op->status == 0) {
+            } else {
                 op->status = -EIO;
             }
         }

@@ -2,8 +2,10 @@
  * outcome is in doubt (faults injected around the journal's COMMIT), a user with a
  * hundred thousand orders, and the order lifecycle: every transition, expiry by the
  * deadline heap (a fake clock), the ledger waking for deadlines, replay, transitions in
- * doubt, and the workers' gate while reservations are pending. */
+ * doubt, the workers' gate while reservations are pending, and batches waiting for
+ * their sync (a failed sync with the ring of them full, a stop while they wait). */
 #define _XOPEN_SOURCE 700
+#include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -194,6 +196,11 @@ SK_TEST(test_sale_created_once_durable)
     int64_t now = sk_now_ms();
     ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
     atomic_store(&fail_sync, false);
+    /* The operator retries the create it heard 503 for. The sale is in the ledger's
+     * memory, but not known to be on the disk: "it exists" (409) would tell the
+     * operator the first create took, and after a restart it may not have. Every
+     * answer after a failed sync is 503, refusals too. */
+    ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
     fixture_destroy(&f);
 }
 
@@ -1158,6 +1165,107 @@ SK_TEST(test_quantities_at_every_limit)
     fixture_destroy(&f);
 }
 
+/* Lets every sync start, a while after the test went on (it stops the engine). */
+static void *release_syncs_later(void *arg)
+{
+    (void)arg;
+    usleep(300 * 1000);
+    atomic_store(&sync_budget, -1);
+    return NULL;
+}
+
+SK_TEST(test_sync_fails_with_the_ring_full)
+{
+    /* Syncs held: a purchase, a replay, reads and two more purchases wait, each its own
+     * batch, until the ring of waiting batches is full and the ledger takes no more. The
+     * sync then fails: every one of them is answered 503 (the replay too: its first
+     * answer is not durable), nothing is shown, and every later answer is 503. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    sk_sale_t *s = live_sale(&f.r, "ring", 3, 1);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+    atomic_store(&sync_budget, 0);
+    answer_t b, a2, c, d, rd[10];
+    buy(&f.r, s, "b", "r-b", &b);
+    run_for(&f.r, 50);
+    buy(&f.r, s, "a", "r-a", &a2);
+    run_for(&f.r, 50);
+    for (int i = 0; i < 10; i++) {
+        sk_op_t *op = sk_op_new(SK_OP_ORDERS);
+        op->sale = s;
+        op->user_len = 1;
+        memcpy(op->user_id, "b", 2);
+        submit(&f.r, op, &rd[i]);
+        run_for(&f.r, 30);
+    }
+    buy(&f.r, s, "c", "r-c", &c);
+    run_for(&f.r, 30);
+    buy(&f.r, s, "d", "r-d", &d);
+    run_for(&f.r, 100);
+    ASSERT_TRUE(!b.done && !a2.done && !c.done && !d.done);
+    for (int i = 0; i < 10; i++)
+        ASSERT_TRUE(!rd[i].done);
+    ASSERT_EQ(sk_sale_sold(s), 1);
+    atomic_store(&fail_sync, true);
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b.result, SK_BUY_UNAVAILABLE);
+    ASSERT_EQ(a2.result, SK_BUY_UNAVAILABLE);
+    ASSERT_EQ(c.result, SK_BUY_UNAVAILABLE);
+    ASSERT_EQ(d.result, SK_BUY_UNAVAILABLE);
+    for (int i = 0; i < 10; i++) {
+        ASSERT_TRUE(rd[i].status < 0);
+        free(rd[i].orders);
+    }
+    ASSERT_EQ(sk_sale_sold(s), 1);
+    ASSERT_TRUE(!sk_sale_is_sold_out(s));
+    atomic_store(&fail_sync, false);
+    ASSERT_EQ(buy1(&f.r, s, "e", "r-e").result, SK_BUY_UNAVAILABLE);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "ring", 4);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_TRUE(sk_sale_sold(s) <= 3);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_DUPLICATE);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_stop_while_batches_wait_for_their_sync)
+{
+    /* The engine is stopped with two written batches waiting for a sync that has not
+     * begun: the stop waits for it, their buyers hear 201, and the orders are there
+     * after a restart. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    sk_sale_t *s = live_sale(&f.r, "stop", 5, 1);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+    atomic_store(&sync_budget, 0);
+    answer_t b, c;
+    buy(&f.r, s, "b", "r-b", &b);
+    run_for(&f.r, 50);
+    buy(&f.r, s, "c", "r-c", &c);
+    run_for(&f.r, 50);
+    ASSERT_TRUE(!b.done && !c.done);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, release_syncs_later, NULL), 0);
+    sk_engine_stop(f.e);
+    pthread_join(t, NULL);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(c.result, SK_BUY_CONFIRMED);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "stop", 4);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(sk_sale_sold(s), 3);
+    answer_t x = buy1(&f.r, s, "c", "r-c");
+    ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(x.seq, c.seq);
+    fixture_destroy(&f);
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_created_once_durable);
              SK_RUN(test_commit_in_doubt_published_once_durable);
@@ -1170,4 +1278,5 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
              SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
              SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
-             SK_RUN(test_quantities_at_every_limit);)
+             SK_RUN(test_quantities_at_every_limit); SK_RUN(test_sync_fails_with_the_ring_full);
+             SK_RUN(test_stop_while_batches_wait_for_their_sync);)
