@@ -314,11 +314,21 @@ class Cluster:
         """The live primaries' ports, sorted."""
         return sorted(n["port"] for n in self.rc_nodes() if n["role"] == "primary" and not n["failed"])
 
-    def rc_replica_of(self, port):
-        """The port of a live replica of the primary at `port`."""
-        ns = self.rc_nodes()
-        pid = next(n["id"] for n in ns if n["port"] == port)
-        return next(n["port"] for n in ns if n["role"] == "replica" and n["primary"] == pid and not n["failed"])
+    def rc_replica_of(self, port, timeout=30):
+        """The port of a live replica of the primary at `port`. A replica restarted by an
+        earlier test may still be flagged failed by the cluster for a moment: waited for,
+        up to `timeout` seconds."""
+        deadline = time.time() + timeout
+        while True:
+            ns = self.rc_nodes()
+            pid = next(n["id"] for n in ns if n["port"] == port)
+            live = [n["port"] for n in ns if n["role"] == "replica" and n["primary"] == pid and not n["failed"]]
+            if live or time.time() >= deadline:
+                break
+            time.sleep(0.2)
+        if not live:
+            raise RuntimeError(f"no live replica of the primary at {port} after {timeout} s")
+        return live[0]
 
     def primary_of_slot(self, slot):
         """The port of the primary serving a slot (None when nobody does)."""
