@@ -103,6 +103,8 @@ static void sse_tick(sk_loop_t *loop, sk_timer_t *t)
             if (ss->n == 0)
                 continue;
             sk_sale_t *s = sk_engine_sale_at(e, si);
+            if (!s)
+                continue;
             uint64_t v = atomic_load_explicit(&s->version, memory_order_acquire);
             int st = (int)sk_sale_state(s, now);
             b.len = 0;

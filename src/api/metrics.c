@@ -102,12 +102,15 @@ static void http_connections(sk_buf_t *b, sk_api_t *api, size_t nw)
 static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
 {
     sk_engine_t *e = api->cfg.engine;
+    /* Sales whose creation is not durable yet are not shown (sk_engine_sale_at: NULL). */
     size_t ns = sk_engine_sale_count(e);
     int64_t now = sk_now_ms();
     sk_buf_puts(b, "# HELP seckill_purchases_total Purchase answers, by sale and result.\n"
                    "# TYPE seckill_purchases_total counter\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         for (int r = 0; r < SK_BUY__COUNT; r++) {
             uint64_t v = 0;
             for (size_t i = 0; i < nw; i++)
@@ -129,6 +132,8 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                    "# TYPE seckill_queue_wait_seconds gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         const sk_sale_params_t *p = sk_sale_params(s);
         if (p->queue == SK_QUEUE_OFF)
             continue;
@@ -155,6 +160,8 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                    "# TYPE seckill_sale_units gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         sk_sale_counts_t c;
         sk_sale_counts(s, &c);
         sk_buf_printf(b,
@@ -169,6 +176,8 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                    "refunded.\n# TYPE seckill_sale_orders_total counter\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         for (int st = 0; st < SK_ORDER__COUNT; st++)
             sk_buf_printf(b, "seckill_sale_orders_total{sale=\"%s\",state=\"%s\"} %llu\n", s->id,
                           sk_order_state_name((sk_order_state_t)st),
@@ -177,11 +186,15 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         sk_buf_printf(b, "seckill_sale_sold{sale=\"%s\"} %lld\n", s->id, (long long)sk_sale_sold(s));
     }
     sk_buf_puts(b, "# TYPE seckill_sale_remaining gauge\n");
     for (size_t si = 0; si < ns; si++) {
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         sk_buf_printf(b, "seckill_sale_remaining{sale=\"%s\",state=\"%s\"} %lld\n", s->id,
                       sk_sale_state_name(sk_sale_state(s, now)), (long long)sk_sale_remaining(s));
     }

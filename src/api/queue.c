@@ -503,6 +503,8 @@ void sk_api_queue_tick(sk_api_worker_t *w, int64_t now)
         if (qs->n == 0)
             continue;
         sk_sale_t *s = sk_engine_sale_at(e, si);
+        if (!s)
+            continue;
         uint64_t head = atomic_load_explicit(&s->q_head, memory_order_acquire);
         const sk_sale_params_t *p = sk_sale_params(s);
         bool started = now >= p->starts_at;

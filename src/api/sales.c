@@ -70,10 +70,15 @@ void sk_api_sales_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sales\":[");
     size_t n = sk_engine_sale_count(e);
+    bool first = true;
     for (size_t i = 0; i < n; i++) {
-        if (i)
+        sk_sale_t *s = sk_engine_sale_at(e, i);
+        if (!s)
+            continue; /* its creation is not durable yet */
+        if (!first)
             sk_buf_putc(&b, ',');
-        sk_api_sale_json(&b, sk_engine_sale_at(e, i), now);
+        first = false;
+        sk_api_sale_json(&b, s, now);
     }
     sk_buf_puts(&b, "],\"server_time\":");
     sk_buf_put_i64(&b, now);

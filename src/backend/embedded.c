@@ -423,7 +423,7 @@ static void expire_sale(ledger_t *l, sk_sale_t *s, int64_t now)
 static void expire_due(ledger_t *l, int64_t now)
 {
     while (l->n_heap > 0 && l->heap[0].key < now) {
-        sk_sale_t *s = sk_engine_sale_at(l->e, l->heap[0].sale);
+        sk_sale_t *s = sk_engine_sale_by_index(l->e, l->heap[0].sale);
         lsale_t *ls = lsale(l, s);
         if (ls->uncertain) {
             heap_remove(l, ls); /* put back once it is settled */
@@ -511,7 +511,7 @@ static void queue_tick(ledger_t *l, int64_t now)
     if (l->queue_broken)
         return;
     for (size_t i = 0; i < l->n_qsales; i++) {
-        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        sk_sale_t *s = sk_engine_sale_by_index(l->e, l->qsales[i]);
         lsale_t *ls = lsale(l, s);
         if (ls->p.queue == SK_QUEUE_OFF || ls->uncertain)
             continue;
@@ -530,7 +530,7 @@ static int64_t queue_timeout(ledger_t *l, int64_t now)
     if (l->queue_broken)
         return -1;
     for (size_t i = 0; i < l->n_qsales; i++) {
-        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        sk_sale_t *s = sk_engine_sale_by_index(l->e, l->qsales[i]);
         lsale_t *ls = lsale(l, s);
         if (ls->p.queue == SK_QUEUE_OFF || ls->uncertain)
             continue;
@@ -577,7 +577,7 @@ static void queue_commit(ledger_t *l, sk_op_t **ops, size_t n)
         }
         for (size_t i = 0; i < l->n_jqueue; i++) {
             jqueue_t *j = &l->jqueue[i];
-            l->jqrows[i].sale_id = sk_engine_sale_at(l->e, j->sale)->id;
+            l->jqrows[i].sale_id = sk_engine_sale_by_index(l->e, j->sale)->id;
             l->jqrows[i].rec = j->rec;
             if (j->rec.user)
                 l->jqrows[i].rec.user = l->qusers.data + j->user_off;
@@ -591,7 +591,7 @@ static void queue_commit(ledger_t *l, sk_op_t **ops, size_t n)
         }
     }
     for (size_t i = 0; i < l->n_qsales; i++) {
-        sk_sale_t *s = sk_engine_sale_at(l->e, l->qsales[i]);
+        sk_sale_t *s = sk_engine_sale_by_index(l->e, l->qsales[i]);
         lsale_t *ls = lsale(l, s);
         if (ls->queue_touched && !l->queue_broken) {
             pub_t *u = stage_pub(l, s);
@@ -860,7 +860,7 @@ static void create_sale(ledger_t *l, sk_op_t *op)
 {
     sk_engine_t *e = l->e;
     sk_sale_t *s = op->new_sale;
-    if (sk_engine_find_sale(e, s->id, s->id_len)) {
+    if (sk_engine_lookup_sale(e, s->id, s->id_len)) {
         op->status = -EEXIST;
         return;
     }
@@ -890,7 +890,10 @@ static void create_sale(ledger_t *l, sk_op_t *op)
         op->status = rc;
         return;
     }
-    sk_engine_register_sale(e, s);
+    /* The ledger knows it from now on (a second create of the id is refused, what
+     * follows is decided against it); the workers see it once its write is durable
+     * (release), and never if the sync fails. */
+    sk_engine_register_hidden_sale(e, s);
     new_sale_state(l, s);
     op->new_sale = NULL;
     op->sale = s;
@@ -1046,6 +1049,10 @@ static void release(ledger_t *l, pending_t *p, bool durable)
     }
     for (size_t i = 0; i < p->n_ops; i++) {
         sk_op_t *op = p->ops[i];
+        /* A sale made by this batch: shown before its 201 leaves, so that whoever hears
+         * the 201 finds it. */
+        if (durable && op->kind == SK_OP_CREATE_SALE && op->status == 0)
+            sk_engine_show_sale(op->sale);
         if (!durable) {
             if (op->kind == SK_OP_BUY) {
                 op->result = SK_BUY_UNAVAILABLE;
@@ -1377,7 +1384,7 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     ledger_t *l = arg;
     sk_engine_t *e = l->e;
     size_t len = strlen(js->id);
-    if (!sk_valid_sale_id(js->id, len) || sk_engine_find_sale(e, js->id, len) ||
+    if (!sk_valid_sale_id(js->id, len) || sk_engine_lookup_sale(e, js->id, len) ||
         sk_engine_sale_count(e) >= SK_MAX_SALES || js->stock < 0 || js->max_quantity < 1 ||
         js->max_quantity > SK_LIMIT_MAX || js->payment_window_ms < 0 || js->per_user_limit < 1 ||
         js->per_user_limit > SK_LIMIT_MAX || js->queue < SK_QUEUE_OFF || js->queue > SK_QUEUE_RANDOM ||
@@ -1406,7 +1413,7 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
 static int load_order(void *arg, const sk_journal_order_t *o)
 {
     ledger_t *l = arg;
-    sk_sale_t *s = sk_engine_find_sale(l->e, o->sale_id, strlen(o->sale_id));
+    sk_sale_t *s = sk_engine_lookup_sale(l->e, o->sale_id, strlen(o->sale_id));
     size_t ul = strlen(o->user_id), rl = strlen(o->request_id);
     if (!s)
         return -EINVAL;
@@ -1433,7 +1440,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
 static int load_event(void *arg, const sk_journal_event_t *ev)
 {
     ledger_t *l = arg;
-    sk_sale_t *s = sk_engine_find_sale(l->e, ev->sale_id, strlen(ev->sale_id));
+    sk_sale_t *s = sk_engine_lookup_sale(l->e, ev->sale_id, strlen(ev->sale_id));
     if (!s)
         return -EINVAL;
     lsale_t *ls = lsale(l, s);
@@ -1469,7 +1476,7 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
 static int load_control(void *arg, const sk_journal_control_t *jc)
 {
     ledger_t *l = arg;
-    sk_sale_t *s = sk_engine_find_sale(l->e, jc->sale_id, strlen(jc->sale_id));
+    sk_sale_t *s = sk_engine_lookup_sale(l->e, jc->sale_id, strlen(jc->sale_id));
     if (!s)
         return -EINVAL;
     lsale_t *ls = lsale(l, s);
@@ -1496,7 +1503,7 @@ static int load_control(void *arg, const sk_journal_control_t *jc)
 static int load_queue(void *arg, const sk_journal_queue_t *jq)
 {
     ledger_t *l = arg;
-    sk_sale_t *s = sk_engine_find_sale(l->e, jq->sale_id, strlen(jq->sale_id));
+    sk_sale_t *s = sk_engine_lookup_sale(l->e, jq->sale_id, strlen(jq->sale_id));
     if (!s)
         return -EINVAL;
     return sk_queue_replay(queue_of(l, s), &jq->rec);
@@ -1541,7 +1548,7 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
      * down expire in the ledger's first batch, before anything else is decided. */
     int64_t now = ledger_now(l);
     for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
-        sk_sale_t *s = sk_engine_sale_at(e, i);
+        sk_sale_t *s = sk_engine_sale_by_index(e, i);
         lsale_t *ls = lsale(l, s);
         while (ls->cursor < ls->holders->n_orders &&
                sk_holders_order_at(ls->holders, ls->cursor)->state != SK_ORDER_RESERVED)
@@ -1568,6 +1575,9 @@ static int ledger_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     (void)e;
     sk_op_t op = {.kind = SK_OP_CREATE_SALE, .new_sale = s};
     create_sale(l, &op);
+    /* Before the ledger starts, a commit syncs itself: the sale is durable already. */
+    if (op.status == 0)
+        sk_engine_show_sale(s);
     return op.status;
 }
 

@@ -337,7 +337,7 @@ static sk_sale_t *register_from_reply(rbackend_t *r, const redisReply *reply)
         sk_warn("redis: a sale record in %s is malformed; it is ignored", r->url);
         return NULL;
     }
-    sk_sale_t *s = sk_engine_find_sale(r->e, rs.id, rs.id_len);
+    sk_sale_t *s = sk_engine_lookup_sale(r->e, rs.id, rs.id_len);
     if (!s) {
         if (sk_engine_sale_count(r->e) >= SK_MAX_SALES) {
             sk_warn("redis: more than %d sales; sale '%.*s' is not served by this node", SK_MAX_SALES, (int)rs.id_len,
@@ -579,7 +579,7 @@ static int redis_add_sale(sk_backend_t *b, sk_engine_t *e, sk_sale_t *s)
     (void)e;
     if (!r->sync_ok)
         return -EIO;
-    if (sk_engine_find_sale(r->e, s->id, s->id_len))
+    if (sk_engine_lookup_sale(r->e, s->id, s->id_len))
         return -EEXIST;
     if (sk_engine_sale_count(r->e) >= SK_MAX_SALES)
         return -ENOSPC;
@@ -1972,7 +1972,7 @@ static void create_done(single_t *x)
     sk_op_t *op = x->op;
     /* The index poll may have registered it in the meantime (it reads the same
      * Redis); then the registered one is this sale. */
-    sk_sale_t *s = sk_engine_find_sale(r->e, op->new_sale->id, op->new_sale->id_len);
+    sk_sale_t *s = sk_engine_lookup_sale(r->e, op->new_sale->id, op->new_sale->id_len);
     if (!s) {
         s = op->new_sale;
         op->new_sale = NULL;
@@ -2117,7 +2117,7 @@ static void lookup(rbackend_t *r, sk_op_t *op)
         sk_engine_complete(r->e, op);
         return;
     }
-    sk_sale_t *s = sk_engine_find_sale(r->e, stub->id, stub->id_len);
+    sk_sale_t *s = sk_engine_lookup_sale(r->e, stub->id, stub->id_len);
     uint32_t k = miss_slot(stub->id, stub->id_len);
     if (s || (r->miss[k].until_ms > sk_loop_now(r->loop) && strcmp(r->miss[k].id, stub->id) == 0)) {
         lookup_resolved(r, op, s);
@@ -2314,7 +2314,7 @@ static void single_send(rbackend_t *r, sk_op_t *op)
         break;
     case SK_OP_CREATE_SALE: {
         sk_sale_t *s = op->new_sale;
-        if (sk_engine_find_sale(r->e, s->id, s->id_len)) {
+        if (sk_engine_lookup_sale(r->e, s->id, s->id_len)) {
             op->status = -EEXIST;
             single_done(x);
             return;
@@ -2583,7 +2583,7 @@ static void on_index(redisAsyncContext *ac, void *reply, void *priv)
     for (size_t i = 0; i < rep->elements; i++) {
         const redisReply *id = rep->element[i];
         if (id->type != REDIS_REPLY_STRING || !sk_valid_sale_id(id->str, id->len) ||
-            sk_engine_find_sale(r->e, id->str, id->len))
+            sk_engine_lookup_sale(r->e, id->str, id->len))
             continue;
         conn_t *c = route(r, sk_rcluster_sale_slot(id->str, id->len));
         if (!c) {
@@ -2662,7 +2662,7 @@ static void tick_sales(rbackend_t *r, bool sync)
     int64_t now = sk_now_ms(), store_now = now + sk_engine_store_clock_offset(r->e);
     size_t n = sk_engine_sale_count(r->e);
     for (size_t i = 0; i < n; i++) {
-        sk_sale_t *s = sk_engine_sale_at(r->e, i);
+        sk_sale_t *s = sk_engine_sale_by_index(r->e, i);
         rsale_t *rs = &r->sales[s->index];
         if (queue_live(r, s, now))
             queue_call(r, s, NULL);

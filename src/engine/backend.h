@@ -60,8 +60,21 @@ bool sk_engine_stopping(sk_engine_t *e);
 void sk_engine_complete(sk_engine_t *e, sk_op_t *op);
 /** Ledger thread: wakes every worker that has completions waiting. */
 void sk_engine_flush(sk_engine_t *e);
-/** Registers a fully built sale in the lock-free sale table (ledger thread or load). */
+/** Registers a fully built sale in the lock-free sale table (ledger thread or load),
+ *  visible to the workers at once: a sale loaded from the store, or whose creation the
+ *  store confirmed durable already. */
 void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s);
+/** Registers a sale that the backend knows from now on (sk_engine_lookup_sale,
+ *  sk_engine_sale_by_index, the count) but that the workers do not see
+ *  (sk_engine_find_sale, sk_engine_sale_at) until sk_engine_show_sale: for a creation
+ *  written but not yet durable. Ledger thread only. */
+void sk_engine_register_hidden_sale(sk_engine_t *e, sk_sale_t *s);
+/** Shows a hidden sale to the workers, once its creation is durable (a release store:
+ *  everything the backend wrote for the sale before is seen with it). Never undone. */
+void sk_engine_show_sale(sk_sale_t *s);
+/** The backend's own lookups: any registered sale, visible to the workers or not. */
+sk_sale_t *sk_engine_lookup_sale(sk_engine_t *e, const char *id, size_t len);
+sk_sale_t *sk_engine_sale_by_index(sk_engine_t *e, size_t i);
 /** Backend thread: a reply of the store carried its clock (store_now_ms), read by a
  *  request sent at local_now_ms (sk_now_ms() before sending). The script ran after the
  *  send, so store_now_ms - local_now_ms is the most the store's clock can be ahead of

@@ -148,7 +148,7 @@ static uint64_t hash_id(const char *s, size_t n)
     return h;
 }
 
-sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len)
+sk_sale_t *sk_engine_lookup_sale(sk_engine_t *e, const char *id, size_t len)
 {
     if (len == 0 || len > SK_ID_MAX)
         return NULL;
@@ -162,7 +162,23 @@ sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len)
     }
 }
 
-void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s)
+static bool visible(const sk_sale_t *s)
+{
+    return atomic_load_explicit(&((sk_sale_t *)s)->visible, memory_order_acquire);
+}
+
+sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len)
+{
+    sk_sale_t *s = sk_engine_lookup_sale(e, id, len);
+    return s && visible(s) ? s : NULL;
+}
+
+void sk_engine_show_sale(sk_sale_t *s)
+{
+    atomic_store_explicit(&s->visible, true, memory_order_release);
+}
+
+void sk_engine_register_hidden_sale(sk_engine_t *e, sk_sale_t *s)
 {
     size_t mask = SK_SALE_SLOTS - 1;
     size_t i = hash_id(s->id, s->id_len) & mask;
@@ -175,14 +191,27 @@ void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s)
     atomic_store_explicit(&e->nsales, n + 1, memory_order_release);
 }
 
+void sk_engine_register_sale(sk_engine_t *e, sk_sale_t *s)
+{
+    /* Shown before it is in the table: no reader finds it hidden for a moment. */
+    atomic_store_explicit(&s->visible, true, memory_order_relaxed);
+    sk_engine_register_hidden_sale(e, s);
+}
+
 size_t sk_engine_sale_count(sk_engine_t *e)
 {
     return atomic_load_explicit(&e->nsales, memory_order_acquire);
 }
 
-sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
+sk_sale_t *sk_engine_sale_by_index(sk_engine_t *e, size_t i)
 {
     return i < sk_engine_sale_count(e) ? e->list[i] : NULL;
+}
+
+sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i)
+{
+    sk_sale_t *s = sk_engine_sale_by_index(e, i);
+    return s && visible(s) ? s : NULL;
 }
 
 static sk_sale_state_t state_rule(const sk_sale_params_t *p, bool sold_out, int64_t now_ms)

@@ -114,6 +114,13 @@ struct sk_sale {
     size_t id_len;
     int64_t created_at;
     uint32_t index; /* position in creation order */
+    /* The workers may see the sale: its creation is durable. A sale the ledger made is
+     * registered at once (it refuses a second create of the id, it decides what follows)
+     * but shown only once the sync of its write succeeded; a sale loaded from the store,
+     * or made before the ledger started, is shown at once. Set once, by the backend
+     * (release), never cleared; read with acquire by sk_engine_find_sale and
+     * sk_engine_sale_at. */
+    _Atomic bool visible;
 
     /* Published by the ledger, read by any thread (the accessors below). */
     _Atomic(const sk_sale_params_t *) params;
@@ -308,10 +315,14 @@ bool sk_engine_queues(const sk_engine_t *e);
  *  whose clock lags the store's does not answer not_started to a holder's replay just
  *  after the store's start (I5). Any thread. */
 int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
-/** Finds a sale by id without locking. Returns NULL when unknown. */
+/** Finds a sale by id without locking (any thread). Returns NULL when unknown, and for
+ *  a sale whose creation is not durable yet (sk_sale_t.visible): the workers answer it
+ *  as unknown. (Backends see every sale they registered: engine/backend.h.) */
 sk_sale_t *sk_engine_find_sale(sk_engine_t *e, const char *id, size_t len);
-/** Number of sales and the i-th in creation order (any thread). */
+/** Number of sales registered: the i of sk_engine_sale_at run below it (any thread). */
 size_t sk_engine_sale_count(sk_engine_t *e);
+/** The i-th sale in creation order (any thread); NULL when i >= the count, and for a sale
+ *  not visible yet: a walk over the sales skips it. */
 sk_sale_t *sk_engine_sale_at(sk_engine_t *e, size_t i);
 
 /** A new, unregistered sale: id, a copy of *params (its name copied too) as its first

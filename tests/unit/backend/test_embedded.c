@@ -186,6 +186,57 @@ SK_TEST(test_sync_failed_shows_nothing)
     fixture_destroy(&f);
 }
 
+/* What a worker sees of sale `id`: found by id (sk_engine_find_sale), and listed (the
+ * walk of GET /api/v1/sales, /metrics, the event streams: sk_engine_sale_at). Both or
+ * neither; fails the test when they disagree. */
+static bool workers_see(sk_engine_t *e, const char *id)
+{
+    size_t len = strlen(id);
+    bool found = sk_engine_find_sale(e, id, len) != NULL, listed = false;
+    for (size_t i = 0; i < sk_engine_sale_count(e); i++) {
+        const sk_sale_t *s = sk_engine_sale_at(e, i);
+        if (s && s->id_len == len && memcmp(s->id, id, len) == 0)
+            listed = true;
+    }
+    ASSERT_EQ(found, listed);
+    return found;
+}
+
+SK_TEST(test_sale_shown_once_durable)
+{
+    /* A sale made while its write waits for the sync is the ledger's at once (a second
+     * create of the id is "exists"), but the workers neither list it nor find it by id
+     * until its 201: before, it may not survive a restart. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    ASSERT_TRUE(live_sale(&f.r, "before", 5, 1) != NULL);
+    ASSERT_TRUE(workers_see(f.e, "before"));
+    atomic_store(&sync_budget, 0);
+    int64_t now = sk_now_ms();
+    answer_t made, again;
+    sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
+    op->new_sale = new_sale("held", 10, now - 1000, now + HOUR_MS, 1);
+    submit(&f.r, op, &made);
+    for (int i = 0; i < 100 && sk_engine_sale_count(f.e) < 2; i++)
+        run_for(&f.r, 10);
+    ASSERT_EQ(sk_engine_sale_count(f.e), 2); /* registered: the ledger decided it */
+    op = sk_op_new(SK_OP_CREATE_SALE);
+    op->new_sale = new_sale("held", 10, now - 1000, now + HOUR_MS, 1);
+    submit(&f.r, op, &again);
+    run_for(&f.r, 100);
+    ASSERT_TRUE(!made.done && !again.done);
+    ASSERT_TRUE(!workers_see(f.e, "held"));
+    ASSERT_TRUE(workers_see(f.e, "before"));
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(made.status, 0);
+    ASSERT_EQ(again.status, -EEXIST);
+    ASSERT_TRUE(workers_see(f.e, "held"));
+    ASSERT_TRUE(sk_engine_find_sale(f.e, "held", 4) == made.sale);
+    ASSERT_EQ(buy1(&f.r, made.sale, "a", "r-a").result, SK_BUY_CONFIRMED);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_sale_created_once_durable)
 {
     /* A sale made while the ledger runs is a commit like any: its 201 waits for the
@@ -196,11 +247,20 @@ SK_TEST(test_sale_created_once_durable)
     int64_t now = sk_now_ms();
     ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
     atomic_store(&fail_sync, false);
+    /* The ledger made it, the workers never see it: it was answered 503. */
+    ASSERT_EQ(sk_engine_sale_count(f.e), 1);
+    ASSERT_TRUE(!workers_see(f.e, "unsynced-sale"));
     /* The operator retries the create it heard 503 for. The sale is in the ledger's
      * memory, but not known to be on the disk: "it exists" (409) would tell the
      * operator the first create took, and after a restart it may not have. Every
      * answer after a failed sync is 503, refusals too. */
     ASSERT_EQ(create_sale(&f.r, new_sale("unsynced-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    /* Nor later: every later sync would succeed, but nothing after a failed one is
+     * durable. */
+    ASSERT_EQ(create_sale(&f.r, new_sale("later-sale", 10, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    run_for(&f.r, 50);
+    ASSERT_TRUE(!workers_see(f.e, "unsynced-sale"));
+    ASSERT_TRUE(!workers_see(f.e, "later-sale"));
     fixture_destroy(&f);
 }
 
@@ -1267,8 +1327,8 @@ SK_TEST(test_stop_while_batches_wait_for_their_sync)
 }
 
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_created_once_durable);
-             SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
+             SK_RUN(test_sale_created_once_durable); SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
