@@ -11,6 +11,8 @@
  *
  * What a sale publishes to the workers, each written by the ledger only and read by any
  * thread without locks:
+ *  - that it exists (sk_sale_t.visible): once its creation is durable, and only then do
+ *    sk_engine_find_sale and sk_engine_sale_at return it;
  *  - its params (sk_sale_params_t): immutable snapshots the ledger replaces by pointer;
  *  - its counts {stock, held, sold} in units, one consistent snapshot under a seqlock,
  *    written after each durable commit (I7: remaining + held + sold == stock at every

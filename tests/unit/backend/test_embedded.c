@@ -3,7 +3,8 @@
  * hundred thousand orders, and the order lifecycle: every transition, expiry by the
  * deadline heap (a fake clock), the ledger waking for deadlines, replay, transitions in
  * doubt, the workers' gate while reservations are pending, and batches waiting for
- * their sync (a failed sync with the ring of them full, a stop while they wait). */
+ * their sync (a failed sync with the ring of them full, a stop while they wait, a new
+ * sale the workers see only once its create is durable). */
 #define _XOPEN_SOURCE 700
 #include <pthread.h>
 #include <stdatomic.h>
