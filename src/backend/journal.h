@@ -4,7 +4,7 @@
  * fsync has returned) — unless sk_journal_defer_sync was called: then a commit only
  * writes the WAL, and sk_journal_sync makes every commit made before it durable.
  *
- * Schema version 3 (PRAGMA user_version; a version 1 or 2 file is migrated in place
+ * Schema version 4 (PRAGMA user_version; a version 1, 2 or 3 file is migrated in place
  * when it is opened). Every row of the three logs carries an lsn: one counter for the whole
  * journal, in decision order, so a replay that merges them by lsn meets every change in
  * the order the ledger made it. Also read directly by `seckill-bench --audit-sqlite`.
@@ -55,7 +55,7 @@
 #include "engine/order.h"
 #include "engine/queue.h"
 
-#define SK_JOURNAL_VERSION 3
+#define SK_JOURNAL_VERSION 4
 
 typedef struct sk_journal sk_journal_t;
 

@@ -25,6 +25,7 @@
 #include "backend/journal.h"
 #include "util/buf.h"
 #include "util/common.h"
+#include "util/hash.h"
 
 struct sk_journal {
     sqlite3 *db;
@@ -46,6 +47,23 @@ struct sk_journal {
     const char **gsale;
     uint32_t *gcount;
     size_t g_cap;
+    /* Each sale's last stored seq, so that a batch that does not continue a sale's
+     * numbering is refused (see sale_last): sales in a dense array, found through an
+     * open-addressing index of their positions + 1. upd: the batch's new last seqs, set
+     * once its commit returned. */
+    struct last_seq {
+        char *id;
+        uint64_t last;
+        bool known; /* false: read it from the file when next needed */
+    } * sales;
+    size_t n_sales, sales_cap;
+    uint32_t *sale_index;
+    size_t index_cap; /* a power of two, at least twice n_sales; 0 before the first */
+    struct seq_update {
+        uint32_t sale;
+        uint64_t last;
+    } * upd;
+    size_t n_upd, upd_cap;
     bool (*fault)(void *arg, sk_journal_fault_t at); /* test seam */
     void *fault_arg;
 
@@ -273,7 +291,22 @@ static const char pragmas[] = "PRAGMA journal_mode=WAL;"
     "CREATE TABLE IF NOT EXISTS queue_log("                                                                            \
     "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, user_id TEXT,"         \
     "  arg INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL DEFAULT 0);"                                                 \
-    "PRAGMA user_version = 3;"
+    "PRAGMA user_version = 3;" MIGRATE_V3
+
+/* Version 4: order_batches without its UNIQUE (sale_id, first_seq) index. Every commit
+ * wrote a page of that index besides the table's own (a WAL frame, its checksum, a b-tree
+ * search): a fifth of a purchase batch's SQLite cost, for an index that only a rare
+ * recovery query read. The ledger numbers each sale's orders itself and refuses a batch
+ * whose rows are not consecutive; the audit reads the rows in lsn order. */
+#define MIGRATE_V3                                                                                                     \
+    "DROP VIEW IF EXISTS orders;"                                                                                      \
+    "CREATE TABLE order_batches_v4("                                                                                   \
+    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"                \
+    "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL);"                                            \
+    "INSERT INTO order_batches_v4(lsn, sale_id, first_seq, n, created_at, pay_by, orders)"                             \
+    "  SELECT lsn, sale_id, first_seq, n, created_at, pay_by, orders FROM order_batches ORDER BY lsn;"                 \
+    "DROP TABLE order_batches;"                                                                                        \
+    "ALTER TABLE order_batches_v4 RENAME TO order_batches;" ORDERS_VIEW "PRAGMA user_version = 4;"
 
 static const char schema_v2[] =
     "CREATE TABLE sales("
@@ -287,6 +320,7 @@ static const char schema_v2[] =
         ORDERS_VIEW "PRAGMA user_version = 2;" MIGRATE_V2;
 
 static const char migrate_v2[] = MIGRATE_V2;
+static const char migrate_v3[] = MIGRATE_V3;
 
 /* Version 1 had no lsn (its order_batches' rowid `id` was the commit order, which
  * becomes the lsn), no transitions, no quantities and no payment windows. */
@@ -317,7 +351,7 @@ static int one_int(sqlite3 *db, const char *sql, int64_t *out)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Brings the file to version 3: creates it, migrates a version 1 or 2 file in one
+/* Brings the file to version 4: creates it, migrates a version 1, 2 or 3 file in one
  * transaction (all or nothing), or refuses a version it does not know. */
 static int upgrade(sqlite3 *db, char *err, size_t err_size)
 {
@@ -334,7 +368,7 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
                  (long long)version, SK_JOURNAL_VERSION);
         return SQLITE_ERROR;
     }
-    const char *sql = !tables ? schema_v2 : version == 2 ? migrate_v2 : migrate_v1;
+    const char *sql = !tables ? schema_v2 : version == 3 ? migrate_v3 : version == 2 ? migrate_v2 : migrate_v1;
     char *msg = NULL;
     rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
     if (rc == SQLITE_OK)
@@ -342,7 +376,7 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (to version 3)" : "creating",
+        snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (to version 4)" : "creating",
                  msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         if (!sqlite3_get_autocommit(db))
@@ -350,8 +384,11 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
         return SQLITE_ERROR;
     }
     if (tables)
-        sk_info("journal: migrated from version %lld to version 3 (%s)", (long long)version,
-                version == 2 ? "waiting rooms" : "order lifecycle, waiting rooms");
+        sk_info("journal: migrated from version %lld to version 4 (%s)", (long long)version,
+                version == 3 ? "order_batches without its (sale_id, first_seq) index"
+                : version == 2
+                    ? "waiting rooms, order_batches without its (sale_id, first_seq) index"
+                    : "order lifecycle, waiting rooms, order_batches without its (sale_id, first_seq) index");
     return SQLITE_OK;
 }
 
@@ -428,8 +465,9 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         rc = prepare(j, "ROLLBACK", &j->rollback);
     if (rc == SQLITE_OK)
         rc = prepare(j,
+                     /* Backwards from the newest row, down to the sale's creation at most. */
                      "SELECT first_seq + n - 1 FROM order_batches WHERE sale_id = ?1"
-                     " ORDER BY first_seq DESC LIMIT 1",
+                     " AND lsn > coalesce((SELECT lsn FROM sales WHERE id = ?1), 0) ORDER BY lsn DESC LIMIT 1",
                      &j->last_seq);
     if (rc == SQLITE_OK)
         rc = prepare(j,
@@ -485,6 +523,11 @@ void sk_journal_close(sk_journal_t *j)
     if (j->wal_fd >= 0)
         close(j->wal_fd);
     sk_buf_free(&j->json);
+    for (size_t i = 0; i < j->n_sales; i++)
+        free(j->sales[i].id);
+    free(j->sales);
+    free(j->sale_index);
+    free(j->upd);
     free(j->perm);
     free(j->gid);
     free(j->gsale);
@@ -510,6 +553,76 @@ static int cursor_step(cursor_t *c)
     return c->rc == SQLITE_ROW || c->rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* ---- each sale's last seq -----------------------------------------------------------------
+ * The file keeps no index on (sale_id, first_seq): a commit would write a page of it
+ * besides the table's (see MIGRATE_V3). Instead the journal remembers every sale's last
+ * stored seq (filled by the load, a new sale starts at 0) and refuses a batch whose rows
+ * for a sale do not start right after it: the same seqs twice, a gap, an overlap. */
+
+static uint32_t *sale_slot(sk_journal_t *j, const char *id, size_t len)
+{
+    size_t mask = j->index_cap - 1;
+    for (size_t i = sk_hash64(id, len, 0) & mask;; i = (i + 1) & mask) {
+        uint32_t k = j->sale_index[i];
+        if (k == 0 || strcmp(j->sales[k - 1].id, id) == 0)
+            return &j->sale_index[i];
+    }
+}
+
+/* The sale's entry, made (unknown) when it has none. */
+static struct last_seq *sale_entry(sk_journal_t *j, const char *id)
+{
+    size_t len = strlen(id);
+    if (2 * (j->n_sales + 1) > j->index_cap) {
+        size_t cap = j->index_cap ? 2 * j->index_cap : 64;
+        free(j->sale_index);
+        j->sale_index = sk_xcalloc(cap, sizeof(*j->sale_index));
+        j->index_cap = cap;
+        for (size_t i = 0; i < j->n_sales; i++)
+            *sale_slot(j, j->sales[i].id, strlen(j->sales[i].id)) = (uint32_t)i + 1;
+    }
+    uint32_t *slot = sale_slot(j, id, len);
+    if (*slot)
+        return &j->sales[*slot - 1];
+    if (j->n_sales == j->sales_cap) {
+        j->sales_cap = j->sales_cap ? 2 * j->sales_cap : 16;
+        j->sales = sk_xrealloc(j->sales, j->sales_cap * sizeof(*j->sales));
+    }
+    struct last_seq *e = &j->sales[j->n_sales++];
+    *e = (struct last_seq){sk_xstrndup(id, len), 0, false};
+    *slot = (uint32_t)j->n_sales;
+    return e;
+}
+
+/* The sale's last stored seq, read from the file the first time it is needed. */
+static int sale_last(sk_journal_t *j, const char *id, uint32_t *which, uint64_t *last)
+{
+    struct last_seq *e = sale_entry(j, id);
+    *which = (uint32_t)(e - j->sales);
+    if (!e->known) {
+        uint64_t v;
+        if (sk_journal_last_seq(j, id, &v) < 0)
+            return -EIO;
+        e = &j->sales[*which];
+        e->last = v;
+        e->known = true;
+    }
+    *last = e->last;
+    return 0;
+}
+
+/* After a commit: the batch's sales end where it put them (stored), or are read from the
+ * file again when next needed (a commit that failed may or may not have stored them). */
+static void settle_last_seqs(sk_journal_t *j, bool stored)
+{
+    for (size_t i = 0; i < j->n_upd; i++) {
+        struct last_seq *e = &j->sales[j->upd[i].sale];
+        e->last = j->upd[i].last;
+        e->known = stored;
+    }
+    j->n_upd = 0;
+}
+
 static int emit_order(sqlite3_stmt *st, int (*on_order)(void *, const sk_journal_order_t *), void *arg)
 {
     sqlite3_int64 seq = sqlite3_column_int64(st, 2), q = sqlite3_column_int64(st, 5);
@@ -522,6 +635,17 @@ static int emit_order(sqlite3_stmt *st, int (*on_order)(void *, const sk_journal
                             sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 7),
                             q >= 1 && q <= UINT32_MAX ? (uint32_t)q : 0};
     return on_order(arg, &o);
+}
+
+/* The load's order rows are each sale's in seq order: the last one read is its last. */
+static void note_loaded_order(sk_journal_t *j, sqlite3_stmt *st, struct last_seq **prev)
+{
+    const char *id = text(st, 1);
+    sqlite3_int64 seq = sqlite3_column_int64(st, 2);
+    struct last_seq *e = *prev && strcmp((*prev)->id, id) == 0 ? *prev : sale_entry(j, id);
+    e->last = seq > 0 ? (uint64_t)seq : 0;
+    e->known = true;
+    *prev = e;
 }
 
 static int emit_event(sqlite3_stmt *st, int (*on_event)(void *, const sk_journal_event_t *), void *arg)
@@ -601,6 +725,7 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
     /* The three logs merged by lsn. Each is read in lsn (= rowid) order, and a row's
      * elements in array order: per sale, orders in seq order. */
     cursor_t o = {0}, e = {0}, c = {0};
+    struct last_seq *loaded = NULL; /* the sale of the order loaded last */
     int r = 0;
     if (sqlite3_prepare_v2(j->db,
                            "SELECT b.lsn, b.sale_id, b.first_seq + j.key, j.value ->> 0, j.value ->> 1,"
@@ -633,9 +758,10 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
                 low = lsn;
             }
         }
-        if (next == &o)
+        if (next == &o) {
             r = emit_order(o.st, on_order, arg);
-        else if (next == &e)
+            note_loaded_order(j, o.st, &loaded);
+        } else if (next == &e)
             r = emit_event(e.st, on_event, arg);
         else
             r = emit_control(c.st, on_control, arg);
@@ -694,6 +820,9 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     if (rc != SQLITE_DONE)
         return fail(j, "storing a sale");
     note_commit(j); /* a commit of its own: counted, so that a deferred sync covers it */
+    struct last_seq *e = sale_entry(j, s->id);
+    e->last = 0;
+    e->known = true;
     return 0;
 }
 
@@ -855,6 +984,12 @@ static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, siz
     sqlite3_stmt *st = j->put_order;
     for (size_t i = 0; i < n;) {
         const sk_journal_order_t *first = &orders[j->perm[i]];
+        uint32_t sale;
+        uint64_t last;
+        if (sale_last(j, first->sale_id, &sale, &last) < 0)
+            return -EIO;
+        if (first->seq != last + 1)
+            return -EINVAL; /* not right after the sale's last stored order */
         sk_buf_t *b = &j->json;
         b->len = 0;
         sk_buf_putc(b, '[');
@@ -891,6 +1026,11 @@ static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, siz
         sqlite3_bind_text(st, 7, b->data, (int)b->len, SQLITE_STATIC);
         if (step_reset(st) != SQLITE_DONE)
             return -EIO;
+        if (j->n_upd == j->upd_cap) {
+            j->upd_cap = j->upd_cap ? 2 * j->upd_cap : 16;
+            j->upd = sk_xrealloc(j->upd, j->upd_cap * sizeof(*j->upd));
+        }
+        j->upd[j->n_upd++] = (struct seq_update){sale, next - 1};
         i = k;
     }
     return 0;
@@ -934,6 +1074,7 @@ int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size
 {
     *first = j->lsn + 1;
     *last = j->lsn;
+    j->n_upd = 0;
     if (n_orders == 0 && n_events == 0 && n_controls == 0)
         return 0;
     if (step_reset(j->begin) != SQLITE_DONE)
@@ -947,7 +1088,7 @@ int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size
         rc = put_order_rows(j, orders, n_orders);
     *last = j->lsn;
     if (rc == -EINVAL) {
-        sk_error("journal: a sale's orders in one batch are not consecutive; batch refused");
+        sk_error("journal: a sale's orders in the batch do not follow on from its last stored order; batch refused");
         step_reset(j->rollback);
         return -EIO;
     }
@@ -958,8 +1099,11 @@ int sk_journal_put_batch(sk_journal_t *j, const sk_journal_order_t *orders, size
         step_reset(j->rollback);
         return -EIO;
     }
-    if (step_reset(j->commit) != SQLITE_DONE)
+    if (step_reset(j->commit) != SQLITE_DONE) {
+        settle_last_seqs(j, false);
         return fail(j, "commit");
+    }
+    settle_last_seqs(j, true);
     note_commit(j);
     if (injected(j, SK_JOURNAL_FAULT_AFTER_COMMIT)) {
         sk_error("journal: commit: fault injected after the commit");

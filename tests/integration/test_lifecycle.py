@@ -468,7 +468,7 @@ def test_sse_and_store_view(ck):
         version = db.execute("PRAGMA user_version").fetchone()[0]
         db.close()
         ck.eq(row, ("confirmed", 1, "p", 1, 1), "the orders view of the journal")
-        ck.eq(version, 3, "journal version 3")
+        ck.eq(version, 4, "journal version 4")
 
 
 def test_demo_payments(ck):

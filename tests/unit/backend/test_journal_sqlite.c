@@ -529,8 +529,20 @@ SK_TEST(test_last_seq_and_faults)
     failing = false;
     ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
     ASSERT_EQ(last, 3);
-    /* The same seq again is refused whole (the unique key), as the ledger must know. */
+    /* A batch that does not continue a sale's numbering is refused whole: the same seq
+     * again, a gap, an overlap, a sale's first order that is not its seq 1, even beside
+     * a sale whose orders are right. */
     ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
+    sk_journal_order_t gap[] = {{"b", 2, "u5", "", 2}, {"a", 5, "u5", "", 2}};
+    ASSERT_EQ(sk_journal_put_orders(j, gap, 2), -EIO);
+    sk_journal_order_t overlap[] = {{"b", 1, "u6", "", 2}, {"b", 2, "u7", "", 2}};
+    ASSERT_EQ(sk_journal_put_orders(j, overlap, 2), -EIO);
+    sk_journal_order_t unknown[] = {{"c", 2, "u8", "", 2}};
+    ASSERT_EQ(sk_journal_put_orders(j, unknown, 1), -EIO);
+    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
+    ASSERT_EQ(last, 1);
+    ASSERT_EQ(sk_journal_last_seq(j, "c", &last), 0);
+    ASSERT_EQ(last, 0);
     failing = true;
     fail_at = SK_JOURNAL_FAULT_LAST_SEQ;
     ASSERT_EQ(sk_journal_last_seq(j, "a", &last), -EIO);
@@ -543,6 +555,20 @@ SK_TEST(test_last_seq_and_faults)
     ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
     ASSERT_EQ(l.orders, 4);
     ASSERT_STR_EQ(l.users[3], "u4");
+    /* After the load the journal knows where each sale ends. */
+    ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
+    sk_journal_order_t next[] = {{"a", 4, "u9", "", 3}};
+    ASSERT_EQ(sk_journal_put_orders(j, next, 1), 0);
+    ASSERT_EQ(sk_journal_put_orders(j, next, 1), -EIO);
+    sk_journal_close(j);
+    /* Without a load, it reads a sale's end from the file when it first needs it. */
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    ASSERT_EQ(sk_journal_put_orders(j, next, 1), -EIO);
+    sk_journal_order_t after[] = {{"a", 5, "u10", "", 4}, {"b", 2, "u11", "", 4}};
+    ASSERT_EQ(sk_journal_put_orders(j, after, 2), 0);
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 5);
     sk_journal_close(j);
     rm_rf(dir);
 }
@@ -670,7 +696,7 @@ SK_TEST(test_transitions_round_trip)
     query1(dir, "SELECT coalesce(paid_at, 'null') || ' ' || closed_at FROM orders WHERE seq = 3", v, sizeof(v));
     ASSERT_STR_EQ(v, "null 1050");
     query1(dir, "PRAGMA user_version", v, sizeof(v));
-    ASSERT_STR_EQ(v, "3");
+    ASSERT_STR_EQ(v, "4");
     rm_rf(dir);
 }
 
@@ -751,7 +777,7 @@ SK_TEST(test_v1_migrated_in_place)
     uint64_t last = 0;
     ASSERT_EQ(sk_journal_last_seq(j, "old", &last), 0);
     ASSERT_EQ(last, 3);
-    /* It goes on as a version 2 file: lsns after the old batches. */
+    /* It goes on as a version 4 file: lsns after the old batches. */
     sk_journal_order_t o = {"old", 4, "u3", "r", 200, 0, 2};
     uint64_t f, l;
     ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, NULL, 0, &f, &l), 0);
@@ -761,7 +787,7 @@ SK_TEST(test_v1_migrated_in_place)
     sk_journal_close(j);
     char v[300];
     query1(dir, "PRAGMA user_version", v, sizeof(v));
-    ASSERT_STR_EQ(v, "3");
+    ASSERT_STR_EQ(v, "4");
     query1(dir, "SELECT group_concat(order_id || ':' || state || ':' || quantity, ' ') FROM orders WHERE sale_id='old'",
            v, sizeof(v));
     ASSERT_STR_EQ(v, "old-0000000001:refunded:1 old-0000000002:confirmed:1 old-0000000003:confirmed:1 "
@@ -777,6 +803,71 @@ SK_TEST(test_v1_migrated_in_place)
     rm_rf(dir);
 }
 
+SK_TEST(test_v3_migrated_in_place)
+{
+    /* A version 3 file: order_batches with its UNIQUE (sale_id, first_seq) index. Made
+     * here by writing a file and putting the index back the way version 3 had it. */
+    char dir[256], path[300], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t a = {"a", "A", 100, 0, 99999, 10, 1, 1, 1000}, b = {"b", "B", 100, 0, 99999, 10, 2, 1, 0};
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
+    sk_journal_order_t o1[] = {
+        {"a", 1, "u1", "r1", 5, 1005, 1}, {"a", 2, "u2", "", 5, 1005, 2}, {"b", 1, "u1", "x", 5, 0, 1}};
+    sk_journal_order_t o2[] = {{"a", 3, "u3", "r3", 6, 1006, 1}};
+    uint64_t f, l;
+    ASSERT_EQ(sk_journal_put_batch(j, o1, 3, NULL, 0, NULL, 0, &f, &l), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, o2, 1, NULL, 0, NULL, 0, &f, &l), 0);
+    sk_journal_close(j);
+    snprintf(path, sizeof(path), "%s/seckill.db", dir);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db,
+                     "BEGIN; DROP VIEW orders;"
+                     "CREATE TABLE v3(lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL,"
+                     "  n INTEGER NOT NULL, created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL,"
+                     "  UNIQUE (sale_id, first_seq));"
+                     "INSERT INTO v3 SELECT * FROM order_batches; DROP TABLE order_batches;"
+                     "ALTER TABLE v3 RENAME TO order_batches;"
+                     "CREATE VIEW orders AS SELECT 1; PRAGMA user_version = 3; COMMIT;",
+                     NULL, NULL, &msg) != SQLITE_OK)
+        SK_FAIL_AT("v3 file: %s", msg);
+    sqlite3_close(db);
+    char v[300];
+    query1(dir, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'order_batches' AND type = 'index'", v, sizeof(v));
+    ASSERT_STR_EQ(v, "1");
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    trace_t t = {0};
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
+    ASSERT_EQ(t.n, 6);
+    ASSERT_STR_EQ(t.lines[2], "order a/1 u1 r1 x1 at 5 by 1005");
+    ASSERT_STR_EQ(t.lines[3], "order a/2 u2  x2 at 5 by 1005");
+    ASSERT_STR_EQ(t.lines[4], "order b/1 u1 x x1 at 5 by 0");
+    ASSERT_STR_EQ(t.lines[5], "order a/3 u3 r3 x1 at 6 by 1006");
+    uint64_t last = 0;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 3);
+    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
+    ASSERT_EQ(last, 1);
+    ASSERT_EQ(sk_journal_last_seq(j, "nope", &last), 0);
+    ASSERT_EQ(last, 0);
+    sk_journal_close(j);
+    query1(dir, "PRAGMA user_version", v, sizeof(v));
+    ASSERT_STR_EQ(v, "4");
+    query1(dir, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'order_batches' AND type = 'index'", v, sizeof(v));
+    ASSERT_STR_EQ(v, "0");
+    query1(dir, "SELECT group_concat(order_id || ':' || state || ':' || quantity, ' ') FROM orders", v, sizeof(v));
+    ASSERT_STR_EQ(v, "a-0000000001:reserved:1 a-0000000002:reserved:2 b-0000000001:confirmed:1 "
+                     "a-0000000003:reserved:1");
+    rm_rf(dir);
+}
+
 SK_TEST(test_newer_version_refused)
 {
     char dir[256], path[300], err[256] = "";
@@ -784,7 +875,7 @@ SK_TEST(test_newer_version_refused)
     snprintf(path, sizeof(path), "%s/seckill.db", dir);
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     ASSERT_TRUE(sk_journal_open(dir, err, sizeof(err)) == NULL);
     ASSERT_TRUE(strstr(err, "newer seckill") != NULL);
@@ -794,4 +885,4 @@ SK_TEST(test_newer_version_refused)
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
              SK_RUN(test_last_seq_and_faults); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
-             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_v3_migrated_in_place); SK_RUN(test_newer_version_refused);)
