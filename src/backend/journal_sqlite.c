@@ -611,6 +611,14 @@ static int sale_last(sk_journal_t *j, const char *id, uint32_t *which, uint64_t 
     return 0;
 }
 
+/* Every sale's end is read from the file again when next needed: after a load that
+ * stopped half-way, whose sales end where it stopped reading, not where the file ends. */
+static void forget_last_seqs(sk_journal_t *j)
+{
+    for (size_t i = 0; i < j->n_sales; i++)
+        j->sales[i].known = false;
+}
+
 /* After a commit: the batch's sales end where it put them (stored), or are read from the
  * file again when next needed (a commit that failed may or may not have stored them). */
 static void settle_last_seqs(sk_journal_t *j, bool stored)
@@ -716,12 +724,21 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
         int r = on_sale(arg, &s);
         if (r) {
             sqlite3_finalize(st);
+            forget_last_seqs(j);
             return r;
         }
+        /* Its end until an order row says otherwise: a sale without orders is not read
+         * from the file at its first batch (a scan of every row made since it was, at the
+         * instant its sale starts). */
+        struct last_seq *ls = sale_entry(j, s.id);
+        ls->last = 0;
+        ls->known = true;
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        forget_last_seqs(j);
         return -EIO;
+    }
     /* The three logs merged by lsn. Each is read in lsn (= rowid) order, and a row's
      * elements in array order: per sale, orders in seq order. */
     cursor_t o = {0}, e = {0}, c = {0};
@@ -772,6 +789,8 @@ out:
     sqlite3_finalize(o.st);
     sqlite3_finalize(e.st);
     sqlite3_finalize(c.st);
+    if (r != 0)
+        forget_last_seqs(j);
     return r;
 }
 

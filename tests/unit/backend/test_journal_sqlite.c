@@ -623,6 +623,54 @@ static void query1(const char *dir, const char *sql, char *out, size_t cap)
     sqlite3_close(db);
 }
 
+SK_TEST(test_load_knows_each_sale_end)
+{
+    /* What the load tells the journal of each sale's last seq: a sale without orders
+     * ends at 0 (not read from the file at its first batch: a scan of every row since
+     * it was made), and a load that stopped half-way tells nothing (its sales do not end
+     * where it stopped reading). */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2}, c = {"c", "C", 10, 0, 1, 1, 3};
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &c), 0);
+    sk_journal_order_t first[] = {{"a", 1, "u1", "", 1}, {"a", 2, "u2", "", 1}};
+    sk_journal_order_t second[] = {{"a", 3, "u3", "", 2}, {"b", 1, "u4", "", 2}};
+    ASSERT_EQ(sk_journal_put_orders(j, first, 2), 0);
+    ASSERT_EQ(sk_journal_put_orders(j, second, 2), 0);
+    sk_journal_close(j);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {.stop_after = 2};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 7);
+    /* Sale a's seq 3 is in the file: a second one is refused, the next one taken. */
+    sk_journal_order_t again[] = {{"a", 3, "u5", "", 3}}, next[] = {{"a", 4, "u5", "", 3}};
+    ASSERT_EQ(sk_journal_put_orders(j, again, 1), -EIO);
+    ASSERT_EQ(sk_journal_put_orders(j, next, 1), 0);
+    sk_journal_close(j);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    l = (loaded_t){0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    ASSERT_EQ(l.orders, 5);
+    sk_journal_set_fault(j, fault, NULL);
+    failing = true;
+    fail_at = SK_JOURNAL_FAULT_LAST_SEQ; /* nothing is read back from the file */
+    sk_journal_order_t more[] = {{"c", 1, "u6", "", 4}, {"b", 2, "u7", "", 4}, {"a", 5, "u8", "", 4}};
+    ASSERT_EQ(sk_journal_put_orders(j, more, 3), 0);
+    failing = false;
+    uint64_t last = 0;
+    ASSERT_EQ(sk_journal_last_seq(j, "c", &last), 0);
+    ASSERT_EQ(last, 1);
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
 SK_TEST(test_transitions_round_trip)
 {
     char dir[256], err[256] = "";
@@ -884,5 +932,6 @@ SK_TEST(test_newer_version_refused)
 
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
-             SK_RUN(test_last_seq_and_faults); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
-             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_v3_migrated_in_place); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
+             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place);
+             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_newer_version_refused);)
