@@ -376,6 +376,71 @@ def test_many_sales_live(ck):
                  "ledger batch and commit metrics")
 
 
+def test_created_sale_found_at_once(ck):
+    # A create's 201 means the sale is there for everyone: a buyer on another connection
+    # (another worker, most likely) who hears of it from that answer buys at once, and
+    # finds it by id and in the list. Purchases of another sale keep the ledger's batches
+    # and syncs in flight meanwhile, so that a create waits for a sync with others.
+    import http.client
+    import threading
+
+    with sklib.Server(admin_token=TOKEN, threads=2) as srv:
+        live(srv, "busy", 1_000_000, limit=1_000_000)
+        stop = threading.Event()
+        errors = []
+
+        def flood():
+            c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+            body = json.dumps({"user_id": "flood"})
+            deadline = time.time() + 30
+            for _ in range(20000):
+                if stop.is_set() or time.time() > deadline:
+                    break
+                c.request("POST", "/api/v1/sales/busy/purchase", body, {"Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                if r.status != 201:
+                    errors.append(r.status)
+            c.close()
+
+        t = threading.Thread(target=flood)
+        t.start()
+        conns = [http.client.HTTPConnection(srv.host, srv.port, timeout=10) for _ in range(6)]
+
+        def call(c, method, path, body=None, headers=None):
+            h = {"Content-Type": "application/json"}
+            h.update(headers or {})
+            c.request(method, path, json.dumps(body) if body is not None else None, h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, json.loads(data) if data else None
+
+        try:
+            misses = []
+            for i in range(40):
+                sid = f"fresh{i}"
+                st, _ = call(conns[i % 2], "POST", "/api/v1/sales",
+                             {"id": sid, "stock": 5, "starts_at": now_ms() - 1000, "ends_at": now_ms() + 3600_000},
+                             AUTH)
+                ck.eq(st, 201, f"create {sid}")
+                st, r = call(conns[2 + i % 2], "POST", f"/api/v1/sales/{sid}/purchase", {"user_id": "u"})
+                if st != 201:
+                    misses.append((sid, "purchase", st, r))
+                st, r = call(conns[4], "GET", f"/api/v1/sales/{sid}")
+                if st != 200 or r.get("sold") != 1:
+                    misses.append((sid, "get", st, r))
+                st, r = call(conns[5], "GET", "/api/v1/sales")
+                if st != 200 or sid not in [x["id"] for x in r["sales"]]:
+                    misses.append((sid, "list", st))
+            ck.eq(misses, [], "a created sale is found, listed and sold at once, from any connection")
+        finally:
+            stop.set()
+            t.join()
+            for c in conns:
+                c.close()
+        ck.eq(errors, [], "the flood's purchases")
+
+
 def ledger_batches(srv):
     _, _, data = srv.request("GET", "/metrics")
     for line in data.decode().splitlines():
@@ -441,4 +506,5 @@ def test_holders_at_the_edges(ck):
 
 
 sklib.run_tests([test_create_and_read, test_admin_token, test_create_bad_fields, test_purchase_answers,
-                 test_purchase_bad_input, test_form_and_orders, test_many_sales_live, test_holders_at_the_edges])
+                 test_purchase_bad_input, test_form_and_orders, test_many_sales_live, test_holders_at_the_edges,
+                 test_created_sale_found_at_once])
