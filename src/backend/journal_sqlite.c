@@ -370,11 +370,19 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
     }
     const char *sql = !tables ? schema_v2 : version == 3 ? migrate_v3 : version == 2 ? migrate_v2 : migrate_v1;
     char *msg = NULL;
-    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    /* A migration rebuilds order_batches (and the orders view) under the same name: a
+     * new table, the rows copied, the old one dropped, the new one renamed. The rename
+     * would check every view in the file against a schema without order_batches (or
+     * orders) and fail on the views an operator made for reports; the legacy rename
+     * leaves them as they are, and they read the rebuilt table by its name. */
+    rc = sqlite3_exec(db, "PRAGMA legacy_alter_table=ON", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+    sqlite3_exec(db, "PRAGMA legacy_alter_table=OFF", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "%s the journal failed: %s", tables ? "migrating (to version 4)" : "creating",
                  msg ? msg : sqlite3_errmsg(db));

@@ -851,12 +851,14 @@ SK_TEST(test_v1_migrated_in_place)
     rm_rf(dir);
 }
 
-SK_TEST(test_v3_migrated_in_place)
+/* A version 3 file in dir: sales a and b, a's orders 1-3 (reserved), b's order 1, and
+ * order_batches with its UNIQUE (sale_id, first_seq) index. Made by writing a file and
+ * putting the index back the way version 3 had it; extra_sql runs in the same
+ * transaction (what an operator added to the file). */
+static void make_v3_file(char *dir, size_t dir_size, const char *extra_sql)
 {
-    /* A version 3 file: order_batches with its UNIQUE (sale_id, first_seq) index. Made
-     * here by writing a file and putting the index back the way version 3 had it. */
-    char dir[256], path[300], err[256] = "";
-    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    char path[300], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, dir_size, "store"));
     sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     sk_journal_sale_t a = {"a", "A", 100, 0, 99999, 10, 1, 1, 1000}, b = {"b", "B", 100, 0, 99999, 10, 2, 1, 0};
@@ -880,10 +882,19 @@ SK_TEST(test_v3_migrated_in_place)
                      "  UNIQUE (sale_id, first_seq));"
                      "INSERT INTO v3 SELECT * FROM order_batches; DROP TABLE order_batches;"
                      "ALTER TABLE v3 RENAME TO order_batches;"
-                     "CREATE VIEW orders AS SELECT 1; PRAGMA user_version = 3; COMMIT;",
-                     NULL, NULL, &msg) != SQLITE_OK)
+                     "CREATE VIEW orders AS SELECT 1; PRAGMA user_version = 3;",
+                     NULL, NULL, &msg) != SQLITE_OK ||
+        (extra_sql && sqlite3_exec(db, extra_sql, NULL, NULL, &msg) != SQLITE_OK) ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
         SK_FAIL_AT("v3 file: %s", msg);
     sqlite3_close(db);
+}
+
+SK_TEST(test_v3_migrated_in_place)
+{
+    char dir[256], err[256] = "";
+    make_v3_file(dir, sizeof(dir), NULL);
+    sk_journal_t *j;
     char v[300];
     query1(dir, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'order_batches' AND type = 'index'", v, sizeof(v));
     ASSERT_STR_EQ(v, "1");
@@ -916,6 +927,29 @@ SK_TEST(test_v3_migrated_in_place)
     rm_rf(dir);
 }
 
+SK_TEST(test_v3_migrated_with_the_operators_views)
+{
+    /* Views an operator made for reports, on order_batches and on the orders view: the
+     * migration rebuilds order_batches and the orders view under the same names, and
+     * neither the migration nor the views break on the way. */
+    char dir[256], err[256] = "";
+    make_v3_file(dir, sizeof(dir),
+                 "CREATE VIEW per_sale AS SELECT sale_id, sum(n) AS n FROM order_batches GROUP BY sale_id;"
+                 "CREATE VIEW reserved AS SELECT order_id FROM orders WHERE state = 'reserved';");
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "PRAGMA user_version", v, sizeof(v));
+    ASSERT_STR_EQ(v, "4");
+    query1(dir, "SELECT group_concat(sale_id || ':' || n, ' ') FROM per_sale", v, sizeof(v));
+    ASSERT_STR_EQ(v, "a:3 b:1");
+    query1(dir, "SELECT group_concat(order_id, ' ') FROM reserved", v, sizeof(v));
+    ASSERT_STR_EQ(v, "a-0000000001 a-0000000002 a-0000000003");
+    rm_rf(dir);
+}
+
 SK_TEST(test_newer_version_refused)
 {
     char dir[256], path[300], err[256] = "";
@@ -934,4 +968,5 @@ SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
              SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
              SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place);
-             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_v3_migrated_with_the_operators_views);
+             SK_RUN(test_newer_version_refused);)
