@@ -5,9 +5,11 @@
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -671,6 +673,56 @@ SK_TEST(test_load_knows_each_sale_end)
     rm_rf(dir);
 }
 
+SK_TEST(test_commit_failed_for_real)
+{
+    /* A COMMIT that fails for real (the WAL may not grow: the file size limit) rolls the
+     * batch back. The journal then reads the sale's end from the file again: the seqs of
+     * the failed batch are the next ones still, and once taken they are refused. */
+    char dir[256], err[256] = "", wal[300];
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t a = {"a", "A", 100000, 0, 1, 100000, 1};
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
+    sk_journal_order_t first[] = {{"a", 1, "u1", "", 1}, {"a", 2, "u2", "", 1}};
+    ASSERT_EQ(sk_journal_put_orders(j, first, 2), 0);
+    enum { N = 4000 };
+    static sk_journal_order_t big[N];
+    static char users[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(users[i], sizeof(users[i]), "user-%d", i);
+        big[i] = (sk_journal_order_t){"a", (uint64_t)i + 3, users[i], "", 2};
+    }
+    snprintf(wal, sizeof(wal), "%s/seckill.db-wal", dir);
+    struct stat st;
+    ASSERT_EQ(stat(wal, &st), 0);
+    struct rlimit old, lim;
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = (rlim_t)st.st_size + 1024; /* the big batch takes ~64 KiB */
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = sk_journal_put_orders(j, big, N);
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    ASSERT_EQ(rc, -EIO);
+    uint64_t last = 0;
+    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
+    ASSERT_EQ(last, 2);
+    ASSERT_EQ(sk_journal_put_orders(j, big, N), 0);
+    ASSERT_EQ(sk_journal_put_orders(j, big, 1), -EIO);
+    sk_journal_order_t next[] = {{"a", N + 3, "late", "", 3}};
+    ASSERT_EQ(sk_journal_put_orders(j, next, 1), 0);
+    sk_journal_close(j);
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    ASSERT_EQ(l.orders, N + 3);
+    sk_journal_close(j);
+    rm_rf(dir);
+}
+
 SK_TEST(test_transitions_round_trip)
 {
     char dir[256], err[256] = "";
@@ -967,6 +1019,6 @@ SK_TEST(test_newer_version_refused)
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
              SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
-             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales); SK_RUN(test_v1_migrated_in_place);
-             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_v3_migrated_with_the_operators_views);
-             SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
+             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
+             SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);)
