@@ -834,6 +834,43 @@ SK_TEST(test_grouping_many_sales)
     rm_rf(dir);
 }
 
+SK_TEST(test_many_sales_read_in_one_batch)
+{
+    /* A batch of 300 sales the journal knows nothing of yet (opened without a load):
+     * each sale's end is read from the file while the batch goes on, and the journal's
+     * table of sales grows and is rebuilt under it more than once; each sale still ends
+     * where its rows do. */
+    enum { N = 300 };
+    char dir[256], err[256] = "";
+    static char ids[N][8], users[N][8];
+    static sk_journal_order_t o[N];
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "s%d", i);
+        snprintf(users[i], sizeof(users[i]), "u%d", i);
+        sk_journal_sale_t s = {ids[i], ids[i], 100, 0, 99999, 10, 1 + i};
+        ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+    }
+    sk_journal_close(j);
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    for (uint64_t seq = 1; seq <= 2; seq++) {
+        for (int i = 0; i < N; i++)
+            o[i] = (sk_journal_order_t){ids[N - 1 - i], seq, users[i], "", 5};
+        ASSERT_EQ(sk_journal_put_orders(j, o, N), 0);
+        ASSERT_EQ(sk_journal_put_orders(j, o, N), -EIO); /* the same seqs again */
+    }
+    sk_journal_order_t one[] = {{ids[7], 3, "late", "", 6}};
+    ASSERT_EQ(sk_journal_put_orders(j, one, 1), 0);
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "SELECT count(*) || ' ' || sum(n) || ' ' || max(first_seq) FROM order_batches", v, sizeof(v));
+    ASSERT_STR_EQ(v, "601 601 3");
+    rm_rf(dir);
+}
+
 /* The schema of version 1, as that seckill wrote it. */
 static const char v1_schema[] =
     "PRAGMA journal_mode=WAL;"
@@ -1020,5 +1057,6 @@ SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
              SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
              SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
-             SK_RUN(test_v1_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
-             SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
+             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_v3_migrated_with_the_operators_views);
+             SK_RUN(test_newer_version_refused);)
