@@ -102,19 +102,22 @@ static void http_connections(sk_buf_t *b, sk_api_t *api, size_t nw)
 static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
 {
     sk_engine_t *e = api->cfg.engine;
-    /* Sales whose creation is not durable yet are not shown (sk_engine_sale_at: NULL). */
-    size_t ns = sk_engine_sale_count(e);
+    /* The sales the workers see, taken once so that every family lists the same ones (a
+     * sale whose creation is not durable yet is not shown: sk_engine_sale_at). */
+    size_t n = sk_engine_sale_count(e), ns = 0;
+    sk_sale_t **list = sk_xmalloc((n ? n : 1) * sizeof(*list));
+    for (size_t si = 0; si < n; si++)
+        if ((list[ns] = sk_engine_sale_at(e, si)) != NULL)
+            ns++;
     int64_t now = sk_now_ms();
     sk_buf_puts(b, "# HELP seckill_purchases_total Purchase answers, by sale and result.\n"
                    "# TYPE seckill_purchases_total counter\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         for (int r = 0; r < SK_BUY__COUNT; r++) {
             uint64_t v = 0;
             for (size_t i = 0; i < nw; i++)
-                v += sk_counter_get(&api->workers[i]->purchases[si][r]);
+                v += sk_counter_get(&api->workers[i]->purchases[s->index][r]);
             sk_buf_printf(b, "seckill_purchases_total{sale=\"%s\",result=\"%s\"} %llu\n", s->id, sk_buy_result_names[r],
                           (unsigned long long)v);
         }
@@ -130,10 +133,8 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
                    "# TYPE seckill_queue_admit_per_second gauge\n"
                    "# HELP seckill_queue_wait_seconds Estimated wait at the back of a sale's queue.\n"
                    "# TYPE seckill_queue_wait_seconds gauge\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         const sk_sale_params_t *p = sk_sale_params(s);
         if (p->queue == SK_QUEUE_OFF)
             continue;
@@ -158,10 +159,8 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     /* Each sale's counts in units, from one snapshot: remaining + held + sold == stock. */
     sk_buf_puts(b, "# HELP seckill_sale_units Units of a sale: sold (confirmed), held (reserved) and remaining.\n"
                    "# TYPE seckill_sale_units gauge\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         sk_sale_counts_t c;
         sk_sale_counts(s, &c);
         sk_buf_printf(b,
@@ -174,30 +173,25 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     sk_buf_puts(b, "# HELP seckill_sale_orders_total Orders of a sale by the state they entered: reserved (a new "
                    "reservation), confirmed (paid, or bought without a payment window), cancelled, expired, "
                    "refunded.\n# TYPE seckill_sale_orders_total counter\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         for (int st = 0; st < SK_ORDER__COUNT; st++)
             sk_buf_printf(b, "seckill_sale_orders_total{sale=\"%s\",state=\"%s\"} %llu\n", s->id,
                           sk_order_state_name((sk_order_state_t)st),
                           (unsigned long long)sk_counter_get(&s->entered[st]));
     }
     sk_buf_puts(b, "# TYPE seckill_sale_sold gauge\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         sk_buf_printf(b, "seckill_sale_sold{sale=\"%s\"} %lld\n", s->id, (long long)sk_sale_sold(s));
     }
     sk_buf_puts(b, "# TYPE seckill_sale_remaining gauge\n");
-    for (size_t si = 0; si < ns; si++) {
-        sk_sale_t *s = sk_engine_sale_at(e, si);
-        if (!s)
-            continue;
+    for (size_t k = 0; k < ns; k++) {
+        sk_sale_t *s = list[k];
         sk_buf_printf(b, "seckill_sale_remaining{sale=\"%s\",state=\"%s\"} %lld\n", s->id,
                       sk_sale_state_name(sk_sale_state(s, now)), (long long)sk_sale_remaining(s));
     }
+    free(list);
 }
 
 static void ledger(sk_buf_t *b, sk_engine_t *e)

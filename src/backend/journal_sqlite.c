@@ -282,7 +282,7 @@ static const char pragmas[] = "PRAGMA journal_mode=WAL;"
     "  UNIQUE (sale_id, seq_in_sale));"
 
 /* Version 3: the waiting room (each sale's queue settings, and the queue's log). */
-#define MIGRATE_V2                                                                                                     \
+#define WAITING_ROOMS                                                                                                  \
     "ALTER TABLE sales ADD COLUMN queue TEXT NOT NULL DEFAULT 'off';"                                                  \
     "ALTER TABLE sales ADD COLUMN queue_opens_at INTEGER NOT NULL DEFAULT 0;"                                          \
     "ALTER TABLE sales ADD COLUMN admit_per_second INTEGER NOT NULL DEFAULT 100;"                                      \
@@ -290,54 +290,51 @@ static const char pragmas[] = "PRAGMA journal_mode=WAL;"
     "ALTER TABLE sales ADD COLUMN pow_bits INTEGER NOT NULL DEFAULT 0;"                                                \
     "CREATE TABLE IF NOT EXISTS queue_log("                                                                            \
     "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL, user_id TEXT,"         \
-    "  arg INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL DEFAULT 0);"                                                 \
-    "PRAGMA user_version = 3;" MIGRATE_V3
+    "  arg INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL DEFAULT 0);"
 
 /* Version 4: order_batches without its UNIQUE (sale_id, first_seq) index. Every commit
  * wrote a page of that index besides the table's own (a WAL frame, its checksum, a b-tree
  * search): a fifth of a purchase batch's SQLite cost, for an index that only a rare
- * recovery query read. The ledger numbers each sale's orders itself and refuses a batch
- * whose rows are not consecutive; the audit reads the rows in lsn order. */
-#define MIGRATE_V3                                                                                                     \
-    "DROP VIEW IF EXISTS orders;"                                                                                      \
-    "CREATE TABLE order_batches_v4("                                                                                   \
-    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"                \
-    "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL);"                                            \
-    "INSERT INTO order_batches_v4(lsn, sale_id, first_seq, n, created_at, pay_by, orders)"                             \
-    "  SELECT lsn, sale_id, first_seq, n, created_at, pay_by, orders FROM order_batches ORDER BY lsn;"                 \
-    "DROP TABLE order_batches;"                                                                                        \
-    "ALTER TABLE order_batches_v4 RENAME TO order_batches;" ORDERS_VIEW "PRAGMA user_version = 4;"
+ * recovery query read. The journal remembers each sale's last seq instead (see
+ * sale_last); the audit reads the rows in lsn order. */
+#define ORDER_BATCHES                                                                                                  \
+    "(lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"                 \
+    "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL);"
 
-static const char schema_v2[] =
+/* order_batches rebuilt from a SELECT of the old one, in the version 4 shape (a rebuild,
+ * as SQLite cannot drop a UNIQUE constraint), and the orders view made again over it. */
+#define REBUILD_ORDER_BATCHES(select)                                                                                  \
+    "DROP VIEW IF EXISTS orders;"                                                                                      \
+    "CREATE TABLE order_batches_v4" ORDER_BATCHES                                                                      \
+    "INSERT INTO order_batches_v4(lsn, sale_id, first_seq, n, created_at, pay_by, orders) " select ";"                 \
+    "DROP TABLE order_batches;"                                                                                        \
+    "ALTER TABLE order_batches_v4 RENAME TO order_batches;" ORDERS_VIEW
+
+#define MIGRATE_V3                                                                                                     \
+    REBUILD_ORDER_BATCHES("SELECT lsn, sale_id, first_seq, n, created_at, pay_by, orders FROM order_batches"           \
+                          " ORDER BY lsn")                                                                             \
+    "PRAGMA user_version = 4;"
+
+/* Each path copies order_batches at most once. */
+static const char schema[] =
     "CREATE TABLE sales("
     "  id TEXT PRIMARY KEY, name TEXT NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER NOT NULL,"
     "  ends_at INTEGER NOT NULL, per_user_limit INTEGER NOT NULL, created_at INTEGER NOT NULL,"
     "  max_quantity INTEGER NOT NULL DEFAULT 1, payment_window_ms INTEGER NOT NULL DEFAULT 0,"
     "  lsn INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE order_batches("
-    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,"
-    "  created_at INTEGER NOT NULL, pay_by INTEGER, orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));" TABLES_V2
-        ORDERS_VIEW "PRAGMA user_version = 2;" MIGRATE_V2;
+    "CREATE TABLE order_batches" ORDER_BATCHES TABLES_V2 ORDERS_VIEW WAITING_ROOMS "PRAGMA user_version = 4;";
 
-static const char migrate_v2[] = MIGRATE_V2;
 static const char migrate_v3[] = MIGRATE_V3;
+static const char migrate_v2[] = WAITING_ROOMS MIGRATE_V3;
 
 /* Version 1 had no lsn (its order_batches' rowid `id` was the commit order, which
  * becomes the lsn), no transitions, no quantities and no payment windows. */
 static const char migrate_v1[] =
     "ALTER TABLE sales ADD COLUMN max_quantity INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE sales ADD COLUMN payment_window_ms INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE sales ADD COLUMN lsn INTEGER NOT NULL DEFAULT 0;"
-    "DROP VIEW IF EXISTS orders;"
-    "CREATE TABLE order_batches_v2("
-    "  lsn INTEGER PRIMARY KEY, sale_id TEXT NOT NULL, first_seq INTEGER NOT NULL,"
-    "  n INTEGER NOT NULL, created_at INTEGER NOT NULL, pay_by INTEGER,"
-    "  orders TEXT NOT NULL, UNIQUE (sale_id, first_seq));"
-    "INSERT INTO order_batches_v2(lsn, sale_id, first_seq, n, created_at, pay_by, orders)"
-    "  SELECT id, sale_id, first_seq, n, created_at, NULL, orders FROM order_batches"
-    "  ORDER BY id;"
-    "DROP TABLE order_batches;"
-    "ALTER TABLE order_batches_v2 RENAME TO order_batches;" TABLES_V2 ORDERS_VIEW "PRAGMA user_version = 2;" MIGRATE_V2;
+    "ALTER TABLE sales ADD COLUMN lsn INTEGER NOT NULL DEFAULT 0;" REBUILD_ORDER_BATCHES(
+        "SELECT id, sale_id, first_seq, n, created_at, NULL, orders FROM order_batches ORDER BY id")
+        TABLES_V2 WAITING_ROOMS "PRAGMA user_version = 4;";
 
 static int one_int(sqlite3 *db, const char *sql, int64_t *out)
 {
@@ -368,7 +365,7 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
                  (long long)version, SK_JOURNAL_VERSION);
         return SQLITE_ERROR;
     }
-    const char *sql = !tables ? schema_v2 : version == 3 ? migrate_v3 : version == 2 ? migrate_v2 : migrate_v1;
+    const char *sql = !tables ? schema : version == 3 ? migrate_v3 : version == 2 ? migrate_v2 : migrate_v1;
     char *msg = NULL;
     /* A migration rebuilds order_batches (and the orders view) under the same name: a
      * new table, the rows copied, the old one dropped, the new one renamed. The rename
@@ -392,11 +389,9 @@ static int upgrade(sqlite3 *db, char *err, size_t err_size)
         return SQLITE_ERROR;
     }
     if (tables)
-        sk_info("journal: migrated from version %lld to version 4 (%s)", (long long)version,
-                version == 3 ? "order_batches without its (sale_id, first_seq) index"
-                : version == 2
-                    ? "waiting rooms, order_batches without its (sale_id, first_seq) index"
-                    : "order lifecycle, waiting rooms, order_batches without its (sale_id, first_seq) index");
+        sk_info("journal: migrated from version %lld to version 4 (%s%sorder_batches without its (sale_id, first_seq) "
+                "index)",
+                (long long)version, version < 2 ? "order lifecycle, " : "", version < 3 ? "waiting rooms, " : "");
     return SQLITE_OK;
 }
 
@@ -608,11 +603,8 @@ static int sale_last(sk_journal_t *j, const char *id, uint32_t *which, uint64_t 
     struct last_seq *e = sale_entry(j, id);
     *which = (uint32_t)(e - j->sales);
     if (!e->known) {
-        uint64_t v;
-        if (sk_journal_last_seq(j, id, &v) < 0)
+        if (sk_journal_last_seq(j, id, &e->last) < 0)
             return -EIO;
-        e = &j->sales[*which];
-        e->last = v;
         e->known = true;
     }
     *last = e->last;

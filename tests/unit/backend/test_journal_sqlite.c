@@ -485,6 +485,13 @@ SK_TEST(test_open_errors)
     rm_rf(dir);
 }
 
+/* The sale's last stored seq as the file says (-1 when the read fails). */
+static int64_t last_seq_of(sk_journal_t *j, const char *sale)
+{
+    uint64_t last;
+    return sk_journal_last_seq(j, sale, &last) == 0 ? (int64_t)last : -1;
+}
+
 static sk_journal_fault_t fail_at;
 static bool failing;
 
@@ -505,16 +512,12 @@ SK_TEST(test_last_seq_and_faults)
     ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
     ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
     uint64_t last = 99;
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 0);
+    ASSERT_EQ(last_seq_of(j, "a"), 0);
     sk_journal_order_t one[] = {{"a", 1, "u1", "", 1}, {"a", 2, "u2", "", 1}, {"b", 1, "u3", "", 1}};
     ASSERT_EQ(sk_journal_put_orders(j, one, 3), 0);
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 2);
-    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
-    ASSERT_EQ(last, 1);
-    ASSERT_EQ(sk_journal_last_seq(j, "nosuch", &last), 0);
-    ASSERT_EQ(last, 0);
+    ASSERT_EQ(last_seq_of(j, "a"), 2);
+    ASSERT_EQ(last_seq_of(j, "b"), 1);
+    ASSERT_EQ(last_seq_of(j, "nosuch"), 0);
 
     /* A failed COMMIT stores nothing. */
     failing = true;
@@ -522,15 +525,13 @@ SK_TEST(test_last_seq_and_faults)
     sk_journal_order_t two[] = {{"a", 3, "u4", "", 2}};
     ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
     failing = false;
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 2);
+    ASSERT_EQ(last_seq_of(j, "a"), 2);
     /* A commit reported failed after it reached the disk: -EIO, and the orders are there. */
     failing = true;
     fail_at = SK_JOURNAL_FAULT_AFTER_COMMIT;
     ASSERT_EQ(sk_journal_put_orders(j, two, 1), -EIO);
     failing = false;
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 3);
+    ASSERT_EQ(last_seq_of(j, "a"), 3);
     /* A batch that does not continue a sale's numbering is refused whole: the same seq
      * again, a gap, an overlap, a sale's first order that is not its seq 1, even beside
      * a sale whose orders are right. */
@@ -541,10 +542,8 @@ SK_TEST(test_last_seq_and_faults)
     ASSERT_EQ(sk_journal_put_orders(j, overlap, 2), -EIO);
     sk_journal_order_t unknown[] = {{"c", 2, "u8", "", 2}};
     ASSERT_EQ(sk_journal_put_orders(j, unknown, 1), -EIO);
-    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
-    ASSERT_EQ(last, 1);
-    ASSERT_EQ(sk_journal_last_seq(j, "c", &last), 0);
-    ASSERT_EQ(last, 0);
+    ASSERT_EQ(last_seq_of(j, "b"), 1);
+    ASSERT_EQ(last_seq_of(j, "c"), 0);
     failing = true;
     fail_at = SK_JOURNAL_FAULT_LAST_SEQ;
     ASSERT_EQ(sk_journal_last_seq(j, "a", &last), -EIO);
@@ -569,8 +568,7 @@ SK_TEST(test_last_seq_and_faults)
     ASSERT_EQ(sk_journal_put_orders(j, next, 1), -EIO);
     sk_journal_order_t after[] = {{"a", 5, "u10", "", 4}, {"b", 2, "u11", "", 4}};
     ASSERT_EQ(sk_journal_put_orders(j, after, 2), 0);
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 5);
+    ASSERT_EQ(last_seq_of(j, "a"), 5);
     sk_journal_close(j);
     rm_rf(dir);
 }
@@ -606,6 +604,18 @@ static int trace_event(void *arg, const sk_journal_event_t *e)
     snprintf(t->lines[t->n++ % 64], 200, "%s %s/%llu at %lld%s%s", sk_order_event_name(e->kind), e->sale_id,
              (unsigned long long)e->seq, (long long)e->at, e->arg ? " " : "", e->arg ? e->arg : "");
     return 0;
+}
+
+/* The journal in dir, opened and loaded: what it replayed in *t. */
+static sk_journal_t *open_traced(const char *dir, trace_t *t)
+{
+    char err[256] = "";
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    memset(t, 0, sizeof(*t));
+    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, t), 0);
+    return j;
 }
 
 /* One column of one row of a query on the file, as text ("" for NULL). */
@@ -666,9 +676,7 @@ SK_TEST(test_load_knows_each_sale_end)
     sk_journal_order_t more[] = {{"c", 1, "u6", "", 4}, {"b", 2, "u7", "", 4}, {"a", 5, "u8", "", 4}};
     ASSERT_EQ(sk_journal_put_orders(j, more, 3), 0);
     failing = false;
-    uint64_t last = 0;
-    ASSERT_EQ(sk_journal_last_seq(j, "c", &last), 0);
-    ASSERT_EQ(last, 1);
+    ASSERT_EQ(last_seq_of(j, "c"), 1);
     sk_journal_close(j);
     rm_rf(dir);
 }
@@ -706,9 +714,7 @@ SK_TEST(test_commit_failed_for_real)
     ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, prev);
     ASSERT_EQ(rc, -EIO);
-    uint64_t last = 0;
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 2);
+    ASSERT_EQ(last_seq_of(j, "a"), 2);
     ASSERT_EQ(sk_journal_put_orders(j, big, N), 0);
     ASSERT_EQ(sk_journal_put_orders(j, big, 1), -EIO);
     sk_journal_order_t next[] = {{"a", N + 3, "late", "", 3}};
@@ -765,10 +771,8 @@ SK_TEST(test_transitions_round_trip)
     ASSERT_TRUE(f3 > l3);
     sk_journal_close(j);
 
-    j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
-    trace_t t = {0};
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
+    trace_t t;
+    j = open_traced(dir, &t);
     ASSERT_EQ(t.n, 10);
     ASSERT_STR_EQ(t.lines[0], "sale w-1 q2 w100");
     ASSERT_STR_EQ(t.lines[1], "order w-1/1 a ra x1 at 1000 by 1100");
@@ -890,7 +894,7 @@ static const char v1_schema[] =
 
 SK_TEST(test_v1_migrated_in_place)
 {
-    char dir[256], path[300], err[256] = "";
+    char dir[256], path[300];
     ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     snprintf(path, sizeof(path), "%s/seckill.db", dir);
     sqlite3 *db;
@@ -900,20 +904,15 @@ SK_TEST(test_v1_migrated_in_place)
         SK_FAIL_AT("v1 schema: %s", msg);
     sqlite3_close(db);
 
-    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
-    if (!j)
-        SK_FAIL_AT("open: %s", err);
-    trace_t t = {0};
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
+    trace_t t;
+    sk_journal_t *j = open_traced(dir, &t);
     ASSERT_EQ(t.n, 6);
     ASSERT_STR_EQ(t.lines[0], "sale old q1 w0");
     ASSERT_STR_EQ(t.lines[2], "order old/1 u1 r1 x1 at 100 by 0");
     ASSERT_STR_EQ(t.lines[3], "order old/2 u2  x1 at 100 by 0");
     ASSERT_STR_EQ(t.lines[4], "order old-2/1 u1 x x1 at 101 by 0");
     ASSERT_STR_EQ(t.lines[5], "order old/3 u1 r2 x1 at 102 by 0");
-    uint64_t last = 0;
-    ASSERT_EQ(sk_journal_last_seq(j, "old", &last), 0);
-    ASSERT_EQ(last, 3);
+    ASSERT_EQ(last_seq_of(j, "old"), 3);
     /* It goes on as a version 4 file: lsns after the old batches. */
     sk_journal_order_t o = {"old", 4, "u3", "r", 200, 0, 2};
     uint64_t f, l;
@@ -930,10 +929,7 @@ SK_TEST(test_v1_migrated_in_place)
     ASSERT_STR_EQ(v, "old-0000000001:refunded:1 old-0000000002:confirmed:1 old-0000000003:confirmed:1 "
                      "old-0000000004:confirmed:2");
     /* Opened again: nothing left to migrate, the same replay. */
-    j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
-    memset(&t, 0, sizeof(t));
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
+    j = open_traced(dir, &t);
     ASSERT_EQ(t.n, 8);
     ASSERT_STR_EQ(t.lines[7], "refund old/1 at 300");
     sk_journal_close(j);
@@ -981,30 +977,23 @@ static void make_v3_file(char *dir, size_t dir_size, const char *extra_sql)
 
 SK_TEST(test_v3_migrated_in_place)
 {
-    char dir[256], err[256] = "";
+    char dir[256];
     make_v3_file(dir, sizeof(dir), NULL);
     sk_journal_t *j;
     char v[300];
     query1(dir, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'order_batches' AND type = 'index'", v, sizeof(v));
     ASSERT_STR_EQ(v, "1");
 
-    j = sk_journal_open(dir, err, sizeof(err));
-    if (!j)
-        SK_FAIL_AT("open: %s", err);
-    trace_t t = {0};
-    ASSERT_EQ(sk_journal_load(j, trace_sale, trace_order, trace_event, NULL, &t), 0);
+    trace_t t;
+    j = open_traced(dir, &t);
     ASSERT_EQ(t.n, 6);
     ASSERT_STR_EQ(t.lines[2], "order a/1 u1 r1 x1 at 5 by 1005");
     ASSERT_STR_EQ(t.lines[3], "order a/2 u2  x2 at 5 by 1005");
     ASSERT_STR_EQ(t.lines[4], "order b/1 u1 x x1 at 5 by 0");
     ASSERT_STR_EQ(t.lines[5], "order a/3 u3 r3 x1 at 6 by 1006");
-    uint64_t last = 0;
-    ASSERT_EQ(sk_journal_last_seq(j, "a", &last), 0);
-    ASSERT_EQ(last, 3);
-    ASSERT_EQ(sk_journal_last_seq(j, "b", &last), 0);
-    ASSERT_EQ(last, 1);
-    ASSERT_EQ(sk_journal_last_seq(j, "nope", &last), 0);
-    ASSERT_EQ(last, 0);
+    ASSERT_EQ(last_seq_of(j, "a"), 3);
+    ASSERT_EQ(last_seq_of(j, "b"), 1);
+    ASSERT_EQ(last_seq_of(j, "nope"), 0);
     sk_journal_close(j);
     query1(dir, "PRAGMA user_version", v, sizeof(v));
     ASSERT_STR_EQ(v, "4");
@@ -1039,6 +1028,37 @@ SK_TEST(test_v3_migrated_with_the_operators_views)
     rm_rf(dir);
 }
 
+SK_TEST(test_v2_migrated_in_place)
+{
+    /* A version 2 file: version 3's without the waiting rooms (the sales' queue columns,
+     * queue_log). Migrated to 4 in one go, order_batches copied once. */
+    char dir[256];
+    make_v3_file(dir, sizeof(dir),
+                 "DROP TABLE queue_log; ALTER TABLE sales DROP COLUMN queue;"
+                 "ALTER TABLE sales DROP COLUMN queue_opens_at; ALTER TABLE sales DROP COLUMN admit_per_second;"
+                 "ALTER TABLE sales DROP COLUMN admission_ttl_ms; ALTER TABLE sales DROP COLUMN pow_bits;"
+                 "PRAGMA user_version = 2;");
+    trace_t t;
+    sk_journal_t *j = open_traced(dir, &t);
+    ASSERT_EQ(t.n, 6);
+    ASSERT_STR_EQ(t.lines[0], "sale a q1 w1000");
+    ASSERT_STR_EQ(t.lines[5], "order a/3 u3 r3 x1 at 6 by 1006");
+    ASSERT_EQ(last_seq_of(j, "a"), 3);
+    sk_journal_order_t o = {"a", 4, "u4", "", 7, 1007, 1};
+    ASSERT_EQ(sk_journal_put_orders(j, &o, 1), 0);
+    ASSERT_EQ(sk_journal_put_orders(j, &o, 1), -EIO);
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "PRAGMA user_version", v, sizeof(v));
+    ASSERT_STR_EQ(v, "4");
+    query1(dir, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'order_batches' AND type = 'index'", v, sizeof(v));
+    ASSERT_STR_EQ(v, "0");
+    query1(dir, "SELECT queue || admit_per_second || (SELECT count(*) FROM queue_log) FROM sales WHERE id = 'a'", v,
+           sizeof(v));
+    ASSERT_STR_EQ(v, "off1000");
+    rm_rf(dir);
+}
+
 SK_TEST(test_newer_version_refused)
 {
     char dir[256], path[300], err[256] = "";
@@ -1058,5 +1078,5 @@ SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(
              SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
              SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
-             SK_RUN(test_v3_migrated_in_place); SK_RUN(test_v3_migrated_with_the_operators_views);
-             SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
+             SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);)
