@@ -24,12 +24,15 @@ const SSE_MIN_LIFE_MS = 5000;
 const EXPIRY_CHECK_MS = 1000;
 const EXPIRY_CHECKS = 30;
 const ACTIVE = new Set(['reserved', 'confirmed']);
+// A pushed clock sample this far below the estimate is a clock change, not a slow message.
+const CLOCK_JUMP_MS = 2000;
 
 const S = {
   id: null,
   sale: null,
   config: { lifecycle: false, demo_payments: false, demo_sale: null },
   offset: 0, // server clock minus browser clock, in ms
+  offsetKnown: false, // offset was measured at least once
   buyer: '',
   orders: [], // this buyer's orders in this sale: {order_id, state, quantity, pay_by}
   limitHit: false, // the server said this buyer holds all the units allowed
@@ -117,8 +120,15 @@ async function fetchList() {
 /** Applies a sale snapshot (from a fetch or an SSE message). */
 function applySale(sale, offsetFromServerTime) {
   if (!sale || sale.id !== S.id) return;
-  if (offsetFromServerTime && typeof sale.server_time === 'number')
-    S.offset = sale.server_time - Date.now();
+  if (offsetFromServerTime && typeof sale.server_time === 'number') {
+    // A pushed message arrives after server_time by its delivery delay, so its sample
+    // is never above the true offset: it may raise the estimate, while a delay must not
+    // lower it (countdowns would run long). A sample far lower means this browser's
+    // clock jumped ahead: take it.
+    const sample = sale.server_time - Date.now();
+    if (!S.offsetKnown || sample > S.offset || sample < S.offset - CLOCK_JUMP_MS) S.offset = sample;
+    S.offsetKnown = true;
+  }
   S.sale = sale;
   render();
 }
@@ -147,7 +157,10 @@ async function fetchSale() {
   }
   if (status !== 200) throw new Error(`HTTP ${status}`);
   // The answer left the server about halfway through the round trip.
-  if (typeof body.server_time === 'number') S.offset = body.server_time - (t0 + t1) / 2;
+  if (typeof body.server_time === 'number') {
+    S.offset = body.server_time - (t0 + t1) / 2;
+    S.offsetKnown = true;
+  }
   applySale(body, false);
   return true;
 }
