@@ -203,7 +203,10 @@ typedef struct {
     uint64_t sync_done; /* under sync_mu: the writes up to this are handled */
     uint64_t sync_ok; /* under sync_mu: the writes up to this are durable */
     bool sync_stop; /* under sync_mu */
-    bool sync_broken; /* under sync_mu: a sync failed; nothing after sync_ok is durable */
+    bool sync_broken; /* under sync_mu: a sync failed (or a sale's write is in doubt);
+                         nothing after sync_ok is durable */
+    bool break_writes; /* ledger only: sync_broken was just set; the batch takes a write
+                          number of its own, so that it and every later one answer 503 */
     uint64_t write_no; /* the ledger's: its last write's number */
     uint64_t commits_seen; /* the journal's commit count at the last write's number */
     pending_t pending[PENDING_MAX]; /* a ring: the oldest at pending_head */
@@ -886,6 +889,19 @@ static void create_sale(ledger_t *l, sk_op_t *op)
                             p->admission_ttl_ms,
                             p->pow_bits};
     int rc = sk_journal_put_sale(l->journal, &js);
+    if (rc == SK_JOURNAL_IN_DOUBT) {
+        /* Stored or not, nobody can tell now: a retry would hear "exists" for a sale
+         * the ledger never made, or make one the file may hold already. As after a
+         * failed sync, nothing is confirmed from here on; a restart reads the file. */
+        sk_error("journal: whether sale '%s' was stored is not known: decisions are answered 503 until a restart",
+                 s->id);
+        pthread_mutex_lock(&l->sync_mu);
+        l->sync_broken = true;
+        pthread_mutex_unlock(&l->sync_mu);
+        l->break_writes = true;
+        op->status = -EIO;
+        return;
+    }
     if (rc < 0) {
         op->status = rc;
         return;
@@ -1092,15 +1108,19 @@ static void release_synced(ledger_t *l)
 static void pending_push(ledger_t *l)
 {
     uint64_t commits = sk_journal_commits(l->journal);
-    if (commits != l->commits_seen) {
+    if (commits != l->commits_seen || l->break_writes) {
         l->commits_seen = commits;
+        l->break_writes = false;
         l->write_no++;
         pthread_mutex_lock(&l->sync_mu);
         l->sync_want = l->write_no;
-        if (l->syncer_running)
+        if (l->syncer_running) {
             pthread_cond_signal(&l->sync_cv);
-        else
-            l->sync_done = l->sync_ok = l->write_no;
+        } else {
+            l->sync_done = l->write_no;
+            if (!l->sync_broken)
+                l->sync_ok = l->write_no;
+        }
         pthread_mutex_unlock(&l->sync_mu);
     }
     pending_t *slot = &l->pending[(l->pending_head + l->n_pending) % PENDING_MAX];

@@ -47,6 +47,7 @@
 #ifndef SK_BACKEND_JOURNAL_H
 #define SK_BACKEND_JOURNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -127,7 +128,13 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
                     int (*on_event)(void *arg, const sk_journal_event_t *ev),
                     int (*on_control)(void *arg, const sk_journal_control_t *c), void *arg);
 
-/** Stores a sale durably. Returns 0, -EEXIST or -EIO. */
+/** What sk_journal_put_sale returns when its write reported failure and the file could
+ *  not be asked whether the sale is there: it may be stored or not. */
+#define SK_JOURNAL_IN_DOUBT (-ENOTRECOVERABLE)
+
+/** Stores a sale (its own transaction; durable once synced, see sk_journal_commits).
+ *  Returns 0 (stored; also when the write reported failure but the file holds the row),
+ *  -EEXIST (the id is stored already), -EIO (not stored) or SK_JOURNAL_IN_DOUBT. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
 
 /** Stores one batch of the ledger in one transaction: its transitions (in decision
@@ -163,8 +170,11 @@ typedef enum {
     SK_JOURNAL_FAULT_AFTER_COMMIT, /* the batch is committed and durable, yet -EIO is
                                       returned, as when a commit's outcome is lost */
     SK_JOURNAL_FAULT_LAST_SEQ, /* asking what the journal holds (sk_journal_has_lsn,
-                                  sk_journal_last_seq) fails with -EIO */
+                                  sk_journal_last_seq, whether a sale's write that
+                                  reported failure is stored) fails with -EIO */
     SK_JOURNAL_FAULT_SYNC, /* sk_journal_sync fails with -EIO (the writes stay in the WAL) */
+    SK_JOURNAL_FAULT_SALE_COMMIT, /* a sale's write fails: nothing is stored */
+    SK_JOURNAL_FAULT_SALE_AFTER_COMMIT, /* a sale's write is committed, yet reports failure */
 } sk_journal_fault_t;
 
 /** Test seam: before each of the points above the journal calls fn(arg, point), and a

@@ -39,6 +39,7 @@ struct sk_journal {
     sqlite3_stmt *rollback;
     sqlite3_stmt *last_seq;
     sqlite3_stmt *has_lsn;
+    sqlite3_stmt *has_sale; /* the sale with this id and lsn is stored */
     uint64_t lsn; /* the last lsn handed out (stored or not: never handed out twice) */
     sk_buf_t json; /* reused for every group's JSON */
     /* Grouping of a batch's rows, reused: see group_rows. */
@@ -478,6 +479,8 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
                      " OR EXISTS(SELECT 1 FROM order_events WHERE lsn BETWEEN ?1 AND ?2)"
                      " OR EXISTS(SELECT 1 FROM sale_events WHERE lsn BETWEEN ?1 AND ?2)",
                      &j->has_lsn);
+    if (rc == SQLITE_OK)
+        rc = prepare(j, "SELECT EXISTS(SELECT 1 FROM sales WHERE id = ?1 AND lsn = ?2)", &j->has_sale);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot open %s: %s", path, why[0] ? why : msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
@@ -522,6 +525,7 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_finalize(j->rollback);
     sqlite3_finalize(j->last_seq);
     sqlite3_finalize(j->has_lsn);
+    sqlite3_finalize(j->has_sale);
     sqlite3_close(j->db);
     if (j->wal_fd >= 0)
         close(j->wal_fd);
@@ -814,6 +818,26 @@ static int fail(sk_journal_t *j, const char *what)
     return -EIO;
 }
 
+/* Whether the sale row written with this lsn is in the file. 0 or -EIO. */
+static int sale_stored(sk_journal_t *j, const char *id, uint64_t lsn, bool *found)
+{
+    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
+        return -EIO;
+    sqlite3_stmt *st = j->has_sale;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)lsn);
+    int rc = sqlite3_step(st);
+    bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW) {
+        sk_error("journal: looking for sale '%s': %s", id, sqlite3_errmsg(j->db));
+        return -EIO;
+    }
+    *found = v;
+    return 0;
+}
+
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
 {
     sqlite3_stmt *st = j->put_sale;
@@ -826,18 +850,37 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     sqlite3_bind_int64(st, 7, s->created_at);
     sqlite3_bind_int64(st, 8, s->max_quantity > 0 ? s->max_quantity : 1);
     sqlite3_bind_int64(st, 9, s->payment_window_ms);
-    sqlite3_bind_int64(st, 10, (sqlite3_int64)++j->lsn);
+    uint64_t lsn = ++j->lsn;
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)lsn);
     sqlite3_bind_text(st, 11, sk_queue_mode_name(s->queue), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 12, s->queue_opens_at);
     sqlite3_bind_int64(st, 13, s->admit_per_second);
     sqlite3_bind_int64(st, 14, s->admission_ttl_ms);
     sqlite3_bind_int64(st, 15, s->pow_bits);
+    if (injected(j, SK_JOURNAL_FAULT_SALE_COMMIT)) {
+        sqlite3_clear_bindings(st);
+        sk_error("journal: storing a sale: fault injected");
+        return -EIO;
+    }
     int rc = step_reset(st);
     sqlite3_clear_bindings(st);
     if (rc == SQLITE_CONSTRAINT)
         return -EEXIST;
-    if (rc != SQLITE_DONE)
-        return fail(j, "storing a sale");
+    if (rc == SQLITE_DONE && injected(j, SK_JOURNAL_FAULT_SALE_AFTER_COMMIT)) {
+        sk_error("journal: storing a sale: fault injected after the commit");
+        rc = SQLITE_IOERR;
+    } else if (rc != SQLITE_DONE) {
+        fail(j, "storing a sale");
+    }
+    if (rc != SQLITE_DONE) {
+        /* Its own transaction may have reached the file all the same: the file says. */
+        bool found;
+        if (sale_stored(j, s->id, lsn, &found) < 0)
+            return SK_JOURNAL_IN_DOUBT;
+        if (!found)
+            return -EIO;
+        sk_warn("journal: storing sale '%s' reported failure, yet it is stored; it stands", s->id);
+    }
     note_commit(j); /* a commit of its own: counted, so that a deferred sync covers it */
     struct last_seq *e = sale_entry(j, s->id);
     e->last = 0;

@@ -14,7 +14,7 @@
 #include "test.h"
 
 /* Which journal points fail, set by the test between waits, read on the ledger thread. */
-static _Atomic bool fail_commit, fail_after_commit, fail_last_seq, fail_sync;
+static _Atomic bool fail_commit, fail_after_commit, fail_last_seq, fail_sync, fail_sale, fail_sale_after;
 /* How many syncs may start: -1 any; n >= 0 lets n more start, and the next waits. */
 static _Atomic int sync_budget = -1;
 
@@ -28,6 +28,10 @@ static bool fault(void *arg, sk_journal_fault_t at)
         return atomic_load(&fail_after_commit);
     case SK_JOURNAL_FAULT_LAST_SEQ:
         return atomic_load(&fail_last_seq);
+    case SK_JOURNAL_FAULT_SALE_COMMIT:
+        return atomic_load(&fail_sale);
+    case SK_JOURNAL_FAULT_SALE_AFTER_COMMIT:
+        return atomic_load(&fail_sale_after);
     case SK_JOURNAL_FAULT_SYNC: /* on the syncer's thread */
         for (;;) {
             int b = atomic_load(&sync_budget);
@@ -58,6 +62,8 @@ static bool open_faulty(fixture_t *f)
 {
     faults(false, false, false);
     atomic_store(&fail_sync, false);
+    atomic_store(&fail_sale, false);
+    atomic_store(&fail_sale_after, false);
     atomic_store(&sync_budget, -1);
     *f = (fixture_t){0};
     return fixture_open_with(f, NULL, 0, install_fault, NULL);
@@ -324,6 +330,55 @@ SK_TEST(test_sale_created_once_durable)
     run_for(&f.r, 50);
     ASSERT_TRUE(!workers_see(f.e, "unsynced-sale"));
     ASSERT_TRUE(!workers_see(f.e, "later-sale"));
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_sale_write_reported_failed)
+{
+    /* A create whose write reports failure: the file decides. Stored, the sale stands
+     * (201, the workers see it, it sells, it is there after a restart); not stored, 503
+     * and the id stays free; the file cannot be asked, 503 and every later answer too
+     * (whatever a retry heard would be a guess) until a restart reads the file. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    int64_t now = sk_now_ms();
+    sk_sale_t *s = NULL;
+    atomic_store(&fail_sale, true);
+    ASSERT_EQ(create_sale(&f.r, new_sale("not-stored", 5, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    atomic_store(&fail_sale, false);
+    ASSERT_TRUE(!workers_see(f.e, "not-stored"));
+    ASSERT_EQ(create_sale(&f.r, new_sale("not-stored", 5, now - 1000, now + HOUR_MS, 1), &s), 0);
+    ASSERT_TRUE(workers_see(f.e, "not-stored"));
+
+    atomic_store(&fail_sale_after, true);
+    ASSERT_EQ(create_sale(&f.r, new_sale("stored", 5, now - 1000, now + HOUR_MS, 1), &s), 0);
+    atomic_store(&fail_sale_after, false);
+    ASSERT_TRUE(workers_see(f.e, "stored"));
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+
+    atomic_store(&fail_sale_after, true);
+    atomic_store(&fail_last_seq, true);
+    ASSERT_EQ(create_sale(&f.r, new_sale("in-doubt", 5, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    atomic_store(&fail_sale_after, false);
+    atomic_store(&fail_last_seq, false);
+    ASSERT_TRUE(!workers_see(f.e, "in-doubt"));
+    ASSERT_EQ(create_sale(&f.r, new_sale("in-doubt", 5, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    ASSERT_EQ(create_sale(&f.r, new_sale("later", 5, now - 1000, now + HOUR_MS, 1), NULL), -EIO);
+    ASSERT_EQ(buy1(&f.r, s, "b", "r-b").result, SK_BUY_UNAVAILABLE);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_UNAVAILABLE); /* even a replay */
+    fixture_close(&f);
+
+    /* The file is the truth: both stored sales, the sale whose write was in doubt (it
+     * was stored), and a's order. ("later" heard 503: it may be there or not.) */
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    ASSERT_TRUE(workers_see(f.e, "not-stored") && workers_see(f.e, "stored") && workers_see(f.e, "in-doubt"));
+    s = sk_engine_find_sale(f.e, "stored", 6);
+    /* b heard 503, which says "not known": its order was written all the same, and b
+     * finds it by asking (I6). a asking again hears of its one order. */
+    ASSERT_EQ(sk_sale_sold(s), 2);
+    ASSERT_EQ(orders_of(&f.r, s, "b").n_orders, 1);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_DUPLICATE);
+    ASSERT_EQ(sk_sale_sold(s), 2);
     fixture_destroy(&f);
 }
 
@@ -1392,7 +1447,7 @@ SK_TEST(test_stop_while_batches_wait_for_their_sync)
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
-             SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_sale_write_reported_failed); SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);

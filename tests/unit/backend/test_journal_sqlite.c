@@ -635,6 +635,67 @@ static void query1(const char *dir, const char *sql, char *out, size_t cap)
     sqlite3_close(db);
 }
 
+/* The points failing in test_sale_write_in_doubt: bit `at` set. */
+static unsigned fail_mask;
+
+static bool fault_mask(void *arg, sk_journal_fault_t at)
+{
+    (void)arg;
+    return (fail_mask >> at) & 1u;
+}
+
+/* How many sales the file holds with this id. */
+static int sales_named(const char *dir, const char *id)
+{
+    char sql[128], n[16];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM sales WHERE id = '%s'", id);
+    query1(dir, sql, n, sizeof(n));
+    return atoi(n);
+}
+
+SK_TEST(test_sale_write_in_doubt)
+{
+    /* A sale's write that reports failure: the file says whether it took. Stored, it
+     * stands (0, and its orders may follow); not stored, -EIO and the id is free; the
+     * file cannot be asked: SK_JOURNAL_IN_DOUBT. */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_set_fault(j, fault_mask, NULL);
+    sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2}, c = {"c", "C", 10, 0, 1, 1, 3};
+
+    fail_mask = 1u << SK_JOURNAL_FAULT_SALE_COMMIT;
+    ASSERT_EQ(sk_journal_put_sale(j, &a), -EIO);
+    fail_mask = 0;
+    ASSERT_EQ(sales_named(dir, "a"), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0); /* the id was free */
+
+    uint64_t commits = sk_journal_commits(j);
+    fail_mask = 1u << SK_JOURNAL_FAULT_SALE_AFTER_COMMIT;
+    ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
+    fail_mask = 0;
+    ASSERT_EQ(sales_named(dir, "b"), 1);
+    ASSERT_TRUE(sk_journal_commits(j) > commits); /* a sync is owed for it */
+    sk_journal_order_t one[] = {{"b", 1, "u1", "", 1}};
+    ASSERT_EQ(sk_journal_put_orders(j, one, 1), 0); /* its numbering starts at 1 */
+    ASSERT_EQ(sk_journal_put_sale(j, &b), -EEXIST);
+
+    fail_mask = 1u << SK_JOURNAL_FAULT_SALE_AFTER_COMMIT | 1u << SK_JOURNAL_FAULT_LAST_SEQ;
+    ASSERT_EQ(sk_journal_put_sale(j, &c), SK_JOURNAL_IN_DOUBT);
+    fail_mask = 0;
+    ASSERT_EQ(sales_named(dir, "c"), 1);
+    sk_journal_close(j);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    loaded_t l = {0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    ASSERT_EQ(l.sales, 3);
+    ASSERT_EQ(l.orders, 1);
+    sk_journal_close(j);
+}
+
 SK_TEST(test_load_knows_each_sale_end)
 {
     /* What the load tells the journal of each sale's last seq: a sale without orders
@@ -1075,7 +1136,7 @@ SK_TEST(test_newer_version_refused)
 
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches);
              SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors);
-             SK_RUN(test_last_seq_and_faults); SK_RUN(test_load_knows_each_sale_end);
+             SK_RUN(test_last_seq_and_faults); SK_RUN(test_sale_write_in_doubt); SK_RUN(test_load_knows_each_sale_end);
              SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
              SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
