@@ -684,8 +684,8 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
     op->remaining = sk_counts_remaining(&ls->counts);
     if (st == SK_ORDER_RESERVED && ls->heap_pos < 0)
         heap_fix(l, s);
-    l->jorders[l->n_jorders++] =
-        (sk_journal_order_t){s->id, op->order.seq, op->user_id, op->request_id, now, op->order.pay_by, q};
+    l->jorders[l->n_jorders++] = (sk_journal_order_t){
+        s->id, op->order.seq, op->user_id, op->request_id, now, op->order.pay_by, q, op->user_len, op->request_len};
 }
 
 static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)

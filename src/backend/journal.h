@@ -84,6 +84,9 @@ typedef struct {
     int64_t created_at;
     int64_t pay_by; /* 0: made without a payment window */
     uint32_t quantity; /* units, >= 1 */
+    /* The ids' lengths, or 0: not given, the journal measures them (the ledger gives
+     * them; the load does not). */
+    uint16_t user_len, request_len;
 } sk_journal_order_t;
 
 typedef struct {

@@ -925,24 +925,29 @@ static void grow_groups(sk_journal_t *j, size_t n)
 
 /* Fills j->perm[0..n) with the items in (rank, group, position) order. sale(i) and
  * rank(i) describe item i. */
-static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
-                       int (*rank)(const void *, size_t), const void *items)
+/* Fills j->perm[0..n) with 0..n-1: the items are one group, in order. */
+static void perm_identity(sk_journal_t *j, size_t n)
 {
     if (n > j->perm_cap) {
         j->perm_cap = n;
         j->perm = sk_xrealloc(j->perm, n * sizeof(*j->perm));
         j->gid = sk_xrealloc(j->gid, n * sizeof(*j->gid));
     }
-    /* One sale (the ledger names it by one pointer) and one rank: every batch of a flash
-     * sale. The items are in order already. */
+    for (size_t i = 0; i < n; i++)
+        j->perm[i] = (uint32_t)i;
+}
+
+static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
+                       int (*rank)(const void *, size_t), const void *items)
+{
+    perm_identity(j, n);
+    /* One sale (the ledger names it by one pointer) and one rank: the items are in order
+     * already. */
     size_t same = 1;
     while (same < n && sale(items, same) == sale(items, 0) && rank(items, same) == rank(items, 0))
         same++;
-    if (same >= n) {
-        for (size_t i = 0; i < n; i++)
-            j->perm[i] = (uint32_t)i;
+    if (same >= n)
         return;
-    }
     size_t g = 0;
     const char *prev = NULL;
     uint32_t prev_g = 0;
@@ -1040,9 +1045,53 @@ static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
     return 0;
 }
 
+/* One order of a batch's row: ["user","request"], with a third item, the quantity, when
+ * above 1. The usual ids need no escape and are copied whole into room reserved once. */
+static void put_order_json(sk_buf_t *b, const sk_journal_order_t *o, bool first)
+{
+    size_t ul = o->user_len ? o->user_len : strlen(o->user_id);
+    size_t rl = o->request_len ? o->request_len : strlen(o->request_id);
+    if (SK_LIKELY(sk_json_plain(o->user_id, ul) && sk_json_plain(o->request_id, rl))) {
+        sk_buf_reserve(b, ul + rl + 8);
+        char *d = b->data + b->len;
+        if (!first)
+            *d++ = ',';
+        *d++ = '[';
+        *d++ = '"';
+        memcpy(d, o->user_id, ul);
+        d += ul;
+        memcpy(d, "\",\"", 3);
+        d += 3;
+        memcpy(d, o->request_id, rl);
+        d += rl;
+        *d++ = '"';
+        b->len = (size_t)(d - b->data);
+    } else {
+        if (!first)
+            sk_buf_putc(b, ',');
+        sk_buf_putc(b, '[');
+        sk_buf_put_json_str(b, o->user_id, ul);
+        sk_buf_putc(b, ',');
+        sk_buf_put_json_str(b, o->request_id, rl);
+    }
+    if (o->quantity > 1) {
+        sk_buf_putc(b, ',');
+        sk_buf_put_i64(b, o->quantity);
+    }
+    sk_buf_putc(b, ']');
+}
+
 static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
 {
-    group_rows(j, n, order_sale, order_item_rank, orders);
+    /* A flash sale's batch is one sale's orders (named by one pointer), in order: seen
+     * here without group_rows' calls per item. */
+    size_t same = 1;
+    while (same < n && orders[same].sale_id == orders[0].sale_id)
+        same++;
+    if (same < n)
+        group_rows(j, n, order_sale, order_item_rank, orders);
+    else
+        perm_identity(j, n);
     sqlite3_stmt *st = j->put_order;
     for (size_t i = 0; i < n;) {
         const sk_journal_order_t *first = &orders[j->perm[i]];
@@ -1063,17 +1112,7 @@ static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, siz
                 break;
             if (o->seq != next++)
                 return -EINVAL; /* the ledger broke its own sequence: refuse to store it */
-            if (k > i)
-                sk_buf_putc(b, ',');
-            sk_buf_putc(b, '[');
-            sk_buf_put_json_str(b, o->user_id, strlen(o->user_id));
-            sk_buf_putc(b, ',');
-            sk_buf_put_json_str(b, o->request_id, strlen(o->request_id));
-            if (o->quantity > 1) {
-                sk_buf_putc(b, ',');
-                sk_buf_put_i64(b, o->quantity);
-            }
-            sk_buf_putc(b, ']');
+            put_order_json(b, o, k == i);
         }
         sk_buf_putc(b, ']');
         sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);
