@@ -176,7 +176,8 @@ typedef enum {
                                   sk_journal_last_seq, whether a sale's write that
                                   reported failure is stored) fails with -EIO */
     SK_JOURNAL_FAULT_SYNC, /* sk_journal_sync fails with -EIO (the writes stay in the WAL) */
-    SK_JOURNAL_FAULT_SALE_COMMIT, /* a sale's write fails: nothing is stored */
+    SK_JOURNAL_FAULT_SALE_COMMIT, /* a sale's write fails: nothing is stored (the file is
+                                     asked all the same, as after any failure) */
     SK_JOURNAL_FAULT_SALE_AFTER_COMMIT, /* a sale's write is committed, yet reports failure */
 } sk_journal_fault_t;
 

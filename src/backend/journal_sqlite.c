@@ -857,21 +857,22 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     sqlite3_bind_int64(st, 13, s->admit_per_second);
     sqlite3_bind_int64(st, 14, s->admission_ttl_ms);
     sqlite3_bind_int64(st, 15, s->pow_bits);
+    int rc;
     if (injected(j, SK_JOURNAL_FAULT_SALE_COMMIT)) {
-        sqlite3_clear_bindings(st);
         sk_error("journal: storing a sale: fault injected");
-        return -EIO;
+        rc = SQLITE_IOERR; /* nothing written; the file is asked as after any failure */
+    } else {
+        rc = step_reset(st);
+        if (rc == SQLITE_DONE && injected(j, SK_JOURNAL_FAULT_SALE_AFTER_COMMIT)) {
+            sk_error("journal: storing a sale: fault injected after the commit");
+            rc = SQLITE_IOERR;
+        } else if (rc != SQLITE_DONE && rc != SQLITE_CONSTRAINT) {
+            fail(j, "storing a sale");
+        }
     }
-    int rc = step_reset(st);
     sqlite3_clear_bindings(st);
     if (rc == SQLITE_CONSTRAINT)
         return -EEXIST;
-    if (rc == SQLITE_DONE && injected(j, SK_JOURNAL_FAULT_SALE_AFTER_COMMIT)) {
-        sk_error("journal: storing a sale: fault injected after the commit");
-        rc = SQLITE_IOERR;
-    } else if (rc != SQLITE_DONE) {
-        fail(j, "storing a sale");
-    }
     if (rc != SQLITE_DONE) {
         /* Its own transaction may have reached the file all the same: the file says. */
         bool found;

@@ -17,6 +17,8 @@
 static _Atomic bool fail_commit, fail_after_commit, fail_last_seq, fail_sync, fail_sale, fail_sale_after;
 /* How many syncs may start: -1 any; n >= 0 lets n more start, and the next waits. */
 static _Atomic int sync_budget = -1;
+/* How many syncs and sales' writes were begun (the fault points reached). */
+static _Atomic int syncs_begun, sale_writes;
 
 static bool fault(void *arg, sk_journal_fault_t at)
 {
@@ -29,10 +31,12 @@ static bool fault(void *arg, sk_journal_fault_t at)
     case SK_JOURNAL_FAULT_LAST_SEQ:
         return atomic_load(&fail_last_seq);
     case SK_JOURNAL_FAULT_SALE_COMMIT:
+        atomic_fetch_add(&sale_writes, 1);
         return atomic_load(&fail_sale);
     case SK_JOURNAL_FAULT_SALE_AFTER_COMMIT:
         return atomic_load(&fail_sale_after);
     case SK_JOURNAL_FAULT_SYNC: /* on the syncer's thread */
+        atomic_fetch_add(&syncs_begun, 1);
         for (;;) {
             int b = atomic_load(&sync_budget);
             if (b < 0 || (b > 0 && atomic_compare_exchange_weak(&sync_budget, &b, b - 1)))
@@ -379,6 +383,57 @@ SK_TEST(test_sale_write_reported_failed)
     ASSERT_EQ(orders_of(&f.r, s, "b").n_orders, 1);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_DUPLICATE);
     ASSERT_EQ(sk_sale_sold(s), 2);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_sale_in_doubt_while_a_sync_runs)
+{
+    /* A sale's write is in doubt while the sync of an earlier batch runs, begun before:
+     * that batch's write is durable all the same and its buyer hears 201. The create,
+     * and everything after it (reads too), hears 503. The write stored nothing: after
+     * a restart the id is free and the order is there. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    sk_sale_t *s = live_sale(&f.r, "running", 5, 1);
+    ASSERT_TRUE(s != NULL);
+    atomic_store(&sync_budget, 0);
+    int begun = atomic_load(&syncs_begun), writes = atomic_load(&sale_writes);
+    answer_t b, made;
+    buy(&f.r, s, "b", "r-b", &b);
+    for (int i = 0; i < 200 && atomic_load(&syncs_begun) == begun; i++)
+        run_for(&f.r, 10);
+    ASSERT_TRUE(atomic_load(&syncs_begun) > begun); /* b's sync waits inside */
+    atomic_store(&fail_sale, true);
+    atomic_store(&fail_last_seq, true);
+    int64_t now = sk_now_ms();
+    sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
+    op->new_sale = new_sale("doubtful", 5, now - 1000, now + HOUR_MS, 1);
+    submit(&f.r, op, &made);
+    for (int i = 0; i < 200 && atomic_load(&sale_writes) == writes; i++)
+        run_for(&f.r, 10);
+    ASSERT_TRUE(atomic_load(&sale_writes) > writes);
+    run_for(&f.r, 20);
+    atomic_store(&fail_sale, false);
+    atomic_store(&fail_last_seq, false);
+    ASSERT_TRUE(!b.done && !made.done);
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b.result, SK_BUY_CONFIRMED);
+    ASSERT_EQ(made.status, -EIO);
+    ASSERT_TRUE(workers_see(f.e, "running") && !workers_see(f.e, "doubtful"));
+    ASSERT_EQ(buy1(&f.r, s, "c", "r-c").result, SK_BUY_UNAVAILABLE);
+    answer_t o = orders_of(&f.r, s, "b");
+    ASSERT_EQ(o.status, -EIO);
+    free(o.orders);
+    fixture_close(&f);
+
+    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+    s = sk_engine_find_sale(f.e, "running", 7);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "b", "r-b").result, SK_BUY_DUPLICATE);
+    ASSERT_TRUE(!workers_see(f.e, "doubtful"));
+    ASSERT_EQ(create_sale(&f.r, new_sale("doubtful", 5, now - 1000, now + HOUR_MS, 1), NULL), 0);
+    ASSERT_TRUE(workers_see(f.e, "doubtful"));
     fixture_destroy(&f);
 }
 
@@ -1447,7 +1502,8 @@ SK_TEST(test_stop_while_batches_wait_for_their_sync)
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
-             SK_RUN(test_sale_write_reported_failed); SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
+             SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);

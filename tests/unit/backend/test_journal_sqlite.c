@@ -694,13 +694,14 @@ SK_TEST(test_sale_write_in_doubt)
 {
     /* A sale's write that reports failure: the file says whether it took. Stored, it
      * stands (0, and its orders may follow); not stored, -EIO and the id is free; the
-     * file cannot be asked: SK_JOURNAL_IN_DOUBT. */
+     * file cannot be asked: SK_JOURNAL_IN_DOUBT, stored or not. */
     char dir[256], err[256] = "";
     ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     sk_journal_set_fault(j, fault_mask, NULL);
-    sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2}, c = {"c", "C", 10, 0, 1, 1, 3};
+    sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2}, c = {"c", "C", 10, 0, 1, 1, 3},
+                      d = {"d", "D", 10, 0, 1, 1, 4};
 
     fail_mask = 1u << SK_JOURNAL_FAULT_SALE_COMMIT;
     ASSERT_EQ(sk_journal_put_sale(j, &a), -EIO);
@@ -722,13 +723,20 @@ SK_TEST(test_sale_write_in_doubt)
     ASSERT_EQ(sk_journal_put_sale(j, &c), SK_JOURNAL_IN_DOUBT);
     fail_mask = 0;
     ASSERT_EQ(sales_named(dir, "c"), 1);
+    /* Not stored, and the file cannot be asked: in doubt too (not "free"), and a later
+     * write of the id finds it free. */
+    fail_mask = 1u << SK_JOURNAL_FAULT_SALE_COMMIT | 1u << SK_JOURNAL_FAULT_LAST_SEQ;
+    ASSERT_EQ(sk_journal_put_sale(j, &d), SK_JOURNAL_IN_DOUBT);
+    fail_mask = 0;
+    ASSERT_EQ(sales_named(dir, "d"), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &d), 0);
     sk_journal_close(j);
 
     j = sk_journal_open(dir, err, sizeof(err));
     ASSERT_TRUE(j != NULL);
     loaded_t l = {0};
     ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
-    ASSERT_EQ(l.sales, 3);
+    ASSERT_EQ(l.sales, 4);
     ASSERT_EQ(l.orders, 1);
     sk_journal_close(j);
 }
