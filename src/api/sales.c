@@ -186,8 +186,10 @@ static void create_done(sk_op_t *op)
         sk_buf_puts(&b, "{\"error\":\"too_many_sales\",\"message\":\"the engine holds at most 10000 sales\"}\n");
     } else {
         status = 503;
-        sk_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the sale could not be stored; nothing was "
-                        "created\"}\n");
+        /* Not "nothing was created": the write may have stored it (a write or sync whose
+         * outcome is lost), and a restart then shows it. */
+        sk_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the sale store is unavailable; whether the "
+                        "sale was stored is not known: retry the same create later (201, or 409 exists)\"}\n");
     }
     sk_http_deferred_respond(d, status, "application/json", NULL, b.data, b.len);
     sk_buf_free(&b);
