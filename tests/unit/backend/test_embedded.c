@@ -380,7 +380,9 @@ SK_TEST(test_sale_write_reported_failed)
     /* b heard 503, which says "not known": its order was written all the same, and b
      * finds it by asking (I6). a asking again hears of its one order. */
     ASSERT_EQ(sk_sale_sold(s), 2);
-    ASSERT_EQ(orders_of(&f.r, s, "b").n_orders, 1);
+    answer_t o = orders_of(&f.r, s, "b");
+    ASSERT_EQ(o.n_orders, 1);
+    free(o.orders);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_DUPLICATE);
     ASSERT_EQ(sk_sale_sold(s), 2);
     fixture_destroy(&f);
