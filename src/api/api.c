@@ -37,11 +37,23 @@ void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e)
     sk_api_bad_field(x, e->field, e->code, e->message);
 }
 
+void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x)
+{
+    /* After a failed sync, or a sale's write whose outcome could not be learned, the
+     * sale may be in the file and come back at the restart: "no such sale" would be a
+     * guess. */
+    if (sk_engine_store_unsure(w->api->cfg.engine))
+        sk_http_respond_error(x, 503, "unavailable",
+                              "the sale store is unavailable; whether this sale exists is not known: retry later");
+    else
+        sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
+}
+
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
 {
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, id->len);
     if (!s)
-        sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
+        sk_api_unknown_sale(w, x);
     return s;
 }
 

@@ -215,9 +215,12 @@ sk_sale_t *sk_api_find_order_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, c
 {
     size_t sale_len;
     sk_sale_t *s = NULL;
-    if (sk_order_id_split(id->p, id->len, &sale_len, seq) == 0)
+    bool well_formed = sk_order_id_split(id->p, id->len, &sale_len, seq) == 0;
+    if (well_formed)
         s = sk_engine_find_sale(w->api->cfg.engine, id->p, sale_len);
-    if (!s)
+    if (!s && well_formed && sk_engine_store_unsure(w->api->cfg.engine))
+        sk_api_unknown_sale(w, x); /* 503: the store may hold a sale unknown here */
+    else if (!s)
         sk_http_respond_error(x, 404, "unknown_order", "no order with that id");
     return s;
 }

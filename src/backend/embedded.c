@@ -895,6 +895,7 @@ static void create_sale(ledger_t *l, sk_op_t *op)
          * failed sync, nothing is confirmed from here on; a restart reads the file. */
         sk_error("journal: whether sale '%s' was stored is not known: decisions are answered 503 until a restart",
                  s->id);
+        sk_engine_note_store_unsure(e);
         pthread_mutex_lock(&l->sync_mu);
         l->sync_broken = true;
         pthread_mutex_unlock(&l->sync_mu);
@@ -977,6 +978,8 @@ static void *syncer_main(void *arg)
             sk_error("journal: the WAL could not be synced (%s): nothing written from now on is confirmed, "
                      "decisions are answered 503 until a restart",
                      strerror(-rc));
+        if (rc < 0)
+            sk_engine_note_store_unsure(l->e);
         pthread_mutex_lock(&l->sync_mu);
         if (rc == 0)
             l->sync_ok = want;

@@ -83,6 +83,10 @@ sk_sale_t *sk_engine_sale_by_index(sk_engine_t *e, size_t i);
  *  the request's trip: a non-holder in the last milliseconds of a sale hears ended (a
  *  possible holder still goes to the store, I5). */
 void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms);
+/** The store failed so that what it holds is not known until a restart reads it (a
+ *  failed sync, a write whose outcome could not be learned): from now on a sale id the
+ *  workers do not know may exist, and they answer it 503 instead of 404. For good. */
+void sk_engine_note_store_unsure(sk_engine_t *e);
 /** Publishes a sale's durable counts as one snapshot (seqlock), with the sold-out flag
  *  (remaining == 0) and a new version. The ledger thread only. */
 void sk_engine_publish_counts(sk_sale_t *s, const sk_sale_counts_t *c);

@@ -59,6 +59,7 @@ struct sk_engine {
 
     sk_engine_stats_t stats;
     _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours */
+    _Atomic bool store_unsure; /* sk_engine_store_unsure */
 };
 
 /* ---- validation and ids ------------------------------------------------------------ */
@@ -322,6 +323,16 @@ int64_t sk_engine_store_clock_offset(const sk_engine_t *e)
 void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms)
 {
     atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - local_now_ms, memory_order_relaxed);
+}
+
+void sk_engine_note_store_unsure(sk_engine_t *e)
+{
+    atomic_store_explicit(&e->store_unsure, true, memory_order_relaxed);
+}
+
+bool sk_engine_store_unsure(const sk_engine_t *e)
+{
+    return atomic_load_explicit(&((sk_engine_t *)e)->store_unsure, memory_order_relaxed);
 }
 
 bool sk_engine_gate(const sk_sale_t *s, int64_t now_ms, uint64_t user_hash, uint32_t q, sk_buy_result_t *result,

@@ -317,6 +317,10 @@ bool sk_engine_queues(const sk_engine_t *e);
  *  whose clock lags the store's does not answer not_started to a holder's replay just
  *  after the store's start (I5). Any thread. */
 int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
+/** True once the backend said the store failed in a way that leaves unknown what it
+ *  holds (sk_engine_note_store_unsure): an unknown sale id then answers 503, not 404.
+ *  Any thread. */
+bool sk_engine_store_unsure(const sk_engine_t *e);
 /** Finds a sale by id without locking (any thread). Returns NULL when unknown, and for
  *  a sale whose creation is not durable yet (sk_sale_t.visible): the workers answer it
  *  as unknown. (Backends see every sale they registered: engine/backend.h.) */
