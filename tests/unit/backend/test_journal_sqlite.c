@@ -59,6 +59,30 @@ static int on_order(void *arg, const sk_journal_order_t *o)
     return 0;
 }
 
+/* A journal in a new temp dir (its path into dir), or the test fails. */
+static sk_journal_t *open_fresh(char *dir, size_t cap)
+{
+    char err[256] = "";
+    if (!sk_test_temp_dir(dir, cap, "store"))
+        SK_FAIL_AT("no temp dir");
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    return j;
+}
+
+/* Opens dir's journal again and loads it into *l; closes it. */
+static void reload(const char *dir, loaded_t *l)
+{
+    char err[256] = "";
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    if (!j)
+        SK_FAIL_AT("open: %s", err);
+    *l = (loaded_t){0};
+    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, l), 0);
+    sk_journal_close(j);
+}
+
 SK_TEST(test_round_trip)
 {
     char dir[256], err[256] = "";
@@ -153,10 +177,8 @@ SK_TEST(test_ids_stored_exactly)
 {
     /* Ids that need escapes in the row's JSON, and plain ones, with their lengths given
      * (as the ledger gives them) or not: each comes back byte for byte. */
-    char dir[256], err[256] = "";
-    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
-    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
+    char dir[256];
+    sk_journal_t *j = open_fresh(dir, sizeof(dir));
     sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1};
     ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
     static const char *users[] = {"q\"u\\\xe7\xa5\xa8", "plain-user-0123456789", "u", "tab\tuser"};
@@ -174,16 +196,14 @@ SK_TEST(test_ids_stored_exactly)
                                     i % 2 ? (uint16_t)strlen(reqs[i]) : 0};
     ASSERT_EQ(sk_journal_put_orders(j, o, 4), 0);
     sk_journal_close(j);
-    j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
-    loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    loaded_t l;
+    reload(dir, &l);
     ASSERT_EQ(l.orders, 4);
     for (int i = 0; i < 4; i++) {
         ASSERT_STR_EQ(l.users[i], users[i]);
         ASSERT_STR_EQ(l.reqs[i], reqs[i]);
     }
-    sk_journal_close(j);
+    rm_rf(dir);
 }
 
 SK_TEST(test_batch_all_or_nothing)
@@ -695,10 +715,8 @@ SK_TEST(test_sale_write_in_doubt)
     /* A sale's write that reports failure: the file says whether it took. Stored, it
      * stands (0, and its orders may follow); not stored, -EIO and the id is free; the
      * file cannot be asked: SK_JOURNAL_IN_DOUBT, stored or not. */
-    char dir[256], err[256] = "";
-    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
-    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
+    char dir[256];
+    sk_journal_t *j = open_fresh(dir, sizeof(dir));
     sk_journal_set_fault(j, fault_mask, NULL);
     sk_journal_sale_t a = {"a", "A", 10, 0, 1, 1, 1}, b = {"b", "B", 10, 0, 1, 1, 2}, c = {"c", "C", 10, 0, 1, 1, 3},
                       d = {"d", "D", 10, 0, 1, 1, 4};
@@ -732,13 +750,11 @@ SK_TEST(test_sale_write_in_doubt)
     ASSERT_EQ(sk_journal_put_sale(j, &d), 0);
     sk_journal_close(j);
 
-    j = sk_journal_open(dir, err, sizeof(err));
-    ASSERT_TRUE(j != NULL);
-    loaded_t l = {0};
-    ASSERT_EQ(sk_journal_load(j, on_sale, on_order, NULL, NULL, &l), 0);
+    loaded_t l;
+    reload(dir, &l);
     ASSERT_EQ(l.sales, 4);
     ASSERT_EQ(l.orders, 1);
-    sk_journal_close(j);
+    rm_rf(dir);
 }
 
 SK_TEST(test_load_knows_each_sale_end)
