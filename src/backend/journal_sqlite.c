@@ -924,8 +924,6 @@ static void grow_groups(sk_journal_t *j, size_t n)
     j->g_cap = cap;
 }
 
-/* Fills j->perm[0..n) with the items in (rank, group, position) order. sale(i) and
- * rank(i) describe item i. */
 /* Fills j->perm[0..n) with 0..n-1: the items are one group, in order. */
 static void perm_identity(sk_journal_t *j, size_t n)
 {
@@ -938,6 +936,8 @@ static void perm_identity(sk_journal_t *j, size_t n)
         j->perm[i] = (uint32_t)i;
 }
 
+/* Fills j->perm[0..n) with the items in (rank, group, position) order. sale(i) and
+ * rank(i) describe item i. */
 static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
                        int (*rank)(const void *, size_t), const void *items)
 {

@@ -692,6 +692,56 @@ static void query1(const char *dir, const char *sql, char *out, size_t cap)
     sqlite3_close(db);
 }
 
+/* One order of a row as the ledger names it: its ids' lengths given (0: measured). */
+static sk_journal_order_t jo(const char *sale, uint64_t seq, const char *user, const char *req, uint32_t q, bool lens)
+{
+    return (sk_journal_order_t){
+        sale, seq, user, req, 7, 0, q, lens ? (uint16_t)strlen(user) : 0, lens ? (uint16_t)strlen(req) : 0};
+}
+
+SK_TEST(test_order_rows_text)
+{
+    /* The rows' JSON byte for byte, as the load and the orders view read it: plain ids
+     * copied whole, escaped ones through the escaper, an empty request id, quantities
+     * above 1, lengths given or not; one sale's batch, then two sales interleaved with
+     * one of them named by two different pointers (grouped by name, not by pointer; the
+     * rows in the order each sale first appears). */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t a = {"a", "A", 100, 0, 1, 5, 1}, b = {"b", "B", 100, 0, 1, 5, 1};
+    ASSERT_EQ(sk_journal_put_sale(j, &a), 0);
+    ASSERT_EQ(sk_journal_put_sale(j, &b), 0);
+    sk_journal_order_t one[] = {jo("a", 1, "u1", "r1", 1, true), jo("a", 2, "plain-user-0123456789", "", 3, true),
+                                jo("a", 3, "v\"w", "x\\", 1, true), jo("a", 4, "u4", "r4", 2, false),
+                                jo("a", 5, "u5", "", 1, false)};
+    ASSERT_EQ(sk_journal_put_orders(j, one, 5), 0);
+    char a_copy[] = "a";
+    sk_journal_order_t two[] = {jo("b", 1, "b1", "rb1", 1, true), jo(a_copy, 6, "a6", "r", 1, true),
+                                jo("b", 2, "b2", "", 4, true), jo("a", 7, "a7-0123456789abcdef", "r7", 2, true)};
+    ASSERT_EQ(sk_journal_put_orders(j, two, 4), 0);
+    sk_journal_close(j);
+
+    char v[1024];
+    query1(dir,
+           "SELECT group_concat(sale_id || first_seq || 'x' || n || ' ' || orders, ' | ') FROM (SELECT * FROM "
+           "order_batches ORDER BY lsn)",
+           v, sizeof(v));
+    ASSERT_STR_EQ(v, "a1x5 [[\"u1\",\"r1\"],[\"plain-user-0123456789\",\"\",3],[\"v\\\"w\",\"x\\\\\"],"
+                     "[\"u4\",\"r4\",2],[\"u5\",\"\"]] | "
+                     "b1x2 [[\"b1\",\"rb1\"],[\"b2\",\"\",4]] | "
+                     "a6x2 [[\"a6\",\"r\"],[\"a7-0123456789abcdef\",\"r7\",2]]");
+    query1(dir,
+           "SELECT group_concat(order_id || ':' || user_id || ':' || request_id || ':' || quantity, ' ') FROM (SELECT "
+           "* FROM orders ORDER BY sale_id, seq)",
+           v, sizeof(v));
+    ASSERT_STR_EQ(v, "a-0000000001:u1:r1:1 a-0000000002:plain-user-0123456789::3 a-0000000003:v\"w:x\\:1 "
+                     "a-0000000004:u4:r4:2 a-0000000005:u5::1 a-0000000006:a6:r:1 "
+                     "a-0000000007:a7-0123456789abcdef:r7:2 b-0000000001:b1:rb1:1 b-0000000002:b2::4");
+    rm_rf(dir);
+}
+
 /* The points failing in test_sale_write_in_doubt: bit `at` set. */
 static unsigned fail_mask;
 
@@ -1195,11 +1245,11 @@ SK_TEST(test_newer_version_refused)
     rm_rf(dir);
 }
 
-SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_ids_stored_exactly); SK_RUN(test_batch_all_or_nothing);
-             SK_RUN(test_many_batches); SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced);
-             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults); SK_RUN(test_sale_write_in_doubt);
-             SK_RUN(test_load_knows_each_sale_end); SK_RUN(test_commit_failed_for_real);
-             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
+SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_ids_stored_exactly); SK_RUN(test_order_rows_text);
+             SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches); SK_RUN(test_wal_starts_over);
+             SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);
+             SK_RUN(test_sale_write_in_doubt); SK_RUN(test_load_knows_each_sale_end);
+             SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
              SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
              SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);)
