@@ -80,6 +80,8 @@ def test_unknown_ids_after_a_failed_sync(ck):
             ck.eq(st, 201, "a purchase before the failure")
             st, _ = srv.json("GET", "/api/v1/sales/nosuch")
             ck.eq(st, 404, "an unknown id before the failure: 404")
+            st, body = srv.json("GET", "/healthz")
+            ck.eq((st, body.get("status")), (200, "ok"), "/healthz before the failure")
 
             open(trigger, "w").close()
             st, body = create(srv, "doubt")
@@ -102,6 +104,10 @@ def test_unknown_ids_after_a_failed_sync(ck):
             ck.eq(st, 503, f"the create again ({body})")
             st, _, _ = srv.request("GET", "/api/v1/orders/not-an-order")
             ck.eq(st, 404, "an id no order can have stays 404")
+            st, body = srv.json("GET", "/api/v1/sales")
+            ck.eq(st, 503, f"the list of sales, which may lack the sale answered 503 ({body})")
+            st, body = srv.json("GET", "/healthz")
+            ck.eq((st, body.get("status")), (503, "store_failed"), "/healthz takes the node out of a pool")
             srv.kill9()
 
             srv.start()
@@ -109,6 +115,11 @@ def test_unknown_ids_after_a_failed_sync(ck):
             ck.eq(st, 200, f"after the restart the sale answered 503 is there: the write reached the file ({body})")
             st, _ = srv.json("GET", "/api/v1/sales/nosuch")
             ck.eq(st, 404, "an unknown id after the restart: 404 again")
+            st, body = srv.json("GET", "/api/v1/sales")
+            ck.eq((st, sorted(x["id"] for x in body.get("sales", []))), (200, ["doubt", "good"]),
+                  "the list after the restart")
+            st, body = srv.json("GET", "/healthz")
+            ck.eq((st, body.get("status")), (200, "ok"), "/healthz after the restart")
             st, body = buy(srv, "good", "u1", "r1")
             ck.eq((st, body.get("result"), body.get("order_id")), (200, "duplicate", a.get("order_id")),
                   "the order confirmed before the failure is kept")
