@@ -37,16 +37,21 @@ void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e)
     sk_api_bad_field(x, e->field, e->code, e->message);
 }
 
-void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x)
+void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const char *code, const char *message)
 {
     /* After a failed sync, or a sale's write whose outcome could not be learned, the
-     * sale may be in the file and come back at the restart: "no such sale" would be a
+     * sale may be in the file and come back at the restart: "not found" would be a
      * guess. */
     if (sk_engine_store_unsure(w->api->cfg.engine))
         sk_http_respond_error(x, 503, "unavailable",
-                              "the sale store is unavailable; whether this sale exists is not known: retry later");
+                              "the store failed and what it holds is not known until a restart: retry later");
     else
-        sk_http_respond_error(x, 404, "unknown_sale", "no sale with that id");
+        sk_http_respond_error(x, 404, code, message);
+}
+
+void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x)
+{
+    sk_api_not_found(w, x, "unknown_sale", "no sale with that id");
 }
 
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)

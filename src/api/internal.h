@@ -143,8 +143,10 @@ void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code
 void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e);
 /** The sale with that id, or NULL after answering 404. */
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
-/** Answers an id no sale here has: 404 unknown_sale, or 503 once the store may hold
- *  sales this node does not know (sk_engine_store_unsure). */
+/** Answers 404 with code and message, or 503 once the store may hold sales this node
+ *  does not know (sk_engine_store_unsure): for an id of a sale unknown here. */
+void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const char *code, const char *message);
+/** sk_api_not_found with unknown_sale. */
 void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x);
 /** A stub sale (owned by the caller, or by the op it is handed to) to look an id up in a
  *  shared store after a cache miss; NULL when a miss is a plain 404. */

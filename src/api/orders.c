@@ -214,14 +214,13 @@ void sk_api_orders_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg
 sk_sale_t *sk_api_find_order_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id, uint64_t *seq)
 {
     size_t sale_len;
-    sk_sale_t *s = NULL;
-    bool well_formed = sk_order_id_split(id->p, id->len, &sale_len, seq) == 0;
-    if (well_formed)
-        s = sk_engine_find_sale(w->api->cfg.engine, id->p, sale_len);
-    if (!s && well_formed && sk_engine_store_unsure(w->api->cfg.engine))
-        sk_api_unknown_sale(w, x); /* 503: the store may hold a sale unknown here */
-    else if (!s)
-        sk_http_respond_error(x, 404, "unknown_order", "no order with that id");
+    if (sk_order_id_split(id->p, id->len, &sale_len, seq) != 0) {
+        sk_http_respond_error(x, 404, "unknown_order", "no order with that id"); /* no order has it */
+        return NULL;
+    }
+    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, sale_len);
+    if (!s)
+        sk_api_not_found(w, x, "unknown_order", "no order with that id");
     return s;
 }
 

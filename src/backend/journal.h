@@ -162,7 +162,8 @@ int sk_journal_put_queue(sk_journal_t *j, const sk_journal_queue_t *recs, size_t
 int sk_journal_load_queue(sk_journal_t *j, int (*on_rec)(void *arg, const sk_journal_queue_t *r), void *arg);
 
 /** Whether any row with an lsn in [first, last] is stored (one batch is one transaction:
- *  all of its rows or none). Returns 0 with *found set, or -EIO. */
+ *  all of its rows or none; a sale's row is a transaction of its own). Returns 0 with
+ *  *found set, or -EIO. */
 int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found);
 /** The highest seq stored for a sale (0: none) in *seq. Returns 0 or -EIO. */
 int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq);
@@ -173,8 +174,7 @@ typedef enum {
     SK_JOURNAL_FAULT_AFTER_COMMIT, /* the batch is committed and durable, yet -EIO is
                                       returned, as when a commit's outcome is lost */
     SK_JOURNAL_FAULT_LAST_SEQ, /* asking what the journal holds (sk_journal_has_lsn,
-                                  sk_journal_last_seq, whether a sale's write that
-                                  reported failure is stored) fails with -EIO */
+                                  sk_journal_last_seq) fails with -EIO */
     SK_JOURNAL_FAULT_SYNC, /* sk_journal_sync fails with -EIO (the writes stay in the WAL) */
     SK_JOURNAL_FAULT_SALE_COMMIT, /* a sale's write fails: nothing is stored (the file is
                                      asked all the same, as after any failure) */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,6 @@ struct sk_journal {
     sqlite3_stmt *rollback;
     sqlite3_stmt *last_seq;
     sqlite3_stmt *has_lsn;
-    sqlite3_stmt *has_sale; /* the sale with this id and lsn is stored */
     uint64_t lsn; /* the last lsn handed out (stored or not: never handed out twice) */
     sk_buf_t json; /* reused for every group's JSON */
     /* Grouping of a batch's rows, reused: see group_rows. */
@@ -477,10 +477,9 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
         rc = prepare(j,
                      "SELECT EXISTS(SELECT 1 FROM order_batches WHERE lsn BETWEEN ?1 AND ?2)"
                      " OR EXISTS(SELECT 1 FROM order_events WHERE lsn BETWEEN ?1 AND ?2)"
-                     " OR EXISTS(SELECT 1 FROM sale_events WHERE lsn BETWEEN ?1 AND ?2)",
+                     " OR EXISTS(SELECT 1 FROM sale_events WHERE lsn BETWEEN ?1 AND ?2)"
+                     " OR EXISTS(SELECT 1 FROM sales WHERE lsn BETWEEN ?1 AND ?2)",
                      &j->has_lsn);
-    if (rc == SQLITE_OK)
-        rc = prepare(j, "SELECT EXISTS(SELECT 1 FROM sales WHERE id = ?1 AND lsn = ?2)", &j->has_sale);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot open %s: %s", path, why[0] ? why : msg ? msg : sqlite3_errmsg(j->db));
         sqlite3_free(msg);
@@ -525,7 +524,6 @@ void sk_journal_close(sk_journal_t *j)
     sqlite3_finalize(j->rollback);
     sqlite3_finalize(j->last_seq);
     sqlite3_finalize(j->has_lsn);
-    sqlite3_finalize(j->has_sale);
     sqlite3_close(j->db);
     if (j->wal_fd >= 0)
         close(j->wal_fd);
@@ -818,26 +816,6 @@ static int fail(sk_journal_t *j, const char *what)
     return -EIO;
 }
 
-/* Whether the sale row written with this lsn is in the file. 0 or -EIO. */
-static int sale_stored(sk_journal_t *j, const char *id, uint64_t lsn, bool *found)
-{
-    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
-        return -EIO;
-    sqlite3_stmt *st = j->has_sale;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)lsn);
-    int rc = sqlite3_step(st);
-    bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_ROW) {
-        sk_error("journal: looking for sale '%s': %s", id, sqlite3_errmsg(j->db));
-        return -EIO;
-    }
-    *found = v;
-    return 0;
-}
-
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
 {
     sqlite3_stmt *st = j->put_sale;
@@ -876,7 +854,7 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     if (rc != SQLITE_DONE) {
         /* Its own transaction may have reached the file all the same: the file says. */
         bool found;
-        if (sale_stored(j, s->id, lsn, &found) < 0)
+        if (sk_journal_has_lsn(j, lsn, lsn, &found) < 0)
             return SK_JOURNAL_IN_DOUBT;
         if (!found)
             return -EIO;
@@ -924,8 +902,24 @@ static void grow_groups(sk_journal_t *j, size_t n)
     j->g_cap = cap;
 }
 
-/* Fills j->perm[0..n) with 0..n-1: the items are one group, in order. */
-static void perm_identity(sk_journal_t *j, size_t n)
+/* The items start with their sale's id. */
+_Static_assert(offsetof(sk_journal_order_t, sale_id) == 0 && offsetof(sk_journal_event_t, sale_id) == 0,
+               "group_rows reads an item's sale first");
+
+static const char *item_sale(const void *items, size_t stride, size_t i)
+{
+    return *(const char *const *)((const char *)items + i * stride);
+}
+
+/* Item i's rank: rank(items, i), or, without a rank function (orders), the last. */
+static int item_rank(int (*rank)(const void *, size_t), const void *items, size_t i)
+{
+    return rank ? rank(items, i) : RANKS - 1;
+}
+
+/* Fills j->perm[0..n) with the n items (each `stride` bytes) in (rank, group, position)
+ * order. */
+static void group_rows(sk_journal_t *j, const void *items, size_t n, size_t stride, int (*rank)(const void *, size_t))
 {
     if (n > j->perm_cap) {
         j->perm_cap = n;
@@ -934,18 +928,14 @@ static void perm_identity(sk_journal_t *j, size_t n)
     }
     for (size_t i = 0; i < n; i++)
         j->perm[i] = (uint32_t)i;
-}
-
-/* Fills j->perm[0..n) with the items in (rank, group, position) order. sale(i) and
- * rank(i) describe item i. */
-static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void *, size_t),
-                       int (*rank)(const void *, size_t), const void *items)
-{
-    perm_identity(j, n);
-    /* One sale (the ledger names it by one pointer) and one rank: the items are in order
-     * already. */
+    if (n == 0)
+        return;
+    /* One sale (the ledger names it by one pointer) and one rank, every batch of a flash
+     * sale: the items are in order already. */
+    const char *s0 = item_sale(items, stride, 0);
+    int r0 = item_rank(rank, items, 0);
     size_t same = 1;
-    while (same < n && sale(items, same) == sale(items, 0) && rank(items, same) == rank(items, 0))
+    while (same < n && item_sale(items, stride, same) == s0 && item_rank(rank, items, same) == r0)
         same++;
     if (same >= n)
         return;
@@ -953,7 +943,7 @@ static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void
     const char *prev = NULL;
     uint32_t prev_g = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *s = sale(items, i);
+        const char *s = item_sale(items, stride, i);
         uint32_t k;
         if (prev && (s == prev || strcmp(s, prev) == 0)) {
             k = prev_g;
@@ -972,7 +962,7 @@ static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void
     }
     memset(j->gcount, 0, g * RANKS * sizeof(*j->gcount));
     for (size_t i = 0; i < n; i++)
-        j->gcount[(size_t)rank(items, i) * g + j->gid[i]]++;
+        j->gcount[(size_t)item_rank(rank, items, i) * g + j->gid[i]]++;
     uint32_t sum = 0;
     for (size_t k = 0; k < g * RANKS; k++) {
         uint32_t c = j->gcount[k];
@@ -980,29 +970,12 @@ static void group_rows(sk_journal_t *j, size_t n, const char *(*sale)(const void
         sum += c;
     }
     for (size_t i = 0; i < n; i++)
-        j->perm[j->gcount[(size_t)rank(items, i) * g + j->gid[i]]++] = (uint32_t)i;
-}
-
-static const char *event_sale(const void *items, size_t i)
-{
-    return ((const sk_journal_event_t *)items)[i].sale_id;
+        j->perm[j->gcount[(size_t)item_rank(rank, items, i) * g + j->gid[i]]++] = (uint32_t)i;
 }
 
 static int event_item_rank(const void *items, size_t i)
 {
     return event_rank(((const sk_journal_event_t *)items)[i].kind);
-}
-
-static const char *order_sale(const void *items, size_t i)
-{
-    return ((const sk_journal_order_t *)items)[i].sale_id;
-}
-
-static int order_item_rank(const void *items, size_t i)
-{
-    (void)items;
-    (void)i;
-    return RANKS - 1;
 }
 
 static bool same_sale(const char *a, const char *b)
@@ -1012,7 +985,7 @@ static bool same_sale(const char *a, const char *b)
 
 static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
 {
-    group_rows(j, n, event_sale, event_item_rank, ev);
+    group_rows(j, ev, n, sizeof(*ev), event_item_rank);
     sqlite3_stmt *st = j->put_event;
     for (size_t i = 0; i < n;) {
         const sk_journal_event_t *first = &ev[j->perm[i]];
@@ -1046,53 +1019,9 @@ static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
     return 0;
 }
 
-/* One order of a batch's row: ["user","request"], with a third item, the quantity, when
- * above 1. The usual ids need no escape and are copied whole into room reserved once. */
-static void put_order_json(sk_buf_t *b, const sk_journal_order_t *o, bool first)
-{
-    size_t ul = o->user_len ? o->user_len : strlen(o->user_id);
-    size_t rl = o->request_len ? o->request_len : strlen(o->request_id);
-    if (SK_LIKELY(sk_json_plain(o->user_id, ul) && sk_json_plain(o->request_id, rl))) {
-        sk_buf_reserve(b, ul + rl + 8);
-        char *d = b->data + b->len;
-        if (!first)
-            *d++ = ',';
-        *d++ = '[';
-        *d++ = '"';
-        memcpy(d, o->user_id, ul);
-        d += ul;
-        memcpy(d, "\",\"", 3);
-        d += 3;
-        memcpy(d, o->request_id, rl);
-        d += rl;
-        *d++ = '"';
-        b->len = (size_t)(d - b->data);
-    } else {
-        if (!first)
-            sk_buf_putc(b, ',');
-        sk_buf_putc(b, '[');
-        sk_buf_put_json_str(b, o->user_id, ul);
-        sk_buf_putc(b, ',');
-        sk_buf_put_json_str(b, o->request_id, rl);
-    }
-    if (o->quantity > 1) {
-        sk_buf_putc(b, ',');
-        sk_buf_put_i64(b, o->quantity);
-    }
-    sk_buf_putc(b, ']');
-}
-
 static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, size_t n)
 {
-    /* A flash sale's batch is one sale's orders (named by one pointer), in order: seen
-     * here without group_rows' calls per item. */
-    size_t same = 1;
-    while (same < n && orders[same].sale_id == orders[0].sale_id)
-        same++;
-    if (same < n)
-        group_rows(j, n, order_sale, order_item_rank, orders);
-    else
-        perm_identity(j, n);
+    group_rows(j, orders, n, sizeof(*orders), NULL);
     sqlite3_stmt *st = j->put_order;
     for (size_t i = 0; i < n;) {
         const sk_journal_order_t *first = &orders[j->perm[i]];
@@ -1113,7 +1042,18 @@ static int put_order_rows(sk_journal_t *j, const sk_journal_order_t *orders, siz
                 break;
             if (o->seq != next++)
                 return -EINVAL; /* the ledger broke its own sequence: refuse to store it */
-            put_order_json(b, o, k == i);
+            if (k > i)
+                sk_buf_putc(b, ',');
+            sk_buf_putc(b, '[');
+            /* The ledger gives the ids' lengths (0: not given). */
+            sk_buf_put_json_str(b, o->user_id, o->user_len ? o->user_len : strlen(o->user_id));
+            sk_buf_putc(b, ',');
+            sk_buf_put_json_str(b, o->request_id, o->request_len ? o->request_len : strlen(o->request_id));
+            if (o->quantity > 1) {
+                sk_buf_putc(b, ',');
+                sk_buf_put_i64(b, o->quantity);
+            }
+            sk_buf_putc(b, ']');
         }
         sk_buf_putc(b, ']');
         sqlite3_bind_int64(st, 1, (sqlite3_int64)++j->lsn);

@@ -245,26 +245,6 @@ static __attribute__((noinline)) void put_json_rest(sk_buf_t *b, const unsigned 
     sk_buf_putc(b, '"');
 }
 
-bool sk_json_plain(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    uint64_t w;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&w, p + i, 8);
-        if (!word_plain(w))
-            return false;
-    }
-    if (i < n && n >= 8) {
-        memcpy(&w, p + n - 8, 8);
-        return word_plain(w);
-    }
-    for (; i < n; i++)
-        if (!json_plain[p[i]])
-            return false;
-    return true;
-}
-
 void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;

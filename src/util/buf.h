@@ -3,7 +3,6 @@
 #ifndef SK_UTIL_BUF_H
 #define SK_UTIL_BUF_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -81,7 +80,5 @@ void sk_buf_printf(sk_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 /** Appends s as a JSON string literal (with quotes), escaping as RFC 8259 requires.
  *  Invalid UTF-8 bytes are replaced with U+FFFD so the output is always valid JSON. */
 void sk_buf_put_json_str(sk_buf_t *b, const char *s, size_t n);
-/** Whether sk_buf_put_json_str copies s as it is (printable ASCII, no '"' nor '\\'). */
-bool sk_json_plain(const char *s, size_t n);
 
 #endif
