@@ -117,18 +117,37 @@ async function fetchList() {
 
 // ---- sale state ---------------------------------------------------------------------
 
+/**
+ * Takes a clock sample read on arrival of a pushed message stamped with the server's
+ * clock. It arrived after that stamp by its delivery delay, so the sample is never
+ * above the true offset: it may raise the estimate, while a delay must not lower it
+ * (countdowns would run long). A sample far lower means this browser's clock jumped
+ * ahead: take it.
+ */
+function notePushedClock(sample) {
+  if (!S.offsetKnown || sample > S.offset || sample < S.offset - CLOCK_JUMP_MS) S.offset = sample;
+  S.offsetKnown = true;
+}
+
+/**
+ * Narrows the estimate to what an answer proves: the server read `stamp` off its clock
+ * after `sent` and before now (this browser's clock), so the offset lies between
+ * stamp - now and stamp - sent. An estimate outside is moved to the nearer end: a
+ * not_started answer to a buy button that opened early lowers it to at most the upper
+ * end, and a slow answer never lowers it below the lower end.
+ */
+function clockBetween(stamp, sent) {
+  const lo = stamp - Date.now();
+  const hi = stamp - sent;
+  if (!S.offsetKnown) S.offset = (lo + hi) / 2;
+  else S.offset = Math.min(Math.max(S.offset, lo), hi);
+  S.offsetKnown = true;
+}
+
 /** Applies a sale snapshot (from a fetch or an SSE message). */
 function applySale(sale, offsetFromServerTime) {
   if (!sale || sale.id !== S.id) return;
-  if (offsetFromServerTime && typeof sale.server_time === 'number') {
-    // A pushed message arrives after server_time by its delivery delay, so its sample
-    // is never above the true offset: it may raise the estimate, while a delay must not
-    // lower it (countdowns would run long). A sample far lower means this browser's
-    // clock jumped ahead: take it.
-    const sample = sale.server_time - Date.now();
-    if (!S.offsetKnown || sample > S.offset || sample < S.offset - CLOCK_JUMP_MS) S.offset = sample;
-    S.offsetKnown = true;
-  }
+  if (offsetFromServerTime && typeof sale.server_time === 'number') notePushedClock(sale.server_time - Date.now());
   S.sale = sale;
   render();
 }
@@ -395,20 +414,23 @@ async function buy() {
   S.busy = true;
   render();
   let res = null;
+  let sent = 0;
   const body = { user_id: p.user, request_id: p.rid };
   if (p.quantity > 1) body.quantity = p.quantity;
   try {
     const admission = queueAdmission(p.user);
     if (admission) body.admission = admission;
+    sent = Date.now();
     res = await postJSON(`${API}/${enc(S.id)}/purchase`, body);
   } catch {
     res = null; // no answer: the outcome is unknown, so a retry must reuse the request id
   }
   S.busy = false;
-  handlePurchase(p, res);
+  handlePurchase(p, res, sent);
 }
 
-function handlePurchase(p, res) {
+/** sent: the browser's clock when the purchase left. */
+function handlePurchase(p, res, sent) {
   const { status, body } = res || { status: 0, body: {} };
   const done = () => {
     if (S.pending === p) S.pending = null;
@@ -433,8 +455,8 @@ function handlePurchase(p, res) {
       return showResult('already', body.order_id);
     case 'not_started':
       done();
-      if (S.sale && typeof body.starts_in_ms === 'number')
-        S.offset = S.sale.starts_at - body.starts_in_ms - Date.now();
+      // The server read its clock between the request leaving and the answer arriving.
+      if (S.sale && body.starts_in_ms > 0) clockBetween(S.sale.starts_at - body.starts_in_ms, sent);
       return showResult('not_started');
     case 'ended':
       done();

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "backend/journal.h"
+#include "engine/engine.h"
 #include "test.h"
 #include "testdir.h"
 #include "util/common.h"
@@ -1210,6 +1212,105 @@ SK_TEST(test_newer_version_refused)
     rm_rf(dir);
 }
 
+SK_TEST(test_lsns_of_ten_thousand_sales)
+{
+    /* At the engine's limit of sales: a failed batch's lsns, handed out between sales'
+     * writes, are never found among the sales' rows (has_lsn scans that table too), the
+     * last sale's write in doubt finds its own row, and asking costs no more than a
+     * scan of the sales. */
+    char dir[256];
+    sk_journal_t *j = open_fresh(dir, sizeof(dir));
+    ASSERT_EQ(sk_journal_defer_sync(j), 0);
+    sk_journal_set_fault(j, fault_mask, NULL);
+    enum { SALES = 10000 };
+    char id[32];
+    uint64_t first = 0, last = 0;
+    for (int i = 0; i < SALES; i++) {
+        snprintf(id, sizeof(id), "sale-%05d", i);
+        sk_journal_sale_t s = {id, "S", 10, 0, 1, 1, i};
+        if (i == SALES - 1)
+            fail_mask = 1u << SK_JOURNAL_FAULT_SALE_AFTER_COMMIT;
+        ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+        fail_mask = 0;
+        if (i == SALES / 2) {
+            sk_journal_order_t o[] = {{id, 1, "u", "r", 1}, {id, 2, "v", "", 2}};
+            fail_mask = 1u << SK_JOURNAL_FAULT_COMMIT;
+            ASSERT_EQ(sk_journal_put_batch(j, o, 2, NULL, 0, NULL, 0, &first, &last), -EIO);
+            fail_mask = 0;
+            ASSERT_TRUE(first <= last);
+        }
+    }
+    bool found = true;
+    uint64_t t0 = sk_mono_ns();
+    for (int k = 0; k < 100; k++) {
+        ASSERT_EQ(sk_journal_has_lsn(j, first, last, &found), 0);
+        ASSERT_TRUE(!found);
+    }
+    uint64_t per = (sk_mono_ns() - t0) / 100;
+    printf("  has_lsn over %d sales: %llu us a call\n", SALES, (unsigned long long)(per / 1000));
+    ASSERT_EQ(sk_journal_has_lsn(j, last + 1, last + 1, &found), 0);
+    ASSERT_TRUE(found); /* the next sale's row */
+    ASSERT_EQ(sk_journal_sync(j), 0);
+    sk_journal_close(j);
+    loaded_t l;
+    reload(dir, &l);
+    ASSERT_EQ(l.sales, SALES);
+    ASSERT_EQ(l.orders, 0);
+    rm_rf(dir);
+}
+
+SK_TEST(test_full_batch_of_many_sales)
+{
+    /* A batch at its largest (4 096 orders) over 1 024 sales interleaved, each sale named
+     * by a pointer of its own per order (grouped by name), with user and request ids at
+     * their longest and their lengths given: one row per sale, its orders consecutive,
+     * and every id read back whole. */
+    char dir[256];
+    sk_journal_t *j = open_fresh(dir, sizeof(dir));
+    ASSERT_EQ(sk_journal_defer_sync(j), 0);
+    enum { SALES = 1024, PER = 4, N = SALES * PER };
+    static char ids[N][16], users[N][SK_USER_MAX + 1], reqs[N][SK_REQUEST_MAX + 1];
+    for (int i = 0; i < SALES; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "m%04d", i);
+        sk_journal_sale_t s = {ids[i], "M", 100, 0, 1, PER, 1};
+        ASSERT_EQ(sk_journal_put_sale(j, &s), 0);
+    }
+    static sk_journal_order_t o[N];
+    for (int i = 0; i < N; i++) {
+        int sale = i % SALES;
+        if (i >= SALES)
+            snprintf(ids[i], sizeof(ids[i]), "m%04d", sale); /* the same name, another pointer */
+        memset(users[i], 'u', SK_USER_MAX);
+        memset(reqs[i], 'r', SK_REQUEST_MAX);
+        snprintf(users[i], sizeof(users[i]), "%06d", i);
+        users[i][6] = 'u'; /* 64 bytes: a number, then u's */
+        snprintf(reqs[i], sizeof(reqs[i]), "%06d", i);
+        reqs[i][6] = 'r';
+        o[i] = (sk_journal_order_t){ids[i],        (uint64_t)(i / SALES + 1), users[i], reqs[i], 10, 0, 1, SK_USER_MAX,
+                                    SK_REQUEST_MAX};
+    }
+    ASSERT_EQ(strlen(users[N - 1]), SK_USER_MAX);
+    uint64_t f, l;
+    uint64_t t0 = sk_mono_ns();
+    ASSERT_EQ(sk_journal_put_batch(j, o, N, NULL, 0, NULL, 0, &f, &l), 0);
+    printf("  a batch of %d orders over %d sales: %llu us\n", N, SALES,
+           (unsigned long long)((sk_mono_ns() - t0) / 1000));
+    ASSERT_EQ(l - f + 1, SALES);
+    ASSERT_EQ(sk_journal_sync(j), 0);
+    sk_journal_close(j);
+    char v[256];
+    query1(dir, "SELECT count(*) || ' ' || sum(n) || ' ' || min(n) || ' ' || max(n) FROM order_batches", v, sizeof(v));
+    ASSERT_STR_EQ(v, "1024 4096 4 4");
+    query1(dir,
+           "SELECT count(*) || ' ' || sum(length(user_id) = 64 AND length(request_id) = 64) || ' ' || "
+           "sum(CAST(substr(user_id, 1, 6) AS INTEGER) % 1024 + 1 = CAST(substr(sale_id, 2) AS INTEGER) + 1 "
+           "AND CAST(substr(user_id, 1, 6) AS INTEGER) / 1024 + 1 = seq AND substr(user_id, 1, 6) = "
+           "substr(request_id, 1, 6)) FROM orders",
+           v, sizeof(v));
+    ASSERT_STR_EQ(v, "4096 4096 4096");
+    rm_rf(dir);
+}
+
 SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_order_rows_text); SK_RUN(test_batch_all_or_nothing);
              SK_RUN(test_many_batches); SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced);
              SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults); SK_RUN(test_sale_write_in_doubt);
@@ -1217,4 +1318,5 @@ SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_order_rows_text); SK_RUN(test_
              SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
              SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
-             SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);)
+             SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);
+             SK_RUN(test_lsns_of_ten_thousand_sales); SK_RUN(test_full_batch_of_many_sales);)
