@@ -132,9 +132,9 @@ function notePushedClock(sample) {
 /**
  * Narrows the estimate to what an answer proves: the server read `stamp` off its clock
  * after `sent` and before now (this browser's clock), so the offset lies between
- * stamp - now and stamp - sent. An estimate outside is moved to the nearer end: a
- * not_started answer to a buy button that opened early lowers it to at most the upper
- * end, and a slow answer never lowers it below the lower end.
+ * stamp - now and stamp - sent. The first answer gives the middle; later, an estimate
+ * outside is moved to the nearer end (a not_started answer to a buy button that opened
+ * early lowers it; a slow answer never lowers it below the lower end), one inside stays.
  */
 function clockBetween(stamp, sent) {
   const lo = stamp - Date.now();
@@ -166,20 +166,16 @@ function phase() {
 }
 
 async function fetchSale() {
-  const t0 = Date.now();
+  const sent = Date.now();
   const { status, body } = await getJSON(`${API}/${enc(S.id)}`);
-  const t1 = Date.now();
   if (status === 404) {
     $('empty').hidden = false;
     setText('empty-text', t('res.not_found'));
     return false;
   }
   if (status !== 200) throw new Error(`HTTP ${status}`);
-  // The answer left the server about halfway through the round trip.
-  if (typeof body.server_time === 'number') {
-    S.offset = body.server_time - (t0 + t1) / 2;
-    S.offsetKnown = true;
-  }
+  // The server read its clock between the request leaving and the answer arriving.
+  if (typeof body.server_time === 'number') clockBetween(body.server_time, sent);
   applySale(body, false);
   return true;
 }

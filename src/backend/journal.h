@@ -161,9 +161,8 @@ int sk_journal_put_queue(sk_journal_t *j, const sk_journal_queue_t *recs, size_t
  *  a callback's non-zero return stops and is returned. Returns 0, -EIO or -EINVAL. */
 int sk_journal_load_queue(sk_journal_t *j, int (*on_rec)(void *arg, const sk_journal_queue_t *r), void *arg);
 
-/** Whether any row with an lsn in [first, last] is stored (one batch is one transaction:
- *  all of its rows or none; a sale's row is a transaction of its own). Returns 0 with
- *  *found set, or -EIO. */
+/** Whether any row of a batch with an lsn in [first, last] is stored (one batch is one
+ *  transaction: all of its rows or none). Returns 0 with *found set, or -EIO. */
 int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found);
 /** The highest seq stored for a sale (0: none) in *seq. Returns 0 or -EIO. */
 int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq);

@@ -478,7 +478,8 @@ sk_journal_t *sk_journal_open(const char *dir, char *err, size_t err_size)
                      "SELECT EXISTS(SELECT 1 FROM order_batches WHERE lsn BETWEEN ?1 AND ?2)"
                      " OR EXISTS(SELECT 1 FROM order_events WHERE lsn BETWEEN ?1 AND ?2)"
                      " OR EXISTS(SELECT 1 FROM sale_events WHERE lsn BETWEEN ?1 AND ?2)"
-                     " OR EXISTS(SELECT 1 FROM sales WHERE lsn BETWEEN ?1 AND ?2)",
+                     /* A sale's row by its id (the primary key): sales has no lsn index. */
+                     " OR EXISTS(SELECT 1 FROM sales WHERE id = ?3 AND lsn BETWEEN ?1 AND ?2)",
                      &j->has_lsn);
     if (rc != SQLITE_OK) {
         snprintf(err, err_size, "cannot open %s: %s", path, why[0] ? why : msg ? msg : sqlite3_errmsg(j->db));
@@ -816,6 +817,8 @@ static int fail(sk_journal_t *j, const char *what)
     return -EIO;
 }
 
+static int lsn_stored(sk_journal_t *j, uint64_t first, uint64_t last, const char *sale_id, bool *found);
+
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
 {
     sqlite3_stmt *st = j->put_sale;
@@ -854,7 +857,7 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
     if (rc != SQLITE_DONE) {
         /* Its own transaction may have reached the file all the same: the file says. */
         bool found;
-        if (sk_journal_has_lsn(j, lsn, lsn, &found) < 0)
+        if (lsn_stored(j, lsn, lsn, s->id, &found) < 0)
             return SK_JOURNAL_IN_DOUBT;
         if (!found)
             return -EIO;
@@ -1160,16 +1163,23 @@ int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, siz
     return sk_journal_put_batch(j, orders, n, NULL, 0, NULL, 0, &first, &last);
 }
 
-int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found)
+/* Whether a row with an lsn in [first, last] is stored; the sales table is asked only
+ * for the sale named (NULL: none, as for a batch). 0 or -EIO. */
+static int lsn_stored(sk_journal_t *j, uint64_t first, uint64_t last, const char *sale_id, bool *found)
 {
     if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
         return -EIO;
     sqlite3_stmt *st = j->has_lsn;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)first);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+    if (sale_id)
+        sqlite3_bind_text(st, 3, sale_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
     int rc = sqlite3_step(st);
     bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     if (rc != SQLITE_ROW) {
         sk_error("journal: looking for lsns %llu..%llu: %s", (unsigned long long)first, (unsigned long long)last,
                  sqlite3_errmsg(j->db));
@@ -1177,6 +1187,11 @@ int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *fou
     }
     *found = v;
     return 0;
+}
+
+int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found)
+{
+    return lsn_stored(j, first, last, NULL, found);
 }
 
 int sk_journal_last_seq(sk_journal_t *j, const char *sale_id, uint64_t *seq)
