@@ -248,8 +248,9 @@ def test_lifecycle(ck):
     ck.eq((st, body.get("result")), (200, "applied"), f"pause before the start: {body}")
     st, body = control("life1", "resume", {"request_id": "ops-2"})
     ck.eq((st, body.get("result")), (200, "applied"), f"resume: {body}")
+    # Cancels at 20 %: at 10 % a run of ~56 reservations had none (0.9^56, ~0.3 %).
     rc, out, rep = C.bench("--sale", "life1", "--users", "400", "-c", "8", "--pay", "0.6", "--late", "0.1",
-                           "--cancel", "0.1", "--payment-secret-file", KEY, *C.audit_args(), timeout=240)
+                           "--cancel", "0.2", "--payment-secret-file", KEY, *C.audit_args(), timeout=240)
     ck.eq(rc, 0, f"seckill-bench exit status\n{out[-3000:]}")
     ck.check("AUDIT OK" in out, f"the lifecycle audited clean against {C.title}")
     a = rep["audit"]
