@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sklib  # noqa: E402
@@ -23,10 +24,11 @@ def data_missing(path):
 
 
 def bench(url, *args, timeout=120):
-    """Runs seckill-bench; returns (exit code, parsed --json, stdout)."""
-    out = os.path.join(TMP, "run.json")
-    if os.path.exists(out):
-        os.remove(out)
+    """Runs seckill-bench; returns (exit code, parsed --json, stdout). Each run writes a
+    --json file of its own, so that runs may go on at the same time."""
+    fd, out = tempfile.mkstemp(prefix="run-", suffix=".json", dir=TMP)
+    os.close(fd)
+    os.remove(out)
     cmd = [sklib.BENCH_BIN, url, "--json", out, "-q"] + [str(a) for a in args]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     text = p.stdout.decode("utf-8", "replace")
@@ -38,6 +40,7 @@ def bench(url, *args, timeout=120):
     if os.path.exists(out):
         with open(out) as f:
             data = json.load(f)
+        os.remove(out)
     return p.returncode, data, text
 
 
@@ -280,14 +283,19 @@ def plan(data, name, answer=None):
 
 def test_life_truthful(ck):
     drawn = dict.fromkeys(("pay_late", "cancel", "walk_away"), 0)
-    for source in ("http", "sqlite"):
+    sources = ("http", "sqlite")
+
+    def run(source):
+        # A fake of its own for each source: the two runs go on side by side.
         db = os.path.join(TMP, "life.db")
-        if os.path.exists(db):
-            os.remove(db)
         extra = ["--audit-sqlite", db] if source == "sqlite" else []
         with FakeSeckill("truthful", sqlite_path=db if extra else None) as f:
             rc, data, text = bench(f.url, *LIFE, *extra)
-            pays = list(f.state.pays)
+            return rc, data, text, list(f.state.pays)
+
+    with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+        runs = list(pool.map(run, sources))
+    for source, (rc, data, text, pays) in zip(sources, runs):
         what = f"life truthful ({source})"
         ck.eq(rc, 0, f"{what}: exit code")
         expect_only(ck, data, what)
@@ -326,7 +334,6 @@ def test_life_truthful(ck):
 
 
 def test_life_liars(ck):
-    db = os.path.join(TMP, "liar.db")
     # Each liar, with what must catch it. Crowds that can never sell everything are
     # bounded by -d; a service that never expires is not waited for long (--settle).
     cases = [
@@ -336,7 +343,7 @@ def test_life_liars(ck):
         ("late_confirm", ["--late", "0.4", "--cancel", "0.1"],
          lambda d: {"late_confirmed": plan(d, "pay_late", "confirmed")}),
         ("no_expiry", ["-d", "3s", "--settle", "500ms"], None),
-        ("double_return", ["--audit-sqlite", db], None),
+        ("double_return", ["--audit-sqlite", "DB"], None),  # DB: the liar's own file (below)
         ("cancel_lie", [], lambda d: {"state_mismatch": plan(d, "cancel", "cancelled")}),
         ("no_resell", ["-d", "5s"], None),
         ("early_expire", [], None),
@@ -345,11 +352,19 @@ def test_life_liars(ck):
         # orders' states, and its sold with their confirmed units.
         ("cancel_sold", [], lambda d: {"counts_mismatch": plan(d, "cancel", "cancelled"), "miscounted": 1}),
     ]
-    for mode, extra, want in cases:
-        if os.path.exists(db):
-            os.remove(db)
+
+    def run(case):
+        # Each liar is a fake (and a SQLite file) of its own: the runs go on side by side,
+        # as they mostly wait on the crowd's clocks (openings, windows, -d).
+        mode, extra, _ = case
+        db = os.path.join(TMP, f"liar-{mode}.db")
+        extra = [db if a == "DB" else a for a in extra]
         with FakeSeckill(mode, sqlite_path=db if "--audit-sqlite" in extra else None, extra=3) as f:
-            rc, data, text = bench(f.url, *LIFE, *extra)
+            return bench(f.url, *LIFE, *extra)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(run, cases))
+    for (mode, extra, want), (rc, data, text) in zip(cases, runs):
         a = data["audit"]
         ck.eq(rc, 1, f"{mode}: exit code")
         ck.check("AUDIT FAILED" in text, f"{mode}: loud line")
