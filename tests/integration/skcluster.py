@@ -165,6 +165,19 @@ def sale_slot(sale):
     return key_slot(f"sk:{{{sale}}}:sale")
 
 
+def running(pid):
+    """True while the process is there and has not exited. One that has exited but is not
+    yet reaped (a zombie: a cluster part's parent is init, which may reap it a second or
+    more later) has let go of its ports and files: it is stopped (scripts/cluster's
+    running)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next((line.split()[1] for line in f if line.startswith("State:")), "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
 def wait_for(cond, timeout, step=0.2):
     """Polls cond() until it is true or timeout seconds passed; returns its last value."""
     deadline = time.time() + timeout

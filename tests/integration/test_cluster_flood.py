@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 
-from skcluster import holders_orders, http, metric, run_cluster_tests, test_db, wait_for
+from skcluster import holders_orders, http, metric, run_cluster_tests, running, test_db, wait_for
 
 C = None
 KEY = None  # the nodes' --payment-secret-file (main)
@@ -353,13 +353,7 @@ def test_down(ck):
             pids.append(int(f.read()))
     p = C.run("down", "--keep", check=False)
     ck.eq(p.returncode, 0, f"down\n{p.stdout}{p.stderr}")
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
+    alive = [pid for pid in pids if running(pid)]
     ck.eq(alive, [], "down stopped every process")
     with open(os.path.join(C.dir, "drain", "drain.log")) as f:
         log = f.read()
