@@ -1081,7 +1081,9 @@ async function dashboardPhone() {
     const over = () => page.evaluate(() => [document.scrollingElement.scrollWidth, window.innerWidth]);
     let [sw, iw] = await over();
     check(sw <= iw, `${locale}: 320 px: nothing overflows (${sw} > ${iw})`);
-    const card = await page.locator(`tr[data-id="${sale.id}"]`).boundingBox();
+    // The list is drawn anew every 2 s: a row replaced between finding it and reading its
+    // box has none (null).
+    const card = await waitFor(() => page.locator(`tr[data-id="${sale.id}"]`).boundingBox(), 'the sale\'s card\'s box');
     check(card && card.x >= 0 && card.x + card.width <= 320, `${locale}: the sale's card fits: ${JSON.stringify(card)}`);
     await page.locator('#ctl-edit').click();
     await waitFor(() => page.locator('#ctl-dialog').isVisible(), 'the edit dialog');
