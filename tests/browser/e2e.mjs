@@ -1,10 +1,6 @@
 // End-to-end tests of the buyer's page and the dashboard in headless Chromium.
 // Needs a running server: SECKILL_URL=http://127.0.0.1:PORT [SECKILL_ADMIN_TOKEN=...] node e2e.mjs
-// SECKILL_E2E_LANE=i/n runs the i-th of n shares of the tests (0 <= i < n): test_browser.sh
-// runs the shares at once, each against a server of its own, as the tests mostly wait on
-// the server's clocks (starts, ends, payment windows, stream lifetimes).
-// Screenshots go to artifacts/ (artifacts/lane-i with a lane). Prints "N passed, N
-// failed"; exits 1 on any failure.
+// Screenshots go to artifacts/. Prints "N passed, N failed"; exits 1 on any failure.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 const BASE = (process.env.SECKILL_URL || '').replace(/\/$/, '');
 const TOKEN = process.env.SECKILL_ADMIN_TOKEN || '';
 const ONLY = process.env.SECKILL_E2E_ONLY || ''; // run only tests whose name contains this
-const [LANE, LANES] = (process.env.SECKILL_E2E_LANE || '0/1').split('/').map(Number);
-const ART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', ...(LANES > 1 ? [`lane-${LANE}`] : []));
+const ART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const RUN = `e${Date.now().toString(36)}`;
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
 const DESKTOP = { viewport: { width: 1280, height: 900 } };
@@ -22,10 +17,6 @@ const TEST_MS = 90000;
 
 if (!BASE) {
   console.error('SECKILL_URL is not set');
-  process.exit(2);
-}
-if (!(LANES >= 1 && LANE >= 0 && LANE < LANES)) {
-  console.error(`SECKILL_E2E_LANE is i/n with 0 <= i < n, not ${process.env.SECKILL_E2E_LANE}`);
   process.exit(2);
 }
 
@@ -1186,15 +1177,9 @@ async function queueFlow() {
   check(page.errors.length === 0, `no page errors: ${page.errors.join('; ')}`);
 }
 
-// Longest first (by their seconds alone in a full run); the lanes take them in turn, back
-// and forth (0, 1, 1, 0, 0, 1, ...), so that their shares take about as long.
-const TESTS = [sseReconnectAndPolling, streamLifetimeReopens, countdownThenBuy, expiryBringsBuyBack, answersAndRetry, dashboard,
-  queueFlow, saleEnds, reserveCountdownPay, dashboardPhone, dashboardControlsEnglish, dashboardControlsChinese, chineseAndChoice,
-  dashboardLifecycle, soldOut, homeListsSales, quantityPicker, dashboardOrders, remainingDropsLive, dashboardCreateErrorsChinese,
-  securityAndPow, longOrderIdWraps, newIdAsksFirst].filter((_, i) => {
-  const turn = i % (2 * LANES);
-  return (turn < LANES ? turn : 2 * LANES - 1 - turn) === LANE;
-});
+const TESTS = [countdownThenBuy, remainingDropsLive, soldOut, answersAndRetry, sseReconnectAndPolling, streamLifetimeReopens, saleEnds, chineseAndChoice,
+  reserveCountdownPay, expiryBringsBuyBack, quantityPicker, homeListsSales, longOrderIdWraps, newIdAsksFirst, dashboard, dashboardLifecycle,
+  dashboardControlsEnglish, dashboardControlsChinese, dashboardCreateErrorsChinese, dashboardOrders, dashboardPhone, securityAndPow, queueFlow];
 
 async function main() {
   fs.rmSync(ART, { recursive: true, force: true });
