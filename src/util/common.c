@@ -92,6 +92,51 @@ void sk_mem_huge(void *p, size_t n)
 #endif
 }
 
+/* A region: mapped with 2 MiB to spare, then trimmed to a 2 MiB boundary. */
+static char *region_new(void)
+{
+    const size_t huge = (size_t)2 << 20, n = SK_BLOCKS_REGION;
+    char *p = mmap(NULL, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        oom(n);
+    uintptr_t at = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+    size_t head = (size_t)(at - (uintptr_t)p);
+    if (head)
+        munmap(p, head);
+    munmap((char *)at + n, huge - head);
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)at, n, MADV_HUGEPAGE);
+#endif
+    return (char *)at;
+}
+
+void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
+{
+    n = (n + 63) & ~(size_t)63;
+    if (n > SK_BLOCKS_REGION)
+        oom(n);
+    if (n > b->left) {
+        if (b->n_regions == b->cap_regions) {
+            b->cap_regions = b->cap_regions ? 2 * b->cap_regions : 8;
+            b->regions = sk_xrealloc(b->regions, b->cap_regions * sizeof(*b->regions));
+        }
+        b->cur = b->regions[b->n_regions++] = region_new();
+        b->left = SK_BLOCKS_REGION;
+    }
+    void *p = b->cur;
+    b->cur += n;
+    b->left -= n;
+    return p;
+}
+
+void sk_blocks_free(sk_blocks_t *b)
+{
+    for (size_t i = 0; i < b->n_regions; i++)
+        munmap(b->regions[i], SK_BLOCKS_REGION);
+    free(b->regions);
+    *b = (sk_blocks_t){0};
+}
+
 char *sk_xstrndup(const char *s, size_t n)
 {
     char *p = sk_xmalloc(n + 1);

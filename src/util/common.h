@@ -43,6 +43,25 @@ void sk_mem_table_free(void *p, size_t n);
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
 /* The memory must hold zeros where it is touched: the touch writes one. */
 
+/** Big blocks that live as long as their owner, carved one after another from 2 MiB-
+ *  aligned anonymous regions that the kernel is asked to back with transparent huge
+ *  pages: the pages of a sale's orders and holders and the chunks of its strings, which
+ *  grow a block at a time during a flood. Each such block from malloc is a mapping of its
+ *  own, faulted in 4 KiB at a time; on these VMs a fault costs more than the decision
+ *  that caused it. Blocks are never freed one by one: sk_blocks_free frees them all. One
+ *  owner, no lock. A zeroed sk_blocks_t is empty. */
+typedef struct {
+    char **regions;
+    size_t n_regions, cap_regions;
+    char *cur; /* the free rest of the newest region */
+    size_t left;
+} sk_blocks_t;
+#define SK_BLOCKS_REGION ((size_t)4 << 20) /* bytes of a region; a block is at most this */
+/** n bytes (n <= SK_BLOCKS_REGION), zeroed as fresh anonymous memory is; aborts when memory
+ *  is exhausted. */
+void *sk_blocks_alloc(sk_blocks_t *b, size_t n);
+void sk_blocks_free(sk_blocks_t *b);
+
 /** Wall clock in milliseconds since the Unix epoch. */
 int64_t sk_now_ms(void);
 /** Monotonic clock in nanoseconds (arbitrary origin). */
