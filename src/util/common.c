@@ -115,11 +115,13 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
     n = (n + 63) & ~(size_t)63;
     if (n > SK_BLOCKS_REGION)
         oom(n);
-    if (n > b->left) {
+    if (!SK_BLOCKS_CARVED || n > b->left) {
         if (b->n_regions == b->cap_regions) {
             b->cap_regions = b->cap_regions ? 2 * b->cap_regions : 8;
             b->regions = sk_xrealloc(b->regions, b->cap_regions * sizeof(*b->regions));
         }
+        if (!SK_BLOCKS_CARVED)
+            return b->regions[b->n_regions++] = sk_xcalloc(1, n);
         b->cur = b->regions[b->n_regions++] = region_new();
         b->left = SK_BLOCKS_REGION;
     }
@@ -131,8 +133,12 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
 
 void sk_blocks_free(sk_blocks_t *b)
 {
-    for (size_t i = 0; i < b->n_regions; i++)
-        munmap(b->regions[i], SK_BLOCKS_REGION);
+    for (size_t i = 0; i < b->n_regions; i++) {
+        if (SK_BLOCKS_CARVED)
+            munmap(b->regions[i], SK_BLOCKS_REGION);
+        else
+            free(b->regions[i]);
+    }
     free(b->regions);
     *b = (sk_blocks_t){0};
 }

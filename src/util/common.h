@@ -51,12 +51,24 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
  *  that caused it. Blocks are never freed one by one: sk_blocks_free frees them all. One
  *  owner, no lock. A zeroed sk_blocks_t is empty. */
 typedef struct {
-    char **regions;
+    char **regions; /* or, unless SK_BLOCKS_CARVED, the blocks */
     size_t n_regions, cap_regions;
     char *cur; /* the free rest of the newest region */
     size_t left;
 } sk_blocks_t;
 #define SK_BLOCKS_REGION ((size_t)4 << 20) /* bytes of a region; a block is at most this */
+/* Under AddressSanitizer each block is an allocation of its own, so that the sanitizer
+ * knows its bounds; elsewhere blocks are carved from the regions. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SK_BLOCKS_CARVED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SK_BLOCKS_CARVED 0
+#endif
+#endif
+#ifndef SK_BLOCKS_CARVED
+#define SK_BLOCKS_CARVED 1
+#endif
 /** n bytes (n <= SK_BLOCKS_REGION), zeroed as fresh anonymous memory is; aborts when memory
  *  is exhausted. */
 void *sk_blocks_alloc(sk_blocks_t *b, size_t n);

@@ -84,6 +84,11 @@ SK_TEST(blocks_are_zero_disjoint_and_fill_aligned_regions)
         ASSERT_EQ(got[i][0], (char)(i + 1));
         ASSERT_EQ(got[i][sizes[i] - 1], (char)(i + 1));
     }
+    if (!SK_BLOCKS_CARVED) { /* AddressSanitizer: a block is an allocation of its own */
+        ASSERT_EQ(b.n_regions, SK_ARRAY_LEN(sizes));
+        sk_blocks_free(&b);
+        return;
+    }
     /* 640 KiB + 1 MiB + 1 MiB + 128 + 64 + 640 KiB fill the first region in order. */
     ASSERT_EQ((uintptr_t)got[0] % ((uintptr_t)2 << 20), 0);
     ASSERT_EQ(got[1], got[0] + (640u << 10));
