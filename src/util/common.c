@@ -112,7 +112,9 @@ static char *region_new(void)
 
 void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
 {
-    n = (n + 63) & ~(size_t)63;
+    /* A block of 0 bytes is one of 64, as malloc(0) is one of 1: a fresh sk_blocks_t has
+     * no region yet, and its cursor is NULL. */
+    n = ((n ? n : 1) + 63) & ~(size_t)63;
     if (n > SK_BLOCKS_REGION)
         oom(n);
     if (!SK_BLOCKS_CARVED || n > b->left) {

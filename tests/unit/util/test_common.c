@@ -106,6 +106,11 @@ SK_TEST(blocks_are_zero_disjoint_and_fill_aligned_regions)
     ASSERT_EQ(b.n_regions, 0);
     ASSERT_TRUE(sk_blocks_alloc(&b, 1) != NULL); /* usable again after a free */
     sk_blocks_free(&b);
+    /* 0 bytes: a block of its own, even as the first one (no region yet). */
+    char *z0 = sk_blocks_alloc(&b, 0), *z1 = sk_blocks_alloc(&b, 0);
+    ASSERT_TRUE(z0 != NULL);
+    ASSERT_TRUE(z1 != NULL && z1 != z0);
+    sk_blocks_free(&b);
 }
 
 SK_TEST_MAIN(SK_RUN(table_memory_is_zero_at_every_size); SK_RUN(prefault_walks_every_page_once_and_stops_at_the_end);
