@@ -110,6 +110,15 @@ static char *region_new(void)
     return (char *)at;
 }
 
+static void push(char ***list, size_t *n, size_t *cap, char *p)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 8;
+        *list = sk_xrealloc(*list, *cap * sizeof(**list));
+    }
+    (*list)[(*n)++] = p;
+}
+
 void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
 {
     /* A block of 0 bytes is one of 64, as malloc(0) is one of 1: a fresh sk_blocks_t has
@@ -117,14 +126,17 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
     n = ((n ? n : 1) + 63) & ~(size_t)63;
     if (n > SK_BLOCKS_REGION)
         oom(n);
-    if (!SK_BLOCKS_CARVED || n > b->left) {
-        if (b->n_regions == b->cap_regions) {
-            b->cap_regions = b->cap_regions ? 2 * b->cap_regions : 8;
-            b->regions = sk_xrealloc(b->regions, b->cap_regions * sizeof(*b->regions));
-        }
-        if (!SK_BLOCKS_CARVED)
-            return b->regions[b->n_regions++] = sk_xcalloc(1, n);
-        b->cur = b->regions[b->n_regions++] = region_new();
+    if (!SK_BLOCKS_CARVED || b->own_bytes < SK_BLOCKS_PLAIN) {
+        char *p = aligned_alloc(64, n);
+        if (!p)
+            oom(n);
+        push(&b->own, &b->n_own, &b->cap_own, p);
+        b->own_bytes += n;
+        return p;
+    }
+    if (n > b->left) {
+        b->cur = region_new();
+        push(&b->regions, &b->n_regions, &b->cap_regions, b->cur);
         b->left = SK_BLOCKS_REGION;
     }
     void *p = b->cur;
@@ -135,12 +147,11 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
 
 void sk_blocks_free(sk_blocks_t *b)
 {
-    for (size_t i = 0; i < b->n_regions; i++) {
-        if (SK_BLOCKS_CARVED)
-            munmap(b->regions[i], SK_BLOCKS_REGION);
-        else
-            free(b->regions[i]);
-    }
+    for (size_t i = 0; i < b->n_own; i++)
+        free(b->own[i]);
+    for (size_t i = 0; i < b->n_regions; i++)
+        munmap(b->regions[i], SK_BLOCKS_REGION);
+    free(b->own);
     free(b->regions);
     *b = (sk_blocks_t){0};
 }

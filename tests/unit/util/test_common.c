@@ -2,8 +2,9 @@
  * zero at every size (below and above the size that gets its own mapping), and
  * sk_mem_prefault touches each 4 KiB page once, in order, `pages` at a time, leaving the
  * zeros as they were and stopping exactly at the end, whatever the length. Blocks
- * (sk_blocks_t) are zero, 64-byte aligned, never overlap, fill a 2 MiB-aligned region
- * before the next one is mapped, and a block of a whole region's size gets a region. */
+ * (sk_blocks_t) are 64-byte aligned and never overlap; past the first SK_BLOCKS_PLAIN
+ * bytes they fill a 2 MiB-aligned region before the next one is mapped, and a block of a
+ * whole region's size gets a region. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,51 +63,65 @@ SK_TEST(prefault_walks_every_page_once_and_stops_at_the_end)
     }
 }
 
-SK_TEST(blocks_are_zero_disjoint_and_fill_aligned_regions)
+SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
 {
     sk_blocks_t b = {0};
     sk_blocks_free(&b); /* empty: nothing to free */
-    /* Sizes as the holders ask: pages of holders and orders, string chunks, odd ones. */
-    const size_t sizes[] = {640u << 10, 1u << 20, 1u << 20, 100, 1, 640u << 10, 3u << 20, SK_BLOCKS_REGION, 4096};
-    char *got[SK_ARRAY_LEN(sizes)];
-    for (size_t i = 0; i < SK_ARRAY_LEN(sizes); i++) {
-        got[i] = sk_blocks_alloc(&b, sizes[i]);
+    /* Pages of holders (640 KiB) and of orders and string chunks (1 MiB), as a big sale
+     * asks for them: 42 MiB in all. */
+    enum { N = 48 };
+    char *got[N];
+    size_t sz[N];
+    for (size_t i = 0; i < N; i++) {
+        sz[i] = i % 3 == 0 ? 640u << 10 : 1u << 20;
+        got[i] = sk_blocks_alloc(&b, sz[i]);
         ASSERT_TRUE(got[i] != NULL);
         ASSERT_EQ((uintptr_t)got[i] % 64, 0);
-        size_t nonzero = 0;
-        for (size_t k = 0; k < sizes[i]; k += 4093)
-            nonzero += got[i][k] != 0;
-        nonzero += got[i][sizes[i] - 1] != 0;
-        ASSERT_EQ(nonzero, 0);
-        memset(got[i], (int)(i + 1), sizes[i]); /* a block's bytes are its own */
+        memset(got[i], (int)(i + 1), sz[i]); /* a block's bytes are its own */
     }
-    for (size_t i = 0; i < SK_ARRAY_LEN(sizes); i++) {
+    for (size_t i = 0; i < N; i++) {
         ASSERT_EQ(got[i][0], (char)(i + 1));
-        ASSERT_EQ(got[i][sizes[i] - 1], (char)(i + 1));
+        ASSERT_EQ(got[i][sz[i] - 1], (char)(i + 1));
     }
-    if (!SK_BLOCKS_CARVED) { /* AddressSanitizer: a block is an allocation of its own */
-        ASSERT_EQ(b.n_regions, SK_ARRAY_LEN(sizes));
-        sk_blocks_free(&b);
-        return;
-    }
-    /* 640 KiB + 1 MiB + 1 MiB + 128 + 64 + 640 KiB fill the first region in order. */
-    ASSERT_EQ((uintptr_t)got[0] % ((uintptr_t)2 << 20), 0);
-    ASSERT_EQ(got[1], got[0] + (640u << 10));
-    ASSERT_EQ(got[2], got[1] + (1u << 20));
-    ASSERT_EQ(got[3], got[2] + (1u << 20));
-    ASSERT_EQ(got[4], got[3] + 128);
-    ASSERT_EQ(got[5], got[4] + 64);
-    /* 3 MiB does not fit the ~768 KiB left: a new region; a whole region's size another;
-     * then the 4 KiB fits in neither's rest (1 MiB is left in the second region, but only
-     * the newest region is carved from). */
-    for (size_t i = 6; i < SK_ARRAY_LEN(sizes); i++)
+    if (!SK_BLOCKS_CARVED) { /* AddressSanitizer: every block is an allocation of its own */
+        ASSERT_EQ(b.n_own, N);
+        ASSERT_EQ(b.n_regions, 0);
+    } else {
+        /* Blocks of their own until SK_BLOCKS_PLAIN bytes, then carved in order from
+         * regions that start on a 2 MiB boundary, a new one when the next block does not
+         * fit the rest of the newest. */
+        size_t i = 0, own = 0;
+        while (own < SK_BLOCKS_PLAIN)
+            own += sz[i++];
+        ASSERT_EQ(b.n_own, i);
+        ASSERT_EQ(b.own_bytes, own);
         ASSERT_EQ((uintptr_t)got[i] % ((uintptr_t)2 << 20), 0);
-    ASSERT_EQ(b.n_regions, 4);
+        size_t regions = 1, used = sz[i];
+        for (size_t k = i + 1; k < N; k++) {
+            if (used + sz[k] > SK_BLOCKS_REGION) {
+                regions++;
+                used = 0;
+                ASSERT_EQ((uintptr_t)got[k] % ((uintptr_t)2 << 20), 0);
+            } else {
+                ASSERT_EQ(got[k], got[k - 1] + sz[k - 1]);
+            }
+            used += sz[k];
+        }
+        ASSERT_TRUE(regions >= 2);
+        ASSERT_EQ(b.n_regions, regions);
+        /* A block of a whole region's size gets a region of its own. */
+        char *whole = sk_blocks_alloc(&b, SK_BLOCKS_REGION);
+        ASSERT_EQ((uintptr_t)whole % ((uintptr_t)2 << 20), 0);
+        ASSERT_EQ(b.n_regions, regions + 1);
+        memset(whole, 0x5a, SK_BLOCKS_REGION);
+        ASSERT_EQ(got[N - 1][sz[N - 1] - 1], (char)N);
+    }
     sk_blocks_free(&b);
     ASSERT_EQ(b.n_regions, 0);
+    ASSERT_EQ(b.n_own, 0);
     ASSERT_TRUE(sk_blocks_alloc(&b, 1) != NULL); /* usable again after a free */
     sk_blocks_free(&b);
-    /* 0 bytes: a block of its own, even as the first one (no region yet). */
+    /* 0 bytes: a block of its own, even as the first one. */
     char *z0 = sk_blocks_alloc(&b, 0), *z1 = sk_blocks_alloc(&b, 0);
     ASSERT_TRUE(z0 != NULL);
     ASSERT_TRUE(z1 != NULL && z1 != z0);
@@ -114,4 +129,4 @@ SK_TEST(blocks_are_zero_disjoint_and_fill_aligned_regions)
 }
 
 SK_TEST_MAIN(SK_RUN(table_memory_is_zero_at_every_size); SK_RUN(prefault_walks_every_page_once_and_stops_at_the_end);
-             SK_RUN(blocks_are_zero_disjoint_and_fill_aligned_regions);)
+             SK_RUN(blocks_are_disjoint_and_big_owners_get_aligned_regions);)
