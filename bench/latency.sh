@@ -5,7 +5,8 @@
 #  2. an open loop (seckill-bench --rate, latency from each request's intended send
 #     time, free of coordinated omission) at PCT % of that rate against a fresh sale
 #     whose stock lasts half the run: the first half is confirmed purchases, the second
-#     sold-out answers, with p50/p99/p99.9 of each from the same run.
+#     sold-out answers, with p50/p99/p99.9 of each from the same run, and the ledger's
+#     batches of that run by the time each took to be made durable (from /metrics).
 # Server pinned to CPU 1, seckill-bench to CPU 0. It prints numbers, it asserts nothing
 # (the audit still fails the run if it finds a lost or oversold order).
 # Usage: bench/latency.sh [seconds] (default 10 for the open loop, 5 for the maximum)
@@ -48,13 +49,16 @@ rate=$((max * pct / 100))
 stock=$((rate * secs / 2))
 users=$((rate * secs + rate))
 echo "== 2. open loop at $pct % of it: $rate requests/s for ${secs}s; stock $stock (half the run), then sold out"
+commits() { curl -fsS "$url/metrics" | grep -E '^seckill_ledger_commit_seconds_bucket' || true; }
+commits >"$tmp/commits.before"
 bench --create-sale "stock=$stock,limit=1,starts_in=2s" --users "$users" -d "${secs}s" --rate "$rate" --burst \
   --audit-sqlite "$tmp/data/seckill.db" --json "$tmp/open.json" >"$tmp/open.out" 2>&1 || {
   cat "$tmp/open.out"
   exit 1
 }
-python3 - "$tmp/open.json" "$rate" "$max" <<'PY'
-import json, sys
+commits >"$tmp/commits.after"
+python3 - "$tmp/open.json" "$rate" "$max" "$tmp/commits.before" "$tmp/commits.after" <<'PY'
+import json, re, sys
 r = json.load(open(sys.argv[1]))
 rate, mx = int(sys.argv[2]), int(sys.argv[3])
 lat, counts = r["latency_us"], r["counts"]
@@ -70,6 +74,24 @@ for o in ("confirmed", "sold_out"):
 p99 = (lat.get("confirmed") or {}).get("p99")
 if p99 is not None:
     print("confirmed p99 at %d%% of the maximum rate: %.3f ms   (target <= 5 ms)" % (round(100.0 * rate / mx), p99 / 1e3))
+# The ledger's batches of the open loop by the time each took to be made durable (its
+# journal write and the sync it waited for): where the confirmed tail comes from.
+def hist(path):
+    h = {}
+    for line in open(path):
+        m = re.match(r'seckill_ledger_commit_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            h[m.group(1)] = int(m.group(2))
+    return h
+before, after = hist(sys.argv[4]), hist(sys.argv[5])
+cum = [(le, after.get(le, 0) - before.get(le, 0)) for le in after]
+if cum:
+    total, prev, parts = cum[-1][1], 0, []
+    for le, c in cum:
+        if c - prev:
+            parts.append("<= %s s: %d" % (le, c - prev) if le != "+Inf" else "more: %d" % (c - prev))
+        prev = c
+    print("ledger batches by time to durable (%d): %s" % (total, ", ".join(parts)))
 a = r.get("audit") or {}
 print("audit:", "OK" if a.get("ok") else "FAILED " + str(a.get("failure") or a.get("error")))
 PY

@@ -24,7 +24,7 @@ static uint64_t hash_str(const char *s, size_t n)
 #define PAGE0_MIN 256 /* entries page 0 starts with; it doubles up to a page */
 
 /* Makes room for entry n of an array whose entries below n are in use. */
-static void paged_reserve(sk_holders_paged_t *a, uint32_t n, size_t elem)
+static void paged_reserve(sk_blocks_t *blocks, sk_holders_paged_t *a, uint32_t n, size_t elem)
 {
     if (n < a->cap)
         return;
@@ -42,15 +42,16 @@ static void paged_reserve(sk_holders_paged_t *a, uint32_t n, size_t elem)
         a->pages[0] = sk_xrealloc(a->pages[0], elem * cap);
         a->cap = cap;
     } else {
-        a->pages[page] = sk_xmalloc(elem * SK_HOLDERS_PAGE);
+        a->pages[page] = sk_blocks_alloc(blocks, elem * SK_HOLDERS_PAGE);
         a->cap = (page + 1) << SK_HOLDERS_PAGE_BITS;
     }
 }
 
+/* Page 0 is the array's own; the others go with the record's blocks. */
 static void paged_free(sk_holders_paged_t *a)
 {
-    for (uint32_t i = 0; i < a->n_pages; i++)
-        free(a->pages[i]);
+    if (a->n_pages)
+        free(a->pages[0]);
     free(a->pages);
 }
 
@@ -87,7 +88,7 @@ static __attribute__((noinline)) uint64_t arena_put_new_chunk(sk_holders_t *h, c
             h->chunk0_cap = cap;
         }
     } else if (!h->chunks[ci]) {
-        h->chunks[ci] = sk_xmalloc((size_t)CHUNK);
+        h->chunks[ci] = sk_blocks_alloc(&h->blocks, (size_t)CHUNK);
     }
     char *p = h->chunks[ci] + (off & (CHUNK - 1));
     memcpy(p, s, n);
@@ -200,14 +201,15 @@ void sk_holders_free(sk_holders_t *h)
 {
     if (!h)
         return;
-    for (size_t i = 0; i < h->n_chunks; i++)
-        free(h->chunks[i]);
+    if (h->n_chunks)
+        free(h->chunks[0]); /* the others are blocks */
     free(h->chunks);
     paged_free(&h->slots);
     sk_mem_table_free(h->index, sizeof(*h->index) * (size_t)h->cap);
     sk_mem_table_free(h->old, sizeof(*h->old) * (size_t)h->old_cap);
     sk_mem_table_free(h->next, sizeof(*h->next) * (size_t)h->cap * 2);
     paged_free(&h->orders);
+    sk_blocks_free(&h->blocks);
     free(h->reqs);
     free(h);
 }
@@ -259,7 +261,7 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
         h->index = h->next; /* allocated at 3/8 (see above), so never NULL here */
         h->next = NULL;
     }
-    paged_reserve(&h->slots, h->used, sizeof(sk_holder_t));
+    paged_reserve(&h->blocks, &h->slots, h->used, sizeof(sk_holder_t));
     uint32_t id = h->used++;
     sk_holder_t *s = sk_holders_user_at(h, id);
     s->hash = hv;
@@ -368,7 +370,7 @@ static void req_remove(sk_holders_t *h, uint32_t k)
 uint32_t sk_holders_add_order(sk_holders_t *h, uint32_t slot, const char *req, size_t req_len, int64_t created_at,
                               uint32_t quantity, sk_order_state_t st)
 {
-    paged_reserve(&h->orders, h->n_orders, sizeof(sk_holder_order_t));
+    paged_reserve(&h->blocks, &h->orders, h->n_orders, sizeof(sk_holder_order_t));
     uint32_t idx = h->n_orders++;
     sk_holder_order_t *o = sk_holders_order_at(h, idx);
     o->created_at = created_at;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "util/common.h"
 
 typedef struct sk_holders sk_holders_t;
 
@@ -105,6 +106,9 @@ struct sk_holders {
     size_t n_chunks;
     size_t chunk0_cap; /* bytes allocated for chunk 0 (it starts small) */
     uint64_t arena_len; /* the next free offset */
+    /* Where the pages after page 0 and the chunks after chunk 0 come from: only a big
+     * sale has them, and it grows them during its flood (huge pages: sk_blocks_t). */
+    sk_blocks_t blocks;
     /* The request index: orders of users holding more than SK_HOLDERS_WALK_MAX. */
     sk_holder_req_t *reqs;
     uint32_t req_cap, req_used;

@@ -92,6 +92,70 @@ void sk_mem_huge(void *p, size_t n)
 #endif
 }
 
+/* A region: mapped with 2 MiB to spare, then trimmed to a 2 MiB boundary. */
+static char *region_new(void)
+{
+    const size_t huge = (size_t)2 << 20, n = SK_BLOCKS_REGION;
+    char *p = mmap(NULL, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        oom(n);
+    uintptr_t at = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+    size_t head = (size_t)(at - (uintptr_t)p);
+    if (head)
+        munmap(p, head);
+    munmap((char *)at + n, huge - head);
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)at, n, MADV_HUGEPAGE);
+#endif
+    return (char *)at;
+}
+
+static void push(char ***list, size_t *n, size_t *cap, char *p)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 8;
+        *list = sk_xrealloc(*list, *cap * sizeof(**list));
+    }
+    (*list)[(*n)++] = p;
+}
+
+void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
+{
+    /* A block of 0 bytes is one of 64, as malloc(0) is one of 1: a fresh sk_blocks_t has
+     * no region yet, and its cursor is NULL. */
+    n = ((n ? n : 1) + 63) & ~(size_t)63;
+    if (n > SK_BLOCKS_REGION)
+        oom(n);
+    if (!SK_BLOCKS_CARVED || b->own_bytes < SK_BLOCKS_PLAIN) {
+        char *p = aligned_alloc(64, n);
+        if (!p)
+            oom(n);
+        push(&b->own, &b->n_own, &b->cap_own, p);
+        b->own_bytes += n;
+        return p;
+    }
+    if (n > b->left) {
+        b->cur = region_new();
+        push(&b->regions, &b->n_regions, &b->cap_regions, b->cur);
+        b->left = SK_BLOCKS_REGION;
+    }
+    void *p = b->cur;
+    b->cur += n;
+    b->left -= n;
+    return p;
+}
+
+void sk_blocks_free(sk_blocks_t *b)
+{
+    for (size_t i = 0; i < b->n_own; i++)
+        free(b->own[i]);
+    for (size_t i = 0; i < b->n_regions; i++)
+        munmap(b->regions[i], SK_BLOCKS_REGION);
+    free(b->own);
+    free(b->regions);
+    *b = (sk_blocks_t){0};
+}
+
 char *sk_xstrndup(const char *s, size_t n)
 {
     char *p = sk_xmalloc(n + 1);

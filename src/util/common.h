@@ -43,6 +43,43 @@ void sk_mem_table_free(void *p, size_t n);
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
 /* The memory must hold zeros where it is touched: the touch writes one. */
 
+/** Big blocks that live as long as their owner: the pages of a sale's orders and holders
+ *  and the chunks of its strings, which grow a block at a time during a flood. The first
+ *  SK_BLOCKS_PLAIN bytes are malloc's, as any allocation; a big owner's later blocks are
+ *  carved one after another from 2 MiB-aligned anonymous regions that the kernel is asked
+ *  to back with transparent huge pages. From malloc each such block is a mapping of its
+ *  own, faulted in 4 KiB at a time, and on these VMs a fault costs more than the
+ *  decision that caused it; the price of a region is that its memory is resident 2 MiB
+ *  at a time, which the plain start keeps from small sales. Blocks are never freed one by
+ *  one: sk_blocks_free frees them all. One owner, no lock. A zeroed sk_blocks_t is
+ *  empty. */
+typedef struct {
+    char **own; /* blocks of their own (malloc's) */
+    size_t n_own, cap_own, own_bytes;
+    char **regions;
+    size_t n_regions, cap_regions;
+    char *cur; /* the free rest of the newest region */
+    size_t left;
+} sk_blocks_t;
+#define SK_BLOCKS_PLAIN ((size_t)4 << 20) /* bytes from malloc before the first region */
+#define SK_BLOCKS_REGION ((size_t)16 << 20) /* bytes of a region; a block is at most this */
+/* Under AddressSanitizer every block is an allocation of its own, so that the sanitizer
+ * knows its bounds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SK_BLOCKS_CARVED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SK_BLOCKS_CARVED 0
+#endif
+#endif
+#ifndef SK_BLOCKS_CARVED
+#define SK_BLOCKS_CARVED 1
+#endif
+/** n bytes (n <= SK_BLOCKS_REGION; 0 is a block too), uninitialised as malloc's, 64-byte
+ *  aligned; aborts when memory is exhausted. */
+void *sk_blocks_alloc(sk_blocks_t *b, size_t n);
+void sk_blocks_free(sk_blocks_t *b);
+
 /** Wall clock in milliseconds since the Unix epoch. */
 int64_t sk_now_ms(void);
 /** Monotonic clock in nanoseconds (arbitrary origin). */

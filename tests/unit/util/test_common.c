@@ -1,10 +1,14 @@
 /* src/util/common.c: the memory of the big hash tables. A table from sk_mem_table_new is
  * zero at every size (below and above the size that gets its own mapping), and
  * sk_mem_prefault touches each 4 KiB page once, in order, `pages` at a time, leaving the
- * zeros as they were and stopping exactly at the end, whatever the length. */
+ * zeros as they were and stopping exactly at the end, whatever the length. Blocks
+ * (sk_blocks_t) are 64-byte aligned and never overlap; past the first SK_BLOCKS_PLAIN
+ * bytes they fill a 2 MiB-aligned region before the next one is mapped, and a block of a
+ * whole region's size gets a region. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "test.h"
 #include "util/common.h"
@@ -59,4 +63,70 @@ SK_TEST(prefault_walks_every_page_once_and_stops_at_the_end)
     }
 }
 
-SK_TEST_MAIN(SK_RUN(table_memory_is_zero_at_every_size); SK_RUN(prefault_walks_every_page_once_and_stops_at_the_end);)
+SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
+{
+    sk_blocks_t b = {0};
+    sk_blocks_free(&b); /* empty: nothing to free */
+    /* Pages of holders (640 KiB) and of orders and string chunks (1 MiB), as a big sale
+     * asks for them: 42 MiB in all. */
+    enum { N = 48 };
+    char *got[N];
+    size_t sz[N];
+    for (size_t i = 0; i < N; i++) {
+        sz[i] = i % 3 == 0 ? 640u << 10 : 1u << 20;
+        got[i] = sk_blocks_alloc(&b, sz[i]);
+        ASSERT_TRUE(got[i] != NULL);
+        ASSERT_EQ((uintptr_t)got[i] % 64, 0);
+        memset(got[i], (int)(i + 1), sz[i]); /* a block's bytes are its own */
+    }
+    for (size_t i = 0; i < N; i++) {
+        ASSERT_EQ(got[i][0], (char)(i + 1));
+        ASSERT_EQ(got[i][sz[i] - 1], (char)(i + 1));
+    }
+    if (!SK_BLOCKS_CARVED) { /* AddressSanitizer: every block is an allocation of its own */
+        ASSERT_EQ(b.n_own, N);
+        ASSERT_EQ(b.n_regions, 0);
+    } else {
+        /* Blocks of their own until SK_BLOCKS_PLAIN bytes, then carved in order from
+         * regions that start on a 2 MiB boundary, a new one when the next block does not
+         * fit the rest of the newest. */
+        size_t i = 0, own = 0;
+        while (own < SK_BLOCKS_PLAIN)
+            own += sz[i++];
+        ASSERT_EQ(b.n_own, i);
+        ASSERT_EQ(b.own_bytes, own);
+        ASSERT_EQ((uintptr_t)got[i] % ((uintptr_t)2 << 20), 0);
+        size_t regions = 1, used = sz[i];
+        for (size_t k = i + 1; k < N; k++) {
+            if (used + sz[k] > SK_BLOCKS_REGION) {
+                regions++;
+                used = 0;
+                ASSERT_EQ((uintptr_t)got[k] % ((uintptr_t)2 << 20), 0);
+            } else {
+                ASSERT_EQ(got[k], got[k - 1] + sz[k - 1]);
+            }
+            used += sz[k];
+        }
+        ASSERT_TRUE(regions >= 2);
+        ASSERT_EQ(b.n_regions, regions);
+        /* A block of a whole region's size gets a region of its own. */
+        char *whole = sk_blocks_alloc(&b, SK_BLOCKS_REGION);
+        ASSERT_EQ((uintptr_t)whole % ((uintptr_t)2 << 20), 0);
+        ASSERT_EQ(b.n_regions, regions + 1);
+        memset(whole, 0x5a, SK_BLOCKS_REGION);
+        ASSERT_EQ(got[N - 1][sz[N - 1] - 1], (char)N);
+    }
+    sk_blocks_free(&b);
+    ASSERT_EQ(b.n_regions, 0);
+    ASSERT_EQ(b.n_own, 0);
+    ASSERT_TRUE(sk_blocks_alloc(&b, 1) != NULL); /* usable again after a free */
+    sk_blocks_free(&b);
+    /* 0 bytes: a block of its own, even as the first one. */
+    char *z0 = sk_blocks_alloc(&b, 0), *z1 = sk_blocks_alloc(&b, 0);
+    ASSERT_TRUE(z0 != NULL);
+    ASSERT_TRUE(z1 != NULL && z1 != z0);
+    sk_blocks_free(&b);
+}
+
+SK_TEST_MAIN(SK_RUN(table_memory_is_zero_at_every_size); SK_RUN(prefault_walks_every_page_once_and_stops_at_the_end);
+             SK_RUN(blocks_are_disjoint_and_big_owners_get_aligned_regions);)
