@@ -247,9 +247,10 @@ uint64_t sk_journal_commits(const sk_journal_t *j)
  * orders with 64-byte ids, or a restart's first batch expiring every overdue
  * reservation, spills pages into the WAL before its commit: uncommitted frames, which
  * readers and recovery ignore, so it is still one transaction; an I/O error then shows
- * at the insert and rolls the batch back.) A bigger cache only grows while the flood fills it, one page
- * fault per page for a page never used again: 64 MiB had been ~16 000 faults, ~10 us
- * each on the 2-core VMs, in the first ~1.5 s of an in-process flood. */
+ * at the insert and rolls the batch back.) A bigger cache only grows while the flood
+ * fills it, one page fault per page for a page never used again: 64 MiB had been
+ * ~16 000 faults, ~10 us each on the 2-core VMs, in the first ~1.5 s of an in-process
+ * flood. */
 static const char pragmas[] = "PRAGMA journal_mode=WAL;"
                               "PRAGMA synchronous=FULL;"
                               "PRAGMA cache_size=-8192;" /* 8 MiB: see above */
@@ -827,7 +828,31 @@ static int fail(sk_journal_t *j, const char *what)
     return -EIO;
 }
 
-static int lsn_stored(sk_journal_t *j, uint64_t first, uint64_t last, const char *sale_id, bool *found);
+/* Whether a row with an lsn in [first, last] is stored; the sales table is asked only
+ * for the sale named (NULL: none, as for a batch). 0 or -EIO. */
+static int lsn_stored(sk_journal_t *j, uint64_t first, uint64_t last, const char *sale_id, bool *found)
+{
+    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
+        return -EIO;
+    sqlite3_stmt *st = j->has_lsn;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)first);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+    if (sale_id)
+        sqlite3_bind_text(st, 3, sale_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    int rc = sqlite3_step(st);
+    bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW) {
+        sk_error("journal: looking for lsns %llu..%llu: %s", (unsigned long long)first, (unsigned long long)last,
+                 sqlite3_errmsg(j->db));
+        return -EIO;
+    }
+    *found = v;
+    return 0;
+}
 
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s)
 {
@@ -1171,32 +1196,6 @@ int sk_journal_put_orders(sk_journal_t *j, const sk_journal_order_t *orders, siz
 {
     uint64_t first, last;
     return sk_journal_put_batch(j, orders, n, NULL, 0, NULL, 0, &first, &last);
-}
-
-/* Whether a row with an lsn in [first, last] is stored; the sales table is asked only
- * for the sale named (NULL: none, as for a batch). 0 or -EIO. */
-static int lsn_stored(sk_journal_t *j, uint64_t first, uint64_t last, const char *sale_id, bool *found)
-{
-    if (injected(j, SK_JOURNAL_FAULT_LAST_SEQ))
-        return -EIO;
-    sqlite3_stmt *st = j->has_lsn;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)first);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
-    if (sale_id)
-        sqlite3_bind_text(st, 3, sale_id, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 3);
-    int rc = sqlite3_step(st);
-    bool v = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) != 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_ROW) {
-        sk_error("journal: looking for lsns %llu..%llu: %s", (unsigned long long)first, (unsigned long long)last,
-                 sqlite3_errmsg(j->db));
-        return -EIO;
-    }
-    *found = v;
-    return 0;
 }
 
 int sk_journal_has_lsn(sk_journal_t *j, uint64_t first, uint64_t last, bool *found)

@@ -104,9 +104,7 @@ static char *region_new(void)
     if (head)
         munmap(p, head);
     munmap((char *)at + n, huge - head);
-#ifdef MADV_HUGEPAGE
-    (void)madvise((void *)at, n, MADV_HUGEPAGE);
-#endif
+    sk_mem_huge((void *)at, n); /* aligned: the whole region */
     return (char *)at;
 }
 
