@@ -37,28 +37,29 @@ void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e)
     sk_api_bad_field(x, e->field, e->code, e->message);
 }
 
-void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const char *code, const char *message)
+void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *sale_id, const char *code,
+                      const char *message)
 {
     /* After a failed sync, or a sale's write whose outcome could not be learned, the
      * sale may be in the file and come back at the restart: "not found" would be a
-     * guess. */
-    if (sk_engine_store_unsure(w->api->cfg.engine))
+     * guess. An id no sale can have is not found all the same. */
+    if (sk_engine_store_unsure(w->api->cfg.engine) && sk_valid_sale_id(sale_id->p, sale_id->len))
         sk_http_respond_error(x, 503, "unavailable",
                               "the store failed and what it holds is not known until a restart: retry later");
     else
         sk_http_respond_error(x, 404, code, message);
 }
 
-void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x)
+void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
 {
-    sk_api_not_found(w, x, "unknown_sale", "no sale with that id");
+    sk_api_not_found(w, x, id, "unknown_sale", "no sale with that id");
 }
 
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
 {
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, id->len);
     if (!s)
-        sk_api_unknown_sale(w, x);
+        sk_api_unknown_sale(w, x, id);
     return s;
 }
 

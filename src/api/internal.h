@@ -143,11 +143,13 @@ void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code
 void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e);
 /** The sale with that id, or NULL after answering 404. */
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
-/** Answers 404 with code and message, or 503 once the store may hold sales this node
- *  does not know (sk_engine_store_unsure): for an id of a sale unknown here. */
-void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const char *code, const char *message);
+/** Answers 404 with code and message for a sale id unknown here (or an order id of such a
+ *  sale), or 503 once the store may hold sales this node does not know
+ *  (sk_engine_store_unsure) and the id is one a sale could have. */
+void sk_api_not_found(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *sale_id, const char *code,
+                      const char *message);
 /** sk_api_not_found with unknown_sale. */
-void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x);
+void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
 /** A stub sale (owned by the caller, or by the op it is handed to) to look an id up in a
  *  shared store after a cache miss; NULL when a miss is a plain 404. */
 sk_sale_t *sk_api_lookup_stub(sk_api_worker_t *w, const sk_str_t *id);

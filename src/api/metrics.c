@@ -15,8 +15,9 @@ void sk_api_healthz(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (sk_engine_store_unsure(w->api->cfg.engine)) {
         /* The node confirms nothing until a restart: a balancer's health check takes
          * it out of the pool. */
-        static const char failed[] = "{\"status\":\"store_failed\",\"message\":\"the store failed and what it holds "
-                                     "is not known: this node answers 503 until it is restarted\"}\n";
+        static const char failed[] = "{\"status\":\"store_failed\",\"error\":\"store_failed\",\"message\":\"the store "
+                                     "failed and what it holds is not known: this node answers 503 until it is "
+                                     "restarted\"}\n";
         sk_http_respond(x, 503, "application/json", failed, sizeof(failed) - 1);
         return;
     }

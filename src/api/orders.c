@@ -220,7 +220,7 @@ sk_sale_t *sk_api_find_order_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, c
     }
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, sale_len);
     if (!s)
-        sk_api_not_found(w, x, "unknown_order", "no order with that id");
+        sk_api_not_found(w, x, &(sk_str_t){id->p, sale_len}, "unknown_order", "no order with that id");
     return s;
 }
 

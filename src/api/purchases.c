@@ -155,7 +155,7 @@ void sk_api_purchase(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, params[0].p, params[0].len);
     sk_sale_t *stub = s ? NULL : sk_api_lookup_stub(w, &params[0]);
     if (!s && !stub) {
-        sk_api_unknown_sale(w, x);
+        sk_api_unknown_sale(w, x, &params[0]);
         return;
     }
     /* The store's clock as best known here: the store decides the window by it. */

@@ -120,7 +120,7 @@ void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (!s) {
         sk_sale_t *stub = sk_api_lookup_stub(w, &params[0]);
         if (!stub) {
-            sk_api_unknown_sale(w, x);
+            sk_api_unknown_sale(w, x, &params[0]);
             return;
         }
         sk_op_t *op = sk_op_new(SK_OP_FIND_SALE);

@@ -173,7 +173,8 @@ typedef enum {
     SK_JOURNAL_FAULT_AFTER_COMMIT, /* the batch is committed and durable, yet -EIO is
                                       returned, as when a commit's outcome is lost */
     SK_JOURNAL_FAULT_LAST_SEQ, /* asking what the journal holds (sk_journal_has_lsn,
-                                  sk_journal_last_seq) fails with -EIO */
+                                  sk_journal_last_seq, whether a sale's write that
+                                  reported failure is stored) fails with -EIO */
     SK_JOURNAL_FAULT_SYNC, /* sk_journal_sync fails with -EIO (the writes stay in the WAL) */
     SK_JOURNAL_FAULT_SALE_COMMIT, /* a sale's write fails: nothing is stored (the file is
                                      asked all the same, as after any failure) */

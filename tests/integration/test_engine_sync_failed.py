@@ -104,10 +104,15 @@ def test_unknown_ids_after_a_failed_sync(ck):
             ck.eq(st, 503, f"the create again ({body})")
             st, _, _ = srv.request("GET", "/api/v1/orders/not-an-order")
             ck.eq(st, 404, "an id no order can have stays 404")
+            st, body = srv.json("GET", "/api/v1/sales/" + "x" * 65)
+            ck.eq((st, body.get("error")), (404, "unknown_sale"), "an id no sale can have (65 characters) stays 404")
+            st, body = srv.json("GET", "/api/v1/orders/" + "x" * 65 + "-0000000001")
+            ck.eq((st, body.get("error")), (404, "unknown_order"), "an order id of a sale id no sale can have stays 404")
             st, body = srv.json("GET", "/api/v1/sales")
             ck.eq(st, 503, f"the list of sales, which may lack the sale answered 503 ({body})")
             st, body = srv.json("GET", "/healthz")
-            ck.eq((st, body.get("status")), (503, "store_failed"), "/healthz takes the node out of a pool")
+            ck.eq((st, body.get("status"), body.get("error")), (503, "store_failed", "store_failed"),
+                  "/healthz takes the node out of a pool, in the errors' format")
             srv.kill9()
 
             srv.start()
