@@ -59,7 +59,7 @@ void sk_api_events(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     if (!s)
         return;
     sse_sale_t *ss = sse_slot(w, s);
-    int64_t now = sk_now_ms();
+    int64_t now = sk_api_store_now(w);
     sse_sub_t *sub = sk_xmalloc(sizeof(*sub));
     sub->w = w;
     sub->sale = s->index;
@@ -94,7 +94,7 @@ static void sse_tick(sk_loop_t *loop, sk_timer_t *t)
     sk_api_worker_t *w = SK_CONTAINER_OF(t, sk_api_worker_t, sse_timer);
     if (w->sse_total > 0) {
         sk_engine_t *e = w->api->cfg.engine;
-        int64_t now = sk_now_ms();
+        int64_t now = sk_api_store_now(w);
         bool ping = sk_loop_now(loop) - w->last_ping_ms >= SSE_PING_MS;
         size_t ns = sk_engine_sale_count(e);
         sk_buf_t b = {0};

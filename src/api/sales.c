@@ -73,7 +73,7 @@ void sk_api_sales_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
                               "the sale store failed; which sales it holds is not known until a restart");
         return;
     }
-    int64_t now = sk_now_ms();
+    int64_t now = sk_api_store_now(w);
     sk_buf_t b = {0};
     sk_buf_puts(&b, "{\"sales\":[");
     size_t n = sk_engine_sale_count(e);
@@ -98,7 +98,7 @@ static void find_done(sk_op_t *op)
 {
     sk_buf_t b = {0};
     if (op->sale) {
-        sk_api_sale_json(&b, op->sale, sk_now_ms());
+        sk_api_sale_json(&b, op->sale, sk_api_store_now(op->owner));
         sk_buf_putc(&b, '\n');
         sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
     } else if (op->status == -ENOENT) {
@@ -124,6 +124,7 @@ void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
             return;
         }
         sk_op_t *op = sk_op_new(SK_OP_FIND_SALE);
+        op->owner = w;
         op->new_sale = stub;
         op->done = find_done;
         op->ctx = sk_http_defer(x);
@@ -132,7 +133,7 @@ void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     }
     sk_buf_t *b = &w->scratch;
     b->len = 0;
-    sk_api_sale_json(b, s, sk_now_ms());
+    sk_api_sale_json(b, s, sk_api_store_now(w));
     sk_api_reply_json(x, 200, b);
 }
 
@@ -181,7 +182,7 @@ static void create_done(sk_op_t *op)
     sk_buf_t b = {0};
     int status = 201;
     if (op->status == 0) {
-        sk_api_sale_json(&b, op->sale, sk_now_ms());
+        sk_api_sale_json(&b, op->sale, sk_api_store_now(op->owner));
         b.len--; /* the closing brace: the warnings go inside */
         put_warnings(&b, op->sale);
         sk_buf_puts(&b, "}\n");
@@ -392,6 +393,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
     sk_sale_t *s = sk_sale_new(json_string_value(jid), json_string_length(jid), &p, stock, now);
     json_decref(root);
     sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
+    op->owner = w;
     op->new_sale = s;
     op->done = create_done;
     op->ctx = sk_http_defer(x);
