@@ -12,6 +12,8 @@
 # Usage: bench/latency.sh [seconds] (default 10 for the open loop, 5 for the maximum)
 # Environment: PCT [80], CONNS [256] (enough that an open loop is not held back by busy
 # connections: a purchase waits for its batch's fsync), IO (the server's and the client's --io).
+# SECKILL=path: the server binary to measure (default build/seckill), e.g. an older build;
+# SERVER_LOG=file: keep the server's log there (default: in the temp dir, removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -30,8 +32,8 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(bench_free_port)
-taskset -c 1 build/seckill serve --listen "127.0.0.1:$port" --threads 1 --data "$tmp/data" --log-level warn \
-  "${io_args[@]}" >"$tmp/server.log" 2>&1 &
+taskset -c 1 "${SECKILL:-build/seckill}" serve --listen "127.0.0.1:$port" --threads 1 --data "$tmp/data" --log-level warn \
+  "${io_args[@]}" >"${SERVER_LOG:-$tmp/server.log}" 2>&1 &
 SK_PID=$!
 bench_wait_port "$port"
 url="http://127.0.0.1:$port"

@@ -346,17 +346,23 @@ static inline sk_sale_t *live_sale(runner_t *r, const char *id, int64_t stock, i
 
 /* Opens an engine over the embedded backend in dir; *backend (when not NULL) is the
  * backend, owned by the engine. */
-static inline sk_engine_t *open_engine_backend(const char *dir, size_t max_inflight, sk_backend_t **backend)
+static inline sk_engine_t *open_engine_batch(const char *dir, size_t max_inflight, size_t max_batch,
+                                             sk_backend_t **backend)
 {
     char err[512] = "";
     sk_engine_config_t cfg = {.max_inflight = max_inflight};
-    sk_backend_t *b = sk_backend_embedded_new(dir, 4096);
+    sk_backend_t *b = sk_backend_embedded_new(dir, max_batch ? max_batch : 4096);
     sk_engine_t *e = sk_engine_open(&cfg, b, err, sizeof(err));
     if (!e)
         fprintf(stderr, "sk_engine_open: %s\n", err);
     if (backend)
         *backend = e ? b : NULL;
     return e;
+}
+
+static inline sk_engine_t *open_engine_backend(const char *dir, size_t max_inflight, sk_backend_t **backend)
+{
+    return open_engine_batch(dir, max_inflight, 4096, backend);
 }
 
 static inline sk_engine_t *open_engine(const char *dir, size_t max_inflight)
@@ -369,6 +375,7 @@ typedef struct {
     char dir[256];
     sk_engine_t *e;
     sk_backend_t *backend; /* the engine's */
+    size_t max_batch; /* the ledger's most ops a batch (0: 4096), kept across reopens */
     runner_t r;
 } fixture_t;
 
@@ -382,7 +389,7 @@ static inline bool fixture_open_with(fixture_t *f, const char *dir, size_t max_i
             snprintf(f->dir, sizeof(f->dir), "%s", dir);
     } else if (!sk_test_temp_dir(f->dir, sizeof(f->dir), "engine"))
         return false;
-    f->e = open_engine_backend(f->dir, max_inflight, &f->backend);
+    f->e = open_engine_batch(f->dir, max_inflight, f->max_batch, &f->backend);
     if (!f->e)
         return false;
     if (before_start)

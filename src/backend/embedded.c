@@ -10,7 +10,8 @@
  *
  * Durability off the deciding thread: the commit only writes the WAL; a second thread,
  * the syncer, makes it durable (fdatasync) while the ledger takes, decides and writes
- * the next batch. A batch's answers and the counts it publishes wait for a sync that
+ * the next batch (a batch smaller than max_batch first waits for the sync in progress
+ * and grows meanwhile: see wait_for_sync). A batch's answers and the counts it publishes wait for a sync that
  * began after its write (a batch that wrote nothing waits for the writes before it: its
  * answers may rest on them). At most one written batch waits behind the sync in
  * progress, so under load the disk is never idle and each batch holds what arrived
@@ -1162,6 +1163,27 @@ static bool pipeline_full(ledger_t *l)
     return l->write_no >= done + 2;
 }
 
+/* A batch that is not full, taken while a write is being synced, waits for that sync
+ * to end before it is decided (and then takes what arrived meanwhile): it is made
+ * durable by the next sync either way, since the one in progress began before its
+ * write, and waiting makes one write and one sync of what would have been two. Without
+ * the wait the ledger wrote each small batch as soon as it came, every sync covered
+ * one of them, and the disk's every sync cost a commit and a sync (through HTTP on one
+ * core: batches of 24 instead of 37, 5 % fewer confirmed purchases a second). A full
+ * batch (a flood) goes on at once: it cannot grow, and deciding and writing it while
+ * the disk syncs the one before is what keeps both busy. Returns whether it waited. */
+static bool wait_for_sync(ledger_t *l)
+{
+    pthread_mutex_lock(&l->sync_mu);
+    bool busy = l->sync_done < l->write_no;
+    while (l->sync_done < l->write_no)
+        pthread_cond_wait(&l->done_cv, &l->sync_mu);
+    pthread_mutex_unlock(&l->sync_mu);
+    if (busy)
+        release_synced(l);
+    return busy;
+}
+
 /* Checks what the journal holds for the sale against what the ledger expects (its
  * orders up to `want`); a file changed behind the ledger's back leaves the sale broken. */
 static bool check_orders(ledger_t *l, sk_sale_t *s, uint64_t want)
@@ -1377,6 +1399,8 @@ static void *ledger_main(void *arg)
             continue;
         }
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
+        if (n > 0 && n < l->max_batch && wait_for_sync(l))
+            n += sk_engine_take(l->e, l->batch + n, l->max_batch - n);
         int64_t now = ledger_now(l);
         /* Sales whose last commit is in doubt are asked about again now and then even
          * while nothing arrives: their reservations wait for it to expire. */

@@ -19,12 +19,15 @@ static _Atomic bool fail_commit, fail_after_commit, fail_last_seq, fail_sync, fa
 static _Atomic int sync_budget = -1;
 /* How many syncs and sales' writes were begun (the fault points reached). */
 static _Atomic int syncs_begun, sale_writes;
+/* How many batches' commits were begun. */
+static _Atomic int commits_begun;
 
 static bool fault(void *arg, sk_journal_fault_t at)
 {
     (void)arg;
     switch (at) {
     case SK_JOURNAL_FAULT_COMMIT:
+        atomic_fetch_add(&commits_begun, 1);
         return atomic_load(&fail_commit);
     case SK_JOURNAL_FAULT_AFTER_COMMIT:
         return atomic_load(&fail_after_commit);
@@ -62,15 +65,20 @@ static void faults(bool commit, bool after_commit, bool last_seq)
 }
 
 /* A fixture whose journal fails where the test says later; nothing fails to begin with. */
-static bool open_faulty(fixture_t *f)
+static bool open_faulty_batch(fixture_t *f, size_t max_batch)
 {
     faults(false, false, false);
     atomic_store(&fail_sync, false);
     atomic_store(&fail_sale, false);
     atomic_store(&fail_sale_after, false);
     atomic_store(&sync_budget, -1);
-    *f = (fixture_t){0};
+    *f = (fixture_t){.max_batch = max_batch};
     return fixture_open_with(f, NULL, 0, install_fault, NULL);
+}
+
+static bool open_faulty(fixture_t *f)
+{
+    return open_faulty_batch(f, 0);
 }
 
 static answer_t orders_of(runner_t *r, sk_sale_t *s, const char *user)
@@ -398,9 +406,11 @@ SK_TEST(test_sale_in_doubt_while_a_sync_runs)
     /* A sale's write is in doubt while the sync of an earlier batch runs, begun before:
      * that batch's write is durable all the same and its buyer hears 201. The create,
      * and everything after it (reads too), hears 503. The write stored nothing: after
-     * a restart the id is free and the order is there. */
+     * a restart the id is free and the order is there. Batches of one op: each is full,
+     * so it is written while the sync before it runs (a flood's shape; a smaller batch
+     * waits for that sync first). */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
+    ASSERT_TRUE(open_faulty_batch(&f, 1));
     sk_sale_t *s = live_sale(&f.r, "running", 5, 1);
     ASSERT_TRUE(s != NULL);
     atomic_store(&sync_budget, 0);
@@ -442,6 +452,45 @@ SK_TEST(test_sale_in_doubt_while_a_sync_runs)
     ASSERT_EQ(create_sale(&f.r, new_sale("doubtful", 5, now - 1000, now + HOUR_MS, 1), NULL), 0);
     ASSERT_TRUE(workers_see(f.e, "doubtful"));
     fixture_destroy(&f);
+}
+
+SK_TEST(test_small_batch_waits_for_the_sync_and_grows)
+{
+    /* A batch smaller than max_batch taken while a write is being synced is neither
+     * decided nor written until that sync ends, and then takes what arrived meanwhile:
+     * three purchases made while b's sync is held are one commit after it. With batches
+     * of one op (each is full) the same three are three commits, written while the
+     * sync runs. */
+    for (size_t max_batch = 0; max_batch <= 1; max_batch++) {
+        fixture_t f;
+        ASSERT_TRUE(open_faulty_batch(&f, max_batch));
+        sk_sale_t *s = live_sale(&f.r, "gather", 10, 1);
+        ASSERT_TRUE(s != NULL);
+        atomic_store(&sync_budget, 0);
+        int begun = atomic_load(&syncs_begun);
+        answer_t b, c[3];
+        buy(&f.r, s, "b", "r-b", &b);
+        for (int i = 0; i < 200 && atomic_load(&syncs_begun) == begun; i++)
+            run_for(&f.r, 10);
+        ASSERT_TRUE(atomic_load(&syncs_begun) > begun); /* b's sync waits inside */
+        int commits = atomic_load(&commits_begun);
+        const char *users[3] = {"c0", "c1", "c2"};
+        for (int i = 0; i < 3; i++) {
+            buy(&f.r, s, users[i], users[i], &c[i]);
+            run_for(&f.r, 20);
+        }
+        run_for(&f.r, 50);
+        ASSERT_EQ(atomic_load(&commits_begun) - commits, max_batch ? 1 : 0); /* one: then two writes wait */
+        ASSERT_TRUE(!b.done && !c[0].done && !c[2].done);
+        atomic_store(&sync_budget, -1);
+        ASSERT_TRUE(runner_wait(&f.r));
+        ASSERT_EQ(atomic_load(&commits_begun) - commits, max_batch ? 3 : 1);
+        ASSERT_EQ(b.result, SK_BUY_CONFIRMED);
+        for (int i = 0; i < 3; i++)
+            ASSERT_EQ(c[i].result, SK_BUY_CONFIRMED);
+        ASSERT_EQ(sk_sale_sold(s), 4);
+        fixture_destroy(&f);
+    }
 }
 
 SK_TEST(test_commit_in_doubt_published_once_durable)
@@ -1419,9 +1468,10 @@ SK_TEST(test_sync_fails_with_the_ring_full)
     /* Syncs held: a purchase, a replay, reads and two more purchases wait, each its own
      * batch, until the ring of waiting batches is full and the ledger takes no more. The
      * sync then fails: every one of them is answered 503 (the replay too: its first
-     * answer is not durable), nothing is shown, and every later answer is 503. */
+     * answer is not durable), nothing is shown, and every later answer is 503. Batches
+     * of one op, each full, so that none waits for the held sync before it is written. */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
+    ASSERT_TRUE(open_faulty_batch(&f, 1));
     sk_sale_t *s = live_sale(&f.r, "ring", 3, 1);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
@@ -1473,44 +1523,48 @@ SK_TEST(test_sync_fails_with_the_ring_full)
 
 SK_TEST(test_stop_while_batches_wait_for_their_sync)
 {
-    /* The engine is stopped with two written batches waiting for a sync that has not
-     * begun: the stop waits for it, their buyers hear 201, and the orders are there
-     * after a restart. */
-    fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
-    sk_sale_t *s = live_sale(&f.r, "stop", 5, 1);
-    ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
-    atomic_store(&sync_budget, 0);
-    answer_t b, c;
-    buy(&f.r, s, "b", "r-b", &b);
-    run_for(&f.r, 50);
-    buy(&f.r, s, "c", "r-c", &c);
-    run_for(&f.r, 50);
-    ASSERT_TRUE(!b.done && !c.done);
-    pthread_t t;
-    ASSERT_EQ(pthread_create(&t, NULL, release_syncs_later, NULL), 0);
-    sk_engine_stop(f.e);
-    pthread_join(t, NULL);
-    ASSERT_TRUE(runner_wait(&f.r));
-    ASSERT_EQ(b.result, SK_BUY_CONFIRMED);
-    ASSERT_EQ(c.result, SK_BUY_CONFIRMED);
-    fixture_close(&f);
-    ASSERT_TRUE(fixture_open(&f, f.dir, 0));
-    s = sk_engine_find_sale(f.e, "stop", 4);
-    ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(sk_sale_sold(s), 3);
-    answer_t x = buy1(&f.r, s, "c", "r-c");
-    ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
-    ASSERT_EQ(x.seq, c.seq);
-    fixture_destroy(&f);
+    /* The engine is stopped while purchases wait for a sync that has not begun: with
+     * batches of one op, two written batches wait for it; with the default batch, the
+     * second purchase waits inside the ledger for the sync before it is written. The
+     * stop waits for both, their buyers hear 201, and the orders are there after a
+     * restart. */
+    for (size_t max_batch = 0; max_batch <= 1; max_batch++) {
+        fixture_t f;
+        ASSERT_TRUE(open_faulty_batch(&f, max_batch));
+        sk_sale_t *s = live_sale(&f.r, "stop", 5, 1);
+        ASSERT_TRUE(s != NULL);
+        ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
+        atomic_store(&sync_budget, 0);
+        answer_t b, c;
+        buy(&f.r, s, "b", "r-b", &b);
+        run_for(&f.r, 50);
+        buy(&f.r, s, "c", "r-c", &c);
+        run_for(&f.r, 50);
+        ASSERT_TRUE(!b.done && !c.done);
+        pthread_t t;
+        ASSERT_EQ(pthread_create(&t, NULL, release_syncs_later, NULL), 0);
+        sk_engine_stop(f.e);
+        pthread_join(t, NULL);
+        ASSERT_TRUE(runner_wait(&f.r));
+        ASSERT_EQ(b.result, SK_BUY_CONFIRMED);
+        ASSERT_EQ(c.result, SK_BUY_CONFIRMED);
+        fixture_close(&f);
+        ASSERT_TRUE(fixture_open(&f, f.dir, 0));
+        s = sk_engine_find_sale(f.e, "stop", 4);
+        ASSERT_TRUE(s != NULL);
+        ASSERT_EQ(sk_sale_sold(s), 3);
+        answer_t x = buy1(&f.r, s, "c", "r-c");
+        ASSERT_EQ(x.result, SK_BUY_DUPLICATE);
+        ASSERT_EQ(x.seq, c.seq);
+        fixture_destroy(&f);
+    }
 }
 
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
              SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
-             SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_small_batch_waits_for_the_sync_and_grows); SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
