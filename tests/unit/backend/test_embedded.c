@@ -228,9 +228,10 @@ SK_TEST(test_sale_shown_once_durable)
 {
     /* A sale made while its write waits for the sync is the ledger's at once (a second
      * create of the id is "exists"), but the workers neither list it nor find it by id
-     * until its 201: before, it may not survive a restart. */
+     * until its 201: before, it may not survive a restart. Batches of one op, each full,
+     * so that the second create is decided while the first one's sync is held. */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
+    ASSERT_TRUE(open_faulty_batch(&f, 1));
     ASSERT_TRUE(live_sale(&f.r, "before", 5, 1) != NULL);
     ASSERT_TRUE(workers_see(f.e, "before"));
     atomic_store(&sync_budget, 0);
@@ -524,9 +525,11 @@ SK_TEST(test_commit_in_doubt_published_once_durable)
 SK_TEST(test_settings_published_as_their_batch_left_them)
 {
     /* Two renames, the second decided and written while the first is being synced: the
-     * first one's release shows its own name, not the second's (not durable yet). */
+     * first one's release shows its own name, not the second's (not durable yet).
+     * Batches of one op, each full, so that the second is not held back until the first
+     * is released. */
     fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
+    ASSERT_TRUE(open_faulty_batch(&f, 1));
     sk_sale_t *s = live_sale(&f.r, "named", 10, 1);
     ASSERT_TRUE(s != NULL);
     atomic_store(&sync_budget, 0);
