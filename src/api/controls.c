@@ -43,10 +43,10 @@ static int request_id_field(json_t *root, char *out, sk_api_field_error_t *e)
     return 0;
 }
 
-static void put_sale(sk_buf_t *b, const sk_sale_t *s)
+static void put_sale(sk_buf_t *b, const sk_op_t *op)
 {
     sk_buf_puts(b, ",\"sale\":");
-    sk_api_sale_json(b, s, sk_now_ms());
+    sk_api_sale_json(b, op->sale, sk_api_store_now(op->owner));
 }
 
 /* A refusal by the sale's state: 409 with the rule's code, a message and the sale. */
@@ -65,7 +65,7 @@ static void refused(sk_op_t *op, const char *message)
         sk_buf_puts(&b, ",\"removable\":");
         sk_buf_put_i64(&b, sk_sale_remaining(op->sale));
     }
-    put_sale(&b, op->sale);
+    put_sale(&b, op);
     sk_buf_puts(&b, "}\n");
     sk_http_deferred_respond(op->ctx, 409, "application/json", NULL, b.data, b.len);
     sk_buf_free(&b);
@@ -83,7 +83,7 @@ static void bad_value(sk_op_t *op)
     case SK_CR_START_IN_PAST:
         code = "in_past";
         snprintf(msg, sizeof(msg), "starts_at must not be in the past (a minute's grace): %lld is %lld ms ago",
-                 (long long)c->starts_at, (long long)(sk_now_ms() - c->starts_at));
+                 (long long)c->starts_at, (long long)(sk_api_store_now(op->owner) - c->starts_at));
         break;
     case SK_CR_END_IN_PAST:
         code = "in_past";
@@ -147,7 +147,7 @@ static void control_done(sk_op_t *op)
         sk_buf_t b = {0};
         sk_buf_puts(&b, r == SK_CR_OK ? "{\"result\":\"applied\",\"entry\":" : "{\"result\":\"duplicate\",\"entry\":");
         sk_trail_entry_json(&b, e);
-        put_sale(&b, op->sale);
+        put_sale(&b, op);
         sk_buf_puts(&b, "}\n");
         sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
         sk_buf_free(&b);
@@ -230,6 +230,7 @@ static void submit(sk_api_worker_t *w, sk_http_exchange_t *x, sk_sale_t *s, cons
     op->entries[0].ctl = *c;
     snprintf(op->entries[0].actor, sizeof(op->entries[0].actor), "%s", sk_api_admin_name(w, x));
     snprintf(op->entries[0].request_id, sizeof(op->entries[0].request_id), "%s", req);
+    op->owner = w;
     op->done = control_done;
     op->ctx = sk_http_defer(x);
     sk_engine_submit(w->ew, op);

@@ -138,7 +138,7 @@ static void pow_refused(sk_api_worker_t *w, sk_http_deferred_t *d, sk_http_excha
                         const char *user, size_t ul, const char *code, const char *msg)
 {
     char ch[SK_POW_CHALLENGE_MAX + 1];
-    sk_pow_challenge(&w->api->secret, s->id, s->id_len, user, ul, sk_now_ms(), ch);
+    sk_pow_challenge(&w->api->secret, s->id, s->id_len, user, ul, sk_api_store_now(w), ch);
     sk_buf_t *b = &w->scratch;
     b->len = 0;
     sk_buf_printf(b, "{\"error\":\"%s\",\"message\":", code);
@@ -201,7 +201,7 @@ void sk_api_queue_join(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_sale_t *s = sk_api_find_sale_or_404(w, x, &params[0]);
     if (!s)
         return;
-    int64_t now = sk_now_ms();
+    int64_t now = sk_api_store_now(w);
     if (!queue_open(x, s, now))
         return;
     char user[SK_USER_MAX + 1], ch[65], nonce[65];
@@ -397,7 +397,7 @@ void sk_api_queue_events(sk_http_exchange_t *x, const sk_str_t *params, void *ar
     sk_sale_t *s = sk_api_find_sale_or_404(w, x, &params[0]);
     if (!s)
         return;
-    if (!queue_open(x, s, sk_now_ms()))
+    if (!queue_open(x, s, sk_api_store_now(w)))
         return;
     const char *v;
     size_t vl;

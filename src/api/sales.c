@@ -336,7 +336,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                                         "admit_per_second",
                                         "admission_ttl_ms",
                                         "pow_bits"};
-    int64_t now = sk_now_ms(), stock = 0;
+    int64_t now = sk_api_store_now(w), stock = 0;
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
