@@ -380,7 +380,7 @@ static void qsub_ask(qsub_t *q, sk_sale_t *s, bool join)
 {
     sk_op_t *op = sk_op_new(SK_OP_QUEUE);
     op->sale = s;
-    op->now_ms = sk_now_ms();
+    op->now_ms = sk_api_store_now(q->w);
     memcpy(op->user_id, q->user, q->ul + 1u);
     op->user_len = q->ul;
     op->join = join;

@@ -336,7 +336,11 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                                         "admit_per_second",
                                         "admission_ttl_ms",
                                         "pow_bits"};
-    int64_t now = sk_api_store_now(w), stock = 0;
+    /* The store's clock: what it decides the sale's window by. A node knows it only to
+     * within a round trip, and ahead rather than behind (sk_engine_store_clock_offset);
+     * a start left out is "now" by whichever clock is earlier, so that the store already
+     * counts the sale started when its 201 leaves. */
+    int64_t now = sk_api_store_now(w), stock = 0, default_start = sk_now_ms() < now ? sk_now_ms() : now;
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
@@ -353,7 +357,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         rc = sk_api_sale_settings(root, as_real, &c, &fe);
     sk_sale_params_t p = {
         .name = (c.set & SK_PATCH_NAME) ? c.name : json_string_value(jid),
-        .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : now,
+        .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : default_start,
         .per_user_limit = (c.set & SK_PATCH_PER_USER_LIMIT) ? c.per_user_limit : 1,
         .max_quantity = (c.set & SK_PATCH_MAX_QUANTITY) ? c.max_quantity : 1,
         .payment_window_ms = (c.set & SK_PATCH_PAYMENT_WINDOW) ? c.payment_window_ms : 0,

@@ -2664,7 +2664,7 @@ static void tick_sales(rbackend_t *r, bool sync)
     for (size_t i = 0; i < n; i++) {
         sk_sale_t *s = sk_engine_sale_by_index(r->e, i);
         rsale_t *rs = &r->sales[s->index];
-        if (queue_live(r, s, now))
+        if (queue_live(r, s, store_now))
             queue_call(r, s, NULL);
         if (rs->retired || rs->tick_busy)
             continue;
@@ -2675,7 +2675,7 @@ static void tick_sales(rbackend_t *r, bool sync)
         if (!sync)
             continue;
         const sk_sale_params_t *p = sk_sale_params(s);
-        bool live = now >= p->starts_at - REFRESH_MARGIN_MS && now <= p->ends_at + REFRESH_MARGIN_MS;
+        bool live = store_now >= p->starts_at - REFRESH_MARGIN_MS && store_now <= p->ends_at + REFRESH_MARGIN_MS;
         bool over = rs->closed || p->closed;
         if (rs->nseq < 0 || rs->next_due > 0 || (live && !over) || (users_known(s) && !over)) {
             sale_tick(r, s);

@@ -19,7 +19,7 @@ SALES_PER_SHARD = {}
 
 
 def primaries():
-    return sorted(n["port"] for n in C.rc_nodes() if n["role"] == "primary" and not n["failed"])
+    return C.rc_primary_ports()
 
 
 def drain_metric(name, labels=None):
