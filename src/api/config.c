@@ -23,7 +23,7 @@ void sk_api_config(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     else
         sk_buf_puts(b, "null");
     sk_buf_puts(b, ",\"server_time\":");
-    sk_buf_put_i64(b, sk_now_ms() + sk_engine_store_clock_offset(cfg->engine)); /* sk_api_store_now */
+    sk_buf_put_i64(b, sk_api_store_now(w));
     sk_buf_putc(b, '}');
     sk_api_reply_json(x, 200, b);
 }

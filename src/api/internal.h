@@ -123,7 +123,7 @@ struct sk_api_worker {
  *  measured): the clock the store decides windows and admissions by. */
 static inline int64_t sk_api_store_now(const sk_api_worker_t *w)
 {
-    return sk_now_ms() + sk_engine_store_clock_offset(w->api->cfg.engine);
+    return sk_engine_store_now(w->api->cfg.engine);
 }
 
 /* ---- api.c: the routing table and shared helpers ---- */

@@ -118,7 +118,7 @@ static void sales(sk_buf_t *b, sk_api_t *api, size_t nw)
     for (size_t si = 0; si < n; si++)
         if ((list[ns] = sk_engine_sale_at(e, si)) != NULL)
             ns++;
-    int64_t now = sk_now_ms() + sk_engine_store_clock_offset(e); /* sk_api_store_now */
+    int64_t now = sk_engine_store_now(e);
     sk_buf_puts(b, "# HELP seckill_purchases_total Purchase answers, by sale and result.\n"
                    "# TYPE seckill_purchases_total counter\n");
     for (size_t k = 0; k < ns; k++) {

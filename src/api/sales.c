@@ -336,11 +336,13 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                                         "admit_per_second",
                                         "admission_ttl_ms",
                                         "pow_bits"};
-    /* The store's clock: what it decides the sale's window by. A node knows it only to
-     * within a round trip, and ahead rather than behind (sk_engine_store_clock_offset);
-     * a start left out is "now" by whichever clock is earlier, so that the store already
-     * counts the sale started when its 201 leaves. */
-    int64_t now = sk_api_store_now(w), stock = 0, default_start = sk_now_ms() < now ? sk_now_ms() : now;
+    /* The store's clock (sk_api_store_now): what it decides the sale's window by. A node
+     * knows it only to within a round trip, and ahead rather than behind
+     * (sk_engine_store_clock_offset), so a start left out is "now" by whichever of the
+     * two clocks is earlier: the store already counts the sale started when its 201
+     * leaves. */
+    int64_t offset = sk_engine_store_clock_offset(w->api->cfg.engine), now = sk_now_ms() + offset, stock = 0;
+    int64_t default_start = now - SK_MAX(offset, 0);
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),

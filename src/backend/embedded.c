@@ -11,9 +11,9 @@
  * Durability off the deciding thread: the commit only writes the WAL; a second thread,
  * the syncer, makes it durable (fdatasync) while the ledger takes, decides and writes
  * the next batch (a batch smaller than max_batch first waits for the sync in progress
- * and grows meanwhile: see wait_for_sync). A batch's answers and the counts it publishes wait for a sync that
- * began after its write (a batch that wrote nothing waits for the writes before it: its
- * answers may rest on them). At most one written batch waits behind the sync in
+ * and grows meanwhile: see wait_for_sync). A batch's answers and the counts it
+ * publishes wait for a sync that began after its write (a batch that wrote nothing
+ * waits for the writes before it: its answers may rest on them). At most one written batch waits behind the sync in
  * progress, so in a flood (full batches) the disk is never idle and the ledger's work
  * does not add to a purchase's wait for the disk; below that, each batch holds what
  * arrived during one sync. Either way one fsync is shared by every decision of a batch.

@@ -2659,7 +2659,7 @@ static void maybe_tick(rbackend_t *r, sk_sale_t *s)
  * this node keeps while they are not over. */
 static void tick_sales(rbackend_t *r, bool sync)
 {
-    int64_t now = sk_now_ms(), store_now = now + sk_engine_store_clock_offset(r->e);
+    int64_t store_now = sk_engine_store_now(r->e);
     size_t n = sk_engine_sale_count(r->e);
     for (size_t i = 0; i < n; i++) {
         sk_sale_t *s = sk_engine_sale_by_index(r->e, i);

@@ -320,6 +320,11 @@ int64_t sk_engine_store_clock_offset(const sk_engine_t *e)
     return atomic_load_explicit(&((sk_engine_t *)e)->store_clock_offset_ms, memory_order_relaxed);
 }
 
+int64_t sk_engine_store_now(const sk_engine_t *e)
+{
+    return sk_now_ms() + sk_engine_store_clock_offset(e);
+}
+
 void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms)
 {
     atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - local_now_ms, memory_order_relaxed);

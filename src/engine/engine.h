@@ -317,6 +317,9 @@ bool sk_engine_queues(const sk_engine_t *e);
  *  whose clock lags the store's does not answer not_started to a holder's replay just
  *  after the store's start (I5). Any thread. */
 int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
+/** The store's clock as best known here: sk_now_ms() + sk_engine_store_clock_offset. What
+ *  every sale time a node judges or shows is read by. Any thread. */
+int64_t sk_engine_store_now(const sk_engine_t *e);
 /** True once the backend said the store failed in a way that leaves unknown what it
  *  holds (sk_engine_note_store_unsure): an unknown sale id then answers 503, not 404.
  *  Any thread. */

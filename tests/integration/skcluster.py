@@ -323,10 +323,14 @@ class Cluster:
             return nodes
         raise RuntimeError("no Redis Cluster node answers")
 
-    def rc_primary_ports(self):
-        """The live primaries' ports, sorted: those that serve slots (a node just made a
+    def rc_primaries(self):
+        """The live primaries (rc_nodes' dicts): those that serve slots (a node just made a
         replica may still be listed as a primary without any for a moment)."""
-        return sorted(n["port"] for n in self.rc_nodes() if n["role"] == "primary" and not n["failed"] and n["slots"])
+        return [n for n in self.rc_nodes() if n["role"] == "primary" and not n["failed"] and n["slots"]]
+
+    def rc_primary_ports(self):
+        """The live primaries' ports, sorted."""
+        return sorted(n["port"] for n in self.rc_primaries())
 
     def rc_replica_of(self, port, timeout=30):
         """The port of a live replica of the primary at `port`. A replica restarted by an

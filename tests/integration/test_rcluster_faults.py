@@ -120,9 +120,7 @@ def test_replica_down(ck):
 def test_reshard(ck):
     # A sale in the first slot of a primary: redis-cli --cluster reshard moves a
     # primary's slots from its lowest, so moving one slot moves exactly this sale.
-    ns = C.rc_nodes()
-    src = next(n for n in ns if n["role"] == "primary" and not n["failed"] and n["slots"])
-    dst = next(n for n in ns if n["role"] == "primary" and not n["failed"] and n["slots"] and n["id"] != src["id"])
+    src, dst = C.rc_primaries()[:2]
     first = min(a for a, _ in src["slots"])
     sale = next(f"move-{i}" for i in range(2000000) if sale_slot(f"move-{i}") == first)
     moved = {}

@@ -18,10 +18,6 @@ C = None
 SALES_PER_SHARD = {}
 
 
-def primaries():
-    return C.rc_primary_ports()
-
-
 def drain_metric(name, labels=None):
     return metric(C.drain_metrics(), name, labels)
 
@@ -66,7 +62,7 @@ def test_spread_flood(ck):
     # One sale on each shard, flooded at once: a node's batch spreads over all three
     # primaries.
     sales = []
-    for port in primaries():
+    for port in C.rc_primary_ports():
         sid = C.sale_on(port, "spread", avoid=sales)
         sales.append(sid)
         SALES_PER_SHARD[port] = sid
@@ -98,7 +94,7 @@ def test_spread_flood(ck):
 def test_drain_restart_after_trim(ck):
     # A live sale drained and trimmed; the drain killed; more orders; the drain started
     # again: it finds its group where it left it and moves the rest.
-    sid = C.sale_on(primaries()[0], "restart")
+    sid = C.sale_on(C.rc_primary_ports()[0], "restart")
     rc, out, rep = C.bench("--create-sale", f"stock=3000,starts_in=1s,id={sid}", "--users", "800", "-c", "16",
                            *C.audit_args())
     ck.eq(rc, 0, f"first flood audited clean\n{out[-2000:]}")
@@ -123,7 +119,7 @@ def test_retired_sales_and_memory(ck):
     with open(os.path.join(SRC, "src", "backend", "lua", "buy.lua"), "rb") as f:
         buy = f.read()
     shas = {}
-    for port in primaries():
+    for port in C.rc_primary_ports():
         shas[port] = C.rc_cmd(C.sale_on(port, "probe"), "SCRIPT", "LOAD", buy)
 
     def fill(sale):

@@ -81,6 +81,13 @@ static bool open_faulty(fixture_t *f)
     return open_faulty_batch(f, 0);
 }
 
+/* open_faulty_batch, then a live sale of that id and stock (one unit a buyer); NULL if
+ * either failed. */
+static sk_sale_t *open_faulty_sale(fixture_t *f, size_t max_batch, const char *id, int64_t stock)
+{
+    return open_faulty_batch(f, max_batch) ? live_sale(&f->r, id, stock, 1) : NULL;
+}
+
 static answer_t orders_of(runner_t *r, sk_sale_t *s, const char *user)
 {
     sk_op_t *op = sk_op_new(SK_OP_ORDERS);
@@ -190,6 +197,18 @@ static void run_for(runner_t *r, int ms)
     sk_loop_run(r->loop);
     sk_timer_stop(r->loop, &r->guard);
     r->timed_out = false;
+}
+
+/* Holds every sync from now on, then buys as user (request_id req) and runs the worker
+ * until that purchase's sync has begun and waits inside. */
+static bool buy_with_sync_held(fixture_t *f, sk_sale_t *s, const char *user, const char *req, answer_t *a)
+{
+    atomic_store(&sync_budget, 0);
+    int begun = atomic_load(&syncs_begun);
+    buy(&f->r, s, user, req, a);
+    for (int i = 0; i < 200 && atomic_load(&syncs_begun) == begun; i++)
+        run_for(&f->r, 10);
+    return atomic_load(&syncs_begun) > begun;
 }
 
 SK_TEST(test_sync_failed_shows_nothing)
@@ -411,16 +430,11 @@ SK_TEST(test_sale_in_doubt_while_a_sync_runs)
      * so it is written while the sync before it runs (a flood's shape; a smaller batch
      * waits for that sync first). */
     fixture_t f;
-    ASSERT_TRUE(open_faulty_batch(&f, 1));
-    sk_sale_t *s = live_sale(&f.r, "running", 5, 1);
+    sk_sale_t *s = open_faulty_sale(&f, 1, "running", 5);
     ASSERT_TRUE(s != NULL);
-    atomic_store(&sync_budget, 0);
-    int begun = atomic_load(&syncs_begun), writes = atomic_load(&sale_writes);
+    int writes = atomic_load(&sale_writes);
     answer_t b, made;
-    buy(&f.r, s, "b", "r-b", &b);
-    for (int i = 0; i < 200 && atomic_load(&syncs_begun) == begun; i++)
-        run_for(&f.r, 10);
-    ASSERT_TRUE(atomic_load(&syncs_begun) > begun); /* b's sync waits inside */
+    ASSERT_TRUE(buy_with_sync_held(&f, s, "b", "r-b", &b)); /* b's sync waits inside */
     atomic_store(&fail_sale, true);
     atomic_store(&fail_last_seq, true);
     int64_t now = sk_now_ms();
@@ -464,16 +478,10 @@ SK_TEST(test_small_batch_waits_for_the_sync_and_grows)
      * sync runs. */
     for (size_t max_batch = 0; max_batch <= 1; max_batch++) {
         fixture_t f;
-        ASSERT_TRUE(open_faulty_batch(&f, max_batch));
-        sk_sale_t *s = live_sale(&f.r, "gather", 10, 1);
+        sk_sale_t *s = open_faulty_sale(&f, max_batch, "gather", 10);
         ASSERT_TRUE(s != NULL);
-        atomic_store(&sync_budget, 0);
-        int begun = atomic_load(&syncs_begun);
         answer_t b, c[3];
-        buy(&f.r, s, "b", "r-b", &b);
-        for (int i = 0; i < 200 && atomic_load(&syncs_begun) == begun; i++)
-            run_for(&f.r, 10);
-        ASSERT_TRUE(atomic_load(&syncs_begun) > begun); /* b's sync waits inside */
+        ASSERT_TRUE(buy_with_sync_held(&f, s, "b", "r-b", &b)); /* b's sync waits inside */
         int commits = atomic_load(&commits_begun);
         const char *users[3] = {"c0", "c1", "c2"};
         for (int i = 0; i < 3; i++) {
@@ -1533,8 +1541,7 @@ SK_TEST(test_stop_while_batches_wait_for_their_sync)
      * restart. */
     for (size_t max_batch = 0; max_batch <= 1; max_batch++) {
         fixture_t f;
-        ASSERT_TRUE(open_faulty_batch(&f, max_batch));
-        sk_sale_t *s = live_sale(&f.r, "stop", 5, 1);
+        sk_sale_t *s = open_faulty_sale(&f, max_batch, "stop", 5);
         ASSERT_TRUE(s != NULL);
         ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_CONFIRMED);
         atomic_store(&sync_budget, 0);
