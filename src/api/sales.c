@@ -368,7 +368,10 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         .admit_per_second = (c.set & SK_PATCH_ADMIT_RATE) ? c.admit_per_second : SK_ADMIT_RATE_DEFAULT,
         .admission_ttl_ms = (c.set & SK_PATCH_ADMISSION_TTL) ? c.admission_ttl_ms : SK_ADMISSION_TTL_DEFAULT,
         .pow_bits = (uint8_t)((c.set & SK_PATCH_POW_BITS) ? c.pow_bits : 0)};
-    p.ends_at = (c.set & SK_PATCH_ENDS_AT) ? c.ends_at : p.starts_at + 3600 * 1000;
+    /* An hour from the start asked for, or from now by the store's clock (not from the
+     * default start, which may be the node's earlier clock). */
+    p.ends_at =
+        (c.set & SK_PATCH_ENDS_AT) ? c.ends_at : ((c.set & SK_PATCH_STARTS_AT) ? p.starts_at : now) + 3600 * 1000;
     if (rc == 0 && p.queue_opens_at > p.starts_at)
         rc = sk_api_field_error(&fe, "queue_opens_at", "out_of_range",
                                 "queue_opens_at must be at or before starts_at (%lld); it is %lld",

@@ -1163,6 +1163,17 @@ static bool pipeline_full(ledger_t *l)
     return l->write_no >= done + 2;
 }
 
+/* Whether ops hold a payment. A payment received at or before its order's pay_by
+ * confirms, and the ledger's clock when it decides is the judge: a batch holding one is
+ * decided at once, not held back by wait_for_sync, which could carry it past pay_by. */
+static bool holds_payment(sk_op_t *const *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->kind == SK_OP_PAY)
+            return true;
+    return false;
+}
+
 /* A batch that is not full, taken while a write is being synced, waits for that sync
  * to end before it is decided (and then takes what arrived meanwhile): it is made
  * durable by the next sync either way, since the one in progress began before its
@@ -1401,7 +1412,7 @@ static void *ledger_main(void *arg)
             continue;
         }
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
-        if (n > 0 && n < l->max_batch && wait_for_sync(l))
+        if (n > 0 && n < l->max_batch && !holds_payment(l->batch, n) && wait_for_sync(l))
             n += sk_engine_take(l->e, l->batch + n, l->max_batch - n);
         int64_t now = ledger_now(l);
         /* Sales whose last commit is in doubt are asked about again now and then even

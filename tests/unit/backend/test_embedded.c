@@ -502,6 +502,30 @@ SK_TEST(test_small_batch_waits_for_the_sync_and_grows)
     }
 }
 
+SK_TEST(test_payment_not_held_back_by_the_sync)
+{
+    /* A payment is decided when it is taken, even in a small batch while a sync runs: it
+     * confirms if decided by pay_by, and waiting for the sync could carry it past. So it
+     * is written while b's sync is held, and confirms once that sync and its own end. */
+    fixture_t f;
+    ASSERT_TRUE(open_faulty(&f));
+    sk_sale_t *s = window_sale(&f.r, "pay-now", 10, 1, 1, HOUR_MS);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_RESERVED);
+    answer_t b, paid;
+    ASSERT_TRUE(buy_with_sync_held(&f, s, "b", "r-b", &b));
+    int commits = atomic_load(&commits_begun);
+    order_op(&f.r, SK_OP_PAY, s, 1, "pay-a", &paid);
+    run_for(&f.r, 50);
+    ASSERT_EQ(atomic_load(&commits_begun) - commits, 1);
+    ASSERT_TRUE(!b.done && !paid.done);
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(b.result, SK_BUY_RESERVED);
+    ASSERT_EQ(paid.tr, SK_TR_OK);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_commit_in_doubt_published_once_durable)
 {
     /* A commit reported failure but stored its batch: the batch stands, and the workers
@@ -1574,7 +1598,8 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
              SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
-             SK_RUN(test_small_batch_waits_for_the_sync_and_grows); SK_RUN(test_commit_in_doubt_published_once_durable);
+             SK_RUN(test_small_batch_waits_for_the_sync_and_grows); SK_RUN(test_payment_not_held_back_by_the_sync);
+             SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
