@@ -204,6 +204,8 @@ typedef struct {
     uint64_t sync_done; /* under sync_mu: the writes up to this are handled */
     uint64_t sync_ok; /* under sync_mu: the writes up to this are durable */
     bool sync_stop; /* under sync_mu */
+    bool ledger_waits; /* under sync_mu: the ledger waits on done_cv (the syncer's end of a
+                          sync wakes it there; its eventfd is not written) */
     bool sync_broken; /* under sync_mu: a sync failed (or a sale's write is in doubt);
                          nothing after sync_ok is durable */
     bool break_writes; /* ledger only: sync_broken was just set; the batch takes a write
@@ -987,9 +989,15 @@ static void *syncer_main(void *arg)
         else
             l->sync_broken = true;
         l->sync_done = want;
-        pthread_cond_broadcast(&l->done_cv);
+        bool waits = l->ledger_waits;
         pthread_mutex_unlock(&l->sync_mu);
-        ledger_wake(&l->base);
+        /* Woken after the unlock: a waiter woken while the mutex is held runs (on a
+         * shared core) only to block on it again, two switches for nothing. A ledger
+         * waiting on done_cv needs no eventfd write too: it would find the count left
+         * over at its next sleep, and poll and read once more for nothing. */
+        pthread_cond_broadcast(&l->done_cv);
+        if (!waits)
+            ledger_wake(&l->base);
         pthread_mutex_lock(&l->sync_mu);
     }
     pthread_mutex_unlock(&l->sync_mu);
@@ -1118,14 +1126,14 @@ static void pending_push(ledger_t *l)
         l->write_no++;
         pthread_mutex_lock(&l->sync_mu);
         l->sync_want = l->write_no;
-        if (l->syncer_running) {
-            pthread_cond_signal(&l->sync_cv);
-        } else {
+        if (!l->syncer_running) {
             l->sync_done = l->write_no;
             if (!l->sync_broken)
                 l->sync_ok = l->write_no;
         }
         pthread_mutex_unlock(&l->sync_mu);
+        if (l->syncer_running)
+            pthread_cond_signal(&l->sync_cv); /* after the unlock: see syncer_main */
     }
     pending_t *slot = &l->pending[(l->pending_head + l->n_pending) % PENDING_MAX];
     pending_t spare = *slot;
@@ -1145,8 +1153,10 @@ static void drain(ledger_t *l)
     if (!l->n_pending)
         return;
     pthread_mutex_lock(&l->sync_mu);
+    l->ledger_waits = true;
     while (l->sync_done < l->write_no)
         pthread_cond_wait(&l->done_cv, &l->sync_mu);
+    l->ledger_waits = false;
     pthread_mutex_unlock(&l->sync_mu);
     release_synced(l);
 }
@@ -1189,8 +1199,10 @@ static bool wait_for_sync(ledger_t *l)
 {
     pthread_mutex_lock(&l->sync_mu);
     bool busy = l->sync_done < l->write_no;
+    l->ledger_waits = true;
     while (l->sync_done < l->write_no)
         pthread_cond_wait(&l->done_cv, &l->sync_mu);
+    l->ledger_waits = false;
     pthread_mutex_unlock(&l->sync_mu);
     if (busy)
         release_synced(l);
