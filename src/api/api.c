@@ -55,12 +55,53 @@ void sk_api_unknown_sale(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str
     sk_api_not_found(w, x, id, "unknown_sale", "no sale with that id");
 }
 
-sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
+/* What a lookup of a parked request found (sk_http_unpark's tag, x->resumed). */
+enum { LOOKED_UP = 1, LOOKUP_MISSED, LOOKUP_FAILED, LOOKUP_REFUSED };
+
+static void parked_lookup_done(sk_op_t *op)
+{
+    int tag = op->sale                ? LOOKED_UP
+              : op->status == -ENOENT ? LOOKUP_MISSED
+              : op->status == -EAGAIN ? LOOKUP_REFUSED
+                                      : LOOKUP_FAILED;
+    sk_http_parked_t *p = op->ctx;
+    sk_op_free(op); /* and the stub */
+    sk_http_unpark(p, tag);
+}
+
+sk_sale_t *sk_api_find_or_park(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id, const char *code,
+                               const char *message)
 {
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, id->len);
-    if (!s)
-        sk_api_unknown_sale(w, x, id);
-    return s;
+    if (s)
+        return s;
+    /* Looked up once already: what the store said stands. */
+    if (x->resumed == LOOKUP_FAILED || x->resumed == LOOKUP_REFUSED) {
+        static const char body[] = "{\"error\":\"unavailable\",\"message\":\"the sale store is unavailable; retry "
+                                   "later\"}\n";
+        sk_http_respond_ex(x, x->resumed == LOOKUP_REFUSED ? 429 : 503, "application/json", "Retry-After: 1\r\n", body,
+                           sizeof(body) - 1);
+        return NULL;
+    }
+    sk_sale_t *stub = x->resumed ? NULL : sk_api_lookup_stub(w, id);
+    sk_http_parked_t *p = stub ? sk_http_park(x) : NULL;
+    if (!p) {
+        free(stub); /* a bare stub: no params, no holders */
+        sk_api_not_found(w, x, id, code, message);
+        return NULL;
+    }
+    sk_op_t *op = sk_op_new(SK_OP_FIND_SALE);
+    op->owner = w;
+    op->new_sale = stub;
+    op->ctx = p;
+    op->done = parked_lookup_done;
+    sk_engine_submit(w->ew, op);
+    return NULL;
+}
+
+sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id)
+{
+    return sk_api_find_or_park(w, x, id, "unknown_sale", "no sale with that id");
 }
 
 /* In a cluster a sale created on another node may not be in this node's cache yet (the
@@ -144,8 +185,9 @@ void sk_api_handle(sk_http_exchange_t *x, void *arg)
     if (r == SK_ROUTE_FOUND) {
         x->route = (int)idx;
         /* The API's requests pass the front door (deny list, per-address limit) first;
-         * /healthz, /metrics and the pages do not. */
-        if (w->api->check_ip && x->req->path_len > 5 && memcmp(x->req->path, "/api/", 5) == 0 &&
+         * /healthz, /metrics and the pages do not. A request handed again after a lookup
+         * (sk_api_find_or_park) passed it already: it counts once. */
+        if (w->api->check_ip && !x->resumed && x->req->path_len > 5 && memcmp(x->req->path, "/api/", 5) == 0 &&
             !sk_api_front_request(w, x))
             return;
         sk_api_routes[idx].fn(x, params, arg);

@@ -141,8 +141,17 @@ void sk_api_reply_json(sk_http_exchange_t *x, int status, sk_buf_t *b);
 void sk_api_bad_field(sk_http_exchange_t *x, const char *field, const char *code, const char *message);
 /** The same from a field error (api/body.h). */
 void sk_api_field_refused(sk_http_exchange_t *x, const sk_api_field_error_t *e);
-/** The sale with that id, or NULL after answering 404. */
+/** The sale with that id, or NULL after answering 404, or after parking the request
+ *  while the id is looked up in a store shared with other nodes (sk_api_find_or_park). */
 sk_sale_t *sk_api_find_sale_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id);
+/** The sale with that id (the first sale_len bytes of id), or NULL. On NULL the request
+ *  was answered with not_found's code and message (sk_api_not_found), or 503/429 when
+ *  the store could not be asked, or parked: on a store shared with other nodes a sale
+ *  made on another node in the last moments may not be in this node's cache yet, so a
+ *  miss is looked up in the store, and the request is handled again when the answer is
+ *  in (found: as if it had just come; not found: 404). */
+sk_sale_t *sk_api_find_or_park(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id, const char *code,
+                               const char *message);
 /** Answers 404 with code and message for a sale id unknown here (or an order id of such a
  *  sale), or 503 once the store may hold sales this node does not know
  *  (sk_engine_store_unsure) and the id is one a sale could have. */

@@ -218,10 +218,7 @@ sk_sale_t *sk_api_find_order_or_404(sk_api_worker_t *w, sk_http_exchange_t *x, c
         sk_http_respond_error(x, 404, "unknown_order", "no order with that id"); /* no order has it */
         return NULL;
     }
-    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, sale_len);
-    if (!s)
-        sk_api_not_found(w, x, &(sk_str_t){id->p, sale_len}, "unknown_order", "no order with that id");
-    return s;
+    return sk_api_find_or_park(w, x, &(sk_str_t){id->p, sale_len}, "unknown_order", "no order with that id");
 }
 
 static void get_done(sk_op_t *op)

@@ -98,6 +98,9 @@ struct sk_http_conn {
     bool on_free_list;
     bool has_addr;
     bool behind; /* the last flush left output the client did not take (EAGAIN) */
+    bool parked; /* the request at rpos is parked (sk_http_park): read and handle nothing */
+    int resume_tag; /* sk_http_unpark's tag, for the parked request's next handling */
+    bool in_handler; /* conn_process is in the handler: an unpark now is noted, not run */
 
     char *rbuf;
     size_t rcap, rlen, rpos;
@@ -843,6 +846,47 @@ sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x)
 
 static void conn_after_output(sk_http_conn_t *c);
 static void stream_finish(sk_http_conn_t *c);
+static void conn_process(sk_http_conn_t *c);
+static void conn_read(sk_http_conn_t *c);
+
+sk_http_parked_t *sk_http_park(sk_http_exchange_t *x)
+{
+    sk_http_conn_t *c = x->conn;
+    if (x->req->chunked)
+        return NULL; /* its body was decoded in place: it cannot be parsed again */
+    c->parked = true;
+    c->read_paused = true; /* what comes after it waits in the socket */
+    c->refs++; /* the unparker's reference, dropped by sk_http_unpark */
+    x->parked = true;
+    x->answered = true;
+    return (sk_http_parked_t *)c;
+}
+
+void sk_http_unpark(sk_http_parked_t *p, int tag)
+{
+    sk_http_conn_t *c = (sk_http_conn_t *)p;
+    assert(c->parked && tag != 0);
+    c->parked = false;
+    c->resume_tag = tag; /* for the parked request, whenever it is handled next */
+    if (!c->closed) {
+        c->read_paused = false;
+        if (c->in_handler) {
+            /* Unparked by the handler that parked it (its op was answered at once):
+             * conn_process, on the stack, hands the request over again when the
+             * handler returns. */
+            conn_release(c); /* not the last: the socket's is held */
+            return;
+        }
+        c->s->now_ns = sk_mono_ns();
+        conn_process(c); /* the parked request first, then what was read after it */
+        /* What arrived meanwhile is in the socket, and an edge-triggered loop does not
+         * report it again: read on, as a paused reader does when it resumes. */
+        if (!c->read_paused && !c->closed)
+            conn_read(c);
+        conn_after_output(c);
+    }
+    conn_release(c);
+}
 
 void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
                               const void *body, size_t len)
@@ -904,7 +948,7 @@ static void conn_process(sk_http_conn_t *c)
 {
     sk_http_server_t *s = c->s;
     sk_http_request_t req;
-    while (!c->no_more && !c->closed && c->rpos < c->rlen) {
+    while (!c->no_more && !c->closed && !c->parked && c->rpos < c->rlen) {
         if (c->dq_len >= SK_CONN_MAX_DEFERRED || c->out.len - c->out_pos >= SK_CONN_MAX_OUTPUT) {
             c->read_paused = true;
             return;
@@ -987,12 +1031,21 @@ static void conn_process(sk_http_conn_t *c)
                                 .start_ns = s->now_ns,
                                 .line = req.method_str,
                                 .line_len = (size_t)(req.target + req.target_len - req.method_str) + 9};
-        if (!req.keep_alive)
-            c->no_more = true;
+        x.resumed = c->resume_tag;
+        c->resume_tag = 0;
+        c->in_handler = true;
         s->handler(&x, s->handler_arg);
+        c->in_handler = false;
         if (!x.answered)
             sk_http_respond_error(&x, 500, "internal", "the request was not answered");
         body[body_len] = saved;
+        if (x.parked) {
+            if (c->parked)
+                return; /* left where it is, whole, for sk_http_unpark */
+            continue; /* unparked already, by the handler itself: handled again now */
+        }
+        if (!req.keep_alive)
+            c->no_more = true;
         c->rpos += consumed;
         c->sent_continue = false;
         c->req_start_ms = c->rpos < c->rlen ? sk_loop_now(s->loop) : 0;
@@ -1094,8 +1147,8 @@ static void conn_after_output(sk_http_conn_t *c)
         conn_close(c);
         return;
     }
-    if (c->read_paused && c->dq_len < SK_CONN_MAX_DEFERRED / 2 && c->out.len - c->out_pos < SK_CONN_MAX_OUTPUT / 2 &&
-        !c->no_more) {
+    if (c->read_paused && !c->parked && c->dq_len < SK_CONN_MAX_DEFERRED / 2 &&
+        c->out.len - c->out_pos < SK_CONN_MAX_OUTPUT / 2 && !c->no_more) {
         c->read_paused = false;
         conn_process(c);
         if (!c->read_paused)
@@ -1325,8 +1378,8 @@ static void sweep(sk_loop_t *loop, sk_timer_t *t)
             }
             continue;
         }
-        if (c->dq_head)
-            continue; /* waiting on the ledger, not on the client */
+        if (c->dq_head || c->parked)
+            continue; /* waiting on the ledger or the store, not on the client */
         if (s->draining && c->rpos == c->rlen && !c->in_chunked) {
             /* Idle now: its last answer left after the drain began (a slow reader, or,
              * on io_uring, a send still in flight then). Closed as the drain closed the

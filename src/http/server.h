@@ -11,6 +11,11 @@
  *    exactly once, on the worker's loop thread, even if the client went away (the
  *    answer is then dropped). The connection's memory lives until the last reference
  *    is released (see the rule at the top of server.c).
+ *  - A parked request (sk_http_park) stays unread in the connection's buffer, and the
+ *    connection reads and handles nothing after it, until sk_http_unpark hands it to
+ *    the handler again (a lookup the answer depends on is done). Whoever parked it holds
+ *    a counted reference, as for a deferred answer, and must unpark it exactly once, on
+ *    the worker's loop thread, even if the client went away.
  *  - Responses of one connection are sent in request order (pipelining), event streams
  *    included: a stream's head leaves after every earlier answer. All output produced in
  *    one loop turn is written with one write() per connection, in the loop's
@@ -34,6 +39,7 @@
 typedef struct sk_http_server sk_http_server_t;
 typedef struct sk_http_conn sk_http_conn_t;
 typedef struct sk_http_deferred sk_http_deferred_t;
+typedef struct sk_http_parked sk_http_parked_t;
 
 typedef struct sk_http_addr_table sk_http_addr_table_t;
 
@@ -79,6 +85,8 @@ typedef struct {
     const char *line; /* the request line, for the access log */
     size_t line_len;
     bool answered;
+    bool parked; /* sk_http_park: handled again later */
+    int resumed; /* 0, or the tag sk_http_unpark gave when it handed this request again */
 } sk_http_exchange_t;
 
 /** The one handler: must answer (sk_http_respond*), defer (sk_http_defer) or turn the
@@ -151,6 +159,17 @@ void sk_http_respond_error(sk_http_exchange_t *x, int status, const char *code, 
 /** Reserves the answer's place in the connection's response order; the answer is given
  *  later with sk_http_deferred_respond on the same loop thread. Never fails. */
 sk_http_deferred_t *sk_http_defer(sk_http_exchange_t *x);
+/** Parks the request: it is not answered now, and it is handed to the handler again,
+ *  whole, with x->resumed set to the tag, when sk_http_unpark is called (on the same
+ *  loop thread, exactly once). Nothing after it on the connection is read or handled
+ *  meanwhile, so answers stay in request order. For a handler that needs something
+ *  first (a lookup in a store shared with other nodes) and will then handle the request
+ *  as if it had just come. Returns NULL (and the handler answers as it would without)
+ *  for a request that cannot be handled twice: a chunked body, decoded in place. */
+sk_http_parked_t *sk_http_park(sk_http_exchange_t *x);
+/** Hands a parked request to the handler again (tag: non-zero, seen as x->resumed),
+ *  unless its client went away meanwhile; then goes on with the connection. */
+void sk_http_unpark(sk_http_parked_t *p, int tag);
 /** Completes a deferred answer (exactly once) and frees `d`. */
 void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *content_type, const char *extra_headers,
                               const void *body, size_t len);

@@ -3,13 +3,16 @@
  * Each input is a small program run against a real server on a real loop, in-process:
  * clients are socketpairs handed to the server with sk_http_server_adopt (its test
  * seam), and the handler answers /sync at once, defers /defer (a purchase) until a
- * "ledger tick" of the program answers it, in any order and with any status, and turns
- * /stream into an event stream that "stream ticks" write to. The program's operations,
+ * "ledger tick" of the program answers it, in any order and with any status, parks
+ * /park (a lookup in a shared store) until a "store tick" unparks it, in any order, and
+ * then answers it, unparks /park-now from inside the handler (a lookup answered at
+ * once), and turns /stream into an event stream that "stream ticks" write to. The
+ * program's operations,
  * one byte each plus arguments:
  *   raw bytes or a canned request (purchases, chunked, Expect: 100-continue, HEAD,
  *   HTTP/1.0, Connection: close, streams) queued for a client; sending what is queued
  *   cut at any point; one loop turn; a ledger tick; a stream tick; the client reading;
- *   the client closing (with answers unread, which a Unix socket reports as a reset,
+ *   a store tick; the client closing (with answers unread, which a Unix socket reports as a reset,
  *   or after reading them all) or half-closing; opening another client (some with a
  *   tiny socket buffer, so that output backs up); and the server's drain with its
  *   grace deadline at once.
@@ -55,6 +58,7 @@
 #define MAX_OPENS 12
 #define MAX_OWED 128
 #define MAX_STREAMS 16
+#define MAX_PARKED 16
 
 typedef struct {
     sk_http_deferred_t *d;
@@ -79,6 +83,8 @@ static struct {
     int n_owed;
     sk_http_conn_t *streams[MAX_STREAMS];
     int n_streams;
+    sk_http_parked_t *parked[MAX_PARKED];
+    int n_parked;
     client_t cl[MAX_CLIENTS];
     int opens;
     unsigned tick;
@@ -124,7 +130,18 @@ static void handler(sk_http_exchange_t *x, void *arg)
         o->d = sk_http_defer(x);
         return;
     }
-    if (path_is(x, "/sync")) {
+    if ((path_is(x, "/park") || path_is(x, "/park-now")) && !x->resumed && F.n_parked < MAX_PARKED) {
+        sk_http_parked_t *p = sk_http_park(x); /* NULL for a chunked body: answered below */
+        if (p && path_is(x, "/park-now")) {
+            sk_http_unpark(p, 1);
+            return;
+        }
+        if (p) {
+            F.parked[F.n_parked++] = p;
+            return;
+        }
+    }
+    if (path_is(x, "/sync") || path_is(x, "/park") || path_is(x, "/park-now")) {
         sk_http_respond_ex(x, 200, "text/plain", extra, "s", 1);
         return;
     }
@@ -160,6 +177,13 @@ static void ledger_answer(int i, int status)
     sk_http_deferred_respond(o.d, status, "application/json", o.extra, "{\"r\":1}", 7);
 }
 
+static void store_answer(int i)
+{
+    sk_http_parked_t *p = F.parked[i];
+    F.parked[i] = F.parked[--F.n_parked];
+    sk_http_unpark(p, 2);
+}
+
 static void stream_tick(void)
 {
     char ev[32];
@@ -184,6 +208,10 @@ static const char *const canned[] = {
     "GET /sync HTTP/1.0\r\nX-Seq: @\r\n\r\n",
     "GET /sync HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\nConnection: close\r\n\r\n",
     "GET /nope HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\n\r\n",
+    "POST /park HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\nContent-Length: 5\r\n\r\nhello",
+    "GET /park HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\nConnection: close\r\n\r\n",
+    "GET /park-now HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\n\r\n",
+    "POST /park HTTP/1.1\r\nHost: f\r\nX-Seq: @\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 };
 #define N_CANNED (sizeof(canned) / sizeof(canned[0]))
 
@@ -383,7 +411,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t i = 0;
 #define ARG() (i < size ? data[i++] : 0)
     while (i < size) {
-        uint8_t op = data[i++] % 10;
+        uint8_t op = data[i++] % 11;
         client_t *c = &F.cl[cur];
         switch (op) {
         case 0: { /* raw bytes */
@@ -434,6 +462,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 client_open(&F.cl[cur], a & 0x80);
             break;
         }
+        case 9: { /* the store answers one lookup, any of them */
+            uint8_t k = ARG();
+            if (F.n_parked)
+                store_answer(k % F.n_parked);
+            break;
+        }
         default:
             if (ARG() % 4 == 0)
                 sk_http_server_drain(F.srv, 0, NULL, NULL);
@@ -444,8 +478,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The end: the ledger answers what it still owes, the clients read and go. */
     for (int k = 0; k < 3; k++)
         turn();
-    while (F.n_owed)
-        ledger_answer(F.n_owed - 1, 201);
+    /* An unparked request lets the requests behind it in, which may park or defer. */
+    while (F.n_owed || F.n_parked) {
+        while (F.n_parked)
+            store_answer(F.n_parked - 1);
+        while (F.n_owed)
+            ledger_answer(F.n_owed - 1, 201);
+        turn();
+    }
     for (int k = 0; k < 3; k++) {
         turn();
         for (int j = 0; j < MAX_CLIENTS; j++)

@@ -5,6 +5,7 @@ is answered by every node without Redis, and a Redis that is down or stuck gives
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import time
 
@@ -96,6 +97,47 @@ def test_sale_on_every_node(ck):
     ck.eq(st, 404, "buying an unknown sale is 404")
 
 
+def test_a_new_sale_is_looked_up_by_every_endpoint(ck):
+    # A sale made on A a moment ago may not be in B's cache yet (B polls Redis a few
+    # times a second). Every endpoint that names it, or one of its orders, looks a miss
+    # up in Redis, holding the request meanwhile, rather than answering 404; a
+    # connection's later requests wait behind it and are answered in order. Fresh sales
+    # each round, so that B's poll rarely comes first.
+    for k in range(3):
+        sale = new_sale_id()
+        st, _ = create(A, sale, 5, payment_window_ms=60000)
+        ck.eq(st, 201, f"round {k}: created on A")
+        st, d = buy(A, sale, "u1")
+        ck.eq((st, d.get("result")), (201, "reserved"), f"round {k}: reserved on A")
+        oid = d["order_id"]
+        body = json.dumps({"payment_id": f"fresh-{k}"}).encode()
+        sig = "sha256=" + hmac.new(PAY_KEY, body, hashlib.sha256).hexdigest()
+        st, _, data = B.request("POST", f"/api/v1/orders/{oid}/pay", body,
+                                {"Content-Type": "application/json", "X-Seckill-Signature": sig})
+        ck.eq((st, json.loads(data).get("state")), (200, "confirmed"), f"round {k}: paid on B right away")
+        for path in (f"/api/v1/sales/{sale}/orders", f"/api/v1/sales/{sale}/orders/u1", f"/api/v1/sales/{sale}/log"):
+            st, _ = B.json("GET", path)
+            ck.eq(st, 200, f"round {k}: GET {path} on B")
+        sale2 = new_sale_id()
+        st, _ = create(A, sale2, 5, queue="fifo")
+        st, r = B.json("POST", f"/api/v1/sales/{sale2}/queue", {"user_id": "q1"})
+        ck.eq((st, r.get("position")), (202, 1), f"round {k}: joined the queue of a new sale on B")
+        sale3 = new_sale_id()
+        st, _ = create(A, sale3, 5)
+        body = b'{"request_id":"p1"}'
+        out = B.raw(f"POST /api/v1/sales/{sale3}/pause HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body +
+                    b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answers = re.split(rb"HTTP/1\.1 ", out)[1:]
+        ck.eq([a[:3] for a in answers], [b"200", b"200"], f"round {k}: paused on B, then the next request")
+        ck.check(len(answers) == 2 and b'"action":"pause"' in answers[0] and b'"status":"ok"' in answers[1],
+                 f"round {k}: in request order: {out[:300]!r}")
+    st, d = B.json("GET", f"/api/v1/sales/{new_sale_id()}/orders")
+    ck.eq((st, d.get("error")), (404, "unknown_sale"), "a sale nobody made: looked up, then 404")
+    st, d = B.json("GET", f"/api/v1/orders/{new_sale_id()}-1")
+    ck.eq((st, d.get("error")), (404, "unknown_order"), "an order of such a sale: 404 unknown_order")
+
+
 def test_stock_and_limit_across_nodes(ck):
     sale = new_sale_id()
     create(A, sale, 4, limit=2)
@@ -182,7 +224,6 @@ def test_lifecycle_across_nodes(ck):
     st, d = A.json("POST", f"/api/v1/sales/{sale}/purchase", {"user_id": "q", "request_id": "r1", "quantity": 2})
     ck.eq((st, d.get("result"), d.get("quantity")), (201, "reserved", 2), "two units reserved on A")
     oid = d["order_id"]
-    B.json("GET", f"/api/v1/sales/{sale}")  # B looks the new sale up
     st, o = B.json("GET", f"/api/v1/orders/{oid}")
     ck.eq((st, o.get("state"), o.get("pay_by")), (200, "reserved", d["pay_by"]), "B reads the reservation")
     body = json.dumps({"payment_id": "pay-1"}).encode()
@@ -353,7 +394,8 @@ def main():
         A = Server("--store", REDIS.url, threads=2, env=pay_env)
         B = Server("--store", REDIS.url, threads=1, env=pay_env)
         try:
-            run_tests([test_bad_store, test_password, test_sale_on_every_node, test_stock_and_limit_across_nodes,
+            run_tests([test_bad_store, test_password, test_sale_on_every_node, test_a_new_sale_is_looked_up_by_every_endpoint,
+                       test_stock_and_limit_across_nodes,
                        test_sold_out_fast_path, test_lifecycle_across_nodes, test_holders_at_the_edges,
                        test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed, test_stop])
         finally:

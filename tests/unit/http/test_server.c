@@ -32,6 +32,8 @@ typedef struct {
     sk_http_conn_t *stream;
     int stream_closes;
     int streams_refused;
+    sk_http_parked_t *parked; /* /park's, until the test unparks it */
+    int resumed_seen; /* the tag /park was handed again with */
 } env_t;
 
 static env_t E;
@@ -62,6 +64,25 @@ static void handler(sk_http_exchange_t *x, void *arg)
             E.owed[E.n_owed++] = sk_http_defer(x);
             return;
         }
+    } else if (path_is(x, "/park") || path_is(x, "/park-now")) {
+        /* Parked the first time (as the API does for a lookup); answered with its body
+         * and the tag when handed again. /park-now is unparked by the handler itself
+         * (an op answered at once). */
+        if (!x->resumed) {
+            sk_http_parked_t *p = sk_http_park(x);
+            if (p) {
+                if (path_is(x, "/park-now"))
+                    sk_http_unpark(p, 9);
+                else
+                    E.parked = p;
+                return;
+            }
+        }
+        E.resumed_seen = x->resumed;
+        char b[64];
+        int n = snprintf(b, sizeof(b), "resumed %d %.*s", x->resumed, (int)x->body_len, x->body);
+        sk_http_respond(x, 200, "text/plain", b, (size_t)n);
+        return;
     } else if (path_is(x, "/sync")) {
         sk_http_respond(x, 200, "text/plain", "sync", 4);
         return;
@@ -660,6 +681,123 @@ SK_TEST(backlog_bound_counts_what_the_loop_holds)
     ASSERT_EQ(env_close(), 0);
 }
 
+/* A parked request is handed to the handler again, whole (its body too), when it is
+ * unparked; the requests behind it on the connection wait, and every answer leaves in
+ * request order, a deferred answer before it included. Unparked by the handler itself,
+ * it is handed again at once. */
+SK_TEST(parked_request_is_handled_again_in_order)
+{
+    env_open();
+    int fd = client(0);
+    char buf[4096];
+    bool eof;
+    send_str(fd, "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nu1"
+                 "POST /park HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET /sync HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(3);
+    ASSERT_TRUE(E.parked != NULL);
+    ASSERT_EQ(E.n_owed, 1);
+    ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u); /* /sync waits behind the parked one */
+    send_str(fd, "GET /sync HTTP/1.1\r\nHost: t\r\n\r\n"); /* arrives while parked */
+    turns(3);
+    ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u);
+    sk_http_parked_t *p = E.parked;
+    E.parked = NULL;
+    sk_http_unpark(p, 7);
+    ASSERT_EQ(E.resumed_seen, 7);
+    turns(3);
+    ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u); /* all behind the deferred answer */
+    answer_one("first");
+    turns(3);
+    size_t n = read_now(fd, buf, sizeof(buf), &eof);
+    ASSERT_TRUE(n > 0 && !eof);
+    const char *a = strstr(buf, "first"), *b = strstr(buf, "resumed 7 hello"), *c = strstr(buf, "sync");
+    ASSERT_TRUE(a && b && c && a < b && b < c);
+    ASSERT_TRUE(strstr(c + 4, "sync") != NULL); /* the one sent while parked */
+    send_str(fd, "GET /park-now HTTP/1.1\r\nHost: t\r\n\r\nGET /sync HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(3);
+    n = read_now(fd, buf, sizeof(buf), &eof);
+    b = strstr(buf, "resumed 9 ");
+    c = strstr(buf, "sync");
+    ASSERT_TRUE(b && c && b < c);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
+/* A client that goes away while its request is parked (reading has stopped, so the
+ * server learns it when it goes on: the request was received, and is handled; its
+ * answer goes nowhere): the connection closes and its memory goes with the last
+ * reference (ASan in make test checks it). A parked request is not timed out as a slow
+ * one. */
+SK_TEST(client_gone_while_parked)
+{
+    env_open();
+    E.cfg.header_timeout_ms = 1;
+    int fd = client(0);
+    send_str(fd, "GET /park HTTP/1.1\r\nHost: t\r\n\r\nGET /sync HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(2);
+    ASSERT_TRUE(E.parked != NULL);
+    usleep(300 * 1000); /* a sweep (every 250 ms) runs: the header deadline is long past */
+    turns(3);
+    char buf[1024];
+    bool eof;
+    ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u);
+    ASSERT_TRUE(!eof); /* no 408, no close */
+    close(fd);
+    turns(3); /* the server sees the close */
+    sk_http_parked_t *p = E.parked;
+    E.parked = NULL;
+    sk_http_unpark(p, 7);
+    turns(3);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    ASSERT_EQ(env_close(), 0);
+}
+
+/* A drain answers a parked request (Connection: close) once it is unparked, and then
+ * closes its connection. */
+SK_TEST(drain_answers_a_parked_request)
+{
+    env_open();
+    int fd = client(0);
+    send_str(fd, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(2);
+    ASSERT_TRUE(E.parked != NULL);
+    sk_http_server_drain(E.srv, 60000, NULL, NULL);
+    turns(2);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 1u);
+    sk_http_parked_t *p = E.parked;
+    E.parked = NULL;
+    sk_http_unpark(p, 3);
+    turns(3);
+    char buf[1024];
+    bool eof;
+    read_now(fd, buf, sizeof(buf), &eof);
+    ASSERT_TRUE(strstr(buf, "Connection: close") != NULL && strstr(buf, "resumed 3") != NULL);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
+/* The drain's deadline closes a connection whose request is parked; the unpark after
+ * it hands nothing to the handler. */
+SK_TEST(drain_deadline_while_parked)
+{
+    env_open();
+    int fd = client(0);
+    send_str(fd, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n");
+    turns(2);
+    ASSERT_TRUE(E.parked != NULL);
+    sk_http_server_drain(E.srv, 0, NULL, NULL);
+    turns(2);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
+    sk_http_parked_t *p = E.parked;
+    E.parked = NULL;
+    sk_http_unpark(p, 3);
+    ASSERT_EQ(E.resumed_seen, 0);
+    close(fd);
+    ASSERT_EQ(env_close(), 0);
+}
+
 /* Every status with a counter slot finds it; any other status counts as "other". */
 SK_TEST(status_slots_round_trip)
 {
@@ -681,7 +819,11 @@ SK_TEST(status_slots_round_trip)
     SK_RUN(new_stream_at_the_backlog_bound);                                                                           \
     SK_RUN(backlog_bound_counts_what_the_loop_holds);                                                                  \
     SK_RUN(pipeline_flood_is_answered_in_full);                                                                        \
-    SK_RUN(drain_closes_a_keep_alive_connection_once_its_answer_left)
+    SK_RUN(drain_closes_a_keep_alive_connection_once_its_answer_left);                                                 \
+    SK_RUN(parked_request_is_handled_again_in_order);                                                                  \
+    SK_RUN(client_gone_while_parked);                                                                                  \
+    SK_RUN(drain_answers_a_parked_request);                                                                            \
+    SK_RUN(drain_deadline_while_parked)
 
 SK_TEST_MAIN(signal(SIGPIPE, SIG_IGN); /* as seckill serve does: a write to a gone client fails with EPIPE */
              printf("-- epoll\n"); test_io = SK_LOOP_IO_EPOLL; ALL_TESTS;
