@@ -158,16 +158,19 @@ void sk_api_order_cancel(sk_http_exchange_t *x, const sk_str_t *params, void *ar
                          "none): 1-64 printable ASCII characters, no spaces or quotes");
         return;
     }
-    /* Without a user_id only the operator may cancel; with one, the request must be able
-     * to act for that user (identity, deny list, --user-rate), and the writer checks
-     * that the user owns the order. */
-    if (rc == 1 && !sk_api_authorized(w, x))
-        return;
-    if (rc == 0 && !sk_api_act_for(w, x, user, ul))
-        return;
+    /* The order's sale first, as every handler that names one: a node that has not
+     * cached it yet parks the request and hands it over again once it looked it up
+     * (sk_api_find_or_park), and what counts a request (--user-rate) must run once,
+     * after that. Without a user_id only the operator may cancel; with one, the request
+     * must be able to act for that user (identity, deny list, --user-rate), and the
+     * writer checks that the user owns the order. */
     sk_op_t *op = order_op(w, x, &params[0], SK_OP_CANCEL);
     if (!op)
         return;
+    if ((rc == 1 && !sk_api_authorized(w, x)) || (rc == 0 && !sk_api_act_for(w, x, user, ul))) {
+        sk_op_free(op);
+        return;
+    }
     if (rc == 0) {
         memcpy(op->user_id, user, ul + 1);
         op->user_len = (uint8_t)ul;

@@ -100,6 +100,7 @@ struct sk_http_conn {
     bool behind; /* the last flush left output the client did not take (EAGAIN) */
     bool parked; /* the request at rpos is parked (sk_http_park): read and handle nothing */
     int resume_tag; /* sk_http_unpark's tag, for the parked request's next handling */
+    uint64_t park_start_ns; /* when the parked request was first handled (its latency's start) */
     bool in_handler; /* conn_process is in the handler: an unpark now is noted, not run */
 
     char *rbuf;
@@ -788,7 +789,9 @@ static void respond(sk_http_exchange_t *x, int status, const char *content_type,
     sk_http_conn_t *c = x->conn;
     sk_http_server_t *s = x->server;
     bool head_only = x->req->method == SK_HTTP_HEAD;
-    bool close = !x->req->keep_alive || c->no_more || s->draining || status_closes(status);
+    /* A drain closes after this answer, unless a request behind it is parked: that one
+     * is answered too, and its answer closes. */
+    bool close = !x->req->keep_alive || c->no_more || (s->draining && !c->parked) || status_closes(status);
     int hdr = conn_hdr_for(close, x->req->minor_version == 0);
     x->answered = true;
     if (close)
@@ -855,6 +858,7 @@ sk_http_parked_t *sk_http_park(sk_http_exchange_t *x)
     if (x->req->chunked)
         return NULL; /* its body was decoded in place: it cannot be parsed again */
     c->parked = true;
+    c->park_start_ns = x->start_ns;
     c->read_paused = true; /* what comes after it waits in the socket */
     c->refs++; /* the unparker's reference, dropped by sk_http_unpark */
     x->parked = true;
@@ -898,7 +902,7 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
     record(s, d->route, status, d->start_ns);
     d->done = true;
     if (!c->closed) {
-        bool close = d->close || s->draining || status_closes(status);
+        bool close = d->close || (s->draining && !c->parked) || status_closes(status);
         if (close)
             c->no_more = true;
         if (d->log_line)
@@ -1028,7 +1032,7 @@ static void conn_process(sk_http_conn_t *c)
                                 .body = body,
                                 .body_len = body_len,
                                 .route = -1,
-                                .start_ns = s->now_ns,
+                                .start_ns = c->resume_tag ? c->park_start_ns : s->now_ns,
                                 .line = req.method_str,
                                 .line_len = (size_t)(req.target + req.target_len - req.method_str) + 9};
         x.resumed = c->resume_tag;

@@ -754,23 +754,30 @@ SK_TEST(client_gone_while_parked)
 }
 
 /* A drain answers a parked request (Connection: close) once it is unparked, and then
- * closes its connection. */
+ * closes its connection; an answer owed ahead of it leaves without closing it. */
 SK_TEST(drain_answers_a_parked_request)
 {
     env_open();
     int fd = client(0);
-    send_str(fd, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n");
+    send_str(fd, "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nu1"
+                 "GET /park HTTP/1.1\r\nHost: t\r\n\r\n");
     turns(2);
     ASSERT_TRUE(E.parked != NULL);
+    ASSERT_EQ(E.n_owed, 1);
     sk_http_server_drain(E.srv, 60000, NULL, NULL);
     turns(2);
+    ASSERT_EQ(sk_http_server_conns(E.srv), 1u);
+    answer_one("first");
+    turns(3);
+    char buf[2048];
+    bool eof;
+    read_now(fd, buf, sizeof(buf), &eof);
+    ASSERT_TRUE(strstr(buf, "first") != NULL && strstr(buf, "Connection: close") == NULL && !eof);
     ASSERT_EQ(sk_http_server_conns(E.srv), 1u);
     sk_http_parked_t *p = E.parked;
     E.parked = NULL;
     sk_http_unpark(p, 3);
     turns(3);
-    char buf[1024];
-    bool eof;
     read_now(fd, buf, sizeof(buf), &eof);
     ASSERT_TRUE(strstr(buf, "Connection: close") != NULL && strstr(buf, "resumed 3") != NULL);
     ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
