@@ -337,12 +337,13 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                                         "admission_ttl_ms",
                                         "pow_bits"};
     /* The store's clock (sk_api_store_now): what it decides the sale's window by. A node
-     * knows it only to within a round trip, and ahead rather than behind
-     * (sk_engine_store_clock_offset), so a start left out is "now" by whichever of the
-     * two clocks is earlier: the store already counts the sale started when its 201
-     * leaves. */
-    int64_t offset = sk_engine_store_clock_offset(w->api->cfg.engine), now = sk_now_ms() + offset, stock = 0;
-    int64_t default_start = now - SK_MAX(offset, 0);
+     * knows it only to within a round trip: a start left out is "now" by its least
+     * (sk_engine_store_clock_offset_min, measured when a reply came), or by this node's
+     * clock if that is earlier, so that the store counts the sale started when its 201
+     * leaves, however long the reply the offset was read from took. */
+    const sk_engine_t *engine = w->api->cfg.engine;
+    int64_t local = sk_now_ms(), now = local + sk_engine_store_clock_offset(engine), stock = 0;
+    int64_t default_start = local + SK_MIN(sk_engine_store_clock_offset_min(engine), 0);
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),

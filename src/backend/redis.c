@@ -1497,7 +1497,7 @@ static bool group_parse(group_t *g, const redisReply *rep)
 {
     if (!sstate_parse(rep, g->sale, &g->st) || rep->elements != 3 + g->n)
         return false;
-    sk_engine_note_store_clock(g->batch->r->e, g->st.now, g->sent_ms);
+    sk_engine_note_store_clock(g->batch->r->e, g->st.now, g->sent_ms, sk_now_ms());
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
         if (!row_parse(op, rep->element[3 + i]))

@@ -76,13 +76,15 @@ void sk_engine_show_sale(sk_sale_t *s);
 sk_sale_t *sk_engine_lookup_sale(sk_engine_t *e, const char *id, size_t len);
 sk_sale_t *sk_engine_sale_by_index(sk_engine_t *e, size_t i);
 /** Backend thread: a reply of the store carried its clock (store_now_ms), read by a
- *  request sent at local_now_ms (sk_now_ms() before sending). The script ran after the
- *  send, so store_now_ms - local_now_ms is the most the store's clock can be ahead of
- *  ours: the gate that follows it (sk_engine_store_clock_offset) is never behind the
- *  store, so it never answers not_started when the store would sell. It may be ahead by
- *  the request's trip: a non-holder in the last milliseconds of a sale hears ended (a
- *  possible holder still goes to the store, I5). */
-void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms);
+ *  request sent at sent_ms and answered at recv_ms (sk_now_ms() before sending, and once
+ *  the reply is in). The script ran between the two, so store_now_ms - sent_ms is the
+ *  most the store's clock can be ahead of ours: the gate that follows it
+ *  (sk_engine_store_clock_offset) is never behind the store, so it never answers
+ *  not_started when the store would sell. It may be ahead by the request's trip: a
+ *  non-holder in the last milliseconds of a sale hears ended (a possible holder still
+ *  goes to the store, I5). store_now_ms - recv_ms is the least it can be ahead
+ *  (sk_engine_store_clock_offset_min): what a start meant as "now" is taken from. */
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t sent_ms, int64_t recv_ms);
 /** The store failed so that what it holds is not known until a restart reads it (a
  *  failed sync, a write whose outcome could not be learned): from now on a sale id the
  *  workers do not know may exist, and they answer it 503 instead of 404. For good. */

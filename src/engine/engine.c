@@ -58,7 +58,8 @@ struct sk_engine {
     size_t n_notify, notify_cap;
 
     sk_engine_stats_t stats;
-    _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours */
+    _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours, at most */
+    _Atomic int64_t store_clock_offset_min_ms; /* the same, at least */
     _Atomic bool store_unsure; /* sk_engine_store_unsure */
 };
 
@@ -325,9 +326,16 @@ int64_t sk_engine_store_now(const sk_engine_t *e)
     return sk_now_ms() + sk_engine_store_clock_offset(e);
 }
 
-void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t local_now_ms)
+int64_t sk_engine_store_clock_offset_min(const sk_engine_t *e)
 {
-    atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - local_now_ms, memory_order_relaxed);
+    return atomic_load_explicit(&((sk_engine_t *)e)->store_clock_offset_min_ms, memory_order_relaxed);
+}
+
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t sent_ms, int64_t recv_ms)
+{
+    /* Two loads may see bounds of different replies: each is a bound all the same. */
+    atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - sent_ms, memory_order_relaxed);
+    atomic_store_explicit(&e->store_clock_offset_min_ms, store_now_ms - recv_ms, memory_order_relaxed);
 }
 
 void sk_engine_note_store_unsure(sk_engine_t *e)
