@@ -6,7 +6,7 @@ mode=${1:-build}
 pkgs=(build-essential cmake pkg-config libsqlite3-dev libjansson-dev libhiredis-dev libpq-dev libmariadb-dev zlib1g-dev libssl-dev liburing-dev)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 if [ "$mode" = test ]; then
-  pkgs+=(clang clang-format libclang-rt-14-dev redis-server nginx-light postgresql mariadb-server wrk sqlite3 chromium fonts-wqy-microhei procps iproute2 util-linux)
+  pkgs+=(clang clang-format libclang-rt-14-dev redis-server nginx-light postgresql mariadb-server wrk sqlite3 chromium fonts-wqy-microhei procps iproute2 util-linux faketime)
   # A machine may carry Node.js from elsewhere; Debian's nodejs/npm would conflict with it.
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -337,13 +337,14 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
                                         "admission_ttl_ms",
                                         "pow_bits"};
     /* The store's clock (sk_api_store_now): what it decides the sale's window by. A node
-     * knows it only to within a round trip: a start left out is "now" by its least
-     * (sk_engine_store_clock_offset_min, measured when a reply came), or by this node's
-     * clock if that is earlier, so that the store counts the sale started when its 201
-     * leaves, however long the reply the offset was read from took. */
+     * knows it only to within a round trip: a start left out, and the sale's creation
+     * (from which its waiting room is open, unless told otherwise), are "now" by the
+     * least it can read (sk_engine_store_clock_offset_min, from when a reply came), so
+     * that the store counts the sale started, and any node its room open, when the 201
+     * leaves, however long the reply the bound was read from took. */
     const sk_engine_t *engine = w->api->cfg.engine;
     int64_t local = sk_now_ms(), now = local + sk_engine_store_clock_offset(engine), stock = 0;
-    int64_t default_start = local + SK_MIN(sk_engine_store_clock_offset_min(engine), 0);
+    int64_t created = local + sk_engine_store_clock_offset_min(engine), default_start = created;
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
@@ -373,6 +374,10 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
      * default start, which may be the node's earlier clock). */
     p.ends_at =
         (c.set & SK_PATCH_ENDS_AT) ? c.ends_at : ((c.set & SK_PATCH_STARTS_AT) ? p.starts_at : now) + 3600 * 1000;
+    /* A room asked to open "now" with a start left out (also "now"): both are the same
+     * instant, however the two clocks read it. */
+    if (!(c.set & SK_PATCH_STARTS_AT) && p.queue_opens_at > p.starts_at && p.queue_opens_at <= now)
+        p.queue_opens_at = p.starts_at;
     if (rc == 0 && p.queue_opens_at > p.starts_at)
         rc = sk_api_field_error(&fe, "queue_opens_at", "out_of_range",
                                 "queue_opens_at must be at or before starts_at (%lld); it is %lld",
@@ -400,7 +405,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         json_decref(root);
         return;
     }
-    sk_sale_t *s = sk_sale_new(json_string_value(jid), json_string_length(jid), &p, stock, now);
+    sk_sale_t *s = sk_sale_new(json_string_value(jid), json_string_length(jid), &p, stock, created);
     json_decref(root);
     sk_op_t *op = sk_op_new(SK_OP_CREATE_SALE);
     op->owner = w;

@@ -232,6 +232,12 @@ struct rbackend {
     bool started;
 
     conn_t *conns[SK_RCLUSTER_NODES_MAX];
+    /* Each primary's clock as its replies showed it (each Redis runs its own): how far
+     * ahead of ours it can be, at most and at least (see note_clock). */
+    struct {
+        int64_t max_ms, min_ms;
+        bool seen;
+    } clocks[SK_RCLUSTER_NODES_MAX];
     sk_timer_t tick;
     unsigned ticks;
     bool topo_busy; /* a CLUSTER SLOTS is out */
@@ -398,6 +404,28 @@ static unsigned sale_slot(const sk_sale_t *s)
     (int)(p)->queue, (long long)(p)->queue_opens_at, (int)(p)->admit_per_second, (long long)(p)->admission_ttl_ms,     \
         (int)(p)->pow_bits
 
+/* A reply of `node` carried its clock (store_ms), to a request sent at sent_ms and
+ * answered at recv_ms (sk_now_ms()): the engine gets the widest bounds over every primary
+ * seen, so that its gate and a default start hold whichever shard a sale is on (a node
+ * seen once stays: a primary replaced by its replica only widens them, by the clocks'
+ * difference). */
+static void note_clock(rbackend_t *r, int node, int64_t store_ms, int64_t sent_ms, int64_t recv_ms)
+{
+    if (node < 0 || node >= SK_RCLUSTER_NODES_MAX)
+        return;
+    r->clocks[node].max_ms = store_ms - sent_ms + 1; /* each clock is read to the ms */
+    r->clocks[node].min_ms = store_ms - recv_ms - 1;
+    r->clocks[node].seen = true;
+    int64_t mx = INT64_MIN, mn = INT64_MAX;
+    for (int i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+        if (!r->clocks[i].seen)
+            continue;
+        mx = SK_MAX(mx, r->clocks[i].max_ms);
+        mn = SK_MIN(mn, r->clocks[i].min_ms);
+    }
+    sk_engine_note_store_clock(r->e, mx, mn);
+}
+
 /* ---- start-up (main thread, synchronous connections) -------------------------------------- */
 
 static int load_script(rbackend_t *r, redisContext *c, const char *node, const sk_text_t *t, char *sha, char *err,
@@ -430,6 +458,16 @@ static int check_primary(rbackend_t *r, int node, char *err, size_t err_size)
         load_script(r, c, name, r->create_lua, r->create_sha, err, err_size) < 0 ||
         load_script(r, c, name, r->queue_lua, r->queue_sha, err, err_size) < 0)
         return -EIO;
+    /* Its clock, before any script's reply shows it: a sale created first thing (its
+     * default start) is judged by it. */
+    int64_t sent = sk_now_ms();
+    redisReply *t = redisCommand(c, "TIME");
+    int64_t recv = sk_now_ms();
+    if (t && t->type == REDIS_REPLY_ARRAY && t->elements == 2 && t->element[0]->type == REDIS_REPLY_STRING &&
+        t->element[1]->type == REDIS_REPLY_STRING)
+        note_clock(r, node, strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000,
+                   sent, recv);
+    freeReplyObject(t);
     /* A reply is durable only with the AOF fsynced on every write. CONFIG may be
      * renamed away in a hardened Redis; then there is nothing to check. */
     redisReply *rep = redisCommand(c, "CONFIG GET append*");
@@ -1492,12 +1530,13 @@ static bool row_parse(sk_op_t *op, const redisReply *row)
     }
 }
 
-/* Reads the script's answers into the ops (not yet completed). */
-static bool group_parse(group_t *g, const redisReply *rep)
+/* Reads the script's answers into the ops (not yet completed); node: the primary that
+ * ran it. */
+static bool group_parse(group_t *g, const redisReply *rep, int node)
 {
     if (!sstate_parse(rep, g->sale, &g->st) || rep->elements != 3 + g->n)
         return false;
-    sk_engine_note_store_clock(g->batch->r->e, g->st.now, g->sent_ms, sk_now_ms());
+    note_clock(g->batch->r, node, g->st.now, g->sent_ms, sk_now_ms());
     for (size_t i = 0; i < g->n; i++) {
         sk_op_t *op = g->ops[i];
         if (!row_parse(op, rep->element[3 + i]))
@@ -1608,7 +1647,7 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
         group_release(g);
         return;
     }
-    if (!group_parse(g, rep)) {
+    if (!group_parse(g, rep, c->node)) {
         /* (The poll's calls fail quietly: it runs every few hundred milliseconds.) */
         if (!g->batch->tick)
             sk_warn("redis: the script for sale '%s' failed: %s", g->sale->id,

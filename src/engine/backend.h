@@ -75,16 +75,18 @@ void sk_engine_show_sale(sk_sale_t *s);
 /** The backend's own lookups: any registered sale, visible to the workers or not. */
 sk_sale_t *sk_engine_lookup_sale(sk_engine_t *e, const char *id, size_t len);
 sk_sale_t *sk_engine_sale_by_index(sk_engine_t *e, size_t i);
-/** Backend thread: a reply of the store carried its clock (store_now_ms), read by a
- *  request sent at sent_ms and answered at recv_ms (sk_now_ms() before sending, and once
- *  the reply is in). The script ran between the two, so store_now_ms - sent_ms is the
- *  most the store's clock can be ahead of ours: the gate that follows it
- *  (sk_engine_store_clock_offset) is never behind the store, so it never answers
- *  not_started when the store would sell. It may be ahead by the request's trip: a
- *  non-holder in the last milliseconds of a sale hears ended (a possible holder still
- *  goes to the store, I5). store_now_ms - recv_ms is the least it can be ahead
- *  (sk_engine_store_clock_offset_min): what a start meant as "now" is taken from. */
-void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t sent_ms, int64_t recv_ms);
+/** Backend thread (or the loading thread): the most and the least the store's clock can
+ *  be ahead of ours, in ms, as its replies showed it. A reply that carried the store's
+ *  clock (store_now_ms), to a request sent at sent_ms and answered at recv_ms (sk_now_ms()
+ *  before sending and once the reply is in), was read between the two: store_now_ms -
+ *  sent_ms is the most (+1: both clocks are read to the ms), store_now_ms - recv_ms the
+ *  least (-1). A store of several servers (Redis Cluster: each primary its own clock)
+ *  gives the widest pair over them. The gate follows the most
+ *  (sk_engine_store_clock_offset): never behind the store, it never answers not_started
+ *  when the store would sell; it may be ahead by a request's trip: a non-holder in the
+ *  last milliseconds of a sale hears ended (a possible holder still goes to the store,
+ *  I5). A start meant as "now" follows the least (sk_engine_store_clock_offset_min). */
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t ahead_max_ms, int64_t ahead_min_ms);
 /** The store failed so that what it holds is not known until a restart reads it (a
  *  failed sync, a write whose outcome could not be learned): from now on a sale id the
  *  workers do not know may exist, and they answer it 503 instead of 404. For good. */

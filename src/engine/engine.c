@@ -331,11 +331,11 @@ int64_t sk_engine_store_clock_offset_min(const sk_engine_t *e)
     return atomic_load_explicit(&((sk_engine_t *)e)->store_clock_offset_min_ms, memory_order_relaxed);
 }
 
-void sk_engine_note_store_clock(sk_engine_t *e, int64_t store_now_ms, int64_t sent_ms, int64_t recv_ms)
+void sk_engine_note_store_clock(sk_engine_t *e, int64_t ahead_max_ms, int64_t ahead_min_ms)
 {
     /* Two loads may see bounds of different replies: each is a bound all the same. */
-    atomic_store_explicit(&e->store_clock_offset_ms, store_now_ms - sent_ms, memory_order_relaxed);
-    atomic_store_explicit(&e->store_clock_offset_min_ms, store_now_ms - recv_ms, memory_order_relaxed);
+    atomic_store_explicit(&e->store_clock_offset_ms, ahead_max_ms, memory_order_relaxed);
+    atomic_store_explicit(&e->store_clock_offset_min_ms, ahead_min_ms, memory_order_relaxed);
 }
 
 void sk_engine_note_store_unsure(sk_engine_t *e)

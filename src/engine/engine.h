@@ -317,10 +317,11 @@ bool sk_engine_queues(const sk_engine_t *e);
  *  whose clock lags the store's does not answer not_started to a holder's replay just
  *  after the store's start (I5). Any thread. */
 int64_t sk_engine_store_clock_offset(const sk_engine_t *e);
-/** The least the store's clock can be ahead of this node's, in ms, as last seen (its
- *  reply's clock minus when the reply came; 0 for the embedded store): this node's clock
- *  plus this is never ahead of the store's at any later instant, so a sale that starts
- *  then has started for the store. Any thread. */
+/** The least the store's clock can be ahead of this node's, in ms, as its replies showed
+ *  it (a reply's clock minus when the reply came; over every primary of a Redis Cluster;
+ *  0 for the embedded store): this node's clock plus this is not ahead of the store's at
+ *  any later instant, as long as the store's clocks do not step back, so a sale that
+ *  starts then has started for the store. Any thread. */
 int64_t sk_engine_store_clock_offset_min(const sk_engine_t *e);
 /** The store's clock as best known here: sk_now_ms() + sk_engine_store_clock_offset. What
  *  every sale time a node judges or shows is read by. Any thread. */

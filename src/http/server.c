@@ -902,7 +902,10 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
     record(s, d->route, status, d->start_ns);
     d->done = true;
     if (!c->closed) {
-        bool close = d->close || (s->draining && !c->parked) || status_closes(status);
+        /* A drain closes after the last answer in line: one owed ahead of others (a
+         * request behind it answered already, or parked) does not, or a client that
+         * stops reading at a close would lose the answers behind it. */
+        bool close = d->close || (s->draining && !c->parked && d == c->dq_tail) || status_closes(status);
         if (close)
             c->no_more = true;
         if (d->log_line)

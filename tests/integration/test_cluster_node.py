@@ -5,6 +5,7 @@ is answered by every node without Redis, and a Redis that is down or stuck gives
 import hashlib
 import hmac
 import json
+import os
 import re
 import subprocess
 import time
@@ -136,6 +137,38 @@ def test_a_new_sale_is_looked_up_by_every_endpoint(ck):
     ck.eq((st, d.get("error")), (404, "unknown_sale"), "a sale nobody made: looked up, then 404")
     st, d = B.json("GET", f"/api/v1/orders/{new_sale_id()}-1")
     ck.eq((st, d.get("error")), (404, "unknown_order"), "an order of such a sale: 404 unknown_order")
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_node_clock_apart_from_redis(ck):
+    # A node whose clock is 3 s away from Redis's (a host whose NTP lags), fresh: it
+    # reads Redis's clock at start-up, before any script's reply shows it. A sale it
+    # creates without starts_at has started for Redis when its 201 leaves, whichever way
+    # the clocks differ, and its waiting room is open on it and on the other nodes.
+    if not os.path.exists(FAKETIME_LIB):
+        ck.check(False, f"{FAKETIME_LIB} is missing (scripts/deps.sh test installs faketime)")
+        return
+    for skew in ("+3s", "-3s"):
+        env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+               "FAKETIME_NO_CACHE": "1"}
+        with Server("--store", REDIS.url, threads=1, env=env) as n:
+            sale = new_sale_id()
+            st, s = create(n, sale, 5)
+            ck.eq(st, 201, f"node {skew}: created")
+            st, d = buy(n, sale, "u1")
+            ck.eq((st, d.get("result")), (201, "confirmed"), f"node {skew}: bought at once, not not_started")
+            rc = REDIS.client()
+            redis_now = int(rc.cmd("TIME")[0]) * 1000
+            rc.close()
+            ck.check(abs(s["starts_at"] - redis_now) < 2000,
+                     f"node {skew}: the default start is Redis's now ({s['starts_at']} vs {redis_now})")
+            sale2 = new_sale_id()
+            st, _ = create(n, sale2, 5, queue="fifo")
+            for who, node in (("it", n), ("another-node", A)):
+                st, r = node.json("POST", f"/api/v1/sales/{sale2}/queue", {"user_id": f"q-{who}"})
+                ck.eq(st, 202, f"node {skew}: the new sale's waiting room is open on {who}")
 
 
 def test_stock_and_limit_across_nodes(ck):
@@ -395,6 +428,7 @@ def main():
         B = Server("--store", REDIS.url, threads=1, env=pay_env)
         try:
             run_tests([test_bad_store, test_password, test_sale_on_every_node, test_a_new_sale_is_looked_up_by_every_endpoint,
+                       test_node_clock_apart_from_redis,
                        test_stock_and_limit_across_nodes,
                        test_sold_out_fast_path, test_lifecycle_across_nodes, test_holders_at_the_edges,
                        test_redis_down_and_back, test_redis_stuck, test_script_cache_flushed, test_stop])
