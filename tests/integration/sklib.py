@@ -53,12 +53,12 @@ def free_port():
 class Server:
     """A `seckill serve` process on a free loopback port with its own data dir."""
 
-    def __init__(self, *args, data=None, env=None, threads=2, admin_token=None, wait=True):
+    def __init__(self, *args, data=None, env=None, threads=2, admin_token=None, wait=True, binary=None):
         self.tmp = tempfile.mkdtemp(prefix="seckill-test-")
         self.data = data or os.path.join(self.tmp, "data")
         self.port = free_port()
         self.host = "127.0.0.1"
-        cmd = [SECKILL_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
+        cmd = [binary or SECKILL_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data,
                "--threads", str(threads)]
         if admin_token:
             cmd += ["--admin-token", admin_token]
