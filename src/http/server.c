@@ -906,8 +906,8 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
          * request behind it answered already, or parked) does not, or a client that
          * stops reading at a close would lose the answers behind it. */
         bool close = d->close || (s->draining && !c->parked && d == c->dq_tail) || status_closes(status);
-        if (close)
-            c->no_more = true;
+        if (close || (s->draining && !c->parked))
+            c->no_more = true; /* in a drain nothing more is read either way */
         if (d->log_line)
             access_log(s, c, d->log_line, strlen(d->log_line), status, len);
         /* First in line (the usual case): the answer goes straight into the output. */
