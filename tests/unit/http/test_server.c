@@ -146,6 +146,14 @@ static void answer_one(const char *tag)
     sk_http_deferred_respond(d, 201, "text/plain", NULL, tag, strlen(tag));
 }
 
+/* Unparks /park's request (as the store's answer would) with `tag`. */
+static void unpark_parked(int tag)
+{
+    sk_http_parked_t *p = E.parked;
+    E.parked = NULL;
+    sk_http_unpark(p, tag);
+}
+
 /* Frees everything; returns what sk_loop_free found still registered. */
 static int env_close(void)
 {
@@ -701,9 +709,7 @@ SK_TEST(parked_request_is_handled_again_in_order)
     send_str(fd, "GET /sync HTTP/1.1\r\nHost: t\r\n\r\n"); /* arrives while parked */
     turns(3);
     ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u);
-    sk_http_parked_t *p = E.parked;
-    E.parked = NULL;
-    sk_http_unpark(p, 7);
+    unpark_parked(7);
     ASSERT_EQ(E.resumed_seen, 7);
     turns(3);
     ASSERT_EQ(read_now(fd, buf, sizeof(buf), &eof), 0u); /* all behind the deferred answer */
@@ -745,9 +751,7 @@ SK_TEST(client_gone_while_parked)
     ASSERT_TRUE(!eof); /* no 408, no close */
     close(fd);
     turns(3); /* the server sees the close */
-    sk_http_parked_t *p = E.parked;
-    E.parked = NULL;
-    sk_http_unpark(p, 7);
+    unpark_parked(7);
     turns(3);
     ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
     ASSERT_EQ(env_close(), 0);
@@ -774,9 +778,7 @@ SK_TEST(drain_answers_a_parked_request)
     read_now(fd, buf, sizeof(buf), &eof);
     ASSERT_TRUE(strstr(buf, "first") != NULL && strstr(buf, "Connection: close") == NULL && !eof);
     ASSERT_EQ(sk_http_server_conns(E.srv), 1u);
-    sk_http_parked_t *p = E.parked;
-    E.parked = NULL;
-    sk_http_unpark(p, 3);
+    unpark_parked(3);
     turns(3);
     read_now(fd, buf, sizeof(buf), &eof);
     ASSERT_TRUE(strstr(buf, "Connection: close") != NULL && strstr(buf, "resumed 3") != NULL);
@@ -828,9 +830,7 @@ SK_TEST(drain_deadline_while_parked)
     sk_http_server_drain(E.srv, 0, NULL, NULL);
     turns(2);
     ASSERT_EQ(sk_http_server_conns(E.srv), 0u);
-    sk_http_parked_t *p = E.parked;
-    E.parked = NULL;
-    sk_http_unpark(p, 3);
+    unpark_parked(3);
     ASSERT_EQ(E.resumed_seen, 0);
     close(fd);
     ASSERT_EQ(env_close(), 0);
