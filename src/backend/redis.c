@@ -105,6 +105,7 @@ typedef struct {
     sk_redis_ev_t ev;
     conn_state_t state;
     int setup_waiting; /* setup replies still expected on a new connection */
+    int64_t time_sent_ms; /* sk_now_ms() when its TIME was queued (note_clock) */
     uint64_t connect_deadline_ms;
     uint64_t quiet_ms; /* last tick that saw no command waiting for its reply */
     uint64_t backoff_ms;
@@ -807,6 +808,20 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
+/* A new connection's TIME: the primary's clock before a script's reply shows it (one
+ * down at start-up, promoted or added later), and a fresh reading of one seen before. */
+static void on_time(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    conn_t *c = priv;
+    const redisReply *t = reply;
+    if (t && t->type == REDIS_REPLY_ARRAY && t->elements == 2 && t->element[0]->type == REDIS_REPLY_STRING &&
+        t->element[1]->type == REDIS_REPLY_STRING)
+        note_clock(c->r, c->node,
+                   strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000,
+                   c->time_sent_ms, sk_now_ms());
+}
+
 static void connect_now(conn_t *c)
 {
     rbackend_t *r = c->r;
@@ -848,6 +863,9 @@ static void connect_now(conn_t *c)
     redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->buy_lua->text, r->buy_lua->len);
     redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->create_lua->text, r->create_lua->len);
     redisAsyncCommand(ac, on_setup, c, "SCRIPT LOAD %b", r->queue_lua->text, r->queue_lua->len);
+    /* Queued now, sent once connected: the bound from it is looser, not wrong. */
+    c->time_sent_ms = sk_now_ms();
+    redisAsyncCommand(ac, on_time, c, "TIME");
 }
 
 /* The connection to a node, made (and connecting) on first use. */
