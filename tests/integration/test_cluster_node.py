@@ -123,6 +123,11 @@ def test_a_new_sale_is_looked_up_by_every_endpoint(ck):
         st, _ = create(A, sale2, 5, queue="fifo")
         st, r = B.json("POST", f"/api/v1/sales/{sale2}/queue", {"user_id": "q1"})
         ck.eq((st, r.get("position")), (202, 1), f"round {k}: joined the queue of a new sale on B")
+        sale4 = new_sale_id()
+        st, _ = create(A, sale4, 5)
+        out = B.raw(f"GET /api/v1/sales/{sale4}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode(), timeout=1)
+        ck.check(out.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in out.split(b"\r\n\r\n")[0],
+                 f"round {k}: the event stream of a new sale on B: {out[:120]!r}")
         sale3 = new_sale_id()
         st, _ = create(A, sale3, 5)
         body = b'{"request_id":"p1"}'
