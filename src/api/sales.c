@@ -94,43 +94,12 @@ void sk_api_sales_list(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
     sk_buf_free(&b);
 }
 
-static void find_done(sk_op_t *op)
-{
-    sk_buf_t b = {0};
-    if (op->sale) {
-        sk_api_sale_json(&b, op->sale, sk_api_store_now(op->owner));
-        sk_buf_putc(&b, '\n');
-        sk_http_deferred_respond(op->ctx, 200, "application/json", NULL, b.data, b.len);
-    } else if (op->status == -ENOENT) {
-        sk_buf_puts(&b, "{\"error\":\"unknown_sale\",\"message\":\"no sale with that id\"}\n");
-        sk_http_deferred_respond(op->ctx, 404, "application/json", NULL, b.data, b.len);
-    } else {
-        sk_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the sale store is unavailable; retry later\"}\n");
-        sk_http_deferred_respond(op->ctx, op->status == -EAGAIN ? 429 : 503, "application/json", "Retry-After: 1\r\n",
-                                 b.data, b.len);
-    }
-    sk_buf_free(&b);
-    sk_op_free(op);
-}
-
 void sk_api_sale_get(sk_http_exchange_t *x, const sk_str_t *params, void *arg)
 {
     sk_api_worker_t *w = arg;
-    sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, params[0].p, params[0].len);
-    if (!s) {
-        sk_sale_t *stub = sk_api_lookup_stub(w, &params[0]);
-        if (!stub) {
-            sk_api_unknown_sale(w, x, &params[0]);
-            return;
-        }
-        sk_op_t *op = sk_op_new(SK_OP_FIND_SALE);
-        op->owner = w;
-        op->new_sale = stub;
-        op->done = find_done;
-        op->ctx = sk_http_defer(x);
-        sk_engine_submit(w->ew, op);
+    sk_sale_t *s = sk_api_find_sale_or_404(w, x, &params[0]);
+    if (!s)
         return;
-    }
     sk_buf_t *b = &w->scratch;
     b->len = 0;
     sk_api_sale_json(b, s, sk_api_store_now(w));
@@ -344,7 +313,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
      * leaves, however long the reply the bound was read from took. */
     const sk_engine_t *engine = w->api->cfg.engine;
     int64_t local = sk_now_ms(), now = local + sk_engine_store_clock_offset(engine), stock = 0;
-    int64_t created = local + sk_engine_store_clock_offset_min(engine), default_start = created;
+    int64_t created = local + sk_engine_store_clock_offset_min(engine);
     json_t *jid = json_object_get(root, "id");
     sk_control_t c = {0};
     int rc = root ? sk_api_known_fields(root, known, SK_ARRAY_LEN(known),
@@ -361,7 +330,7 @@ void sk_api_sale_create(sk_http_exchange_t *x, const sk_str_t *params, void *arg
         rc = sk_api_sale_settings(root, as_real, &c, &fe);
     sk_sale_params_t p = {
         .name = (c.set & SK_PATCH_NAME) ? c.name : json_string_value(jid),
-        .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : default_start,
+        .starts_at = (c.set & SK_PATCH_STARTS_AT) ? c.starts_at : created,
         .per_user_limit = (c.set & SK_PATCH_PER_USER_LIMIT) ? c.per_user_limit : 1,
         .max_quantity = (c.set & SK_PATCH_MAX_QUANTITY) ? c.max_quantity : 1,
         .payment_window_ms = (c.set & SK_PATCH_PAYMENT_WINDOW) ? c.payment_window_ms : 0,

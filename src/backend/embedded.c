@@ -1148,17 +1148,11 @@ static void pending_push(ledger_t *l)
 
 /* Waits until every waiting batch is released (before a failure is settled, and at
  * the end): nothing published later may be older than what is published now. */
+static bool wait_for_sync(ledger_t *l);
 static void drain(ledger_t *l)
 {
-    if (!l->n_pending)
-        return;
-    pthread_mutex_lock(&l->sync_mu);
-    l->ledger_waits = true;
-    while (l->sync_done < l->write_no)
-        pthread_cond_wait(&l->done_cv, &l->sync_mu);
-    l->ledger_waits = false;
-    pthread_mutex_unlock(&l->sync_mu);
-    release_synced(l);
+    if (l->n_pending)
+        wait_for_sync(l);
 }
 
 /* Two writes not yet durable (one syncing, one waiting), or the ring is full: the
@@ -1194,7 +1188,8 @@ static bool holds_payment(sk_op_t *const *ops, size_t n)
  * and ~8 % more server CPU each). The price: the grown batch is decided and written
  * after the sync, while the disk waits (a small batch's ~0.1 ms), not during it. A full
  * batch (a flood) goes on at once: it cannot grow, and deciding and writing it while
- * the disk syncs the one before is what keeps both busy. Returns whether it waited. */
+ * the disk syncs the one before is what keeps both busy. Releases what the syncer has
+ * handled, and returns whether it waited (drain waits the same way). */
 static bool wait_for_sync(ledger_t *l)
 {
     pthread_mutex_lock(&l->sync_mu);
@@ -1204,8 +1199,7 @@ static bool wait_for_sync(ledger_t *l)
         pthread_cond_wait(&l->done_cv, &l->sync_mu);
     l->ledger_waits = false;
     pthread_mutex_unlock(&l->sync_mu);
-    if (busy)
-        release_synced(l);
+    release_synced(l);
     return busy;
 }
 

@@ -418,13 +418,22 @@ static void note_clock(rbackend_t *r, int node, int64_t store_ms, int64_t sent_m
     r->clocks[node].min_ms = store_ms - recv_ms - 1;
     r->clocks[node].seen = true;
     int64_t mx = INT64_MIN, mn = INT64_MAX;
-    for (int i = 0; i < SK_RCLUSTER_NODES_MAX; i++) {
+    for (size_t i = 0; i < r->map->n_nodes; i++) {
         if (!r->clocks[i].seen)
             continue;
         mx = SK_MAX(mx, r->clocks[i].max_ms);
         mn = SK_MIN(mn, r->clocks[i].min_ms);
     }
     sk_engine_note_store_clock(r->e, mx, mn);
+}
+
+/* A TIME reply's clock in ms (read down to the ms, as the scripts read it), or -1. */
+static int64_t time_reply_ms(const redisReply *t)
+{
+    if (!t || t->type != REDIS_REPLY_ARRAY || t->elements != 2 || t->element[0]->type != REDIS_REPLY_STRING ||
+        t->element[1]->type != REDIS_REPLY_STRING)
+        return -1;
+    return strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000;
 }
 
 /* ---- start-up (main thread, synchronous connections) -------------------------------------- */
@@ -464,10 +473,9 @@ static int check_primary(rbackend_t *r, int node, char *err, size_t err_size)
     int64_t sent = sk_now_ms();
     redisReply *t = redisCommand(c, "TIME");
     int64_t recv = sk_now_ms();
-    if (t && t->type == REDIS_REPLY_ARRAY && t->elements == 2 && t->element[0]->type == REDIS_REPLY_STRING &&
-        t->element[1]->type == REDIS_REPLY_STRING)
-        note_clock(r, node, strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000,
-                   sent, recv);
+    int64_t store = time_reply_ms(t);
+    if (store >= 0)
+        note_clock(r, node, store, sent, recv);
     freeReplyObject(t);
     /* A reply is durable only with the AOF fsynced on every write. CONFIG may be
      * renamed away in a hardened Redis; then there is nothing to check. */
@@ -814,12 +822,9 @@ static void on_time(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
     conn_t *c = priv;
-    const redisReply *t = reply;
-    if (t && t->type == REDIS_REPLY_ARRAY && t->elements == 2 && t->element[0]->type == REDIS_REPLY_STRING &&
-        t->element[1]->type == REDIS_REPLY_STRING)
-        note_clock(c->r, c->node,
-                   strtoll(t->element[0]->str, NULL, 10) * 1000 + strtoll(t->element[1]->str, NULL, 10) / 1000,
-                   c->time_sent_ms, sk_now_ms());
+    int64_t store = time_reply_ms(reply);
+    if (store >= 0)
+        note_clock(c->r, c->node, store, c->time_sent_ms, sk_now_ms());
 }
 
 static void connect_now(conn_t *c)

@@ -789,9 +789,7 @@ static void respond(sk_http_exchange_t *x, int status, const char *content_type,
     sk_http_conn_t *c = x->conn;
     sk_http_server_t *s = x->server;
     bool head_only = x->req->method == SK_HTTP_HEAD;
-    /* A drain closes after this answer, unless a request behind it is parked: that one
-     * is answered too, and its answer closes. */
-    bool close = !x->req->keep_alive || c->no_more || (s->draining && !c->parked) || status_closes(status);
+    bool close = !x->req->keep_alive || c->no_more || s->draining || status_closes(status);
     int hdr = conn_hdr_for(close, x->req->minor_version == 0);
     x->answered = true;
     if (close)
@@ -905,8 +903,9 @@ void sk_http_deferred_respond(sk_http_deferred_t *d, int status, const char *con
         /* A drain closes after the last answer in line: one owed ahead of others (a
          * request behind it answered already, or parked) does not, or a client that
          * stops reading at a close would lose the answers behind it. */
-        bool close = d->close || (s->draining && !c->parked && d == c->dq_tail) || status_closes(status);
-        if (close || (s->draining && !c->parked))
+        bool drained = s->draining && !c->parked; /* a parked request is still answered */
+        bool close = d->close || (drained && d == c->dq_tail) || status_closes(status);
+        if (close || drained)
             c->no_more = true; /* in a drain nothing more is read either way */
         if (d->log_line)
             access_log(s, c, d->log_line, strlen(d->log_line), status, len);
