@@ -75,18 +75,21 @@ sk_sale_t *sk_api_find_or_park(sk_api_worker_t *w, sk_http_exchange_t *x, const 
     sk_sale_t *s = sk_engine_find_sale(w->api->cfg.engine, id->p, id->len);
     if (s)
         return s;
-    /* Looked up once already: what the store said stands. */
-    if (x->resumed == LOOKUP_FAILED || x->resumed == LOOKUP_REFUSED) {
+    sk_sale_t *stub = x->resumed ? NULL : sk_api_lookup_stub(w, id);
+    sk_http_parked_t *p = stub ? sk_http_park(x) : NULL;
+    bool unparked = stub && !p; /* a chunked body: it cannot be handled twice */
+    if (!p)
+        free(stub); /* a bare stub: no params, no holders */
+    /* Looked up once already and the store could not be asked; or a request that cannot
+     * be parked for a sale the store may hold: not a 404, a retry. */
+    if (x->resumed == LOOKUP_FAILED || x->resumed == LOOKUP_REFUSED || unparked) {
         static const char body[] = "{\"error\":\"unavailable\",\"message\":\"the sale store is unavailable; retry "
                                    "later\"}\n";
         sk_http_respond_ex(x, x->resumed == LOOKUP_REFUSED ? 429 : 503, "application/json", "Retry-After: 1\r\n", body,
                            sizeof(body) - 1);
         return NULL;
     }
-    sk_sale_t *stub = x->resumed ? NULL : sk_api_lookup_stub(w, id);
-    sk_http_parked_t *p = stub ? sk_http_park(x) : NULL;
     if (!p) {
-        free(stub); /* a bare stub: no params, no holders */
         sk_api_not_found(w, x, id, code, message);
         return NULL;
     }

@@ -138,6 +138,15 @@ def test_a_new_sale_is_looked_up_by_every_endpoint(ck):
         ck.eq([a[:3] for a in answers], [b"200", b"200"], f"round {k}: paused on B, then the next request")
         ck.check(len(answers) == 2 and b'"action":"pause"' in answers[0] and b'"status":"ok"' in answers[1],
                  f"round {k}: in request order: {out[:300]!r}")
+    # A chunked body cannot be handled twice, so that request is not parked: a retry, not
+    # a 404, for a sale the store may hold.
+    sale5 = new_sale_id()
+    create(A, sale5, 5)
+    out = B.raw(f"POST /api/v1/sales/{sale5}/pause HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n13\r\n{\"request_id\":\"p1\"}\r\n0\r\n\r\n"
+                .encode())
+    ck.check(out.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in out or out.startswith(b"HTTP/1.1 200 "),
+             f"a chunked control for a new sale on B: 503 to retry (or 200 once cached): {out[:80]!r}")
     st, d = B.json("GET", f"/api/v1/sales/{new_sale_id()}/orders")
     ck.eq((st, d.get("error")), (404, "unknown_sale"), "a sale nobody made: looked up, then 404")
     st, d = B.json("GET", f"/api/v1/orders/{new_sale_id()}-1")
