@@ -4,7 +4,8 @@
  * One thread is the one writer of every sale's counts, orders and holders (the
  * single-writer principle): workers push ops onto the engine's lock-free queue and wake
  * it through an eventfd; it takes everything queued (up to max_batch), first expires
- * every reservation whose pay_by has passed, then decides each op in arrival order,
+ * every reservation whose pay_by has passed (by the time its earliest payment was
+ * received: received_at), then decides each op in arrival order,
  * writes all the batch's new orders and transitions in one SQLite transaction, and only
  * after that transaction is durable publishes the new counts and posts the answers.
  *
@@ -691,6 +692,17 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         s->id, op->order.seq, op->user_id, op->request_id, now, op->order.pay_by, q, op->user_len, op->request_len};
 }
 
+/* When a payment was received: the clock its worker read (op->now_ms), or the batch's
+ * when that is earlier (or unset). A payment received by its order's pay_by confirms,
+ * however long the batch then waited for a sync (wait_for_sync, a full pipeline: tens of
+ * ms when the disk is slow); so its batch expires only what was due by the earliest
+ * payment it holds, and what fell due since expires in the batch after (next_timeout is
+ * then 0). A payment pushed after a batch expired its order still finds it expired (I8). */
+static int64_t received_at(const sk_op_t *op, int64_t now)
+{
+    return op->now_ms > 0 && op->now_ms < now ? op->now_ms : now;
+}
+
 static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
 {
     sk_sale_t *s = op->sale;
@@ -714,7 +726,8 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     }
     sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
     const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
-    sk_order_step_t step = transition(l, s, i, ev, now, op->payment_id, op->payment_len, arg);
+    int64_t at = ev == SK_EV_PAY ? received_at(op, now) : now;
+    sk_order_step_t step = transition(l, s, i, ev, at, op->payment_id, op->payment_len, arg);
     op->status = 0;
     op->tr = step.result;
     l->n_transitions++;
@@ -1167,17 +1180,6 @@ static bool pipeline_full(ledger_t *l)
     return l->write_no >= done + 2;
 }
 
-/* Whether ops hold a payment. A payment received at or before its order's pay_by
- * confirms, and the ledger's clock when it decides is the judge: a batch holding one is
- * decided at once, not held back by wait_for_sync, which could carry it past pay_by. */
-static bool holds_payment(sk_op_t *const *ops, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (ops[i]->kind == SK_OP_PAY)
-            return true;
-    return false;
-}
-
 /* A batch that is not full, taken while a write is being synced, waits for that sync
  * to end before it is decided (and then takes what arrived meanwhile): it is made
  * durable by the next sync either way, since the one in progress began before its
@@ -1188,7 +1190,8 @@ static bool holds_payment(sk_op_t *const *ops, size_t n)
  * and ~8 % more server CPU each). The price: the grown batch is decided and written
  * after the sync, while the disk waits (a small batch's ~0.1 ms), not during it. A full
  * batch (a flood) goes on at once: it cannot grow, and deciding and writing it while
- * the disk syncs the one before is what keeps both busy. Releases what the syncer has
+ * the disk syncs the one before is what keeps both busy. A payment waits like anything
+ * else: it is judged by when it was received (received_at). Releases what the syncer has
  * handled, and returns whether it waited (drain waits the same way). */
 static bool wait_for_sync(ledger_t *l)
 {
@@ -1300,9 +1303,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     l->n_jorders = l->n_jevents = l->n_jcontrols = l->n_undo = l->n_touched = l->n_transitions = 0;
     if (l->n_uncertain)
         settle_uncertain(l);
-    expire_due(l, now);
-    queue_tick(l, now);
-    size_t n_buys = 0;
+    int64_t due = now; /* expire what was due by then: by the batch's earliest payment */
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
@@ -1310,8 +1311,13 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             op->scratch = op->user_hash ? op->user_hash : sk_user_hash(op->user_id, op->user_len);
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
             sk_userset_prefetch(lsale(l, op->sale)->users, op->scratch);
+        } else if (op->kind == SK_OP_PAY) {
+            due = SK_MIN(due, received_at(op, now));
         }
     }
+    expire_due(l, due);
+    queue_tick(l, now);
+    size_t n_buys = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
@@ -1418,7 +1424,7 @@ static void *ledger_main(void *arg)
             continue;
         }
         size_t n = sk_engine_take(l->e, l->batch, l->max_batch);
-        if (n > 0 && n < l->max_batch && !holds_payment(l->batch, n) && wait_for_sync(l))
+        if (n > 0 && n < l->max_batch && wait_for_sync(l))
             n += sk_engine_take(l->e, l->batch + n, l->max_batch - n);
         int64_t now = ledger_now(l);
         /* Sales whose last commit is in doubt are asked about again now and then even

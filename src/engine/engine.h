@@ -223,7 +223,7 @@ struct sk_op {
     void *ctx; /* the caller's (e.g. the deferred HTTP answer) */
     void *owner; /* the caller's too (e.g. the submitting API worker) */
     sk_sale_t *sale;
-    int64_t now_ms; /* the gate's clock reading */
+    int64_t now_ms; /* the gate's clock reading (BUY, QUEUE); PAY: when it was received */
 
     uint8_t user_len; /* of user_id (the strings are at the end) */
     uint8_t request_len;

@@ -65,13 +65,18 @@ static void faults(bool commit, bool after_commit, bool last_seq)
 }
 
 /* A fixture whose journal fails where the test says later; nothing fails to begin with. */
-static bool open_faulty_batch(fixture_t *f, size_t max_batch)
+static void no_faults(void)
 {
     faults(false, false, false);
     atomic_store(&fail_sync, false);
     atomic_store(&fail_sale, false);
     atomic_store(&fail_sale_after, false);
     atomic_store(&sync_budget, -1);
+}
+
+static bool open_faulty_batch(fixture_t *f, size_t max_batch)
+{
+    no_faults();
     *f = (fixture_t){.max_batch = max_batch};
     return fixture_open_with(f, NULL, 0, install_fault, NULL);
 }
@@ -502,30 +507,6 @@ SK_TEST(test_small_batch_waits_for_the_sync_and_grows)
     }
 }
 
-SK_TEST(test_payment_not_held_back_by_the_sync)
-{
-    /* A payment is decided when it is taken, even in a small batch while a sync runs: it
-     * confirms if decided by pay_by, and waiting for the sync could carry it past. So it
-     * is written while b's sync is held, and confirms once that sync and its own end. */
-    fixture_t f;
-    ASSERT_TRUE(open_faulty(&f));
-    sk_sale_t *s = window_sale(&f.r, "pay-now", 10, 1, 1, HOUR_MS);
-    ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").result, SK_BUY_RESERVED);
-    answer_t b, paid;
-    ASSERT_TRUE(buy_with_sync_held(&f, s, "b", "r-b", &b));
-    int commits = atomic_load(&commits_begun);
-    order_op(&f.r, SK_OP_PAY, s, 1, "pay-a", &paid);
-    run_for(&f.r, 50);
-    ASSERT_EQ(atomic_load(&commits_begun) - commits, 1);
-    ASSERT_TRUE(!b.done && !paid.done);
-    atomic_store(&sync_budget, -1);
-    ASSERT_TRUE(runner_wait(&f.r));
-    ASSERT_EQ(b.result, SK_BUY_RESERVED);
-    ASSERT_EQ(paid.tr, SK_TR_OK);
-    fixture_destroy(&f);
-}
-
 SK_TEST(test_commit_in_doubt_published_once_durable)
 {
     /* A commit reported failure but stored its batch: the batch stands, and the workers
@@ -953,6 +934,128 @@ SK_TEST(test_lifecycle_transitions)
     ASSERT_EQ(sk_sale_params(s)->max_quantity, 3);
     ASSERT_EQ(sk_sale_params(s)->payment_window_ms, 1000);
     ASSERT_EQ(buy_q1(&f.r, s, "u3", "r6", 2).result, SK_BUY_LIMIT_REACHED);
+    fixture_destroy(&f);
+}
+
+/* A payment of order seq received (by its worker's clock) at `received`, submitted. */
+static void pay_received(runner_t *r, sk_sale_t *s, uint64_t seq, const char *payment, int64_t received, answer_t *a)
+{
+    sk_op_t *op = sk_op_new(SK_OP_PAY);
+    op->sale = s;
+    op->seq = seq;
+    op->now_ms = received;
+    op->payment_len = (uint8_t)strlen(payment);
+    memcpy(op->payment_id, payment, op->payment_len + 1u);
+    submit(r, op, a);
+}
+
+/* The same, waiting for the answer. */
+static answer_t pay_received1(runner_t *r, sk_sale_t *s, uint64_t seq, const char *payment, int64_t received)
+{
+    answer_t a;
+    pay_received(r, s, seq, payment, received, &a);
+    runner_wait(r);
+    return a;
+}
+
+SK_TEST(test_payment_judged_by_when_it_was_received)
+{
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    sk_sale_t *s = window_sale(&f.r, "slow", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 2);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).order.pay_by, t0 + 1002);
+    atomic_store(&fake_now, t0 + 4);
+    ASSERT_EQ(buy_q1(&f.r, s, "u3", "r3", 1).order.pay_by, t0 + 1004);
+    assert_counts(s, 3, 0);
+
+    /* The ledger decides 5 ms after order 1's pay_by (its batch waited for a slow sync):
+     * a payment received at pay_by confirms, paid when it was received. */
+    atomic_store(&fake_now, t0 + 1005);
+    answer_t a = pay_received1(&f.r, s, 1, "p1", t0 + 1000);
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(a.order.paid_at, t0 + 1000);
+    /* What fell due after it expires at once, by the ledger's clock. */
+    a = get1(&f.r, s, 2);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 1005);
+    assert_counts(s, 0, 1);
+    /* A payment that reaches the ledger after its order expired never confirms (I8),
+     * whenever it was received. */
+    a = pay_received1(&f.r, s, 3, "p3", t0 + 1004);
+    ASSERT_EQ(a.tr, SK_TR_EXPIRED);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+
+    /* A payment received after pay_by expires its order, at the time it was received. */
+    atomic_store(&fake_now, t0 + 2000);
+    ASSERT_EQ(buy_q1(&f.r, s, "u4", "r4", 1).order.pay_by, t0 + 3000);
+    atomic_store(&fake_now, t0 + 3005);
+    a = pay_received1(&f.r, s, 4, "p4", t0 + 3001);
+    ASSERT_EQ(a.tr, SK_TR_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 3001);
+    /* A reading later than the ledger's (a worker's clock ahead) counts as the ledger's. */
+    atomic_store(&fake_now, t0 + 4000);
+    ASSERT_EQ(buy_q1(&f.r, s, "u5", "r5", 1).order.pay_by, t0 + 5000);
+    a = pay_received1(&f.r, s, 5, "p5", t0 + 9000);
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.paid_at, t0 + 4000);
+    assert_counts(s, 0, 2);
+    fixture_close(&f);
+
+    /* Replayed after a restart: the same states and times. */
+    ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
+    s = sk_engine_find_sale(f.e, "slow", 4);
+    ASSERT_TRUE(s != NULL);
+    assert_counts(s, 0, 2);
+    a = get1(&f.r, s, 1);
+    ASSERT_EQ(a.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(a.order.paid_at, t0 + 1000);
+    static const sk_order_state_t want[] = {SK_ORDER_CONFIRMED, SK_ORDER_EXPIRED, SK_ORDER_EXPIRED, SK_ORDER_EXPIRED,
+                                            SK_ORDER_CONFIRMED};
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        ASSERT_EQ(get1(&f.r, s, seq).order.state, want[seq - 1]);
+    ASSERT_EQ(get1(&f.r, s, 4).order.closed_at, t0 + 3001);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_payment_waits_for_the_sync_judged_by_receipt)
+{
+    /* A payment taken in a small batch while a sync runs waits for that sync like any
+     * op (then one write and one sync carry it with what came meanwhile). It is judged
+     * by when it was received: a sync that lasts past its order's pay_by, while the
+     * ledger's clock moves on, does not expire it. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "pay-later", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "a", "r-a").order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 500);
+    answer_t b, paid;
+    ASSERT_TRUE(buy_with_sync_held(&f, s, "b", "r-b", &b)); /* b's sync waits inside */
+    int commits = atomic_load(&commits_begun);
+    pay_received(&f.r, s, 1, "pay-a", t0 + 1000, &paid);
+    run_for(&f.r, 50);
+    ASSERT_EQ(atomic_load(&commits_begun) - commits, 0); /* it waits for b's sync */
+    ASSERT_TRUE(!b.done && !paid.done);
+    atomic_store(&fake_now, t0 + 1050); /* the sync outlasts a's pay_by */
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(atomic_load(&commits_begun) - commits, 1);
+    ASSERT_EQ(b.result, SK_BUY_RESERVED);
+    ASSERT_EQ(b.order.pay_by, t0 + 1500);
+    ASSERT_EQ(paid.tr, SK_TR_OK);
+    ASSERT_EQ(paid.order.state, SK_ORDER_CONFIRMED);
+    ASSERT_EQ(paid.order.paid_at, t0 + 1000);
+    assert_counts(s, 1, 1);
     fixture_destroy(&f);
 }
 
@@ -1598,16 +1701,17 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
              SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
-             SK_RUN(test_small_batch_waits_for_the_sync_and_grows); SK_RUN(test_payment_not_held_back_by_the_sync);
+             SK_RUN(test_small_batch_waits_for_the_sync_and_grows);
+             SK_RUN(test_payment_waits_for_the_sync_judged_by_receipt);
              SK_RUN(test_commit_in_doubt_published_once_durable);
              SK_RUN(test_settings_published_as_their_batch_left_them);
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
-             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
-             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
-             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
-             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
-             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
-             SK_RUN(test_quantities_at_every_limit); SK_RUN(test_sync_fails_with_the_ring_full);
-             SK_RUN(test_stop_while_batches_wait_for_their_sync);)
+             SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_expiry_in_deadline_order);
+             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
+             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
+             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
+             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
+             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
+             SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
