@@ -693,11 +693,14 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
 }
 
 /* When a payment was received: the clock its worker read (op->now_ms), or the batch's
- * when that is earlier (or unset). A payment received by its order's pay_by confirms,
- * however long the batch then waited for a sync (wait_for_sync, a full pipeline: tens of
- * ms when the disk is slow); so its batch expires only what was due by the earliest
- * payment it holds, and what fell due since expires in the batch after (next_timeout is
- * then 0). A payment pushed after a batch expired its order still finds it expired (I8). */
+ * when that is earlier (or unset); never before its order was made (an order id can be
+ * guessed). A payment received by its order's pay_by confirms, however long its batch
+ * then waited for a sync (wait_for_sync, a full pipeline: tens of ms when the disk is
+ * slow); so a batch expires only what was due by the earliest payment it holds, and what
+ * fell due since expires in the batch after (next_timeout is then 0). A payment that
+ * reaches the ledger after a batch expired its order (one still queued behind a full
+ * batch, say) finds it expired and never confirms (I8). Each payment's event is
+ * journaled with its own time. */
 static int64_t received_at(const sk_op_t *op, int64_t now)
 {
     return op->now_ms > 0 && op->now_ms < now ? op->now_ms : now;
@@ -712,7 +715,12 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
         op->status = -EIO;
         return;
     }
-    if (op->seq < 1 || op->seq > h->n_orders) {
+    /* An order of this very batch is not there yet for a transition: a client learns an
+     * order id only from its committed answer, and one that guessed it (ids are
+     * predictable) hears 404 as just before. The journal's replay counts on it (journal.h:
+     * a batch's transitions are written before its new orders). */
+    uint64_t known = ls->touched == l->batch_no ? ls->snap.n_orders : h->n_orders;
+    if (op->seq < 1 || op->seq > known) {
         op->status = -ENOENT;
         return;
     }
@@ -726,7 +734,7 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     }
     sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
     const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
-    int64_t at = ev == SK_EV_PAY ? received_at(op, now) : now;
+    int64_t at = ev == SK_EV_PAY ? SK_MAX(received_at(op, now), sk_holders_order_at(h, i)->created_at) : now;
     sk_order_step_t step = transition(l, s, i, ev, at, op->payment_id, op->payment_len, arg);
     op->status = 0;
     op->tr = step.result;

@@ -20,7 +20,8 @@
  *       sale per batch: `orders` is a JSON array of [user_id, request_id] (with a third
  *       element, the quantity, when it is above 1) for seqs first_seq...; pay_by is NULL
  *       for orders made without a payment window (confirmed at once)
- *   order_events(lsn, sale_id, kind, at, events) -- one row per sale per kind per batch:
+ *   order_events(lsn, sale_id, kind, at, events) -- one row per sale, kind and time per
+ *       batch (a payment is judged by when it was received, so a batch's may differ):
  *       kind is pay, cancel, expire or refund; events a JSON array of [seq] ([seq,
  *       payment_id] for pay, [seq, actor] for cancel)
  *   sale_events(lsn, sale_id, seq_in_sale, kind, actor, request_id, at, params, before,
@@ -35,7 +36,8 @@
  * Within one batch the rows of a sale are written as: expirations, cancels, payments,
  * refunds, controls, new orders. That is the ledger's decision order wherever it
  * matters: a transition names an order of an earlier batch (a client learns an order
- * id only from a committed answer), an expiry is decided before anything else of its
+ * id only from a committed answer, and the ledger answers a guessed id of its batch's
+ * own new orders 404), an expiry is decided before anything else of its
  * batch, a refund in the same batch as the payment it undoes comes after it, and units
  * that return before the new orders only make the replay's checks easier to pass.
  * Controls go after the units that returned (a remove_stock may have counted on them)
@@ -143,7 +145,7 @@ int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
 /** Stores one batch of the ledger in one transaction: its transitions (in decision
  *  order), its controls (in decision order) and its new orders. Each sale's orders must
  *  carry consecutive seqs; a sale's orders in one batch share created_at and pay_by (the
- *  batch's time), taken from its first one, and a sale's events share `at`. The rows
+ *  batch's time), taken from its first one; events keep each its own `at`. The rows
  *  get lsns *first..*last (set even on failure; nothing written: *first > *last).
  *  Returns 0, or -EIO: then the outcome is not known for certain (a commit may fail
  *  after its data reached the disk), and sk_journal_has_lsn tells whether the batch is

@@ -1033,7 +1033,7 @@ static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
         size_t k = i;
         for (; k < n; k++) {
             const sk_journal_event_t *e = &ev[j->perm[k]];
-            if (e->kind != first->kind || !same_sale(e->sale_id, first->sale_id))
+            if (e->kind != first->kind || e->at != first->at || !same_sale(e->sale_id, first->sale_id))
                 break;
             sk_buf_puts(b, k > i ? ",[" : "[");
             sk_buf_put_i64(b, (int64_t)e->seq);

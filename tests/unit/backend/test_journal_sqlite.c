@@ -943,6 +943,49 @@ SK_TEST(test_transitions_round_trip)
     rm_rf(dir);
 }
 
+SK_TEST(test_events_keep_their_own_times)
+{
+    /* A batch's payments are judged by when each was received, so one sale's events of
+     * one kind may carry different times: each time gets a row of its own, in decision
+     * order within the kind, and the replay and the orders view give each its own. */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_sale_t sa = {"t-1", "Times", 10, 0, 99999, 4, 5, 1, 1000};
+    ASSERT_EQ(sk_journal_put_sale(j, &sa), 0);
+    sk_journal_order_t b1[] = {{"t-1", 1, "a", "ra", 0, 1000, 1},
+                               {"t-1", 2, "b", "rb", 0, 1000, 1},
+                               {"t-1", 3, "c", "rc", 0, 1000, 1},
+                               {"t-1", 4, "d", "rd", 0, 1000, 1}};
+    uint64_t first, last;
+    ASSERT_EQ(sk_journal_put_batch(j, b1, 4, NULL, 0, NULL, 0, &first, &last), 0);
+    sk_journal_event_t ev[] = {
+        {"t-1", 3, SK_EV_PAY, 1000, "p3"},
+        {"t-1", 1, SK_EV_PAY, 998, "p1"},
+        {"t-1", 2, SK_EV_PAY, 998, "p2"},
+        {"t-1", 4, SK_EV_EXPIRE, 1001, NULL},
+    };
+    uint64_t f2, l2;
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 4, NULL, 0, &f2, &l2), 0);
+    ASSERT_EQ(l2, f2 + 2); /* expire at 1001; pay at 1000; pay at 998 (two) */
+    sk_journal_close(j);
+
+    trace_t t;
+    j = open_traced(dir, &t);
+    ASSERT_EQ(t.n, 9);
+    ASSERT_STR_EQ(t.lines[5], "expire t-1/4 at 1001");
+    ASSERT_STR_EQ(t.lines[6], "pay t-1/3 at 1000 p3");
+    ASSERT_STR_EQ(t.lines[7], "pay t-1/1 at 998 p1");
+    ASSERT_STR_EQ(t.lines[8], "pay t-1/2 at 998 p2");
+    sk_journal_close(j);
+    char v[300];
+    query1(dir, "SELECT group_concat(seq || ':' || state || ':' || coalesce(paid_at, closed_at), ' ') FROM orders", v,
+           sizeof(v));
+    ASSERT_STR_EQ(v, "1:confirmed:998 2:confirmed:998 3:confirmed:1000 4:expired:1001");
+    rm_rf(dir);
+}
+
 SK_TEST(test_grouping_many_sales)
 {
     /* A batch interleaving sales and kinds: one row per (kind, sale), each in its own
@@ -1308,11 +1351,11 @@ SK_TEST(test_full_batch_of_many_sales)
     rm_rf(dir);
 }
 
-SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_order_rows_text); SK_RUN(test_batch_all_or_nothing);
-             SK_RUN(test_many_batches); SK_RUN(test_wal_starts_over); SK_RUN(test_wal_restart_header_synced);
-             SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults); SK_RUN(test_sale_write_in_doubt);
-             SK_RUN(test_load_knows_each_sale_end); SK_RUN(test_commit_failed_for_real);
-             SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
+SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_events_keep_their_own_times); SK_RUN(test_order_rows_text);
+             SK_RUN(test_batch_all_or_nothing); SK_RUN(test_many_batches); SK_RUN(test_wal_starts_over);
+             SK_RUN(test_wal_restart_header_synced); SK_RUN(test_open_errors); SK_RUN(test_last_seq_and_faults);
+             SK_RUN(test_sale_write_in_doubt); SK_RUN(test_load_knows_each_sale_end);
+             SK_RUN(test_commit_failed_for_real); SK_RUN(test_transitions_round_trip); SK_RUN(test_grouping_many_sales);
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
              SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
              SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);
