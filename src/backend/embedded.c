@@ -624,8 +624,9 @@ static void close_if_ended(ledger_t *l, sk_sale_t *s, int64_t now)
         ls->closed = true;
 }
 
-/* `now` is the batch's time: every order of a batch carries it, in memory and in the
- * journal (which stores it once per sale per batch). */
+/* `now` is the batch's time: every order of a batch carries it (or the time of its
+ * sale's order before, when the clock was stepped back), in memory and in the journal
+ * (which stores it once per sale per batch). */
 static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
 {
     sk_sale_t *s = op->sale;
@@ -676,8 +677,12 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         /* Before the commit that publishes counts with this order (engine/userset.h). */
         sk_userset_insert(ls->users, hash);
     }
+    /* A sale's orders are its deadline FIFO (expire_sale): created_at never goes back,
+     * even when the wall clock is stepped back (the order then gets the time of the one
+     * before it, and a later pay_by than the clock would give). */
+    int64_t at = h->n_orders ? SK_MAX(now, sk_holders_order_at(h, h->n_orders - 1)->created_at) : now;
     sk_order_state_t st = sk_order_initial(p->payment_window_ms);
-    uint32_t idx = sk_holders_add_order(h, slot, op->request_id, op->request_len, now, q, st);
+    uint32_t idx = sk_holders_add_order(h, slot, op->request_id, op->request_len, at, q, st);
     if (st == SK_ORDER_RESERVED)
         ls->counts.held += q;
     else
@@ -689,21 +694,41 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
     if (st == SK_ORDER_RESERVED && ls->heap_pos < 0)
         heap_fix(l, s);
     l->jorders[l->n_jorders++] = (sk_journal_order_t){
-        s->id, op->order.seq, op->user_id, op->request_id, now, op->order.pay_by, q, op->user_len, op->request_len};
+        s->id, op->order.seq, op->user_id, op->request_id, at, op->order.pay_by, q, op->user_len, op->request_len};
 }
 
 /* When a payment was received: the clock its worker read (op->now_ms), or the batch's
  * when that is earlier (or unset); never before its order was made (an order id can be
- * guessed). A payment received by its order's pay_by confirms, however long its batch
- * then waited for a sync (wait_for_sync, a full pipeline: tens of ms when the disk is
- * slow); so a batch expires only what was due by the earliest payment it holds, and what
- * fell due since expires in the batch after (next_timeout is then 0). A payment that
- * reaches the ledger after a batch expired its order (one still queued behind a full
- * batch, say) finds it expired and never confirms (I8). Each payment's event is
- * journaled with its own time. */
+ * guessed: decide_transition). A payment received by its order's pay_by confirms,
+ * however long its batch then waited for a sync (wait_for_sync, a full pipeline: tens
+ * of ms when the disk is slow): a batch holding it expires only what was due before that
+ * order (spares_expiry), and what fell due since expires in the batch after
+ * (next_timeout is then 0). A payment that reaches the ledger after a batch expired its
+ * order (received a moment before pay_by and taken a batch later, or queued behind a
+ * full batch) finds it expired and never confirms (I8). Each event is journaled with its
+ * own time. */
 static int64_t received_at(const sk_op_t *op, int64_t now)
 {
     return op->now_ms > 0 && op->now_ms < now ? op->now_ms : now;
+}
+
+/* The clock a batch holding payment op may expire by: the pay_by of the reservation it
+ * pays in time (received_at <= pay_by < now), so that this one waits for its payment
+ * (a reservation expires once the clock is past its pay_by) while every reservation due
+ * before it still expires; now for any other payment (of an order that is not reserved,
+ * not there, or of a sale in doubt), which holds nothing back. */
+static int64_t spares_expiry(ledger_t *l, const sk_op_t *op, int64_t now)
+{
+    const lsale_t *ls = lsale(l, op->sale);
+    const sk_holders_t *h = ls->holders;
+    int64_t window = window_of(l, op->sale);
+    if (ls->uncertain || window <= 0 || op->seq < 1 || op->seq > h->n_orders)
+        return now;
+    const sk_holder_order_t *o = sk_holders_order_at(h, (uint32_t)(op->seq - 1));
+    int64_t pay_by = o->created_at + window;
+    if (o->state != SK_ORDER_RESERVED || pay_by >= now || received_at(op, now) > pay_by)
+        return now;
+    return pay_by;
 }
 
 static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
@@ -1311,7 +1336,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     l->n_jorders = l->n_jevents = l->n_jcontrols = l->n_undo = l->n_touched = l->n_transitions = 0;
     if (l->n_uncertain)
         settle_uncertain(l);
-    int64_t due = now; /* expire what was due by then: by the batch's earliest payment */
+    int64_t due = now; /* expire what was due by then (spares_expiry) */
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
@@ -1320,7 +1345,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
             sk_userset_prefetch(lsale(l, op->sale)->users, op->scratch);
         } else if (op->kind == SK_OP_PAY) {
-            due = SK_MIN(due, received_at(op, now));
+            due = SK_MIN(due, spares_expiry(l, op, now));
         }
     }
     expire_due(l, due);

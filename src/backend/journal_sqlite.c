@@ -1021,9 +1021,42 @@ static bool same_sale(const char *a, const char *b)
     return a == b || strcmp(a, b) == 0;
 }
 
+static int by_time(const void *a, const void *b, void *arg)
+{
+    const sk_journal_event_t *ev = arg;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (ev[x].at != ev[y].at)
+        return ev[x].at < ev[y].at ? -1 : 1;
+    return x < y ? -1 : x > y; /* decision order */
+}
+
+/* Puts each run of one sale's events of one kind (group_rows) in time order, so that
+ * the events of one time share a row: a batch's payments carry each its receipt, which
+ * several workers stamp in no particular order. The replay does not see the difference:
+ * a run never holds two events of one order (the state one leaves takes no second event
+ * of its kind), and each event is judged by its own order alone. */
+static void sort_runs_by_time(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        const sk_journal_event_t *first = &ev[j->perm[i]];
+        bool one_time = true;
+        size_t k = i + 1;
+        for (; k < n; k++) {
+            const sk_journal_event_t *e = &ev[j->perm[k]];
+            if (e->kind != first->kind || !same_sale(e->sale_id, first->sale_id))
+                break;
+            one_time = one_time && e->at == first->at;
+        }
+        if (!one_time)
+            qsort_r(j->perm + i, k - i, sizeof(*j->perm), by_time, (void *)ev);
+        i = k;
+    }
+}
+
 static int put_events(sk_journal_t *j, const sk_journal_event_t *ev, size_t n)
 {
     group_rows(j, ev, n, sizeof(*ev), event_item_rank);
+    sort_runs_by_time(j, ev, n);
     sqlite3_stmt *st = j->put_event;
     for (size_t i = 0; i < n;) {
         const sk_journal_event_t *first = &ev[j->perm[i]];

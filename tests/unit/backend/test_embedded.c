@@ -965,6 +965,7 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
      * receipt; an expiry of the same batch beside a late payment's; and the replay after
      * a restart reaches the same states and times. */
     int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0 - 10);
     no_faults();
     fixture_t f = {0};
     ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
@@ -995,10 +996,11 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
         ASSERT_EQ(paid[k].tr, SK_TR_OK);
         ASSERT_EQ(paid[k].order.paid_at, paid_at[k]);
     }
-    /* u0's reservation (pay_by 990) expired by the earliest payment's receipt, 999. */
+    /* u0's reservation (pay_by 990) expired in that batch, by the earliest pay_by its
+     * payments in time spared (u1's, 1000); u2's by its late payment (1007). */
     answer_t a = get1(&f.r, s, 1);
     ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
-    ASSERT_EQ(a.order.closed_at, t0 + 999);
+    ASSERT_EQ(a.order.closed_at, t0 + 1000);
     assert_counts(s, 1, 3);
     /* A payment that reaches the ledger after its order expired never confirms (I8),
      * whenever it was received. */
@@ -1015,18 +1017,32 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
     ASSERT_EQ(a.tr, SK_TR_OK);
     ASSERT_EQ(a.order.paid_at, t0 + 1050);
     assert_counts(s, 0, 5);
+    /* A payment that pays no reservation in time (an unknown order, one paid already)
+     * holds no expiry back, however early it was received. */
+    atomic_store(&fake_now, t0 + 2000);
+    ASSERT_EQ(buy_q1(&f.r, s, "w", "r-w", 1).order.pay_by, t0 + 3000);
+    atomic_store(&fake_now, t0 + 3100);
+    ASSERT_EQ(pay_received1(&f.r, s, 99, "p99", t0 + 2500).status, -ENOENT);
+    a = get1(&f.r, s, 8);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 3100);
+    /* A wall clock stepped back makes no order older than the one before it (a sale's
+     * orders are its deadline FIFO). */
+    atomic_store(&fake_now, t0 + 1500);
+    ASSERT_EQ(buy_q1(&f.r, s, "x", "r-x", 1).order.pay_by, t0 + 3000);
+    assert_counts(s, 1, 5);
     fixture_close(&f);
 
     /* Replayed after a restart: the same states and times. */
     ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
     s = sk_engine_find_sale(f.e, "slow", 4);
     ASSERT_TRUE(s != NULL);
-    assert_counts(s, 0, 5);
+    assert_counts(s, 1, 5);
     static const sk_order_state_t want[] = {SK_ORDER_EXPIRED,   SK_ORDER_CONFIRMED, SK_ORDER_EXPIRED,
                                             SK_ORDER_CONFIRMED, SK_ORDER_CONFIRMED, SK_ORDER_CONFIRMED,
-                                            SK_ORDER_CONFIRMED};
-    static const int64_t at[] = {999, 999, 1007, 1003, 1010, 1050, 1050};
-    for (uint64_t seq = 1; seq <= 7; seq++) {
+                                            SK_ORDER_CONFIRMED, SK_ORDER_EXPIRED};
+    static const int64_t at[] = {1000, 999, 1007, 1003, 1010, 1050, 1050, 3100};
+    for (uint64_t seq = 1; seq <= 8; seq++) {
         a = get1(&f.r, s, seq);
         ASSERT_EQ(a.order.state, want[seq - 1]);
         ASSERT_EQ(want[seq - 1] == SK_ORDER_CONFIRMED ? a.order.paid_at : a.order.closed_at, t0 + at[seq - 1]);

@@ -946,8 +946,8 @@ SK_TEST(test_transitions_round_trip)
 SK_TEST(test_events_keep_their_own_times)
 {
     /* A batch's payments are judged by when each was received, so one sale's events of
-     * one kind may carry different times: each time gets a row of its own, in decision
-     * order within the kind, and the replay and the orders view give each its own. */
+     * one kind may carry different times: each time gets a row of its own, in time order
+     * within the kind, and the replay and the orders view give each its own. */
     char dir[256], err[256] = "";
     ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
     sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
@@ -957,32 +957,33 @@ SK_TEST(test_events_keep_their_own_times)
     sk_journal_order_t b1[] = {{"t-1", 1, "a", "ra", 0, 1000, 1},
                                {"t-1", 2, "b", "rb", 0, 1000, 1},
                                {"t-1", 3, "c", "rc", 0, 1000, 1},
-                               {"t-1", 4, "d", "rd", 0, 1000, 1}};
+                               {"t-1", 4, "d", "rd", 0, 1000, 1},
+                               {"t-1", 5, "e", "re", 0, 1000, 1}};
     uint64_t first, last;
-    ASSERT_EQ(sk_journal_put_batch(j, b1, 4, NULL, 0, NULL, 0, &first, &last), 0);
+    ASSERT_EQ(sk_journal_put_batch(j, b1, 5, NULL, 0, NULL, 0, &first, &last), 0);
+    /* Receipts stamped by two workers, in no order. */
     sk_journal_event_t ev[] = {
-        {"t-1", 3, SK_EV_PAY, 1000, "p3"},
-        {"t-1", 1, SK_EV_PAY, 998, "p1"},
-        {"t-1", 2, SK_EV_PAY, 998, "p2"},
-        {"t-1", 4, SK_EV_EXPIRE, 1001, NULL},
+        {"t-1", 3, SK_EV_PAY, 1000, "p3"}, {"t-1", 1, SK_EV_PAY, 998, "p1"},     {"t-1", 4, SK_EV_PAY, 1000, "p4"},
+        {"t-1", 2, SK_EV_PAY, 998, "p2"},  {"t-1", 5, SK_EV_EXPIRE, 1001, NULL},
     };
     uint64_t f2, l2;
-    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 4, NULL, 0, &f2, &l2), 0);
-    ASSERT_EQ(l2, f2 + 2); /* expire at 1001; pay at 1000; pay at 998 (two) */
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, ev, 5, NULL, 0, &f2, &l2), 0);
+    ASSERT_EQ(l2, f2 + 2); /* expire at 1001; pay at 998 (two); pay at 1000 (two) */
     sk_journal_close(j);
 
     trace_t t;
     j = open_traced(dir, &t);
-    ASSERT_EQ(t.n, 9);
-    ASSERT_STR_EQ(t.lines[5], "expire t-1/4 at 1001");
-    ASSERT_STR_EQ(t.lines[6], "pay t-1/3 at 1000 p3");
+    ASSERT_EQ(t.n, 11);
+    ASSERT_STR_EQ(t.lines[6], "expire t-1/5 at 1001");
     ASSERT_STR_EQ(t.lines[7], "pay t-1/1 at 998 p1");
     ASSERT_STR_EQ(t.lines[8], "pay t-1/2 at 998 p2");
+    ASSERT_STR_EQ(t.lines[9], "pay t-1/3 at 1000 p3");
+    ASSERT_STR_EQ(t.lines[10], "pay t-1/4 at 1000 p4");
     sk_journal_close(j);
     char v[300];
     query1(dir, "SELECT group_concat(seq || ':' || state || ':' || coalesce(paid_at, closed_at), ' ') FROM orders", v,
            sizeof(v));
-    ASSERT_STR_EQ(v, "1:confirmed:998 2:confirmed:998 3:confirmed:1000 4:expired:1001");
+    ASSERT_STR_EQ(v, "1:confirmed:998 2:confirmed:998 3:confirmed:1000 4:confirmed:1000 5:expired:1001");
     rm_rf(dir);
 }
 
