@@ -4,8 +4,9 @@
  * One thread is the one writer of every sale's counts, orders and holders (the
  * single-writer principle): workers push ops onto the engine's lock-free queue and wake
  * it through an eventfd; it takes everything queued (up to max_batch), first expires
- * every reservation whose pay_by has passed (by the time its earliest payment was
- * received: received_at), then decides each op in arrival order,
+ * every reservation whose pay_by has passed (but one a payment of the batch received in
+ * time pays: spares_expiry), then decides each op in arrival order (those payments
+ * first),
  * writes all the batch's new orders and transitions in one SQLite transaction, and only
  * after that transaction is durable publishes the new counts and posts the answers.
  *
@@ -1337,6 +1338,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     if (l->n_uncertain)
         settle_uncertain(l);
     int64_t due = now; /* expire what was due by then (spares_expiry) */
+    size_t n_in_time = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
         if (op->kind == SK_OP_BUY) {
@@ -1345,11 +1347,20 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             sk_holders_prefetch(lsale(l, op->sale)->holders, op->scratch);
             sk_userset_prefetch(lsale(l, op->sale)->users, op->scratch);
         } else if (op->kind == SK_OP_PAY) {
-            due = SK_MIN(due, spares_expiry(l, op, now));
+            int64_t d = spares_expiry(l, op, now);
+            op->scratch = d < now; /* it pays a reservation in time */
+            n_in_time += op->scratch;
+            due = SK_MIN(due, d);
         }
     }
     expire_due(l, due);
     queue_tick(l, now);
+    /* Payments in time first: a late payment of the same reservation (another payment
+     * id) decided before one would expire it. The batch's ops came together: this order
+     * among them is as good as any, and the journal's is by kind anyway. */
+    for (size_t i = 0; n_in_time && i < n; i++)
+        if (ops[i]->kind == SK_OP_PAY && ops[i]->scratch)
+            decide_transition(l, ops[i], now);
     size_t n_buys = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
@@ -1360,7 +1371,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             decide_control(l, op, now);
         } else if (op->kind == SK_OP_QUEUE) {
             decide_queue(l, op, now);
-        } else if (is_decision(op)) {
+        } else if (is_decision(op) && !(op->kind == SK_OP_PAY && op->scratch)) {
             decide_transition(l, op, now);
         }
     }

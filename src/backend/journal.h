@@ -6,8 +6,9 @@
  *
  * Schema version 4 (PRAGMA user_version; a version 1, 2 or 3 file is migrated in place
  * when it is opened). Every row of the three logs carries an lsn: one counter for the whole
- * journal, in decision order, so a replay that merges them by lsn meets every change in
- * the order the ledger made it. Also read directly by `seckill-bench --audit-sqlite`.
+ * journal, in decision order where it matters (below), so a replay that merges them by
+ * lsn meets every change of an order, a sale's stock and settings in the order the
+ * ledger made them. Also read directly by `seckill-bench --audit-sqlite`.
  *   sales(id, name, stock, starts_at, ends_at, per_user_limit, created_at,
  *         max_quantity, payment_window_ms, lsn, queue, queue_opens_at, admit_per_second,
  *         admission_ttl_ms, pow_bits) -- queue is 'off', 'fifo' or 'random'
@@ -142,10 +143,11 @@ int sk_journal_load(sk_journal_t *j, int (*on_sale)(void *arg, const sk_journal_
  *  -EEXIST (the id is stored already), -EIO (not stored) or SK_JOURNAL_IN_DOUBT. */
 int sk_journal_put_sale(sk_journal_t *j, const sk_journal_sale_t *s);
 
-/** Stores one batch of the ledger in one transaction: its transitions (in decision
- *  order), its controls (in decision order) and its new orders. Each sale's orders must
- *  carry consecutive seqs; a sale's orders in one batch share created_at and pay_by (the
- *  batch's time), taken from its first one; events keep each its own `at`. The rows
+/** Stores one batch of the ledger in one transaction: its transitions (by kind, and in
+ *  time order within a kind: a batch holds at most one event of a kind for an order),
+ *  its controls (in decision order) and its new orders. Each sale's orders must carry
+ *  consecutive seqs; a sale's orders in one batch share created_at and pay_by, taken
+ *  from its first one; events keep each its own `at`. The rows
  *  get lsns *first..*last (set even on failure; nothing written: *first > *last).
  *  Returns 0, or -EIO: then the outcome is not known for certain (a commit may fail
  *  after its data reached the disk), and sk_journal_has_lsn tells whether the batch is

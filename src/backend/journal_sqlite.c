@@ -1039,15 +1039,15 @@ static void sort_runs_by_time(sk_journal_t *j, const sk_journal_event_t *ev, siz
 {
     for (size_t i = 0; i < n;) {
         const sk_journal_event_t *first = &ev[j->perm[i]];
-        bool one_time = true;
+        bool sorted = true;
         size_t k = i + 1;
         for (; k < n; k++) {
             const sk_journal_event_t *e = &ev[j->perm[k]];
             if (e->kind != first->kind || !same_sale(e->sale_id, first->sale_id))
                 break;
-            one_time = one_time && e->at == first->at;
+            sorted = sorted && e->at >= ev[j->perm[k - 1]].at;
         }
-        if (!one_time)
+        if (!sorted)
             qsort_r(j->perm + i, k - i, sizeof(*j->perm), by_time, (void *)ev);
         i = k;
     }

@@ -979,10 +979,13 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
         ASSERT_EQ(buy_q1(&f.r, s, user, user, 1).order.pay_by, t0 + made[k] + 1000);
     }
     atomic_store(&fake_now, t0 + 500);
-    answer_t h, paid[4];
+    answer_t h, paid[4], twice;
     ASSERT_TRUE(buy_with_sync_held(&f, s, "h", "r-h", &h)); /* seq 6; its sync waits inside */
     pay_received(&f.r, s, 3, "p3", t0 + 1007, &paid[0]); /* late: pay_by 1005 */
     pay_received(&f.r, s, 4, "p4", t0 + 1003, &paid[1]);
+    /* u1's reservation paid twice, late with one payment id, then in time with another:
+     * the payment in time confirms, the late one is told it is paid already. */
+    pay_received(&f.r, s, 2, "p2-late", t0 + 1006, &twice);
     pay_received(&f.r, s, 2, "p2", t0 + 999, &paid[2]);
     pay_received(&f.r, s, 5, "p5", t0 + 1010, &paid[3]); /* at pay_by */
     run_for(&f.r, 50);
@@ -996,6 +999,8 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
         ASSERT_EQ(paid[k].tr, SK_TR_OK);
         ASSERT_EQ(paid[k].order.paid_at, paid_at[k]);
     }
+    ASSERT_EQ(twice.tr, SK_TR_ALREADY_PAID);
+    ASSERT_STR_EQ(twice.order.payment_id, "p2");
     /* u0's reservation (pay_by 990) expired in that batch, by the earliest pay_by its
      * payments in time spared (u1's, 1000); u2's by its late payment (1007). */
     answer_t a = get1(&f.r, s, 1);
