@@ -191,6 +191,9 @@ typedef struct {
     size_t cap_jqrows;
     bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
+    /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
+    struct early *early;
+    size_t n_early, cap_early, n_early_replayed;
 
     int64_t (*clock)(void *arg); /* test seam: the ledger's clock (NULL: sk_now_ms) */
     void *clock_arg;
@@ -1526,6 +1529,8 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     return 0;
 }
 
+static int replay_early(ledger_t *l, sk_sale_t *s, uint64_t seq);
+
 static int load_order(void *arg, const sk_journal_order_t *o)
 {
     ledger_t *l = arg;
@@ -1550,6 +1555,44 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     else
         ls->counts.sold += o->quantity;
     sk_engine_record_entered(s, reserved ? SK_ORDER_RESERVED : SK_ORDER_CONFIRMED, 1);
+    return l->n_early ? replay_early(l, s, o->seq) : 0;
+}
+
+/* A transition stored ahead of its order's row. A ledger before the same-batch check of
+ * decide_transition decided a transition of an order made in the same batch (a client
+ * that guessed the id), and its journal wrote the transition first, as it writes every
+ * batch's; such a store replays the transition right after its order. */
+struct early {
+    uint32_t sale; /* its index */
+    uint64_t seq;
+    sk_order_event_t kind;
+    int64_t at;
+    bool has_arg;
+    char arg[SK_PAYMENT_ID_MAX + 1];
+};
+
+static int replay_event(ledger_t *l, sk_sale_t *s, uint64_t seq, sk_order_event_t kind, int64_t at, const char *arg)
+{
+    lsale_t *ls = lsale(l, s);
+    sk_holders_t *h = ls->holders;
+    uint32_t i = (uint32_t)(seq - 1);
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
+    int64_t window = window_of(l, s);
+    int64_t pay_by = window > 0 ? o->created_at + window : 0;
+    const char *pay = kind == SK_EV_PAY ? arg : NULL;
+    size_t pay_len = pay ? strlen(pay) : 0;
+    if (kind == SK_EV_PAY && !sk_valid_payment_id(pay, pay_len))
+        return -EINVAL;
+    /* Replayed by the rules that made it: anything but a change means the journal does
+     * not describe this ledger. */
+    sk_order_step_t step = sk_order_step((sk_order_state_t)o->state, kind, at, pay_by, false);
+    if (step.result != SK_TR_OK)
+        return -EINVAL;
+    int64_t q = o->quantity;
+    ls->counts.held += step.held * q;
+    ls->counts.sold += step.sold * q;
+    sk_holders_set_state(h, i, step.next, at, pay, pay_len);
+    sk_engine_record_entered(s, step.next, 1);
     return 0;
 }
 
@@ -1557,30 +1600,41 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
 {
     ledger_t *l = arg;
     sk_sale_t *s = sk_engine_lookup_sale(l->e, ev->sale_id, strlen(ev->sale_id));
-    if (!s)
+    if (!s || ev->seq < 1)
         return -EINVAL;
-    lsale_t *ls = lsale(l, s);
-    sk_holders_t *h = ls->holders;
-    if (ev->seq < 1 || ev->seq > h->n_orders)
+    if (ev->seq <= lsale(l, s)->holders->n_orders)
+        return replay_event(l, s, ev->seq, ev->kind, ev->at, ev->arg);
+    size_t arg_len = ev->arg ? strlen(ev->arg) : 0;
+    if (arg_len > SK_PAYMENT_ID_MAX)
         return -EINVAL;
-    uint32_t i = (uint32_t)(ev->seq - 1);
-    const sk_holder_order_t *o = sk_holders_order_at(h, i);
-    int64_t window = window_of(l, s);
-    int64_t pay_by = window > 0 ? o->created_at + window : 0;
-    const char *pay = ev->kind == SK_EV_PAY ? ev->arg : NULL;
-    size_t pay_len = pay ? strlen(pay) : 0;
-    if (ev->kind == SK_EV_PAY && !sk_valid_payment_id(pay, pay_len))
-        return -EINVAL;
-    /* Replayed by the rules that made it: anything but a change means the journal does
-     * not describe this ledger. */
-    sk_order_step_t step = sk_order_step((sk_order_state_t)o->state, ev->kind, ev->at, pay_by, false);
-    if (step.result != SK_TR_OK)
-        return -EINVAL;
-    int64_t q = o->quantity;
-    ls->counts.held += step.held * q;
-    ls->counts.sold += step.sold * q;
-    sk_holders_set_state(h, i, step.next, ev->at, pay, pay_len);
-    sk_engine_record_entered(s, step.next, 1);
+    if (l->n_early == l->cap_early) {
+        l->cap_early = l->cap_early ? l->cap_early * 2 : 16;
+        l->early = sk_xrealloc(l->early, l->cap_early * sizeof(*l->early));
+    }
+    struct early *x = &l->early[l->n_early++];
+    *x = (struct early){.sale = (uint32_t)s->index, .seq = ev->seq, .kind = ev->kind, .at = ev->at};
+    x->has_arg = ev->arg != NULL;
+    memcpy(x->arg, ev->arg ? ev->arg : "", arg_len + 1);
+    return 0;
+}
+
+/* Replays the transitions held back for order seq of sale s, now that it is loaded, in
+ * the order the journal holds them. */
+static int replay_early(ledger_t *l, sk_sale_t *s, uint64_t seq)
+{
+    size_t kept = 0;
+    for (size_t k = 0; k < l->n_early; k++) {
+        struct early *x = &l->early[k];
+        if (x->sale == (uint32_t)s->index && x->seq == seq) {
+            int rc = replay_event(l, s, seq, x->kind, x->at, x->has_arg ? x->arg : NULL);
+            if (rc < 0)
+                return rc;
+            l->n_early_replayed++;
+        } else {
+            l->early[kept++] = *x;
+        }
+    }
+    l->n_early = kept;
     return 0;
 }
 
@@ -1649,6 +1703,15 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
     if (!l->journal)
         return -EIO;
     int rc = sk_journal_load(l->journal, load_sale, load_order, load_event, load_control, l);
+    if (rc == 0 && l->n_early)
+        rc = -EINVAL; /* a transition of an order that was never stored */
+    if (l->n_early_replayed)
+        sk_warn("journal: %zu transition(s) stored ahead of their orders (a client named an order of the batch "
+                "that made it, which this version answers 404): replayed right after them",
+                l->n_early_replayed);
+    free(l->early);
+    l->early = NULL;
+    l->n_early = l->cap_early = 0;
     if (rc < 0) {
         snprintf(err, err_size, "the store in %s is inconsistent or unreadable (%s)", l->data_dir,
                  rc == -EINVAL ? "an order, transition, control or sale does not fit the ledger" : "read error");

@@ -1128,6 +1128,49 @@ SK_TEST(test_payment_waits_for_the_sync_judged_by_receipt)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_store_with_a_transition_ahead_of_its_order_opens)
+{
+    /* A ledger before the same-batch check could journal a transition of an order of its
+     * own batch ahead of that order's row (a client pipelined a purchase and a cancel of
+     * the id it was about to get), and such a store did not open again. It opens now:
+     * the transition is replayed right after its order. One naming an order that was
+     * never stored still does not. */
+    char dir[256], err[256] = "";
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "early"));
+    sk_journal_t *j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    int64_t now = sk_now_ms();
+    sk_journal_sale_t sa = {"early", "Early", 1, now - 1000, now + HOUR_MS, 1, now - 2000, 1, HOUR_MS};
+    ASSERT_EQ(sk_journal_put_sale(j, &sa), 0);
+    /* One batch as that ledger decided it: g's order, g's cancel of it, then k's order
+     * of the unit the cancel returned (stock 1). */
+    sk_journal_order_t orders[] = {{"early", 1, "g", "r-g", now, now + HOUR_MS, 1},
+                                   {"early", 2, "k", "r-k", now, now + HOUR_MS, 1}};
+    sk_journal_event_t ev[] = {{"early", 1, SK_EV_CANCEL, now, "buyer"}};
+    uint64_t first, last;
+    ASSERT_EQ(sk_journal_put_batch(j, orders, 2, ev, 1, NULL, 0, &first, &last), 0);
+    sk_journal_close(j);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open(&f, dir, 0));
+    sk_sale_t *s = sk_engine_find_sale(f.e, "early", 5);
+    ASSERT_TRUE(s != NULL);
+    assert_counts(s, 1, 0);
+    answer_t a = get1(&f.r, s, 1);
+    ASSERT_EQ(a.order.state, SK_ORDER_CANCELLED);
+    ASSERT_EQ(a.order.closed_at, now);
+    ASSERT_EQ(get1(&f.r, s, 2).order.state, SK_ORDER_RESERVED);
+    ASSERT_EQ(buy1(&f.r, s, "k", "r-k").result, SK_BUY_DUPLICATE);
+    fixture_close(&f);
+
+    j = sk_journal_open(dir, err, sizeof(err));
+    ASSERT_TRUE(j != NULL);
+    sk_journal_event_t never[] = {{"early", 9, SK_EV_CANCEL, now, "admin"}};
+    ASSERT_EQ(sk_journal_put_batch(j, NULL, 0, never, 1, NULL, 0, &first, &last), 0);
+    sk_journal_close(j);
+    ASSERT_TRUE(!fixture_open(&f, dir, 0));
+    rm_rf(dir);
+}
+
 SK_TEST(test_expiry_in_deadline_order)
 {
     /* Three sales, two windows: every reservation expires once the ledger's clock is
@@ -1778,10 +1821,10 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
              SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_transition_of_an_order_of_its_own_batch);
-             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
-             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
-             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
-             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
-             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
-             SK_RUN(test_quantities_at_every_limit); SK_RUN(test_sync_fails_with_the_ring_full);
-             SK_RUN(test_stop_while_batches_wait_for_their_sync);)
+             SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_expiry_in_deadline_order);
+             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
+             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
+             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
+             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
+             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
+             SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
