@@ -103,6 +103,7 @@ typedef struct {
     size_t n_unc_undo;
     bool broken; /* the journal holds what this ledger never wrote: left uncertain */
     bool closed; /* the ledger's clock passed ends_at: no order will be added */
+    uint32_t early; /* start-up: transitions held back for orders not loaded yet (load_event) */
     /* Orders of the batch being committed that entered each state: added to the sale's
      * metrics once the batch is known to be stored, dropped when it is put back. */
     uint32_t entered[SK_ORDER__COUNT];
@@ -1529,7 +1530,7 @@ static int load_sale(void *arg, const sk_journal_sale_t *js)
     return 0;
 }
 
-static int replay_early(ledger_t *l, sk_sale_t *s, uint64_t seq);
+static int replay_early(ledger_t *l, sk_sale_t *s, const sk_journal_order_t *o);
 
 static int load_order(void *arg, const sk_journal_order_t *o)
 {
@@ -1555,7 +1556,7 @@ static int load_order(void *arg, const sk_journal_order_t *o)
     else
         ls->counts.sold += o->quantity;
     sk_engine_record_entered(s, reserved ? SK_ORDER_RESERVED : SK_ORDER_CONFIRMED, 1);
-    return l->n_early ? replay_early(l, s, o->seq) : 0;
+    return ls->early ? replay_early(l, s, o) : 0;
 }
 
 /* A transition stored ahead of its order's row. A ledger before the same-batch check of
@@ -1565,10 +1566,10 @@ static int load_order(void *arg, const sk_journal_order_t *o)
 struct early {
     uint32_t sale; /* its index */
     uint64_t seq;
+    uint64_t row; /* the lsn of the sale's first order row after it (0: none yet) */
     sk_order_event_t kind;
     int64_t at;
-    bool has_arg;
-    char arg[SK_PAYMENT_ID_MAX + 1];
+    char pay[SK_PAYMENT_ID_MAX + 1]; /* a payment's id */
 };
 
 static int replay_event(ledger_t *l, sk_sale_t *s, uint64_t seq, sk_order_event_t kind, int64_t at, const char *arg)
@@ -1602,10 +1603,13 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
     sk_sale_t *s = sk_engine_lookup_sale(l->e, ev->sale_id, strlen(ev->sale_id));
     if (!s || ev->seq < 1)
         return -EINVAL;
-    if (ev->seq <= lsale(l, s)->holders->n_orders)
+    lsale_t *ls = lsale(l, s);
+    if (ev->seq <= ls->holders->n_orders)
         return replay_event(l, s, ev->seq, ev->kind, ev->at, ev->arg);
-    size_t arg_len = ev->arg ? strlen(ev->arg) : 0;
-    if (arg_len > SK_PAYMENT_ID_MAX)
+    /* Its order can only be in the sale's next order row, of at most a batch's orders. */
+    size_t pay_len = ev->kind == SK_EV_PAY && ev->arg ? strlen(ev->arg) : 0;
+    if (ev->seq - ls->holders->n_orders > SK_MAX(l->max_batch, 4096) || pay_len > SK_PAYMENT_ID_MAX ||
+        (ev->kind == SK_EV_PAY && !ev->arg))
         return -EINVAL;
     if (l->n_early == l->cap_early) {
         l->cap_early = l->cap_early ? l->cap_early * 2 : 16;
@@ -1613,26 +1617,45 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
     }
     struct early *x = &l->early[l->n_early++];
     *x = (struct early){.sale = (uint32_t)s->index, .seq = ev->seq, .kind = ev->kind, .at = ev->at};
-    x->has_arg = ev->arg != NULL;
-    memcpy(x->arg, ev->arg ? ev->arg : "", arg_len + 1);
+    memcpy(x->pay, pay_len ? ev->arg : "", pay_len + 1);
+    ls->early++;
     return 0;
 }
 
-/* Replays the transitions held back for order seq of sale s, now that it is loaded, in
- * the order the journal holds them. */
-static int replay_early(ledger_t *l, sk_sale_t *s, uint64_t seq)
+/* Order o of sale s is loaded: replays the transitions held back for it, in the order
+ * the journal holds them. Each must find its order in the sale's first order row after
+ * it (the same batch's), at or after the order's making; a row of the sale that passes
+ * without it means the journal does not describe this ledger. */
+static int replay_early(ledger_t *l, sk_sale_t *s, const sk_journal_order_t *o)
 {
+    lsale_t *ls = lsale(l, s);
+    const sk_holder_order_t *made = sk_holders_order_at(ls->holders, (uint32_t)(o->seq - 1));
     size_t kept = 0;
     for (size_t k = 0; k < l->n_early; k++) {
         struct early *x = &l->early[k];
-        if (x->sale == (uint32_t)s->index && x->seq == seq) {
-            int rc = replay_event(l, s, seq, x->kind, x->at, x->has_arg ? x->arg : NULL);
+        if (x->sale != (uint32_t)s->index) {
+            if (kept != k)
+                l->early[kept] = *x;
+            kept++;
+            continue;
+        }
+        if (x->row == 0)
+            x->row = o->lsn;
+        if (x->row != o->lsn)
+            return -EINVAL;
+        if (x->seq == o->seq) {
+            int rc = x->at < made->created_at
+                         ? -EINVAL
+                         : replay_event(l, s, o->seq, x->kind, x->at, x->kind == SK_EV_PAY ? x->pay : NULL);
             if (rc < 0)
                 return rc;
             l->n_early_replayed++;
-        } else {
-            l->early[kept++] = *x;
+            ls->early--;
+            continue;
         }
+        if (kept != k)
+            l->early[kept] = *x;
+        kept++;
     }
     l->n_early = kept;
     return 0;
@@ -1705,7 +1728,7 @@ static int ledger_load(sk_backend_t *b, sk_engine_t *e, char *err, size_t err_si
     int rc = sk_journal_load(l->journal, load_sale, load_order, load_event, load_control, l);
     if (rc == 0 && l->n_early)
         rc = -EINVAL; /* a transition of an order that was never stored */
-    if (l->n_early_replayed)
+    if (rc == 0 && l->n_early_replayed)
         sk_warn("journal: %zu transition(s) stored ahead of their orders (a client named an order of the batch "
                 "that made it, which this version answers 404): replayed right after them",
                 l->n_early_replayed);

@@ -90,6 +90,7 @@ typedef struct {
     /* The ids' lengths, or 0: not given, the journal measures them (the ledger gives
      * them; the load does not). */
     uint16_t user_len, request_len;
+    uint64_t lsn; /* the load's: the row it was read from (one row per sale per batch) */
 } sk_journal_order_t;
 
 typedef struct {

@@ -656,6 +656,7 @@ static int emit_order(sqlite3_stmt *st, int (*on_order)(void *, const sk_journal
                             sqlite3_column_int64(st, 6),
                             sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 7),
                             q >= 1 && q <= UINT32_MAX ? (uint32_t)q : 0};
+    o.lsn = (uint64_t)sqlite3_column_int64(st, 0);
     return on_order(arg, &o);
 }
 

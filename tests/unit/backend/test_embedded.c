@@ -1169,6 +1169,23 @@ SK_TEST(test_store_with_a_transition_ahead_of_its_order_opens)
     sk_journal_close(j);
     ASSERT_TRUE(!fixture_open(&f, dir, 0));
     rm_rf(dir);
+
+    /* Its order must be in the sale's next order row (its own batch's), made no later
+     * than the transition: a cancel whose order comes a batch later, or one timed before
+     * the order's making, is not something a ledger wrote. */
+    sa.stock = 5;
+    for (int k = 0; k < 2; k++) {
+        ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "early"));
+        j = sk_journal_open(dir, err, sizeof(err));
+        ASSERT_TRUE(j != NULL);
+        ASSERT_EQ(sk_journal_put_sale(j, &sa), 0);
+        sk_journal_event_t ahead[] = {{"early", k ? 1 : 2, SK_EV_CANCEL, k ? now - 500 : now, "buyer"}};
+        ASSERT_EQ(sk_journal_put_batch(j, orders, 1, ahead, 1, NULL, 0, &first, &last), 0);
+        ASSERT_EQ(sk_journal_put_batch(j, orders + 1, 1, NULL, 0, NULL, 0, &first, &last), 0);
+        sk_journal_close(j);
+        ASSERT_TRUE(!fixture_open(&f, dir, 0));
+        rm_rf(dir);
+    }
 }
 
 SK_TEST(test_expiry_in_deadline_order)
