@@ -1826,6 +1826,186 @@ SK_TEST(test_stop_while_batches_wait_for_their_sync)
     }
 }
 
+/* ---- random batches: a restart replays to the state the ledger answered ---------------- */
+
+#define RB_SALES 5
+#define RB_ORDERS 256
+
+static uint64_t rb_state;
+
+static int rb(int n)
+{
+    rb_state ^= rb_state << 13;
+    rb_state ^= rb_state >> 7;
+    rb_state ^= rb_state << 17;
+    return (int)(rb_state % (uint64_t)n);
+}
+
+typedef struct {
+    uint64_t n; /* orders */
+    sk_sale_counts_t c;
+    sk_order_t o[RB_ORDERS];
+} rb_sale_t;
+
+static const char *const rb_ids[RB_SALES] = {"ra", "rb", "rc", "rd", "re"};
+
+static void rb_snapshot(fixture_t *f, rb_sale_t *out)
+{
+    for (int k = 0; k < RB_SALES; k++) {
+        sk_sale_t *s = sk_engine_find_sale(f->e, rb_ids[k], 2);
+        ASSERT_TRUE(s != NULL);
+        out[k].n = 0;
+        for (uint64_t q = 1; q < RB_ORDERS; q++) {
+            answer_t a = get1(&f->r, s, q);
+            if (a.status != 0)
+                break;
+            out[k].o[q] = a.order;
+            out[k].n = q;
+        }
+        out[k].c = counts_of(s);
+    }
+}
+
+/* Reopens the store and checks every order's state and times, and every sale's counts,
+ * against what the ledger answered before (both read at the same clock). */
+static void rb_reopen_alike(fixture_t *f, sk_sale_t **ss)
+{
+    static rb_sale_t before[RB_SALES], after[RB_SALES];
+    rb_snapshot(f, before);
+    fixture_close(f);
+    ASSERT_TRUE(fixture_open_with(f, f->dir, 0, install_both, NULL));
+    rb_snapshot(f, after);
+    for (int k = 0; k < RB_SALES; k++) {
+        ASSERT_EQ(after[k].n, before[k].n);
+        ASSERT_EQ(after[k].c.stock, before[k].c.stock);
+        ASSERT_EQ(after[k].c.held, before[k].c.held);
+        ASSERT_EQ(after[k].c.sold, before[k].c.sold);
+        for (uint64_t q = 1; q <= before[k].n; q++) {
+            ASSERT_EQ(after[k].o[q].state, before[k].o[q].state);
+            ASSERT_EQ(after[k].o[q].created_at, before[k].o[q].created_at);
+            ASSERT_EQ(after[k].o[q].paid_at, before[k].o[q].paid_at);
+            ASSERT_EQ(after[k].o[q].closed_at, before[k].o[q].closed_at);
+            ASSERT_STR_EQ(after[k].o[q].payment_id, before[k].o[q].payment_id);
+        }
+        ss[k] = sk_engine_find_sale(f->e, rb_ids[k], 2);
+    }
+}
+
+/* One batch of random ops, most of them held behind a sync so that they are decided
+ * together: purchases of 1-3 units, payments received up to 400 ms before or 2.6 s after
+ * the ledger's clock (or unstamped), of orders that may not exist yet (some of this
+ * batch's own), cancels, refunds, reads and controls; sometimes a failing commit. */
+static void rb_batch(fixture_t *f, sk_sale_t **ss, sk_sale_t *hold_sale, int64_t *clock, int round, uint64_t *top)
+{
+    answer_t hold, ans[32];
+    int sale_of[32] = {0};
+    bool bought[32] = {0};
+    char u[16], r[32];
+    bool held = rb(3) != 0;
+    if (held) {
+        snprintf(u, sizeof(u), "h%d", round);
+        ASSERT_TRUE(buy_with_sync_held(f, hold_sale, u, u, &hold));
+    }
+    int n = 1 + rb(30);
+    for (int i = 0; i < n; i++) {
+        int k = rb(RB_SALES);
+        sk_sale_t *s = ss[k];
+        /* Half of them name the next few ids: orders this very batch may make. */
+        uint64_t seq = rb(2) ? top[k] + 1 + (uint64_t)rb(3) : 1 + (uint64_t)rb((int)top[k] + 2);
+        int kind = rb(100);
+        snprintf(u, sizeof(u), "u%d", rb(6));
+        sale_of[i] = k;
+        if (kind < 30) {
+            snprintf(r, sizeof(r), "r%d", rb(40));
+            buy_q_at(&f->r, s, u, r, 1 + (uint32_t)rb(3), *clock - rb(50), &ans[i]);
+            bought[i] = true;
+        } else if (kind < 55) {
+            snprintf(r, sizeof(r), "p%d", rb(4));
+            if (rb(4)) /* mostly orders that exist */
+                seq = 1 + (uint64_t)rb((int)top[k] + 1);
+            pay_received(&f->r, s, seq, r, rb(5) ? *clock - rb(400) + (rb(4) ? 0 : 3000) : 0, &ans[i]);
+        } else if (kind < 70) {
+            order_op(&f->r, SK_OP_CANCEL, s, seq, rb(3) ? u : NULL, &ans[i]);
+        } else if (kind < 78) {
+            order_op(&f->r, SK_OP_REFUND, s, seq, NULL, &ans[i]);
+        } else if (kind < 82) {
+            order_op(&f->r, SK_OP_GET_ORDER, s, seq, NULL, &ans[i]);
+        } else {
+            sk_control_t c = {0};
+            int a = rb(12);
+            if (a == 0)
+                c.action = SK_CTL_PAUSE;
+            else if (a == 1)
+                c.action = SK_CTL_RESUME;
+            else if (a == 2)
+                c.action = rb(8) ? SK_CTL_RESUME : SK_CTL_CLOSE;
+            else if (a <= 4)
+                c = (sk_control_t){.action = SK_CTL_ADD_STOCK, .amount = 1 + rb(3)};
+            else if (a <= 7)
+                c = (sk_control_t){.action = SK_CTL_REMOVE_STOCK, .amount = 1 + rb(3)};
+            else if (a == 8)
+                c = (sk_control_t){.action = SK_CTL_PATCH,
+                                   .set = SK_PATCH_PAYMENT_WINDOW,
+                                   .payment_window_ms = rb(2) ? 0 : 100 + rb(300)};
+            else if (a == 9)
+                c = (sk_control_t){.action = SK_CTL_PATCH,
+                                   .set = SK_PATCH_PER_USER_LIMIT | SK_PATCH_MAX_QUANTITY,
+                                   .per_user_limit = 1 + rb(4),
+                                   .max_quantity = 1};
+            else
+                c = (sk_control_t){.action = SK_CTL_PATCH, .set = SK_PATCH_ENDS_AT, .ends_at = *clock + 50 + rb(3000)};
+            snprintf(r, sizeof(r), "c%d-%d", round, i);
+            control(&f->r, s, &c, rb(10) ? r : "again", &ans[i]);
+        }
+        if (rb(4) == 0)
+            *clock += rb(150);
+        atomic_store(&fake_now, *clock);
+    }
+    int fault = rb(20);
+    if (fault < 2)
+        faults(fault == 0, fault == 1, false);
+    run_for(&f->r, 5);
+    *clock += rb(200);
+    atomic_store(&fake_now, *clock);
+    atomic_store(&sync_budget, -1);
+    ASSERT_TRUE(runner_wait(&f->r));
+    no_faults();
+    for (int i = 0; i < n; i++)
+        if (bought[i] && ans[i].seq > top[sale_of[i]])
+            top[sale_of[i]] = ans[i].seq;
+}
+
+SK_TEST(test_random_batches_replay_alike)
+{
+    /* SK_REPLAY_SEED and SK_REPLAY_RUNS run it longer (a fixed seed by default). */
+    const char *seed = getenv("SK_REPLAY_SEED"), *runs = getenv("SK_REPLAY_RUNS");
+    rb_state = seed ? strtoull(seed, NULL, 10) | 1u : 88172645463325252ull;
+    int n_runs = runs ? atoi(runs) : 3;
+    for (int run = 0; run < n_runs; run++) {
+        int64_t t0 = sk_now_ms(), clock = t0;
+        atomic_store(&fake_now, clock);
+        no_faults();
+        fixture_t f = {0};
+        ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+        sk_sale_t *ss[RB_SALES], *hold_sale = NULL;
+        ss[0] = window_sale(&f.r, "ra", 8, 3, 3, 3000);
+        ss[1] = window_sale(&f.r, "rb", 5, 2, 2, 0);
+        ss[2] = window_sale(&f.r, "rc", 4, 4, 2, 2000);
+        ASSERT_EQ(create_sale(&f.r, new_sale_ex("rd", 6, t0 - 1000, t0 + HOUR_MS, 3, 3, 0), &ss[3]), 0);
+        ASSERT_EQ(create_sale(&f.r, new_sale_ex("re", 6, t0 - 1000, t0 + 15000, 3, 3, 2500), &ss[4]), 0);
+        ASSERT_EQ(create_sale(&f.r, new_sale_ex("hold", 1000000, t0 - 1000, t0 + HOUR_MS, 1, 1, 0), &hold_sale), 0);
+        uint64_t top[RB_SALES] = {0};
+        for (int round = 0; round < 30; round++) {
+            rb_batch(&f, ss, hold_sale, &clock, round, top);
+            if (round % 10 == 9) {
+                rb_reopen_alike(&f, ss);
+                hold_sale = sk_engine_find_sale(f.e, "hold", 4);
+            }
+        }
+        fixture_destroy(&f);
+    }
+}
+
 SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
              SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
              SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
@@ -1838,10 +2018,11 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
              SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_transition_of_an_order_of_its_own_batch);
-             SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_expiry_in_deadline_order);
-             SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
-             SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
-             SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
-             SK_RUN(test_close_and_patch); SK_RUN(test_control_replays_by_request_id);
-             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
-             SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
+             SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_random_batches_replay_alike);
+             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
+             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
+             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
+             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
+             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
+             SK_RUN(test_quantities_at_every_limit); SK_RUN(test_sync_fails_with_the_ring_full);
+             SK_RUN(test_stop_while_batches_wait_for_their_sync);)
