@@ -98,12 +98,18 @@ def test_drain_restart_after_trim(ck):
     rc, out, rep = C.bench("--create-sale", f"stock=3000,starts_in=1s,id={sid}", "--users", "800", "-c", "16",
                            *C.audit_args())
     ck.eq(rc, 0, f"first flood audited clean\n{out[-2000:]}")
+    # Audited clean, so every confirmation is stored; a buyer whose final answer was a
+    # refusal the bench does not retry (a 425 at the start instant, say) buys in the
+    # second flood instead. Seen once in a loaded run: 799.
+    first = rep["counts"]["confirmed"]
+    ck.check(first >= 790, f"the first flood confirmed {first} of 800 buyers: {rep['counts']}")
     ck.check(wait_for(lambda: C.rc_cmd(f"sk:{{{sid}}}:orders", "XLEN", f"sk:{{{sid}}}:orders") == 0, 20),
              "its stream was trimmed after the drain moved it")
     C.run("kill", "drain")
     rc, out, rep = C.bench("--sale", sid, "--users", "1500", "-c", "16", "--no-audit")
     ck.eq(rc, 0, f"second flood with the drain down\n{out[-2000:]}")
-    ck.eq(rep["counts"]["confirmed"], 700, "700 more buyers (the first 800 hold their one order)")
+    ck.eq(rep["counts"]["confirmed"], 1500 - first,
+          f"{1500 - first} more buyers (the first flood's {first} hold their one order): {rep['counts']}")
     left = C.rc_cmd(f"sk:{{{sid}}}:orders", "XLEN", f"sk:{{{sid}}}:orders")
     ck.check(left > 0, f"the new orders wait in the stream ({left} entries)")
     C.run("start", "drain")
