@@ -2,17 +2,19 @@
 # The sale engine, embedded (SQLite group commit), measured as ratios in one run:
 #  1. in-process: durable purchase decisions per second (seckill-engine-bench), with the
 #     batch size and commit latency p50/p99;
-#  2. through HTTP, wrk -t1 -c100 on CPU 0, servers on CPU 1:
+#  2. through HTTP, wrk -t1 -c100 (CONNS) on CPU 0, servers on CPU 1:
 #     - the sold-out path's req/s vs nginx `return 200` (target >= 1.0x), and its server
 #       CPU per request;
 #     - the purchase path's confirmed orders/s (bench/purchase.lua: every request a new
 #       user) vs the sold-out path driven by the same wrk script (target >= 0.8x), with
 #       the ledger's batch size and commit latency from /metrics over that run.
-# Usage: bench/engine.sh [seconds]
+# Usage: bench/engine.sh [seconds]; CONNS=N sets wrk's connections (default 100: a small
+# crowd, for which the durable path is bound by the sync's latency rather than by CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 secs=${1:-10}
+conns=${CONNS:-100}
 command -v wrk >/dev/null && command -v nginx >/dev/null || scripts/deps.sh test
 [ -x build/seckill ] && [ -x build/seckill-engine-bench ] || make build >/dev/null
 tmp=$(mktemp -d)
@@ -48,18 +50,18 @@ LUA
 sold() { curl -fsS "$base/api/v1/sales/buy" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sold"])'; }
 metrics() { curl -fsS "$base/metrics" | grep -E '^seckill_ledger_(batch_size|commit_seconds)_(sum|count|bucket)'; }
 
-echo "== wrk -t1 -c100 -d${secs}s, servers on CPU 1, wrk on CPU 0"
-bench_wrk "nginx return 200" "$NGINX_PID" 0 -t1 -c100 -d"${secs}s" --latency "http://127.0.0.1:$np/"
+echo "== wrk -t1 -c$conns -d${secs}s, servers on CPU 1, wrk on CPU 0"
+bench_wrk "nginx return 200" "$NGINX_PID" 0 -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$np/"
 n_rps=$RPS n_cpu=$CPU_PER_M
-bench_wrk "sold-out purchase" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s "$tmp/soldout.lua" \
+bench_wrk "sold-out purchase" "$SK_PID" 0 -t1 -c"$conns" -d"${secs}s" --latency -s "$tmp/soldout.lua" \
   "$base/api/v1/sales/gone/purchase"
 so_rps=$RPS so_cpu=$CPU_PER_M
-bench_wrk "sold-out, distinct users" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase.lua \
+bench_wrk "sold-out, distinct users" "$SK_PID" 0 -t1 -c"$conns" -d"${secs}s" --latency -s bench/purchase.lua \
   "$base" -- gone
 sod_rps=$RPS
 m_before=$(metrics); s_before=$(sold)
 t0=$(date +%s.%N)
-bench_wrk "purchase (all confirmed)" "$SK_PID" 0 -t1 -c100 -d"${secs}s" --latency -s bench/purchase.lua \
+bench_wrk "purchase (all confirmed)" "$SK_PID" 0 -t1 -c"$conns" -d"${secs}s" --latency -s bench/purchase.lua \
   "$base" -- buy
 t1=$(date +%s.%N)
 m_after=$(metrics); s_after=$(sold)
