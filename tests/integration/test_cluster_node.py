@@ -98,6 +98,23 @@ def test_sale_on_every_node(ck):
     ck.eq(st, 404, "buying an unknown sale is 404")
 
 
+def test_a_sale_asked_for_before_it_is_made(ck):
+    # A page that asks B for a sale before A makes it (404) fills B's memory of unknown
+    # ids; a purchase on B a moment after A made it (and at least 50 ms after that miss)
+    # still finds it, well before B's poll of the sales index could.
+    for k in range(3):
+        sale = new_sale_id()
+        t0 = time.monotonic()
+        st, _ = B.json("GET", f"/api/v1/sales/{sale}")
+        ck.eq(st, 404, f"round {k}: not made yet")
+        st, _ = create(A, sale, 5)
+        ck.eq(st, 201, f"round {k}: made on A")
+        time.sleep(max(0.0, t0 + 0.06 - time.monotonic()))
+        st, d = buy(B, sale, "early")
+        ck.eq((st, d.get("result")), (201, "confirmed"),
+              f"round {k}: bought on B {int((time.monotonic() - t0) * 1000)} ms after its miss")
+
+
 def test_a_new_sale_is_looked_up_by_every_endpoint(ck):
     # A sale made on A a moment ago may not be in B's cache yet (B polls Redis a few
     # times a second). Every endpoint that names it, or one of its orders, looks a miss
@@ -451,7 +468,8 @@ def main():
         A = Server("--store", REDIS.url, threads=2, env=pay_env)
         B = Server("--store", REDIS.url, threads=1, env=pay_env)
         try:
-            run_tests([test_bad_store, test_password, test_sale_on_every_node, test_a_new_sale_is_looked_up_by_every_endpoint,
+            run_tests([test_bad_store, test_password, test_sale_on_every_node, test_a_sale_asked_for_before_it_is_made,
+                       test_a_new_sale_is_looked_up_by_every_endpoint,
                        test_node_clock_apart_from_redis,
                        test_stock_and_limit_across_nodes,
                        test_sold_out_fast_path, test_lifecycle_across_nodes, test_holders_at_the_edges,
