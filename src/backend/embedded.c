@@ -1608,9 +1608,8 @@ static int load_event(void *arg, const sk_journal_event_t *ev)
         return replay_event(l, s, ev->seq, ev->kind, ev->at, ev->arg);
     /* Its order can only be in the sale's next order row, of at most a batch's orders. */
     size_t pay_len = ev->kind == SK_EV_PAY && ev->arg ? strlen(ev->arg) : 0;
-    if (ev->seq - ls->holders->n_orders > SK_MAX(l->max_batch, 4096) || pay_len > SK_PAYMENT_ID_MAX ||
-        (ev->kind == SK_EV_PAY && !ev->arg))
-        return -EINVAL;
+    if (ev->seq - ls->holders->n_orders > SK_MAX(l->max_batch, 4096) || pay_len > SK_PAYMENT_ID_MAX)
+        return -EINVAL; /* (a payment without its id is refused when it is replayed) */
     if (l->n_early == l->cap_early) {
         l->cap_early = l->cap_early ? l->cap_early * 2 : 16;
         l->early = sk_xrealloc(l->early, l->cap_early * sizeof(*l->early));
@@ -1633,29 +1632,21 @@ static int replay_early(ledger_t *l, sk_sale_t *s, const sk_journal_order_t *o)
     size_t kept = 0;
     for (size_t k = 0; k < l->n_early; k++) {
         struct early *x = &l->early[k];
-        if (x->sale != (uint32_t)s->index) {
-            if (kept != k)
-                l->early[kept] = *x;
-            kept++;
-            continue;
+        if (x->sale == (uint32_t)s->index) {
+            if (x->row == 0)
+                x->row = o->lsn;
+            if (x->row != o->lsn || (x->seq == o->seq && x->at < made->created_at))
+                return -EINVAL;
+            if (x->seq == o->seq) {
+                int rc = replay_event(l, s, o->seq, x->kind, x->at, x->kind == SK_EV_PAY ? x->pay : NULL);
+                if (rc < 0)
+                    return rc;
+                l->n_early_replayed++;
+                ls->early--;
+                continue;
+            }
         }
-        if (x->row == 0)
-            x->row = o->lsn;
-        if (x->row != o->lsn)
-            return -EINVAL;
-        if (x->seq == o->seq) {
-            int rc = x->at < made->created_at
-                         ? -EINVAL
-                         : replay_event(l, s, o->seq, x->kind, x->at, x->kind == SK_EV_PAY ? x->pay : NULL);
-            if (rc < 0)
-                return rc;
-            l->n_early_replayed++;
-            ls->early--;
-            continue;
-        }
-        if (kept != k)
-            l->early[kept] = *x;
-        kept++;
+        l->early[kept++] = *x; /* kept for a later order (a copy onto itself when none went) */
     }
     l->n_early = kept;
     return 0;
