@@ -96,7 +96,7 @@ static void pay(sk_api_worker_t *w, sk_http_exchange_t *x, const sk_str_t *id, c
         return;
     memcpy(op->payment_id, payment, len + 1);
     op->payment_len = (uint8_t)len;
-    op->now_ms = sk_api_store_now(w); /* received now: the embedded ledger judges pay_by by it */
+    /* sk_engine_submit stamps it with when it was received: pay_by is judged by that. */
     submit(w, x, op);
 }
 

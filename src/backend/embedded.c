@@ -4,9 +4,9 @@
  * One thread is the one writer of every sale's counts, orders and holders (the
  * single-writer principle): workers push ops onto the engine's lock-free queue and wake
  * it through an eventfd; it takes everything queued (up to max_batch), first expires
- * every reservation whose pay_by has passed (but one a payment of the batch received in
- * time pays: spares_expiry), then decides each op in arrival order (those payments
- * first),
+ * every reservation whose pay_by has passed (but one a payment received in time may
+ * still pay: spares_expiry for the batch's, held_by_payment for those on their way),
+ * then decides each op in arrival order (the batch's payments in time first),
  * writes all the batch's new orders and transitions in one SQLite transaction, and only
  * after that transaction is durable publishes the new counts and posts the answers.
  *
@@ -192,6 +192,7 @@ typedef struct {
     size_t cap_jqrows;
     bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
+    bool expiry_held; /* the last batch left something due for a payment on its way */
     /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
     struct early *early;
     size_t n_early, cap_early, n_early_replayed;
@@ -455,7 +456,7 @@ static int next_timeout(ledger_t *l, int64_t now)
         return q < 0 ? -1 : (int)SK_MIN(q, (int64_t)3600 * 1000);
     int64_t due = l->heap[0].key + 1; /* a reservation expires once now > pay_by */
     if (due <= now)
-        return 0;
+        return l->expiry_held ? 1 : 0; /* held: its payment's push wakes us; never spin */
     int64_t t = SK_MIN(due - now, (int64_t)3600 * 1000);
     return (int)(q >= 0 && q < t ? q : t);
 }
@@ -702,16 +703,16 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         s->id, op->order.seq, op->user_id, op->request_id, at, op->order.pay_by, q, op->user_len, op->request_len};
 }
 
-/* When a payment was received: the clock its worker read (op->now_ms), or the batch's
- * when that is earlier (or unset); never before its order was made (an order id can be
- * guessed: decide_transition). A payment received by its order's pay_by confirms,
- * however long its batch then waited for a sync (wait_for_sync, a full pipeline: tens
- * of ms when the disk is slow): a batch holding it expires only what was due before that
- * order (spares_expiry), and what fell due since expires in the batch after
- * (next_timeout is then 0). A payment that reaches the ledger after a batch expired its
- * order (received a moment before pay_by and taken a batch later, or queued behind a
- * full batch) finds it expired and never confirms (I8). Each event is journaled with its
- * own time. */
+/* When a payment was received: the clock read at its submit (op->now_ms), or the
+ * batch's when that is earlier (or unset); never before its order was made (an order id
+ * can be guessed: decide_transition). A payment received by its order's pay_by
+ * confirms, however long it then waited: a batch expires nothing due at or after the
+ * receipt of a payment still on its way to the ledger (held_by_payment: between its
+ * stamp and its push, or queued behind a full batch), and a batch holding it expires
+ * only what was due before the order it pays (spares_expiry, however long the batch
+ * waited for a sync: tens of ms when the disk is slow); what fell due since expires in
+ * the batch after (next_timeout is then 0). A payment of an order that expired before it
+ * was received never confirms (I8). Each event is journaled with its own time. */
 static int64_t received_at(const sk_op_t *op, int64_t now)
 {
     return op->now_ms > 0 && op->now_ms < now ? op->now_ms : now;
@@ -734,6 +735,22 @@ static int64_t spares_expiry(ledger_t *l, const sk_op_t *op, int64_t now)
     if (o->state != SK_ORDER_RESERVED || pay_by >= now || received_at(op, now) > pay_by)
         return now;
     return pay_by;
+}
+
+/* The clock a batch may expire by, given the payments still on their way: none of them
+ * may find its reservation expired if it was received by its pay_by, so what fell due
+ * at or after the earliest of them waits until it is taken (the batch after, as a
+ * rule: its push wakes the ledger). Read after the batch's clock (the engine's rule). */
+static int64_t held_by_payment(ledger_t *l, int64_t due)
+{
+    l->expiry_held = false;
+    if (l->n_heap == 0 || l->heap[0].key >= due)
+        return due; /* nothing to expire, nothing to hold */
+    int64_t oldest = sk_engine_oldest_payment(l->e);
+    if (oldest >= due)
+        return due;
+    l->expiry_held = true;
+    return oldest;
 }
 
 static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
@@ -1341,7 +1358,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
     l->n_jorders = l->n_jevents = l->n_jcontrols = l->n_undo = l->n_touched = l->n_transitions = 0;
     if (l->n_uncertain)
         settle_uncertain(l);
-    int64_t due = now; /* expire what was due by then (spares_expiry) */
+    int64_t due = now; /* expire what was due by then (spares_expiry, held_by_payment) */
     size_t n_in_time = 0;
     for (size_t i = 0; i < n; i++) {
         sk_op_t *op = ops[i];
@@ -1357,6 +1374,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             due = SK_MIN(due, d);
         }
     }
+    due = held_by_payment(l, due);
     expire_due(l, due);
     queue_tick(l, now);
     /* Payments in time first: a late payment of the same reservation (another payment
@@ -1790,6 +1808,8 @@ static int ledger_start(sk_backend_t *b, sk_engine_t *e)
 {
     ledger_t *l = (ledger_t *)b;
     l->e = e;
+    if (l->clock) /* payments are stamped by the clock they are judged by */
+        sk_engine_set_receipt_clock(e, l->clock, l->clock_arg);
     l->commits_seen = sk_journal_commits(l->journal);
     /* Without a syncer (no thread, or the WAL cannot be synced apart) every commit
      * syncs itself, as the journal does by default. */

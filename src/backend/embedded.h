@@ -18,9 +18,10 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch);
  *  it after the engine loaded the backend (sk_engine_open) and before sk_engine_start. */
 void sk_backend_embedded_set_fault(sk_backend_t *b, bool (*fn)(void *arg, sk_journal_fault_t at), void *arg);
 
-/** Test seam: the ledger's clock (unix ms), read once per batch; NULL restores the wall
- *  clock. Call it before sk_engine_start (or the load, to close ended sales by it); fn
- *  runs on the ledger thread. */
+/** Test seam: the ledger's clock (unix ms), read once per batch, and the clock payments
+ *  are stamped by at submit; NULL restores the wall clock. Call it before
+ *  sk_engine_start (or the load, to close ended sales by it); fn runs on the ledger
+ *  thread and on the workers. */
 void sk_backend_embedded_set_clock(sk_backend_t *b, int64_t (*fn)(void *arg), void *arg);
 
 #endif

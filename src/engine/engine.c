@@ -31,9 +31,31 @@ const char *const sk_buy_result_names[SK_BUY__COUNT] = {
     "unavailable", "rate_limited", "reserved", "paused",        "bad_quantity", "not_admitted",
 };
 
+/* Payments on their way to the ledger, one track a worker (never freed before the
+ * engine: a detached worker's is kept for the next). A payment is judged by when it was
+ * received (op->now_ms), so the ledger must not expire a reservation while a payment
+ * received by its pay_by is still on its way: stamped, and not yet taken (between the
+ * stamp and the push, or queued behind a full batch). The worker publishes a payment's
+ * place here before it reads the clock for its stamp, and the ledger, after reading its
+ * own clock, asks for the oldest stamp still here (sk_engine_oldest_payment): a payment
+ * it does not see was stamped after that clock, too late for anything the clock had
+ * made due. Single producer (the worker), single consumer (the ledger, in take); the
+ * ring holds max_inflight (at most PAY_TRACK_MAX) stamps. */
+#define PAY_STAMPING INT64_MIN /* published, its clock not read yet */
+#define MAX_PAY_TRACKS 1024
+#define PAY_TRACK_MAX (1u << 20) /* payments a worker has in flight before 429 */
+typedef struct {
+    _Atomic uint64_t head; /* the worker's: payments submitted */
+    _Atomic uint64_t tail; /* the ledger's: payments taken */
+    uint64_t mask;
+    _Atomic int64_t *stamps; /* [mask + 1], by submit order */
+    bool used; /* under pay_mu */
+} pay_track_t;
+
 struct sk_engine_worker {
     sk_engine_t *e;
     sk_loop_t *loop;
+    pay_track_t *pay;
     sk_async_t async;
     sk_mpsc_t done_q;
     bool notify; /* ledger-private: this batch posted to us */
@@ -61,6 +83,12 @@ struct sk_engine {
     _Atomic int64_t store_clock_offset_ms; /* the store's clock minus ours, at most */
     _Atomic int64_t store_clock_offset_min_ms; /* the same, at least */
     _Atomic bool store_unsure; /* sk_engine_store_unsure */
+
+    pthread_mutex_t pay_mu; /* attach and detach of the tracks */
+    pay_track_t *pays[MAX_PAY_TRACKS];
+    _Atomic size_t n_pays;
+    int64_t (*receipt_clock)(void *arg); /* test seam: the stamp's clock */
+    void *receipt_clock_arg;
 };
 
 /* ---- validation and ids ------------------------------------------------------------ */
@@ -462,13 +490,92 @@ static void worker_turn_end(sk_loop_t *loop, void *arg)
     }
 }
 
+/* A free track, or a new one (NULL beyond MAX_PAY_TRACKS workers at once). Its counters
+ * go on from where its last worker left them: that worker's payments were all taken. */
+static pay_track_t *pay_track_take(sk_engine_t *e)
+{
+    pthread_mutex_lock(&e->pay_mu);
+    pay_track_t *t = NULL;
+    size_t n = atomic_load_explicit(&e->n_pays, memory_order_relaxed);
+    for (size_t i = 0; i < n && !t; i++)
+        if (!e->pays[i]->used)
+            t = e->pays[i];
+    if (!t && n < MAX_PAY_TRACKS) {
+        t = sk_xcalloc(1, sizeof(*t));
+        uint64_t cap = 1;
+        while (cap < e->cfg.max_inflight && cap < PAY_TRACK_MAX)
+            cap <<= 1;
+        t->mask = cap - 1;
+        t->stamps = sk_xcalloc(cap, sizeof(*t->stamps)); /* pages stay untouched until used */
+        e->pays[n] = t;
+        atomic_store_explicit(&e->n_pays, n + 1, memory_order_release);
+    }
+    if (t)
+        t->used = true;
+    pthread_mutex_unlock(&e->pay_mu);
+    return t;
+}
+
+static void pay_track_give_back(sk_engine_t *e, pay_track_t *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&e->pay_mu);
+    t->used = false;
+    pthread_mutex_unlock(&e->pay_mu);
+}
+
+static bool pay_track_full(pay_track_t *t)
+{
+    return atomic_load_explicit(&t->head, memory_order_relaxed) - atomic_load_explicit(&t->tail, memory_order_acquire) >
+           t->mask;
+}
+
+/* Stamps payment op with when it was received (unless the caller did), after publishing
+ * its place in the worker's track. */
+static void pay_track_push(sk_engine_t *e, pay_track_t *t, sk_op_t *op)
+{
+    uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+    _Atomic int64_t *slot = &t->stamps[h & t->mask];
+    atomic_store_explicit(slot, PAY_STAMPING, memory_order_relaxed);
+    atomic_store_explicit(&t->head, h + 1, memory_order_seq_cst); /* before the clock is read */
+    if (op->now_ms <= 0)
+        op->now_ms = e->receipt_clock ? e->receipt_clock(e->receipt_clock_arg) : sk_engine_store_now(e);
+    atomic_store_explicit(slot, op->now_ms, memory_order_release);
+}
+
+int64_t sk_engine_oldest_payment(sk_engine_t *e)
+{
+    atomic_thread_fence(memory_order_seq_cst); /* after the caller's clock reading */
+    int64_t oldest = INT64_MAX;
+    size_t n = atomic_load_explicit(&e->n_pays, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        pay_track_t *t = e->pays[i];
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        if (tail == atomic_load_explicit(&t->head, memory_order_acquire))
+            continue;
+        int64_t at = atomic_load_explicit(&t->stamps[tail & t->mask], memory_order_acquire);
+        if (at < oldest)
+            oldest = at; /* PAY_STAMPING: older than anything */
+    }
+    return oldest;
+}
+
+void sk_engine_set_receipt_clock(sk_engine_t *e, int64_t (*fn)(void *arg), void *arg)
+{
+    e->receipt_clock = fn;
+    e->receipt_clock_arg = arg;
+}
+
 sk_engine_worker_t *sk_engine_attach(sk_engine_t *e, sk_loop_t *loop)
 {
     sk_engine_worker_t *w = sk_xcalloc(1, sizeof(*w));
     w->e = e;
     w->loop = loop;
+    w->pay = pay_track_take(e);
     sk_mpsc_init(&w->done_q);
-    if (sk_async_init(loop, &w->async, worker_on_async) < 0) {
+    if (!w->pay || sk_async_init(loop, &w->async, worker_on_async) < 0) {
+        pay_track_give_back(e, w->pay);
         free(w);
         return NULL;
     }
@@ -489,6 +596,7 @@ void sk_engine_detach(sk_engine_worker_t *w)
         w->op_cache = next ? SK_CONTAINER_OF(next, sk_op_t, node) : NULL;
         free(op);
     }
+    pay_track_give_back(w->e, w->pay);
     free(w);
 }
 
@@ -500,7 +608,8 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
      * without limit; creating a sale and an operator's control are rare (and admin
      * only) and never refused: a pause must get through a flood. */
     int64_t in = atomic_fetch_add_explicit(&e->stats.inflight, 1, memory_order_relaxed);
-    if (in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE && op->kind != SK_OP_CONTROL) {
+    if ((in >= (int64_t)e->cfg.max_inflight && op->kind != SK_OP_CREATE_SALE && op->kind != SK_OP_CONTROL) ||
+        (op->kind == SK_OP_PAY && pay_track_full(w->pay))) {
         atomic_fetch_sub_explicit(&e->stats.inflight, 1, memory_order_relaxed);
         op->result = SK_BUY_RATE_LIMITED;
         op->status = -EAGAIN;
@@ -509,6 +618,8 @@ void sk_engine_submit(sk_engine_worker_t *w, sk_op_t *op)
         op->done(op);
         return;
     }
+    if (op->kind == SK_OP_PAY)
+        pay_track_push(e, w->pay, op);
     sk_mpsc_push(&e->q, &op->node);
     if (!w->wake_ledger) {
         w->wake_ledger = true;
@@ -522,8 +633,14 @@ size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max)
 {
     size_t n = 0;
     sk_mpsc_node_t *node;
-    while (n < max && (node = sk_mpsc_pop(&e->q)) != NULL)
-        ops[n++] = SK_CONTAINER_OF(node, sk_op_t, node);
+    while (n < max && (node = sk_mpsc_pop(&e->q)) != NULL) {
+        sk_op_t *op = ops[n++] = SK_CONTAINER_OF(node, sk_op_t, node);
+        if (op->kind == SK_OP_PAY) { /* a worker's payments come in the order it pushed them */
+            pay_track_t *t = op->worker->pay;
+            atomic_store_explicit(&t->tail, atomic_load_explicit(&t->tail, memory_order_relaxed) + 1,
+                                  memory_order_release);
+        }
+    }
     return n;
 }
 
@@ -653,6 +770,7 @@ sk_engine_t *sk_engine_open(const sk_engine_config_t *cfg, sk_backend_t *backend
         e->cfg.max_inflight = 65536;
     e->backend = backend;
     sk_mpsc_init(&e->q);
+    pthread_mutex_init(&e->pay_mu, NULL);
     if (backend->load(backend, e, err, err_size) < 0) {
         sk_engine_free(e);
         return NULL;
@@ -692,6 +810,11 @@ void sk_engine_free(sk_engine_t *e)
     if (e->backend)
         e->backend->free(e->backend);
     free(e->notify);
+    for (size_t i = 0; i < atomic_load(&e->n_pays); i++) {
+        free(e->pays[i]->stamps);
+        free(e->pays[i]);
+    }
+    pthread_mutex_destroy(&e->pay_mu);
     free(e);
 }
 

@@ -223,7 +223,8 @@ struct sk_op {
     void *ctx; /* the caller's (e.g. the deferred HTTP answer) */
     void *owner; /* the caller's too (e.g. the submitting API worker) */
     sk_sale_t *sale;
-    int64_t now_ms; /* the gate's clock reading (BUY, QUEUE); PAY: when it was received */
+    int64_t now_ms; /* the gate's clock reading (BUY, QUEUE); PAY: when it was received (set
+                       by sk_engine_submit, the store's clock, unless the caller set it) */
 
     uint8_t user_len; /* of user_id (the strings are at the end) */
     uint8_t request_len;

@@ -1055,6 +1055,50 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_payment_on_its_way_holds_its_expiry)
+{
+    /* A payment received before pay_by and not taken yet when a batch runs past it
+     * (queued behind a full batch: two ops here) keeps its reservation: that batch
+     * expires only what fell due before the payment was received, and the payment then
+     * confirms. Before, the batch expired it and the payment was answered 409 expired. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {.max_batch = 2};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "queued", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 3);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).order.pay_by, t0 + 1003);
+    run_for(&f.r, 20); /* the ledger asleep: the three ops below are queued together */
+    atomic_store(&fake_now, t0 + 1500);
+    answer_t v1, v2, paid;
+    buy(&f.r, s, "v1", "r-v1", &v1);
+    buy(&f.r, s, "v2", "r-v2", &v2);
+    pay_received(&f.r, s, 2, "p2", t0 + 1002, &paid);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(v1.result, SK_BUY_RESERVED);
+    ASSERT_EQ(v2.result, SK_BUY_RESERVED);
+    ASSERT_EQ(paid.tr, SK_TR_OK);
+    ASSERT_EQ(paid.order.paid_at, t0 + 1002);
+    answer_t a = get1(&f.r, s, 1); /* due before the payment was received: expired */
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 1002);
+    assert_counts(s, 2, 1);
+    /* Without a payment on its way nothing is held: the clock expires by itself. */
+    atomic_store(&fake_now, t0 + 2600);
+    ASSERT_EQ(get1(&f.r, s, 3).order.state, SK_ORDER_EXPIRED);
+    assert_counts(s, 0, 1);
+    /* A payment stamped at submit (the default) is stamped by the ledger's clock. */
+    atomic_store(&fake_now, t0 + 2700);
+    ASSERT_EQ(buy_q1(&f.r, s, "w", "r-w", 1).order.pay_by, t0 + 3700);
+    a = order_op1(&f.r, SK_OP_PAY, s, 5, "pw");
+    ASSERT_EQ(a.tr, SK_TR_OK);
+    ASSERT_EQ(a.order.paid_at, t0 + 2700);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_transition_of_an_order_of_its_own_batch)
 {
     /* Order ids are predictable: a cancel or a payment pipelined right behind the
@@ -2017,7 +2061,8 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_queue_published_without_counts_in_doubt);
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
-             SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_transition_of_an_order_of_its_own_batch);
+             SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_payment_on_its_way_holds_its_expiry);
+             SK_RUN(test_transition_of_an_order_of_its_own_batch);
              SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_random_batches_replay_alike);
              SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
              SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
