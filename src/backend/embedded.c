@@ -630,9 +630,23 @@ static void close_if_ended(ledger_t *l, sk_sale_t *s, int64_t now)
         ls->closed = true;
 }
 
-/* `now` is the batch's time: every order of a batch carries it (or the time of its
- * sale's order before, when the clock was stepped back), in memory and in the journal
- * (which stores it once per sale per batch). */
+/* The time a sale's next order or control is made at: the batch's clock, or, when the
+ * wall clock was stepped back, the time of the sale's last order or control. A sale's
+ * orders are its deadline FIFO (expire_sale), and its trail and orders read as one
+ * history: an audit places each order by its time between the pauses, resumes and the
+ * close (audit/trail.c), so no order may seem made after a control decided after it. */
+static int64_t sale_clock(const lsale_t *ls, int64_t now)
+{
+    const sk_holders_t *h = ls->holders;
+    if (h->n_orders)
+        now = SK_MAX(now, sk_holders_order_at(h, h->n_orders - 1)->created_at);
+    if (ls->n_trail)
+        now = SK_MAX(now, ls->trail[ls->n_trail - 1].at);
+    return now;
+}
+
+/* `now` is the batch's time: every order of a batch carries it (or sale_clock's), in
+ * memory and in the journal (which stores it once per sale per batch). */
 static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
 {
     sk_sale_t *s = op->sale;
@@ -683,10 +697,9 @@ static void decide_buy(ledger_t *l, sk_op_t *op, int64_t now)
         /* Before the commit that publishes counts with this order (engine/userset.h). */
         sk_userset_insert(ls->users, hash);
     }
-    /* A sale's orders are its deadline FIFO (expire_sale): created_at never goes back,
-     * even when the wall clock is stepped back (the order then gets the time of the one
-     * before it, and a later pay_by than the clock would give). */
-    int64_t at = h->n_orders ? SK_MAX(now, sk_holders_order_at(h, h->n_orders - 1)->created_at) : now;
+    /* created_at never goes back, even when the wall clock is stepped back (the order
+     * then gets a later pay_by than the clock would give): sale_clock. */
+    int64_t at = sale_clock(ls, now);
     sk_order_state_t st = sk_order_initial(p->payment_window_ms);
     uint32_t idx = sk_holders_add_order(h, slot, op->request_id, op->request_len, at, q, st);
     if (st == SK_ORDER_RESERVED)
@@ -844,7 +857,7 @@ static void decide_control(ledger_t *l, sk_op_t *op, int64_t now)
         return;
     touch_params(l, s);
     e->seq = ls->n_trail + 1;
-    e->at = now;
+    e->at = sale_clock(ls, now);
     sk_sale_snapshot(&e->before, &ls->p, &ls->counts, orders, now);
     set_params(ls, &p);
     ls->counts = c;

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "audit/trail.h"
 #include "engine_runner.h"
 #include "test.h"
 
@@ -1638,6 +1639,60 @@ SK_TEST(test_close_and_patch)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_trail_and_orders_agree_after_a_clock_step)
+{
+    /* The wall clock stepped back during a sale: its controls and orders still read as
+     * one history, each no earlier than the one before, so the audit places every order
+     * where it was made. Before, the pause, resume and close carried the stepped clock
+     * and both orders, made before the close, read as made after it. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0 + 100);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    sk_sale_t *s = live_sale(&f.r, "stepped", 10, 1);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy1(&f.r, s, "u1", "r1").result, SK_BUY_CONFIRMED);
+    static const struct {
+        int64_t at;
+        sk_control_action_t action;
+    } steps[] = {{40, SK_CTL_PAUSE}, {60, SK_CTL_RESUME}, {70, SK_CTL_CLOSE}};
+    char req[8];
+    for (size_t i = 0; i < SK_ARRAY_LEN(steps); i++) {
+        atomic_store(&fake_now, t0 + steps[i].at);
+        if (steps[i].action == SK_CTL_CLOSE)
+            ASSERT_EQ(buy1(&f.r, s, "u2", "r2").result, SK_BUY_CONFIRMED);
+        snprintf(req, sizeof(req), "c%zu", i);
+        answer_t a = act1(&f.r, s, steps[i].action, 0, req);
+        ASSERT_EQ(a.control_result, SK_CR_OK);
+        ASSERT_EQ(a.entry.at, t0 + 100);
+    }
+    answer_t o = orders_of1(&f.r, s, "u2");
+    ASSERT_EQ(o.n_orders, 1);
+    ASSERT_EQ(o.orders[0].created_at, t0 + 100);
+    free(o.orders);
+    answer_t log = trail_of1(&f.r, s);
+    ASSERT_EQ(log.n_entries, 3);
+    sk_audit_entry_t e[3];
+    for (size_t i = 0; i < 3; i++) {
+        const sk_trail_entry_t *t = &log.entries[i];
+        e[i] = (sk_audit_entry_t){.at = t->at,
+                                  .orders = t->before.orders,
+                                  .stock_before = t->before.stock,
+                                  .stock_after = t->after.stock,
+                                  .out_before = t->before.sold + t->before.held,
+                                  .out_after = t->after.sold + t->after.held};
+        snprintf(e[i].action, sizeof(e[i].action), "%s", i == 0 ? "pause" : i == 1 ? "resume" : "close");
+    }
+    free(log.entries);
+    sk_audit_order_t orders[] = {{1, 1, true, t0 + 100}, {2, 1, true, t0 + 100}};
+    sk_audit_t out = {0};
+    sk_audit_trail_check(e, 3, orders, 2, 10, &out);
+    ASSERT_EQ(out.while_paused, 0);
+    ASSERT_EQ(out.after_close, 0);
+    ASSERT_EQ(out.over_stock, 0);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_control_replays_by_request_id)
 {
     fixture_t f = {0};
@@ -2068,6 +2123,6 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
              SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
              SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
-             SK_RUN(test_control_replays_by_request_id); SK_RUN(test_control_commit_in_doubt);
-             SK_RUN(test_quantities_at_every_limit); SK_RUN(test_sync_fails_with_the_ring_full);
-             SK_RUN(test_stop_while_batches_wait_for_their_sync);)
+             SK_RUN(test_trail_and_orders_agree_after_a_clock_step); SK_RUN(test_control_replays_by_request_id);
+             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
+             SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
