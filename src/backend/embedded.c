@@ -193,6 +193,7 @@ typedef struct {
     bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
     bool expiry_held; /* the last batch left something due for a payment on its way */
+    int64_t held_from; /* this batch held back expiries due from this on (INT64_MAX: none) */
     /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
     struct early *early;
     size_t n_early, cap_early, n_early_replayed;
@@ -753,16 +754,20 @@ static int64_t spares_expiry(ledger_t *l, const sk_op_t *op, int64_t now)
 /* The clock a batch may expire by, given the payments still on their way: none of them
  * may find its reservation expired if it was received by its pay_by, so what fell due
  * at or after the earliest of them waits until it is taken (the batch after, as a
- * rule: its push wakes the ledger). Read after the batch's clock (the engine's rule). */
-static int64_t held_by_payment(ledger_t *l, int64_t due)
+ * rule: its push wakes the ledger). The hold is not per order: a payment on its way
+ * holds back every reservation due since it was received, in every sale, for as long
+ * as it waits in the queue (a backlog of a flood: a fraction of a second). */
+static int64_t held_by_payment(ledger_t *l, int64_t due, int64_t now)
 {
     l->expiry_held = false;
+    l->held_from = INT64_MAX;
     if (l->n_heap == 0 || l->heap[0].key >= due)
         return due; /* nothing to expire, nothing to hold */
-    int64_t oldest = sk_engine_oldest_payment(l->e);
+    int64_t oldest = sk_engine_oldest_payment(l->e, now);
     if (oldest >= due)
         return due;
     l->expiry_held = true;
+    l->held_from = oldest;
     return oldest;
 }
 
@@ -794,14 +799,27 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     }
     sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
     const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
-    int64_t at = ev == SK_EV_PAY ? SK_MAX(received_at(op, now), sk_holders_order_at(h, i)->created_at) : now;
+    const sk_holder_order_t *o = sk_holders_order_at(h, i);
+    int64_t at = ev == SK_EV_PAY ? SK_MAX(received_at(op, now), o->created_at) : now;
+    int64_t window = window_of(l, s);
+    if (ev == SK_EV_PAY && o->state == SK_ORDER_RESERVED && window > 0 && at > o->created_at + window &&
+        o->created_at + window >= l->held_from) {
+        /* Late, for a reservation whose expiry this batch held back for a payment on its
+         * way (held_by_payment) that may still pay it in time: refused as late (I8), and
+         * the reservation left to that payment or to the next batch's expiry. */
+        op->status = 0;
+        op->tr = SK_TR_EXPIRED;
+        l->n_transitions++;
+        sk_holders_order(h, i, window, &op->order);
+        return;
+    }
     sk_order_step_t step = transition(l, s, i, ev, at, op->payment_id, op->payment_len, arg);
     op->status = 0;
     op->tr = step.result;
     l->n_transitions++;
     if (step.next == SK_ORDER_EXPIRED && ls->heap_pos < 0)
         heap_fix(l, s);
-    sk_holders_order(h, i, window_of(l, s), &op->order);
+    sk_holders_order(h, i, window, &op->order);
 }
 
 /* The trail's entry with this request id, or NULL. Controls are rare (an operator's
@@ -1387,7 +1405,7 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             due = SK_MIN(due, d);
         }
     }
-    due = held_by_payment(l, due);
+    due = held_by_payment(l, due, now);
     expire_due(l, due);
     queue_tick(l, now);
     /* Payments in time first: a late payment of the same reservation (another payment
@@ -1917,6 +1935,8 @@ void sk_backend_embedded_set_clock(sk_backend_t *b, int64_t (*fn)(void *arg), vo
     ledger_t *l = (ledger_t *)b;
     l->clock = fn;
     l->clock_arg = arg;
+    if (l->e)
+        sk_engine_set_receipt_clock(l->e, fn, arg);
 }
 
 sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
@@ -1933,6 +1953,7 @@ sk_backend_t *sk_backend_embedded_new(const char *data_dir, size_t max_batch)
                              .free = ledger_free};
     l->data_dir = sk_xstrndup(data_dir, strlen(data_dir));
     l->max_batch = max_batch ? max_batch : 4096;
+    l->held_from = INT64_MAX;
     l->efd = -1;
     l->lock_fd = -1;
     pthread_mutex_init(&l->sync_mu, NULL);

@@ -55,11 +55,11 @@ struct sk_backend {
 /** Ledger thread: takes up to `max` queued ops in arrival order. */
 size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max);
 /** Ledger thread: the earliest receipt (op->now_ms) of a payment submitted and not taken
- *  yet, INT64_MIN while one is being stamped, INT64_MAX when there is none. Called after
- *  the ledger read its clock T: a payment received before T is either taken already or
- *  counted here, so a reservation whose pay_by is at or after the answer may still be
- *  paid in time and must not expire yet. */
-int64_t sk_engine_oldest_payment(sk_engine_t *e);
+ *  yet, INT64_MIN while one is being stamped, INT64_MAX when there is none, given the
+ *  ledger's clock `now`: a payment not counted here is taken already or stamped `now` or
+ *  later, so a reservation whose pay_by is at or after the answer may still be paid in
+ *  time and must not expire yet. */
+int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now);
 /** Test seam: the clock submit stamps payments with (default sk_engine_store_now). */
 void sk_engine_set_receipt_clock(sk_engine_t *e, int64_t (*fn)(void *arg), void *arg);
 /** Ledger thread: true once sk_engine_stop was called (finish what is queued, then return). */

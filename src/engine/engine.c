@@ -35,12 +35,16 @@ const char *const sk_buy_result_names[SK_BUY__COUNT] = {
  * engine: a detached worker's is kept for the next). A payment is judged by when it was
  * received (op->now_ms), so the ledger must not expire a reservation while a payment
  * received by its pay_by is still on its way: stamped, and not yet taken (between the
- * stamp and the push, or queued behind a full batch). The worker publishes a payment's
- * place here before it reads the clock for its stamp, and the ledger, after reading its
- * own clock, asks for the oldest stamp still here (sk_engine_oldest_payment): a payment
- * it does not see was stamped after that clock, too late for anything the clock had
- * made due. Single producer (the worker), single consumer (the ledger, in take); the
- * ring holds max_inflight (at most PAY_TRACK_MAX) stamps. */
+ * stamp and the push, or queued behind a full batch). The ledger asks for the oldest
+ * stamp still here (sk_engine_oldest_payment) with its batch's clock T. The rule that
+ * no payment slips past: the ledger stores T, then reads the heads; the worker
+ * publishes its payment's place (the head), then reads T and stamps no earlier than it
+ * (all seq_cst). Either the ledger sees the place, or the worker sees T and the payment
+ * counts as received at T or after, too late for anything the batch expires (due
+ * before T). A worker's stamps never go back (a wall clock stepped back stamps the last
+ * one's time), so each track's oldest is its tail. Single producer (the worker), single
+ * consumer (the ledger, in take); the ring holds max_inflight (at most PAY_TRACK_MAX)
+ * stamps. */
 #define PAY_STAMPING INT64_MIN /* published, its clock not read yet */
 #define MAX_PAY_TRACKS 1024
 #define PAY_TRACK_MAX (1u << 20) /* payments a worker has in flight before 429 */
@@ -49,6 +53,7 @@ typedef struct {
     _Atomic uint64_t tail; /* the ledger's: payments taken */
     uint64_t mask;
     _Atomic int64_t *stamps; /* [mask + 1], by submit order */
+    int64_t last; /* the worker's: its last stamp */
     bool used; /* under pay_mu */
 } pay_track_t;
 
@@ -87,6 +92,7 @@ struct sk_engine {
     pthread_mutex_t pay_mu; /* attach and detach of the tracks */
     pay_track_t *pays[MAX_PAY_TRACKS];
     _Atomic size_t n_pays;
+    _Atomic int64_t pay_clock; /* the ledger's clock at its last sk_engine_oldest_payment */
     int64_t (*receipt_clock)(void *arg); /* test seam: the stamp's clock */
     void *receipt_clock_arg;
 };
@@ -531,28 +537,35 @@ static bool pay_track_full(pay_track_t *t)
            t->mask;
 }
 
-/* Stamps payment op with when it was received (unless the caller did), after publishing
- * its place in the worker's track. */
+/* Stamps payment op with when it was received, after publishing its place in the
+ * worker's track. A stamp the caller set (a test's) is taken as it is: such stamps of
+ * one worker that go back may hide one another from the ledger's hold. */
 static void pay_track_push(sk_engine_t *e, pay_track_t *t, sk_op_t *op)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
     _Atomic int64_t *slot = &t->stamps[h & t->mask];
     atomic_store_explicit(slot, PAY_STAMPING, memory_order_relaxed);
-    atomic_store_explicit(&t->head, h + 1, memory_order_seq_cst); /* before the clock is read */
-    if (op->now_ms <= 0)
-        op->now_ms = e->receipt_clock ? e->receipt_clock(e->receipt_clock_arg) : sk_engine_store_now(e);
+    atomic_store_explicit(&t->head, h + 1, memory_order_seq_cst);
+    if (op->now_ms <= 0) {
+        /* T before the clock: a batch that begins while this one reads its clock, or is
+         * preempted, sees the place and holds back for it; T only bounds it from below
+         * for a batch that did not see it. */
+        int64_t floor = SK_MAX(atomic_load_explicit(&e->pay_clock, memory_order_seq_cst), t->last);
+        int64_t now = e->receipt_clock ? e->receipt_clock(e->receipt_clock_arg) : sk_engine_store_now(e);
+        op->now_ms = t->last = SK_MAX(now, floor);
+    }
     atomic_store_explicit(slot, op->now_ms, memory_order_release);
 }
 
-int64_t sk_engine_oldest_payment(sk_engine_t *e)
+int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now)
 {
-    atomic_thread_fence(memory_order_seq_cst); /* after the caller's clock reading */
+    atomic_store_explicit(&e->pay_clock, now, memory_order_seq_cst);
     int64_t oldest = INT64_MAX;
     size_t n = atomic_load_explicit(&e->n_pays, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         pay_track_t *t = e->pays[i];
         uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
-        if (tail == atomic_load_explicit(&t->head, memory_order_acquire))
+        if (tail == atomic_load_explicit(&t->head, memory_order_seq_cst))
             continue;
         int64_t at = atomic_load_explicit(&t->stamps[tail & t->mask], memory_order_acquire);
         if (at < oldest)

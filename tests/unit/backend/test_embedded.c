@@ -1100,6 +1100,122 @@ SK_TEST(test_payment_on_its_way_holds_its_expiry)
     fixture_destroy(&f);
 }
 
+/* A receipt clock that, armed, stops the payment that reads it (after its place is
+ * published, before its stamp is written) until released: a worker preempted there. */
+static _Atomic int stamping; /* 0 off, 1 armed, 2 inside, 3 released */
+
+static int64_t stalled_clock(void *arg)
+{
+    (void)arg;
+    int64_t v = atomic_load(&fake_now);
+    int armed = 1;
+    if (atomic_compare_exchange_strong(&stamping, &armed, 2))
+        while (atomic_load(&stamping) != 3)
+            usleep(1000);
+    return v;
+}
+
+typedef struct {
+    runner_t r;
+    sk_sale_t *s;
+    uint64_t seq;
+    answer_t a;
+    pthread_t th;
+} payer_t;
+
+static void *payer_main(void *arg)
+{
+    payer_t *x = arg;
+    order_op(&x->r, SK_OP_PAY, x->s, x->seq, "p-stalled", &x->a);
+    runner_wait(&x->r);
+    return NULL;
+}
+
+/* Starts a payment of order seq of s on a worker of its own, stalled in its stamp. */
+static void start_stalled_payment(fixture_t *f, payer_t *x, sk_sale_t *s, uint64_t seq)
+{
+    sk_engine_set_receipt_clock(f->e, stalled_clock, NULL);
+    runner_init(&x->r, f->e);
+    x->s = s;
+    x->seq = seq;
+    atomic_store(&stamping, 1);
+    pthread_create(&x->th, NULL, payer_main, x);
+    while (atomic_load(&stamping) != 2)
+        usleep(1000);
+}
+
+static void finish_stalled_payment(payer_t *x)
+{
+    atomic_store(&stamping, 3);
+    pthread_join(x->th, NULL);
+    runner_free(&x->r);
+}
+
+SK_TEST(test_payment_being_stamped_holds_expiries)
+{
+    /* While a payment is between its published place and its stamp, no reservation of
+     * any sale expires (its stamp may be earlier than the batch's clock), and a late
+     * payment of a reservation so held is refused without expiring it: the payment in
+     * time, once stamped, confirms. Before, the late payment (another payment id, from
+     * another worker) expired the reservation and the one in time heard 409 expired. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "stamped", 10, 1, 1, 1000);
+    sk_sale_t *s2 = window_sale(&f.r, "other", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL && s2 != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+    ASSERT_EQ(buy_q1(&f.r, s2, "u2", "r2", 1).order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 999);
+    payer_t x = {0};
+    start_stalled_payment(&f, &x, s, 1);
+    atomic_store(&fake_now, t0 + 1500);
+    answer_t late = order_op1(&f.r, SK_OP_PAY, s, 1, "p-late");
+    ASSERT_EQ(late.tr, SK_TR_EXPIRED);
+    ASSERT_EQ(late.order.state, SK_ORDER_RESERVED);
+    ASSERT_EQ(get1(&f.r, s2, 1).order.state, SK_ORDER_RESERVED);
+    run_for(&f.r, 30); /* the ledger sleeps 1 ms at a time meanwhile */
+    ASSERT_EQ(get1(&f.r, s2, 1).order.state, SK_ORDER_RESERVED);
+    assert_counts(s2, 1, 0);
+    finish_stalled_payment(&x);
+    ASSERT_EQ(x.a.tr, SK_TR_OK);
+    ASSERT_EQ(x.a.order.paid_at, t0 + 999);
+    answer_t a = get1(&f.r, s2, 1);
+    ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
+    ASSERT_EQ(a.order.closed_at, t0 + 1500);
+    assert_counts(s, 0, 1);
+    assert_counts(s2, 0, 0);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_payment_stamps_never_go_back)
+{
+    /* A worker's stamps never go back, even when the wall clock is stepped back between
+     * two payments (the second takes the first's time): the ledger's hold reads each
+     * worker's oldest payment on its way at the head of its track. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "back", 10, 1, 1, 5000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 5000);
+    ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).order.pay_by, t0 + 5000);
+    answer_t pa, pb;
+    atomic_store(&fake_now, t0 + 1600);
+    order_op(&f.r, SK_OP_PAY, s, 1, "pa", &pa);
+    atomic_store(&fake_now, t0 + 999); /* stepped back */
+    order_op(&f.r, SK_OP_PAY, s, 2, "pb", &pb);
+    atomic_store(&fake_now, t0 + 1700);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_EQ(pa.order.paid_at, t0 + 1600);
+    ASSERT_EQ(pb.order.paid_at, t0 + 1600);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_transition_of_an_order_of_its_own_batch)
 {
     /* Order ids are predictable: a cancel or a payment pipelined right behind the
@@ -2117,6 +2233,7 @@ SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_com
              SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
              SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
              SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_payment_on_its_way_holds_its_expiry);
+             SK_RUN(test_payment_being_stamped_holds_expiries); SK_RUN(test_payment_stamps_never_go_back);
              SK_RUN(test_transition_of_an_order_of_its_own_batch);
              SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_random_batches_replay_alike);
              SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
