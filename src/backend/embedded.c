@@ -193,6 +193,11 @@ typedef struct {
     bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
     bool expiry_held; /* the last batch left something due for a payment on its way */
+    uint64_t recheck_ns; /* then: when to look again even if nothing arrives */
+    sk_op_t **waiting; /* transitions waiting for a payment on its way (decide_transition) */
+    size_t n_waiting, cap_waiting;
+    sk_op_t **work; /* a batch's ops behind the waiting ones */
+    size_t cap_work;
     int64_t held_from; /* this batch held back expiries due from this on (INT64_MAX: none) */
     /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
     struct early *early;
@@ -456,8 +461,10 @@ static int next_timeout(ledger_t *l, int64_t now)
     if (l->n_heap == 0)
         return q < 0 ? -1 : (int)SK_MIN(q, (int64_t)3600 * 1000);
     int64_t due = l->heap[0].key + 1; /* a reservation expires once now > pay_by */
+    if (l->expiry_held)
+        return 1; /* its payment's push wakes us, or we look again in 1 ms: never spin */
     if (due <= now)
-        return l->expiry_held ? 1 : 0; /* held: its payment's push wakes us; never spin */
+        return 0;
     int64_t t = SK_MIN(due - now, (int64_t)3600 * 1000);
     return (int)(q >= 0 && q < t ? q : t);
 }
@@ -761,14 +768,17 @@ static int64_t held_by_payment(ledger_t *l, int64_t due, int64_t now)
 {
     l->expiry_held = false;
     l->held_from = INT64_MAX;
-    if (l->n_heap == 0 || l->heap[0].key >= due)
-        return due; /* nothing to expire, nothing to hold */
+    if (l->n_heap == 0 || l->heap[0].key >= now)
+        return due; /* nothing is due, nothing to hold */
     int64_t oldest = sk_engine_oldest_payment(l->e, now);
-    if (oldest >= due)
+    if (oldest >= now)
         return due;
+    /* Also when a payment of the batch lowered due already (spares_expiry): what this
+     * one may pay in time must not be expired by a late transition either. */
     l->expiry_held = true;
     l->held_from = oldest;
-    return oldest;
+    l->recheck_ns = sk_mono_ns() + 1000000;
+    return SK_MIN(due, oldest);
 }
 
 static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
@@ -800,17 +810,22 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
     const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
     const sk_holder_order_t *o = sk_holders_order_at(h, i);
-    int64_t at = ev == SK_EV_PAY ? SK_MAX(received_at(op, now), o->created_at) : now;
+    int64_t at = SK_MAX(ev == SK_EV_PAY ? received_at(op, now) : now, o->created_at);
     int64_t window = window_of(l, s);
-    if (ev == SK_EV_PAY && o->state == SK_ORDER_RESERVED && window > 0 && at > o->created_at + window &&
-        o->created_at + window >= l->held_from) {
-        /* Late, for a reservation whose expiry this batch held back for a payment on its
-         * way (held_by_payment) that may still pay it in time: refused as late (I8), and
-         * the reservation left to that payment or to the next batch's expiry. */
-        op->status = 0;
-        op->tr = SK_TR_EXPIRED;
-        l->n_transitions++;
-        sk_holders_order(h, i, window, &op->order);
+    if (ev != SK_EV_REFUND && o->state == SK_ORDER_RESERVED && window > 0 && at > o->created_at + window &&
+        o->created_at + window >= l->held_from && !sk_engine_stopping(l->e)) {
+        /* A late payment or cancel of a reservation whose expiry this batch held back for
+         * a payment on its way (held_by_payment) that may still pay it in time: it waits
+         * for that payment, and is decided first in the first batch that no longer holds
+         * the reservation back (confirmed: duplicate or already_paid, not_reserved; else
+         * as late as it is). Decided now it would expire or cancel the reservation and
+         * that payment, received in time, would be refused. */
+        if (l->n_waiting == l->cap_waiting) {
+            l->cap_waiting = l->cap_waiting ? l->cap_waiting * 2 : 16;
+            l->waiting = sk_xrealloc(l->waiting, l->cap_waiting * sizeof(*l->waiting));
+        }
+        l->waiting[l->n_waiting++] = op;
+        op->status = -EINPROGRESS;
         return;
     }
     sk_order_step_t step = transition(l, s, i, ev, at, op->payment_id, op->payment_len, arg);
@@ -865,24 +880,26 @@ static void decide_control(ledger_t *l, sk_op_t *op, int64_t now)
         *e = *first;
         return;
     }
-    close_if_ended(l, s, now);
+    /* Decided at the time it is recorded by (sale_clock), as the replay decides it. */
+    int64_t at = sale_clock(ls, now);
+    close_if_ended(l, s, at);
     sk_sale_params_t p = ls->p;
     sk_sale_counts_t c = ls->counts;
     uint64_t orders = ls->holders->n_orders;
-    sk_control_result_t r = sk_control_apply(&e->ctl, now, orders > 0, ls->closed, &p, &c, &op->field);
+    sk_control_result_t r = sk_control_apply(&e->ctl, at, orders > 0, ls->closed, &p, &c, &op->field);
     op->control_result = r;
     if (r != SK_CR_OK)
         return;
     touch_params(l, s);
     e->seq = ls->n_trail + 1;
-    e->at = sale_clock(ls, now);
-    sk_sale_snapshot(&e->before, &ls->p, &ls->counts, orders, now);
+    e->at = at;
+    sk_sale_snapshot(&e->before, &ls->p, &ls->counts, orders, at);
     set_params(ls, &p);
     ls->counts = c;
     ls->params_dirty = true;
     if (ls->p.closed)
         ls->closed = true; /* no order is decided from here on, whatever the clock */
-    sk_sale_snapshot(&e->after, &ls->p, &ls->counts, orders, now);
+    sk_sale_snapshot(&e->after, &ls->p, &ls->counts, orders, at);
     append_trail(ls, e);
     if (l->n_jcontrols == l->cap_jcontrols) {
         l->cap_jcontrols = l->cap_jcontrols ? l->cap_jcontrols * 2 : 16;
@@ -1384,6 +1401,18 @@ static void commit_failed(ledger_t *l, uint64_t first, uint64_t last)
 static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
 {
     sk_engine_t *e = l->e;
+    if (l->n_waiting) { /* they came first: decided (or kept waiting) first */
+        if (l->cap_work < l->n_waiting + n) {
+            l->cap_work = l->n_waiting + n;
+            l->work = sk_xrealloc(l->work, l->cap_work * sizeof(*l->work));
+        }
+        memcpy(l->work, l->waiting, l->n_waiting * sizeof(*l->work));
+        if (n)
+            memcpy(l->work + l->n_waiting, ops, n * sizeof(*l->work));
+        n += l->n_waiting;
+        ops = l->work;
+        l->n_waiting = 0;
+    }
     int64_t now = ledger_now(l);
     l->batch_no++;
     l->n_jorders = l->n_jevents = l->n_jcontrols = l->n_undo = l->n_touched = l->n_transitions = 0;
@@ -1486,6 +1515,9 @@ static void process_batch(ledger_t *l, sk_op_t **ops, size_t n)
             break;
         case SK_OP_PAY:
         case SK_OP_CANCEL:
+            if (op->status == -EINPROGRESS)
+                continue; /* waiting (decide_transition): answered by a later batch */
+            break;
         case SK_OP_REFUND:
         case SK_OP_CONTROL:
         case SK_OP_QUEUE:
@@ -1527,13 +1559,18 @@ static void *ledger_main(void *arg)
         /* Sales whose last commit is in doubt are asked about again now and then even
          * while nothing arrives: their reservations wait for it to expire. */
         bool settle = l->n_uncertain && now - l->last_settle_ms >= SETTLE_RETRY_MS;
-        if (n > 0 || next_timeout(l, now) == 0 || settle) {
+        bool recheck = l->expiry_held && sk_mono_ns() >= l->recheck_ns;
+        if (n > 0 || next_timeout(l, now) == 0 || settle || recheck) {
             if (settle)
                 l->last_settle_ms = now;
             process_batch(l, l->batch, n);
             continue;
         }
         if (sk_engine_stopping(l->e)) {
+            if (l->n_waiting) { /* stopping: nothing waits any more */
+                process_batch(l, NULL, 0);
+                continue;
+            }
             drain(l);
             break;
         }
@@ -1915,6 +1952,8 @@ static void ledger_free(sk_backend_t *b)
     free(l->sales);
     free(l->uncertain);
     free(l->batch);
+    free(l->waiting);
+    free(l->work);
     free(l->jorders);
     free(l->jevents);
     free(l->jcontrols);

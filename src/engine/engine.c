@@ -41,19 +41,18 @@ const char *const sk_buy_result_names[SK_BUY__COUNT] = {
  * publishes its payment's place (the head), then reads T and stamps no earlier than it
  * (all seq_cst). Either the ledger sees the place, or the worker sees T and the payment
  * counts as received at T or after, too late for anything the batch expires (due
- * before T). A worker's stamps never go back (a wall clock stepped back stamps the last
- * one's time), so each track's oldest is its tail. Single producer (the worker), single
- * consumer (the ledger, in take); the ring holds max_inflight (at most PAY_TRACK_MAX)
- * stamps. */
+ * before T). The ledger looks at every stamp of a track, not only its tail: a wall
+ * clock stepped back puts an older stamp behind a newer one. Single producer (the
+ * worker), single consumer (the ledger, in take); the ring holds max_inflight (at most
+ * PAY_TRACK_MAX) stamps, 512 KiB at most. */
 #define PAY_STAMPING INT64_MIN /* published, its clock not read yet */
 #define MAX_PAY_TRACKS 1024
-#define PAY_TRACK_MAX (1u << 20) /* payments a worker has in flight before 429 */
+#define PAY_TRACK_MAX (1u << 16) /* payments a worker has in flight before 429 */
 typedef struct {
     _Atomic uint64_t head; /* the worker's: payments submitted */
     _Atomic uint64_t tail; /* the ledger's: payments taken */
     uint64_t mask;
     _Atomic int64_t *stamps; /* [mask + 1], by submit order */
-    int64_t last; /* the worker's: its last stamp */
     bool used; /* under pay_mu */
 } pay_track_t;
 
@@ -537,9 +536,8 @@ static bool pay_track_full(pay_track_t *t)
            t->mask;
 }
 
-/* Stamps payment op with when it was received, after publishing its place in the
- * worker's track. A stamp the caller set (a test's) is taken as it is: such stamps of
- * one worker that go back may hide one another from the ledger's hold. */
+/* Stamps payment op with when it was received (unless the caller did: a test's), after
+ * publishing its place in the worker's track. */
 static void pay_track_push(sk_engine_t *e, pay_track_t *t, sk_op_t *op)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
@@ -550,9 +548,9 @@ static void pay_track_push(sk_engine_t *e, pay_track_t *t, sk_op_t *op)
         /* T before the clock: a batch that begins while this one reads its clock, or is
          * preempted, sees the place and holds back for it; T only bounds it from below
          * for a batch that did not see it. */
-        int64_t floor = SK_MAX(atomic_load_explicit(&e->pay_clock, memory_order_seq_cst), t->last);
+        int64_t floor = atomic_load_explicit(&e->pay_clock, memory_order_seq_cst);
         int64_t now = e->receipt_clock ? e->receipt_clock(e->receipt_clock_arg) : sk_engine_store_now(e);
-        op->now_ms = t->last = SK_MAX(now, floor);
+        op->now_ms = SK_MAX(now, floor);
     }
     atomic_store_explicit(slot, op->now_ms, memory_order_release);
 }
@@ -564,12 +562,12 @@ int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now)
     size_t n = atomic_load_explicit(&e->n_pays, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         pay_track_t *t = e->pays[i];
-        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
-        if (tail == atomic_load_explicit(&t->head, memory_order_seq_cst))
-            continue;
-        int64_t at = atomic_load_explicit(&t->stamps[tail & t->mask], memory_order_acquire);
-        if (at < oldest)
-            oldest = at; /* PAY_STAMPING: older than anything */
+        uint64_t head = atomic_load_explicit(&t->head, memory_order_seq_cst);
+        for (uint64_t k = atomic_load_explicit(&t->tail, memory_order_relaxed); k != head; k++) {
+            int64_t at = atomic_load_explicit(&t->stamps[k & t->mask], memory_order_acquire);
+            if (at < oldest)
+                oldest = at; /* PAY_STAMPING: older than anything */
+        }
     }
     return oldest;
 }

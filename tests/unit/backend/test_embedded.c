@@ -1072,7 +1072,7 @@ SK_TEST(test_payment_on_its_way_holds_its_expiry)
     ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
     atomic_store(&fake_now, t0 + 3);
     ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).order.pay_by, t0 + 1003);
-    run_for(&f.r, 20); /* the ledger asleep: the three ops below are queued together */
+    usleep(20 * 1000); /* the ledger asleep: the three ops below are queued together */
     atomic_store(&fake_now, t0 + 1500);
     answer_t v1, v2, paid;
     buy(&f.r, s, "v1", "r-v1", &v1);
@@ -1155,9 +1155,11 @@ SK_TEST(test_payment_being_stamped_holds_expiries)
 {
     /* While a payment is between its published place and its stamp, no reservation of
      * any sale expires (its stamp may be earlier than the batch's clock), and a late
-     * payment of a reservation so held is refused without expiring it: the payment in
-     * time, once stamped, confirms. Before, the late payment (another payment id, from
-     * another worker) expired the reservation and the one in time heard 409 expired. */
+     * transition of a reservation so held (the provider's retry of the same payment, an
+     * admin's cancel) waits for it: the payment in time, once stamped, confirms, and
+     * they hear duplicate and not_reserved. Before, a late payment under another id
+     * expired the reservation, a cancel cancelled it, and the payment received in time
+     * was refused. */
     int64_t t0 = sk_now_ms();
     atomic_store(&fake_now, t0);
     no_faults();
@@ -1172,47 +1174,97 @@ SK_TEST(test_payment_being_stamped_holds_expiries)
     payer_t x = {0};
     start_stalled_payment(&f, &x, s, 1);
     atomic_store(&fake_now, t0 + 1500);
-    answer_t late = order_op1(&f.r, SK_OP_PAY, s, 1, "p-late");
-    ASSERT_EQ(late.tr, SK_TR_EXPIRED);
-    ASSERT_EQ(late.order.state, SK_ORDER_RESERVED);
+    runner_t late; /* another worker, on this thread */
+    runner_init(&late, f.e);
+    answer_t retry, cancel;
+    order_op(&late, SK_OP_PAY, s, 1, "p-stalled", &retry);
+    order_op(&late, SK_OP_CANCEL, s, 1, NULL, &cancel);
+    run_for(&late, 30); /* the ledger looks again every 1 ms meanwhile */
+    ASSERT_TRUE(!retry.done && !cancel.done);
     ASSERT_EQ(get1(&f.r, s2, 1).order.state, SK_ORDER_RESERVED);
-    run_for(&f.r, 30); /* the ledger sleeps 1 ms at a time meanwhile */
-    ASSERT_EQ(get1(&f.r, s2, 1).order.state, SK_ORDER_RESERVED);
+    assert_counts(s, 1, 0);
     assert_counts(s2, 1, 0);
     finish_stalled_payment(&x);
     ASSERT_EQ(x.a.tr, SK_TR_OK);
     ASSERT_EQ(x.a.order.paid_at, t0 + 999);
+    ASSERT_TRUE(runner_wait(&late));
+    ASSERT_EQ(retry.tr, SK_TR_DUPLICATE);
+    ASSERT_EQ(cancel.tr, SK_TR_NOT_RESERVED);
+    ASSERT_EQ(cancel.order.state, SK_ORDER_CONFIRMED);
+    runner_free(&late);
     answer_t a = get1(&f.r, s2, 1);
     ASSERT_EQ(a.order.state, SK_ORDER_EXPIRED);
     ASSERT_EQ(a.order.closed_at, t0 + 1500);
     assert_counts(s, 0, 1);
     assert_counts(s2, 0, 0);
+    /* The same states after a restart. */
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
+    s = sk_engine_find_sale(f.e, "stamped", 7);
+    ASSERT_EQ(get1(&f.r, s, 1).order.paid_at, t0 + 999);
+    assert_counts(s, 0, 1);
     fixture_destroy(&f);
 }
 
-SK_TEST(test_payment_stamps_never_go_back)
+SK_TEST(test_payment_behind_a_later_stamp_is_held)
 {
-    /* A worker's stamps never go back, even when the wall clock is stepped back between
-     * two payments (the second takes the first's time): the ledger's hold reads each
-     * worker's oldest payment on its way at the head of its track. */
+    /* The wall clock stepped back between two payments of one worker puts the older
+     * stamp behind the newer one in its track; the hold still sees it. */
     int64_t t0 = sk_now_ms();
     atomic_store(&fake_now, t0);
     no_faults();
-    fixture_t f = {0};
+    fixture_t f = {.max_batch = 2};
     ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
-    sk_sale_t *s = window_sale(&f.r, "back", 10, 1, 1, 5000);
+    sk_sale_t *s = window_sale(&f.r, "stepped", 10, 1, 1, 1000);
     ASSERT_TRUE(s != NULL);
-    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 5000);
-    ASSERT_EQ(buy_q1(&f.r, s, "u2", "r2", 1).order.pay_by, t0 + 5000);
-    answer_t pa, pb;
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+    usleep(20 * 1000); /* the ledger asleep: what follows is queued together */
+    answer_t v1, v2, pa, pb;
+    buy(&f.r, s, "v1", "r-v1", &v1); /* a full batch ahead of the payments */
+    buy(&f.r, s, "v2", "r-v2", &v2);
     atomic_store(&fake_now, t0 + 1600);
-    order_op(&f.r, SK_OP_PAY, s, 1, "pa", &pa);
+    order_op(&f.r, SK_OP_PAY, s, 99, "pa", &pa); /* stamped 1600 */
     atomic_store(&fake_now, t0 + 999); /* stepped back */
-    order_op(&f.r, SK_OP_PAY, s, 2, "pb", &pb);
-    atomic_store(&fake_now, t0 + 1700);
+    order_op(&f.r, SK_OP_PAY, s, 1, "pb", &pb); /* received by pay_by */
+    atomic_store(&fake_now, t0 + 1500);
     ASSERT_TRUE(runner_wait(&f.r));
-    ASSERT_EQ(pa.order.paid_at, t0 + 1600);
-    ASSERT_EQ(pb.order.paid_at, t0 + 1600);
+    ASSERT_EQ(pa.status, -ENOENT);
+    ASSERT_EQ(pb.tr, SK_TR_OK);
+    ASSERT_EQ(pb.order.paid_at, t0 + 999);
+    fixture_destroy(&f);
+}
+
+SK_TEST(test_payment_on_its_way_beside_one_in_the_batch)
+{
+    /* A batch holding a payment in time of X (which lowers its expiry clock) and a late
+     * payment of Y, while Y's payment in time is still on its way (another worker's,
+     * stamped before the late one and pushed after it): the late one waits, Y's in time
+     * confirms, the late one hears already_paid. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {.max_batch = 2};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "spared", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "ux", "rx", 1).order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 200);
+    ASSERT_EQ(buy_q1(&f.r, s, "uy", "ry", 1).order.pay_by, t0 + 1200);
+    usleep(20 * 1000);
+    runner_t b;
+    runner_init(&b, f.e);
+    atomic_store(&fake_now, t0 + 1500);
+    answer_t px, ly, py;
+    pay_received(&f.r, s, 1, "px", t0 + 990, &px);
+    pay_received(&f.r, s, 2, "ly", t0 + 1400, &ly);
+    pay_received(&b, s, 2, "py", t0 + 1100, &py);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_TRUE(runner_wait(&b));
+    ASSERT_EQ(px.tr, SK_TR_OK);
+    ASSERT_EQ(py.tr, SK_TR_OK);
+    ASSERT_EQ(py.order.paid_at, t0 + 1100);
+    ASSERT_EQ(ly.tr, SK_TR_ALREADY_PAID);
+    runner_free(&b);
     fixture_destroy(&f);
 }
 
@@ -1809,6 +1861,35 @@ SK_TEST(test_trail_and_orders_agree_after_a_clock_step)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_control_after_a_clock_step_replays)
+{
+    /* A control decided after the wall clock stepped back is decided at the time it is
+     * recorded by (its sale's last control's, sale_clock), as the replay decides it:
+     * an ends_at the stepped clock would take is in the past at that time, refused
+     * alike live and at the restart. Before, it was accepted live, recorded at the later
+     * time, and the store refused to open. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0 + 5000);
+    fixture_t f = {0};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_clock, NULL));
+    sk_sale_t *s = live_sale(&f.r, "stepctl", 10, 1);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(act1(&f.r, s, SK_CTL_PAUSE, 0, "c1").control_result, SK_CR_OK);
+    atomic_store(&fake_now, t0 + 1000);
+    sk_control_t c = {.action = SK_CTL_PATCH, .set = SK_PATCH_ENDS_AT, .ends_at = t0 + 3000};
+    ASSERT_EQ(control1(&f.r, s, &c, "c2").control_result, SK_CR_END_IN_PAST);
+    c.ends_at = t0 + 7000;
+    answer_t a = control1(&f.r, s, &c, "c3");
+    ASSERT_EQ(a.control_result, SK_CR_OK);
+    ASSERT_EQ(a.entry.at, t0 + 5000);
+    fixture_close(&f);
+    ASSERT_TRUE(fixture_open_with(&f, f.dir, 0, install_clock, NULL));
+    s = sk_engine_find_sale(f.e, "stepctl", 7);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(sk_sale_params(s)->ends_at, t0 + 7000);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_control_replays_by_request_id)
 {
     fixture_t f = {0};
@@ -2221,25 +2302,24 @@ SK_TEST(test_random_batches_replay_alike)
     }
 }
 
-SK_TEST_MAIN(SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
-             SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
-             SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
-             SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
-             SK_RUN(test_small_batch_waits_for_the_sync_and_grows);
-             SK_RUN(test_payment_waits_for_the_sync_judged_by_receipt);
-             SK_RUN(test_commit_in_doubt_published_once_durable);
-             SK_RUN(test_settings_published_as_their_batch_left_them);
-             SK_RUN(test_queue_published_without_counts_in_doubt);
-             SK_RUN(test_outcome_unknown_until_the_journal_answers); SK_RUN(test_undo_across_a_page_and_a_doubling);
-             SK_RUN(test_one_user_100000_orders); SK_RUN(test_lifecycle_transitions);
-             SK_RUN(test_payment_judged_by_when_it_was_received); SK_RUN(test_payment_on_its_way_holds_its_expiry);
-             SK_RUN(test_payment_being_stamped_holds_expiries); SK_RUN(test_payment_stamps_never_go_back);
-             SK_RUN(test_transition_of_an_order_of_its_own_batch);
-             SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens); SK_RUN(test_random_batches_replay_alike);
-             SK_RUN(test_expiry_in_deadline_order); SK_RUN(test_writer_wakes_for_deadlines);
-             SK_RUN(test_transition_commit_in_doubt); SK_RUN(test_gate_while_reservations_pending);
-             SK_RUN(test_many_orders_without_request_ids); SK_RUN(test_pause_between_two_purchases_of_one_batch);
-             SK_RUN(test_stock_between_purchases_of_one_batch); SK_RUN(test_close_and_patch);
-             SK_RUN(test_trail_and_orders_agree_after_a_clock_step); SK_RUN(test_control_replays_by_request_id);
-             SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
-             SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
+SK_TEST_MAIN(
+    SK_RUN(test_commit_failed_after_reaching_the_disk); SK_RUN(test_commit_failed_before_the_disk);
+    SK_RUN(test_sync_failed); SK_RUN(test_sync_failed_shows_nothing); SK_RUN(test_sale_shown_once_durable);
+    SK_RUN(test_sale_created_once_durable); SK_RUN(test_sales_seen_whole_by_other_threads);
+    SK_RUN(test_sale_write_reported_failed); SK_RUN(test_sale_in_doubt_while_a_sync_runs);
+    SK_RUN(test_small_batch_waits_for_the_sync_and_grows); SK_RUN(test_payment_waits_for_the_sync_judged_by_receipt);
+    SK_RUN(test_commit_in_doubt_published_once_durable); SK_RUN(test_settings_published_as_their_batch_left_them);
+    SK_RUN(test_queue_published_without_counts_in_doubt); SK_RUN(test_outcome_unknown_until_the_journal_answers);
+    SK_RUN(test_undo_across_a_page_and_a_doubling); SK_RUN(test_one_user_100000_orders);
+    SK_RUN(test_lifecycle_transitions); SK_RUN(test_payment_judged_by_when_it_was_received);
+    SK_RUN(test_payment_on_its_way_holds_its_expiry); SK_RUN(test_payment_being_stamped_holds_expiries);
+    SK_RUN(test_payment_behind_a_later_stamp_is_held); SK_RUN(test_payment_on_its_way_beside_one_in_the_batch);
+    SK_RUN(test_transition_of_an_order_of_its_own_batch); SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens);
+    SK_RUN(test_random_batches_replay_alike); SK_RUN(test_expiry_in_deadline_order);
+    SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
+    SK_RUN(test_gate_while_reservations_pending); SK_RUN(test_many_orders_without_request_ids);
+    SK_RUN(test_pause_between_two_purchases_of_one_batch); SK_RUN(test_stock_between_purchases_of_one_batch);
+    SK_RUN(test_close_and_patch); SK_RUN(test_trail_and_orders_agree_after_a_clock_step);
+    SK_RUN(test_control_after_a_clock_step_replays); SK_RUN(test_control_replays_by_request_id);
+    SK_RUN(test_control_commit_in_doubt); SK_RUN(test_quantities_at_every_limit);
+    SK_RUN(test_sync_fails_with_the_ring_full); SK_RUN(test_stop_while_batches_wait_for_their_sync);)
