@@ -198,6 +198,7 @@ typedef struct {
     size_t n_waiting, cap_waiting;
     sk_op_t **work; /* a batch's ops behind the waiting ones */
     size_t cap_work;
+    bool decide_all; /* stopping, with the queue and the tracks empty: nothing waits */
     int64_t held_from; /* this batch held back expiries due from this on (INT64_MAX: none) */
     /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
     struct early *early;
@@ -457,12 +458,12 @@ static int64_t queue_timeout(ledger_t *l, int64_t now);
 
 static int next_timeout(ledger_t *l, int64_t now)
 {
+    if (l->expiry_held)
+        return 1; /* its payment's push wakes us, or we look again in 1 ms: never spin */
     int64_t q = queue_timeout(l, now);
     if (l->n_heap == 0)
         return q < 0 ? -1 : (int)SK_MIN(q, (int64_t)3600 * 1000);
     int64_t due = l->heap[0].key + 1; /* a reservation expires once now > pay_by */
-    if (l->expiry_held)
-        return 1; /* its payment's push wakes us, or we look again in 1 ms: never spin */
     if (due <= now)
         return 0;
     int64_t t = SK_MIN(due - now, (int64_t)3600 * 1000);
@@ -770,7 +771,7 @@ static int64_t held_by_payment(ledger_t *l, int64_t due, int64_t now)
     l->held_from = INT64_MAX;
     if (l->n_heap == 0 || l->heap[0].key >= now)
         return due; /* nothing is due, nothing to hold */
-    int64_t oldest = sk_engine_oldest_payment(l->e, now);
+    int64_t oldest = sk_engine_oldest_payment(l->e, now, l->heap[0].key);
     if (oldest >= now)
         return due;
     /* Also when a payment of the batch lowered due already (spares_expiry): what this
@@ -810,10 +811,10 @@ static void decide_transition(ledger_t *l, sk_op_t *op, int64_t now)
     sk_order_event_t ev = op->kind == SK_OP_PAY ? SK_EV_PAY : op->kind == SK_OP_CANCEL ? SK_EV_CANCEL : SK_EV_REFUND;
     const char *arg = ev == SK_EV_PAY ? op->payment_id : ev == SK_EV_CANCEL ? (op->admin ? "admin" : "buyer") : NULL;
     const sk_holder_order_t *o = sk_holders_order_at(h, i);
-    int64_t at = SK_MAX(ev == SK_EV_PAY ? received_at(op, now) : now, o->created_at);
+    int64_t at = SK_MAX(ev == SK_EV_PAY ? received_at(op, now) : now, SK_MAX(o->created_at, o->paid_at));
     int64_t window = window_of(l, s);
     if (ev != SK_EV_REFUND && o->state == SK_ORDER_RESERVED && window > 0 && at > o->created_at + window &&
-        o->created_at + window >= l->held_from && !sk_engine_stopping(l->e)) {
+        o->created_at + window >= l->held_from && !l->decide_all) {
         /* A late payment or cancel of a reservation whose expiry this batch held back for
          * a payment on its way (held_by_payment) that may still pay it in time: it waits
          * for that payment, and is decided first in the first batch that no longer holds
@@ -1236,6 +1237,10 @@ static void release_synced(ledger_t *l)
 static void pending_push(ledger_t *l)
 {
     uint64_t commits = sk_journal_commits(l->journal);
+    if (commits == l->commits_seen && !l->break_writes && !l->cur.n_ops && !l->cur.n_pubs) {
+        release_synced(l); /* an empty batch (a look again while held) holds no slot */
+        return;
+    }
     if (commits != l->commits_seen || l->break_writes) {
         l->commits_seen = commits;
         l->break_writes = false;
@@ -1568,6 +1573,7 @@ static void *ledger_main(void *arg)
         }
         if (sk_engine_stopping(l->e)) {
             if (l->n_waiting) { /* stopping: nothing waits any more */
+                l->decide_all = true;
                 process_batch(l, NULL, 0);
                 continue;
             }

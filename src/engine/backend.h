@@ -58,8 +58,9 @@ size_t sk_engine_take(sk_engine_t *e, sk_op_t **ops, size_t max);
  *  yet, INT64_MIN while one is being stamped, INT64_MAX when there is none, given the
  *  ledger's clock `now`: a payment not counted here is taken already or stamped `now` or
  *  later, so a reservation whose pay_by is at or after the answer may still be paid in
- *  time and must not expire yet. */
-int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now);
+ *  time and must not expire yet. Any answer at or below `enough` (the earliest pay_by
+ *  there is) holds everything: the first one found is returned. */
+int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now, int64_t enough);
 /** Test seam: the clock submit stamps payments with (default sk_engine_store_now). */
 void sk_engine_set_receipt_clock(sk_engine_t *e, int64_t (*fn)(void *arg), void *arg);
 /** Ledger thread: true once sk_engine_stop was called (finish what is queued, then return). */

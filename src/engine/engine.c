@@ -555,7 +555,7 @@ static void pay_track_push(sk_engine_t *e, pay_track_t *t, sk_op_t *op)
     atomic_store_explicit(slot, op->now_ms, memory_order_release);
 }
 
-int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now)
+int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now, int64_t enough)
 {
     atomic_store_explicit(&e->pay_clock, now, memory_order_seq_cst);
     int64_t oldest = INT64_MAX;
@@ -567,6 +567,8 @@ int64_t sk_engine_oldest_payment(sk_engine_t *e, int64_t now)
             int64_t at = atomic_load_explicit(&t->stamps[k & t->mask], memory_order_acquire);
             if (at < oldest)
                 oldest = at; /* PAY_STAMPING: older than anything */
+            if (oldest <= enough)
+                return oldest;
         }
     }
     return oldest;

@@ -1268,6 +1268,71 @@ SK_TEST(test_payment_on_its_way_beside_one_in_the_batch)
     fixture_destroy(&f);
 }
 
+SK_TEST(test_late_payment_waits_also_when_stopping)
+{
+    /* A late payment taken alone (batches of one) while a payment received in time is
+     * queued behind it waits for it, also when the engine is being stopped with both
+     * still queued (a stopping ledger answers what is queued): the one in time confirms,
+     * the late one hears already_paid. */
+    for (int stop = 0; stop < 2; stop++) {
+        int64_t t0 = sk_now_ms();
+        atomic_store(&fake_now, t0);
+        no_faults();
+        fixture_t f = {.max_batch = 1};
+        ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+        sk_sale_t *s = window_sale(&f.r, "stopping", 10, 1, 1, 1000);
+        ASSERT_TRUE(s != NULL);
+        ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+        usleep(20 * 1000); /* the ledger asleep: both payments are queued together */
+        atomic_store(&fake_now, t0 + 1500);
+        answer_t late, in_time;
+        pay_received(&f.r, s, 1, "p-late", t0 + 1400, &late);
+        pay_received(&f.r, s, 1, "p-in-time", t0 + 999, &in_time);
+        if (stop)
+            sk_engine_stop(f.e);
+        ASSERT_TRUE(runner_wait(&f.r));
+        ASSERT_EQ(in_time.tr, SK_TR_OK);
+        ASSERT_EQ(in_time.order.paid_at, t0 + 999);
+        ASSERT_EQ(late.tr, SK_TR_ALREADY_PAID);
+        fixture_destroy(&f);
+    }
+}
+
+SK_TEST(test_looking_again_while_held_keeps_the_pipeline)
+{
+    /* While a hold lasts the ledger looks again every 1 ms; those looks write nothing
+     * and take no place in the pipeline of batches waiting for their sync, so a full
+     * batch is still written while the disk syncs the one before. Before, ~8 looks
+     * filled it and the full batch waited for the sync. */
+    int64_t t0 = sk_now_ms();
+    atomic_store(&fake_now, t0);
+    no_faults();
+    fixture_t f = {.max_batch = 2};
+    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
+    sk_sale_t *s = window_sale(&f.r, "looks", 10, 1, 1, 1000);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
+    atomic_store(&fake_now, t0 + 999);
+    payer_t x = {0};
+    start_stalled_payment(&f, &x, s, 1); /* received by pay_by */
+    atomic_store(&fake_now, t0 + 1500);
+    ASSERT_EQ(get1(&f.r, s, 1).order.state, SK_ORDER_RESERVED); /* held */
+    answer_t h, v1, v2;
+    ASSERT_TRUE(buy_with_sync_held(&f, s, "h", "r-h", &h));
+    usleep(40 * 1000);
+    int c0 = atomic_load(&commits_begun);
+    buy(&f.r, s, "v1", "r-v1", &v1);
+    buy(&f.r, s, "v2", "r-v2", &v2);
+    run_for(&f.r, 100);
+    int c1 = atomic_load(&commits_begun);
+    atomic_store(&sync_budget, -1);
+    finish_stalled_payment(&x);
+    ASSERT_TRUE(runner_wait(&f.r));
+    ASSERT_TRUE(c1 > c0);
+    ASSERT_EQ(x.a.tr, SK_TR_OK);
+    fixture_destroy(&f);
+}
+
 SK_TEST(test_transition_of_an_order_of_its_own_batch)
 {
     /* Order ids are predictable: a cancel or a payment pipelined right behind the
@@ -2314,6 +2379,7 @@ SK_TEST_MAIN(
     SK_RUN(test_lifecycle_transitions); SK_RUN(test_payment_judged_by_when_it_was_received);
     SK_RUN(test_payment_on_its_way_holds_its_expiry); SK_RUN(test_payment_being_stamped_holds_expiries);
     SK_RUN(test_payment_behind_a_later_stamp_is_held); SK_RUN(test_payment_on_its_way_beside_one_in_the_batch);
+    SK_RUN(test_late_payment_waits_also_when_stopping); SK_RUN(test_looking_again_while_held_keeps_the_pipeline);
     SK_RUN(test_transition_of_an_order_of_its_own_batch); SK_RUN(test_store_with_a_transition_ahead_of_its_order_opens);
     SK_RUN(test_random_batches_replay_alike); SK_RUN(test_expiry_in_deadline_order);
     SK_RUN(test_writer_wakes_for_deadlines); SK_RUN(test_transition_commit_in_doubt);
