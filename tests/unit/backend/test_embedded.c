@@ -1056,6 +1056,17 @@ SK_TEST(test_payment_judged_by_when_it_was_received)
     fixture_destroy(&f);
 }
 
+/* Opens f (its max_batch as set) on the fake clock at t0, without faults, with a sale
+ * of 10 units and a payment window of 1 s. */
+static sk_sale_t *clocked_sale(fixture_t *f, const char *id, int64_t t0)
+{
+    atomic_store(&fake_now, t0);
+    no_faults();
+    if (!fixture_open_with(f, NULL, 0, install_both, NULL))
+        return NULL;
+    return window_sale(&f->r, id, 10, 1, 1, 1000);
+}
+
 SK_TEST(test_payment_on_its_way_holds_its_expiry)
 {
     /* A payment received before pay_by and not taken yet when a batch runs past it
@@ -1063,11 +1074,8 @@ SK_TEST(test_payment_on_its_way_holds_its_expiry)
      * expires only what fell due before the payment was received, and the payment then
      * confirms. Before, the batch expired it and the payment was answered 409 expired. */
     int64_t t0 = sk_now_ms();
-    atomic_store(&fake_now, t0);
-    no_faults();
     fixture_t f = {.max_batch = 2};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
-    sk_sale_t *s = window_sale(&f.r, "queued", 10, 1, 1, 1000);
+    sk_sale_t *s = clocked_sale(&f, "queued", t0);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
     atomic_store(&fake_now, t0 + 3);
@@ -1211,11 +1219,8 @@ SK_TEST(test_payment_behind_a_later_stamp_is_held)
     /* The wall clock stepped back between two payments of one worker puts the older
      * stamp behind the newer one in its track; the hold still sees it. */
     int64_t t0 = sk_now_ms();
-    atomic_store(&fake_now, t0);
-    no_faults();
     fixture_t f = {.max_batch = 2};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
-    sk_sale_t *s = window_sale(&f.r, "stepped", 10, 1, 1, 1000);
+    sk_sale_t *s = clocked_sale(&f, "stepped", t0);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
     usleep(20 * 1000); /* the ledger asleep: what follows is queued together */
@@ -1241,11 +1246,8 @@ SK_TEST(test_payment_on_its_way_beside_one_in_the_batch)
      * stamped before the late one and pushed after it): the late one waits, Y's in time
      * confirms, the late one hears already_paid. */
     int64_t t0 = sk_now_ms();
-    atomic_store(&fake_now, t0);
-    no_faults();
     fixture_t f = {.max_batch = 2};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
-    sk_sale_t *s = window_sale(&f.r, "spared", 10, 1, 1, 1000);
+    sk_sale_t *s = clocked_sale(&f, "spared", t0);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy_q1(&f.r, s, "ux", "rx", 1).order.pay_by, t0 + 1000);
     atomic_store(&fake_now, t0 + 200);
@@ -1305,11 +1307,8 @@ SK_TEST(test_looking_again_while_held_keeps_the_pipeline)
      * batch is still written while the disk syncs the one before. Before, ~8 looks
      * filled it and the full batch waited for the sync. */
     int64_t t0 = sk_now_ms();
-    atomic_store(&fake_now, t0);
-    no_faults();
     fixture_t f = {.max_batch = 2};
-    ASSERT_TRUE(fixture_open_with(&f, NULL, 0, install_both, NULL));
-    sk_sale_t *s = window_sale(&f.r, "looks", 10, 1, 1, 1000);
+    sk_sale_t *s = clocked_sale(&f, "looks", t0);
     ASSERT_TRUE(s != NULL);
     ASSERT_EQ(buy_q1(&f.r, s, "u1", "r1", 1).order.pay_by, t0 + 1000);
     atomic_store(&fake_now, t0 + 999);
