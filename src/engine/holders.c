@@ -121,10 +121,10 @@ void sk_holders_arena_skip(sk_holders_t *h, uint64_t bytes)
 
 #define INDEX0 1024 /* the first index's size */
 #define MOVE_STEP 64 /* old index entries moved into the new one per insert */
-/* A page of the next index is faulted in every PREFAULT_EVERY inserts: it has 2 * cap * 8
- * bytes, so cap / 256 pages, and cap / 8 inserts to do it in (from 3/8 to 1/2 full); one
- * per 16 is done halfway. Each 2 MiB (a huge page) then costs one insert in 8 192 the
- * fault, instead of all at once. */
+/* The next index is faulted in by the pager (sk_mem_populate_ahead) between its allocation
+ * at 3/8 full and its use at 1/2. Where there is no pager, a page of it is faulted in every
+ * PREFAULT_EVERY inserts: it has 2 * cap * 8 bytes, so cap / 256 pages, and cap / 8
+ * inserts to do it in; one per 16 is done halfway. */
 #define PREFAULT_EVERY 16
 
 static uint64_t entry(uint64_t hv, uint32_t id)
@@ -241,8 +241,10 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
     if (h->old)
         move_some(h, MOVE_STEP);
     if (!h->next && ((uint64_t)h->used + 1) * 8 > (uint64_t)h->cap * 3 && h->cap < (UINT32_C(1) << 31)) {
-        h->next = sk_mem_table_new(sizeof(*h->next) * (size_t)h->cap * 2);
-        h->next_faulted = 0;
+        size_t bytes = sizeof(*h->next) * (size_t)h->cap * 2;
+        h->next = sk_mem_table_new(bytes);
+        /* The pager faults it in; where it cannot, the inserts do (below). */
+        h->next_faulted = sk_mem_populate_ahead(h->next, bytes) ? bytes : 0;
     }
     if (h->next && h->used % PREFAULT_EVERY == 0)
         sk_mem_prefault(h->next, sizeof(*h->next) * (size_t)h->cap * 2, &h->next_faulted, 1);

@@ -95,8 +95,9 @@ struct sk_holders {
     uint64_t *old; /* the index being moved into `index`, or NULL */
     uint32_t old_cap, moved; /* old's size; its entries below `moved` are in `index` */
     /* The next index (2 * cap entries), allocated once the index is 3/8 full and faulted
-     * in a page per 16 inserts until it replaces the index at 1/2 (sk_mem_prefault); NULL
-     * before, and for an index of 2^31 entries, never replaced. */
+     * in by the pager (sk_mem_populate_ahead), or where there is none a page per 16 inserts
+     * until it replaces the index at 1/2 (sk_mem_prefault); NULL before, and for an index
+     * of 2^31 entries, never replaced. */
     uint64_t *next;
     size_t next_faulted;
     sk_holders_paged_t orders; /* sk_holder_order_t, by seq - 1: sk_holders_order_at */
@@ -107,7 +108,7 @@ struct sk_holders {
     size_t chunk0_cap; /* bytes allocated for chunk 0 (it starts small) */
     uint64_t arena_len; /* the next free offset */
     /* Where the pages after page 0 and the chunks after chunk 0 come from: only a big
-     * sale has them, and it grows them during its flood (huge pages: sk_blocks_t). */
+     * sale has them, and it grows them during its flood (sk_blocks_t). */
     sk_blocks_t blocks;
     /* The request index: orders of users holding more than SK_HOLDERS_WALK_MAX. */
     sk_holder_req_t *reqs;

@@ -12,8 +12,8 @@
 #define INITIAL_SLOTS 1024 /* power of two */
 
 #define MOVE_STEP 64 /* entries of the replaced table moved per insert */
-/* A page of the next table is faulted in every PREFAULT_EVERY inserts (as the ledger's
- * holders index does: engine/holders.c). */
+/* The next table is faulted in by the pager, or where there is none a page of it every
+ * PREFAULT_EVERY inserts (as the ledger's holders index: engine/holders.c). */
 #define PREFAULT_EVERY 16
 
 typedef struct table {
@@ -28,8 +28,8 @@ struct sk_userset {
     _Atomic(table_t *) cur;
     _Atomic size_t used;
     /* Writer only: the next table, allocated once cur is 3/8 full (if cur may ever be
-     * replaced: sk_userset_grows_ahead) and faulted in a page per PREFAULT_EVERY inserts
-     * until it replaces cur at 1/2 (sk_mem_prefault); NULL before. */
+     * replaced: sk_userset_grows_ahead) and faulted in by the pager, or a page per
+     * PREFAULT_EVERY inserts until it replaces cur at 1/2 (sk_mem_prefault); NULL before. */
     table_t *next;
     size_t next_faulted;
 };
@@ -162,7 +162,9 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
     if (!u->next && (used + 1) * 8 > (t->mask + 1) * 3 && sk_userset_grows_ahead(t->mask + 1)) {
         u->next = table_new((t->mask + 1) * 2);
-        u->next_faulted = 0;
+        size_t bytes = (t->mask + 1) * 2 * sizeof(t->slots[0]);
+        /* The pager faults it in; where it cannot, the inserts do (below). */
+        u->next_faulted = sk_mem_populate_ahead((void *)u->next->slots, bytes) ? bytes : 0;
     }
     if (u->next && used % PREFAULT_EVERY == 0)
         sk_mem_prefault((void *)u->next->slots, (t->mask + 1) * 2 * sizeof(t->slots[0]), &u->next_faulted, 1);

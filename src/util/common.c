@@ -1,10 +1,13 @@
 #include "util/common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,7 +52,6 @@ void *sk_mem_table_new(size_t n)
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         oom(n);
-    sk_mem_huge(p, n);
     return p;
 }
 
@@ -76,6 +78,87 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
     return *done >= n;
 }
 
+/* ---- the pager: memory faulted in ahead, on a thread of its own ---------------------- */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#define PAGER_QUEUE 64 /* ranges waiting; a request beyond them is refused */
+#define PAGER_STEP ((size_t)2 << 20) /* faulted in per call (512 pages) */
+#define PAGER_NICE 10 /* below the ledger and the workers, whose faults it takes */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct {
+        char *p;
+        size_t n;
+    } q[PAGER_QUEUE];
+    size_t head, len;
+    bool started, broken; /* broken: no thread, or a kernel without MADV_POPULATE_WRITE */
+} pager = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *pager_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "sk-pager");
+    /* Linux gives each thread a nice value of its own. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PAGER_NICE);
+    pthread_mutex_lock(&pager.mu);
+    for (;;) {
+        while (!pager.len)
+            pthread_cond_wait(&pager.cv, &pager.mu);
+        /* A step off the oldest range, so that a range asked for later waits for no more
+         * than a step of one asked for before. */
+        char *p = pager.q[pager.head].p;
+        size_t n = SK_MIN(pager.q[pager.head].n, PAGER_STEP);
+        pager.q[pager.head].p += n;
+        if ((pager.q[pager.head].n -= n) == 0) {
+            pager.head = (pager.head + 1) % PAGER_QUEUE;
+            pager.len--;
+        }
+        pthread_mutex_unlock(&pager.mu);
+        /* ENOMEM: the range was unmapped meanwhile (nothing to do); EINVAL: the kernel
+         * has no MADV_POPULATE_WRITE, and the callers fault their memory in themselves. */
+        int rc = madvise(p, n, MADV_POPULATE_WRITE);
+        int err = errno;
+        pthread_mutex_lock(&pager.mu);
+        if (rc != 0 && err == EINVAL) {
+            pager.broken = true;
+            pager.len = 0;
+        }
+    }
+    return NULL;
+}
+
+bool sk_mem_populate_ahead(void *p, size_t n)
+{
+    /* madvise works on whole pages: the range is widened to them. */
+    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    pthread_mutex_lock(&pager.mu);
+    if (!pager.started && !pager.broken) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, pager_main, NULL) == 0)
+            pager.started = true;
+        else
+            pager.broken = true;
+        pthread_attr_destroy(&a);
+    }
+    bool ok = !pager.broken && pager.len < PAGER_QUEUE && to > from;
+    if (ok) {
+        size_t at = (pager.head + pager.len++) % PAGER_QUEUE;
+        pager.q[at].p = (char *)from;
+        pager.q[at].n = (size_t)(to - from);
+    }
+    pthread_mutex_unlock(&pager.mu);
+    if (ok)
+        pthread_cond_signal(&pager.cv);
+    return ok;
+}
+
 void sk_mem_huge(void *p, size_t n)
 {
 #ifdef MADV_HUGEPAGE
@@ -92,20 +175,15 @@ void sk_mem_huge(void *p, size_t n)
 #endif
 }
 
-/* A region: mapped with 2 MiB to spare, then trimmed to a 2 MiB boundary. */
+/* A region: its own anonymous mapping, on ordinary pages. (Huge pages were asked for
+ * once: on the VMs a first touch of one took 2.5-5 ms, zeroing it and compacting memory
+ * to find one, which stalled the ledger; the pager takes 4 KiB faults off its thread.) */
 static char *region_new(void)
 {
-    const size_t huge = (size_t)2 << 20, n = SK_BLOCKS_REGION;
-    char *p = mmap(NULL, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p = mmap(NULL, SK_BLOCKS_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        oom(n);
-    uintptr_t at = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
-    size_t head = (size_t)(at - (uintptr_t)p);
-    if (head)
-        munmap(p, head);
-    munmap((char *)at + n, huge - head);
-    sk_mem_huge((void *)at, n); /* aligned: the whole region */
-    return (char *)at;
+        oom(SK_BLOCKS_REGION);
+    return p;
 }
 
 static void push(char ***list, size_t *n, size_t *cap, char *p)
@@ -130,16 +208,28 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
             oom(n);
         push(&b->own, &b->n_own, &b->cap_own, p);
         b->own_bytes += n;
+        /* Halfway to the first region, it is mapped and faulted in ahead (below). */
+        if (SK_BLOCKS_CARVED && !b->ahead && !b->n_regions && b->own_bytes >= SK_BLOCKS_PLAIN / 2) {
+            b->ahead = region_new();
+            (void)sk_mem_populate_ahead(b->ahead, SK_BLOCKS_REGION);
+        }
         return p;
     }
     if (n > b->left) {
-        b->cur = region_new();
+        b->cur = b->ahead ? b->ahead : region_new();
+        b->ahead = NULL;
         push(&b->regions, &b->n_regions, &b->cap_regions, b->cur);
         b->left = SK_BLOCKS_REGION;
     }
     void *p = b->cur;
     b->cur += n;
     b->left -= n;
+    /* Past half of a region the next one is mapped and faulted in by the pager, so
+     * that the owner (the ledger) takes no page fault of its own. */
+    if (!b->ahead && b->left < SK_BLOCKS_REGION / 2) {
+        b->ahead = region_new();
+        (void)sk_mem_populate_ahead(b->ahead, SK_BLOCKS_REGION);
+    }
     return p;
 }
 
@@ -149,6 +239,8 @@ void sk_blocks_free(sk_blocks_t *b)
         free(b->own[i]);
     for (size_t i = 0; i < b->n_regions; i++)
         munmap(b->regions[i], SK_BLOCKS_REGION);
+    if (b->ahead)
+        munmap(b->ahead, SK_BLOCKS_REGION);
     free(b->own);
     free(b->regions);
     *b = (sk_blocks_t){0};

@@ -23,15 +23,16 @@ void *sk_xrealloc(void *p, size_t n);
 char *sk_xstrndup(const char *s, size_t n);
 /** Asks the kernel to back the 2 MiB-aligned inside of [p, p + n) with transparent huge
  * pages (madvise MADV_HUGEPAGE; a no-op below 4 MiB or where the kernel refuses). For the
- * hash tables that are allocated anew, twice as big, during a flood: one fault per 2 MiB
- * instead of one per 4 KiB when a new table is first written. Not for arrays grown by
+ * auditor's big arrays, probed at random once: fewer faults and TLB misses. Not for the
+ * ledger's memory, which the pager faults in ahead instead (sk_mem_populate_ahead): a
+ * huge page's first touch there stalled every purchase in flight. Not for arrays grown by
  * realloc: moving huge pages to an address of another alignment (mremap) splits them,
  * which took 120-600 ms per doubling of a 32-256 MiB array on a 2-core VM. */
 void sk_mem_huge(void *p, size_t n);
 /** Zeroed memory for a big hash table (abort on failure, as sk_xcalloc): from 1 MiB up,
  *  its own anonymous mapping (never malloc's heap, where calloc of a size below glibc's
- *  moving mmap threshold writes every byte at once) with huge pages asked for, faulted in
- *  only as it is touched. Free it with sk_mem_table_free and the same size. */
+ *  moving mmap threshold writes every byte at once), faulted in only as it is touched (or
+ *  by the pager). Free it with sk_mem_table_free and the same size. */
 void *sk_mem_table_new(size_t n);
 void sk_mem_table_free(void *p, size_t n);
 /** Writes a zero into each of the next `pages` 4 KiB pages of [p, p + n) from byte *done
@@ -42,17 +43,29 @@ void sk_mem_table_free(void *p, size_t n);
  *  filled at once had stalled one batch of the ledger for 300 ms. */
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
 /* The memory must hold zeros where it is touched: the touch writes one. */
+/** Asks a thread of its own (sk-pager, started at the first call, at a lower priority) to
+ *  fault [p, p + n) in for writing (madvise MADV_POPULATE_WRITE), so that the caller, who
+ *  will use that memory soon, does not take its faults itself: on the project's VMs a
+ *  4 KiB fault costs 5-18 us, more than a decision, and the first touch of a 2 MiB huge
+ *  page 2.5-5 ms (zeroing it, and compacting memory to find one), which on the ledger's
+ *  thread stalled every purchase in flight. The memory's contents are
+ *  never read or written, so the range may be in use already, or even freed meanwhile (an
+ *  unmapped range is skipped; one mapped again only has its pages made resident).
+ *  Returns false where it cannot (a kernel before 5.14, the queue of ranges full): the
+ *  caller then faults the memory in itself, as sk_mem_prefault does. */
+bool sk_mem_populate_ahead(void *p, size_t n);
 
 /** Big blocks that live as long as their owner: the pages of a sale's orders and holders
  *  and the chunks of its strings, which grow a block at a time during a flood. The first
  *  SK_BLOCKS_PLAIN bytes are malloc's, as any allocation; a big owner's later blocks are
- *  carved one after another from 2 MiB-aligned anonymous regions that the kernel is asked
- *  to back with transparent huge pages. From malloc each such block is a mapping of its
- *  own, faulted in 4 KiB at a time, and on these VMs a fault costs more than the
- *  decision that caused it; the price of a region is that its memory is resident 2 MiB
- *  at a time, which the plain start keeps from small sales. Blocks are never freed one by
- *  one: sk_blocks_free frees them all. One owner, no lock. A zeroed sk_blocks_t is
- *  empty. */
+ *  carved one after another from anonymous regions of SK_BLOCKS_REGION bytes. From malloc
+ *  each such block is a mapping of its own, faulted in 4 KiB at a time by the owner, and
+ *  on these VMs a fault costs more than the decision that caused it. A region is mapped
+ *  one ahead (halfway to the first, and halfway through each) and faulted in by the pager
+ *  (sk_mem_populate_ahead), so the owner (the ledger) takes none of those faults; the
+ *  price is up to one region resident ahead of its use, which the plain start keeps from
+ *  small sales. Blocks are never freed one by one: sk_blocks_free frees them all. One
+ *  owner, no lock. A zeroed sk_blocks_t is empty. */
 typedef struct {
     char **own; /* blocks of their own (malloc's) */
     size_t n_own, cap_own, own_bytes;
@@ -60,6 +73,7 @@ typedef struct {
     size_t n_regions, cap_regions;
     char *cur; /* the free rest of the newest region */
     size_t left;
+    char *ahead; /* the region after it, mapped and being faulted in (sk_mem_populate_ahead) */
 } sk_blocks_t;
 #define SK_BLOCKS_PLAIN ((size_t)4 << 20) /* bytes from malloc before the first region */
 #define SK_BLOCKS_REGION ((size_t)16 << 20) /* bytes of a region; a block is at most this */

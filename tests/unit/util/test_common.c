@@ -1,14 +1,20 @@
 /* src/util/common.c: the memory of the big hash tables. A table from sk_mem_table_new is
  * zero at every size (below and above the size that gets its own mapping), and
  * sk_mem_prefault touches each 4 KiB page once, in order, `pages` at a time, leaving the
- * zeros as they were and stopping exactly at the end, whatever the length. Blocks
- * (sk_blocks_t) are 64-byte aligned and never overlap; past the first SK_BLOCKS_PLAIN
- * bytes they fill a 2 MiB-aligned region before the next one is mapped, and a block of a
+ * zeros as they were and stopping exactly at the end, whatever the length. The pager
+ * (sk_mem_populate_ahead) makes a range resident without changing a byte of it, also
+ * where it is in use already, and shrugs off a range unmapped before it gets there.
+ * Blocks (sk_blocks_t) are 64-byte aligned and never overlap; past the first
+ * SK_BLOCKS_PLAIN bytes they fill a region before the next one is used, the next one
+ * mapped ahead (halfway to the first region, and halfway through each), and a block of a
  * whole region's size gets a region. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "test.h"
 #include "util/common.h"
@@ -63,17 +69,75 @@ SK_TEST(prefault_walks_every_page_once_and_stops_at_the_end)
     }
 }
 
-SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
+/* Pages of [p, p + n) resident now. */
+static size_t resident(void *p, size_t n)
+{
+    size_t pages = (n + 4095) / 4096, r = 0;
+    unsigned char *vec = malloc(pages);
+    ASSERT_TRUE(vec != NULL);
+    ASSERT_EQ(mincore(p, n, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        r += vec[i] & 1;
+    free(vec);
+    return r;
+}
+
+SK_TEST(pager_faults_memory_in_and_changes_nothing)
+{
+    const size_t n = (size_t)8 << 20, used = (size_t)1 << 20, pages = n / 4096;
+    unsigned char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(p != MAP_FAILED);
+    /* Whether this kernel can (Linux 5.14 and later): asked of a page of its own. */
+    void *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(probe != MAP_FAILED);
+    bool can = madvise(probe, 4096, 23 /* MADV_POPULATE_WRITE */) == 0;
+    munmap(probe, 4096);
+    ASSERT_TRUE(resident(p + used, n - used) < pages / 2); /* fresh: not faulted in yet */
+    for (size_t i = 0; i < used; i++)
+        p[i] = (unsigned char)(i * 7 + 1); /* the first MiB in use already */
+    /* An unaligned range, widened to its pages; and one unmapped before the pager gets to
+     * it, which it must skip. */
+    ASSERT_EQ(sk_mem_populate_ahead(p + 100, n - 200), can);
+    void *gone = mmap(NULL, (size_t)4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(gone != MAP_FAILED);
+    ASSERT_EQ(sk_mem_populate_ahead(gone, (size_t)4 << 20), can);
+    munmap(gone, (size_t)4 << 20);
+    if (can) {
+        struct timespec ms = {0, 1000000};
+        for (int i = 0; i < 10000 && resident(p, n) < pages; i++)
+            nanosleep(&ms, NULL);
+        ASSERT_EQ(resident(p, n), pages);
+    }
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        wrong += p[i] != (i < used ? (unsigned char)(i * 7 + 1) : 0);
+    ASSERT_EQ(wrong, 0);
+    munmap(p, n);
+    /* Still at work after a range it had to skip. */
+    unsigned char *q = mmap(NULL, (size_t)2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(q != MAP_FAILED);
+    ASSERT_EQ(sk_mem_populate_ahead(q, (size_t)2 << 20), can);
+    if (can) {
+        struct timespec ms = {0, 1000000};
+        for (int i = 0; i < 10000 && resident(q, (size_t)2 << 20) < 512; i++)
+            nanosleep(&ms, NULL);
+        ASSERT_EQ(resident(q, (size_t)2 << 20), 512);
+    }
+    munmap(q, (size_t)2 << 20);
+}
+
+SK_TEST(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead)
 {
     sk_blocks_t b = {0};
     sk_blocks_free(&b); /* empty: nothing to free */
     /* Pages of holders (640 KiB) and of orders and string chunks (1 MiB), as a big sale
      * asks for them: 42 MiB in all. */
     enum { N = 48 };
-    char *got[N];
+    char *got[N], *ahead[N];
     size_t sz[N];
     for (size_t i = 0; i < N; i++) {
         sz[i] = i % 3 == 0 ? 640u << 10 : 1u << 20;
+        ahead[i] = b.ahead; /* the region mapped ahead before this block */
         got[i] = sk_blocks_alloc(&b, sz[i]);
         ASSERT_TRUE(got[i] != NULL);
         ASSERT_EQ((uintptr_t)got[i] % 64, 0);
@@ -86,32 +150,38 @@ SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
     if (!SK_BLOCKS_CARVED) { /* AddressSanitizer: every block is an allocation of its own */
         ASSERT_EQ(b.n_own, N);
         ASSERT_EQ(b.n_regions, 0);
+        ASSERT_TRUE(b.ahead == NULL);
     } else {
-        /* Blocks of their own until SK_BLOCKS_PLAIN bytes, then carved in order from
-         * regions that start on a 2 MiB boundary, a new one when the next block does not
-         * fit the rest of the newest. */
+        /* Blocks of their own until SK_BLOCKS_PLAIN bytes (the first region mapped ahead
+         * halfway there), then carved in order from page-aligned regions, each the one
+         * mapped ahead, the next one when a block does not fit the rest of the newest. */
         size_t i = 0, own = 0;
-        while (own < SK_BLOCKS_PLAIN)
+        while (own < SK_BLOCKS_PLAIN) {
+            ASSERT_TRUE((ahead[i] != NULL) == (own >= SK_BLOCKS_PLAIN / 2));
             own += sz[i++];
+        }
         ASSERT_EQ(b.n_own, i);
         ASSERT_EQ(b.own_bytes, own);
-        ASSERT_EQ((uintptr_t)got[i] % ((uintptr_t)2 << 20), 0);
+        ASSERT_TRUE(got[i] == ahead[i] && got[i] != NULL);
         size_t regions = 1, used = sz[i];
         for (size_t k = i + 1; k < N; k++) {
             if (used + sz[k] > SK_BLOCKS_REGION) {
                 regions++;
                 used = 0;
-                ASSERT_EQ((uintptr_t)got[k] % ((uintptr_t)2 << 20), 0);
+                ASSERT_TRUE(got[k] == ahead[k] && got[k] != NULL); /* mapped ahead, halfway */
             } else {
                 ASSERT_EQ(got[k], got[k - 1] + sz[k - 1]);
+                ASSERT_TRUE((ahead[k] != NULL) == (used > SK_BLOCKS_REGION / 2));
             }
+            ASSERT_EQ((uintptr_t)got[k] % 4096, (uintptr_t)(used % 4096)); /* pages */
             used += sz[k];
         }
         ASSERT_TRUE(regions >= 2);
         ASSERT_EQ(b.n_regions, regions);
         /* A block of a whole region's size gets a region of its own. */
-        char *whole = sk_blocks_alloc(&b, SK_BLOCKS_REGION);
-        ASSERT_EQ((uintptr_t)whole % ((uintptr_t)2 << 20), 0);
+        char *next = b.ahead, *whole = sk_blocks_alloc(&b, SK_BLOCKS_REGION);
+        ASSERT_EQ((uintptr_t)whole % 4096, 0);
+        ASSERT_TRUE(next == NULL || whole == next);
         ASSERT_EQ(b.n_regions, regions + 1);
         memset(whole, 0x5a, SK_BLOCKS_REGION);
         ASSERT_EQ(got[N - 1][sz[N - 1] - 1], (char)N);
@@ -119,6 +189,7 @@ SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
     sk_blocks_free(&b);
     ASSERT_EQ(b.n_regions, 0);
     ASSERT_EQ(b.n_own, 0);
+    ASSERT_TRUE(b.ahead == NULL);
     ASSERT_TRUE(sk_blocks_alloc(&b, 1) != NULL); /* usable again after a free */
     sk_blocks_free(&b);
     /* 0 bytes: a block of its own, even as the first one. */
@@ -129,4 +200,5 @@ SK_TEST(blocks_are_disjoint_and_big_owners_get_aligned_regions)
 }
 
 SK_TEST_MAIN(SK_RUN(table_memory_is_zero_at_every_size); SK_RUN(prefault_walks_every_page_once_and_stops_at_the_end);
-             SK_RUN(blocks_are_disjoint_and_big_owners_get_aligned_regions);)
+             SK_RUN(pager_faults_memory_in_and_changes_nothing);
+             SK_RUN(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead);)
