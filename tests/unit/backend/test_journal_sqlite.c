@@ -1242,6 +1242,42 @@ SK_TEST(test_v2_migrated_in_place)
     rm_rf(dir);
 }
 
+/* A new store has pages of 2 KiB; one made with SQLite's default (4 KiB, as every store
+ * before) keeps them, and takes batches as before. */
+SK_TEST(test_page_size_of_new_and_old_stores)
+{
+    char dir[256], v[300];
+    ASSERT_TRUE(sk_test_temp_dir(dir, sizeof(dir), "store"));
+    trace_t t;
+    sk_journal_t *j = open_traced(dir, &t);
+    sk_journal_order_t o = {"s", 1, "u1", "r1", 100, 0, 1};
+    uint64_t f, l;
+    ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, NULL, 0, &f, &l), 0);
+    sk_journal_close(j);
+    query1(dir, "PRAGMA page_size", v, sizeof(v));
+    ASSERT_STR_EQ(v, "2048");
+
+    char old[256], path[300];
+    ASSERT_TRUE(sk_test_temp_dir(old, sizeof(old), "store"));
+    snprintf(path, sizeof(path), "%s/seckill.db", old);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE x(a);", NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    j = open_traced(old, &t);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        o.seq = seq;
+        ASSERT_EQ(sk_journal_put_batch(j, &o, 1, NULL, 0, NULL, 0, &f, &l), 0);
+    }
+    sk_journal_close(j);
+    query1(old, "PRAGMA page_size", v, sizeof(v));
+    ASSERT_STR_EQ(v, "4096");
+    j = open_traced(old, &t);
+    ASSERT_EQ(last_seq_of(j, "s"), 3);
+    sk_journal_close(j);
+}
+
 SK_TEST(test_newer_version_refused)
 {
     char dir[256], path[300], err[256] = "";
@@ -1360,4 +1396,5 @@ SK_TEST_MAIN(SK_RUN(test_round_trip); SK_RUN(test_events_keep_their_own_times); 
              SK_RUN(test_many_sales_read_in_one_batch); SK_RUN(test_v1_migrated_in_place);
              SK_RUN(test_v2_migrated_in_place); SK_RUN(test_v3_migrated_in_place);
              SK_RUN(test_v3_migrated_with_the_operators_views); SK_RUN(test_newer_version_refused);
-             SK_RUN(test_lsns_of_ten_thousand_sales); SK_RUN(test_full_batch_of_many_sales);)
+             SK_RUN(test_page_size_of_new_and_old_stores); SK_RUN(test_lsns_of_ten_thousand_sales);
+             SK_RUN(test_full_batch_of_many_sales);)
