@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,10 +142,15 @@ bool sk_mem_populate_ahead(void *p, size_t n)
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        /* It takes no signal: whoever waits for them (serve's sigwait) gets them all. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         if (pthread_create(&t, &a, pager_main, NULL) == 0)
             pager.started = true;
         else
             pager.broken = true;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&a);
     }
     bool ok = !pager.broken && pager.len < PAGER_QUEUE && to > from;
