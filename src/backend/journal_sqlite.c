@@ -89,9 +89,10 @@ struct sk_journal {
 };
 
 #define SK_CKPT_EVERY 64 /* commits between checkpoints (also every 500 ms when idle) */
-/* The most frames the ledger copies itself to let the WAL start over (1 MiB of pages),
- * unless the WAL has grown past SK_WAL_MAX_FRAMES (64 MiB): a checkpointer that falls
- * behind for good (a slow disk) would otherwise leave it growing. */
+/* The most frames the ledger copies itself to let the WAL start over (0.5 MiB of 2 KiB
+ * pages), unless the WAL has grown past SK_WAL_MAX_FRAMES (32 MiB of 2 KiB pages, 64 MiB
+ * of 4 KiB): a checkpointer that falls behind for good (a slow disk) would otherwise leave
+ * it growing. */
 #define SK_CATCH_UP_MAX 256
 #define SK_WAL_MAX_FRAMES 16384
 
@@ -241,7 +242,7 @@ uint64_t sk_journal_commits(const sk_journal_t *j)
 }
 
 /* The page cache: a batch dirties the right edges of the tables it appends to (a few
- * pages, or 50-140 overflow pages for 4 096 orders with ids of 12-64 bytes), and the
+ * pages, or 100-280 overflow pages of 2 KiB for 4 096 orders with ids of 12-64 bytes), and the
  * writer never reads a page it wrote again (the ledger keeps every order in memory), so
  * 8 MiB holds every page it needs many times over. (A batch that dirties more, ~57 000
  * orders with 64-byte ids, or a restart's first batch expiring every overdue

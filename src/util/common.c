@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +42,19 @@ void *sk_xrealloc(void *p, size_t n)
     return q;
 }
 
+/* The ledger's memory stays on ordinary pages even where the kernel gives huge pages
+ * to every mapping (transparent_hugepage=always): a huge page's first touch, if the
+ * ledger got there before the pager, would stall it for milliseconds. */
+static void no_huge_pages(void *p, size_t n)
+{
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise(p, n, MADV_NOHUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 #define TABLE_MAP_MIN ((size_t)1 << 20)
 
 void *sk_mem_table_new(size_t n)
@@ -53,6 +64,7 @@ void *sk_mem_table_new(size_t n)
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         oom(n);
+    no_huge_pages(p, n);
     return p;
 }
 
@@ -85,8 +97,13 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 #define PAGER_QUEUE 64 /* ranges waiting; a request beyond them is refused */
-#define PAGER_STEP ((size_t)2 << 20) /* faulted in per call (512 pages) */
-#define PAGER_NICE 10 /* below the ledger and the workers, whose faults it takes */
+/* Faulted in per call (64 pages of 4 KiB, ~0.3-0.6 ms on the VMs). The call holds the
+ * process's memory map for reading, and a mmap or munmap of the ledger's (a new region, a
+ * table moved) waits for it: a short step keeps that wait short. For the same reason the
+ * pager runs at the priority of the threads it serves: a pager held off the CPU in the
+ * middle of a step would hold them up too. */
+#define PAGER_STEP ((size_t)256 << 10)
+#define PAGER_MIN ((size_t)64 << 10) /* a smaller range is cheaper faulted in by its owner */
 
 static struct {
     pthread_mutex_t mu;
@@ -103,57 +120,75 @@ static void *pager_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "sk-pager");
-    /* Linux gives each thread a nice value of its own. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PAGER_NICE);
     pthread_mutex_lock(&pager.mu);
     for (;;) {
         while (!pager.len)
             pthread_cond_wait(&pager.cv, &pager.mu);
-        /* A step off the oldest range, so that a range asked for later waits for no more
-         * than a step of one asked for before. */
+        /* A step off the oldest range, which then goes to the back of the queue if it has
+         * more: a range asked for later waits for a step of each before it, not for all
+         * of a big one. */
         char *p = pager.q[pager.head].p;
         size_t n = SK_MIN(pager.q[pager.head].n, PAGER_STEP);
         pager.q[pager.head].p += n;
-        if ((pager.q[pager.head].n -= n) == 0) {
-            pager.head = (pager.head + 1) % PAGER_QUEUE;
+        pager.q[pager.head].n -= n;
+        size_t head = pager.head;
+        pager.head = (pager.head + 1) % PAGER_QUEUE;
+        if (pager.q[head].n)
+            pager.q[(pager.head + pager.len - 1) % PAGER_QUEUE] = pager.q[head];
+        else
             pager.len--;
-        }
         pthread_mutex_unlock(&pager.mu);
-        /* ENOMEM: the range was unmapped meanwhile (nothing to do); EINVAL: the kernel
-         * has no MADV_POPULATE_WRITE, and the callers fault their memory in themselves. */
-        int rc = madvise(p, n, MADV_POPULATE_WRITE);
-        int err = errno;
+        /* Whatever it says is only about this step: ENOMEM, the range was unmapped
+         * meanwhile; EINVAL or EFAULT, its address was mapped again for something that
+         * cannot be faulted in for writing (a guard page, a read-only file). The memory
+         * was never read or written, so there is nothing to undo either way. */
+        (void)madvise(p, n, MADV_POPULATE_WRITE);
         pthread_mutex_lock(&pager.mu);
-        if (rc != 0 && err == EINVAL) {
-            pager.broken = true;
-            pager.len = 0;
-        }
     }
     return NULL;
 }
 
+/* Starts the pager, once, under pager.mu: only where the kernel faults memory in for
+ * writing on request (asked of a page of its own), with every signal blocked (whoever
+ * waits for them, serve's sigwait, gets them all). */
+static void pager_start(void)
+{
+    pager.started = true;
+    long page = sysconf(_SC_PAGESIZE);
+    void *probe = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe == MAP_FAILED || madvise(probe, (size_t)page, MADV_POPULATE_WRITE) != 0)
+        pager.broken = true;
+    if (probe != MAP_FAILED)
+        munmap(probe, (size_t)page);
+    if (pager.broken)
+        return;
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&t, &a, pager_main, NULL) != 0)
+        pager.broken = true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+}
+
 bool sk_mem_populate_ahead(void *p, size_t n)
 {
+    if (n < PAGER_MIN)
+        return false;
     /* madvise works on whole pages: the range is widened to them. */
-    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
-    pthread_mutex_lock(&pager.mu);
-    if (!pager.started && !pager.broken) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        /* It takes no signal: whoever waits for them (serve's sigwait) gets them all. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        if (pthread_create(&t, &a, pager_main, NULL) == 0)
-            pager.started = true;
-        else
-            pager.broken = true;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&a);
-    }
-    bool ok = !pager.broken && pager.len < PAGER_QUEUE && to > from;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = (uintptr_t)p & ~(page - 1), to = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+    /* The caller (the ledger) never waits: if the pager holds the lock, the caller
+     * faults its memory in itself this time. */
+    if (to <= from || pthread_mutex_trylock(&pager.mu) != 0)
+        return false;
+    if (!pager.started)
+        pager_start();
+    bool ok = !pager.broken && pager.len < PAGER_QUEUE;
     if (ok) {
         size_t at = (pager.head + pager.len++) % PAGER_QUEUE;
         pager.q[at].p = (char *)from;
@@ -189,6 +224,7 @@ static char *region_new(void)
     char *p = mmap(NULL, SK_BLOCKS_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         oom(SK_BLOCKS_REGION);
+    no_huge_pages(p, SK_BLOCKS_REGION);
     return p;
 }
 
@@ -199,6 +235,38 @@ static void push(char ***list, size_t *n, size_t *cap, char *p)
         *list = sk_xrealloc(*list, *cap * sizeof(**list));
     }
     (*list)[(*n)++] = p;
+}
+
+/* Keeps SK_BLOCKS_AHEAD bytes past the next free byte queued to the pager, a step at a
+ * time: the rest of the current region, then the start of the next one (mapped then).
+ * Before the first region, the bytes past the next free one are the first region's, once
+ * the malloc'd start is nearly used up. A step the pager refuses is not asked again: the
+ * owner faults those pages in itself. */
+static void keep_ahead(sk_blocks_t *b)
+{
+    size_t used = b->n_regions ? SK_BLOCKS_REGION - b->left : 0;
+    size_t lead = b->n_regions ? (b->cur_queued > used ? b->cur_queued - used : 0)
+                               : (SK_BLOCKS_PLAIN > b->own_bytes ? SK_BLOCKS_PLAIN - b->own_bytes : 0);
+    lead += b->ahead_queued;
+    if (b->n_regions && b->cur_queued < used)
+        b->cur_queued = used & ~(size_t)4095; /* the cursor went past: those are faulted in */
+    while (lead < SK_BLOCKS_AHEAD) {
+        if (b->n_regions && b->cur_queued < SK_BLOCKS_REGION) {
+            char *region = b->cur + b->left - SK_BLOCKS_REGION;
+            size_t step = SK_MIN(SK_BLOCKS_STEP, SK_BLOCKS_REGION - b->cur_queued);
+            (void)sk_mem_populate_ahead(region + b->cur_queued, step);
+            b->cur_queued += step;
+            lead += step;
+        } else if (b->ahead_queued < SK_BLOCKS_REGION) {
+            if (!b->ahead)
+                b->ahead = region_new();
+            (void)sk_mem_populate_ahead(b->ahead + b->ahead_queued, SK_BLOCKS_STEP);
+            b->ahead_queued += SK_BLOCKS_STEP;
+            lead += SK_BLOCKS_STEP;
+        } else {
+            break;
+        }
+    }
 }
 
 void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
@@ -214,28 +282,22 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
             oom(n);
         push(&b->own, &b->n_own, &b->cap_own, p);
         b->own_bytes += n;
-        /* Halfway to the first region, it is mapped and faulted in ahead (below). */
-        if (SK_BLOCKS_CARVED && !b->ahead && !b->n_regions && b->own_bytes >= SK_BLOCKS_PLAIN / 2) {
-            b->ahead = region_new();
-            (void)sk_mem_populate_ahead(b->ahead, SK_BLOCKS_REGION);
-        }
+        if (SK_BLOCKS_CARVED && b->own_bytes + SK_BLOCKS_AHEAD > SK_BLOCKS_PLAIN)
+            keep_ahead(b);
         return p;
     }
     if (n > b->left) {
         b->cur = b->ahead ? b->ahead : region_new();
+        b->cur_queued = b->ahead ? b->ahead_queued : 0;
         b->ahead = NULL;
+        b->ahead_queued = 0;
         push(&b->regions, &b->n_regions, &b->cap_regions, b->cur);
         b->left = SK_BLOCKS_REGION;
     }
     void *p = b->cur;
     b->cur += n;
     b->left -= n;
-    /* Past half of a region the next one is mapped and faulted in by the pager, so
-     * that the owner (the ledger) takes no page fault of its own. */
-    if (!b->ahead && b->left < SK_BLOCKS_REGION / 2) {
-        b->ahead = region_new();
-        (void)sk_mem_populate_ahead(b->ahead, SK_BLOCKS_REGION);
-    }
+    keep_ahead(b);
     return p;
 }
 

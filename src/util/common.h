@@ -43,29 +43,32 @@ void sk_mem_table_free(void *p, size_t n);
  *  filled at once had stalled one batch of the ledger for 300 ms. */
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
 /* The memory must hold zeros where it is touched: the touch writes one. */
-/** Asks a thread of its own (sk-pager, started at the first call, at a lower priority) to
- *  fault [p, p + n) in for writing (madvise MADV_POPULATE_WRITE), so that the caller, who
- *  will use that memory soon, does not take its faults itself: on the project's VMs a
- *  4 KiB fault costs 5-18 us, more than a decision, and the first touch of a 2 MiB huge
- *  page 2.5-5 ms (zeroing it, and compacting memory to find one), which on the ledger's
- *  thread stalled every purchase in flight. The memory's contents are
- *  never read or written, so the range may be in use already, or even freed meanwhile (an
- *  unmapped range is skipped; one mapped again only has its pages made resident).
- *  Returns false where it cannot (a kernel before 5.14, the queue of ranges full): the
- *  caller then faults the memory in itself, as sk_mem_prefault does. */
+/** Asks a thread of its own (sk-pager, started at the first call) to fault [p, p + n) in
+ *  for writing (madvise MADV_POPULATE_WRITE), so that the caller, who will use that memory
+ *  soon, does not take its faults itself: on the project's VMs a 4 KiB fault costs 5-18
+ *  us, more than a decision, and the first touch of a 2 MiB huge page 2.5-5 ms (zeroing
+ *  it, and compacting memory to find one), which on the ledger's thread stalled every
+ *  purchase in flight. The memory's contents are never read or written, so the range may
+ *  be in use already, or even freed meanwhile (an
+ *  unmapped range is skipped, and so is one mapped again for what cannot be faulted in
+ *  for writing; any other has its pages made resident, and a private file mapping its
+ *  own copy of them). Returns false where it cannot (a kernel before 5.14, the queue of
+ *  ranges full, the pager busy with its queue's lock, a range under 64 KiB): the caller
+ *  then faults the memory in itself, as sk_mem_prefault does. It never waits. */
 bool sk_mem_populate_ahead(void *p, size_t n);
 
 /** Big blocks that live as long as their owner: the pages of a sale's orders and holders
  *  and the chunks of its strings, which grow a block at a time during a flood. The first
  *  SK_BLOCKS_PLAIN bytes are malloc's, as any allocation; a big owner's later blocks are
- *  carved one after another from anonymous regions of SK_BLOCKS_REGION bytes. From malloc
- *  each such block is a mapping of its own, faulted in 4 KiB at a time by the owner, and
- *  on these VMs a fault costs more than the decision that caused it. A region is mapped
- *  one ahead (halfway to the first, and halfway through each) and faulted in by the pager
- *  (sk_mem_populate_ahead), so the owner (the ledger) takes none of those faults; the
- *  price is up to one region resident ahead of its use, which the plain start keeps from
- *  small sales. Blocks are never freed one by one: sk_blocks_free frees them all. One
- *  owner, no lock. A zeroed sk_blocks_t is empty. */
+ *  carved one after another from anonymous regions of SK_BLOCKS_REGION bytes, on ordinary
+ *  pages. From malloc each such block is a mapping of its own, faulted in 4 KiB at a time
+ *  by the owner, and on these VMs a fault costs more than the decision that caused it.
+ *  The SK_BLOCKS_AHEAD bytes past the next free one (into the next region, mapped then,
+ *  and from the last SK_BLOCKS_AHEAD bytes of the malloc'd start on, into the first) are
+ *  handed to the pager (sk_mem_populate_ahead) SK_BLOCKS_STEP at a time, so the owner (the
+ *  ledger) takes none of those faults; the price is at most AHEAD + STEP bytes resident
+ *  ahead of their use. Blocks are never freed one by one: sk_blocks_free frees them all.
+ *  One owner, no lock. A zeroed sk_blocks_t is empty. */
 typedef struct {
     char **own; /* blocks of their own (malloc's) */
     size_t n_own, cap_own, own_bytes;
@@ -73,10 +76,13 @@ typedef struct {
     size_t n_regions, cap_regions;
     char *cur; /* the free rest of the newest region */
     size_t left;
-    char *ahead; /* the region after it, mapped and being faulted in (sk_mem_populate_ahead) */
+    char *ahead; /* the region after it, once mapped ahead of its use */
+    size_t cur_queued, ahead_queued; /* bytes of each handed to the pager (from its start) */
 } sk_blocks_t;
 #define SK_BLOCKS_PLAIN ((size_t)4 << 20) /* bytes from malloc before the first region */
 #define SK_BLOCKS_REGION ((size_t)16 << 20) /* bytes of a region; a block is at most this */
+#define SK_BLOCKS_AHEAD ((size_t)2 << 20) /* bytes past the next free one faulted in ahead */
+#define SK_BLOCKS_STEP ((size_t)1 << 20) /* handed to the pager at a time */
 /* Under AddressSanitizer every block is an allocation of its own, so that the sanitizer
  * knows its bounds. */
 #if defined(__SANITIZE_ADDRESS__)

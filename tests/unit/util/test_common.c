@@ -82,16 +82,32 @@ static size_t resident(void *p, size_t n)
     return r;
 }
 
+/* Whether this kernel faults memory in on request (Linux 5.14 and later): asked of a
+ * page of its own. */
+static bool can_populate(void)
+{
+    void *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(probe != MAP_FAILED);
+    bool can = madvise(probe, 4096, 23 /* MADV_POPULATE_WRITE */) == 0;
+    munmap(probe, 4096);
+    return can;
+}
+
+/* Waits (up to 10 s) until `pages` pages of [p, p + n) are resident; returns how many are. */
+static size_t wait_resident(void *p, size_t n, size_t pages)
+{
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 10000 && resident(p, n) < pages; i++)
+        nanosleep(&ms, NULL);
+    return resident(p, n);
+}
+
 SK_TEST(pager_faults_memory_in_and_changes_nothing)
 {
     const size_t n = (size_t)8 << 20, used = (size_t)1 << 20, pages = n / 4096;
     unsigned char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(p != MAP_FAILED);
-    /* Whether this kernel can (Linux 5.14 and later): asked of a page of its own. */
-    void *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ASSERT_TRUE(probe != MAP_FAILED);
-    bool can = madvise(probe, 4096, 23 /* MADV_POPULATE_WRITE */) == 0;
-    munmap(probe, 4096);
+    bool can = can_populate();
     ASSERT_TRUE(resident(p + used, n - used) < pages / 2); /* fresh: not faulted in yet */
     for (size_t i = 0; i < used; i++)
         p[i] = (unsigned char)(i * 7 + 1); /* the first MiB in use already */
@@ -102,12 +118,14 @@ SK_TEST(pager_faults_memory_in_and_changes_nothing)
     ASSERT_TRUE(gone != MAP_FAILED);
     ASSERT_EQ(sk_mem_populate_ahead(gone, (size_t)4 << 20), can);
     munmap(gone, (size_t)4 << 20);
-    if (can) {
-        struct timespec ms = {0, 1000000};
-        for (int i = 0; i < 10000 && resident(p, n) < pages; i++)
-            nanosleep(&ms, NULL);
-        ASSERT_EQ(resident(p, n), pages);
-    }
+    /* And one mapped again for what cannot be faulted in for writing. */
+    void *guard = mmap(NULL, (size_t)2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(guard != MAP_FAILED);
+    ASSERT_EQ(sk_mem_populate_ahead(guard, (size_t)2 << 20), can);
+    ASSERT_TRUE(mmap(guard, (size_t)2 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == guard);
+    ASSERT_TRUE(!sk_mem_populate_ahead(p, 4096)); /* too small to be worth it */
+    if (can)
+        ASSERT_EQ(wait_resident(p, n, pages), pages);
     size_t wrong = 0;
     for (size_t i = 0; i < n; i++)
         wrong += p[i] != (i < used ? (unsigned char)(i * 7 + 1) : 0);
@@ -117,13 +135,24 @@ SK_TEST(pager_faults_memory_in_and_changes_nothing)
     unsigned char *q = mmap(NULL, (size_t)2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(q != MAP_FAILED);
     ASSERT_EQ(sk_mem_populate_ahead(q, (size_t)2 << 20), can);
-    if (can) {
-        struct timespec ms = {0, 1000000};
-        for (int i = 0; i < 10000 && resident(q, (size_t)2 << 20) < 512; i++)
-            nanosleep(&ms, NULL);
-        ASSERT_EQ(resident(q, (size_t)2 << 20), 512);
-    }
+    if (can)
+        ASSERT_EQ(wait_resident(q, (size_t)2 << 20, 512), 512);
     munmap(q, (size_t)2 << 20);
+    munmap(guard, (size_t)2 << 20);
+    /* A big range is taken a step at a time, turn about with the others: one asked for
+     * after it is resident long before it. */
+    size_t big = (size_t)1 << 30;
+    unsigned char *g = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *r = mmap(NULL, (size_t)1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(g != MAP_FAILED && r != MAP_FAILED);
+    ASSERT_EQ(sk_mem_populate_ahead(g, big), can);
+    ASSERT_EQ(sk_mem_populate_ahead(r, (size_t)1 << 20), can);
+    if (can) {
+        ASSERT_EQ(wait_resident(r, (size_t)1 << 20, 256), 256);
+        ASSERT_TRUE(resident(g, big) < big / 4096 / 2);
+    }
+    munmap(g, big);
+    munmap(r, (size_t)1 << 20);
 }
 
 SK_TEST(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead)
@@ -157,7 +186,7 @@ SK_TEST(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead)
          * mapped ahead, the next one when a block does not fit the rest of the newest. */
         size_t i = 0, own = 0;
         while (own < SK_BLOCKS_PLAIN) {
-            ASSERT_TRUE((ahead[i] != NULL) == (own >= SK_BLOCKS_PLAIN / 2));
+            ASSERT_TRUE((ahead[i] != NULL) == (own + SK_BLOCKS_AHEAD > SK_BLOCKS_PLAIN));
             own += sz[i++];
         }
         ASSERT_EQ(b.n_own, i);
@@ -168,16 +197,30 @@ SK_TEST(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead)
             if (used + sz[k] > SK_BLOCKS_REGION) {
                 regions++;
                 used = 0;
-                ASSERT_TRUE(got[k] == ahead[k] && got[k] != NULL); /* mapped ahead, halfway */
+                ASSERT_TRUE(got[k] == ahead[k] && got[k] != NULL); /* the one mapped ahead */
             } else {
                 ASSERT_EQ(got[k], got[k - 1] + sz[k - 1]);
-                ASSERT_TRUE((ahead[k] != NULL) == (used > SK_BLOCKS_REGION / 2));
+                ASSERT_TRUE((ahead[k] != NULL) == (used > SK_BLOCKS_REGION - SK_BLOCKS_AHEAD));
             }
             ASSERT_EQ((uintptr_t)got[k] % 4096, (uintptr_t)(used % 4096)); /* pages */
             used += sz[k];
         }
         ASSERT_TRUE(regions >= 2);
         ASSERT_EQ(b.n_regions, regions);
+        /* What is handed to the pager past the next free byte: at least SK_BLOCKS_AHEAD,
+         * at most a step more; and of the region ahead, nothing else is faulted in. (More
+         * blocks first, until the region ahead is mapped.) */
+        for (int k = 0; k < 32 && !b.ahead; k++)
+            memset(sk_blocks_alloc(&b, 1u << 20), 1, 1u << 20);
+        ASSERT_TRUE(b.ahead != NULL);
+        regions = b.n_regions;
+        size_t now = SK_BLOCKS_REGION - b.left;
+        size_t lead = (b.cur_queued > now ? b.cur_queued - now : 0) + b.ahead_queued;
+        ASSERT_TRUE(lead >= SK_BLOCKS_AHEAD && lead <= SK_BLOCKS_AHEAD + SK_BLOCKS_STEP);
+        if (b.ahead && can_populate()) {
+            ASSERT_EQ(wait_resident(b.ahead, b.ahead_queued, b.ahead_queued / 4096), b.ahead_queued / 4096);
+            ASSERT_EQ(resident(b.ahead + b.ahead_queued, SK_BLOCKS_REGION - b.ahead_queued), 0);
+        }
         /* A block of a whole region's size gets a region of its own. */
         char *next = b.ahead, *whole = sk_blocks_alloc(&b, SK_BLOCKS_REGION);
         ASSERT_EQ((uintptr_t)whole % 4096, 0);
