@@ -164,7 +164,7 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
         u->next = table_new((t->mask + 1) * 2);
         size_t bytes = (t->mask + 1) * 2 * sizeof(t->slots[0]);
         /* The pager faults it in; where it cannot, the inserts do (below). */
-        u->next_faulted = sk_mem_populate_ahead((void *)u->next->slots, bytes) ? bytes : 0;
+        u->next_faulted = sk_mem_populate_ahead((void *)u->next->slots, bytes) == SK_PAGER_QUEUED ? bytes : 0;
     }
     if (u->next && used % PREFAULT_EVERY == 0)
         sk_mem_prefault((void *)u->next->slots, (t->mask + 1) * 2 * sizeof(t->slots[0]), &u->next_faulted, 1);

@@ -72,10 +72,12 @@ void sk_mem_table_free(void *p, size_t n)
 {
     if (!p)
         return;
-    if (n < TABLE_MAP_MIN)
+    if (n < TABLE_MAP_MIN) {
         free(p);
-    else
+    } else {
+        sk_mem_populate_forget(p, n);
         munmap(p, n);
+    }
 }
 
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
@@ -105,16 +107,25 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
 #define PAGER_STEP ((size_t)256 << 10)
 #define PAGER_MIN ((size_t)64 << 10) /* a smaller range is cheaper faulted in by its owner */
 
+typedef struct {
+    char *p;
+    size_t n;
+} pager_range_t;
+
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct {
-        char *p;
-        size_t n;
-    } q[PAGER_QUEUE];
+    pthread_cond_t cv; /* the pager waits on it for ranges */
+    pthread_cond_t step_done; /* sk_mem_populate_forget waits on it for the step in hand */
+    pager_range_t q[PAGER_QUEUE];
     size_t head, len;
+    pager_range_t step; /* being faulted in now, without the lock ({NULL, 0}: none) */
     bool started, broken; /* broken: no thread, or a kernel without MADV_POPULATE_WRITE */
-} pager = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} pager = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .step_done = PTHREAD_COND_INITIALIZER};
+
+static bool overlaps(pager_range_t r, uintptr_t from, uintptr_t to)
+{
+    return (uintptr_t)r.p < to && (uintptr_t)r.p + r.n > from;
+}
 
 static void *pager_main(void *arg)
 {
@@ -137,13 +148,17 @@ static void *pager_main(void *arg)
             pager.q[(pager.head + pager.len - 1) % PAGER_QUEUE] = pager.q[head];
         else
             pager.len--;
+        pager.step = (pager_range_t){p, n};
         pthread_mutex_unlock(&pager.mu);
         /* Whatever it says is only about this step: ENOMEM, the range was unmapped
          * meanwhile; EINVAL or EFAULT, its address was mapped again for something that
          * cannot be faulted in for writing (a guard page, a read-only file). The memory
-         * was never read or written, so there is nothing to undo either way. */
+         * was never read or written, so there is nothing to undo either way. (An owner
+         * forgets its ranges before it unmaps them: sk_mem_populate_forget.) */
         (void)madvise(p, n, MADV_POPULATE_WRITE);
         pthread_mutex_lock(&pager.mu);
+        pager.step = (pager_range_t){NULL, 0};
+        pthread_cond_broadcast(&pager.step_done);
     }
     return NULL;
 }
@@ -175,29 +190,73 @@ static void pager_start(void)
     pthread_attr_destroy(&a);
 }
 
-bool sk_mem_populate_ahead(void *p, size_t n)
+/* [p, p + n) widened to whole pages; false for a range that wraps around. */
+static bool page_range(const void *p, size_t n, uintptr_t *from, uintptr_t *to)
 {
-    if (n < PAGER_MIN)
-        return false;
-    /* madvise works on whole pages: the range is widened to them. */
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t from = (uintptr_t)p & ~(page - 1), to = ((uintptr_t)p + n + page - 1) & ~(page - 1);
-    /* The caller (the ledger) never waits: if the pager holds the lock, the caller
-     * faults its memory in itself this time. */
-    if (to <= from || pthread_mutex_trylock(&pager.mu) != 0)
-        return false;
+    *from = (uintptr_t)p & ~(page - 1);
+    *to = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+    return *to > *from && (uintptr_t)p + n >= (uintptr_t)p;
+}
+
+sk_pager_answer_t sk_mem_populate_ahead(void *p, size_t n)
+{
+    uintptr_t from, to;
+    if (n < PAGER_MIN || !page_range(p, n, &from, &to))
+        return SK_PAGER_NEVER;
+    /* The caller (the ledger) never waits: if the pager holds the lock, it is asked
+     * again later. */
+    if (pthread_mutex_trylock(&pager.mu) != 0)
+        return SK_PAGER_BUSY;
     if (!pager.started)
         pager_start();
-    bool ok = !pager.broken && pager.len < PAGER_QUEUE;
-    if (ok) {
-        size_t at = (pager.head + pager.len++) % PAGER_QUEUE;
-        pager.q[at].p = (char *)from;
-        pager.q[at].n = (size_t)(to - from);
-    }
+    sk_pager_answer_t a = pager.broken ? SK_PAGER_NEVER : pager.len < PAGER_QUEUE ? SK_PAGER_QUEUED : SK_PAGER_BUSY;
+    if (a == SK_PAGER_QUEUED)
+        pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = (pager_range_t){(char *)from, (size_t)(to - from)};
     pthread_mutex_unlock(&pager.mu);
-    if (ok)
+    if (a == SK_PAGER_QUEUED)
         pthread_cond_signal(&pager.cv);
-    return ok;
+    return a;
+}
+
+void sk_mem_populate_forget(void *p, size_t n)
+{
+    uintptr_t from, to;
+    if (!n || !page_range(p, n, &from, &to))
+        return;
+    pthread_mutex_lock(&pager.mu);
+    /* What is queued loses the part in [from, to): a range that holds it whole is cut in
+     * two (the part after it left to its owner if the queue has no room for it). */
+    pager_range_t was[PAGER_QUEUE];
+    size_t len = pager.len;
+    for (size_t i = 0; i < len; i++)
+        was[i] = pager.q[(pager.head + i) % PAGER_QUEUE];
+    pager.len = 0;
+    for (size_t i = 0; i < len; i++) {
+        pager_range_t r = was[i], keep[2] = {r, {NULL, 0}};
+        if (overlaps(r, from, to)) {
+            uintptr_t end = (uintptr_t)r.p + r.n;
+            keep[0] = (pager_range_t){r.p, (uintptr_t)r.p < from ? (size_t)(from - (uintptr_t)r.p) : 0};
+            keep[1] = (pager_range_t){(char *)to, end > to ? (size_t)(end - to) : 0};
+        }
+        for (int k = 0; k < 2; k++)
+            if (keep[k].n && pager.len < PAGER_QUEUE)
+                pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = keep[k];
+    }
+    /* And the step in hand ends before the range is given back. */
+    while (overlaps(pager.step, from, to))
+        pthread_cond_wait(&pager.step_done, &pager.mu);
+    pthread_mutex_unlock(&pager.mu);
+}
+
+size_t sk_mem_pager_queued(void)
+{
+    pthread_mutex_lock(&pager.mu);
+    size_t bytes = pager.step.n;
+    for (size_t i = 0; i < pager.len; i++)
+        bytes += pager.q[(pager.head + i) % PAGER_QUEUE].n;
+    pthread_mutex_unlock(&pager.mu);
+    return bytes;
 }
 
 void sk_mem_huge(void *p, size_t n)
@@ -240,8 +299,8 @@ static void push(char ***list, size_t *n, size_t *cap, char *p)
 /* Keeps SK_BLOCKS_AHEAD bytes past the next free byte queued to the pager, a step at a
  * time: the rest of the current region, then the start of the next one (mapped then).
  * Before the first region, the bytes past the next free one are the first region's, once
- * the malloc'd start is nearly used up. A step the pager refuses is not asked again: the
- * owner faults those pages in itself. */
+ * the malloc'd start is nearly used up. A step the pager is too busy for is asked again
+ * at the next block; one it can never take (no pager here) the owner faults in itself. */
 static void keep_ahead(sk_blocks_t *b)
 {
     size_t used = b->n_regions ? SK_BLOCKS_REGION - b->left : 0;
@@ -254,13 +313,15 @@ static void keep_ahead(sk_blocks_t *b)
         if (b->n_regions && b->cur_queued < SK_BLOCKS_REGION) {
             char *region = b->cur + b->left - SK_BLOCKS_REGION;
             size_t step = SK_MIN(SK_BLOCKS_STEP, SK_BLOCKS_REGION - b->cur_queued);
-            (void)sk_mem_populate_ahead(region + b->cur_queued, step);
+            if (sk_mem_populate_ahead(region + b->cur_queued, step) == SK_PAGER_BUSY)
+                break; /* asked again at the next block */
             b->cur_queued += step;
             lead += step;
         } else if (b->ahead_queued < SK_BLOCKS_REGION) {
             if (!b->ahead)
                 b->ahead = region_new();
-            (void)sk_mem_populate_ahead(b->ahead + b->ahead_queued, SK_BLOCKS_STEP);
+            if (sk_mem_populate_ahead(b->ahead + b->ahead_queued, SK_BLOCKS_STEP) == SK_PAGER_BUSY)
+                break;
             b->ahead_queued += SK_BLOCKS_STEP;
             lead += SK_BLOCKS_STEP;
         } else {
@@ -305,10 +366,14 @@ void sk_blocks_free(sk_blocks_t *b)
 {
     for (size_t i = 0; i < b->n_own; i++)
         free(b->own[i]);
-    for (size_t i = 0; i < b->n_regions; i++)
+    for (size_t i = 0; i < b->n_regions; i++) {
+        sk_mem_populate_forget(b->regions[i], SK_BLOCKS_REGION);
         munmap(b->regions[i], SK_BLOCKS_REGION);
-    if (b->ahead)
+    }
+    if (b->ahead) {
+        sk_mem_populate_forget(b->ahead, SK_BLOCKS_REGION);
         munmap(b->ahead, SK_BLOCKS_REGION);
+    }
     free(b->own);
     free(b->regions);
     *b = (sk_blocks_t){0};

@@ -49,13 +49,19 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
  *  us, more than a decision, and the first touch of a 2 MiB huge page 2.5-5 ms (zeroing
  *  it, and compacting memory to find one), which on the ledger's thread stalled every
  *  purchase in flight. The memory's contents are never read or written, so the range may
- *  be in use already, or even freed meanwhile (an
- *  unmapped range is skipped, and so is one mapped again for what cannot be faulted in
- *  for writing; any other has its pages made resident, and a private file mapping its
- *  own copy of them). Returns false where it cannot (a kernel before 5.14, the queue of
- *  ranges full, the pager busy with its queue's lock, a range under 64 KiB): the caller
- *  then faults the memory in itself, as sk_mem_prefault does. It never waits. */
-bool sk_mem_populate_ahead(void *p, size_t n);
+ *  be in use already. It never waits: SK_PAGER_BUSY when the pager holds its queue's lock
+ *  or the queue is full (ask again later), SK_PAGER_NEVER where there is no pager (a
+ *  kernel before 5.14) or for a range under 64 KiB; the caller then faults the memory in
+ *  itself, as sk_mem_prefault does. An owner calls sk_mem_populate_forget before it
+ *  unmaps or frees a range it gave. */
+typedef enum { SK_PAGER_QUEUED, SK_PAGER_BUSY, SK_PAGER_NEVER } sk_pager_answer_t;
+sk_pager_answer_t sk_mem_populate_ahead(void *p, size_t n);
+/** Takes [p, p + n) out of what the pager has queued, and waits for the step it may be
+ *  faulting in there (a fraction of a millisecond): from its return the pager touches
+ *  none of it, so the range may be unmapped and its addresses used again. */
+void sk_mem_populate_forget(void *p, size_t n);
+/** Bytes the pager has queued or in hand (for tests). */
+size_t sk_mem_pager_queued(void);
 
 /** Big blocks that live as long as their owner: the pages of a sale's orders and holders
  *  and the chunks of its strings, which grow a block at a time during a flood. The first

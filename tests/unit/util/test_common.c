@@ -3,7 +3,9 @@
  * sk_mem_prefault touches each 4 KiB page once, in order, `pages` at a time, leaving the
  * zeros as they were and stopping exactly at the end, whatever the length. The pager
  * (sk_mem_populate_ahead) makes a range resident without changing a byte of it, also
- * where it is in use already, and shrugs off a range unmapped before it gets there.
+ * where it is in use already, shrugs off a range unmapped before it gets there, takes a
+ * big range turn about with the others, and touches nothing of a range forgotten
+ * (sk_mem_populate_forget) while it keeps the rest of it.
  * Blocks (sk_blocks_t) are 64-byte aligned and never overlap; past the first
  * SK_BLOCKS_PLAIN bytes they fill a region before the next one is used, the next one
  * mapped ahead (halfway to the first region, and halfway through each), and a block of a
@@ -102,57 +104,91 @@ static size_t wait_resident(void *p, size_t n, size_t pages)
     return resident(p, n);
 }
 
+/* Hands [p, p + n) to the pager, asking again while it is busy (its lock taken, for a
+ * moment, by the pager itself); the answer that stuck. */
+static sk_pager_answer_t populate(void *p, size_t n)
+{
+    struct timespec us = {0, 100000};
+    sk_pager_answer_t a;
+    for (int i = 0; i < 10000 && (a = sk_mem_populate_ahead(p, n)) == SK_PAGER_BUSY; i++)
+        nanosleep(&us, NULL);
+    return a;
+}
+
+/* Waits (up to 10 s) until the pager has nothing left to do; returns what is left. */
+static size_t wait_pager_idle(void)
+{
+    struct timespec ms = {0, 1000000};
+    for (int i = 0; i < 10000 && sk_mem_pager_queued() > 0; i++)
+        nanosleep(&ms, NULL);
+    return sk_mem_pager_queued();
+}
+
 SK_TEST(pager_faults_memory_in_and_changes_nothing)
 {
     const size_t n = (size_t)8 << 20, used = (size_t)1 << 20, pages = n / 4096;
     unsigned char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(p != MAP_FAILED);
     bool can = can_populate();
+    sk_pager_answer_t yes = can ? SK_PAGER_QUEUED : SK_PAGER_NEVER;
     ASSERT_TRUE(resident(p + used, n - used) < pages / 2); /* fresh: not faulted in yet */
     for (size_t i = 0; i < used; i++)
         p[i] = (unsigned char)(i * 7 + 1); /* the first MiB in use already */
     /* An unaligned range, widened to its pages; and one unmapped before the pager gets to
-     * it, which it must skip. */
-    ASSERT_EQ(sk_mem_populate_ahead(p + 100, n - 200), can);
+     * it (without being forgotten), which it must skip. */
+    ASSERT_EQ(populate(p + 100, n - 200), yes);
     void *gone = mmap(NULL, (size_t)4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(gone != MAP_FAILED);
-    ASSERT_EQ(sk_mem_populate_ahead(gone, (size_t)4 << 20), can);
+    ASSERT_EQ(populate(gone, (size_t)4 << 20), yes);
     munmap(gone, (size_t)4 << 20);
     /* And one mapped again for what cannot be faulted in for writing. */
     void *guard = mmap(NULL, (size_t)2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(guard != MAP_FAILED);
-    ASSERT_EQ(sk_mem_populate_ahead(guard, (size_t)2 << 20), can);
+    ASSERT_EQ(populate(guard, (size_t)2 << 20), yes);
     ASSERT_TRUE(mmap(guard, (size_t)2 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == guard);
-    ASSERT_TRUE(!sk_mem_populate_ahead(p, 4096)); /* too small to be worth it */
+    ASSERT_EQ(sk_mem_populate_ahead(p, 4096), SK_PAGER_NEVER); /* too small to be worth it */
     if (can)
         ASSERT_EQ(wait_resident(p, n, pages), pages);
     size_t wrong = 0;
     for (size_t i = 0; i < n; i++)
         wrong += p[i] != (i < used ? (unsigned char)(i * 7 + 1) : 0);
     ASSERT_EQ(wrong, 0);
+    ASSERT_EQ(wait_pager_idle(), 0);
     munmap(p, n);
-    /* Still at work after a range it had to skip. */
+    munmap(guard, (size_t)2 << 20);
+    /* Still at work after the ranges it had to skip. */
     unsigned char *q = mmap(NULL, (size_t)2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(q != MAP_FAILED);
-    ASSERT_EQ(sk_mem_populate_ahead(q, (size_t)2 << 20), can);
+    ASSERT_EQ(populate(q, (size_t)2 << 20), yes);
     if (can)
         ASSERT_EQ(wait_resident(q, (size_t)2 << 20, 512), 512);
+    sk_mem_populate_forget(q, (size_t)2 << 20);
     munmap(q, (size_t)2 << 20);
-    munmap(guard, (size_t)2 << 20);
     /* A big range is taken a step at a time, turn about with the others: one asked for
-     * after it is resident long before it. */
-    size_t big = (size_t)1 << 30;
+     * after it is resident long before it. Forgotten, none of it is touched any more, and
+     * the pieces of it around a part forgotten stay queued. */
+    size_t big = (size_t)256 << 20, mib = (size_t)1 << 20;
     unsigned char *g = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    unsigned char *r = mmap(NULL, (size_t)1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *r = mmap(NULL, mib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(g != MAP_FAILED && r != MAP_FAILED);
-    ASSERT_EQ(sk_mem_populate_ahead(g, big), can);
-    ASSERT_EQ(sk_mem_populate_ahead(r, (size_t)1 << 20), can);
+    ASSERT_EQ(populate(g, big), yes);
+    ASSERT_EQ(populate(r, mib), yes);
     if (can) {
-        ASSERT_EQ(wait_resident(r, (size_t)1 << 20, 256), 256);
+        ASSERT_EQ(wait_resident(r, mib, 256), 256);
         ASSERT_TRUE(resident(g, big) < big / 4096 / 2);
+        /* Its last 512 MiB but 1 forgotten: the 1 MiB at its end is still faulted in, the
+         * rest of the forgotten part never. */
+        sk_mem_populate_forget(g + big / 2, big / 2 - mib);
+        size_t in_forgotten = resident(g + big / 2, big / 2 - mib);
+        ASSERT_EQ(wait_resident(g + big - mib, mib, 256), 256);
+        ASSERT_EQ(wait_pager_idle(), 0);
+        ASSERT_EQ(resident(g + big / 2, big / 2 - mib), in_forgotten);
+        ASSERT_EQ(resident(g, big / 2), big / 2 / 4096);
     }
+    sk_mem_populate_forget(g, big);
+    ASSERT_EQ(wait_pager_idle(), 0);
     munmap(g, big);
-    munmap(r, (size_t)1 << 20);
+    munmap(r, mib);
 }
 
 SK_TEST(blocks_are_disjoint_and_big_owners_get_regions_mapped_ahead)
