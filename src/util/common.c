@@ -56,6 +56,7 @@ static void no_huge_pages(void *p, size_t n)
 }
 
 #define TABLE_MAP_MIN ((size_t)1 << 20)
+#define PAGER_MIN ((size_t)64 << 10) /* a smaller range is cheaper faulted in by its owner */
 
 void *sk_mem_table_new(size_t n)
 {
@@ -72,12 +73,12 @@ void sk_mem_table_free(void *p, size_t n)
 {
     if (!p)
         return;
-    if (n < TABLE_MAP_MIN) {
-        free(p);
-    } else {
+    if (n >= PAGER_MIN) /* it may have been given to the pager (sk_mem_populate_ahead) */
         sk_mem_populate_forget(p, n);
+    if (n < TABLE_MAP_MIN)
+        free(p);
+    else
         munmap(p, n);
-    }
 }
 
 bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
@@ -105,7 +106,6 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
  * pager runs at the priority of the threads it serves: a pager held off the CPU in the
  * middle of a step would hold them up too. */
 #define PAGER_STEP ((size_t)256 << 10)
-#define PAGER_MIN ((size_t)64 << 10) /* a smaller range is cheaper faulted in by its owner */
 
 typedef struct {
     char *p;
@@ -226,22 +226,32 @@ void sk_mem_populate_forget(void *p, size_t n)
         return;
     pthread_mutex_lock(&pager.mu);
     /* What is queued loses the part in [from, to): a range that holds it whole is cut in
-     * two (the part after it left to its owner if the queue has no room for it). */
+     * two, the part after it left to its owner if the queue has no room for it (every
+     * range queued before keeps its place). */
     pager_range_t was[PAGER_QUEUE];
-    size_t len = pager.len;
+    size_t len = pager.len, room = PAGER_QUEUE - len;
     for (size_t i = 0; i < len; i++)
         was[i] = pager.q[(pager.head + i) % PAGER_QUEUE];
     pager.len = 0;
     for (size_t i = 0; i < len; i++) {
-        pager_range_t r = was[i], keep[2] = {r, {NULL, 0}};
-        if (overlaps(r, from, to)) {
-            uintptr_t end = (uintptr_t)r.p + r.n;
-            keep[0] = (pager_range_t){r.p, (uintptr_t)r.p < from ? (size_t)(from - (uintptr_t)r.p) : 0};
-            keep[1] = (pager_range_t){(char *)to, end > to ? (size_t)(end - to) : 0};
+        pager_range_t r = was[i];
+        if (!overlaps(r, from, to)) {
+            pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = r;
+            continue;
         }
-        for (int k = 0; k < 2; k++)
-            if (keep[k].n && pager.len < PAGER_QUEUE)
-                pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = keep[k];
+        uintptr_t end = (uintptr_t)r.p + r.n;
+        bool front = (uintptr_t)r.p < from;
+        bool back = end > to;
+        if (front)
+            pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = (pager_range_t){r.p, (size_t)(from - (uintptr_t)r.p)};
+        if (back && front && room) /* cut in two: the back takes a free slot */
+            room--;
+        else if (back && front)
+            back = false;
+        else if (!back && !front)
+            room++; /* gone whole: its slot is free */
+        if (back)
+            pager.q[(pager.head + pager.len++) % PAGER_QUEUE] = (pager_range_t){(char *)to, (size_t)(end - to)};
     }
     /* And the step in hand ends before the range is given back. */
     while (overlaps(pager.step, from, to))
