@@ -13,7 +13,11 @@
 # Environment: PCT [80], CONNS [256] (enough that an open loop is not held back by busy
 # connections: a purchase waits for its batch's fsync), IO (the server's and the client's --io).
 # SECKILL=path: the server binary to measure (default build/seckill), e.g. an older build;
-# SERVER_LOG=file: keep the server's log there (default: in the temp dir, removed).
+# SERVER_LOG=file: keep the server's log there (default: in the temp dir, removed);
+# GAPS=1: during the open loop, a SCHED_FIFO thread on each CPU that sleeps 1 ms at a time
+# reports any wake-up 2 ms late or more (seckill-vcpu-gaps): a CPU paused under the load
+# (the hypervisor) rather than a stall of the server's own. It adds ~1 000 wake-ups a
+# second per CPU, so it is off by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -53,6 +57,12 @@ users=$((rate * secs + rate))
 echo "== 2. open loop at $pct % of it: $rate requests/s for ${secs}s; stock $stock (half the run), then sold out"
 commits() { curl -fsS "$url/metrics" | grep -E '^seckill_ledger_commit_seconds_bucket' || true; }
 commits >"$tmp/commits.before"
+gaps_pid=
+if [ -n "${GAPS:-}" ]; then
+  [ -x build/seckill-vcpu-gaps ] || make build >/dev/null
+  build/seckill-vcpu-gaps "$((secs + 3))" 0 1 >"$tmp/gaps.out" 2>&1 &
+  gaps_pid=$!
+fi
 bench --create-sale "stock=$stock,limit=1,starts_in=2s" --users "$users" -d "${secs}s" --rate "$rate" --burst \
   --audit-sqlite "$tmp/data/seckill.db" --json "$tmp/open.json" >"$tmp/open.out" 2>&1 || {
   cat "$tmp/open.out"
@@ -97,3 +107,8 @@ if cum:
 a = r.get("audit") or {}
 print("audit:", "OK" if a.get("ok") else "FAILED " + str(a.get("failure") or a.get("error")))
 PY
+if [ -n "$gaps_pid" ]; then
+  wait "$gaps_pid" || true
+  echo "CPUs paused during the open loop (wake-ups of a 1 ms SCHED_FIFO sleeper 2 ms late or more):"
+  sed 's/^/  /' "$tmp/gaps.out"
+fi
