@@ -192,14 +192,14 @@ typedef struct {
     size_t cap_jqrows;
     bool queue_broken; /* a queue write failed: queues answer 503 until a restart */
     int64_t last_settle_ms; /* when uncertain sales were last asked about */
-    bool expiry_held; /* the last batch left something due for a payment on its way */
-    uint64_t recheck_ns; /* then: when to look again even if nothing arrives */
+    uint64_t recheck_ns; /* expiry_held: when to look again even if nothing arrives */
     sk_op_t **waiting; /* transitions waiting for a payment on its way (decide_transition) */
     size_t n_waiting, cap_waiting;
     sk_op_t **work; /* a batch's ops behind the waiting ones */
     size_t cap_work;
     bool decide_all; /* stopping, with the queue and the tracks empty: nothing waits */
-    int64_t held_from; /* this batch held back expiries due from this on (INT64_MAX: none) */
+    int64_t held_from; /* this batch held back expiries due from this on (INT64_MAX: none;
+                          else the last batch left something due for a payment on its way) */
     /* Start-up only: transitions the journal holds ahead of their orders (load_event). */
     struct early *early;
     size_t n_early, cap_early, n_early_replayed;
@@ -456,9 +456,15 @@ static void expire_due(ledger_t *l, int64_t now)
 /* The next deadline as a poll timeout in ms from now (-1: none). */
 static int64_t queue_timeout(ledger_t *l, int64_t now);
 
+/* The last batch held back expiries for a payment on its way (held_by_payment). */
+static bool expiry_held(const ledger_t *l)
+{
+    return l->held_from != INT64_MAX;
+}
+
 static int next_timeout(ledger_t *l, int64_t now)
 {
-    if (l->expiry_held)
+    if (expiry_held(l))
         return 1; /* its payment's push wakes us, or we look again in 1 ms: never spin */
     int64_t q = queue_timeout(l, now);
     if (l->n_heap == 0)
@@ -767,7 +773,6 @@ static int64_t spares_expiry(ledger_t *l, const sk_op_t *op, int64_t now)
  * as it waits in the queue (a backlog of a flood: a fraction of a second). */
 static int64_t held_by_payment(ledger_t *l, int64_t due, int64_t now)
 {
-    l->expiry_held = false;
     l->held_from = INT64_MAX;
     if (l->n_heap == 0 || l->heap[0].key >= now)
         return due; /* nothing is due, nothing to hold */
@@ -776,8 +781,7 @@ static int64_t held_by_payment(ledger_t *l, int64_t due, int64_t now)
         return due;
     /* Also when a payment of the batch lowered due already (spares_expiry): what this
      * one may pay in time must not be expired by a late transition either. */
-    l->expiry_held = true;
-    l->held_from = oldest;
+    l->held_from = oldest; /* < now */
     l->recheck_ns = sk_mono_ns() + 1000000;
     return SK_MIN(due, oldest);
 }
@@ -1564,7 +1568,7 @@ static void *ledger_main(void *arg)
         /* Sales whose last commit is in doubt are asked about again now and then even
          * while nothing arrives: their reservations wait for it to expire. */
         bool settle = l->n_uncertain && now - l->last_settle_ms >= SETTLE_RETRY_MS;
-        bool recheck = l->expiry_held && sk_mono_ns() >= l->recheck_ns;
+        bool recheck = expiry_held(l) && sk_mono_ns() >= l->recheck_ns;
         if (n > 0 || next_timeout(l, now) == 0 || settle || recheck) {
             if (settle)
                 l->last_settle_ms = now;
