@@ -243,8 +243,7 @@ uint32_t sk_holders_insert(sk_holders_t *h, uint64_t hv, const char *user, size_
     if (!h->next && ((uint64_t)h->used + 1) * 8 > (uint64_t)h->cap * 3 && h->cap < (UINT32_C(1) << 31)) {
         size_t bytes = sizeof(*h->next) * (size_t)h->cap * 2;
         h->next = sk_mem_table_new(bytes);
-        /* The pager faults it in; where it cannot, the inserts do (below). */
-        h->next_faulted = sk_mem_populate_ahead(h->next, bytes) == SK_PAGER_QUEUED ? bytes : 0;
+        h->next_faulted = sk_mem_prefault_start(h->next, bytes); /* the pager's, or below */
     }
     if (h->next && h->used % PREFAULT_EVERY == 0)
         sk_mem_prefault(h->next, sizeof(*h->next) * (size_t)h->cap * 2, &h->next_faulted, 1);

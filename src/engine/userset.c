@@ -162,9 +162,8 @@ void sk_userset_insert(sk_userset_t *u, uint64_t h)
     size_t used = atomic_load_explicit(&u->used, memory_order_relaxed);
     if (!u->next && (used + 1) * 8 > (t->mask + 1) * 3 && sk_userset_grows_ahead(t->mask + 1)) {
         u->next = table_new((t->mask + 1) * 2);
-        size_t bytes = (t->mask + 1) * 2 * sizeof(t->slots[0]);
-        /* The pager faults it in; where it cannot, the inserts do (below). */
-        u->next_faulted = sk_mem_populate_ahead((void *)u->next->slots, bytes) == SK_PAGER_QUEUED ? bytes : 0;
+        u->next_faulted = /* the pager's, or below */
+            sk_mem_prefault_start((void *)u->next->slots, (t->mask + 1) * 2 * sizeof(t->slots[0]));
     }
     if (u->next && used % PREFAULT_EVERY == 0)
         sk_mem_prefault((void *)u->next->slots, (t->mask + 1) * 2 * sizeof(t->slots[0]), &u->next_faulted, 1);

@@ -219,6 +219,11 @@ sk_pager_answer_t sk_mem_populate_ahead(void *p, size_t n)
     return a;
 }
 
+size_t sk_mem_prefault_start(void *p, size_t n)
+{
+    return sk_mem_populate_ahead(p, n) == SK_PAGER_QUEUED ? n : 0;
+}
+
 void sk_mem_populate_forget(void *p, size_t n)
 {
     uintptr_t from, to;
@@ -314,11 +319,11 @@ static void push(char ***list, size_t *n, size_t *cap, char *p)
 static void keep_ahead(sk_blocks_t *b)
 {
     size_t used = b->n_regions ? SK_BLOCKS_REGION - b->left : 0;
+    if (b->cur_queued < used)
+        b->cur_queued = used & ~(size_t)4095; /* the cursor went past: those are faulted in */
     size_t lead = b->n_regions ? (b->cur_queued > used ? b->cur_queued - used : 0)
                                : (SK_BLOCKS_PLAIN > b->own_bytes ? SK_BLOCKS_PLAIN - b->own_bytes : 0);
     lead += b->ahead_queued;
-    if (b->n_regions && b->cur_queued < used)
-        b->cur_queued = used & ~(size_t)4095; /* the cursor went past: those are faulted in */
     while (lead < SK_BLOCKS_AHEAD) {
         if (b->n_regions && b->cur_queued < SK_BLOCKS_REGION) {
             char *region = b->cur + b->left - SK_BLOCKS_REGION;
@@ -353,7 +358,7 @@ void *sk_blocks_alloc(sk_blocks_t *b, size_t n)
             oom(n);
         push(&b->own, &b->n_own, &b->cap_own, p);
         b->own_bytes += n;
-        if (SK_BLOCKS_CARVED && b->own_bytes + SK_BLOCKS_AHEAD > SK_BLOCKS_PLAIN)
+        if (SK_BLOCKS_CARVED)
             keep_ahead(b);
         return p;
     }

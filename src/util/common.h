@@ -56,6 +56,10 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages);
  *  unmaps or frees a range it gave. */
 typedef enum { SK_PAGER_QUEUED, SK_PAGER_BUSY, SK_PAGER_NEVER } sk_pager_answer_t;
 sk_pager_answer_t sk_mem_populate_ahead(void *p, size_t n);
+/** For memory the owner walks with sk_mem_prefault: hands [p, p + n) to the pager, and
+ *  returns where the owner's walk starts: n when the pager took it all, 0 when it did
+ *  not (busy or absent: the owner faults it in itself, a few pages at a time). */
+size_t sk_mem_prefault_start(void *p, size_t n);
 /** Takes [p, p + n) out of what the pager has queued, and waits for the step it may be
  *  faulting in there (a fraction of a millisecond): from its return the pager touches
  *  none of it, so the range may be unmapped and its addresses used again. */
