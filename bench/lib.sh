@@ -12,6 +12,19 @@ bench_cpu_seconds() {
   awk -v t="$tck" '{print ($14+$15)/t}' "/proc/$pid/stat"
 }
 
+# CPU seconds (user+system) each thread of a process has used so far, a line per thread:
+# "NAME SECONDS" (threads of one name summed).
+bench_thread_cpu() {
+  local pid=$1 tck t
+  tck=$(getconf CLK_TCK)
+  for t in /proc/"$pid"/task/*; do
+    # The name is in parentheses and may hold spaces: the fields after it are counted
+    # from its closing one.
+    sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1\t\2/' "$t/stat" 2>/dev/null | tr ' ' '_' |
+      awk -F'\t' -v t="$tck" '{ split($2, f, "_"); print $1, (f[12] + f[13]) / t }'
+  done | awk '{ s[$1] += $2 } END { for (k in s) print k, s[k] }' | sort
+}
+
 # Starts nginx with `return 200 "ok"` on a port, one worker, pinned to a CPU.
 # Sets NGINX_PID. Usage: bench_start_nginx DIR PORT CPU
 bench_start_nginx() {

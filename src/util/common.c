@@ -103,8 +103,9 @@ bool sk_mem_prefault(void *p, size_t n, size_t *done, size_t pages)
 /* Faulted in per call (64 pages of 4 KiB, ~0.3-0.6 ms on the VMs). The call holds the
  * process's memory map for reading, and a mmap or munmap of the ledger's (a new region, a
  * table moved) waits for it: a short step keeps that wait short. For the same reason the
- * pager runs at the priority of the threads it serves: a pager held off the CPU in the
- * middle of a step would hold them up too. */
+ * pager keeps the priority of the thread that starts it (the first to queue a range, the
+ * ledger; seckill changes no thread's priority) and is not lowered: a pager held off the
+ * CPU in the middle of a step would hold the ledger up too. */
 #define PAGER_STEP ((size_t)256 << 10)
 
 typedef struct {
