@@ -112,7 +112,7 @@ PY
 # work of its fdatasync calls), and what one sync costs on this disk with no server at all
 # (seckill-sync-probe, in the same temp dir, after the runs).
 echo "purchase run, server CPU per confirmed order by thread (us):" \
-  "$(join <(echo "$th_before") <(echo "$th_after") | awk -v n="$confirmed" \
+  "$(join -a 2 -e 0 -o 0,1.2,2.2 <(echo "$th_before") <(echo "$th_after") | awk -v n="$confirmed" \
     'n > 0 { d = ($3 - $2) / n * 1e6; if (d >= 0.005) printf "%s %.2f  ", $1, d }')"
 probe=$(build/seckill-sync-probe "$tmp" 3)
 echo "$probe"
