@@ -9,7 +9,7 @@
 #       user) vs the sold-out path driven by the same wrk script (target >= 0.9x), with
 #       the ledger's batch size and commit latency from /metrics over that run, the
 #       server's CPU per confirmed order by thread, and what one sync costs on this disk
-#       with no server at all (seckill-sync-probe) spread over that batch.
+#       with the server idle (seckill-sync-probe) spread over that batch.
 # Usage: bench/engine.sh [seconds]; CONNS=N sets wrk's connections (default 100: a small
 # crowd, for which the durable path is bound by the sync's latency rather than by CPU).
 set -euo pipefail
@@ -109,12 +109,12 @@ if n:
 PY
 
 # Where the purchase's server CPU went, by thread (the syncer's is almost all the kernel's
-# work of its fdatasync calls), and what one sync costs on this disk with no server at all
+# work of its fdatasync calls), and what one sync costs on this disk with the server idle
 # (seckill-sync-probe, in the same temp dir, after the runs).
 echo "purchase run, server CPU per confirmed order by thread (us):" \
   "$(join -a 2 -e 0 -o 0,1.2,2.2 <(echo "$th_before") <(echo "$th_after") | awk -v n="$confirmed" \
     'n > 0 { d = ($3 - $2) / n * 1e6; if (d >= 0.005) printf "%s %.2f  ", $1, d }')"
-probe=$(build/seckill-sync-probe "$tmp" 3)
+probe=$(build/seckill-sync-probe "$tmp" 3) || probe="disk alone: the probe failed (above)"
 echo "$probe"
 sync_cpu=$(echo "$probe" | sed -n 's/.*CPU \([0-9.]*\) us per sync.*/\1/p')
 echo "one sync's CPU spread over the run's mean batch: $(python3 - "$m_before" "$m_after" "$sync_cpu" <<'PY'

@@ -4,11 +4,11 @@
  * with fdatasync, as the journal's syncer does; then the next, for SECONDS. It reports
  * how long the syncs took (the floor under a confirmed purchase's latency: no answer
  * can leave before its batch's sync) and how much CPU each cost the thread that made it
- * (the kernel's share of a sync: on a virtual disk, the doorbell writes that exit to the
- * hypervisor). bench/latency.sh and bench/engine.sh run it in the same run as their
+ * (with its write; the kernel's share of a sync: on a virtual disk, the doorbell writes
+ * that exit to the hypervisor). bench/latency.sh and bench/engine.sh run it in the same run as their
  * servers, as the anchor for the confirmed tail and for the purchase's CPU.
  * Usage: seckill-sync-probe DIR SECONDS [BYTES]
- * Writes DIR/sync-probe.dat (4 MiB, reused in turn) and removes it. */
+ * Writes DIR/sync-probe.dat (4 MiB, reused in turn; it must not exist) and removes it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -47,6 +47,14 @@ static float quantile(const float *v, size_t n, double q)
     return v[i < n ? i : n - 1];
 }
 
+/* A failed write or sync: says so (a short write sets no errno) and removes the file. */
+static int fail(const char *path, const char *doing)
+{
+    fprintf(stderr, "seckill-sync-probe: %s: %s: %s\n", path, doing, errno ? strerror(errno) : "short write");
+    unlink(path);
+    return 1;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: seckill-sync-probe DIR SECONDS [BYTES]  (SECONDS 0.1-3600, BYTES 1-%u)\n", FILE_BYTES / 2);
@@ -68,12 +76,9 @@ int main(int argc, char **argv)
             return usage();
     }
     char path[4096];
-    if (snprintf(path, sizeof(path), "%s/sync-probe.dat", argv[1]) >= (int)sizeof(path))
-        return usage();
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fprintf(stderr, "seckill-sync-probe: %s: %s\n", path, strerror(errno));
-        return 1;
+    if (snprintf(path, sizeof(path), "%s/sync-probe.dat", argv[1]) >= (int)sizeof(path)) {
+        fprintf(stderr, "seckill-sync-probe: the directory's path is too long\n");
+        return 2;
     }
     char *buf = malloc(FILE_BYTES);
     float *lat = malloc(MAX_SAMPLES * sizeof(*lat));
@@ -81,25 +86,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-sync-probe: out of memory\n");
         return 1;
     }
+    /* O_EXCL: a file of that name that is not ours is left alone. */
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "seckill-sync-probe: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
     memset(buf, 0x5a, FILE_BYTES);
     /* The file exists and is durable before the first timed sync: a sync then writes the
      * bytes and flushes the disk's cache, as the journal's does once its WAL no longer
      * grows, not the file's new size and blocks. */
-    if (pwrite(fd, buf, FILE_BYTES, 0) != (ssize_t)FILE_BYTES || fsync(fd) < 0) {
-        fprintf(stderr, "seckill-sync-probe: preparing %s: %s\n", path, strerror(errno));
-        unlink(path);
-        return 1;
-    }
+    errno = 0;
+    if (pwrite(fd, buf, FILE_BYTES, 0) != (ssize_t)FILE_BYTES || fsync(fd) < 0)
+        return fail(path, "preparing it");
     size_t n = 0;
     off_t off = 0;
     double t0 = now_s(), c0 = thread_cpu_s(), t = t0;
     while (t - t0 < secs && n < MAX_SAMPLES) {
         buf[0] = (char)n; /* a change, so the page is dirty whatever the kernel compares */
-        if (pwrite(fd, buf, (size_t)bytes, off) != bytes || fdatasync(fd) < 0) {
-            fprintf(stderr, "seckill-sync-probe: %s: %s\n", path, strerror(errno));
-            unlink(path);
-            return 1;
-        }
+        errno = 0;
+        if (pwrite(fd, buf, (size_t)bytes, off) != bytes || fdatasync(fd) < 0)
+            return fail(path, "writing it");
         double after = now_s();
         lat[n++] = (float)((after - t) * 1e3);
         t = after;
@@ -125,6 +132,8 @@ int main(int argc, char **argv)
            n, bytes, wall, (double)n / wall, (double)quantile(lat, n, 0.5), (double)quantile(lat, n, 0.99),
            (double)quantile(lat, n, 0.999), (double)lat[n - 1], over5, (double)over5 / wall, over10,
            cpu / (double)n * 1e6);
+    if (n == MAX_SAMPLES)
+        printf("disk alone: stopped after %zu syncs, before the %.1f s asked for\n", n, secs);
     free(lat);
     free(buf);
     return 0;
