@@ -72,7 +72,16 @@ m_after=$(metrics); s_after=$(sold)
 confirmed=$((s_after - s_before))
 conf_rps=$(awk -v n="$confirmed" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 echo "purchase path: $confirmed orders confirmed in the run: $conf_rps confirmed/s (wrk said $RPS req/s)"
-python3 - "$m_before" "$m_after" <<'PY'
+# Where the purchase's server CPU went, by thread (the syncer's is almost all the kernel's
+# work of its fdatasync calls), and what one sync costs on this disk with the server idle
+# (seckill-sync-probe, in the same temp dir), spread below over the run's mean batch.
+echo "purchase run, server CPU per confirmed order by thread (us):" \
+  "$(join -a 2 -e 0 -o 0,1.2,2.2 <(echo "$th_before") <(echo "$th_after") | awk -v n="$confirmed" \
+    'n > 0 { d = ($3 - $2) / n * 1e6; if (d >= 0.005) printf "%s %.2f  ", $1, d }')"
+probe=$(build/seckill-sync-probe "$tmp" 3) || probe="disk alone: the probe failed (above)"
+echo "$probe"
+sync_cpu=$(echo "$probe" | sed -n 's/.*CPU \([0-9.]*\) us per sync.*/\1/p')
+python3 - "$m_before" "$m_after" "$sync_cpu" <<'PY'
 import sys
 
 def parse(text):
@@ -106,27 +115,10 @@ if n:
           % (n, d["seckill_ledger_batch_size_sum"] / n, d["seckill_ledger_commit_seconds_sum"] / n * 1e3,
              quantile("seckill_ledger_commit_seconds", 0.5) * 1e3,
              quantile("seckill_ledger_commit_seconds", 0.99) * 1e3))
+    if sys.argv[3]:
+        print("one sync's CPU spread over that mean batch: %.2f us per purchase"
+              % (float(sys.argv[3]) / (d["seckill_ledger_batch_size_sum"] / n)))
 PY
-
-# Where the purchase's server CPU went, by thread (the syncer's is almost all the kernel's
-# work of its fdatasync calls), and what one sync costs on this disk with the server idle
-# (seckill-sync-probe, in the same temp dir, after the runs).
-echo "purchase run, server CPU per confirmed order by thread (us):" \
-  "$(join -a 2 -e 0 -o 0,1.2,2.2 <(echo "$th_before") <(echo "$th_after") | awk -v n="$confirmed" \
-    'n > 0 { d = ($3 - $2) / n * 1e6; if (d >= 0.005) printf "%s %.2f  ", $1, d }')"
-probe=$(build/seckill-sync-probe "$tmp" 3) || probe="disk alone: the probe failed (above)"
-echo "$probe"
-sync_cpu=$(echo "$probe" | sed -n 's/.*CPU \([0-9.]*\) us per sync.*/\1/p')
-echo "one sync's CPU spread over the run's mean batch: $(python3 - "$m_before" "$m_after" "$sync_cpu" <<'PY'
-import sys
-def parse(text):
-    return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in text.splitlines()}
-a, b = parse(sys.argv[1]), parse(sys.argv[2])
-n = b.get("seckill_ledger_batch_size_count", 0) - a.get("seckill_ledger_batch_size_count", 0)
-s = b.get("seckill_ledger_batch_size_sum", 0) - a.get("seckill_ledger_batch_size_sum", 0)
-print("%.2f us per purchase" % (float(sys.argv[3]) / (s / n)) if n and s else "n/a")
-PY
-)"
 
 echo "== ratios"
 echo "in-process durable decisions/s:     $engine_rate   (target >= 1000000)"

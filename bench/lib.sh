@@ -13,16 +13,14 @@ bench_cpu_seconds() {
 }
 
 # CPU seconds (user+system) each thread of a process has used so far, a line per thread:
-# "NAME SECONDS" (threads of one name summed).
+# "NAME SECONDS" (threads of one name summed; spaces in a name read as "_").
 bench_thread_cpu() {
   local pid=$1 tck t
   tck=$(getconf CLK_TCK)
   for t in /proc/"$pid"/task/*; do
-    # The name is in parentheses and may hold spaces: the fields after it are counted
-    # from its closing one.
-    sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1\t\2/' "$t/stat" 2>/dev/null | tr ' ' '_' |
-      awk -F'\t' -v t="$tck" '{ split($2, f, "_"); print $1, (f[12] + f[13]) / t }'
-  done | awk '{ s[$1] += $2 } END { for (k in s) print k, s[k] }' | sort
+    # utime and stime are the 12th and 13th fields after the name's closing parenthesis.
+    echo "$(tr ' ' _ <"$t/comm" 2>/dev/null) $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk -v t="$tck" 'NF == 2 { s[$1] += $2 } END { for (k in s) print k, s[k] / t }' | sort
 }
 
 # Starts nginx with `return 200 "ok"` on a port, one worker, pinned to a CPU.

@@ -5,8 +5,8 @@
  * how long the syncs took (the floor under a confirmed purchase's latency: no answer
  * can leave before its batch's sync) and how much CPU each cost the thread that made it
  * (with its write; the kernel's share of a sync: on a virtual disk, the doorbell writes
- * that exit to the hypervisor). bench/latency.sh and bench/engine.sh run it in the same run as their
- * servers, as the anchor for the confirmed tail and for the purchase's CPU.
+ * that exit to the hypervisor). bench/latency.sh and bench/engine.sh run it in the same
+ * run as their servers, as the anchor for the confirmed tail and for the purchase's CPU.
  * Usage: seckill-sync-probe DIR SECONDS [BYTES]
  * Writes DIR/sync-probe.dat (4 MiB, reused in turn; it must not exist) and removes it. */
 #include <errno.h>
@@ -15,36 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#define FILE_BYTES (4u << 20)
-#define MAX_SAMPLES (4u << 20) /* ~35 minutes of syncs at 2 000/s: the run ends there */
+#include "loadgen/histogram.h"
+#include "util/common.h"
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#define FILE_BYTES (4u << 20)
 
 static double thread_cpu_s(void)
 {
     struct rusage r;
     getrusage(RUSAGE_THREAD, &r);
     return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static float quantile(const float *v, size_t n, double q)
-{
-    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
 }
 
 /* A failed write or sync: says so (a short write sets no errno) and removes the file. */
@@ -80,12 +62,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-sync-probe: the directory's path is too long\n");
         return 2;
     }
-    char *buf = malloc(FILE_BYTES);
-    float *lat = malloc(MAX_SAMPLES * sizeof(*lat));
-    if (!buf || !lat) {
-        fprintf(stderr, "seckill-sync-probe: out of memory\n");
-        return 1;
-    }
+    char *buf = sk_xmalloc(FILE_BYTES);
     /* O_EXCL: a file of that name that is not ours is left alone. */
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -99,42 +76,41 @@ int main(int argc, char **argv)
     errno = 0;
     if (pwrite(fd, buf, FILE_BYTES, 0) != (ssize_t)FILE_BYTES || fsync(fd) < 0)
         return fail(path, "preparing it");
-    size_t n = 0;
+    sk_hist_t lat; /* ns */
+    sk_hist_init(&lat);
     off_t off = 0;
-    double t0 = now_s(), c0 = thread_cpu_s(), t = t0;
-    while (t - t0 < secs && n < MAX_SAMPLES) {
-        buf[0] = (char)n; /* a change, so the page is dirty whatever the kernel compares */
+    uint64_t t0 = sk_mono_ns(), t = t0, stop = t0 + (uint64_t)(secs * 1e9);
+    double c0 = thread_cpu_s();
+    while (t < stop) {
+        buf[0] = (char)lat.count; /* a change, so the page is dirty whatever the kernel compares */
         errno = 0;
         if (pwrite(fd, buf, (size_t)bytes, off) != bytes || fdatasync(fd) < 0)
             return fail(path, "writing it");
-        double after = now_s();
-        lat[n++] = (float)((after - t) * 1e3);
+        uint64_t after = sk_mono_ns();
+        sk_hist_record(&lat, after - t);
         t = after;
         off += bytes;
         if (off + bytes > (off_t)FILE_BYTES)
             off = 0;
     }
-    double cpu = thread_cpu_s() - c0, wall = t - t0;
+    double cpu = thread_cpu_s() - c0, wall = (double)(t - t0) / 1e9;
     unlink(path);
     close(fd);
-    if (n == 0) {
-        fprintf(stderr, "seckill-sync-probe: no sync finished\n");
-        return 1;
+    /* Syncs over 5 and 10 ms, to within a bucket (1/256 of the value). */
+    uint64_t over5 = 0, over10 = 0;
+    uint32_t at5 = sk_hist_index(5000000), at10 = sk_hist_index(10000000);
+    for (uint32_t i = at5 + 1; i < SK_HIST_BUCKETS; i++) {
+        over5 += lat.buckets[i];
+        over10 += i > at10 ? lat.buckets[i] : 0;
     }
-    size_t over5 = 0, over10 = 0;
-    for (size_t i = 0; i < n; i++) {
-        over5 += lat[i] > 5.0f;
-        over10 += lat[i] > 10.0f;
-    }
-    qsort(lat, n, sizeof(*lat), by_value);
-    printf("disk alone: %zu syncs of %ld bytes in %.1f s (%.0f/s): p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.1f "
-           "ms; over 5 ms: %zu (%.1f/s), over 10 ms: %zu; CPU %.1f us per sync\n",
-           n, bytes, wall, (double)n / wall, (double)quantile(lat, n, 0.5), (double)quantile(lat, n, 0.99),
-           (double)quantile(lat, n, 0.999), (double)lat[n - 1], over5, (double)over5 / wall, over10,
-           cpu / (double)n * 1e6);
-    if (n == MAX_SAMPLES)
-        printf("disk alone: stopped after %zu syncs, before the %.1f s asked for\n", n, secs);
-    free(lat);
+    double n = (double)lat.count;
+    printf("disk alone: %.0f syncs of %ld bytes in %.1f s (%.0f/s): p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.1f "
+           "ms; over 5 ms: %llu (%.1f/s), over 10 ms: %llu; CPU %.1f us per sync\n",
+           n, bytes, wall, n / wall, (double)sk_hist_percentile(&lat, 50) / 1e6,
+           (double)sk_hist_percentile(&lat, 99) / 1e6, (double)sk_hist_percentile(&lat, 99.9) / 1e6,
+           (double)lat.max / 1e6, (unsigned long long)over5, (double)over5 / wall, (unsigned long long)over10,
+           cpu / n * 1e6);
+    sk_hist_free(&lat);
     free(buf);
     return 0;
 }
