@@ -19,7 +19,7 @@ bench_thread_cpu() {
   tck=$(getconf CLK_TCK)
   for t in /proc/"$pid"/task/*; do
     # utime and stime are the 12th and 13th fields after the name's closing parenthesis.
-    echo "$(tr ' ' _ <"$t/comm" 2>/dev/null) $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+    echo "$({ tr ' ' _ <"$t/comm"; } 2>/dev/null) $({ sed 's/.*) //' "$t/stat"; } 2>/dev/null | awk '{print $12 + $13}')"
   done | awk -v t="$tck" 'NF == 2 { s[$1] += $2 } END { for (k in s) print k, s[k] / t }' | sort
 }
 

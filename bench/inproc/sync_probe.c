@@ -8,7 +8,8 @@
  * that exit to the hypervisor). bench/latency.sh and bench/engine.sh run it in the same
  * run as their servers, as the anchor for the confirmed tail and for the purchase's CPU.
  * Usage: seckill-sync-probe DIR SECONDS [BYTES]
- * Writes DIR/sync-probe.dat (4 MiB, reused in turn; it must not exist) and removes it. */
+ * Writes DIR/sync-probe.dat (4 MiB, reused in turn; it must not exist), unlinked as soon
+ * as it is made. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,11 +30,10 @@ static double thread_cpu_s(void)
     return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
 }
 
-/* A failed write or sync: says so (a short write sets no errno) and removes the file. */
+/* A failed write or sync: says so (a short write sets no errno). */
 static int fail(const char *path, const char *doing)
 {
     fprintf(stderr, "seckill-sync-probe: %s: %s: %s\n", path, doing, errno ? strerror(errno) : "short write");
-    unlink(path);
     return 1;
 }
 
@@ -62,30 +62,36 @@ int main(int argc, char **argv)
         fprintf(stderr, "seckill-sync-probe: the directory's path is too long\n");
         return 2;
     }
-    char *buf = sk_xmalloc(FILE_BYTES);
-    /* O_EXCL: a file of that name that is not ours is left alone. */
+    /* O_EXCL: a file of that name that is not ours is left alone. Unlinked at once: the
+     * syncs of a file with no name are the same, and whatever ends the run (an error, a
+     * signal) leaves nothing behind. */
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, "seckill-sync-probe: %s: %s\n", path, strerror(errno));
         return 1;
     }
+    unlink(path);
+    char *buf = sk_xmalloc(FILE_BYTES);
     memset(buf, 0x5a, FILE_BYTES);
+    sk_hist_t lat; /* ns */
+    sk_hist_init(&lat);
+    int rc = 0;
     /* The file exists and is durable before the first timed sync: a sync then writes the
      * bytes and flushes the disk's cache, as the journal's does once its WAL no longer
      * grows, not the file's new size and blocks. */
     errno = 0;
     if (pwrite(fd, buf, FILE_BYTES, 0) != (ssize_t)FILE_BYTES || fsync(fd) < 0)
-        return fail(path, "preparing it");
-    sk_hist_t lat; /* ns */
-    sk_hist_init(&lat);
+        rc = fail(path, "preparing it");
     off_t off = 0;
     uint64_t t0 = sk_mono_ns(), t = t0, stop = t0 + (uint64_t)(secs * 1e9);
     double c0 = thread_cpu_s();
-    while (t < stop) {
+    while (rc == 0 && t < stop) {
         buf[0] = (char)lat.count; /* a change, so the page is dirty whatever the kernel compares */
         errno = 0;
-        if (pwrite(fd, buf, (size_t)bytes, off) != bytes || fdatasync(fd) < 0)
-            return fail(path, "writing it");
+        if (pwrite(fd, buf, (size_t)bytes, off) != bytes || fdatasync(fd) < 0) {
+            rc = fail(path, "writing it");
+            break;
+        }
         uint64_t after = sk_mono_ns();
         sk_hist_record(&lat, after - t);
         t = after;
@@ -94,8 +100,12 @@ int main(int argc, char **argv)
             off = 0;
     }
     double cpu = thread_cpu_s() - c0, wall = (double)(t - t0) / 1e9;
-    unlink(path);
     close(fd);
+    free(buf);
+    if (rc != 0) {
+        sk_hist_free(&lat);
+        return rc;
+    }
     /* Syncs over 5 and 10 ms, to within a bucket (1/256 of the value). */
     uint64_t over5 = 0, over10 = 0;
     uint32_t at5 = sk_hist_index(5000000), at10 = sk_hist_index(10000000);
@@ -111,6 +121,5 @@ int main(int argc, char **argv)
            (double)lat.max / 1e6, (unsigned long long)over5, (double)over5 / wall, (unsigned long long)over10,
            cpu / n * 1e6);
     sk_hist_free(&lat);
-    free(buf);
     return 0;
 }
